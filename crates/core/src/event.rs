@@ -1,0 +1,84 @@
+//! Events a run emits as it progresses; the CLI renders them, the server will store them.
+
+use crate::Conclusion;
+use serde::Serialize;
+
+/// Severity of a workflow-command annotation (`::error`, `::warning`, `::notice`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AnnotationLevel {
+    Debug,
+    Notice,
+    Warning,
+    Error,
+}
+
+/// An annotation raised by a step, with the optional file position it points at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Annotation {
+    pub level: AnnotationLevel,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub title: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub col: Option<u64>,
+}
+
+/// One thing that happened during a run. `job` is the job's display key, which
+/// includes matrix values (`build (ubuntu, 18)`); `step` is the step's display name.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum RunEvent {
+    RunStarted {
+        run_id: String,
+        event_name: String,
+        workflows: Vec<String>,
+        run_dir: String,
+    },
+    JobStarted {
+        job: String,
+        workflow: String,
+    },
+    JobSkipped {
+        job: String,
+        reason: String,
+    },
+    JobFinished {
+        job: String,
+        conclusion: Conclusion,
+        duration_ms: u64,
+    },
+    StepStarted {
+        job: String,
+        step: String,
+    },
+    StepFinished {
+        job: String,
+        step: String,
+        outcome: Conclusion,
+        conclusion: Conclusion,
+        duration_ms: u64,
+    },
+    Log {
+        job: String,
+        step: String,
+        line: String,
+    },
+    Annotation {
+        job: String,
+        step: String,
+        #[serde(flatten)]
+        annotation: Annotation,
+    },
+    Warning {
+        message: String,
+    },
+    RunFinished {
+        conclusion: Conclusion,
+        duration_ms: u64,
+    },
+}

@@ -1,0 +1,8 @@
+//! Domain model shared by every Mobius stage: results of runs, jobs and steps, and the events a run emits. No IO here.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod status;
+
+pub use event::{Annotation, AnnotationLevel, RunEvent};
+pub use status::Conclusion;
