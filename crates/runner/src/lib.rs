@@ -1,1 +1,23 @@
-//! placeholder
+//! Executes workflow job graphs on the host: scheduling, steps, actions, logs and masking.
+#![forbid(unsafe_code)]
+
+mod builtin;
+pub mod commands;
+mod context;
+pub mod envfile;
+mod job;
+pub mod mask;
+pub mod options;
+mod output;
+pub mod plan;
+pub mod process;
+pub mod repo;
+pub mod reporter;
+mod run;
+mod step;
+mod uses;
+
+pub use options::RunOptions;
+pub use reporter::{CollectingReporter, Reporter};
+pub use run::{execute, RunError, RunSummary};
+pub use tokio_util::sync::CancellationToken;

@@ -1,0 +1,300 @@
+//! One job leg on the host: its private workspace, the step loop with status
+//! functions and `continue-on-error`, timeouts, post steps and job outputs.
+
+use crate::context::{self, JobPaths};
+use crate::process::ProcessGroups;
+use crate::repo::copy_tree;
+use crate::run::{Call, Shared};
+use crate::step::{self, Scope};
+use indexmap::IndexMap;
+use mobius_core::{Conclusion, RunEvent};
+use mobius_workflow::evaluate::{evaluate_node, evaluate_number, evaluate_string_map};
+use mobius_workflow::expr::{self, Contexts, Status};
+use mobius_workflow::{Condition, ConditionKind, Job, RunDefaults, Workflow};
+use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+
+/// A matrix leg ready to run.
+pub(crate) struct Leg {
+    pub display: String,
+    pub contexts: Contexts,
+    pub cancel: CancellationToken,
+    pub call: Arc<Call>,
+    pub workflow: Arc<Workflow>,
+    pub job_id: String,
+}
+
+/// A step queued to run after the main steps (post steps of actions), newest first when run.
+pub(crate) struct PostStep {
+    pub name: String,
+    pub condition: Option<Condition>,
+    pub kind: PostKind,
+}
+
+pub(crate) enum PostKind {
+    Node { action_dir: PathBuf, script: String, env: Vec<(String, String)>, state_key: String },
+    CacheSave { key: String, paths: Vec<String> },
+}
+
+/// The mutable state of a running job leg.
+pub(crate) struct JobRun {
+    pub shared: Arc<Shared>,
+    pub display: String,
+    pub job: Job,
+    pub workflow: Arc<Workflow>,
+    pub workspace: PathBuf,
+    pub temp: PathBuf,
+    pub files_dir: PathBuf,
+    pub logs_dir: PathBuf,
+    pub contexts: Contexts,
+    pub workflow_env: Vec<(String, String)>,
+    pub job_env: Vec<(String, String)>,
+    /// Variables from `GITHUB_ENV` and `::set-env`, which override workflow and job env.
+    pub file_env: IndexMap<String, String>,
+    /// Directories from `GITHUB_PATH`, newest first.
+    pub paths: Vec<String>,
+    pub post_steps: Vec<PostStep>,
+    /// Saved state of actions for their post steps, by action instance key.
+    pub states: IndexMap<String, Vec<(String, String)>>,
+    pub groups: ProcessGroups,
+    pub step_counter: usize,
+    pub cancel: CancellationToken,
+    pub defaults: RunDefaults,
+}
+
+impl JobRun {
+    pub fn is_cancelled(&self) -> bool {
+        self.cancel.is_cancelled()
+    }
+
+    pub fn next_step_number(&mut self) -> usize {
+        self.step_counter += 1;
+        self.step_counter
+    }
+
+    /// Evaluates a condition under a status; GitHub's implicit `success() &&` applies.
+    pub fn check_condition(&self, condition: Option<&Condition>, ctx: &Contexts, default_always: bool) -> Result<bool, String> {
+        let status = ctx.status;
+        let base = if default_always { true } else { status.success && !status.cancelled };
+        let Some(cond) = condition else { return Ok(base) };
+        let value = match &cond.kind {
+            ConditionKind::Expr(e) => expr::evaluate(e, ctx).map(|v| expr::truthy(&v)),
+            ConditionKind::Template(t) => expr::evaluate_template(t, ctx).map(|v| expr::truthy(&v)),
+        }
+        .map_err(|e| format!("error in 'if: {}': {e}", cond.source.trim()))?;
+        if cond.uses_status_function() {
+            Ok(value)
+        } else {
+            Ok(value && status.success && !status.cancelled)
+        }
+    }
+}
+
+fn slug(text: &str) -> String {
+    let s: String = text
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
+        .take(60)
+        .collect();
+    s.trim_matches('_').to_string()
+}
+
+/// Runs a leg; returns its conclusion and outputs.
+pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<String, Value>) {
+    let Ok(permit) = shared.job_slots.acquire().await else {
+        return (Conclusion::Cancelled, Map::new());
+    };
+    if leg.cancel.is_cancelled() {
+        shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "the run was cancelled".into() });
+        return (Conclusion::Cancelled, Map::new());
+    }
+    let started = Instant::now();
+    let number = shared.job_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+    let dir_name = format!("{number:03}-{}", slug(&leg.display));
+    let job_dir = shared.run_dir.join("jobs").join(&dir_name);
+    let workspace = job_dir.join("workspace");
+    let temp = job_dir.join("temp");
+    let files_dir = job_dir.join("files");
+    let logs_dir = shared.run_dir.join("logs").join(&dir_name);
+    let tool_cache = shared.options.state_dir.join("tool-cache");
+    shared.reporter.event(RunEvent::JobStarted { job: leg.display.clone(), workflow: leg.workflow.display_name().to_string() });
+    let setup = (|| -> std::io::Result<()> {
+        for d in [&temp, &files_dir, &logs_dir, &tool_cache] {
+            std::fs::create_dir_all(d)?;
+        }
+        copy_tree(&shared.snapshot, &workspace)
+    })();
+    let finish = |conclusion: Conclusion| {
+        shared.reporter.event(RunEvent::JobFinished {
+            job: leg.display.clone(),
+            conclusion,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    };
+    if let Err(e) = setup {
+        shared.reporter.event(RunEvent::Warning { message: format!("job '{}': cannot prepare its workspace: {e}", leg.display) });
+        finish(Conclusion::Failure);
+        return (Conclusion::Failure, Map::new());
+    }
+    let Some(job) = leg.workflow.jobs.get(&leg.job_id).cloned() else {
+        finish(Conclusion::Failure);
+        return (Conclusion::Failure, Map::new());
+    };
+    let paths = JobPaths { workspace: &workspace, temp: &temp, tool_cache: &tool_cache };
+    let mut contexts = leg.contexts.clone();
+    contexts.set("github", context::github(&shared, &leg.workflow, &leg.job_id, Some(&paths)));
+    contexts.set("runner", context::runner(&shared, Some(&paths)));
+    contexts.set("job", json!({"status": "success", "container": {}, "services": {}}));
+    contexts.set("steps", json!({}));
+    contexts.workspace = Some(workspace.clone());
+
+    // Workflow env (command-line --env on top), then job env evaluated against it.
+    let mut errors = Vec::new();
+    let mut workflow_env: Vec<(String, String)> = Vec::new();
+    if let Some(node) = &leg.workflow.env {
+        match evaluate_string_map(node, &contexts) {
+            Ok(env) => workflow_env = env,
+            Err(e) => errors.push(format!("{}: workflow env: {e}", leg.workflow.file.path)),
+        }
+    }
+    for (k, v) in &shared.options.env {
+        workflow_env.retain(|(name, _)| name != k);
+        workflow_env.push((k.clone(), v.clone()));
+    }
+    contexts.set("env", env_object(&[&workflow_env]));
+    let mut job_env = Vec::new();
+    if let Some(node) = &job.env {
+        match evaluate_string_map(node, &contexts) {
+            Ok(env) => job_env = env,
+            Err(e) => errors.push(format!("{}: job '{}' env: {e}", leg.workflow.file.path, job.id)),
+        }
+    }
+    let defaults = RunDefaults {
+        shell: job.defaults.shell.clone().or_else(|| leg.workflow.defaults.shell.clone()),
+        working_directory: job
+            .defaults
+            .working_directory
+            .clone()
+            .or_else(|| leg.workflow.defaults.working_directory.clone()),
+    };
+    let timeout_minutes = job.timeout_minutes.as_ref().map_or(Ok(360.0), |n| evaluate_number(n, &contexts));
+    let timeout_minutes = timeout_minutes.unwrap_or_else(|e| {
+        errors.push(format!("job '{}': timeout-minutes: {e}", job.id));
+        360.0
+    });
+    let mut run = JobRun {
+        shared: shared.clone(),
+        display: leg.display.clone(),
+        job: job.clone(),
+        workflow: leg.workflow.clone(),
+        workspace: workspace.clone(),
+        temp,
+        files_dir,
+        logs_dir,
+        contexts,
+        workflow_env,
+        job_env,
+        file_env: IndexMap::new(),
+        paths: Vec::new(),
+        post_steps: Vec::new(),
+        states: IndexMap::new(),
+        groups: ProcessGroups::default(),
+        step_counter: 0,
+        cancel: leg.cancel.clone(),
+        defaults,
+    };
+    let timed_out = Arc::new(AtomicBool::new(false));
+    let timer = {
+        let timed_out = timed_out.clone();
+        let cancel = leg.cancel.clone();
+        let limit = Duration::from_secs_f64((timeout_minutes * 60.0).max(0.0));
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            timed_out.store(true, Ordering::SeqCst);
+            cancel.cancel();
+        })
+    };
+    let mut failed = !errors.is_empty();
+    for e in &errors {
+        shared.reporter.event(RunEvent::Warning { message: e.clone() });
+    }
+    let mut scope = Scope::top();
+    if !failed {
+        let steps = job.steps.clone();
+        step::run_steps(&mut run, &steps, &mut scope).await;
+        failed = scope.failed;
+    }
+    // Post steps run newest first; they default to always().
+    let posts: Vec<PostStep> = run.post_steps.drain(..).rev().collect();
+    for post in posts {
+        let mut ctx = run.contexts.clone();
+        ctx.status = Status { success: !failed && !run.is_cancelled(), failure: failed, cancelled: run.is_cancelled() };
+        ctx.set("steps", Value::Object(scope.steps_ctx.clone()));
+        match run.check_condition(post.condition.as_ref(), &ctx, true) {
+            Ok(true) => {}
+            Ok(false) => continue,
+            Err(e) => {
+                shared.reporter.event(RunEvent::Warning { message: format!("{}: {}: {e}", run.display, post.name) });
+                failed = true;
+                continue;
+            }
+        }
+        let exec = step::run_post(&mut run, &post).await;
+        if exec.outcome == Conclusion::Failure {
+            failed = true;
+        }
+    }
+    timer.abort();
+    run.groups.kill_all();
+    let was_timed_out = timed_out.load(Ordering::SeqCst);
+    if was_timed_out {
+        shared.reporter.event(RunEvent::Warning {
+            message: format!("job '{}' exceeded its timeout of {timeout_minutes} minutes and was cancelled", run.display),
+        });
+    }
+    // Job outputs, evaluated against the final steps context; values holding secrets are dropped.
+    let mut outputs = Map::new();
+    let mut ctx = run.contexts.clone();
+    ctx.set("steps", Value::Object(scope.steps_ctx.clone()));
+    ctx.set("env", env_object(&[&run.workflow_env, &run.job_env]));
+    for (name, node) in &job.outputs {
+        match evaluate_node(node, &ctx) {
+            Ok(v) => {
+                let text = expr::to_display_string(&v);
+                if shared.masker.contains_secret(&text) {
+                    shared.reporter.event(RunEvent::Warning {
+                        message: format!("job '{}': output '{name}' holds a secret and was skipped", run.display),
+                    });
+                    continue;
+                }
+                outputs.insert(name.clone(), Value::String(text));
+            }
+            Err(e) => shared.reporter.event(RunEvent::Warning { message: format!("job '{}': output '{name}': {e}", run.display) }),
+        }
+    }
+    let conclusion = if failed || was_timed_out {
+        Conclusion::Failure
+    } else if run.is_cancelled() {
+        Conclusion::Cancelled
+    } else {
+        Conclusion::Success
+    };
+    finish(conclusion);
+    drop(permit);
+    (conclusion, outputs)
+}
+
+/// Merges env layers (later wins) into an `env` context object.
+pub(crate) fn env_object(layers: &[&[(String, String)]]) -> Value {
+    let mut map = Map::new();
+    for layer in layers {
+        for (k, v) in *layer {
+            map.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    Value::Object(map)
+}

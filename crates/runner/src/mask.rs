@@ -1,0 +1,119 @@
+//! Secret masking: every secret and `::add-mask::` value, in its plain, base64
+//! and URL-encoded forms and line by line, is replaced by `***` in all output.
+
+use aho_corasick::{AhoCorasick, MatchKind};
+use base64::Engine;
+use std::borrow::Cow;
+use std::collections::BTreeSet;
+use std::sync::{Arc, RwLock};
+
+const MASK: &str = "***";
+
+/// A shared, growable set of values to mask. Cheap to clone.
+#[derive(Clone, Default)]
+pub struct Masker {
+    inner: Arc<RwLock<State>>,
+}
+
+impl std::fmt::Debug for Masker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Masker(..)")
+    }
+}
+
+#[derive(Default)]
+struct State {
+    values: BTreeSet<String>,
+    automaton: Option<AhoCorasick>,
+}
+
+impl Masker {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a secret value with its derived forms.
+    pub fn add(&self, secret: &str) {
+        let mut forms = Vec::new();
+        let mut push = |v: &str| {
+            let v = v.trim_end_matches('\r');
+            // Whitespace-only fragments would mask every space of the log.
+            if !v.trim().is_empty() {
+                forms.push(v.to_string());
+            }
+        };
+        push(secret);
+        for line in secret.lines() {
+            push(line);
+        }
+        push(&base64::engine::general_purpose::STANDARD.encode(secret));
+        push(&base64::engine::general_purpose::STANDARD.encode(secret).trim_end_matches('=').to_string());
+        push(&percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string());
+        let mut state = match self.inner.write() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let before = state.values.len();
+        state.values.extend(forms);
+        if state.values.len() != before {
+            state.automaton = AhoCorasick::builder()
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(state.values.iter())
+                .ok();
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.inner.read().map(|s| s.values.is_empty()).unwrap_or(true)
+    }
+
+    /// Replaces every masked value in `text` by `***`.
+    pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
+        let state = match self.inner.read() {
+            Ok(s) => s,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        match &state.automaton {
+            Some(ac) if ac.is_match(text) => {
+                let replacements = vec![MASK; state.values.len()];
+                Cow::Owned(ac.replace_all(text, &replacements))
+            }
+            _ => Cow::Borrowed(text),
+        }
+    }
+
+    /// Whether `text` contains any masked value (job outputs holding secrets are dropped).
+    pub fn contains_secret(&self, text: &str) -> bool {
+        self.inner
+            .read()
+            .ok()
+            .and_then(|s| s.automaton.as_ref().map(|ac| ac.is_match(text)))
+            .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_plain_encoded_and_multiline_forms() {
+        let m = Masker::new();
+        m.add("s3cr3t!");
+        m.add("line-one\nline-two");
+        assert_eq!(m.mask("token=s3cr3t! end"), "token=*** end");
+        assert_eq!(m.mask("b64 czNjcjN0IQ=="), "b64 ***");
+        assert_eq!(m.mask("url s3cr3t%21"), "url ***");
+        assert_eq!(m.mask("got line-two"), "got ***");
+        assert_eq!(m.mask("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn longest_value_wins_and_blank_is_ignored() {
+        let m = Masker::new();
+        m.add("abc");
+        m.add("abcdef");
+        m.add("   ");
+        assert_eq!(m.mask("xabcdefx abc  "), "x***x ***  ");
+    }
+}

@@ -1,0 +1,84 @@
+//! What a run needs to know from its caller: the event, secrets, variables, inputs and limits.
+
+use indexmap::IndexMap;
+use serde_json::Value;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options of one run, as `mobius run` or the server fills them.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    /// The repository (or folder) whose copy the jobs run in.
+    pub source_dir: PathBuf,
+    /// Where runs, caches and logs live (`$XDG_STATE_HOME/mobius`).
+    pub state_dir: PathBuf,
+    pub event_name: String,
+    /// The event payload (`github.event`); `inputs` in it feed dispatch and call inputs.
+    pub event_payload: Value,
+    pub secrets: IndexMap<String, String>,
+    pub vars: IndexMap<String, String>,
+    /// Inputs given on the command line, coerced by each workflow's declared types.
+    pub inputs: IndexMap<String, String>,
+    /// Workflow-level environment added to every workflow's `env`.
+    pub env: IndexMap<String, String>,
+    pub actor: Option<String>,
+    /// `owner/name`; derived from the `origin` remote when absent.
+    pub repository: Option<String>,
+    /// Extra host labels besides the defaults.
+    pub labels: Vec<String>,
+    /// Jobs running at once across the run.
+    pub parallel: usize,
+    /// Where vendored actions live: `owner/repo@ref` resolves to `DIR/owner/repo@ref`.
+    pub action_dir: Option<PathBuf>,
+    /// Only run this job id (and, as GitHub would need, nothing else).
+    pub job_filter: Option<String>,
+    /// Time granted after a cancellation for `always()` and post steps.
+    pub cancel_grace: Duration,
+    /// Runs kept in the state directory.
+    pub keep_runs: usize,
+}
+
+impl RunOptions {
+    pub fn new(source_dir: PathBuf, state_dir: PathBuf) -> Self {
+        RunOptions {
+            source_dir,
+            state_dir,
+            event_name: "push".into(),
+            event_payload: Value::Object(Default::default()),
+            secrets: IndexMap::new(),
+            vars: IndexMap::new(),
+            inputs: IndexMap::new(),
+            env: IndexMap::new(),
+            actor: None,
+            repository: None,
+            labels: Vec::new(),
+            parallel: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            action_dir: None,
+            job_filter: None,
+            cancel_grace: Duration::from_secs(10),
+            keep_runs: 20,
+        }
+    }
+}
+
+/// The default host labels of a Linux host runner; `ubuntu-*` matches any `ubuntu-` label.
+pub const DEFAULT_LABELS: &[&str] = &["self-hosted", "linux", "x64", "ubuntu-latest", "ubuntu-*"];
+
+/// Whether every label a job asks for is offered by the host.
+pub fn labels_match(wanted: &[String], extra: &[String]) -> Result<(), String> {
+    let offered: Vec<String> = DEFAULT_LABELS.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect();
+    for label in wanted {
+        let l = label.to_ascii_lowercase();
+        let ok = offered.iter().any(|o| {
+            let o = o.to_ascii_lowercase();
+            match o.strip_suffix('*') {
+                Some(prefix) => l.starts_with(prefix),
+                None => o == l,
+            }
+        });
+        if !ok {
+            return Err(label.clone());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,214 @@
+//! Before anything runs: finding the workflow files, validating them all, choosing the
+//! ones the event triggers, and refusing what the host cannot run (exit 2 territory).
+
+use crate::options::RunOptions;
+use crate::repo::RepoInfo;
+use mobius_workflow::filter::{accepts, EventRef};
+use mobius_workflow::{load_workflow, FileErrors, InputType, StepAction, Workflow};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+
+/// Actions Mobius runs natively, without their code.
+pub const BUILTIN_ACTIONS: &[&str] = &[
+    "actions/checkout",
+    "actions/upload-artifact",
+    "actions/download-artifact",
+    "actions/cache",
+    "actions/cache/restore",
+    "actions/cache/save",
+];
+
+/// The workflow files to consider: one file, or the `.yml`/`.yaml` files directly in a folder.
+pub fn discover(path: &Path) -> std::io::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let mut files: Vec<PathBuf> = std::fs::read_dir(path)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every file, returning all workflows or all files' errors.
+pub fn load_all(files: &[PathBuf], base: &Path) -> Result<Vec<Workflow>, Vec<FileErrors>> {
+    let mut workflows = Vec::new();
+    let mut errors = Vec::new();
+    for file in files {
+        let display = file.strip_prefix(base).unwrap_or(file).display().to_string();
+        match load_workflow(file, &display) {
+            Ok(w) => workflows.push(w),
+            Err(e) => errors.push(e),
+        }
+    }
+    if errors.is_empty() {
+        Ok(workflows)
+    } else {
+        Err(errors)
+    }
+}
+
+/// What the event refers to, from the payload or the repository.
+pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
+    let payload_ref = options.event_payload.get("ref").and_then(Value::as_str).map(str::to_string);
+    let git_ref = payload_ref.unwrap_or_else(|| repo.git_ref.clone());
+    let mut event = EventRef::default();
+    if options.event_name.starts_with("pull_request") {
+        event.branch = options
+            .event_payload
+            .pointer("/pull_request/base/ref")
+            .and_then(Value::as_str)
+            .map(str::to_string)
+            .or_else(|| Some(repo.ref_name()));
+    } else if let Some(tag) = git_ref.strip_prefix("refs/tags/") {
+        event.tag = Some(tag.to_string());
+    } else if let Some(branch) = git_ref.strip_prefix("refs/heads/") {
+        event.branch = Some(branch.to_string());
+    }
+    // Changed files from the payload's commits (GitHub's push payload shape).
+    if let Some(commits) = options.event_payload.get("commits").and_then(Value::as_array) {
+        let mut paths = Vec::new();
+        for commit in commits {
+            for key in ["added", "removed", "modified"] {
+                if let Some(files) = commit.get(key).and_then(Value::as_array) {
+                    paths.extend(files.iter().filter_map(Value::as_str).map(str::to_string));
+                }
+            }
+        }
+        event.changed_paths = Some(paths);
+    }
+    event
+}
+
+/// The workflows the event triggers, honouring branch, tag and path filters.
+pub fn select(workflows: Vec<Workflow>, event_name: &str, event: &EventRef) -> Vec<Workflow> {
+    workflows
+        .into_iter()
+        .filter(|w| w.triggers.get(event_name).is_some_and(|t| accepts(t, event)))
+        .collect()
+}
+
+/// Problems that stop the run before it starts: containers, services, Docker actions
+/// and remote actions that are neither built in nor vendored.
+pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
+    let mut problems = Vec::new();
+    for wf in workflows {
+        let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
+        for job in wf.jobs.values() {
+            if options.job_filter.as_ref().is_some_and(|j| j != &job.id) {
+                continue;
+            }
+            if let Some(c) = &job.container {
+                problems.push(format!(
+                    "{}: job '{}' uses 'container:', which needs the Docker executor; it cannot run on the host",
+                    at(c.pos),
+                    job.id
+                ));
+            }
+            if let Some(s) = &job.services {
+                problems.push(format!(
+                    "{}: job '{}' uses 'services:', which needs the Docker executor; it cannot run on the host",
+                    at(s.pos),
+                    job.id
+                ));
+            }
+            for step in &job.steps {
+                if let StepAction::Uses { uses } = &step.action {
+                    if let Some(problem) = check_uses(uses, options) {
+                        problems.push(format!("{}: {problem}", at(step.pos)));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Whether a `uses:` can run here; the message says how to make it run otherwise.
+pub fn check_uses(uses: &str, options: &RunOptions) -> Option<String> {
+    if uses.starts_with("./") || uses.starts_with('/') {
+        return None;
+    }
+    if let Some(image) = uses.strip_prefix("docker://") {
+        return Some(format!(
+            "the step uses the Docker image '{image}', which needs the Docker executor; it cannot run on the host"
+        ));
+    }
+    let name = uses.split('@').next().unwrap_or(uses);
+    if BUILTIN_ACTIONS.contains(&name) {
+        return None;
+    }
+    if let Some(dir) = &options.action_dir {
+        if dir.join(uses).is_dir() {
+            return None;
+        }
+    }
+    let hint_dir = options.action_dir.as_ref().map_or("DIR".to_string(), |d| d.display().to_string());
+    Some(format!(
+        "the action '{uses}' is not built in and Mobius does not download actions; vendor it with \
+         `git clone https://github.com/{name} {hint_dir}/{uses}` (checking out that ref) and pass --action-dir {hint_dir}"
+    ))
+}
+
+/// Coerces raw inputs by the declared types, applying defaults; errors name the input.
+pub fn coerce_inputs(
+    specs: &indexmap::IndexMap<String, mobius_workflow::InputSpec>,
+    given: &Map<String, Value>,
+    what: &str,
+) -> Result<Map<String, Value>, String> {
+    let mut out = Map::new();
+    for (name, spec) in specs {
+        let raw = given.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let raw = match raw {
+            Some(v) => Some(v),
+            None => spec.default.as_ref().map(|d| d.to_json()),
+        };
+        let value = match raw {
+            None => {
+                if spec.required {
+                    return Err(format!("{what} input '{name}' is required but was not given"));
+                }
+                match spec.kind {
+                    InputType::Boolean => Value::Bool(false),
+                    InputType::Number => Value::Null,
+                    _ => Value::String(String::new()),
+                }
+            }
+            Some(v) => coerce(name, &spec.kind, v, what)?,
+        };
+        out.insert(name.clone(), value);
+    }
+    Ok(out)
+}
+
+fn coerce(name: &str, kind: &InputType, value: Value, what: &str) -> Result<Value, String> {
+    let text = mobius_workflow::expr::to_display_string(&value);
+    match kind {
+        InputType::Boolean => match value {
+            Value::Bool(b) => Ok(Value::Bool(b)),
+            _ => match text.trim().to_ascii_lowercase().as_str() {
+                "true" => Ok(Value::Bool(true)),
+                "false" | "" => Ok(Value::Bool(false)),
+                _ => Err(format!("{what} input '{name}' must be true or false, got '{text}'")),
+            },
+        },
+        InputType::Number => {
+            let n = mobius_workflow::expr::to_number(&value);
+            if n.is_nan() {
+                Err(format!("{what} input '{name}' must be a number, got '{text}'"))
+            } else {
+                Ok(mobius_workflow::expr::number_value(n))
+            }
+        }
+        InputType::Choice(options) => {
+            if options.iter().any(|o| o == &text) {
+                Ok(Value::String(text))
+            } else {
+                Err(format!("{what} input '{name}' must be one of {}, got '{text}'", options.join(", ")))
+            }
+        }
+        InputType::String | InputType::Environment => Ok(Value::String(text)),
+    }
+}

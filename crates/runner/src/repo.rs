@@ -1,0 +1,146 @@
+//! What the run needs to know about the source repository: head commit, ref and name,
+//! read from `.git` directly (refs, packed-refs, config), and the private copy jobs run in.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The repository's state at the start of the run.
+#[derive(Debug, Clone, Default)]
+pub struct RepoInfo {
+    /// Head commit, or 40 zeros outside a git repository.
+    pub sha: String,
+    /// `refs/heads/<branch>` or `refs/tags/<tag>`; empty on a detached head.
+    pub git_ref: String,
+    /// `owner/name` from the `origin` remote, when it has one.
+    pub remote_repository: Option<String>,
+    pub is_git: bool,
+}
+
+impl RepoInfo {
+    pub fn read(dir: &Path) -> RepoInfo {
+        let Some(git_dir) = git_dir(dir) else {
+            return RepoInfo { sha: "0".repeat(40), ..RepoInfo::default() };
+        };
+        let head = fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
+        let head = head.trim();
+        let (git_ref, sha) = match head.strip_prefix("ref: ") {
+            Some(r) => (r.to_string(), resolve_ref(&git_dir, r).unwrap_or_else(|| "0".repeat(40))),
+            None => (String::new(), head.to_string()),
+        };
+        RepoInfo { sha, git_ref, remote_repository: origin_repository(&git_dir), is_git: true }
+    }
+
+    /// The branch or tag name of the ref.
+    pub fn ref_name(&self) -> String {
+        self.git_ref
+            .strip_prefix("refs/heads/")
+            .or_else(|| self.git_ref.strip_prefix("refs/tags/"))
+            .unwrap_or(&self.git_ref)
+            .to_string()
+    }
+
+    pub fn ref_type(&self) -> &'static str {
+        if self.git_ref.starts_with("refs/tags/") {
+            "tag"
+        } else {
+            "branch"
+        }
+    }
+}
+
+/// The `.git` directory of a work tree (following a `gitdir:` file for worktrees).
+pub fn git_dir(dir: &Path) -> Option<PathBuf> {
+    let dot_git = dir.join(".git");
+    if dot_git.is_dir() {
+        return Some(dot_git);
+    }
+    let text = fs::read_to_string(&dot_git).ok()?;
+    let target = text.trim().strip_prefix("gitdir: ")?;
+    let path = dir.join(target);
+    path.is_dir().then_some(path)
+}
+
+fn resolve_ref(git_dir: &Path, name: &str) -> Option<String> {
+    let common = fs::read_to_string(git_dir.join("commondir"))
+        .ok()
+        .map(|c| git_dir.join(c.trim()))
+        .unwrap_or_else(|| git_dir.to_path_buf());
+    for base in [git_dir, common.as_path()] {
+        if let Ok(text) = fs::read_to_string(base.join(name)) {
+            let text = text.trim();
+            if let Some(target) = text.strip_prefix("ref: ") {
+                return resolve_ref(git_dir, target);
+            }
+            return Some(text.to_string());
+        }
+        if let Ok(packed) = fs::read_to_string(base.join("packed-refs")) {
+            for line in packed.lines() {
+                if let Some((sha, r)) = line.split_once(' ') {
+                    if r == name {
+                        return Some(sha.to_string());
+                    }
+                }
+            }
+        }
+    }
+    None
+}
+
+fn origin_repository(git_dir: &Path) -> Option<String> {
+    let config = fs::read_to_string(git_dir.join("config")).ok()?;
+    let mut in_origin = false;
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_origin = line == "[remote \"origin\"]";
+            continue;
+        }
+        if in_origin {
+            if let Some(url) = line.strip_prefix("url").map(str::trim_start).and_then(|l| l.strip_prefix('=')) {
+                return repository_from_url(url.trim());
+            }
+        }
+    }
+    None
+}
+
+/// `owner/name` from `https://host/owner/name(.git)` or `git@host:owner/name(.git)`.
+pub fn repository_from_url(url: &str) -> Option<String> {
+    let path = url.trim_end_matches('/').trim_end_matches(".git");
+    let mut parts = path.rsplit(['/', ':']);
+    let name = parts.next()?;
+    let owner = parts.next()?;
+    (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
+}
+
+/// Copies a directory tree (files, symlinks, permissions), uncommitted files included.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let kind = entry.file_type()?;
+        let target = to.join(entry.file_name());
+        if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(entry.path())?;
+            let _ = fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repository_names_from_remote_urls() {
+        assert_eq!(repository_from_url("https://github.com/nektos/act.git").as_deref(), Some("nektos/act"));
+        assert_eq!(repository_from_url("git@github.com:owner/repo.git").as_deref(), Some("owner/repo"));
+        assert_eq!(repository_from_url("https://gitea.local/o/r/").as_deref(), Some("o/r"));
+    }
+}

@@ -1,0 +1,576 @@
+//! A run: its directory, the job graph of every workflow, `needs` with result
+//! propagation, job `if`, matrices with fail-fast and max-parallel, and reusable workflows.
+
+use crate::context;
+use crate::job::{self, Leg};
+use crate::mask::Masker;
+use crate::options::{labels_match, RunOptions};
+use crate::plan;
+use crate::repo::{copy_tree, RepoInfo};
+use crate::reporter::Reporter;
+use mobius_core::{Conclusion, RunEvent};
+use mobius_workflow::evaluate::{evaluate_bool, evaluate_node, evaluate_number};
+use mobius_workflow::expr::{self, Contexts, Status};
+use mobius_workflow::{matrix, ConditionKind, Job, JobSecrets, Workflow};
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicUsize;
+use std::sync::Arc;
+use std::time::Instant;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+/// State shared by every job of a run.
+pub(crate) struct Shared {
+    pub options: RunOptions,
+    pub reporter: Arc<dyn Reporter>,
+    pub masker: Masker,
+    pub run_id: String,
+    pub run_number: u64,
+    pub run_dir: PathBuf,
+    pub snapshot: PathBuf,
+    pub repo: RepoInfo,
+    pub repository: String,
+    pub actor: String,
+    pub event_path: PathBuf,
+    pub job_slots: Semaphore,
+    pub cancel: CancellationToken,
+    pub job_counter: AtomicUsize,
+    pub node: Option<PathBuf>,
+}
+
+/// Why a run did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Invalid inputs or unsupported features: nothing ran (exit 2).
+    #[error("{}", .0.join("\n"))]
+    Invalid(Vec<String>),
+    #[error("{context}: {source}")]
+    Io { context: String, source: std::io::Error },
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
+    let context = context.into();
+    move |source| RunError::Io { context, source }
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct RunSummary {
+    pub conclusion: Conclusion,
+    pub run_dir: PathBuf,
+    pub jobs: Vec<(String, Conclusion)>,
+}
+
+/// The result of a job as seen by the jobs that need it.
+#[derive(Debug, Clone)]
+pub(crate) struct JobOutcome {
+    pub result: Conclusion,
+    /// `continue-on-error` turns a failure into success for dependents and the run.
+    pub effective: Conclusion,
+    pub outputs: Map<String, Value>,
+}
+
+/// A reusable workflow call: its inputs, secrets and the display prefix of its jobs.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Call {
+    pub inputs: Map<String, Value>,
+    pub secrets: indexmap::IndexMap<String, String>,
+    pub prefix: String,
+    pub depth: usize,
+}
+
+/// Runs the given (already selected and validated) workflows to completion.
+pub async fn execute(
+    options: RunOptions,
+    workflows: Vec<Workflow>,
+    reporter: Arc<dyn Reporter>,
+    cancel: CancellationToken,
+) -> Result<RunSummary, RunError> {
+    let started = Instant::now();
+    // Inputs are checked before anything runs: a missing required input is an invalid invocation.
+    let mut calls = Vec::new();
+    let mut problems = Vec::new();
+    for wf in &workflows {
+        match root_inputs(wf, &options) {
+            Ok(inputs) => calls.push(Call { inputs, secrets: options.secrets.clone(), prefix: String::new(), depth: 0 }),
+            Err(e) => problems.push(format!("{}: {e}", wf.file.path)),
+        }
+    }
+    if !problems.is_empty() {
+        return Err(RunError::Invalid(problems));
+    }
+    let runs_root = options.state_dir.join("runs");
+    std::fs::create_dir_all(&runs_root).map_err(io_err(format!("cannot create {}", runs_root.display())))?;
+    let run_number = next_run_number(&options.state_dir);
+    let run_id = format!(
+        "{}{:03}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+        std::process::id() % 1000
+    );
+    let run_dir = runs_root.join(&run_id);
+    std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
+    prune_runs(&runs_root, options.keep_runs, &run_id);
+    let snapshot = run_dir.join("source");
+    copy_tree(&options.source_dir, &snapshot)
+        .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
+    let repo = RepoInfo::read(&options.source_dir);
+    let repository = options
+        .repository
+        .clone()
+        .or_else(|| repo.remote_repository.clone())
+        .unwrap_or_else(|| {
+            let name = options.source_dir.file_name().map_or("repository".into(), |n| n.to_string_lossy().to_string());
+            format!("local/{name}")
+        });
+    let actor = options.actor.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "mobius".into()));
+    let event_path = run_dir.join("event.json");
+    let payload = serde_json::to_vec_pretty(&options.event_payload).unwrap_or_default();
+    std::fs::write(&event_path, payload).map_err(io_err("cannot write the event payload"))?;
+    let masker = Masker::new();
+    for secret in options.secrets.values() {
+        masker.add(secret);
+    }
+    let shared = Arc::new(Shared {
+        job_slots: Semaphore::new(options.parallel.max(1)),
+        node: find_program("node").or_else(|| find_program("nodejs")),
+        options,
+        reporter: reporter.clone(),
+        masker,
+        run_id: run_id.clone(),
+        run_number,
+        run_dir: run_dir.clone(),
+        snapshot,
+        repo,
+        repository,
+        actor,
+        event_path,
+        cancel,
+        job_counter: AtomicUsize::new(0),
+    });
+    reporter.event(RunEvent::RunStarted {
+        run_id,
+        event_name: shared.options.event_name.clone(),
+        workflows: workflows.iter().map(|w| w.display_name().to_string()).collect(),
+        run_dir: run_dir.display().to_string(),
+    });
+    let mut set = JoinSet::new();
+    for (wf, call) in workflows.into_iter().zip(calls) {
+        let shared = shared.clone();
+        set.spawn(async move { run_workflow(shared, Arc::new(wf), call).await });
+    }
+    let mut jobs = Vec::new();
+    while let Some(result) = set.join_next().await {
+        if let Ok(outcomes) = result {
+            jobs.extend(outcomes.into_iter().map(|(name, o)| (name, o.effective)));
+        }
+    }
+    let mut conclusion = Conclusion::combine(jobs.iter().map(|(_, c)| *c));
+    if conclusion == Conclusion::Skipped {
+        conclusion = Conclusion::Success;
+    }
+    if shared.cancel.is_cancelled() && conclusion == Conclusion::Success {
+        conclusion = Conclusion::Cancelled;
+    }
+    reporter.event(RunEvent::RunFinished { conclusion, duration_ms: started.elapsed().as_millis() as u64 });
+    Ok(RunSummary { conclusion, run_dir, jobs })
+}
+
+/// `inputs` for a workflow run directly: dispatch and call inputs coerced by type.
+fn root_inputs(wf: &Workflow, options: &RunOptions) -> Result<Map<String, Value>, String> {
+    let mut given: Map<String, Value> =
+        options.event_payload.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
+    for (k, v) in &options.inputs {
+        given.insert(k.clone(), Value::String(v.clone()));
+    }
+    match wf.triggers.get(&options.event_name) {
+        Some(trigger) if matches!(options.event_name.as_str(), "workflow_dispatch" | "workflow_call") => {
+            plan::coerce_inputs(&trigger.inputs, &given, &options.event_name)
+        }
+        _ => Ok(given),
+    }
+}
+
+fn next_run_number(state_dir: &std::path::Path) -> u64 {
+    let path = state_dir.join("run-number");
+    let n = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) + 1;
+    let _ = std::fs::write(&path, n.to_string());
+    n
+}
+
+/// Keeps the newest `keep` run directories.
+fn prune_runs(root: &std::path::Path, keep: usize, current: &str) {
+    let Ok(entries) = std::fs::read_dir(root) else { return };
+    let mut runs: Vec<(u128, PathBuf)> = entries
+        .filter_map(Result::ok)
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().to_string();
+            (name != current).then(|| name.parse::<u128>().ok().map(|n| (n, e.path()))).flatten()
+        })
+        .collect();
+    runs.sort();
+    let excess = (runs.len() + 1).saturating_sub(keep);
+    for (_, path) in runs.into_iter().take(excess) {
+        let _ = std::fs::remove_dir_all(path);
+    }
+}
+
+pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
+}
+
+/// Transitive ancestors of a job.
+fn ancestors(wf: &Workflow, id: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut stack: Vec<&str> = vec![id];
+    while let Some(j) = stack.pop() {
+        if let Some(job) = wf.jobs.get(j) {
+            for need in &job.needs {
+                if out.insert(need.clone()) {
+                    stack.push(need);
+                }
+            }
+        }
+    }
+    out
+}
+
+type Outcomes = Vec<(String, JobOutcome)>;
+
+/// Runs one workflow's job graph; returns each job's outcome by id. Boxed because
+/// reusable workflows recurse into it from spawned tasks.
+pub(crate) fn run_workflow(
+    shared: Arc<Shared>,
+    wf: Arc<Workflow>,
+    call: Call,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Outcomes> + Send>> {
+    Box::pin(run_workflow_graph(shared, wf, call))
+}
+
+async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) -> Outcomes {
+    let call = Arc::new(call);
+    let mut done: HashMap<String, JobOutcome> = HashMap::new();
+    let mut started: BTreeSet<String> = BTreeSet::new();
+    let mut order = Vec::new();
+    let mut set: JoinSet<(String, JobOutcome)> = JoinSet::new();
+    let selected: Vec<String> = wf
+        .jobs
+        .keys()
+        .filter(|id| call.depth > 0 || shared.options.job_filter.as_ref().is_none_or(|f| f == *id))
+        .cloned()
+        .collect();
+    loop {
+        for id in &selected {
+            if started.contains(id) {
+                continue;
+            }
+            let Some(job) = wf.jobs.get(id) else { continue };
+            // With `-j`, needs outside the selection count as succeeded without outputs.
+            let ready = job.needs.iter().all(|n| done.contains_key(n) || !selected.contains(n));
+            if !ready {
+                continue;
+            }
+            started.insert(id.clone());
+            let needs: Map<String, Value> = job
+                .needs
+                .iter()
+                .map(|n| {
+                    let o = done.get(n);
+                    (
+                        n.clone(),
+                        json!({
+                            "result": o.map_or("success", |o| o.result.as_str()),
+                            "outputs": o.map(|o| Value::Object(o.outputs.clone())).unwrap_or(json!({})),
+                        }),
+                    )
+                })
+                .collect();
+            let ancestor_results: Vec<Conclusion> =
+                ancestors(&wf, id).iter().filter_map(|a| done.get(a)).map(|o| o.effective).collect();
+            let status = Status {
+                success: ancestor_results.iter().all(|r| *r == Conclusion::Success),
+                failure: ancestor_results.iter().any(|r| *r == Conclusion::Failure),
+                cancelled: shared.cancel.is_cancelled(),
+            };
+            let (shared, wf, call, id) = (shared.clone(), wf.clone(), call.clone(), id.clone());
+            set.spawn(async move {
+                let outcome = run_job(shared, wf, call, &id, needs, status).await;
+                (id, outcome)
+            });
+        }
+        match set.join_next().await {
+            Some(Ok((id, outcome))) => {
+                order.push(id.clone());
+                done.insert(id, outcome);
+            }
+            Some(Err(e)) => {
+                shared.reporter.event(RunEvent::Warning { message: format!("a job task failed: {e}") });
+            }
+            None => break,
+        }
+    }
+    order.into_iter().filter_map(|id| done.remove(&id).map(|o| (format!("{}{id}", call.prefix), o))).collect()
+}
+
+fn base_contexts(shared: &Shared, wf: &Workflow, call: &Call, job_id: &str, needs: &Map<String, Value>) -> Contexts {
+    let mut ctx = Contexts::default();
+    ctx.set("github", context::github(shared, wf, job_id, None));
+    ctx.set("vars", json!(shared.options.vars));
+    ctx.set("secrets", json!(call.secrets));
+    ctx.set("inputs", Value::Object(call.inputs.clone()));
+    ctx.set("needs", Value::Object(needs.clone()));
+    ctx.set("env", json!({}));
+    ctx.set("runner", context::runner(shared, None));
+    ctx
+}
+
+async fn run_job(
+    shared: Arc<Shared>,
+    wf: Arc<Workflow>,
+    call: Arc<Call>,
+    id: &str,
+    needs: Map<String, Value>,
+    status: Status,
+) -> JobOutcome {
+    let Some(job) = wf.jobs.get(id) else {
+        return JobOutcome { result: Conclusion::Skipped, effective: Conclusion::Skipped, outputs: Map::new() };
+    };
+    let display = format!("{}{}", call.prefix, job.id);
+    let mut ctx = base_contexts(&shared, &wf, &call, id, &needs);
+    ctx.status = status;
+    let skipped = |reason: String| {
+        shared.reporter.event(RunEvent::JobSkipped { job: display.clone(), reason });
+        JobOutcome { result: Conclusion::Skipped, effective: Conclusion::Skipped, outputs: Map::new() }
+    };
+    // Job `if`: GitHub adds `success() &&` unless a status function is used.
+    let run = match &job.condition {
+        None => status.success && !status.cancelled,
+        Some(cond) => {
+            let value = match &cond.kind {
+                ConditionKind::Expr(e) => expr::evaluate(e, &ctx).map(|v| expr::truthy(&v)),
+                ConditionKind::Template(t) => expr::evaluate_template(t, &ctx).map(|v| expr::truthy(&v)),
+            };
+            match value {
+                Ok(v) if cond.uses_status_function() => v,
+                Ok(v) => v && status.success && !status.cancelled,
+                Err(e) => {
+                    shared.reporter.event(RunEvent::Warning {
+                        message: format!("{}:{}: job '{id}': error in 'if': {e}", wf.file.path, cond.pos.line),
+                    });
+                    return JobOutcome { result: Conclusion::Failure, effective: Conclusion::Failure, outputs: Map::new() };
+                }
+            }
+        }
+    };
+    if !run {
+        let reason = if job.condition.is_some() { "its 'if' condition is false" } else { "a job it needs did not succeed" };
+        return skipped(reason.to_string());
+    }
+    if let Some((uses, _)) = &job.uses {
+        return run_reusable(shared, &call, job, uses, ctx).await;
+    }
+    // Matrix legs.
+    let legs: Vec<Map<String, Value>> = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {
+        None => vec![Map::new()],
+        Some(node) => match evaluate_node(node, &ctx).map_err(|e| e.to_string()).and_then(|m| matrix::expand(&m)) {
+            Ok(legs) if legs.is_empty() => return skipped("its matrix is empty".into()),
+            Ok(legs) => legs,
+            Err(e) => {
+                shared.reporter.event(RunEvent::Warning {
+                    message: format!("{}: job '{id}': invalid matrix: {e}", wf.file.path),
+                });
+                return JobOutcome { result: Conclusion::Failure, effective: Conclusion::Failure, outputs: Map::new() };
+            }
+        },
+    };
+    let has_matrix = job.strategy.as_ref().is_some_and(|s| s.matrix.is_some());
+    let strategy = job.strategy.clone().unwrap_or_default();
+    let fail_fast = strategy.fail_fast.as_ref().map_or(Ok(true), |n| evaluate_bool(n, &ctx)).unwrap_or(true);
+    let max_parallel = strategy
+        .max_parallel
+        .as_ref()
+        .and_then(|n| evaluate_number(n, &ctx).ok())
+        .map_or(legs.len(), |n| (n.max(1.0)) as usize);
+    let leg_slots = Arc::new(Semaphore::new(max_parallel));
+    let job_cancel = shared.cancel.child_token();
+    let total = legs.len();
+    let mut set = JoinSet::new();
+    for (index, combo) in legs.into_iter().enumerate() {
+        let mut leg_ctx = ctx.clone();
+        let matrix_value = if has_matrix { Value::Object(combo.clone()) } else { Value::Null };
+        leg_ctx.set("matrix", matrix_value);
+        leg_ctx.set(
+            "strategy",
+            json!({"fail-fast": fail_fast, "job-index": index, "job-total": total, "max-parallel": max_parallel}),
+        );
+        let name = leg_name(job, &leg_ctx, &combo, has_matrix);
+        let display = format!("{}{}", call.prefix, name);
+        // runs-on is matched per leg, since it may use the matrix.
+        if let Some(runs_on) = &job.runs_on {
+            let labels = match evaluate_node(runs_on, &leg_ctx) {
+                Ok(v) => runs_on_labels(&v),
+                Err(e) => {
+                    shared.reporter.event(RunEvent::Warning { message: format!("job '{display}': runs-on: {e}") });
+                    Vec::new()
+                }
+            };
+            if let Err(label) = labels_match(&labels, &shared.options.labels) {
+                shared.reporter.event(RunEvent::Warning {
+                    message: format!(
+                        "job '{display}' skipped: no host label matches runs-on label '{label}' (add --label {label} to run it on this host)"
+                    ),
+                });
+                shared.reporter.event(RunEvent::JobSkipped { job: display, reason: format!("runs-on '{label}'") });
+                set.spawn(async move { (index, Conclusion::Skipped, Map::new()) });
+                continue;
+            }
+        }
+        let leg = Leg {
+            display,
+            contexts: leg_ctx,
+            cancel: job_cancel.child_token(),
+            call: call.clone(),
+            workflow: wf.clone(),
+            job_id: id.to_string(),
+        };
+        let shared = shared.clone();
+        let leg_slots = leg_slots.clone();
+        let job_cancel = job_cancel.clone();
+        set.spawn(async move {
+            let permit = leg_slots.acquire_owned().await;
+            if job_cancel.is_cancelled() && !shared.cancel.is_cancelled() {
+                // Cancelled by fail-fast before it started.
+                shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "fail-fast".into() });
+                return (index, Conclusion::Cancelled, Map::new());
+            }
+            let (conclusion, outputs) = job::run_leg(shared, leg).await;
+            drop(permit);
+            if conclusion == Conclusion::Failure && fail_fast {
+                job_cancel.cancel();
+            }
+            (index, conclusion, outputs)
+        });
+    }
+    let mut results = Vec::new();
+    let mut outputs = Map::new();
+    while let Some(joined) = set.join_next().await {
+        if let Ok((_, conclusion, leg_outputs)) = joined {
+            results.push(conclusion);
+            outputs.extend(leg_outputs);
+        }
+    }
+    let mut result = Conclusion::combine(results);
+    if result == Conclusion::Cancelled && !shared.cancel.is_cancelled() {
+        result = Conclusion::Failure;
+    }
+    let continue_on_error =
+        job.continue_on_error.as_ref().is_some_and(|n| evaluate_bool(n, &ctx).unwrap_or(false));
+    let effective = if continue_on_error && result == Conclusion::Failure { Conclusion::Success } else { result };
+    JobOutcome { result, effective, outputs }
+}
+
+/// The leg's display name: the job's `name` (evaluated), or its id with the matrix values.
+fn leg_name(job: &Job, ctx: &Contexts, combo: &Map<String, Value>, has_matrix: bool) -> String {
+    let base = job
+        .name
+        .as_ref()
+        .and_then(|n| mobius_workflow::evaluate::evaluate_string(n, ctx).ok())
+        .unwrap_or_else(|| job.id.clone());
+    let name_uses_matrix = job.name.as_ref().and_then(|n| n.as_str()).is_some_and(|s| s.contains("matrix"));
+    if has_matrix && !combo.is_empty() && !name_uses_matrix {
+        format!("{base} ({})", matrix::display_values(combo))
+    } else {
+        base
+    }
+}
+
+fn runs_on_labels(value: &Value) -> Vec<String> {
+    match value {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) => items.iter().map(expr::to_display_string).collect(),
+        Value::Object(map) => map.get("labels").map(runs_on_labels).unwrap_or_default(),
+        _ => Vec::new(),
+    }
+}
+
+/// A job that calls a local reusable workflow: its jobs run as `caller / callee`.
+async fn run_reusable(
+    shared: Arc<Shared>,
+    call: &Call,
+    job: &Job,
+    uses: &str,
+    ctx: Contexts,
+) -> JobOutcome {
+    let failed = |message: String| {
+        shared.reporter.event(RunEvent::Warning { message });
+        JobOutcome { result: Conclusion::Failure, effective: Conclusion::Failure, outputs: Map::new() }
+    };
+    if call.depth >= 4 {
+        return failed(format!("job '{}': reusable workflows nest more than 4 levels", job.id));
+    }
+    let Some(rel) = uses.strip_prefix("./") else {
+        return failed(format!(
+            "job '{}': only local reusable workflows (./.github/workflows/x.yml) can run offline, not '{uses}'",
+            job.id
+        ));
+    };
+    let rel = rel.split('@').next().unwrap_or(rel);
+    let path = shared.snapshot.join(rel);
+    let callee = match mobius_workflow::load_workflow(&path, rel) {
+        Ok(w) => w,
+        Err(e) => return failed(format!("job '{}': cannot load the reusable workflow:\n{e}", job.id)),
+    };
+    let Some(trigger) = callee.triggers.get("workflow_call").cloned() else {
+        return failed(format!("job '{}': {rel} has no 'on: workflow_call', so it cannot be called", job.id));
+    };
+    let with = match job.with.as_ref().map(|w| evaluate_node(w, &ctx)) {
+        Some(Ok(Value::Object(m))) => m,
+        Some(Err(e)) => return failed(format!("job '{}': with: {e}", job.id)),
+        _ => Map::new(),
+    };
+    let inputs = match plan::coerce_inputs(&trigger.inputs, &with, "workflow_call") {
+        Ok(i) => i,
+        Err(e) => return failed(format!("job '{}': {e}", job.id)),
+    };
+    let secrets = match &job.secrets {
+        Some(JobSecrets::Inherit) => call.secrets.clone(),
+        Some(JobSecrets::Map(node)) => match evaluate_node(node, &ctx) {
+            Ok(Value::Object(m)) => m.into_iter().map(|(k, v)| (k, expr::to_display_string(&v))).collect(),
+            _ => Default::default(),
+        },
+        None => Default::default(),
+    };
+    for (name, required) in &trigger.secrets {
+        if *required && !secrets.contains_key(name) {
+            return failed(format!("job '{}': the called workflow requires secret '{name}'", job.id));
+        }
+    }
+    let display = job
+        .name
+        .as_ref()
+        .and_then(|n| mobius_workflow::evaluate::evaluate_string(n, &ctx).ok())
+        .unwrap_or_else(|| job.id.clone());
+    let inner = Call { inputs: inputs.clone(), secrets, prefix: format!("{}{display} / ", call.prefix), depth: call.depth + 1 };
+    let callee = Arc::new(callee);
+    let results = run_workflow(shared.clone(), callee.clone(), inner).await;
+    let result = Conclusion::combine(results.iter().map(|(_, o)| o.effective));
+    let mut jobs_ctx = Map::new();
+    for (name, o) in &results {
+        let id = name.rsplit(" / ").next().unwrap_or(name);
+        jobs_ctx.insert(id.to_string(), json!({"result": o.result.as_str(), "outputs": o.outputs}));
+    }
+    let mut out_ctx = ctx.clone();
+    out_ctx.set("jobs", Value::Object(jobs_ctx));
+    out_ctx.set("inputs", Value::Object(inputs));
+    let mut outputs = Map::new();
+    for (name, node) in &trigger.outputs {
+        if let Ok(v) = evaluate_node(node, &out_ctx) {
+            outputs.insert(name.clone(), Value::String(expr::to_display_string(&v)));
+        }
+    }
+    let result = if result == Conclusion::Skipped { Conclusion::Success } else { result };
+    JobOutcome { result, effective: result, outputs }
+}

@@ -1,0 +1,266 @@
+//! `uses:` steps: built-in actions, local and vendored actions, composite actions
+//! and JavaScript actions run with the host's node (main, pre-registered post).
+
+use crate::builtin;
+use crate::job::{JobRun, PostKind, PostStep};
+use crate::output::StepOutput;
+use crate::plan::BUILTIN_ACTIONS;
+use crate::process::{Exit, ProcessSpec};
+use crate::step::{self, apply_files, evaluate_with, process_env, Prepared, Scope, StepExec, StepFiles};
+use mobius_core::Conclusion;
+use mobius_workflow::evaluate::evaluate_node;
+use mobius_workflow::expr;
+use mobius_workflow::{parse_action, ActionRuns, SourceFile, Step};
+use serde_json::{Map, Value};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Where an action's files are, and the name it is known by.
+fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
+    if let Some(rel) = uses.strip_prefix("./") {
+        return Ok((run.workspace.join(rel), String::new()));
+    }
+    if uses.starts_with('/') {
+        return Ok((PathBuf::from(uses), String::new()));
+    }
+    if uses.starts_with("docker://") {
+        return Err(format!("'{uses}' needs the Docker executor, which the host runner does not have"));
+    }
+    let repository = uses.split('@').next().unwrap_or(uses).to_string();
+    match &run.shared.options.action_dir {
+        Some(dir) if dir.join(uses).is_dir() => Ok((dir.join(uses), repository)),
+        _ => Err(format!("the action '{uses}' is not built in and not vendored; pass --action-dir DIR with DIR/{uses} in it")),
+    }
+}
+
+fn find_metadata(dir: &Path) -> Option<PathBuf> {
+    ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
+}
+
+pub(crate) async fn run_uses(
+    run: &mut JobRun,
+    scope: &Scope,
+    prepared: &Prepared,
+    step: &Step,
+    uses: &str,
+    timeout: Option<Duration>,
+) -> StepExec {
+    let mut out = StepOutput::new(run.shared.clone(), &run.display, &prepared.name, &prepared.log_path, false);
+    let with = match evaluate_with(step, &prepared.contexts) {
+        Ok(w) => w,
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    let bare = uses.split('@').next().unwrap_or(uses);
+    if BUILTIN_ACTIONS.contains(&bare) {
+        let exec = builtin::run(run, bare, &with, prepared, &mut out);
+        out.flush();
+        return exec;
+    }
+    let (dir, repository) = match resolve(run, uses) {
+        Ok(r) => r,
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    let Some(meta_path) = find_metadata(&dir) else {
+        out.message(&format!(
+            "Error: can't find 'action.yml' or 'action.yaml' in '{}' for '{uses}'. Did you forget to run actions/checkout, or to create the action in an earlier step?",
+            dir.display()
+        ));
+        out.flush();
+        return StepExec::failure();
+    };
+    let text = match std::fs::read_to_string(&meta_path) {
+        Ok(t) => t,
+        Err(e) => {
+            out.message(&format!("Error: cannot read {}: {e}", meta_path.display()));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    let display_path = meta_path.strip_prefix(&run.workspace).unwrap_or(&meta_path).display().to_string();
+    let action = match parse_action(SourceFile::new(display_path, text)) {
+        Ok(a) => a,
+        Err(errors) => {
+            out.message(&format!("Error: invalid action metadata:\n{}", errors.render(false)));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    // Inputs: given values, else defaults evaluated in the caller's contexts.
+    let mut inputs = Map::new();
+    for (name, input) in &action.inputs {
+        let given = with.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let value = match given {
+            Some(v) => v,
+            None => match &input.default {
+                Some(node) => match evaluate_node(node, &prepared.contexts) {
+                    Ok(v) => expr::to_display_string(&v),
+                    Err(e) => {
+                        out.message(&format!("Error: default of input '{name}': {e}"));
+                        out.flush();
+                        return StepExec::failure();
+                    }
+                },
+                None => {
+                    if input.required {
+                        out.message(&format!("Warning: input required and not supplied: {name}"));
+                    }
+                    String::new()
+                }
+            },
+        };
+        inputs.insert(name.clone(), Value::String(value));
+    }
+    for (k, v) in &with {
+        if !inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
+            if action.inputs.is_empty() || matches!(action.runs, ActionRuns::Composite { .. }) {
+                // Unknown inputs still reach the action as INPUT_ variables, as on GitHub.
+                inputs.insert(k.clone(), Value::String(v.clone()));
+            } else {
+                out.message(&format!("Warning: unexpected input '{k}' for '{uses}'"));
+                inputs.insert(k.clone(), Value::String(v.clone()));
+            }
+        }
+    }
+    match action.runs {
+        ActionRuns::Composite { steps } => {
+            out.flush();
+            let mut extra_env = scope.extra_env.clone();
+            for (k, v) in &prepared.step_env {
+                extra_env.retain(|(name, _)| name != k);
+                extra_env.push((k.clone(), v.clone()));
+            }
+            let mut inner = Scope {
+                steps_ctx: Map::new(),
+                inputs: Some(Value::Object(inputs.clone())),
+                extra_env,
+                action_path: Some(dir.clone()),
+                action_repository: repository,
+                failed: false,
+                composite: true,
+                name_prefix: format!("{} / ", prepared.name),
+            };
+            step::run_steps(run, &steps, &mut inner).await;
+            let mut ctx = prepared.contexts.clone();
+            ctx.set("steps", Value::Object(inner.steps_ctx.clone()));
+            ctx.set("inputs", Value::Object(inputs));
+            let mut outputs = Map::new();
+            for (name, value) in &action.outputs {
+                let v = match value {
+                    Some(node) => evaluate_node(node, &ctx).map(|v| expr::to_display_string(&v)).unwrap_or_default(),
+                    None => String::new(),
+                };
+                outputs.insert(name.clone(), Value::String(v));
+            }
+            let outcome = if inner.failed { Conclusion::Failure } else { Conclusion::Success };
+            StepExec { outcome, outputs }
+        }
+        ActionRuns::Node { using, main, post, post_if, .. } => {
+            if run.shared.node.is_none() {
+                out.message(&format!(
+                    "Error: '{uses}' is a JavaScript action ('using: {using}') and needs node on PATH; install Node.js (Debian: apt install nodejs)"
+                ));
+                out.flush();
+                return StepExec::failure();
+            }
+            out.flush();
+            let files = match StepFiles::create(&run.files_dir, prepared.number, "-main") {
+                Ok(f) => f,
+                Err(e) => {
+                    out.message(&format!("Error: {e}"));
+                    return StepExec::failure();
+                }
+            };
+            let mut extra: Vec<(String, String)> = inputs
+                .iter()
+                .map(|(k, v)| (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v)))
+                .collect();
+            extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
+            extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
+            extra.push(("GITHUB_ACTION".into(), step.id.clone().unwrap_or_else(|| format!("__action_{}", prepared.number))));
+            let env = process_env(run, prepared, &files, &extra);
+            drop(files);
+            let state_key = format!("{}:{}", prepared.number, dir.display());
+            let (exec, state) =
+                run_node_script(run, &prepared.name, &prepared.log_path, prepared.number, &dir, &main, env.clone(), timeout).await;
+            run.states.insert(state_key.clone(), state);
+            if let Some(post) = post {
+                run.post_steps.push(PostStep {
+                    name: format!("Post {}", prepared.name),
+                    condition: post_if,
+                    kind: PostKind::Node { action_dir: dir, script: post, env, state_key },
+                });
+            }
+            exec
+        }
+        ActionRuns::Docker { image } => {
+            out.message(&format!("Error: '{uses}' is a Docker action (image '{image}') and needs the Docker executor"));
+            out.flush();
+            StepExec::failure()
+        }
+    }
+}
+
+/// Runs `node <dir>/<script>` with fresh environment files; returns the result and saved state.
+#[allow(clippy::too_many_arguments)] // reason: main and post steps share this with different sources
+pub(crate) async fn run_node_script(
+    run: &mut JobRun,
+    name: &str,
+    log_path: &Path,
+    number: usize,
+    dir: &Path,
+    script: &str,
+    mut env: Vec<(String, String)>,
+    timeout: Option<Duration>,
+) -> (StepExec, Vec<(String, String)>) {
+    let out = StepOutput::new(run.shared.clone(), &run.display, name, log_path, false);
+    let Some(node) = run.shared.node.clone() else {
+        return (StepExec::failure(), Vec::new());
+    };
+    let files = match StepFiles::create(&run.files_dir, number, "-node") {
+        Ok(f) => f,
+        Err(_) => return (StepExec::failure(), Vec::new()),
+    };
+    for (k, v) in [
+        ("GITHUB_ENV", &files.env),
+        ("GITHUB_OUTPUT", &files.output),
+        ("GITHUB_PATH", &files.path),
+        ("GITHUB_STATE", &files.state),
+        ("GITHUB_STEP_SUMMARY", &files.summary),
+    ] {
+        env.retain(|(name, _)| name != k);
+        env.push((k.to_string(), v.display().to_string()));
+    }
+    let spec = ProcessSpec {
+        program: node.display().to_string(),
+        args: vec![dir.join(script).display().to_string()],
+        cwd: run.workspace.clone(),
+        env,
+    };
+    let (exit, mut out) = step::spawn(run, spec, out, timeout).await;
+    let (outputs, state, files_ok) = apply_files(run, &files, &mut out);
+    let outcome = match exit {
+        Ok(Exit::Code(0)) if files_ok => Conclusion::Success,
+        Ok(Exit::Code(code)) => {
+            out.message(&format!("Error: node exited with code {code}."));
+            Conclusion::Failure
+        }
+        Ok(other) => {
+            out.message(&format!("Error: node stopped: {other:?}."));
+            Conclusion::Failure
+        }
+        Err(e) => {
+            out.message(&format!("Error: cannot start node: {e}"));
+            Conclusion::Failure
+        }
+    };
+    out.flush();
+    (StepExec { outcome, outputs }, state)
+}
