@@ -67,37 +67,83 @@ fn color_of(conclusion: Conclusion) -> &'static str {
 impl Reporter for HumanReporter {
     fn event(&self, event: RunEvent) {
         match event {
-            RunEvent::RunStarted { run_id, event_name, workflows, run_dir } => {
-                self.line(&self.paint("1", &format!("▶ run {run_id} on '{event_name}': {}", workflows.join(", "))));
+            RunEvent::RunStarted {
+                run_id,
+                event_name,
+                workflows,
+                run_dir,
+            } => {
+                self.line(&self.paint(
+                    "1",
+                    &format!("▶ run {run_id} on '{event_name}': {}", workflows.join(", ")),
+                ));
                 self.line(&self.paint("2", &format!("  logs and artifacts in {run_dir}")));
             }
             RunEvent::JobStarted { job, .. } => {
-                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint("1", "Job started")));
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint("1", "Job started")
+                ));
             }
             RunEvent::JobSkipped { job, reason } => {
-                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint("2", &format!("- skipped: {reason}"))));
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint("2", &format!("- skipped: {reason}"))
+                ));
                 if let Ok(mut jobs) = self.jobs.lock() {
                     jobs.push((job, Conclusion::Skipped, 0));
                 }
             }
-            RunEvent::JobFinished { job, conclusion, duration_ms } => {
-                let text = format!("{} Job {conclusion} in {}", mark(conclusion), seconds(duration_ms));
-                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint(color_of(conclusion), &text)));
+            RunEvent::JobFinished {
+                job,
+                conclusion,
+                duration_ms,
+            } => {
+                let text = format!(
+                    "{} Job {conclusion} in {}",
+                    mark(conclusion),
+                    seconds(duration_ms)
+                );
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint(color_of(conclusion), &text)
+                ));
                 if let Ok(mut jobs) = self.jobs.lock() {
                     jobs.push((job, conclusion, duration_ms));
                 }
             }
             RunEvent::StepStarted { job, step } => {
-                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint("1", &format!("▸ {step}"))));
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint("1", &format!("▸ {step}"))
+                ));
             }
-            RunEvent::StepFinished { job, step, outcome, conclusion, duration_ms } => {
-                let extra = if outcome != conclusion { format!(" (outcome {outcome}, continue-on-error)") } else { String::new() };
+            RunEvent::StepFinished {
+                job,
+                step,
+                outcome,
+                conclusion,
+                duration_ms,
+            } => {
+                let extra = if outcome != conclusion {
+                    format!(" (outcome {outcome}, continue-on-error)")
+                } else {
+                    String::new()
+                };
                 let text = if conclusion == Conclusion::Skipped {
                     format!("- {step} (skipped)")
                 } else {
                     format!("{} {step} ({}){extra}", mark(outcome), seconds(duration_ms))
                 };
-                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint(color_of(outcome), &text)));
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint(color_of(outcome), &text)
+                ));
             }
             RunEvent::Log { job, step, line } => self.log_lines(&job, &step, &format!("{line}\n")),
             RunEvent::Annotation { .. } => {}
@@ -108,11 +154,23 @@ impl Reporter for HumanReporter {
                 }
                 eprintln!("{}", self.paint("33", &text));
             }
-            RunEvent::RunFinished { conclusion, duration_ms } => {
+            RunEvent::RunFinished {
+                conclusion,
+                duration_ms,
+            } => {
                 let mut summary = String::from("\nJobs:\n");
                 if let Ok(jobs) = self.jobs.lock() {
                     for (job, c, ms) in jobs.iter() {
-                        let row = format!("  {} {job:<40} {:<9} {}", mark(*c), c.as_str(), if *c == Conclusion::Skipped { String::new() } else { seconds(*ms) });
+                        let row = format!(
+                            "  {} {job:<40} {:<9} {}",
+                            mark(*c),
+                            c.as_str(),
+                            if *c == Conclusion::Skipped {
+                                String::new()
+                            } else {
+                                seconds(*ms)
+                            }
+                        );
                         summary.push_str(&self.paint(color_of(*c), &row));
                         summary.push('\n');
                     }
@@ -123,7 +181,10 @@ impl Reporter for HumanReporter {
                     Conclusion::Cancelled => "Run cancelled",
                     Conclusion::Skipped => "Nothing ran",
                 };
-                summary.push_str(&self.paint(color_of(conclusion), &format!("{verdict} in {}", seconds(duration_ms))));
+                summary.push_str(&self.paint(
+                    color_of(conclusion),
+                    &format!("{verdict} in {}", seconds(duration_ms)),
+                ));
                 self.line(&summary);
             }
         }
@@ -131,7 +192,11 @@ impl Reporter for HumanReporter {
 
     fn log_lines(&self, job: &str, step: &str, lines: &str) {
         let Ok(mut out) = self.out.lock() else { return };
-        let prefix = if self.color { format!("\x1b[36m[{job}]\x1b[0m \x1b[2m{step} |\x1b[0m ") } else { format!("[{job}] {step} | ") };
+        let prefix = if self.color {
+            format!("\x1b[36m[{job}]\x1b[0m \x1b[2m{step} |\x1b[0m ")
+        } else {
+            format!("[{job}] {step} | ")
+        };
         for line in lines.split_inclusive('\n') {
             let _ = out.write_all(prefix.as_bytes());
             let _ = out.write_all(line.as_bytes());
@@ -150,7 +215,9 @@ pub struct JsonReporter {
 
 impl JsonReporter {
     pub fn new() -> Self {
-        JsonReporter { out: Mutex::new(BufWriter::with_capacity(256 * 1024, std::io::stdout())) }
+        JsonReporter {
+            out: Mutex::new(BufWriter::with_capacity(256 * 1024, std::io::stdout())),
+        }
     }
 
     fn write(&self, out: &mut BufWriter<Stdout>, event: &RunEvent, time: &str) {
@@ -175,7 +242,11 @@ impl Reporter for JsonReporter {
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let Ok(mut out) = self.out.lock() else { return };
         for line in lines.lines() {
-            let event = RunEvent::Log { job: job.into(), step: step.into(), line: line.into() };
+            let event = RunEvent::Log {
+                job: job.into(),
+                step: step.into(),
+                line: line.into(),
+            };
             self.write(&mut out, &event, &time);
         }
         let _ = out.flush();

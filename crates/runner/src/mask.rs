@@ -47,8 +47,15 @@ impl Masker {
             push(line);
         }
         push(&base64::engine::general_purpose::STANDARD.encode(secret));
-        push(&base64::engine::general_purpose::STANDARD.encode(secret).trim_end_matches('=').to_string());
-        push(&percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string());
+        push(
+            base64::engine::general_purpose::STANDARD
+                .encode(secret)
+                .trim_end_matches('='),
+        );
+        push(
+            &percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
+                .to_string(),
+        );
         let mut state = match self.inner.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -64,7 +71,10 @@ impl Masker {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner.read().map(|s| s.values.is_empty()).unwrap_or(true)
+        self.inner
+            .read()
+            .map(|s| s.values.is_empty())
+            .unwrap_or(true)
     }
 
     /// Replaces every masked value in `text` by `***`.

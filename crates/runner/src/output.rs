@@ -33,9 +33,24 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
-    pub(crate) fn new(shared: Arc<Shared>, job: &str, step: &str, log_path: &Path, allow_unsecure: bool) -> Self {
-        let log = File::options().create(true).append(true).open(log_path).ok().map(|f| BufWriter::with_capacity(256 * 1024, f));
-        let debug = shared.options.secrets.get("ACTIONS_STEP_DEBUG").is_some_and(|v| v == "true");
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        job: &str,
+        step: &str,
+        log_path: &Path,
+        allow_unsecure: bool,
+    ) -> Self {
+        let log = File::options()
+            .create(true)
+            .append(true)
+            .open(log_path)
+            .ok()
+            .map(|f| BufWriter::with_capacity(256 * 1024, f));
+        let debug = shared
+            .options
+            .secrets
+            .get("ACTIONS_STEP_DEBUG")
+            .is_some_and(|v| v == "true");
         StepOutput {
             shared,
             job: job.to_string(),
@@ -70,7 +85,9 @@ impl StepOutput {
                 let _ = log.write_all(line.as_bytes());
             }
         }
-        self.shared.reporter.log_lines(&self.job, &self.step, &masked);
+        self.shared
+            .reporter
+            .log_lines(&self.job, &self.step, &masked);
     }
 
     pub fn flush(&mut self) {
@@ -108,7 +125,10 @@ impl StepOutput {
                     AnnotationLevel::Debug => "Debug",
                 };
                 let at = match (&annotation.file, annotation.line) {
-                    (Some(f), Some(l)) => format!(" ({f}:{l}{})", annotation.col.map(|c| format!(":{c}")).unwrap_or_default()),
+                    (Some(f), Some(l)) => format!(
+                        " ({f}:{l}{})",
+                        annotation.col.map(|c| format!(":{c}")).unwrap_or_default()
+                    ),
                     (Some(f), None) => format!(" ({f})"),
                     _ => String::new(),
                 };
@@ -118,7 +138,11 @@ impl StepOutput {
                     let masked_message = self.shared.masker.mask(&annotation.message).into_owned();
                     let mut a = annotation;
                     a.message = masked_message;
-                    self.shared.reporter.event(RunEvent::Annotation { job: self.job.clone(), step: self.step.clone(), annotation: a });
+                    self.shared.reporter.event(RunEvent::Annotation {
+                        job: self.job.clone(),
+                        step: self.step.clone(),
+                        annotation: a,
+                    });
                 }
                 return (!is_debug || self.debug).then_some(text);
             }

@@ -210,15 +210,13 @@ impl MarkedEventReceiver for Builder {
         }
         let pos = pos_of(&mark);
         match ev {
-            Event::DocumentEnd => {
-                if self.root.is_some() {
-                    self.done = true;
-                }
-            }
+            Event::DocumentEnd if self.root.is_some() => self.done = true,
             Event::Scalar(text, style, anchor, tag) => {
                 let value = if style == TScalarStyle::Plain && tag.is_none() {
                     resolve_plain(&text)
-                } else if let Some(tag) = tag.filter(|t| t.handle == "tag:yaml.org,2002:" || t.handle == "!!") {
+                } else if let Some(tag) =
+                    tag.filter(|t| t.handle == "tag:yaml.org,2002:" || t.handle == "!!")
+                {
                     match tag.suffix.as_str() {
                         "str" => NodeValue::String(text),
                         _ => resolve_plain(&text),
@@ -284,7 +282,10 @@ fn resolve_plain(text: &str) -> NodeValue {
         }
     }
     let looks_numeric = !body.is_empty()
-        && body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && body
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
         && body
             .bytes()
             .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
@@ -307,7 +308,13 @@ mod tests {
         let on = node.get("on").unwrap();
         assert_eq!(on.as_str(), Some("push"));
         assert_eq!(on.pos, Pos { line: 1, col: 5 });
-        let x = node.get("jobs").unwrap().get("a").unwrap().get("x").unwrap();
+        let x = node
+            .get("jobs")
+            .unwrap()
+            .get("a")
+            .unwrap()
+            .get("x")
+            .unwrap();
         let items = x.as_seq().unwrap();
         assert_eq!(items[0].value, NodeValue::Number(1.0));
         assert_eq!(items[1].value, NodeValue::Number(2.5));

@@ -6,7 +6,11 @@ use crate::output::StepOutput;
 use crate::repo::copy_tree;
 use crate::step::StepExec;
 
-pub(crate) fn run(run: &mut JobRun, input: &dyn Fn(&str) -> Option<String>, out: &mut StepOutput) -> StepExec {
+pub(crate) fn run(
+    run: &mut JobRun,
+    input: &dyn Fn(&str) -> Option<String>,
+    out: &mut StepOutput,
+) -> StepExec {
     let shared = run.shared.clone();
     if let Some(repository) = input("repository").filter(|r| !r.is_empty()) {
         if !repository.eq_ignore_ascii_case(&shared.repository) {
@@ -40,10 +44,18 @@ pub(crate) fn run(run: &mut JobRun, input: &dyn Fn(&str) -> Option<String>, out:
                     let _ = std::fs::remove_dir_all(&target);
                 }
                 if let Err(e) = copy_tree(&shared.snapshot, &target) {
-                    out.message(&format!("Error: cannot copy the repository to {}: {e}", target.display()));
+                    out.message(&format!(
+                        "Error: cannot copy the repository to {}: {e}",
+                        target.display()
+                    ));
                     return StepExec::failure();
                 }
-                out.message(&format!("Checked out {} at {} into {}", shared.repository, shared.repo.sha, path.trim()));
+                out.message(&format!(
+                    "Checked out {} at {} into {}",
+                    shared.repository,
+                    shared.repo.sha,
+                    path.trim()
+                ));
             }
         }
         None => out.message(&format!(

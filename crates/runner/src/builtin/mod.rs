@@ -10,8 +10,18 @@ use crate::step::{Prepared, StepExec};
 use std::path::{Path, PathBuf};
 
 /// Runs a built-in action by its bare name (`actions/checkout`).
-pub(crate) fn run(run: &mut JobRun, name: &str, with: &[(String, String)], prepared: &Prepared, out: &mut StepOutput) -> StepExec {
-    let input = |key: &str| with.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+pub(crate) fn run(
+    run: &mut JobRun,
+    name: &str,
+    with: &[(String, String)],
+    prepared: &Prepared,
+    out: &mut StepOutput,
+) -> StepExec {
+    let input = |key: &str| {
+        with.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v.clone())
+    };
     match name {
         "actions/checkout" => checkout::run(run, &input, out),
         "actions/upload-artifact" => artifact::upload(run, &input, out),
@@ -32,7 +42,11 @@ pub(crate) fn run(run: &mut JobRun, name: &str, with: &[(String, String)], prepa
 
 /// Non-empty trimmed lines of a multi-line input.
 pub(crate) fn lines(text: &str) -> Vec<String> {
-    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
+    text.lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 /// Resolves a path input: `~` is the home directory, relative paths start at the workspace.

@@ -47,7 +47,9 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
                 continue;
             }
             b'.' if !bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-                || tokens.last().is_some_and(|t: &Spanned| ends_operand(&t.token)) =>
+                || tokens
+                    .last()
+                    .is_some_and(|t: &Spanned| ends_operand(&t.token)) =>
             {
                 Some((Token::Dot, 1))
             }
@@ -69,7 +71,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
             _ => None,
         };
         if let Some((token, len)) = simple {
-            tokens.push(Spanned { token, offset: start });
+            tokens.push(Spanned {
+                token,
+                offset: start,
+            });
             i += len;
             continue;
         }
@@ -100,12 +105,18 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
             continue;
         }
         let after_operand = tokens.last().is_some_and(|t| ends_operand(&t.token));
-        if c.is_ascii_digit() || c == b'.' || (c == b'-' && !after_operand) || (c == b'+' && !after_operand) {
+        if c.is_ascii_digit()
+            || c == b'.'
+            || (c == b'-' && !after_operand)
+            || (c == b'+' && !after_operand)
+        {
             let mut j = i + 1;
             while j < bytes.len()
                 && (bytes[j].is_ascii_alphanumeric()
                     || bytes[j] == b'.'
-                    || ((bytes[j] == b'-' || bytes[j] == b'+') && matches!(bytes[j - 1], b'e' | b'E') && !src[i..j].starts_with("0x")))
+                    || ((bytes[j] == b'-' || bytes[j] == b'+')
+                        && matches!(bytes[j - 1], b'e' | b'E')
+                        && !src[i..j].starts_with("0x")))
             {
                 j += 1;
             }
@@ -121,11 +132,19 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
         }
         if c.is_ascii_alphabetic() || c == b'_' {
             let mut j = i + 1;
-            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-') {
+            while j < bytes.len()
+                && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-')
+            {
                 j += 1;
             }
             let word = &src[i..j];
-            let after_dot = matches!(tokens.last(), Some(Spanned { token: Token::Dot, .. }));
+            let after_dot = matches!(
+                tokens.last(),
+                Some(Spanned {
+                    token: Token::Dot,
+                    ..
+                })
+            );
             let token = if after_dot {
                 Token::Ident(word.to_string())
             } else {
@@ -138,7 +157,10 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
                     _ => Token::Ident(word.to_string()),
                 }
             };
-            tokens.push(Spanned { token, offset: start });
+            tokens.push(Spanned {
+                token,
+                offset: start,
+            });
             i = j;
             continue;
         }
@@ -174,7 +196,11 @@ fn parse_number_literal(text: &str) -> Option<f64> {
     } else if body == "Infinity" {
         f64::INFINITY
     } else {
-        if body.is_empty() || body.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+        if body.is_empty()
+            || body
+                .bytes()
+                .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+        {
             return None;
         }
         body.parse::<f64>().ok()?

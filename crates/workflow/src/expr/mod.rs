@@ -51,8 +51,10 @@ impl Expr {
     pub fn uses_status_function(&self) -> bool {
         match self {
             Expr::Call(name, args) => {
-                matches!(name.as_str(), "success" | "failure" | "always" | "cancelled")
-                    || args.iter().any(Expr::uses_status_function)
+                matches!(
+                    name.as_str(),
+                    "success" | "failure" | "always" | "cancelled"
+                ) || args.iter().any(Expr::uses_status_function)
             }
             Expr::Property(e, _) | Expr::Filter(e) | Expr::Not(e) => e.uses_status_function(),
             Expr::Index(a, b) | Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
@@ -86,7 +88,10 @@ pub struct ExprError {
 
 impl ExprError {
     pub fn new(offset: usize, message: impl Into<String>) -> Self {
-        ExprError { offset, message: message.into() }
+        ExprError {
+            offset,
+            message: message.into(),
+        }
     }
 }
 
@@ -114,7 +119,11 @@ pub fn number_to_string(n: f64) -> String {
     if n.is_nan() {
         "NaN".into()
     } else if n.is_infinite() {
-        if n > 0.0 { "Infinity".into() } else { "-Infinity".into() }
+        if n > 0.0 {
+            "Infinity".into()
+        } else {
+            "-Infinity".into()
+        }
     } else if n == n.trunc() && n.abs() < 1e15 {
         format!("{}", n as i64)
     } else {
@@ -170,7 +179,9 @@ fn string_to_number(s: &str) -> f64 {
         "-Infinity" => return f64::NEG_INFINITY,
         _ => {}
     }
-    if t.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
+    if t.bytes()
+        .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
+    {
         return f64::NAN;
     }
     t.parse::<f64>().unwrap_or(f64::NAN)

@@ -7,7 +7,10 @@ use super::ExprError;
 pub enum Segment {
     Literal(String),
     /// An expression's source and the byte offset of that source in the template.
-    Expr { expr: String, offset: usize },
+    Expr {
+        expr: String,
+        offset: usize,
+    },
 }
 
 /// Whether the text contains `${{`.
@@ -42,7 +45,10 @@ pub fn split_template(text: &str) -> Result<Vec<Segment>, ExprError> {
             i += 1;
         }
         let Some(close) = close else {
-            return Err(ExprError::new(open, "the expression is missing its closing '}}'"));
+            return Err(ExprError::new(
+                open,
+                "the expression is missing its closing '}}'",
+            ));
         };
         segments.push(Segment::Expr {
             expr: text[body_start..close].to_string(),
