@@ -150,7 +150,7 @@ pub fn check_uses(uses: &str, options: &RunOptions) -> Option<String> {
     }
     if let Some(image) = uses.strip_prefix("docker://") {
         return Some(format!(
-            "the step uses the Docker image '{image}', which needs the Docker executor; it cannot run on the host"
+            "the step uses 'docker://{image}', which needs the Docker executor; it cannot run on the host"
         ));
     }
     let name = uses.split('@').next().unwrap_or(uses);

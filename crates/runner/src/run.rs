@@ -110,6 +110,18 @@ pub async fn execute(
     if !problems.is_empty() {
         return Err(RunError::Invalid(problems));
     }
+    // GitHub puts the dispatch inputs (defaults applied, as strings) into the event payload.
+    let mut options = options;
+    if options.event_name == "workflow_dispatch" && options.event_payload.get("inputs").is_none() {
+        if let (Some(call), Value::Object(payload)) = (calls.first(), &mut options.event_payload) {
+            let inputs: Map<String, Value> = call
+                .inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(expr::to_display_string(v))))
+                .collect();
+            payload.insert("inputs".into(), Value::Object(inputs));
+        }
+    }
     let runs_root = options.state_dir.join("runs");
     std::fs::create_dir_all(&runs_root)
         .map_err(io_err(format!("cannot create {}", runs_root.display())))?;

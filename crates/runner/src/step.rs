@@ -656,12 +656,25 @@ pub(crate) async fn spawn(
     timeout: Option<Duration>,
 ) -> (std::io::Result<Exit>, StepOutput) {
     let sink = Arc::new(Mutex::new(out));
+    // After a cancellation, always() and post steps still run, within the grace period.
+    let token = if run.cancel.is_cancelled() {
+        let token = tokio_util::sync::CancellationToken::new();
+        let later = token.clone();
+        let grace = run.shared.options.cancel_grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            later.cancel();
+        });
+        token
+    } else {
+        run.cancel.clone()
+    };
     let exit = process::run(
         &spec,
         sink.clone(),
         timeout,
-        &run.cancel,
-        run.shared.options.cancel_grace.min(Duration::from_secs(5)),
+        &token,
+        Duration::from_secs(5),
         &run.groups,
     )
     .await;

@@ -242,6 +242,10 @@ impl MarkedEventReceiver for Builder {
                     self.push_node(Node::new(p, NodeValue::Seq(items)), anchor)
                 }
                 Some(Frame::Map(p, anchor, entries, _)) => {
+                    // Block mappings are reported where their first key is, which is where users look.
+                    let p = entries
+                        .first()
+                        .map_or(p, |(k, _)| if k.pos < p { k.pos } else { p });
                     self.push_node(Node::new(p, NodeValue::Map(entries)), anchor)
                 }
                 None => {}

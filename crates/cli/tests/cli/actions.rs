@@ -1,0 +1,186 @@
+//! Built-in actions (artifacts, cache, checkout), vendored and composite actions, reusable workflows.
+
+use crate::support::{require, Test};
+
+#[test]
+fn artifacts_pass_between_jobs_relative_to_the_common_ancestor() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: mkdir -p app/lib && echo 'print(1)' > app/app.py && echo lib > app/lib/x.txt
+      - uses: actions/upload-artifact@v4
+        with:
+          name: web
+          path: app/
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/download-artifact@v4
+        with:
+          name: web
+          path: out
+      - run: cat out/app.py out/lib/x.txt
+      - uses: actions/download-artifact@v4
+        id: missing
+        continue-on-error: true
+        with:
+          name: nope
+      - run: echo "missing=${{ steps.missing.outcome }}"
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("print(1)")
+        .stdout_has("lib")
+        .stdout_has("missing=failure");
+}
+
+#[test]
+fn cache_restores_on_the_next_run() {
+    let t = Test::new().workflow(
+        "w.yml",
+        r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/cache@v4
+        id: c
+        with:
+          path: deps
+          key: deps-${{ hashFiles('lock.txt') }}
+          restore-keys: deps-
+      - run: |
+          echo "hit=${{ steps.c.outputs.cache-hit }}"
+          if [ -f deps/built ]; then echo "restored=$(cat deps/built)"; else mkdir -p deps && echo first > deps/built; fi
+"#,
+    )
+    .file("lock.txt", "v1");
+    t.run()
+        .code(0)
+        .stdout_has("hit=false")
+        .stdout_has("Cache saved with key");
+    t.run()
+        .code(0)
+        .stdout_has("hit=true")
+        .stdout_has("restored=first");
+}
+
+#[test]
+fn reusable_workflows_get_inputs_and_inherited_secrets_and_return_outputs() {
+    Test::new()
+        .workflow(
+            "callee.yml",
+            r#"on:
+  workflow_call:
+    inputs:
+      who:
+        type: string
+        required: true
+      loud:
+        type: boolean
+        default: false
+    outputs:
+      greeting:
+        value: ${{ jobs.greet.outputs.text }}
+jobs:
+  greet:
+    runs-on: ubuntu-latest
+    outputs:
+      text: ${{ steps.g.outputs.text }}
+    steps:
+      - id: g
+        run: |
+          echo "loud=${{ inputs.loud }} token-set=${{ secrets.TOKEN != '' }}"
+          echo "text=hello ${{ inputs.who }}" >> "$GITHUB_OUTPUT"
+"#,
+        )
+        .workflow(
+            "caller.yml",
+            r#"on: push
+jobs:
+  call:
+    uses: ./.github/workflows/callee.yml
+    with:
+      who: mona
+    secrets: inherit
+  after:
+    needs: call
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "caller got '${{ needs.call.outputs.greeting }}'"
+"#,
+        )
+        .args(&["-s", "TOKEN=abc123secret"])
+        .run()
+        .code(0)
+        .stdout_has("loud=false token-set=true")
+        .stdout_has("caller got 'hello mona'")
+        .stdout_has("[call / greet]");
+}
+
+#[test]
+fn vendored_actions_resolve_from_the_action_dir() {
+    let vendor = tempfile::tempdir().unwrap();
+    let action = vendor.path().join("acme/greet@v1");
+    std::fs::create_dir_all(&action).unwrap();
+    std::fs::write(
+        action.join("action.yml"),
+        "inputs:\n  name:\n    default: you\noutputs:\n  said:\n    value: ${{ steps.s.outputs.said }}\nruns:\n  using: composite\n  steps:\n    - id: s\n      shell: bash\n      run: |\n        echo \"said=hi ${{ inputs.name }}\" >> \"$GITHUB_OUTPUT\"\n        echo \"action path ok: $(test -f $GITHUB_ACTION_PATH/action.yml && echo yes)\"\n",
+    )
+    .unwrap();
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/greet@v1\n        id: g\n        with:\n          name: bob\n      - run: echo \"${{ steps.g.outputs.said }}\"\n",
+        )
+        .args(&["--action-dir", vendor.path().to_str().unwrap()])
+        .run()
+        .code(0)
+        .stdout_has("hi bob")
+        .stdout_has("action path ok: yes");
+}
+
+#[test]
+fn javascript_actions_run_with_node_including_post_steps() {
+    if !require("node") {
+        return;
+    }
+    Test::new()
+        .file("act/action.yml", "inputs:\n  who: {default: world}\nruns:\n  using: node20\n  main: main.js\n  post: post.js\n")
+        .file(
+            "act/main.js",
+            "const fs=require('fs');console.log('main '+process.env.INPUT_WHO);fs.appendFileSync(process.env.GITHUB_STATE,'phase=main-saw-'+process.env.INPUT_WHO+'\\n');fs.appendFileSync(process.env.GITHUB_OUTPUT,'out=from-js\\n');",
+        )
+        .file("act/post.js", "console.log('post state='+process.env.STATE_phase);")
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./act\n        id: js\n        with:\n          who: mona\n      - run: echo \"output=${{ steps.js.outputs.out }}\"\n",
+        )
+        .run()
+        .code(0)
+        .stdout_has("main mona")
+        .stdout_has("output=from-js")
+        .stdout_has("post state=main-saw-mona");
+}
+
+#[test]
+fn checkout_into_a_path_copies_the_repository() {
+    Test::new()
+        .file("hello.txt", "hi from repo")
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/checkout@v4\n        with:\n          path: nested\n      - run: cat nested/hello.txt\n",
+        )
+        .git()
+        .run()
+        .code(0)
+        .stdout_has("hi from repo");
+}

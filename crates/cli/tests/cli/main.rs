@@ -1,0 +1,11 @@
+//! Integration tests of `mobius run`, one file per feature.
+
+mod actions;
+mod cancel;
+mod conformance;
+mod masking;
+mod output;
+mod semantics;
+mod strategy;
+mod support;
+mod validation;

@@ -1,0 +1,299 @@
+//! GitHub's documented behaviour of jobs, steps, expressions, shells and environment files.
+
+use crate::support::Test;
+
+#[test]
+fn exit_status_follows_job_results() {
+    Test::new()
+        .workflow(
+            "ok.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+        )
+        .run()
+        .code(0);
+    Test::new()
+        .workflow(
+            "bad.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'exit 3'}]\n",
+        )
+        .run()
+        .code(1)
+        .stdout_has("exit code 3");
+}
+
+#[test]
+fn outputs_flow_through_needs_and_failures_skip_dependents() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  produce:
+    runs-on: ubuntu-latest
+    outputs:
+      list: ${{ steps.s.outputs.list }}
+    steps:
+      - id: s
+        run: echo 'list=["x","y"]' >> "$GITHUB_OUTPUT"
+  consume:
+    needs: produce
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        item: ${{ fromJSON(needs.produce.outputs.list) }}
+    steps:
+      - run: echo "got ${{ matrix.item }} from ${{ needs.produce.result }}"
+  broken:
+    runs-on: ubuntu-latest
+    continue-on-error: false
+    steps: [{run: 'exit 1'}]
+  after-broken:
+    needs: broken
+    runs-on: ubuntu-latest
+    steps: [{run: echo should-not-run}]
+  cleanup:
+    needs: broken
+    if: always() && needs.broken.result == 'failure'
+    runs-on: ubuntu-latest
+    steps: [{run: echo cleanup-ran}]
+"#,
+        )
+        .run()
+        .code(1)
+        .stdout_has("got x from success")
+        .stdout_has("got y from success")
+        .stdout_has("cleanup-ran")
+        .stdout_lacks("should-not-run")
+        .stdout_has("consume (x)");
+}
+
+#[test]
+fn shells_follow_github_templates() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - name: default bash -e ignores pipe failures
+        run: false | true
+      - name: bash adds pipefail
+        id: pf
+        continue-on-error: true
+        shell: bash
+        run: false | true
+      - run: test "${{ steps.pf.outcome }}" = failure && echo pipefail-ok
+      - shell: python
+        run: print("from", "python")
+      - shell: sh
+        run: echo "sh $0" | grep -q .sh && echo sh-ok
+      - shell: cat {0}
+        run: custom-shell-body
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("pipefail-ok")
+        .stdout_has("from python")
+        .stdout_has("sh-ok")
+        .stdout_has("custom-shell-body");
+}
+
+#[test]
+fn environment_files_and_precedence() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+env:
+  LEVEL: workflow
+  KEEP: wf
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    env:
+      LEVEL: job
+    steps:
+      - run: |
+          echo "FROM_FILE<<EOF" >> "$GITHUB_ENV"
+          echo "line1" >> "$GITHUB_ENV"
+          echo "line2" >> "$GITHUB_ENV"
+          echo "EOF" >> "$GITHUB_ENV"
+          mkdir -p tools && printf '#!/bin/sh\necho tool-ran\n' > tools/mytool && chmod +x tools/mytool
+          echo "$PWD/tools" >> "$GITHUB_PATH"
+          echo "summary-line" >> "$GITHUB_STEP_SUMMARY"
+      - env:
+          LEVEL: step
+        run: |
+          echo "level=$LEVEL keep=$KEEP ci=$CI"
+          echo "file=$(echo "$FROM_FILE" | tr '\n' ',')"
+          mytool
+      - if: env.LEVEL == 'job' && env.FROM_FILE != ''
+        run: echo condition-saw-env
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("level=step keep=wf ci=true")
+        .stdout_has("file=line1,line2,")
+        .stdout_has("tool-ran")
+        .stdout_has("condition-saw-env");
+}
+
+#[test]
+fn dispatch_inputs_are_coerced_by_type() {
+    let wf = r#"on:
+  workflow_dispatch:
+    inputs:
+      flag:
+        type: boolean
+        default: true
+      count:
+        type: number
+        default: 2
+      name:
+        default: world
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - if: inputs.flag
+        run: echo flag-is-true
+      - if: ${{ !inputs.flag }}
+        run: echo flag-is-false
+      - run: echo "count+1 is big=${{ inputs.count > 2 }} name=${{ inputs.name }} via-event=${{ github.event.inputs.name }}"
+"#;
+    Test::new()
+        .workflow("w.yml", wf)
+        .args(&[
+            "workflow_dispatch",
+            "--input",
+            "flag=false",
+            "--input",
+            "count=5",
+        ])
+        .run()
+        .code(0)
+        .stdout_has("| flag-is-false")
+        .stdout_lacks("| flag-is-true")
+        .stdout_has("count+1 is big=true name=world via-event=world");
+    Test::new()
+        .workflow("w.yml", wf)
+        .args(&["workflow_dispatch"])
+        .run()
+        .code(0)
+        .stdout_has("| flag-is-true")
+        .stdout_lacks("| flag-is-false")
+        .stdout_has("big=false");
+    Test::new()
+        .workflow("w.yml", wf)
+        .args(&["workflow_dispatch", "--input", "flag=maybe"])
+        .run()
+        .code(2)
+        .stderr_has("must be true or false");
+}
+
+#[test]
+fn branch_filters_decide_what_runs() {
+    let t = Test::new()
+        .workflow("rel.yml", "on:\n  push:\n    branches: [release/**]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo release-ran}]\n")
+        .workflow("main.yml", "on:\n  push:\n    branches: [main]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo main-ran}]\n")
+        .git();
+    t.run()
+        .code(0)
+        .stdout_has("main-ran")
+        .stdout_lacks("release-ran");
+}
+
+#[test]
+fn runs_on_labels_are_matched_against_host_labels() {
+    let wf = "on: push\njobs:\n  mac:\n    runs-on: macos-latest\n    steps: [{run: echo mac-ran}]\n  linux:\n    runs-on: [self-hosted, linux]\n    steps: [{run: echo linux-ran}]\n";
+    Test::new()
+        .workflow("w.yml", wf)
+        .run()
+        .code(0)
+        .stdout_has("linux-ran")
+        .stdout_lacks("mac-ran")
+        .stderr_has("runs-on label 'macos-latest'");
+    Test::new()
+        .workflow("w.yml", wf)
+        .args(&["-P", "macos-latest=-self-hosted"])
+        .run()
+        .code(0)
+        .stdout_has("mac-ran");
+}
+
+#[test]
+fn working_directory_defaults_and_hash_files() {
+    Test::new()
+        .file("sub/dir/a.txt", "alpha")
+        .workflow(
+            "w.yml",
+            r#"on: push
+defaults:
+  run:
+    working-directory: sub
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: test "$(basename "$PWD")" = sub && echo in-sub
+      - working-directory: sub/dir
+        run: cat a.txt
+      - run: echo "hash=${{ hashFiles('sub/**/*.txt') }} none=[${{ hashFiles('*.nothing') }}]"
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("in-sub")
+        .stdout_has("alpha")
+        .stdout_has("none=[]")
+        .stdout_lacks("hash= ");
+}
+
+#[test]
+fn the_source_directory_is_never_modified() {
+    let t = Test::new().file("keep.txt", "original").workflow(
+        "w.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo changed > keep.txt && touch new-file && cat keep.txt\n",
+    );
+    t.run().code(0).stdout_has("changed");
+    assert_eq!(
+        std::fs::read_to_string(t.dir().join("keep.txt")).unwrap(),
+        "original"
+    );
+    assert!(!t.dir().join("new-file").exists());
+}
+
+#[test]
+fn workflow_commands_are_applied() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - id: s
+        run: |
+          echo "::set-output name=legacy::old-style"
+          echo "::group::My group"
+          echo "::error file=app.js,line=3,col=5::broken thing"
+          echo "::set-env name=BLOCKED::x"
+          echo "::stop-commands::tok"
+          echo "::set-output name=ignored::x"
+          echo "::tok::"
+      - run: echo "legacy=${{ steps.s.outputs.legacy }} ignored=[${{ steps.s.outputs.ignored }}] blocked=[$BLOCKED]"
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("legacy=old-style ignored=[] blocked=[]")
+        .stdout_has("▼ My group")
+        .stdout_has("Error: broken thing (app.js:3:5)")
+        .stdout_has("::set-output name=ignored::x")
+        .stdout_has("`set-env` command is disabled");
+}

@@ -1,0 +1,124 @@
+//! Matrix strategy, fail-fast, max-parallel, and job and step timeouts.
+
+use crate::support::Test;
+use std::time::{Duration, Instant};
+
+#[test]
+fn fail_fast_cancels_the_other_legs() {
+    let started = Instant::now();
+    let out = Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        n: [fast-fail, slow]
+    steps:
+      - run: |
+          if [ "${{ matrix.n }}" = fast-fail ]; then exit 1; fi
+          sleep 30
+"#,
+        )
+        .run();
+    out.code(1);
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "the slow leg should be cancelled"
+    );
+}
+
+#[test]
+fn without_fail_fast_every_leg_finishes() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy:
+      fail-fast: false
+      matrix:
+        n: [1, 2]
+        include:
+          - n: 2
+            extra: yes
+    steps:
+      - run: sleep 0.3; echo "leg ${{ matrix.n }} extra=${{ matrix.extra }}"; test ${{ matrix.n }} = 2
+"#,
+        )
+        .run()
+        .code(1)
+        .stdout_has("leg 1 extra=")
+        .stdout_has("leg 2 extra=yes");
+}
+
+#[test]
+fn max_parallel_serialises_legs() {
+    let marks = tempfile::tempdir().unwrap();
+    let file = marks.path().join("marks");
+    let wf = format!(
+        r#"on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        n: [a, b, c]
+    steps:
+      - run: |
+          echo "start ${{{{ matrix.n }}}}" >> {f}
+          sleep 0.2
+          echo "end ${{{{ matrix.n }}}}" >> {f}
+"#,
+        f = file.display()
+    );
+    Test::new().workflow("w.yml", &wf).run().code(0);
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 6);
+    for pair in lines.chunks(2) {
+        assert_eq!(
+            pair[0].replace("start", ""),
+            pair[1].replace("end", ""),
+            "legs overlapped: {lines:?}"
+        );
+    }
+}
+
+#[test]
+fn step_and_job_timeouts_stop_long_steps() {
+    let started = Instant::now();
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  step-timeout:
+    runs-on: ubuntu-latest
+    steps:
+      - timeout-minutes: 0.02
+        run: sleep 60
+      - if: failure()
+        run: echo after-step-timeout
+  job-timeout:
+    runs-on: ubuntu-latest
+    timeout-minutes: 0.03
+    steps:
+      - run: sleep 60
+      - if: always()
+        run: echo always-after-job-timeout
+"#,
+        )
+        .run()
+        .code(1)
+        .stdout_has("exceeded its timeout")
+        .stdout_has("after-step-timeout")
+        .stdout_has("always-after-job-timeout")
+        .stderr_has("exceeded its timeout");
+    assert!(started.elapsed() < Duration::from_secs(20));
+}

@@ -1,0 +1,100 @@
+//! Bad workflows and arguments: every problem reported at once with file:line:col, exit 2, nothing run.
+
+use crate::support::Test;
+
+#[test]
+fn all_problems_are_reported_with_positions_before_anything_runs() {
+    let t = Test::new().workflow(
+        "bad.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    stepz: []\n    steps:\n      - run: echo ${{ github.sha == }}\n  b:\n    needs: [a, nope]\n    runs-on: ubuntu-latest\n    steps:\n      - run: touch ran\n",
+    );
+    let out = t.run();
+    out.code(2)
+        .stderr_has("bad.yml:5:5")
+        .stderr_has("unknown key 'stepz'")
+        .stderr_has("bad.yml:7:")
+        .stderr_has("invalid expression")
+        .stderr_has("bad.yml:9:16")
+        .stderr_has("needs 'nope'")
+        .stderr_has("nothing was run");
+    assert!(
+        !t.state.path().join("mobius/runs").exists(),
+        "no run may start"
+    );
+}
+
+#[test]
+fn cycles_and_yaml_errors_are_located() {
+    Test::new()
+        .workflow(
+            "cycle.yml",
+            "on: push\njobs:\n  a:\n    needs: b\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n  b:\n    needs: a\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+        )
+        .workflow("syntax.yml", "on: push\njobs:\n  a: [1, 2\n")
+        .run()
+        .code(2)
+        .stderr_has("cycle")
+        .stderr_has("syntax.yml:")
+        .stderr_has("invalid YAML")
+        .stderr_has("2 workflow file(s)");
+}
+
+#[test]
+fn a_caret_snippet_points_at_the_problem() {
+    Test::new()
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n        shel: bash\n")
+        .run()
+        .code(2)
+        .stderr_has("shel: bash")
+        .stderr_has("did you mean 'shell'?");
+}
+
+#[test]
+fn containers_services_and_unvendored_actions_stop_the_run() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    container: debian\n    steps:\n      - uses: actions/setup-node@v4\n      - uses: docker://alpine\n",
+        )
+        .run()
+        .code(2)
+        .stderr_has("'container:'")
+        .stderr_has("actions/setup-node@v4")
+        .stderr_has("--action-dir")
+        .stderr_has("docker://")
+        .stderr_has("w.yml:7:9");
+}
+
+#[test]
+fn bad_arguments_exit_2() {
+    let t = Test::new().workflow(
+        "w.yml",
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+    );
+    t.args(&["--input", "novalue"])
+        .run()
+        .code(2)
+        .stderr_has("expected NAME=VALUE");
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+        )
+        .args(&["-j", "missing"])
+        .run()
+        .code(2)
+        .stderr_has("no workflow triggered by 'push' has a job 'missing'");
+}
+
+#[test]
+fn a_missing_required_dispatch_input_is_an_invalid_invocation() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on:\n  workflow_dispatch:\n    inputs:\n      who:\n        required: true\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
+        )
+        .args(&["workflow_dispatch"])
+        .run()
+        .code(2)
+        .stderr_has("input 'who' is required");
+}
