@@ -66,11 +66,6 @@ impl Test {
         self
     }
 
-    pub fn env(mut self, key: &str, value: &str) -> Self {
-        self.env.push((key.into(), value.into()));
-        self
-    }
-
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mobius"));
         cmd.arg("run")
