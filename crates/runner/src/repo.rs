@@ -60,8 +60,13 @@ impl RepoInfo {
     }
 }
 
-/// The `.git` directory of a work tree (following a `gitdir:` file for worktrees).
+/// The `.git` directory of the work tree holding `dir` (searching upwards, as git
+/// does, and following a `gitdir:` file for worktrees).
 pub fn git_dir(dir: &Path) -> Option<PathBuf> {
+    dir.ancestors().find_map(git_dir_here)
+}
+
+fn git_dir_here(dir: &Path) -> Option<PathBuf> {
     let dot_git = dir.join(".git");
     if dot_git.is_dir() {
         return Some(dot_git);
