@@ -94,12 +94,14 @@ pub async fn run<S: OutputSink>(
         groups.add(pid);
     }
     let idle = Arc::new(AtomicBool::new(false));
-    let done = Arc::new(AtomicBool::new(false));
+    let (done_tx, mut done_rx) = tokio::sync::oneshot::channel::<()>();
     let reader_thread = {
         let idle = idle.clone();
-        let done = done.clone();
         let sink = sink.clone();
-        std::thread::spawn(move || read_lines(reader, sink, idle, done))
+        std::thread::spawn(move || {
+            read_lines(reader, sink, idle);
+            let _ = done_tx.send(());
+        })
     };
     let deadline = async {
         match timeout {
@@ -127,18 +129,22 @@ pub async fn run<S: OutputSink>(
     // Wait until the reader has seen EOF, or has drained the pipe and is waiting on
     // a background process that still holds it open (that process is killed when the job ends).
     let mut idle_for = 0;
-    while !done.load(Ordering::Acquire) {
-        if idle.load(Ordering::Acquire) {
-            idle_for += 1;
-            if idle_for >= 4 {
-                break;
+    let finished = loop {
+        tokio::select! {
+            _ = &mut done_rx => break true,
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {
+                if idle.load(Ordering::Acquire) {
+                    idle_for += 1;
+                    if idle_for >= 4 {
+                        break false;
+                    }
+                } else {
+                    idle_for = 0;
+                }
             }
-        } else {
-            idle_for = 0;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    if done.load(Ordering::Acquire) {
+    };
+    if finished {
         let _ = reader_thread.join();
     }
     Ok(exit)
@@ -161,7 +167,6 @@ fn read_lines<S: OutputSink>(
     mut reader: std::io::PipeReader,
     sink: Arc<Mutex<S>>,
     idle: Arc<AtomicBool>,
-    done: Arc<AtomicBool>,
 ) {
     let mut buf = vec![0u8; 256 * 1024];
     // One byte is kept free for the newline added to an unterminated last line.
@@ -198,7 +203,6 @@ fn read_lines<S: OutputSink>(
             None => {}
         }
     }
-    done.store(true, Ordering::Release);
 }
 
 fn emit<S: OutputSink>(sink: &Arc<Mutex<S>>, bytes: &[u8]) {
