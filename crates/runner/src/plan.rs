@@ -90,6 +90,9 @@ pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
             }
         }
         event.changed_paths = Some(paths);
+    } else if options.event_name == "push" {
+        // Without a payload, a push is the head commit: its changes against its parent.
+        event.changed_paths = crate::git::changed_paths(&options.source_dir);
     }
     event
 }

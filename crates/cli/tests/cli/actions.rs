@@ -184,3 +184,48 @@ fn checkout_into_a_path_copies_the_repository() {
         .code(0)
         .stdout_has("hi from repo");
 }
+
+#[test]
+fn checkout_of_another_ref_writes_that_commits_tree() {
+    if !require("git") {
+        return;
+    }
+    Test::new()
+        .file("version.txt", "one")
+        .file("old-only.txt", "gone later")
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "current=$(cat version.txt)"
+      - uses: actions/checkout@v4
+        with:
+          ref: v1
+          path: old
+      - run: |
+          echo "old=$(cat old/version.txt) extra=$(cat old/old-only.txt)"
+          cd old && echo "status=[$(git status --porcelain)] head=$(git rev-parse --short HEAD)"
+      - uses: actions/checkout@v4
+        id: bad
+        continue-on-error: true
+        with:
+          ref: no-such-branch
+      - run: echo "bad=${{ steps.bad.outcome }}"
+"#,
+        )
+        .git()
+        .git_cmd(&["tag", "v1"])
+        .file("version.txt", "two")
+        .git_cmd(&["rm", "-q", "old-only.txt"])
+        .commit("second")
+        .run()
+        .code(0)
+        .stdout_has("current=two")
+        .stdout_has("old=one extra=gone later")
+        .stdout_has("status=[]")
+        .stdout_has("does not exist")
+        .stdout_has("bad=failure");
+}

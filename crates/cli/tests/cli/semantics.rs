@@ -297,3 +297,21 @@ jobs:
         .stdout_has("::set-output name=ignored::x")
         .stdout_has("`set-env` command is disabled");
 }
+
+#[test]
+fn path_filters_use_the_head_commits_changes() {
+    let t = Test::new()
+        .file("src/main.rs", "fn main() {}")
+        .file("docs/a.md", "v1")
+        .workflow("src.yml", "on:\n  push:\n    paths: ['src/**']\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo src-workflow-ran}]\n")
+        .workflow("docs.yml", "on:\n  push:\n    paths: ['docs/**']\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo docs-workflow-ran}]\n")
+        .workflow("notdocs.yml", "on:\n  push:\n    paths-ignore: ['docs/**']\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo ignore-workflow-ran}]\n")
+        .git()
+        .file("docs/a.md", "v2")
+        .commit("docs only");
+    t.run()
+        .code(0)
+        .stdout_has("docs-workflow-ran")
+        .stdout_lacks("src-workflow-ran")
+        .stdout_lacks("ignore-workflow-ran");
+}

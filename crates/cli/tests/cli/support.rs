@@ -41,6 +41,18 @@ impl Test {
 
     /// Makes the repository a git repository with one commit on `main`.
     pub fn git(self) -> Self {
+        self.git_cmd(&["init", "-q", "-b", "main"])
+            .commit("initial")
+    }
+
+    /// Commits everything in the repository.
+    pub fn commit(self, message: &str) -> Self {
+        self.git_cmd(&["add", "-A"])
+            .git_cmd(&["commit", "-q", "-m", message])
+    }
+
+    /// Runs git in the repository.
+    pub fn git_cmd(self, args: &[&str]) -> Self {
         let git = |args: &[&str]| {
             let status = Command::new("git")
                 .args(args)
@@ -55,9 +67,7 @@ impl Test {
                 .expect("git runs");
             assert!(status.success(), "git {args:?}");
         };
-        git(&["init", "-q", "-b", "main"]);
-        git(&["add", "-A"]);
-        git(&["commit", "-q", "-m", "initial"]);
+        git(args);
         self
     }
 

@@ -21,6 +21,20 @@ pub(crate) fn run(
             return StepExec::failure();
         }
     }
+    let path = input("path").filter(|p| !p.trim().is_empty() && p.trim() != ".");
+    let target = match &path {
+        Some(p) => {
+            let target = run.workspace.join(p.trim());
+            if !target.starts_with(&run.workspace) || p.split('/').any(|c| c == "..") {
+                out.message(&format!(
+                    "Error: the checkout path '{p}' leaves the workspace"
+                ));
+                return StepExec::failure();
+            }
+            target
+        }
+        None => run.workspace.clone(),
+    };
     if let Some(wanted) = input("ref").filter(|r| !r.is_empty()) {
         let repo = &shared.repo;
         let same = wanted == repo.sha
@@ -28,35 +42,48 @@ pub(crate) fn run(
             || wanted == repo.ref_name()
             || (wanted.len() >= 7 && repo.sha.starts_with(&wanted));
         if !same {
-            out.message(&format!(
-                "Error: checkout of ref '{wanted}' is not supported on the host runner yet; the workspace holds {} at {}",
-                if repo.git_ref.is_empty() { "a detached head" } else { &repo.git_ref },
-                repo.sha
-            ));
-            return StepExec::failure();
-        }
-    }
-    match input("path").filter(|p| !p.trim().is_empty() && p.trim() != ".") {
-        Some(path) => {
-            let target = run.workspace.join(path.trim());
-            if target.starts_with(&run.workspace) && target != run.workspace {
-                if target.exists() {
-                    let _ = std::fs::remove_dir_all(&target);
-                }
-                if let Err(e) = copy_tree(&shared.snapshot, &target) {
+            // Another ref: write its tree from the local repository's objects.
+            let clean = input("clean").is_none_or(|c| c != "false");
+            return match crate::git::checkout(&shared.options.source_dir, &wanted, &target, clean) {
+                Ok(done) => {
                     out.message(&format!(
-                        "Error: cannot copy the repository to {}: {e}",
+                        "Checked out '{wanted}' ({}, {} files) into {}",
+                        done.commit,
+                        done.files,
                         target.display()
                     ));
-                    return StepExec::failure();
+                    if let Some(depth) = input("fetch-depth").filter(|d| d != "0") {
+                        out.message(&format!(
+                            "fetch-depth {depth}: the local checkout keeps the complete history"
+                        ));
+                    }
+                    StepExec::success()
                 }
-                out.message(&format!(
-                    "Checked out {} at {} into {}",
-                    shared.repository,
-                    shared.repo.sha,
-                    path.trim()
-                ));
+                Err(e) => {
+                    out.message(&format!("Error: {e}"));
+                    StepExec::failure()
+                }
+            };
+        }
+    }
+    match path {
+        Some(path) => {
+            if target.exists() {
+                let _ = std::fs::remove_dir_all(&target);
             }
+            if let Err(e) = copy_tree(&shared.snapshot, &target) {
+                out.message(&format!(
+                    "Error: cannot copy the repository to {}: {e}",
+                    target.display()
+                ));
+                return StepExec::failure();
+            }
+            out.message(&format!(
+                "Checked out {} at {} into {}",
+                shared.repository,
+                shared.repo.sha,
+                path.trim()
+            ));
         }
         None => out.message(&format!(
             "The workspace is a private copy of {} at {} (uncommitted changes included)",

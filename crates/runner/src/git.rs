@@ -1,0 +1,170 @@
+//! Git through gix, with no network: resolving refs, writing a commit's tree into a
+//! directory (checkout of another ref), and the files a commit changed (path filters).
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+/// A commit's files: path to (object id, mode flags).
+type Listing = BTreeMap<String, (gix::ObjectId, gix::object::tree::EntryMode)>;
+
+fn open(dir: &Path) -> Result<gix::Repository, String> {
+    gix::discover(dir).map_err(|e| format!("{} is not in a git repository: {e}", dir.display()))
+}
+
+/// Resolves a branch, tag, remote branch or (abbreviated) commit id to a commit id.
+fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, String> {
+    let candidates = [
+        wanted.to_string(),
+        format!("refs/heads/{wanted}"),
+        format!("refs/tags/{wanted}"),
+        format!("refs/remotes/origin/{wanted}"),
+    ];
+    for spec in &candidates {
+        if let Ok(id) = repo.rev_parse_single(spec.as_str()) {
+            if let Ok(commit) = id
+                .object()
+                .and_then(|o| o.peel_to_commit().map_err(Into::into))
+            {
+                return Ok(commit.id);
+            }
+        }
+    }
+    Err(format!(
+        "the ref '{wanted}' does not exist in the repository"
+    ))
+}
+
+fn listing(repo: &gix::Repository, commit: gix::ObjectId) -> Result<Listing, String> {
+    let commit = repo.find_commit(commit).map_err(|e| e.to_string())?;
+    let tree = commit.tree().map_err(|e| e.to_string())?;
+    let mut recorder = gix::traverse::tree::Recorder::default();
+    tree.traverse()
+        .breadthfirst(&mut recorder)
+        .map_err(|e| e.to_string())?;
+    Ok(recorder
+        .records
+        .into_iter()
+        .filter(|e| !e.mode.is_tree())
+        .map(|e| (e.filepath.to_string(), (e.oid, e.mode)))
+        .collect())
+}
+
+/// Files added, removed or modified by the commit at `dir`'s HEAD, against its first parent
+/// (every file, for a root commit). `None` outside a git repository.
+pub fn changed_paths(dir: &Path) -> Option<Vec<String>> {
+    let repo = open(dir).ok()?;
+    let head = repo.head_commit().ok()?;
+    let now = listing(&repo, head.id).ok()?;
+    let before = match head.parent_ids().next() {
+        Some(parent) => listing(&repo, parent.detach()).ok()?,
+        None => Listing::new(),
+    };
+    let mut changed: Vec<String> = now
+        .iter()
+        .filter(|(path, entry)| before.get(*path) != Some(entry))
+        .map(|(path, _)| path.clone())
+        .chain(before.keys().filter(|p| !now.contains_key(*p)).cloned())
+        .collect();
+    changed.sort();
+    Some(changed)
+}
+
+/// What a checkout wrote.
+#[derive(Debug)]
+pub struct CheckedOut {
+    pub commit: String,
+    pub files: usize,
+}
+
+/// Writes the tree of `wanted` into `target` as a detached checkout: the work tree
+/// (cleaned first when `clean`), `.git` (copied from the source repository when the
+/// target has none), `HEAD` and an index matching the tree.
+pub fn checkout(
+    source: &Path,
+    wanted: &str,
+    target: &Path,
+    clean: bool,
+) -> Result<CheckedOut, String> {
+    let repo = open(source)?;
+    let commit = resolve(&repo, wanted)?;
+    let files = listing(&repo, commit)?;
+    std::fs::create_dir_all(target)
+        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    if clean {
+        for entry in std::fs::read_dir(target)
+            .map_err(|e| e.to_string())?
+            .filter_map(Result::ok)
+        {
+            if entry.file_name() == ".git" {
+                continue;
+            }
+            let path = entry.path();
+            let removed = if path.is_dir() && !path.is_symlink() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            removed.map_err(|e| format!("cannot clean {}: {e}", path.display()))?;
+        }
+    }
+    for (path, (oid, mode)) in &files {
+        if mode.is_commit() {
+            // A submodule: GitHub leaves an empty folder unless submodules are fetched.
+            let _ = std::fs::create_dir_all(target.join(path));
+            continue;
+        }
+        let dest = safe_join(target, path)?;
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| e.to_string())?;
+        }
+        let object = repo.find_object(*oid).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_file(&dest);
+        if mode.is_link() {
+            let link = String::from_utf8_lossy(&object.data).to_string();
+            std::os::unix::fs::symlink(link, &dest)
+                .map_err(|e| format!("cannot write {path}: {e}"))?;
+        } else {
+            std::fs::write(&dest, &object.data).map_err(|e| format!("cannot write {path}: {e}"))?;
+            let perm = if mode.is_executable() { 0o755 } else { 0o644 };
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(perm))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+    let git_dir = target.join(".git");
+    if !git_dir.exists() {
+        crate::repo::copy_tree(repo.git_dir(), &git_dir)
+            .map_err(|e| format!("cannot copy the repository: {e}"))?;
+    }
+    std::fs::write(git_dir.join("HEAD"), format!("{commit}\n")).map_err(|e| e.to_string())?;
+    // An index matching the tree, so `git status` in the checkout is clean.
+    let target_repo = gix::open(target).map_err(|e| e.to_string())?;
+    let tree_id = target_repo
+        .find_commit(commit)
+        .and_then(|c| c.tree_id())
+        .map_err(|e| e.to_string())?;
+    let mut index = target_repo
+        .index_from_tree(&tree_id)
+        .map_err(|e| e.to_string())?;
+    index
+        .write(Default::default())
+        .map_err(|e| format!("cannot write the index: {e}"))?;
+    Ok(CheckedOut {
+        commit: commit.to_string(),
+        files: files.len(),
+    })
+}
+
+/// Joins a path from a tree, refusing anything that would leave `root`.
+fn safe_join(root: &Path, rel: &str) -> Result<PathBuf, String> {
+    let rel_path = Path::new(rel);
+    if rel_path.is_absolute()
+        || rel_path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+        || rel.split('/').any(|c| c == ".git")
+    {
+        return Err(format!("refusing to write '{rel}' outside the checkout"));
+    }
+    Ok(root.join(rel_path))
+}
