@@ -67,24 +67,12 @@ fn color_of(conclusion: Conclusion) -> &'static str {
 impl Reporter for HumanReporter {
     fn event(&self, event: RunEvent) {
         match event {
-            RunEvent::RunStarted {
-                run_id,
-                event_name,
-                workflows,
-                run_dir,
-            } => {
-                self.line(&self.paint(
-                    "1",
-                    &format!("▶ run {run_id} on '{event_name}': {}", workflows.join(", ")),
-                ));
+            RunEvent::RunStarted { run_id, event_name, workflows, run_dir } => {
+                self.line(&self.paint("1", &format!("▶ run {run_id} on '{event_name}': {}", workflows.join(", "))));
                 self.line(&self.paint("2", &format!("  logs and artifacts in {run_dir}")));
             }
             RunEvent::JobStarted { job, .. } => {
-                self.line(&format!(
-                    "{} {}",
-                    self.paint("36", &format!("[{job}]")),
-                    self.paint("1", "Job started")
-                ));
+                self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint("1", "Job started")));
             }
             RunEvent::JobSkipped { job, reason } => {
                 self.line(&format!(
@@ -96,16 +84,8 @@ impl Reporter for HumanReporter {
                     jobs.push((job, Conclusion::Skipped, 0));
                 }
             }
-            RunEvent::JobFinished {
-                job,
-                conclusion,
-                duration_ms,
-            } => {
-                let text = format!(
-                    "{} Job {conclusion} in {}",
-                    mark(conclusion),
-                    seconds(duration_ms)
-                );
+            RunEvent::JobFinished { job, conclusion, duration_ms } => {
+                let text = format!("{} Job {conclusion} in {}", mark(conclusion), seconds(duration_ms));
                 self.line(&format!(
                     "{} {}",
                     self.paint("36", &format!("[{job}]")),
@@ -122,13 +102,7 @@ impl Reporter for HumanReporter {
                     self.paint("1", &format!("▸ {step}"))
                 ));
             }
-            RunEvent::StepFinished {
-                job,
-                step,
-                outcome,
-                conclusion,
-                duration_ms,
-            } => {
+            RunEvent::StepFinished { job, step, outcome, conclusion, duration_ms } => {
                 let extra = if outcome != conclusion {
                     format!(" (outcome {outcome}, continue-on-error)")
                 } else {
@@ -154,10 +128,7 @@ impl Reporter for HumanReporter {
                 }
                 eprintln!("{}", self.paint("33", &text));
             }
-            RunEvent::RunFinished {
-                conclusion,
-                duration_ms,
-            } => {
+            RunEvent::RunFinished { conclusion, duration_ms } => {
                 let mut summary = String::from("\nJobs:\n");
                 if let Ok(jobs) = self.jobs.lock() {
                     for (job, c, ms) in jobs.iter() {
@@ -165,11 +136,7 @@ impl Reporter for HumanReporter {
                             "  {} {job:<40} {:<9} {}",
                             mark(*c),
                             c.as_str(),
-                            if *c == Conclusion::Skipped {
-                                String::new()
-                            } else {
-                                seconds(*ms)
-                            }
+                            if *c == Conclusion::Skipped { String::new() } else { seconds(*ms) }
                         );
                         summary.push_str(&self.paint(color_of(*c), &row));
                         summary.push('\n');
@@ -181,10 +148,7 @@ impl Reporter for HumanReporter {
                     Conclusion::Cancelled => "Run cancelled",
                     Conclusion::Skipped => "Nothing ran",
                 };
-                summary.push_str(&self.paint(
-                    color_of(conclusion),
-                    &format!("{verdict} in {}", seconds(duration_ms)),
-                ));
+                summary.push_str(&self.paint(color_of(conclusion), &format!("{verdict} in {}", seconds(duration_ms))));
                 self.line(&summary);
             }
         }
@@ -215,9 +179,7 @@ pub struct JsonReporter {
 
 impl JsonReporter {
     pub fn new() -> Self {
-        JsonReporter {
-            out: Mutex::new(BufWriter::with_capacity(256 * 1024, std::io::stdout())),
-        }
+        JsonReporter { out: Mutex::new(BufWriter::with_capacity(256 * 1024, std::io::stdout())) }
     }
 
     fn write(&self, out: &mut BufWriter<Stdout>, event: &RunEvent, time: &str) {
@@ -242,11 +204,7 @@ impl Reporter for JsonReporter {
         let time = humantime::format_rfc3339_millis(SystemTime::now()).to_string();
         let Ok(mut out) = self.out.lock() else { return };
         for line in lines.lines() {
-            let event = RunEvent::Log {
-                job: job.into(),
-                step: step.into(),
-                line: line.into(),
-            };
+            let event = RunEvent::Log { job: job.into(), step: step.into(), line: line.into() };
             self.write(&mut out, &event, &time);
         }
         let _ = out.flush();

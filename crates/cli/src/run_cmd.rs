@@ -20,12 +20,7 @@ pub struct RunArgs {
     #[arg(default_value = "push")]
     event: String,
     /// The repository to run in (a copy is made; it is never modified).
-    #[arg(
-        short = 'C',
-        long = "directory",
-        value_name = "DIR",
-        default_value = "."
-    )]
+    #[arg(short = 'C', long = "directory", value_name = "DIR", default_value = ".")]
     directory: PathBuf,
     /// A workflow file, or a folder whose .yml/.yaml files are the workflows.
     #[arg(short = 'W', long = "workflows", value_name = "PATH")]
@@ -90,11 +85,7 @@ fn invalid(message: &str) -> ExitCode {
     ExitCode::from(INVALID)
 }
 
-fn parse_pairs(
-    items: &[String],
-    what: &str,
-    from_env: bool,
-) -> Result<IndexMap<String, String>, String> {
+fn parse_pairs(items: &[String], what: &str, from_env: bool) -> Result<IndexMap<String, String>, String> {
     let mut out = IndexMap::new();
     for item in items {
         match item.split_once('=') {
@@ -102,7 +93,9 @@ fn parse_pairs(
                 out.insert(k.trim().to_string(), v.to_string());
             }
             None if from_env && !item.trim().is_empty() => {
-                let v = std::env::var(item).map_err(|_| format!("{what} '{item}' has no value and no environment variable of that name is set"))?;
+                let v = std::env::var(item).map_err(|_| {
+                    format!("{what} '{item}' has no value and no environment variable of that name is set")
+                })?;
                 out.insert(item.clone(), v);
             }
             _ => return Err(format!("invalid {what} '{item}': expected NAME=VALUE")),
@@ -113,8 +106,7 @@ fn parse_pairs(
 
 /// Reads a dotenv-style file; errors name the file and line.
 fn read_env_file(path: &Path) -> Result<IndexMap<String, String>, String> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let mut out = IndexMap::new();
     for (index, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -123,22 +115,14 @@ fn read_env_file(path: &Path) -> Result<IndexMap<String, String>, String> {
         }
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((k, v)) = line.split_once('=') else {
-            return Err(format!(
-                "{}:{}: expected NAME=VALUE",
-                path.display(),
-                index + 1
-            ));
+            return Err(format!("{}:{}: expected NAME=VALUE", path.display(), index + 1));
         };
         let v = v.trim();
         let v = v
             .strip_prefix('"')
             .and_then(|s| s.strip_suffix('"'))
             .map(|s| s.replace("\\n", "\n"))
-            .or_else(|| {
-                v.strip_prefix('\'')
-                    .and_then(|s| s.strip_suffix('\''))
-                    .map(str::to_string)
-            })
+            .or_else(|| v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')).map(str::to_string))
             .unwrap_or_else(|| v.to_string());
         out.insert(k.trim().to_string(), v);
     }
@@ -149,9 +133,7 @@ fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("mobius");
     }
-    let home = std::env::var_os("HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("."));
+    let home = std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("."));
     home.join(".local/state/mobius")
 }
 
@@ -159,12 +141,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     let directory = match std::fs::canonicalize(&args.directory) {
         Ok(d) if d.is_dir() => d,
-        _ => {
-            return invalid(&format!(
-                "'{}' is not a directory",
-                args.directory.display()
-            ))
-        }
+        _ => return invalid(&format!("'{}' is not a directory", args.directory.display())),
     };
     let workflows_path = match &args.workflows {
         Some(p) => p.clone(),
@@ -172,25 +149,11 @@ pub fn main(args: RunArgs) -> ExitCode {
     };
     let files = match plan::discover(&workflows_path) {
         Ok(f) if !f.is_empty() => f,
-        Ok(_) => {
-            return invalid(&format!(
-                "no workflow files (.yml, .yaml) in {}",
-                workflows_path.display()
-            ))
-        }
-        Err(e) => {
-            return invalid(&format!(
-                "cannot read workflows at {}: {e}",
-                workflows_path.display()
-            ))
-        }
+        Ok(_) => return invalid(&format!("no workflow files (.yml, .yaml) in {}", workflows_path.display())),
+        Err(e) => return invalid(&format!("cannot read workflows at {}: {e}", workflows_path.display())),
     };
     let cwd = std::env::current_dir().unwrap_or_default();
-    let base = if files[0].starts_with(&directory) {
-        directory.clone()
-    } else {
-        cwd
-    };
+    let base = if files[0].starts_with(&directory) { directory.clone() } else { cwd };
     let workflows = match plan::load_all(&files, &base) {
         Ok(w) => w,
         Err(errors) => {
@@ -198,10 +161,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             for e in &errors {
                 eprint!("{}", e.render(std::io::stderr().is_terminal()));
             }
-            eprintln!(
-                "error: {count} problem(s) in {} workflow file(s); nothing was run",
-                errors.len()
-            );
+            eprintln!("error: {count} problem(s) in {} workflow file(s); nothing was run", errors.len());
             return ExitCode::from(INVALID);
         }
     };
@@ -223,16 +183,9 @@ pub fn main(args: RunArgs) -> ExitCode {
         }
         options.labels.extend(args.labels.iter().cloned());
         if let Some(path) = &args.eventpath {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-            options.event_payload = serde_json::from_str(&text).map_err(|e| {
-                format!(
-                    "{}:{}:{}: invalid JSON: {e}",
-                    path.display(),
-                    e.line(),
-                    e.column()
-                )
-            })?;
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+            options.event_payload = serde_json::from_str(&text)
+                .map_err(|e| format!("{}:{}:{}: invalid JSON: {e}", path.display(), e.line(), e.column()))?;
         }
         Ok(())
     })();
@@ -256,20 +209,32 @@ pub fn main(args: RunArgs) -> ExitCode {
     options.job_filter = args.job.clone();
     let repo = RepoInfo::read(&directory);
     let event = plan::event_ref(&options, &repo);
+    let with_event: Vec<String> =
+        workflows.iter().filter(|w| w.triggers.contains_key(&args.event)).map(|w| w.file.path.clone()).collect();
     let selected = plan::select(workflows, &args.event, &event);
     if let Some(job) = &args.job {
         if !selected.iter().any(|w| w.jobs.contains_key(job)) {
-            return invalid(&format!(
-                "no workflow triggered by '{}' has a job '{job}'",
-                args.event
-            ));
+            return invalid(&format!("no workflow triggered by '{}' has a job '{job}'", args.event));
         }
     }
     if selected.is_empty() {
-        eprintln!(
-            "no workflow is triggered by '{}'; nothing to run",
-            args.event
-        );
+        eprintln!("no workflow is triggered by '{}'; nothing to run", args.event);
+        if !with_event.is_empty() {
+            let place = match (&event.branch, &event.tag) {
+                (_, Some(tag)) => format!("tag '{tag}'"),
+                (Some(branch), _) => format!("branch '{branch}'"),
+                _ => "this ref".to_string(),
+            };
+            let changed = event
+                .changed_paths
+                .as_ref()
+                .map_or(String::new(), |p| format!(" and changed files [{}]", p.join(", ")));
+            eprintln!(
+                "note: {} listen to '{}', but their filters exclude {place}{changed}",
+                with_event.join(", "),
+                args.event
+            );
+        }
         return ExitCode::SUCCESS;
     }
     if args.list {
@@ -288,16 +253,9 @@ pub fn main(args: RunArgs) -> ExitCode {
         print_plan(&selected, args.job.as_deref());
         return ExitCode::SUCCESS;
     }
-    let reporter: Arc<dyn Reporter> = if args.json {
-        Arc::new(JsonReporter::new())
-    } else {
-        Arc::new(HumanReporter::new(color))
-    };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let reporter: Arc<dyn Reporter> =
+        if args.json { Arc::new(JsonReporter::new()) } else { Arc::new(HumanReporter::new(color)) };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => return invalid(&format!("cannot start the runtime: {e}")),
     };
@@ -305,11 +263,10 @@ pub fn main(args: RunArgs) -> ExitCode {
     let result = runtime.block_on(async {
         let signal_cancel = cancel.clone();
         tokio::spawn(async move {
-            let mut term =
-                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                    Ok(s) => s,
-                    Err(_) => return,
-                };
+            let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return,
+            };
             tokio::select! {
                 _ = tokio::signal::ctrl_c() => {}
                 _ = term.recv() => {}
@@ -341,12 +298,7 @@ fn stages(wf: &Workflow) -> IndexMap<String, usize> {
     let mut stage: IndexMap<String, usize> = IndexMap::new();
     for _ in 0..=wf.jobs.len() {
         for (id, job) in &wf.jobs {
-            let s = job
-                .needs
-                .iter()
-                .filter_map(|n| stage.get(n).map(|s| s + 1))
-                .max()
-                .unwrap_or(0);
+            let s = job.needs.iter().filter_map(|n| stage.get(n).map(|s| s + 1)).max().unwrap_or(0);
             stage.insert(id.clone(), s);
         }
     }
@@ -369,11 +321,7 @@ fn print_list(workflows: &[Workflow], event: &str, only: Option<&str>) {
             if only.is_some_and(|o| o != id) {
                 continue;
             }
-            let name = job
-                .name
-                .as_ref()
-                .and_then(|n| n.scalar_string())
-                .unwrap_or_else(|| id.clone());
+            let name = job.name.as_ref().and_then(|n| n.scalar_string()).unwrap_or_else(|| id.clone());
             rows.push([
                 stage.get(id).copied().unwrap_or(0).to_string(),
                 id.clone(),
@@ -384,15 +332,9 @@ fn print_list(workflows: &[Workflow], event: &str, only: Option<&str>) {
             ]);
         }
     }
-    let widths: Vec<usize> = (0..6)
-        .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
-        .collect();
+    let widths: Vec<usize> = (0..6).map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0)).collect();
     for row in rows {
-        let line: Vec<String> = row
-            .iter()
-            .enumerate()
-            .map(|(i, c)| format!("{c:<w$}", w = widths[i]))
-            .collect();
+        let line: Vec<String> = row.iter().enumerate().map(|(i, c)| format!("{c:<w$}", w = widths[i])).collect();
         println!("{}", line.join("  ").trim_end());
     }
     let _ = event;
@@ -402,37 +344,18 @@ fn print_plan(workflows: &[Workflow], only: Option<&str>) {
     for wf in workflows {
         println!("workflow {} ({})", wf.display_name(), wf.file.path);
         let stage = stages(wf);
-        let mut ids: Vec<&String> = wf
-            .jobs
-            .keys()
-            .filter(|id| only.is_none_or(|o| o == *id))
-            .collect();
+        let mut ids: Vec<&String> = wf.jobs.keys().filter(|id| only.is_none_or(|o| o == *id)).collect();
         ids.sort_by_key(|id| stage.get(*id).copied().unwrap_or(0));
         for id in ids {
             let job = &wf.jobs[id];
-            let needs = if job.needs.is_empty() {
-                String::new()
-            } else {
-                format!(" (needs {})", job.needs.join(", "))
-            };
-            let matrix = if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) {
-                " [matrix]"
-            } else {
-                ""
-            };
-            println!(
-                "  stage {} job {id}{needs}{matrix}",
-                stage.get(id).copied().unwrap_or(0)
-            );
+            let needs = if job.needs.is_empty() { String::new() } else { format!(" (needs {})", job.needs.join(", ")) };
+            let matrix = if job.strategy.as_ref().is_some_and(|s| s.matrix.is_some()) { " [matrix]" } else { "" };
+            println!("  stage {} job {id}{needs}{matrix}", stage.get(id).copied().unwrap_or(0));
             if let Some((uses, _)) = &job.uses {
                 println!("    calls {uses}");
             }
             for step in &job.steps {
-                let name = step
-                    .name
-                    .as_ref()
-                    .and_then(|n| n.scalar_string())
-                    .unwrap_or_else(|| step.default_name());
+                let name = step.name.as_ref().and_then(|n| n.scalar_string()).unwrap_or_else(|| step.default_name());
                 println!("    step {name}");
             }
         }

@@ -21,11 +21,7 @@ pub fn parse(line: &str) -> Option<Command> {
         Some(i) => (&head[..i], &head[i + 1..]),
         None => (head, ""),
     };
-    if name.is_empty()
-        || !name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
         return None;
     }
     let mut properties = BTreeMap::new();
@@ -34,31 +30,21 @@ pub fn parse(line: &str) -> Option<Command> {
             properties.insert(k.trim().to_string(), unescape_property(v));
         }
     }
-    Some(Command {
-        name: name.to_string(),
-        properties,
-        data: unescape_data(data),
-    })
+    Some(Command { name: name.to_string(), properties, data: unescape_data(data) })
 }
 
 fn unescape_data(s: &str) -> String {
     if !s.contains('%') {
         return s.to_string();
     }
-    s.replace("%0D", "\r")
-        .replace("%0A", "\n")
-        .replace("%25", "%")
+    s.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
 }
 
 fn unescape_property(s: &str) -> String {
     if !s.contains('%') {
         return s.to_string();
     }
-    s.replace("%0D", "\r")
-        .replace("%0A", "\n")
-        .replace("%3A", ":")
-        .replace("%2C", ",")
-        .replace("%25", "%")
+    s.replace("%0D", "\r").replace("%0A", "\n").replace("%3A", ":").replace("%2C", ",").replace("%25", "%")
 }
 
 /// The annotation for `::error`, `::warning`, `::notice` and `::debug`.
@@ -93,10 +79,7 @@ mod tests {
         assert_eq!(c.data, "zar");
         let e = parse("::error file=app.js,line=100,col=20::Hello%0Aworld").unwrap();
         let a = annotation(&e).unwrap();
-        assert_eq!(
-            (a.file.as_deref(), a.line, a.col),
-            (Some("app.js"), Some(100), Some(20))
-        );
+        assert_eq!((a.file.as_deref(), a.line, a.col), (Some("app.js"), Some(100), Some(20)));
         assert_eq!(a.message, "Hello\nworld");
         assert_eq!(parse("::endgroup::").unwrap().name, "endgroup");
         assert!(parse("not ::a command").is_none());

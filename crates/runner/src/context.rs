@@ -14,51 +14,26 @@ pub struct JobPaths<'a> {
 }
 
 /// The `github` context. `paths` is absent when evaluating job-level fields.
-pub(crate) fn github(
-    shared: &Shared,
-    wf: &Workflow,
-    job_id: &str,
-    paths: Option<&JobPaths>,
-) -> Value {
+pub(crate) fn github(shared: &Shared, wf: &Workflow, job_id: &str, paths: Option<&JobPaths>) -> Value {
     let repo = &shared.repo;
     let payload = &shared.options.event_payload;
-    let git_ref = payload
-        .get("ref")
-        .and_then(Value::as_str)
-        .map_or(repo.git_ref.clone(), str::to_string);
+    let git_ref = payload.get("ref").and_then(Value::as_str).map_or(repo.git_ref.clone(), str::to_string);
     let ref_name = git_ref
         .strip_prefix("refs/heads/")
         .or_else(|| git_ref.strip_prefix("refs/tags/"))
         .unwrap_or(&git_ref)
         .to_string();
-    let ref_type = if git_ref.starts_with("refs/tags/") {
-        "tag"
-    } else {
-        "branch"
-    };
-    let owner = shared
-        .repository
-        .split('/')
-        .next()
-        .unwrap_or_default()
-        .to_string();
+    let ref_type = if git_ref.starts_with("refs/tags/") { "tag" } else { "branch" };
+    let owner = shared.repository.split('/').next().unwrap_or_default().to_string();
     let (base_ref, head_ref) = if shared.options.event_name.starts_with("pull_request") {
         (
-            payload
-                .pointer("/pull_request/base/ref")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            payload
-                .pointer("/pull_request/head/ref")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
+            payload.pointer("/pull_request/base/ref").and_then(Value::as_str).unwrap_or_default(),
+            payload.pointer("/pull_request/head/ref").and_then(Value::as_str).unwrap_or_default(),
         )
     } else {
         ("", "")
     };
-    let workspace = paths
-        .map(|p| p.workspace.display().to_string())
-        .unwrap_or_default();
+    let workspace = paths.map(|p| p.workspace.display().to_string()).unwrap_or_default();
     json!({
         "action": "",
         "action_path": "",
@@ -124,25 +99,13 @@ fn arch() -> &'static str {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".into())
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "host".into())
 }
 
 /// `GITHUB_*` and `RUNNER_*` variables derived from the contexts.
 pub(crate) fn default_env(github: &Value, runner: &Value) -> Vec<(String, String)> {
-    let g = |k: &str| {
-        github
-            .get(k)
-            .map(mobius_workflow::expr::to_display_string)
-            .unwrap_or_default()
-    };
-    let r = |k: &str| {
-        runner
-            .get(k)
-            .map(mobius_workflow::expr::to_display_string)
-            .unwrap_or_default()
-    };
+    let g = |k: &str| github.get(k).map(mobius_workflow::expr::to_display_string).unwrap_or_default();
+    let r = |k: &str| runner.get(k).map(mobius_workflow::expr::to_display_string).unwrap_or_default();
     let mut env = vec![
         ("CI".to_string(), "true".to_string()),
         ("GITHUB_ACTIONS".into(), "true".into()),

@@ -15,10 +15,7 @@ pub struct EnvFileError {
 /// Parses `NAME=value` and `NAME<<DELIM ... DELIM` entries, in order.
 pub fn parse_key_values(text: &str, file: &str) -> Result<Vec<(String, String)>, EnvFileError> {
     let mut out = Vec::new();
-    let lines: Vec<&str> = text
-        .split('\n')
-        .map(|l| l.strip_suffix('\r').unwrap_or(l))
-        .collect();
+    let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -44,17 +41,11 @@ pub fn parse_key_values(text: &str, file: &str) -> Result<Vec<(String, String)>,
                     });
                 }
                 let start = i;
-                let Some(end) = lines[i..]
-                    .iter()
-                    .position(|l| *l == delimiter)
-                    .map(|p| p + i)
-                else {
+                let Some(end) = lines[i..].iter().position(|l| *l == delimiter).map(|p| p + i) else {
                     return Err(EnvFileError {
                         file: file.into(),
                         line: start,
-                        message: format!(
-                            "the value of '{name}' is never closed by its delimiter '{delimiter}'"
-                        ),
+                        message: format!("the value of '{name}' is never closed by its delimiter '{delimiter}'"),
                     });
                 };
                 out.push((name.to_string(), lines[start..end].join("\n")));
@@ -71,11 +62,7 @@ pub fn parse_key_values(text: &str, file: &str) -> Result<Vec<(String, String)>,
     }
     for (name, _) in &out {
         if name.trim().is_empty() {
-            return Err(EnvFileError {
-                file: file.into(),
-                line: 0,
-                message: "an entry has an empty name".into(),
-            });
+            return Err(EnvFileError { file: file.into(), line: 0, message: "an entry has an empty name".into() });
         }
     }
     Ok(out)
@@ -86,24 +73,14 @@ pub fn read_key_values(path: &Path) -> Result<Vec<(String, String)>, EnvFileErro
     match std::fs::read_to_string(path) {
         Ok(text) => parse_key_values(&text, &path.display().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(e) => Err(EnvFileError {
-            file: path.display().to_string(),
-            line: 0,
-            message: e.to_string(),
-        }),
+        Err(e) => Err(EnvFileError { file: path.display().to_string(), line: 0, message: e.to_string() }),
     }
 }
 
 /// Reads `GITHUB_PATH`: non-empty lines, in the order written.
 pub fn read_paths(path: &Path) -> Vec<String> {
     std::fs::read_to_string(path)
-        .map(|t| {
-            t.lines()
-                .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .map(str::to_string)
-                .collect()
-        })
+        .map(|t| t.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect())
         .unwrap_or_default()
 }
 
@@ -117,11 +94,7 @@ mod tests {
         let got = parse_key_values(text, "env").unwrap();
         assert_eq!(
             got,
-            vec![
-                ("KEY".into(), "value=another".into()),
-                ("ML".into(), "a\nb".into()),
-                ("EMPTY".into(), String::new())
-            ]
+            vec![("KEY".into(), "value=another".into()), ("ML".into(), "a\nb".into()), ("EMPTY".into(), String::new())]
         );
     }
 

@@ -22,26 +22,19 @@ fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, String
     ];
     for spec in &candidates {
         if let Ok(id) = repo.rev_parse_single(spec.as_str()) {
-            if let Ok(commit) = id
-                .object()
-                .and_then(|o| o.peel_to_commit().map_err(Into::into))
-            {
+            if let Ok(commit) = id.object().and_then(|o| o.peel_to_commit().map_err(Into::into)) {
                 return Ok(commit.id);
             }
         }
     }
-    Err(format!(
-        "the ref '{wanted}' does not exist in the repository"
-    ))
+    Err(format!("the ref '{wanted}' does not exist in the repository"))
 }
 
 fn listing(repo: &gix::Repository, commit: gix::ObjectId) -> Result<Listing, String> {
     let commit = repo.find_commit(commit).map_err(|e| e.to_string())?;
     let tree = commit.tree().map_err(|e| e.to_string())?;
     let mut recorder = gix::traverse::tree::Recorder::default();
-    tree.traverse()
-        .breadthfirst(&mut recorder)
-        .map_err(|e| e.to_string())?;
+    tree.traverse().breadthfirst(&mut recorder).map_err(|e| e.to_string())?;
     Ok(recorder
         .records
         .into_iter()
@@ -80,22 +73,13 @@ pub struct CheckedOut {
 /// Writes the tree of `wanted` into `target` as a detached checkout: the work tree
 /// (cleaned first when `clean`), `.git` (copied from the source repository when the
 /// target has none), `HEAD` and an index matching the tree.
-pub fn checkout(
-    source: &Path,
-    wanted: &str,
-    target: &Path,
-    clean: bool,
-) -> Result<CheckedOut, String> {
+pub fn checkout(source: &Path, wanted: &str, target: &Path, clean: bool) -> Result<CheckedOut, String> {
     let repo = open(source)?;
     let commit = resolve(&repo, wanted)?;
     let files = listing(&repo, commit)?;
-    std::fs::create_dir_all(target)
-        .map_err(|e| format!("cannot create {}: {e}", target.display()))?;
+    std::fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     if clean {
-        for entry in std::fs::read_dir(target)
-            .map_err(|e| e.to_string())?
-            .filter_map(Result::ok)
-        {
+        for entry in std::fs::read_dir(target).map_err(|e| e.to_string())?.filter_map(Result::ok) {
             if entry.file_name() == ".git" {
                 continue;
             }
@@ -122,46 +106,31 @@ pub fn checkout(
         let _ = std::fs::remove_file(&dest);
         if mode.is_link() {
             let link = String::from_utf8_lossy(&object.data).to_string();
-            std::os::unix::fs::symlink(link, &dest)
-                .map_err(|e| format!("cannot write {path}: {e}"))?;
+            std::os::unix::fs::symlink(link, &dest).map_err(|e| format!("cannot write {path}: {e}"))?;
         } else {
             std::fs::write(&dest, &object.data).map_err(|e| format!("cannot write {path}: {e}"))?;
             let perm = if mode.is_executable() { 0o755 } else { 0o644 };
-            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(perm))
-                .map_err(|e| e.to_string())?;
+            std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(perm)).map_err(|e| e.to_string())?;
         }
     }
     let git_dir = target.join(".git");
     if !git_dir.exists() {
-        crate::repo::copy_tree(repo.git_dir(), &git_dir)
-            .map_err(|e| format!("cannot copy the repository: {e}"))?;
+        crate::repo::copy_tree(repo.git_dir(), &git_dir).map_err(|e| format!("cannot copy the repository: {e}"))?;
     }
     std::fs::write(git_dir.join("HEAD"), format!("{commit}\n")).map_err(|e| e.to_string())?;
     // An index matching the tree, so `git status` in the checkout is clean.
     let target_repo = gix::open(target).map_err(|e| e.to_string())?;
-    let tree_id = target_repo
-        .find_commit(commit)
-        .and_then(|c| c.tree_id())
-        .map_err(|e| e.to_string())?;
-    let mut index = target_repo
-        .index_from_tree(&tree_id)
-        .map_err(|e| e.to_string())?;
-    index
-        .write(Default::default())
-        .map_err(|e| format!("cannot write the index: {e}"))?;
-    Ok(CheckedOut {
-        commit: commit.to_string(),
-        files: files.len(),
-    })
+    let tree_id = target_repo.find_commit(commit).and_then(|c| c.tree_id()).map_err(|e| e.to_string())?;
+    let mut index = target_repo.index_from_tree(&tree_id).map_err(|e| e.to_string())?;
+    index.write(Default::default()).map_err(|e| format!("cannot write the index: {e}"))?;
+    Ok(CheckedOut { commit: commit.to_string(), files: files.len() })
 }
 
 /// Joins a path from a tree, refusing anything that would leave `root`.
 fn safe_join(root: &Path, rel: &str) -> Result<PathBuf, String> {
     let rel_path = Path::new(rel);
     if rel_path.is_absolute()
-        || rel_path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
+        || rel_path.components().any(|c| matches!(c, std::path::Component::ParentDir))
         || rel.split('/').any(|c| c == ".git")
     {
         return Err(format!("refusing to write '{rel}' outside the checkout"));

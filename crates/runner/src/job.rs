@@ -35,16 +35,8 @@ pub(crate) struct PostStep {
 }
 
 pub(crate) enum PostKind {
-    Node {
-        action_dir: PathBuf,
-        script: String,
-        env: Vec<(String, String)>,
-        state_key: String,
-    },
-    CacheSave {
-        key: String,
-        paths: Vec<String>,
-    },
+    Node { action_dir: PathBuf, script: String, env: Vec<(String, String)>, state_key: String },
+    CacheSave { key: String, paths: Vec<String> },
 }
 
 /// The mutable state of a running job leg.
@@ -89,11 +81,7 @@ impl JobRun {
         default_always: bool,
     ) -> Result<bool, String> {
         let status = ctx.status;
-        let base = if default_always {
-            true
-        } else {
-            status.success && !status.cancelled
-        };
+        let base = if default_always { true } else { status.success && !status.cancelled };
         let Some(cond) = condition else {
             return Ok(base);
         };
@@ -113,13 +101,7 @@ impl JobRun {
 fn slug(text: &str) -> String {
     let s: String = text
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })
         .take(60)
         .collect();
     s.trim_matches('_').to_string()
@@ -131,17 +113,13 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         return (Conclusion::Cancelled, Map::new());
     };
     if leg.cancel.is_cancelled() {
-        shared.reporter.event(RunEvent::JobSkipped {
-            job: leg.display.clone(),
-            reason: "the run was cancelled".into(),
-        });
+        shared
+            .reporter
+            .event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "the run was cancelled".into() });
         return (Conclusion::Cancelled, Map::new());
     }
     let started = Instant::now();
-    let number = shared
-        .job_counter
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        + 1;
+    let number = shared.job_counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
     let dir_name = format!("{number:03}-{}", slug(&leg.display));
     let job_dir = shared.run_dir.join("jobs").join(&dir_name);
     let workspace = job_dir.join("workspace");
@@ -149,10 +127,9 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     let files_dir = job_dir.join("files");
     let logs_dir = shared.run_dir.join("logs").join(&dir_name);
     let tool_cache = shared.options.state_dir.join("tool-cache");
-    shared.reporter.event(RunEvent::JobStarted {
-        job: leg.display.clone(),
-        workflow: leg.workflow.display_name().to_string(),
-    });
+    shared
+        .reporter
+        .event(RunEvent::JobStarted { job: leg.display.clone(), workflow: leg.workflow.display_name().to_string() });
     let setup = (|| -> std::io::Result<()> {
         for d in [&temp, &files_dir, &logs_dir, &tool_cache] {
             std::fs::create_dir_all(d)?;
@@ -167,9 +144,9 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         });
     };
     if let Err(e) = setup {
-        shared.reporter.event(RunEvent::Warning {
-            message: format!("job '{}': cannot prepare its workspace: {e}", leg.display),
-        });
+        shared
+            .reporter
+            .event(RunEvent::Warning { message: format!("job '{}': cannot prepare its workspace: {e}", leg.display) });
         finish(Conclusion::Failure);
         return (Conclusion::Failure, Map::new());
     }
@@ -177,21 +154,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         finish(Conclusion::Failure);
         return (Conclusion::Failure, Map::new());
     };
-    let paths = JobPaths {
-        workspace: &workspace,
-        temp: &temp,
-        tool_cache: &tool_cache,
-    };
+    let paths = JobPaths { workspace: &workspace, temp: &temp, tool_cache: &tool_cache };
     let mut contexts = leg.contexts.clone();
-    contexts.set(
-        "github",
-        context::github(&shared, &leg.workflow, &leg.job_id, Some(&paths)),
-    );
+    contexts.set("github", context::github(&shared, &leg.workflow, &leg.job_id, Some(&paths)));
     contexts.set("runner", context::runner(&shared, Some(&paths)));
-    contexts.set(
-        "job",
-        json!({"status": "success", "container": {}, "services": {}}),
-    );
+    contexts.set("job", json!({"status": "success", "container": {}, "services": {}}));
     contexts.set("steps", json!({}));
     contexts.workspace = Some(workspace.clone());
 
@@ -213,28 +180,18 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     if let Some(node) = &job.env {
         match evaluate_string_map(node, &contexts) {
             Ok(env) => job_env = env,
-            Err(e) => errors.push(format!(
-                "{}: job '{}' env: {e}",
-                leg.workflow.file.path, job.id
-            )),
+            Err(e) => errors.push(format!("{}: job '{}' env: {e}", leg.workflow.file.path, job.id)),
         }
     }
     let defaults = RunDefaults {
-        shell: job
-            .defaults
-            .shell
-            .clone()
-            .or_else(|| leg.workflow.defaults.shell.clone()),
+        shell: job.defaults.shell.clone().or_else(|| leg.workflow.defaults.shell.clone()),
         working_directory: job
             .defaults
             .working_directory
             .clone()
             .or_else(|| leg.workflow.defaults.working_directory.clone()),
     };
-    let timeout_minutes = job
-        .timeout_minutes
-        .as_ref()
-        .map_or(Ok(360.0), |n| evaluate_number(n, &contexts));
+    let timeout_minutes = job.timeout_minutes.as_ref().map_or(Ok(360.0), |n| evaluate_number(n, &contexts));
     let timeout_minutes = timeout_minutes.unwrap_or_else(|e| {
         errors.push(format!("job '{}': timeout-minutes: {e}", job.id));
         360.0
@@ -271,9 +228,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     };
     let mut failed = !errors.is_empty();
     for e in &errors {
-        shared
-            .reporter
-            .event(RunEvent::Warning { message: e.clone() });
+        shared.reporter.event(RunEvent::Warning { message: e.clone() });
     }
     let mut scope = Scope::top();
     if !failed {
@@ -285,19 +240,13 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     let posts: Vec<PostStep> = run.post_steps.drain(..).rev().collect();
     for post in posts {
         let mut ctx = run.contexts.clone();
-        ctx.status = Status {
-            success: !failed && !run.is_cancelled(),
-            failure: failed,
-            cancelled: run.is_cancelled(),
-        };
+        ctx.status = Status { success: !failed && !run.is_cancelled(), failure: failed, cancelled: run.is_cancelled() };
         ctx.set("steps", Value::Object(scope.steps_ctx.clone()));
         match run.check_condition(post.condition.as_ref(), &ctx, true) {
             Ok(true) => {}
             Ok(false) => continue,
             Err(e) => {
-                shared.reporter.event(RunEvent::Warning {
-                    message: format!("{}: {}: {e}", run.display, post.name),
-                });
+                shared.reporter.event(RunEvent::Warning { message: format!("{}: {}: {e}", run.display, post.name) });
                 failed = true;
                 continue;
             }
@@ -329,18 +278,15 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
                 let text = expr::to_display_string(&v);
                 if shared.masker.contains_secret(&text) {
                     shared.reporter.event(RunEvent::Warning {
-                        message: format!(
-                            "job '{}': output '{name}' holds a secret and was skipped",
-                            run.display
-                        ),
+                        message: format!("job '{}': output '{name}' holds a secret and was skipped", run.display),
                     });
                     continue;
                 }
                 outputs.insert(name.clone(), Value::String(text));
             }
-            Err(e) => shared.reporter.event(RunEvent::Warning {
-                message: format!("job '{}': output '{name}': {e}", run.display),
-            }),
+            Err(e) => shared
+                .reporter
+                .event(RunEvent::Warning { message: format!("job '{}': output '{name}': {e}", run.display) }),
         }
     }
     let conclusion = if failed || was_timed_out {

@@ -47,15 +47,8 @@ impl Masker {
             push(line);
         }
         push(&base64::engine::general_purpose::STANDARD.encode(secret));
-        push(
-            base64::engine::general_purpose::STANDARD
-                .encode(secret)
-                .trim_end_matches('='),
-        );
-        push(
-            &percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
-                .to_string(),
-        );
+        push(base64::engine::general_purpose::STANDARD.encode(secret).trim_end_matches('='));
+        push(&percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string());
         let mut state = match self.inner.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -63,18 +56,13 @@ impl Masker {
         let before = state.values.len();
         state.values.extend(forms);
         if state.values.len() != before {
-            state.automaton = AhoCorasick::builder()
-                .match_kind(MatchKind::LeftmostLongest)
-                .build(state.values.iter())
-                .ok();
+            state.automaton =
+                AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(state.values.iter()).ok();
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.inner
-            .read()
-            .map(|s| s.values.is_empty())
-            .unwrap_or(true)
+        self.inner.read().map(|s| s.values.is_empty()).unwrap_or(true)
     }
 
     /// Replaces every masked value in `text` by `***`.
@@ -94,11 +82,7 @@ impl Masker {
 
     /// Whether `text` contains any masked value (job outputs holding secrets are dropped).
     pub fn contains_secret(&self, text: &str) -> bool {
-        self.inner
-            .read()
-            .ok()
-            .and_then(|s| s.automaton.as_ref().map(|ac| ac.is_match(text)))
-            .unwrap_or(false)
+        self.inner.read().ok().and_then(|s| s.automaton.as_ref().map(|ac| ac.is_match(text))).unwrap_or(false)
     }
 }
 

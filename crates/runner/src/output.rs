@@ -33,24 +33,14 @@ pub struct StepOutput {
 }
 
 impl StepOutput {
-    pub(crate) fn new(
-        shared: Arc<Shared>,
-        job: &str,
-        step: &str,
-        log_path: &Path,
-        allow_unsecure: bool,
-    ) -> Self {
+    pub(crate) fn new(shared: Arc<Shared>, job: &str, step: &str, log_path: &Path, allow_unsecure: bool) -> Self {
         let log = File::options()
             .create(true)
             .append(true)
             .open(log_path)
             .ok()
             .map(|f| BufWriter::with_capacity(256 * 1024, f));
-        let debug = shared
-            .options
-            .secrets
-            .get("ACTIONS_STEP_DEBUG")
-            .is_some_and(|v| v == "true");
+        let debug = shared.options.secrets.get("ACTIONS_STEP_DEBUG").is_some_and(|v| v == "true");
         StepOutput {
             shared,
             job: job.to_string(),
@@ -85,9 +75,7 @@ impl StepOutput {
                 let _ = log.write_all(line.as_bytes());
             }
         }
-        self.shared
-            .reporter
-            .log_lines(&self.job, &self.step, &masked);
+        self.shared.reporter.log_lines(&self.job, &self.step, &masked);
     }
 
     pub fn flush(&mut self) {
@@ -125,10 +113,9 @@ impl StepOutput {
                     AnnotationLevel::Debug => "Debug",
                 };
                 let at = match (&annotation.file, annotation.line) {
-                    (Some(f), Some(l)) => format!(
-                        " ({f}:{l}{})",
-                        annotation.col.map(|c| format!(":{c}")).unwrap_or_default()
-                    ),
+                    (Some(f), Some(l)) => {
+                        format!(" ({f}:{l}{})", annotation.col.map(|c| format!(":{c}")).unwrap_or_default())
+                    }
                     (Some(f), None) => format!(" ({f})"),
                     _ => String::new(),
                 };

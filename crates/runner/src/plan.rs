@@ -37,11 +37,7 @@ pub fn load_all(files: &[PathBuf], base: &Path) -> Result<Vec<Workflow>, Vec<Fil
     let mut workflows = Vec::new();
     let mut errors = Vec::new();
     for file in files {
-        let display = file
-            .strip_prefix(base)
-            .unwrap_or(file)
-            .display()
-            .to_string();
+        let display = file.strip_prefix(base).unwrap_or(file).display().to_string();
         match load_workflow(file, &display) {
             Ok(w) => workflows.push(w),
             Err(e) => errors.push(e),
@@ -56,11 +52,7 @@ pub fn load_all(files: &[PathBuf], base: &Path) -> Result<Vec<Workflow>, Vec<Fil
 
 /// What the event refers to, from the payload or the repository.
 pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
-    let payload_ref = options
-        .event_payload
-        .get("ref")
-        .and_then(Value::as_str)
-        .map(str::to_string);
+    let payload_ref = options.event_payload.get("ref").and_then(Value::as_str).map(str::to_string);
     let git_ref = payload_ref.unwrap_or_else(|| repo.git_ref.clone());
     let mut event = EventRef::default();
     if options.event_name.starts_with("pull_request") {
@@ -76,11 +68,7 @@ pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
         event.branch = Some(branch.to_string());
     }
     // Changed files from the payload's commits (GitHub's push payload shape).
-    if let Some(commits) = options
-        .event_payload
-        .get("commits")
-        .and_then(Value::as_array)
-    {
+    if let Some(commits) = options.event_payload.get("commits").and_then(Value::as_array) {
         let mut paths = Vec::new();
         for commit in commits {
             for key in ["added", "removed", "modified"] {
@@ -99,14 +87,7 @@ pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
 
 /// The workflows the event triggers, honouring branch, tag and path filters.
 pub fn select(workflows: Vec<Workflow>, event_name: &str, event: &EventRef) -> Vec<Workflow> {
-    workflows
-        .into_iter()
-        .filter(|w| {
-            w.triggers
-                .get(event_name)
-                .is_some_and(|t| accepts(t, event))
-        })
-        .collect()
+    workflows.into_iter().filter(|w| w.triggers.get(event_name).is_some_and(|t| accepts(t, event))).collect()
 }
 
 /// Problems that stop the run before it starts: containers, services, Docker actions
@@ -114,8 +95,7 @@ pub fn select(workflows: Vec<Workflow>, event_name: &str, event: &EventRef) -> V
 pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
     let mut problems = Vec::new();
     for wf in workflows {
-        let at =
-            |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
+        let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
         for job in wf.jobs.values() {
             if options.job_filter.as_ref().is_some_and(|j| j != &job.id) {
                 continue;
@@ -165,10 +145,7 @@ pub fn check_uses(uses: &str, options: &RunOptions) -> Option<String> {
             return None;
         }
     }
-    let hint_dir = options
-        .action_dir
-        .as_ref()
-        .map_or("DIR".to_string(), |d| d.display().to_string());
+    let hint_dir = options.action_dir.as_ref().map_or("DIR".to_string(), |d| d.display().to_string());
     Some(format!(
         "the action '{uses}' is not built in and Mobius does not download actions; vendor it with \
          `git clone https://github.com/{name} {hint_dir}/{uses}` (checking out that ref) and pass --action-dir {hint_dir}"
@@ -183,10 +160,7 @@ pub fn coerce_inputs(
 ) -> Result<Map<String, Value>, String> {
     let mut out = Map::new();
     for (name, spec) in specs {
-        let raw = given
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone());
+        let raw = given.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         let raw = match raw {
             Some(v) => Some(v),
             None => spec.default.as_ref().map(|d| d.to_json()),
@@ -194,9 +168,7 @@ pub fn coerce_inputs(
         let value = match raw {
             None => {
                 if spec.required {
-                    return Err(format!(
-                        "{what} input '{name}' is required but was not given"
-                    ));
+                    return Err(format!("{what} input '{name}' is required but was not given"));
                 }
                 match spec.kind {
                     InputType::Boolean => Value::Bool(false),
@@ -219,17 +191,13 @@ fn coerce(name: &str, kind: &InputType, value: Value, what: &str) -> Result<Valu
             _ => match text.trim().to_ascii_lowercase().as_str() {
                 "true" => Ok(Value::Bool(true)),
                 "false" | "" => Ok(Value::Bool(false)),
-                _ => Err(format!(
-                    "{what} input '{name}' must be true or false, got '{text}'"
-                )),
+                _ => Err(format!("{what} input '{name}' must be true or false, got '{text}'")),
             },
         },
         InputType::Number => {
             let n = mobius_workflow::expr::to_number(&value);
             if n.is_nan() {
-                Err(format!(
-                    "{what} input '{name}' must be a number, got '{text}'"
-                ))
+                Err(format!("{what} input '{name}' must be a number, got '{text}'"))
             } else {
                 Ok(mobius_workflow::expr::number_value(n))
             }
@@ -238,10 +206,7 @@ fn coerce(name: &str, kind: &InputType, value: Value, what: &str) -> Result<Valu
             if options.iter().any(|o| o == &text) {
                 Ok(Value::String(text))
             } else {
-                Err(format!(
-                    "{what} input '{name}' must be one of {}, got '{text}'",
-                    options.join(", ")
-                ))
+                Err(format!("{what} input '{name}' must be one of {}, got '{text}'", options.join(", ")))
             }
         }
         InputType::String | InputType::Environment => Ok(Value::String(text)),

@@ -163,11 +163,7 @@ async fn terminate(child: &mut tokio::process::Child, pid: Option<i32>, grace: D
     }
 }
 
-fn read_lines<S: OutputSink>(
-    mut reader: std::io::PipeReader,
-    sink: Arc<Mutex<S>>,
-    idle: Arc<AtomicBool>,
-) {
+fn read_lines<S: OutputSink>(mut reader: std::io::PipeReader, sink: Arc<Mutex<S>>, idle: Arc<AtomicBool>) {
     let mut buf = vec![0u8; 256 * 1024];
     // One byte is kept free for the newline added to an unterminated last line.
     let cap = buf.len() - 1;

@@ -20,26 +20,15 @@ pub struct RepoInfo {
 impl RepoInfo {
     pub fn read(dir: &Path) -> RepoInfo {
         let Some(git_dir) = git_dir(dir) else {
-            return RepoInfo {
-                sha: "0".repeat(40),
-                ..RepoInfo::default()
-            };
+            return RepoInfo { sha: "0".repeat(40), ..RepoInfo::default() };
         };
         let head = fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
         let head = head.trim();
         let (git_ref, sha) = match head.strip_prefix("ref: ") {
-            Some(r) => (
-                r.to_string(),
-                resolve_ref(&git_dir, r).unwrap_or_else(|| "0".repeat(40)),
-            ),
+            Some(r) => (r.to_string(), resolve_ref(&git_dir, r).unwrap_or_else(|| "0".repeat(40))),
             None => (String::new(), head.to_string()),
         };
-        RepoInfo {
-            sha,
-            git_ref,
-            remote_repository: origin_repository(&git_dir),
-            is_git: true,
-        }
+        RepoInfo { sha, git_ref, remote_repository: origin_repository(&git_dir), is_git: true }
     }
 
     /// The branch or tag name of the ref.
@@ -112,11 +101,7 @@ fn origin_repository(git_dir: &Path) -> Option<String> {
             continue;
         }
         if in_origin {
-            if let Some(url) = line
-                .strip_prefix("url")
-                .map(str::trim_start)
-                .and_then(|l| l.strip_prefix('='))
-            {
+            if let Some(url) = line.strip_prefix("url").map(str::trim_start).and_then(|l| l.strip_prefix('=')) {
                 return repository_from_url(url.trim());
             }
         }
@@ -159,17 +144,8 @@ mod tests {
 
     #[test]
     fn repository_names_from_remote_urls() {
-        assert_eq!(
-            repository_from_url("https://github.com/nektos/act.git").as_deref(),
-            Some("nektos/act")
-        );
-        assert_eq!(
-            repository_from_url("git@github.com:owner/repo.git").as_deref(),
-            Some("owner/repo")
-        );
-        assert_eq!(
-            repository_from_url("https://gitea.local/o/r/").as_deref(),
-            Some("o/r")
-        );
+        assert_eq!(repository_from_url("https://github.com/nektos/act.git").as_deref(), Some("nektos/act"));
+        assert_eq!(repository_from_url("git@github.com:owner/repo.git").as_deref(), Some("owner/repo"));
+        assert_eq!(repository_from_url("https://gitea.local/o/r/").as_deref(), Some("o/r"));
     }
 }

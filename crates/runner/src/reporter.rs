@@ -44,11 +44,7 @@ impl Reporter for CollectingReporter {
     fn log_lines(&self, job: &str, step: &str, lines: &str) {
         if let Ok(mut events) = self.events.lock() {
             for line in lines.lines() {
-                events.push(RunEvent::Log {
-                    job: job.into(),
-                    step: step.into(),
-                    line: line.into(),
-                });
+                events.push(RunEvent::Log { job: job.into(), step: step.into(), line: line.into() });
             }
         }
     }

@@ -48,10 +48,7 @@ pub enum RunError {
     #[error("{}", .0.join("\n"))]
     Invalid(Vec<String>),
     #[error("{context}: {source}")]
-    Io {
-        context: String,
-        source: std::io::Error,
-    },
+    Io { context: String, source: std::io::Error },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> RunError {
@@ -98,12 +95,9 @@ pub async fn execute(
     let mut problems = Vec::new();
     for wf in &workflows {
         match root_inputs(wf, &options) {
-            Ok(inputs) => calls.push(Call {
-                inputs,
-                secrets: options.secrets.clone(),
-                prefix: String::new(),
-                depth: 0,
-            }),
+            Ok(inputs) => {
+                calls.push(Call { inputs, secrets: options.secrets.clone(), prefix: String::new(), depth: 0 })
+            }
             Err(e) => problems.push(format!("{}: {e}", wf.file.path)),
         }
     }
@@ -114,50 +108,31 @@ pub async fn execute(
     let mut options = options;
     if options.event_name == "workflow_dispatch" && options.event_payload.get("inputs").is_none() {
         if let (Some(call), Value::Object(payload)) = (calls.first(), &mut options.event_payload) {
-            let inputs: Map<String, Value> = call
-                .inputs
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::String(expr::to_display_string(v))))
-                .collect();
+            let inputs: Map<String, Value> =
+                call.inputs.iter().map(|(k, v)| (k.clone(), Value::String(expr::to_display_string(v)))).collect();
             payload.insert("inputs".into(), Value::Object(inputs));
         }
     }
     let runs_root = options.state_dir.join("runs");
-    std::fs::create_dir_all(&runs_root)
-        .map_err(io_err(format!("cannot create {}", runs_root.display())))?;
+    std::fs::create_dir_all(&runs_root).map_err(io_err(format!("cannot create {}", runs_root.display())))?;
     let run_number = next_run_number(&options.state_dir);
     let run_id = format!(
         "{}{:03}",
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis()),
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
         std::process::id() % 1000
     );
     let run_dir = runs_root.join(&run_id);
-    std::fs::create_dir_all(&run_dir)
-        .map_err(io_err(format!("cannot create {}", run_dir.display())))?;
+    std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
     prune_runs(&runs_root, options.keep_runs, &run_id);
     let snapshot = run_dir.join("source");
-    copy_tree(&options.source_dir, &snapshot).map_err(io_err(format!(
-        "cannot copy {} into the run directory",
-        options.source_dir.display()
-    )))?;
+    copy_tree(&options.source_dir, &snapshot)
+        .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
     let repo = RepoInfo::read(&options.source_dir);
-    let repository = options
-        .repository
-        .clone()
-        .or_else(|| repo.remote_repository.clone())
-        .unwrap_or_else(|| {
-            let name = options
-                .source_dir
-                .file_name()
-                .map_or("repository".into(), |n| n.to_string_lossy().to_string());
-            format!("local/{name}")
-        });
-    let actor = options
-        .actor
-        .clone()
-        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "mobius".into()));
+    let repository = options.repository.clone().or_else(|| repo.remote_repository.clone()).unwrap_or_else(|| {
+        let name = options.source_dir.file_name().map_or("repository".into(), |n| n.to_string_lossy().to_string());
+        format!("local/{name}")
+    });
+    let actor = options.actor.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "mobius".into()));
     let event_path = run_dir.join("event.json");
     let payload = serde_json::to_vec_pretty(&options.event_payload).unwrap_or_default();
     std::fs::write(&event_path, payload).map_err(io_err("cannot write the event payload"))?;
@@ -185,10 +160,7 @@ pub async fn execute(
     reporter.event(RunEvent::RunStarted {
         run_id,
         event_name: shared.options.event_name.clone(),
-        workflows: workflows
-            .iter()
-            .map(|w| w.display_name().to_string())
-            .collect(),
+        workflows: workflows.iter().map(|w| w.display_name().to_string()).collect(),
         run_dir: run_dir.display().to_string(),
     });
     let mut set = JoinSet::new();
@@ -209,35 +181,19 @@ pub async fn execute(
     if shared.cancel.is_cancelled() && conclusion == Conclusion::Success {
         conclusion = Conclusion::Cancelled;
     }
-    reporter.event(RunEvent::RunFinished {
-        conclusion,
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
-    Ok(RunSummary {
-        conclusion,
-        run_dir,
-        jobs,
-    })
+    reporter.event(RunEvent::RunFinished { conclusion, duration_ms: started.elapsed().as_millis() as u64 });
+    Ok(RunSummary { conclusion, run_dir, jobs })
 }
 
 /// `inputs` for a workflow run directly: dispatch and call inputs coerced by type.
 fn root_inputs(wf: &Workflow, options: &RunOptions) -> Result<Map<String, Value>, String> {
-    let mut given: Map<String, Value> = options
-        .event_payload
-        .get("inputs")
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
+    let mut given: Map<String, Value> =
+        options.event_payload.get("inputs").and_then(Value::as_object).cloned().unwrap_or_default();
     for (k, v) in &options.inputs {
         given.insert(k.clone(), Value::String(v.clone()));
     }
     match wf.triggers.get(&options.event_name) {
-        Some(trigger)
-            if matches!(
-                options.event_name.as_str(),
-                "workflow_dispatch" | "workflow_call"
-            ) =>
-        {
+        Some(trigger) if matches!(options.event_name.as_str(), "workflow_dispatch" | "workflow_call") => {
             plan::coerce_inputs(&trigger.inputs, &given, &options.event_name)
         }
         _ => Ok(given),
@@ -246,11 +202,7 @@ fn root_inputs(wf: &Workflow, options: &RunOptions) -> Result<Map<String, Value>
 
 fn next_run_number(state_dir: &std::path::Path) -> u64 {
     let path = state_dir.join("run-number");
-    let n = std::fs::read_to_string(&path)
-        .ok()
-        .and_then(|s| s.trim().parse::<u64>().ok())
-        .unwrap_or(0)
-        + 1;
+    let n = std::fs::read_to_string(&path).ok().and_then(|s| s.trim().parse::<u64>().ok()).unwrap_or(0) + 1;
     let _ = std::fs::write(&path, n.to_string());
     n
 }
@@ -264,9 +216,7 @@ fn prune_runs(root: &std::path::Path, keep: usize, current: &str) {
         .filter_map(Result::ok)
         .filter_map(|e| {
             let name = e.file_name().to_string_lossy().to_string();
-            (name != current)
-                .then(|| name.parse::<u128>().ok().map(|n| (n, e.path())))
-                .flatten()
+            (name != current).then(|| name.parse::<u128>().ok().map(|n| (n, e.path()))).flatten()
         })
         .collect();
     runs.sort();
@@ -278,9 +228,7 @@ fn prune_runs(root: &std::path::Path, keep: usize, current: &str) {
 
 pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    std::env::split_paths(&path).map(|d| d.join(name)).find(|p| p.is_file())
 }
 
 /// Transitive ancestors of a job.
@@ -330,10 +278,7 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
             }
             let Some(job) = wf.jobs.get(id) else { continue };
             // With `-j`, needs outside the selection count as succeeded without outputs.
-            let ready = job
-                .needs
-                .iter()
-                .all(|n| done.contains_key(n) || !selected.contains(n));
+            let ready = job.needs.iter().all(|n| done.contains_key(n) || !selected.contains(n));
             if !ready {
                 continue;
             }
@@ -352,11 +297,8 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
                     )
                 })
                 .collect();
-            let ancestor_results: Vec<Conclusion> = ancestors(&wf, id)
-                .iter()
-                .filter_map(|a| done.get(a))
-                .map(|o| o.effective)
-                .collect();
+            let ancestor_results: Vec<Conclusion> =
+                ancestors(&wf, id).iter().filter_map(|a| done.get(a)).map(|o| o.effective).collect();
             let status = Status {
                 success: ancestor_results.iter().all(|r| *r == Conclusion::Success),
                 failure: ancestor_results.contains(&Conclusion::Failure),
@@ -374,29 +316,15 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
                 done.insert(id, outcome);
             }
             Some(Err(e)) => {
-                shared.reporter.event(RunEvent::Warning {
-                    message: format!("a job task failed: {e}"),
-                });
+                shared.reporter.event(RunEvent::Warning { message: format!("a job task failed: {e}") });
             }
             None => break,
         }
     }
-    order
-        .into_iter()
-        .filter_map(|id| {
-            done.remove(&id)
-                .map(|o| (format!("{}{id}", call.prefix), o))
-        })
-        .collect()
+    order.into_iter().filter_map(|id| done.remove(&id).map(|o| (format!("{}{id}", call.prefix), o))).collect()
 }
 
-fn base_contexts(
-    shared: &Shared,
-    wf: &Workflow,
-    call: &Call,
-    job_id: &str,
-    needs: &Map<String, Value>,
-) -> Contexts {
+fn base_contexts(shared: &Shared, wf: &Workflow, call: &Call, job_id: &str, needs: &Map<String, Value>) -> Contexts {
     let mut ctx = Contexts::default();
     ctx.set("github", context::github(shared, wf, job_id, None));
     ctx.set("vars", json!(shared.options.vars));
@@ -417,25 +345,14 @@ async fn run_job(
     status: Status,
 ) -> JobOutcome {
     let Some(job) = wf.jobs.get(id) else {
-        return JobOutcome {
-            result: Conclusion::Skipped,
-            effective: Conclusion::Skipped,
-            outputs: Map::new(),
-        };
+        return JobOutcome { result: Conclusion::Skipped, effective: Conclusion::Skipped, outputs: Map::new() };
     };
     let display = format!("{}{}", call.prefix, job.id);
     let mut ctx = base_contexts(&shared, &wf, &call, id, &needs);
     ctx.status = status;
     let skipped = |reason: String| {
-        shared.reporter.event(RunEvent::JobSkipped {
-            job: display.clone(),
-            reason,
-        });
-        JobOutcome {
-            result: Conclusion::Skipped,
-            effective: Conclusion::Skipped,
-            outputs: Map::new(),
-        }
+        shared.reporter.event(RunEvent::JobSkipped { job: display.clone(), reason });
+        JobOutcome { result: Conclusion::Skipped, effective: Conclusion::Skipped, outputs: Map::new() }
     };
     // Job `if`: GitHub adds `success() &&` unless a status function is used.
     let run = match &job.condition {
@@ -443,19 +360,14 @@ async fn run_job(
         Some(cond) => {
             let value = match &cond.kind {
                 ConditionKind::Expr(e) => expr::evaluate(e, &ctx).map(|v| expr::truthy(&v)),
-                ConditionKind::Template(t) => {
-                    expr::evaluate_template(t, &ctx).map(|v| expr::truthy(&v))
-                }
+                ConditionKind::Template(t) => expr::evaluate_template(t, &ctx).map(|v| expr::truthy(&v)),
             };
             match value {
                 Ok(v) if cond.uses_status_function() => v,
                 Ok(v) => v && status.success && !status.cancelled,
                 Err(e) => {
                     shared.reporter.event(RunEvent::Warning {
-                        message: format!(
-                            "{}:{}: job '{id}': error in 'if': {e}",
-                            wf.file.path, cond.pos.line
-                        ),
+                        message: format!("{}:{}: job '{id}': error in 'if': {e}", wf.file.path, cond.pos.line),
                     });
                     return JobOutcome {
                         result: Conclusion::Failure,
@@ -467,45 +379,30 @@ async fn run_job(
         }
     };
     if !run {
-        let reason = if job.condition.is_some() {
-            "its 'if' condition is false"
-        } else {
-            "a job it needs did not succeed"
-        };
+        let reason =
+            if job.condition.is_some() { "its 'if' condition is false" } else { "a job it needs did not succeed" };
         return skipped(reason.to_string());
     }
     if let Some((uses, _)) = &job.uses {
         return run_reusable(shared, &call, job, uses, ctx).await;
     }
     // Matrix legs.
-    let legs: Vec<Map<String, Value>> = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref())
-    {
+    let legs: Vec<Map<String, Value>> = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {
         None => vec![Map::new()],
-        Some(node) => match evaluate_node(node, &ctx)
-            .map_err(|e| e.to_string())
-            .and_then(|m| matrix::expand(&m))
-        {
+        Some(node) => match evaluate_node(node, &ctx).map_err(|e| e.to_string()).and_then(|m| matrix::expand(&m)) {
             Ok(legs) if legs.is_empty() => return skipped("its matrix is empty".into()),
             Ok(legs) => legs,
             Err(e) => {
-                shared.reporter.event(RunEvent::Warning {
-                    message: format!("{}: job '{id}': invalid matrix: {e}", wf.file.path),
-                });
-                return JobOutcome {
-                    result: Conclusion::Failure,
-                    effective: Conclusion::Failure,
-                    outputs: Map::new(),
-                };
+                shared
+                    .reporter
+                    .event(RunEvent::Warning { message: format!("{}: job '{id}': invalid matrix: {e}", wf.file.path) });
+                return JobOutcome { result: Conclusion::Failure, effective: Conclusion::Failure, outputs: Map::new() };
             }
         },
     };
     let has_matrix = job.strategy.as_ref().is_some_and(|s| s.matrix.is_some());
     let strategy = job.strategy.clone().unwrap_or_default();
-    let fail_fast = strategy
-        .fail_fast
-        .as_ref()
-        .map_or(Ok(true), |n| evaluate_bool(n, &ctx))
-        .unwrap_or(true);
+    let fail_fast = strategy.fail_fast.as_ref().map_or(Ok(true), |n| evaluate_bool(n, &ctx)).unwrap_or(true);
     let max_parallel = strategy
         .max_parallel
         .as_ref()
@@ -517,11 +414,7 @@ async fn run_job(
     let mut set = JoinSet::new();
     for (index, combo) in legs.into_iter().enumerate() {
         let mut leg_ctx = ctx.clone();
-        let matrix_value = if has_matrix {
-            Value::Object(combo.clone())
-        } else {
-            Value::Null
-        };
+        let matrix_value = if has_matrix { Value::Object(combo.clone()) } else { Value::Null };
         leg_ctx.set("matrix", matrix_value);
         leg_ctx.set(
             "strategy",
@@ -534,9 +427,7 @@ async fn run_job(
             let labels = match evaluate_node(runs_on, &leg_ctx) {
                 Ok(v) => runs_on_labels(&v),
                 Err(e) => {
-                    shared.reporter.event(RunEvent::Warning {
-                        message: format!("job '{display}': runs-on: {e}"),
-                    });
+                    shared.reporter.event(RunEvent::Warning { message: format!("job '{display}': runs-on: {e}") });
                     Vec::new()
                 }
             };
@@ -546,10 +437,7 @@ async fn run_job(
                         "job '{display}' skipped: no host label matches runs-on label '{label}' (add --label {label} to run it on this host)"
                     ),
                 });
-                shared.reporter.event(RunEvent::JobSkipped {
-                    job: display,
-                    reason: format!("runs-on '{label}'"),
-                });
+                shared.reporter.event(RunEvent::JobSkipped { job: display, reason: format!("runs-on '{label}'") });
                 set.spawn(async move { (index, Conclusion::Skipped, Map::new()) });
                 continue;
             }
@@ -568,10 +456,7 @@ async fn run_job(
             let permit = leg_slots.acquire_owned().await;
             if job_cancel.is_cancelled() && !shared.cancel.is_cancelled() {
                 // Cancelled by fail-fast before it started.
-                shared.reporter.event(RunEvent::JobSkipped {
-                    job: leg.display.clone(),
-                    reason: "fail-fast".into(),
-                });
+                shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "fail-fast".into() });
                 return (index, Conclusion::Cancelled, Map::new());
             }
             let (conclusion, outputs) = job::run_leg(shared, leg).await;
@@ -594,20 +479,9 @@ async fn run_job(
     if result == Conclusion::Cancelled && !shared.cancel.is_cancelled() {
         result = Conclusion::Failure;
     }
-    let continue_on_error = job
-        .continue_on_error
-        .as_ref()
-        .is_some_and(|n| evaluate_bool(n, &ctx).unwrap_or(false));
-    let effective = if continue_on_error && result == Conclusion::Failure {
-        Conclusion::Success
-    } else {
-        result
-    };
-    JobOutcome {
-        result,
-        effective,
-        outputs,
-    }
+    let continue_on_error = job.continue_on_error.as_ref().is_some_and(|n| evaluate_bool(n, &ctx).unwrap_or(false));
+    let effective = if continue_on_error && result == Conclusion::Failure { Conclusion::Success } else { result };
+    JobOutcome { result, effective, outputs }
 }
 
 /// The leg's display name: the job's `name` (evaluated), or its id with the matrix values.
@@ -617,11 +491,7 @@ fn leg_name(job: &Job, ctx: &Contexts, combo: &Map<String, Value>, has_matrix: b
         .as_ref()
         .and_then(|n| mobius_workflow::evaluate::evaluate_string(n, ctx).ok())
         .unwrap_or_else(|| job.id.clone());
-    let name_uses_matrix = job
-        .name
-        .as_ref()
-        .and_then(|n| n.as_str())
-        .is_some_and(|s| s.contains("matrix"));
+    let name_uses_matrix = job.name.as_ref().and_then(|n| n.as_str()).is_some_and(|s| s.contains("matrix"));
     if has_matrix && !combo.is_empty() && !name_uses_matrix {
         format!("{base} ({})", matrix::display_values(combo))
     } else {
@@ -639,26 +509,13 @@ fn runs_on_labels(value: &Value) -> Vec<String> {
 }
 
 /// A job that calls a local reusable workflow: its jobs run as `caller / callee`.
-async fn run_reusable(
-    shared: Arc<Shared>,
-    call: &Call,
-    job: &Job,
-    uses: &str,
-    ctx: Contexts,
-) -> JobOutcome {
+async fn run_reusable(shared: Arc<Shared>, call: &Call, job: &Job, uses: &str, ctx: Contexts) -> JobOutcome {
     let failed = |message: String| {
         shared.reporter.event(RunEvent::Warning { message });
-        JobOutcome {
-            result: Conclusion::Failure,
-            effective: Conclusion::Failure,
-            outputs: Map::new(),
-        }
+        JobOutcome { result: Conclusion::Failure, effective: Conclusion::Failure, outputs: Map::new() }
     };
     if call.depth >= 4 {
-        return failed(format!(
-            "job '{}': reusable workflows nest more than 4 levels",
-            job.id
-        ));
+        return failed(format!("job '{}': reusable workflows nest more than 4 levels", job.id));
     }
     let Some(rel) = uses.strip_prefix("./") else {
         return failed(format!(
@@ -670,18 +527,10 @@ async fn run_reusable(
     let path = shared.snapshot.join(rel);
     let callee = match mobius_workflow::load_workflow(&path, rel) {
         Ok(w) => w,
-        Err(e) => {
-            return failed(format!(
-                "job '{}': cannot load the reusable workflow:\n{e}",
-                job.id
-            ))
-        }
+        Err(e) => return failed(format!("job '{}': cannot load the reusable workflow:\n{e}", job.id)),
     };
     let Some(trigger) = callee.triggers.get("workflow_call").cloned() else {
-        return failed(format!(
-            "job '{}': {rel} has no 'on: workflow_call', so it cannot be called",
-            job.id
-        ));
+        return failed(format!("job '{}': {rel} has no 'on: workflow_call', so it cannot be called", job.id));
     };
     let with = match job.with.as_ref().map(|w| evaluate_node(w, &ctx)) {
         Some(Ok(Value::Object(m))) => m,
@@ -695,20 +544,14 @@ async fn run_reusable(
     let secrets = match &job.secrets {
         Some(JobSecrets::Inherit) => call.secrets.clone(),
         Some(JobSecrets::Map(node)) => match evaluate_node(node, &ctx) {
-            Ok(Value::Object(m)) => m
-                .into_iter()
-                .map(|(k, v)| (k, expr::to_display_string(&v)))
-                .collect(),
+            Ok(Value::Object(m)) => m.into_iter().map(|(k, v)| (k, expr::to_display_string(&v))).collect(),
             _ => Default::default(),
         },
         None => Default::default(),
     };
     for (name, required) in &trigger.secrets {
         if *required && !secrets.contains_key(name) {
-            return failed(format!(
-                "job '{}': the called workflow requires secret '{name}'",
-                job.id
-            ));
+            return failed(format!("job '{}': the called workflow requires secret '{name}'", job.id));
         }
     }
     let display = job
@@ -716,22 +559,15 @@ async fn run_reusable(
         .as_ref()
         .and_then(|n| mobius_workflow::evaluate::evaluate_string(n, &ctx).ok())
         .unwrap_or_else(|| job.id.clone());
-    let inner = Call {
-        inputs: inputs.clone(),
-        secrets,
-        prefix: format!("{}{display} / ", call.prefix),
-        depth: call.depth + 1,
-    };
+    let inner =
+        Call { inputs: inputs.clone(), secrets, prefix: format!("{}{display} / ", call.prefix), depth: call.depth + 1 };
     let callee = Arc::new(callee);
     let results = run_workflow(shared.clone(), callee.clone(), inner).await;
     let result = Conclusion::combine(results.iter().map(|(_, o)| o.effective));
     let mut jobs_ctx = Map::new();
     for (name, o) in &results {
         let id = name.rsplit(" / ").next().unwrap_or(name);
-        jobs_ctx.insert(
-            id.to_string(),
-            json!({"result": o.result.as_str(), "outputs": o.outputs}),
-        );
+        jobs_ctx.insert(id.to_string(), json!({"result": o.result.as_str(), "outputs": o.outputs}));
     }
     let mut out_ctx = ctx.clone();
     out_ctx.set("jobs", Value::Object(jobs_ctx));
@@ -742,14 +578,6 @@ async fn run_reusable(
             outputs.insert(name.clone(), Value::String(expr::to_display_string(&v)));
         }
     }
-    let result = if result == Conclusion::Skipped {
-        Conclusion::Success
-    } else {
-        result
-    };
-    JobOutcome {
-        result,
-        effective: result,
-        outputs,
-    }
+    let result = if result == Conclusion::Skipped { Conclusion::Success } else { result };
+    JobOutcome { result, effective: result, outputs }
 }

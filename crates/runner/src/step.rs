@@ -7,9 +7,7 @@ use crate::output::StepOutput;
 use crate::process::{self, Exit, ProcessSpec};
 use crate::uses;
 use mobius_core::{Conclusion, RunEvent};
-use mobius_workflow::evaluate::{
-    evaluate_bool, evaluate_node, evaluate_number, evaluate_string, evaluate_string_map,
-};
+use mobius_workflow::evaluate::{evaluate_bool, evaluate_node, evaluate_number, evaluate_string, evaluate_string_map};
 use mobius_workflow::expr::{self, Contexts, Status};
 use mobius_workflow::{Step, StepAction};
 use serde_json::{json, Map, Value};
@@ -46,16 +44,10 @@ pub(crate) struct StepExec {
 
 impl StepExec {
     pub fn failure() -> Self {
-        StepExec {
-            outcome: Conclusion::Failure,
-            outputs: Map::new(),
-        }
+        StepExec { outcome: Conclusion::Failure, outputs: Map::new() }
     }
     pub fn success() -> Self {
-        StepExec {
-            outcome: Conclusion::Success,
-            outputs: Map::new(),
-        }
+        StepExec { outcome: Conclusion::Success, outputs: Map::new() }
     }
 }
 
@@ -93,22 +85,12 @@ fn scope_contexts(run: &JobRun, scope: &Scope) -> Contexts {
     }
     if let Some(path) = &scope.action_path {
         if let Some(Value::Object(github)) = ctx.values.get_mut("github") {
-            github.insert(
-                "action_path".into(),
-                Value::String(path.display().to_string()),
-            );
-            github.insert(
-                "action_repository".into(),
-                Value::String(scope.action_repository.clone()),
-            );
+            github.insert("action_path".into(), Value::String(path.display().to_string()));
+            github.insert("action_repository".into(), Value::String(scope.action_repository.clone()));
         }
     }
     let cancelled = run.is_cancelled();
-    ctx.status = Status {
-        success: !scope.failed && !cancelled,
-        failure: scope.failed,
-        cancelled,
-    };
+    ctx.status = Status { success: !scope.failed && !cancelled, failure: scope.failed, cancelled };
     let job_status = if cancelled {
         "cancelled"
     } else if scope.failed {
@@ -116,10 +98,7 @@ fn scope_contexts(run: &JobRun, scope: &Scope) -> Contexts {
     } else {
         "success"
     };
-    ctx.set(
-        "job",
-        json!({"status": job_status, "container": {}, "services": {}}),
-    );
+    ctx.set("job", json!({"status": job_status, "container": {}, "services": {}}));
     ctx
 }
 
@@ -170,12 +149,7 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
             .unwrap_or_else(|| step.default_name())
     );
     if name.len() > 200 {
-        name.truncate(
-            (0..=200)
-                .rev()
-                .find(|&i| name.is_char_boundary(i))
-                .unwrap_or(0),
-        );
+        name.truncate((0..=200).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0));
     }
     let mut problems = Vec::new();
     let mut own_env = Vec::new();
@@ -196,10 +170,7 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
             true
         }
     };
-    let record = |scope: &mut Scope,
-                  outcome: Conclusion,
-                  conclusion: Conclusion,
-                  outputs: Map<String, Value>| {
+    let record = |scope: &mut Scope, outcome: Conclusion, conclusion: Conclusion, outputs: Map<String, Value>| {
         if let Some(id) = &step.id {
             scope.steps_ctx.insert(
                 id.clone(),
@@ -219,75 +190,33 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
         return;
     }
     let started = Instant::now();
-    run.shared.reporter.event(RunEvent::StepStarted {
-        job: run.display.clone(),
-        step: name.clone(),
-    });
-    let log_path = run
-        .logs_dir
-        .join(format!("{number:02}-{}.log", slug(&name)));
-    let prepared = Prepared {
-        name: name.clone(),
-        contexts: ctx,
-        env,
-        step_env: own_env,
-        number,
-        log_path,
-    };
+    run.shared.reporter.event(RunEvent::StepStarted { job: run.display.clone(), step: name.clone() });
+    let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&name)));
+    let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: own_env, number, log_path };
     let exec = if !problems.is_empty() {
-        let mut out = StepOutput::new(
-            run.shared.clone(),
-            &run.display,
-            &name,
-            &prepared.log_path,
-            false,
-        );
+        let mut out = StepOutput::new(run.shared.clone(), &run.display, &name, &prepared.log_path, false);
         for p in &problems {
             out.message(&format!("Error: {p}"));
         }
         out.flush();
         StepExec::failure()
     } else {
-        let timeout = match step
-            .timeout_minutes
-            .as_ref()
-            .map(|n| evaluate_number(n, &prepared.contexts))
-        {
+        let timeout = match step.timeout_minutes.as_ref().map(|n| evaluate_number(n, &prepared.contexts)) {
             Some(Ok(m)) => Some(Duration::from_secs_f64((m * 60.0).max(0.0))),
             _ => None,
         };
         match &step.action {
-            StepAction::Run {
-                script,
-                shell,
-                working_directory,
-            } => {
-                run_script(
-                    run,
-                    scope,
-                    &prepared,
-                    step,
-                    script,
-                    shell.as_ref(),
-                    working_directory.as_ref(),
-                    timeout,
-                )
-                .await
+            StepAction::Run { script, shell, working_directory } => {
+                run_script(run, scope, &prepared, step, script, shell.as_ref(), working_directory.as_ref(), timeout)
+                    .await
             }
-            StepAction::Uses { uses } => {
-                uses::run_uses(run, scope, &prepared, step, uses, timeout).await
-            }
+            StepAction::Uses { uses } => uses::run_uses(run, scope, &prepared, step, uses, timeout).await,
         }
     };
-    let continue_on_error = step
-        .continue_on_error
-        .as_ref()
-        .is_some_and(|n| evaluate_bool(n, &prepared.contexts).unwrap_or(false));
-    let conclusion = if exec.outcome == Conclusion::Failure && continue_on_error {
-        Conclusion::Success
-    } else {
-        exec.outcome
-    };
+    let continue_on_error =
+        step.continue_on_error.as_ref().is_some_and(|n| evaluate_bool(n, &prepared.contexts).unwrap_or(false));
+    let conclusion =
+        if exec.outcome == Conclusion::Failure && continue_on_error { Conclusion::Success } else { exec.outcome };
     if conclusion == Conclusion::Failure {
         scope.failed = true;
     }
@@ -304,13 +233,7 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
 fn slug(text: &str) -> String {
     let s: String = text
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
         .take(48)
         .collect();
     s.trim_matches('_').to_string()
@@ -335,13 +258,7 @@ impl StepFiles {
             state: f("save_state"),
             summary: f("step_summary"),
         };
-        for p in [
-            &files.env,
-            &files.output,
-            &files.path,
-            &files.state,
-            &files.summary,
-        ] {
+        for p in [&files.env, &files.output, &files.path, &files.state, &files.summary] {
             std::fs::write(p, b"")?;
         }
         Ok(files)
@@ -357,20 +274,10 @@ pub(crate) fn process_env(
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| {
-            !k.starts_with("GITHUB_") && !k.starts_with("RUNNER_") && !k.starts_with("INPUT_")
-        })
+        .filter(|(k, _)| !k.starts_with("GITHUB_") && !k.starts_with("RUNNER_") && !k.starts_with("INPUT_"))
         .collect();
-    let github = prepared
-        .contexts
-        .get("github")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let runner = prepared
-        .contexts
-        .get("runner")
-        .cloned()
-        .unwrap_or(Value::Null);
+    let github = prepared.contexts.get("github").cloned().unwrap_or(Value::Null);
+    let runner = prepared.contexts.get("runner").cloned().unwrap_or(Value::Null);
     merge(&mut env, &crate::context::default_env(&github, &runner));
     merge(
         &mut env,
@@ -379,20 +286,13 @@ pub(crate) fn process_env(
             ("GITHUB_OUTPUT".into(), files.output.display().to_string()),
             ("GITHUB_PATH".into(), files.path.display().to_string()),
             ("GITHUB_STATE".into(), files.state.display().to_string()),
-            (
-                "GITHUB_STEP_SUMMARY".into(),
-                files.summary.display().to_string(),
-            ),
+            ("GITHUB_STEP_SUMMARY".into(), files.summary.display().to_string()),
         ],
     );
     merge(&mut env, &prepared.env);
     merge(&mut env, extra);
     if !run.paths.is_empty() {
-        let current = env
-            .iter()
-            .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v.clone())
-            .unwrap_or_default();
+        let current = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
         let mut parts = run.paths.clone();
         if !current.is_empty() {
             parts.push(current);
@@ -455,11 +355,7 @@ pub(crate) fn apply_files(
     if let Ok(summary) = std::fs::read_to_string(&files.summary) {
         if !summary.trim().is_empty() {
             let path = run.shared.run_dir.join("summary.md");
-            if let Ok(mut f) = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .open(path)
-            {
+            if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
                 use std::io::Write;
                 let _ = writeln!(f, "{}", run.shared.masker.mask(&summary));
             }
@@ -482,11 +378,7 @@ fn shell_command(shell: Option<&str>) -> (Vec<String>, &'static str) {
         Some("bash") => (words("bash --noprofile --norc -eo pipefail {0}"), ".sh"),
         Some("sh") => (words("sh -e {0}"), ".sh"),
         Some("python") => {
-            let python = if crate::run::find_program("python").is_some() {
-                "python"
-            } else {
-                "python3"
-            };
+            let python = if crate::run::find_program("python").is_some() { "python" } else { "python3" };
             (vec![python.to_string(), "{0}".into()], ".py")
         }
         Some("pwsh") => (words("pwsh -command . '{0}'"), ".ps1"),
@@ -513,22 +405,11 @@ async fn run_script(
     working_directory: Option<&mobius_workflow::yaml::Node>,
     timeout: Option<Duration>,
 ) -> StepExec {
-    let allow_unsecure = prepared
-        .env
-        .iter()
-        .any(|(k, v)| k == "ACTIONS_ALLOW_UNSECURE_COMMANDS" && v == "true");
-    let mut out = StepOutput::new(
-        run.shared.clone(),
-        &run.display,
-        &prepared.name,
-        &prepared.log_path,
-        allow_unsecure,
-    );
+    let allow_unsecure = prepared.env.iter().any(|(k, v)| k == "ACTIONS_ALLOW_UNSECURE_COMMANDS" && v == "true");
+    let mut out = StepOutput::new(run.shared.clone(), &run.display, &prepared.name, &prepared.log_path, allow_unsecure);
     let ctx = &prepared.contexts;
     let text = match script.as_str() {
-        Some(s) => expr::evaluate_template(s, ctx)
-            .map(|v| expr::to_display_string(&v))
-            .map_err(|e| e.message),
+        Some(s) => expr::evaluate_template(s, ctx).map(|v| expr::to_display_string(&v)).map_err(|e| e.message),
         None => Ok(script.scalar_string().unwrap_or_default()),
     };
     let shell = match shell.map(|s| evaluate_string(s, ctx)) {
@@ -549,9 +430,7 @@ async fn run_script(
         None if scope.composite => None,
         None => run.defaults.working_directory.clone().map(|w| {
             // defaults.run values may hold expressions too.
-            expr::evaluate_template(&w, ctx)
-                .map(|v| expr::to_display_string(&v))
-                .unwrap_or(w)
+            expr::evaluate_template(&w, ctx).map(|v| expr::to_display_string(&v)).unwrap_or(w)
         }),
     };
     let text = match text {
@@ -567,25 +446,17 @@ async fn run_script(
         None => run.workspace.clone(),
     };
     if !cwd.is_dir() {
-        out.message(&format!(
-            "Error: the working directory '{}' does not exist",
-            cwd.display()
-        ));
+        out.message(&format!("Error: the working directory '{}' does not exist", cwd.display()));
         return StepExec::failure();
     }
     let (template, extension) = shell_command(shell.as_deref());
-    let script_path = run
-        .temp
-        .join(format!("step-{:03}{extension}", prepared.number));
+    let script_path = run.temp.join(format!("step-{:03}{extension}", prepared.number));
     if let Err(e) = std::fs::write(&script_path, text.as_bytes()) {
         out.message(&format!("Error: cannot write the script: {e}"));
         return StepExec::failure();
     }
     let script_arg = script_path.display().to_string();
-    let mut argv: Vec<String> = template
-        .iter()
-        .map(|w| w.replace("{0}", &script_arg))
-        .collect();
+    let mut argv: Vec<String> = template.iter().map(|w| w.replace("{0}", &script_arg)).collect();
     let program = argv.remove(0);
     let files = match StepFiles::create(&run.files_dir, prepared.number, "") {
         Ok(f) => f,
@@ -594,25 +465,14 @@ async fn run_script(
             return StepExec::failure();
         }
     };
-    let action_id = step
-        .id
-        .clone()
-        .unwrap_or_else(|| format!("__run_{}", prepared.number));
+    let action_id = step.id.clone().unwrap_or_else(|| format!("__run_{}", prepared.number));
     let mut extra = vec![("GITHUB_ACTION".to_string(), action_id)];
     if let Some(path) = &scope.action_path {
         extra.push(("GITHUB_ACTION_PATH".into(), path.display().to_string()));
-        extra.push((
-            "GITHUB_ACTION_REPOSITORY".into(),
-            scope.action_repository.clone(),
-        ));
+        extra.push(("GITHUB_ACTION_REPOSITORY".into(), scope.action_repository.clone()));
     }
     let env = process_env(run, prepared, &files, &extra);
-    let spec = ProcessSpec {
-        program: program.clone(),
-        args: argv,
-        cwd,
-        env,
-    };
+    let spec = ProcessSpec { program: program.clone(), args: argv, cwd, env };
     let (exit, mut out) = spawn(run, spec, out, timeout).await;
     let (outputs, _state, files_ok) = apply_files(run, &files, &mut out);
     let outcome = match exit {
@@ -640,11 +500,7 @@ async fn run_script(
         }
     };
     out.flush();
-    let outcome = if outcome == Conclusion::Cancelled {
-        Conclusion::Failure
-    } else {
-        outcome
-    };
+    let outcome = if outcome == Conclusion::Cancelled { Conclusion::Failure } else { outcome };
     StepExec { outcome, outputs }
 }
 
@@ -669,28 +525,14 @@ pub(crate) async fn spawn(
     } else {
         run.cancel.clone()
     };
-    let exit = process::run(
-        &spec,
-        sink.clone(),
-        timeout,
-        &token,
-        Duration::from_secs(5),
-        &run.groups,
-    )
-    .await;
+    let exit = process::run(&spec, sink.clone(), timeout, &token, Duration::from_secs(5), &run.groups).await;
     // A background process may still hold the pipe; take the effects gathered so far.
     let out = match Arc::try_unwrap(sink) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
         Err(shared) => {
             let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
             let effects = std::mem::take(&mut guard.effects);
-            let mut fresh = StepOutput::new(
-                run.shared.clone(),
-                &run.display,
-                "",
-                Path::new("/dev/null"),
-                false,
-            );
+            let mut fresh = StepOutput::new(run.shared.clone(), &run.display, "", Path::new("/dev/null"), false);
             fresh.effects = effects;
             fresh
         }
@@ -702,43 +544,17 @@ pub(crate) async fn spawn(
 pub(crate) async fn run_post(run: &mut JobRun, post: &PostStep) -> StepExec {
     let started = Instant::now();
     let number = run.next_step_number();
-    let log_path = run
-        .logs_dir
-        .join(format!("{number:02}-{}.log", slug(&post.name)));
-    run.shared.reporter.event(RunEvent::StepStarted {
-        job: run.display.clone(),
-        step: post.name.clone(),
-    });
+    let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&post.name)));
+    run.shared.reporter.event(RunEvent::StepStarted { job: run.display.clone(), step: post.name.clone() });
     let exec = match &post.kind {
-        PostKind::Node {
-            action_dir,
-            script,
-            env,
-            state_key,
-        } => {
+        PostKind::Node { action_dir, script, env, state_key } => {
             let state = run.states.get(state_key).cloned().unwrap_or_default();
             let mut env = env.clone();
-            merge(
-                &mut env,
-                &state
-                    .iter()
-                    .map(|(k, v)| (format!("STATE_{k}"), v.clone()))
-                    .collect::<Vec<_>>(),
-            );
-            uses::run_node_script(
-                run, &post.name, &log_path, number, action_dir, script, env, None,
-            )
-            .await
-            .0
+            merge(&mut env, &state.iter().map(|(k, v)| (format!("STATE_{k}"), v.clone())).collect::<Vec<_>>());
+            uses::run_node_script(run, &post.name, &log_path, number, action_dir, script, env, None).await.0
         }
         PostKind::CacheSave { key, paths } => {
-            let mut out = StepOutput::new(
-                run.shared.clone(),
-                &run.display,
-                &post.name,
-                &log_path,
-                false,
-            );
+            let mut out = StepOutput::new(run.shared.clone(), &run.display, &post.name, &log_path, false);
             let exec = crate::builtin::cache::save(run, key, paths, &mut out);
             out.flush();
             exec
@@ -759,10 +575,7 @@ pub(crate) fn evaluate_with(step: &Step, ctx: &Contexts) -> Result<Vec<(String, 
     match &step.with {
         None => Ok(Vec::new()),
         Some(node) => match evaluate_node(node, ctx).map_err(|e| format!("with: {e}"))? {
-            Value::Object(map) => Ok(map
-                .into_iter()
-                .map(|(k, v)| (k, expr::to_display_string(&v)))
-                .collect()),
+            Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (k, expr::to_display_string(&v))).collect()),
             Value::Null => Ok(Vec::new()),
             _ => Err("with: expected a mapping".into()),
         },

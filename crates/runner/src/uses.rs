@@ -6,9 +6,7 @@ use crate::job::{JobRun, PostKind, PostStep};
 use crate::output::StepOutput;
 use crate::plan::BUILTIN_ACTIONS;
 use crate::process::{Exit, ProcessSpec};
-use crate::step::{
-    self, apply_files, evaluate_with, process_env, Prepared, Scope, StepExec, StepFiles,
-};
+use crate::step::{self, apply_files, evaluate_with, process_env, Prepared, Scope, StepExec, StepFiles};
 use mobius_core::Conclusion;
 use mobius_workflow::evaluate::evaluate_node;
 use mobius_workflow::expr;
@@ -26,22 +24,19 @@ fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
         return Ok((PathBuf::from(uses), String::new()));
     }
     if uses.starts_with("docker://") {
-        return Err(format!(
-            "'{uses}' needs the Docker executor, which the host runner does not have"
-        ));
+        return Err(format!("'{uses}' needs the Docker executor, which the host runner does not have"));
     }
     let repository = uses.split('@').next().unwrap_or(uses).to_string();
     match &run.shared.options.action_dir {
         Some(dir) if dir.join(uses).is_dir() => Ok((dir.join(uses), repository)),
-        _ => Err(format!("the action '{uses}' is not built in and not vendored; pass --action-dir DIR with DIR/{uses} in it")),
+        _ => Err(format!(
+            "the action '{uses}' is not built in and not vendored; pass --action-dir DIR with DIR/{uses} in it"
+        )),
     }
 }
 
 fn find_metadata(dir: &Path) -> Option<PathBuf> {
-    ["action.yml", "action.yaml"]
-        .iter()
-        .map(|n| dir.join(n))
-        .find(|p| p.is_file())
+    ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())
 }
 
 pub(crate) async fn run_uses(
@@ -52,13 +47,7 @@ pub(crate) async fn run_uses(
     uses: &str,
     timeout: Option<Duration>,
 ) -> StepExec {
-    let mut out = StepOutput::new(
-        run.shared.clone(),
-        &run.display,
-        &prepared.name,
-        &prepared.log_path,
-        false,
-    );
+    let mut out = StepOutput::new(run.shared.clone(), &run.display, &prepared.name, &prepared.log_path, false);
     let with = match evaluate_with(step, &prepared.contexts) {
         Ok(w) => w,
         Err(e) => {
@@ -97,18 +86,11 @@ pub(crate) async fn run_uses(
             return StepExec::failure();
         }
     };
-    let display_path = meta_path
-        .strip_prefix(&run.workspace)
-        .unwrap_or(&meta_path)
-        .display()
-        .to_string();
+    let display_path = meta_path.strip_prefix(&run.workspace).unwrap_or(&meta_path).display().to_string();
     let action = match parse_action(SourceFile::new(display_path, text)) {
         Ok(a) => a,
         Err(errors) => {
-            out.message(&format!(
-                "Error: invalid action metadata:\n{}",
-                errors.render(false)
-            ));
+            out.message(&format!("Error: invalid action metadata:\n{}", errors.render(false)));
             out.flush();
             return StepExec::failure();
         }
@@ -116,10 +98,7 @@ pub(crate) async fn run_uses(
     // Inputs: given values, else defaults evaluated in the caller's contexts.
     let mut inputs = Map::new();
     for (name, input) in &action.inputs {
-        let given = with
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.clone());
+        let given = with.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
         let value = match given {
             Some(v) => v,
             None => match &input.default {
@@ -177,27 +156,15 @@ pub(crate) async fn run_uses(
             let mut outputs = Map::new();
             for (name, value) in &action.outputs {
                 let v = match value {
-                    Some(node) => evaluate_node(node, &ctx)
-                        .map(|v| expr::to_display_string(&v))
-                        .unwrap_or_default(),
+                    Some(node) => evaluate_node(node, &ctx).map(|v| expr::to_display_string(&v)).unwrap_or_default(),
                     None => String::new(),
                 };
                 outputs.insert(name.clone(), Value::String(v));
             }
-            let outcome = if inner.failed {
-                Conclusion::Failure
-            } else {
-                Conclusion::Success
-            };
+            let outcome = if inner.failed { Conclusion::Failure } else { Conclusion::Success };
             StepExec { outcome, outputs }
         }
-        ActionRuns::Node {
-            using,
-            main,
-            post,
-            post_if,
-            ..
-        } => {
+        ActionRuns::Node { using, main, post, post_if, .. } => {
             if run.shared.node.is_none() {
                 out.message(&format!(
                     "Error: '{uses}' is a JavaScript action ('using: {using}') and needs node on PATH; install Node.js (Debian: apt install nodejs)"
@@ -215,20 +182,13 @@ pub(crate) async fn run_uses(
             };
             let mut extra: Vec<(String, String)> = inputs
                 .iter()
-                .map(|(k, v)| {
-                    (
-                        format!("INPUT_{}", k.replace(' ', "_").to_uppercase()),
-                        expr::to_display_string(v),
-                    )
-                })
+                .map(|(k, v)| (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v)))
                 .collect();
             extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
             extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
             extra.push((
                 "GITHUB_ACTION".into(),
-                step.id
-                    .clone()
-                    .unwrap_or_else(|| format!("__action_{}", prepared.number)),
+                step.id.clone().unwrap_or_else(|| format!("__action_{}", prepared.number)),
             ));
             let env = process_env(run, prepared, &files, &extra);
             drop(files);
@@ -249,12 +209,7 @@ pub(crate) async fn run_uses(
                 run.post_steps.push(PostStep {
                     name: format!("Post {}", prepared.name),
                     condition: post_if,
-                    kind: PostKind::Node {
-                        action_dir: dir,
-                        script: post,
-                        env,
-                        state_key,
-                    },
+                    kind: PostKind::Node { action_dir: dir, script: post, env, state_key },
                 });
             }
             exec

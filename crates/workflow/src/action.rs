@@ -46,10 +46,7 @@ pub struct Action {
 pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
     let root = yaml::parse(&file.text).map_err(|e| FileErrors {
         file: file.clone(),
-        diagnostics: vec![Diagnostic::new(
-            e.pos,
-            format!("invalid YAML: {}", e.message),
-        )],
+        diagnostics: vec![Diagnostic::new(e.pos, format!("invalid YAML: {}", e.message))],
     })?;
     let mut ctx = Ctx::new(&file);
     let mut action = Action {
@@ -62,19 +59,7 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
     if ctx.expect_map(&root, "an action").is_none() {
         return ctx.finish(action);
     }
-    ctx.check_keys(
-        &root,
-        &[
-            "name",
-            "author",
-            "description",
-            "inputs",
-            "outputs",
-            "runs",
-            "branding",
-        ],
-        "the action",
-    );
+    ctx.check_keys(&root, &["name", "author", "description", "inputs", "outputs", "runs", "branding"], "the action");
     action.name = root.get("name").and_then(Node::scalar_string);
     if let Some(inputs) = root.get("inputs").and_then(Node::as_map) {
         for (k, v) in inputs {
@@ -83,9 +68,7 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
                 name.to_string(),
                 ActionInput {
                     default: v.get("default").cloned(),
-                    required: v
-                        .get("required")
-                        .is_some_and(|r| r.value == NodeValue::Bool(true)),
+                    required: v.get("required").is_some_and(|r| r.value == NodeValue::Bool(true)),
                 },
             );
             if let Some(d) = v.get("default") {
@@ -107,11 +90,7 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
         ctx.error(root.pos, "the action has no 'runs'");
         return ctx.finish(action);
     };
-    let using = runs
-        .get("using")
-        .and_then(Node::as_str)
-        .unwrap_or_default()
-        .to_string();
+    let using = runs.get("using").and_then(Node::as_str).unwrap_or_default().to_string();
     action.runs = match using.as_str() {
         "composite" => {
             ctx.check_keys(runs, &["using", "steps"], "'runs'");
@@ -125,11 +104,7 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
             ActionRuns::Composite { steps }
         }
         u if u.starts_with("node") => {
-            ctx.check_keys(
-                runs,
-                &["using", "main", "pre", "post", "pre-if", "post-if"],
-                "'runs'",
-            );
+            ctx.check_keys(runs, &["using", "main", "pre", "post", "pre-if", "post-if"], "'runs'");
             let main = runs.get("main").and_then(Node::as_str).map(str::to_string);
             if main.is_none() {
                 ctx.error(runs.pos, "a JavaScript action needs 'runs.main'");
@@ -143,13 +118,9 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
                 post_if: runs.get("post-if").and_then(|c| ctx.condition(c)),
             }
         }
-        "docker" => ActionRuns::Docker {
-            image: runs
-                .get("image")
-                .and_then(Node::as_str)
-                .unwrap_or_default()
-                .to_string(),
-        },
+        "docker" => {
+            ActionRuns::Docker { image: runs.get("image").and_then(Node::as_str).unwrap_or_default().to_string() }
+        }
         other => {
             ctx.error(
                 runs.get("using").map_or(runs.pos, |u| u.pos),

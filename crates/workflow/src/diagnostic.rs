@@ -17,12 +17,7 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn new(pos: Pos, message: impl Into<String>) -> Self {
-        Diagnostic {
-            pos,
-            len: 1,
-            message: message.into(),
-            help: None,
-        }
+        Diagnostic { pos, len: 1, message: message.into(), help: None }
     }
 
     pub fn with_len(mut self, len: usize) -> Self {
@@ -45,10 +40,7 @@ pub struct SourceFile {
 
 impl SourceFile {
     pub fn new(path: impl Into<String>, text: impl Into<Arc<str>>) -> Self {
-        SourceFile {
-            path: path.into(),
-            text: text.into(),
-        }
+        SourceFile { path: path.into(), text: text.into() }
     }
 
     /// Byte offset of a 1-based line and column (columns count characters).
@@ -56,11 +48,7 @@ impl SourceFile {
         let mut offset = 0;
         for (index, line) in self.text.split_inclusive('\n').enumerate() {
             if index + 1 == pos.line {
-                let col_bytes: usize = line
-                    .chars()
-                    .take(pos.col.saturating_sub(1))
-                    .map(char::len_utf8)
-                    .sum();
+                let col_bytes: usize = line.chars().take(pos.col.saturating_sub(1)).map(char::len_utf8).sum();
                 return offset + col_bytes;
             }
             offset += line.len();
@@ -74,10 +62,7 @@ impl SourceFile {
         let before = &self.text[..offset];
         let line = before.matches('\n').count() + 1;
         let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-        Pos {
-            line,
-            col: self.text[line_start..offset].chars().count() + 1,
-        }
+        Pos { line, col: self.text[line_start..offset].chars().count() + 1 }
     }
 
     /// Finds `needle` at or after the node at `pos` and returns the position of its
@@ -101,18 +86,11 @@ pub struct FileErrors {
 impl FileErrors {
     /// Renders every diagnostic with a snippet and caret; colour only when asked.
     pub fn render(&self, color: bool) -> String {
-        let theme = if color {
-            GraphicalTheme::unicode()
-        } else {
-            GraphicalTheme::unicode_nocolor()
-        };
+        let theme = if color { GraphicalTheme::unicode() } else { GraphicalTheme::unicode_nocolor() };
         let handler = GraphicalReportHandler::new_themed(theme).with_context_lines(1);
         let mut out = String::new();
         for diagnostic in &self.diagnostics {
-            let report = Rendered {
-                file: &self.file,
-                diagnostic,
-            };
+            let report = Rendered { file: &self.file, diagnostic };
             if handler.render_report(&mut out, &report).is_err() {
                 out.push_str(&self.plain_line(diagnostic));
             }
@@ -123,10 +101,7 @@ impl FileErrors {
 
     /// `path:line:col: message`, one per diagnostic.
     pub fn plain_line(&self, d: &Diagnostic) -> String {
-        format!(
-            "{}:{}:{}: {}\n",
-            self.file.path, d.pos.line, d.pos.col, d.message
-        )
+        format!("{}:{}:{}: {}\n", self.file.path, d.pos.line, d.pos.col, d.message)
     }
 }
 
@@ -157,10 +132,7 @@ impl fmt::Display for Rendered<'_> {
         write!(
             f,
             "{} ({}:{}:{})",
-            self.diagnostic.message,
-            self.file.path,
-            self.diagnostic.pos.line,
-            self.diagnostic.pos.col
+            self.diagnostic.message, self.file.path, self.diagnostic.pos.line, self.diagnostic.pos.col
         )
     }
 }
@@ -173,30 +145,15 @@ impl miette::Diagnostic for Rendered<'_> {
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        self.diagnostic
-            .help
-            .as_ref()
-            .map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
+        self.diagnostic.help.as_ref().map(|h| Box::new(h.clone()) as Box<dyn fmt::Display>)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
         let start = self.file.offset_of(self.diagnostic.pos);
-        let line_end = self.file.text[start..]
-            .find('\n')
-            .map_or(self.file.text.len(), |i| start + i);
-        let len: usize = self.file.text[start..line_end]
-            .chars()
-            .take(self.diagnostic.len)
-            .map(char::len_utf8)
-            .sum();
-        let span = SourceSpan::new(
-            start.into(),
-            len.max(usize::from(start < self.file.text.len())),
-        );
-        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(
-            Some("here".into()),
-            span,
-        ))))
+        let line_end = self.file.text[start..].find('\n').map_or(self.file.text.len(), |i| start + i);
+        let len: usize = self.file.text[start..line_end].chars().take(self.diagnostic.len).map(char::len_utf8).sum();
+        let span = SourceSpan::new(start.into(), len.max(usize::from(start < self.file.text.len())));
+        Some(Box::new(std::iter::once(LabeledSpan::new_with_span(Some("here".into()), span))))
     }
 }
 
@@ -207,11 +164,7 @@ impl miette::SourceCode for Rendered<'_> {
         context_lines_before: usize,
         context_lines_after: usize,
     ) -> Result<Box<dyn miette::SpanContents<'a> + 'a>, miette::MietteError> {
-        let contents =
-            self.file
-                .text
-                .as_ref()
-                .read_span(span, context_lines_before, context_lines_after)?;
+        let contents = self.file.text.as_ref().read_span(span, context_lines_before, context_lines_after)?;
         Ok(Box::new(miette::MietteSpanContents::new_named(
             self.file.path.clone(),
             contents.data(),

@@ -16,11 +16,7 @@ pub struct EvalError {
 
 impl fmt::Display for EvalError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "line {}, column {}: {}",
-            self.pos.line, self.pos.col, self.message
-        )
+        write!(f, "line {}, column {}: {}", self.pos.line, self.pos.col, self.message)
     }
 }
 
@@ -29,20 +25,14 @@ impl std::error::Error for EvalError {}
 /// Evaluates a node: strings as templates, mappings and sequences recursively.
 /// A sequence item that is one expression yielding an array is spliced in.
 pub fn evaluate_node(node: &Node, ctx: &Contexts) -> Result<Value, EvalError> {
-    let err = |e: expr::ExprError| EvalError {
-        pos: node.pos,
-        message: e.message,
-    };
+    let err = |e: expr::ExprError| EvalError { pos: node.pos, message: e.message };
     Ok(match &node.value {
-        NodeValue::String(s) if s.contains("${{") => {
-            expr::evaluate_template(s, ctx).map_err(err)?
-        }
+        NodeValue::String(s) if s.contains("${{") => expr::evaluate_template(s, ctx).map_err(err)?,
         NodeValue::Seq(items) => {
             let mut out = Vec::with_capacity(items.len());
             for item in items {
-                let whole_expression = item
-                    .as_str()
-                    .is_some_and(|s| s.trim().starts_with("${{") && s.trim().ends_with("}}"));
+                let whole_expression =
+                    item.as_str().is_some_and(|s| s.trim().starts_with("${{") && s.trim().ends_with("}}"));
                 match evaluate_node(item, ctx)? {
                     Value::Array(inner) if whole_expression => out.extend(inner),
                     v => out.push(v),
@@ -61,22 +51,17 @@ pub fn evaluate_node(node: &Node, ctx: &Contexts) -> Result<Value, EvalError> {
                         other => {
                             return Err(EvalError {
                                 pos: v.pos,
-                                message: format!(
-                                    "'${{{{ insert }}}}' needs a mapping, got {}",
-                                    type_name(&other)
-                                ),
+                                message: format!("'${{{{ insert }}}}' needs a mapping, got {}", type_name(&other)),
                             })
                         }
                     }
                     continue;
                 }
                 let key = if key_text.contains("${{") {
-                    expr::to_display_string(&expr::evaluate_template(&key_text, ctx).map_err(
-                        |e| EvalError {
-                            pos: k.pos,
-                            message: e.message,
-                        },
-                    )?)
+                    expr::to_display_string(
+                        &expr::evaluate_template(&key_text, ctx)
+                            .map_err(|e| EvalError { pos: k.pos, message: e.message })?,
+                    )
                 } else {
                     key_text
                 };
@@ -94,20 +79,11 @@ pub fn evaluate_string(node: &Node, ctx: &Contexts) -> Result<String, EvalError>
 }
 
 /// Evaluates a mapping node to string pairs (for `env` and `with`), keeping order.
-pub fn evaluate_string_map(
-    node: &Node,
-    ctx: &Contexts,
-) -> Result<Vec<(String, String)>, EvalError> {
+pub fn evaluate_string_map(node: &Node, ctx: &Contexts) -> Result<Vec<(String, String)>, EvalError> {
     match evaluate_node(node, ctx)? {
-        Value::Object(map) => Ok(map
-            .into_iter()
-            .map(|(k, v)| (k, expr::to_display_string(&v)))
-            .collect()),
+        Value::Object(map) => Ok(map.into_iter().map(|(k, v)| (k, expr::to_display_string(&v))).collect()),
         Value::Null => Ok(Vec::new()),
-        other => Err(EvalError {
-            pos: node.pos,
-            message: format!("expected a mapping, got {}", type_name(&other)),
-        }),
+        other => Err(EvalError { pos: node.pos, message: format!("expected a mapping, got {}", type_name(&other)) }),
     }
 }
 
@@ -123,10 +99,7 @@ pub fn evaluate_number(node: &Node, ctx: &Contexts) -> Result<f64, EvalError> {
     if n.is_nan() {
         return Err(EvalError {
             pos: node.pos,
-            message: format!(
-                "expected a number, got '{}'",
-                expr::to_display_string(&value)
-            ),
+            message: format!("expected a number, got '{}'", expr::to_display_string(&value)),
         });
     }
     Ok(n)

@@ -30,11 +30,7 @@ pub fn compile(pattern: &str) -> Result<Regex, String> {
             '?' => re.push('?'),
             '+' => re.push('+'),
             '[' => {
-                let end = chars[i..]
-                    .iter()
-                    .position(|&c| c == ']')
-                    .map(|p| p + i)
-                    .ok_or("unclosed '['")?;
+                let end = chars[i..].iter().position(|&c| c == ']').map(|p| p + i).ok_or("unclosed '['")?;
                 re.push('[');
                 for &ch in &chars[i + 1..end] {
                     if ch == '\\' || ch == '^' && re.ends_with('[') {
@@ -95,23 +91,14 @@ pub fn accepts(trigger: &Trigger, event: &EventRef) -> bool {
     let ref_ok = if let Some(tag) = &event.tag {
         if has_tag_filter {
             trigger.tags.as_ref().is_none_or(|p| included(p, tag))
-                && trigger
-                    .tags_ignore
-                    .as_ref()
-                    .is_none_or(|p| !ignored(p, tag))
+                && trigger.tags_ignore.as_ref().is_none_or(|p| !ignored(p, tag))
         } else {
             !has_branch_filter
         }
     } else if let Some(branch) = &event.branch {
         if has_branch_filter {
-            trigger
-                .branches
-                .as_ref()
-                .is_none_or(|p| included(p, branch))
-                && trigger
-                    .branches_ignore
-                    .as_ref()
-                    .is_none_or(|p| !ignored(p, branch))
+            trigger.branches.as_ref().is_none_or(|p| included(p, branch))
+                && trigger.branches_ignore.as_ref().is_none_or(|p| !ignored(p, branch))
         } else {
             !has_tag_filter
         }
@@ -161,36 +148,17 @@ mod tests {
 
     fn trigger(branches: &[&str], tags: &[&str], paths: &[&str]) -> Trigger {
         let list = |v: &[&str]| (!v.is_empty()).then(|| v.iter().map(|s| s.to_string()).collect());
-        Trigger {
-            branches: list(branches),
-            tags: list(tags),
-            paths: list(paths),
-            ..Trigger::default()
-        }
+        Trigger { branches: list(branches), tags: list(tags), paths: list(paths), ..Trigger::default() }
     }
 
     #[test]
     fn ordered_negation_and_tag_rules() {
         let t = trigger(&["releases/**", "!releases/**-alpha"], &[], &[]);
-        let on = |b: &str| {
-            accepts(
-                &t,
-                &EventRef {
-                    branch: Some(b.into()),
-                    ..EventRef::default()
-                },
-            )
-        };
+        let on = |b: &str| accepts(&t, &EventRef { branch: Some(b.into()), ..EventRef::default() });
         assert!(on("releases/v1"));
         assert!(!on("releases/v1-alpha"));
         // Only branch filters: a tag push does not run.
-        assert!(!accepts(
-            &t,
-            &EventRef {
-                tag: Some("v1".into()),
-                ..EventRef::default()
-            }
-        ));
+        assert!(!accepts(&t, &EventRef { tag: Some("v1".into()), ..EventRef::default() }));
         let p = trigger(&[], &[], &["src/**"]);
         let changed = |files: &[&str]| EventRef {
             branch: Some("main".into()),

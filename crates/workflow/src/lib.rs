@@ -25,10 +25,7 @@ pub fn load_workflow(path: &Path, display: &str) -> Result<Workflow, FileErrors>
         Ok(text) => parse_workflow(SourceFile::new(display, text)),
         Err(e) => Err(FileErrors {
             file: SourceFile::new(display, ""),
-            diagnostics: vec![Diagnostic::new(
-                yaml::Pos { line: 1, col: 1 },
-                format!("cannot read the file: {e}"),
-            )],
+            diagnostics: vec![Diagnostic::new(yaml::Pos { line: 1, col: 1 }, format!("cannot read the file: {e}"))],
         }),
     }
 }

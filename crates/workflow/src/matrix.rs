@@ -8,10 +8,7 @@ use serde_json::{Map, Value};
 /// combination they do not contradict, or appended as new combinations.
 pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
     let Value::Object(matrix) = matrix else {
-        return Err(format!(
-            "the matrix must be a mapping, got {}",
-            crate::evaluate::type_name(matrix)
-        ));
+        return Err(format!("the matrix must be a mapping, got {}", crate::evaluate::type_name(matrix)));
     };
     let mut axes: Vec<(&String, &Vec<Value>)> = Vec::new();
     let mut include: &[Value] = &[];
@@ -22,10 +19,7 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
             ("exclude", Value::Array(items)) => exclude = items,
             ("include" | "exclude", Value::Null) => {}
             ("include" | "exclude", other) => {
-                return Err(format!(
-                    "matrix '{key}' must be a list, got {}",
-                    crate::evaluate::type_name(other)
-                ))
+                return Err(format!("matrix '{key}' must be a list, got {}", crate::evaluate::type_name(other)))
             }
             (_, Value::Array(items)) => {
                 if items.is_empty() {
@@ -34,18 +28,11 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
                 axes.push((key, items));
             }
             (_, other) => {
-                return Err(format!(
-                    "matrix '{key}' must be a list, got {}",
-                    crate::evaluate::type_name(other)
-                ))
+                return Err(format!("matrix '{key}' must be a list, got {}", crate::evaluate::type_name(other)))
             }
         }
     }
-    let mut combos: Vec<Map<String, Value>> = if axes.is_empty() {
-        Vec::new()
-    } else {
-        vec![Map::new()]
-    };
+    let mut combos: Vec<Map<String, Value>> = if axes.is_empty() { Vec::new() } else { vec![Map::new()] };
     for (key, values) in &axes {
         let mut next = Vec::with_capacity(combos.len() * values.len());
         for combo in &combos {
@@ -61,11 +48,7 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
         let Value::Object(entry) = entry else {
             return Err("each matrix 'exclude' entry must be a mapping".into());
         };
-        combos.retain(|combo| {
-            !entry
-                .iter()
-                .all(|(k, v)| combo.get(k).is_some_and(|c| partial_match(c, v)))
-        });
+        combos.retain(|combo| !entry.iter().all(|(k, v)| combo.get(k).is_some_and(|c| partial_match(c, v))));
     }
     let original_keys: Vec<&String> = axes.iter().map(|(k, _)| *k).collect();
     let base_count = combos.len();
@@ -76,10 +59,8 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
         };
         let mut matched = false;
         for combo in combos.iter_mut().take(base_count) {
-            let compatible = entry
-                .iter()
-                .filter(|(k, _)| original_keys.contains(k))
-                .all(|(k, v)| combo.get(k) == Some(v));
+            let compatible =
+                entry.iter().filter(|(k, _)| original_keys.contains(k)).all(|(k, v)| combo.get(k) == Some(v));
             if compatible {
                 for (k, v) in entry {
                     if !original_keys.contains(&k) {
@@ -95,10 +76,7 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
     }
     combos.extend(extra);
     if combos.len() > 256 {
-        return Err(format!(
-            "the matrix has {} combinations; GitHub allows at most 256",
-            combos.len()
-        ));
+        return Err(format!("the matrix has {} combinations; GitHub allows at most 256", combos.len()));
     }
     Ok(combos)
 }
@@ -106,9 +84,7 @@ pub fn expand(matrix: &Value) -> Result<Vec<Map<String, Value>>, String> {
 /// An exclude value matches when equal, or for mappings when every given key matches.
 fn partial_match(actual: &Value, pattern: &Value) -> bool {
     match (actual, pattern) {
-        (Value::Object(a), Value::Object(p)) => p
-            .iter()
-            .all(|(k, v)| a.get(k).is_some_and(|x| partial_match(x, v))),
+        (Value::Object(a), Value::Object(p)) => p.iter().all(|(k, v)| a.get(k).is_some_and(|x| partial_match(x, v))),
         _ => actual == pattern,
     }
 }
@@ -131,23 +107,14 @@ mod tests {
     use serde_json::json;
 
     fn legs(matrix: Value) -> Vec<Value> {
-        expand(&matrix)
-            .unwrap()
-            .into_iter()
-            .map(Value::Object)
-            .collect()
+        expand(&matrix).unwrap().into_iter().map(Value::Object).collect()
     }
 
     #[test]
     fn product_in_order() {
         assert_eq!(
             legs(json!({"os": ["a", "b"], "n": [1, 2]})),
-            vec![
-                json!({"os":"a","n":1}),
-                json!({"os":"a","n":2}),
-                json!({"os":"b","n":1}),
-                json!({"os":"b","n":2})
-            ]
+            vec![json!({"os":"a","n":1}), json!({"os":"a","n":2}), json!({"os":"b","n":1}), json!({"os":"b","n":2})]
         );
     }
 
@@ -176,24 +143,18 @@ mod tests {
                 json!({"fruit":"banana","animal":"cat"}),
             ]
         );
-        let excluded =
-            legs(json!({"os": ["l", "m"], "n": [4, 6], "exclude": [{"os": "m", "n": 4}]}));
+        let excluded = legs(json!({"os": ["l", "m"], "n": [4, 6], "exclude": [{"os": "m", "n": 4}]}));
         assert_eq!(excluded.len(), 3);
     }
 
     #[test]
     fn include_only_matrix() {
-        assert_eq!(
-            legs(json!({"include": [{"a": 1}, {"a": 2}]})),
-            vec![json!({"a":1}), json!({"a":2})]
-        );
+        assert_eq!(legs(json!({"include": [{"a": 1}, {"a": 2}]})), vec![json!({"a":1}), json!({"a":2})]);
     }
 
     #[test]
     fn errors_are_clear() {
-        assert!(expand(&json!({"os": "linux"}))
-            .unwrap_err()
-            .contains("must be a list"));
+        assert!(expand(&json!({"os": "linux"})).unwrap_err().contains("must be a list"));
         assert!(expand(&json!({"os": []})).unwrap_err().contains("empty"));
     }
 }

@@ -104,9 +104,7 @@ impl Condition {
             ConditionKind::Expr(e) => e.uses_status_function(),
             ConditionKind::Template(t) => {
                 let lower = t.to_ascii_lowercase();
-                ["success(", "failure(", "always(", "cancelled("]
-                    .iter()
-                    .any(|f| lower.contains(f))
+                ["success(", "failure(", "always(", "cancelled("].iter().any(|f| lower.contains(f))
             }
         }
     }
@@ -157,14 +155,8 @@ pub struct Job {
 /// What a step does.
 #[derive(Debug, Clone)]
 pub enum StepAction {
-    Run {
-        script: Node,
-        shell: Option<Node>,
-        working_directory: Option<Node>,
-    },
-    Uses {
-        uses: String,
-    },
+    Run { script: Node, shell: Option<Node>, working_directory: Option<Node> },
+    Uses { uses: String },
 }
 
 /// A step of a job or of a composite action.
@@ -188,17 +180,10 @@ impl Step {
         match &self.action {
             StepAction::Run { script, .. } => {
                 let text = script.scalar_string().unwrap_or_default();
-                let first = text
-                    .lines()
-                    .map(str::trim)
-                    .find(|l| !l.is_empty())
-                    .unwrap_or("");
+                let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
                 let mut name = format!("Run {first}");
                 if name.len() > 80 {
-                    let cut = (0..=77)
-                        .rev()
-                        .find(|&i| name.is_char_boundary(i))
-                        .unwrap_or(0);
+                    let cut = (0..=77).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0);
                     name.truncate(cut);
                     name.push_str("...");
                 }

@@ -7,16 +7,7 @@ use crate::yaml::{self, Node, NodeValue, Pos};
 use indexmap::IndexMap;
 use std::collections::{HashMap, HashSet};
 
-const WORKFLOW_KEYS: &[&str] = &[
-    "name",
-    "run-name",
-    "on",
-    "env",
-    "defaults",
-    "concurrency",
-    "permissions",
-    "jobs",
-];
+const WORKFLOW_KEYS: &[&str] = &["name", "run-name", "on", "env", "defaults", "concurrency", "permissions", "jobs"];
 const JOB_KEYS: &[&str] = &[
     "name",
     "needs",
@@ -113,10 +104,7 @@ pub(crate) struct Ctx<'a> {
 
 impl<'a> Ctx<'a> {
     pub fn new(file: &'a SourceFile) -> Self {
-        Ctx {
-            file,
-            diagnostics: Vec::new(),
-        }
+        Ctx { file, diagnostics: Vec::new() }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
@@ -130,10 +118,7 @@ impl<'a> Ctx<'a> {
             let mut diagnostics = self.diagnostics;
             diagnostics.sort_by_key(|d| d.pos);
             diagnostics.dedup();
-            Err(FileErrors {
-                file: self.file.clone(),
-                diagnostics,
-            })
+            Err(FileErrors { file: self.file.clone(), diagnostics })
         }
     }
 
@@ -142,15 +127,12 @@ impl<'a> Ctx<'a> {
         let Some(map) = node.as_map() else { return };
         for (key, _) in map {
             let Some(name) = key.as_str() else {
-                self.error(
-                    key.pos,
-                    format!("{what} keys must be strings, found a {}", key.kind()),
-                );
+                self.error(key.pos, format!("{what} keys must be strings, found a {}", key.kind()));
                 continue;
             };
             if !allowed.contains(&name) {
-                let mut d = Diagnostic::new(key.pos, format!("unknown key '{name}' in {what}"))
-                    .with_len(name.chars().count());
+                let mut d =
+                    Diagnostic::new(key.pos, format!("unknown key '{name}' in {what}")).with_len(name.chars().count());
                 if let Some(close) = allowed.iter().find(|a| similar(a, name)) {
                     d = d.with_help(format!("did you mean '{close}'?"));
                 } else {
@@ -165,10 +147,7 @@ impl<'a> Ctx<'a> {
         match &node.value {
             NodeValue::Map(m) => Some(m),
             _ => {
-                self.error(
-                    node.pos,
-                    format!("{what} must be a mapping, found a {}", node.kind()),
-                );
+                self.error(node.pos, format!("{what} must be a mapping, found a {}", node.kind()));
                 None
             }
         }
@@ -179,10 +158,7 @@ impl<'a> Ctx<'a> {
             NodeValue::String(s) => Some(s.clone()),
             NodeValue::Number(_) | NodeValue::Bool(_) => node.scalar_string(),
             _ => {
-                self.error(
-                    node.pos,
-                    format!("{what} must be a string, found a {}", node.kind()),
-                );
+                self.error(node.pos, format!("{what} must be a string, found a {}", node.kind()));
                 None
             }
         }
@@ -224,9 +200,7 @@ impl<'a> Ctx<'a> {
         }
         match split_template(text) {
             Err(e) => {
-                let at = self
-                    .file
-                    .locate(pos, &text[e.offset..text.len().min(e.offset + 3)], 0);
+                let at = self.file.locate(pos, &text[e.offset..text.len().min(e.offset + 3)], 0);
                 self.error(at, format!("invalid expression: {}", e.message));
             }
             Ok(segments) => {
@@ -237,11 +211,8 @@ impl<'a> Ctx<'a> {
                             let needle = &text[open..(offset + expr.len() + 2).min(text.len())];
                             let at = self.file.locate(pos, needle, 3 + e.offset);
                             self.diagnostics.push(
-                                Diagnostic::new(
-                                    at,
-                                    format!("invalid expression '{}': {}", expr.trim(), e.message),
-                                )
-                                .with_len(expr.len().saturating_sub(e.offset).max(1)),
+                                Diagnostic::new(at, format!("invalid expression '{}': {}", expr.trim(), e.message))
+                                    .with_len(expr.len().saturating_sub(e.offset).max(1)),
                             );
                         }
                     }
@@ -258,10 +229,7 @@ impl<'a> Ctx<'a> {
             NodeValue::String(s) => s.clone(),
             NodeValue::Null => return None,
             _ => {
-                self.error(
-                    node.pos,
-                    format!("'if' must be a string, found a {}", node.kind()),
-                );
+                self.error(node.pos, format!("'if' must be a string, found a {}", node.kind()));
                 return None;
             }
         };
@@ -274,39 +242,20 @@ impl<'a> Ctx<'a> {
             (&trimmed[3..trimmed.len() - 2], start)
         } else if trimmed.contains("${{") {
             self.check_template(node.pos, &source);
-            return Some(Condition {
-                source: source.clone(),
-                pos: node.pos,
-                kind: ConditionKind::Template(source),
-            });
+            return Some(Condition { source: source.clone(), pos: node.pos, kind: ConditionKind::Template(source) });
         } else {
             (trimmed, source.find(trimmed).unwrap_or(0))
         };
         match expr::parse(text) {
-            Ok(e) => Some(Condition {
-                source: source.clone(),
-                pos: node.pos,
-                kind: ConditionKind::Expr(e),
-            }),
+            Ok(e) => Some(Condition { source: source.clone(), pos: node.pos, kind: ConditionKind::Expr(e) }),
             Err(e) => {
                 let at = self.file.locate(node.pos, text, e.offset);
-                let at = if at == node.pos && inner_offset + e.offset > 0 && !source.contains('\n')
-                {
-                    Pos {
-                        line: node.pos.line,
-                        col: node.pos.col + inner_offset + e.offset,
-                    }
+                let at = if at == node.pos && inner_offset + e.offset > 0 && !source.contains('\n') {
+                    Pos { line: node.pos.line, col: node.pos.col + inner_offset + e.offset }
                 } else {
                     at
                 };
-                self.error(
-                    at,
-                    format!(
-                        "invalid expression in 'if' '{}': {}",
-                        text.trim(),
-                        e.message
-                    ),
-                );
+                self.error(at, format!("invalid expression in 'if' '{}': {}", text.trim(), e.message));
                 None
             }
         }
@@ -320,10 +269,7 @@ pub fn is_insert(key: &str) -> bool {
 }
 
 fn similar(a: &str, b: &str) -> bool {
-    let (a, b) = (
-        a.to_ascii_lowercase().replace('_', "-"),
-        b.to_ascii_lowercase().replace('_', "-"),
-    );
+    let (a, b) = (a.to_ascii_lowercase().replace('_', "-"), b.to_ascii_lowercase().replace('_', "-"));
     if a == b {
         return true;
     }
@@ -362,10 +308,7 @@ pub fn parse_workflow(file: SourceFile) -> Result<Workflow, FileErrors> {
         Err(e) => {
             return Err(FileErrors {
                 file: file.clone(),
-                diagnostics: vec![Diagnostic::new(
-                    e.pos,
-                    format!("invalid YAML: {}", e.message),
-                )],
+                diagnostics: vec![Diagnostic::new(e.pos, format!("invalid YAML: {}", e.message))],
             })
         }
     };
@@ -398,10 +341,7 @@ fn workflow_from(ctx: &mut Ctx, root: &Node) -> Workflow {
     }
     match root.get("on") {
         Some(on) => wf.triggers = triggers(ctx, on),
-        None => ctx.error(
-            root.pos,
-            "the workflow has no 'on' key: say which events trigger it",
-        ),
+        None => ctx.error(root.pos, "the workflow has no 'on' key: say which events trigger it"),
     }
     if let Some(env) = root.get("env") {
         env_node(ctx, env);
@@ -445,9 +385,7 @@ fn workflow_from(ctx: &mut Ctx, root: &Node) -> Workflow {
 
 fn valid_job_id(id: &str) -> bool {
     let mut chars = id.chars();
-    chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }
 
@@ -456,19 +394,13 @@ fn env_node(ctx: &mut Ctx, node: &Node) {
         NodeValue::Map(entries) => {
             for (_, v) in entries {
                 if matches!(v.value, NodeValue::Seq(_) | NodeValue::Map(_)) {
-                    ctx.error(
-                        v.pos,
-                        format!("environment values must be scalars, found a {}", v.kind()),
-                    );
+                    ctx.error(v.pos, format!("environment values must be scalars, found a {}", v.kind()));
                 }
             }
             ctx.check_expressions(node);
         }
         NodeValue::String(_) => ctx.check_expressions(node),
-        _ => ctx.error(
-            node.pos,
-            format!("'env' must be a mapping, found a {}", node.kind()),
-        ),
+        _ => ctx.error(node.pos, format!("'env' must be a mapping, found a {}", node.kind())),
     }
 }
 
@@ -482,25 +414,23 @@ fn concurrency(ctx: &mut Ctx, node: &Node) {
             }
             ctx.check_expressions(node);
         }
-        _ => ctx.error(
-            node.pos,
-            "'concurrency' must be a string or a mapping with 'group'",
-        ),
+        _ => ctx.error(node.pos, "'concurrency' must be a string or a mapping with 'group'"),
     }
 }
 
 fn permissions(ctx: &mut Ctx, node: &Node) -> Option<Permissions> {
     match &node.value {
-        NodeValue::String(s) => {
-            match s.as_str() {
-                "read-all" => Some(Permissions::ReadAll),
-                "write-all" => Some(Permissions::WriteAll),
-                other => {
-                    ctx.error(node.pos, format!("invalid permissions '{other}': expected read-all, write-all or a mapping"));
-                    None
-                }
+        NodeValue::String(s) => match s.as_str() {
+            "read-all" => Some(Permissions::ReadAll),
+            "write-all" => Some(Permissions::WriteAll),
+            other => {
+                ctx.error(
+                    node.pos,
+                    format!("invalid permissions '{other}': expected read-all, write-all or a mapping"),
+                );
+                None
             }
-        }
+        },
         NodeValue::Map(entries) if entries.is_empty() => Some(Permissions::None),
         NodeValue::Map(entries) => {
             let mut scopes = IndexMap::new();
@@ -520,7 +450,10 @@ fn permissions(ctx: &mut Ctx, node: &Node) -> Option<Permissions> {
                     &["read", "write", "none"]
                 };
                 if !allowed.contains(&level) {
-                    ctx.error(v.pos, format!("invalid level '{level}' for permission '{scope}': expected read, write or none"));
+                    ctx.error(
+                        v.pos,
+                        format!("invalid level '{level}' for permission '{scope}': expected read, write or none"),
+                    );
                     continue;
                 }
                 scopes.insert(scope.to_string(), level.to_string());
@@ -528,10 +461,7 @@ fn permissions(ctx: &mut Ctx, node: &Node) -> Option<Permissions> {
             Some(Permissions::Scopes(scopes))
         }
         _ => {
-            ctx.error(
-                node.pos,
-                "'permissions' must be read-all, write-all or a mapping",
-            );
+            ctx.error(node.pos, "'permissions' must be read-all, write-all or a mapping");
             None
         }
     }
@@ -548,9 +478,7 @@ fn defaults(ctx: &mut Ctx, node: &Node) -> RunDefaults {
             ctx.check_keys(run, &["shell", "working-directory"], "'defaults.run'");
             ctx.check_expressions(run);
             out.shell = run.get("shell").and_then(|s| ctx.string(s, "'shell'"));
-            out.working_directory = run
-                .get("working-directory")
-                .and_then(|s| ctx.string(s, "'working-directory'"));
+            out.working_directory = run.get("working-directory").and_then(|s| ctx.string(s, "'working-directory'"));
         }
     }
     out
@@ -560,10 +488,7 @@ fn triggers(ctx: &mut Ctx, on: &Node) -> IndexMap<String, Trigger> {
     let mut out = IndexMap::new();
     let add = |ctx: &mut Ctx, name: &str, pos: Pos| {
         if !KNOWN_EVENTS.contains(&name) {
-            ctx.diagnostics.push(
-                Diagnostic::new(pos, format!("unknown event '{name}' in 'on'"))
-                    .with_len(name.len()),
-            );
+            ctx.diagnostics.push(Diagnostic::new(pos, format!("unknown event '{name}' in 'on'")).with_len(name.len()));
         }
     };
     match &on.value {
@@ -589,10 +514,7 @@ fn triggers(ctx: &mut Ctx, on: &Node) -> IndexMap<String, Trigger> {
                 out.insert(name, trigger);
             }
         }
-        _ => ctx.error(
-            on.pos,
-            "'on' must be an event name, a list of events or a mapping",
-        ),
+        _ => ctx.error(on.pos, "'on' must be an event name, a list of events or a mapping"),
     }
     out
 }
@@ -601,23 +523,20 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
     let mut t = Trigger::default();
     if event == "schedule" {
         let Some(items) = node.as_seq() else {
-            ctx.error(
-                node.pos,
-                "'schedule' must be a sequence of '- cron: ...' entries",
-            );
+            ctx.error(node.pos, "'schedule' must be a sequence of '- cron: ...' entries");
             return t;
         };
         for item in items {
             ctx.check_keys(item, &["cron", "timezone"], "a schedule");
-            match item
-                .get("cron")
-                .and_then(|c| c.as_str().map(|s| (c.pos, s.to_string())))
-            {
+            match item.get("cron").and_then(|c| c.as_str().map(|s| (c.pos, s.to_string()))) {
                 Some((pos, cron)) => {
                     if let Err(e) = cron.parse::<croner::Cron>() {
                         ctx.error(pos, format!("invalid cron expression '{cron}': {e}"));
                     } else if cron.split_whitespace().count() != 5 {
-                        ctx.error(pos, format!("invalid cron expression '{cron}': GitHub schedules have exactly 5 fields"));
+                        ctx.error(
+                            pos,
+                            format!("invalid cron expression '{cron}': GitHub schedules have exactly 5 fields"),
+                        );
                     }
                     t.crons.push(cron);
                 }
@@ -630,39 +549,20 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
         NodeValue::Null => return t,
         NodeValue::Map(_) => {}
         _ => {
-            ctx.error(
-                node.pos,
-                format!("the configuration of '{event}' must be a mapping"),
-            );
+            ctx.error(node.pos, format!("the configuration of '{event}' must be a mapping"));
             return t;
         }
     }
     let allowed: &[&str] = match event {
-        "push" => &[
-            "branches",
-            "branches-ignore",
-            "tags",
-            "tags-ignore",
-            "paths",
-            "paths-ignore",
-        ],
-        "pull_request" | "pull_request_target" => &[
-            "types",
-            "branches",
-            "branches-ignore",
-            "paths",
-            "paths-ignore",
-        ],
+        "push" => &["branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore"],
+        "pull_request" | "pull_request_target" => &["types", "branches", "branches-ignore", "paths", "paths-ignore"],
         "workflow_dispatch" => &["inputs"],
         "workflow_call" => &["inputs", "outputs", "secrets"],
         "workflow_run" => &["types", "workflows", "branches", "branches-ignore"],
         _ => &["types"],
     };
     ctx.check_keys(node, allowed, &format!("'on.{event}'"));
-    let list = |ctx: &mut Ctx, key: &str| {
-        node.get(key)
-            .map(|n| ctx.string_list(n, &format!("'{key}'")))
-    };
+    let list = |ctx: &mut Ctx, key: &str| node.get(key).map(|n| ctx.string_list(n, &format!("'{key}'")));
     t.types = list(ctx, "types").unwrap_or_default();
     t.branches = list(ctx, "branches");
     t.branches_ignore = list(ctx, "branches-ignore");
@@ -671,33 +571,17 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
     t.paths = list(ctx, "paths");
     t.paths_ignore = list(ctx, "paths-ignore");
     for (a, b, an, bn) in [
-        (
-            &t.branches,
-            &t.branches_ignore,
-            "branches",
-            "branches-ignore",
-        ),
+        (&t.branches, &t.branches_ignore, "branches", "branches-ignore"),
         (&t.tags, &t.tags_ignore, "tags", "tags-ignore"),
         (&t.paths, &t.paths_ignore, "paths", "paths-ignore"),
     ] {
         if a.is_some() && b.is_some() {
             let pos = node.get(bn).map_or(node.pos, |n| n.pos);
-            ctx.error(
-                pos,
-                format!("'{an}' and '{bn}' cannot both be used for the same event"),
-            );
+            ctx.error(pos, format!("'{an}' and '{bn}' cannot both be used for the same event"));
         }
     }
-    for patterns in [
-        &t.branches,
-        &t.branches_ignore,
-        &t.tags,
-        &t.tags_ignore,
-        &t.paths,
-        &t.paths_ignore,
-    ]
-    .into_iter()
-    .flatten()
+    for patterns in
+        [&t.branches, &t.branches_ignore, &t.tags, &t.tags_ignore, &t.paths, &t.paths_ignore].into_iter().flatten()
     {
         for p in patterns {
             if let Err(e) = crate::filter::compile(p) {
@@ -727,10 +611,7 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
                         ctx.check_expressions(value);
                         t.outputs.insert(name, value.clone());
                     }
-                    None => ctx.error(
-                        v.pos,
-                        format!("workflow_call output '{name}' needs a 'value'"),
-                    ),
+                    None => ctx.error(v.pos, format!("workflow_call output '{name}' needs a 'value'")),
                 }
             }
         }
@@ -742,9 +623,7 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
                     continue;
                 };
                 ctx.check_keys(v, &["description", "required"], &format!("secret '{name}'"));
-                let required = v
-                    .get("required")
-                    .is_some_and(|r| r.value == NodeValue::Bool(true));
+                let required = v.get("required").is_some_and(|r| r.value == NodeValue::Bool(true));
                 t.secrets.insert(name, required);
             }
         }
@@ -753,40 +632,20 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
 }
 
 fn input_spec(ctx: &mut Ctx, event: &str, node: &Node, pos: Pos) -> InputSpec {
-    let mut spec = InputSpec {
-        description: None,
-        required: false,
-        default: None,
-        kind: InputType::String,
-        pos,
-    };
+    let mut spec = InputSpec { description: None, required: false, default: None, kind: InputType::String, pos };
     if node.is_null() {
         return spec;
     }
     if ctx.expect_map(node, "an input").is_none() {
         return spec;
     }
-    ctx.check_keys(
-        node,
-        &[
-            "description",
-            "required",
-            "default",
-            "type",
-            "options",
-            "deprecationMessage",
-        ],
-        "an input",
-    );
+    ctx.check_keys(node, &["description", "required", "default", "type", "options", "deprecationMessage"], "an input");
     spec.description = node.get("description").and_then(|d| d.scalar_string());
     spec.required = match node.get("required").map(|r| &r.value) {
         Some(NodeValue::Bool(b)) => *b,
         Some(NodeValue::Null) | None => false,
         Some(_) => {
-            ctx.error(
-                node.get("required").map_or(node.pos, |r| r.pos),
-                "'required' must be true or false",
-            );
+            ctx.error(node.get("required").map_or(node.pos, |r| r.pos), "'required' must be true or false");
             false
         }
     };
@@ -798,10 +657,7 @@ fn input_spec(ctx: &mut Ctx, event: &str, node: &Node, pos: Pos) -> InputSpec {
             ("boolean", _) => InputType::Boolean,
             ("number", _) => InputType::Number,
             ("choice", "workflow_dispatch") => {
-                let options = node
-                    .get("options")
-                    .map(|o| ctx.string_list(o, "'options'"))
-                    .unwrap_or_default();
+                let options = node.get("options").map(|o| ctx.string_list(o, "'options'")).unwrap_or_default();
                 if options.is_empty() {
                     ctx.error(kind.pos, "a 'choice' input needs 'options'");
                 }
@@ -814,22 +670,14 @@ fn input_spec(ctx: &mut Ctx, event: &str, node: &Node, pos: Pos) -> InputSpec {
                 } else {
                     "string, boolean or number"
                 };
-                ctx.error(
-                    kind.pos,
-                    format!("invalid input type '{name}': expected {allowed}"),
-                );
+                ctx.error(kind.pos, format!("invalid input type '{name}': expected {allowed}"));
                 InputType::String
             }
         };
     }
     if let (Some(default), InputType::Boolean) = (&spec.default, &spec.kind) {
-        if !matches!(default.value, NodeValue::Bool(_))
-            && !default.as_str().is_some_and(expr::contains_expression)
-        {
-            ctx.error(
-                default.pos,
-                "the default of a boolean input must be true or false",
-            );
+        if !matches!(default.value, NodeValue::Bool(_)) && !default.as_str().is_some_and(expr::contains_expression) {
+            ctx.error(default.pos, "the default of a boolean input must be true or false");
         }
     }
     spec
@@ -847,10 +695,7 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         runs_on: node.get("runs-on").cloned(),
         strategy: None,
         env: None,
-        defaults: node
-            .get("defaults")
-            .map(|d| defaults(ctx, d))
-            .unwrap_or_default(),
+        defaults: node.get("defaults").map(|d| defaults(ctx, d)).unwrap_or_default(),
         steps: Vec::new(),
         outputs: Vec::new(),
         timeout_minutes: node.get("timeout-minutes").cloned(),
@@ -864,16 +709,9 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         permissions: node.get("permissions").and_then(|p| permissions(ctx, p)),
         environment: node.get("environment").cloned(),
     };
-    for key in [
-        "name",
-        "runs-on",
-        "timeout-minutes",
-        "continue-on-error",
-        "with",
-        "container",
-        "services",
-        "environment",
-    ] {
+    for key in
+        ["name", "runs-on", "timeout-minutes", "continue-on-error", "with", "container", "services", "environment"]
+    {
         if let Some(n) = node.get(key) {
             ctx.check_expressions(n);
         }
@@ -897,11 +735,7 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
     }
     if let Some(strategy) = node.get("strategy") {
         if ctx.expect_map(strategy, "'strategy'").is_some() {
-            ctx.check_keys(
-                strategy,
-                &["matrix", "fail-fast", "max-parallel"],
-                "'strategy'",
-            );
+            ctx.check_keys(strategy, &["matrix", "fail-fast", "max-parallel"], "'strategy'");
             ctx.check_expressions(strategy);
             if let Some(matrix) = strategy.get("matrix") {
                 match &matrix.value {
@@ -914,12 +748,7 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
                                     if !matches!(v.value, NodeValue::Seq(_))
                                         && !v.as_str().is_some_and(expr::contains_expression)
                                     {
-                                        ctx.error(
-                                            v.pos,
-                                            format!(
-                                                "matrix '{key}' must be a sequence of mappings"
-                                            ),
-                                        );
+                                        ctx.error(v.pos, format!("matrix '{key}' must be a sequence of mappings"));
                                     }
                                 }
                                 _ if is_expr => {}
@@ -929,7 +758,10 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
                                     {
                                         ctx.error(
                                             v.pos,
-                                            format!("matrix '{key}' must be a sequence of values, found a {}", v.kind()),
+                                            format!(
+                                                "matrix '{key}' must be a sequence of values, found a {}",
+                                                v.kind()
+                                            ),
                                         );
                                     } else if v.as_seq().is_some_and(<[Node]>::is_empty) {
                                         ctx.error(v.pos, format!("matrix '{key}' is empty"));
@@ -963,20 +795,9 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         if let Some(u) = ctx.string(uses, "'uses'") {
             job.uses = Some((u, uses.pos));
         }
-        for key in [
-            "steps",
-            "runs-on",
-            "container",
-            "services",
-            "defaults",
-            "timeout-minutes",
-            "env",
-        ] {
+        for key in ["steps", "runs-on", "container", "services", "defaults", "timeout-minutes", "env"] {
             if let Some(n) = node.get(key) {
-                ctx.error(
-                    n.pos,
-                    format!("job '{id}' calls a reusable workflow, so it cannot have '{key}'"),
-                );
+                ctx.error(n.pos, format!("job '{id}' calls a reusable workflow, so it cannot have '{key}'"));
             }
         }
         job.secrets = node.get("secrets").map(|s| match s.as_str() {
@@ -988,16 +809,10 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         });
     } else {
         if node.get("runs-on").is_none() {
-            ctx.error(
-                pos,
-                format!("job '{id}' needs 'runs-on' (or 'uses' to call a reusable workflow)"),
-            );
+            ctx.error(pos, format!("job '{id}' needs 'runs-on' (or 'uses' to call a reusable workflow)"));
         }
         if let Some(n) = node.get("with").or(node.get("secrets")) {
-            ctx.error(
-                n.pos,
-                format!("job '{id}' has 'with'/'secrets' but no 'uses'"),
-            );
+            ctx.error(n.pos, format!("job '{id}' has 'with'/'secrets' but no 'uses'"));
         }
         match node.get("steps") {
             None => ctx.error(pos, format!("job '{id}' has no 'steps'")),
@@ -1027,27 +842,13 @@ pub(crate) fn parse_steps(ctx: &mut Ctx, items: &[Node], composite: bool) -> Vec
         let id = node.get("id").and_then(|i| ctx.string(i, "'id'"));
         if let Some(id) = &id {
             if !valid_job_id(id) {
-                ctx.error(
-                    node.get("id").map_or(node.pos, |n| n.pos),
-                    format!("invalid step id '{id}'"),
-                );
+                ctx.error(node.get("id").map_or(node.pos, |n| n.pos), format!("invalid step id '{id}'"));
             } else if !ids.insert(id.clone()) {
-                ctx.error(
-                    node.get("id").map_or(node.pos, |n| n.pos),
-                    format!("the step id '{id}' is used twice"),
-                );
+                ctx.error(node.get("id").map_or(node.pos, |n| n.pos), format!("the step id '{id}' is used twice"));
             }
         }
-        for key in [
-            "name",
-            "with",
-            "env",
-            "continue-on-error",
-            "timeout-minutes",
-            "run",
-            "shell",
-            "working-directory",
-        ] {
+        for key in ["name", "with", "env", "continue-on-error", "timeout-minutes", "run", "shell", "working-directory"]
+        {
             if let Some(n) = node.get(key) {
                 ctx.check_expressions(n);
             }
@@ -1089,11 +890,7 @@ pub(crate) fn parse_steps(ctx: &mut Ctx, items: &[Node], composite: bool) -> Vec
                     ctx.error(uses.pos, "'uses' is empty");
                     continue;
                 }
-                if !u.starts_with("./")
-                    && !u.starts_with("docker://")
-                    && !u.contains('@')
-                    && !u.starts_with('/')
-                {
+                if !u.starts_with("./") && !u.starts_with("docker://") && !u.contains('@') && !u.starts_with('/') {
                     ctx.diagnostics.push(
                         Diagnostic::new(uses.pos, format!("'{u}' is not a valid action reference"))
                             .with_help("use owner/repo@ref, ./local/path or docker://image"),
@@ -1127,17 +924,11 @@ pub(crate) fn parse_steps(ctx: &mut Ctx, items: &[Node], composite: bool) -> Vec
 fn check_needs(ctx: &mut Ctx, root: &Node, jobs: &IndexMap<String, Job>) {
     let job_nodes = root.get("jobs");
     let needs_pos = |job: &str, need: &str| -> Pos {
-        let Some(node) = job_nodes
-            .and_then(|j| j.get(job))
-            .and_then(|j| j.get("needs"))
-        else {
+        let Some(node) = job_nodes.and_then(|j| j.get(job)).and_then(|j| j.get("needs")) else {
             return Pos::default();
         };
         match &node.value {
-            NodeValue::Seq(items) => items
-                .iter()
-                .find(|i| i.as_str() == Some(need))
-                .map_or(node.pos, |i| i.pos),
+            NodeValue::Seq(items) => items.iter().find(|i| i.as_str() == Some(need)).map_or(node.pos, |i| i.pos),
             _ => node.pos,
         }
     };
@@ -1146,10 +937,7 @@ fn check_needs(ctx: &mut Ctx, root: &Node, jobs: &IndexMap<String, Job>) {
             if !jobs.contains_key(need) {
                 let mut d = Diagnostic::new(
                     needs_pos(&job.id, need),
-                    format!(
-                        "job '{}' needs '{need}', which is not a job of this workflow",
-                        job.id
-                    ),
+                    format!("job '{}' needs '{need}', which is not a job of this workflow", job.id),
                 )
                 .with_len(need.len());
                 if let Some(close) = jobs.keys().find(|k| similar(k, need)) {
@@ -1157,10 +945,7 @@ fn check_needs(ctx: &mut Ctx, root: &Node, jobs: &IndexMap<String, Job>) {
                 }
                 ctx.diagnostics.push(d);
             } else if need == &job.id {
-                ctx.error(
-                    needs_pos(&job.id, need),
-                    format!("job '{}' needs itself", job.id),
-                );
+                ctx.error(needs_pos(&job.id, need), format!("job '{}' needs itself", job.id));
             }
         }
     }

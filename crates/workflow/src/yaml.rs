@@ -73,10 +73,7 @@ impl Node {
 
     /// Looks a key up in a mapping node.
     pub fn get(&self, key: &str) -> Option<&Node> {
-        self.as_map()?
-            .iter()
-            .find(|(k, _)| k.as_str() == Some(key))
-            .map(|(_, v)| v)
+        self.as_map()?.iter().find(|(k, _)| k.as_str() == Some(key)).map(|(_, v)| v)
     }
 
     /// The scalar as a string, the way GitHub stringifies YAML scalars (numbers
@@ -113,10 +110,7 @@ impl Node {
             NodeValue::String(s) => Value::String(s.clone()),
             NodeValue::Seq(items) => Value::Array(items.iter().map(Node::to_json).collect()),
             NodeValue::Map(entries) => Value::Object(
-                entries
-                    .iter()
-                    .map(|(k, v)| (k.scalar_string().unwrap_or_default(), v.to_json()))
-                    .collect(),
+                entries.iter().map(|(k, v)| (k.scalar_string().unwrap_or_default(), v.to_json())).collect(),
             ),
         }
     }
@@ -134,18 +128,13 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
     parser.load(&mut builder, false).map_err(|e| YamlError {
-        pos: Pos {
-            line: e.marker().line(),
-            col: e.marker().col() + 1,
-        },
+        pos: Pos { line: e.marker().line(), col: e.marker().col() + 1 },
         message: e.info().to_string(),
     })?;
     if let Some(err) = builder.error {
         return Err(err);
     }
-    Ok(builder
-        .root
-        .unwrap_or_else(|| Node::new(Pos { line: 1, col: 1 }, NodeValue::Null)))
+    Ok(builder.root.unwrap_or_else(|| Node::new(Pos { line: 1, col: 1 }, NodeValue::Null)))
 }
 
 enum Frame {
@@ -164,10 +153,7 @@ struct Builder {
 
 fn pos_of(mark: &Marker) -> Pos {
     // yaml-rust2 counts lines from 1 and columns from 0.
-    Pos {
-        line: mark.line(),
-        col: mark.col() + 1,
-    }
+    Pos { line: mark.line(), col: mark.col() + 1 }
 }
 
 impl Builder {
@@ -185,15 +171,11 @@ impl Builder {
             Some(Frame::Map(_, _, entries, pending_key)) => match pending_key.take() {
                 None => *pending_key = Some(node),
                 Some(key) => {
-                    let duplicate = key.as_str().is_some()
-                        && entries.iter().any(|(k, _)| k.as_str() == key.as_str());
+                    let duplicate = key.as_str().is_some() && entries.iter().any(|(k, _)| k.as_str() == key.as_str());
                     if duplicate && self.error.is_none() {
                         self.error = Some(YamlError {
                             pos: key.pos,
-                            message: format!(
-                                "duplicate key '{}' in mapping",
-                                key.as_str().unwrap_or_default()
-                            ),
+                            message: format!("duplicate key '{}' in mapping", key.as_str().unwrap_or_default()),
                         });
                     }
                     entries.push((key, node));
@@ -214,9 +196,7 @@ impl MarkedEventReceiver for Builder {
             Event::Scalar(text, style, anchor, tag) => {
                 let value = if style == TScalarStyle::Plain && tag.is_none() {
                     resolve_plain(&text)
-                } else if let Some(tag) =
-                    tag.filter(|t| t.handle == "tag:yaml.org,2002:" || t.handle == "!!")
-                {
+                } else if let Some(tag) = tag.filter(|t| t.handle == "tag:yaml.org,2002:" || t.handle == "!!") {
                     match tag.suffix.as_str() {
                         "str" => NodeValue::String(text),
                         _ => resolve_plain(&text),
@@ -234,18 +214,12 @@ impl MarkedEventReceiver for Builder {
                 self.push_node(node, 0);
             }
             Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(pos, anchor, Vec::new(), None))
-            }
+            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos, anchor, Vec::new(), None)),
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(p, anchor, items)) => {
-                    self.push_node(Node::new(p, NodeValue::Seq(items)), anchor)
-                }
+                Some(Frame::Seq(p, anchor, items)) => self.push_node(Node::new(p, NodeValue::Seq(items)), anchor),
                 Some(Frame::Map(p, anchor, entries, _)) => {
                     // Block mappings are reported where their first key is, which is where users look.
-                    let p = entries
-                        .first()
-                        .map_or(p, |(k, _)| if k.pos < p { k.pos } else { p });
+                    let p = entries.first().map_or(p, |(k, _)| if k.pos < p { k.pos } else { p });
                     self.push_node(Node::new(p, NodeValue::Map(entries)), anchor)
                 }
                 None => {}
@@ -261,9 +235,7 @@ fn resolve_plain(text: &str) -> NodeValue {
         "" | "~" | "null" | "Null" | "NULL" => return NodeValue::Null,
         "true" | "True" | "TRUE" => return NodeValue::Bool(true),
         "false" | "False" | "FALSE" => return NodeValue::Bool(false),
-        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => {
-            return NodeValue::Number(f64::INFINITY)
-        }
+        ".inf" | ".Inf" | ".INF" | "+.inf" | "+.Inf" | "+.INF" => return NodeValue::Number(f64::INFINITY),
         "-.inf" | "-.Inf" | "-.INF" => return NodeValue::Number(f64::NEG_INFINITY),
         ".nan" | ".NaN" | ".NAN" => return NodeValue::Number(f64::NAN),
         _ => {}
@@ -286,13 +258,8 @@ fn resolve_plain(text: &str) -> NodeValue {
         }
     }
     let looks_numeric = !body.is_empty()
-        && body
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_digit() || b == b'.')
-        && body
-            .bytes()
-            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
+        && body.bytes().next().is_some_and(|b| b.is_ascii_digit() || b == b'.')
+        && body.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'e' | b'E' | b'-' | b'+'))
         && body.bytes().any(|b| b.is_ascii_digit());
     if looks_numeric {
         if let Ok(v) = text.parse::<f64>() {
@@ -312,13 +279,7 @@ mod tests {
         let on = node.get("on").unwrap();
         assert_eq!(on.as_str(), Some("push"));
         assert_eq!(on.pos, Pos { line: 1, col: 5 });
-        let x = node
-            .get("jobs")
-            .unwrap()
-            .get("a")
-            .unwrap()
-            .get("x")
-            .unwrap();
+        let x = node.get("jobs").unwrap().get("a").unwrap().get("x").unwrap();
         let items = x.as_seq().unwrap();
         assert_eq!(items[0].value, NodeValue::Number(1.0));
         assert_eq!(items[1].value, NodeValue::Number(2.5));

@@ -63,14 +63,8 @@ jobs:
 "#,
     )
     .file("lock.txt", "v1");
-    t.run()
-        .code(0)
-        .stdout_has("hit=false")
-        .stdout_has("Cache saved with key");
-    t.run()
-        .code(0)
-        .stdout_has("hit=true")
-        .stdout_has("restored=first");
+    t.run().code(0).stdout_has("hit=false").stdout_has("Cache saved with key");
+    t.run().code(0).stdout_has("hit=true").stdout_has("restored=first");
 }
 
 #[test]

@@ -38,36 +38,22 @@ jobs:
         always = always_file.display()
     );
     let t = Test::new().workflow("w.yml", &wf);
-    let mut child = t
-        .command()
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        t.command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     while processes_matching(&marker) < 2 {
         assert!(Instant::now() < deadline, "the step never started");
         std::thread::sleep(Duration::from_millis(50));
     }
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGTERM).unwrap();
     let status = loop {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "mobius did not stop after SIGTERM"
-        );
+        assert!(Instant::now() < deadline, "mobius did not stop after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(status.code(), Some(1));
-    assert!(
-        always_file.exists(),
-        "the always() step must run after cancellation"
-    );
+    assert!(always_file.exists(), "the always() step must run after cancellation");
     assert_eq!(processes_matching(&marker), 0, "processes were left behind");
 }

@@ -7,9 +7,7 @@ use std::process::{Command, Stdio};
 fn fixtures_dir() -> Option<PathBuf> {
     let dir = std::env::var_os("MOBIUS_CONFORMANCE_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/act")
-        });
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/act"));
     dir.join("manifest.tsv").is_file().then_some(dir)
 }
 
@@ -17,9 +15,7 @@ fn fixtures_dir() -> Option<PathBuf> {
 fn act_fixtures_agree_with_the_manifest() {
     let Some(dir) = fixtures_dir() else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
-            panic!(
-                "the conformance fixtures (../shared/conformance/act) are missing under CI=true"
-            );
+            panic!("the conformance fixtures (../shared/conformance/act) are missing under CI=true");
         }
         eprintln!("skipping: ../shared/conformance/act is absent");
         return;
@@ -30,22 +26,10 @@ fn act_fixtures_agree_with_the_manifest() {
     // The workspace is testdata/ made into a git repository, as act's harness does.
     let work = tempfile::tempdir().expect("temp dir");
     let repo = work.path().join("testdata");
-    let status = Command::new("cp")
-        .arg("-r")
-        .arg(dir.join("testdata"))
-        .arg(&repo)
-        .status()
-        .expect("cp");
+    let status = Command::new("cp").arg("-r").arg(dir.join("testdata")).arg(&repo).status().expect("cp");
     assert!(status.success());
-    let _ = Command::new("chmod")
-        .args(["-R", "u+w"])
-        .arg(&repo)
-        .status();
-    for args in [
-        vec!["init", "-q", "-b", "main"],
-        vec!["add", "-A"],
-        vec!["commit", "-q", "-m", "fixtures"],
-    ] {
+    let _ = Command::new("chmod").args(["-R", "u+w"]).arg(&repo).status();
+    for args in [vec!["init", "-q", "-b", "main"], vec!["add", "-A"], vec!["commit", "-q", "-m", "fixtures"]] {
         let ok = Command::new("git")
             .args(&args)
             .current_dir(&repo)
@@ -63,9 +47,7 @@ fn act_fixtures_agree_with_the_manifest() {
     let mut count = 0;
     for line in manifest.lines().skip(1).filter(|l| !l.trim().is_empty()) {
         let fields: Vec<&str> = line.split('\t').collect();
-        let [fixture, event, expect] = fields[..] else {
-            panic!("bad manifest line {line:?}")
-        };
+        let [fixture, event, expect] = fields[..] else { panic!("bad manifest line {line:?}") };
         count += 1;
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mobius"));
         cmd.arg("run")
@@ -75,14 +57,7 @@ fn act_fixtures_agree_with_the_manifest() {
             .arg("-W")
             .arg(repo.join(fixture))
             // The three act-specific fixtures read these; the engine never hard-codes them.
-            .args([
-                "--env",
-                "ACT=true",
-                "--actor",
-                "nektos/act",
-                "--repository",
-                "nektos/act",
-            ])
+            .args(["--env", "ACT=true", "--actor", "nektos/act", "--repository", "nektos/act"])
             .env("XDG_STATE_HOME", work.path().join("state"))
             .env("NO_COLOR", "1");
         let event_json = repo.join(fixture).join("event.json");
@@ -94,10 +69,7 @@ fn act_fixtures_agree_with_the_manifest() {
             Some(0) => "success",
             Some(1) => "failure",
             other => {
-                failures.push(format!(
-                    "{fixture}: exit {other:?}\n{}",
-                    String::from_utf8_lossy(&output.stderr)
-                ));
+                failures.push(format!("{fixture}: exit {other:?}\n{}", String::from_utf8_lossy(&output.stderr)));
                 continue;
             }
         };
@@ -110,10 +82,5 @@ fn act_fixtures_agree_with_the_manifest() {
         }
     }
     assert_eq!(count, 44, "the manifest should list 44 fixtures");
-    assert!(
-        failures.is_empty(),
-        "{} of {count} fixtures disagree:\n{}",
-        failures.len(),
-        failures.join("\n\n")
-    );
+    assert!(failures.is_empty(), "{} of {count} fixtures disagree:\n{}", failures.len(), failures.join("\n\n"));
 }

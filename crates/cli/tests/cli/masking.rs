@@ -4,14 +4,9 @@ use crate::support::Test;
 
 #[test]
 fn secrets_are_masked_in_every_form_and_in_log_files() {
-    let t = Test::new()
-        .file(
-            ".secrets",
-            "MULTI=\"first-line-secret\\nsecond-line-secret\"\n",
-        )
-        .workflow(
-            "w.yml",
-            r#"on: push
+    let t = Test::new().file(".secrets", "MULTI=\"first-line-secret\\nsecond-line-secret\"\n").workflow(
+        "w.yml",
+        r#"on: push
 jobs:
   a:
     runs-on: ubuntu-latest
@@ -26,28 +21,17 @@ jobs:
         env:
           TOKEN: ${{ secrets.TOKEN }}
 "#,
-        );
+    );
     let secrets = t.dir().join(".secrets");
     let out = t
-        .args(&[
-            "-s",
-            "TOKEN=hunter2-very-secret",
-            "-s",
-            "URLISH=a b!c",
-            "--secret-file",
-            secrets.to_str().unwrap(),
-        ])
+        .args(&["-s", "TOKEN=hunter2-very-secret", "-s", "URLISH=a b!c", "--secret-file", secrets.to_str().unwrap()])
         .run();
     out.code(0);
     let logs = out.all_logs();
     for text in [out.stdout(), logs.clone()] {
-        for leaked in [
-            "hunter2-very-secret",
-            "aHVudGVyMi12ZXJ5LXNlY3JldA",
-            "a%20b%21c",
-            "second-line-secret",
-            "dynamic-value-42",
-        ] {
+        for leaked in
+            ["hunter2-very-secret", "aHVudGVyMi12ZXJ5LXNlY3JldA", "a%20b%21c", "second-line-secret", "dynamic-value-42"]
+        {
             assert!(!text.contains(leaked), "{leaked} leaked:\n{text}");
         }
     }

@@ -7,57 +7,28 @@ const WF: &str = "name: CI\non: [push, pull_request]\njobs:\n  build:\n    runs-
 #[test]
 fn list_shows_jobs_with_stages_without_running() {
     let out = Test::new().workflow("ci.yml", WF).args(&["-l"]).run();
-    out.code(0)
-        .stdout_has("Stage")
-        .stdout_has("build")
-        .stdout_has("test")
-        .stdout_has("CI")
-        .stdout_lacks("built-it");
-    let line = out
-        .stdout()
-        .lines()
-        .find(|l| l.contains(" test "))
-        .map(str::to_string)
-        .unwrap_or_default();
+    out.code(0).stdout_has("Stage").stdout_has("build").stdout_has("test").stdout_has("CI").stdout_lacks("built-it");
+    let line = out.stdout().lines().find(|l| l.contains(" test ")).map(str::to_string).unwrap_or_default();
     assert!(line.starts_with('1'), "test is in stage 1: {line}");
 }
 
 #[test]
 fn dryrun_plans_without_executing() {
     let t = Test::new().workflow("ci.yml", WF);
-    t.args(&["-n"])
-        .run()
-        .code(0)
-        .stdout_has("step Say")
-        .stdout_lacks("built-it")
-        .stdout_has("nothing was executed");
+    t.args(&["-n"]).run().code(0).stdout_has("step Say").stdout_lacks("built-it").stdout_has("nothing was executed");
 }
 
 #[test]
 fn json_prints_one_object_per_event() {
     let out = Test::new().workflow("ci.yml", WF).args(&["--json"]).run();
     out.code(0);
-    let events: Vec<serde_json::Value> = out
-        .stdout()
-        .lines()
-        .map(|l| serde_json::from_str(l).expect("each line is JSON"))
-        .collect();
+    let events: Vec<serde_json::Value> =
+        out.stdout().lines().map(|l| serde_json::from_str(l).expect("each line is JSON")).collect();
     let kinds: Vec<&str> = events.iter().filter_map(|e| e["event"].as_str()).collect();
-    for kind in [
-        "run_started",
-        "job_started",
-        "step_started",
-        "log",
-        "step_finished",
-        "job_finished",
-        "run_finished",
-    ] {
+    for kind in ["run_started", "job_started", "step_started", "log", "step_finished", "job_finished", "run_finished"] {
         assert!(kinds.contains(&kind), "missing {kind}: {kinds:?}");
     }
-    let log = events
-        .iter()
-        .find(|e| e["event"] == "log" && e["line"] == "built-it")
-        .expect("log line");
+    let log = events.iter().find(|e| e["event"] == "log" && e["line"] == "built-it").expect("log line");
     assert_eq!(log["job"], "build");
     assert_eq!(log["step"], "Say");
     assert!(log["time"].as_str().is_some());
@@ -70,27 +41,17 @@ fn step_logs_are_kept_with_timestamps() {
     let out = Test::new().workflow("ci.yml", WF).run();
     out.code(0).stdout_has("[build] Say | built-it");
     let logs = out.all_logs();
-    let line = logs
-        .lines()
-        .find(|l| l.ends_with("built-it"))
-        .expect("log file line");
-    assert!(
-        line.starts_with("20") && line.contains('T') && line.contains("Z built-it"),
-        "{line}"
-    );
+    let line = logs.lines().find(|l| l.ends_with("built-it")).expect("log file line");
+    assert!(line.starts_with("20") && line.contains('T') && line.contains("Z built-it"), "{line}");
 }
 
 #[test]
 fn only_the_last_runs_are_kept() {
-    let t = Test::new().workflow(
-        "ci.yml",
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
-    );
+    let t = Test::new()
+        .workflow("ci.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n");
     for _ in 0..22 {
         t.run().code(0);
     }
-    let count = std::fs::read_dir(t.state.path().join("mobius/runs"))
-        .unwrap()
-        .count();
+    let count = std::fs::read_dir(t.state.path().join("mobius/runs")).unwrap().count();
     assert_eq!(count, 20);
 }

@@ -5,17 +5,11 @@ use crate::support::Test;
 #[test]
 fn exit_status_follows_job_results() {
     Test::new()
-        .workflow(
-            "ok.yml",
-            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
-        )
+        .workflow("ok.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n")
         .run()
         .code(0);
     Test::new()
-        .workflow(
-            "bad.yml",
-            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'exit 3'}]\n",
-        )
+        .workflow("bad.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'exit 3'}]\n")
         .run()
         .code(1)
         .stdout_has("exit code 3");
@@ -167,13 +161,7 @@ jobs:
 "#;
     Test::new()
         .workflow("w.yml", wf)
-        .args(&[
-            "workflow_dispatch",
-            "--input",
-            "flag=false",
-            "--input",
-            "count=5",
-        ])
+        .args(&["workflow_dispatch", "--input", "flag=false", "--input", "count=5"])
         .run()
         .code(0)
         .stdout_has("| flag-is-false")
@@ -201,10 +189,7 @@ fn branch_filters_decide_what_runs() {
         .workflow("rel.yml", "on:\n  push:\n    branches: [release/**]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo release-ran}]\n")
         .workflow("main.yml", "on:\n  push:\n    branches: [main]\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: echo main-ran}]\n")
         .git();
-    t.run()
-        .code(0)
-        .stdout_has("main-ran")
-        .stdout_lacks("release-ran");
+    t.run().code(0).stdout_has("main-ran").stdout_lacks("release-ran");
 }
 
 #[test]
@@ -217,12 +202,7 @@ fn runs_on_labels_are_matched_against_host_labels() {
         .stdout_has("linux-ran")
         .stdout_lacks("mac-ran")
         .stderr_has("runs-on label 'macos-latest'");
-    Test::new()
-        .workflow("w.yml", wf)
-        .args(&["-P", "macos-latest=-self-hosted"])
-        .run()
-        .code(0)
-        .stdout_has("mac-ran");
+    Test::new().workflow("w.yml", wf).args(&["-P", "macos-latest=-self-hosted"]).run().code(0).stdout_has("mac-ran");
 }
 
 #[test]
@@ -260,10 +240,7 @@ fn the_source_directory_is_never_modified() {
         "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo changed > keep.txt && touch new-file && cat keep.txt\n",
     );
     t.run().code(0).stdout_has("changed");
-    assert_eq!(
-        std::fs::read_to_string(t.dir().join("keep.txt")).unwrap(),
-        "original"
-    );
+    assert_eq!(std::fs::read_to_string(t.dir().join("keep.txt")).unwrap(), "original");
     assert!(!t.dir().join("new-file").exists());
 }
 

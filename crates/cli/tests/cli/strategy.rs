@@ -24,10 +24,7 @@ jobs:
         )
         .run();
     out.code(1);
-    assert!(
-        started.elapsed() < Duration::from_secs(20),
-        "the slow leg should be cancelled"
-    );
+    assert!(started.elapsed() < Duration::from_secs(20), "the slow leg should be cancelled");
 }
 
 #[test]
@@ -82,11 +79,7 @@ jobs:
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 6);
     for pair in lines.chunks(2) {
-        assert_eq!(
-            pair[0].replace("start", ""),
-            pair[1].replace("end", ""),
-            "legs overlapped: {lines:?}"
-        );
+        assert_eq!(pair[0].replace("start", ""), pair[1].replace("end", ""), "legs overlapped: {lines:?}");
     }
 }
 

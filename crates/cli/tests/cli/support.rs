@@ -15,12 +15,7 @@ impl Test {
     pub fn new() -> Self {
         let repo = Rc::new(tempfile::tempdir().expect("temp dir"));
         let state = Rc::new(tempfile::tempdir().expect("temp dir"));
-        Test {
-            repo,
-            state,
-            args: Vec::new(),
-            env: Vec::new(),
-        }
+        Test { repo, state, args: Vec::new(), env: Vec::new() }
     }
 
     pub fn dir(&self) -> &Path {
@@ -41,14 +36,12 @@ impl Test {
 
     /// Makes the repository a git repository with one commit on `main`.
     pub fn git(self) -> Self {
-        self.git_cmd(&["init", "-q", "-b", "main"])
-            .commit("initial")
+        self.git_cmd(&["init", "-q", "-b", "main"]).commit("initial")
     }
 
     /// Commits everything in the repository.
     pub fn commit(self, message: &str) -> Self {
-        self.git_cmd(&["add", "-A"])
-            .git_cmd(&["commit", "-q", "-m", message])
+        self.git_cmd(&["add", "-A"]).git_cmd(&["commit", "-q", "-m", message])
     }
 
     /// Runs git in the repository.
@@ -90,11 +83,7 @@ impl Test {
 
     pub fn run(&self) -> Outcome {
         let output = self.command().output().expect("mobius runs");
-        Outcome {
-            output,
-            state: self.state.path().to_path_buf(),
-            _dirs: (self.repo.clone(), self.state.clone()),
-        }
+        Outcome { output, state: self.state.path().to_path_buf(), _dirs: (self.repo.clone(), self.state.clone()) }
     }
 }
 
@@ -139,11 +128,7 @@ impl Outcome {
 
     #[track_caller]
     pub fn stdout_lacks(&self, text: &str) -> &Self {
-        assert!(
-            !self.stdout().contains(text),
-            "stdout has {text:?}\n--- stdout\n{}",
-            self.stdout()
-        );
+        assert!(!self.stdout().contains(text), "stdout has {text:?}\n--- stdout\n{}", self.stdout());
         self
     }
 
@@ -161,11 +146,8 @@ impl Outcome {
     /// The single run directory created under the state directory.
     pub fn run_dir(&self) -> PathBuf {
         let runs = self.state.join("mobius/runs");
-        let mut dirs: Vec<PathBuf> = std::fs::read_dir(&runs)
-            .expect("runs dir")
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .collect();
+        let mut dirs: Vec<PathBuf> =
+            std::fs::read_dir(&runs).expect("runs dir").filter_map(Result::ok).map(|e| e.path()).collect();
         dirs.sort();
         dirs.pop().expect("a run directory")
     }
@@ -198,9 +180,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
 
 /// Whether a program is on PATH; under CI a missing one fails instead of skipping.
 pub fn require(program: &str) -> bool {
-    let found = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
-        .unwrap_or(false);
+    let found =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file())).unwrap_or(false);
     if !found {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{program} is required under CI=true but is not installed");

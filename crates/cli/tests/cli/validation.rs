@@ -17,10 +17,7 @@ fn all_problems_are_reported_with_positions_before_anything_runs() {
         .stderr_has("bad.yml:9:16")
         .stderr_has("needs 'nope'")
         .stderr_has("nothing was run");
-    assert!(
-        !t.state.path().join("mobius/runs").exists(),
-        "no run may start"
-    );
+    assert!(!t.state.path().join("mobius/runs").exists(), "no run may start");
 }
 
 #[test]
@@ -42,7 +39,10 @@ fn cycles_and_yaml_errors_are_located() {
 #[test]
 fn a_caret_snippet_points_at_the_problem() {
     Test::new()
-        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n        shel: bash\n")
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo hi\n        shel: bash\n",
+        )
         .run()
         .code(2)
         .stderr_has("shel: bash")
@@ -67,19 +67,11 @@ fn containers_services_and_unvendored_actions_stop_the_run() {
 
 #[test]
 fn bad_arguments_exit_2() {
-    let t = Test::new().workflow(
-        "w.yml",
-        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
-    );
-    t.args(&["--input", "novalue"])
-        .run()
-        .code(2)
-        .stderr_has("expected NAME=VALUE");
+    let t = Test::new()
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n");
+    t.args(&["--input", "novalue"]).run().code(2).stderr_has("expected NAME=VALUE");
     Test::new()
-        .workflow(
-            "w.yml",
-            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n",
-        )
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps: [{run: 'true'}]\n")
         .args(&["-j", "missing"])
         .run()
         .code(2)

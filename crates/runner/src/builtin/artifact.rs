@@ -40,22 +40,14 @@ fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
     let mut common: Vec<Component> = first.components().collect();
     for p in iter {
         let comps: Vec<Component> = p.components().collect();
-        let n = common
-            .iter()
-            .zip(comps.iter())
-            .take_while(|(a, b)| a == b)
-            .count();
+        let n = common.iter().zip(comps.iter()).take_while(|(a, b)| a == b).count();
         common.truncate(n);
     }
     common.iter().collect()
 }
 
 /// Files selected by the `path` lines (globs and `!` exclusions), and the root they are stored relative to.
-fn collect(
-    workspace: &Path,
-    patterns: &[String],
-    include_hidden: bool,
-) -> Result<(Vec<PathBuf>, PathBuf), String> {
+fn collect(workspace: &Path, patterns: &[String], include_hidden: bool) -> Result<(Vec<PathBuf>, PathBuf), String> {
     let mut search_roots = Vec::new();
     let mut files = Vec::new();
     let mut excludes = globset::GlobSetBuilder::new();
@@ -78,18 +70,12 @@ fn collect(
                 .build()
                 .map_err(|e| format!("invalid pattern '{line}': {e}"))?
                 .compile_matcher();
-            for entry in walkdir::WalkDir::new(&root)
-                .into_iter()
-                .filter_map(Result::ok)
-            {
+            for entry in walkdir::WalkDir::new(&root).into_iter().filter_map(Result::ok) {
                 if entry.file_type().is_file() && matcher.is_match(entry.path()) {
                     files.push(entry.path().to_path_buf());
                 }
                 if entry.file_type().is_dir() && matcher.is_match(entry.path()) {
-                    for inner in walkdir::WalkDir::new(entry.path())
-                        .into_iter()
-                        .filter_map(Result::ok)
-                    {
+                    for inner in walkdir::WalkDir::new(entry.path()).into_iter().filter_map(Result::ok) {
                         if inner.file_type().is_file() {
                             files.push(inner.path().to_path_buf());
                         }
@@ -98,10 +84,7 @@ fn collect(
             }
             search_roots.push(root);
         } else if abs.is_dir() {
-            for entry in walkdir::WalkDir::new(&abs)
-                .into_iter()
-                .filter_map(Result::ok)
-            {
+            for entry in walkdir::WalkDir::new(&abs).into_iter().filter_map(Result::ok) {
                 if entry.file_type().is_file() {
                     files.push(entry.path().to_path_buf());
                 }
@@ -131,14 +114,8 @@ fn valid_name(name: &str) -> bool {
         && name != ".."
 }
 
-pub(crate) fn upload(
-    run: &mut JobRun,
-    input: &dyn Fn(&str) -> Option<String>,
-    out: &mut StepOutput,
-) -> StepExec {
-    let name = input("name")
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| "artifact".into());
+pub(crate) fn upload(run: &mut JobRun, input: &dyn Fn(&str) -> Option<String>, out: &mut StepOutput) -> StepExec {
+    let name = input("name").filter(|n| !n.is_empty()).unwrap_or_else(|| "artifact".into());
     if !valid_name(&name) {
         out.message(&format!("Error: invalid artifact name '{name}'"));
         return StepExec::failure();
@@ -157,10 +134,8 @@ pub(crate) fn upload(
     };
     if files.is_empty() {
         let mode = input("if-no-files-found").unwrap_or_else(|| "warn".into());
-        let message = format!(
-            "No files were found with the provided path: {}. No artifacts will be uploaded.",
-            path.trim()
-        );
+        let message =
+            format!("No files were found with the provided path: {}. No artifacts will be uploaded.", path.trim());
         return match mode.as_str() {
             "error" => {
                 out.message(&format!("Error: {message}"));
@@ -181,7 +156,9 @@ pub(crate) fn upload(
         if input("overwrite").is_some_and(|v| v == "true") {
             let _ = std::fs::remove_dir_all(&target);
         } else {
-            out.message(&format!("Error: an artifact named '{name}' already exists in this run; use a different name or overwrite: true"));
+            out.message(&format!(
+                "Error: an artifact named '{name}' already exists in this run; use a different name or overwrite: true"
+            ));
             return StepExec::failure();
         }
     }
@@ -189,10 +166,7 @@ pub(crate) fn upload(
     for file in &files {
         let rel = file.strip_prefix(&root).unwrap_or(file);
         let dest = target.join(rel);
-        let copied = dest
-            .parent()
-            .map_or(Ok(()), std::fs::create_dir_all)
-            .and_then(|_| std::fs::copy(file, &dest));
+        let copied = dest.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::copy(file, &dest));
         match copied {
             Ok(n) => bytes += n,
             Err(e) => {
@@ -201,39 +175,18 @@ pub(crate) fn upload(
             }
         }
     }
-    out.message(&format!(
-        "Uploaded artifact '{name}': {} file(s), {bytes} bytes",
-        files.len()
-    ));
+    out.message(&format!("Uploaded artifact '{name}': {} file(s), {bytes} bytes", files.len()));
     let mut outputs = Map::new();
     outputs.insert("artifact-id".into(), Value::String(name.clone()));
-    outputs.insert(
-        "artifact-url".into(),
-        Value::String(format!("file://{}", target.display())),
-    );
-    StepExec {
-        outcome: mobius_core::Conclusion::Success,
-        outputs,
-    }
+    outputs.insert("artifact-url".into(), Value::String(format!("file://{}", target.display())));
+    StepExec { outcome: mobius_core::Conclusion::Success, outputs }
 }
 
-pub(crate) fn download(
-    run: &mut JobRun,
-    input: &dyn Fn(&str) -> Option<String>,
-    out: &mut StepOutput,
-) -> StepExec {
-    let dest = resolve_path(
-        &run.workspace,
-        &input("path")
-            .filter(|p| !p.is_empty())
-            .unwrap_or_else(|| ".".into()),
-    );
+pub(crate) fn download(run: &mut JobRun, input: &dyn Fn(&str) -> Option<String>, out: &mut StepOutput) -> StepExec {
+    let dest = resolve_path(&run.workspace, &input("path").filter(|p| !p.is_empty()).unwrap_or_else(|| ".".into()));
     let store = run.shared.run_dir.join("artifacts");
     let mut outputs = Map::new();
-    outputs.insert(
-        "download-path".into(),
-        Value::String(dest.display().to_string()),
-    );
+    outputs.insert("download-path".into(), Value::String(dest.display().to_string()));
     if let Some(name) = input("name").filter(|n| !n.is_empty()) {
         let dir = artifact_dir(run, &name);
         if !dir.is_dir() {
@@ -244,20 +197,11 @@ pub(crate) fn download(
             out.message(&format!("Error: cannot download '{name}': {e}"));
             return StepExec::failure();
         }
-        out.message(&format!(
-            "Downloaded artifact '{name}' to {}",
-            dest.display()
-        ));
-        return StepExec {
-            outcome: mobius_core::Conclusion::Success,
-            outputs,
-        };
+        out.message(&format!("Downloaded artifact '{name}' to {}", dest.display()));
+        return StepExec { outcome: mobius_core::Conclusion::Success, outputs };
     }
     let pattern = input("pattern").filter(|p| !p.is_empty());
-    let matcher = match pattern
-        .as_deref()
-        .map(|p| globset::Glob::new(p).map(|g| g.compile_matcher()))
-    {
+    let matcher = match pattern.as_deref().map(|p| globset::Glob::new(p).map(|g| g.compile_matcher())) {
         Some(Ok(m)) => Some(m),
         Some(Err(e)) => {
             out.message(&format!("Error: invalid pattern: {e}"));
@@ -267,12 +211,7 @@ pub(crate) fn download(
     };
     let merge = input("merge-multiple").is_some_and(|v| v == "true");
     let mut names: Vec<String> = std::fs::read_dir(&store)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .map(|e| e.file_name().to_string_lossy().to_string())
-                .collect()
-        })
+        .map(|entries| entries.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().to_string()).collect())
         .unwrap_or_default();
     names.sort();
     names.retain(|n| matcher.as_ref().is_none_or(|m| m.is_match(n)));
@@ -283,15 +222,8 @@ pub(crate) fn download(
             return StepExec::failure();
         }
     }
-    out.message(&format!(
-        "Downloaded {} artifact(s) to {}",
-        names.len(),
-        dest.display()
-    ));
-    StepExec {
-        outcome: mobius_core::Conclusion::Success,
-        outputs,
-    }
+    out.message(&format!("Downloaded {} artifact(s) to {}", names.len(), dest.display()));
+    StepExec { outcome: mobius_core::Conclusion::Success, outputs }
 }
 
 #[cfg(test)]
@@ -309,16 +241,10 @@ mod tests {
         let (files, root) = collect(ws, &["app/".to_string()], false).unwrap();
         assert_eq!(root, ws.join("app"));
         assert_eq!(files.len(), 2);
-        let (files, root) = collect(
-            ws,
-            &["app/**/*.txt".to_string(), "app/app.py".to_string()],
-            false,
-        )
-        .unwrap();
+        let (files, root) = collect(ws, &["app/**/*.txt".to_string(), "app/app.py".to_string()], false).unwrap();
         assert_eq!(root, ws.join("app"));
         assert_eq!(files.len(), 2);
-        let (files, _) =
-            collect(ws, &["app/".to_string(), "!app/sub/**".to_string()], false).unwrap();
+        let (files, _) = collect(ws, &["app/".to_string(), "!app/sub/**".to_string()], false).unwrap();
         assert_eq!(files, vec![ws.join("app/app.py")]);
     }
 }

@@ -16,18 +16,8 @@ fn sha256_hex(bytes: &[u8]) -> String {
 }
 
 fn cache_root(run: &JobRun) -> PathBuf {
-    let repo: String = run
-        .shared
-        .repository
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let repo: String =
+        run.shared.repository.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
     run.shared.options.state_dir.join("cache").join(repo)
 }
 
@@ -37,19 +27,13 @@ fn version(paths: &[String]) -> String {
 }
 
 fn entry_path(root: &Path, version: &str, key: &str) -> PathBuf {
-    root.join("entries").join(format!(
-        "{}.json",
-        sha256_hex(format!("{version}\n{key}").as_bytes())
-    ))
+    root.join("entries").join(format!("{}.json", sha256_hex(format!("{version}\n{key}").as_bytes())))
 }
 
 /// The entry for the exact key, else the newest whose key starts with a restore key (in order).
 fn lookup(root: &Path, version: &str, key: &str, restore_keys: &[String]) -> Option<(Value, bool)> {
     let exact = entry_path(root, version, key);
-    if let Some(v) = std::fs::read(&exact)
-        .ok()
-        .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
-    {
+    if let Some(v) = std::fs::read(&exact).ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()) {
         return Some((v, true));
     }
     let entries: Vec<Value> = std::fs::read_dir(root.join("entries"))
@@ -62,11 +46,7 @@ fn lookup(root: &Path, version: &str, key: &str, restore_keys: &[String]) -> Opt
     for prefix in restore_keys {
         let best = entries
             .iter()
-            .filter(|v| {
-                v.get("key")
-                    .and_then(Value::as_str)
-                    .is_some_and(|k| k.starts_with(prefix.as_str()))
-            })
+            .filter(|v| v.get("key").and_then(Value::as_str).is_some_and(|k| k.starts_with(prefix.as_str())))
             .max_by_key(|v| v.get("created").and_then(Value::as_u64).unwrap_or(0));
         if let Some(best) = best {
             return Some((best.clone(), false));
@@ -101,34 +81,26 @@ pub(crate) fn restore(
     let exact = found.as_ref().is_some_and(|(_, exact)| *exact);
     match &found {
         Some((entry, exact)) => {
-            let matched = entry
-                .get("key")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-                .to_string();
+            let matched = entry.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
             if !lookup_only {
                 if let Err(e) = unpack(run, entry, &paths, &root) {
                     out.message(&format!("Warning: failed to restore the cache: {e}"));
                 }
             }
-            out.message(&format!(
-                "Cache restored from key: {matched}{}",
-                if *exact { "" } else { " (restore key)" }
-            ));
+            out.message(&format!("Cache restored from key: {matched}{}", if *exact { "" } else { " (restore key)" }));
             outputs.insert("cache-hit".into(), Value::String(exact.to_string()));
             outputs.insert("cache-matched-key".into(), Value::String(matched));
         }
         None => {
             if input("fail-on-cache-miss").is_some_and(|v| v == "true") {
-                out.message(&format!("Error: Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {key}"));
+                out.message(&format!(
+                    "Error: Failed to restore cache entry. Exiting as fail-on-cache-miss is set. Input key: {key}"
+                ));
                 return StepExec::failure();
             }
             out.message(&format!(
                 "Cache not found for input keys: {}",
-                std::iter::once(key.clone())
-                    .chain(restore_keys.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                std::iter::once(key.clone()).chain(restore_keys.clone()).collect::<Vec<_>>().join(", ")
             ));
             outputs.insert("cache-hit".into(), Value::String("false".into()));
         }
@@ -140,18 +112,11 @@ pub(crate) fn restore(
             kind: PostKind::CacheSave { key, paths },
         });
     }
-    StepExec {
-        outcome: Conclusion::Success,
-        outputs,
-    }
+    StepExec { outcome: Conclusion::Success, outputs }
 }
 
 fn unpack(run: &JobRun, entry: &Value, paths: &[String], root: &Path) -> std::io::Result<()> {
-    let files = entry
-        .get("files")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
+    let files = entry.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
     for file in files {
         let index = file.get("path").and_then(Value::as_u64).unwrap_or(0) as usize;
         let Some(base) = paths.get(index) else {
@@ -178,12 +143,7 @@ fn unpack(run: &JobRun, entry: &Value, paths: &[String], root: &Path) -> std::io
     Ok(())
 }
 
-pub(crate) fn save(
-    run: &mut JobRun,
-    key: &str,
-    paths: &[String],
-    out: &mut StepOutput,
-) -> StepExec {
+pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut StepOutput) -> StepExec {
     if key.trim().is_empty() || paths.is_empty() {
         out.message("Error: cache save needs 'key' and 'path'");
         return StepExec::failure();
@@ -192,9 +152,7 @@ pub(crate) fn save(
     let version = version(paths);
     let entry = entry_path(&root, &version, key);
     if entry.exists() {
-        out.message(&format!(
-            "Cache already exists for key: {key}; entries are immutable, not saving"
-        ));
+        out.message(&format!("Cache already exists for key: {key}; entries are immutable, not saving"));
         return StepExec::success();
     }
     let result = (|| -> std::io::Result<(usize, u64)> {
@@ -214,10 +172,7 @@ pub(crate) fn save(
                     .map(|e| {
                         (
                             e.path().to_path_buf(),
-                            e.path()
-                                .strip_prefix(&base)
-                                .map(|r| r.display().to_string())
-                                .unwrap_or_default(),
+                            e.path().strip_prefix(&base).map(|r| r.display().to_string()).unwrap_or_default(),
                         )
                     })
                     .collect()
@@ -239,9 +194,8 @@ pub(crate) fn save(
             }
         }
         let count = files.len();
-        let created = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let created =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         let manifest = json!({"key": key, "version": version, "created": created, "paths": paths, "files": files});
         let tmp = entry.with_extension("tmp");
         std::fs::write(&tmp, serde_json::to_vec(&manifest).unwrap_or_default())?;
@@ -250,16 +204,12 @@ pub(crate) fn save(
     })();
     match result {
         Ok((0, _)) => {
-            out.message(
-                "Warning: Path Validation Error: no files found in the cache paths; nothing saved",
-            );
+            out.message("Warning: Path Validation Error: no files found in the cache paths; nothing saved");
             let _ = std::fs::remove_file(&entry);
             StepExec::success()
         }
         Ok((count, bytes)) => {
-            out.message(&format!(
-                "Cache saved with key: {key} ({count} files, {bytes} bytes)"
-            ));
+            out.message(&format!("Cache saved with key: {key} ({count} files, {bytes} bytes)"));
             StepExec::success()
         }
         Err(e) => {

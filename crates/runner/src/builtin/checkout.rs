@@ -6,11 +6,7 @@ use crate::output::StepOutput;
 use crate::repo::copy_tree;
 use crate::step::StepExec;
 
-pub(crate) fn run(
-    run: &mut JobRun,
-    input: &dyn Fn(&str) -> Option<String>,
-    out: &mut StepOutput,
-) -> StepExec {
+pub(crate) fn run(run: &mut JobRun, input: &dyn Fn(&str) -> Option<String>, out: &mut StepOutput) -> StepExec {
     let shared = run.shared.clone();
     if let Some(repository) = input("repository").filter(|r| !r.is_empty()) {
         if !repository.eq_ignore_ascii_case(&shared.repository) {
@@ -26,9 +22,7 @@ pub(crate) fn run(
         Some(p) => {
             let target = run.workspace.join(p.trim());
             if !target.starts_with(&run.workspace) || p.split('/').any(|c| c == "..") {
-                out.message(&format!(
-                    "Error: the checkout path '{p}' leaves the workspace"
-                ));
+                out.message(&format!("Error: the checkout path '{p}' leaves the workspace"));
                 return StepExec::failure();
             }
             target
@@ -53,9 +47,7 @@ pub(crate) fn run(
                         target.display()
                     ));
                     if let Some(depth) = input("fetch-depth").filter(|d| d != "0") {
-                        out.message(&format!(
-                            "fetch-depth {depth}: the local checkout keeps the complete history"
-                        ));
+                        out.message(&format!("fetch-depth {depth}: the local checkout keeps the complete history"));
                     }
                     StepExec::success()
                 }
@@ -72,18 +64,10 @@ pub(crate) fn run(
                 let _ = std::fs::remove_dir_all(&target);
             }
             if let Err(e) = copy_tree(&shared.snapshot, &target) {
-                out.message(&format!(
-                    "Error: cannot copy the repository to {}: {e}",
-                    target.display()
-                ));
+                out.message(&format!("Error: cannot copy the repository to {}: {e}", target.display()));
                 return StepExec::failure();
             }
-            out.message(&format!(
-                "Checked out {} at {} into {}",
-                shared.repository,
-                shared.repo.sha,
-                path.trim()
-            ));
+            out.message(&format!("Checked out {} at {} into {}", shared.repository, shared.repo.sha, path.trim()));
         }
         None => out.message(&format!(
             "The workspace is a private copy of {} at {} (uncommitted changes included)",

@@ -17,11 +17,7 @@ pub(crate) fn run(
     prepared: &Prepared,
     out: &mut StepOutput,
 ) -> StepExec {
-    let input = |key: &str| {
-        with.iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            .map(|(_, v)| v.clone())
-    };
+    let input = |key: &str| with.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
     match name {
         "actions/checkout" => checkout::run(run, &input, out),
         "actions/upload-artifact" => artifact::upload(run, &input, out),
@@ -42,11 +38,7 @@ pub(crate) fn run(
 
 /// Non-empty trimmed lines of a multi-line input.
 pub(crate) fn lines(text: &str) -> Vec<String> {
-    text.lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .map(str::to_string)
-        .collect()
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect()
 }
 
 /// Resolves a path input: `~` is the home directory, relative paths start at the workspace.

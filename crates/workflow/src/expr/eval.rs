@@ -17,11 +17,7 @@ pub struct Status {
 
 impl Default for Status {
     fn default() -> Self {
-        Status {
-            success: true,
-            failure: false,
-            cancelled: false,
-        }
+        Status { success: true, failure: false, cancelled: false }
     }
 }
 
@@ -52,28 +48,18 @@ pub fn evaluate(expr: &Expr, contexts: &Contexts) -> Result<Value, ExprError> {
 
 /// Case-insensitive property lookup, as GitHub's contexts are.
 pub(super) fn get_property<'a>(object: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    object.get(name).or_else(|| {
-        object
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
-    })
+    object.get(name).or_else(|| object.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
 }
 
 fn index_value(base: &Value, index: &Value) -> Value {
     match base {
-        Value::Object(object) => get_property(object, &to_display_string(index))
-            .cloned()
-            .unwrap_or(Value::Null),
+        Value::Object(object) => get_property(object, &to_display_string(index)).cloned().unwrap_or(Value::Null),
         Value::Array(items) => {
             let n = to_number(index);
             if n.is_nan() || n < 0.0 {
                 return Value::Null;
             }
-            items
-                .get(n.floor() as usize)
-                .cloned()
-                .unwrap_or(Value::Null)
+            items.get(n.floor() as usize).cloned().unwrap_or(Value::Null)
         }
         _ => Value::Null,
     }

@@ -14,44 +14,29 @@ pub(super) fn call(name: &str, args: &[Expr], ctx: &Contexts) -> Result<Value, E
         "always" => return Ok(Value::Bool(true)),
         _ => {}
     }
-    let values = args
-        .iter()
-        .map(|a| evaluate(a, ctx))
-        .collect::<Result<Vec<_>, _>>()?;
+    let values = args.iter().map(|a| evaluate(a, ctx)).collect::<Result<Vec<_>, _>>()?;
     let arg = |i: usize| values.get(i).cloned().unwrap_or(Value::Null);
     match name {
         "contains" => {
             let item = arg(1);
             Ok(Value::Bool(match arg(0) {
                 Value::Array(items) => items.iter().any(|v| loose_equals(v, &item)),
-                haystack => to_display_string(&haystack)
-                    .to_lowercase()
-                    .contains(&to_display_string(&item).to_lowercase()),
+                haystack => {
+                    to_display_string(&haystack).to_lowercase().contains(&to_display_string(&item).to_lowercase())
+                }
             }))
         }
         "startswith" => Ok(Value::Bool(
-            to_display_string(&arg(0))
-                .to_lowercase()
-                .starts_with(&to_display_string(&arg(1)).to_lowercase()),
+            to_display_string(&arg(0)).to_lowercase().starts_with(&to_display_string(&arg(1)).to_lowercase()),
         )),
         "endswith" => Ok(Value::Bool(
-            to_display_string(&arg(0))
-                .to_lowercase()
-                .ends_with(&to_display_string(&arg(1)).to_lowercase()),
+            to_display_string(&arg(0)).to_lowercase().ends_with(&to_display_string(&arg(1)).to_lowercase()),
         )),
         "format" => format(&to_display_string(&arg(0)), &values[1..]).map(Value::String),
         "join" => {
-            let separator = if values.len() > 1 {
-                to_display_string(&arg(1))
-            } else {
-                ",".into()
-            };
+            let separator = if values.len() > 1 { to_display_string(&arg(1)) } else { ",".into() };
             Ok(Value::String(match arg(0) {
-                Value::Array(items) => items
-                    .iter()
-                    .map(to_display_string)
-                    .collect::<Vec<_>>()
-                    .join(&separator),
+                Value::Array(items) => items.iter().map(to_display_string).collect::<Vec<_>>().join(&separator),
                 other => to_display_string(&other),
             }))
         }
@@ -65,25 +50,16 @@ pub(super) fn call(name: &str, args: &[Expr], ctx: &Contexts) -> Result<Value, E
                 .map_err(|e| ExprError::new(0, format!("fromJSON: invalid JSON {text:?}: {e}")))
         }
         "hashfiles" => hash_files(&values, ctx).map(Value::String),
-        other => Err(ExprError::new(
-            0,
-            format!("unrecognized function: '{other}'"),
-        )),
+        other => Err(ExprError::new(0, format!("unrecognized function: '{other}'"))),
     }
 }
 
 /// Integral floats from JSON (`1.0`) are kept as integers, so they print as GitHub prints them.
 fn normalize_numbers(value: Value) -> Value {
     match value {
-        Value::Number(n) if !n.is_i64() && !n.is_u64() => {
-            super::number_value(n.as_f64().unwrap_or(f64::NAN))
-        }
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => super::number_value(n.as_f64().unwrap_or(f64::NAN)),
         Value::Array(items) => Value::Array(items.into_iter().map(normalize_numbers).collect()),
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| (k, normalize_numbers(v)))
-                .collect(),
-        ),
+        Value::Object(map) => Value::Object(map.into_iter().map(|(k, v)| (k, normalize_numbers(v))).collect()),
         other => other,
     }
 }
@@ -104,41 +80,23 @@ fn format(template: &str, args: &[Value]) -> Result<String, ExprError> {
                 i += 2;
             }
             '{' => {
-                let end = chars[i..]
-                    .iter()
-                    .position(|&c| c == '}')
-                    .map(|p| p + i)
-                    .ok_or_else(|| {
-                        ExprError::new(
-                            0,
-                            format!("format: the string '{template}' has an unclosed '{{'"),
-                        )
-                    })?;
+                let end = chars[i..].iter().position(|&c| c == '}').map(|p| p + i).ok_or_else(|| {
+                    ExprError::new(0, format!("format: the string '{template}' has an unclosed '{{'"))
+                })?;
                 let index: String = chars[i + 1..end].iter().collect();
                 let index: usize = index.trim().parse().map_err(|_| {
-                    ExprError::new(
-                        0,
-                        format!("format: '{{{index}}}' in '{template}' is not an argument index"),
-                    )
+                    ExprError::new(0, format!("format: '{{{index}}}' in '{template}' is not an argument index"))
                 })?;
                 let value = args.get(index).ok_or_else(|| {
                     ExprError::new(
                         0,
-                        format!(
-                            "format: '{template}' refers to argument {index}, but only {} given",
-                            args.len()
-                        ),
+                        format!("format: '{template}' refers to argument {index}, but only {} given", args.len()),
                     )
                 })?;
                 out.push_str(&to_display_string(value));
                 i = end + 1;
             }
-            '}' => {
-                return Err(ExprError::new(
-                    0,
-                    format!("format: the string '{template}' has an unmatched '}}'"),
-                ))
-            }
+            '}' => return Err(ExprError::new(0, format!("format: the string '{template}' has an unmatched '}}'"))),
             c => {
                 out.push(c);
                 i += 1;
@@ -166,9 +124,7 @@ fn hash_files(patterns: &[Value], ctx: &Contexts) -> Result<String, ExprError> {
             let glob = globset::GlobBuilder::new(glob)
                 .literal_separator(true)
                 .build()
-                .map_err(|e| {
-                    ExprError::new(0, format!("hashFiles: invalid pattern '{line}': {e}"))
-                })?;
+                .map_err(|e| ExprError::new(0, format!("hashFiles: invalid pattern '{line}': {e}")))?;
             if negated {
                 exclude.add(glob);
             } else {
@@ -176,12 +132,8 @@ fn hash_files(patterns: &[Value], ctx: &Contexts) -> Result<String, ExprError> {
             }
         }
     }
-    let include = include
-        .build()
-        .map_err(|e| ExprError::new(0, format!("hashFiles: {e}")))?;
-    let exclude = exclude
-        .build()
-        .map_err(|e| ExprError::new(0, format!("hashFiles: {e}")))?;
+    let include = include.build().map_err(|e| ExprError::new(0, format!("hashFiles: {e}")))?;
+    let exclude = exclude.build().map_err(|e| ExprError::new(0, format!("hashFiles: {e}")))?;
     let mut files: Vec<_> = walkdir::WalkDir::new(root)
         .into_iter()
         .filter_entry(|e| e.file_name() != ".git")
@@ -198,9 +150,8 @@ fn hash_files(patterns: &[Value], ctx: &Contexts) -> Result<String, ExprError> {
     }
     let mut outer = Sha256::new();
     for file in files {
-        let bytes = std::fs::read(&file).map_err(|e| {
-            ExprError::new(0, format!("hashFiles: cannot read {}: {e}", file.display()))
-        })?;
+        let bytes = std::fs::read(&file)
+            .map_err(|e| ExprError::new(0, format!("hashFiles: cannot read {}: {e}", file.display())))?;
         outer.update(Sha256::digest(&bytes));
     }
     Ok(hex::encode(outer.finalize()))

@@ -47,9 +47,7 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
                 continue;
             }
             b'.' if !bytes.get(i + 1).is_some_and(u8::is_ascii_digit)
-                || tokens
-                    .last()
-                    .is_some_and(|t: &Spanned| ends_operand(&t.token)) =>
+                || tokens.last().is_some_and(|t: &Spanned| ends_operand(&t.token)) =>
             {
                 Some((Token::Dot, 1))
             }
@@ -71,10 +69,7 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
             _ => None,
         };
         if let Some((token, len)) = simple {
-            tokens.push(Spanned {
-                token,
-                offset: start,
-            });
+            tokens.push(Spanned { token, offset: start });
             i += len;
             continue;
         }
@@ -98,18 +93,11 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
                     }
                 }
             }
-            tokens.push(Spanned {
-                token: Token::String(value),
-                offset: start,
-            });
+            tokens.push(Spanned { token: Token::String(value), offset: start });
             continue;
         }
         let after_operand = tokens.last().is_some_and(|t| ends_operand(&t.token));
-        if c.is_ascii_digit()
-            || c == b'.'
-            || (c == b'-' && !after_operand)
-            || (c == b'+' && !after_operand)
-        {
+        if c.is_ascii_digit() || c == b'.' || (c == b'-' && !after_operand) || (c == b'+' && !after_operand) {
             let mut j = i + 1;
             while j < bytes.len()
                 && (bytes[j].is_ascii_alphanumeric()
@@ -123,28 +111,17 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
             let text = &src[i..j];
             let number = parse_number_literal(text)
                 .ok_or_else(|| ExprError::new(start, format!("unexpected symbol: '{text}'")))?;
-            tokens.push(Spanned {
-                token: Token::Number(number),
-                offset: start,
-            });
+            tokens.push(Spanned { token: Token::Number(number), offset: start });
             i = j;
             continue;
         }
         if c.is_ascii_alphabetic() || c == b'_' {
             let mut j = i + 1;
-            while j < bytes.len()
-                && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-')
-            {
+            while j < bytes.len() && (bytes[j].is_ascii_alphanumeric() || bytes[j] == b'_' || bytes[j] == b'-') {
                 j += 1;
             }
             let word = &src[i..j];
-            let after_dot = matches!(
-                tokens.last(),
-                Some(Spanned {
-                    token: Token::Dot,
-                    ..
-                })
-            );
+            let after_dot = matches!(tokens.last(), Some(Spanned { token: Token::Dot, .. }));
             let token = if after_dot {
                 Token::Ident(word.to_string())
             } else {
@@ -157,10 +134,7 @@ pub fn tokenize(src: &str) -> Result<Vec<Spanned>, ExprError> {
                     _ => Token::Ident(word.to_string()),
                 }
             };
-            tokens.push(Spanned {
-                token,
-                offset: start,
-            });
+            tokens.push(Spanned { token, offset: start });
             i = j;
             continue;
         }
@@ -196,11 +170,7 @@ fn parse_number_literal(text: &str) -> Option<f64> {
     } else if body == "Infinity" {
         f64::INFINITY
     } else {
-        if body.is_empty()
-            || body
-                .bytes()
-                .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
-        {
+        if body.is_empty() || body.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
             return None;
         }
         body.parse::<f64>().ok()?

@@ -51,10 +51,8 @@ impl Expr {
     pub fn uses_status_function(&self) -> bool {
         match self {
             Expr::Call(name, args) => {
-                matches!(
-                    name.as_str(),
-                    "success" | "failure" | "always" | "cancelled"
-                ) || args.iter().any(Expr::uses_status_function)
+                matches!(name.as_str(), "success" | "failure" | "always" | "cancelled")
+                    || args.iter().any(Expr::uses_status_function)
             }
             Expr::Property(e, _) | Expr::Filter(e) | Expr::Not(e) => e.uses_status_function(),
             Expr::Index(a, b) | Expr::Binary(_, a, b) | Expr::And(a, b) | Expr::Or(a, b) => {
@@ -88,10 +86,7 @@ pub struct ExprError {
 
 impl ExprError {
     pub fn new(offset: usize, message: impl Into<String>) -> Self {
-        ExprError {
-            offset,
-            message: message.into(),
-        }
+        ExprError { offset, message: message.into() }
     }
 }
 
@@ -179,9 +174,7 @@ fn string_to_number(s: &str) -> f64 {
         "-Infinity" => return f64::NEG_INFINITY,
         _ => {}
     }
-    if t.bytes()
-        .any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E')
-    {
+    if t.bytes().any(|b| b.is_ascii_alphabetic() && b != b'e' && b != b'E') {
         return f64::NAN;
     }
     t.parse::<f64>().unwrap_or(f64::NAN)

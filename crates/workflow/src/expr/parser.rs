@@ -4,10 +4,8 @@ use super::lexer::{tokenize, Spanned, Token};
 use super::{Expr, ExprError};
 
 /// The contexts an expression may name at its top level.
-pub const CONTEXTS: &[&str] = &[
-    "github", "env", "vars", "secrets", "inputs", "matrix", "strategy", "needs", "steps", "job",
-    "jobs", "runner",
-];
+pub const CONTEXTS: &[&str] =
+    &["github", "env", "vars", "secrets", "inputs", "matrix", "strategy", "needs", "steps", "job", "jobs", "runner"];
 
 /// Functions with their minimum and maximum argument counts.
 pub const FUNCTIONS: &[(&str, usize, usize)] = &[
@@ -31,18 +29,10 @@ pub fn parse(src: &str) -> Result<Expr, ExprError> {
     if tokens.is_empty() {
         return Err(ExprError::new(0, "expected an expression"));
     }
-    let mut parser = Parser {
-        tokens,
-        pos: 0,
-        src_len: src.len(),
-        depth: 0,
-    };
+    let mut parser = Parser { tokens, pos: 0, src_len: src.len(), depth: 0 };
     let expr = parser.or()?;
     if let Some(extra) = parser.tokens.get(parser.pos) {
-        return Err(ExprError::new(
-            extra.offset,
-            format!("unexpected symbol: '{}'", describe(&extra.token)),
-        ));
+        return Err(ExprError::new(extra.offset, format!("unexpected symbol: '{}'", describe(&extra.token))));
     }
     Ok(expr)
 }
@@ -102,23 +92,15 @@ impl Parser {
         if self.eat(token) {
             Ok(())
         } else {
-            let found = self.peek().map_or("end of expression".to_string(), |t| {
-                format!("'{}'", describe(t))
-            });
-            Err(ExprError::new(
-                self.offset(),
-                format!("expected '{}', found {found}", describe(token)),
-            ))
+            let found = self.peek().map_or("end of expression".to_string(), |t| format!("'{}'", describe(t)));
+            Err(ExprError::new(self.offset(), format!("expected '{}', found {found}", describe(token))))
         }
     }
 
     fn or(&mut self) -> Result<Expr, ExprError> {
         self.depth += 1;
         if self.depth > 64 {
-            return Err(ExprError::new(
-                self.offset(),
-                "expression nested too deeply",
-            ));
+            return Err(ExprError::new(self.offset(), "expression nested too deeply"));
         }
         let mut left = self.and()?;
         while self.eat(&Token::Or) {
@@ -198,12 +180,7 @@ impl Parser {
                         self.pos += 1;
                         expr = Expr::Property(Box::new(expr), b.to_string());
                     }
-                    _ => {
-                        return Err(ExprError::new(
-                            self.offset(),
-                            "expected a property name after '.'",
-                        ))
-                    }
+                    _ => return Err(ExprError::new(self.offset(), "expected a property name after '.'")),
                 }
             } else if self.eat(&Token::LBracket) {
                 if self.eat(&Token::Star) {
@@ -239,12 +216,8 @@ impl Parser {
             Token::Ident(name) => {
                 if self.eat(&Token::LParen) {
                     let lower = name.to_ascii_lowercase();
-                    let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, _, _)| *f == lower)
-                    else {
-                        return Err(ExprError::new(
-                            offset,
-                            format!("unrecognized function: '{name}'"),
-                        ));
+                    let Some(&(_, min, max)) = FUNCTIONS.iter().find(|(f, _, _)| *f == lower) else {
+                        return Err(ExprError::new(offset, format!("unrecognized function: '{name}'")));
                     };
                     let mut args = Vec::new();
                     if !self.eat(&Token::RParen) {
@@ -266,28 +239,19 @@ impl Parser {
                         };
                         return Err(ExprError::new(
                             offset,
-                            format!(
-                                "function '{name}' takes {expected} argument(s), got {}",
-                                args.len()
-                            ),
+                            format!("function '{name}' takes {expected} argument(s), got {}", args.len()),
                         ));
                     }
                     Ok(Expr::Call(lower, args))
                 } else {
                     let lower = name.to_ascii_lowercase();
                     if !CONTEXTS.contains(&lower.as_str()) {
-                        return Err(ExprError::new(
-                            offset,
-                            format!("unrecognized named-value: '{name}'"),
-                        ));
+                        return Err(ExprError::new(offset, format!("unrecognized named-value: '{name}'")));
                     }
                     Ok(Expr::Context(lower))
                 }
             }
-            other => Err(ExprError::new(
-                offset,
-                format!("unexpected symbol: '{}'", describe(&other)),
-            )),
+            other => Err(ExprError::new(offset, format!("unexpected symbol: '{}'", describe(&other)))),
         }
     }
 }

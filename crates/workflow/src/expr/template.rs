@@ -45,15 +45,9 @@ pub fn split_template(text: &str) -> Result<Vec<Segment>, ExprError> {
             i += 1;
         }
         let Some(close) = close else {
-            return Err(ExprError::new(
-                open,
-                "the expression is missing its closing '}}'",
-            ));
+            return Err(ExprError::new(open, "the expression is missing its closing '}}'"));
         };
-        segments.push(Segment::Expr {
-            expr: text[body_start..close].to_string(),
-            offset: body_start,
-        });
+        segments.push(Segment::Expr { expr: text[body_start..close].to_string(), offset: body_start });
         rest = close + 2;
     }
     if rest < text.len() || segments.is_empty() {

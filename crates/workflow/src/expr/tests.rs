@@ -10,14 +10,8 @@ fn contexts() -> Contexts {
         json!({"event_name": "push", "ref": "refs/heads/main", "event": {"commits": [{"id": "a", "author": {"name": "Mona"}}, {"id": "b", "author": {"name": "Hubot"}}]}}),
     );
     ctx.set("env", json!({"FOO": "bar", "EMPTY": "", "NUM": "42"}));
-    ctx.set(
-        "matrix",
-        json!({"os": "ubuntu", "node": 18, "list": [1, 2, 3]}),
-    );
-    ctx.set(
-        "needs",
-        json!({"build": {"result": "success", "outputs": {"json": "{\"a\":[1,2]}"}}}),
-    );
+    ctx.set("matrix", json!({"os": "ubuntu", "node": 18, "list": [1, 2, 3]}));
+    ctx.set("needs", json!({"build": {"result": "success", "outputs": {"json": "{\"a\":[1,2]}"}}}));
     ctx
 }
 
@@ -87,14 +81,8 @@ fn property_index_and_filters() {
     check("matrix.list[1]", json!(2));
     check("matrix.list[7]", json!(null));
     check("github.event.commits.*.id", json!(["a", "b"]));
-    check(
-        "github.event.commits.*.author.name",
-        json!(["Mona", "Hubot"]),
-    );
-    check(
-        "contains(github.event.commits.*.author.name, 'hubot')",
-        json!(true),
-    );
+    check("github.event.commits.*.author.name", json!(["Mona", "Hubot"]));
+    check("contains(github.event.commits.*.author.name, 'hubot')", json!(true));
     check("github.nothing.deeper", json!(null));
 }
 
@@ -134,18 +122,9 @@ fn status_function_detection() {
 #[test]
 fn templates() {
     let ctx = contexts();
-    assert_eq!(
-        evaluate_template("${{ matrix.node }}", &ctx).unwrap(),
-        json!(18)
-    );
-    assert_eq!(
-        evaluate_template("v${{ matrix.node }}-${{ matrix.os }}", &ctx).unwrap(),
-        json!("v18-ubuntu")
-    );
-    assert_eq!(
-        evaluate_template("${{ format('{{0}}') }}", &ctx).unwrap(),
-        json!("{0}")
-    );
+    assert_eq!(evaluate_template("${{ matrix.node }}", &ctx).unwrap(), json!(18));
+    assert_eq!(evaluate_template("v${{ matrix.node }}-${{ matrix.os }}", &ctx).unwrap(), json!("v18-ubuntu"));
+    assert_eq!(evaluate_template("${{ format('{{0}}') }}", &ctx).unwrap(), json!("{0}"));
     assert_eq!(evaluate_template("plain", &ctx).unwrap(), json!("plain"));
     assert!(split_template("${{ open").is_err());
 }
