@@ -144,6 +144,8 @@ pub fn main(args: RunArgs) -> ExitCode {
         _ => return invalid(&format!("'{}' is not a directory", args.directory.display())),
     };
     let workflows_path = match &args.workflows {
+        // Relative to the current directory as in act, else to DIR.
+        Some(p) if p.is_relative() && !p.exists() => directory.join(p),
         Some(p) => p.clone(),
         None => directory.join(".github/workflows"),
     };

@@ -22,7 +22,7 @@ fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, String
     ];
     for spec in &candidates {
         if let Ok(id) = repo.rev_parse_single(spec.as_str()) {
-            if let Ok(commit) = id.object().and_then(|o| o.peel_to_commit().map_err(Into::into)) {
+            if let Ok(commit) = id.object().and_then(|o| o.peel_to_commit()) {
                 return Ok(commit.id);
             }
         }

@@ -233,6 +233,9 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     let mut scope = Scope::top();
     if !failed {
         let steps = job.steps.clone();
+        if !crate::uses::run_pre_steps(&mut run, &steps).await {
+            scope.failed = true;
+        }
         step::run_steps(&mut run, &steps, &mut scope).await;
         failed = scope.failed;
     }

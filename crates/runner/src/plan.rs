@@ -95,10 +95,60 @@ pub fn select(workflows: Vec<Workflow>, event_name: &str, event: &EventRef) -> V
 pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
     let mut problems = Vec::new();
     for wf in workflows {
+        check_workflow(wf, options, options.job_filter.as_deref(), 0, &mut problems);
+    }
+    problems
+}
+
+/// Where a reusable workflow's file is: `./path` in the repository, or
+/// `owner/repo/path@ref` vendored as `DIR/owner/repo@ref/path`; with its display path.
+pub fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Result<(PathBuf, String), String> {
+    if let Some(rel) = uses.strip_prefix("./") {
+        let rel = rel.split('@').next().unwrap_or(rel);
+        return Ok((root.join(rel), rel.to_string()));
+    }
+    let (path, reference) = uses.split_once('@').ok_or_else(|| format!("'{uses}' needs an @ref"))?;
+    let mut parts = path.splitn(3, '/');
+    let (Some(owner), Some(repo), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(format!("'{uses}' is not owner/repo/path@ref or ./path"));
+    };
+    let vendored = options.action_dir.as_ref().map(|d| d.join(format!("{owner}/{repo}@{reference}")).join(file));
+    match vendored {
+        Some(p) if p.is_file() => Ok((p, uses.to_string())),
+        _ => Err(format!(
+            "the reusable workflow '{uses}' is not in the repository and Mobius does not download; vendor \
+             {owner}/{repo} at {reference} as DIR/{owner}/{repo}@{reference} and pass --action-dir DIR"
+        )),
+    }
+}
+
+fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth: usize, problems: &mut Vec<String>) {
+    {
         let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
         for job in wf.jobs.values() {
-            if options.job_filter.as_ref().is_some_and(|j| j != &job.id) {
+            if only.is_some_and(|j| j != job.id) {
                 continue;
+            }
+            if let Some((uses, pos)) = &job.uses {
+                // Called workflows are validated and checked now, so nothing fails halfway.
+                match reusable_path(uses, &options.source_dir, options) {
+                    Err(e) => problems.push(format!("{}: {e}", at(*pos))),
+                    Ok(_) if depth >= 4 => {
+                        problems.push(format!("{}: reusable workflows nest more than 4 levels", at(*pos)))
+                    }
+                    Ok((path, display)) => match mobius_workflow::load_workflow(&path, &display) {
+                        Err(errors) => problems.push(format!(
+                            "{}: the called workflow is invalid:\n{}",
+                            at(*pos),
+                            errors.render(false)
+                        )),
+                        Ok(callee) if !callee.triggers.contains_key("workflow_call") => problems.push(format!(
+                            "{}: {display} has no 'on: workflow_call', so it cannot be called",
+                            at(*pos)
+                        )),
+                        Ok(callee) => check_workflow(&callee, options, None, depth + 1, problems),
+                    },
+                }
             }
             if let Some(c) = &job.container {
                 problems.push(format!(
@@ -123,7 +173,6 @@ pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
             }
         }
     }
-    problems
 }
 
 /// Whether a `uses:` can run here; the message says how to make it run otherwise.

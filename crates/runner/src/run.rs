@@ -517,15 +517,11 @@ async fn run_reusable(shared: Arc<Shared>, call: &Call, job: &Job, uses: &str, c
     if call.depth >= 4 {
         return failed(format!("job '{}': reusable workflows nest more than 4 levels", job.id));
     }
-    let Some(rel) = uses.strip_prefix("./") else {
-        return failed(format!(
-            "job '{}': only local reusable workflows (./.github/workflows/x.yml) can run offline, not '{uses}'",
-            job.id
-        ));
+    let (path, rel) = match plan::reusable_path(uses, &shared.snapshot, &shared.options) {
+        Ok(found) => found,
+        Err(e) => return failed(format!("job '{}': {e}", job.id)),
     };
-    let rel = rel.split('@').next().unwrap_or(rel);
-    let path = shared.snapshot.join(rel);
-    let callee = match mobius_workflow::load_workflow(&path, rel) {
+    let callee = match mobius_workflow::load_workflow(&path, &rel) {
         Ok(w) => w,
         Err(e) => return failed(format!("job '{}': cannot load the reusable workflow:\n{e}", job.id)),
     };

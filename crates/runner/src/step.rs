@@ -151,6 +151,8 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
     if name.len() > 200 {
         name.truncate((0..=200).rev().find(|&i| name.is_char_boundary(i)).unwrap_or(0));
     }
+    // A name may interpolate a secret; names reach events and file names.
+    let name = run.shared.masker.mask(&name).into_owned();
     let mut problems = Vec::new();
     let mut own_env = Vec::new();
     if let Some(node) = &step.env {

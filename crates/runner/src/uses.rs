@@ -95,42 +95,13 @@ pub(crate) async fn run_uses(
             return StepExec::failure();
         }
     };
-    // Inputs: given values, else defaults evaluated in the caller's contexts.
-    let mut inputs = Map::new();
-    for (name, input) in &action.inputs {
-        let given = with.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
-        let value = match given {
-            Some(v) => v,
-            None => match &input.default {
-                Some(node) => match evaluate_node(node, &prepared.contexts) {
-                    Ok(v) => expr::to_display_string(&v),
-                    Err(e) => {
-                        out.message(&format!("Error: default of input '{name}': {e}"));
-                        out.flush();
-                        return StepExec::failure();
-                    }
-                },
-                None => {
-                    if input.required {
-                        out.message(&format!("Warning: input required and not supplied: {name}"));
-                    }
-                    String::new()
-                }
-            },
-        };
-        inputs.insert(name.clone(), Value::String(value));
-    }
-    for (k, v) in &with {
-        if !inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
-            if action.inputs.is_empty() || matches!(action.runs, ActionRuns::Composite { .. }) {
-                // Unknown inputs still reach the action as INPUT_ variables, as on GitHub.
-                inputs.insert(k.clone(), Value::String(v.clone()));
-            } else {
-                out.message(&format!("Warning: unexpected input '{k}' for '{uses}'"));
-                inputs.insert(k.clone(), Value::String(v.clone()));
-            }
+    let inputs = match action_inputs(&action, &with, &prepared.contexts, uses, &mut out) {
+        Ok(inputs) => inputs,
+        Err(()) => {
+            out.flush();
+            return StepExec::failure();
         }
-    }
+    };
     match action.runs {
         ActionRuns::Composite { steps } => {
             out.flush();
@@ -192,6 +163,16 @@ pub(crate) async fn run_uses(
             ));
             let env = process_env(run, prepared, &files, &extra);
             drop(files);
+            // State saved by the action's pre step (top-level steps only) reaches main and post.
+            let pre_state = if scope.composite {
+                Vec::new()
+            } else {
+                run.states.get(&format!("pre:{}", step.index)).cloned().unwrap_or_default()
+            };
+            let mut env = env;
+            for (k, v) in &pre_state {
+                env.push((format!("STATE_{k}"), v.clone()));
+            }
             let state_key = format!("{}:{}", prepared.number, dir.display());
             let (exec, state) = run_node_script(
                 run,
@@ -204,7 +185,9 @@ pub(crate) async fn run_uses(
                 timeout,
             )
             .await;
-            run.states.insert(state_key.clone(), state);
+            let mut all_state = pre_state;
+            all_state.extend(state);
+            run.states.insert(state_key.clone(), all_state);
             if let Some(post) = post {
                 run.post_steps.push(PostStep {
                     name: format!("Post {}", prepared.name),
@@ -277,4 +260,135 @@ pub(crate) async fn run_node_script(
     };
     out.flush();
     (StepExec { outcome, outputs }, state)
+}
+
+/// The action's inputs: given values, else defaults evaluated in the caller's contexts.
+fn action_inputs(
+    action: &mobius_workflow::Action,
+    with: &[(String, String)],
+    contexts: &mobius_workflow::expr::Contexts,
+    uses: &str,
+    out: &mut StepOutput,
+) -> Result<Map<String, Value>, ()> {
+    let mut inputs = Map::new();
+    for (name, input) in &action.inputs {
+        let given = with.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());
+        let value = match given {
+            Some(v) => v,
+            None => match &input.default {
+                Some(node) => match evaluate_node(node, contexts) {
+                    Ok(v) => expr::to_display_string(&v),
+                    Err(e) => {
+                        out.message(&format!("Error: default of input '{name}': {e}"));
+                        return Err(());
+                    }
+                },
+                None => {
+                    if input.required {
+                        out.message(&format!("Warning: input required and not supplied: {name}"));
+                    }
+                    String::new()
+                }
+            },
+        };
+        inputs.insert(name.clone(), Value::String(value));
+    }
+    for (k, v) in with {
+        if !inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
+            // Unknown inputs still reach the action as INPUT_ variables, as on GitHub.
+            if !action.inputs.is_empty() && !matches!(action.runs, ActionRuns::Composite { .. }) {
+                out.message(&format!("Warning: unexpected input '{k}' for '{uses}'"));
+            }
+            inputs.insert(k.clone(), Value::String(v.clone()));
+        }
+    }
+    Ok(inputs)
+}
+
+/// Pre steps of the job's vendored JavaScript actions, run at job start as GitHub does
+/// (local actions are resolved when their step starts, so they have none).
+/// Returns false when a pre step failed.
+pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
+    let mut ok = true;
+    for step in steps {
+        let mobius_workflow::StepAction::Uses { uses } = &step.action else { continue };
+        let bare = uses.split('@').next().unwrap_or(uses);
+        if uses.starts_with("./")
+            || uses.starts_with('/')
+            || uses.starts_with("docker://")
+            || BUILTIN_ACTIONS.contains(&bare)
+        {
+            continue;
+        }
+        let Ok((dir, repository)) = resolve(run, uses) else { continue };
+        let Some(action) = find_metadata(&dir)
+            .and_then(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
+            .and_then(|(p, t)| parse_action(SourceFile::new(p.display().to_string(), t)).ok())
+        else {
+            continue;
+        };
+        let ActionRuns::Node { pre: Some(pre), pre_if, .. } = &action.runs else { continue };
+        let mut ctx = run.contexts.clone();
+        let env = step::base_env(run, &Scope::top());
+        ctx.set("env", crate::job::env_object(&[&env]));
+        let shown = step
+            .name
+            .as_ref()
+            .and_then(|n| mobius_workflow::evaluate::evaluate_string(n, &ctx).ok())
+            .unwrap_or_else(|| step.default_name());
+        let name = format!("Pre {shown}");
+        if !matches!(run.check_condition(pre_if.as_ref(), &ctx, true), Ok(true)) {
+            continue;
+        }
+        let number = run.next_step_number();
+        let log_path = run.logs_dir.join(format!("{number:02}-pre.log"));
+        let started = std::time::Instant::now();
+        run.shared.reporter.event(mobius_core::RunEvent::StepStarted { job: run.display.clone(), step: name.clone() });
+        let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: Vec::new(), number, log_path };
+        let mut out = StepOutput::new(run.shared.clone(), &run.display, &name, &prepared.log_path, false);
+        let inputs = match evaluate_with(step, &prepared.contexts) {
+            Ok(with) => action_inputs(&action, &with, &prepared.contexts, uses, &mut out),
+            Err(e) => {
+                out.message(&format!("Error: {e}"));
+                Err(())
+            }
+        };
+        let exec = match inputs {
+            Err(()) => StepExec::failure(),
+            Ok(inputs) => match StepFiles::create(&run.files_dir, number, "-pre") {
+                Err(e) => {
+                    out.message(&format!("Error: {e}"));
+                    StepExec::failure()
+                }
+                Ok(files) => {
+                    out.flush();
+                    let mut extra: Vec<(String, String)> = inputs
+                        .iter()
+                        .map(|(k, v)| {
+                            (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v))
+                        })
+                        .collect();
+                    extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
+                    extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
+                    let env = process_env(run, &prepared, &files, &extra);
+                    let (exec, state) =
+                        run_node_script(run, &name, &prepared.log_path, number, &dir, pre, env, None).await;
+                    run.states.insert(format!("pre:{}", step.index), state);
+                    exec
+                }
+            },
+        };
+        out.flush();
+        if exec.outcome == Conclusion::Failure {
+            ok = false;
+        }
+        run.shared.reporter.event(mobius_core::RunEvent::StepFinished {
+            job: run.display.clone(),
+            step: name,
+            outcome: exec.outcome,
+            conclusion: exec.outcome,
+            duration_ms: started.elapsed().as_millis() as u64,
+        });
+    }
+    ok
 }

@@ -223,3 +223,36 @@ jobs:
         .stdout_has("does not exist")
         .stdout_has("bad=failure");
 }
+
+#[test]
+fn vendored_javascript_actions_run_pre_main_and_post_with_shared_state() {
+    if !require("node") {
+        return;
+    }
+    let vendor = tempfile::tempdir().unwrap();
+    let action = vendor.path().join("acme/lifecycle@v2");
+    std::fs::create_dir_all(&action).unwrap();
+    std::fs::write(
+        action.join("action.yml"),
+        "inputs:\n  tag: {required: true}\nruns:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+    )
+    .unwrap();
+    std::fs::write(
+        action.join("pre.js"),
+        "require('fs').appendFileSync(process.env.GITHUB_STATE, 'from_pre=' + process.env.INPUT_TAG + '\\n'); console.log('pre ran');",
+    )
+    .unwrap();
+    std::fs::write(action.join("main.js"), "console.log('main sees ' + process.env.STATE_from_pre);").unwrap();
+    std::fs::write(action.join("post.js"), "console.log('post sees ' + process.env.STATE_from_pre);").unwrap();
+    let out = Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo first-step\n      - uses: acme/lifecycle@v2\n        with:\n          tag: t1\n",
+        )
+        .args(&["--action-dir", vendor.path().to_str().unwrap()])
+        .run();
+    out.code(0).stdout_has("pre ran").stdout_has("main sees t1").stdout_has("post sees t1");
+    let stdout = out.stdout();
+    let (pre, first, post) = (stdout.find("pre ran"), stdout.find("| first-step"), stdout.find("post sees"));
+    assert!(pre < first && first < post, "pre runs at job start, post at the end:\n{stdout}");
+}

@@ -11,7 +11,8 @@ jobs:
   a:
     runs-on: ubuntu-latest
     steps:
-      - run: |
+      - name: uses ${{ secrets.TOKEN }} in its name
+        run: |
           echo "plain ${{ secrets.TOKEN }}"
           echo "b64 $(printf %s "$TOKEN" | base64)"
           echo "url ${{ secrets.URLISH }}" | sed 's/ /%20/g; s/!/%21/g'

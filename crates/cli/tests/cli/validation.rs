@@ -90,3 +90,20 @@ fn a_missing_required_dispatch_input_is_an_invalid_invocation() {
         .code(2)
         .stderr_has("input 'who' is required");
 }
+
+#[test]
+fn called_workflows_are_checked_before_the_run() {
+    Test::new()
+        .workflow("callee.yml", "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: someone/thing@v1\n")
+        .workflow("bad-callee.yml", "on: workflow_call\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ nope.x }}\n")
+        .workflow(
+            "caller.yml",
+            "on: push\njobs:\n  a:\n    uses: ./.github/workflows/callee.yml\n  b:\n    uses: ./.github/workflows/bad-callee.yml\n  c:\n    uses: octo/repo/.github/workflows/w.yml@v1\n",
+        )
+        .args(&["-W", ".github/workflows/caller.yml"])
+        .run()
+        .code(2)
+        .stderr_has("callee.yml:6:9: the action 'someone/thing@v1' is not built in")
+        .stderr_has("unrecognized named-value: 'nope'")
+        .stderr_has("the reusable workflow 'octo/repo/.github/workflows/w.yml@v1' is not in the repository");
+}
