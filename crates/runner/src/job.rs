@@ -127,6 +127,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     let files_dir = job_dir.join("files");
     let logs_dir = shared.run_dir.join("logs").join(&dir_name);
     let tool_cache = shared.options.state_dir.join("tool-cache");
+    tracing::debug!(job = %leg.display, dir = %job_dir.display(), "starting job");
     shared
         .reporter
         .event(RunEvent::JobStarted { job: leg.display.clone(), workflow: leg.workflow.display_name().to_string() });

@@ -54,7 +54,11 @@ pub fn load_all(files: &[PathBuf], base: &Path) -> Result<Vec<Workflow>, Vec<Fil
 pub fn event_ref(options: &RunOptions, repo: &RepoInfo) -> EventRef {
     let payload_ref = options.event_payload.get("ref").and_then(Value::as_str).map(str::to_string);
     let git_ref = payload_ref.unwrap_or_else(|| repo.git_ref.clone());
-    let mut event = EventRef::default();
+    let mut event = EventRef {
+        event_name: options.event_name.clone(),
+        activity: options.event_payload.get("action").and_then(Value::as_str).map(str::to_string),
+        ..EventRef::default()
+    };
     if options.event_name.starts_with("pull_request") {
         event.branch = options
             .event_payload

@@ -90,6 +90,7 @@ pub async fn run<S: OutputSink>(
     // The parent's copies of the pipe's write end went into `command`; drop them so EOF can arrive.
     drop(command);
     let pid = child.id().map(|p| p as i32);
+    tracing::debug!(program = %spec.program, cwd = %spec.cwd.display(), pgid = ?pid, "started step process");
     if let Some(pid) = pid {
         groups.add(pid);
     }
@@ -118,10 +119,12 @@ pub async fn run<S: OutputSink>(
             }
         }
         _ = deadline => {
+            tracing::debug!(pgid = ?pid, "step timed out; stopping its process group");
             terminate(&mut child, pid, grace).await;
             Exit::TimedOut
         }
         _ = cancel.cancelled() => {
+            tracing::debug!(pgid = ?pid, "cancelled; stopping the step's process group");
             terminate(&mut child, pid, grace).await;
             Exit::Cancelled
         }

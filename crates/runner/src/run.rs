@@ -157,6 +157,7 @@ pub async fn execute(
         cancel,
         job_counter: AtomicUsize::new(0),
     });
+    tracing::info!(run = %shared.run_id, dir = %run_dir.display(), event = %shared.options.event_name, "run started");
     reporter.event(RunEvent::RunStarted {
         run_id,
         event_name: shared.options.event_name.clone(),

@@ -81,11 +81,33 @@ pub struct EventRef {
     pub tag: Option<String>,
     /// Changed files, when known; `None` means path filters cannot be evaluated and pass.
     pub changed_paths: Option<Vec<String>>,
+    /// The event's activity type (`action` in the payload, such as `opened`), when known.
+    pub activity: Option<String>,
+    /// The event's name, for its default activity types.
+    pub event_name: String,
+}
+
+/// Activity types that trigger a workflow when `types` is not given.
+fn default_types(event_name: &str) -> Option<&'static [&'static str]> {
+    match event_name {
+        "pull_request" | "pull_request_target" => Some(&["opened", "synchronize", "reopened"]),
+        _ => None,
+    }
 }
 
 /// Whether a trigger's filters accept the event (GitHub's rules: a push to a
 /// tag is checked against tag filters only; with only branch filters, tag pushes do not run).
 pub fn accepts(trigger: &Trigger, event: &EventRef) -> bool {
+    if let Some(activity) = &event.activity {
+        let allowed = if trigger.types.is_empty() {
+            default_types(&event.event_name).map(|d| d.iter().any(|t| t == activity))
+        } else {
+            Some(trigger.types.iter().any(|t| t == activity))
+        };
+        if allowed == Some(false) {
+            return false;
+        }
+    }
     let has_branch_filter = trigger.branches.is_some() || trigger.branches_ignore.is_some();
     let has_tag_filter = trigger.tags.is_some() || trigger.tags_ignore.is_some();
     let ref_ok = if let Some(tag) = &event.tag {
@@ -167,5 +189,20 @@ mod tests {
         };
         assert!(accepts(&p, &changed(&["src/a.rs"])));
         assert!(!accepts(&p, &changed(&["README.md"])));
+    }
+
+    #[test]
+    fn activity_types_with_pull_request_defaults() {
+        let event = |action: &str| EventRef {
+            activity: Some(action.into()),
+            event_name: "pull_request".into(),
+            ..EventRef::default()
+        };
+        let default = Trigger::default();
+        assert!(accepts(&default, &event("opened")));
+        assert!(!accepts(&default, &event("closed")));
+        let closed = Trigger { types: vec!["closed".into()], ..Trigger::default() };
+        assert!(accepts(&closed, &event("closed")));
+        assert!(!accepts(&closed, &event("opened")));
     }
 }

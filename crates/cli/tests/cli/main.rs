@@ -8,4 +8,5 @@ mod output;
 mod semantics;
 mod strategy;
 mod support;
+mod tidy;
 mod validation;
