@@ -11,6 +11,7 @@ pub struct HumanReporter {
     out: Mutex<BufWriter<Stdout>>,
     color: bool,
     jobs: Mutex<Vec<(String, Conclusion, u64)>>,
+    annotations: Mutex<Vec<String>>,
 }
 
 impl HumanReporter {
@@ -19,6 +20,7 @@ impl HumanReporter {
             out: Mutex::new(BufWriter::with_capacity(256 * 1024, std::io::stdout())),
             color,
             jobs: Mutex::new(Vec::new()),
+            annotations: Mutex::new(Vec::new()),
         }
     }
 
@@ -120,7 +122,17 @@ impl Reporter for HumanReporter {
                 ));
             }
             RunEvent::Log { job, step, line } => self.log_lines(&job, &step, &format!("{line}\n")),
-            RunEvent::Annotation { .. } => {}
+            RunEvent::Annotation { job, annotation, .. } => {
+                let at = match (&annotation.file, annotation.line) {
+                    (Some(f), Some(l)) => format!(" {f}:{l}"),
+                    (Some(f), None) => format!(" {f}"),
+                    _ => String::new(),
+                };
+                let level = format!("{:?}", annotation.level).to_lowercase();
+                if let Ok(mut list) = self.annotations.lock() {
+                    list.push(format!("  {level} [{job}]{at}: {}", annotation.message));
+                }
+            }
             RunEvent::Warning { message } => {
                 let text = format!("warning: {message}");
                 if let Ok(mut out) = self.out.lock() {
@@ -140,6 +152,15 @@ impl Reporter for HumanReporter {
                         );
                         summary.push_str(&self.paint(color_of(*c), &row));
                         summary.push('\n');
+                    }
+                }
+                if let Ok(list) = self.annotations.lock() {
+                    if !list.is_empty() {
+                        summary.push_str("Annotations:\n");
+                        for line in list.iter() {
+                            summary.push_str(&self.paint("33", line));
+                            summary.push('\n');
+                        }
                     }
                 }
                 let verdict = match conclusion {

@@ -137,3 +137,28 @@ fn safe_join(root: &Path, rel: &str) -> Result<PathBuf, String> {
     }
     Ok(root.join(rel_path))
 }
+
+/// The head commit as GitHub's push payload describes it (`head_commit`).
+#[derive(Debug, Clone)]
+pub struct HeadCommit {
+    pub id: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+}
+
+/// The head commit of the repository holding `dir`.
+pub fn head_commit(dir: &Path) -> Option<HeadCommit> {
+    let repo = open(dir).ok()?;
+    let commit = repo.head_commit().ok()?;
+    let author = commit.author().ok()?;
+    Some(HeadCommit {
+        id: commit.id.to_string(),
+        message: commit.message_raw_sloppy().to_string().trim_end().to_string(),
+        author_name: author.name.to_string().trim().to_string(),
+        author_email: author.email.to_string().trim().to_string(),
+        time: commit.time().map(|t| t.seconds).unwrap_or(0),
+    })
+}

@@ -119,18 +119,31 @@ pub fn repository_from_url(url: &str) -> Option<String> {
 }
 
 /// Copies a directory tree (files, symlinks, permissions), uncommitted files included.
+///
+/// Git's object files are never modified in place (they are written once, read-only,
+/// and replaced rather than changed), so under `.git/objects` they are hard-linked
+/// when the file system allows it: a job's copy of a large repository then costs one
+/// link per object instead of a copy of its history.
 pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    copy_tree_inner(from, to, false)
+}
+
+fn copy_tree_inner(from: &Path, to: &Path, in_objects: bool) -> io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
         let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
         if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
+            let objects =
+                in_objects || (entry.file_name() == "objects" && from.file_name().is_some_and(|n| n == ".git"));
+            copy_tree_inner(&entry.path(), &target, objects)?;
         } else if kind.is_symlink() {
             let link = fs::read_link(entry.path())?;
             let _ = fs::remove_file(&target);
             std::os::unix::fs::symlink(link, &target)?;
+        } else if in_objects && fs::hard_link(entry.path(), &target).is_ok() {
+            continue;
         } else {
             fs::copy(entry.path(), &target)?;
         }
@@ -147,5 +160,28 @@ mod tests {
         assert_eq!(repository_from_url("https://github.com/nektos/act.git").as_deref(), Some("nektos/act"));
         assert_eq!(repository_from_url("git@github.com:owner/repo.git").as_deref(), Some("owner/repo"));
         assert_eq!(repository_from_url("https://gitea.local/o/r/").as_deref(), Some("o/r"));
+    }
+
+    #[test]
+    fn copies_files_and_links_git_objects() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join(".git/objects/ab")).unwrap();
+        fs::write(src.join(".git/objects/ab/cdef"), "object").unwrap();
+        fs::write(src.join(".git/HEAD"), "ref: refs/heads/main").unwrap();
+        fs::write(src.join("file.txt"), "work tree").unwrap();
+        let dst = dir.path().join("dst");
+        copy_tree(&src, &dst).unwrap();
+        assert_eq!(fs::read_to_string(dst.join("file.txt")).unwrap(), "work tree");
+        let (a, b) = (
+            fs::metadata(src.join(".git/objects/ab/cdef")).unwrap(),
+            fs::metadata(dst.join(".git/objects/ab/cdef")).unwrap(),
+        );
+        assert_eq!(a.ino(), b.ino(), "objects are hard-linked");
+        let (a, b) = (fs::metadata(src.join("file.txt")).unwrap(), fs::metadata(dst.join("file.txt")).unwrap());
+        assert_ne!(a.ino(), b.ino(), "work-tree files are copied");
+        fs::write(dst.join("file.txt"), "changed").unwrap();
+        assert_eq!(fs::read_to_string(src.join("file.txt")).unwrap(), "work tree");
     }
 }

@@ -133,6 +133,11 @@ pub async fn execute(
         format!("local/{name}")
     });
     let actor = options.actor.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "mobius".into()));
+    // Without --eventpath, a push gets the payload GitHub would send for the head commit.
+    let mut options = options;
+    if options.event_name == "push" && options.event_payload.as_object().is_some_and(|o| o.is_empty()) {
+        options.event_payload = push_payload(&options, &repo, &repository, &actor);
+    }
     let event_path = run_dir.join("event.json");
     let payload = serde_json::to_vec_pretty(&options.event_payload).unwrap_or_default();
     std::fs::write(&event_path, payload).map_err(io_err("cannot write the event payload"))?;
@@ -577,4 +582,39 @@ async fn run_reusable(shared: Arc<Shared>, call: &Call, job: &Job, uses: &str, c
     }
     let result = if result == Conclusion::Skipped { Conclusion::Success } else { result };
     JobOutcome { result, effective: result, outputs }
+}
+
+/// A push event payload for the repository's head, in GitHub's shape.
+fn push_payload(options: &RunOptions, repo: &RepoInfo, repository: &str, actor: &str) -> Value {
+    let (owner, name) = repository.split_once('/').unwrap_or(("local", repository));
+    let head = crate::git::head_commit(&options.source_dir).map(|c| {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.time.max(0) as u64);
+        json!({
+            "id": c.id,
+            "tree_id": "",
+            "message": c.message,
+            "timestamp": humantime::format_rfc3339_seconds(when).to_string(),
+            "author": {"name": c.author_name, "email": c.author_email},
+            "committer": {"name": c.author_name, "email": c.author_email},
+        })
+    });
+    json!({
+        "ref": repo.git_ref,
+        "before": "0".repeat(40),
+        "after": repo.sha,
+        "created": false,
+        "deleted": false,
+        "forced": false,
+        "base_ref": null,
+        "head_commit": head,
+        "pusher": {"name": actor},
+        "sender": {"login": actor},
+        "repository": {
+            "name": name,
+            "full_name": repository,
+            "owner": {"login": owner, "name": owner},
+            "default_branch": repo.ref_name(),
+            "master_branch": repo.ref_name(),
+        },
+    })
 }

@@ -271,6 +271,7 @@ jobs:
         .stdout_has("legacy=old-style ignored=[] blocked=[]")
         .stdout_has("▼ My group")
         .stdout_has("Error: broken thing (app.js:3:5)")
+        .stdout_has("Annotations:\n  error [a] app.js:3: broken thing")
         .stdout_has("::set-output name=ignored::x")
         .stdout_has("`set-env` command is disabled");
 }
@@ -291,4 +292,21 @@ fn path_filters_use_the_head_commits_changes() {
         .stdout_has("docs-workflow-ran")
         .stdout_lacks("src-workflow-ran")
         .stdout_lacks("ignore-workflow-ran");
+}
+
+#[test]
+fn a_push_without_payload_describes_the_head_commit() {
+    if !crate::support::require("git") {
+        return;
+    }
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"msg=${{ github.event.head_commit.message }} repo=${{ github.event.repository.full_name }} after=${{ github.event.after == github.sha }} ref=${{ github.ref }}\"\n",
+        )
+        .git()
+        .args(&["--repository", "octo/app"])
+        .run()
+        .code(0)
+        .stdout_has("msg=initial repo=octo/app after=true ref=refs/heads/main");
 }
