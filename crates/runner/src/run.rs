@@ -444,10 +444,13 @@ async fn run_job(
                     ),
                 });
                 shared.reporter.event(RunEvent::JobSkipped { job: display, reason: format!("runs-on '{label}'") });
-                set.spawn(async move { (index, Conclusion::Skipped, Map::new()) });
+                set.spawn(async move { (index, Conclusion::Skipped, false, Map::new()) });
                 continue;
             }
         }
+        // continue-on-error may depend on the matrix (`${{ matrix.experimental }}`), so it is per leg.
+        let allowed_to_fail =
+            job.continue_on_error.as_ref().is_some_and(|n| evaluate_bool(n, &leg_ctx).unwrap_or(false));
         let leg = Leg {
             display,
             contexts: leg_ctx,
@@ -463,30 +466,40 @@ async fn run_job(
             if job_cancel.is_cancelled() && !shared.cancel.is_cancelled() {
                 // Cancelled by fail-fast before it started.
                 shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "fail-fast".into() });
-                return (index, Conclusion::Cancelled, Map::new());
+                return (index, Conclusion::Cancelled, false, Map::new());
             }
             let (conclusion, outputs) = job::run_leg(shared, leg).await;
             drop(permit);
-            if conclusion == Conclusion::Failure && fail_fast {
+            // A leg allowed to fail does not cancel its siblings.
+            if conclusion == Conclusion::Failure && fail_fast && !allowed_to_fail {
                 job_cancel.cancel();
             }
-            (index, conclusion, outputs)
+            (index, conclusion, allowed_to_fail, outputs)
         });
     }
     let mut results = Vec::new();
+    let mut effective_results = Vec::new();
     let mut outputs = Map::new();
     while let Some(joined) = set.join_next().await {
-        if let Ok((_, conclusion, leg_outputs)) = joined {
+        if let Ok((_, conclusion, allowed_to_fail, leg_outputs)) = joined {
             results.push(conclusion);
+            effective_results.push(if allowed_to_fail && conclusion == Conclusion::Failure {
+                Conclusion::Success
+            } else {
+                conclusion
+            });
             outputs.extend(leg_outputs);
         }
     }
-    let mut result = Conclusion::combine(results);
-    if result == Conclusion::Cancelled && !shared.cancel.is_cancelled() {
-        result = Conclusion::Failure;
-    }
-    let continue_on_error = job.continue_on_error.as_ref().is_some_and(|n| evaluate_bool(n, &ctx).unwrap_or(false));
-    let effective = if continue_on_error && result == Conclusion::Failure { Conclusion::Success } else { result };
+    let not_run_cancelled = |c: Conclusion| {
+        if c == Conclusion::Cancelled && !shared.cancel.is_cancelled() {
+            Conclusion::Failure
+        } else {
+            c
+        }
+    };
+    let result = not_run_cancelled(Conclusion::combine(results));
+    let effective = not_run_cancelled(Conclusion::combine(effective_results));
     JobOutcome { result, effective, outputs }
 }
 

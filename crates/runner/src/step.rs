@@ -27,6 +27,8 @@ pub(crate) struct Scope {
     pub failed: bool,
     pub composite: bool,
     pub name_prefix: String,
+    /// How many composite actions enclose these steps.
+    pub depth: usize,
 }
 
 impl Scope {

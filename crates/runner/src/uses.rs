@@ -15,6 +15,9 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// GitHub's limit on composite actions inside composite actions.
+const MAX_COMPOSITE_DEPTH: usize = 10;
+
 /// Where an action's files are, and the name it is known by.
 fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
     if let Some(rel) = uses.strip_prefix("./") {
@@ -104,6 +107,13 @@ pub(crate) async fn run_uses(
     };
     match action.runs {
         ActionRuns::Composite { steps } => {
+            if scope.depth >= MAX_COMPOSITE_DEPTH {
+                out.message(&format!(
+                    "Error: composite actions nest more than {MAX_COMPOSITE_DEPTH} levels at '{uses}'; does an action use itself?"
+                ));
+                out.flush();
+                return StepExec::failure();
+            }
             out.flush();
             let mut extra_env = scope.extra_env.clone();
             for (k, v) in &prepared.step_env {
@@ -119,6 +129,7 @@ pub(crate) async fn run_uses(
                 failed: false,
                 composite: true,
                 name_prefix: format!("{} / ", prepared.name),
+                depth: scope.depth + 1,
             };
             step::run_steps(run, &steps, &mut inner).await;
             let mut ctx = prepared.contexts.clone();

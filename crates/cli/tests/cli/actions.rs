@@ -256,3 +256,13 @@ fn vendored_javascript_actions_run_pre_main_and_post_with_shared_state() {
     let (pre, first, post) = (stdout.find("pre ran"), stdout.find("| first-step"), stdout.find("post sees"));
     assert!(pre < first && first < post, "pre runs at job start, post at the end:\n{stdout}");
 }
+
+#[test]
+fn a_composite_action_using_itself_fails_instead_of_recursing_forever() {
+    Test::new()
+        .file("loop/action.yml", "runs:\n  using: composite\n  steps:\n    - uses: ./loop\n")
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./loop\n")
+        .run()
+        .code(1)
+        .stdout_has("nest more than 10 levels");
+}

@@ -115,3 +115,38 @@ jobs:
         .stderr_has("exceeded its timeout");
     assert!(started.elapsed() < Duration::from_secs(20));
 }
+
+#[test]
+fn continue_on_error_per_leg_neither_fails_the_run_nor_cancels_siblings() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    continue-on-error: ${{ matrix.experimental }}
+    strategy:
+      matrix:
+        version: [stable]
+        experimental: [false]
+        include:
+          - version: nightly
+            experimental: true
+    steps:
+      - run: |
+          if [ "${{ matrix.version }}" = nightly ]; then exit 1; fi
+          sleep 0.5
+          echo "stable leg finished"
+  after:
+    needs: m
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "after ran, m=${{ needs.m.result }}"
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("stable leg finished")
+        .stdout_has("after ran, m=failure");
+}
