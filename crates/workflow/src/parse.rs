@@ -96,15 +96,34 @@ const PERMISSION_SCOPES: &[&str] = &[
     "statuses",
 ];
 
+/// The contexts GitHub makes available to each kind of field (its "context availability" table).
+pub(crate) mod available {
+    pub const ALL: &[&str] = super::expr::CONTEXTS;
+    pub const RUN_NAME: &[&str] = &["github", "inputs", "vars"];
+    pub const WORKFLOW_ENV: &[&str] = &["github", "secrets", "inputs", "vars"];
+    pub const WORKFLOW_LEVEL: &[&str] = &["github", "inputs", "vars"];
+    pub const JOB_IF: &[&str] = &["github", "needs", "vars", "inputs"];
+    pub const JOB_STRATEGY: &[&str] = &["github", "needs", "vars", "inputs"];
+    pub const JOB_LEVEL: &[&str] = &["github", "needs", "strategy", "matrix", "vars", "inputs"];
+    pub const JOB_ENV: &[&str] = &["github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"];
+    pub const JOB_DEFAULTS: &[&str] = &["github", "needs", "strategy", "matrix", "env", "vars", "inputs"];
+    pub const JOB_OUTPUTS: &[&str] =
+        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs"];
+    pub const STEP: &[&str] = JOB_OUTPUTS;
+    pub const CALL_OUTPUTS: &[&str] = &["github", "jobs", "vars", "inputs"];
+}
+
 /// Collects diagnostics while walking one file.
 pub(crate) struct Ctx<'a> {
     pub file: &'a SourceFile,
     pub diagnostics: Vec<Diagnostic>,
+    /// Contexts the expressions being checked may name.
+    pub allowed: &'static [&'static str],
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(file: &'a SourceFile) -> Self {
-        Ctx { file, diagnostics: Vec::new() }
+        Ctx { file, diagnostics: Vec::new(), allowed: available::ALL }
     }
 
     pub fn error(&mut self, pos: Pos, message: impl Into<String>) {
@@ -206,7 +225,16 @@ impl<'a> Ctx<'a> {
             Ok(segments) => {
                 for segment in segments {
                     if let Segment::Expr { expr, offset } = segment {
-                        if let Err(e) = expr::parse(&expr) {
+                        let parsed = expr::parse(&expr);
+                        if let Ok(parsed) = &parsed {
+                            if let Some(name) = self.unavailable(parsed) {
+                                let open = offset.saturating_sub(3);
+                                let needle = &text[open..(offset + expr.len() + 2).min(text.len())];
+                                let at = self.file.locate(pos, needle, 0);
+                                self.diagnostics.push(self.unavailable_diagnostic(at, &name));
+                            }
+                        }
+                        if let Err(e) = parsed {
                             let open = offset.saturating_sub(3);
                             let needle = &text[open..(offset + expr.len() + 2).min(text.len())];
                             let at = self.file.locate(pos, needle, 3 + e.offset);
@@ -219,6 +247,18 @@ impl<'a> Ctx<'a> {
                 }
             }
         }
+    }
+
+    /// The first context an expression names that is not available here.
+    fn unavailable(&self, parsed: &expr::Expr) -> Option<String> {
+        let mut names = Vec::new();
+        parsed.contexts(&mut names);
+        names.into_iter().find(|n| !self.allowed.contains(&n.as_str()))
+    }
+
+    fn unavailable_diagnostic(&self, at: Pos, name: &str) -> Diagnostic {
+        Diagnostic::new(at, format!("the '{name}' context is not available here"))
+            .with_help(format!("available here: {}", self.allowed.join(", ")))
     }
 
     /// Parses an `if:` value.
@@ -247,7 +287,13 @@ impl<'a> Ctx<'a> {
             (trimmed, source.find(trimmed).unwrap_or(0))
         };
         match expr::parse(text) {
-            Ok(e) => Some(Condition { source: source.clone(), pos: node.pos, kind: ConditionKind::Expr(e) }),
+            Ok(e) => {
+                if let Some(name) = self.unavailable(&e) {
+                    let d = self.unavailable_diagnostic(node.pos, &name);
+                    self.diagnostics.push(d);
+                }
+                Some(Condition { source: source.clone(), pos: node.pos, kind: ConditionKind::Expr(e) })
+            }
             Err(e) => {
                 let at = self.file.locate(node.pos, text, e.offset);
                 let at = if at == node.pos && inner_offset + e.offset > 0 && !source.contains('\n') {
@@ -336,6 +382,7 @@ fn workflow_from(ctx: &mut Ctx, root: &Node) -> Workflow {
     ctx.check_keys(root, WORKFLOW_KEYS, "the workflow");
     wf.name = root.get("name").and_then(|n| ctx.string(n, "'name'"));
     if let Some(n) = root.get("run-name") {
+        ctx.allowed = available::RUN_NAME;
         ctx.check_expressions(n);
         wf.run_name = Some(n.clone());
     }
@@ -344,9 +391,11 @@ fn workflow_from(ctx: &mut Ctx, root: &Node) -> Workflow {
         None => ctx.error(root.pos, "the workflow has no 'on' key: say which events trigger it"),
     }
     if let Some(env) = root.get("env") {
+        ctx.allowed = available::WORKFLOW_ENV;
         env_node(ctx, env);
         wf.env = Some(env.clone());
     }
+    ctx.allowed = available::WORKFLOW_LEVEL;
     if let Some(d) = root.get("defaults") {
         wf.defaults = defaults(ctx, d);
     }
@@ -608,7 +657,9 @@ fn trigger(ctx: &mut Ctx, event: &str, node: &Node) -> Trigger {
                 ctx.check_keys(v, &["description", "value"], &format!("output '{name}'"));
                 match v.get("value") {
                     Some(value) => {
+                        ctx.allowed = available::CALL_OUTPUTS;
                         ctx.check_expressions(value);
+                        ctx.allowed = available::ALL;
                         t.outputs.insert(name, value.clone());
                     }
                     None => ctx.error(v.pos, format!("workflow_call output '{name}' needs a 'value'")),
@@ -686,16 +737,21 @@ fn input_spec(ctx: &mut Ctx, event: &str, node: &Node, pos: Pos) -> InputSpec {
 fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
     ctx.expect_map(node, &format!("job '{id}'"))?;
     ctx.check_keys(node, JOB_KEYS, &format!("job '{id}'"));
+    ctx.allowed = available::JOB_IF;
+    let condition = node.get("if").and_then(|c| ctx.condition(c));
+    ctx.allowed = available::JOB_DEFAULTS;
+    let job_defaults = node.get("defaults").map(|d| defaults(ctx, d)).unwrap_or_default();
+    ctx.allowed = available::JOB_LEVEL;
     let mut job = Job {
         id: id.to_string(),
         pos,
         name: node.get("name").cloned(),
         needs: Vec::new(),
-        condition: node.get("if").and_then(|c| ctx.condition(c)),
+        condition,
         runs_on: node.get("runs-on").cloned(),
         strategy: None,
         env: None,
-        defaults: node.get("defaults").map(|d| defaults(ctx, d)).unwrap_or_default(),
+        defaults: job_defaults,
         steps: Vec::new(),
         outputs: Vec::new(),
         timeout_minutes: node.get("timeout-minutes").cloned(),
@@ -730,13 +786,17 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         }
     }
     if let Some(env) = node.get("env") {
+        ctx.allowed = available::JOB_ENV;
         env_node(ctx, env);
+        ctx.allowed = available::JOB_LEVEL;
         job.env = Some(env.clone());
     }
     if let Some(strategy) = node.get("strategy") {
         if ctx.expect_map(strategy, "'strategy'").is_some() {
             ctx.check_keys(strategy, &["matrix", "fail-fast", "max-parallel"], "'strategy'");
+            ctx.allowed = available::JOB_STRATEGY;
             ctx.check_expressions(strategy);
+            ctx.allowed = available::JOB_LEVEL;
             if let Some(matrix) = strategy.get("matrix") {
                 match &matrix.value {
                     NodeValue::Map(entries) => {
@@ -785,7 +845,9 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         if let Some(entries) = ctx.expect_map(outputs, "'outputs'") {
             for (k, v) in entries {
                 if let Some(name) = ctx.string(k, "an output name") {
+                    ctx.allowed = available::JOB_OUTPUTS;
                     ctx.check_expressions(v);
+                    ctx.allowed = available::JOB_LEVEL;
                     job.outputs.push((name, v.clone()));
                 }
             }
@@ -803,7 +865,9 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         job.secrets = node.get("secrets").map(|s| match s.as_str() {
             Some("inherit") => JobSecrets::Inherit,
             _ => {
+                ctx.allowed = available::JOB_ENV;
                 ctx.check_expressions(s);
+                ctx.allowed = available::JOB_LEVEL;
                 JobSecrets::Map(s.clone())
             }
         });
@@ -832,6 +896,8 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
 
 /// Parses steps of a job, or of a composite action when `composite` (where `shell` is required).
 pub(crate) fn parse_steps(ctx: &mut Ctx, items: &[Node], composite: bool) -> Vec<Step> {
+    let outer = ctx.allowed;
+    ctx.allowed = available::STEP;
     let mut ids = HashSet::new();
     let mut out = Vec::new();
     for (index, node) in items.iter().enumerate() {
@@ -917,6 +983,7 @@ pub(crate) fn parse_steps(ctx: &mut Ctx, items: &[Node], composite: bool) -> Vec
             timeout_minutes: node.get("timeout-minutes").cloned(),
         });
     }
+    ctx.allowed = outer;
     out
 }
 

@@ -107,3 +107,20 @@ fn called_workflows_are_checked_before_the_run() {
         .stderr_has("unrecognized named-value: 'nope'")
         .stderr_has("the reusable workflow 'octo/repo/.github/workflows/w.yml@v1' is not in the repository");
 }
+
+#[test]
+fn contexts_are_checked_against_where_github_makes_them_available() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\nenv:\n  A: ${{ matrix.x }}\njobs:\n  a:\n    if: steps.s.outputs.x\n    runs-on: ubuntu-latest\n    outputs:\n      ok: ${{ steps.s.outputs.x }}\n    steps:\n      - id: s\n        run: echo ${{ jobs.x }}\n",
+        )
+        .run()
+        .code(2)
+        .stderr_has("w.yml:3:6")
+        .stderr_has("the 'matrix' context is not available here")
+        .stderr_has("w.yml:6:9")
+        .stderr_has("the 'steps' context is not available here")
+        .stderr_has("the 'jobs' context is not available here")
+        .stderr_has("3 problem(s)");
+}
