@@ -20,7 +20,8 @@ pub struct RepoInfo {
 impl RepoInfo {
     pub fn read(dir: &Path) -> RepoInfo {
         let Some(git_dir) = git_dir(dir) else {
-            return RepoInfo { sha: "0".repeat(40), ..RepoInfo::default() };
+            // Outside git there is no branch; GitHub always has one, so the default branch stands in.
+            return RepoInfo { sha: "0".repeat(40), git_ref: "refs/heads/main".into(), ..RepoInfo::default() };
         };
         let head = fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
         let head = head.trim();

@@ -3,10 +3,12 @@
 mod actions;
 mod cancel;
 mod conformance;
+mod contexts;
 mod masking;
 mod output;
 mod semantics;
 mod strategy;
 mod support;
 mod tidy;
+mod triggers;
 mod validation;
