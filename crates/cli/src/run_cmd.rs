@@ -180,7 +180,12 @@ pub fn main(args: RunArgs) -> ExitCode {
         options.inputs = parse_pairs(&args.inputs, "input", false)?;
         options.env = parse_pairs(&args.env, "env", false)?;
         for p in &args.platforms {
-            let label = p.split_once('=').map_or(p.as_str(), |(k, _)| k);
+            let (label, platform) = p.split_once('=').unwrap_or((p.as_str(), "-self-hosted"));
+            if platform != "-self-hosted" {
+                eprintln!(
+                    "warning: -P {label}={platform}: Mobius has no container executor yet; jobs for '{label}' run on this host"
+                );
+            }
             options.labels.push(label.to_string());
         }
         options.labels.extend(args.labels.iter().cloned());

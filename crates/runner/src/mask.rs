@@ -9,6 +9,13 @@ use std::sync::{Arc, RwLock};
 
 const MASK: &str = "***";
 
+/// Everything but RFC 3986's unreserved characters.
+const URI_DATA: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// What `encodeURIComponent` escapes.
+const URI_COMPONENT: &percent_encoding::AsciiSet =
+    &URI_DATA.remove(b'!').remove(b'\'').remove(b'(').remove(b')').remove(b'*');
+
 /// A shared, growable set of values to mask. Cheap to clone.
 #[derive(Clone, Default)]
 pub struct Masker {
@@ -48,7 +55,10 @@ impl Masker {
         }
         push(&base64::engine::general_purpose::STANDARD.encode(secret));
         push(base64::engine::general_purpose::STANDARD.encode(secret).trim_end_matches('='));
-        push(&percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC).to_string());
+        // URL-encoded as RFC 3986 data (.NET's EscapeDataString, which GitHub's runner masks)
+        // and as JavaScript's encodeURIComponent, which also leaves !'()* alone.
+        push(&percent_encoding::utf8_percent_encode(secret, URI_DATA).to_string());
+        push(&percent_encoding::utf8_percent_encode(secret, URI_COMPONENT).to_string());
         let mut state = match self.inner.write() {
             Ok(s) => s,
             Err(poisoned) => poisoned.into_inner(),
@@ -98,6 +108,9 @@ mod tests {
         assert_eq!(m.mask("token=s3cr3t! end"), "token=*** end");
         assert_eq!(m.mask("b64 czNjcjN0IQ=="), "b64 ***");
         assert_eq!(m.mask("url s3cr3t%21"), "url ***");
+        m.add("a-b c.d!");
+        assert_eq!(m.mask("q=a-b%20c.d%21"), "q=***");
+        assert_eq!(m.mask("q=a-b%20c.d!"), "q=***");
         assert_eq!(m.mask("got line-two"), "got ***");
         assert_eq!(m.mask("nothing here"), "nothing here");
     }
