@@ -98,7 +98,8 @@ impl JobRun {
     }
 }
 
-fn slug(text: &str) -> String {
+/// A file-name-safe form of a job or step name.
+pub(crate) fn slug(text: &str) -> String {
     let s: String = text
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.' { c } else { '_' })

@@ -53,6 +53,21 @@ impl StepOutput {
         }
     }
 
+    /// A sink for what is left of a step whose output pipe is still held by a
+    /// background process: the effects gathered so far, and no log file.
+    pub(crate) fn detached(shared: Arc<Shared>, job: &str, effects: CommandEffects) -> Self {
+        StepOutput {
+            shared,
+            job: job.to_string(),
+            step: String::new(),
+            log: None,
+            stop_token: None,
+            allow_unsecure: false,
+            debug: false,
+            effects,
+        }
+    }
+
     /// A line from Mobius itself (errors, notices) into the same stream.
     pub fn message(&mut self, text: &str) {
         let mut line = text.to_string();

@@ -127,52 +127,48 @@ pub fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Result<(P
 }
 
 fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth: usize, problems: &mut Vec<String>) {
-    {
-        let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
-        for job in wf.jobs.values() {
-            if only.is_some_and(|j| j != job.id) {
-                continue;
-            }
-            if let Some((uses, pos)) = &job.uses {
-                // Called workflows are validated and checked now, so nothing fails halfway.
-                match reusable_path(uses, &options.source_dir, options) {
-                    Err(e) => problems.push(format!("{}: {e}", at(*pos))),
-                    Ok(_) if depth >= 4 => {
-                        problems.push(format!("{}: reusable workflows nest more than 4 levels", at(*pos)))
-                    }
-                    Ok((path, display)) => match mobius_workflow::load_workflow(&path, &display) {
-                        Err(errors) => problems.push(format!(
-                            "{}: the called workflow is invalid:\n{}",
-                            at(*pos),
-                            errors.render(false)
-                        )),
-                        Ok(callee) if !callee.triggers.contains_key("workflow_call") => problems.push(format!(
-                            "{}: {display} has no 'on: workflow_call', so it cannot be called",
-                            at(*pos)
-                        )),
-                        Ok(callee) => check_workflow(&callee, options, None, depth + 1, problems),
-                    },
+    let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
+    for job in wf.jobs.values() {
+        if only.is_some_and(|j| j != job.id) {
+            continue;
+        }
+        if let Some((uses, pos)) = &job.uses {
+            // Called workflows are validated and checked now, so nothing fails halfway.
+            match reusable_path(uses, &options.source_dir, options) {
+                Err(e) => problems.push(format!("{}: {e}", at(*pos))),
+                Ok(_) if depth >= 4 => {
+                    problems.push(format!("{}: reusable workflows nest more than 4 levels", at(*pos)))
                 }
+                Ok((path, display)) => match mobius_workflow::load_workflow(&path, &display) {
+                    Err(errors) => problems.push(format!(
+                        "{}: the called workflow is invalid:\n{}",
+                        at(*pos),
+                        errors.render(false)
+                    )),
+                    Ok(callee) if !callee.triggers.contains_key("workflow_call") => problems
+                        .push(format!("{}: {display} has no 'on: workflow_call', so it cannot be called", at(*pos))),
+                    Ok(callee) => check_workflow(&callee, options, None, depth + 1, problems),
+                },
             }
-            if let Some(c) = &job.container {
-                problems.push(format!(
-                    "{}: job '{}' uses 'container:', which needs the Docker executor; it cannot run on the host",
-                    at(c.pos),
-                    job.id
-                ));
-            }
-            if let Some(s) = &job.services {
-                problems.push(format!(
-                    "{}: job '{}' uses 'services:', which needs the Docker executor; it cannot run on the host",
-                    at(s.pos),
-                    job.id
-                ));
-            }
-            for step in &job.steps {
-                if let StepAction::Uses { uses } = &step.action {
-                    if let Some(problem) = check_uses(uses, options) {
-                        problems.push(format!("{}: {problem}", at(step.pos)));
-                    }
+        }
+        if let Some(c) = &job.container {
+            problems.push(format!(
+                "{}: job '{}' uses 'container:', which needs the Docker executor; it cannot run on the host",
+                at(c.pos),
+                job.id
+            ));
+        }
+        if let Some(s) = &job.services {
+            problems.push(format!(
+                "{}: job '{}' uses 'services:', which needs the Docker executor; it cannot run on the host",
+                at(s.pos),
+                job.id
+            ));
+        }
+        for step in &job.steps {
+            if let StepAction::Uses { uses } = &step.action {
+                if let Some(problem) = check_uses(uses, options) {
+                    problems.push(format!("{}: {problem}", at(step.pos)));
                 }
             }
         }

@@ -2,7 +2,7 @@
 //! environment files, and the `steps` context of a job or composite action.
 
 use crate::envfile;
-use crate::job::{env_object, JobRun, PostKind, PostStep};
+use crate::job::{env_object, slug, JobRun, PostKind, PostStep};
 use crate::output::StepOutput;
 use crate::process::{self, Exit, ProcessSpec};
 use crate::uses;
@@ -126,7 +126,7 @@ pub(crate) fn base_env(run: &JobRun, scope: &Scope) -> Vec<(String, String)> {
     env
 }
 
-fn merge(env: &mut Vec<(String, String)>, layer: &[(String, String)]) {
+pub(crate) fn merge(env: &mut Vec<(String, String)>, layer: &[(String, String)]) {
     for (k, v) in layer {
         if let Some(slot) = env.iter_mut().find(|(name, _)| name == k) {
             slot.1 = v.clone();
@@ -234,15 +234,6 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
     record(scope, exec.outcome, conclusion, exec.outputs);
 }
 
-fn slug(text: &str) -> String {
-    let s: String = text
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
-        .take(48)
-        .collect();
-    s.trim_matches('_').to_string()
-}
-
 /// The files a step communicates through.
 pub(crate) struct StepFiles {
     pub env: PathBuf,
@@ -253,6 +244,20 @@ pub(crate) struct StepFiles {
 }
 
 impl StepFiles {
+    /// `GITHUB_ENV` and its siblings, pointing at these files.
+    pub fn variables(&self) -> Vec<(String, String)> {
+        [
+            ("GITHUB_ENV", &self.env),
+            ("GITHUB_OUTPUT", &self.output),
+            ("GITHUB_PATH", &self.path),
+            ("GITHUB_STATE", &self.state),
+            ("GITHUB_STEP_SUMMARY", &self.summary),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.display().to_string()))
+        .collect()
+    }
+
     pub fn create(dir: &Path, number: usize, tag: &str) -> std::io::Result<StepFiles> {
         let f = |kind: &str| dir.join(format!("{kind}_{number:03}{tag}"));
         let files = StepFiles {
@@ -274,7 +279,7 @@ impl StepFiles {
 pub(crate) fn process_env(
     run: &JobRun,
     prepared: &Prepared,
-    files: &StepFiles,
+    files: Option<&StepFiles>,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
     let mut env: Vec<(String, String)> = std::env::vars()
@@ -283,16 +288,9 @@ pub(crate) fn process_env(
     let github = prepared.contexts.get("github").cloned().unwrap_or(Value::Null);
     let runner = prepared.contexts.get("runner").cloned().unwrap_or(Value::Null);
     merge(&mut env, &crate::context::default_env(&github, &runner));
-    merge(
-        &mut env,
-        &[
-            ("GITHUB_ENV".to_string(), files.env.display().to_string()),
-            ("GITHUB_OUTPUT".into(), files.output.display().to_string()),
-            ("GITHUB_PATH".into(), files.path.display().to_string()),
-            ("GITHUB_STATE".into(), files.state.display().to_string()),
-            ("GITHUB_STEP_SUMMARY".into(), files.summary.display().to_string()),
-        ],
-    );
+    if let Some(files) = files {
+        merge(&mut env, &files.variables());
+    }
     merge(&mut env, &prepared.env);
     merge(&mut env, extra);
     if !run.paths.is_empty() {
@@ -475,7 +473,7 @@ async fn run_script(
         extra.push(("GITHUB_ACTION_PATH".into(), path.display().to_string()));
         extra.push(("GITHUB_ACTION_REPOSITORY".into(), scope.action_repository.clone()));
     }
-    let env = process_env(run, prepared, &files, &extra);
+    let env = process_env(run, prepared, Some(&files), &extra);
     let spec = ProcessSpec { program: program.clone(), args: argv, cwd, env };
     let (exit, mut out) = spawn(run, spec, out, timeout).await;
     let (outputs, _state, files_ok) = apply_files(run, &files, &mut out);
@@ -536,9 +534,7 @@ pub(crate) async fn spawn(
         Err(shared) => {
             let mut guard = shared.lock().unwrap_or_else(|p| p.into_inner());
             let effects = std::mem::take(&mut guard.effects);
-            let mut fresh = StepOutput::new(run.shared.clone(), &run.display, "", Path::new("/dev/null"), false);
-            fresh.effects = effects;
-            fresh
+            StepOutput::detached(run.shared.clone(), &run.display, effects)
         }
     };
     (exit, out)

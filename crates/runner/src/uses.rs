@@ -155,25 +155,15 @@ pub(crate) async fn run_uses(
                 return StepExec::failure();
             }
             out.flush();
-            let files = match StepFiles::create(&run.files_dir, prepared.number, "-main") {
-                Ok(f) => f,
-                Err(e) => {
-                    out.message(&format!("Error: {e}"));
-                    return StepExec::failure();
-                }
-            };
-            let mut extra: Vec<(String, String)> = inputs
-                .iter()
-                .map(|(k, v)| (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v)))
-                .collect();
+            let mut extra = input_variables(&inputs);
             extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
             extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
             extra.push((
                 "GITHUB_ACTION".into(),
                 step.id.clone().unwrap_or_else(|| format!("__action_{}", prepared.number)),
             ));
-            let env = process_env(run, prepared, &files, &extra);
-            drop(files);
+            // The environment files are created by run_node_script, fresh for main and for post.
+            let env = process_env(run, prepared, None, &extra);
             // State saved by the action's pre step (top-level steps only) reaches main and post.
             let pre_state = if scope.composite {
                 Vec::new()
@@ -236,16 +226,7 @@ pub(crate) async fn run_node_script(
         Ok(f) => f,
         Err(_) => return (StepExec::failure(), Vec::new()),
     };
-    for (k, v) in [
-        ("GITHUB_ENV", &files.env),
-        ("GITHUB_OUTPUT", &files.output),
-        ("GITHUB_PATH", &files.path),
-        ("GITHUB_STATE", &files.state),
-        ("GITHUB_STEP_SUMMARY", &files.summary),
-    ] {
-        env.retain(|(name, _)| name != k);
-        env.push((k.to_string(), v.display().to_string()));
-    }
+    step::merge(&mut env, &files.variables());
     let spec = ProcessSpec {
         program: node.display().to_string(),
         args: vec![dir.join(script).display().to_string()],
@@ -366,28 +347,16 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         };
         let exec = match inputs {
             Err(()) => StepExec::failure(),
-            Ok(inputs) => match StepFiles::create(&run.files_dir, number, "-pre") {
-                Err(e) => {
-                    out.message(&format!("Error: {e}"));
-                    StepExec::failure()
-                }
-                Ok(files) => {
-                    out.flush();
-                    let mut extra: Vec<(String, String)> = inputs
-                        .iter()
-                        .map(|(k, v)| {
-                            (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v))
-                        })
-                        .collect();
-                    extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
-                    extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
-                    let env = process_env(run, &prepared, &files, &extra);
-                    let (exec, state) =
-                        run_node_script(run, &name, &prepared.log_path, number, &dir, pre, env, None).await;
-                    run.states.insert(format!("pre:{}", step.index), state);
-                    exec
-                }
-            },
+            Ok(inputs) => {
+                out.flush();
+                let mut extra = input_variables(&inputs);
+                extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
+                extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
+                let env = process_env(run, &prepared, None, &extra);
+                let (exec, state) = run_node_script(run, &name, &prepared.log_path, number, &dir, pre, env, None).await;
+                run.states.insert(format!("pre:{}", step.index), state);
+                exec
+            }
         };
         out.flush();
         if exec.outcome == Conclusion::Failure {
@@ -402,4 +371,12 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         });
     }
     ok
+}
+
+/// `INPUT_<NAME>` variables of a JavaScript action (spaces become `_`, as on GitHub).
+fn input_variables(inputs: &Map<String, Value>) -> Vec<(String, String)> {
+    inputs
+        .iter()
+        .map(|(k, v)| (format!("INPUT_{}", k.replace(' ', "_").to_uppercase()), expr::to_display_string(v)))
+        .collect()
 }
