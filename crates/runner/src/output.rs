@@ -116,7 +116,9 @@ impl StepOutput {
             "set-env" => self.effects.env.push((prop("name"), cmd.data)),
             "add-path" => self.effects.paths.push(cmd.data),
             "stop-commands" => self.stop_token = Some(cmd.data),
-            "echo" => {}
+            // Problem matchers turn tool output into annotations on GitHub; they are accepted
+            // and not applied here (docs/compatibility.md).
+            "echo" | "add-matcher" | "remove-matcher" => {}
             "group" => return Some(format!("▼ {}\n", cmd.data)),
             "endgroup" => {}
             "error" | "warning" | "notice" | "debug" => {

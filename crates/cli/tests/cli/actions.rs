@@ -266,3 +266,31 @@ fn a_composite_action_using_itself_fails_instead_of_recursing_forever() {
         .code(1)
         .stdout_has("nest more than 10 levels");
 }
+
+#[test]
+fn cache_paths_may_be_globs_with_exclusions() {
+    let t = Test::new().workflow(
+        "w.yml",
+        r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/cache@v4
+        id: c
+        with:
+          key: objs-v1
+          path: |
+            build/**/*.o
+            !build/skip/**
+      - run: |
+          if [ "${{ steps.c.outputs.cache-hit }}" = true ]; then
+            echo "restored: $(find build -type f | sort | tr '\n' ' ')"
+          else
+            mkdir -p build/a/b build/skip && echo 1 > build/a/one.o && echo 2 > build/a/b/two.o && echo 3 > build/a/note.txt && echo 4 > build/skip/x.o
+          fi
+"#,
+    );
+    t.run().code(0).stdout_has("Cache saved with key: objs-v1 (2 files");
+    t.run().code(0).stdout_has("restored: build/a/b/two.o build/a/one.o ");
+}

@@ -1,29 +1,12 @@
 //! `actions/upload-artifact` and `actions/download-artifact` against the run's local artifact store.
 
-use crate::builtin::{lines, resolve_path};
+use crate::builtin::{glob_root, has_glob, lines, resolve_path};
 use crate::job::JobRun;
 use crate::output::StepOutput;
 use crate::repo::copy_tree;
 use crate::step::StepExec;
 use serde_json::{Map, Value};
 use std::path::{Component, Path, PathBuf};
-
-fn has_glob(s: &str) -> bool {
-    s.contains(['*', '?', '['])
-}
-
-/// The non-glob leading directories of a pattern.
-fn glob_root(pattern: &str) -> PathBuf {
-    let mut root = PathBuf::new();
-    for part in Path::new(pattern).components() {
-        let text = part.as_os_str().to_string_lossy();
-        if has_glob(&text) {
-            break;
-        }
-        root.push(part);
-    }
-    root
-}
 
 fn is_hidden(path: &Path, root: &Path) -> bool {
     path.strip_prefix(root)

@@ -1,7 +1,7 @@
 //! `actions/cache` (restore, then save in a post step), `cache/restore` and `cache/save`:
 //! a content-addressed local cache shared by runs of the same repository.
 
-use crate::builtin::{lines, resolve_path};
+use crate::builtin::{glob_root, has_glob, lines, resolve_path};
 use crate::job::{JobRun, PostKind, PostStep};
 use crate::output::StepOutput;
 use crate::step::{Prepared, StepExec};
@@ -126,11 +126,8 @@ fn unpack(run: &JobRun, entry: &Value, paths: &[String], root: &Path) -> std::io
         if rel.split('/').any(|c| c == "..") {
             continue;
         }
-        let target = if rel.is_empty() {
-            resolve_path(&run.workspace, base)
-        } else {
-            resolve_path(&run.workspace, base).join(rel)
-        };
+        let base = path_root(&run.workspace, base);
+        let target = if rel.is_empty() { base } else { base.join(rel) };
         let blob = file.get("blob").and_then(Value::as_str).unwrap_or_default();
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
@@ -160,25 +157,19 @@ pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut Step
         std::fs::create_dir_all(root.join("entries"))?;
         let mut files = Vec::new();
         let mut bytes = 0u64;
+        let mut excludes = globset::GlobSetBuilder::new();
+        for line in paths.iter().filter_map(|l| l.strip_prefix('!')) {
+            let pattern = resolve_path(&run.workspace, line).display().to_string();
+            if let Ok(glob) = globset::Glob::new(&pattern) {
+                excludes.add(glob);
+            }
+        }
+        let excludes = excludes.build().unwrap_or_else(|_| globset::GlobSet::empty());
         for (index, line) in paths.iter().enumerate() {
-            let base = resolve_path(&run.workspace, line);
-            let walk: Vec<(PathBuf, String)> = if base.is_file() {
-                vec![(base.clone(), String::new())]
-            } else if base.is_dir() {
-                walkdir::WalkDir::new(&base)
-                    .into_iter()
-                    .filter_map(Result::ok)
-                    .filter(|e| e.file_type().is_file())
-                    .map(|e| {
-                        (
-                            e.path().to_path_buf(),
-                            e.path().strip_prefix(&base).map(|r| r.display().to_string()).unwrap_or_default(),
-                        )
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
+            if line.starts_with('!') {
+                continue;
+            }
+            let walk = cache_files(&run.workspace, line, &excludes);
             for (path, rel) in walk {
                 let data = std::fs::read(&path)?;
                 let blob = sha256_hex(&data);
@@ -217,4 +208,46 @@ pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut Step
             StepExec::success()
         }
     }
+}
+
+/// Where a cache path's files are stored relative to: the path itself, or a glob's root.
+fn path_root(workspace: &Path, line: &str) -> PathBuf {
+    let resolved = resolve_path(workspace, line);
+    if has_glob(line) {
+        glob_root(&resolved.display().to_string())
+    } else {
+        resolved
+    }
+}
+
+/// The files one cache path names (a file, a directory's files, or a glob's matches),
+/// each with its path relative to the path's root; `!` patterns excluded.
+fn cache_files(workspace: &Path, line: &str, excludes: &globset::GlobSet) -> Vec<(PathBuf, String)> {
+    let resolved = resolve_path(workspace, line);
+    let root = path_root(workspace, line);
+    let keep = |p: &Path| !excludes.is_match(p);
+    let rel = |p: &Path| p.strip_prefix(&root).map(|r| r.display().to_string()).unwrap_or_default();
+    if has_glob(line) {
+        let Ok(matcher) = globset::GlobBuilder::new(&resolved.display().to_string()).literal_separator(true).build()
+        else {
+            return Vec::new();
+        };
+        let matcher = matcher.compile_matcher();
+        return walkdir::WalkDir::new(&root)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|e| e.file_type().is_file())
+            .filter(|e| e.path().ancestors().any(|a| matcher.is_match(a)) && keep(e.path()))
+            .map(|e| (e.path().to_path_buf(), rel(e.path())))
+            .collect();
+    }
+    if resolved.is_file() {
+        return if keep(&resolved) { vec![(resolved, String::new())] } else { Vec::new() };
+    }
+    walkdir::WalkDir::new(&resolved)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && keep(e.path()))
+        .map(|e| (e.path().to_path_buf(), rel(e.path())))
+        .collect()
 }

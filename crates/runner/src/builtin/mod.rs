@@ -55,3 +55,20 @@ pub(crate) fn resolve_path(workspace: &Path, path: &str) -> PathBuf {
         workspace.join(p)
     }
 }
+
+/// Whether a path input is a glob pattern.
+pub(crate) fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// The non-glob leading directories of a pattern: where a search for it starts.
+pub(crate) fn glob_root(pattern: &str) -> PathBuf {
+    let mut root = PathBuf::new();
+    for part in Path::new(pattern).components() {
+        if has_glob(&part.as_os_str().to_string_lossy()) {
+            break;
+        }
+        root.push(part);
+    }
+    root
+}
