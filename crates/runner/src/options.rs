@@ -36,6 +36,8 @@ pub struct RunOptions {
     pub cancel_grace: Duration,
     /// Runs kept in the state directory.
     pub keep_runs: usize,
+    /// Leave out of the jobs' copies what `.gitignore` excludes (act's `--use-gitignore`).
+    pub use_gitignore: bool,
 }
 
 impl RunOptions {
@@ -57,6 +59,7 @@ impl RunOptions {
             job_filter: None,
             cancel_grace: Duration::from_secs(10),
             keep_runs: 20,
+            use_gitignore: true,
         }
     }
 }

@@ -152,6 +152,52 @@ fn copy_tree_inner(from: &Path, to: &Path, in_objects: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// Copies the source directory into a run's snapshot: the work tree (uncommitted and
+/// untracked files included, and, when `use_gitignore`, without what `.gitignore`
+/// excludes, as act does) plus the repository's `.git` so steps can use git.
+pub fn copy_source(from: &Path, to: &Path, use_gitignore: bool) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    let walker = ignore::WalkBuilder::new(from)
+        .hidden(false)
+        .parents(false)
+        .ignore(false)
+        .git_global(use_gitignore)
+        .git_ignore(use_gitignore)
+        .git_exclude(use_gitignore)
+        .require_git(false)
+        .filter_entry(|e| e.file_name() != ".git")
+        .build();
+    for entry in walker {
+        let entry = entry.map_err(io::Error::other)?;
+        let Ok(rel) = entry.path().strip_prefix(from) else { continue };
+        if rel.as_os_str().is_empty() {
+            continue;
+        }
+        let target = to.join(rel);
+        let Some(kind) = entry.file_type() else { continue };
+        if kind.is_dir() {
+            fs::create_dir_all(&target)?;
+        } else if kind.is_symlink() {
+            let link = fs::read_link(entry.path())?;
+            let _ = fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target)?;
+        } else {
+            if let Some(parent) = target.parent() {
+                fs::create_dir_all(parent)?;
+            }
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    let dot_git = from.join(".git");
+    if dot_git.is_dir() {
+        copy_tree(&dot_git, &to.join(".git"))?;
+    } else if dot_git.is_file() {
+        // A worktree's `.git` file points at the real repository; copy it as it is.
+        fs::copy(&dot_git, to.join(".git"))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,6 +207,31 @@ mod tests {
         assert_eq!(repository_from_url("https://github.com/nektos/act.git").as_deref(), Some("nektos/act"));
         assert_eq!(repository_from_url("git@github.com:owner/repo.git").as_deref(), Some("owner/repo"));
         assert_eq!(repository_from_url("https://gitea.local/o/r/").as_deref(), Some("o/r"));
+    }
+
+    #[test]
+    fn source_copies_skip_ignored_files_but_keep_untracked_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir_all(src.join("target/debug")).unwrap();
+        fs::create_dir_all(src.join(".git/objects")).unwrap();
+        fs::write(src.join(".gitignore"), "target/\n*.log\n").unwrap();
+        fs::write(src.join("target/debug/big"), "huge").unwrap();
+        fs::write(src.join("run.log"), "log").unwrap();
+        fs::write(src.join("untracked.rs"), "new").unwrap();
+        fs::write(src.join(".env.example"), "hidden files count").unwrap();
+        fs::write(src.join(".git/HEAD"), "ref: refs/heads/main").unwrap();
+        let dst = dir.path().join("dst");
+        copy_source(&src, &dst, true).unwrap();
+        assert!(dst.join("untracked.rs").is_file());
+        assert!(dst.join(".env.example").is_file());
+        assert!(dst.join(".gitignore").is_file());
+        assert!(dst.join(".git/HEAD").is_file());
+        assert!(!dst.join("target").exists());
+        assert!(!dst.join("run.log").exists());
+        let all = dir.path().join("all");
+        copy_source(&src, &all, false).unwrap();
+        assert!(all.join("target/debug/big").is_file());
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::job::{self, Leg};
 use crate::mask::Masker;
 use crate::options::{labels_match, RunOptions};
 use crate::plan;
-use crate::repo::{copy_tree, RepoInfo};
+use crate::repo::{copy_source, RepoInfo};
 use crate::reporter::Reporter;
 use mobius_core::{Conclusion, RunEvent};
 use mobius_workflow::evaluate::{evaluate_bool, evaluate_node, evaluate_number};
@@ -125,7 +125,7 @@ pub async fn execute(
     std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
     prune_runs(&runs_root, options.keep_runs, &run_id);
     let snapshot = run_dir.join("source");
-    copy_tree(&options.source_dir, &snapshot)
+    copy_source(&options.source_dir, &snapshot, options.use_gitignore)
         .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
     let repo = RepoInfo::read(&options.source_dir);
     let repository = options.repository.clone().or_else(|| repo.remote_repository.clone()).unwrap_or_else(|| {

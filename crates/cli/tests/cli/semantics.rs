@@ -310,3 +310,22 @@ fn a_push_without_payload_describes_the_head_commit() {
         .code(0)
         .stdout_has("msg=initial repo=octo/app after=true ref=refs/heads/main");
 }
+
+#[test]
+fn ignored_files_stay_out_of_the_jobs_copies_unless_asked() {
+    let wf =
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: ls -a; test -f untracked.txt\n";
+    let t = Test::new()
+        .workflow("w.yml", wf)
+        .file(".gitignore", "build/\n")
+        .file("build/huge.bin", "x")
+        .git()
+        .file("untracked.txt", "new");
+    t.run().code(0).stdout_lacks("| build").stdout_has("| untracked.txt");
+    let t = Test::new()
+        .workflow("w.yml", wf)
+        .file(".gitignore", "build/\n")
+        .file("build/huge.bin", "x")
+        .file("untracked.txt", "new");
+    t.args(&["--use-gitignore=false"]).run().code(0).stdout_has("| build");
+}
