@@ -76,6 +76,9 @@ pub struct RunArgs {
     /// Leave what .gitignore excludes out of the jobs' copies (`--use-gitignore=false` keeps it).
     #[arg(long = "use-gitignore", value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set)]
     use_gitignore: bool,
+    /// Keep the job workspaces of older runs too (by default only the newest run's stay).
+    #[arg(long = "keep-workspaces")]
+    keep_workspaces: bool,
     /// Accepted for act compatibility; Mobius never uses a cache server.
     #[arg(long = "no-cache-server", hide = true)]
     no_cache_server: bool,
@@ -217,6 +220,7 @@ pub fn main(args: RunArgs) -> ExitCode {
     }
     options.action_dir = args.action_dir.clone();
     options.use_gitignore = args.use_gitignore;
+    options.keep_workspaces = args.keep_workspaces;
     options.job_filter = args.job.clone();
     let repo = RepoInfo::read(&directory);
     let event = plan::event_ref(&options, &repo);

@@ -3,7 +3,7 @@
 
 use crate::context::{self, JobPaths};
 use crate::process::ProcessGroups;
-use crate::repo::copy_tree;
+use crate::repo::copy_workspace;
 use crate::run::Shared;
 use crate::step::{self, Scope};
 use indexmap::IndexMap;
@@ -136,7 +136,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         for d in [&temp, &files_dir, &logs_dir, &tool_cache] {
             std::fs::create_dir_all(d)?;
         }
-        copy_tree(&shared.snapshot, &workspace)
+        copy_workspace(&shared.snapshot, &workspace)
     })();
     let finish = |conclusion: Conclusion| {
         shared.reporter.event(RunEvent::JobFinished {
@@ -263,6 +263,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     }
     timer.abort();
     run.groups.kill_all();
+
     let was_timed_out = timed_out.load(Ordering::SeqCst);
     if was_timed_out {
         shared.reporter.event(RunEvent::Warning {

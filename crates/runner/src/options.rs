@@ -38,6 +38,8 @@ pub struct RunOptions {
     pub keep_runs: usize,
     /// Leave out of the jobs' copies what `.gitignore` excludes (act's `--use-gitignore`).
     pub use_gitignore: bool,
+    /// Keep the job workspaces of older runs too (by default only the newest run's stay).
+    pub keep_workspaces: bool,
 }
 
 impl RunOptions {
@@ -60,6 +62,7 @@ impl RunOptions {
             cancel_grace: Duration::from_secs(10),
             keep_runs: 20,
             use_gitignore: true,
+            keep_workspaces: false,
         }
     }
 }

@@ -143,6 +143,11 @@ fn copy_tree_inner(from: &Path, to: &Path, in_objects: bool) -> io::Result<()> {
             let link = fs::read_link(entry.path())?;
             let _ = fs::remove_file(&target);
             std::os::unix::fs::symlink(link, &target)?;
+        } else if entry.file_name().to_string_lossy().ends_with(".sample")
+            && from.file_name().is_some_and(|n| n == "hooks")
+        {
+            // git's inert example hooks: a third of a fresh .git, never run.
+            continue;
         } else if in_objects && fs::hard_link(entry.path(), &target).is_ok() {
             continue;
         } else {
@@ -194,6 +199,53 @@ pub fn copy_source(from: &Path, to: &Path, use_gitignore: bool) -> io::Result<()
     } else if dot_git.is_file() {
         // A worktree's `.git` file points at the real repository; copy it as it is.
         fs::copy(&dot_git, to.join(".git"))?;
+    }
+    Ok(())
+}
+
+/// A job's workspace from the run's snapshot. The `.git` folder is copied except its
+/// object store, which the copy borrows through git's alternates (as `git clone
+/// --shared` does): objects are immutable, and a repository may hold thousands.
+pub fn copy_workspace(snapshot: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(snapshot)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        let kind = entry.file_type()?;
+        if entry.file_name() == ".git" && kind.is_dir() {
+            copy_git_dir_shared(&entry.path(), &target)?;
+        } else if kind.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else if kind.is_symlink() {
+            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn copy_git_dir_shared(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_name() == "objects" {
+            fs::create_dir_all(target.join("info"))?;
+            fs::create_dir_all(target.join("pack"))?;
+            let mut alternates = entry.path().display().to_string();
+            // Alternates the snapshot itself borrows from stay reachable.
+            if let Ok(inherited) = fs::read_to_string(entry.path().join("info/alternates")) {
+                alternates.push('\n');
+                alternates.push_str(inherited.trim_end());
+            }
+            alternates.push('\n');
+            fs::write(target.join("info/alternates"), alternates)?;
+        } else if entry.file_type()?.is_dir() {
+            copy_tree(&entry.path(), &target)?;
+        } else {
+            fs::copy(entry.path(), &target)?;
+        }
     }
     Ok(())
 }

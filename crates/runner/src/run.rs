@@ -14,6 +14,7 @@ use mobius_workflow::expr::{self, Contexts, Status};
 use mobius_workflow::{matrix, ConditionKind, Job, JobSecrets, Workflow};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeSet, HashMap};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::sync::atomic::AtomicUsize;
 use std::sync::Arc;
@@ -123,7 +124,7 @@ pub async fn execute(
     );
     let run_dir = runs_root.join(&run_id);
     std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
-    prune_runs(&runs_root, options.keep_runs, &run_id);
+    let trash = prune_runs(&runs_root, options.keep_runs, &run_id, options.keep_workspaces);
     let snapshot = run_dir.join("source");
     copy_source(&options.source_dir, &snapshot, options.use_gitignore)
         .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
@@ -162,6 +163,7 @@ pub async fn execute(
         cancel,
         job_counter: AtomicUsize::new(0),
     });
+    remove_detached(&trash);
     tracing::info!(run = %shared.run_id, dir = %run_dir.display(), event = %shared.options.event_name, "run started");
     reporter.event(RunEvent::RunStarted {
         run_id,
@@ -213,10 +215,12 @@ fn next_run_number(state_dir: &std::path::Path) -> u64 {
     n
 }
 
-/// Keeps the newest `keep` run directories.
-fn prune_runs(root: &std::path::Path, keep: usize, current: &str) {
+/// Keeps the newest `keep` runs, and the job workspaces of the newest only (logs and
+/// artifacts stay with every kept run). What goes is first moved into `.trash`, which
+/// costs one rename, and returned to be deleted off the critical path.
+fn prune_runs(root: &std::path::Path, keep: usize, current: &str, keep_workspaces: bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root) else {
-        return;
+        return Vec::new();
     };
     let mut runs: Vec<(u128, PathBuf)> = entries
         .filter_map(Result::ok)
@@ -227,8 +231,43 @@ fn prune_runs(root: &std::path::Path, keep: usize, current: &str) {
         .collect();
     runs.sort();
     let excess = (runs.len() + 1).saturating_sub(keep);
-    for (_, path) in runs.into_iter().take(excess) {
-        let _ = std::fs::remove_dir_all(path);
+    let trash = root.join(".trash");
+    let discard = |path: &std::path::Path, name: String| {
+        let _ = std::fs::create_dir_all(&trash);
+        if std::fs::rename(path, trash.join(name)).is_err() {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    };
+    for (index, (number, path)) in runs.iter().enumerate() {
+        if index < excess {
+            discard(path, number.to_string());
+        } else if !keep_workspaces && path.join("jobs").is_dir() {
+            discard(&path.join("jobs"), format!("{number}-jobs"));
+        }
+    }
+    std::fs::read_dir(&trash).map(|e| e.filter_map(Result::ok).map(|e| e.path()).collect()).unwrap_or_default()
+}
+
+/// Deletes paths in a detached `rm -rf`, in its own process group, which finishes even
+/// after this process exits (as `git gc --auto` detaches): a run of a hundred jobs
+/// holds thousands of files, and no run should wait for an older one to be deleted.
+fn remove_detached(paths: &[PathBuf]) {
+    if paths.is_empty() {
+        return;
+    }
+    let spawned = std::process::Command::new("rm")
+        .arg("-rf")
+        .arg("--")
+        .args(paths)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .process_group(0)
+        .spawn();
+    if spawned.is_err() {
+        for path in paths {
+            let _ = std::fs::remove_dir_all(path);
+        }
     }
 }
 

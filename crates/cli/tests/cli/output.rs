@@ -52,6 +52,16 @@ fn only_the_last_runs_are_kept() {
     for _ in 0..22 {
         t.run().code(0);
     }
-    let count = std::fs::read_dir(t.state.path().join("mobius/runs")).unwrap().count();
-    assert_eq!(count, 20);
+    let mut runs: Vec<std::path::PathBuf> = std::fs::read_dir(t.state.path().join("mobius/runs"))
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .map(|e| e.path())
+        .collect();
+    runs.sort();
+    assert_eq!(runs.len(), 20);
+    // Logs stay with every kept run; job workspaces only with the newest.
+    assert!(runs.iter().all(|r| r.join("logs").is_dir()));
+    assert!(runs.last().unwrap().join("jobs").is_dir());
+    assert!(runs[..19].iter().all(|r| !r.join("jobs").exists()));
 }
