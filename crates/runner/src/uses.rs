@@ -237,6 +237,8 @@ pub(crate) async fn run_node_script(
     let (outputs, state, files_ok) = apply_files(run, &files, &mut out);
     let outcome = match exit {
         Ok(Exit::Code(0)) if files_ok => Conclusion::Success,
+        // The environment files were malformed; the error is already in the log.
+        Ok(Exit::Code(0)) => Conclusion::Failure,
         Ok(Exit::Code(code)) => {
             out.message(&format!("Error: node exited with code {code}."));
             Conclusion::Failure
