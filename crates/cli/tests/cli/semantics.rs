@@ -329,3 +329,16 @@ fn ignored_files_stay_out_of_the_jobs_copies_unless_asked() {
         .file("untracked.txt", "new");
     t.args(&["--use-gitignore=false"]).run().code(0).stdout_has("| build");
 }
+
+#[test]
+fn a_malformed_environment_file_fails_the_step_and_names_the_line() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          echo 'GOOD=1' >> \"$GITHUB_ENV\"\n          echo 'no equals sign here' >> \"$GITHUB_ENV\"\n      - if: always()\n        run: echo \"good=[$GOOD]\"\n",
+        )
+        .run()
+        .code(1)
+        .stdout_has("line 2: expected NAME=value or NAME<<DELIMITER, found 'no equals sign here'")
+        .stdout_has("good=[]");
+}
