@@ -146,6 +146,8 @@ pub async fn execute(
     for secret in options.secrets.values() {
         masker.add(secret);
     }
+    let reporter: Arc<dyn Reporter> =
+        Arc::new(crate::reporter::RecordingReporter::new(reporter, &run_dir.join("events.jsonl")));
     let shared = Arc::new(Shared {
         job_slots: Semaphore::new(options.parallel.max(1)),
         node: find_program("node").or_else(|| find_program("nodejs")),

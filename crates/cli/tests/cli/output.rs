@@ -65,3 +65,17 @@ fn only_the_last_runs_are_kept() {
     assert!(runs.last().unwrap().join("jobs").is_dir());
     assert!(runs[..19].iter().all(|r| !r.join("jobs").exists()));
 }
+
+#[test]
+fn the_run_keeps_an_append_only_event_record() {
+    let out = Test::new().workflow("ci.yml", WF).run();
+    out.code(0);
+    let text = std::fs::read_to_string(out.run_dir().join("events.jsonl")).unwrap();
+    let events: Vec<serde_json::Value> = text.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    assert_eq!(events.first().unwrap()["event"], "run_started");
+    assert_eq!(events.last().unwrap()["event"], "run_finished");
+    assert!(events.iter().all(|e| e["event"] != "log" && e["time"].is_string()));
+    let finished: Vec<&str> =
+        events.iter().filter(|e| e["event"] == "job_finished").filter_map(|e| e["job"].as_str()).collect();
+    assert_eq!(finished, ["build", "test"]);
+}
