@@ -477,32 +477,8 @@ async fn run_script(
     let spec = ProcessSpec { program: program.clone(), args: argv, cwd, env };
     let (exit, mut out) = spawn(run, spec, out, timeout).await;
     let (outputs, _state, files_ok) = apply_files(run, &files, &mut out);
-    let outcome = match exit {
-        Ok(Exit::Code(0)) if files_ok => Conclusion::Success,
-        Ok(Exit::Code(0)) => Conclusion::Failure,
-        Ok(Exit::Code(code)) => {
-            out.message(&format!("Error: Process completed with exit code {code}."));
-            Conclusion::Failure
-        }
-        Ok(Exit::Signal(sig)) => {
-            out.message(&format!("Error: Process was killed by signal {sig}."));
-            Conclusion::Failure
-        }
-        Ok(Exit::TimedOut) => {
-            out.message("Error: The step exceeded its timeout and was stopped.");
-            Conclusion::Failure
-        }
-        Ok(Exit::Cancelled) => {
-            out.message("Error: The operation was canceled.");
-            Conclusion::Cancelled
-        }
-        Err(e) => {
-            out.message(&format!("Error: cannot start '{program}': {e}"));
-            Conclusion::Failure
-        }
-    };
+    let outcome = outcome_of(exit, files_ok, &program, &mut out);
     out.flush();
-    let outcome = if outcome == Conclusion::Cancelled { Conclusion::Failure } else { outcome };
     StepExec { outcome, outputs }
 }
 
@@ -580,4 +556,26 @@ pub(crate) fn evaluate_with(step: &Step, ctx: &Contexts) -> Result<Vec<(String, 
             _ => Err("with: expected a mapping".into()),
         },
     }
+}
+
+/// A step's outcome from how its process ended, with the reason in its log. A
+/// cancelled step counts as failed, as on GitHub; malformed environment files fail
+/// the step (their error is already in the log).
+pub(crate) fn outcome_of(
+    exit: std::io::Result<Exit>,
+    files_ok: bool,
+    program: &str,
+    out: &mut StepOutput,
+) -> Conclusion {
+    let reason = match exit {
+        Ok(Exit::Code(0)) if files_ok => return Conclusion::Success,
+        Ok(Exit::Code(0)) => return Conclusion::Failure,
+        Ok(Exit::Code(code)) => format!("Process completed with exit code {code}."),
+        Ok(Exit::Signal(sig)) => format!("Process was killed by signal {sig}."),
+        Ok(Exit::TimedOut) => "The step exceeded its timeout and was stopped.".to_string(),
+        Ok(Exit::Cancelled) => "The operation was canceled.".to_string(),
+        Err(e) => format!("cannot start '{program}': {e}"),
+    };
+    out.message(&format!("Error: {reason}"));
+    Conclusion::Failure
 }

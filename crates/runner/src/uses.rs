@@ -5,7 +5,7 @@ use crate::builtin;
 use crate::job::{JobRun, PostKind, PostStep};
 use crate::output::StepOutput;
 use crate::plan::BUILTIN_ACTIONS;
-use crate::process::{Exit, ProcessSpec};
+use crate::process::ProcessSpec;
 use crate::step::{self, apply_files, evaluate_with, process_env, Prepared, Scope, StepExec, StepFiles};
 use mobius_core::Conclusion;
 use mobius_workflow::evaluate::evaluate_node;
@@ -235,23 +235,7 @@ pub(crate) async fn run_node_script(
     };
     let (exit, mut out) = step::spawn(run, spec, out, timeout).await;
     let (outputs, state, files_ok) = apply_files(run, &files, &mut out);
-    let outcome = match exit {
-        Ok(Exit::Code(0)) if files_ok => Conclusion::Success,
-        // The environment files were malformed; the error is already in the log.
-        Ok(Exit::Code(0)) => Conclusion::Failure,
-        Ok(Exit::Code(code)) => {
-            out.message(&format!("Error: node exited with code {code}."));
-            Conclusion::Failure
-        }
-        Ok(other) => {
-            out.message(&format!("Error: node stopped: {other:?}."));
-            Conclusion::Failure
-        }
-        Err(e) => {
-            out.message(&format!("Error: cannot start node: {e}"));
-            Conclusion::Failure
-        }
-    };
+    let outcome = step::outcome_of(exit, files_ok, "node", &mut out);
     out.flush();
     (StepExec { outcome, outputs }, state)
 }
