@@ -289,7 +289,7 @@ pub fn main(args: RunArgs) -> ExitCode {
             eprintln!("\nCancelling: stopping running steps, then always() and post steps run...");
             signal_cancel.cancel();
         });
-        mobius_runner::execute(options, selected, reporter, cancel).await
+        mobius_runner::execute(options, repo, selected, reporter, cancel).await
     });
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

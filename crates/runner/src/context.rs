@@ -18,11 +18,7 @@ pub(crate) fn github(shared: &Shared, wf: &Workflow, job_id: &str, paths: Option
     let repo = &shared.repo;
     let payload = &shared.options.event_payload;
     let git_ref = payload.get("ref").and_then(Value::as_str).map_or(repo.git_ref.clone(), str::to_string);
-    let ref_name = git_ref
-        .strip_prefix("refs/heads/")
-        .or_else(|| git_ref.strip_prefix("refs/tags/"))
-        .unwrap_or(&git_ref)
-        .to_string();
+    let ref_name = crate::repo::short_ref(&git_ref).to_string();
     let ref_type = if git_ref.starts_with("refs/tags/") { "tag" } else { "branch" };
     let owner = shared.repository.split('/').next().unwrap_or_default().to_string();
     let (base_ref, head_ref) = if shared.options.event_name.starts_with("pull_request") {

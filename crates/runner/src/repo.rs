@@ -1,9 +1,9 @@
-//! What the run needs to know about the source repository: head commit, ref and name,
-//! read from `.git` directly (refs, packed-refs, config), and the private copy jobs run in.
+//! What the run needs to know about the source repository (head commit, ref and
+//! name, read with gix) and the copies of it that runs and jobs work in.
 
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The repository's state at the start of the run.
 #[derive(Debug, Clone, Default)]
@@ -14,100 +14,37 @@ pub struct RepoInfo {
     pub git_ref: String,
     /// `owner/name` from the `origin` remote, when it has one.
     pub remote_repository: Option<String>,
-    pub is_git: bool,
 }
 
 impl RepoInfo {
+    /// Reads the repository holding `dir` (searching upwards, as git does).
     pub fn read(dir: &Path) -> RepoInfo {
-        let Some(git_dir) = git_dir(dir) else {
+        match gix::discover(dir) {
+            Ok(repo) => RepoInfo {
+                sha: repo.head_id().map_or_else(|_| "0".repeat(40), |id| id.to_string()),
+                git_ref: repo.head_name().ok().flatten().map(|name| name.as_bstr().to_string()).unwrap_or_default(),
+                remote_repository: repo
+                    .find_remote("origin")
+                    .ok()
+                    .and_then(|remote| {
+                        remote.url(gix::remote::Direction::Fetch).map(|url| url.to_bstring().to_string())
+                    })
+                    .and_then(|url| repository_from_url(&url)),
+            },
             // Outside git there is no branch; GitHub always has one, so the default branch stands in.
-            return RepoInfo { sha: "0".repeat(40), git_ref: "refs/heads/main".into(), ..RepoInfo::default() };
-        };
-        let head = fs::read_to_string(git_dir.join("HEAD")).unwrap_or_default();
-        let head = head.trim();
-        let (git_ref, sha) = match head.strip_prefix("ref: ") {
-            Some(r) => (r.to_string(), resolve_ref(&git_dir, r).unwrap_or_else(|| "0".repeat(40))),
-            None => (String::new(), head.to_string()),
-        };
-        RepoInfo { sha, git_ref, remote_repository: origin_repository(&git_dir), is_git: true }
+            Err(_) => RepoInfo { sha: "0".repeat(40), git_ref: "refs/heads/main".into(), remote_repository: None },
+        }
     }
 
     /// The branch or tag name of the ref.
     pub fn ref_name(&self) -> String {
-        self.git_ref
-            .strip_prefix("refs/heads/")
-            .or_else(|| self.git_ref.strip_prefix("refs/tags/"))
-            .unwrap_or(&self.git_ref)
-            .to_string()
-    }
-
-    pub fn ref_type(&self) -> &'static str {
-        if self.git_ref.starts_with("refs/tags/") {
-            "tag"
-        } else {
-            "branch"
-        }
+        short_ref(&self.git_ref).to_string()
     }
 }
 
-/// The `.git` directory of the work tree holding `dir` (searching upwards, as git
-/// does, and following a `gitdir:` file for worktrees).
-pub fn git_dir(dir: &Path) -> Option<PathBuf> {
-    dir.ancestors().find_map(git_dir_here)
-}
-
-fn git_dir_here(dir: &Path) -> Option<PathBuf> {
-    let dot_git = dir.join(".git");
-    if dot_git.is_dir() {
-        return Some(dot_git);
-    }
-    let text = fs::read_to_string(&dot_git).ok()?;
-    let target = text.trim().strip_prefix("gitdir: ")?;
-    let path = dir.join(target);
-    path.is_dir().then_some(path)
-}
-
-fn resolve_ref(git_dir: &Path, name: &str) -> Option<String> {
-    let common = fs::read_to_string(git_dir.join("commondir"))
-        .ok()
-        .map(|c| git_dir.join(c.trim()))
-        .unwrap_or_else(|| git_dir.to_path_buf());
-    for base in [git_dir, common.as_path()] {
-        if let Ok(text) = fs::read_to_string(base.join(name)) {
-            let text = text.trim();
-            if let Some(target) = text.strip_prefix("ref: ") {
-                return resolve_ref(git_dir, target);
-            }
-            return Some(text.to_string());
-        }
-        if let Ok(packed) = fs::read_to_string(base.join("packed-refs")) {
-            for line in packed.lines() {
-                if let Some((sha, r)) = line.split_once(' ') {
-                    if r == name {
-                        return Some(sha.to_string());
-                    }
-                }
-            }
-        }
-    }
-    None
-}
-
-fn origin_repository(git_dir: &Path) -> Option<String> {
-    let config = fs::read_to_string(git_dir.join("config")).ok()?;
-    let mut in_origin = false;
-    for line in config.lines().map(str::trim) {
-        if line.starts_with('[') {
-            in_origin = line == "[remote \"origin\"]";
-            continue;
-        }
-        if in_origin {
-            if let Some(url) = line.strip_prefix("url").map(str::trim_start).and_then(|l| l.strip_prefix('=')) {
-                return repository_from_url(url.trim());
-            }
-        }
-    }
-    None
+/// `main` for `refs/heads/main`, `v1` for `refs/tags/v1`; other refs as they are.
+pub fn short_ref(git_ref: &str) -> &str {
+    git_ref.strip_prefix("refs/heads/").or_else(|| git_ref.strip_prefix("refs/tags/")).unwrap_or(git_ref)
 }
 
 /// `owner/name` from `https://host/owner/name(.git)` or `git@host:owner/name(.git)`.

@@ -84,8 +84,10 @@ pub(crate) struct Call {
 }
 
 /// Runs the given (already selected and validated) workflows to completion.
+/// `repo` is what the plan read of the source directory (`RepoInfo::read`), used again here.
 pub async fn execute(
     options: RunOptions,
+    repo: RepoInfo,
     workflows: Vec<Workflow>,
     reporter: Arc<dyn Reporter>,
     cancel: CancellationToken,
@@ -128,7 +130,6 @@ pub async fn execute(
     let snapshot = run_dir.join("source");
     copy_source(&options.source_dir, &snapshot, options.use_gitignore)
         .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
-    let repo = RepoInfo::read(&options.source_dir);
     let repository = options.repository.clone().or_else(|| repo.remote_repository.clone()).unwrap_or_else(|| {
         let name = options.source_dir.file_name().map_or("repository".into(), |n| n.to_string_lossy().to_string());
         format!("local/{name}")

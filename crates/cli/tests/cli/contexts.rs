@@ -56,3 +56,17 @@ fn workflow_call_can_be_fired_from_the_command_line() {
         .code(0)
         .stdout_has("n-plus=true who=cli");
 }
+
+#[test]
+fn the_repository_name_comes_from_the_origin_remote() {
+    if !crate::support::require("git") {
+        return;
+    }
+    Test::new()
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"repo=${{ github.repository }} owner=${{ github.repository_owner }} ref=${{ github.ref_name }}\"\n")
+        .git()
+        .git_cmd(&["remote", "add", "origin", "git@github.com:octo/from-remote.git"])
+        .run()
+        .code(0)
+        .stdout_has("repo=octo/from-remote owner=octo ref=main");
+}
