@@ -115,7 +115,8 @@ pub fn checkout(source: &Path, wanted: &str, target: &Path, clean: bool) -> Resu
     }
     let git_dir = target.join(".git");
     if !git_dir.exists() {
-        crate::repo::copy_tree(repo.git_dir(), &git_dir).map_err(|e| format!("cannot copy the repository: {e}"))?;
+        crate::repo::copy_git_dir(repo.git_dir(), &git_dir, crate::repo::GitObjects::HardLink)
+            .map_err(|e| format!("cannot copy the repository: {e}"))?;
     }
     std::fs::write(git_dir.join("HEAD"), format!("{commit}\n")).map_err(|e| e.to_string())?;
     // An index matching the tree, so `git status` in the checkout is clean.

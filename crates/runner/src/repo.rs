@@ -56,42 +56,113 @@ pub fn repository_from_url(url: &str) -> Option<String> {
     (!owner.is_empty() && !name.is_empty()).then(|| format!("{owner}/{name}"))
 }
 
-/// Copies a directory tree (files, symlinks, permissions), uncommitted files included.
-///
-/// Git's object files are never modified in place (they are written once, read-only,
-/// and replaced rather than changed), so under `.git/objects` they are hard-linked
-/// when the file system allows it: a job's copy of a large repository then costs one
-/// link per object instead of a copy of its history.
-pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
-    copy_tree_inner(from, to, false)
+/// How a copy gets a repository's object store. Git never modifies an object file in
+/// place (objects are written once, read-only, and replaced rather than changed), so
+/// copies may share them instead of duplicating a repository's whole history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GitObjects {
+    /// Hard-link each object file (copied where the file system refuses).
+    HardLink,
+    /// Borrow the source's object store through git's alternates, as `git clone --shared` does.
+    Alternates,
 }
 
-fn copy_tree_inner(from: &Path, to: &Path, in_objects: bool) -> io::Result<()> {
+/// Copies a directory tree (files, symlinks, permissions); a `.git` inside it gets
+/// its objects hard-linked.
+pub fn copy_tree(from: &Path, to: &Path) -> io::Result<()> {
+    copy_dir(from, to, GitObjects::HardLink)
+}
+
+/// A job's workspace from the run's snapshot, borrowing the snapshot's git objects.
+pub fn copy_workspace(snapshot: &Path, to: &Path) -> io::Result<()> {
+    copy_dir(snapshot, to, GitObjects::Alternates)
+}
+
+fn copy_dir(from: &Path, to: &Path, objects: GitObjects) -> io::Result<()> {
     fs::create_dir_all(to)?;
     for entry in fs::read_dir(from)? {
         let entry = entry?;
-        let kind = entry.file_type()?;
         let target = to.join(entry.file_name());
-        if kind.is_dir() {
-            let objects =
-                in_objects || (entry.file_name() == "objects" && from.file_name().is_some_and(|n| n == ".git"));
-            copy_tree_inner(&entry.path(), &target, objects)?;
-        } else if kind.is_symlink() {
-            let link = fs::read_link(entry.path())?;
-            let _ = fs::remove_file(&target);
-            std::os::unix::fs::symlink(link, &target)?;
-        } else if entry.file_name().to_string_lossy().ends_with(".sample")
-            && from.file_name().is_some_and(|n| n == "hooks")
-        {
-            // git's inert example hooks: a third of a fresh .git, never run.
-            continue;
-        } else if in_objects && fs::hard_link(entry.path(), &target).is_ok() {
-            continue;
+        if entry.file_type()?.is_dir() {
+            if entry.file_name() == ".git" {
+                copy_git_dir(&entry.path(), &target, objects)?;
+            } else {
+                copy_dir(&entry.path(), &target, objects)?;
+            }
         } else {
-            fs::copy(entry.path(), &target)?;
+            copy_entry(&entry, &target)?;
         }
     }
     Ok(())
+}
+
+/// Copies a file or symlink.
+fn copy_entry(entry: &fs::DirEntry, target: &Path) -> io::Result<()> {
+    if entry.file_type()?.is_symlink() {
+        let _ = fs::remove_file(target);
+        std::os::unix::fs::symlink(fs::read_link(entry.path())?, target)
+    } else {
+        fs::copy(entry.path(), target).map(|_| ())
+    }
+}
+
+/// Copies a `.git` directory: objects shared as `objects` says, git's inert example
+/// hooks (`hooks/*.sample`, a third of a fresh repository's files) left out.
+pub(crate) fn copy_git_dir(from: &Path, to: &Path, objects: GitObjects) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let name = entry.file_name();
+        let target = to.join(&name);
+        let is_dir = entry.file_type()?.is_dir();
+        if is_dir && name == "objects" {
+            match objects {
+                GitObjects::HardLink => link_dir(&entry.path(), &target)?,
+                GitObjects::Alternates => borrow_objects(&entry.path(), &target)?,
+            }
+        } else if is_dir && name == "hooks" {
+            fs::create_dir_all(&target)?;
+            for hook in fs::read_dir(entry.path())? {
+                let hook = hook?;
+                if !hook.file_name().to_string_lossy().ends_with(".sample") {
+                    copy_entry(&hook, &target.join(hook.file_name()))?;
+                }
+            }
+        } else if is_dir {
+            copy_dir(&entry.path(), &target, objects)?;
+        } else {
+            copy_entry(&entry, &target)?;
+        }
+    }
+    Ok(())
+}
+
+fn link_dir(from: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to)?;
+    for entry in fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            link_dir(&entry.path(), &target)?;
+        } else if fs::hard_link(entry.path(), &target).is_err() {
+            copy_entry(&entry, &target)?;
+        }
+    }
+    Ok(())
+}
+
+/// An empty object store whose `info/alternates` names `source` (and whatever
+/// `source` itself borrows from).
+fn borrow_objects(source: &Path, to: &Path) -> io::Result<()> {
+    fs::create_dir_all(to.join("info"))?;
+    fs::create_dir_all(to.join("pack"))?;
+    let mut alternates = source.display().to_string();
+    if let Ok(inherited) = fs::read_to_string(source.join("info/alternates")) {
+        alternates.push('\n');
+        alternates.push_str(inherited.trim_end());
+    }
+    alternates.push('\n');
+    fs::write(to.join("info/alternates"), alternates)
 }
 
 /// Copies the source directory into a run's snapshot: the work tree (uncommitted and
@@ -132,57 +203,10 @@ pub fn copy_source(from: &Path, to: &Path, use_gitignore: bool) -> io::Result<()
     }
     let dot_git = from.join(".git");
     if dot_git.is_dir() {
-        copy_tree(&dot_git, &to.join(".git"))?;
+        copy_git_dir(&dot_git, &to.join(".git"), GitObjects::HardLink)?;
     } else if dot_git.is_file() {
         // A worktree's `.git` file points at the real repository; copy it as it is.
         fs::copy(&dot_git, to.join(".git"))?;
-    }
-    Ok(())
-}
-
-/// A job's workspace from the run's snapshot. The `.git` folder is copied except its
-/// object store, which the copy borrows through git's alternates (as `git clone
-/// --shared` does): objects are immutable, and a repository may hold thousands.
-pub fn copy_workspace(snapshot: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(snapshot)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        let kind = entry.file_type()?;
-        if entry.file_name() == ".git" && kind.is_dir() {
-            copy_git_dir_shared(&entry.path(), &target)?;
-        } else if kind.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else if kind.is_symlink() {
-            std::os::unix::fs::symlink(fs::read_link(entry.path())?, &target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
-        }
-    }
-    Ok(())
-}
-
-fn copy_git_dir_shared(from: &Path, to: &Path) -> io::Result<()> {
-    fs::create_dir_all(to)?;
-    for entry in fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_name() == "objects" {
-            fs::create_dir_all(target.join("info"))?;
-            fs::create_dir_all(target.join("pack"))?;
-            let mut alternates = entry.path().display().to_string();
-            // Alternates the snapshot itself borrows from stay reachable.
-            if let Ok(inherited) = fs::read_to_string(entry.path().join("info/alternates")) {
-                alternates.push('\n');
-                alternates.push_str(inherited.trim_end());
-            }
-            alternates.push('\n');
-            fs::write(target.join("info/alternates"), alternates)?;
-        } else if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            fs::copy(entry.path(), &target)?;
-        }
     }
     Ok(())
 }
@@ -221,6 +245,26 @@ mod tests {
         let all = dir.path().join("all");
         copy_source(&src, &all, false).unwrap();
         assert!(all.join("target/debug/big").is_file());
+    }
+
+    #[test]
+    fn workspaces_borrow_objects_and_leave_sample_hooks_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let snapshot = dir.path().join("snapshot");
+        fs::create_dir_all(snapshot.join(".git/objects/ab")).unwrap();
+        fs::create_dir_all(snapshot.join(".git/hooks")).unwrap();
+        fs::write(snapshot.join(".git/objects/ab/cdef"), "object").unwrap();
+        fs::write(snapshot.join(".git/hooks/pre-commit.sample"), "#!/bin/sh").unwrap();
+        fs::write(snapshot.join(".git/hooks/pre-push"), "#!/bin/sh").unwrap();
+        fs::write(snapshot.join("main.rs"), "fn main() {}").unwrap();
+        let ws = dir.path().join("ws");
+        copy_workspace(&snapshot, &ws).unwrap();
+        assert!(ws.join("main.rs").is_file());
+        assert!(!ws.join(".git/objects/ab").exists(), "objects are borrowed, not copied");
+        let alternates = fs::read_to_string(ws.join(".git/objects/info/alternates")).unwrap();
+        assert_eq!(alternates.trim(), snapshot.join(".git/objects").display().to_string());
+        assert!(ws.join(".git/hooks/pre-push").is_file());
+        assert!(!ws.join(".git/hooks/pre-commit.sample").exists());
     }
 
     #[test]
