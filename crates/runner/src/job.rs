@@ -68,6 +68,22 @@ impl JobRun {
         self.cancel.is_cancelled()
     }
 
+    pub fn step_started(&self, step: &str) {
+        self.shared.reporter.event(RunEvent::StepStarted { job: self.display.clone(), step: step.to_string() });
+    }
+
+    /// Reports a finished step; `started` is absent for a skipped one.
+    pub fn step_finished(&self, step: String, outcome: Conclusion, conclusion: Conclusion, started: Option<Instant>) {
+        let duration_ms = started.map_or(0, |s| s.elapsed().as_millis() as u64);
+        self.shared.reporter.event(RunEvent::StepFinished {
+            job: self.display.clone(),
+            step,
+            outcome,
+            conclusion,
+            duration_ms,
+        });
+    }
+
     pub fn next_step_number(&mut self) -> usize {
         self.step_counter += 1;
         self.step_counter

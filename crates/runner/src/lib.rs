@@ -19,6 +19,6 @@ mod step;
 mod uses;
 
 pub use options::RunOptions;
-pub use reporter::{CollectingReporter, Reporter};
+pub use reporter::Reporter;
 pub use run::{execute, RunError, RunSummary};
 pub use tokio_util::sync::CancellationToken;

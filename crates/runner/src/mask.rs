@@ -71,10 +71,6 @@ impl Masker {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.inner.read().map(|s| s.values.is_empty()).unwrap_or(true)
-    }
-
     /// Replaces every masked value in `text` by `***`.
     pub fn mask<'a>(&self, text: &'a str) -> Cow<'a, str> {
         let state = match self.inner.read() {

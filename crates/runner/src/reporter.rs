@@ -11,46 +11,6 @@ pub trait Reporter: Send + Sync {
     fn log_lines(&self, job: &str, step: &str, lines: &str);
 }
 
-/// Keeps everything in memory; for tests and embedding.
-#[derive(Debug, Default)]
-pub struct CollectingReporter {
-    pub events: Mutex<Vec<RunEvent>>,
-}
-
-impl CollectingReporter {
-    /// All log lines of a job, in order.
-    pub fn log_of(&self, job: &str) -> Vec<String> {
-        self.events
-            .lock()
-            .map(|events| {
-                events
-                    .iter()
-                    .filter_map(|e| match e {
-                        RunEvent::Log { job: j, line, .. } if j == job => Some(line.clone()),
-                        _ => None,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-impl Reporter for CollectingReporter {
-    fn event(&self, event: RunEvent) {
-        if let Ok(mut events) = self.events.lock() {
-            events.push(event);
-        }
-    }
-
-    fn log_lines(&self, job: &str, step: &str, lines: &str) {
-        if let Ok(mut events) = self.events.lock() {
-            for line in lines.lines() {
-                events.push(RunEvent::Log { job: job.into(), step: step.into(), line: line.into() });
-            }
-        }
-    }
-}
-
 /// Passes every event on, and appends each one except log lines (which have their
 /// own files) to the run's `events.jsonl`: the run's append-only record, one JSON
 /// object per line with a `time`, written before the event is shown.

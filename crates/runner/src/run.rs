@@ -86,7 +86,7 @@ pub(crate) struct Call {
 /// Runs the given (already selected and validated) workflows to completion.
 /// `repo` is what the plan read of the source directory (`RepoInfo::read`), used again here.
 pub async fn execute(
-    options: RunOptions,
+    mut options: RunOptions,
     repo: RepoInfo,
     workflows: Vec<Workflow>,
     reporter: Arc<dyn Reporter>,
@@ -108,7 +108,6 @@ pub async fn execute(
         return Err(RunError::Invalid(problems));
     }
     // GitHub puts the dispatch inputs (defaults applied, as strings) into the event payload.
-    let mut options = options;
     if options.event_name == "workflow_dispatch" && options.event_payload.get("inputs").is_none() {
         if let (Some(call), Value::Object(payload)) = (calls.first(), &mut options.event_payload) {
             let inputs: Map<String, Value> =
@@ -136,7 +135,6 @@ pub async fn execute(
     });
     let actor = options.actor.clone().unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "mobius".into()));
     // Without --eventpath, a push gets the payload GitHub would send for the head commit.
-    let mut options = options;
     if options.event_name == "push" && options.event_payload.as_object().is_some_and(|o| o.is_empty()) {
         options.event_payload = push_payload(&options, &repo, &repository, &actor);
     }

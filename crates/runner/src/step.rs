@@ -6,7 +6,7 @@ use crate::job::{env_object, slug, JobRun, PostKind, PostStep};
 use crate::output::StepOutput;
 use crate::process::{self, Exit, ProcessSpec};
 use crate::uses;
-use mobius_core::{Conclusion, RunEvent};
+use mobius_core::Conclusion;
 use mobius_workflow::evaluate::{evaluate_bool, evaluate_node, evaluate_number, evaluate_string, evaluate_string_map};
 use mobius_workflow::expr::{self, Contexts, Status};
 use mobius_workflow::{Step, StepAction};
@@ -183,18 +183,12 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
         }
     };
     if !run_it {
-        run.shared.reporter.event(RunEvent::StepFinished {
-            job: run.display.clone(),
-            step: name,
-            outcome: Conclusion::Skipped,
-            conclusion: Conclusion::Skipped,
-            duration_ms: 0,
-        });
+        run.step_finished(name, Conclusion::Skipped, Conclusion::Skipped, None);
         record(scope, Conclusion::Skipped, Conclusion::Skipped, Map::new());
         return;
     }
     let started = Instant::now();
-    run.shared.reporter.event(RunEvent::StepStarted { job: run.display.clone(), step: name.clone() });
+    run.step_started(&name);
     let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&name)));
     let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: own_env, number, log_path };
     let exec = if !problems.is_empty() {
@@ -224,13 +218,7 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
     if conclusion == Conclusion::Failure {
         scope.failed = true;
     }
-    run.shared.reporter.event(RunEvent::StepFinished {
-        job: run.display.clone(),
-        step: name,
-        outcome: exec.outcome,
-        conclusion,
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
+    run.step_finished(name, exec.outcome, conclusion, Some(started));
     record(scope, exec.outcome, conclusion, exec.outputs);
 }
 
@@ -521,7 +509,7 @@ pub(crate) async fn run_post(run: &mut JobRun, post: &PostStep) -> StepExec {
     let started = Instant::now();
     let number = run.next_step_number();
     let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&post.name)));
-    run.shared.reporter.event(RunEvent::StepStarted { job: run.display.clone(), step: post.name.clone() });
+    run.step_started(&post.name);
     let exec = match &post.kind {
         PostKind::Node { action_dir, script, env, state_key } => {
             let state = run.states.get(state_key).cloned().unwrap_or_default();
@@ -536,13 +524,7 @@ pub(crate) async fn run_post(run: &mut JobRun, post: &PostStep) -> StepExec {
             exec
         }
     };
-    run.shared.reporter.event(RunEvent::StepFinished {
-        job: run.display.clone(),
-        step: post.name.clone(),
-        outcome: exec.outcome,
-        conclusion: exec.outcome,
-        duration_ms: started.elapsed().as_millis() as u64,
-    });
+    run.step_finished(post.name.clone(), exec.outcome, exec.outcome, Some(started));
     exec
 }
 

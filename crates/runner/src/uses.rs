@@ -321,7 +321,7 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         let number = run.next_step_number();
         let log_path = run.logs_dir.join(format!("{number:02}-pre.log"));
         let started = std::time::Instant::now();
-        run.shared.reporter.event(mobius_core::RunEvent::StepStarted { job: run.display.clone(), step: name.clone() });
+        run.step_started(&name);
         let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: Vec::new(), number, log_path };
         let mut out = StepOutput::new(run.shared.clone(), &run.display, &name, &prepared.log_path, false);
         let inputs = match evaluate_with(step, &prepared.contexts) {
@@ -348,13 +348,7 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         if exec.outcome == Conclusion::Failure {
             ok = false;
         }
-        run.shared.reporter.event(mobius_core::RunEvent::StepFinished {
-            job: run.display.clone(),
-            step: name,
-            outcome: exec.outcome,
-            conclusion: exec.outcome,
-            duration_ms: started.elapsed().as_millis() as u64,
-        });
+        run.step_finished(name, exec.outcome, exec.outcome, Some(started));
     }
     ok
 }
