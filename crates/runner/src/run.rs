@@ -40,6 +40,8 @@ pub(crate) struct Shared {
     pub cancel: CancellationToken,
     pub job_counter: AtomicUsize,
     pub node: Option<PathBuf>,
+    /// Whether `bash` is on PATH (looked up once; an unspecified shell falls back to `sh`).
+    pub has_bash: bool,
 }
 
 /// Why a run did not start.
@@ -150,6 +152,7 @@ pub async fn execute(
     let shared = Arc::new(Shared {
         job_slots: Semaphore::new(options.parallel.max(1)),
         node: find_program("node").or_else(|| find_program("nodejs")),
+        has_bash: find_program("bash").is_some(),
         options,
         reporter: reporter.clone(),
         masker,

@@ -355,11 +355,11 @@ pub(crate) fn apply_files(
 }
 
 /// GitHub's shell templates; `{0}` is the script file.
-fn shell_command(shell: Option<&str>) -> (Vec<String>, &'static str) {
+fn shell_command(shell: Option<&str>, has_bash: bool) -> (Vec<String>, &'static str) {
     let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
     match shell.map(str::trim) {
         None | Some("") => {
-            if crate::run::find_program("bash").is_some() {
+            if has_bash {
                 (words("bash -e {0}"), ".sh")
             } else {
                 (words("sh -e {0}"), ".sh")
@@ -439,7 +439,7 @@ async fn run_script(
         out.message(&format!("Error: the working directory '{}' does not exist", cwd.display()));
         return StepExec::failure();
     }
-    let (template, extension) = shell_command(shell.as_deref());
+    let (template, extension) = shell_command(shell.as_deref(), run.shared.has_bash);
     let script_path = run.temp.join(format!("step-{:03}{extension}", prepared.number));
     if let Err(e) = std::fs::write(&script_path, text.as_bytes()) {
         out.message(&format!("Error: cannot write the script: {e}"));

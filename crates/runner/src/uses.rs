@@ -26,15 +26,15 @@ fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
     if uses.starts_with('/') {
         return Ok((PathBuf::from(uses), String::new()));
     }
-    if uses.starts_with("docker://") {
-        return Err(format!("'{uses}' needs the Docker executor, which the host runner does not have"));
+    // The same check the plan makes before the run, for actions only met at run time
+    // (inside composite actions); its message says how to vendor the action.
+    if let Some(problem) = crate::plan::check_uses(uses, &run.shared.options) {
+        return Err(problem);
     }
     let repository = uses.split('@').next().unwrap_or(uses).to_string();
     match &run.shared.options.action_dir {
-        Some(dir) if dir.join(uses).is_dir() => Ok((dir.join(uses), repository)),
-        _ => Err(format!(
-            "the action '{uses}' is not built in and not vendored; pass --action-dir DIR with DIR/{uses} in it"
-        )),
+        Some(dir) => Ok((dir.join(uses), repository)),
+        None => Err(format!("the action '{uses}' is not vendored")),
     }
 }
 

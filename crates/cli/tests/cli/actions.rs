@@ -294,3 +294,14 @@ jobs:
     t.run().code(0).stdout_has("Cache saved with key: objs-v1 (2 files");
     t.run().code(0).stdout_has("restored: build/a/b/two.o build/a/one.o ");
 }
+
+#[test]
+fn a_remote_action_inside_a_composite_fails_its_step_with_the_vendoring_hint() {
+    Test::new()
+        .file("wrap/action.yml", "runs:\n  using: composite\n  steps:\n    - uses: someone/thing@v1\n")
+        .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./wrap\n")
+        .run()
+        .code(1)
+        .stdout_has("the action 'someone/thing@v1' is not built in")
+        .stdout_has("--action-dir");
+}
