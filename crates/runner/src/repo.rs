@@ -115,6 +115,13 @@ pub(crate) fn copy_git_dir(from: &Path, to: &Path, objects: GitObjects) -> io::R
         let name = entry.file_name();
         let target = to.join(&name);
         let is_dir = entry.file_type()?.is_dir();
+        // A job's repository is like a fresh shared clone: no reflogs, commit-message
+        // draft or description to carry over (each is a file written per job).
+        if objects == GitObjects::Alternates
+            && ["logs", "COMMIT_EDITMSG", "description", "branches"].iter().any(|n| name == *n)
+        {
+            continue;
+        }
         if is_dir && name == "objects" {
             match objects {
                 GitObjects::HardLink => link_dir(&entry.path(), &target)?,
@@ -257,6 +264,8 @@ mod tests {
         fs::write(snapshot.join(".git/hooks/pre-commit.sample"), "#!/bin/sh").unwrap();
         fs::write(snapshot.join(".git/hooks/pre-push"), "#!/bin/sh").unwrap();
         fs::write(snapshot.join("main.rs"), "fn main() {}").unwrap();
+        fs::create_dir_all(snapshot.join(".git/logs")).unwrap();
+        fs::write(snapshot.join(".git/logs/HEAD"), "reflog").unwrap();
         let ws = dir.path().join("ws");
         copy_workspace(&snapshot, &ws).unwrap();
         assert!(ws.join("main.rs").is_file());
@@ -264,6 +273,7 @@ mod tests {
         let alternates = fs::read_to_string(ws.join(".git/objects/info/alternates")).unwrap();
         assert_eq!(alternates.trim(), snapshot.join(".git/objects").display().to_string());
         assert!(ws.join(".git/hooks/pre-push").is_file());
+        assert!(!ws.join(".git/logs").exists(), "a job's repository starts without reflogs");
         assert!(!ws.join(".git/hooks/pre-commit.sample").exists());
     }
 
