@@ -1,0 +1,208 @@
+//! Projects, the refs last seen in their repositories, their secrets and variables, and the audit log.
+
+use crate::{now_ms, AuditEntry, Project, Result, Store, StoreError};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+fn project(row: &AnyRow) -> Result<Project> {
+    Ok(Project {
+        id: row.try_get("id")?,
+        name: row.try_get("name")?,
+        repo: row.try_get("repo")?,
+        branch: row.try_get("branch")?,
+        poll_interval_ms: row.try_get("poll_interval_ms")?,
+        created_at: row.try_get("created_at")?,
+        webhook_secret: row.try_get("webhook_secret")?,
+    })
+}
+
+const PROJECT_COLUMNS: &str = "id, name, repo, branch, poll_interval_ms, created_at, webhook_secret";
+
+impl Store {
+    pub async fn create_project(
+        &self,
+        name: &str,
+        repo: &str,
+        branch: &str,
+        webhook_secret: &[u8],
+        poll_interval_ms: i64,
+    ) -> Result<Project> {
+        let existing = self.project_by_name(name).await?;
+        if existing.is_some() {
+            return Err(StoreError::Conflict(format!("a project named '{name}' already exists")));
+        }
+        let row = sqlx::query(&format!(
+            "INSERT INTO projects (name, repo, branch, webhook_secret, poll_interval_ms, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLUMNS}"
+        ))
+        .bind(name)
+        .bind(repo)
+        .bind(branch)
+        .bind(webhook_secret.to_vec())
+        .bind(poll_interval_ms)
+        .bind(now_ms())
+        .fetch_one(&self.pool)
+        .await?;
+        project(&row)
+    }
+
+    pub async fn projects(&self) -> Result<Vec<Project>> {
+        let rows =
+            sqlx::query(&format!("SELECT {PROJECT_COLUMNS} FROM projects ORDER BY name")).fetch_all(&self.pool).await?;
+        rows.iter().map(project).collect()
+    }
+
+    pub async fn project_by_name(&self, name: &str) -> Result<Option<Project>> {
+        let row = sqlx::query(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE name = $1"))
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(project).transpose()
+    }
+
+    pub async fn project_by_id(&self, id: i64) -> Result<Option<Project>> {
+        let row = sqlx::query(&format!("SELECT {PROJECT_COLUMNS} FROM projects WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(project).transpose()
+    }
+
+    /// The refs last seen in the project's repository: `(name, sha)`.
+    pub async fn refs(&self, project_id: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, sha FROM refs WHERE project_id = $1 ORDER BY name")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sha")?))).collect()
+    }
+
+    /// Records a ref's new position (`None` when it was deleted).
+    pub async fn set_ref(&self, project_id: i64, name: &str, sha: Option<&str>) -> Result<()> {
+        sqlx::query("DELETE FROM refs WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        if let Some(sha) = sha {
+            sqlx::query("INSERT INTO refs (project_id, name, sha) VALUES ($1, $2, $3)")
+                .bind(project_id)
+                .bind(name)
+                .bind(sha)
+                .execute(&self.pool)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Stores a sealed secret value (see [`crate::MasterKey::seal`]).
+    pub async fn set_secret(&self, project_id: i64, name: &str, sealed: &[u8]) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM secrets WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO secrets (project_id, name, sealed, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(project_id)
+            .bind(name)
+            .bind(sealed.to_vec())
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Sealed secrets of a project: `(name, sealed, updated_at)`.
+    pub async fn secrets(&self, project_id: i64) -> Result<Vec<(String, Vec<u8>, i64)>> {
+        let rows = sqlx::query("SELECT name, sealed, updated_at FROM secrets WHERE project_id = $1 ORDER BY name")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sealed")?, r.try_get("updated_at")?))).collect()
+    }
+
+    /// Removes a secret; whether it existed.
+    pub async fn delete_secret(&self, project_id: i64, name: &str) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM secrets WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    pub async fn set_variable(&self, project_id: i64, name: &str, value: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query("DELETE FROM variables WHERE project_id = $1 AND name = $2")
+            .bind(project_id)
+            .bind(name)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO variables (project_id, name, value, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(project_id)
+            .bind(name)
+            .bind(value)
+            .bind(now_ms())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Variables of a project: `(name, value)`.
+    pub async fn variables(&self, project_id: i64) -> Result<Vec<(String, String)>> {
+        let rows = sqlx::query("SELECT name, value FROM variables WHERE project_id = $1 ORDER BY name")
+            .bind(project_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("value")?))).collect()
+    }
+
+    /// Appends to the audit log.
+    pub async fn audit(
+        &self,
+        actor: &str,
+        action: &str,
+        target: &str,
+        detail: serde_json::Value,
+        remote: &str,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, target, detail, remote) VALUES ($1, $2, $3, $4, $5, $6)")
+            .bind(now_ms())
+            .bind(actor)
+            .bind(action)
+            .bind(target)
+            .bind(detail.to_string())
+            .bind(remote)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// The newest audit entries first, at most `limit`, older than `before` when given.
+    pub async fn audit_log(&self, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
+        let rows = sqlx::query(
+            "SELECT id, at, actor, action, target, detail, remote FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let detail: String = r.try_get("detail")?;
+                Ok(AuditEntry {
+                    id: r.try_get("id")?,
+                    at: r.try_get("at")?,
+                    actor: r.try_get("actor")?,
+                    action: r.try_get("action")?,
+                    target: r.try_get("target")?,
+                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
+                    remote: r.try_get("remote")?,
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,476 @@
+//! Runs, their jobs and steps, artifacts and test reports.
+
+use crate::{now_ms, ArtifactFile, JobRow, NewRun, Result, Run, RunCounts, StepRow, Store, TestReport};
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+fn run(row: &AnyRow) -> Result<Run> {
+    Ok(Run {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        project: row.try_get("project")?,
+        number: row.try_get("number")?,
+        attempt: row.try_get("attempt")?,
+        workflow: row.try_get("workflow")?,
+        workflow_name: row.try_get("workflow_name")?,
+        event: row.try_get("event")?,
+        ref_name: row.try_get("ref_name")?,
+        head_sha: row.try_get("head_sha")?,
+        actor: row.try_get("actor")?,
+        author: row.try_get("author")?,
+        message: row.try_get("message")?,
+        payload: row.try_get("payload")?,
+        inputs: row.try_get("inputs")?,
+        status: row.try_get("status")?,
+        conclusion: row.try_get("conclusion")?,
+        reason: row.try_get("reason")?,
+        concurrency_group: row.try_get("concurrency_group")?,
+        cancel_in_progress: row.try_get::<i64, _>("cancel_in_progress")? != 0,
+        cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
+        rerun_of: row.try_get("rerun_of")?,
+        created_at: row.try_get("created_at")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+const RUN_SELECT: &str = "SELECT r.id, r.project_id, p.name AS project, r.number, r.attempt, r.workflow,
+    r.workflow_name, r.event, r.ref_name, r.head_sha, r.actor, r.author, r.message, r.payload, r.inputs,
+    r.status, r.conclusion, r.reason, r.concurrency_group, r.cancel_in_progress, r.cancel_requested,
+    r.rerun_of, r.created_at, r.started_at, r.completed_at FROM runs r JOIN projects p ON p.id = r.project_id";
+
+fn job(row: &AnyRow) -> Result<JobRow> {
+    Ok(JobRow {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        name: row.try_get("name")?,
+        status: row.try_get("status")?,
+        conclusion: row.try_get("conclusion")?,
+        reason: row.try_get("reason")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, run_id, name, status, conclusion, reason, started_at, completed_at";
+
+fn step(row: &AnyRow) -> Result<StepRow> {
+    Ok(StepRow {
+        id: row.try_get("id")?,
+        job_id: row.try_get("job_id")?,
+        number: row.try_get("number")?,
+        name: row.try_get("name")?,
+        status: row.try_get("status")?,
+        conclusion: row.try_get("conclusion")?,
+        started_at: row.try_get("started_at")?,
+        completed_at: row.try_get("completed_at")?,
+        spool: row.try_get("spool")?,
+        log_blob: row.try_get("log_blob")?,
+        log_size: row.try_get("log_size")?,
+    })
+}
+
+const STEP_COLUMNS: &str =
+    "id, job_id, number, name, status, conclusion, started_at, completed_at, spool, log_blob, log_size";
+
+/// Which runs a listing wants.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    pub project_id: Option<i64>,
+    pub status: Option<String>,
+    /// Only runs with a smaller id (paging backwards).
+    pub before: Option<i64>,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Inserts a run, numbered after the project's last one (a re-run keeps its number).
+    pub async fn create_run(&self, new: &NewRun) -> Result<Run> {
+        let mut tx = self.pool.begin().await?;
+        let number: i64 = match new.rerun_of {
+            Some(original) => {
+                sqlx::query_scalar("SELECT number FROM runs WHERE id = $1").bind(original).fetch_one(&mut *tx).await?
+            }
+            None => {
+                sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE project_id = $1")
+                    .bind(new.project_id)
+                    .fetch_one(&mut *tx)
+                    .await?
+            }
+        };
+        let now = now_ms();
+        let (status, conclusion, reason, completed_at) = match &new.finished {
+            Some((conclusion, reason)) => ("completed", Some(conclusion.clone()), Some(reason.clone()), Some(now)),
+            None => ("queued", None, None, None),
+        };
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO runs (project_id, number, attempt, workflow, workflow_name, event, ref_name, head_sha,
+               actor, author, message, payload, inputs, status, conclusion, reason, concurrency_group,
+               cancel_in_progress, cancel_requested, rerun_of, created_at, completed_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21)
+             RETURNING id",
+        )
+        .bind(new.project_id)
+        .bind(number)
+        .bind(new.attempt)
+        .bind(&new.workflow)
+        .bind(&new.workflow_name)
+        .bind(&new.event)
+        .bind(&new.ref_name)
+        .bind(&new.head_sha)
+        .bind(&new.actor)
+        .bind(&new.author)
+        .bind(&new.message)
+        .bind(&new.payload)
+        .bind(&new.inputs)
+        .bind(status)
+        .bind(conclusion)
+        .bind(reason)
+        .bind(new.concurrency_group.clone())
+        .bind(i64::from(new.cancel_in_progress))
+        .bind(new.rerun_of)
+        .bind(now)
+        .bind(completed_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.run(id).await?.ok_or_else(|| crate::StoreError::Conflict(format!("run {id} vanished")))
+    }
+
+    pub async fn run(&self, id: i64) -> Result<Option<Run>> {
+        let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = $1")).bind(id).fetch_optional(&self.pool).await?;
+        row.as_ref().map(run).transpose()
+    }
+
+    /// Runs, newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!(
+            "{RUN_SELECT} WHERE ($1 = 0 OR r.project_id = $2) AND ($3 = '' OR r.status = $4) AND r.id < $5
+             ORDER BY r.id DESC LIMIT $6"
+        ))
+        .bind(i64::from(filter.project_id.is_some()))
+        .bind(filter.project_id.unwrap_or(0))
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.status.clone().unwrap_or_default())
+        .bind(filter.before.unwrap_or(i64::MAX))
+        .bind(filter.limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(run).collect()
+    }
+
+    /// Runs not completed, oldest first.
+    pub async fn unfinished_runs(&self) -> Result<Vec<Run>> {
+        let rows = sqlx::query(&format!("{RUN_SELECT} WHERE r.status <> 'completed' ORDER BY r.id"))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(run).collect()
+    }
+
+    /// Marks a queued run as started; false when it was no longer queued.
+    pub async fn start_run(&self, id: i64) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE runs SET status = 'in_progress', started_at = $1 WHERE id = $2 AND status = 'queued'")
+                .bind(now_ms())
+                .bind(id)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Completes a run (once: a completed run keeps its first conclusion).
+    pub async fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE runs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
+             WHERE id = $4 AND status <> 'completed'",
+        )
+        .bind(conclusion)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// Records that the run should stop.
+    pub async fn request_cancel(&self, id: i64) -> Result<()> {
+        sqlx::query("UPDATE runs SET cancel_requested = 1 WHERE id = $1").bind(id).execute(&self.pool).await?;
+        Ok(())
+    }
+
+    pub async fn run_counts(&self) -> Result<RunCounts> {
+        let rows = sqlx::query(
+            "SELECT status, COALESCE(conclusion, '') AS conclusion, COUNT(*) AS n FROM runs GROUP BY status, conclusion",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let by_status = rows
+            .iter()
+            .map(|r| Ok((r.try_get("status")?, r.try_get("conclusion")?, r.try_get("n")?)))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RunCounts { by_status })
+    }
+
+    pub async fn create_job(&self, run_id: i64, name: &str, status: &str) -> Result<i64> {
+        let now = now_ms();
+        let id = sqlx::query_scalar(
+            "INSERT INTO jobs (run_id, name, status, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(run_id)
+        .bind(name)
+        .bind(status)
+        .bind((status == "in_progress").then_some(now))
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn finish_job(&self, job_id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
+        sqlx::query(
+            "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
+             WHERE id = $4 AND status <> 'completed'",
+        )
+        .bind(conclusion)
+        .bind(reason)
+        .bind(now_ms())
+        .bind(job_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn jobs(&self, run_id: i64) -> Result<Vec<JobRow>> {
+        let rows = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE run_id = $1 ORDER BY id"))
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(job).collect()
+    }
+
+    pub async fn job(&self, job_id: i64) -> Result<Option<JobRow>> {
+        let row = sqlx::query(&format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = $1"))
+            .bind(job_id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(job).transpose()
+    }
+
+    pub async fn create_step(&self, job_id: i64, number: i64, name: &str, spool: &str) -> Result<i64> {
+        let id = sqlx::query_scalar(
+            "INSERT INTO steps (job_id, number, name, status, started_at, spool, log_size)
+             VALUES ($1, $2, $3, 'in_progress', $4, $5, 0) RETURNING id",
+        )
+        .bind(job_id)
+        .bind(number)
+        .bind(name)
+        .bind(now_ms())
+        .bind(spool)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(id)
+    }
+
+    pub async fn finish_step(&self, step_id: i64, conclusion: &str) -> Result<()> {
+        sqlx::query(
+            "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
+             WHERE id = $3 AND status <> 'completed'",
+        )
+        .bind(conclusion)
+        .bind(now_ms())
+        .bind(step_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Records that a step's log now lives in the blob store.
+    pub async fn set_step_log(&self, step_id: i64, blob: &str, size: i64) -> Result<()> {
+        sqlx::query("UPDATE steps SET log_blob = $1, log_size = $2 WHERE id = $3")
+            .bind(blob)
+            .bind(size)
+            .bind(step_id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn steps(&self, job_id: i64) -> Result<Vec<StepRow>> {
+        let rows = sqlx::query(&format!("SELECT {STEP_COLUMNS} FROM steps WHERE job_id = $1 ORDER BY number"))
+            .bind(job_id)
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(step).collect()
+    }
+
+    /// Steps whose log has not reached the blob store (after a crash, or still running).
+    pub async fn steps_without_log(&self, run_id: i64) -> Result<Vec<StepRow>> {
+        let columns = STEP_COLUMNS.split(", ").map(|c| format!("s.{c}")).collect::<Vec<_>>().join(", ");
+        let rows = sqlx::query(&format!(
+            "SELECT {columns} FROM steps s JOIN jobs j ON j.id = s.job_id WHERE j.run_id = $1 AND s.log_blob IS NULL"
+        ))
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(step).collect()
+    }
+
+    /// Completes every unfinished job and step of a run with this conclusion.
+    pub async fn finish_open_jobs(&self, run_id: i64, conclusion: &str, reason: &str) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
+             WHERE status <> 'completed' AND job_id IN (SELECT id FROM jobs WHERE run_id = $3)",
+        )
+        .bind(conclusion)
+        .bind(now)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        sqlx::query(
+            "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
+             WHERE run_id = $4 AND status <> 'completed'",
+        )
+        .bind(conclusion)
+        .bind(reason)
+        .bind(now)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn add_artifact(&self, run_id: i64, name: &str, path: &str, blob: &str, size: i64) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO artifacts (run_id, name, path, blob, size, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(run_id)
+        .bind(name)
+        .bind(path)
+        .bind(blob)
+        .bind(size)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn artifacts(&self, run_id: i64) -> Result<Vec<ArtifactFile>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, name, path, blob, size, created_at FROM artifacts WHERE run_id = $1 ORDER BY name, path",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(ArtifactFile {
+                    id: r.try_get("id")?,
+                    run_id: r.try_get("run_id")?,
+                    name: r.try_get("name")?,
+                    path: r.try_get("path")?,
+                    blob: r.try_get("blob")?,
+                    size: r.try_get("size")?,
+                    created_at: r.try_get("created_at")?,
+                })
+            })
+            .collect()
+    }
+
+    #[allow(clippy::too_many_arguments)] // reason: one column each, named at the call site
+    pub async fn add_test_report(
+        &self,
+        run_id: i64,
+        job: &str,
+        file: &str,
+        counts: [i64; 4],
+        cases: &serde_json::Value,
+    ) -> Result<()> {
+        let [tests, failures, errors, skipped] = counts;
+        sqlx::query(
+            "INSERT INTO test_reports (run_id, job, file, tests, failures, errors, skipped, cases)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(run_id)
+        .bind(job)
+        .bind(file)
+        .bind(tests)
+        .bind(failures)
+        .bind(errors)
+        .bind(skipped)
+        .bind(cases.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn test_reports(&self, run_id: i64) -> Result<Vec<TestReport>> {
+        let rows = sqlx::query(
+            "SELECT id, run_id, job, file, tests, failures, errors, skipped, cases FROM test_reports
+             WHERE run_id = $1 ORDER BY id",
+        )
+        .bind(run_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                let cases: String = r.try_get("cases")?;
+                Ok(TestReport {
+                    id: r.try_get("id")?,
+                    run_id: r.try_get("run_id")?,
+                    job: r.try_get("job")?,
+                    file: r.try_get("file")?,
+                    tests: r.try_get("tests")?,
+                    failures: r.try_get("failures")?,
+                    errors: r.try_get("errors")?,
+                    skipped: r.try_get("skipped")?,
+                    cases: serde_json::from_str(&cases).unwrap_or_default(),
+                })
+            })
+            .collect()
+    }
+
+    /// Blob digests of logs and artifacts of runs completed before `cutoff`, which retention drops.
+    pub async fn expire_before(&self, cutoff: i64) -> Result<Vec<String>> {
+        let mut tx = self.pool.begin().await?;
+        let mut blobs: Vec<String> = sqlx::query_scalar(
+            "SELECT s.log_blob FROM steps s JOIN jobs j ON j.id = s.job_id JOIN runs r ON r.id = j.run_id
+             WHERE r.completed_at < $1 AND s.log_blob IS NOT NULL",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        let artifact_blobs: Vec<String> = sqlx::query_scalar(
+            "SELECT a.blob FROM artifacts a JOIN runs r ON r.id = a.run_id WHERE r.completed_at < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&mut *tx)
+        .await?;
+        blobs.extend(artifact_blobs);
+        sqlx::query(
+            "UPDATE steps SET log_blob = NULL, log_size = 0 WHERE log_blob IS NOT NULL AND job_id IN
+             (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.completed_at < $1)",
+        )
+        .bind(cutoff)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("DELETE FROM artifacts WHERE run_id IN (SELECT id FROM runs WHERE completed_at < $1)")
+            .bind(cutoff)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(blobs)
+    }
+
+    /// Whether any log or artifact still refers to this blob.
+    pub async fn blob_in_use(&self, digest: &str) -> Result<bool> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT (SELECT COUNT(*) FROM steps WHERE log_blob = $1) + (SELECT COUNT(*) FROM artifacts WHERE blob = $2)",
+        )
+        .bind(digest)
+        .bind(digest)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(n > 0)
+    }
+}
