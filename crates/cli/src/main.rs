@@ -1,8 +1,10 @@
 //! The `mobius` binary: argument parsing and wiring of the stages, nothing more.
 #![forbid(unsafe_code)]
 
+mod client;
 mod render;
 mod run_cmd;
+mod serve_cmd;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -11,6 +13,8 @@ use std::process::ExitCode;
 #[derive(Debug, Parser)]
 #[command(name = "mobius", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    connection: client::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -19,6 +23,10 @@ struct Cli {
 enum Command {
     /// Run GitHub Actions workflows on this host, offline, like the server would.
     Run(run_cmd::RunArgs),
+    /// Serve the platform: watch projects, run their workflows, answer the API.
+    Serve(serve_cmd::ServeArgs),
+    #[command(flatten)]
+    Client(client::ClientCmd),
 }
 
 fn main() -> ExitCode {
@@ -33,5 +41,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Run(args) => run_cmd::main(args),
+        Command::Serve(args) => serve_cmd::main(args),
+        Command::Client(command) => client::main(cli.connection, command),
     }
 }

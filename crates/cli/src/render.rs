@@ -97,7 +97,7 @@ impl Reporter for HumanReporter {
                     jobs.push((job, conclusion, duration_ms));
                 }
             }
-            RunEvent::StepStarted { job, step } => {
+            RunEvent::StepStarted { job, step, .. } => {
                 self.line(&format!(
                     "{} {}",
                     self.paint("36", &format!("[{job}]")),

@@ -55,6 +55,8 @@ pub enum RunEvent {
     StepStarted {
         job: String,
         step: String,
+        /// The step's log file (timestamped, masked lines), complete once the step finishes.
+        log: String,
     },
     StepFinished {
         job: String,

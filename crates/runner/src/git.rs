@@ -163,3 +163,104 @@ pub fn head_commit(dir: &Path) -> Option<HeadCommit> {
         time: commit.time().map(|t| t.seconds).unwrap_or(0),
     })
 }
+
+/// The branches and tags of a repository, each peeled to its commit: `(full ref name, commit id)`.
+pub fn refs(dir: &Path) -> Result<Vec<(String, String)>, String> {
+    let repo = open(dir)?;
+    let platform = repo.references().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for reference in platform.all().map_err(|e| e.to_string())?.filter_map(Result::ok) {
+        let name = reference.name().as_bstr().to_string();
+        if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
+            continue;
+        }
+        let mut reference = reference;
+        if let Ok(id) = reference.peel_to_id() {
+            if let Ok(commit) = id.object().and_then(|o| o.peel_to_commit()) {
+                out.push((name, commit.id.to_string()));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+/// A commit as GitHub's push payload describes it (`commits[]`).
+#[derive(Debug, Clone)]
+pub struct CommitInfo {
+    pub id: String,
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// Seconds since the epoch.
+    pub time: i64,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    pub modified: Vec<String>,
+}
+
+fn commit_info(repo: &gix::Repository, id: gix::ObjectId) -> Result<(CommitInfo, Option<gix::ObjectId>), String> {
+    let commit = repo.find_commit(id).map_err(|e| e.to_string())?;
+    let author = commit.author().map_err(|e| e.to_string())?;
+    let parent = commit.parent_ids().next().map(|p| p.detach());
+    let now = listing(repo, id)?;
+    let before = match parent {
+        Some(p) => listing(repo, p)?,
+        None => Listing::new(),
+    };
+    let mut info = CommitInfo {
+        id: id.to_string(),
+        message: commit.message_raw_sloppy().to_string().trim_end().to_string(),
+        author_name: author.name.to_string().trim().to_string(),
+        author_email: author.email.to_string().trim().to_string(),
+        time: commit.time().map(|t| t.seconds).unwrap_or(0),
+        added: Vec::new(),
+        removed: before.keys().filter(|p| !now.contains_key(*p)).cloned().collect(),
+        modified: Vec::new(),
+    };
+    for (path, entry) in &now {
+        match before.get(path) {
+            None => info.added.push(path.clone()),
+            Some(old) if old != entry => info.modified.push(path.clone()),
+            Some(_) => {}
+        }
+    }
+    Ok((info, parent))
+}
+
+/// The commits a push brought, newest last: from `after` back along first parents to
+/// `before` (exclusive), at most `limit` (GitHub's payload lists at most 20). Without
+/// `before` (a new branch), only the head commit.
+pub fn commits_between(dir: &Path, before: Option<&str>, after: &str, limit: usize) -> Result<Vec<CommitInfo>, String> {
+    let repo = open(dir)?;
+    let mut next = Some(resolve(&repo, after)?);
+    let stop = before.and_then(|b| gix::ObjectId::from_hex(b.as_bytes()).ok());
+    let mut out = Vec::new();
+    while let Some(id) = next {
+        if Some(id) == stop || out.len() >= limit {
+            break;
+        }
+        let (info, parent) = commit_info(&repo, id)?;
+        out.push(info);
+        next = if stop.is_some() { parent } else { None };
+    }
+    out.reverse();
+    Ok(out)
+}
+
+/// The workflow files (`.github/workflows/*.yml|yaml`) in a commit: `(path, text)`.
+pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>, String> {
+    let repo = open(dir)?;
+    let id = resolve(&repo, commit)?;
+    let files = listing(&repo, id)?;
+    let mut out = Vec::new();
+    for (path, (oid, mode)) in files {
+        let Some(name) = path.strip_prefix(".github/workflows/") else { continue };
+        if name.contains('/') || !(name.ends_with(".yml") || name.ends_with(".yaml")) || !mode.is_blob() {
+            continue;
+        }
+        let object = repo.find_object(oid).map_err(|e| e.to_string())?;
+        out.push((path.clone(), String::from_utf8_lossy(&object.data).to_string()));
+    }
+    Ok(out)
+}

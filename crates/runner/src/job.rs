@@ -68,8 +68,12 @@ impl JobRun {
         self.cancel.is_cancelled()
     }
 
-    pub fn step_started(&self, step: &str) {
-        self.shared.reporter.event(RunEvent::StepStarted { job: self.display.clone(), step: step.to_string() });
+    pub fn step_started(&self, step: &str, log: &std::path::Path) {
+        self.shared.reporter.event(RunEvent::StepStarted {
+            job: self.display.clone(),
+            step: step.to_string(),
+            log: log.display().to_string(),
+        });
     }
 
     /// Reports a finished step; `started` is absent for a skipped one.
@@ -126,10 +130,12 @@ pub(crate) fn slug(text: &str) -> String {
 
 /// Runs a leg; returns its conclusion and outputs.
 pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<String, Value>) {
-    let Ok(permit) = shared.job_slots.acquire().await else {
-        return (Conclusion::Cancelled, Map::new());
+    // A job waits for a slot (shared with other runs on a server) unless its run is cancelled meanwhile.
+    let permit = tokio::select! {
+        permit = shared.job_slots.acquire() => permit.ok(),
+        () = leg.cancel.cancelled() => None,
     };
-    if leg.cancel.is_cancelled() {
+    if permit.is_none() || leg.cancel.is_cancelled() {
         shared
             .reporter
             .event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "the run was cancelled".into() });

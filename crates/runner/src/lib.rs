@@ -5,7 +5,7 @@ mod builtin;
 pub mod commands;
 mod context;
 pub mod envfile;
-mod git;
+pub mod git;
 mod job;
 pub mod mask;
 pub mod options;

@@ -34,12 +34,18 @@ pub struct RunOptions {
     pub job_filter: Option<String>,
     /// Time granted after a cancellation for `always()` and post steps.
     pub cancel_grace: Duration,
-    /// Runs kept in the state directory.
+    /// Runs kept in the state directory; 0 keeps every run (the caller tidies up).
     pub keep_runs: usize,
     /// Leave out of the jobs' copies what `.gitignore` excludes (act's `--use-gitignore`).
     pub use_gitignore: bool,
     /// Keep the job workspaces of older runs too (by default only the newest run's stay).
     pub keep_workspaces: bool,
+    /// The run's id and `github.run_number` when the caller numbers runs (the server);
+    /// otherwise the time and a counter in the state directory.
+    pub run_id: Option<String>,
+    pub run_number: Option<u64>,
+    /// Job slots shared with other runs (the server's global limit); otherwise `parallel` per run.
+    pub job_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
 }
 
 impl RunOptions {
@@ -63,6 +69,9 @@ impl RunOptions {
             keep_runs: 20,
             use_gitignore: true,
             keep_workspaces: false,
+            run_id: None,
+            run_number: None,
+            job_slots: None,
         }
     }
 }

@@ -89,6 +89,8 @@ impl StepOutput {
                 let _ = log.write_all(b" ");
                 let _ = log.write_all(line.as_bytes());
             }
+            // One write per chunk keeps the file current for readers following it live.
+            let _ = log.flush();
         }
         self.shared.reporter.log_lines(&self.job, &self.step, &masked);
     }

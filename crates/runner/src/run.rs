@@ -36,7 +36,7 @@ pub(crate) struct Shared {
     pub repository: String,
     pub actor: String,
     pub event_path: PathBuf,
-    pub job_slots: Semaphore,
+    pub job_slots: Arc<Semaphore>,
     pub cancel: CancellationToken,
     pub job_counter: AtomicUsize,
     pub node: Option<PathBuf>,
@@ -119,15 +119,21 @@ pub async fn execute(
     }
     let runs_root = options.state_dir.join("runs");
     std::fs::create_dir_all(&runs_root).map_err(io_err(format!("cannot create {}", runs_root.display())))?;
-    let run_number = next_run_number(&options.state_dir);
-    let run_id = format!(
-        "{}{:03}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
-        std::process::id() % 1000
-    );
+    let run_number = options.run_number.unwrap_or_else(|| next_run_number(&options.state_dir));
+    let run_id = options.run_id.clone().unwrap_or_else(|| {
+        format!(
+            "{}{:03}",
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis()),
+            std::process::id() % 1000
+        )
+    });
     let run_dir = runs_root.join(&run_id);
     std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
-    let trash = prune_runs(&runs_root, options.keep_runs, &run_id, options.keep_workspaces);
+    let trash = if options.keep_runs == 0 {
+        Vec::new()
+    } else {
+        prune_runs(&runs_root, options.keep_runs, &run_id, options.keep_workspaces)
+    };
     let snapshot = run_dir.join("source");
     copy_source(&options.source_dir, &snapshot, options.use_gitignore)
         .map_err(io_err(format!("cannot copy {} into the run directory", options.source_dir.display())))?;
@@ -150,7 +156,7 @@ pub async fn execute(
     let reporter: Arc<dyn Reporter> =
         Arc::new(crate::reporter::RecordingReporter::new(reporter, &run_dir.join("events.jsonl")));
     let shared = Arc::new(Shared {
-        job_slots: Semaphore::new(options.parallel.max(1)),
+        job_slots: options.job_slots.clone().unwrap_or_else(|| Arc::new(Semaphore::new(options.parallel.max(1)))),
         node: find_program("node").or_else(|| find_program("nodejs")),
         has_bash: find_program("bash").is_some(),
         options,

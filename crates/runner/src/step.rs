@@ -188,8 +188,8 @@ async fn run_one(run: &mut JobRun, step: &Step, scope: &mut Scope) {
         return;
     }
     let started = Instant::now();
-    run.step_started(&name);
     let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&name)));
+    run.step_started(&name, &log_path);
     let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: own_env, number, log_path };
     let exec = if !problems.is_empty() {
         let mut out = StepOutput::new(run.shared.clone(), &run.display, &name, &prepared.log_path, false);
@@ -509,7 +509,7 @@ pub(crate) async fn run_post(run: &mut JobRun, post: &PostStep) -> StepExec {
     let started = Instant::now();
     let number = run.next_step_number();
     let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(&post.name)));
-    run.step_started(&post.name);
+    run.step_started(&post.name, &log_path);
     let exec = match &post.kind {
         PostKind::Node { action_dir, script, env, state_key } => {
             let state = run.states.get(state_key).cloned().unwrap_or_default();

@@ -321,7 +321,7 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         let number = run.next_step_number();
         let log_path = run.logs_dir.join(format!("{number:02}-pre.log"));
         let started = std::time::Instant::now();
-        run.step_started(&name);
+        run.step_started(&name, &log_path);
         let prepared = Prepared { name: name.clone(), contexts: ctx, env, step_env: Vec::new(), number, log_path };
         let mut out = StepOutput::new(run.shared.clone(), &run.display, &name, &prepared.log_path, false);
         let inputs = match evaluate_with(step, &prepared.contexts) {

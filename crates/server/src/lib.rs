@@ -1,1 +1,120 @@
-//! stub
+//! `mobius serve`: the platform in one process. Projects are watched (polling, webhooks,
+//! schedules, dispatch), every trigger becomes runs executed by the runner crate, and
+//! runs, logs, artifacts and test reports are served over an authenticated JSON API.
+#![forbid(unsafe_code)]
+
+mod api;
+mod app;
+mod auth;
+mod engine;
+mod error;
+mod junit;
+mod metrics;
+
+pub use app::App;
+pub use auth::{hash_token, Role};
+
+use anyhow::Context;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How the server is set up (`mobius serve` flags).
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    pub listen: SocketAddr,
+    /// `sqlite://…` or `postgres://…`; `DATA/mobius.db` when absent.
+    pub database: Option<String>,
+    /// How often each repository's refs are read.
+    pub poll_interval: Duration,
+    /// Jobs running at once across every run.
+    pub max_parallel_jobs: usize,
+    /// Logs and artifacts of runs completed longer ago are removed.
+    pub retention: Duration,
+    /// Largest request body accepted (webhooks and API).
+    pub max_body_bytes: usize,
+    /// Where vendored actions live (`owner/repo@ref` resolves to `DIR/owner/repo@ref`).
+    pub action_dir: Option<PathBuf>,
+}
+
+impl ServeConfig {
+    pub fn new(data_dir: PathBuf) -> Self {
+        ServeConfig {
+            data_dir,
+            listen: SocketAddr::from(([127, 0, 0, 1], 7300)),
+            database: None,
+            poll_interval: Duration::from_secs(10),
+            max_parallel_jobs: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            retention: Duration::from_secs(90 * 24 * 3600),
+            max_body_bytes: 25 * 1024 * 1024,
+            action_dir: None,
+        }
+    }
+}
+
+/// What starting the server reports to its caller.
+#[derive(Debug)]
+pub struct Started {
+    pub addr: SocketAddr,
+    /// Set on first start: the admin token and the file it was written to.
+    pub admin_token: Option<(String, PathBuf)>,
+}
+
+/// Opens the store, recovers runs a previous process left unfinished, starts the
+/// background tasks and serves HTTP until `shutdown` completes.
+pub async fn serve(
+    config: ServeConfig,
+    on_start: impl FnOnce(&Started),
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let mut config = config;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
+    // Steps run in other working directories: every path the server hands out is absolute.
+    config.data_dir = config.data_dir.canonicalize()?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let app = App::open(config).await?;
+    let admin_token = first_admin_token(&app).await?;
+    engine::recover(&app).await.context("cannot recover unfinished runs")?;
+    engine::start_background(&app);
+    let router = api::router(app.clone());
+    tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");
+    on_start(&Started { addr, admin_token });
+    let app_for_shutdown = app.clone();
+    axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            app_for_shutdown.shutdown();
+        })
+        .await?;
+    app.store.close().await;
+    Ok(())
+}
+
+/// On first start (no token at all), creates an admin token and writes it to `DATA/admin-token` (0600).
+async fn first_admin_token(app: &Arc<App>) -> anyhow::Result<Option<(String, PathBuf)>> {
+    if app.store.token_count().await? > 0 {
+        return Ok(None);
+    }
+    let token = auth::new_token().map_err(anyhow::Error::msg)?;
+    let path = app.config.data_dir.join("admin-token");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    file.write_all(format!("{token}\n").as_bytes())?;
+    file.sync_all()?;
+    app.store.create_token("admin", &hash_token(&token), "admin", None, "mobius serve", None).await?;
+    app.store.audit("mobius serve", "token.create", "admin", serde_json::json!({"role": "admin"}), "local").await?;
+    Ok(Some((token, path)))
+}

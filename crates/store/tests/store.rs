@@ -1,4 +1,5 @@
 //! The store's behaviour, the same on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
 
 use mobius_store::{MasterKey, NewRun, RunFilter, Store};
 

@@ -1,0 +1,620 @@
+//! Client commands against a running server: projects, secrets, variables, runs, logs,
+//! dispatch, cancel, re-run, tokens and the audit log.
+
+use clap::{Args, Subcommand};
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+use std::io::Read;
+use std::process::ExitCode;
+
+/// Where the server is and who is asking (global options).
+#[derive(Debug, Args, Clone)]
+pub struct Connection {
+    /// The server's URL.
+    #[arg(long = "server", global = true, env = "MOBIUS_SERVER", default_value = "http://127.0.0.1:7300")]
+    server: String,
+    /// An API token (default: ./mobius-data/admin-token when readable).
+    #[arg(long = "token", global = true, env = "MOBIUS_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProjectCmd {
+    /// Add a git repository as a project; its push workflows run on the branch head at once.
+    Add {
+        name: String,
+        /// A local path to a git repository.
+        #[arg(long = "repo", value_name = "PATH")]
+        repo: String,
+        /// The default branch (default: the repository's HEAD branch).
+        #[arg(long = "branch")]
+        branch: Option<String>,
+        /// The webhook secret (default: generated and shown once).
+        #[arg(long = "webhook-secret", value_name = "S")]
+        webhook_secret: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List projects.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretCmd {
+    /// Set a secret; the value is read from standard input.
+    Set {
+        name: String,
+        #[arg(long = "project", value_name = "P")]
+        project: String,
+    },
+    /// List secret names (values never leave the server).
+    List {
+        #[arg(long = "project", value_name = "P")]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a secret.
+    Delete {
+        name: String,
+        #[arg(long = "project", value_name = "P")]
+        project: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VarCmd {
+    /// Set a configuration variable (the `vars` context).
+    Set {
+        name: String,
+        value: String,
+        #[arg(long = "project", value_name = "P")]
+        project: String,
+    },
+    /// List variables.
+    List {
+        #[arg(long = "project", value_name = "P")]
+        project: String,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token; it is shown once.
+    Create {
+        #[arg(long = "role", value_name = "viewer|developer|maintainer|admin")]
+        role: String,
+        /// Limit the token to one project.
+        #[arg(long = "project", value_name = "P")]
+        project: Option<String>,
+        /// Expire after this long (30d, 12h...).
+        #[arg(long = "expires", value_name = "DURATION")]
+        expires: Option<String>,
+        #[arg(long = "name")]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// List tokens (never their values).
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a token by id.
+    Revoke { id: i64 },
+}
+
+/// A client command.
+#[derive(Debug, Subcommand)]
+pub enum ClientCmd {
+    /// Manage projects.
+    #[command(subcommand)]
+    Project(ProjectCmd),
+    /// Manage project secrets.
+    #[command(subcommand)]
+    Secret(SecretCmd),
+    /// Manage project variables.
+    #[command(subcommand)]
+    Var(VarCmd),
+    /// Manage API tokens.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// List runs, newest first.
+    Runs {
+        #[arg(long = "project", value_name = "P")]
+        project: Option<String>,
+        #[arg(long = "status", value_name = "queued|in_progress|completed")]
+        status: Option<String>,
+        #[arg(long = "limit", default_value_t = 30)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show a run: jobs, steps, status and test summary.
+    Show {
+        run: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a run's logs (`-f` follows a running run to its end).
+    Logs {
+        run: i64,
+        /// Only this job (name or id).
+        #[arg(long = "job", value_name = "J")]
+        job: Option<String>,
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Dispatch a workflow (workflow_dispatch) by its file name.
+    Dispatch {
+        project: String,
+        workflow: String,
+        /// A branch or tag (default: the project's branch).
+        #[arg(long = "ref")]
+        git_ref: Option<String>,
+        #[arg(long = "input", value_name = "K=V")]
+        inputs: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Cancel a queued or running run.
+    Cancel {
+        run: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-run a completed run.
+    Rerun {
+        run: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Read the audit log (admin).
+    Audit {
+        #[arg(long = "limit", default_value_t = 50)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An answer the user should see as an error.
+struct Failure(String);
+
+impl<E: std::fmt::Display> From<E> for Failure {
+    fn from(e: E) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+struct Client {
+    base: String,
+    token: Option<String>,
+    http: reqwest::Client,
+}
+
+impl Client {
+    fn new(conn: &Connection) -> Client {
+        let token = conn
+            .token
+            .clone()
+            .or_else(|| std::fs::read_to_string("mobius-data/admin-token").ok().map(|t| t.trim().to_string()));
+        Client { base: conn.server.trim_end_matches('/').to_string(), token, http: reqwest::Client::new() }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let builder = self.http.request(method, format!("{}/api/v1{path}", self.base));
+        match &self.token {
+            Some(t) => builder.bearer_auth(t),
+            None => builder,
+        }
+    }
+
+    async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+        let response = builder.send().await.map_err(|e| {
+            Failure(format!(
+                "cannot reach the server at {}: {e} (start one with `mobius serve`, or pass --server)",
+                self.base
+            ))
+        })?;
+        if response.status().is_success() {
+            return Ok(response);
+        }
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_string))
+            .unwrap_or(text);
+        let hint = if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
+            " (pass --token or set MOBIUS_TOKEN)"
+        } else {
+            ""
+        };
+        Err(Failure(format!("{} {message}{hint}", status.as_u16())))
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+        let mut builder = self.request(method, path);
+        if let Some(body) = body {
+            builder = builder.json(&body);
+        }
+        let response = self.send(builder).await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        Ok(response.json().await?)
+    }
+}
+
+pub fn main(conn: Connection, command: ClientCmd) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mobius: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(dispatch(Client::new(&conn), command)) {
+        Ok(code) => code,
+        Err(Failure(message)) => {
+            eprintln!("mobius: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn print_json(value: &Value) {
+    println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
+}
+
+fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+    v.get(key).and_then(Value::as_str).unwrap_or("")
+}
+
+fn run_line(run: &Value) -> String {
+    let state = match run["conclusion"].as_str() {
+        Some(c) => c.to_string(),
+        None => s(run, "status").to_string(),
+    };
+    let duration =
+        run["duration_ms"].as_i64().map_or_else(|| "-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+    format!(
+        "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {}",
+        run["id"].to_string(),
+        state,
+        s(run, "project"),
+        s(run, "name"),
+        s(run, "event"),
+        s(run, "head_branch"),
+        &s(run, "head_sha")[..s(run, "head_sha").len().min(7)],
+        duration
+    )
+}
+
+fn parse_pairs(pairs: &[String], what: &str) -> Result<serde_json::Map<String, Value>, Failure> {
+    let mut map = serde_json::Map::new();
+    for pair in pairs {
+        let (k, v) = pair.split_once('=').ok_or_else(|| Failure(format!("{what} '{pair}' is not K=V")))?;
+        map.insert(k.to_string(), Value::String(v.to_string()));
+    }
+    Ok(map)
+}
+
+async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failure> {
+    use reqwest::Method;
+    match command {
+        ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
+            // A relative path means the caller's directory, not the server's.
+            let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());
+            let body = json!({"name": name, "repo": repo, "branch": branch, "webhook_secret": webhook_secret});
+            let answer = client.json(Method::POST, "/projects", Some(body)).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                let p = &answer["project"];
+                println!("project {} added: {} (branch {})", s(p, "name"), s(p, "repo"), s(p, "branch"));
+                if let Some(secret) = answer["webhook_secret"].as_str() {
+                    println!("webhook secret (shown once): {secret}");
+                }
+                for run in answer["runs"].as_array().into_iter().flatten() {
+                    println!("queued run {} ({})", run["id"], s(run, "name"));
+                }
+            }
+        }
+        ClientCmd::Project(ProjectCmd::List { json }) => {
+            let answer = client.json(Method::GET, "/projects", None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                for p in answer.as_array().into_iter().flatten() {
+                    println!("{:<20} {:<10} {}", s(p, "name"), s(p, "branch"), s(p, "repo"));
+                }
+            }
+        }
+        ClientCmd::Secret(SecretCmd::Set { name, project }) => {
+            let mut value = String::new();
+            std::io::stdin().read_to_string(&mut value)?;
+            // A trailing newline from `echo` or a terminal is not part of the secret.
+            let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
+            client
+                .json(Method::PUT, &format!("/projects/{project}/secrets/{name}"), Some(json!({"value": value})))
+                .await?;
+            println!("secret {name} set for {project}");
+        }
+        ClientCmd::Secret(SecretCmd::List { project, json }) => {
+            let answer = client.json(Method::GET, &format!("/projects/{project}/secrets"), None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                for v in answer.as_array().into_iter().flatten() {
+                    println!("{:<30} updated {}", s(v, "name"), s(v, "updated_at"));
+                }
+            }
+        }
+        ClientCmd::Secret(SecretCmd::Delete { name, project }) => {
+            client.json(Method::DELETE, &format!("/projects/{project}/secrets/{name}"), None).await?;
+            println!("secret {name} deleted from {project}");
+        }
+        ClientCmd::Var(VarCmd::Set { name, value, project }) => {
+            client
+                .json(Method::PUT, &format!("/projects/{project}/variables/{name}"), Some(json!({"value": value})))
+                .await?;
+            println!("variable {name} set for {project}");
+        }
+        ClientCmd::Var(VarCmd::List { project, json }) => {
+            let answer = client.json(Method::GET, &format!("/projects/{project}/variables"), None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                for v in answer.as_array().into_iter().flatten() {
+                    println!("{}={}", s(v, "name"), s(v, "value"));
+                }
+            }
+        }
+        ClientCmd::Token(TokenCmd::Create { role, project, expires, name, json }) => {
+            let body = json!({"role": role, "project": project, "expires_in": expires, "name": name});
+            let answer = client.json(Method::POST, "/tokens", Some(body)).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!("{}", s(&answer, "token"));
+                eprintln!("token {} ({}) created; it is not shown again", answer["id"], s(&answer, "role"));
+            }
+        }
+        ClientCmd::Token(TokenCmd::List { json }) => {
+            let answer = client.json(Method::GET, "/tokens", None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                for t in answer.as_array().into_iter().flatten() {
+                    let state = if t["revoked_at"].is_string() { "revoked" } else { "live" };
+                    println!(
+                        "{:<5} {:<20} {:<11} {:<15} {:<8} expires {}",
+                        t["id"].to_string(),
+                        s(t, "name"),
+                        s(t, "role"),
+                        t["project"].as_str().unwrap_or("*"),
+                        state,
+                        t["expires_at"].as_str().unwrap_or("never")
+                    );
+                }
+            }
+        }
+        ClientCmd::Token(TokenCmd::Revoke { id }) => {
+            client.json(Method::DELETE, &format!("/tokens/{id}"), None).await?;
+            println!("token {id} revoked");
+        }
+        ClientCmd::Runs { project, status, limit, json } => {
+            let mut query = vec![("limit", limit.to_string())];
+            if let Some(p) = project {
+                query.push(("project", p));
+            }
+            if let Some(s) = status {
+                query.push(("status", s));
+            }
+            let response = client.send(client.request(Method::GET, "/runs").query(&query)).await?;
+            let answer: Value = response.json().await?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!(
+                    "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} DURATION",
+                    "ID", "STATE", "PROJECT", "WORKFLOW", "EVENT", "BRANCH", "SHA"
+                );
+                for run in answer.as_array().into_iter().flatten() {
+                    println!("{}", run_line(run));
+                }
+            }
+        }
+        ClientCmd::Show { run, json } => {
+            let answer = client.json(Method::GET, &format!("/runs/{run}"), None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                show(&answer);
+            }
+        }
+        ClientCmd::Logs { run, job, follow, json } => return logs(&client, run, job, follow, json).await,
+        ClientCmd::Dispatch { project, workflow, git_ref, inputs, json } => {
+            let body = json!({"ref": git_ref, "inputs": parse_pairs(&inputs, "input")?});
+            let answer = client
+                .json(Method::POST, &format!("/projects/{project}/workflows/{workflow}/dispatches"), Some(body))
+                .await?;
+            if json {
+                print_json(&answer["runs"]);
+            } else {
+                for run in answer["runs"].as_array().into_iter().flatten() {
+                    println!("queued run {} ({} on {})", run["id"], s(run, "name"), s(run, "head_branch"));
+                }
+            }
+        }
+        ClientCmd::Cancel { run, json } => {
+            let answer = client.json(Method::POST, &format!("/runs/{run}/cancel"), None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!("run {run} cancelling ({})", s(&answer, "status"));
+            }
+        }
+        ClientCmd::Rerun { run, json } => {
+            let answer = client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(json!({}))).await?;
+            if json {
+                print_json(&answer["runs"]);
+            } else {
+                for new in answer["runs"].as_array().into_iter().flatten() {
+                    println!("queued run {} (attempt {} of run {run})", new["id"], new["run_attempt"]);
+                }
+            }
+        }
+        ClientCmd::Audit { limit, json } => {
+            let answer = client.json(Method::GET, &format!("/audit?limit={limit}"), None).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                for e in answer.as_array().into_iter().flatten() {
+                    println!(
+                        "{} {:<24} {:<18} {:<28} from {}",
+                        s(e, "at"),
+                        s(e, "actor"),
+                        s(e, "action"),
+                        s(e, "target"),
+                        s(e, "remote")
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn mark(conclusion: Option<&str>, status: &str) -> &'static str {
+    match (conclusion, status) {
+        (Some("success"), _) => "✓",
+        (Some("failure"), _) => "✗",
+        (Some("cancelled"), _) => "⊘",
+        (Some("skipped"), _) => "-",
+        (_, "in_progress") => "●",
+        _ => "○",
+    }
+}
+
+fn show(run: &Value) {
+    println!(
+        "run {} · {} #{} (attempt {}) · {}",
+        run["id"],
+        s(run, "name"),
+        run["run_number"],
+        run["run_attempt"],
+        run["conclusion"].as_str().unwrap_or(s(run, "status"))
+    );
+    println!(
+        "project {} · {} on {} · {} · by {}",
+        s(run, "project"),
+        s(run, "event"),
+        s(run, "head_branch"),
+        s(run, "head_sha"),
+        s(run, "actor")
+    );
+    if let Some(reason) = run["reason"].as_str() {
+        println!("reason: {reason}");
+    }
+    for job in run["jobs"].as_array().into_iter().flatten() {
+        println!("{} {}", mark(job["conclusion"].as_str(), s(job, "status")), s(job, "name"));
+        for step in job["steps"].as_array().into_iter().flatten() {
+            println!("    {} {}", mark(step["conclusion"].as_str(), s(step, "status")), s(step, "name"));
+        }
+    }
+    let tests = &run["tests"];
+    if tests["total"].as_i64().unwrap_or(0) > 0 {
+        println!(
+            "tests: {} total, {} passed, {} failed, {} errors, {} skipped",
+            tests["total"], tests["passed"], tests["failures"], tests["errors"], tests["skipped"]
+        );
+        for report in tests["reports"].as_array().into_iter().flatten() {
+            for case in report["cases"].as_array().into_iter().flatten() {
+                println!("  ✗ {} {}: {}", s(case, "classname"), s(case, "name"), s(case, "message"));
+            }
+        }
+    }
+}
+
+async fn logs(client: &Client, run: i64, job: Option<String>, follow: bool, json: bool) -> Result<ExitCode, Failure> {
+    let mut query = Vec::new();
+    if let Some(job) = &job {
+        query.push(("job", job.clone()));
+    }
+    if !follow {
+        let response =
+            client.send(client.request(reqwest::Method::GET, &format!("/runs/{run}/logs")).query(&query)).await?;
+        let text = response.text().await?;
+        if json {
+            let lines: Vec<Value> = text
+                .lines()
+                .map(|l| {
+                    let mut parts = l.splitn(3, '\t');
+                    json!({"job": parts.next(), "step": parts.next(), "line": parts.next()})
+                })
+                .collect();
+            print_json(&Value::Array(lines));
+        } else {
+            print!("{text}");
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let response =
+        client.send(client.request(reqwest::Method::GET, &format!("/runs/{run}/logs/stream")).query(&query)).await?;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    let mut conclusion = None;
+    while let Some(chunk) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let mut event = "";
+            let mut data = String::new();
+            for line in message.lines() {
+                if let Some(e) = line.strip_prefix("event:") {
+                    event = e.trim();
+                } else if let Some(d) = line.strip_prefix("data:") {
+                    data.push_str(d.strip_prefix(' ').unwrap_or(d));
+                }
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&data) else { continue };
+            match event {
+                "log" if json => {
+                    for line in s(&value, "lines").lines() {
+                        println!("{}", json!({"job": value["job"], "step": value["step"], "line": line}));
+                    }
+                }
+                "log" => {
+                    for line in s(&value, "lines").lines() {
+                        println!("{}\t{}\t{line}", s(&value, "job"), s(&value, "step"));
+                    }
+                }
+                "end" => {
+                    conclusion = value["conclusion"].as_str().map(str::to_string);
+                    if json {
+                        println!("{}", json!({"end": value}));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if conclusion.is_some() {
+            break;
+        }
+    }
+    // Like `gh run watch --exit-status`: following a run that failed exits 1.
+    Ok(match conclusion.as_deref() {
+        Some("success") | Some("skipped") => ExitCode::SUCCESS,
+        _ => ExitCode::FAILURE,
+    })
+}

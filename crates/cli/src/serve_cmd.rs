@@ -1,0 +1,83 @@
+//! `mobius serve`: flags into a `ServeConfig`, signals into a graceful shutdown.
+
+use clap::Args;
+use mobius_server::ServeConfig;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Where the database, blobs, keys and work directories live.
+    #[arg(long = "data", value_name = "DIR", default_value = "./mobius-data")]
+    data: PathBuf,
+    /// The address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long = "listen", value_name = "ADDR", default_value = "127.0.0.1:7300")]
+    listen: SocketAddr,
+    /// sqlite://PATH or postgres://USER:PASSWORD@HOST/DB (default: DATA/mobius.db).
+    #[arg(long = "database", value_name = "URL", env = "MOBIUS_DATABASE", hide_env_values = true)]
+    database: Option<String>,
+    /// How often each repository's refs are read.
+    #[arg(long = "poll-interval", value_name = "DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    poll_interval: std::time::Duration,
+    /// Jobs running at once across every run (default: the number of CPUs).
+    #[arg(long = "max-parallel-jobs", value_name = "N")]
+    max_parallel_jobs: Option<usize>,
+    /// Logs and artifacts of runs completed longer ago are removed.
+    #[arg(long = "retention", value_name = "DURATION", default_value = "90d", value_parser = humantime::parse_duration)]
+    retention: std::time::Duration,
+    /// Where vendored actions live: owner/repo@ref resolves to DIR/owner/repo@ref.
+    #[arg(long = "action-dir", value_name = "DIR")]
+    action_dir: Option<PathBuf>,
+}
+
+pub fn main(args: ServeArgs) -> ExitCode {
+    let mut config = ServeConfig::new(args.data);
+    config.listen = args.listen;
+    config.database = args.database;
+    config.poll_interval = args.poll_interval;
+    config.retention = args.retention;
+    config.action_dir = args.action_dir;
+    if let Some(n) = args.max_parallel_jobs {
+        config.max_parallel_jobs = n.max(1);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("mobius: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(mobius_server::serve(
+        config,
+        |started| {
+            if let Some((token, path)) = &started.admin_token {
+                println!("mobius: admin token written to {}", path.display());
+                if std::io::stdout().is_terminal() {
+                    println!("mobius: admin token: {token}");
+                }
+            }
+            println!("mobius: listening on http://{}", started.addr);
+        },
+        shutdown_signal(),
+    ));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mobius: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

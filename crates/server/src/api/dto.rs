@@ -1,0 +1,79 @@
+//! The JSON shapes of the API (GitHub's field names where GitHub has the concept).
+
+use mobius_store::{JobRow, Project, Run, StepRow};
+use serde_json::{json, Value};
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn time(ms: Option<i64>) -> Value {
+    match ms {
+        Some(ms) if ms >= 0 => {
+            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
+            Value::String(humantime::format_rfc3339_millis(t).to_string())
+        }
+        _ => Value::Null,
+    }
+}
+
+pub fn project(p: &Project) -> Value {
+    json!({
+        "id": p.id,
+        "name": p.name,
+        "repo": p.repo,
+        "branch": p.branch,
+        "created_at": time(Some(p.created_at)),
+    })
+}
+
+pub fn run(r: &Run) -> Value {
+    let branch = r.ref_name.strip_prefix("refs/heads/").or_else(|| r.ref_name.strip_prefix("refs/tags/"));
+    json!({
+        "id": r.id,
+        "project": r.project,
+        "workflow": r.workflow,
+        "name": r.workflow_name,
+        "event": r.event,
+        "ref": r.ref_name,
+        "head_branch": branch.unwrap_or(&r.ref_name),
+        "head_sha": r.head_sha,
+        "actor": r.actor,
+        "author": r.author,
+        "message": r.message,
+        "run_number": r.number,
+        "run_attempt": r.attempt,
+        "status": r.status,
+        "conclusion": r.conclusion,
+        "reason": r.reason,
+        "concurrency_group": r.concurrency_group.as_deref().map(|g| g.split_once(':').map_or(g, |(_, g)| g)),
+        "rerun_of": r.rerun_of,
+        "created_at": time(Some(r.created_at)),
+        "started_at": time(r.started_at),
+        "completed_at": time(r.completed_at),
+        "duration_ms": r.started_at.zip(r.completed_at).map(|(s, c)| c - s),
+    })
+}
+
+pub fn step(s: &StepRow) -> Value {
+    json!({
+        "number": s.number,
+        "name": s.name,
+        "status": s.status,
+        "conclusion": s.conclusion,
+        "started_at": time(s.started_at),
+        "completed_at": time(s.completed_at),
+        "log_bytes": s.log_size,
+    })
+}
+
+pub fn job(j: &JobRow, steps: &[StepRow]) -> Value {
+    json!({
+        "id": j.id,
+        "run_id": j.run_id,
+        "name": j.name,
+        "status": j.status,
+        "conclusion": j.conclusion,
+        "reason": j.reason,
+        "started_at": time(j.started_at),
+        "completed_at": time(j.completed_at),
+        "steps": steps.iter().map(step).collect::<Vec<_>>(),
+    })
+}

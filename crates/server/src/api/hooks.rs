@@ -1,0 +1,137 @@
+//! `POST /api/v1/hooks/github/{project}`: GitHub and Gitea push and pull_request webhooks,
+//! verified with `X-Hub-Signature-256` (HMAC-SHA256 of the body with the project's secret).
+//! Nothing is queued unless the signature matches.
+
+use super::dto;
+use super::projects::webhook_context;
+use crate::app::App;
+use crate::engine::{self, Trigger, TriggerError};
+use crate::error::{ApiError, ApiResult};
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::IntoResponse;
+use axum::Json;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{json, Value};
+use sha2::Sha256;
+use std::sync::Arc;
+
+const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
+pub fn signature_matches(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    let Some(hex_digest) = signature.strip_prefix("sha256=") else { return false };
+    let Ok(expected) = hex::decode(hex_digest.trim()) else { return false };
+    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
+    mac.update(body);
+    mac.verify_slice(&expected).is_ok()
+}
+
+pub async fn github(
+    State(app): State<Arc<App>>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult<impl IntoResponse> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(e.status(), format!("payload larger than {} bytes", app.config.max_body_bytes))
+        } else {
+            ApiError::bad_request(format!("cannot read the payload: {e}"))
+        }
+    })?;
+    let Some(project) = app.store.project_by_name(&name).await? else {
+        return Err(ApiError::not_found(format!("no project named '{name}'")));
+    };
+    let Some(signature) = header(&headers, "x-hub-signature-256") else {
+        tracing::warn!(project = %name, "webhook without X-Hub-Signature-256 refused");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256 header"));
+    };
+    let secret = app.key.open(&webhook_context(&project.name), &project.webhook_secret).map_err(ApiError::internal)?;
+    if !signature_matches(&secret, &body, signature) {
+        tracing::warn!(project = %name, "webhook with a bad signature refused");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the X-Hub-Signature-256 signature does not match"));
+    }
+    let event = header(&headers, "x-github-event")
+        .or_else(|| header(&headers, "x-gitea-event"))
+        .or_else(|| header(&headers, "x-gogs-event"))
+        .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Event (or X-Gitea-Event) header"))?
+        .to_string();
+    if event == "ping" {
+        return Ok((StatusCode::OK, Json(json!({"ok": true, "runs": []}))));
+    }
+    if event != "push" && event != "pull_request" {
+        return Ok((
+            StatusCode::ACCEPTED,
+            Json(json!({"ignored": format!("event '{event}' does not trigger runs"), "runs": []})),
+        ));
+    }
+    let payload: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the payload is not valid JSON: {e}")))?;
+    let field = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str).map(str::to_string);
+    let need = |pointer: &str| {
+        field(pointer).ok_or_else(|| ApiError::bad_request(format!("the {event} payload has no '{}'", &pointer[1..])))
+    };
+    let actor = field("/sender/login").or_else(|| field("/pusher/name")).unwrap_or_else(|| "webhook".into());
+
+    let trigger = if event == "push" {
+        let git_ref = need("/ref")?;
+        let after = need("/after")?;
+        if !git_ref.starts_with("refs/") || !is_sha(&after) {
+            return Err(ApiError::bad_request("the push payload needs a full 'ref' and a 40-digit 'after'"));
+        }
+        if after == ZERO_SHA || payload.get("deleted").and_then(Value::as_bool) == Some(true) {
+            app.store.set_ref(project.id, &git_ref, None).await?;
+            return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "ref deleted"}))));
+        }
+        let seen = app.store.refs(project.id).await?;
+        if seen.iter().any(|(n, s)| *n == git_ref && *s == after) {
+            return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this push was already seen"}))));
+        }
+        let mut trigger = Trigger::new("push", &git_ref, &after, &actor);
+        trigger.before = field("/before").filter(|b| b != ZERO_SHA && is_sha(b));
+        trigger
+    } else {
+        let number = payload
+            .pointer("/number")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| ApiError::bad_request("the pull_request payload has no 'number'"))?;
+        let sha = need("/pull_request/head/sha")?;
+        need("/pull_request/base/ref")?;
+        if !is_sha(&sha) {
+            return Err(ApiError::bad_request("pull_request.head.sha is not a 40-digit commit id"));
+        }
+        Trigger::new("pull_request", &format!("refs/pull/{number}/merge"), &sha, &actor)
+    };
+    let mut trigger = trigger;
+    trigger.payload = Some(payload);
+    let pushed = (event == "push").then(|| (trigger.ref_name.clone(), trigger.sha.clone()));
+    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
+        TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
+        TriggerError::Internal(m) => ApiError::internal(m),
+    })?;
+    // Recorded once queued, so the poller does not run the same push again.
+    if let Some((git_ref, sha)) = pushed {
+        app.store.set_ref(project.id, &git_ref, Some(&sha)).await?;
+    }
+    app.store
+        .audit(
+            &format!("webhook:{event}"),
+            "webhook.receive",
+            &project.name,
+            json!({"event": event, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
+            "webhook",
+        )
+        .await?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}
+
+fn is_sha(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}

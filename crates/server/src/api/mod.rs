@@ -1,0 +1,91 @@
+//! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
+
+mod dto;
+mod hooks;
+mod logs;
+mod meta;
+mod projects;
+mod runs;
+mod tokens;
+
+use crate::app::App;
+use crate::error::ApiError;
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{delete, get, post, put};
+use axum::Router;
+use std::sync::Arc;
+
+/// Paths kept for the Prometheus-compatible API of the monitor.
+pub const RESERVED: &[&str] =
+    &["query", "query_range", "series", "labels", "label", "metadata", "rules", "alerts", "targets", "status"];
+
+pub fn router(app: Arc<App>) -> Router {
+    let api = Router::new()
+        .route("/openapi.json", get(meta::openapi))
+        .route("/projects", get(projects::list).post(projects::create))
+        .route("/projects/{project}", get(projects::show))
+        .route("/projects/{project}/secrets", get(projects::list_secrets))
+        .route("/projects/{project}/secrets/{name}", put(projects::set_secret).delete(projects::delete_secret))
+        .route("/projects/{project}/variables", get(projects::list_variables))
+        .route("/projects/{project}/variables/{name}", put(projects::set_variable))
+        .route("/projects/{project}/workflows/{workflow}/dispatches", post(projects::dispatch))
+        .route("/runs", get(runs::list))
+        .route("/runs/{id}", get(runs::show))
+        .route("/runs/{id}/jobs", get(runs::jobs))
+        .route("/runs/{id}/logs", get(logs::text))
+        .route("/runs/{id}/logs/stream", get(logs::stream))
+        .route("/runs/{id}/artifacts", get(runs::artifacts))
+        .route("/runs/{id}/artifacts/{name}/{*path}", get(runs::artifact_file))
+        .route("/runs/{id}/tests", get(runs::tests))
+        .route("/runs/{id}/cancel", post(runs::cancel))
+        .route("/runs/{id}/rerun", post(runs::rerun))
+        .route("/tokens", get(tokens::list).post(tokens::create))
+        .route("/tokens/{id}", delete(tokens::revoke))
+        .route("/audit", get(tokens::audit))
+        .route("/hooks/github/{project}", post(hooks::github));
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/metrics", get(meta::metrics))
+        .nest("/api/v1", api)
+        .fallback(meta::not_found)
+        .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), count_requests))
+        .with_state(app)
+}
+
+/// Counts every answer by route template, method and status.
+async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |m| m.as_str().to_string());
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    app.metrics.http_request(&route, &method, response.status().as_u16());
+    response
+}
+
+/// A JSON body whose problems are answered as `{"error": ...}` naming the field.
+pub struct JsonBody<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonBody<T>
+where
+    T: serde::de::DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::new(e.status(), "request body too large")
+            } else {
+                ApiError::bad_request(format!("cannot read the request body: {e}"))
+            }
+        })?;
+        let slice = if bytes.is_empty() { &b"{}"[..] } else { &bytes[..] };
+        serde_json::from_slice(slice)
+            .map(JsonBody)
+            .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}

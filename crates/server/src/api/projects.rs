@@ -1,0 +1,274 @@
+//! Projects, their secrets and variables, and workflow dispatch.
+
+use super::{dto, JsonBody};
+use crate::app::App;
+use crate::auth::{Caller, Role};
+use crate::engine::{self, execute::secret_context, Trigger, TriggerError};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use mobius_store::Project;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewProject {
+    name: String,
+    repo: String,
+    branch: Option<String>,
+    webhook_secret: Option<String>,
+}
+
+/// Project names appear in URLs and paths: letters, digits, `.`, `_`, `-`.
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+}
+
+pub async fn create(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NewProject>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_global(Role::Admin)?;
+    if !valid_name(&body.name) {
+        return Err(ApiError::unprocessable(format!(
+            "name: '{}' is not a valid project name (1-64 letters, digits, '.', '_' or '-')",
+            body.name
+        )));
+    }
+    let local = body.repo.strip_prefix("file://").unwrap_or(&body.repo);
+    if local.contains("://") || local.contains('@') && local.contains(':') {
+        return Err(ApiError::unprocessable(format!(
+            "repo: '{}' is a remote URL; this server reads local repositories only: clone it on the server and add its path",
+            body.repo
+        )));
+    }
+    let path = std::path::Path::new(local)
+        .canonicalize()
+        .map_err(|e| ApiError::unprocessable(format!("repo: cannot open '{local}': {e}")))?;
+    let info = {
+        let path = path.clone();
+        tokio::task::spawn_blocking(move || {
+            mobius_runner::git::refs(&path).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&path)))
+        })
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(|e| ApiError::unprocessable(format!("repo: {e}")))?
+    };
+    let (refs, head) = info;
+    let branch = body
+        .branch
+        .clone()
+        .unwrap_or_else(|| head.git_ref.strip_prefix("refs/heads/").map_or_else(|| "main".to_string(), str::to_string));
+    if !refs.iter().any(|(name, _)| *name == format!("refs/heads/{branch}")) {
+        return Err(ApiError::unprocessable(format!("branch: the repository has no branch '{branch}'")));
+    }
+    let generated = body.webhook_secret.is_none();
+    let secret = match body.webhook_secret {
+        Some(s) if s.len() < 16 => {
+            return Err(ApiError::unprocessable("webhook_secret: use at least 16 characters"));
+        }
+        Some(s) => s,
+        None => hex::encode(mobius_store::crypto::random_bytes::<32>().map_err(ApiError::internal)?),
+    };
+    let sealed = app.key.seal(&webhook_context(&body.name), secret.as_bytes()).map_err(ApiError::internal)?;
+    let poll_ms = app.config.poll_interval.as_millis() as i64;
+    let project = app.store.create_project(&body.name, &path.display().to_string(), &branch, &sealed, poll_ms).await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "project.create",
+            &project.name,
+            json!({"repo": project.repo, "branch": branch}),
+            &caller.remote,
+        )
+        .await?;
+    let runs = engine::poll_project(&app, &project, true).await.map_err(ApiError::internal)?;
+    let mut answer = json!({
+        "project": dto::project(&project),
+        "runs": runs.iter().map(dto::run).collect::<Vec<_>>(),
+    });
+    if generated {
+        // Shown once: the server keeps it sealed and never returns it again.
+        answer["webhook_secret"] = Value::String(secret);
+    }
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+/// What a project's webhook secret is bound to when sealed.
+pub fn webhook_context(project: &str) -> String {
+    format!("webhook:{project}")
+}
+
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<Value>>> {
+    let projects = app.store.projects().await?;
+    Ok(Json(projects.iter().filter(|p| caller.sees(p.id)).map(dto::project).collect()))
+}
+
+/// The project named in the path, if the caller holds `role` on it.
+pub async fn find(app: &App, caller: &Caller, name: &str, role: Role) -> ApiResult<Project> {
+    let project = app.store.project_by_name(name).await?;
+    let Some(project) = project.filter(|p| caller.sees(p.id)) else {
+        return Err(ApiError::not_found(format!("no project named '{name}'")));
+    };
+    caller.require(role, project.id, &project.name)?;
+    Ok(project)
+}
+
+pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+    let project = find(&app, &caller, &name, Role::Viewer).await?;
+    Ok(Json(dto::project(&project)))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetValue {
+    value: String,
+}
+
+/// GitHub's rule for secret and variable names.
+fn valid_variable_name(name: &str) -> Result<(), ApiError> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && name.len() <= 128
+        && !name.to_ascii_uppercase().starts_with("GITHUB_");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(format!(
+            "name: '{name}' is not valid: letters, digits and '_', not starting with a digit or GITHUB_"
+        )))
+    }
+}
+
+pub async fn set_secret(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((name, secret)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SetValue>,
+) -> ApiResult<StatusCode> {
+    let project = find(&app, &caller, &name, Role::Maintainer).await?;
+    valid_variable_name(&secret)?;
+    if body.value.is_empty() {
+        return Err(ApiError::unprocessable("value: a secret cannot be empty"));
+    }
+    let sealed =
+        app.key.seal(&secret_context(project.id, &secret), body.value.as_bytes()).map_err(ApiError::internal)?;
+    app.store.set_secret(project.id, &secret, &sealed).await?;
+    app.store
+        .audit(&caller.actor(), "secret.set", &format!("{}/{secret}", project.name), json!({}), &caller.remote)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn delete_secret(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((name, secret)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    let project = find(&app, &caller, &name, Role::Maintainer).await?;
+    if !app.store.delete_secret(project.id, &secret).await? {
+        return Err(ApiError::not_found(format!("project '{name}' has no secret '{secret}'")));
+    }
+    app.store
+        .audit(&caller.actor(), "secret.delete", &format!("{}/{secret}", project.name), json!({}), &caller.remote)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Names and update times only: secret values never leave the server.
+pub async fn list_secrets(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let project = find(&app, &caller, &name, Role::Viewer).await?;
+    let secrets = app.store.secrets(project.id).await?;
+    Ok(Json(secrets.iter().map(|(n, _, at)| json!({"name": n, "updated_at": dto::time(Some(*at))})).collect()))
+}
+
+pub async fn set_variable(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((name, variable)): Path<(String, String)>,
+    JsonBody(body): JsonBody<SetValue>,
+) -> ApiResult<StatusCode> {
+    let project = find(&app, &caller, &name, Role::Maintainer).await?;
+    valid_variable_name(&variable)?;
+    app.store.set_variable(project.id, &variable, &body.value).await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "variable.set",
+            &format!("{}/{variable}", project.name),
+            json!({"value": body.value}),
+            &caller.remote,
+        )
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn list_variables(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let project = find(&app, &caller, &name, Role::Viewer).await?;
+    let vars = app.store.variables(project.id).await?;
+    Ok(Json(vars.iter().map(|(n, v)| json!({"name": n, "value": v})).collect()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dispatch {
+    /// A branch or tag; the project's branch when absent.
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+}
+
+pub async fn dispatch(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((name, workflow)): Path<(String, String)>,
+    JsonBody(body): JsonBody<Dispatch>,
+) -> ApiResult<impl IntoResponse> {
+    let project = find(&app, &caller, &name, Role::Developer).await?;
+    let wanted = body.git_ref.clone().unwrap_or_else(|| project.branch.clone());
+    let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
+    let repo = std::path::PathBuf::from(&project.repo);
+    let refs = tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let tag = format!("refs/tags/{wanted}");
+    let Some((ref_name, sha)) = refs.into_iter().find(|(n, _)| *n == full || *n == tag) else {
+        return Err(ApiError::unprocessable(format!("ref: no branch or tag '{wanted}' in the repository")));
+    };
+    let mut trigger = Trigger::new("workflow_dispatch", &ref_name, &sha, &caller.name);
+    trigger.workflow = Some(workflow.clone());
+    trigger.inputs = body.inputs.clone();
+    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
+        TriggerError::NotFound(m) => ApiError::not_found(m),
+        TriggerError::Invalid(m) => ApiError::unprocessable(m),
+        TriggerError::Internal(m) => ApiError::internal(m),
+    })?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "workflow.dispatch",
+            &format!("{}/{workflow}", project.name),
+            json!({"ref": ref_name, "inputs": body.inputs, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
+            &caller.remote,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}

@@ -1,0 +1,215 @@
+//! Runs: listing, details with jobs and steps, artifacts, test reports, cancel and re-run.
+
+use super::{dto, JsonBody};
+use crate::app::App;
+use crate::auth::{Caller, Role};
+use crate::engine::{self, Trigger, TriggerError};
+use crate::error::{ApiError, ApiResult};
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use mobius_store::{Run, RunFilter};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    project: Option<String>,
+    status: Option<String>,
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+pub async fn list(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<ListQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let project_id = match &q.project {
+        Some(name) => Some(super::projects::find(&app, &caller, name, Role::Viewer).await?.id),
+        None => caller.project_id,
+    };
+    if let Some(status) = &q.status {
+        if !matches!(status.as_str(), "queued" | "in_progress" | "completed") {
+            return Err(ApiError::bad_request(format!("status: '{status}' is not queued, in_progress or completed")));
+        }
+    }
+    let limit = q.limit.unwrap_or(30);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::bad_request("limit: between 1 and 100"));
+    }
+    let runs = app.store.runs(&RunFilter { project_id, status: q.status.clone(), before: q.before, limit }).await?;
+    Ok(Json(runs.iter().map(dto::run).collect()))
+}
+
+/// The run with this id, if the caller holds `role` on its project.
+pub async fn find_run(app: &App, caller: &Caller, id: i64, role: Role) -> ApiResult<Run> {
+    let run = app.store.run(id).await?.filter(|r| caller.sees(r.project_id));
+    let Some(run) = run else { return Err(ApiError::not_found(format!("no run {id}"))) };
+    caller.require(role, run.project_id, &run.project)?;
+    Ok(run)
+}
+
+async fn jobs_json(app: &App, run_id: i64) -> ApiResult<Vec<Value>> {
+    let mut jobs = Vec::new();
+    for job in app.store.jobs(run_id).await? {
+        let steps = app.store.steps(job.id).await?;
+        jobs.push(dto::job(&job, &steps));
+    }
+    Ok(jobs)
+}
+
+async fn tests_json(app: &App, run_id: i64) -> ApiResult<Value> {
+    let reports = app.store.test_reports(run_id).await?;
+    let sum = |f: fn(&mobius_store::TestReport) -> i64| reports.iter().map(f).sum::<i64>();
+    Ok(json!({
+        "total": sum(|r| r.tests),
+        "failures": sum(|r| r.failures),
+        "errors": sum(|r| r.errors),
+        "skipped": sum(|r| r.skipped),
+        "passed": sum(|r| r.tests - r.failures - r.errors - r.skipped),
+        "reports": reports,
+    }))
+}
+
+pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let run = find_run(&app, &caller, id, Role::Viewer).await?;
+    let mut body = dto::run(&run);
+    body["jobs"] = Value::Array(jobs_json(&app, run.id).await?);
+    body["tests"] = tests_json(&app, run.id).await?;
+    Ok(Json(body))
+}
+
+pub async fn jobs(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Value>>> {
+    let run = find_run(&app, &caller, id, Role::Viewer).await?;
+    Ok(Json(jobs_json(&app, run.id).await?))
+}
+
+pub async fn tests(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let run = find_run(&app, &caller, id, Role::Viewer).await?;
+    Ok(Json(tests_json(&app, run.id).await?))
+}
+
+pub async fn artifacts(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let run = find_run(&app, &caller, id, Role::Viewer).await?;
+    let files = app.store.artifacts(run.id).await?;
+    let mut out: Vec<Value> = Vec::new();
+    for file in files {
+        let entry = json!({"path": file.path, "size": file.size});
+        match out.last_mut().filter(|a| a["name"] == file.name.as_str()) {
+            Some(artifact) => {
+                artifact["size"] = json!(artifact["size"].as_i64().unwrap_or(0) + file.size);
+                if let Some(list) = artifact["files"].as_array_mut() {
+                    list.push(entry);
+                }
+            }
+            None => out.push(json!({
+                "name": file.name,
+                "size": file.size,
+                "created_at": dto::time(Some(file.created_at)),
+                "files": [entry],
+            })),
+        }
+    }
+    Ok(Json(out))
+}
+
+/// Artifact names and paths never climb out of their folder.
+fn safe_relative(path: &str) -> bool {
+    !path.is_empty()
+        && !path.starts_with('/')
+        && !path.contains('\\')
+        && !path.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+}
+
+pub async fn artifact_file(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path((id, name, path)): Path<(i64, String, String)>,
+) -> ApiResult<Response> {
+    let run = find_run(&app, &caller, id, Role::Viewer).await?;
+    if !safe_relative(&name) || !safe_relative(&path) {
+        return Err(ApiError::bad_request(format!(
+            "invalid artifact path '{name}/{path}': no '..', '.', empty or absolute parts"
+        )));
+    }
+    let files = app.store.artifacts(run.id).await?;
+    let Some(file) = files.into_iter().find(|f| f.name == name && f.path == path) else {
+        return Err(ApiError::not_found(format!("run {id} has no artifact file '{name}/{path}'")));
+    };
+    let handle = app.blobs.open(&file.blob).map_err(|_| ApiError::new(StatusCode::GONE, "the artifact has expired"))?;
+    let stream = tokio_util::io::ReaderStream::new(tokio::fs::File::from_std(handle));
+    let filename = path.rsplit('/').next().unwrap_or("artifact").replace('"', "");
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_LENGTH, file.size.to_string()),
+            (header::CONTENT_DISPOSITION, format!("attachment; filename=\"{filename}\"")),
+        ],
+        Body::from_stream(stream),
+    )
+        .into_response())
+}
+
+pub async fn cancel(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<impl IntoResponse> {
+    let run = find_run(&app, &caller, id, Role::Developer).await?;
+    if run.status == "completed" {
+        return Err(ApiError::conflict(format!("run {id} has already completed")));
+    }
+    engine::cancel_run(&app, &run, &format!("cancelled by {}", caller.name)).await?;
+    app.store.audit(&caller.actor(), "run.cancel", &format!("run/{id}"), json!({}), &caller.remote).await?;
+    let run = app.store.run(id).await?.unwrap_or(run);
+    Ok((StatusCode::ACCEPTED, Json(dto::run(&run))))
+}
+
+#[derive(Debug, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct Rerun {
+    #[serde(default)]
+    failed_only: bool,
+}
+
+pub async fn rerun(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+    JsonBody(body): JsonBody<Rerun>,
+) -> ApiResult<impl IntoResponse> {
+    let run = find_run(&app, &caller, id, Role::Developer).await?;
+    if run.status != "completed" {
+        return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
+    }
+    if body.failed_only {
+        return Err(ApiError::unprocessable(
+            "failed_only: re-running only the failed jobs is not supported yet; re-run the whole run",
+        ));
+    }
+    let project =
+        app.store.project_by_id(run.project_id).await?.ok_or_else(|| ApiError::not_found("the project was removed"))?;
+    let mut trigger = Trigger::new(&run.event, &run.ref_name, &run.head_sha, &caller.name);
+    trigger.workflow = Some(run.workflow.clone());
+    trigger.payload = serde_json::from_str(&run.payload).ok();
+    trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
+    trigger.rerun_of = Some(run.clone());
+    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
+        TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
+        TriggerError::Internal(m) => ApiError::internal(m),
+    })?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "run.rerun",
+            &format!("run/{id}"),
+            json!({"runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
+            &caller.remote,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}

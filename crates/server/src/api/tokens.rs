@@ -1,0 +1,136 @@
+//! Tokens (create, list, revoke) and the audit log.
+
+use super::{dto, JsonBody};
+use crate::app::App;
+use crate::auth::{hash_token, new_token, Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::Json;
+use mobius_store::Token;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn token_json(t: &Token, project: Option<&str>) -> Value {
+    json!({
+        "id": t.id,
+        "name": t.name,
+        "role": t.role,
+        "project": project,
+        "created_by": t.created_by,
+        "created_at": dto::time(Some(t.created_at)),
+        "expires_at": dto::time(t.expires_at),
+        "revoked_at": dto::time(t.revoked_at),
+    })
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewToken {
+    name: Option<String>,
+    role: String,
+    project: Option<String>,
+    /// A duration such as `30d` or `12h`.
+    expires_in: Option<String>,
+}
+
+pub async fn create(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<NewToken>,
+) -> ApiResult<impl IntoResponse> {
+    caller.require_global(Role::Admin)?;
+    let Some(role) = Role::parse(&body.role) else {
+        return Err(ApiError::unprocessable(format!(
+            "role: '{}' is not viewer, developer, maintainer or admin",
+            body.role
+        )));
+    };
+    let project = match &body.project {
+        Some(name) => Some(
+            app.store
+                .project_by_name(name)
+                .await?
+                .ok_or_else(|| ApiError::unprocessable(format!("project: no project named '{name}'")))?,
+        ),
+        None => None,
+    };
+    let expires_at = match &body.expires_in {
+        Some(text) => {
+            let d = humantime::parse_duration(text).map_err(|e| {
+                ApiError::unprocessable(format!("expires_in: '{text}' is not a duration such as 30d: {e}"))
+            })?;
+            Some(mobius_store::now_ms() + d.as_millis() as i64)
+        }
+        None => None,
+    };
+    let secret = new_token().map_err(ApiError::internal)?;
+    let name = body.name.clone().unwrap_or_else(|| format!("{}-token", role.as_str()));
+    let token = app
+        .store
+        .create_token(
+            &name,
+            &hash_token(&secret),
+            role.as_str(),
+            project.as_ref().map(|p| p.id),
+            &caller.actor(),
+            expires_at,
+        )
+        .await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "token.create",
+            &format!("token/{}", token.id),
+            json!({"name": name, "role": role.as_str(), "project": body.project, "expires_at": dto::time(expires_at)}),
+            &caller.remote,
+        )
+        .await?;
+    let mut answer = token_json(&token, body.project.as_deref());
+    // The only time the token is shown.
+    answer["token"] = Value::String(secret);
+    Ok((StatusCode::CREATED, Json(answer)))
+}
+
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<Value>>> {
+    caller.require_global(Role::Admin)?;
+    let projects = app.store.projects().await?;
+    let tokens = app.store.tokens().await?;
+    Ok(Json(
+        tokens
+            .iter()
+            .map(|t| {
+                let project = t.project_id.and_then(|id| projects.iter().find(|p| p.id == id)).map(|p| p.name.as_str());
+                token_json(t, project)
+            })
+            .collect(),
+    ))
+}
+
+pub async fn revoke(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<StatusCode> {
+    caller.require_global(Role::Admin)?;
+    if !app.store.revoke_token(id).await? {
+        return Err(ApiError::not_found(format!("no live token {id}")));
+    }
+    app.store.audit(&caller.actor(), "token.revoke", &format!("token/{id}"), json!({}), &caller.remote).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+pub struct AuditQuery {
+    limit: Option<i64>,
+    before: Option<i64>,
+}
+
+pub async fn audit(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+    caller.require_global(Role::Admin)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let entries = app.store.audit_log(limit, q.before).await?;
+    let entries: Vec<Value> = entries
+        .into_iter()
+        .map(|e| json!({"id": e.id, "at": dto::time(Some(e.at)), "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail, "remote": e.remote}))
+        .collect();
+    Ok(Json(Value::Array(entries)))
+}

@@ -1,0 +1,105 @@
+//! The server's shared state: store, blobs, master key, configuration, the engine's
+//! bookkeeping of live runs, and metrics.
+
+use crate::metrics::Metrics;
+use crate::ServeConfig;
+use anyhow::Context;
+use mobius_store::{BlobStore, FsBlobStore, MasterKey, Store};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+/// Everything the HTTP handlers and background tasks share.
+pub struct App {
+    pub config: ServeConfig,
+    pub store: Store,
+    pub blobs: Arc<dyn BlobStore>,
+    pub key: MasterKey,
+    pub metrics: Metrics,
+    /// Job slots shared by every run (the global parallel-jobs limit).
+    pub job_slots: Arc<Semaphore>,
+    /// Wakes the scheduler when runs are queued or finish.
+    pub wake_scheduler: Notify,
+    /// Runs executing in this process, with the token that cancels each.
+    pub live: Mutex<HashMap<i64, LiveRun>>,
+    /// Serialises run creation, so numbers and ref bookkeeping stay consistent.
+    pub trigger_lock: tokio::sync::Mutex<()>,
+    /// Stops background tasks on shutdown.
+    pub stopping: CancellationToken,
+}
+
+/// A run executing in this process.
+pub struct LiveRun {
+    pub cancel: CancellationToken,
+    /// Bumped whenever a log line or status change of the run is written.
+    pub progress: tokio::sync::watch::Sender<u64>,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App").field("data", &self.config.data_dir).finish_non_exhaustive()
+    }
+}
+
+impl App {
+    pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
+        let data = &config.data_dir;
+        let key = MasterKey::load_or_create(&data.join("master.key")).map_err(anyhow::Error::msg)?;
+        let url = config.database.clone().unwrap_or_else(|| Store::sqlite_url(&data.join("mobius.db")));
+        let store = Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
+        let blobs = FsBlobStore::new(data.join("blobs"))
+            .with_context(|| format!("cannot create the blob store in {}", data.display()))?;
+        Ok(Arc::new(App {
+            job_slots: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
+            config,
+            store,
+            blobs: Arc::new(blobs),
+            key,
+            metrics: Metrics::default(),
+            wake_scheduler: Notify::new(),
+            live: Mutex::new(HashMap::new()),
+            trigger_lock: tokio::sync::Mutex::new(()),
+            stopping: CancellationToken::new(),
+        }))
+    }
+
+    /// Where runs execute: `DATA/work/<run>` (checkout) and `DATA/state/runs/<run>` (runner).
+    pub fn work_dir(&self, run_id: i64) -> PathBuf {
+        self.config.data_dir.join("work").join(run_id.to_string())
+    }
+
+    pub fn state_dir(&self) -> PathBuf {
+        self.config.data_dir.join("state")
+    }
+
+    /// Stops background tasks and cancels live runs (they end `cancelled`).
+    pub fn shutdown(&self) {
+        self.stopping.cancel();
+        if let Ok(live) = self.live.lock() {
+            for run in live.values() {
+                run.cancel.cancel();
+            }
+        }
+    }
+
+    /// A receiver that changes whenever the run makes progress (None once it is not live).
+    pub fn watch_run(&self, run_id: i64) -> Option<tokio::sync::watch::Receiver<u64>> {
+        self.live.lock().ok()?.get(&run_id).map(|r| r.progress.subscribe())
+    }
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let credentials = &url[scheme + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                None => url.to_string(),
+            }
+        }
+        _ => url.to_string(),
+    }
+}

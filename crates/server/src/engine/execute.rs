@@ -1,0 +1,272 @@
+//! Executes one run with the runner crate: checkout of the commit with gix, secrets and
+//! variables, the shared job slots, and a reporter that writes jobs and steps to the
+//! store as they happen. Afterwards logs, artifacts and test reports go to the blob store.
+
+use super::trigger::repository_name;
+use crate::app::{App, LiveRun};
+use mobius_core::{Conclusion, RunEvent};
+use mobius_runner::repo::RepoInfo;
+use mobius_runner::{CancellationToken, Reporter, RunError, RunOptions};
+use mobius_store::{Project, Run};
+use mobius_workflow::{parse_workflow, SourceFile};
+use serde_json::Value;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Passes runner events to the task that writes them to the store, in order.
+struct StoreReporter {
+    /// `None` ends the stream (sent by the run once the runner returned).
+    events: mpsc::UnboundedSender<Option<RunEvent>>,
+    progress: tokio::sync::watch::Sender<u64>,
+}
+
+impl Reporter for StoreReporter {
+    fn event(&self, event: RunEvent) {
+        let _ = self.events.send(Some(event));
+    }
+    fn log_lines(&self, _job: &str, _step: &str, _lines: &str) {
+        // The runner has already appended the lines to the step's log file; followers re-read it.
+        self.progress.send_modify(|n| *n += 1);
+    }
+}
+
+/// What the writer learnt of each job while the run went on.
+#[derive(Default)]
+struct JobTrack {
+    id: i64,
+    steps: i64,
+    /// The step started last: its id, name and log file.
+    current: Option<(i64, String, PathBuf)>,
+    /// `run_dir/jobs/<dir>/workspace`, known from the first step's log path.
+    workspace: Option<PathBuf>,
+}
+
+/// Writes the runner's events to the store; returns what it knows of each job.
+async fn write_events(
+    app: Arc<App>,
+    run_id: i64,
+    mut events: mpsc::UnboundedReceiver<Option<RunEvent>>,
+    progress: tokio::sync::watch::Sender<u64>,
+) -> HashMap<String, JobTrack> {
+    let mut jobs: HashMap<String, JobTrack> = HashMap::new();
+    while let Some(Some(event)) = events.recv().await {
+        if let Err(e) = write_event(&app, run_id, &mut jobs, event).await {
+            tracing::error!(run = run_id, error = %e, "cannot record a run event");
+        }
+        progress.send_modify(|n| *n += 1);
+    }
+    jobs
+}
+
+async fn write_event(
+    app: &Arc<App>,
+    run_id: i64,
+    jobs: &mut HashMap<String, JobTrack>,
+    event: RunEvent,
+) -> Result<(), mobius_store::StoreError> {
+    let store = &app.store;
+    match event {
+        RunEvent::JobStarted { job, .. } => {
+            let id = store.create_job(run_id, &job, "in_progress").await?;
+            jobs.insert(job, JobTrack { id, ..JobTrack::default() });
+        }
+        RunEvent::JobSkipped { job, reason } => {
+            let id = store.create_job(run_id, &job, "completed").await?;
+            let conclusion = if reason.contains("cancelled") { "cancelled" } else { "skipped" };
+            store.finish_job(id, conclusion, Some(&reason)).await?;
+        }
+        RunEvent::StepStarted { job, step, log } => {
+            let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
+            track.steps += 1;
+            let log = PathBuf::from(log);
+            if track.workspace.is_none() {
+                // run_dir/logs/<dir>/NN-step.log → run_dir/jobs/<dir>/workspace
+                if let (Some(dir), Some(run_dir)) =
+                    (log.parent(), log.parent().and_then(Path::parent).and_then(Path::parent))
+                {
+                    if let Some(name) = dir.file_name() {
+                        track.workspace = Some(run_dir.join("jobs").join(name).join("workspace"));
+                    }
+                }
+            }
+            let id = store.create_step(track.id, track.steps, &step, &log.display().to_string()).await?;
+            track.current = Some((id, step, log));
+        }
+        RunEvent::StepFinished { job, step, conclusion, .. } => {
+            let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
+            match track.current.take() {
+                Some((id, name, log)) if name == step => {
+                    store.finish_step(id, conclusion.as_str()).await?;
+                    ingest_log(app, id, &log).await?;
+                }
+                other => {
+                    // A skipped step never started.
+                    track.current = other;
+                    track.steps += 1;
+                    let id = store.create_step(track.id, track.steps, &step, "").await?;
+                    store.finish_step(id, conclusion.as_str()).await?;
+                }
+            }
+        }
+        RunEvent::JobFinished { job, conclusion, duration_ms } => {
+            if let Some(track) = jobs.get(&job) {
+                store.finish_job(track.id, conclusion.as_str(), None).await?;
+                app.metrics.job_finished(duration_ms as f64 / 1000.0);
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Moves a finished step's log file into the blob store.
+pub(crate) async fn ingest_log(app: &Arc<App>, step_id: i64, log: &Path) -> Result<(), mobius_store::StoreError> {
+    if log.as_os_str().is_empty() || !log.exists() {
+        return Ok(());
+    }
+    let blobs = app.blobs.clone();
+    let path = log.to_path_buf();
+    match tokio::task::spawn_blocking(move || blobs.put_file(&path)).await {
+        Ok(Ok((digest, size))) => app.store.set_step_log(step_id, &digest, size as i64).await,
+        Ok(Err(e)) => {
+            tracing::error!(step = step_id, log = %log.display(), error = %e, "cannot store a step log");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(step = step_id, error = %e, "log ingestion panicked");
+            Ok(())
+        }
+    }
+}
+
+/// Runs a started run to completion and records how it ended.
+pub async fn execute_run(app: Arc<App>, run: Run) {
+    let cancel = CancellationToken::new();
+    let (progress, _) = tokio::sync::watch::channel(0u64);
+    if let Ok(mut live) = app.live.lock() {
+        live.insert(run.id, LiveRun { cancel: cancel.clone(), progress: progress.clone() });
+    }
+    if run.cancel_requested {
+        cancel.cancel();
+    }
+    let outcome = run_inner(&app, &run, cancel.clone(), progress.clone()).await;
+    let (conclusion, reason) = match outcome {
+        Ok(conclusion) => (conclusion, None),
+        Err(reason) => (Conclusion::Failure, Some(reason)),
+    };
+    let conclusion =
+        if cancel.is_cancelled() && conclusion != Conclusion::Failure || conclusion == Conclusion::Cancelled {
+            Conclusion::Cancelled
+        } else {
+            conclusion
+        };
+    let reason = reason.or_else(|| (conclusion == Conclusion::Cancelled).then(|| "cancelled".to_string()));
+    if let Err(e) = app.store.finish_open_jobs(run.id, conclusion.as_str(), reason.as_deref().unwrap_or("")).await {
+        tracing::error!(run = run.id, error = %e, "cannot complete the run's jobs");
+    }
+    if let Err(e) = app.store.finish_run(run.id, conclusion.as_str(), reason.as_deref()).await {
+        tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
+    }
+    tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");
+    if let Ok(mut live) = app.live.lock() {
+        live.remove(&run.id);
+    }
+    progress.send_modify(|n| *n += 1);
+    // The checkout and the runner's directory are no longer needed: everything kept is in the store.
+    let work = app.work_dir(run.id);
+    let run_dir = app.state_dir().join("runs").join(run.id.to_string());
+    let _ = tokio::task::spawn_blocking(move || {
+        let _ = std::fs::remove_dir_all(work);
+        let _ = std::fs::remove_dir_all(run_dir);
+    })
+    .await;
+    app.wake_scheduler.notify_one();
+}
+
+async fn run_inner(
+    app: &Arc<App>,
+    run: &Run,
+    cancel: CancellationToken,
+    progress: tokio::sync::watch::Sender<u64>,
+) -> Result<Conclusion, String> {
+    let project = app
+        .store
+        .project_by_id(run.project_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| "the project was removed".to_string())?;
+    let source = app.work_dir(run.id).join("src");
+    let (repo, sha, target) = (PathBuf::from(&project.repo), run.head_sha.clone(), source.clone());
+    let workflow_path = run.workflow.clone();
+    let text = tokio::task::spawn_blocking(move || {
+        mobius_runner::git::checkout(&repo, &sha, &target, true)?;
+        std::fs::read_to_string(target.join(&workflow_path)).map_err(|e| format!("cannot read {workflow_path}: {e}"))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| format!("checkout of {} failed: {e}", run.head_sha))?;
+    let workflow =
+        parse_workflow(SourceFile::new(run.workflow.clone(), text)).map_err(|errors| errors.render(false))?;
+
+    let options = run_options(app, &project, run, source).await?;
+    let info = RepoInfo { sha: run.head_sha.clone(), git_ref: run.ref_name.clone(), remote_repository: None };
+    let problems = mobius_runner::plan::preflight(std::slice::from_ref(&workflow), &options);
+    if !problems.is_empty() {
+        return Err(problems.join("\n"));
+    }
+    let (events_tx, events_rx) = mpsc::unbounded_channel();
+    let writer = tokio::spawn(write_events(app.clone(), run.id, events_rx, progress.clone()));
+    let reporter: Arc<dyn Reporter> = Arc::new(StoreReporter { events: events_tx.clone(), progress });
+    let result = mobius_runner::execute(options, info, vec![workflow], reporter, cancel).await;
+    // The writer drains what the run reported, then stops (a background process of a
+    // step may still hold the reporter, so the end is said explicitly).
+    let _ = events_tx.send(None);
+    let jobs = writer.await.unwrap_or_default();
+    let summary = match result {
+        Ok(summary) => summary,
+        Err(RunError::Invalid(problems)) => return Err(problems.join("\n")),
+        Err(e) => return Err(e.to_string()),
+    };
+    super::collect::artifacts_and_reports(app, run.id, &summary.run_dir, &jobs_workspaces(&jobs)).await;
+    Ok(summary.conclusion)
+}
+
+fn jobs_workspaces(jobs: &HashMap<String, JobTrack>) -> Vec<(String, PathBuf)> {
+    let mut out: Vec<(String, PathBuf)> =
+        jobs.iter().filter_map(|(name, t)| t.workspace.clone().map(|w| (name.clone(), w))).collect();
+    out.sort();
+    out
+}
+
+/// Options for the runner: the project's secrets (opened with the master key) and variables.
+async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathBuf) -> Result<RunOptions, String> {
+    let mut options = RunOptions::new(source, app.state_dir());
+    options.event_name = run.event.clone();
+    options.event_payload = serde_json::from_str(&run.payload).unwrap_or(Value::Object(Default::default()));
+    if let Ok(Value::Object(inputs)) = serde_json::from_str::<Value>(&run.inputs) {
+        options.inputs = inputs.into_iter().map(|(k, v)| (k, mobius_workflow::expr::to_display_string(&v))).collect();
+    }
+    for (name, sealed, _) in app.store.secrets(project.id).await.map_err(|e| e.to_string())? {
+        let value =
+            app.key.open(&secret_context(project.id, &name), &sealed).map_err(|e| format!("secret {name}: {e}"))?;
+        options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
+    }
+    options.vars = app.store.variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    options.actor = Some(run.actor.clone());
+    options.repository = Some(repository_name(project));
+    options.run_id = Some(run.id.to_string());
+    options.run_number = Some(run.number as u64);
+    options.keep_runs = 0;
+    options.keep_workspaces = true;
+    options.use_gitignore = false;
+    options.job_slots = Some(app.job_slots.clone());
+    options.action_dir = app.config.action_dir.clone();
+    Ok(options)
+}
+
+/// What a project's secret is bound to when sealed.
+pub fn secret_context(project_id: i64, name: &str) -> String {
+    format!("secret:{project_id}:{name}")
+}

@@ -1,0 +1,292 @@
+//! The engine: the scheduler that starts queued runs (global job limit, concurrency
+//! groups), the repository poller, cron schedules, retention, and recovery after a crash.
+
+mod collect;
+pub mod execute;
+pub mod trigger;
+
+use crate::app::App;
+use mobius_store::{Project, Run};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+pub use trigger::{create_runs, Trigger, TriggerError};
+
+/// The reason recorded on runs a previous process left running.
+pub const RESTART_REASON: &str = "server restarted";
+
+/// Ends the runs a previous process was executing: their logs so far are kept, and
+/// they complete with `failure` and the reason "server restarted".
+pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
+    let runs_dir = app.state_dir().join("runs");
+    for run in app.store.unfinished_runs().await? {
+        if run.status != "in_progress" {
+            continue;
+        }
+        let run_dir = runs_dir.join(run.id.to_string());
+        kill_processes_under(&app.work_dir(run.id));
+        kill_processes_under(&run_dir);
+        for step in app.store.steps_without_log(run.id).await? {
+            execute::ingest_log(app, step.id, Path::new(&step.spool)).await?;
+        }
+        app.store.finish_open_jobs(run.id, "failure", RESTART_REASON).await?;
+        app.store.finish_run(run.id, "failure", Some(RESTART_REASON)).await?;
+        tracing::warn!(run = run.id, "run interrupted by a restart marked failed");
+        let _ = std::fs::remove_dir_all(app.work_dir(run.id));
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    Ok(())
+}
+
+/// Kills the process groups of processes whose working directory is under `dir`:
+/// the steps a killed server left behind.
+fn kill_processes_under(dir: &Path) {
+    let Ok(dir) = dir.canonicalize() else { return };
+    let Ok(entries) = std::fs::read_dir("/proc") else { return };
+    for entry in entries.filter_map(Result::ok) {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(cwd) = std::fs::read_link(entry.path().join("cwd")) else { continue };
+        if cwd.starts_with(&dir) {
+            let pid = nix::unistd::Pid::from_raw(pid);
+            let group = nix::unistd::getpgid(Some(pid)).unwrap_or(pid);
+            if group != nix::unistd::getpgrp() {
+                let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+/// Starts the scheduler, the poller, cron and retention.
+pub fn start_background(app: &Arc<App>) {
+    tokio::spawn(scheduler(app.clone()));
+    tokio::spawn(poller(app.clone()));
+    tokio::spawn(cron(app.clone()));
+    tokio::spawn(retention(app.clone()));
+}
+
+async fn scheduler(app: Arc<App>) {
+    loop {
+        if let Err(e) = schedule_once(&app).await {
+            tracing::error!(error = %e, "scheduler pass failed");
+        }
+        tokio::select! {
+            () = app.wake_scheduler.notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = app.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Cancels a run: a queued one completes at once, a running one stops its jobs.
+pub async fn cancel_run(app: &Arc<App>, run: &Run, reason: &str) -> Result<(), mobius_store::StoreError> {
+    app.store.request_cancel(run.id).await?;
+    let live = app.live.lock().ok().and_then(|l| l.get(&run.id).map(|r| r.cancel.clone()));
+    match live {
+        Some(token) => token.cancel(),
+        None if run.status == "queued" => {
+            app.store.finish_run(run.id, "cancelled", Some(reason)).await?;
+        }
+        None => {}
+    }
+    app.wake_scheduler.notify_one();
+    Ok(())
+}
+
+/// One pass: supersede older pending runs of a group, cancel what a newer run of a
+/// `cancel-in-progress` group replaces, and start what may start.
+async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
+    if app.stopping.is_cancelled() {
+        return Ok(());
+    }
+    let unfinished = app.store.unfinished_runs().await?;
+    let mut running: HashMap<String, Vec<Run>> = HashMap::new();
+    let mut newest_queued: HashMap<String, i64> = HashMap::new();
+    for run in &unfinished {
+        if let Some(group) = &run.concurrency_group {
+            if run.status == "in_progress" {
+                running.entry(group.clone()).or_default().push(run.clone());
+            } else {
+                newest_queued.insert(group.clone(), run.id);
+            }
+        }
+    }
+    for run in unfinished.into_iter().filter(|r| r.status == "queued") {
+        if run.cancel_requested {
+            app.store.finish_run(run.id, "cancelled", Some("cancelled")).await?;
+            continue;
+        }
+        if let Some(group) = &run.concurrency_group {
+            // As on GitHub: a group holds one running and one pending run; a newer pending one replaces it.
+            if newest_queued.get(group).is_some_and(|newest| *newest != run.id) {
+                let newest = newest_queued.get(group).copied().unwrap_or_default();
+                let reason = format!("superseded by run {newest} in concurrency group '{}'", display_group(group));
+                app.store.finish_run(run.id, "cancelled", Some(&reason)).await?;
+                continue;
+            }
+            if let Some(active) = running.get(group).filter(|runs| !runs.is_empty()) {
+                if run.cancel_in_progress {
+                    for other in active {
+                        if !other.cancel_requested {
+                            let reason = format!("cancelled by run {} (cancel-in-progress)", run.id);
+                            cancel_run(app, other, &reason).await?;
+                        }
+                    }
+                }
+                continue;
+            }
+        }
+        if app.store.start_run(run.id).await? {
+            if let Some(group) = &run.concurrency_group {
+                running.entry(group.clone()).or_default().push(run.clone());
+            }
+            tracing::info!(run = run.id, workflow = %run.workflow, "run started");
+            let started = app.store.run(run.id).await?.unwrap_or(run);
+            tokio::spawn(execute::execute_run(app.clone(), started));
+        }
+    }
+    Ok(())
+}
+
+/// A group as the workflow named it (without the project prefix).
+fn display_group(group: &str) -> &str {
+    group.split_once(':').map_or(group, |(_, g)| g)
+}
+
+/// Reads every project's refs on an interval and triggers `push` for what moved.
+async fn poller(app: Arc<App>) {
+    loop {
+        match app.store.projects().await {
+            Ok(projects) => {
+                for project in projects {
+                    if let Err(e) = poll_project(&app, &project, false).await {
+                        tracing::warn!(project = %project.name, error = %e, "cannot poll the repository");
+                    }
+                }
+            }
+            Err(e) => tracing::error!(error = %e, "cannot list projects"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(app.config.poll_interval) => {}
+            () = app.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// Compares the repository's refs with those last seen; pushes trigger runs. On `first`
+/// (a new project) every ref is recorded and the branch head runs once.
+pub async fn poll_project(app: &Arc<App>, project: &Project, first: bool) -> Result<Vec<Run>, String> {
+    let repo = PathBuf::from(&project.repo);
+    let current =
+        tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo)).await.map_err(|e| e.to_string())??;
+    let seen: HashMap<String, String> =
+        app.store.refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    let mut runs = Vec::new();
+    let mut pushes = Vec::new();
+    for (name, sha) in &current {
+        if seen.get(name) == Some(sha) {
+            continue;
+        }
+        app.store.set_ref(project.id, name, Some(sha)).await.map_err(|e| e.to_string())?;
+        let is_branch_head = *name == format!("refs/heads/{}", project.branch);
+        if !first || is_branch_head {
+            pushes.push((name.clone(), sha.clone(), seen.get(name).cloned()));
+        }
+    }
+    for name in seen.keys().filter(|n| !current.iter().any(|(c, _)| c == *n)) {
+        app.store.set_ref(project.id, name, None).await.map_err(|e| e.to_string())?;
+    }
+    for (name, sha, before) in pushes {
+        let mut trigger = Trigger::new("push", &name, &sha, "mobius");
+        trigger.before = before;
+        match create_runs(app, project, trigger).await {
+            Ok(new) => runs.extend(new),
+            Err(e) => tracing::warn!(project = %project.name, git_ref = %name, error = %e, "push not run"),
+        }
+    }
+    Ok(runs)
+}
+
+/// Fires `schedule` triggers at each minute whose cron matches (UTC, as on GitHub).
+async fn cron(app: Arc<App>) {
+    loop {
+        let now = chrono::Utc::now();
+        let into_minute = u64::from(chrono::Timelike::second(&now));
+        let wait = Duration::from_secs(60 - into_minute.min(59));
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = app.stopping.cancelled() => return,
+        }
+        let minute = chrono::Utc::now();
+        if let Err(e) = fire_schedules(&app, minute).await {
+            tracing::error!(error = %e, "schedule pass failed");
+        }
+    }
+}
+
+async fn fire_schedules(app: &Arc<App>, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+    use std::str::FromStr;
+    for project in app.store.projects().await.map_err(|e| e.to_string())? {
+        let branch = format!("refs/heads/{}", project.branch);
+        let (repo, wanted) = (PathBuf::from(&project.repo), branch.clone());
+        let read = tokio::task::spawn_blocking(move || {
+            let refs = mobius_runner::git::refs(&repo)?;
+            let sha = refs.into_iter().find(|(n, _)| *n == wanted).map(|(_, s)| s).ok_or("no branch head")?;
+            let files = mobius_runner::git::workflow_files(&repo, &sha)?;
+            Ok::<_, String>((sha, files))
+        })
+        .await
+        .map_err(|e| e.to_string())?;
+        let Ok((sha, files)) = read else { continue };
+        let mut crons = Vec::new();
+        for (path, text) in files {
+            if let Ok(workflow) = mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)) {
+                if let Some(trigger) = workflow.triggers.get("schedule") {
+                    crons.extend(trigger.crons.iter().cloned());
+                }
+            }
+        }
+        crons.sort();
+        crons.dedup();
+        for expression in crons {
+            let matches = croner::Cron::from_str(&expression).ok().and_then(|c| c.is_time_matching(&at).ok());
+            if matches == Some(true) {
+                let mut trigger = Trigger::new("schedule", &branch, &sha, "mobius");
+                trigger.cron = Some(expression.clone());
+                if let Err(e) = create_runs(app, &project, trigger).await {
+                    tracing::warn!(project = %project.name, cron = %expression, error = %e, "schedule not run");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes logs and artifacts of runs completed longer ago than the retention period.
+async fn retention(app: Arc<App>) {
+    loop {
+        if let Err(e) = expire(&app).await {
+            tracing::error!(error = %e, "retention pass failed");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            () = app.stopping.cancelled() => return,
+        }
+    }
+}
+
+/// One retention pass; returns how many blobs were deleted.
+pub async fn expire(app: &Arc<App>) -> Result<usize, mobius_store::StoreError> {
+    let cutoff = mobius_store::now_ms() - app.config.retention.as_millis() as i64;
+    let mut deleted = 0;
+    for digest in app.store.expire_before(cutoff).await? {
+        if !app.store.blob_in_use(&digest).await? && app.blobs.delete(&digest).is_ok() {
+            deleted += 1;
+        }
+    }
+    if deleted > 0 {
+        tracing::info!(blobs = deleted, "expired logs and artifacts removed");
+    }
+    Ok(deleted)
+}
