@@ -555,7 +555,11 @@ pub(crate) fn outcome_of(
         Ok(Exit::Code(code)) => format!("Process completed with exit code {code}."),
         Ok(Exit::Signal(sig)) => format!("Process was killed by signal {sig}."),
         Ok(Exit::TimedOut) => "The step exceeded its timeout and was stopped.".to_string(),
-        Ok(Exit::Cancelled) => "The operation was canceled.".to_string(),
+        Ok(Exit::Cancelled) => {
+            // As on GitHub, a step stopped by the run's cancellation is cancelled, not failed.
+            out.message("Error: The operation was canceled.");
+            return Conclusion::Cancelled;
+        }
         Err(e) => format!("cannot start '{program}': {e}"),
     };
     out.message(&format!("Error: {reason}"));

@@ -35,6 +35,8 @@ pub struct LiveRun {
     pub cancel: CancellationToken,
     /// Bumped whenever a log line or status change of the run is written.
     pub progress: tokio::sync::watch::Sender<u64>,
+    /// Why the run was cancelled, recorded as the run's reason.
+    pub reason: Mutex<Option<String>>,
 }
 
 impl std::fmt::Debug for App {

@@ -212,8 +212,9 @@ impl Store {
         Ok(RunCounts { by_status })
     }
 
-    pub async fn create_job(&self, run_id: i64, name: &str, status: &str) -> Result<i64> {
-        let now = now_ms();
+    /// Inserts a job; `at` is when it started (or was decided, for a skipped job).
+    pub async fn create_job(&self, run_id: i64, name: &str, status: &str, at: i64) -> Result<i64> {
+        let now = at;
         let id = sqlx::query_scalar(
             "INSERT INTO jobs (run_id, name, status, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
@@ -226,14 +227,14 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn finish_job(&self, job_id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
+    pub async fn finish_job(&self, job_id: i64, conclusion: &str, reason: Option<&str>, at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
              WHERE id = $4 AND status <> 'completed'",
         )
         .bind(conclusion)
         .bind(reason)
-        .bind(now_ms())
+        .bind(at)
         .bind(job_id)
         .execute(&self.pool)
         .await?;
@@ -256,7 +257,7 @@ impl Store {
         row.as_ref().map(job).transpose()
     }
 
-    pub async fn create_step(&self, job_id: i64, number: i64, name: &str, spool: &str) -> Result<i64> {
+    pub async fn create_step(&self, job_id: i64, number: i64, name: &str, spool: &str, at: i64) -> Result<i64> {
         let id = sqlx::query_scalar(
             "INSERT INTO steps (job_id, number, name, status, started_at, spool, log_size)
              VALUES ($1, $2, $3, 'in_progress', $4, $5, 0) RETURNING id",
@@ -264,20 +265,20 @@ impl Store {
         .bind(job_id)
         .bind(number)
         .bind(name)
-        .bind(now_ms())
+        .bind(at)
         .bind(spool)
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
     }
 
-    pub async fn finish_step(&self, step_id: i64, conclusion: &str) -> Result<()> {
+    pub async fn finish_step(&self, step_id: i64, conclusion: &str, at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
              WHERE id = $3 AND status <> 'completed'",
         )
         .bind(conclusion)
-        .bind(now_ms())
+        .bind(at)
         .bind(step_id)
         .execute(&self.pool)
         .await?;

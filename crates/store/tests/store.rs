@@ -40,12 +40,12 @@ async fn exercise(store: Store) {
 
     assert!(store.start_run(first.id).await.unwrap());
     assert!(!store.start_run(first.id).await.unwrap(), "only a queued run starts");
-    let job = store.create_job(first.id, "build", "in_progress").await.unwrap();
-    let step = store.create_step(job, 1, "Run make", "spool/1/1/1.log").await.unwrap();
+    let job = store.create_job(first.id, "build", "in_progress", 1).await.unwrap();
+    let step = store.create_step(job, 1, "Run make", "spool/1/1/1.log", 2).await.unwrap();
     assert_eq!(store.steps_without_log(first.id).await.unwrap().len(), 1);
     store.set_step_log(step, &"b".repeat(64), 12).await.unwrap();
-    store.finish_step(step, "success").await.unwrap();
-    store.finish_job(job, "success", None).await.unwrap();
+    store.finish_step(step, "success", 3).await.unwrap();
+    store.finish_job(job, "success", None, 4).await.unwrap();
     assert!(store.finish_run(first.id, "success", None).await.unwrap());
     assert!(!store.finish_run(first.id, "failure", None).await.unwrap(), "a completed run keeps its conclusion");
     let done = store.run(first.id).await.unwrap().unwrap();

@@ -17,14 +17,14 @@ use tokio::sync::mpsc;
 
 /// Passes runner events to the task that writes them to the store, in order.
 struct StoreReporter {
-    /// `None` ends the stream (sent by the run once the runner returned).
-    events: mpsc::UnboundedSender<Option<RunEvent>>,
+    /// Events with the time they happened; `None` ends the stream (sent by the run once the runner returned).
+    events: mpsc::UnboundedSender<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
 }
 
 impl Reporter for StoreReporter {
     fn event(&self, event: RunEvent) {
-        let _ = self.events.send(Some(event));
+        let _ = self.events.send(Some((event, mobius_store::now_ms())));
     }
     fn log_lines(&self, _job: &str, _step: &str, _lines: &str) {
         // The runner has already appended the lines to the step's log file; followers re-read it.
@@ -47,12 +47,12 @@ struct JobTrack {
 async fn write_events(
     app: Arc<App>,
     run_id: i64,
-    mut events: mpsc::UnboundedReceiver<Option<RunEvent>>,
+    mut events: mpsc::UnboundedReceiver<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
 ) -> HashMap<String, JobTrack> {
     let mut jobs: HashMap<String, JobTrack> = HashMap::new();
-    while let Some(Some(event)) = events.recv().await {
-        if let Err(e) = write_event(&app, run_id, &mut jobs, event).await {
+    while let Some(Some((event, at))) = events.recv().await {
+        if let Err(e) = write_event(&app, run_id, &mut jobs, event, at).await {
             tracing::error!(run = run_id, error = %e, "cannot record a run event");
         }
         progress.send_modify(|n| *n += 1);
@@ -65,17 +65,18 @@ async fn write_event(
     run_id: i64,
     jobs: &mut HashMap<String, JobTrack>,
     event: RunEvent,
+    at: i64,
 ) -> Result<(), mobius_store::StoreError> {
     let store = &app.store;
     match event {
         RunEvent::JobStarted { job, .. } => {
-            let id = store.create_job(run_id, &job, "in_progress").await?;
+            let id = store.create_job(run_id, &job, "in_progress", at).await?;
             jobs.insert(job, JobTrack { id, ..JobTrack::default() });
         }
         RunEvent::JobSkipped { job, reason } => {
-            let id = store.create_job(run_id, &job, "completed").await?;
+            let id = store.create_job(run_id, &job, "queued", at).await?;
             let conclusion = if reason.contains("cancelled") { "cancelled" } else { "skipped" };
-            store.finish_job(id, conclusion, Some(&reason)).await?;
+            store.finish_job(id, conclusion, Some(&reason), at).await?;
         }
         RunEvent::StepStarted { job, step, log } => {
             let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
@@ -91,28 +92,28 @@ async fn write_event(
                     }
                 }
             }
-            let id = store.create_step(track.id, track.steps, &step, &log.display().to_string()).await?;
+            let id = store.create_step(track.id, track.steps, &step, &log.display().to_string(), at).await?;
             track.current = Some((id, step, log));
         }
         RunEvent::StepFinished { job, step, conclusion, .. } => {
             let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
             match track.current.take() {
                 Some((id, name, log)) if name == step => {
-                    store.finish_step(id, conclusion.as_str()).await?;
+                    store.finish_step(id, conclusion.as_str(), at).await?;
                     ingest_log(app, id, &log).await?;
                 }
                 other => {
                     // A skipped step never started.
                     track.current = other;
                     track.steps += 1;
-                    let id = store.create_step(track.id, track.steps, &step, "").await?;
-                    store.finish_step(id, conclusion.as_str()).await?;
+                    let id = store.create_step(track.id, track.steps, &step, "", at).await?;
+                    store.finish_step(id, conclusion.as_str(), at).await?;
                 }
             }
         }
         RunEvent::JobFinished { job, conclusion, duration_ms } => {
             if let Some(track) = jobs.get(&job) {
-                store.finish_job(track.id, conclusion.as_str(), None).await?;
+                store.finish_job(track.id, conclusion.as_str(), None, at).await?;
                 app.metrics.job_finished(duration_ms as f64 / 1000.0);
             }
         }
@@ -146,7 +147,7 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
     let cancel = CancellationToken::new();
     let (progress, _) = tokio::sync::watch::channel(0u64);
     if let Ok(mut live) = app.live.lock() {
-        live.insert(run.id, LiveRun { cancel: cancel.clone(), progress: progress.clone() });
+        live.insert(run.id, LiveRun { cancel: cancel.clone(), progress: progress.clone(), reason: Default::default() });
     }
     if run.cancel_requested {
         cancel.cancel();
@@ -162,7 +163,10 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         } else {
             conclusion
         };
-    let reason = reason.or_else(|| (conclusion == Conclusion::Cancelled).then(|| "cancelled".to_string()));
+    let cancel_reason = app.live.lock().ok().and_then(|l| l.get(&run.id).and_then(|r| r.reason.lock().ok()?.clone()));
+    let reason = reason.or_else(|| {
+        (conclusion == Conclusion::Cancelled).then(|| cancel_reason.unwrap_or_else(|| "cancelled".to_string()))
+    });
     if let Err(e) = app.store.finish_open_jobs(run.id, conclusion.as_str(), reason.as_deref().unwrap_or("")).await {
         tracing::error!(run = run.id, error = %e, "cannot complete the run's jobs");
     }

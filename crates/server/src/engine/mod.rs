@@ -82,7 +82,13 @@ async fn scheduler(app: Arc<App>) {
 /// Cancels a run: a queued one completes at once, a running one stops its jobs.
 pub async fn cancel_run(app: &Arc<App>, run: &Run, reason: &str) -> Result<(), mobius_store::StoreError> {
     app.store.request_cancel(run.id).await?;
-    let live = app.live.lock().ok().and_then(|l| l.get(&run.id).map(|r| r.cancel.clone()));
+    let live = app.live.lock().ok().and_then(|l| {
+        let live = l.get(&run.id)?;
+        if let Ok(mut slot) = live.reason.lock() {
+            slot.get_or_insert_with(|| reason.to_string());
+        }
+        Some(live.cancel.clone())
+    });
     match live {
         Some(token) => token.cancel(),
         None if run.status == "queued" => {

@@ -1,0 +1,9 @@
+//! Integration tests of `mobius serve` and the client commands, one file per feature,
+//! against the real binary over loopback, on SQLite and on PostgreSQL.
+#![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
+
+mod auth;
+mod crash;
+mod pipelines;
+mod support;
+mod webhooks;

@@ -1,0 +1,311 @@
+//! Runs from push, polling and dispatch: jobs, steps, logs, secrets, variables,
+//! artifacts, test reports, cancel, re-run, concurrency and the global job limit.
+
+use crate::support::{backends, Repo, Server};
+use serde_json::{json, Value};
+
+const CI: &str = r#"
+name: CI
+on:
+  push:
+    branches: [main]
+  workflow_dispatch:
+    inputs:
+      greeting:
+        type: string
+        required: true
+      times:
+        type: number
+        default: 2
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "event=${{ github.event_name }} secret=${{ secrets.API_KEY }} region=${{ vars.REGION }}"
+      - run: echo "greeting=${{ inputs.greeting }} times=${{ inputs.times }}"
+        if: github.event_name == 'workflow_dispatch'
+      - run: |
+          mkdir -p dist reports
+          echo "binary" > dist/app.bin
+          cat > reports/TEST-unit.xml <<'XML'
+          <testsuite name="unit"><testcase classname="calc" name="adds"/><testcase classname="calc" name="divides"><failure message="division by zero">trace</failure></testcase></testsuite>
+          XML
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: dist/
+  test:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "tested ${{ github.sha }}"
+"#;
+
+#[test]
+fn push_dispatch_logs_artifacts_and_test_reports() {
+    for backend in backends() {
+        let server = Server::start(backend.clone());
+        let repo = Repo::new(&[(".github/workflows/ci.yml", CI)]);
+        let head = repo.git(&["rev-parse", "HEAD"]);
+        let added = server.add_project("web", repo.path());
+        assert_eq!(added["runs"].as_array().unwrap().len(), 1, "adding a project runs its push workflows: {added}");
+        assert_eq!(added["webhook_secret"].as_str().unwrap().len(), 64, "a generated webhook secret is shown once");
+        let first = added["runs"][0]["id"].as_i64().unwrap();
+        let run = server.wait_run(first, "completed");
+        assert_eq!(run["conclusion"], "success", "{run}\n{}", server.log());
+        assert_eq!(run["head_sha"], head.as_str());
+        assert_eq!(run["event"], "push");
+        assert_eq!(run["project"], "web");
+        assert_eq!(run["workflow"], ".github/workflows/ci.yml");
+        assert_eq!(run["author"], "Alice");
+        for field in ["created_at", "started_at", "completed_at"] {
+            assert!(run[field].as_str().is_some_and(|t| t.ends_with('Z')), "{field}: {run}");
+        }
+        let jobs: Vec<&str> = run["jobs"].as_array().unwrap().iter().map(|j| j["name"].as_str().unwrap()).collect();
+        assert_eq!(jobs, ["build", "test"]);
+        let build_steps = run["jobs"][0]["steps"].as_array().unwrap();
+        assert_eq!(build_steps[1]["conclusion"], "skipped", "the dispatch-only step is skipped on push");
+
+        // Secrets and variables reach the next run; the secret is masked in its log.
+        let (status, _) =
+            server.api("PUT", "/api/v1/projects/web/secrets/API_KEY", Some(json!({"value": "hunter2-very-secret"})));
+        assert_eq!(status, 204);
+        assert_eq!(
+            server.api("PUT", "/api/v1/projects/web/variables/REGION", Some(json!({"value": "eu-west"}))).0,
+            204
+        );
+        let (_, secrets) = server.api("GET", "/api/v1/projects/web/secrets", None);
+        assert_eq!(secrets[0]["name"], "API_KEY");
+        assert!(!secrets.to_string().contains("hunter2"), "secret values never leave the server");
+
+        let out = server.cli(&["dispatch", "web", "ci.yml", "--input", "greeting=hello there", "--json"]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let queued: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let id = queued[0]["id"].as_i64().unwrap();
+        let run = server.wait_run(id, "completed");
+        assert_eq!(run["conclusion"], "success", "{run}");
+        assert_eq!((run["event"].as_str(), run["run_number"].as_i64()), (Some("workflow_dispatch"), Some(2)));
+        let logs = server.cli(&["logs", &id.to_string()]);
+        let logs = String::from_utf8_lossy(&logs.stdout).to_string();
+        assert!(logs.contains("event=workflow_dispatch secret=*** region=eu-west"), "{logs}");
+        assert!(logs.contains("greeting=hello there times=2"), "typed inputs with defaults: {logs}");
+        assert!(!logs.contains("hunter2"), "{logs}");
+        assert!(logs.lines().all(|l| l.starts_with("build\t") || l.starts_with("test\t")), "{logs}");
+        let only_test = server.cli(&["logs", &id.to_string(), "--job", "test"]);
+        let only_test = String::from_utf8_lossy(&only_test.stdout).to_string();
+        assert!(only_test.contains(&format!("tested {head}")) && !only_test.contains("greeting"), "{only_test}");
+
+        // Test reports: totals and the failure message, without failing the job.
+        let (_, tests) = server.api("GET", &format!("/api/v1/runs/{id}/tests"), None);
+        assert_eq!(
+            (tests["total"].as_i64(), tests["failures"].as_i64(), tests["passed"].as_i64()),
+            (Some(2), Some(1), Some(1))
+        );
+        assert_eq!(tests["reports"][0]["cases"][0]["message"], "division by zero");
+        assert_eq!(tests["reports"][0]["job"], "build");
+        let shown = server.cli(&["show", &id.to_string()]);
+        let shown = String::from_utf8_lossy(&shown.stdout).to_string();
+        assert!(shown.contains("tests: 2 total, 1 passed, 1 failed") && shown.contains("division by zero"), "{shown}");
+
+        // Artifacts: listed, downloadable, and no path escapes.
+        let (_, artifacts) = server.api("GET", &format!("/api/v1/runs/{id}/artifacts"), None);
+        assert_eq!(artifacts[0]["name"], "dist");
+        assert_eq!(artifacts[0]["files"][0]["path"], "app.bin");
+        let (status, body) = server.api("GET", &format!("/api/v1/runs/{id}/artifacts/dist/app.bin"), None);
+        assert_eq!((status, body.as_str()), (200, Some("binary\n")));
+        for bad in ["dist/..%2F..%2Fmobius.db", "..%2Fdist/app.bin", "dist/a%5C..%5Cb", "dist/%2Fetc%2Fpasswd"] {
+            let (status, body) = server.api("GET", &format!("/api/v1/runs/{id}/artifacts/{bad}"), None);
+            assert_eq!(status, 400, "{bad}: {body}");
+        }
+
+        // `mobius runs --json`: an array of run objects, newest first.
+        let out = server.cli(&["runs", "--project", "web", "--json"]);
+        let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(runs.as_array().unwrap().len(), 2);
+        assert_eq!(runs[0]["id"], id);
+        for field in [
+            "id",
+            "project",
+            "workflow",
+            "event",
+            "head_sha",
+            "created_at",
+            "started_at",
+            "completed_at",
+            "status",
+            "conclusion",
+        ] {
+            assert!(runs[0].get(field).is_some(), "{field} missing: {}", runs[0]);
+        }
+    }
+}
+
+#[test]
+fn polling_runs_new_commits_and_honours_branch_filters() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/ci.yml", CI)]);
+    let first = server.add_project("app", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(first, "completed");
+    let before = repo.git(&["rev-parse", "HEAD"]);
+    let after = repo.commit(&[("README.md", "hello\n")], "docs: readme");
+    let runs = server.wait_runs("app", 2);
+    let run = server.wait_run(runs[1]["id"].as_i64().unwrap(), "completed");
+    assert_eq!(run["head_sha"], after.as_str());
+    assert_eq!(run["message"], "docs: readme");
+    let (_, full) = server.api("GET", &format!("/api/v1/runs/{}", run["id"]), None);
+    assert_eq!(full["conclusion"], "success");
+    // The synthesized push payload carries before/after like GitHub's.
+    let logs = server.cli(&["logs", &run["id"].to_string(), "--job", "test"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains(&after));
+    assert_ne!(before, after);
+
+    // A branch the workflow does not list runs nothing.
+    repo.git(&["checkout", "-q", "-b", "feature"]);
+    repo.commit(&[("feature.txt", "x\n")], "feature work");
+    std::thread::sleep(std::time::Duration::from_millis(1200));
+    let (_, runs) = server.api("GET", "/api/v1/runs?project=app", None);
+    assert_eq!(runs.as_array().unwrap().len(), 2, "push to 'feature' is filtered out: {runs}");
+}
+
+#[test]
+fn dispatch_errors_name_the_problem() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let repo = Repo::new(&[
+        (".github/workflows/ci.yml", CI),
+        (
+            ".github/workflows/push-only.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: true\n",
+        ),
+    ]);
+    server.add_project("p", repo.path());
+    let (status, body) = server.api("POST", "/api/v1/projects/p/workflows/ci.yml/dispatches", Some(json!({})));
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("greeting"), "{body}");
+    let (status, body) = server.api(
+        "POST",
+        "/api/v1/projects/p/workflows/ci.yml/dispatches",
+        Some(json!({"inputs": {"greeting": "x", "times": "many"}})),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("times"), "{body}");
+    let (status, body) = server.api("POST", "/api/v1/projects/p/workflows/nope.yml/dispatches", Some(json!({})));
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = server.api("POST", "/api/v1/projects/p/workflows/push-only.yml/dispatches", Some(json!({})));
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("workflow_dispatch"), "{body}");
+    let (status, body) =
+        server.api("POST", "/api/v1/projects/p/workflows/ci.yml/dispatches", Some(json!({"ref": "no-such-branch"})));
+    assert_eq!(status, 422, "{body}");
+    let (status, body) =
+        server.api("POST", "/api/v1/projects/p/workflows/ci.yml/dispatches", Some(json!({"bogus": 1})));
+    assert_eq!(status, 400, "unknown fields are refused: {body}");
+    let out = server.cli(&["dispatch", "p", "ci.yml"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("greeting"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+const SLOW: &str = r#"
+on:
+  workflow_dispatch:
+    inputs:
+      seconds:
+        default: "30"
+concurrency:
+  group: deploy-${{ github.ref }}
+  cancel-in-progress: true
+jobs:
+  slow:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo started; sleep ${{ inputs.seconds }}; echo finished
+"#;
+
+fn dispatch(server: &Server, project: &str, workflow: &str, inputs: Value) -> i64 {
+    let path = format!("/api/v1/projects/{project}/workflows/{workflow}/dispatches");
+    let (status, body) = server.api("POST", &path, Some(json!({"inputs": inputs})));
+    assert_eq!(status, 201, "{body}");
+    body["runs"][0]["id"].as_i64().unwrap()
+}
+
+#[test]
+fn cancel_rerun_and_cancel_in_progress_groups() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/slow.yml", SLOW)]);
+    server.add_project("svc", repo.path());
+    let first = dispatch(&server, "svc", "slow.yml", json!({}));
+    server.wait_run(first, "in_progress");
+    // A newer run of the same group cancels the one in progress, then runs.
+    let second = dispatch(&server, "svc", "slow.yml", json!({"seconds": "0"}));
+    let cancelled = server.wait_run(first, "completed");
+    assert_eq!(cancelled["conclusion"], "cancelled", "{cancelled}");
+    assert!(cancelled["reason"].as_str().unwrap().contains(&format!("run {second}")), "{cancelled}");
+    let done = server.wait_run(second, "completed");
+    assert_eq!(done["conclusion"], "success");
+    assert_eq!(done["concurrency_group"], "deploy-refs/heads/main");
+
+    // Cancel through the CLI stops the job's process.
+    let third = dispatch(&server, "svc", "slow.yml", json!({}));
+    server.wait_run(third, "in_progress");
+    let out = server.cli(&["cancel", &third.to_string()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let started = std::time::Instant::now();
+    let run = server.wait_run(third, "completed");
+    assert_eq!(run["conclusion"], "cancelled");
+    assert!(started.elapsed().as_secs() < 15, "cancellation is prompt");
+    assert_eq!(
+        server.api("POST", &format!("/api/v1/runs/{third}/cancel"), None).0,
+        409,
+        "completed runs cannot be cancelled"
+    );
+
+    // Re-run: same number, next attempt, same inputs.
+    let out = server.cli(&["rerun", &second.to_string(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again_id = again[0]["id"].as_i64().unwrap();
+    let rerun = server.wait_run(again_id, "completed");
+    assert_eq!(rerun["conclusion"], "success");
+    assert_eq!((rerun["run_attempt"].as_i64(), rerun["rerun_of"].as_i64()), (Some(2), Some(second)));
+    assert_eq!(rerun["run_number"], server.run(second)["run_number"]);
+}
+
+#[test]
+fn the_global_job_limit_holds_across_runs() {
+    let server = Server::start_with(crate::support::Backend::Sqlite, &["--max-parallel-jobs", "1"]);
+    let two_jobs = "on: workflow_dispatch\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 0.5\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 0.5\n";
+    let repo = Repo::new(&[(".github/workflows/two.yml", two_jobs)]);
+    server.add_project("lim", repo.path());
+    let runs = [dispatch(&server, "lim", "two.yml", json!({})), dispatch(&server, "lim", "two.yml", json!({}))];
+    let mut spans = Vec::new();
+    for id in runs {
+        let run = server.wait_run(id, "completed");
+        assert_eq!(run["conclusion"], "success");
+        for job in run["jobs"].as_array().unwrap() {
+            spans.push((
+                job["started_at"].as_str().unwrap().to_string(),
+                job["completed_at"].as_str().unwrap().to_string(),
+            ));
+        }
+    }
+    spans.sort();
+    assert_eq!(spans.len(), 4);
+    for pair in spans.windows(2) {
+        assert!(pair[0].1 <= pair[1].0, "jobs overlapped under --max-parallel-jobs 1: {spans:?}");
+    }
+}
+
+#[test]
+fn logs_follow_live_until_the_run_ends() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let wf = "on: workflow_dispatch\njobs:\n  talk:\n    runs-on: ubuntu-latest\n    steps:\n      - run: for i in 1 2 3; do echo line-$i; sleep 0.3; done\n      - run: echo done; exit 3\n";
+    let repo = Repo::new(&[(".github/workflows/talk.yml", wf)]);
+    server.add_project("t", repo.path());
+    let id = dispatch(&server, "t", "talk.yml", json!({}));
+    let out = server.cli(&["logs", &id.to_string(), "-f"]);
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    for expected in ["line-1", "line-2", "line-3", "done", "exit code 3"] {
+        assert!(text.contains(expected), "{expected} missing from the followed log:\n{text}");
+    }
+    assert_eq!(out.status.code(), Some(1), "following a failed run exits 1");
+    assert_eq!(server.run(id)["conclusion"], "failure");
+}

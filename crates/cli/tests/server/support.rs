@@ -1,0 +1,258 @@
+//! A real `mobius serve` process on a free loopback port, with a throwaway data directory
+//! and git repositories, on SQLite or on the PostgreSQL named by MOBIUS_TEST_POSTGRES.
+
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_mobius");
+
+/// Where the server keeps its state.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    Postgres(String),
+}
+
+/// SQLite always; PostgreSQL too when a server is configured (required under CI).
+pub fn backends() -> Vec<Backend> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let mut out = vec![Backend::Sqlite];
+    if let Some(url) = runtime.block_on(mobius_store::testing::fresh_postgres()) {
+        out.push(Backend::Postgres(url));
+    }
+    out
+}
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub token: String,
+    backend: Backend,
+    args: Vec<String>,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl Server {
+    pub fn start(backend: Backend) -> Server {
+        Server::start_with(backend, &[])
+    }
+
+    /// Starts a server with extra `mobius serve` arguments (polling every 200 ms).
+    pub fn start_with(backend: Backend, args: &[&str]) -> Server {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut server = Server {
+            dir,
+            url: String::new(),
+            token: String::new(),
+            backend,
+            args: args.iter().map(|s| s.to_string()).collect(),
+            child: None,
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().expect("client"),
+        };
+        server.spawn();
+        server.token =
+            std::fs::read_to_string(server.data().join("admin-token")).expect("admin token").trim().to_string();
+        server
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    fn spawn(&mut self) {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .arg("--data")
+            .arg(self.data())
+            .args(["--listen", "127.0.0.1:0"])
+            .args(&self.args)
+            .env("MOBIUS_LOG", "info")
+            .env_remove("MOBIUS_TOKEN")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(self.dir.path().join("server.log")).map_or(Stdio::null(), Stdio::from));
+        if !self.args.iter().any(|a| a == "--poll-interval") {
+            cmd.args(["--poll-interval", "200ms"]);
+        }
+        if let Backend::Postgres(url) = &self.backend {
+            cmd.arg("--database").arg(url);
+        }
+        let mut child = cmd.spawn().expect("mobius serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+                panic!(
+                    "the server did not start:\n{}",
+                    std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+                )
+            });
+            if let Some(url) = line.strip_prefix("mobius: listening on ") {
+                self.url = url.to_string();
+                break;
+            }
+        }
+        self.child = Some(child);
+    }
+
+    /// `kill -9`, as a crash would.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+    }
+
+    /// An API call with the admin token: status and JSON (or text as a JSON string).
+    pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        self.api_as(&self.token.clone(), method, path, body)
+    }
+
+    pub fn api_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self.http.request(method, format!("{}{path}", self.url));
+        if !token.is_empty() {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Raw POST with headers (webhooks).
+    pub fn post_raw(&self, path: &str, headers: &[(&str, &str)], body: Vec<u8>) -> (u16, Value) {
+        let mut request = self.http.post(format!("{}{path}", self.url)).body(body);
+        for (k, v) in headers {
+            request = request.header(*k, *v);
+        }
+        let response = request.send().expect("request");
+        let status = response.status().as_u16();
+        let text = response.text().unwrap_or_default();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// The `mobius` client against this server.
+    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(BIN)
+            .args(args)
+            .env("MOBIUS_SERVER", &self.url)
+            .env("MOBIUS_TOKEN", &self.token)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("mobius runs")
+    }
+
+    pub fn run(&self, id: i64) -> Value {
+        let (status, run) = self.api("GET", &format!("/api/v1/runs/{id}"), None);
+        assert_eq!(status, 200, "{run}");
+        run
+    }
+
+    /// Waits for a run to reach `status`.
+    pub fn wait_run(&self, id: i64, status: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let run = self.run(id);
+            if run["status"] == status {
+                return run;
+            }
+            assert!(Instant::now() < deadline, "run {id} never reached {status}: {run}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until `count` runs exist in the project; returns them, oldest first.
+    pub fn wait_runs(&self, project: &str, count: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, runs) = self.api("GET", &format!("/api/v1/runs?project={project}"), None);
+            let mut runs = runs.as_array().cloned().unwrap_or_default();
+            if runs.len() >= count {
+                runs.reverse();
+                return runs;
+            }
+            assert!(Instant::now() < deadline, "{project} never had {count} runs: {runs:?}\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Adds a project; returns the answer (project, runs, webhook secret).
+    pub fn add_project(&self, name: &str, repo: &Path) -> Value {
+        let body = serde_json::json!({"name": name, "repo": repo.display().to_string()});
+        let (status, answer) = self.api("POST", "/api/v1/projects", Some(body));
+        assert_eq!(status, 201, "{answer}");
+        answer
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A git repository on `main` holding the given files, committed.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+impl Repo {
+    pub fn new(files: &[(&str, &str)]) -> Repo {
+        let repo = Repo { dir: tempfile::tempdir().expect("temp dir") };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo.commit(files, "initial");
+        repo
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .args(args)
+            .current_dir(self.dir.path())
+            .env("GIT_AUTHOR_NAME", "Alice")
+            .env("GIT_AUTHOR_EMAIL", "alice@example.com")
+            .env("GIT_COMMITTER_NAME", "Alice")
+            .env("GIT_COMMITTER_EMAIL", "alice@example.com")
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    }
+
+    /// Writes the files and commits them; returns the new commit id.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, text) in files {
+            let full = self.dir.path().join(path);
+            std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
+            std::fs::write(full, text).expect("write");
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "--allow-empty", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
