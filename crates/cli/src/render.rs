@@ -183,8 +183,20 @@ impl Reporter for HumanReporter {
             format!("[{job}] {step} | ")
         };
         for line in lines.split_inclusive('\n') {
+            // Groups are shown as a heading; their end marker is not shown.
+            if line.starts_with("##[endgroup]") {
+                continue;
+            }
             let _ = out.write_all(prefix.as_bytes());
-            let _ = out.write_all(line.as_bytes());
+            match line.strip_prefix("##[group]") {
+                Some(title) => {
+                    let _ = out.write_all("▼ ".as_bytes());
+                    let _ = out.write_all(title.as_bytes());
+                }
+                None => {
+                    let _ = out.write_all(line.as_bytes());
+                }
+            }
         }
         if !lines.ends_with('\n') {
             let _ = out.write_all(b"\n");

@@ -121,8 +121,9 @@ impl StepOutput {
             // Problem matchers turn tool output into annotations on GitHub; they are accepted
             // and not applied here (docs/compatibility.md).
             "echo" | "add-matcher" | "remove-matcher" => {}
-            "group" => return Some(format!("▼ {}\n", cmd.data)),
-            "endgroup" => {}
+            // Kept in the log as GitHub's raw logs keep them, so viewers can fold the group.
+            "group" => return Some(format!("##[group]{}\n", cmd.data)),
+            "endgroup" => return Some("##[endgroup]\n".to_string()),
             "error" | "warning" | "notice" | "debug" => {
                 let annotation = commands::annotation(&cmd)?;
                 let label = match annotation.level {

@@ -10,6 +10,7 @@ mod engine;
 mod error;
 mod junit;
 mod metrics;
+mod ui;
 
 pub use app::App;
 pub use auth::{hash_token, Role};

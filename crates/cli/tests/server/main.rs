@@ -6,4 +6,5 @@ mod auth;
 mod crash;
 mod pipelines;
 mod support;
+mod ui;
 mod webhooks;

@@ -1,11 +1,11 @@
 //! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
 
-mod dto;
+pub(crate) mod dto;
 mod hooks;
 mod logs;
 mod meta;
-mod projects;
-mod runs;
+pub(crate) mod projects;
+pub(crate) mod runs;
 mod tokens;
 
 use crate::app::App;
@@ -49,6 +49,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .nest("/api/v1", api)
+        .nest("/ui", crate::ui::router())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_requests))

@@ -241,8 +241,21 @@ pub async fn dispatch(
     Path((name, workflow)): Path<(String, String)>,
     JsonBody(body): JsonBody<Dispatch>,
 ) -> ApiResult<impl IntoResponse> {
-    let project = find(&app, &caller, &name, Role::Developer).await?;
-    let wanted = body.git_ref.clone().unwrap_or_else(|| project.branch.clone());
+    let runs = dispatch_workflow(&app, &caller, &name, &workflow, body.git_ref, body.inputs).await?;
+    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}
+
+/// Dispatches a workflow by file name on a branch or tag (the project's branch by default).
+pub async fn dispatch_workflow(
+    app: &Arc<App>,
+    caller: &Caller,
+    name: &str,
+    workflow: &str,
+    git_ref: Option<String>,
+    inputs: Map<String, Value>,
+) -> ApiResult<Vec<mobius_store::Run>> {
+    let project = find(app, caller, name, Role::Developer).await?;
+    let wanted = git_ref.unwrap_or_else(|| project.branch.clone());
     let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
     let repo = std::path::PathBuf::from(&project.repo);
     let refs = tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo))
@@ -254,9 +267,9 @@ pub async fn dispatch(
         return Err(ApiError::unprocessable(format!("ref: no branch or tag '{wanted}' in the repository")));
     };
     let mut trigger = Trigger::new("workflow_dispatch", &ref_name, &sha, &caller.name);
-    trigger.workflow = Some(workflow.clone());
-    trigger.inputs = body.inputs.clone();
-    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
+    trigger.workflow = Some(workflow.to_string());
+    trigger.inputs = inputs.clone();
+    let runs = engine::create_runs(app, &project, trigger).await.map_err(|e| match e {
         TriggerError::NotFound(m) => ApiError::not_found(m),
         TriggerError::Invalid(m) => ApiError::unprocessable(m),
         TriggerError::Internal(m) => ApiError::internal(m),
@@ -266,9 +279,9 @@ pub async fn dispatch(
             &caller.actor(),
             "workflow.dispatch",
             &format!("{}/{workflow}", project.name),
-            json!({"ref": ref_name, "inputs": body.inputs, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
+            json!({"ref": ref_name, "inputs": inputs, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
             &caller.remote,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+    Ok(runs)
 }

@@ -182,14 +182,20 @@ pub async fn rerun(
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<Rerun>,
 ) -> ApiResult<impl IntoResponse> {
-    let run = find_run(&app, &caller, id, Role::Developer).await?;
-    if run.status != "completed" {
-        return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
-    }
     if body.failed_only {
         return Err(ApiError::unprocessable(
             "failed_only: re-running only the failed jobs is not supported yet; re-run the whole run",
         ));
+    }
+    let runs = rerun_run(&app, &caller, id).await?;
+    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}
+
+/// Queues the next attempt of a completed run: same commit, workflow, event, payload and inputs.
+pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Vec<Run>> {
+    let run = find_run(app, caller, id, Role::Developer).await?;
+    if run.status != "completed" {
+        return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
     }
     let project =
         app.store.project_by_id(run.project_id).await?.ok_or_else(|| ApiError::not_found("the project was removed"))?;
@@ -198,7 +204,7 @@ pub async fn rerun(
     trigger.payload = serde_json::from_str(&run.payload).ok();
     trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
     trigger.rerun_of = Some(run.clone());
-    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
+    let runs = engine::create_runs(app, &project, trigger).await.map_err(|e| match e {
         TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
         TriggerError::Internal(m) => ApiError::internal(m),
     })?;
@@ -211,5 +217,5 @@ pub async fn rerun(
             &caller.remote,
         )
         .await?;
-    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+    Ok(runs)
 }

@@ -1,0 +1,177 @@
+//! The web UI in a real headless Chromium (Debian's `chromium` and `chromedriver`):
+//! sign in, the runs list, the dispatch form, and a run page with its live log,
+//! ANSI colours, a foldable group, the SVG job graph, test report and artifacts.
+
+use crate::support::{Backend, Repo, Server};
+use fantoccini::{ClientBuilder, Locator};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const WF: &str = r#"
+name: Release
+on:
+  push:
+  workflow_dispatch:
+    inputs:
+      target:
+        description: where to ship
+        required: true
+      dry_run:
+        type: boolean
+        default: true
+      flavour:
+        type: choice
+        options: [vanilla, mint]
+        default: vanilla
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          printf '\033[31mred alert\033[0m plain\n'
+          echo "::group::Details inside"
+          echo "folded line"
+          echo "::endgroup::"
+          echo "target=${{ inputs.target }} dry=${{ inputs.dry_run }} flavour=${{ inputs.flavour }}"
+          mkdir -p out && echo artifact-body > out/result.txt
+          printf '<testsuite name="ui"><testcase name="ok"/><testcase name="broken"><failure message="it broke"/></testcase></testsuite>' > TEST-ui.xml
+      - uses: actions/upload-artifact@v4
+        with:
+          name: result
+          path: out/result.txt
+  ship:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: sleep 1; echo shipped
+"#;
+
+struct Driver(Child);
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn find(program: &[&str]) -> Option<String> {
+    program
+        .iter()
+        .find(|p| {
+            Command::new(p)
+                .arg("--version")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .map(|p| p.to_string())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+#[test]
+fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
+    let (Some(driver), Some(browser)) = (find(&["chromedriver"]), find(&["chromium", "chromium-browser"])) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("chromium and chromedriver are required under CI (.ci/run installs them)");
+        }
+        eprintln!("skipped: the UI test needs Debian's chromium and chromium-driver");
+        return;
+    };
+    let server = Server::start(Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/release.yml", WF)]);
+    let first = server.add_project("shop", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(first, "completed");
+
+    let port = free_port();
+    let _driver = Driver(
+        Command::new(driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    runtime.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({"binary": which(&browser), "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"]}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let client = loop {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
+                Ok(c) => break c,
+                Err(e) if Instant::now() < deadline => {
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => panic!("chromedriver: {e}"),
+            }
+        };
+        let base = &server.url;
+
+        // Signing in: a wrong token is refused, the right one lands on the runs list.
+        client.goto(&format!("{base}/ui/runs")).await.unwrap();
+        assert!(client.current_url().await.unwrap().path().ends_with("/ui/login"));
+        client.find(Locator::Id("token")).await.unwrap().send_keys("mbx_wrong").await.unwrap();
+        client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+        let alert = client.find(Locator::Css(".error")).await.unwrap().text().await.unwrap();
+        assert!(alert.contains("not valid"), "{alert}");
+        client.find(Locator::Id("token")).await.unwrap().send_keys(&server.token).await.unwrap();
+        client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+        let runs = client.wait().for_element(Locator::Css("#runs tbody tr")).await.unwrap().text().await.unwrap();
+        assert!(runs.contains("Release #1") && runs.contains("push") && runs.contains("main") && runs.contains("Alice"), "{runs}");
+
+        // The dispatch form shows the workflow's inputs with their types.
+        client.goto(&format!("{base}/ui/projects/shop")).await.unwrap();
+        client.find(Locator::Css("a.dispatch")).await.unwrap().click().await.unwrap();
+        client.wait().for_element(Locator::Id("dispatch-form")).await.unwrap();
+        assert_eq!(client.find(Locator::Css("select[name='input.flavour'] option[selected]")).await.unwrap().text().await.unwrap(), "vanilla");
+        client.find(Locator::Css("input[name='input.target']")).await.unwrap().send_keys("production").await.unwrap();
+        client.find(Locator::Css("input[type=checkbox][name='input.dry_run']")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Css("select[name='input.flavour'] option:nth-child(2)")).await.unwrap().click().await.unwrap();
+        client.find(Locator::Id("dispatch")).await.unwrap().click().await.unwrap();
+
+        // The run page follows the run live, then shows the finished run.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let state = client.find(Locator::Id("run-state")).await;
+            if let Ok(el) = state {
+                if el.text().await.unwrap_or_default() == "success" && client.find(Locator::Css("#live[data-done=true]")).await.is_ok() {
+                    break;
+                }
+            }
+            assert!(Instant::now() < deadline, "the run page never showed success:\n{}", client.source().await.unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(800)).await; // the page reloads once the run ends
+        client.wait().for_element(Locator::Css("#live[data-done=true]")).await.unwrap();
+        let red = client.find(Locator::Css(".log .fg31")).await.unwrap();
+        // Successful steps are folded: read what their logs hold, shown or not.
+        assert_eq!(red.prop("textContent").await.unwrap().unwrap_or_default(), "red alert");
+        let group = client.find(Locator::Css(".log details.group summary")).await.unwrap();
+        assert_eq!(group.prop("textContent").await.unwrap().unwrap_or_default(), "Details inside");
+        let logs = client.find(Locator::Css("section.jobs")).await.unwrap().prop("textContent").await.unwrap().unwrap_or_default();
+        assert!(logs.contains("target=production dry=false flavour=mint"), "{logs}");
+        assert!(!logs.contains("::group::"), "{logs}");
+        let nodes = client.find_all(Locator::Css("svg.job-graph g.job.success")).await.unwrap();
+        assert_eq!(nodes.len(), 2, "both jobs drawn as succeeded");
+        assert_eq!(client.find_all(Locator::Css("svg.job-graph path.edge")).await.unwrap().len(), 1);
+        let tests = client.find(Locator::Id("tests")).await.unwrap().text().await.unwrap();
+        assert!(tests.contains("2 tests: 1 passed, 1 failed") && tests.contains("it broke"), "{tests}");
+        let artifact = client.find(Locator::Css("#artifacts a")).await.unwrap();
+        assert_eq!(artifact.text().await.unwrap(), "result/result.txt");
+        if let Ok(dir) = std::env::var("MOBIUS_UI_SCREENSHOTS") {
+            let png = client.screenshot().await.unwrap();
+            std::fs::write(std::path::Path::new(&dir).join("run.png"), png).unwrap();
+        }
+        client.close().await.unwrap();
+    });
+}
+
+fn which(program: &str) -> String {
+    std::env::var_os("PATH")
+        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file()))
+        .map_or_else(|| program.to_string(), |p| p.display().to_string())
+}

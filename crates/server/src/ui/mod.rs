@@ -1,0 +1,699 @@
+//! The web UI under `/ui`: server-rendered askama pages, assets embedded in the binary,
+//! a little JavaScript of our own for live logs. The session is the API token in an
+//! HttpOnly, SameSite=Strict cookie; forms carry a CSRF value derived from it.
+
+mod graph;
+
+use crate::api::{self, dto};
+use crate::app::App;
+use crate::auth::{hash_token, Caller, Role};
+use crate::error::ApiError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use mobius_store::{Run, RunFilter};
+use serde::Deserialize;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+pub fn router() -> Router<Arc<App>> {
+    Router::new()
+        .route("/", get(|| async { Redirect::to("/ui/runs") }))
+        .route("/login", get(login_page).post(login))
+        .route("/logout", post(logout))
+        .route("/runs", get(runs_page))
+        .route("/runs/{id}", get(run_page))
+        .route("/runs/{id}/cancel", post(cancel))
+        .route("/runs/{id}/rerun", post(rerun))
+        .route("/projects", get(projects_page))
+        .route("/projects/{name}", get(project_page))
+        .route("/projects/{name}/dispatch/{workflow}", get(dispatch_page).post(dispatch))
+        .route(
+            "/static/app.js",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], include_str!("../../assets/app.js"))
+            }),
+        )
+        .route(
+            "/static/app.css",
+            get(|| async {
+                ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], include_str!("../../assets/app.css"))
+            }),
+        )
+}
+
+const COOKIE: &str = "mobius_token";
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .find_map(|c| c.trim().strip_prefix("mobius_token=").map(str::to_string))
+}
+
+/// The CSRF value of a session: only a page that knows the token can compute it.
+fn csrf_for(token: &str) -> String {
+    hex::encode(Sha256::digest(format!("mobius-csrf:{}", hash_token(token)).as_bytes()))
+}
+
+/// The signed-in user, or a redirect to the sign-in page.
+struct Session {
+    caller: Caller,
+    csrf: String,
+}
+
+async fn session(app: &App, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Response> {
+    let to_login = || Redirect::to("/ui/login").into_response();
+    let token = cookie_token(headers).ok_or_else(to_login)?;
+    let found = app.store.token_by_hash(&hash_token(&token)).await.map_err(|e| ApiError::from(e).into_response())?;
+    let found = found.ok_or_else(to_login)?;
+    let role = Role::parse(&found.role).ok_or_else(to_login)?;
+    Ok(Session {
+        caller: Caller {
+            token_id: found.id,
+            name: found.name,
+            role,
+            project_id: found.project_id,
+            remote: remote.ip().to_string(),
+        },
+        csrf: csrf_for(&token),
+    })
+}
+
+/// Whether a form post carries the session's CSRF value.
+fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool {
+    form.get("csrf").is_some_and(|value| *value == session.csrf)
+}
+
+fn csrf_refused() -> Response {
+    (StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response()
+}
+
+fn render(template: impl Template) -> Response {
+    match template.render() {
+        Ok(html) => Html(html).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+fn error_page(e: ApiError) -> Response {
+    (
+        e.status,
+        Html(format!(
+            "<!doctype html><title>Error</title><p>{}</p><p><a href=\"/ui/runs\">Back</a></p>",
+            html_escape(&e.message)
+        )),
+    )
+        .into_response()
+}
+
+fn html_escape(text: &str) -> String {
+    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+}
+
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage {
+    user: String,
+    error: String,
+}
+
+async fn login_page() -> Response {
+    render(LoginPage { user: String::new(), error: String::new() })
+}
+
+#[derive(Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+async fn login(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let token = form.token.trim().to_string();
+    match app.store.token_by_hash(&hash_token(&token)).await {
+        Ok(Some(found)) => {
+            let _ = app
+                .store
+                .audit(
+                    &format!("token:{}:{}", found.id, found.name),
+                    "ui.sign_in",
+                    "ui",
+                    Value::Null,
+                    &remote.ip().to_string(),
+                )
+                .await;
+            let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response()
+        }
+        Ok(None) => {
+            let page =
+                LoginPage { user: String::new(), error: "That token is not valid (wrong, expired or revoked).".into() };
+            (StatusCode::UNAUTHORIZED, render(page)).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/login")).into_response()
+}
+
+/// A run as the pages show it.
+struct RunView {
+    id: i64,
+    number: i64,
+    attempt: i64,
+    name: String,
+    project: String,
+    event: String,
+    branch: String,
+    short_sha: String,
+    message: String,
+    author: String,
+    status: String,
+    state: String,
+    reason: String,
+    duration: String,
+    created: String,
+}
+
+fn run_view(run: &Run) -> RunView {
+    let duration = match (run.started_at, run.completed_at) {
+        (Some(s), Some(c)) => format!("{:.1}s", (c - s) as f64 / 1000.0),
+        (Some(s), None) => format!("{}s so far", (mobius_store::now_ms() - s) / 1000),
+        _ => "-".into(),
+    };
+    let created = dto::time(Some(run.created_at)).as_str().unwrap_or_default().replace('T', " ");
+    RunView {
+        id: run.id,
+        number: run.number,
+        attempt: run.attempt,
+        name: run.workflow_name.clone(),
+        project: run.project.clone(),
+        event: run.event.clone(),
+        branch: run.ref_name.trim_start_matches("refs/heads/").trim_start_matches("refs/tags/").to_string(),
+        short_sha: run.head_sha.chars().take(7).collect(),
+        message: run.message.clone(),
+        author: run.author.clone(),
+        status: run.status.clone(),
+        state: run.conclusion.clone().unwrap_or_else(|| run.status.clone()),
+        reason: run.reason.clone().unwrap_or_default(),
+        duration,
+        created: created.split('.').next().unwrap_or_default().to_string(),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "runs.html")]
+struct RunsPage {
+    user: String,
+    project: String,
+    runs: Vec<RunView>,
+}
+
+#[derive(Deserialize)]
+struct RunsQuery {
+    project: Option<String>,
+}
+
+async fn runs_page(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Query(q): Query<RunsQuery>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let project_id = match &q.project {
+        Some(name) => match api::projects::find(&app, &s.caller, name, Role::Viewer).await {
+            Ok(p) => Some(p.id),
+            Err(e) => return error_page(e),
+        },
+        None => s.caller.project_id,
+    };
+    match app.store.runs(&RunFilter { project_id, status: None, before: None, limit: 50 }).await {
+        Ok(runs) => render(RunsPage {
+            user: s.caller.name,
+            project: q.project.unwrap_or_default(),
+            runs: runs.iter().map(run_view).collect(),
+        }),
+        Err(e) => error_page(e.into()),
+    }
+}
+
+struct StepView {
+    number: i64,
+    name: String,
+    state: String,
+}
+
+struct JobView {
+    id: i64,
+    name: String,
+    state: String,
+    steps: Vec<StepView>,
+}
+
+struct FailureView {
+    name: String,
+    message: String,
+    detail: String,
+}
+
+struct ArtifactView {
+    label: String,
+    href: String,
+    size: String,
+}
+
+#[derive(Template)]
+#[template(path = "run.html")]
+struct RunPage {
+    user: String,
+    csrf: String,
+    run: RunView,
+    graph: String,
+    jobs: Vec<JobView>,
+    tests_total: i64,
+    tests_passed: i64,
+    tests_failed: i64,
+    tests_skipped: i64,
+    failures: Vec<FailureView>,
+    artifacts: Vec<ArtifactView>,
+}
+
+fn human_size(bytes: i64) -> String {
+    match bytes {
+        b if b >= 1 << 20 => format!("{:.1} MB", b as f64 / (1 << 20) as f64),
+        b if b >= 1 << 10 => format!("{:.1} kB", b as f64 / 1024.0),
+        b => format!("{b} B"),
+    }
+}
+
+/// The graph's nodes: the workflow's jobs (read at the run's commit) with the state of their rows.
+async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node> {
+    let project = app.store.project_by_id(run.project_id).await.ok().flatten();
+    let (repo, sha, path) = (project.map(|p| p.repo), run.head_sha.clone(), run.workflow.clone());
+    let workflow = tokio::task::spawn_blocking(move || {
+        let files = mobius_runner::git::workflow_files(std::path::Path::new(&repo?), &sha).ok()?;
+        let (path, text) = files.into_iter().find(|(p, _)| *p == path)?;
+        mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)).ok()
+    })
+    .await
+    .ok()
+    .flatten();
+    let Some(workflow) = workflow else {
+        // Without the workflow (an invalid file), the rows alone, without edges.
+        return jobs
+            .iter()
+            .map(|j| graph::Node { id: j.name.clone(), label: j.name.clone(), needs: vec![], state: j.state.clone() })
+            .collect();
+    };
+    workflow
+        .jobs
+        .values()
+        .map(|job| {
+            let label = job
+                .name
+                .as_ref()
+                .and_then(|n| n.as_str())
+                .filter(|n| !n.contains("${{"))
+                .unwrap_or(&job.id)
+                .to_string();
+            let rows: Vec<&JobView> = jobs
+                .iter()
+                .filter(|j| {
+                    j.name == label
+                        || j.name == job.id
+                        || j.name.starts_with(&format!("{label} ("))
+                        || j.name.starts_with(&format!("{} / ", job.id))
+                })
+                .collect();
+            let state = if rows.is_empty() {
+                if run.status == "completed" {
+                    "skipped".to_string()
+                } else {
+                    "queued".to_string()
+                }
+            } else if let Some(bad) =
+                rows.iter().find(|r| r.state == "failure" || r.state == "in_progress" || r.state == "cancelled")
+            {
+                bad.state.clone()
+            } else {
+                rows[0].state.clone()
+            };
+            graph::Node { id: job.id.clone(), label, needs: job.needs.clone(), state }
+        })
+        .collect()
+}
+
+async fn run_page(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let run = match api::runs::find_run(&app, &s.caller, id, Role::Viewer).await {
+        Ok(run) => run,
+        Err(e) => return error_page(e),
+    };
+    let page = async {
+        let mut jobs = Vec::new();
+        for job in app.store.jobs(run.id).await? {
+            let steps = app.store.steps(job.id).await?;
+            jobs.push(JobView {
+                id: job.id,
+                name: job.name.clone(),
+                state: job.conclusion.clone().unwrap_or(job.status.clone()),
+                steps: steps
+                    .iter()
+                    .map(|st| StepView {
+                        number: st.number,
+                        name: st.name.clone(),
+                        state: st.conclusion.clone().unwrap_or(st.status.clone()),
+                    })
+                    .collect(),
+            });
+        }
+        let reports = app.store.test_reports(run.id).await?;
+        let failures = reports
+            .iter()
+            .flat_map(|r| r.cases.as_array().cloned().unwrap_or_default())
+            .map(|c| FailureView {
+                name: format!(
+                    "{} {}",
+                    c["classname"].as_str().unwrap_or_default(),
+                    c["name"].as_str().unwrap_or_default()
+                )
+                .trim()
+                .to_string(),
+                message: c["message"].as_str().unwrap_or_default().to_string(),
+                detail: c["detail"].as_str().unwrap_or_default().to_string(),
+            })
+            .collect();
+        let artifacts = app
+            .store
+            .artifacts(run.id)
+            .await?
+            .iter()
+            .map(|a| ArtifactView {
+                label: format!("{}/{}", a.name, a.path),
+                href: format!("/api/v1/runs/{}/artifacts/{}/{}", run.id, a.name, a.path),
+                size: human_size(a.size),
+            })
+            .collect();
+        let nodes = graph_nodes(&app, &run, &jobs).await;
+        let sum = |f: fn(&mobius_store::TestReport) -> i64| reports.iter().map(f).sum::<i64>();
+        Ok::<_, mobius_store::StoreError>(RunPage {
+            user: s.caller.name.clone(),
+            csrf: s.csrf.clone(),
+            run: run_view(&run),
+            graph: graph::render(&nodes),
+            jobs,
+            tests_total: sum(|r| r.tests),
+            tests_passed: sum(|r| r.tests - r.failures - r.errors - r.skipped),
+            tests_failed: sum(|r| r.failures + r.errors),
+            tests_skipped: sum(|r| r.skipped),
+            failures,
+            artifacts,
+        })
+    };
+    match page.await {
+        Ok(page) => render(page),
+        Err(e) => error_page(e.into()),
+    }
+}
+
+async fn cancel(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &form) {
+        return csrf_refused();
+    }
+    match api::runs::cancel(State(app), s.caller, Path(id)).await {
+        Ok(_) => Redirect::to(&format!("/ui/runs/{id}")).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+async fn rerun(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(id): Path<i64>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &form) {
+        return csrf_refused();
+    }
+    match api::runs::rerun_run(&app, &s.caller, id).await {
+        Ok(runs) => Redirect::to(&runs.first().map_or(format!("/ui/runs/{id}"), |r| format!("/ui/runs/{}", r.id)))
+            .into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+struct ProjectView {
+    name: String,
+    branch: String,
+    repo: String,
+}
+
+#[derive(Template)]
+#[template(path = "projects.html")]
+struct ProjectsPage {
+    user: String,
+    projects: Vec<ProjectView>,
+}
+
+async fn projects_page(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    match app.store.projects().await {
+        Ok(projects) => render(ProjectsPage {
+            user: s.caller.name.clone(),
+            projects: projects
+                .into_iter()
+                .filter(|p| s.caller.sees(p.id))
+                .map(|p| ProjectView { name: p.name, branch: p.branch, repo: p.repo })
+                .collect(),
+        }),
+        Err(e) => error_page(e.into()),
+    }
+}
+
+struct WorkflowView {
+    name: String,
+    file: String,
+    dispatchable: bool,
+}
+
+#[derive(Template)]
+#[template(path = "project.html")]
+struct ProjectPage {
+    user: String,
+    name: String,
+    repo: String,
+    branch: String,
+    workflows: Vec<WorkflowView>,
+}
+
+/// The workflows at the head of the project's branch.
+async fn branch_workflows(project: &mobius_store::Project) -> Vec<mobius_workflow::Workflow> {
+    let (repo, branch) = (std::path::PathBuf::from(&project.repo), format!("refs/heads/{}", project.branch));
+    tokio::task::spawn_blocking(move || {
+        let files = mobius_runner::git::workflow_files(&repo, &branch).unwrap_or_default();
+        files
+            .into_iter()
+            .filter_map(|(path, text)| {
+                mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)).ok()
+            })
+            .collect()
+    })
+    .await
+    .unwrap_or_default()
+}
+
+async fn project_page(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    let project = match api::projects::find(&app, &s.caller, &name, Role::Viewer).await {
+        Ok(p) => p,
+        Err(e) => return error_page(e),
+    };
+    let workflows = branch_workflows(&project)
+        .await
+        .iter()
+        .map(|w| WorkflowView {
+            name: w.display_name().to_string(),
+            file: w.file.path.rsplit('/').next().unwrap_or_default().to_string(),
+            dispatchable: w.triggers.contains_key("workflow_dispatch"),
+        })
+        .collect();
+    render(ProjectPage {
+        user: s.caller.name,
+        name: project.name,
+        repo: project.repo,
+        branch: project.branch,
+        workflows,
+    })
+}
+
+struct InputView {
+    name: String,
+    description: String,
+    kind: String,
+    required: bool,
+    default: String,
+    options: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "dispatch.html")]
+struct DispatchPage {
+    user: String,
+    csrf: String,
+    name: String,
+    workflow: String,
+    git_ref: String,
+    inputs: Vec<InputView>,
+    error: String,
+}
+
+async fn dispatch_form(app: &App, s: &Session, name: &str, workflow: &str, error: String) -> Response {
+    let project = match api::projects::find(app, &s.caller, name, Role::Developer).await {
+        Ok(p) => p,
+        Err(e) => return error_page(e),
+    };
+    let workflows = branch_workflows(&project).await;
+    let Some(found) = workflows.iter().find(|w| w.file.path.rsplit('/').next() == Some(workflow)) else {
+        return error_page(ApiError::not_found(format!("no workflow file '{workflow}' on {}", project.branch)));
+    };
+    let inputs = found
+        .triggers
+        .get("workflow_dispatch")
+        .map(|t| {
+            t.inputs
+                .iter()
+                .map(|(input, spec)| {
+                    let (kind, options) = match &spec.kind {
+                        mobius_workflow::InputType::Boolean => ("boolean", vec![]),
+                        mobius_workflow::InputType::Number => ("number", vec![]),
+                        mobius_workflow::InputType::Choice(options) => ("choice", options.clone()),
+                        _ => ("string", vec![]),
+                    };
+                    InputView {
+                        name: input.clone(),
+                        description: spec.description.clone().unwrap_or_default(),
+                        kind: kind.into(),
+                        required: spec.required,
+                        default: spec
+                            .default
+                            .as_ref()
+                            .map(|d| mobius_workflow::expr::to_display_string(&d.to_json()))
+                            .unwrap_or_default(),
+                        options,
+                    }
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let status = if error.is_empty() { StatusCode::OK } else { StatusCode::UNPROCESSABLE_ENTITY };
+    let page = DispatchPage {
+        user: s.caller.name.clone(),
+        csrf: s.csrf.clone(),
+        name: project.name,
+        workflow: workflow.to_string(),
+        git_ref: project.branch,
+        inputs,
+        error,
+    };
+    (status, render(page)).into_response()
+}
+
+async fn dispatch_page(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((name, workflow)): Path<(String, String)>,
+) -> Response {
+    match session(&app, &headers, remote).await {
+        Ok(s) => dispatch_form(&app, &s, &name, &workflow, String::new()).await,
+        Err(r) => r,
+    }
+}
+
+async fn dispatch(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path((name, workflow)): Path<(String, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let s = match session(&app, &headers, remote).await {
+        Ok(s) => s,
+        Err(r) => return r,
+    };
+    if !csrf_ok(&s, &form) {
+        return csrf_refused();
+    }
+    // Unchecked boxes are absent from a form post: booleans default to false.
+    let mut inputs: Map<String, Value> = Map::new();
+    for (key, value) in &form {
+        if let Some(input) = key.strip_prefix("input.") {
+            inputs.insert(input.to_string(), Value::String(value.clone()));
+        }
+    }
+    let git_ref = form.get("ref").filter(|r| !r.is_empty()).cloned();
+    match api::projects::dispatch_workflow(&app, &s.caller, &name, &workflow, git_ref, inputs).await {
+        Ok(runs) => {
+            Redirect::to(&runs.first().map_or(format!("/ui/projects/{name}"), |r| format!("/ui/runs/{}", r.id)))
+                .into_response()
+        }
+        Err(e) if e.status.is_client_error() => dispatch_form(&app, &s, &name, &workflow, e.message).await,
+        Err(e) => error_page(e),
+    }
+}
