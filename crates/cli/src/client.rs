@@ -170,9 +170,12 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
-    /// Re-run a completed run.
+    /// Re-run a completed run (all jobs, or with --failed only those that did not succeed).
     Rerun {
         run: i64,
+        /// Keep the jobs that succeeded (with their outputs); run the others again.
+        #[arg(long)]
+        failed: bool,
         #[arg(long)]
         json: bool,
     },
@@ -464,8 +467,9 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
                 println!("run {run} cancelling ({})", s(&answer, "status"));
             }
         }
-        ClientCmd::Rerun { run, json } => {
-            let answer = client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(json!({}))).await?;
+        ClientCmd::Rerun { run, failed, json } => {
+            let answer =
+                client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(json!({"failed_only": failed}))).await?;
             if json {
                 print_json(&answer["runs"]);
             } else {

@@ -86,7 +86,17 @@ impl Reporter for HumanReporter {
                     jobs.push((job, Conclusion::Skipped, 0));
                 }
             }
-            RunEvent::JobFinished { job, conclusion, duration_ms } => {
+            RunEvent::JobReused { job, conclusion } => {
+                self.line(&format!(
+                    "{} {}",
+                    self.paint("36", &format!("[{job}]")),
+                    self.paint("2", &format!("- {conclusion} in the previous attempt, not run again"))
+                ));
+                if let Ok(mut jobs) = self.jobs.lock() {
+                    jobs.push((job, conclusion, 0));
+                }
+            }
+            RunEvent::JobFinished { job, conclusion, duration_ms, .. } => {
                 let text = format!("{} Job {conclusion} in {}", mark(conclusion), seconds(duration_ms));
                 self.line(&format!(
                     "{} {}",

@@ -51,6 +51,15 @@ pub enum RunEvent {
         job: String,
         conclusion: Conclusion,
         duration_ms: u64,
+        /// The job's outputs (values holding a secret are left out).
+        #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+        outputs: std::collections::BTreeMap<String, String>,
+    },
+    /// A job not run again: a re-run of failed jobs takes its result and outputs from
+    /// the previous attempt.
+    JobReused {
+        job: String,
+        conclusion: Conclusion,
     },
     StepStarted {
         job: String,

@@ -56,7 +56,7 @@ pub(crate) fn github(shared: &Shared, wf: &Workflow, job_id: &str, paths: Option
         "repository_owner": owner,
         "repositoryUrl": format!("https://github.com/{}.git", shared.repository),
         "retention_days": "90",
-        "run_attempt": "1",
+        "run_attempt": shared.options.run_attempt.to_string(),
         "run_id": shared.run_id,
         "run_number": shared.run_number.to_string(),
         "secret_source": "Actions",

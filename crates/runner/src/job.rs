@@ -160,22 +160,23 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         }
         copy_workspace(&shared.snapshot, &workspace)
     })();
-    let finish = |conclusion: Conclusion| {
+    let finish = |conclusion: Conclusion, outputs: &Map<String, Value>| {
         shared.reporter.event(RunEvent::JobFinished {
             job: leg.display.clone(),
             conclusion,
             duration_ms: started.elapsed().as_millis() as u64,
+            outputs: outputs.iter().map(|(k, v)| (k.clone(), expr::to_display_string(v))).collect(),
         });
     };
     if let Err(e) = setup {
         shared
             .reporter
             .event(RunEvent::Warning { message: format!("job '{}': cannot prepare its workspace: {e}", leg.display) });
-        finish(Conclusion::Failure);
+        finish(Conclusion::Failure, &Map::new());
         return (Conclusion::Failure, Map::new());
     }
     let Some(job) = leg.workflow.jobs.get(&leg.job_id).cloned() else {
-        finish(Conclusion::Failure);
+        finish(Conclusion::Failure, &Map::new());
         return (Conclusion::Failure, Map::new());
     };
     let paths = JobPaths { workspace: &workspace, temp: &temp, tool_cache: &tool_cache };
@@ -324,7 +325,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     } else {
         Conclusion::Success
     };
-    finish(conclusion);
+    finish(conclusion, &outputs);
     drop(permit);
     (conclusion, outputs)
 }

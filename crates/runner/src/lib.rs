@@ -18,7 +18,7 @@ mod run;
 mod step;
 mod uses;
 
-pub use options::RunOptions;
+pub use options::{ReusedJob, RunOptions};
 pub use reporter::Reporter;
 pub use run::{execute, RunError, RunSummary};
 pub use tokio_util::sync::CancellationToken;

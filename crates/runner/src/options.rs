@@ -44,8 +44,20 @@ pub struct RunOptions {
     /// otherwise the time and a counter in the state directory.
     pub run_id: Option<String>,
     pub run_number: Option<u64>,
+    /// `github.run_attempt`: 1, then 2, 3... for re-runs.
+    pub run_attempt: u64,
     /// Job slots shared with other runs (the server's global limit); otherwise `parallel` per run.
     pub job_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
+    /// from the previous attempt, by job id.
+    pub reuse: IndexMap<String, ReusedJob>,
+}
+
+/// A job's result carried over from a previous attempt.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReusedJob {
+    pub conclusion: mobius_core::Conclusion,
+    pub outputs: serde_json::Map<String, Value>,
 }
 
 impl RunOptions {
@@ -71,7 +83,9 @@ impl RunOptions {
             keep_workspaces: false,
             run_id: None,
             run_number: None,
+            run_attempt: 1,
             job_slots: None,
+            reuse: IndexMap::new(),
         }
     }
 }

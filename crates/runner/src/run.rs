@@ -327,6 +327,7 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
         .cloned()
         .collect();
     loop {
+        let mut reused_any = false;
         for id in &selected {
             if started.contains(id) {
                 continue;
@@ -338,6 +339,18 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
                 continue;
             }
             started.insert(id.clone());
+            if let Some(reused) = shared.options.reuse.get(id).filter(|_| call.depth == 0) {
+                shared.reporter.event(RunEvent::JobReused { job: id.clone(), conclusion: reused.conclusion });
+                let outcome = JobOutcome {
+                    result: reused.conclusion,
+                    effective: reused.conclusion,
+                    outputs: reused.outputs.clone(),
+                };
+                order.push(id.clone());
+                done.insert(id.clone(), outcome);
+                reused_any = true;
+                continue;
+            }
             let needs: Map<String, Value> = job
                 .needs
                 .iter()
@@ -373,6 +386,8 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
             Some(Err(e)) => {
                 shared.reporter.event(RunEvent::Warning { message: format!("a job task failed: {e}") });
             }
+            // Reused jobs may have made others ready: look again before stopping.
+            None if reused_any => continue,
             None => break,
         }
     }

@@ -34,6 +34,8 @@ pub struct NewRun {
     pub cancel_in_progress: bool,
     pub rerun_of: Option<i64>,
     pub attempt: i64,
+    /// JSON object: jobs carried over from the previous attempt (`{id: {conclusion, outputs}}`).
+    pub reuse: String,
     /// Set for runs that end before they start (invalid workflow files).
     pub finished: Option<(String, String)>,
 }
@@ -65,6 +67,8 @@ pub struct Run {
     pub cancel_in_progress: bool,
     pub cancel_requested: bool,
     pub rerun_of: Option<i64>,
+    #[serde(skip)]
+    pub reuse: String,
     pub created_at: i64,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
@@ -81,6 +85,9 @@ pub struct JobRow {
     pub reason: Option<String>,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
+    /// JSON object of the job's outputs.
+    #[serde(skip)]
+    pub outputs: String,
 }
 
 /// One step of a job, with where its log is.

@@ -28,6 +28,7 @@ fn run(row: &AnyRow) -> Result<Run> {
         cancel_in_progress: row.try_get::<i64, _>("cancel_in_progress")? != 0,
         cancel_requested: row.try_get::<i64, _>("cancel_requested")? != 0,
         rerun_of: row.try_get("rerun_of")?,
+        reuse: row.try_get("reuse")?,
         created_at: row.try_get("created_at")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -37,7 +38,7 @@ fn run(row: &AnyRow) -> Result<Run> {
 const RUN_SELECT: &str = "SELECT r.id, r.project_id, p.name AS project, r.number, r.attempt, r.workflow,
     r.workflow_name, r.event, r.ref_name, r.head_sha, r.actor, r.author, r.message, r.payload, r.inputs,
     r.status, r.conclusion, r.reason, r.concurrency_group, r.cancel_in_progress, r.cancel_requested,
-    r.rerun_of, r.created_at, r.started_at, r.completed_at FROM runs r JOIN projects p ON p.id = r.project_id";
+    r.rerun_of, r.reuse, r.created_at, r.started_at, r.completed_at FROM runs r JOIN projects p ON p.id = r.project_id";
 
 fn job(row: &AnyRow) -> Result<JobRow> {
     Ok(JobRow {
@@ -49,10 +50,11 @@ fn job(row: &AnyRow) -> Result<JobRow> {
         reason: row.try_get("reason")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
+        outputs: row.try_get("outputs")?,
     })
 }
 
-const JOB_COLUMNS: &str = "id, run_id, name, status, conclusion, reason, started_at, completed_at";
+const JOB_COLUMNS: &str = "id, run_id, name, status, conclusion, reason, started_at, completed_at, outputs";
 
 fn step(row: &AnyRow) -> Result<StepRow> {
     Ok(StepRow {
@@ -106,8 +108,8 @@ impl Store {
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (project_id, number, attempt, workflow, workflow_name, event, ref_name, head_sha,
                actor, author, message, payload, inputs, status, conclusion, reason, concurrency_group,
-               cancel_in_progress, cancel_requested, rerun_of, created_at, completed_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21)
+               cancel_in_progress, cancel_requested, rerun_of, created_at, completed_at, reuse)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, 0, $19, $20, $21, $22)
              RETURNING id",
         )
         .bind(new.project_id)
@@ -131,6 +133,7 @@ impl Store {
         .bind(new.rerun_of)
         .bind(now)
         .bind(completed_at)
+        .bind(&new.reuse)
         .fetch_one(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -227,14 +230,23 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn finish_job(&self, job_id: i64, conclusion: &str, reason: Option<&str>, at: i64) -> Result<()> {
+    /// Completes a job with its outputs (a JSON object).
+    pub async fn finish_job(
+        &self,
+        job_id: i64,
+        conclusion: &str,
+        reason: Option<&str>,
+        outputs: &str,
+        at: i64,
+    ) -> Result<()> {
         sqlx::query(
-            "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
-             WHERE id = $4 AND status <> 'completed'",
+            "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3, outputs = $4
+             WHERE id = $5 AND status <> 'completed'",
         )
         .bind(conclusion)
         .bind(reason)
         .bind(at)
+        .bind(outputs)
         .bind(job_id)
         .execute(&self.pool)
         .await?;

@@ -20,6 +20,7 @@ fn new_run(project_id: i64, workflow: &str) -> NewRun {
         cancel_in_progress: true,
         rerun_of: None,
         attempt: 1,
+        reuse: "{}".into(),
         finished: None,
     }
 }
@@ -45,13 +46,14 @@ async fn exercise(store: Store) {
     assert_eq!(store.steps_without_log(first.id).await.unwrap().len(), 1);
     store.set_step_log(step, &"b".repeat(64), 12).await.unwrap();
     store.finish_step(step, "success", 3).await.unwrap();
-    store.finish_job(job, "success", None, 4).await.unwrap();
+    store.finish_job(job, "success", None, "{\"tag\":\"v1\"}", 4).await.unwrap();
     assert!(store.finish_run(first.id, "success", None).await.unwrap());
     assert!(!store.finish_run(first.id, "failure", None).await.unwrap(), "a completed run keeps its conclusion");
     let done = store.run(first.id).await.unwrap().unwrap();
     assert_eq!((done.status.as_str(), done.conclusion.as_deref()), ("completed", Some("success")));
     assert!(done.started_at.is_some() && done.completed_at.is_some());
     assert_eq!(store.steps(job).await.unwrap()[0].log_size, 12);
+    assert_eq!(store.jobs(first.id).await.unwrap()[0].outputs, r#"{"tag":"v1"}"#);
 
     let listed = store.runs(&RunFilter { project_id: Some(project.id), limit: 2, ..Default::default() }).await.unwrap();
     assert_eq!(listed.len(), 2);

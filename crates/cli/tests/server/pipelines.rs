@@ -309,3 +309,61 @@ fn logs_follow_live_until_the_run_ends() {
     assert_eq!(out.status.code(), Some(1), "following a failed run exits 1");
     assert_eq!(server.run(id)["conclusion"], "failure");
 }
+
+#[test]
+fn rerunning_failed_jobs_keeps_what_succeeded_with_its_outputs() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let wf = r#"
+on: workflow_dispatch
+jobs:
+  version:
+    runs-on: ubuntu-latest
+    outputs:
+      tag: ${{ steps.v.outputs.tag }}
+    steps:
+      - id: v
+        run: echo "tag=v-$GITHUB_RUN_ATTEMPT" >> "$GITHUB_OUTPUT"
+  flaky:
+    needs: version
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "using ${{ needs.version.outputs.tag }} on attempt ${{ github.run_attempt }}"; test "${{ github.run_attempt }}" != 1
+  after:
+    needs: flaky
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo after
+"#;
+    let repo = Repo::new(&[(".github/workflows/flaky.yml", wf)]);
+    server.add_project("f", repo.path());
+    let first = dispatch(&server, "f", "flaky.yml", json!({}));
+    let run = server.wait_run(first, "completed");
+    assert_eq!(run["conclusion"], "failure");
+    let states: Vec<(String, String)> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap().into(), j["conclusion"].as_str().unwrap().into()))
+        .collect();
+    assert_eq!(
+        states,
+        [("version".into(), "success".into()), ("flaky".into(), "failure".into()), ("after".into(), "skipped".into())]
+    );
+
+    let out = server.cli(&["rerun", &first.to_string(), "--failed", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = again[0]["id"].as_i64().unwrap();
+    let run = server.wait_run(second, "completed");
+    assert_eq!(run["conclusion"], "success", "{run}");
+    assert_eq!(run["run_attempt"], 2);
+    let version = &run["jobs"].as_array().unwrap().iter().find(|j| j["name"] == "version").unwrap();
+    assert_eq!(version["reason"], "reused from the previous attempt");
+    assert!(version["steps"].as_array().unwrap().is_empty(), "a reused job does not run");
+    let logs =
+        String::from_utf8_lossy(&server.cli(&["logs", &second.to_string(), "--job", "flaky"]).stdout).to_string();
+    assert!(logs.contains("using v-1 on attempt 2"), "outputs of the reused job come from attempt 1: {logs}");
+    let (status, body) =
+        server.api("POST", &format!("/api/v1/runs/{second}/rerun"), Some(json!({"failed_only": true})));
+    assert_eq!(status, 422, "nothing failed: {body}");
+}

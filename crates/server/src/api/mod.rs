@@ -52,8 +52,26 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/ui", crate::ui::router())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), refuse_oversize))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
+}
+
+/// Refuses a body announced larger than the limit at once, before reading any of it.
+async fn refuse_oversize(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let announced = request
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|n| n > app.config.max_body_bytes as u64) {
+        let message = format!("request body larger than {} bytes", app.config.max_body_bytes);
+        return axum::response::IntoResponse::into_response(ApiError::new(
+            axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+            message,
+        ));
+    }
+    next.run(request).await
 }
 
 /// Counts every answer by route template, method and status.

@@ -182,21 +182,19 @@ pub async fn rerun(
     Path(id): Path<i64>,
     JsonBody(body): JsonBody<Rerun>,
 ) -> ApiResult<impl IntoResponse> {
-    if body.failed_only {
-        return Err(ApiError::unprocessable(
-            "failed_only: re-running only the failed jobs is not supported yet; re-run the whole run",
-        ));
-    }
-    let runs = rerun_run(&app, &caller, id).await?;
+    let runs = rerun_run(&app, &caller, id, body.failed_only).await?;
     Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
 }
 
-/// Queues the next attempt of a completed run: same commit, workflow, event, payload and inputs.
-pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Vec<Run>> {
+/// Queues the next attempt of a completed run: same commit, workflow, event, payload and
+/// inputs. With `failed_only`, jobs that succeeded keep their result and outputs and only
+/// the others (failed, cancelled, or skipped because of them) run again, as on GitHub.
+pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bool) -> ApiResult<Vec<Run>> {
     let run = find_run(app, caller, id, Role::Developer).await?;
     if run.status != "completed" {
         return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
     }
+    let reuse = if failed_only { succeeded_jobs(app, &run).await? } else { serde_json::Map::new() };
     let project =
         app.store.project_by_id(run.project_id).await?.ok_or_else(|| ApiError::not_found("the project was removed"))?;
     let mut trigger = Trigger::new(&run.event, &run.ref_name, &run.head_sha, &caller.name);
@@ -204,6 +202,7 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Ve
     trigger.payload = serde_json::from_str(&run.payload).ok();
     trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
     trigger.rerun_of = Some(run.clone());
+    trigger.reuse = reuse;
     let runs = engine::create_runs(app, &project, trigger).await.map_err(|e| match e {
         TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
         TriggerError::Internal(m) => ApiError::internal(m),
@@ -218,4 +217,32 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64) -> ApiResult<Ve
         )
         .await?;
     Ok(runs)
+}
+
+/// The top-level jobs of a run whose every row (matrix leg, called job) succeeded, with
+/// their merged outputs; an error when nothing failed.
+async fn succeeded_jobs(app: &App, run: &Run) -> ApiResult<serde_json::Map<String, Value>> {
+    let rows = app.store.jobs(run.id).await?;
+    let mut by_job: std::collections::BTreeMap<String, Vec<&mobius_store::JobRow>> = Default::default();
+    for row in &rows {
+        // Rows are named by job id, with ` (matrix values)` or ` / called job` after it.
+        let id = row.name.split([' ']).next().unwrap_or(&row.name).to_string();
+        by_job.entry(id).or_default().push(row);
+    }
+    let mut reuse = serde_json::Map::new();
+    for (id, rows) in &by_job {
+        if rows.iter().all(|r| r.conclusion.as_deref() == Some("success")) {
+            let mut outputs = serde_json::Map::new();
+            for row in rows {
+                if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&row.outputs) {
+                    outputs.extend(o);
+                }
+            }
+            reuse.insert(id.clone(), json!({"conclusion": "success", "outputs": outputs}));
+        }
+    }
+    if run.conclusion.as_deref() == Some("success") || reuse.len() == by_job.len() && !by_job.is_empty() {
+        return Err(ApiError::unprocessable(format!("run {} has no failed jobs to re-run", run.id)));
+    }
+    Ok(reuse)
 }

@@ -76,7 +76,13 @@ async fn write_event(
         RunEvent::JobSkipped { job, reason } => {
             let id = store.create_job(run_id, &job, "queued", at).await?;
             let conclusion = if reason.contains("cancelled") { "cancelled" } else { "skipped" };
-            store.finish_job(id, conclusion, Some(&reason), at).await?;
+            store.finish_job(id, conclusion, Some(&reason), "{}", at).await?;
+        }
+        RunEvent::JobReused { job, conclusion } => {
+            // The outputs the runner was given for it, kept for a later re-run too.
+            let outputs = reused_outputs(&app.store.run(run_id).await?.map(|r| r.reuse).unwrap_or_default(), &job);
+            let id = store.create_job(run_id, &job, "queued", at).await?;
+            store.finish_job(id, conclusion.as_str(), Some("reused from the previous attempt"), &outputs, at).await?;
         }
         RunEvent::StepStarted { job, step, log } => {
             let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
@@ -111,15 +117,24 @@ async fn write_event(
                 }
             }
         }
-        RunEvent::JobFinished { job, conclusion, duration_ms } => {
+        RunEvent::JobFinished { job, conclusion, duration_ms, outputs } => {
             if let Some(track) = jobs.get(&job) {
-                store.finish_job(track.id, conclusion.as_str(), None, at).await?;
+                let outputs = serde_json::to_string(&outputs).unwrap_or_else(|_| "{}".into());
+                store.finish_job(track.id, conclusion.as_str(), None, &outputs, at).await?;
                 app.metrics.job_finished(duration_ms as f64 / 1000.0);
             }
         }
         _ => {}
     }
     Ok(())
+}
+
+/// The outputs of job `job` in a run's `reuse` object, as a JSON object text.
+fn reused_outputs(reuse: &str, job: &str) -> String {
+    serde_json::from_str::<Value>(reuse)
+        .ok()
+        .and_then(|v| v.get(job).and_then(|j| j.get("outputs")).cloned())
+        .map_or_else(|| "{}".to_string(), |o| o.to_string())
 }
 
 /// Moves a finished step's log file into the blob store.
@@ -258,10 +273,22 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
         options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
     }
     options.vars = app.store.variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    if let Ok(Value::Object(reuse)) = serde_json::from_str::<Value>(&run.reuse) {
+        for (job, entry) in reuse {
+            let conclusion = match entry.get("conclusion").and_then(Value::as_str) {
+                Some("success") => Conclusion::Success,
+                Some("skipped") => Conclusion::Skipped,
+                _ => continue,
+            };
+            let outputs = entry.get("outputs").and_then(Value::as_object).cloned().unwrap_or_default();
+            options.reuse.insert(job, mobius_runner::ReusedJob { conclusion, outputs });
+        }
+    }
     options.actor = Some(run.actor.clone());
     options.repository = Some(repository_name(project));
     options.run_id = Some(run.id.to_string());
     options.run_number = Some(run.number as u64);
+    options.run_attempt = run.attempt.max(1) as u64;
     options.keep_runs = 0;
     options.keep_workspaces = true;
     options.use_gitignore = false;

@@ -34,6 +34,8 @@ pub struct Trigger {
     pub cron: Option<String>,
     /// For a re-run: the run repeated.
     pub rerun_of: Option<Run>,
+    /// For a re-run of failed jobs: the jobs carried over (`{id: {conclusion, outputs}}`).
+    pub reuse: Map<String, Value>,
 }
 
 impl Trigger {
@@ -49,6 +51,7 @@ impl Trigger {
             workflow: None,
             cron: None,
             rerun_of: None,
+            reuse: Map::new(),
         }
     }
 }
@@ -166,6 +169,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
         cancel_in_progress: false,
         rerun_of: trigger.rerun_of.as_ref().map(|r| r.id),
         attempt,
+        reuse: Value::Object(trigger.reuse.clone()).to_string(),
         finished: None,
     };
     // An invalid workflow file fails visibly on the events that would have run it.

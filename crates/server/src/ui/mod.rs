@@ -476,7 +476,8 @@ async fn rerun(
     if !csrf_ok(&s, &form) {
         return csrf_refused();
     }
-    match api::runs::rerun_run(&app, &s.caller, id).await {
+    let failed_only = form.get("failed_only").is_some_and(|v| v == "true");
+    match api::runs::rerun_run(&app, &s.caller, id, failed_only).await {
         Ok(runs) => Redirect::to(&runs.first().map_or(format!("/ui/runs/{id}"), |r| format!("/ui/runs/{}", r.id)))
             .into_response(),
         Err(e) => error_page(e),
