@@ -103,6 +103,17 @@ impl Store {
         format!("sqlite://{}?mode=rwc", path.display())
     }
 
+    /// A transaction that writes. SQLite takes the write lock at once (`BEGIN IMMEDIATE`):
+    /// a deferred transaction that reads first fails with "database is locked" when another
+    /// writer commits meanwhile, and no busy timeout can save it.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        let statement = match self.backend {
+            Backend::Sqlite => "BEGIN IMMEDIATE",
+            Backend::Postgres => "BEGIN",
+        };
+        Ok(self.pool.begin_with(statement).await?)
+    }
+
     pub fn backend(&self) -> Backend {
         self.backend
     }

@@ -97,7 +97,7 @@ impl Store {
 
     /// Stores a sealed secret value (see [`crate::MasterKey::seal`]).
     pub async fn set_secret(&self, project_id: i64, name: &str, sealed: &[u8]) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM secrets WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)
@@ -134,7 +134,7 @@ impl Store {
     }
 
     pub async fn set_variable(&self, project_id: i64, name: &str, value: &str) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM variables WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)

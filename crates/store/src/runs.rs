@@ -88,7 +88,7 @@ pub struct RunFilter {
 impl Store {
     /// Inserts a run, numbered after the project's last one (a re-run keeps its number).
     pub async fn create_run(&self, new: &NewRun) -> Result<Run> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let number: i64 = match new.rerun_of {
             Some(original) => {
                 sqlx::query_scalar("SELECT number FROM runs WHERE id = $1").bind(original).fetch_one(&mut *tx).await?
@@ -445,7 +445,7 @@ impl Store {
 
     /// Blob digests of logs and artifacts of runs completed before `cutoff`, which retention drops.
     pub async fn expire_before(&self, cutoff: i64) -> Result<Vec<String>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.begin_write().await?;
         let mut blobs: Vec<String> = sqlx::query_scalar(
             "SELECT s.log_blob FROM steps s JOIN jobs j ON j.id = s.job_id JOIN runs r ON r.id = j.run_id
              WHERE r.completed_at < $1 AND s.log_blob IS NOT NULL",

@@ -138,6 +138,9 @@ impl Server {
         let response = request.send().expect("request");
         let status = response.status().as_u16();
         let text = response.text().unwrap_or_default();
+        if status == 500 {
+            eprintln!("500 from the server; its log:\n{}", self.log());
+        }
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
