@@ -48,6 +48,8 @@ impl std::fmt::Debug for App {
 impl App {
     pub async fn open(config: ServeConfig) -> anyhow::Result<Arc<App>> {
         let data = &config.data_dir;
+        std::fs::create_dir_all(data)
+            .with_context(|| format!("cannot create the data directory {}", data.display()))?;
         let key = MasterKey::load_or_create(&data.join("master.key")).map_err(anyhow::Error::msg)?;
         let url = config.database.clone().unwrap_or_else(|| Store::sqlite_url(&data.join("mobius.db")));
         let store = Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;

@@ -145,20 +145,29 @@ impl Store {
         row.as_ref().map(run).transpose()
     }
 
-    /// Runs, newest first.
+    /// Runs, newest first. Only the filters given appear in the query, so each can use
+    /// its index (`runs_by_project`, `runs_by_status`).
     pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>> {
-        let rows = sqlx::query(&format!(
-            "{RUN_SELECT} WHERE ($1 = 0 OR r.project_id = $2) AND ($3 = '' OR r.status = $4) AND r.id < $5
-             ORDER BY r.id DESC LIMIT $6"
-        ))
-        .bind(i64::from(filter.project_id.is_some()))
-        .bind(filter.project_id.unwrap_or(0))
-        .bind(filter.status.clone().unwrap_or_default())
-        .bind(filter.status.clone().unwrap_or_default())
-        .bind(filter.before.unwrap_or(i64::MAX))
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
+        let mut conditions = vec!["r.id < $1".to_string()];
+        if filter.project_id.is_some() {
+            conditions.push(format!("r.project_id = ${}", conditions.len() + 1));
+        }
+        if filter.status.is_some() {
+            conditions.push(format!("r.status = ${}", conditions.len() + 1));
+        }
+        let sql = format!(
+            "{RUN_SELECT} WHERE {} ORDER BY r.id DESC LIMIT ${}",
+            conditions.join(" AND "),
+            conditions.len() + 1
+        );
+        let mut query = sqlx::query(&sql).bind(filter.before.unwrap_or(i64::MAX));
+        if let Some(project) = filter.project_id {
+            query = query.bind(project);
+        }
+        if let Some(status) = &filter.status {
+            query = query.bind(status.clone());
+        }
+        let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
         rows.iter().map(run).collect()
     }
 

@@ -118,6 +118,17 @@ fn push_dispatch_logs_artifacts_and_test_reports() {
             assert_eq!(status, 400, "{bad}: {body}");
         }
 
+        // The server's own metrics saw the runs, the jobs and the API calls; its log never holds the secret.
+        let (_, metrics) = server.api_as("", "GET", "/metrics", None);
+        let metrics = metrics.as_str().unwrap().to_string();
+        assert!(metrics.contains(r#"mobius_runs{status="completed",conclusion="success"} 2"#), "{metrics}");
+        assert!(metrics.contains("mobius_job_duration_seconds_count 4"), "{metrics}");
+        assert!(
+            metrics.contains(r#"mobius_http_requests_total{route="/api/v1/runs/{id}",method="GET",status="200"}"#),
+            "{metrics}"
+        );
+        assert!(!server.log().contains("hunter2"));
+
         // `mobius runs --json`: an array of run objects, newest first.
         let out = server.cli(&["runs", "--project", "web", "--json"]);
         let runs: Value = serde_json::from_slice(&out.stdout).unwrap();
@@ -366,4 +377,35 @@ jobs:
     let (status, body) =
         server.api("POST", &format!("/api/v1/runs/{second}/rerun"), Some(json!({"failed_only": true})));
     assert_eq!(status, 422, "nothing failed: {body}");
+}
+
+#[test]
+fn retention_removes_old_logs_and_artifacts_but_keeps_runs() {
+    let mut server = Server::start(crate::support::Backend::Sqlite);
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo kept-for-a-while > f.txt; cat f.txt\n      - uses: actions/upload-artifact@v4\n        with:\n          name: f\n          path: f.txt\n";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", wf)]);
+    let id = server.add_project("r", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(id, "completed");
+    let blob_dir = server.data().join("blobs/sha256");
+    let blobs = || walk_files(&blob_dir);
+    assert!(blobs() >= 2, "a log and an artifact are stored");
+    let (_, logs) = server.api("GET", &format!("/api/v1/runs/{id}/logs"), None);
+    assert!(logs.as_str().unwrap().contains("kept-for-a-while"));
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    server.restart_with(&["--retention", "10ms"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while blobs() > 0 {
+        assert!(std::time::Instant::now() < deadline, "blobs left after retention: {}", blobs());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let (_, logs) = server.api("GET", &format!("/api/v1/runs/{id}/logs"), None);
+    assert!(!logs.as_str().unwrap().contains("kept-for-a-while"));
+    let (_, artifacts) = server.api("GET", &format!("/api/v1/runs/{id}/artifacts"), None);
+    assert_eq!(artifacts, json!([]));
+    assert_eq!(server.run(id)["conclusion"], "success", "the run itself stays");
+}
+
+fn walk_files(dir: &std::path::Path) -> usize {
+    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+    entries.filter_map(Result::ok).map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum()
 }

@@ -296,3 +296,51 @@ pub async fn expire(app: &Arc<App>) -> Result<usize, mobius_store::StoreError> {
     }
     Ok(deleted)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn git(dir: &Path, args: &[&str]) {
+        let status = std::process::Command::new("git")
+            .args(args)
+            .current_dir(dir)
+            .env("GIT_AUTHOR_NAME", "t")
+            .env("GIT_AUTHOR_EMAIL", "t@example.com")
+            .env("GIT_COMMITTER_NAME", "t")
+            .env("GIT_COMMITTER_EMAIL", "t@example.com")
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    #[tokio::test]
+    async fn schedules_fire_in_the_minutes_their_cron_matches() {
+        let dir = tempfile::tempdir().unwrap();
+        let repo = dir.path().join("repo");
+        std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
+        let wf = "on:\n  schedule:\n    - cron: '*/15 * * * *'\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo tick\n";
+        std::fs::write(repo.join(".github/workflows/nightly.yml"), wf).unwrap();
+        std::fs::write(
+            repo.join(".github/workflows/push.yml"),
+            wf.replace("schedule:\n    - cron: '*/15 * * * *'", "push:"),
+        )
+        .unwrap();
+        git(&repo, &["init", "-q", "-b", "main"]);
+        git(&repo, &["add", "-A"]);
+        git(&repo, &["commit", "-q", "-m", "init"]);
+        let app = App::open(crate::ServeConfig::new(dir.path().join("data"))).await.unwrap();
+        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000).await.unwrap();
+
+        fire_schedules(&app, chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 14, 0).unwrap()).await.unwrap();
+        assert!(app.store.unfinished_runs().await.unwrap().is_empty(), "03:14 does not match */15");
+        fire_schedules(&app, chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 15, 0).unwrap()).await.unwrap();
+        let runs = app.store.unfinished_runs().await.unwrap();
+        assert_eq!(runs.len(), 1, "only the scheduled workflow runs");
+        assert_eq!((runs[0].event.as_str(), runs[0].workflow.as_str()), ("schedule", ".github/workflows/nightly.yml"));
+        assert!(runs[0].payload.contains("*/15 * * * *"), "github.event.schedule is the cron: {}", runs[0].payload);
+        app.shutdown();
+    }
+}
