@@ -15,6 +15,12 @@ Measured, each on a fresh data directory:
   rss     resident memory (VmRSS) of the idle server after all of the above, and its peak (VmHWM)
 
 With --postgres (an admin URL), everything is repeated on a fresh PostgreSQL database.
+
+With --buildbot DIR (the bin folder of a virtualenv with `pip install buildbot buildbot-www
+buildbot-worker`), Buildbot, a CI server that runs here, is measured beside it: first start
+(create-master and start, to the first 200 of /api/v2/builds), restart, a signed GitHub push
+webhook to its first step started (polled every 20 ms: Buildbot stores whole seconds), the
+builds list at the same rate (holding only the builds it ran), and the master's RSS.
 """
 import argparse
 import hashlib
@@ -301,6 +307,132 @@ def bench_backend(args, label, database_admin):
     return results
 
 
+BUILDBOT_CFG = """
+from buildbot.plugins import *
+c = BuildmasterConfig = {}
+c['workers'] = [worker.Worker("w1", "pass")]
+c['protocols'] = {'pb': {'port': "tcp:%(pb)d:interface=127.0.0.1"}}
+c['change_source'] = []
+c['schedulers'] = [schedulers.SingleBranchScheduler(name="main", change_filter=util.ChangeFilter(branch='main'),
+                   treeStableTimer=None, builderNames=["ci"])]
+f = util.BuildFactory()
+f.addStep(steps.ShellCommand(command=["echo", "building"]))
+f.addStep(steps.ShellCommand(command=["echo", "testing"]))
+c['builders'] = [util.BuilderConfig(name="ci", workernames=["w1"], factory=f)]
+c['buildbotURL'] = "http://127.0.0.1:%(www)d/"
+c['www'] = dict(port="tcp:%(www)d:interface=127.0.0.1", plugins={},
+                change_hook_dialects={'github': {'secret': '%(secret)s', 'strict': True}})
+c['db'] = {'db_url': "sqlite:///state.sqlite"}
+c['buildbotNetUsageData'] = None
+"""
+
+
+def free_port():
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http_get(port, path):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    conn.request("GET", path)
+    r = conn.getresponse()
+    return r.status, r.read()
+
+
+def bench_buildbot(args):
+    """Buildbot measured as the peer: a master with the www plugin, one local worker."""
+    bindir = args.buildbot
+    root = tempfile.mkdtemp(prefix="buildbot-bench-")
+    results = {"backend": "Buildbot 4 (SQLite)"}
+    secret = "benchmark-webhook-secret-0123456789"
+    procs = []
+
+    def start(master, port):
+        began = time.perf_counter()
+        proc = subprocess.Popen([os.path.join(bindir, "buildbot"), "start", "--nodaemon", master],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        while True:
+            try:
+                if http_get(port, "/api/v2/builds")[0] == 200:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        return proc, time.perf_counter() - began
+
+    try:
+        starts = []
+        for i in range(args.runs):
+            master = os.path.join(root, f"m{i}")
+            www, pb = free_port(), free_port()
+            began = time.perf_counter()
+            subprocess.run([os.path.join(bindir, "buildbot"), "create-master", "-q", master], check=True, capture_output=True)
+            open(os.path.join(master, "master.cfg"), "w").write(BUILDBOT_CFG % {"www": www, "pb": pb, "secret": secret})
+            subprocess.run([os.path.join(bindir, "buildbot"), "upgrade-master", master], check=True, capture_output=True)
+            created = time.perf_counter() - began
+            proc, ready = start(master, www)
+            proc.terminate(); proc.wait()
+            starts.append(created + ready)
+        results["first_start_ms"] = statistics.median(starts) * 1000
+        restarts = []
+        for _ in range(3):
+            proc, ready = start(master, www)
+            restarts.append(ready)
+            proc.terminate(); proc.wait()
+        results["restart_ms"] = statistics.median(restarts)
+        proc, _ = start(master, www)
+        procs.append(proc)
+        workdir = os.path.join(root, "worker")
+        subprocess.run([os.path.join(bindir, "buildbot-worker"), "create-worker", "-q", workdir, f"127.0.0.1:{pb}", "w1", "pass"], check=True)
+        procs.append(subprocess.Popen([os.path.join(bindir, "buildbot-worker"), "start", "--nodaemon", workdir],
+                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        while b'"connected_to": []' in http_get(www, "/api/v2/workers")[1] or b'"workers": []' in http_get(www, "/api/v2/workers")[1]:
+            time.sleep(0.1)
+        delays = []
+        for i in range(args.runs):
+            sha = "%040x" % random.getrandbits(160)
+            commit = {"id": sha, "message": f"change {i}", "timestamp": "2026-01-01T00:00:00+00:00", "url": "u",
+                      "author": {"name": "b", "email": "b@example.com"}, "committer": {"name": "b", "email": "b@example.com"},
+                      "added": [], "removed": [], "modified": ["f"], "distinct": True}
+            body = json.dumps({"ref": "refs/heads/main", "before": "0" * 40, "after": sha, "commits": [commit], "head_commit": commit,
+                               "repository": {"html_url": "https://example.com/bench", "name": "bench", "full_name": "b/bench",
+                                              "owner": {"login": "b", "name": "b"}, "clone_url": "https://example.com/bench.git"},
+                               "pusher": {"name": "b"}, "sender": {"login": "b"}}).encode()
+            sent = time.perf_counter()
+            conn = http.client.HTTPConnection("127.0.0.1", www, timeout=30)
+            conn.request("POST", "/change_hook/github", body=body, headers={"Content-Type": "application/json", "X-GitHub-Event": "push",
+                         "X-Hub-Signature-256": sign(secret, body),
+                         # Buildbot checks GitHub's older SHA-1 signature header.
+                         "X-Hub-Signature": "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()})
+            assert conn.getresponse().status == 200
+            while True:
+                builds = json.loads(http_get(www, "/api/v2/builds?order=-buildid&limit=1")[1])["builds"]
+                if builds and builds[0]["buildid"] == i + 1:
+                    steps = json.loads(http_get(www, f"/api/v2/builds/{builds[0]['buildid']}/steps")[1])["steps"]
+                    if steps and steps[0]["started_at"]:
+                        break
+                time.sleep(0.02)
+            delays.append((time.perf_counter() - sent) * 1000)
+            while not json.loads(http_get(www, f"/api/v2/builds/{i + 1}")[1])["builds"][0]["complete"]:
+                time.sleep(0.05)
+        results["webhook_to_step_ms"] = statistics.median(delays)
+        results["webhook_to_step_max_ms"] = max(delays)
+        fake = type("S", (), {"port": www, "token": ""})()
+        results["lists"] = {"builds": constant_rate(fake, "/api/v2/builds?order=-buildid&limit=30", args.rate, args.seconds)}
+        time.sleep(2)
+        fields = dict(line.split(":", 1) for line in open(f"/proc/{procs[0].pid}/status"))
+        results["idle_rss_mb"] = int(fields["VmRSS"].split()[0]) / 1024
+        results["peak_rss_mb"] = int(fields["VmHWM"].split()[0]) / 1024
+    finally:
+        for p in procs:
+            p.terminate()
+            p.wait()
+        shutil.rmtree(root, ignore_errors=True)
+    return results
+
+
 def report(all_results, args):
     lines = ["## Server (`mobius serve`)", "",
              f"`python3 bench/server_bench.py --runs {args.runs} --seed {args.seed} --rate {args.rate} --seconds {args.seconds}`"
@@ -309,12 +441,20 @@ def report(all_results, args):
               "|---|---|" + "---|" * len(all_results)]
     def row(name, target, fmt):
         lines.append(f"| {name} | {target} | " + " | ".join(fmt(r) for r in all_results) + " |")
-    row("`/healthz` ready after start, first start (median)", "≤ 300 ms", lambda r: f"{r['first_start_ms']:.0f} ms")
-    row(f"`/healthz` ready after restart, {args.seed} runs stored (median)", "≤ 300 ms", lambda r: f"{r['restart_ms'] * 1000:.0f} ms")
+    row("ready after start, first start (median; Mobius: `/healthz`, Buildbot: `/api/v2/builds`)", "≤ 300 ms", lambda r: f"{r['first_start_ms']:.0f} ms")
+    row(f"ready after restart, {args.seed} runs stored (median)", "≤ 300 ms",
+        lambda r: f"{r['restart_ms'] * 1000:.0f} ms" + (f" ({args.runs} builds stored)" if "builds" in r["lists"] else ""))
     row("signed push webhook → first step started (median / max)", "≤ 1 s", lambda r: f"{r['webhook_to_step_ms']:.0f} / {r['webhook_to_step_max_ms']:.0f} ms")
+    def latency(r, p):
+        if p not in r["lists"]:
+            if "builds" in r["lists"] and p == "/api/v1/runs":
+                b = r["lists"]["builds"]
+                return "{:.1f} / {:.1f} ms (`/api/v2/builds?limit=30`, {} builds stored)".format(b[0], b[1], args.runs)
+            return "-"
+        v = r["lists"][p]
+        return "{:.1f} / {:.1f} ms{}".format(v[0], v[1], f" ({v[2]} errors)" if v[2] else "")
     for path in all_results[0]["lists"]:
-        row(f"`GET {path}` at {args.rate}/s, p50 / p99", "p99 < 20 ms",
-            lambda r, p=path: "{:.1f} / {:.1f} ms{}".format(r["lists"][p][0], r["lists"][p][1], f" ({r['lists'][p][2]} errors)" if r["lists"][p][2] else ""))
+        row(f"`GET {path}` at {args.rate}/s, p50 / p99", "p99 < 20 ms", lambda r, p=path: latency(r, p))
     row("RSS idle after serving runs and load (peak)", "≤ 40 MB", lambda r: f"{r['idle_rss_mb']:.1f} MB ({r['peak_rss_mb']:.1f} MB)")
     return "\n".join(lines) + "\n"
 
@@ -327,11 +467,14 @@ def main():
     ap.add_argument("--rate", type=int, default=200)
     ap.add_argument("--seconds", type=int, default=10)
     ap.add_argument("--postgres", default=os.environ.get("MOBIUS_TEST_POSTGRES"))
+    ap.add_argument("--buildbot", help="bin folder of a virtualenv with buildbot, buildbot-www and buildbot-worker")
     ap.add_argument("--out")
     args = ap.parse_args()
     results = [bench_backend(args, "SQLite", None)]
     if args.postgres:
         results.append(bench_backend(args, "PostgreSQL", args.postgres))
+    if args.buildbot:
+        results.append(bench_buildbot(args))
     text = report(results, args)
     print(text)
     print(json.dumps(results, indent=1), file=sys.stderr)

@@ -95,6 +95,12 @@ pub async fn serve(
             app_for_shutdown.shutdown();
         })
         .await?;
+    // Cancelled runs finish their `always()` and post steps and record how they ended
+    // before the store closes (the runner's grace period, and a little more).
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    while app.live.lock().map(|l| !l.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
     app.store.close().await;
     Ok(())
 }
