@@ -117,6 +117,16 @@ pub fn checkout(source: &Path, wanted: &str, target: &Path, clean: bool) -> Resu
     if !git_dir.exists() {
         crate::repo::copy_git_dir(repo.git_dir(), &git_dir, crate::repo::GitObjects::HardLink)
             .map_err(|e| format!("cannot copy the repository: {e}"))?;
+        if repo.is_bare() {
+            // A checkout of a bare mirror has a work tree: its copy of the config must say so.
+            let config = git_dir.join("config");
+            let text = std::fs::read_to_string(&config).map_err(|e| e.to_string())?;
+            let fixed: Vec<String> = text
+                .lines()
+                .map(|l| if l.trim() == "bare = true" { l.replace("true", "false") } else { l.to_string() })
+                .collect();
+            std::fs::write(&config, fixed.join("\n") + "\n").map_err(|e| e.to_string())?;
+        }
     }
     std::fs::write(git_dir.join("HEAD"), format!("{commit}\n")).map_err(|e| e.to_string())?;
     // An index matching the tree, so `git status` in the checkout is clean.
@@ -263,4 +273,36 @@ pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>,
         out.push((path.clone(), String::from_utf8_lossy(&object.data).to_string()));
     }
     Ok(out)
+}
+
+/// Whether a project's repository is a URL to fetch from (rather than a local path).
+pub fn is_remote_url(repo: &str) -> bool {
+    let scp_like = !repo.contains("://")
+        && repo.split_once(':').is_some_and(|(host, _)| host.contains('@') && !host.contains('/'));
+    ["http://", "https://", "git://", "ssh://", "file://"].iter().any(|s| repo.starts_with(s)) || scp_like
+}
+
+/// Keeps a bare mirror of `url` in `dir`: created on first use, then every branch and tag
+/// fetched (forced, as a mirror follows the remote). Returns how many refs changed.
+pub fn mirror(url: &str, dir: &Path) -> Result<usize, String> {
+    let repo = if dir.join("HEAD").exists() {
+        gix::open(dir).map_err(|e| format!("cannot open the mirror {}: {e}", dir.display()))?
+    } else {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the mirror {}: {e}", dir.display()))?;
+        gix::init_bare(dir).map_err(|e| format!("cannot create the mirror {}: {e}", dir.display()))?
+    };
+    let remote = repo
+        .remote_at(url)
+        .map_err(|e| format!("invalid repository URL '{url}': {e}"))?
+        .with_refspecs(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], gix::remote::Direction::Fetch)
+        .map_err(|e| e.to_string())?;
+    let connection =
+        remote.connect(gix::remote::Direction::Fetch).map_err(|e| format!("cannot connect to {url}: {e}"))?;
+    let outcome = connection
+        .prepare_fetch(gix::progress::Discard, Default::default())
+        .map_err(|e| format!("cannot list the refs of {url}: {e}"))?
+        .receive(gix::progress::Discard, &std::sync::atomic::AtomicBool::new(false))
+        .map_err(|e| format!("cannot fetch from {url}: {e}"))?;
+    let changed = outcome.ref_map.mappings.len();
+    Ok(changed)
 }

@@ -74,6 +74,16 @@ impl App {
         self.config.data_dir.join("work").join(run_id.to_string())
     }
 
+    /// Where a project's git objects are read: its local repository, or the server's bare
+    /// mirror of its URL (`DATA/mirrors/<project>.git`, kept current by [`crate::engine::sync_repo`]).
+    pub fn repo_dir(&self, project: &mobius_store::Project) -> PathBuf {
+        if mobius_runner::git::is_remote_url(&project.repo) {
+            self.config.data_dir.join("mirrors").join(format!("{}.git", project.name))
+        } else {
+            PathBuf::from(&project.repo)
+        }
+    }
+
     pub fn state_dir(&self) -> PathBuf {
         self.config.data_dir.join("state")
     }

@@ -409,3 +409,48 @@ fn walk_files(dir: &std::path::Path) -> usize {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries.filter_map(Result::ok).map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum()
 }
+
+#[test]
+fn repositories_reachable_by_url_are_mirrored_and_polled() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/ci.yml", CI)]);
+    // The repository served by `git daemon` over git://, as a remote host would.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let parent = repo.path().parent().unwrap().to_path_buf();
+    let mut daemon = std::process::Command::new("git")
+        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+        .arg(format!("--base-path={}", parent.display()))
+        .arg(&parent)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let name = repo.path().file_name().unwrap().to_string_lossy().to_string();
+    let url = format!("git://127.0.0.1:{port}/{name}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let added = loop {
+        let (status, answer) = server.api("POST", "/api/v1/projects", Some(json!({"name": "remote", "repo": url})));
+        if status == 201 {
+            break answer;
+        }
+        assert!(std::time::Instant::now() < deadline, "git daemon never served: {answer}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(added["project"]["repo"], url.as_str());
+    let first = server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
+    assert_eq!(first["conclusion"], "success", "{first}");
+    assert_eq!(first["head_sha"], repo.git(&["rev-parse", "HEAD"]).as_str());
+    assert!(server.data().join("mirrors/remote.git").is_dir());
+
+    let after = repo.commit(&[("more.txt", "more\n")], "more over the wire");
+    let runs = server.wait_runs("remote", 2);
+    let run = server.wait_run(runs[1]["id"].as_i64().unwrap(), "completed");
+    assert_eq!((run["head_sha"].as_str(), run["conclusion"].as_str()), (Some(after.as_str()), Some("success")));
+    let _ = daemon.kill();
+    let _ = daemon.wait();
+
+    let (status, body) =
+        server.api("POST", "/api/v1/projects", Some(json!({"name": "gone", "repo": "git://127.0.0.1:9/none"})));
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("git://127.0.0.1:9/none"), "{body}");
+}

@@ -109,6 +109,10 @@ pub async fn github(
         }
         Trigger::new("pull_request", &format!("refs/pull/{number}/merge"), &sha, &actor)
     };
+    // A mirrored repository fetches first, so the pushed commit is there.
+    if let Err(e) = engine::sync_repo(&app, &project).await {
+        tracing::warn!(project = %project.name, error = %e, "cannot fetch before a webhook's runs");
+    }
     let mut trigger = trigger;
     trigger.payload = Some(payload);
     let pushed = (event == "push").then(|| (trigger.ref_name.clone(), trigger.sha.clone()));

@@ -43,31 +43,47 @@ pub async fn create(
             body.name
         )));
     }
-    let local = body.repo.strip_prefix("file://").unwrap_or(&body.repo);
-    if local.contains("://") || local.contains('@') && local.contains(':') {
-        return Err(ApiError::unprocessable(format!(
-            "repo: '{}' is a remote URL; this server reads local repositories only: clone it on the server and add its path",
-            body.repo
-        )));
+    if app.store.project_by_name(&body.name).await?.is_some() {
+        return Err(ApiError::conflict(format!("a project named '{}' already exists", body.name)));
     }
-    let path = std::path::Path::new(local)
-        .canonicalize()
-        .map_err(|e| ApiError::unprocessable(format!("repo: cannot open '{local}': {e}")))?;
+    // A URL is mirrored into the data directory (and fetched before each poll); a path is read in place.
+    let (repo_text, dir) = if mobius_runner::git::is_remote_url(&body.repo) {
+        let dir = app.config.data_dir.join("mirrors").join(format!("{}.git", body.name));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (url, target) = (body.repo.clone(), dir.clone());
+        let fetched = tokio::task::spawn_blocking(move || mobius_runner::git::mirror(&url, &target))
+            .await
+            .map_err(ApiError::internal)?;
+        if let Err(e) = fetched {
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(ApiError::unprocessable(format!("repo: {e}")));
+        }
+        (body.repo.clone(), dir)
+    } else {
+        let path = std::path::Path::new(&body.repo)
+            .canonicalize()
+            .map_err(|e| ApiError::unprocessable(format!("repo: cannot open '{}': {e}", body.repo)))?;
+        (path.display().to_string(), path)
+    };
     let info = {
-        let path = path.clone();
+        let dir = dir.clone();
         tokio::task::spawn_blocking(move || {
-            mobius_runner::git::refs(&path).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&path)))
+            mobius_runner::git::refs(&dir).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&dir)))
         })
         .await
         .map_err(ApiError::internal)?
         .map_err(|e| ApiError::unprocessable(format!("repo: {e}")))?
     };
     let (refs, head) = info;
-    let branch = body
-        .branch
-        .clone()
-        .unwrap_or_else(|| head.git_ref.strip_prefix("refs/heads/").map_or_else(|| "main".to_string(), str::to_string));
-    if !refs.iter().any(|(name, _)| *name == format!("refs/heads/{branch}")) {
+    let has = |b: &str| refs.iter().any(|(name, _)| *name == format!("refs/heads/{b}"));
+    let branch = body.branch.clone().unwrap_or_else(|| {
+        let from_head = head.git_ref.strip_prefix("refs/heads/").filter(|b| has(b)).map(str::to_string);
+        from_head
+            .or_else(|| ["main", "master"].iter().find(|b| has(b)).map(|b| b.to_string()))
+            .or_else(|| refs.iter().find_map(|(n, _)| n.strip_prefix("refs/heads/").map(str::to_string)))
+            .unwrap_or_else(|| "main".to_string())
+    });
+    if !has(&branch) {
         return Err(ApiError::unprocessable(format!("branch: the repository has no branch '{branch}'")));
     }
     let generated = body.webhook_secret.is_none();
@@ -80,7 +96,7 @@ pub async fn create(
     };
     let sealed = app.key.seal(&webhook_context(&body.name), secret.as_bytes()).map_err(ApiError::internal)?;
     let poll_ms = app.config.poll_interval.as_millis() as i64;
-    let project = app.store.create_project(&body.name, &path.display().to_string(), &branch, &sealed, poll_ms).await?;
+    let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms).await?;
     app.store
         .audit(
             &caller.actor(),
@@ -257,7 +273,7 @@ pub async fn dispatch_workflow(
     let project = find(app, caller, name, Role::Developer).await?;
     let wanted = git_ref.unwrap_or_else(|| project.branch.clone());
     let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
-    let repo = std::path::PathBuf::from(&project.repo);
+    let repo = engine::sync_repo(app, &project).await.map_err(ApiError::unprocessable)?;
     let refs = tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo))
         .await
         .map_err(ApiError::internal)?

@@ -217,7 +217,7 @@ async fn run_inner(
         .map_err(|e| e.to_string())?
         .ok_or_else(|| "the project was removed".to_string())?;
     let source = app.work_dir(run.id).join("src");
-    let (repo, sha, target) = (PathBuf::from(&project.repo), run.head_sha.clone(), source.clone());
+    let (repo, sha, target) = (app.repo_dir(&project), run.head_sha.clone(), source.clone());
     let workflow_path = run.workflow.clone();
     let text = tokio::task::spawn_blocking(move || {
         mobius_runner::git::checkout(&repo, &sha, &target, true)?;

@@ -180,10 +180,22 @@ async fn poller(app: Arc<App>) {
     }
 }
 
+/// The project's repository, fetched first when it is a URL (into the server's mirror).
+pub async fn sync_repo(app: &App, project: &Project) -> Result<PathBuf, String> {
+    let dir = app.repo_dir(project);
+    if mobius_runner::git::is_remote_url(&project.repo) {
+        let (url, target) = (project.repo.clone(), dir.clone());
+        tokio::task::spawn_blocking(move || mobius_runner::git::mirror(&url, &target))
+            .await
+            .map_err(|e| e.to_string())??;
+    }
+    Ok(dir)
+}
+
 /// Compares the repository's refs with those last seen; pushes trigger runs. On `first`
 /// (a new project) every ref is recorded and the branch head runs once.
 pub async fn poll_project(app: &Arc<App>, project: &Project, first: bool) -> Result<Vec<Run>, String> {
-    let repo = PathBuf::from(&project.repo);
+    let repo = sync_repo(app, project).await?;
     let current =
         tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo)).await.map_err(|e| e.to_string())??;
     let seen: HashMap<String, String> =
@@ -235,7 +247,7 @@ async fn fire_schedules(app: &Arc<App>, at: chrono::DateTime<chrono::Utc>) -> Re
     use std::str::FromStr;
     for project in app.store.projects().await.map_err(|e| e.to_string())? {
         let branch = format!("refs/heads/{}", project.branch);
-        let (repo, wanted) = (PathBuf::from(&project.repo), branch.clone());
+        let (repo, wanted) = (app.repo_dir(&project), branch.clone());
         let read = tokio::task::spawn_blocking(move || {
             let refs = mobius_runner::git::refs(&repo)?;
             let sha = refs.into_iter().find(|(n, _)| *n == wanted).map(|(_, s)| s).ok_or("no branch head")?;

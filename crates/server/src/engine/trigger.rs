@@ -12,7 +12,6 @@ use mobius_workflow::evaluate::evaluate_node;
 use mobius_workflow::expr::Contexts;
 use mobius_workflow::{parse_workflow, SourceFile, Workflow};
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
 use std::sync::Arc;
 
 /// Something that happened to a project.
@@ -80,7 +79,7 @@ pub fn repository_name(project: &Project) -> String {
 
 /// Queues the runs a trigger starts; returns them (possibly none).
 pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) -> Result<Vec<Run>, TriggerError> {
-    let repo = PathBuf::from(&project.repo);
+    let repo = app.repo_dir(project);
     let (sha, before) = (trigger.sha.clone(), trigger.before.clone());
     let read = tokio::task::spawn_blocking(move || {
         let files = git::workflow_files(&repo, &sha)?;
@@ -131,7 +130,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
         let cron = trigger.cron.clone().unwrap_or_default();
         parsed.into_iter().filter(|w| w.triggers.get("schedule").is_some_and(|t| t.crons.contains(&cron))).collect()
     } else {
-        let mut options = RunOptions::new(PathBuf::from(&project.repo), app.state_dir());
+        let mut options = RunOptions::new(app.repo_dir(project), app.state_dir());
         options.event_name = trigger.event.clone();
         options.event_payload = payload.clone();
         let info = RepoInfo { sha: trigger.sha.clone(), git_ref: trigger.ref_name.clone(), remote_repository: None };

@@ -307,9 +307,9 @@ fn human_size(bytes: i64) -> String {
 /// The graph's nodes: the workflow's jobs (read at the run's commit) with the state of their rows.
 async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node> {
     let project = app.store.project_by_id(run.project_id).await.ok().flatten();
-    let (repo, sha, path) = (project.map(|p| p.repo), run.head_sha.clone(), run.workflow.clone());
+    let (repo, sha, path) = (project.map(|p| app.repo_dir(&p)), run.head_sha.clone(), run.workflow.clone());
     let workflow = tokio::task::spawn_blocking(move || {
-        let files = mobius_runner::git::workflow_files(std::path::Path::new(&repo?), &sha).ok()?;
+        let files = mobius_runner::git::workflow_files(&repo?, &sha).ok()?;
         let (path, text) = files.into_iter().find(|(p, _)| *p == path)?;
         mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)).ok()
     })
@@ -536,8 +536,8 @@ struct ProjectPage {
 }
 
 /// The workflows at the head of the project's branch.
-async fn branch_workflows(project: &mobius_store::Project) -> Vec<mobius_workflow::Workflow> {
-    let (repo, branch) = (std::path::PathBuf::from(&project.repo), format!("refs/heads/{}", project.branch));
+async fn branch_workflows(app: &App, project: &mobius_store::Project) -> Vec<mobius_workflow::Workflow> {
+    let (repo, branch) = (app.repo_dir(project), format!("refs/heads/{}", project.branch));
     tokio::task::spawn_blocking(move || {
         let files = mobius_runner::git::workflow_files(&repo, &branch).unwrap_or_default();
         files
@@ -565,7 +565,7 @@ async fn project_page(
         Ok(p) => p,
         Err(e) => return error_page(e),
     };
-    let workflows = branch_workflows(&project)
+    let workflows = branch_workflows(&app, &project)
         .await
         .iter()
         .map(|w| WorkflowView {
@@ -609,7 +609,7 @@ async fn dispatch_form(app: &App, s: &Session, name: &str, workflow: &str, error
         Ok(p) => p,
         Err(e) => return error_page(e),
     };
-    let workflows = branch_workflows(&project).await;
+    let workflows = branch_workflows(app, &project).await;
     let Some(found) = workflows.iter().find(|w| w.file.path.rsplit('/').next() == Some(workflow)) else {
         return error_page(ApiError::not_found(format!("no workflow file '{workflow}' on {}", project.branch)));
     };
