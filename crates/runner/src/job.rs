@@ -130,6 +130,31 @@ pub(crate) fn slug(text: &str) -> String {
 
 /// Runs a leg; returns its conclusion and outputs.
 pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<String, Value>) {
+    // A job with a `concurrency` group waits while another member of it runs (without
+    // holding a job slot); a newer member may supersede it or, with cancel-in-progress, cancel it.
+    let concurrency = leg.workflow.jobs.get(&leg.job_id).and_then(|j| j.concurrency.as_ref());
+    let _membership = match concurrency.map(|node| crate::concurrency::evaluate(node, &leg.contexts)) {
+        None | Some(Ok(None)) => None,
+        Some(Ok(Some((group, cancel_in_progress)))) => {
+            match shared.concurrency.enter(&group, cancel_in_progress, leg.cancel.clone()).await {
+                Some(guard) => Some(guard),
+                None => {
+                    let reason = format!("cancelled: a newer job of concurrency group '{group}' replaced it");
+                    shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason });
+                    return (Conclusion::Cancelled, Map::new());
+                }
+            }
+        }
+        Some(Err(e)) => {
+            shared.reporter.event(RunEvent::Warning {
+                message: format!("{}: job '{}': concurrency: {e}", leg.workflow.file.path, leg.display),
+            });
+            shared
+                .reporter
+                .event(RunEvent::JobSkipped { job: leg.display.clone(), reason: format!("concurrency: {e}") });
+            return (Conclusion::Failure, Map::new());
+        }
+    };
     // A job waits for a slot (shared with other runs on a server) unless its run is cancelled meanwhile.
     let permit = tokio::select! {
         permit = shared.job_slots.acquire() => permit.ok(),

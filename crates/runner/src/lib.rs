@@ -3,6 +3,7 @@
 
 mod builtin;
 pub mod commands;
+pub mod concurrency;
 mod context;
 pub mod envfile;
 pub mod git;

@@ -48,6 +48,8 @@ pub struct RunOptions {
     pub run_attempt: u64,
     /// Job slots shared with other runs (the server's global limit); otherwise `parallel` per run.
     pub job_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Job concurrency groups shared with other runs (the server); otherwise one set per run.
+    pub concurrency: Option<std::sync::Arc<crate::concurrency::ConcurrencyGroups>>,
     /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
     /// from the previous attempt, by job id.
     pub reuse: IndexMap<String, ReusedJob>,
@@ -86,6 +88,7 @@ impl RunOptions {
             run_attempt: 1,
             job_slots: None,
             reuse: IndexMap::new(),
+            concurrency: None,
         }
     }
 }

@@ -37,6 +37,7 @@ pub(crate) struct Shared {
     pub actor: String,
     pub event_path: PathBuf,
     pub job_slots: Arc<Semaphore>,
+    pub concurrency: Arc<crate::concurrency::ConcurrencyGroups>,
     pub cancel: CancellationToken,
     pub job_counter: AtomicUsize,
     pub node: Option<PathBuf>,
@@ -157,6 +158,7 @@ pub async fn execute(
         Arc::new(crate::reporter::RecordingReporter::new(reporter, &run_dir.join("events.jsonl")));
     let shared = Arc::new(Shared {
         job_slots: options.job_slots.clone().unwrap_or_else(|| Arc::new(Semaphore::new(options.parallel.max(1)))),
+        concurrency: options.concurrency.clone().unwrap_or_default(),
         node: find_program("node").or_else(|| find_program("nodejs")),
         has_bash: find_program("bash").is_some(),
         options,

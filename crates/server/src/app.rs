@@ -20,6 +20,8 @@ pub struct App {
     pub metrics: Metrics,
     /// Job slots shared by every run (the global parallel-jobs limit).
     pub job_slots: Arc<Semaphore>,
+    /// Job-level concurrency groups, shared by every run.
+    pub job_groups: Arc<mobius_runner::concurrency::ConcurrencyGroups>,
     /// Wakes the scheduler when runs are queued or finish.
     pub wake_scheduler: Notify,
     /// Runs executing in this process, with the token that cancels each.
@@ -57,6 +59,7 @@ impl App {
             .with_context(|| format!("cannot create the blob store in {}", data.display()))?;
         Ok(Arc::new(App {
             job_slots: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
+            job_groups: Default::default(),
             config,
             store,
             blobs: Arc::new(blobs),

@@ -150,3 +150,32 @@ jobs:
         .stdout_has("stable leg finished")
         .stdout_has("after ran, m=failure");
 }
+
+#[test]
+fn job_concurrency_groups_serialise_and_supersede_pending_jobs() {
+    let marks = tempfile::tempdir().unwrap();
+    let file = marks.path().join("marks");
+    // Three jobs of one group arrive together: one runs, one waits, and the last to
+    // arrive replaces the waiting one, which ends cancelled; the two that run never overlap.
+    let job = |name: &str, group: &str| {
+        format!(
+            "  {name}:\n    runs-on: ubuntu-latest\n    concurrency: {group}\n    steps:\n      - run: echo \"start {name}\" >> {f}; sleep 0.3; echo \"end {name}\" >> {f}\n",
+            f = file.display()
+        )
+    };
+    let wf = format!(
+        "on: push\njobs:\n{}{}{}",
+        job("a", "deploy"),
+        job("b", "\"${{ 'dep' }}loy\""),
+        job("c", "\n      group: deploy")
+    );
+    let out = Test::new().workflow("w.yml", &wf).args(&["--json"]).run();
+    out.code(1);
+    assert_eq!(out.stdout().matches("replaced it").count(), 1, "{}", out.stdout());
+    let text = std::fs::read_to_string(&file).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 4, "two of the three ran: {lines:?}");
+    for pair in lines.chunks(2) {
+        assert_eq!(pair[0].replace("start", ""), pair[1].replace("end", ""), "members overlapped: {lines:?}");
+    }
+}

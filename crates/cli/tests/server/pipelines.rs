@@ -454,3 +454,24 @@ fn repositories_reachable_by_url_are_mirrored_and_polled() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("git://127.0.0.1:9/none"), "{body}");
 }
+
+#[test]
+fn job_concurrency_groups_hold_across_runs() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let wf = "on: workflow_dispatch\njobs:\n  deploy:\n    runs-on: ubuntu-latest\n    concurrency:\n      group: production\n      cancel-in-progress: true\n    steps:\n      - run: echo deploying; sleep 30\n";
+    let repo = Repo::new(&[(".github/workflows/deploy.yml", wf)]);
+    server.add_project("d", repo.path());
+    let first = dispatch(&server, "d", "deploy.yml", json!({}));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while server.run(first)["jobs"].as_array().is_none_or(|j| j.is_empty()) {
+        assert!(std::time::Instant::now() < deadline, "the first deploy never started");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let second = dispatch(&server, "d", "deploy.yml", json!({}));
+    let run = server.wait_run(first, "completed");
+    assert_eq!(run["jobs"][0]["conclusion"], "cancelled", "cancel-in-progress across runs: {run}");
+    assert_ne!(run["conclusion"], "success");
+    let (status, _) = server.api("POST", &format!("/api/v1/runs/{second}/cancel"), None);
+    assert_eq!(status, 202);
+    assert_eq!(server.wait_run(second, "completed")["conclusion"], "cancelled");
+}

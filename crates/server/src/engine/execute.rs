@@ -293,6 +293,7 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     options.keep_workspaces = true;
     options.use_gitignore = false;
     options.job_slots = Some(app.job_slots.clone());
+    options.concurrency = Some(app.job_groups.clone());
     options.action_dir = app.config.action_dir.clone();
     Ok(options)
 }

@@ -8,7 +8,6 @@ use mobius_runner::plan;
 use mobius_runner::repo::{repository_from_url, RepoInfo};
 use mobius_runner::RunOptions;
 use mobius_store::{NewRun, Project, Run};
-use mobius_workflow::evaluate::evaluate_node;
 use mobius_workflow::expr::Contexts;
 use mobius_workflow::{parse_workflow, SourceFile, Workflow};
 use serde_json::{json, Map, Value};
@@ -235,15 +234,7 @@ fn concurrency(
     ctx.values.insert("github".into(), github.clone());
     ctx.values.insert("inputs".into(), Value::Object(inputs.clone()));
     ctx.values.insert("vars".into(), Value::Object(Map::new()));
-    let value = evaluate_node(node, &ctx).map_err(|e| format!("{}: concurrency: {}", workflow.file.path, e.message))?;
-    let (group, cancel) = match value {
-        Value::Object(map) => (
-            map.get("group").map(mobius_workflow::expr::to_display_string).unwrap_or_default(),
-            map.get("cancel-in-progress").is_some_and(mobius_workflow::expr::truthy),
-        ),
-        other => (mobius_workflow::expr::to_display_string(&other), false),
-    };
-    Ok((!group.is_empty()).then_some((group, cancel)))
+    mobius_runner::concurrency::evaluate(node, &ctx).map_err(|e| format!("{}: concurrency: {e}", workflow.file.path))
 }
 
 fn commit_json(c: &CommitInfo, repository: &str) -> Value {
