@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub run_attempt: u64,
     /// Job slots shared with other runs (the server's global limit); otherwise `parallel` per run.
     pub job_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
+    /// Where `actions/cache` keeps file contents (the server's blob store for caches);
+    /// otherwise a content-addressed folder in the state directory.
+    pub cache_blobs: Option<std::sync::Arc<dyn mobius_store::BlobStore>>,
     /// Job concurrency groups shared with other runs (the server); otherwise one set per run.
     pub concurrency: Option<std::sync::Arc<crate::concurrency::ConcurrencyGroups>>,
     /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
@@ -89,6 +92,7 @@ impl RunOptions {
             job_slots: None,
             reuse: IndexMap::new(),
             concurrency: None,
+            cache_blobs: None,
         }
     }
 }

@@ -38,6 +38,8 @@ pub(crate) struct Shared {
     pub event_path: PathBuf,
     pub job_slots: Arc<Semaphore>,
     pub concurrency: Arc<crate::concurrency::ConcurrencyGroups>,
+    /// File contents of `actions/cache` entries.
+    pub cache_blobs: Arc<dyn mobius_store::BlobStore>,
     pub cancel: CancellationToken,
     pub job_counter: AtomicUsize,
     pub node: Option<PathBuf>,
@@ -159,6 +161,13 @@ pub async fn execute(
     let shared = Arc::new(Shared {
         job_slots: options.job_slots.clone().unwrap_or_else(|| Arc::new(Semaphore::new(options.parallel.max(1)))),
         concurrency: options.concurrency.clone().unwrap_or_default(),
+        cache_blobs: match options.cache_blobs.clone() {
+            Some(blobs) => blobs,
+            None => Arc::new(
+                mobius_store::FsBlobStore::new(options.state_dir.join("cache").join("blobs"))
+                    .map_err(io_err("cannot create the cache store"))?,
+            ),
+        },
         node: find_program("node").or_else(|| find_program("nodejs")),
         has_bash: find_program("bash").is_some(),
         options,

@@ -16,6 +16,9 @@ pub struct App {
     pub config: ServeConfig,
     pub store: Store,
     pub blobs: Arc<dyn BlobStore>,
+    /// File contents of `actions/cache` entries: a blob store of their own, so retention
+    /// (which removes log and artifact blobs) never takes a file a cache entry still needs.
+    pub cache_blobs: Arc<dyn BlobStore>,
     pub key: MasterKey,
     pub metrics: Metrics,
     /// Job slots shared by every run (the global parallel-jobs limit).
@@ -57,7 +60,10 @@ impl App {
         let store = Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
         let blobs = FsBlobStore::new(data.join("blobs"))
             .with_context(|| format!("cannot create the blob store in {}", data.display()))?;
+        let cache_blobs = FsBlobStore::new(data.join("blobs-cache"))
+            .with_context(|| format!("cannot create the cache blob store in {}", data.display()))?;
         Ok(Arc::new(App {
+            cache_blobs: Arc::new(cache_blobs),
             job_slots: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
             job_groups: Default::default(),
             config,

@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Where blobs live. Digests are lowercase hex SHA-256 of the content.
-pub trait BlobStore: Send + Sync {
+pub trait BlobStore: Send + Sync + std::fmt::Debug {
     /// Stores the content of a file; returns its digest and size.
     fn put_file(&self, path: &Path) -> std::io::Result<(String, u64)>;
     /// Stores bytes; returns their digest.

@@ -475,3 +475,30 @@ fn job_concurrency_groups_hold_across_runs() {
     assert_eq!(status, 202);
     assert_eq!(server.wait_run(second, "completed")["conclusion"], "cancelled");
 }
+
+#[test]
+fn caches_persist_between_runs_in_the_cache_blob_store() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let wf = r#"
+on: workflow_dispatch
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - id: cache
+        uses: actions/cache@v4
+        with:
+          path: deps
+          key: deps-v1
+      - run: echo "hit=${{ steps.cache.outputs.cache-hit }}"; mkdir -p deps; test -f deps/lib.txt && cat deps/lib.txt || echo fetched-dependency > deps/lib.txt
+"#;
+    let repo = Repo::new(&[(".github/workflows/build.yml", wf)]);
+    server.add_project("c", repo.path());
+    let first = dispatch(&server, "c", "build.yml", json!({}));
+    assert_eq!(server.wait_run(first, "completed")["conclusion"], "success");
+    assert!(walk_files(&server.data().join("blobs-cache/sha256")) >= 1, "the cached file is a blob");
+    let second = dispatch(&server, "c", "build.yml", json!({}));
+    assert_eq!(server.wait_run(second, "completed")["conclusion"], "success");
+    let logs = String::from_utf8_lossy(&server.cli(&["logs", &second.to_string()]).stdout).to_string();
+    assert!(logs.contains("hit=true") && logs.contains("fetched-dependency"), "{logs}");
+}

@@ -1,5 +1,6 @@
 //! `actions/cache` (restore, then save in a post step), `cache/restore` and `cache/save`:
-//! a content-addressed local cache shared by runs of the same repository.
+//! entries (manifests) per repository in the state directory, file contents in a
+//! content-addressed blob store (`mobius_store::BlobStore`) shared by every run.
 
 use crate::builtin::{glob_root, has_glob, lines, resolve_path};
 use crate::job::{JobRun, PostKind, PostStep};
@@ -83,7 +84,7 @@ pub(crate) fn restore(
         Some((entry, exact)) => {
             let matched = entry.get("key").and_then(Value::as_str).unwrap_or_default().to_string();
             if !lookup_only {
-                if let Err(e) = unpack(run, entry, &paths, &root) {
+                if let Err(e) = unpack(run, entry, &paths) {
                     out.message(&format!("Warning: failed to restore the cache: {e}"));
                 }
             }
@@ -115,7 +116,7 @@ pub(crate) fn restore(
     StepExec { outcome: Conclusion::Success, outputs }
 }
 
-fn unpack(run: &JobRun, entry: &Value, paths: &[String], root: &Path) -> std::io::Result<()> {
+fn unpack(run: &JobRun, entry: &Value, paths: &[String]) -> std::io::Result<()> {
     let files = entry.get("files").and_then(Value::as_array).cloned().unwrap_or_default();
     for file in files {
         let index = file.get("path").and_then(Value::as_u64).unwrap_or(0) as usize;
@@ -132,7 +133,9 @@ fn unpack(run: &JobRun, entry: &Value, paths: &[String], root: &Path) -> std::io
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        std::fs::copy(root.join("blobs").join(blob), &target)?;
+        let mut content = run.shared.cache_blobs.open(blob)?;
+        let _ = std::fs::remove_file(&target);
+        std::io::copy(&mut content, &mut std::fs::File::create(&target)?)?;
         if let Some(mode) = file.get("mode").and_then(Value::as_u64) {
             std::fs::set_permissions(&target, std::fs::Permissions::from_mode(mode as u32))?;
         }
@@ -153,7 +156,6 @@ pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut Step
         return StepExec::success();
     }
     let result = (|| -> std::io::Result<(usize, u64)> {
-        std::fs::create_dir_all(root.join("blobs"))?;
         std::fs::create_dir_all(root.join("entries"))?;
         let mut files = Vec::new();
         let mut bytes = 0u64;
@@ -171,15 +173,8 @@ pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut Step
             }
             let walk = cache_files(&run.workspace, line, &excludes);
             for (path, rel) in walk {
-                let data = std::fs::read(&path)?;
-                let blob = sha256_hex(&data);
-                let blob_path = root.join("blobs").join(&blob);
-                if !blob_path.exists() {
-                    let tmp = blob_path.with_extension("tmp");
-                    std::fs::write(&tmp, &data)?;
-                    std::fs::rename(&tmp, &blob_path)?;
-                }
-                bytes += data.len() as u64;
+                let (blob, size) = run.shared.cache_blobs.put_file(&path)?;
+                bytes += size;
                 let mode = std::fs::metadata(&path)?.permissions().mode();
                 files.push(json!({"path": index, "rel": rel, "blob": blob, "mode": mode}));
             }

@@ -294,6 +294,7 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     options.use_gitignore = false;
     options.job_slots = Some(app.job_slots.clone());
     options.concurrency = Some(app.job_groups.clone());
+    options.cache_blobs = Some(app.cache_blobs.clone());
     options.action_dir = app.config.action_dir.clone();
     Ok(options)
 }
