@@ -98,6 +98,23 @@ fn reserved_and_unknown_paths_answer_clearly() {
     let (status, body) = server.api("GET", "/api/v1/openapi.json", None);
     assert_eq!(status, 200);
     assert_eq!(body["openapi"], "3.1.0", "{body}");
+    // Every documented path and method is routed (its answer is never the fallback's "no such path").
+    for (path, operations) in body["paths"].as_object().unwrap() {
+        let concrete = path
+            .replace("{project}", "nobody")
+            .replace("{id}", "999")
+            .replace("{name}", "X")
+            .replace("{workflow}", "ci.yml")
+            .replace("{path}", "f");
+        for method in operations.as_object().unwrap().keys() {
+            let (status, answer) = server.api(&method.to_uppercase(), &concrete, None);
+            assert!(
+                !answer.to_string().contains("no such path"),
+                "{method} {path} is documented but not routed: {status}"
+            );
+            assert_ne!(status, 405, "{method} {path} is documented but the method is not routed");
+        }
+    }
     let (status, body) = server.api("POST", "/api/v1/projects", Some(json!({"name": "../x", "repo": "/tmp"})));
     assert_eq!(status, 422, "{body}");
     let (status, body) = server.api("POST", "/api/v1/projects", Some(json!({"name": "x", "repo": "/no/such/repo"})));
