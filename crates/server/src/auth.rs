@@ -102,6 +102,16 @@ fn forbidden(role: Role, what: &str) -> ApiError {
     ApiError::new(StatusCode::FORBIDDEN, format!("this needs the {} role on {what}", role.as_str()))
 }
 
+impl Caller {
+    /// The caller a token stands for; `None` when it is unknown, expired or revoked.
+    pub async fn from_token(app: &App, token: &str, remote: String) -> Result<Option<Caller>, ApiError> {
+        let Some(found) = app.store.token_by_hash(&hash_token(token)).await? else { return Ok(None) };
+        let role = Role::parse(&found.role)
+            .ok_or_else(|| ApiError::internal(format!("token {} has role {}", found.id, found.role)))?;
+        Ok(Some(Caller { token_id: found.id, name: found.name, role, project_id: found.project_id, remote }))
+    }
+}
+
 impl FromRequestParts<Arc<App>> for Caller {
     type Rejection = ApiError;
 
@@ -116,24 +126,19 @@ impl FromRequestParts<Arc<App>> for Caller {
             .map(str::trim)
             // The UI's cookie authenticates reads only, so another site cannot make a
             // signed-in browser change anything (no CSRF through the cookie).
-            .or_else(|| if parts.method.is_safe() { cookie_token(parts) } else { None });
+            .or_else(|| if parts.method.is_safe() { cookie_token(&parts.headers) } else { None });
         let Some(token) = token else {
             return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer TOKEN)"));
         };
-        let found = app.store.token_by_hash(&hash_token(token)).await?;
-        let Some(found) = found else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"));
-        };
-        let role = Role::parse(&found.role)
-            .ok_or_else(|| ApiError::internal(format!("token {} has role {}", found.id, found.role)))?;
-        Ok(Caller { token_id: found.id, name: found.name, role, project_id: found.project_id, remote })
+        Caller::from_token(app, token, remote)
+            .await?
+            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"))
     }
 }
 
 /// The web UI keeps the token in a cookie (`mobius_token`), set when signing in.
-fn cookie_token(parts: &Parts) -> Option<&str> {
-    parts
-        .headers
+pub fn cookie_token(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())

@@ -43,6 +43,16 @@ impl From<mobius_store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::engine::TriggerError> for ApiError {
+    fn from(e: crate::engine::TriggerError) -> Self {
+        match e {
+            crate::engine::TriggerError::NotFound(m) => ApiError::not_found(m),
+            crate::engine::TriggerError::Invalid(m) => ApiError::unprocessable(m),
+            crate::engine::TriggerError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(serde_json::json!({"error": self.message}))).into_response()

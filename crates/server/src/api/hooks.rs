@@ -5,7 +5,7 @@
 use super::dto;
 use super::projects::webhook_context;
 use crate::app::App;
-use crate::engine::{self, Trigger, TriggerError};
+use crate::engine::{self, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -116,10 +116,7 @@ pub async fn github(
     let mut trigger = trigger;
     trigger.payload = Some(payload);
     let pushed = (event == "push").then(|| (trigger.ref_name.clone(), trigger.sha.clone()));
-    let runs = engine::create_runs(&app, &project, trigger).await.map_err(|e| match e {
-        TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
-        TriggerError::Internal(m) => ApiError::internal(m),
-    })?;
+    let runs = engine::create_runs(&app, &project, trigger).await?;
     // Recorded once queued, so the poller does not run the same push again.
     if let Some((git_ref, sha)) = pushed {
         app.store.set_ref(project.id, &git_ref, Some(&sha)).await?;

@@ -3,7 +3,7 @@
 use super::{dto, JsonBody};
 use crate::app::App;
 use crate::auth::{Caller, Role};
-use crate::engine::{self, execute::secret_context, Trigger, TriggerError};
+use crate::engine::{self, execute::secret_context, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -285,11 +285,7 @@ pub async fn dispatch_workflow(
     let mut trigger = Trigger::new("workflow_dispatch", &ref_name, &sha, &caller.name);
     trigger.workflow = Some(workflow.to_string());
     trigger.inputs = inputs.clone();
-    let runs = engine::create_runs(app, &project, trigger).await.map_err(|e| match e {
-        TriggerError::NotFound(m) => ApiError::not_found(m),
-        TriggerError::Invalid(m) => ApiError::unprocessable(m),
-        TriggerError::Internal(m) => ApiError::internal(m),
-    })?;
+    let runs = engine::create_runs(app, &project, trigger).await?;
     app.store
         .audit(
             &caller.actor(),

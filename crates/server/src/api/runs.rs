@@ -3,7 +3,7 @@
 use super::{dto, JsonBody};
 use crate::app::App;
 use crate::auth::{Caller, Role};
-use crate::engine::{self, Trigger, TriggerError};
+use crate::engine::{self, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -203,10 +203,7 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bo
     trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
     trigger.rerun_of = Some(run.clone());
     trigger.reuse = reuse;
-    let runs = engine::create_runs(app, &project, trigger).await.map_err(|e| match e {
-        TriggerError::NotFound(m) | TriggerError::Invalid(m) => ApiError::unprocessable(m),
-        TriggerError::Internal(m) => ApiError::internal(m),
-    })?;
+    let runs = engine::create_runs(app, &project, trigger).await?;
     app.store
         .audit(
             &caller.actor(),

@@ -19,7 +19,8 @@ const HEIGHT: i64 = 36;
 const GAP_X: i64 = 60;
 const GAP_Y: i64 = 16;
 
-fn escape(text: &str) -> String {
+/// Text made safe inside HTML and SVG.
+pub fn escape(text: &str) -> String {
     text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 

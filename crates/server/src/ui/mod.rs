@@ -6,7 +6,7 @@ mod graph;
 
 use crate::api::{self, dto};
 use crate::app::App;
-use crate::auth::{hash_token, Caller, Role};
+use crate::auth::{cookie_token, hash_token, Caller, Role};
 use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{ConnectInfo, Form, Path, Query, State};
@@ -50,15 +50,6 @@ pub fn router() -> Router<Arc<App>> {
 
 const COOKIE: &str = "mobius_token";
 
-fn cookie_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|c| c.trim().strip_prefix("mobius_token=").map(str::to_string))
-}
-
 /// The CSRF value of a session: only a page that knows the token can compute it.
 fn csrf_for(token: &str) -> String {
     hex::encode(Sha256::digest(format!("mobius-csrf:{}", hash_token(token)).as_bytes()))
@@ -73,19 +64,11 @@ struct Session {
 async fn session(app: &App, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Response> {
     let to_login = || Redirect::to("/ui/login").into_response();
     let token = cookie_token(headers).ok_or_else(to_login)?;
-    let found = app.store.token_by_hash(&hash_token(&token)).await.map_err(|e| ApiError::from(e).into_response())?;
-    let found = found.ok_or_else(to_login)?;
-    let role = Role::parse(&found.role).ok_or_else(to_login)?;
-    Ok(Session {
-        caller: Caller {
-            token_id: found.id,
-            name: found.name,
-            role,
-            project_id: found.project_id,
-            remote: remote.ip().to_string(),
-        },
-        csrf: csrf_for(&token),
-    })
+    match Caller::from_token(app, token, remote.ip().to_string()).await {
+        Ok(Some(caller)) => Ok(Session { caller, csrf: csrf_for(token) }),
+        Ok(None) => Err(to_login()),
+        Err(e) => Err(e.into_response()),
+    }
 }
 
 /// Whether a form post carries the session's CSRF value.
@@ -109,14 +92,10 @@ fn error_page(e: ApiError) -> Response {
         e.status,
         Html(format!(
             "<!doctype html><title>Error</title><p>{}</p><p><a href=\"/ui/runs\">Back</a></p>",
-            html_escape(&e.message)
+            graph::escape(&e.message)
         )),
     )
         .into_response()
-}
-
-fn html_escape(text: &str) -> String {
-    text.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 #[derive(Template)]
@@ -141,18 +120,9 @@ async fn login(
     Form(form): Form<LoginForm>,
 ) -> Response {
     let token = form.token.trim().to_string();
-    match app.store.token_by_hash(&hash_token(&token)).await {
-        Ok(Some(found)) => {
-            let _ = app
-                .store
-                .audit(
-                    &format!("token:{}:{}", found.id, found.name),
-                    "ui.sign_in",
-                    "ui",
-                    Value::Null,
-                    &remote.ip().to_string(),
-                )
-                .await;
+    match Caller::from_token(&app, &token, remote.ip().to_string()).await {
+        Ok(Some(caller)) => {
+            let _ = app.store.audit(&caller.actor(), "ui.sign_in", "ui", Value::Null, &caller.remote).await;
             let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
             ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response()
         }
@@ -161,7 +131,7 @@ async fn login(
                 LoginPage { user: String::new(), error: "That token is not valid (wrong, expired or revoked).".into() };
             (StatusCode::UNAUTHORIZED, render(page)).into_response()
         }
-        Err(e) => ApiError::from(e).into_response(),
+        Err(e) => e.into_response(),
     }
 }
 
