@@ -502,3 +502,19 @@ jobs:
     let logs = String::from_utf8_lossy(&server.cli(&["logs", &second.to_string()]).stdout).to_string();
     assert!(logs.contains("hit=true") && logs.contains("fetched-dependency"), "{logs}");
 }
+
+#[test]
+fn an_invalid_workflow_file_fails_its_run_with_the_diagnostics() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let broken = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    stepz:\n      - run: echo\n";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", CI), (".github/workflows/broken.yml", broken)]);
+    let added = server.add_project("b", repo.path());
+    let runs = added["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 2, "{added}");
+    let failed = runs.iter().find(|r| r["workflow"] == ".github/workflows/broken.yml").unwrap();
+    assert_eq!((failed["status"].as_str(), failed["conclusion"].as_str()), (Some("completed"), Some("failure")));
+    let reason = failed["reason"].as_str().unwrap();
+    assert!(reason.contains("broken.yml:5:5") && reason.contains("stepz"), "{reason}");
+    let other = runs.iter().find(|r| r["workflow"] == ".github/workflows/ci.yml").unwrap();
+    assert_eq!(server.wait_run(other["id"].as_i64().unwrap(), "completed")["conclusion"], "success");
+}
