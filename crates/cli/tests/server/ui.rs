@@ -175,3 +175,32 @@ fn which(program: &str) -> String {
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file()))
         .map_or_else(|| program.to_string(), |p| p.display().to_string())
 }
+
+#[test]
+fn ui_forms_need_the_sessions_csrf_value_and_the_cookie_only_reads_the_api() {
+    let server = Server::start(Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/release.yml", WF)]);
+    let id = server.add_project("shop", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(id, "completed");
+    let cookie = format!("mobius_token={}", server.token);
+    let form = [("Cookie", cookie.as_str()), ("Content-Type", "application/x-www-form-urlencoded")];
+    for body in ["", "csrf=forged"] {
+        let (status, _) = server.post_raw(&format!("/ui/runs/{id}/rerun"), &form, body.as_bytes().to_vec());
+        assert_eq!(status, 403, "a form post without the session's CSRF value is refused ({body:?})");
+    }
+    // The run page carries the value; with it the re-run is queued.
+    let client = reqwest::blocking::Client::new();
+    let page =
+        client.get(format!("{}/ui/runs/{id}", server.url)).header("Cookie", &cookie).send().unwrap().text().unwrap();
+    let csrf = page.split("name=\"csrf\" value=\"").nth(1).unwrap().split('"').next().unwrap().to_string();
+    let (status, _) = server.post_raw(&format!("/ui/runs/{id}/rerun"), &form, format!("csrf={csrf}").into_bytes());
+    assert_eq!(status, 200, "redirected to the new run's page");
+    assert_eq!(server.wait_runs("shop", 2).len(), 2);
+    // The cookie authenticates reads of the API, never changes through it.
+    let (status, _) =
+        server.post_raw(&format!("/api/v1/runs/{id}/rerun"), &[("Cookie", cookie.as_str())], b"{}".to_vec());
+    assert_eq!(status, 401);
+    let status =
+        client.get(format!("{}/api/v1/runs/{id}", server.url)).header("Cookie", &cookie).send().unwrap().status();
+    assert_eq!(status.as_u16(), 200);
+}

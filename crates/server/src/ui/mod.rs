@@ -71,13 +71,19 @@ async fn session(app: &App, headers: &HeaderMap, remote: SocketAddr) -> Result<S
     }
 }
 
-/// Whether a form post carries the session's CSRF value.
-fn csrf_ok(session: &Session, form: &HashMap<String, String>) -> bool {
-    form.get("csrf").is_some_and(|value| *value == session.csrf)
-}
-
-fn csrf_refused() -> Response {
-    (StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response()
+/// The session of a form post, which must carry the session's CSRF value.
+async fn form_session(
+    app: &App,
+    headers: &HeaderMap,
+    remote: SocketAddr,
+    form: &HashMap<String, String>,
+) -> Result<Session, Response> {
+    let session = session(app, headers, remote).await?;
+    if form.get("csrf").is_some_and(|value| *value == session.csrf) {
+        Ok(session)
+    } else {
+        Err((StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response())
+    }
 }
 
 fn render(template: impl Template) -> Response {
@@ -419,13 +425,10 @@ async fn cancel(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match session(&app, &headers, remote).await {
+    let s = match form_session(&app, &headers, remote, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &form) {
-        return csrf_refused();
-    }
     match api::runs::cancel(State(app), s.caller, Path(id)).await {
         Ok(_) => Redirect::to(&format!("/ui/runs/{id}")).into_response(),
         Err(e) => error_page(e),
@@ -439,13 +442,10 @@ async fn rerun(
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match session(&app, &headers, remote).await {
+    let s = match form_session(&app, &headers, remote, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &form) {
-        return csrf_refused();
-    }
     let failed_only = form.get("failed_only").is_some_and(|v| v == "true");
     match api::runs::rerun_run(&app, &s.caller, id, failed_only).await {
         Ok(runs) => Redirect::to(&runs.first().map_or(format!("/ui/runs/{id}"), |r| format!("/ui/runs/{}", r.id)))
@@ -644,13 +644,10 @@ async fn dispatch(
     Path((name, workflow)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match session(&app, &headers, remote).await {
+    let s = match form_session(&app, &headers, remote, &form).await {
         Ok(s) => s,
         Err(r) => return r,
     };
-    if !csrf_ok(&s, &form) {
-        return csrf_refused();
-    }
     // Unchecked boxes are absent from a form post: booleans default to false.
     let mut inputs: Map<String, Value> = Map::new();
     for (key, value) in &form {
