@@ -121,3 +121,47 @@ fn reserved_and_unknown_paths_answer_clearly() {
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().starts_with("repo:"), "{body}");
 }
+
+#[test]
+fn the_client_commands_speak_the_api() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/ci.yml", WF)]);
+    let json = |args: &[&str]| {
+        let out = server.cli(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let added = json(&["project", "add", "cli", "--repo", &repo.path().display().to_string(), "--json"]);
+    assert_eq!(added["project"]["name"], "cli");
+    assert_eq!(json(&["project", "list", "--json"])[0]["branch"], "main");
+    let mut secret = std::process::Command::new(crate::support::BIN)
+        .args(["secret", "set", "DEPLOY_KEY", "--project", "cli", "--server", &server.url, "--token", &server.token])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(secret.stdin.as_mut().unwrap(), b"from-stdin\n").unwrap();
+    assert!(secret.wait().unwrap().success(), "--server and --token after the subcommand");
+    assert_eq!(json(&["secret", "list", "--project", "cli", "--json"])[0]["name"], "DEPLOY_KEY");
+    assert!(server.cli(&["var", "set", "STAGE", "blue", "--project", "cli"]).status.success());
+    assert_eq!(json(&["var", "list", "--project", "cli", "--json"])[0]["value"], "blue");
+    let token = json(&["token", "create", "--role", "viewer", "--project", "cli", "--expires", "1h", "--json"]);
+    assert!(token["token"].as_str().unwrap().starts_with("mbx_"));
+    let listed = json(&["token", "list", "--json"]);
+    assert!(listed.as_array().unwrap().iter().any(|t| t["project"] == "cli" && t["expires_at"].is_string()));
+    assert!(server.cli(&["secret", "delete", "DEPLOY_KEY", "--project", "cli"]).status.success());
+    let audit = json(&["audit", "--json"]);
+    let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    for action in ["secret.set", "variable.set", "token.create", "secret.delete", "project.create"] {
+        assert!(actions.contains(&action), "{action}: {actions:?}");
+    }
+    // A viewer's token from the environment cannot change anything.
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["var", "set", "STAGE", "green", "--project", "cli"])
+        .env("MOBIUS_SERVER", &server.url)
+        .env("MOBIUS_TOKEN", token["token"].as_str().unwrap())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("403"), "{}", String::from_utf8_lossy(&out.stderr));
+}
