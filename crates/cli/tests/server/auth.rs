@@ -92,6 +92,12 @@ fn reserved_and_unknown_paths_answer_clearly() {
     let (status, body) = server.api("GET", "/api/v1/query?query=up", None);
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("reserved"), "{body}");
+    // Parameters that do not parse get the API's JSON error shape too.
+    for path in ["/api/v1/runs?limit=abc", "/api/v1/runs/not-a-number", "/api/v1/audit?limit=0"] {
+        let (status, body) = server.api("GET", path, None);
+        assert_eq!(status, 400, "{path}: {body}");
+        assert!(body["error"].is_string(), "{path}: {body}");
+    }
     let (status, body) = server.api("GET", "/api/v1/nothing", None);
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("/api/v1/nothing"), "{body}");

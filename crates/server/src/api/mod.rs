@@ -53,6 +53,7 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(app.clone(), refuse_oversize))
+        .layer(axum::middleware::from_fn(json_rejections))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
 }
@@ -72,6 +73,27 @@ async fn refuse_oversize(State(app): State<Arc<App>>, request: Request, next: Ne
         ));
     }
     next.run(request).await
+}
+
+/// Answers axum's own rejections (a path or query that does not parse) in the API's
+/// `{"error": ...}` shape, like every other error of the API.
+async fn json_rejections(request: Request, next: Next) -> Response {
+    let api = request.uri().path().starts_with("/api/");
+    let response = next.run(request).await;
+    let plain = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain"));
+    if !api || !plain || !response.status().is_client_error() {
+        return response;
+    }
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 64 * 1024).await.unwrap_or_default();
+    axum::response::IntoResponse::into_response(ApiError::new(
+        status,
+        String::from_utf8_lossy(&bytes).trim().to_string(),
+    ))
 }
 
 /// Counts every answer by route template, method and status.

@@ -126,7 +126,10 @@ pub struct AuditQuery {
 
 pub async fn audit(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Admin)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit: between 1 and 1000"));
+    }
     let entries = app.store.audit_log(limit, q.before).await?;
     let entries: Vec<Value> = entries
         .into_iter()
