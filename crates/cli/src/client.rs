@@ -274,6 +274,15 @@ pub fn main(conn: Connection, command: ClientCmd) -> ExitCode {
     }
 }
 
+/// Prints an array answer as JSON, or each of its items with `line`.
+fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
+    if json {
+        print_json(answer);
+    } else {
+        answer.as_array().into_iter().flatten().for_each(line);
+    }
+}
+
 fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -334,13 +343,9 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Project(ProjectCmd::List { json }) => {
             let answer = client.json(Method::GET, "/projects", None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for p in answer.as_array().into_iter().flatten() {
-                    println!("{:<20} {:<10} {}", s(p, "name"), s(p, "branch"), s(p, "repo"));
-                }
-            }
+            print_items(&answer, json, |p| {
+                println!("{:<20} {:<10} {}", s(p, "name"), s(p, "branch"), s(p, "repo"));
+            });
         }
         ClientCmd::Secret(SecretCmd::Set { name, project }) => {
             let mut value = String::new();
@@ -354,13 +359,9 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Secret(SecretCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/secrets"), None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for v in answer.as_array().into_iter().flatten() {
-                    println!("{:<30} updated {}", s(v, "name"), s(v, "updated_at"));
-                }
-            }
+            print_items(&answer, json, |v| {
+                println!("{:<30} updated {}", s(v, "name"), s(v, "updated_at"));
+            });
         }
         ClientCmd::Secret(SecretCmd::Delete { name, project }) => {
             client.json(Method::DELETE, &format!("/projects/{project}/secrets/{name}"), None).await?;
@@ -374,13 +375,9 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Var(VarCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/variables"), None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for v in answer.as_array().into_iter().flatten() {
-                    println!("{}={}", s(v, "name"), s(v, "value"));
-                }
-            }
+            print_items(&answer, json, |v| {
+                println!("{}={}", s(v, "name"), s(v, "value"));
+            });
         }
         ClientCmd::Token(TokenCmd::Create { role, project, expires, name, json }) => {
             let body = json!({"role": role, "project": project, "expires_in": expires, "name": name});
@@ -394,22 +391,18 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Token(TokenCmd::List { json }) => {
             let answer = client.json(Method::GET, "/tokens", None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for t in answer.as_array().into_iter().flatten() {
-                    let state = if t["revoked_at"].is_string() { "revoked" } else { "live" };
-                    println!(
-                        "{:<5} {:<20} {:<11} {:<15} {:<8} expires {}",
-                        t["id"].to_string(),
-                        s(t, "name"),
-                        s(t, "role"),
-                        t["project"].as_str().unwrap_or("*"),
-                        state,
-                        t["expires_at"].as_str().unwrap_or("never")
-                    );
-                }
-            }
+            print_items(&answer, json, |t| {
+                let state = if t["revoked_at"].is_string() { "revoked" } else { "live" };
+                println!(
+                    "{:<5} {:<20} {:<11} {:<15} {:<8} expires {}",
+                    t["id"].to_string(),
+                    s(t, "name"),
+                    s(t, "role"),
+                    t["project"].as_str().unwrap_or("*"),
+                    state,
+                    t["expires_at"].as_str().unwrap_or("never")
+                );
+            });
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
             client.json(Method::DELETE, &format!("/tokens/{id}"), None).await?;
@@ -451,13 +444,9 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
             let answer = client
                 .json(Method::POST, &format!("/projects/{project}/workflows/{workflow}/dispatches"), Some(body))
                 .await?;
-            if json {
-                print_json(&answer["runs"]);
-            } else {
-                for run in answer["runs"].as_array().into_iter().flatten() {
-                    println!("queued run {} ({} on {})", run["id"], s(run, "name"), s(run, "head_branch"));
-                }
-            }
+            print_items(&answer["runs"], json, |run| {
+                println!("queued run {} ({} on {})", run["id"], s(run, "name"), s(run, "head_branch"));
+            });
         }
         ClientCmd::Cancel { run, json } => {
             let answer = client.json(Method::POST, &format!("/runs/{run}/cancel"), None).await?;
@@ -470,30 +459,22 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         ClientCmd::Rerun { run, failed, json } => {
             let answer =
                 client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(json!({"failed_only": failed}))).await?;
-            if json {
-                print_json(&answer["runs"]);
-            } else {
-                for new in answer["runs"].as_array().into_iter().flatten() {
-                    println!("queued run {} (attempt {} of run {run})", new["id"], new["run_attempt"]);
-                }
-            }
+            print_items(&answer["runs"], json, |new| {
+                println!("queued run {} (attempt {} of run {run})", new["id"], new["run_attempt"]);
+            });
         }
         ClientCmd::Audit { limit, json } => {
             let answer = client.json(Method::GET, &format!("/audit?limit={limit}"), None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for e in answer.as_array().into_iter().flatten() {
-                    println!(
-                        "{} {:<24} {:<18} {:<28} from {}",
-                        s(e, "at"),
-                        s(e, "actor"),
-                        s(e, "action"),
-                        s(e, "target"),
-                        s(e, "remote")
-                    );
-                }
-            }
+            print_items(&answer, json, |e| {
+                println!(
+                    "{} {:<24} {:<18} {:<28} from {}",
+                    s(e, "at"),
+                    s(e, "actor"),
+                    s(e, "action"),
+                    s(e, "target"),
+                    s(e, "remote")
+                );
+            });
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -137,6 +137,30 @@ pub struct TestReport {
     pub cases: serde_json::Value,
 }
 
+/// The sums over a run's test reports.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct TestTotals {
+    pub total: i64,
+    pub passed: i64,
+    pub failures: i64,
+    pub errors: i64,
+    pub skipped: i64,
+}
+
+impl TestTotals {
+    pub fn of(reports: &[TestReport]) -> TestTotals {
+        let mut t = TestTotals::default();
+        for r in reports {
+            t.total += r.tests;
+            t.failures += r.failures;
+            t.errors += r.errors;
+            t.skipped += r.skipped;
+        }
+        t.passed = t.total - t.failures - t.errors - t.skipped;
+        t
+    }
+}
+
 /// An API token (the secret itself is only ever shown at creation).
 #[derive(Debug, Clone, Serialize)]
 pub struct Token {

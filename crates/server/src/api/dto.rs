@@ -25,7 +25,6 @@ pub fn project(p: &Project) -> Value {
 }
 
 pub fn run(r: &Run) -> Value {
-    let branch = r.ref_name.strip_prefix("refs/heads/").or_else(|| r.ref_name.strip_prefix("refs/tags/"));
     json!({
         "id": r.id,
         "project": r.project,
@@ -33,7 +32,7 @@ pub fn run(r: &Run) -> Value {
         "name": r.workflow_name,
         "event": r.event,
         "ref": r.ref_name,
-        "head_branch": branch.unwrap_or(&r.ref_name),
+        "head_branch": mobius_runner::repo::short_ref(&r.ref_name),
         "head_sha": r.head_sha,
         "actor": r.actor,
         "author": r.author,

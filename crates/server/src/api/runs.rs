@@ -64,15 +64,9 @@ async fn jobs_json(app: &App, run_id: i64) -> ApiResult<Vec<Value>> {
 
 async fn tests_json(app: &App, run_id: i64) -> ApiResult<Value> {
     let reports = app.store.test_reports(run_id).await?;
-    let sum = |f: fn(&mobius_store::TestReport) -> i64| reports.iter().map(f).sum::<i64>();
-    Ok(json!({
-        "total": sum(|r| r.tests),
-        "failures": sum(|r| r.failures),
-        "errors": sum(|r| r.errors),
-        "skipped": sum(|r| r.skipped),
-        "passed": sum(|r| r.tests - r.failures - r.errors - r.skipped),
-        "reports": reports,
-    }))
+    let mut body = serde_json::to_value(mobius_store::TestTotals::of(&reports)).map_err(ApiError::internal)?;
+    body["reports"] = serde_json::to_value(&reports).map_err(ApiError::internal)?;
+    Ok(body)
 }
 
 pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {

@@ -205,10 +205,7 @@ fn short(sha: &str) -> &str {
 
 /// The `github` context as far as it is known before the run: enough for `concurrency`.
 fn github_context(trigger: &Trigger, repository: &str, payload: &Value, workflow: &str) -> Value {
-    let ref_name = trigger.ref_name.rsplit_once("refs/heads/").map_or_else(
-        || trigger.ref_name.strip_prefix("refs/tags/").unwrap_or(&trigger.ref_name).to_string(),
-        |(_, b)| b.to_string(),
-    );
+    let ref_name = mobius_runner::repo::short_ref(&trigger.ref_name);
     json!({
         "event_name": trigger.event,
         "event": payload,

@@ -9,8 +9,9 @@ use crate::app::App;
 use crate::auth::{cookie_token, hash_token, Caller, Role};
 use crate::error::ApiError;
 use askama::Template;
-use axum::extract::{ConnectInfo, Form, Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{ConnectInfo, Form, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -61,28 +62,30 @@ struct Session {
     csrf: String,
 }
 
-async fn session(app: &App, headers: &HeaderMap, remote: SocketAddr) -> Result<Session, Response> {
-    let to_login = || Redirect::to("/ui/login").into_response();
-    let token = cookie_token(headers).ok_or_else(to_login)?;
-    match Caller::from_token(app, token, remote.ip().to_string()).await {
-        Ok(Some(caller)) => Ok(Session { caller, csrf: csrf_for(token) }),
-        Ok(None) => Err(to_login()),
-        Err(e) => Err(e.into_response()),
+impl FromRequestParts<Arc<App>> for Session {
+    /// Not signed in: to the sign-in page.
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/ui/login").into_response();
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_string(), |c| c.0.ip().to_string());
+        let token = cookie_token(&parts.headers).ok_or_else(to_login)?;
+        match Caller::from_token(app, token, remote).await {
+            Ok(Some(caller)) => Ok(Session { csrf: csrf_for(token), caller }),
+            Ok(None) => Err(to_login()),
+            Err(e) => Err(e.into_response()),
+        }
     }
 }
 
-/// The session of a form post, which must carry the session's CSRF value.
-async fn form_session(
-    app: &App,
-    headers: &HeaderMap,
-    remote: SocketAddr,
-    form: &HashMap<String, String>,
-) -> Result<Session, Response> {
-    let session = session(app, headers, remote).await?;
-    if form.get("csrf").is_some_and(|value| *value == session.csrf) {
-        Ok(session)
-    } else {
-        Err((StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response())
+impl Session {
+    /// The answer refusing a form post without the session's CSRF value, if it lacks it.
+    fn refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
+        let ok = form.get("csrf").is_some_and(|value| *value == self.csrf);
+        (!ok).then(|| (StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response())
     }
 }
 
@@ -179,7 +182,7 @@ fn run_view(run: &Run) -> RunView {
         name: run.workflow_name.clone(),
         project: run.project.clone(),
         event: run.event.clone(),
-        branch: run.ref_name.trim_start_matches("refs/heads/").trim_start_matches("refs/tags/").to_string(),
+        branch: mobius_runner::repo::short_ref(&run.ref_name).to_string(),
         short_sha: run.head_sha.chars().take(7).collect(),
         message: run.message.clone(),
         author: run.author.clone(),
@@ -204,16 +207,7 @@ struct RunsQuery {
     project: Option<String>,
 }
 
-async fn runs_page(
-    State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Query(q): Query<RunsQuery>,
-) -> Response {
-    let s = match session(&app, &headers, remote).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn runs_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<RunsQuery>) -> Response {
     let project_id = match &q.project {
         Some(name) => match api::projects::find(&app, &s.caller, name, Role::Viewer).await {
             Ok(p) => Some(p.id),
@@ -264,10 +258,7 @@ struct RunPage {
     run: RunView,
     graph: String,
     jobs: Vec<JobView>,
-    tests_total: i64,
-    tests_passed: i64,
-    tests_failed: i64,
-    tests_skipped: i64,
+    tests: mobius_store::TestTotals,
     failures: Vec<FailureView>,
     artifacts: Vec<ArtifactView>,
 }
@@ -337,16 +328,7 @@ async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node>
         .collect()
 }
 
-async fn run_page(
-    State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(id): Path<i64>,
-) -> Response {
-    let s = match session(&app, &headers, remote).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) -> Response {
     let run = match api::runs::find_run(&app, &s.caller, id, Role::Viewer).await {
         Ok(run) => run,
         Err(e) => return error_page(e),
@@ -397,17 +379,14 @@ async fn run_page(
             })
             .collect();
         let nodes = graph_nodes(&app, &run, &jobs).await;
-        let sum = |f: fn(&mobius_store::TestReport) -> i64| reports.iter().map(f).sum::<i64>();
+        let tests = mobius_store::TestTotals::of(&reports);
         Ok::<_, mobius_store::StoreError>(RunPage {
             user: s.caller.name.clone(),
             csrf: s.csrf.clone(),
             run: run_view(&run),
             graph: graph::render(&nodes),
             jobs,
-            tests_total: sum(|r| r.tests),
-            tests_passed: sum(|r| r.tests - r.failures - r.errors - r.skipped),
-            tests_failed: sum(|r| r.failures + r.errors),
-            tests_skipped: sum(|r| r.skipped),
+            tests,
             failures,
             artifacts,
         })
@@ -420,15 +399,13 @@ async fn run_page(
 
 async fn cancel(
     State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match form_session(&app, &headers, remote, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    if let Some(refused) = s.refusal(&form) {
+        return refused;
+    }
     match api::runs::cancel(State(app), s.caller, Path(id)).await {
         Ok(_) => Redirect::to(&format!("/ui/runs/{id}")).into_response(),
         Err(e) => error_page(e),
@@ -437,15 +414,13 @@ async fn cancel(
 
 async fn rerun(
     State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<i64>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match form_session(&app, &headers, remote, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    if let Some(refused) = s.refusal(&form) {
+        return refused;
+    }
     let failed_only = form.get("failed_only").is_some_and(|v| v == "true");
     match api::runs::rerun_run(&app, &s.caller, id, failed_only).await {
         Ok(runs) => Redirect::to(&runs.first().map_or(format!("/ui/runs/{id}"), |r| format!("/ui/runs/{}", r.id)))
@@ -467,15 +442,7 @@ struct ProjectsPage {
     projects: Vec<ProjectView>,
 }
 
-async fn projects_page(
-    State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-) -> Response {
-    let s = match session(&app, &headers, remote).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn projects_page(State(app): State<Arc<App>>, s: Session) -> Response {
     match app.store.projects().await {
         Ok(projects) => render(ProjectsPage {
             user: s.caller.name.clone(),
@@ -521,16 +488,7 @@ async fn branch_workflows(app: &App, project: &mobius_store::Project) -> Vec<mob
     .unwrap_or_default()
 }
 
-async fn project_page(
-    State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> Response {
-    let s = match session(&app, &headers, remote).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+async fn project_page(State(app): State<Arc<App>>, s: Session, Path(name): Path<String>) -> Response {
     let project = match api::projects::find(&app, &s.caller, &name, Role::Viewer).await {
         Ok(p) => p,
         Err(e) => return error_page(e),
@@ -627,27 +585,21 @@ async fn dispatch_form(app: &App, s: &Session, name: &str, workflow: &str, error
 
 async fn dispatch_page(
     State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    s: Session,
     Path((name, workflow)): Path<(String, String)>,
 ) -> Response {
-    match session(&app, &headers, remote).await {
-        Ok(s) => dispatch_form(&app, &s, &name, &workflow, String::new()).await,
-        Err(r) => r,
-    }
+    dispatch_form(&app, &s, &name, &workflow, String::new()).await
 }
 
 async fn dispatch(
     State(app): State<Arc<App>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    s: Session,
     Path((name, workflow)): Path<(String, String)>,
     Form(form): Form<HashMap<String, String>>,
 ) -> Response {
-    let s = match form_session(&app, &headers, remote, &form).await {
-        Ok(s) => s,
-        Err(r) => return r,
-    };
+    if let Some(refused) = s.refusal(&form) {
+        return refused;
+    }
     // Unchecked boxes are absent from a form post: booleans default to false.
     let mut inputs: Map<String, Value> = Map::new();
     for (key, value) in &form {
