@@ -31,6 +31,9 @@ pub struct App {
     pub live: Mutex<HashMap<i64, LiveRun>>,
     /// Serialises run creation, so numbers and ref bookkeeping stay consistent.
     pub trigger_lock: tokio::sync::Mutex<()>,
+    /// Held while a project's refs are compared and recorded, so the poller and the
+    /// adding of a project never both take the same push as new.
+    pub poll_lock: tokio::sync::Mutex<()>,
     /// Stops background tasks on shutdown.
     pub stopping: CancellationToken,
 }
@@ -74,6 +77,7 @@ impl App {
             wake_scheduler: Notify::new(),
             live: Mutex::new(HashMap::new()),
             trigger_lock: tokio::sync::Mutex::new(()),
+            poll_lock: tokio::sync::Mutex::new(()),
             stopping: CancellationToken::new(),
         }))
     }

@@ -96,6 +96,8 @@ pub async fn create(
     };
     let sealed = app.key.seal(&webhook_context(&body.name), secret.as_bytes()).map_err(ApiError::internal)?;
     let poll_ms = app.config.poll_interval.as_millis() as i64;
+    // The first poll belongs to this request: it returns the runs it starts.
+    let polling = app.poll_lock.lock().await;
     let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms).await?;
     app.store
         .audit(
@@ -106,7 +108,8 @@ pub async fn create(
             &caller.remote,
         )
         .await?;
-    let runs = engine::poll_project(&app, &project, true).await.map_err(ApiError::internal)?;
+    let runs = engine::poll_project(&app, &project).await.map_err(ApiError::internal)?;
+    drop(polling);
     let mut answer = json!({
         "project": dto::project(&project),
         "runs": runs.iter().map(dto::run).collect::<Vec<_>>(),

@@ -166,7 +166,11 @@ async fn poller(app: Arc<App>) {
         match app.store.projects().await {
             Ok(projects) => {
                 for project in projects {
-                    if let Err(e) = poll_project(&app, &project, false).await {
+                    let polled = {
+                        let _polling = app.poll_lock.lock().await;
+                        poll_project(&app, &project).await
+                    };
+                    if let Err(e) = polled {
                         tracing::warn!(project = %project.name, error = %e, "cannot poll the repository");
                     }
                 }
@@ -192,14 +196,16 @@ pub async fn sync_repo(app: &App, project: &Project) -> Result<PathBuf, String> 
     Ok(dir)
 }
 
-/// Compares the repository's refs with those last seen; pushes trigger runs. On `first`
-/// (a new project) every ref is recorded and the branch head runs once.
-pub async fn poll_project(app: &Arc<App>, project: &Project, first: bool) -> Result<Vec<Run>, String> {
+/// Compares the repository's refs with those last seen; pushes trigger runs. A project
+/// polled for the first time (no refs recorded yet) records every ref and runs its
+/// branch head once. Callers hold `app.poll_lock`.
+pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>, String> {
     let repo = sync_repo(app, project).await?;
     let current =
         tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo)).await.map_err(|e| e.to_string())??;
     let seen: HashMap<String, String> =
         app.store.refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    let first = seen.is_empty();
     let mut runs = Vec::new();
     let mut pushes = Vec::new();
     for (name, sha) in &current {
