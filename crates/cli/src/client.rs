@@ -179,6 +179,8 @@ pub enum ClientCmd {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Deploy(crate::deploy_client::DeployCmd),
     /// Read the audit log (admin).
     Audit {
         #[arg(long = "limit", default_value_t = 50)]
@@ -189,7 +191,7 @@ pub enum ClientCmd {
 }
 
 /// An answer the user should see as an error.
-struct Failure(String);
+pub(crate) struct Failure(pub(crate) String);
 
 impl<E: std::fmt::Display> From<E> for Failure {
     fn from(e: E) -> Self {
@@ -197,7 +199,7 @@ impl<E: std::fmt::Display> From<E> for Failure {
     }
 }
 
-struct Client {
+pub(crate) struct Client {
     base: String,
     token: Option<String>,
     http: reqwest::Client,
@@ -244,7 +246,12 @@ impl Client {
         Err(Failure(format!("{} {message}{hint}", status.as_u16())))
     }
 
-    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value, Failure> {
+    pub(crate) async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value, Failure> {
         let mut builder = self.request(method, path);
         if let Some(body) = body {
             builder = builder.json(&body);
@@ -275,7 +282,7 @@ pub fn main(conn: Connection, command: ClientCmd) -> ExitCode {
 }
 
 /// Prints an array answer as JSON, or each of its items with `line`.
-fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
+pub(crate) fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
     if json {
         print_json(answer);
     } else {
@@ -283,11 +290,11 @@ fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
     }
 }
 
-fn print_json(value: &Value) {
+pub(crate) fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
 
-fn s<'a>(v: &'a Value, key: &str) -> &'a str {
+pub(crate) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
@@ -323,6 +330,7 @@ fn parse_pairs(pairs: &[String], what: &str) -> Result<serde_json::Map<String, V
 async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failure> {
     use reqwest::Method;
     match command {
+        ClientCmd::Deploy(command) => return crate::deploy_client::dispatch(client, command).await,
         ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
             // A relative path means the caller's directory, not the server's.
             let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());

@@ -1,7 +1,9 @@
 //! The `mobius` binary: argument parsing and wiring of the stages, nothing more.
 #![forbid(unsafe_code)]
 
+mod agent_cmd;
 mod client;
+mod deploy_client;
 mod render;
 mod run_cmd;
 mod serve_cmd;
@@ -25,6 +27,9 @@ enum Command {
     Run(run_cmd::RunArgs),
     /// Serve the platform: watch projects, run their workflows, answer the API.
     Serve(serve_cmd::ServeArgs),
+    /// The host agent: routers and service instances that outlive `mobius serve`
+    /// (started by the server; run by hand to control its threads or address).
+    Agent(agent_cmd::AgentArgs),
     #[command(flatten)]
     Client(client::ClientCmd),
 }
@@ -42,6 +47,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Run(args) => run_cmd::main(args),
         Command::Serve(args) => serve_cmd::main(args),
+        Command::Agent(args) => agent_cmd::main(args),
         Command::Client(command) => client::main(cli.connection, command),
     }
 }

@@ -275,6 +275,19 @@ pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>,
     Ok(out)
 }
 
+/// The text of one file in a commit, `None` when the commit has no such file.
+pub fn file_at(dir: &Path, commit: &str, path: &str) -> Result<Option<String>, String> {
+    let repo = open(dir)?;
+    let id = resolve(&repo, commit)?;
+    let files = listing(&repo, id)?;
+    let Some((oid, mode)) = files.get(path) else { return Ok(None) };
+    if !mode.is_blob() {
+        return Ok(None);
+    }
+    let object = repo.find_object(*oid).map_err(|e| e.to_string())?;
+    Ok(Some(String::from_utf8_lossy(&object.data).to_string()))
+}
+
 /// Whether a project's repository is a URL to fetch from (rather than a local path).
 pub fn is_remote_url(repo: &str) -> bool {
     let scp_like = !repo.contains("://")

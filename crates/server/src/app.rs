@@ -36,6 +36,8 @@ pub struct App {
     pub poll_lock: tokio::sync::Mutex<()>,
     /// Stops background tasks on shutdown.
     pub stopping: CancellationToken,
+    /// Releases and rollouts: the host agent and the controllers running here.
+    pub deploys: crate::deploy::Deploys,
 }
 
 /// A run executing in this process.
@@ -79,6 +81,7 @@ impl App {
             trigger_lock: tokio::sync::Mutex::new(()),
             poll_lock: tokio::sync::Mutex::new(()),
             stopping: CancellationToken::new(),
+            deploys: Default::default(),
         }))
     }
 

@@ -53,6 +53,19 @@ impl From<crate::engine::TriggerError> for ApiError {
     }
 }
 
+impl From<crate::deploy::DeployError> for ApiError {
+    fn from(e: crate::deploy::DeployError) -> Self {
+        use crate::deploy::DeployError;
+        match e {
+            DeployError::NotFound(m) => ApiError::not_found(m),
+            DeployError::Invalid(m) => ApiError::unprocessable(m),
+            DeployError::Conflict(m) => ApiError::conflict(m),
+            DeployError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            DeployError::Internal(m) => ApiError::internal(m),
+        }
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.status, Json(serde_json::json!({"error": self.message}))).into_response()

@@ -6,6 +6,7 @@
 mod api;
 mod app;
 mod auth;
+mod deploy;
 mod engine;
 mod error;
 mod junit;
@@ -40,6 +41,8 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Where vendored actions live (`owner/repo@ref` resolves to `DIR/owner/repo@ref`).
     pub action_dir: Option<PathBuf>,
+    /// The `mobius` binary that runs the host agent (`mobius agent`); this process's own when absent.
+    pub agent_exe: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -53,6 +56,7 @@ impl ServeConfig {
             retention: Duration::from_secs(90 * 24 * 3600),
             max_body_bytes: 25 * 1024 * 1024,
             action_dir: None,
+            agent_exe: None,
         }
     }
 }
@@ -85,6 +89,8 @@ pub async fn serve(
     let admin_token = first_admin_token(&app).await?;
     engine::recover(&app).await.context("cannot recover unfinished runs")?;
     engine::start_background(&app);
+    // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
+    deploy::resume(&app).await;
     let router = api::router(app.clone());
     tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");
     on_start(&Started { addr, admin_token });

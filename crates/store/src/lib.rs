@@ -5,6 +5,7 @@
 
 pub mod blob;
 pub mod crypto;
+pub mod deploy;
 mod projects;
 mod records;
 mod runs;
@@ -14,6 +15,7 @@ mod tokens;
 
 pub use blob::{BlobStore, FsBlobStore};
 pub use crypto::MasterKey;
+pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
 pub use records::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

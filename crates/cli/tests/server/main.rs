@@ -4,6 +4,7 @@
 
 mod auth;
 mod crash;
+mod deploy;
 mod pipelines;
 mod support;
 mod ui;

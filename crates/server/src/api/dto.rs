@@ -1,6 +1,6 @@
 //! The JSON shapes of the API (GitHub's field names where GitHub has the concept).
 
-use mobius_store::{JobRow, Project, Run, StepRow};
+use mobius_store::{JobRow, Project, Release, Rollout, Run, StepRow};
 use serde_json::{json, Value};
 
 /// RFC 3339 with milliseconds, UTC.
@@ -74,5 +74,47 @@ pub fn job(j: &JobRow, steps: &[StepRow]) -> Value {
         "started_at": time(j.started_at),
         "completed_at": time(j.completed_at),
         "steps": steps.iter().map(step).collect::<Vec<_>>(),
+    })
+}
+
+pub fn release(r: &Release) -> Value {
+    json!({
+        "id": r.id,
+        "project": r.project,
+        "service": r.service,
+        "version": r.version,
+        "run_id": r.run_id,
+        "commit": r.commit_sha,
+        "author": r.author,
+        "artifact": r.artifact,
+        "digest": r.digest,
+        "changelog": r.changelog,
+        "created_at": time(Some(r.created_at)),
+    })
+}
+
+/// A rollout with the controller's last status: `phase`, `stable`, `canary`, `weights`
+/// (percent of new requests per version), the canary step and per-version rates.
+pub fn rollout(r: &Rollout) -> Value {
+    let status = &r.status;
+    json!({
+        "id": r.id,
+        "project": r.project,
+        "service": r.service,
+        "environment": r.environment,
+        "release": { "id": r.release_id, "version": r.version },
+        "strategy": r.strategy,
+        "phase": r.phase,
+        "message": r.message,
+        "stable": status.get("stable").cloned().unwrap_or(Value::Null),
+        "canary": status.get("canary").cloned().unwrap_or_else(|| json!(r.version)),
+        "weights": status.get("weights").cloned().unwrap_or_else(|| json!({})),
+        "step": status.get("step").cloned().unwrap_or(Value::Null),
+        "steps": status.get("steps").cloned().unwrap_or(json!(0)),
+        "rates": status.get("rates").cloned().unwrap_or_else(|| json!({})),
+        "created_by": r.created_by,
+        "created_at": time(Some(r.created_at)),
+        "updated_at": time(Some(r.updated_at)),
+        "finished_at": time(r.finished_at),
     })
 }

@@ -17,7 +17,14 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse
     let counts = app.store.run_counts().await?;
     let queued = counts.by_status.iter().filter(|(s, _, _)| s == "queued").map(|(_, _, n)| n).sum();
     let live = app.live.lock().map(|l| l.len()).unwrap_or(0);
-    let body = app.metrics.render(&counts.by_status, queued, live, app.job_slots.available_permits());
+    let mut body = app.metrics.render(&counts.by_status, queued, live, app.job_slots.available_permits());
+    // The router's per-version series: here, never on an environment's public listener.
+    if let Some(agent) = crate::deploy::existing_agent(&app).await {
+        match agent.metrics().await {
+            Ok(text) => body.push_str(&text),
+            Err(e) => tracing::warn!(error = %e, "cannot read the host agent's metrics"),
+        }
+    }
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 

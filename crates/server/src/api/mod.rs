@@ -1,5 +1,6 @@
 //! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
 
+mod deploy;
 pub(crate) mod dto;
 mod hooks;
 mod logs;
@@ -44,7 +45,17 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
-        .route("/hooks/github/{project}", post(hooks::github));
+        .route("/hooks/github/{project}", post(hooks::github))
+        .route("/releases", get(deploy::list_releases))
+        .route("/releases/{id}", get(deploy::show_release))
+        .route("/deployments", post(deploy::create_deployment))
+        .route("/rollouts", get(deploy::list_rollouts))
+        .route("/rollouts/{id}", get(deploy::show_rollout))
+        .route("/rollouts/{id}/promote", post(deploy::promote))
+        .route("/rollouts/{id}/abort", post(deploy::abort))
+        .route("/rollouts/{id}/approve", post(deploy::approve))
+        .route("/rollbacks", post(deploy::rollback))
+        .route("/environments", get(deploy::environments));
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))

@@ -189,6 +189,9 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
     }
     tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");
+    if conclusion == Conclusion::Success {
+        release_and_deploy(&app, run.id).await;
+    }
     if let Ok(mut live) = app.live.lock() {
         live.remove(&run.id);
     }
@@ -202,6 +205,18 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
     })
     .await;
     app.wake_scheduler.notify_one();
+}
+
+/// Makes the releases a successful run brings and deploys them where `auto_deploy` asks.
+async fn release_and_deploy(app: &Arc<App>, run_id: i64) {
+    let Ok(Some(finished)) = app.store.run(run_id).await else { return };
+    let made = crate::deploy::releases::make_releases(app, &finished).await;
+    if made.is_empty() {
+        return;
+    }
+    if let Ok(Some(project)) = app.store.project_by_id(finished.project_id).await {
+        crate::deploy::auto_deploy(app, &project, &made).await;
+    }
 }
 
 async fn run_inner(

@@ -2,6 +2,7 @@
 //! a little JavaScript of our own for live logs. The session is the API token in an
 //! HttpOnly, SameSite=Strict cookie; forms carry a CSRF value derived from it.
 
+mod deploy;
 mod graph;
 
 use crate::api::{self, dto};
@@ -33,6 +34,9 @@ pub fn router() -> Router<Arc<App>> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/rerun", post(rerun))
         .route("/projects", get(projects_page))
+        .route("/deploys", get(deploy::deploys_page))
+        .route("/rollouts/{id}", get(deploy::rollout_page))
+        .route("/rollouts/{id}/{command}", post(deploy::rollout_command))
         .route("/projects/{name}", get(project_page))
         .route("/projects/{name}/dispatch/{workflow}", get(dispatch_page).post(dispatch))
         .route(

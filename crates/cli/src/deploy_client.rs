@@ -1,0 +1,233 @@
+//! Client commands of release and deploy: releases, deploy, rollout status, promote,
+//! abort, approve and rollback.
+
+use crate::client::{print_items, print_json, s, Client, Failure};
+use clap::{Args, Subcommand};
+use reqwest::Method;
+use serde_json::{json, Value};
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// A service in an environment.
+#[derive(Debug, Args)]
+pub struct Target {
+    /// The service (from mobius.yaml).
+    service: String,
+    /// The environment.
+    #[arg(long = "env", value_name = "ENV")]
+    env: String,
+    /// The project (may be left out when the service name is unique).
+    #[arg(long = "project", value_name = "P")]
+    project: Option<String>,
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RolloutCmd {
+    /// The latest rollout of a service in an environment: phase, releases, weights.
+    Status {
+        #[command(flatten)]
+        target: Target,
+        /// Print every change until the rollout ends.
+        #[arg(long)]
+        watch: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum DeployCmd {
+    /// List a service's releases, newest first.
+    Releases {
+        service: String,
+        #[arg(long = "project", value_name = "P")]
+        project: Option<String>,
+        #[arg(long = "limit", default_value_t = 30)]
+        limit: i64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Deploy a release (default: the latest) to an environment with its strategy.
+    Deploy {
+        #[command(flatten)]
+        target: Target,
+        /// A release id, a version (v3), a commit, or `latest`.
+        #[arg(long = "release", value_name = "R")]
+        release: Option<String>,
+        /// Wait until the rollout ends; exit 0 only if it succeeded.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Rollouts of a service in an environment.
+    #[command(subcommand)]
+    Rollout(RolloutCmd),
+    /// Go past the current pause of the rollout in progress.
+    Promote(Target),
+    /// Roll the rollout in progress back now.
+    Abort(Target),
+    /// Approve the rollout waiting for it (not by the release's author or deployer).
+    Approve(Target),
+    /// Go back to the previous release (or --to R): abort a rollout in progress, or switch back.
+    Rollback {
+        #[command(flatten)]
+        target: Target,
+        #[arg(long = "to", value_name = "R")]
+        to: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+}
+
+fn query(target: &Target) -> String {
+    let mut q = format!("service={}&environment={}", target.service, target.env);
+    if let Some(p) = &target.project {
+        q.push_str(&format!("&project={p}"));
+    }
+    q
+}
+
+fn weights(rollout: &Value) -> String {
+    rollout["weights"]
+        .as_object()
+        .map(|w| w.iter().map(|(v, pct)| format!("{v} {pct}%")).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+fn rollout_line(r: &Value) -> String {
+    format!(
+        "rollout {} {} {} → {}: {} ({}) [{}] {}",
+        r["id"],
+        s(r, "service"),
+        s(&r["release"], "version"),
+        s(r, "environment"),
+        s(r, "phase"),
+        s(r, "strategy"),
+        weights(r),
+        s(r, "message")
+    )
+}
+
+async fn latest(client: &Client, target: &Target) -> Result<Value, Failure> {
+    let list = client.json(Method::GET, &format!("/rollouts?{}&limit=1", query(target)), None).await?;
+    list.as_array()
+        .and_then(|a| a.first().cloned())
+        .ok_or_else(|| Failure(format!("no rollout of `{}` to `{}` yet", target.service, target.env)))
+}
+
+const FINAL: [&str; 3] = ["succeeded", "rolled_back", "failed"];
+
+/// Polls a rollout until it ends, printing each change; exit 0 only for `succeeded`.
+async fn watch(client: &Client, id: &Value, json_lines: bool) -> Result<ExitCode, Failure> {
+    let mut last = String::new();
+    loop {
+        let r = client.json(Method::GET, &format!("/rollouts/{id}"), None).await?;
+        let line = rollout_line(&r);
+        if line != last {
+            if json_lines {
+                println!("{}", serde_json::to_string(&r).unwrap_or_default());
+            } else {
+                println!("{line}");
+            }
+            last = line;
+        }
+        if FINAL.contains(&s(&r, "phase")) {
+            return Ok(if s(&r, "phase") == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+pub(crate) async fn dispatch(client: Client, command: DeployCmd) -> Result<ExitCode, Failure> {
+    match command {
+        DeployCmd::Releases { service, project, limit, json } => {
+            let mut path = format!("/releases?service={service}&limit={limit}");
+            if let Some(p) = project {
+                path.push_str(&format!("&project={p}"));
+            }
+            let answer = client.json(Method::GET, &path, None).await?;
+            print_items(&answer, json, |r| {
+                println!(
+                    "{:<5} {:<6} {:<12} {:<9} {:<20} {}",
+                    r["id"],
+                    s(r, "version"),
+                    s(r, "project"),
+                    &s(r, "commit")[..s(r, "commit").len().min(8)],
+                    s(r, "created_at"),
+                    &s(r, "digest")[..s(r, "digest").len().min(19)]
+                )
+            });
+        }
+        DeployCmd::Deploy { target, release, wait } => {
+            let body = json!({
+                "project": target.project, "service": target.service,
+                "environment": target.env, "release": release,
+            });
+            let r = client.json(Method::POST, "/deployments", Some(body)).await?;
+            if target.json && !wait {
+                print_json(&r);
+            } else {
+                println!(
+                    "rollout {} started: {} {} to {} ({})",
+                    r["id"],
+                    s(&r, "service"),
+                    s(&r["release"], "version"),
+                    s(&r, "environment"),
+                    s(&r, "strategy")
+                );
+            }
+            if wait {
+                return watch(&client, &r["id"], target.json).await;
+            }
+        }
+        DeployCmd::Rollout(RolloutCmd::Status { target, watch: follow }) => {
+            let r = latest(&client, &target).await?;
+            if follow {
+                return watch(&client, &r["id"], target.json).await;
+            }
+            if target.json {
+                print_json(&r);
+            } else {
+                println!("{}", rollout_line(&r));
+            }
+        }
+        DeployCmd::Promote(target) => return send_command(&client, &target, "promote").await,
+        DeployCmd::Abort(target) => return send_command(&client, &target, "abort").await,
+        DeployCmd::Approve(target) => return send_command(&client, &target, "approve").await,
+        DeployCmd::Rollback { target, to, wait } => {
+            let body = json!({
+                "project": target.project, "service": target.service,
+                "environment": target.env, "to": to,
+            });
+            let r = client.json(Method::POST, "/rollbacks", Some(body)).await?;
+            if target.json && !wait {
+                print_json(&r);
+            } else {
+                println!("rollout {} rolls {} in {} back", r["id"], s(&r, "service"), s(&r, "environment"));
+            }
+            if wait {
+                return watch(&client, &r["id"], target.json).await;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn send_command(client: &Client, target: &Target, which: &str) -> Result<ExitCode, Failure> {
+    let r = latest(client, target).await?;
+    if FINAL.contains(&s(&r, "phase")) {
+        return Err(Failure(format!(
+            "the latest rollout of `{}` to `{}` ({}) has ended: {}",
+            target.service,
+            target.env,
+            r["id"],
+            s(&r, "phase")
+        )));
+    }
+    let answer = client.json(Method::POST, &format!("/rollouts/{}/{which}", r["id"]), None).await?;
+    if target.json {
+        print_json(&answer);
+    } else {
+        println!("rollout {}: {which} sent", r["id"]);
+    }
+    Ok(ExitCode::SUCCESS)
+}

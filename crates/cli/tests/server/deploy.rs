@@ -1,0 +1,271 @@
+//! Release and deploy through the server: releases from runs, promotion order, approvals,
+//! blue-green and canary rollouts, rollback, and traffic that survives `kill -9` of the server.
+
+use crate::support::{backends, Repo, Server};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+const APP: &str = include_str!("../../../deploy/tests/upstream.py");
+
+const WORKFLOW: &str = "on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: test -f app/upstream.py
+      - uses: actions/upload-artifact@v4
+        with: { name: web, path: app/ }
+";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn delivery(staging: u16, production: u16) -> String {
+    format!(
+        "services:
+  web:
+    artifact: web
+    run: python3 upstream.py {{port}}
+    health: {{ path: /healthz, interval: 200ms }}
+    instances: 2
+    stop_grace: 2s
+    drain_timeout: 1s
+environments:
+  staging:
+    listen: 127.0.0.1:{staging}
+    strategy: blue-green
+  production:
+    listen: 127.0.0.1:{production}
+    after: staging
+    protected: true
+    strategy:
+      canary:
+        steps: [ {{ weight: 50, pause: 300ms }} ]
+    analysis: {{ min_requests: 5 }}
+"
+    )
+}
+
+fn python_available() -> bool {
+    let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "python3 is required under CI");
+        eprintln!("skipped: python3 is not installed");
+    }
+    found
+}
+
+fn wait_release(server: &Server, version: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, releases) = server.api("GET", "/api/v1/releases?service=web", None);
+        if let Some(r) = releases.as_array().and_then(|a| a.iter().find(|r| r["version"] == version)) {
+            return r.clone();
+        }
+        assert!(Instant::now() < deadline, "no release {version}: {releases}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn get(port: u16) -> (u16, String) {
+    let response = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}
+
+fn cli_ok(server: &Server, args: &[&str]) -> String {
+    let out = server.cli(args);
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success(),
+        "mobius {args:?} failed:\n{stdout}\n{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    stdout
+}
+
+#[test]
+fn releases_rollouts_approvals_and_rollback() {
+    if !python_available() {
+        return;
+    }
+    for backend in backends() {
+        let (staging, production) = (free_port(), free_port());
+        let repo = Repo::new(&[
+            (".github/workflows/build.yml", WORKFLOW),
+            ("app/upstream.py", APP),
+            ("mobius.yaml", &delivery(staging, production)),
+        ]);
+        let server = Server::start(backend.clone());
+        server.add_project("shop", repo.path());
+        let v1 = wait_release(&server, "v1");
+        assert!(v1["digest"].as_str().unwrap().starts_with("sha256:"), "{v1}");
+        let (_, detail) = server.api("GET", &format!("/api/v1/releases/{}", v1["id"]), None);
+        assert_eq!(detail["provenance"]["predicateType"], "https://slsa.dev/provenance/v1");
+        assert_eq!(
+            format!("sha256:{}", detail["provenance"]["subject"][0]["digest"]["sha256"].as_str().unwrap()),
+            v1["digest"].as_str().unwrap()
+        );
+        assert_eq!(
+            detail["provenance"]["predicate"]["buildDefinition"]["resolvedDependencies"][0]["digest"]["gitCommit"],
+            v1["commit"]
+        );
+
+        // Promotion order: production comes after staging.
+        let out = server.cli(&["deploy", "web", "--env", "production"]);
+        assert!(!out.status.success());
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("must succeed in `staging`"),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+
+        // First deploy to the empty staging environment: straight to v1.
+        cli_ok(&server, &["deploy", "web", "--env", "staging", "--wait"]);
+        assert_eq!(get(staging), (200, "v1".into()));
+
+        // A new commit makes v2 with a changelog; blue-green switches to it.
+        repo.commit(&[("app/VERSION", "2")], "Faster checkout");
+        let v2 = wait_release(&server, "v2");
+        assert_eq!(v2["changelog"][0]["message"], "Faster checkout", "{v2}");
+        let releases = cli_ok(&server, &["releases", "web", "--json"]);
+        let listed: Value = serde_json::from_str(&releases).unwrap();
+        assert_eq!(listed[0]["version"], "v2", "newest first");
+        cli_ok(&server, &["deploy", "web", "--env", "staging", "--release", "v2", "--wait"]);
+        assert_eq!(get(staging).1, "v2");
+
+        // Production is protected: not by the deployer, not by the author (Alice).
+        cli_ok(&server, &["deploy", "web", "--env", "production"]);
+        let status = || -> Value {
+            serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"]))
+                .unwrap()
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while status()["phase"] != "paused" {
+            assert!(Instant::now() < deadline, "{}", status());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let rollout_id = status()["id"].as_i64().unwrap();
+        let (code, answer) = server.api("POST", &format!("/api/v1/rollouts/{rollout_id}/approve"), None);
+        assert_eq!(code, 403, "{answer}");
+        let token = |name: &str| -> String {
+            let (code, t) = server.api("POST", "/api/v1/tokens", Some(json!({"name": name, "role": "maintainer"})));
+            assert_eq!(code, 201, "{t}");
+            t["token"].as_str().unwrap().to_string()
+        };
+        let alice = token("Alice");
+        let (code, answer) = server.api_as(&alice, "POST", &format!("/api/v1/rollouts/{rollout_id}/approve"), None);
+        assert_eq!(code, 403, "the release's author cannot approve: {answer}");
+        let bob = token("bob");
+        let (code, answer) = server.api_as(&bob, "POST", &format!("/api/v1/rollouts/{rollout_id}/approve"), None);
+        assert_eq!(code, 200, "{answer}");
+        let out = std::process::Command::new(crate::support::BIN)
+            .args(["rollout", "status", "web", "--env", "production", "--watch"])
+            .env("MOBIUS_SERVER", &server.url)
+            .env("MOBIUS_TOKEN", &server.token)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+        let done = status();
+        assert_eq!(done["phase"], "succeeded", "{done}");
+        assert_eq!(done["weights"]["v2"], 100, "{done}");
+        assert_eq!(get(production).1, "v2");
+        let (_, detail) = server.api("GET", &format!("/api/v1/rollouts/{rollout_id}"), None);
+        let kinds: Vec<&str> =
+            detail["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+        assert_eq!(kinds, ["started", "approved", "succeeded"], "{detail}");
+
+        // The web UI: what runs where, and the rollout with its weights and events.
+        let page = |path: &str| {
+            reqwest::blocking::Client::new()
+                .get(format!("{}{path}", server.url))
+                .header("cookie", format!("mobius_token={}", server.token))
+                .send()
+                .unwrap()
+                .text()
+                .unwrap()
+        };
+        let deploys = page("/ui/deploys");
+        assert!(deploys.contains("<td>production</td><td>web</td><td class=\"version\">v2</td>"), "{deploys}");
+        let rollout_page = page(&format!("/ui/rollouts/{rollout_id}"));
+        assert!(
+            rollout_page.contains("v2 100%") && rollout_page.contains("approved</strong> by bob"),
+            "{rollout_page}"
+        );
+
+        // What runs where, and the router's numbers on the server's /metrics only.
+        let (_, places) = server.api("GET", "/api/v1/environments?project=shop", None);
+        assert_eq!(places.as_array().unwrap().len(), 2, "{places}");
+        let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
+        assert!(
+            metrics.contains("mobius_router_requests_total{listener=\"staging.web\",version=\"v2\",code=\"2xx\"}"),
+            "{metrics}"
+        );
+        let public = reqwest::blocking::get(format!("http://127.0.0.1:{staging}/metrics")).unwrap().text().unwrap();
+        assert!(!public.contains("mobius_router"), "the public listener never shows router metrics");
+
+        // Rollback in staging: v1 was kept warm, so the switch back is immediate.
+        let started = Instant::now();
+        cli_ok(&server, &["rollback", "web", "--env", "staging", "--wait"]);
+        assert!(started.elapsed() < Duration::from_secs(5), "rollback took {:?}", started.elapsed());
+        assert_eq!(get(staging).1, "v1");
+        let (_, audit) = server.api("GET", "/api/v1/audit", None);
+        let actions: Vec<&str> = audit.as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+        for action in ["deploy", "rollout.approve", "rollback"] {
+            assert!(actions.contains(&action), "{action} missing from {actions:?}");
+        }
+    }
+}
+
+/// The router and the instances live in the host agent: a crash of the server
+/// loses no request, and a restarted server finds everything as it was.
+#[test]
+fn kill_9_of_the_server_under_load_loses_no_request() {
+    if !python_available() {
+        return;
+    }
+    let (staging, production) = (free_port(), free_port());
+    let repo = Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &delivery(staging, production)),
+    ]);
+    let mut server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "staging", "--wait"]);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let stop = std::sync::Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let (mut ok, mut failed) = (0, Vec::new());
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match client.get(format!("http://127.0.0.1:{staging}/")).send() {
+                    Ok(r) if r.status() == 200 => ok += 1,
+                    Ok(r) => failed.push(r.status().to_string()),
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            (ok, failed)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (ok, failed) = load.join().unwrap();
+    assert!(ok > 200, "only {ok} requests");
+    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    // The restarted server reattached: it reads the router's numbers again.
+    let metrics = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
+    assert!(metrics.contains("listener=\"staging.web\""), "{metrics}");
+    let status: Value =
+        serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "staging", "--json"])).unwrap();
+    assert_eq!(status["phase"], "succeeded");
+}

@@ -1,0 +1,91 @@
+//! Runtimes start and stop service instances; the agent supervises them through this seam
+//! so Docker and Kubernetes runtimes can plug in beside the local process one.
+
+pub mod process;
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Everything needed to start one instance of one release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    /// Unique on the host, for example `production-web-v3-1`.
+    pub id: String,
+    pub service: String,
+    pub version: String,
+    /// The unpacked release.
+    pub dir: PathBuf,
+    /// A directory inside `dir` to start in.
+    #[serde(default)]
+    pub workdir: Option<String>,
+    /// Run by `sh -c` after `{port}` is replaced.
+    pub run: String,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    pub health_path: String,
+    #[serde(with = "millis")]
+    pub health_interval: Duration,
+    #[serde(with = "millis")]
+    pub health_timeout: Duration,
+    pub healthy_threshold: u32,
+    pub unhealthy_threshold: u32,
+    #[serde(with = "millis")]
+    pub stop_grace: Duration,
+}
+
+/// A started process, as the runtime reports it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Started {
+    pub pid: u32,
+    pub addr: SocketAddr,
+}
+
+/// Why a runtime could not start an instance.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("cannot start `{command}` in {dir}: {source}")]
+    Spawn { command: String, dir: String, source: std::io::Error },
+    #[error("no free port: {0}")]
+    Port(std::io::Error),
+    #[error("cannot open the log file {path}: {source}")]
+    Log { path: String, source: std::io::Error },
+}
+
+/// A way to run instances on a port the agent chose (kept across restarts, so the
+/// router's backend address stays valid). `start` returns once the process exists (not once it is
+/// healthy: the agent's health checks decide that); `wait` resolves when it exits.
+#[async_trait::async_trait]
+pub trait Runtime: Send + Sync + std::fmt::Debug {
+    async fn start(
+        &self,
+        spec: &InstanceSpec,
+        port: u16,
+        log: &std::path::Path,
+    ) -> Result<Box<dyn RunningInstance>, RuntimeError>;
+}
+
+/// One running process (or container) of an instance.
+#[async_trait::async_trait]
+pub trait RunningInstance: Send + Sync + std::fmt::Debug {
+    fn started(&self) -> &Started;
+    /// Waits for the instance to exit and returns a description of how it ended.
+    async fn wait(&mut self) -> String;
+    /// Asks it to stop, waits up to `grace`, then kills it.
+    async fn stop(&mut self, grace: Duration) -> String;
+}
+
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}

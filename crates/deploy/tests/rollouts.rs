@@ -1,0 +1,406 @@
+//! Rollouts against a real host agent, real service processes (Python) and open-loop
+//! load on loopback: the acceptance scenarios of release-and-deploy.
+#![allow(clippy::unwrap_used)]
+
+use mobius_deploy::agent::{run_agent, AgentClient};
+use mobius_deploy::config::{parse_delivery, Environment, Service};
+use mobius_deploy::rollout::{drive, Command, Phase, RolloutSpec, RolloutStatus, Target, Update};
+use mobius_router::{ListenerConfig, VersionConfig};
+use mobius_workflow::SourceFile;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc;
+
+fn python_available() -> bool {
+    let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
+    if !found {
+        assert!(std::env::var("CI").is_err(), "python3 is required under CI");
+        eprintln!("skipped: python3 is not installed");
+    }
+    found
+}
+
+struct Host {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    agent: AgentClient,
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        // The agent ran inside this test process, so it never stopped its instances:
+        // kill every process working in this host's directory.
+        let Ok(entries) = std::fs::read_dir("/proc") else { return };
+        for entry in entries.flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else { continue };
+            if std::fs::read_link(entry.path().join("cwd")).is_ok_and(|cwd| cwd.starts_with(&self.root)) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+}
+
+async fn host() -> Host {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_path_buf();
+    let agent_dir = root.join("agent");
+    let task_dir = agent_dir.clone();
+    tokio::spawn(async move {
+        run_agent(&task_dir, "127.0.0.1:0".parse().unwrap()).await.unwrap();
+    });
+    let started = Instant::now();
+    let agent = loop {
+        if let Some(a) = AgentClient::connect(&agent_dir).await {
+            break a;
+        }
+        assert!(started.elapsed() < Duration::from_secs(5), "agent did not start");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    Host { _dir: dir, root, agent }
+}
+
+/// An unpacked "release": the test service with its failure ratio baked into `run`.
+fn release(root: &Path, version: &str) -> Target {
+    let dir = root.join("releases").join(version);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream.py"), dir.join("upstream.py")).unwrap();
+    Target { version: version.to_string(), dir }
+}
+
+fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
+}
+
+/// Parses a mobius.yaml for the test service with the given environment body.
+fn config(fail_ratio: f64, instances: u32, environment: &str) -> (Service, Environment) {
+    let text = format!(
+        "services:\n  web:\n    run: python3 upstream.py {{port}}\n    env: {{ FAIL_RATIO: '{fail_ratio}' }}\n    instances: {instances}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 2s\n    drain_timeout: 2s\nenvironments:\n  prod:\n{environment}"
+    );
+    let parsed = parse_delivery(SourceFile::new("mobius.yaml", text)).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    (parsed.services["web"].clone(), parsed.environments["prod"].clone())
+}
+
+struct Running {
+    commands: mpsc::UnboundedSender<Command>,
+    statuses: Arc<Mutex<Vec<(Instant, RolloutStatus)>>>,
+    done: tokio::task::JoinHandle<Phase>,
+}
+
+fn start(host: &Host, id: i64, service: Service, environment: Environment, target: Target) -> Running {
+    let (commands, rx) = mpsc::unbounded_channel();
+    let (tx, mut updates) = mpsc::unbounded_channel::<Update>();
+    let statuses = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&statuses);
+    tokio::spawn(async move {
+        while let Some(u) = updates.recv().await {
+            sink.lock().unwrap().push((Instant::now(), u.status));
+        }
+    });
+    let spec = RolloutSpec { id, service, environment, target, needs_approval: false, stable_dir: None };
+    let done = tokio::spawn(drive(host.agent.clone(), spec, rx, tx));
+    Running { commands, statuses, done }
+}
+
+#[derive(Debug, Clone)]
+struct Outcome {
+    started: Instant,
+    ended: Instant,
+    status: Option<u16>,
+    version: String,
+}
+
+/// Open-loop load: `rate` requests per second whatever the answers take; every tenth
+/// request is a slow one.
+fn load(addr: SocketAddr, rate: u32) -> (Arc<Mutex<Vec<Outcome>>>, tokio::task::JoinHandle<()>) {
+    let results = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&results);
+    let task = tokio::spawn(async move {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate)));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+        let mut n = 0u64;
+        loop {
+            tick.tick().await;
+            n += 1;
+            let path = if n.is_multiple_of(10) { "/slow" } else { "/" };
+            let request = client.get(format!("http://{addr}{path}")).send();
+            let sink = Arc::clone(&sink);
+            tokio::spawn(async move {
+                let started = Instant::now();
+                let outcome = match request.await {
+                    Ok(r) => Outcome {
+                        started,
+                        ended: Instant::now(),
+                        status: Some(r.status().as_u16()),
+                        version: r
+                            .headers()
+                            .get("x-mobius-version")
+                            .map(|v| v.to_str().unwrap_or_default().to_string())
+                            .unwrap_or_default(),
+                    },
+                    Err(_) => Outcome { started, ended: Instant::now(), status: None, version: String::new() },
+                };
+                sink.lock().unwrap().push(outcome);
+            });
+        }
+    });
+    (results, task)
+}
+
+async fn deploy_first(host: &Host, listen: SocketAddr, version: &str) {
+    let (service, environment) = config(0.0, 2, &format!("    listen: {listen}\n    strategy: recreate\n"));
+    let target = release(&host.root, version);
+    let running = start(host, 1, service, environment, target);
+    assert_eq!(running.done.await.unwrap(), Phase::Succeeded);
+}
+
+/// Starts rollout 2, of release v2, with a canary strategy of these steps.
+fn canary(host: &Host, listen: SocketAddr, fail_ratio: f64, instances: u32, steps: &str) -> Running {
+    let (service, environment) = config(
+        fail_ratio,
+        instances,
+        &format!("    listen: {listen}\n    strategy: {{ canary: {{ steps: [ {steps} ] }} }}\n"),
+    );
+    start(host, 2, service, environment, release(&host.root, "v2"))
+}
+
+fn last(statuses: &Mutex<Vec<(Instant, RolloutStatus)>>) -> RolloutStatus {
+    statuses.lock().unwrap().last().unwrap().1.clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_canary_is_taken_out_within_five_seconds_and_stable_requests_see_no_error() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    deploy_first(&host, listen, "v1").await;
+    let (results, load_task) = load(listen, 100);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let running = canary(&host, listen, 0.2, 1, "{ weight: 10, pause: 60s }");
+    let phase = tokio::time::timeout(Duration::from_secs(30), running.done).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load_task.abort();
+    assert_eq!(phase, Phase::RolledBack);
+    let statuses = running.statuses.lock().unwrap().clone();
+    let final_status = &statuses.last().unwrap().1;
+    assert!(final_status.message.contains("error ratio"), "{}", final_status.message);
+    let results = results.lock().unwrap().clone();
+    let first_canary =
+        results.iter().filter(|o| o.version == "v2").map(|o| o.started).min().expect("the canary received traffic");
+    let weight_zero = statuses
+        .iter()
+        .find(|(_, s)| s.weights.get("v2") == Some(&0))
+        .map(|(at, _)| *at)
+        .expect("the canary's weight went to 0");
+    let reaction = weight_zero.duration_since(first_canary);
+    eprintln!("canary weight 0 after {reaction:?} from its first request");
+    assert!(reaction < Duration::from_secs(5), "took {reaction:?}");
+    let stable_errors = results.iter().filter(|o| o.version == "v1" && o.status != Some(200)).count();
+    assert_eq!(stable_errors, 0, "requests routed to the stable version all succeeded");
+    assert_eq!(results.iter().filter(|o| o.status.is_none()).count(), 0, "no connection failed");
+    // The canary's instances are gone; the stable ones serve alone.
+    let instances = host.agent.instances().await.unwrap();
+    assert!(instances.iter().all(|i| i.version == "v1"), "{instances:?}");
+    let response = reqwest::get(format!("http://{listen}/")).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "v1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthy_canary_is_promoted_step_by_step() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    deploy_first(&host, listen, "v1").await;
+    let (results, load_task) = load(listen, 100);
+    let running = canary(&host, listen, 0.0, 2, "{ weight: 20, pause: 1s }, { weight: 50, pause: 1s }");
+    let phase = tokio::time::timeout(Duration::from_secs(30), running.done).await.unwrap().unwrap();
+    load_task.abort();
+    // Let the last requests and status updates arrive.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(phase, Phase::Succeeded, "{:?}", last(&running.statuses));
+    let statuses = running.statuses.lock().unwrap().clone();
+    let weights: Vec<u32> = statuses.iter().filter_map(|(_, s)| s.weights.get("v2").copied()).collect();
+    assert!(weights.contains(&20) && weights.contains(&50) && weights.last() == Some(&100), "{weights:?}");
+    let results = results.lock().unwrap().clone();
+    let failed: Vec<&Outcome> = results.iter().filter(|o| o.status != Some(200)).collect();
+    assert!(failed.is_empty(), "failed during the rollout: {failed:?}");
+    let instances = host.agent.instances().await.unwrap();
+    assert_eq!(instances.len(), 2);
+    assert!(instances.iter().all(|i| i.version == "v2"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn canary_without_traffic_never_promotes_and_abort_rolls_back_while_holding() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    deploy_first(&host, listen, "v1").await;
+    let running = canary(&host, listen, 0.0, 1, "{ weight: 50, pause: 200ms }");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let status = last(&running.statuses);
+    assert_eq!(status.phase, Phase::Progressing);
+    assert!(status.message.contains("no verdict yet"), "{}", status.message);
+    assert_eq!(status.weights.get("v2"), Some(&50), "still at its first step");
+    running.commands.send(Command::Abort("tester".into())).unwrap();
+    let phase = tokio::time::timeout(Duration::from_secs(10), running.done).await.unwrap().unwrap();
+    assert_eq!(phase, Phase::RolledBack);
+    assert!(last(&running.statuses).message.contains("aborted by tester"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn killed_canary_instance_costs_no_idempotent_request_and_rolls_back() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    deploy_first(&host, listen, "v1").await;
+    let running = canary(&host, listen, 0.0, 1, "{ weight: 50, pause: 60s }");
+    // Wait for the canary to take traffic.
+    let started = Instant::now();
+    let canary_weight = || {
+        let statuses = running.statuses.lock().unwrap();
+        statuses.last().and_then(|(_, s)| s.weights.get("v2").copied())
+    };
+    while canary_weight() != Some(50) {
+        assert!(started.elapsed() < Duration::from_secs(15));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (results, load_task) = load(listen, 100);
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let canary = host.agent.instances().await.unwrap().into_iter().find(|i| i.version == "v2").unwrap();
+    // The shell and the service are one process group: kill -9 both.
+    nix::sys::signal::killpg(nix::unistd::Pid::from_raw(canary.pid as i32), nix::sys::signal::Signal::SIGKILL).unwrap();
+    let phase = tokio::time::timeout(Duration::from_secs(15), running.done).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load_task.abort();
+    assert_eq!(phase, Phase::RolledBack);
+    assert!(last(&running.statuses).message.contains("exited"), "{}", last(&running.statuses).message);
+    let results = results.lock().unwrap().clone();
+    let failed: Vec<&Outcome> = results.iter().filter(|o| o.status != Some(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} GETs failed: {:?}",
+        failed.len(),
+        results.len(),
+        &failed[..failed.len().min(5)]
+    );
+}
+
+/// Twenty switches between two running versions under 500 requests/s: no failed
+/// request, and none that began after a switch was acknowledged went to the old version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn blue_green_switches_under_load_lose_nothing() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    let (service, environment) =
+        config(0.0, 2, &format!("    listen: {listen}\n    strategy: {{ blue-green: {{ rollback_window: 1h }} }}\n"));
+    let v1 = start(&host, 1, service.clone(), environment.clone(), release(&host.root, "blue"));
+    assert_eq!(v1.done.await.unwrap(), Phase::Succeeded);
+    let v2 = start(&host, 2, service, environment, release(&host.root, "green"));
+    assert_eq!(v2.done.await.unwrap(), Phase::Succeeded, "{:?}", last(&v2.statuses));
+    assert_eq!(last(&v2.statuses).weights.get("blue"), Some(&0), "blue kept warm at weight 0");
+    let listeners = host.agent.listeners().await.unwrap();
+    let table = listeners["prod.web"].config.clone();
+    let backends = |v: &str| table.versions.iter().find(|x| x.version == v).unwrap().backends.clone();
+    let (blue, green) = (backends("blue"), backends("green"));
+    let (results, load_task) = load(listen, 500);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // (switch asked, switch acknowledged, version switched to)
+    let mut acks: Vec<(Instant, Instant, &str)> = Vec::new();
+    for i in 0..20 {
+        let (on, off) = if i % 2 == 0 { ("blue", "green") } else { ("green", "blue") };
+        let config = ListenerConfig {
+            listen,
+            versions: vec![
+                VersionConfig {
+                    version: on.into(),
+                    weight: 100,
+                    backends: if on == "blue" { blue.clone() } else { green.clone() },
+                },
+                VersionConfig {
+                    version: off.into(),
+                    weight: 0,
+                    backends: if off == "blue" { blue.clone() } else { green.clone() },
+                },
+            ],
+            sticky: None,
+            retries: 2,
+        };
+        let asked = Instant::now();
+        host.agent.configure("prod.web", &config).await.unwrap();
+        acks.push((asked, Instant::now(), on));
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load_task.abort();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let results = results.lock().unwrap().clone();
+    assert!(results.len() > 1500, "{} requests", results.len());
+    let failed = results.iter().filter(|o| o.status != Some(200)).count();
+    assert_eq!(failed, 0, "failed requests during switches");
+    // A request that began after switch i was acknowledged, and was answered before
+    // switch i+1 was asked for, must be served by the version of switch i. (One that
+    // lasted into the next switch may rightly have reached the router after it.)
+    let (mut wrong, mut checked) = (0, 0);
+    for o in &results {
+        let Some(i) = acks.iter().rposition(|(_, acked, _)| *acked <= o.started) else { continue };
+        let before_next = acks.get(i + 1).is_none_or(|(asked, _, _)| o.ended < *asked);
+        checked += usize::from(before_next);
+        if before_next && o.version != acks[i].2 {
+            wrong += 1;
+            eprintln!(
+                "switch {i} to {} acknowledged {:?} before a request that {} answered",
+                acks[i].2,
+                o.started.duration_since(acks[i].1),
+                o.version
+            );
+        }
+    }
+    assert!(checked > 1000, "only {checked} requests fell between switches");
+    assert_eq!(wrong, 0, "requests begun after a switch was acknowledged served by the old version");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rolling_update_replaces_instances_one_by_one_without_errors() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    let (service, environment) = config(
+        0.0,
+        3,
+        &format!("    listen: {listen}\n    strategy: {{ rolling: {{ max_surge: 1 }} }}\n    analysis: {{ interval: 200ms }}\n"),
+    );
+    let first = start(&host, 1, service.clone(), environment.clone(), release(&host.root, "v1"));
+    assert_eq!(first.done.await.unwrap(), Phase::Succeeded);
+    let (results, load_task) = load(listen, 100);
+    let running = start(&host, 2, service, environment, release(&host.root, "v2"));
+    let phase = tokio::time::timeout(Duration::from_secs(30), running.done).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load_task.abort();
+    assert_eq!(phase, Phase::Succeeded, "{:?}", last(&running.statuses));
+    let messages: Vec<String> = running.statuses.lock().unwrap().iter().map(|(_, s)| s.message.clone()).collect();
+    for n in 1..=3 {
+        assert!(messages.contains(&format!("{n} of 3 instances on v2")), "{messages:?}");
+    }
+    let results = results.lock().unwrap().clone();
+    let failed: Vec<&Outcome> = results.iter().filter(|o| o.status != Some(200)).collect();
+    assert!(failed.is_empty(), "failed during the rolling update: {failed:?}");
+    assert!(results.iter().any(|o| o.version == "v1") && results.iter().any(|o| o.version == "v2"));
+    let instances = host.agent.instances().await.unwrap();
+    assert_eq!(instances.len(), 3);
+    assert!(instances.iter().all(|i| i.version == "v2"));
+}

@@ -1,0 +1,286 @@
+//! Releases, deployments, rollouts and their commands, and what runs where.
+
+use super::{dto, JsonBody};
+use crate::app::App;
+use crate::auth::{Caller, Role};
+use crate::deploy;
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::Json;
+use mobius_deploy::rollout::Command;
+use mobius_store::{Project, Rollout, RolloutFilter};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// The project named, or the only project with a release of `service`.
+async fn resolve_project(
+    app: &App,
+    caller: &Caller,
+    project: Option<&str>,
+    service: Option<&str>,
+    role: Role,
+) -> ApiResult<Project> {
+    if let Some(name) = project {
+        return super::projects::find(app, caller, name, role).await;
+    }
+    let Some(service) = service else {
+        return Err(ApiError::bad_request("name a project or a service"));
+    };
+    let mut ids: Vec<(i64, String)> = app
+        .store
+        .releases(None, Some(service), 1000)
+        .await?
+        .into_iter()
+        .filter(|r| caller.sees(r.project_id))
+        .map(|r| (r.project_id, r.project))
+        .collect();
+    ids.sort();
+    ids.dedup();
+    match ids.as_slice() {
+        [] => Err(ApiError::not_found(format!("no project has a release of service `{service}`"))),
+        [(_, name)] => super::projects::find(app, caller, name, role).await,
+        many => Err(ApiError::unprocessable(format!(
+            "service `{service}` exists in projects {}: name one with `project`",
+            many.iter().map(|(_, n)| n.as_str()).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+/// The project a listing is limited to (the named one, the service's only one, or the
+/// token's) and its checked `limit`.
+async fn list_scope(
+    app: &App,
+    caller: &Caller,
+    project: &Option<String>,
+    service: &Option<String>,
+    limit: Option<i64>,
+) -> ApiResult<(Option<i64>, i64)> {
+    let project_id = match (project, service) {
+        (None, None) => caller.project_id,
+        (p, s) => Some(resolve_project(app, caller, p.as_deref(), s.as_deref(), Role::Viewer).await?.id),
+    };
+    let limit = limit.unwrap_or(30);
+    if !(1..=1000).contains(&limit) {
+        return Err(ApiError::bad_request("limit: must be from 1 to 1000"));
+    }
+    Ok((project_id, limit))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ReleaseQuery {
+    project: Option<String>,
+    service: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_releases(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<ReleaseQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let (project_id, limit) = list_scope(&app, &caller, &q.project, &q.service, q.limit).await?;
+    let releases = app.store.releases(project_id, q.service.as_deref(), limit).await?;
+    Ok(Json(releases.iter().filter(|r| caller.sees(r.project_id)).map(dto::release).collect()))
+}
+
+pub async fn show_release(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let release = app
+        .store
+        .release(id)
+        .await?
+        .filter(|r| caller.sees(r.project_id))
+        .ok_or_else(|| ApiError::not_found(format!("no release {id}")))?;
+    let mut value = dto::release(&release);
+    value["manifest"] = json!(release.manifest);
+    value["provenance"] = release.provenance.clone();
+    Ok(Json(value))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeployRequest {
+    project: Option<String>,
+    service: String,
+    environment: String,
+    /// A release id, a version (`v3`), a commit, or `latest` (the default).
+    release: Option<String>,
+}
+
+pub async fn create_deployment(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<DeployRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
+    let wanted = body.release.as_deref().unwrap_or("latest");
+    let release = deploy::find_release(&app, &project, &body.service, wanted).await?;
+    let rollout = deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None).await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "deploy",
+            &format!("{}/{}/{}", project.name, body.environment, body.service),
+            json!({ "release": release.version, "rollout": rollout.id }),
+            &caller.remote,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RolloutQuery {
+    project: Option<String>,
+    service: Option<String>,
+    environment: Option<String>,
+    limit: Option<i64>,
+}
+
+pub async fn list_rollouts(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<RolloutQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let (project_id, limit) = list_scope(&app, &caller, &q.project, &q.service, q.limit).await?;
+    let rollouts = app
+        .store
+        .rollouts(&RolloutFilter {
+            project_id,
+            service: q.service.clone(),
+            environment: q.environment.clone(),
+            active: false,
+            limit,
+        })
+        .await?;
+    Ok(Json(rollouts.iter().filter(|r| caller.sees(r.project_id)).map(dto::rollout).collect()))
+}
+
+async fn find_rollout(app: &App, caller: &Caller, id: i64) -> ApiResult<Rollout> {
+    app.store
+        .rollout(id)
+        .await?
+        .filter(|r| caller.sees(r.project_id))
+        .ok_or_else(|| ApiError::not_found(format!("no rollout {id}")))
+}
+
+pub async fn show_rollout(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    let rollout = find_rollout(&app, &caller, id).await?;
+    let events = app.store.deploy_events(Some(id), 1000).await?;
+    let mut value = dto::rollout(&rollout);
+    value["events"] = json!(events
+        .iter()
+        .rev()
+        .map(|e| json!({ "kind": e.kind, "actor": e.actor, "message": e.message, "at": dto::time(Some(e.at)) }))
+        .collect::<Vec<_>>());
+    Ok(Json(value))
+}
+
+async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) -> ApiResult<Json<Value>> {
+    let rollout = find_rollout(&app, &caller, id).await?;
+    let (role, command) = match which {
+        "promote" => (Role::Developer, Command::Promote),
+        "abort" => (Role::Developer, Command::Abort(caller.name.clone())),
+        _ => (Role::Maintainer, Command::Approve),
+    };
+    caller.require(role, rollout.project_id, &rollout.project)?;
+    deploy::command(&app, &rollout, command, &caller.actor()).await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            &format!("rollout.{which}"),
+            &format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service),
+            json!({ "rollout": rollout.id }),
+            &caller.remote,
+        )
+        .await?;
+    Ok(Json(dto::rollout(&rollout)))
+}
+
+pub async fn promote(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    rollout_command(app, caller, id, "promote").await
+}
+
+pub async fn abort(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    rollout_command(app, caller, id, "abort").await
+}
+
+pub async fn approve(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+    rollout_command(app, caller, id, "approve").await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequest {
+    project: Option<String>,
+    service: String,
+    environment: String,
+    to: Option<String>,
+}
+
+pub async fn rollback(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    JsonBody(body): JsonBody<RollbackRequest>,
+) -> ApiResult<(StatusCode, Json<Value>)> {
+    let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
+    let rollout =
+        deploy::rollback(&app, &project, &body.service, &body.environment, body.to.as_deref(), &caller.actor()).await?;
+    app.store
+        .audit(
+            &caller.actor(),
+            "rollback",
+            &format!("{}/{}/{}", project.name, body.environment, body.service),
+            json!({ "rollout": rollout.id, "to": body.to }),
+            &caller.remote,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EnvironmentsQuery {
+    project: Option<String>,
+}
+
+/// What runs where: per project, environment and service, the version serving and any
+/// rollout in progress.
+pub async fn environments(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<EnvironmentsQuery>,
+) -> ApiResult<Json<Vec<Value>>> {
+    let project_id = match &q.project {
+        Some(name) => Some(super::projects::find(&app, &caller, name, Role::Viewer).await?.id),
+        None => caller.project_id,
+    };
+    let rollouts = app.store.rollouts(&RolloutFilter { project_id, limit: 1000, ..RolloutFilter::default() }).await?;
+    // (project, environment, service) → (last succeeded, in progress)
+    type Place<'a> = (Option<&'a Rollout>, Option<&'a Rollout>);
+    let mut places: BTreeMap<(String, String, String), Place> = BTreeMap::new();
+    for r in rollouts.iter().filter(|r| caller.sees(r.project_id)) {
+        let entry = places.entry((r.project.clone(), r.environment.clone(), r.service.clone())).or_default();
+        if r.finished_at.is_none() && entry.1.is_none() {
+            entry.1 = Some(r);
+        }
+        if r.phase == "succeeded" && entry.0.is_none() {
+            entry.0 = Some(r);
+        }
+    }
+    Ok(Json(
+        places
+            .into_iter()
+            .map(|((project, environment, service), (current, active))| {
+                json!({
+                    "project": project,
+                    "environment": environment,
+                    "service": service,
+                    "version": current.map(|r| r.version.clone()),
+                    "deployed_at": dto::time(current.and_then(|r| r.finished_at)),
+                    "rollout": active.map(dto::rollout),
+                })
+            })
+            .collect(),
+    ))
+}

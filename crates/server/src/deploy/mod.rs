@@ -1,0 +1,415 @@
+//! Wiring of release and deploy into the server: the host agent connection, starting,
+//! resuming and commanding rollouts, and recording their status and events.
+
+pub mod releases;
+
+use crate::app::App;
+use mobius_deploy::agent::AgentClient;
+use mobius_deploy::config::{Environment, Strategy};
+use mobius_deploy::rollout::{self, Command, Phase, RolloutSpec, Target, Update};
+use mobius_store::{Project, Release, Rollout, RolloutFilter};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// The server's deploy bookkeeping.
+#[derive(Debug, Default)]
+pub struct Deploys {
+    agent: tokio::sync::Mutex<Option<AgentClient>>,
+    /// Controllers running in this process, by rollout id.
+    active: Mutex<HashMap<i64, mpsc::UnboundedSender<Command>>>,
+    /// Serialises the start of rollouts, so two never begin for one target.
+    start_lock: tokio::sync::Mutex<()>,
+}
+
+/// Why a deploy or a command was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum DeployError {
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<mobius_store::StoreError> for DeployError {
+    fn from(e: mobius_store::StoreError) -> Self {
+        DeployError::Internal(e.to_string())
+    }
+}
+
+impl From<mobius_deploy::agent::AgentError> for DeployError {
+    fn from(e: mobius_deploy::agent::AgentError) -> Self {
+        DeployError::Internal(e.to_string())
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Every rollout of a service to an environment, newest first.
+async fn history(app: &App, project: &Project, service: &str, environment: &str) -> Result<Vec<Rollout>, DeployError> {
+    Ok(app
+        .store
+        .rollouts(&RolloutFilter {
+            project_id: Some(project.id),
+            service: Some(service.to_string()),
+            environment: Some(environment.to_string()),
+            active: false,
+            limit: 1000,
+        })
+        .await?)
+}
+
+/// The host agent, started (detached, so it outlives this process) when none runs.
+pub async fn agent(app: &App) -> Result<AgentClient, DeployError> {
+    let mut slot = app.deploys.agent.lock().await;
+    if let Some(client) = slot.as_ref() {
+        if client.instances().await.is_ok() {
+            return Ok(client.clone());
+        }
+    }
+    let exe = match &app.config.agent_exe {
+        Some(exe) => exe.clone(),
+        None => {
+            std::env::current_exe().map_err(|e| DeployError::Internal(format!("cannot find the mobius binary: {e}")))?
+        }
+    };
+    let client = AgentClient::connect_or_spawn(&app.config.data_dir.join("agent"), &exe).await?;
+    *slot = Some(client.clone());
+    Ok(client)
+}
+
+/// The agent if one already runs; never starts one (for metrics and status reads).
+pub async fn existing_agent(app: &App) -> Option<AgentClient> {
+    let slot = app.deploys.agent.lock().await;
+    if let Some(client) = slot.as_ref() {
+        return Some(client.clone());
+    }
+    drop(slot);
+    let client = AgentClient::connect(&app.config.data_dir.join("agent")).await?;
+    *app.deploys.agent.lock().await = Some(client.clone());
+    Some(client)
+}
+
+/// Resolves `latest`, a release id, a version (`v3`) or a commit (prefix) of a service.
+pub async fn find_release(app: &App, project: &Project, service: &str, wanted: &str) -> Result<Release, DeployError> {
+    let releases = app.store.releases(Some(project.id), Some(service), 1000).await?;
+    let found = match wanted {
+        "latest" | "" => releases.first().cloned(),
+        _ => releases
+            .iter()
+            .find(|r| r.id.to_string() == wanted || r.version == wanted)
+            .or_else(|| {
+                (wanted.len() >= 4).then(|| releases.iter().find(|r| r.commit_sha.starts_with(wanted))).flatten()
+            })
+            .cloned(),
+    };
+    found.ok_or_else(|| {
+        DeployError::NotFound(format!("service `{service}` of project `{}` has no release `{wanted}`", project.name))
+    })
+}
+
+/// Starts a rollout of `release` to `environment`; returns once it is recorded and its
+/// controller runs.
+pub async fn deploy(
+    app: &Arc<App>,
+    project: &Project,
+    release: &Release,
+    environment: &str,
+    actor: &str,
+    strategy_override: Option<Strategy>,
+) -> Result<Rollout, DeployError> {
+    let config = releases::delivery_at(app, project, &release.commit_sha)
+        .map_err(|e| DeployError::Invalid(format!("mobius.yaml at {}: {e}", short(&release.commit_sha))))?
+        .ok_or_else(|| DeployError::Invalid(format!("commit {} has no mobius.yaml", short(&release.commit_sha))))?;
+    let service = config
+        .services
+        .get(&release.service)
+        .ok_or_else(|| {
+            DeployError::Invalid(format!(
+                "mobius.yaml at {} has no service `{}`",
+                short(&release.commit_sha),
+                release.service
+            ))
+        })?
+        .clone();
+    let mut env: Environment = config
+        .environments
+        .get(environment)
+        .ok_or_else(|| DeployError::NotFound(format!("mobius.yaml has no environment `{environment}`")))?
+        .clone();
+    if !env.listen.contains_key(&service.name) {
+        return Err(DeployError::Invalid(format!(
+            "environment `{environment}` has no `listen` address for `{}`",
+            service.name
+        )));
+    }
+    if let Some(before) = &env.after {
+        let done = history(app, project, &service.name, before)
+            .await?
+            .iter()
+            .any(|r| r.phase == "succeeded" && r.version == release.version);
+        if !done {
+            return Err(DeployError::Conflict(format!(
+                "{} {} must succeed in `{before}` before `{environment}`",
+                service.name, release.version
+            )));
+        }
+    }
+    if let Some(strategy) = strategy_override {
+        env.strategy = strategy;
+    }
+    let _guard = app.deploys.start_lock.lock().await;
+    let active = app
+        .store
+        .rollouts(&RolloutFilter {
+            project_id: Some(project.id),
+            service: Some(service.name.clone()),
+            environment: Some(environment.to_string()),
+            active: true,
+            limit: 1,
+        })
+        .await?;
+    if let Some(running) = active.first() {
+        return Err(DeployError::Conflict(format!(
+            "rollout {} of {} {} to `{environment}` is {}; abort it first",
+            running.id, service.name, running.version, running.phase
+        )));
+    }
+    let agent = agent(app).await?;
+    let dir = releases::materialize(app, release).await.map_err(DeployError::Internal)?;
+    let rollout = app
+        .store
+        .create_rollout(project.id, &service.name, environment, release.id, env.strategy.name(), actor)
+        .await?;
+    app.store
+        .add_deploy_event(
+            &rollout,
+            "started",
+            actor,
+            &format!("deploy {} {} to {environment}", service.name, release.version),
+        )
+        .await?;
+    let stable_dir = stable_release_dir(app, project, &service.name, environment).await;
+    let spec = RolloutSpec {
+        id: rollout.id,
+        needs_approval: env.protected,
+        service,
+        environment: env,
+        target: Target { version: release.version.clone(), dir },
+        stable_dir,
+    };
+    spawn_controller(app, agent, rollout.clone(), spec);
+    Ok(rollout)
+}
+
+/// The unpacked release of the last rollout that succeeded in this environment.
+async fn stable_release_dir(
+    app: &Arc<App>,
+    project: &Project,
+    service: &str,
+    environment: &str,
+) -> Option<std::path::PathBuf> {
+    let rollouts = history(app, project, service, environment).await.ok()?;
+    let last = rollouts.iter().find(|r| r.phase == "succeeded")?;
+    let release = app.store.release(last.release_id).await.ok()??;
+    releases::materialize(app, &release).await.ok()
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: RolloutSpec) {
+    let (commands, command_rx) = mpsc::unbounded_channel();
+    let (updates_tx, mut updates) = mpsc::unbounded_channel::<Update>();
+    lock(&app.deploys.active).insert(rollout.id, commands);
+    let recorder = {
+        let app = Arc::clone(app);
+        let rollout = rollout.clone();
+        tokio::spawn(async move {
+            while let Some(update) = updates.recv().await {
+                let status = serde_json::to_value(&update.status).unwrap_or_default();
+                let phase = update.status.phase;
+                if let Err(e) = app
+                    .store
+                    .update_rollout(rollout.id, phase.as_str(), &update.status.message, &status, phase.is_final())
+                    .await
+                {
+                    tracing::error!(rollout = rollout.id, error = %e, "cannot record the rollout's status");
+                }
+                if let Some((kind, message)) = update.event {
+                    // People's commands are recorded by the API with their names.
+                    if !matches!(kind.as_str(), "promoted" | "approved" | "aborted") || phase.is_final() {
+                        if let Err(e) = app.store.add_deploy_event(&rollout, &kind, "mobius", &message).await {
+                            tracing::error!(rollout = rollout.id, error = %e, "cannot record a deploy event");
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        let phase = rollout::drive(agent, spec, command_rx, updates_tx).await;
+        let _ = recorder.await;
+        lock(&app.deploys.active).remove(&rollout.id);
+        tracing::info!(rollout = rollout.id, phase = phase.as_str(), "rollout ended");
+    });
+}
+
+/// Sends a person's command to a running rollout.
+pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor: &str) -> Result<(), DeployError> {
+    if rollout.finished_at.is_some() {
+        return Err(DeployError::Conflict(format!("rollout {} has ended ({})", rollout.id, rollout.phase)));
+    }
+    let (kind, message) = match &command {
+        Command::Promote => ("promoted", "promote".to_string()),
+        Command::Abort(_) => ("aborted", "abort: roll back now".to_string()),
+        Command::Approve => {
+            let release = app
+                .store
+                .release(rollout.release_id)
+                .await?
+                .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
+            let name = actor.rsplit(':').next().unwrap_or(actor);
+            if name == release.author || actor == rollout.created_by {
+                return Err(DeployError::Forbidden(format!(
+                    "{actor} wrote or deployed {} {}; someone else must approve it",
+                    rollout.service, rollout.version
+                )));
+            }
+            ("approved", "approved".to_string())
+        }
+    };
+    let sender = lock(&app.deploys.active).get(&rollout.id).cloned();
+    let Some(sender) = sender else {
+        return Err(DeployError::Conflict(format!("rollout {} has no controller in this server", rollout.id)));
+    };
+    sender.send(command).map_err(|_| DeployError::Conflict(format!("rollout {} is ending", rollout.id)))?;
+    app.store.add_deploy_event(rollout, kind, actor, &message).await?;
+    Ok(())
+}
+
+/// The release to go back to: the one before the current stable version, or `to`.
+pub async fn rollback(
+    app: &Arc<App>,
+    project: &Project,
+    service: &str,
+    environment: &str,
+    to: Option<&str>,
+    actor: &str,
+) -> Result<Rollout, DeployError> {
+    let rollouts = history(app, project, service, environment).await?;
+    if let Some(active) = rollouts.iter().find(|r| r.finished_at.is_none()) {
+        // Rolling back a rollout in progress is aborting it.
+        command(app, active, Command::Abort(actor.to_string()), actor).await?;
+        return Ok(active.clone());
+    }
+    let release = match to {
+        Some(wanted) => find_release(app, project, service, wanted).await?,
+        None => {
+            let mut succeeded = rollouts.iter().filter(|r| r.phase == "succeeded");
+            let current = succeeded.next().ok_or_else(|| {
+                DeployError::Conflict(format!("nothing of `{service}` was deployed to `{environment}`"))
+            })?;
+            let previous = succeeded.find(|r| r.version != current.version).ok_or_else(|| {
+                DeployError::Conflict(format!("`{environment}` has no earlier release of `{service}` to go back to"))
+            })?;
+            app.store
+                .release(previous.release_id)
+                .await?
+                .ok_or_else(|| DeployError::NotFound("the earlier release is gone".into()))?
+        }
+    };
+    // A rollback is a fast switch: instances kept warm are reused, no analysis steps.
+    let fast = Strategy::BlueGreen { auto_promote: true, preview: None, rollback_window: Duration::from_secs(600) };
+    deploy(app, project, &release, environment, actor, Some(fast)).await
+}
+
+/// Deploys new releases to the environments that ask for it (`auto_deploy`, and no `after`
+/// or an `after` already passed).
+pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
+    for release in made {
+        let Ok(Some(config)) = releases::delivery_at(app, project, &release.commit_sha) else { continue };
+        for env in config.environments.values() {
+            if env.auto_deploy && env.after.is_none() && env.listen.contains_key(&release.service) {
+                if let Err(e) = deploy(app, project, release, &env.name, "mobius", None).await {
+                    tracing::warn!(release = release.id, environment = %env.name, error = %e, "automatic deploy refused");
+                }
+            }
+        }
+    }
+}
+
+/// Takes up rollouts a previous server process left unfinished: traffic is as that
+/// process left it (the agent kept it); the controller starts again from the first
+/// step, reusing the new version's running instances.
+pub async fn resume(app: &Arc<App>) {
+    let Ok(active) = app.store.rollouts(&RolloutFilter { active: true, limit: 1000, ..RolloutFilter::default() }).await
+    else {
+        return;
+    };
+    for rollout in active {
+        let outcome = resume_one(app, &rollout).await;
+        if let Err(e) = outcome {
+            tracing::warn!(rollout = rollout.id, error = %e, "cannot resume the rollout");
+            let message = format!("could not be resumed after a restart: {e}");
+            let _ = app.store.update_rollout(rollout.id, Phase::Failed.as_str(), &message, &rollout.status, true).await;
+            let _ = app.store.add_deploy_event(&rollout, "failed", "mobius", &message).await;
+        }
+    }
+}
+
+async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError> {
+    let project = app
+        .store
+        .project_by_id(rollout.project_id)
+        .await?
+        .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
+    let release = app
+        .store
+        .release(rollout.release_id)
+        .await?
+        .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
+    let config = releases::delivery_at(app, &project, &release.commit_sha)
+        .map_err(DeployError::Invalid)?
+        .ok_or_else(|| DeployError::Invalid("mobius.yaml is gone".into()))?;
+    let service =
+        config.services.get(&rollout.service).cloned().ok_or_else(|| DeployError::Invalid("service is gone".into()))?;
+    let env = config
+        .environments
+        .get(&rollout.environment)
+        .cloned()
+        .ok_or_else(|| DeployError::Invalid("environment is gone".into()))?;
+    let agent = agent(app).await?;
+    let dir = releases::materialize(app, &release).await.map_err(DeployError::Internal)?;
+    let approved = app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved");
+    let stable_dir = stable_release_dir(app, &project, &service.name, &env.name).await;
+    app.store
+        .add_deploy_event(
+            rollout,
+            "resumed",
+            "mobius",
+            "the server restarted; the rollout starts again from its first step",
+        )
+        .await?;
+    let spec = RolloutSpec {
+        id: rollout.id,
+        needs_approval: env.protected && !approved,
+        service,
+        environment: env,
+        target: Target { version: release.version.clone(), dir },
+        stable_dir,
+    };
+    spawn_controller(app, agent, rollout.clone(), spec);
+    Ok(())
+}

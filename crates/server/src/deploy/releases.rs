@@ -1,0 +1,186 @@
+//! Releases: every successful run on the default branch that uploaded a service's
+//! artifact becomes an immutable release with a digest, SLSA provenance and a changelog.
+
+use crate::app::App;
+use mobius_deploy::DeliveryConfig;
+use mobius_store::{NewRelease, Project, Release, Run};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// The project's `mobius.yaml` at a commit; `Ok(None)` when there is none.
+pub fn delivery_at(app: &App, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, String> {
+    let dir = app.repo_dir(project);
+    let Some(text) = mobius_runner::git::file_at(&dir, commit, mobius_deploy::config::FILE_NAME)? else {
+        return Ok(None);
+    };
+    let file = mobius_workflow::SourceFile::new(mobius_deploy::config::FILE_NAME, text);
+    mobius_deploy::parse_delivery(file).map(Some).map_err(|e| e.render(false))
+}
+
+/// Where a release's files are unpacked.
+pub fn release_dir(app: &App, release: &Release) -> PathBuf {
+    app.config.data_dir.join("releases").join(release.id.to_string())
+}
+
+/// Makes the releases a finished run brings, if it succeeded on the default branch.
+pub async fn make_releases(app: &Arc<App>, run: &Run) -> Vec<Release> {
+    match try_make_releases(app, run).await {
+        Ok(releases) => releases,
+        Err(e) => {
+            tracing::warn!(run = run.id, error = %e, "no release made");
+            Vec::new()
+        }
+    }
+}
+
+async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, String> {
+    let project =
+        app.store.project_by_id(run.project_id).await.map_err(|e| e.to_string())?.ok_or("the project is gone")?;
+    if run.conclusion.as_deref() != Some("success")
+        || run.ref_name != format!("refs/heads/{}", project.branch)
+        || run.event == "pull_request"
+    {
+        return Ok(Vec::new());
+    }
+    let Some(config) = delivery_at(app, &project, &run.head_sha)? else {
+        return Ok(Vec::new());
+    };
+    let artifacts = app.store.artifacts(run.id).await.map_err(|e| e.to_string())?;
+    let mut made = Vec::new();
+    for service in config.services.values() {
+        let mut files: Vec<(&str, &str)> = artifacts
+            .iter()
+            .filter(|a| a.name == service.artifact)
+            .map(|a| (a.path.as_str(), a.blob.as_str()))
+            .collect();
+        if files.is_empty()
+            || app.store.release_of_run(run.id, &service.name).await.map_err(|e| e.to_string())?.is_some()
+        {
+            continue;
+        }
+        files.sort();
+        let manifest: String = files.iter().map(|(path, blob)| format!("{blob}  {path}\n")).collect();
+        let digest = hex::encode(Sha256::digest(manifest.as_bytes()));
+        let previous = app
+            .store
+            .releases(Some(project.id), Some(&service.name), 1)
+            .await
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .next();
+        let repo = app.repo_dir(&project);
+        let before = previous.as_ref().map(|p| p.commit_sha.clone());
+        let head = run.head_sha.clone();
+        let commits = tokio::task::spawn_blocking(move || {
+            mobius_runner::git::commits_between(&repo, before.as_deref(), &head, 100)
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let changelog = json!(commits
+            .iter()
+            .rev()
+            .map(|c| json!({ "sha": c.id, "author": c.author_name, "message": c.message.lines().next().unwrap_or("") }))
+            .collect::<Vec<_>>());
+        let new = NewRelease {
+            project_id: project.id,
+            service: service.name.clone(),
+            run_id: run.id,
+            commit_sha: run.head_sha.clone(),
+            author: if run.author.is_empty() { run.actor.clone() } else { run.author.clone() },
+            artifact: service.artifact.clone(),
+            digest: format!("sha256:{digest}"),
+            manifest,
+            changelog,
+        };
+        let release = app
+            .store
+            .create_release(&new, |_, version| provenance(app, &project, run, &service.artifact, version, &digest))
+            .await
+            .map_err(|e| e.to_string())?;
+        materialize(app, &release).await?;
+        tracing::info!(project = %project.name, service = %service.name, version = %release.version, run = run.id, "release made");
+        made.push(release);
+    }
+    Ok(made)
+}
+
+/// An in-toto v1 statement with an SLSA v1 provenance predicate for one release.
+fn provenance(
+    app: &App,
+    project: &Project,
+    run: &Run,
+    artifact: &str,
+    version: &str,
+    digest: &str,
+) -> serde_json::Value {
+    let inputs: serde_json::Value = serde_json::from_str(&run.inputs).unwrap_or(json!({}));
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "subject": [{ "name": format!("{}/{artifact}@{version}", project.name), "digest": { "sha256": digest } }],
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://mobius.invalid/workflow/v1",
+                "externalParameters": {
+                    "workflow": { "repository": project.repo, "ref": run.ref_name, "path": run.workflow },
+                    "inputs": inputs,
+                    "event": run.event,
+                },
+                "resolvedDependencies": [{
+                    "uri": format!("git+{}@{}", project.repo, run.ref_name),
+                    "digest": { "gitCommit": run.head_sha },
+                }],
+            },
+            "runDetails": {
+                "builder": { "id": format!("mobius://{}", app.config.listen) },
+                "metadata": {
+                    "invocationId": format!("run/{}/attempt/{}", run.id, run.attempt),
+                    "startedOn": crate::api::dto::time(run.started_at),
+                    "finishedOn": crate::api::dto::time(run.completed_at.or(Some(mobius_store::now_ms()))),
+                },
+            },
+        },
+    })
+}
+
+/// Unpacks a release's files from the blob store (once) and checks them against its manifest.
+pub async fn materialize(app: &Arc<App>, release: &Release) -> Result<PathBuf, String> {
+    let dir = release_dir(app, release);
+    if dir.join(".mobius-release").exists() {
+        return Ok(dir);
+    }
+    let blobs = Arc::clone(&app.blobs);
+    let manifest = release.manifest.clone();
+    let expected = release.digest.clone();
+    let target = dir.clone();
+    tokio::task::spawn_blocking(move || -> Result<(), String> {
+        if hex::encode(Sha256::digest(manifest.as_bytes())) != expected.trim_start_matches("sha256:") {
+            return Err("the release's manifest does not match its digest".into());
+        }
+        let staging = target.with_extension("partial");
+        let _ = std::fs::remove_dir_all(&staging);
+        for line in manifest.lines() {
+            let Some((blob, path)) = line.split_once("  ") else { continue };
+            if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
+                return Err(format!("unsafe path in the release: {path}"));
+            }
+            let destination = staging.join(path);
+            if let Some(parent) = destination.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+            }
+            let mut source =
+                blobs.open(blob).map_err(|e| format!("the release's file {path} is no longer stored: {e}"))?;
+            let mut out = std::fs::File::create(&destination).map_err(|e| format!("{}: {e}", destination.display()))?;
+            std::io::copy(&mut source, &mut out).map_err(|e| format!("{}: {e}", destination.display()))?;
+        }
+        std::fs::write(staging.join(".mobius-release"), &manifest).map_err(|e| e.to_string())?;
+        let _ = std::fs::remove_dir_all(&target);
+        std::fs::rename(&staging, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+        Ok(())
+    })
+    .await
+    .map_err(|e| e.to_string())??;
+    Ok(dir)
+}

@@ -1,0 +1,392 @@
+//! Releases, rollouts and deploy events.
+
+use crate::{now_ms, Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+/// An immutable release of one service, made from a successful run.
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub service: String,
+    pub number: i64,
+    pub version: String,
+    pub run_id: i64,
+    pub commit_sha: String,
+    pub author: String,
+    pub artifact: String,
+    /// `sha256:` of the manifest (`sha256sum`-style lines, one per file, sorted by path).
+    pub digest: String,
+    pub manifest: String,
+    /// The in-toto statement with its SLSA v1 provenance predicate.
+    pub provenance: serde_json::Value,
+    /// Commits since the previous release: `[{sha, author, message}]`.
+    pub changelog: serde_json::Value,
+    pub created_at: i64,
+}
+
+/// What a new release records.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    pub project_id: i64,
+    pub service: String,
+    pub run_id: i64,
+    pub commit_sha: String,
+    pub author: String,
+    pub artifact: String,
+    pub digest: String,
+    pub manifest: String,
+    pub changelog: serde_json::Value,
+}
+
+/// One rollout of a release to an environment.
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollout {
+    pub id: i64,
+    pub project_id: i64,
+    pub project: String,
+    pub service: String,
+    pub environment: String,
+    pub release_id: i64,
+    pub version: String,
+    pub strategy: String,
+    pub phase: String,
+    pub message: String,
+    /// The controller's last status (weights, rates, step), as JSON.
+    pub status: serde_json::Value,
+    pub created_by: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+/// One deploy event: started, approved, step, promoted, succeeded, rolled_back, failed, aborted.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeployEvent {
+    pub id: i64,
+    pub rollout_id: i64,
+    pub project: String,
+    pub service: String,
+    pub environment: String,
+    pub version: String,
+    pub kind: String,
+    pub actor: String,
+    pub message: String,
+    pub at: i64,
+}
+
+const RELEASE_COLUMNS: &str = "r.id, r.project_id, p.name AS project, r.service, r.number, r.version, r.run_id, \
+     r.commit_sha, r.author, r.artifact, r.digest, r.manifest, r.provenance, r.changelog, r.created_at";
+
+const ROLLOUT_COLUMNS: &str = "o.id, o.project_id, p.name AS project, o.service, o.environment, o.release_id, \
+     r.version, o.strategy, o.phase, o.message, o.status, o.created_by, o.created_at, o.updated_at, o.finished_at";
+
+fn json(row: &AnyRow, column: &str) -> Result<serde_json::Value> {
+    let text: String = row.try_get(column)?;
+    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+}
+
+fn release(row: &AnyRow) -> Result<Release> {
+    Ok(Release {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        project: row.try_get("project")?,
+        service: row.try_get("service")?,
+        number: row.try_get("number")?,
+        version: row.try_get("version")?,
+        run_id: row.try_get("run_id")?,
+        commit_sha: row.try_get("commit_sha")?,
+        author: row.try_get("author")?,
+        artifact: row.try_get("artifact")?,
+        digest: row.try_get("digest")?,
+        manifest: row.try_get("manifest")?,
+        provenance: json(row, "provenance")?,
+        changelog: json(row, "changelog")?,
+        created_at: row.try_get("created_at")?,
+    })
+}
+
+fn rollout(row: &AnyRow) -> Result<Rollout> {
+    Ok(Rollout {
+        id: row.try_get("id")?,
+        project_id: row.try_get("project_id")?,
+        project: row.try_get("project")?,
+        service: row.try_get("service")?,
+        environment: row.try_get("environment")?,
+        release_id: row.try_get("release_id")?,
+        version: row.try_get("version")?,
+        strategy: row.try_get("strategy")?,
+        phase: row.try_get("phase")?,
+        message: row.try_get("message")?,
+        status: json(row, "status")?,
+        created_by: row.try_get("created_by")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+        finished_at: row.try_get("finished_at")?,
+    })
+}
+
+/// Which rollouts to list.
+#[derive(Debug, Clone, Default)]
+pub struct RolloutFilter {
+    pub project_id: Option<i64>,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// Only rollouts not in a final phase.
+    pub active: bool,
+    pub limit: i64,
+}
+
+impl Store {
+    /// Records a release; its number and version (`v<number>`) follow the service's
+    /// previous release. The provenance statement is built by `provenance(number, version)`.
+    pub async fn create_release(
+        &self,
+        new: &NewRelease,
+        provenance: impl FnOnce(i64, &str) -> serde_json::Value,
+    ) -> Result<Release> {
+        let mut tx = self.begin_write().await?;
+        let previous: Option<i64> =
+            sqlx::query("SELECT MAX(number) AS n FROM releases WHERE project_id = $1 AND service = $2")
+                .bind(new.project_id)
+                .bind(&new.service)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("n")?;
+        let number = previous.unwrap_or(0) + 1;
+        let version = format!("v{number}");
+        let statement = provenance(number, &version);
+        let row = sqlx::query(
+            "INSERT INTO releases (project_id, service, number, version, run_id, commit_sha, author, artifact,
+                 digest, manifest, provenance, changelog, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id",
+        )
+        .bind(new.project_id)
+        .bind(&new.service)
+        .bind(number)
+        .bind(&version)
+        .bind(new.run_id)
+        .bind(&new.commit_sha)
+        .bind(&new.author)
+        .bind(&new.artifact)
+        .bind(&new.digest)
+        .bind(&new.manifest)
+        .bind(statement.to_string())
+        .bind(new.changelog.to_string())
+        .bind(now_ms())
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        tx.commit().await?;
+        self.release(id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("release {id} vanished after it was written")))
+    }
+
+    pub async fn release(&self, id: i64) -> Result<Option<Release>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases r JOIN projects p ON p.id = r.project_id WHERE r.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(release).transpose()
+    }
+
+    /// Releases newest first, of one project's service or of every project's service of that name.
+    pub async fn releases(&self, project_id: Option<i64>, service: Option<&str>, limit: i64) -> Result<Vec<Release>> {
+        let mut sql = format!("SELECT {RELEASE_COLUMNS} FROM releases r JOIN projects p ON p.id = r.project_id");
+        let mut clauses = Vec::new();
+        if project_id.is_some() {
+            clauses.push(format!("r.project_id = ${}", clauses.len() + 1));
+        }
+        if service.is_some() {
+            clauses.push(format!("r.service = ${}", clauses.len() + 1));
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        sql.push_str(&format!(" ORDER BY r.id DESC LIMIT {}", limit.clamp(1, 1000)));
+        let mut query = sqlx::query(&sql);
+        if let Some(p) = project_id {
+            query = query.bind(p);
+        }
+        if let Some(s) = service {
+            query = query.bind(s.to_string());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(release).collect()
+    }
+
+    /// The release a run made of a service, if any (a run makes at most one per service).
+    pub async fn release_of_run(&self, run_id: i64, service: &str) -> Result<Option<Release>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases r JOIN projects p ON p.id = r.project_id
+             WHERE r.run_id = $1 AND r.service = $2"
+        ))
+        .bind(run_id)
+        .bind(service)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(release).transpose()
+    }
+
+    pub async fn create_rollout(
+        &self,
+        project_id: i64,
+        service: &str,
+        environment: &str,
+        release_id: i64,
+        strategy: &str,
+        created_by: &str,
+    ) -> Result<Rollout> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "INSERT INTO rollouts (project_id, service, environment, release_id, strategy, phase, message, status,
+                 created_by, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, 'progressing', 'queued', '{}', $6, $7, $7) RETURNING id",
+        )
+        .bind(project_id)
+        .bind(service)
+        .bind(environment)
+        .bind(release_id)
+        .bind(strategy)
+        .bind(created_by)
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        self.rollout(id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("rollout {id} vanished after it was written")))
+    }
+
+    pub async fn rollout(&self, id: i64) -> Result<Option<Rollout>> {
+        let row = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts o JOIN projects p ON p.id = o.project_id
+             JOIN releases r ON r.id = o.release_id WHERE o.id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(rollout).transpose()
+    }
+
+    /// Rollouts newest first.
+    pub async fn rollouts(&self, filter: &RolloutFilter) -> Result<Vec<Rollout>> {
+        let mut sql = format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts o JOIN projects p ON p.id = o.project_id
+             JOIN releases r ON r.id = o.release_id"
+        );
+        let mut clauses: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(p) = filter.project_id {
+            clauses.push(format!("o.project_id = {p}"));
+        }
+        if let Some(s) = &filter.service {
+            binds.push(s.clone());
+            clauses.push(format!("o.service = ${}", binds.len()));
+        }
+        if let Some(e) = &filter.environment {
+            binds.push(e.clone());
+            clauses.push(format!("o.environment = ${}", binds.len()));
+        }
+        if filter.active {
+            clauses.push("o.finished_at IS NULL".into());
+        }
+        if !clauses.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&clauses.join(" AND "));
+        }
+        let limit = if filter.limit <= 0 { 50 } else { filter.limit.min(1000) };
+        sql.push_str(&format!(" ORDER BY o.id DESC LIMIT {limit}"));
+        let mut query = sqlx::query(&sql);
+        for b in binds {
+            query = query.bind(b);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(rollout).collect()
+    }
+
+    /// Stores the controller's latest status; a final phase also sets `finished_at`.
+    pub async fn update_rollout(
+        &self,
+        id: i64,
+        phase: &str,
+        message: &str,
+        status: &serde_json::Value,
+        final_phase: bool,
+    ) -> Result<()> {
+        let now = now_ms();
+        sqlx::query(
+            "UPDATE rollouts SET phase = $1, message = $2, status = $3, updated_at = $4,
+                 finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END
+             WHERE id = $6",
+        )
+        .bind(phase)
+        .bind(message)
+        .bind(status.to_string())
+        .bind(now)
+        .bind(i64::from(final_phase))
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    pub async fn add_deploy_event(&self, rollout: &Rollout, kind: &str, actor: &str, message: &str) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(rollout.project_id)
+        .bind(rollout.id)
+        .bind(&rollout.service)
+        .bind(&rollout.environment)
+        .bind(&rollout.version)
+        .bind(kind)
+        .bind(actor)
+        .bind(message)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Deploy events newest first, of one rollout or of all.
+    pub async fn deploy_events(&self, rollout_id: Option<i64>, limit: i64) -> Result<Vec<DeployEvent>> {
+        let mut sql = String::from(
+            "SELECT e.id, e.rollout_id, p.name AS project, e.service, e.environment, e.version, e.kind, e.actor,
+                 e.message, e.at FROM deploy_events e JOIN projects p ON p.id = e.project_id",
+        );
+        if rollout_id.is_some() {
+            sql.push_str(" WHERE e.rollout_id = $1");
+        }
+        sql.push_str(&format!(" ORDER BY e.id DESC LIMIT {}", limit.clamp(1, 1000)));
+        let mut query = sqlx::query(&sql);
+        if let Some(id) = rollout_id {
+            query = query.bind(id);
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeployEvent {
+                    id: row.try_get("id")?,
+                    rollout_id: row.try_get("rollout_id")?,
+                    project: row.try_get("project")?,
+                    service: row.try_get("service")?,
+                    environment: row.try_get("environment")?,
+                    version: row.try_get("version")?,
+                    kind: row.try_get("kind")?,
+                    actor: row.try_get("actor")?,
+                    message: row.try_get("message")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+}
