@@ -93,13 +93,19 @@ fn start(host: &Host, id: i64, service: Service, environment: Environment, targe
     let (tx, mut updates) = mpsc::unbounded_channel::<Update>();
     let statuses = Arc::new(Mutex::new(Vec::new()));
     let sink = Arc::clone(&statuses);
-    tokio::spawn(async move {
+    let collector = tokio::spawn(async move {
         while let Some(u) = updates.recv().await {
             sink.lock().unwrap().push((Instant::now(), u.status));
         }
     });
     let spec = RolloutSpec { id, service, environment, target, needs_approval: false, stable_dir: None };
-    let done = tokio::spawn(drive(host.agent.clone(), spec, rx, tx));
+    let agent = host.agent.clone();
+    // `done` resolves once every status the rollout sent has been collected.
+    let done = tokio::spawn(async move {
+        let phase = drive(agent, spec, rx, tx).await;
+        let _ = collector.await;
+        phase
+    });
     Running { commands, statuses, done }
 }
 
