@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 pub mod config;
+mod fast;
 mod pool;
 mod proxy;
 pub mod stats;

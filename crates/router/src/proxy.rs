@@ -47,10 +47,11 @@ pub struct Router {
 }
 
 #[derive(Debug)]
-struct Inner {
-    options: RouterOptions,
-    epoch: Instant,
+pub(crate) struct Inner {
+    pub(crate) options: RouterOptions,
+    pub(crate) epoch: Instant,
     pool: Arc<Pool>,
+    pub(crate) fast_pool: crate::fast::FastPool,
     listeners: Mutex<BTreeMap<String, Listener>>,
     backends: Mutex<HashMap<String, Arc<Backend>>>,
     stats: Mutex<BTreeMap<(String, String), Arc<VersionStats>>>,
@@ -78,6 +79,7 @@ impl Router {
                 options,
                 epoch: Instant::now(),
                 pool,
+                fast_pool: crate::fast::FastPool::default(),
                 listeners: Mutex::default(),
                 backends: Mutex::default(),
                 stats: Mutex::default(),
@@ -240,12 +242,18 @@ async fn accept_loop(inner: Arc<Inner>, name: String, socket: TcpListener, table
         let table = Arc::clone(&table);
         let builder = builder.clone();
         tokio::spawn(async move {
+            let mut stream = stream;
+            let prefix = match crate::fast::serve(&inner, &table, &mut stream, peer).await {
+                crate::fast::End::Closed => return,
+                crate::fast::End::HandOver(prefix) => prefix,
+            };
+            let io = TokioIo::new(crate::fast::Rewind::new(prefix.freeze(), stream));
             let service = hyper::service::service_fn(move |req| {
                 let inner = Arc::clone(&inner);
                 let table = table.load_full();
                 async move { Ok::<_, Infallible>(forward(&inner, &table, peer, req).await) }
             });
-            if let Err(e) = builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await {
+            if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
                 tracing::debug!(peer = %peer, error = %e, "downstream connection ended with an error");
             }
         });

@@ -121,16 +121,20 @@ impl Table {
 
     /// The sticky key's hash, if the table has one and the request carries it.
     pub fn sticky_hash(&self, headers: &http::HeaderMap) -> Option<u64> {
-        let value = match self.sticky.as_ref()? {
-            Sticky::Header(name) => headers.get(name.as_str())?.as_bytes().to_vec(),
-            Sticky::Cookie(name) => headers
-                .get_all(http::header::COOKIE)
-                .iter()
-                .filter_map(|v| v.to_str().ok())
+        self.sticky_hash_in(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes())))
+    }
+
+    /// The sticky key's hash, read from a request's headers as `(name, value)` pairs.
+    pub(crate) fn sticky_hash_in<'a>(&self, mut headers: impl Iterator<Item = (&'a str, &'a [u8])>) -> Option<u64> {
+        let value: &[u8] = match self.sticky.as_ref()? {
+            Sticky::Header(wanted) => headers.find(|(name, _)| name.eq_ignore_ascii_case(wanted))?.1,
+            Sticky::Cookie(wanted) => headers
+                .filter(|(name, _)| name.eq_ignore_ascii_case("cookie"))
+                .filter_map(|(_, v)| std::str::from_utf8(v).ok())
                 .flat_map(|v| v.split(';'))
                 .filter_map(|pair| pair.trim().split_once('='))
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.as_bytes().to_vec())?,
+                .find(|(k, _)| k == wanted)
+                .map(|(_, v)| v.as_bytes())?,
         };
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         value.hash(&mut hasher);

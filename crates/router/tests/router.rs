@@ -81,8 +81,74 @@ async fn answer(name: &'static str, mut req: Request<Incoming>) -> Response<Body
                 .body(full(""))
                 .unwrap()
         }
+        "/post" => {
+            let body = req.into_body().collect().await.unwrap().to_bytes();
+            Response::new(full(body))
+        }
+        "/headers" => {
+            let text: String =
+                req.headers().iter().map(|(k, v)| format!("{k}: {}\n", v.to_str().unwrap_or("?"))).collect();
+            Response::new(full(text))
+        }
         _ => Response::new(full(name)),
     }
+}
+
+/// A backend that answers every request with a body delimited by closing the connection.
+async fn close_delimited_backend() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if stream.read_exact(&mut byte).await.is_err() {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\n\r\nuntil the end").await;
+            });
+        }
+    });
+    addr
+}
+
+/// Reads one response from a raw connection: status, head (lower-cased) and body
+/// (`Content-Length` framed, or until the connection closes).
+async fn read_response(stream: &mut TcpStream, buf: &mut Vec<u8>, head_request: bool) -> (u16, String, Vec<u8>) {
+    let mut chunk = [0u8; 4096];
+    let end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed before a response head: {:?}", String::from_utf8_lossy(buf));
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8(buf.drain(..end).collect()).unwrap().to_lowercase();
+    let status = head[9..12].parse().unwrap();
+    let length =
+        head.lines().find_map(|l| l.strip_prefix("content-length: ")).map(|v| v.trim().parse::<usize>().unwrap());
+    let body = match (head_request, length) {
+        (true, _) => Vec::new(),
+        (false, Some(length)) => {
+            while buf.len() < length {
+                let n = stream.read(&mut chunk).await.unwrap();
+                assert!(n > 0, "connection closed inside a body");
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            buf.drain(..length).collect()
+        }
+        (false, None) => {
+            stream.read_to_end(buf).await.unwrap();
+            std::mem::take(buf)
+        }
+    };
+    (status, head, body)
 }
 
 fn listener(versions: &[(&str, u32, &[&str])]) -> ListenerConfig {
@@ -270,4 +336,65 @@ async fn configuration_errors_are_reported() {
     config.listen = taken.local_addr().unwrap();
     let err = router.configure("web", config).await.unwrap_err();
     assert!(err.to_string().starts_with("cannot listen on"), "{err}");
+}
+
+#[tokio::test]
+async fn http1_bodies_pipelining_framing_and_headers() {
+    let router = Router::new(RouterOptions::default());
+    let (a, _ta) = backend("v1").await;
+    router.upsert_backend("a", a);
+    router.upsert_backend("until-close", close_delimited_backend().await);
+    let addr = router.configure("web", listener(&[("v1", 100, &["a"])])).await.unwrap();
+
+    // Three pipelined requests in one write, answered in order on one connection:
+    // a body, hop-by-hop headers dropped and X-Forwarded-For extended, a HEAD.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            b"POST /post HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+              GET /headers HTTP/1.1\r\nHost: x\r\nConnection: x-drop\r\nX-Drop: 1\r\nKeep-Alive: 5\r\nX-Forwarded-For: 10.1.1.1\r\n\r\n\
+              HEAD / HTTP/1.1\r\nHost: x\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut buf = Vec::new();
+    let (status, head, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, &b"hello"[..]), "{head}");
+    assert!(head.contains("x-mobius-version: v1"), "{head}");
+    let (_, _, body) = read_response(&mut stream, &mut buf, false).await;
+    let seen = String::from_utf8(body).unwrap();
+    assert!(seen.contains("x-forwarded-for: 10.1.1.1, 127.0.0.1"), "{seen}");
+    assert!(seen.contains("x-forwarded-proto: http"), "{seen}");
+    assert!(!seen.contains("x-drop") && !seen.contains("keep-alive"), "hop-by-hop headers forwarded: {seen}");
+    let (status, head, body) = read_response(&mut stream, &mut buf, true).await;
+    assert_eq!(status, 200);
+    assert!(head.contains("content-length: 2"), "{head}");
+    assert!(body.is_empty());
+    // HTTP/1.0 on the same connection is served too (by hyper), and closes it.
+    stream.write_all(b"GET / HTTP/1.0\r\n\r\n").await.unwrap();
+    let (status, _, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, &b"v1"[..]));
+    let mut rest = Vec::new();
+    stream.read_to_end(&mut rest).await.unwrap();
+    assert!(rest.is_empty());
+
+    // A 4 MiB upload streams through; so does a chunked one (through hyper).
+    let client = reqwest::Client::new();
+    let big: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let echoed = client.post(format!("http://{addr}/post")).body(big.clone()).send().await.unwrap();
+    assert_eq!(echoed.bytes().await.unwrap().as_ref(), big.as_slice());
+    let chunks =
+        tokio_stream::iter(vec![Ok::<_, std::io::Error>(Bytes::from("chunk 1, ")), Ok(Bytes::from("chunk 2"))]);
+    let echoed =
+        client.post(format!("http://{addr}/post")).body(reqwest::Body::wrap_stream(chunks)).send().await.unwrap();
+    assert_eq!(echoed.text().await.unwrap(), "chunk 1, chunk 2");
+
+    // A body that ends with the backend's connection ends the client's too, whole.
+    router.configure("web", listener(&[("v1", 100, &["until-close"])])).await.unwrap();
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = Vec::new();
+    let (status, head, body) = read_response(&mut stream, &mut buf, false).await;
+    assert_eq!((status, body.as_slice()), (200, &b"until the end"[..]));
+    assert!(head.contains("connection: close"), "{head}");
 }
