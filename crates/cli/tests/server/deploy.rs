@@ -1,7 +1,8 @@
 //! Release and deploy through the server: releases from runs, promotion order, approvals,
 //! blue-green and canary rollouts, rollback, and traffic that survives `kill -9` of the server.
 
-use crate::support::{backends, Repo, Server};
+use crate::support::{backends, Backend, Repo, Server};
+use fantoccini::Locator;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
@@ -217,6 +218,79 @@ fn releases_rollouts_approvals_and_rollback() {
             assert!(actions.contains(&action), "{action} missing from {actions:?}");
         }
     }
+}
+
+/// The deploy pages in a real headless Chromium: what runs where, a rollout waiting
+/// for approval, approved with the page's own form by someone else than the deployer.
+#[test]
+fn the_deploy_pages_show_what_runs_where_and_approve_a_rollout_in_the_browser() {
+    if !python_available() {
+        return;
+    }
+    let Some(browser) = crate::ui::browser() else {
+        return;
+    };
+    let (staging, production) = (free_port(), free_port());
+    let repo = Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &delivery(staging, production)),
+    ]);
+    let server = Server::start(Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "staging", "--wait"]);
+    cli_ok(&server, &["deploy", "web", "--env", "production"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let rollout = loop {
+        let (_, rollouts) = server.api("GET", "/api/v1/rollouts?environment=production", None);
+        if let Some(r) = rollouts.as_array().and_then(|a| a.iter().find(|r| r["phase"] == "paused")) {
+            break r["id"].as_i64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "no paused rollout: {rollouts}");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let (code, bob) = server.api("POST", "/api/v1/tokens", Some(json!({"name": "bob", "role": "maintainer"})));
+    assert_eq!(code, 201, "{bob}");
+    let client = &browser.client;
+    browser.runtime.block_on(async {
+        let base = &server.url;
+        crate::ui::sign_in(client, base, bob["token"].as_str().unwrap()).await;
+        client.goto(&format!("{base}/ui/deploys")).await.unwrap();
+        let places = client.find(Locator::Css("table.places")).await.unwrap().text().await.unwrap();
+        assert!(places.contains("staging web v1"), "{places}");
+        assert!(places.contains(&format!("production web - #{rollout} paused")), "{places}");
+
+        // The rollout page refreshes itself while live: click Approve on whichever copy is shown.
+        client.find(Locator::LinkText(&format!("#{rollout} paused"))).await.unwrap().click().await.unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let phase = match client.find(Locator::Id("phase")).await {
+                Ok(el) => el.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if phase == "succeeded" {
+                break;
+            }
+            if phase == "paused" {
+                if let Ok(button) = client.find(Locator::XPath("//button[text()='Approve']")).await {
+                    let _ = button.click().await;
+                }
+            }
+            assert!(Instant::now() < deadline, "never approved: {}", client.source().await.unwrap_or_default());
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let weights = client.find(Locator::Css(".weights svg")).await.unwrap().text().await.unwrap();
+        assert!(weights.contains("v1 100%"), "{weights}");
+        let events = client.find(Locator::Css("ol.events")).await.unwrap().text().await.unwrap();
+        assert!(events.contains("approved by bob"), "{events}");
+        assert!(client.find(Locator::XPath("//button[text()='Approve']")).await.is_err(), "no actions once final");
+        client.goto(&format!("{base}/ui/deploys")).await.unwrap();
+        let places = client.find(Locator::Css("table.places")).await.unwrap().text().await.unwrap();
+        assert!(places.contains("production web v1 -"), "{places}");
+        client.clone().close().await.unwrap();
+    });
+    assert_eq!(get(production), (200, "v1".into()));
 }
 
 /// The router and the instances live in the host agent: a crash of the server

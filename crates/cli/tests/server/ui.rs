@@ -73,42 +73,73 @@ fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-#[test]
-fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
-    let (Some(driver), Some(browser)) = (find(&["chromedriver"]), find(&["chromium", "chromium-browser"])) else {
+/// Debian's headless Chromium driven through chromedriver, with a runtime to drive it.
+pub struct Browser {
+    pub client: fantoccini::Client,
+    pub runtime: tokio::runtime::Runtime,
+    _driver: Driver,
+}
+
+/// Starts the browser, or says why it cannot (a failure under CI, where `.ci/run`
+/// installs it; a skip on a developer's machine without it).
+pub fn browser() -> Option<Browser> {
+    let (Some(driver), Some(chromium)) = (find(&["chromedriver"]), find(&["chromium", "chromium-browser"])) else {
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("chromium and chromedriver are required under CI (.ci/run installs them)");
         }
         eprintln!("skipped: the UI test needs Debian's chromium and chromium-driver");
+        return None;
+    };
+    let port = free_port();
+    let driver = Driver(
+        Command::new(driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
+    );
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let client = runtime.block_on(async {
+        let mut caps = serde_json::Map::new();
+        caps.insert(
+            "goog:chromeOptions".into(),
+            serde_json::json!({"binary": which(&chromium), "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"]}),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+                .capabilities(caps.clone())
+                .connect(&format!("http://127.0.0.1:{port}"))
+                .await
+            {
+                Ok(c) => break c,
+                Err(_) if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(e) => panic!("chromedriver: {e}"),
+            }
+        }
+    });
+    Some(Browser { client, runtime, _driver: driver })
+}
+
+/// Signs in on the login page with a token.
+pub async fn sign_in(client: &fantoccini::Client, base: &str, token: &str) {
+    client.goto(&format!("{base}/ui/login")).await.unwrap();
+    client.find(Locator::Id("token")).await.unwrap().send_keys(token).await.unwrap();
+    client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while client.current_url().await.unwrap().path().ends_with("/ui/login") {
+        assert!(Instant::now() < deadline, "signing in failed: {}", client.source().await.unwrap_or_default());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[test]
+fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
+    let Some(browser) = browser() else {
         return;
     };
     let server = Server::start(Backend::Sqlite);
     let repo = Repo::new(&[(".github/workflows/release.yml", WF)]);
     let first = server.add_project("shop", repo.path())["runs"][0]["id"].as_i64().unwrap();
     server.wait_run(first, "completed");
-
-    let port = free_port();
-    let _driver = Driver(
-        Command::new(driver).arg(format!("--port={port}")).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap(),
-    );
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-    runtime.block_on(async {
-        let mut caps = serde_json::Map::new();
-        caps.insert(
-            "goog:chromeOptions".into(),
-            serde_json::json!({"binary": which(&browser), "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1600"]}),
-        );
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let client = loop {
-            match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new()).capabilities(caps.clone()).connect(&format!("http://127.0.0.1:{port}")).await {
-                Ok(c) => break c,
-                Err(e) if Instant::now() < deadline => {
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
-                }
-                Err(e) => panic!("chromedriver: {e}"),
-            }
-        };
+    let client = &browser.client;
+    browser.runtime.block_on(async {
         let base = &server.url;
 
         // Signing in: a wrong token is refused, the right one lands on the runs list.
@@ -121,16 +152,34 @@ fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
         client.find(Locator::Id("token")).await.unwrap().send_keys(&server.token).await.unwrap();
         client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
         let runs = client.wait().for_element(Locator::Css("#runs tbody tr")).await.unwrap().text().await.unwrap();
-        assert!(runs.contains("Release #1") && runs.contains("push") && runs.contains("main") && runs.contains("Alice"), "{runs}");
+        assert!(
+            runs.contains("Release #1") && runs.contains("push") && runs.contains("main") && runs.contains("Alice"),
+            "{runs}"
+        );
 
         // The dispatch form shows the workflow's inputs with their types.
         client.goto(&format!("{base}/ui/projects/shop")).await.unwrap();
         client.find(Locator::Css("a.dispatch")).await.unwrap().click().await.unwrap();
         client.wait().for_element(Locator::Id("dispatch-form")).await.unwrap();
-        assert_eq!(client.find(Locator::Css("select[name='input.flavour'] option[selected]")).await.unwrap().text().await.unwrap(), "vanilla");
+        assert_eq!(
+            client
+                .find(Locator::Css("select[name='input.flavour'] option[selected]"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "vanilla"
+        );
         client.find(Locator::Css("input[name='input.target']")).await.unwrap().send_keys("production").await.unwrap();
         client.find(Locator::Css("input[type=checkbox][name='input.dry_run']")).await.unwrap().click().await.unwrap();
-        client.find(Locator::Css("select[name='input.flavour'] option:nth-child(2)")).await.unwrap().click().await.unwrap();
+        client
+            .find(Locator::Css("select[name='input.flavour'] option:nth-child(2)"))
+            .await
+            .unwrap()
+            .click()
+            .await
+            .unwrap();
         client.find(Locator::Id("dispatch")).await.unwrap().click().await.unwrap();
 
         // The run page follows the run live, then shows the finished run.
@@ -138,11 +187,17 @@ fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
         loop {
             let state = client.find(Locator::Id("run-state")).await;
             if let Ok(el) = state {
-                if el.text().await.unwrap_or_default() == "success" && client.find(Locator::Css("#live[data-done=true]")).await.is_ok() {
+                if el.text().await.unwrap_or_default() == "success"
+                    && client.find(Locator::Css("#live[data-done=true]")).await.is_ok()
+                {
                     break;
                 }
             }
-            assert!(Instant::now() < deadline, "the run page never showed success:\n{}", client.source().await.unwrap_or_default());
+            assert!(
+                Instant::now() < deadline,
+                "the run page never showed success:\n{}",
+                client.source().await.unwrap_or_default()
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         tokio::time::sleep(Duration::from_millis(800)).await; // the page reloads once the run ends
@@ -152,7 +207,14 @@ fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
         assert_eq!(red.prop("textContent").await.unwrap().unwrap_or_default(), "red alert");
         let group = client.find(Locator::Css(".log details.group summary")).await.unwrap();
         assert_eq!(group.prop("textContent").await.unwrap().unwrap_or_default(), "Details inside");
-        let logs = client.find(Locator::Css("section.jobs")).await.unwrap().prop("textContent").await.unwrap().unwrap_or_default();
+        let logs = client
+            .find(Locator::Css("section.jobs"))
+            .await
+            .unwrap()
+            .prop("textContent")
+            .await
+            .unwrap()
+            .unwrap_or_default();
         assert!(logs.contains("target=production dry=false flavour=mint"), "{logs}");
         assert!(!logs.contains("::group::"), "{logs}");
         let nodes = client.find_all(Locator::Css("svg.job-graph g.job.success")).await.unwrap();
@@ -166,7 +228,7 @@ fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
             let png = client.screenshot().await.unwrap();
             std::fs::write(std::path::Path::new(&dir).join("run.png"), png).unwrap();
         }
-        client.close().await.unwrap();
+        client.clone().close().await.unwrap();
     });
 }
 
