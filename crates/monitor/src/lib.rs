@@ -1,0 +1,19 @@
+//! Monitoring: reading Prometheus' exposition formats, and a time-series store made
+//! of an in-memory head of XOR-compressed chunks behind a crash-safe write-ahead log.
+//!
+//! `exposition` parses what targets serve; `labels` is a series' identity; `chunk`
+//! packs samples as Prometheus does (delta-of-delta timestamps, XOR'd values);
+//! `head` holds the series and their chunks with a postings index for label
+//! matchers; `wal` makes every appended batch durable and is replayed at start;
+//! `db` ties the head and the log together.
+#![forbid(unsafe_code)]
+
+pub mod chunk;
+pub mod db;
+pub mod exposition;
+pub mod head;
+pub mod labels;
+pub mod wal;
+
+pub use db::{Db, DbOptions};
+pub use labels::{Labels, MatchOp, Matcher};

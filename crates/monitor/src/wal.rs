@@ -1,0 +1,313 @@
+//! The write-ahead log: every new series and every batch of samples is written here
+//! before the head holds it, and read back, record by record, at start.
+//!
+//! Segments `wal/00000001`, `wal/00000002`… hold records framed as
+//! `[payload length: u32 LE][CRC-32 of payload: u32 LE][payload]`. A record cut short
+//! by a crash (or failing its checksum) ends the replay, and the segment is truncated
+//! there; writing goes on in a new segment. Writes reach the operating system at once
+//! and the disk at each [`Wal::sync`].
+
+use crate::labels::Labels;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+/// A segment is closed once it reaches this size.
+const SEGMENT_BYTES: u64 = 64 << 20;
+/// The largest record accepted when reading (a guard against a corrupt length).
+const MAX_RECORD: u32 = 64 << 20;
+
+const SERIES: u8 = 1;
+const SAMPLES: u8 = 2;
+
+/// What the log holds.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Record {
+    /// A series created with this number.
+    Series { series: u32, labels: Labels },
+    /// Samples `(series, milliseconds, value)`.
+    Samples(Vec<(u32, i64, f64)>),
+}
+
+/// The log, open for appending.
+#[derive(Debug)]
+pub struct Wal {
+    dir: PathBuf,
+    out: BufWriter<File>,
+    segment: u32,
+    size: u64,
+    unsynced: bool,
+    scratch: Vec<u8>,
+}
+
+fn segment_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("{n:08}"))
+}
+
+fn segments(dir: &Path) -> io::Result<Vec<u32>> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(n) = name.to_str().filter(|n| n.len() == 8).and_then(|n| n.parse::<u32>().ok()) {
+            found.push(n);
+        }
+    }
+    found.sort_unstable();
+    Ok(found)
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(input: &mut &[u8]) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let (&byte, rest) = input.split_first()?;
+        *input = rest;
+        v |= u64::from(byte & 0x7f) << shift;
+        if byte & 0x80 == 0 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+    let len = usize::try_from(get_varint(input)?).ok()?;
+    if input.len() < len {
+        return None;
+    }
+    let (bytes, rest) = input.split_at(len);
+    *input = rest;
+    Some(bytes)
+}
+
+fn encode(record: &Record, out: &mut Vec<u8>) {
+    match record {
+        Record::Series { series, labels } => {
+            out.push(SERIES);
+            put_varint(out, u64::from(*series));
+            put_varint(out, labels.len() as u64);
+            for (k, v) in labels.iter() {
+                put_varint(out, k.len() as u64);
+                out.extend_from_slice(k.as_bytes());
+                put_varint(out, v.len() as u64);
+                out.extend_from_slice(v.as_bytes());
+            }
+        }
+        Record::Samples(samples) => {
+            out.push(SAMPLES);
+            put_varint(out, samples.len() as u64);
+            for (series, t, v) in samples {
+                put_varint(out, u64::from(*series));
+                put_varint(out, ((t << 1) ^ (t >> 63)) as u64);
+                out.extend_from_slice(&v.to_bits().to_le_bytes());
+            }
+        }
+    }
+}
+
+fn decode(payload: &[u8]) -> Option<Record> {
+    let (&kind, mut input) = payload.split_first()?;
+    match kind {
+        SERIES => {
+            let series = u32::try_from(get_varint(&mut input)?).ok()?;
+            let count = get_varint(&mut input)?;
+            let mut pairs = Vec::new();
+            for _ in 0..count {
+                let k = std::str::from_utf8(get_bytes(&mut input)?).ok()?.to_string();
+                let v = std::str::from_utf8(get_bytes(&mut input)?).ok()?.to_string();
+                pairs.push((k, v));
+            }
+            Some(Record::Series { series, labels: Labels::new(pairs) })
+        }
+        SAMPLES => {
+            let count = get_varint(&mut input)?;
+            let mut samples = Vec::with_capacity(usize::try_from(count).ok()?.min(1 << 20));
+            for _ in 0..count {
+                let series = u32::try_from(get_varint(&mut input)?).ok()?;
+                let z = get_varint(&mut input)?;
+                let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                if input.len() < 8 {
+                    return None;
+                }
+                let (bits, rest) = input.split_at(8);
+                input = rest;
+                let v = f64::from_bits(u64::from_le_bytes(bits.try_into().ok()?));
+                samples.push((series, t, v));
+            }
+            Some(Record::Samples(samples))
+        }
+        _ => None,
+    }
+}
+
+/// What a replay found.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    pub records: u64,
+    pub segments: u32,
+    /// Bytes cut off the end of the last segment (a torn or corrupt tail).
+    pub truncated_bytes: u64,
+}
+
+impl Wal {
+    /// Reads every record in order, handing each to `apply`, then opens a new
+    /// segment for writing. Memory stays at one record at a time.
+    pub fn open(dir: &Path, mut apply: impl FnMut(Record)) -> io::Result<(Wal, Replayed)> {
+        fs::create_dir_all(dir)?;
+        let found = segments(dir)?;
+        let mut replayed = Replayed { segments: found.len() as u32, ..Replayed::default() };
+        let mut payload = Vec::new();
+        for (i, &n) in found.iter().enumerate() {
+            let path = segment_path(dir, n);
+            let file = File::open(&path)?;
+            let total = file.metadata()?.len();
+            let mut reader = BufReader::with_capacity(1 << 16, file);
+            let mut offset = 0u64;
+            loop {
+                let mut frame = [0u8; 8];
+                match reader.read_exact(&mut frame) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e),
+                }
+                let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+                let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+                if len > MAX_RECORD {
+                    break;
+                }
+                payload.resize(len as usize, 0);
+                if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+                    break;
+                }
+                let Some(record) = decode(&payload) else { break };
+                apply(record);
+                replayed.records += 1;
+                offset += 8 + u64::from(len);
+            }
+            if offset < total {
+                if i + 1 == found.len() {
+                    tracing::warn!(segment = %path.display(), offset, "write-ahead log ends with a torn record; truncated");
+                    OpenOptions::new().write(true).open(&path)?.set_len(offset)?;
+                    replayed.truncated_bytes = total - offset;
+                } else {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("{}: corrupt record at byte {offset} before the last segment", path.display()),
+                    ));
+                }
+            }
+        }
+        // Writing goes on in the last segment only if it is empty.
+        let segment = match found.last() {
+            Some(&n) if fs::metadata(segment_path(dir, n))?.len() == 0 => n,
+            Some(&n) => n + 1,
+            None => 1,
+        };
+        let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, segment))?;
+        File::open(dir)?.sync_all()?;
+        let wal = Wal {
+            dir: dir.to_path_buf(),
+            out: BufWriter::with_capacity(1 << 16, file),
+            segment,
+            size: 0,
+            unsynced: false,
+            scratch: Vec::new(),
+        };
+        Ok((wal, replayed))
+    }
+
+    /// Appends records and hands them to the operating system.
+    pub fn log(&mut self, records: &[Record]) -> io::Result<()> {
+        for record in records {
+            self.scratch.clear();
+            encode(record, &mut self.scratch);
+            let len = u32::try_from(self.scratch.len())
+                .ok()
+                .filter(|l| *l <= MAX_RECORD)
+                .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "write-ahead log record too large"))?;
+            self.out.write_all(&len.to_le_bytes())?;
+            self.out.write_all(&crc32fast::hash(&self.scratch).to_le_bytes())?;
+            self.out.write_all(&self.scratch)?;
+            self.size += 8 + u64::from(len);
+        }
+        self.out.flush()?;
+        self.unsynced = true;
+        if self.size >= SEGMENT_BYTES {
+            self.cut()?;
+        }
+        Ok(())
+    }
+
+    fn cut(&mut self) -> io::Result<()> {
+        self.out.get_ref().sync_data()?;
+        self.segment += 1;
+        let file = OpenOptions::new().create(true).append(true).open(segment_path(&self.dir, self.segment))?;
+        File::open(&self.dir)?.sync_all()?;
+        self.out = BufWriter::with_capacity(1 << 16, file);
+        self.size = 0;
+        self.unsynced = false;
+        Ok(())
+    }
+
+    /// Makes everything logged so far durable.
+    pub fn sync(&mut self) -> io::Result<()> {
+        if self.unsynced {
+            self.out.flush()?;
+            self.out.get_ref().sync_data()?;
+            self.unsynced = false;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn replay(dir: &Path) -> (Vec<Record>, Replayed) {
+        let mut records = Vec::new();
+        let (_, replayed) = Wal::open(dir, |r| records.push(r)).unwrap();
+        (records, replayed)
+    }
+
+    #[test]
+    fn records_come_back_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = vec![
+            Record::Series { series: 0, labels: Labels::from_pairs(&[("__name__", "up"), ("job", "a\"b")]) },
+            Record::Samples(vec![(0, 1_700_000_000_000, 1.0), (0, -5, f64::NAN)]),
+        ];
+        {
+            let (mut wal, _) = Wal::open(dir.path(), |_| {}).unwrap();
+            wal.log(&written).unwrap();
+            wal.sync().unwrap();
+        }
+        let (records, replayed) = replay(dir.path());
+        assert_eq!(records.len(), 2);
+        assert_eq!(records[0], written[0]);
+        let Record::Samples(s) = &records[1] else { panic!() };
+        assert_eq!((s[0], s[1].1), ((0, 1_700_000_000_000, 1.0), -5));
+        assert!(s[1].2.is_nan());
+        assert_eq!(replayed.truncated_bytes, 0);
+
+        // A crash in the middle of a record: the replay stops before it and cuts it off.
+        let last = segments(dir.path()).unwrap().into_iter().next_back().unwrap();
+        let (mut wal, _) = Wal::open(dir.path(), |_| {}).unwrap();
+        wal.log(&[Record::Samples(vec![(0, 2, 2.0)])]).unwrap();
+        drop(wal);
+        let path = segment_path(dir.path(), last);
+        let len = fs::metadata(&path).unwrap().len();
+        OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 3).unwrap();
+        let (records, replayed) = replay(dir.path());
+        assert_eq!(records.len(), 2);
+        assert_eq!(replayed.truncated_bytes, len - 3);
+        assert_eq!(fs::metadata(&path).unwrap().len(), 0);
+    }
+}
