@@ -9,6 +9,7 @@ use parking_lot::{Mutex, RwLock};
 use std::collections::HashMap;
 use std::io;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -52,11 +53,18 @@ pub struct HeadStats {
     pub label_bytes: usize,
 }
 
+#[derive(Debug, Default)]
+struct Counters {
+    samples_appended: AtomicU64,
+    series_created: AtomicU64,
+}
+
 #[derive(Debug)]
 pub struct Db {
     head: RwLock<Head>,
     wal: Mutex<Wal>,
     wal_dir: PathBuf,
+    counters: Counters,
     /// What opening replayed.
     pub replayed: Replayed,
 }
@@ -83,7 +91,13 @@ impl Db {
         .map_err(|source| DbError::Wal { dir: wal_dir.clone(), source })?;
         drop(refs);
         tracing::info!(series = head.len(), records = replayed.records, "write-ahead log replayed");
-        let db = Arc::new(Db { head: RwLock::new(head), wal: Mutex::new(wal), wal_dir, replayed });
+        let db = Arc::new(Db {
+            head: RwLock::new(head),
+            wal: Mutex::new(wal),
+            wal_dir,
+            counters: Counters::default(),
+            replayed,
+        });
         let weak = Arc::downgrade(&db);
         let interval = options.sync_interval;
         std::thread::Builder::new()
@@ -105,16 +119,42 @@ impl Db {
         &self,
         samples: impl IntoIterator<Item = (&'a Labels, i64, f64)>,
     ) -> Result<AppendStats, DbError> {
+        let mut new_series = 0;
+        let mut refs = Vec::new();
+        for (labels, t, v) in samples {
+            let (r, created) = self.resolve(labels)?;
+            new_series += usize::from(created);
+            refs.push((r, t, v));
+        }
+        let stats = self.append_refs(&refs)?;
+        Ok(AppendStats { new_series, ..stats })
+    }
+
+    /// The series with these labels, created (and logged) when new.
+    pub fn series_ref(&self, labels: &Labels) -> Result<SeriesRef, DbError> {
+        self.resolve(labels).map(|(r, _)| r)
+    }
+
+    fn resolve(&self, labels: &Labels) -> Result<(SeriesRef, bool), DbError> {
+        if let Some(r) = self.head.read().lookup(labels) {
+            return Ok((r, false));
+        }
+        let mut head = self.head.write();
+        let (r, created) = head.get_or_create(labels);
+        if created {
+            let record = Record::Series { series: r, labels: labels.clone() };
+            self.wal.lock().log(&[record]).map_err(|source| DbError::Wal { dir: self.wal_dir.clone(), source })?;
+            self.counters.series_created.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok((r, created))
+    }
+
+    /// Appends samples of series already known by number (see [`Db::series_ref`]).
+    pub fn append_refs(&self, samples: &[(SeriesRef, i64, f64)]) -> Result<AppendStats, DbError> {
         let mut head = self.head.write();
         let mut stats = AppendStats::default();
-        let mut records = Vec::new();
-        let mut accepted = Vec::new();
-        for (labels, t, v) in samples {
-            let (r, created) = head.get_or_create(labels);
-            if created {
-                stats.new_series += 1;
-                records.push(Record::Series { series: r, labels: labels.clone() });
-            }
+        let mut accepted = Vec::with_capacity(samples.len());
+        for &(r, t, v) in samples {
             match head.check(r, t, v) {
                 Ok(true) => {
                     head.push(r, t, v);
@@ -126,13 +166,19 @@ impl Db {
             }
         }
         stats.appended = accepted.len();
+        self.counters.samples_appended.fetch_add(accepted.len() as u64, Ordering::Relaxed);
         if !accepted.is_empty() {
-            records.push(Record::Samples(accepted));
-        }
-        if !records.is_empty() {
-            self.wal.lock().log(&records).map_err(|source| DbError::Wal { dir: self.wal_dir.clone(), source })?;
+            self.wal
+                .lock()
+                .log(&[Record::Samples(accepted)])
+                .map_err(|source| DbError::Wal { dir: self.wal_dir.clone(), source })?;
         }
         Ok(stats)
+    }
+
+    /// Samples appended and series created since the store was opened.
+    pub fn counters(&self) -> (u64, u64) {
+        (self.counters.samples_appended.load(Ordering::Relaxed), self.counters.series_created.load(Ordering::Relaxed))
     }
 
     /// Makes every append so far durable.

@@ -9,10 +9,12 @@
 #![forbid(unsafe_code)]
 
 pub mod chunk;
+pub mod config;
 pub mod db;
 pub mod exposition;
 pub mod head;
 pub mod labels;
+pub mod scrape;
 pub mod wal;
 
 pub use db::{Db, DbOptions};

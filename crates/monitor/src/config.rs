@@ -1,0 +1,383 @@
+//! `prometheus.yml`, read as Prometheus reads it: `global` and `scrape_configs` with
+//! static targets. Keys Mobius does not handle yet are refused by name and position
+//! rather than ignored, so a configuration never means less than it says.
+
+use mobius_workflow::yaml::{self, Node, Pos};
+use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
+use std::time::Duration;
+
+/// The parts of a Prometheus configuration Mobius acts on.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrometheusConfig {
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub evaluation_interval: Duration,
+    pub external_labels: Vec<(String, String)>,
+    pub scrape_configs: Vec<ScrapeConfig>,
+    pub rule_files: Vec<String>,
+}
+
+/// One `scrape_configs` entry.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ScrapeConfig {
+    pub job_name: String,
+    pub scrape_interval: Duration,
+    pub scrape_timeout: Duration,
+    pub metrics_path: String,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    pub static_configs: Vec<StaticConfig>,
+}
+
+/// Targets (`host:port`) sharing labels.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StaticConfig {
+    pub targets: Vec<String>,
+    pub labels: Vec<(String, String)>,
+}
+
+/// A Prometheus duration: `1h30m`, `15s`, `500ms` (units y, w, d, h, m, s, ms).
+pub fn parse_duration(text: &str) -> Option<Duration> {
+    if text.is_empty() {
+        return None;
+    }
+    let mut total = 0u64;
+    let mut rest = text;
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let (unit_ms, len) = match rest.as_bytes() {
+            [b'm', b's', ..] => (1, 2),
+            [b'y', ..] => (365 * 86_400_000, 1),
+            [b'w', ..] => (7 * 86_400_000, 1),
+            [b'd', ..] => (86_400_000, 1),
+            [b'h', ..] => (3_600_000, 1),
+            [b'm', ..] => (60_000, 1),
+            [b's', ..] => (1000, 1),
+            _ => return None,
+        };
+        total = total.checked_add(n.checked_mul(unit_ms)?)?;
+        rest = &rest[len..];
+    }
+    Some(Duration::from_millis(total))
+}
+
+struct Checker {
+    diagnostics: Vec<Diagnostic>,
+}
+
+impl Checker {
+    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+        self.diagnostics.push(Diagnostic::new(pos, message));
+    }
+
+    /// The entries of a mapping, reporting keys outside `known` (and naming the ones
+    /// Prometheus has but Mobius does not handle yet).
+    fn entries<'a>(&mut self, node: &'a Node, what: &str, known: &[&str], later: &[&str]) -> Vec<(&'a str, &'a Node)> {
+        let Some(map) = node.as_map() else {
+            if !node.is_null() {
+                self.error(node.pos, format!("{what} must be a mapping"));
+            }
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in map {
+            let name = key.as_str().unwrap_or("");
+            if known.contains(&name) {
+                out.push((name, value));
+            } else if later.contains(&name) {
+                self.error(key.pos, format!("`{name}` in {what} is not supported by Mobius yet"));
+            } else {
+                self.error(key.pos, format!("unknown key `{name}` in {what} (expected one of: {})", known.join(", ")));
+            }
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+        let value = node.scalar_string();
+        if value.is_none() {
+            self.error(node.pos, format!("{what} must be a string"));
+        }
+        value
+    }
+
+    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+        let parsed = node.scalar_string().as_deref().and_then(parse_duration).filter(|d| !d.is_zero());
+        if parsed.is_none() {
+            self.error(node.pos, format!("{what} must be a duration such as `15s`, `1m` or `500ms`"));
+        }
+        parsed
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match node.scalar_string().as_deref() {
+            Some("true") => Some(true),
+            Some("false") => Some(false),
+            _ => {
+                self.error(node.pos, format!("{what} must be true or false"));
+                None
+            }
+        }
+    }
+
+    fn labels(&mut self, node: &Node, what: &str) -> Vec<(String, String)> {
+        let Some(map) = node.as_map() else {
+            self.error(node.pos, format!("{what} must be a mapping of label names to values"));
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (key, value) in map {
+            let name = key.as_str().unwrap_or("");
+            if !crate::exposition::valid_label_name(name) {
+                self.error(key.pos, format!("invalid label name `{name}`"));
+                continue;
+            }
+            if let Some(v) = self.string(value, &format!("the value of `{name}`")) {
+                out.push((name.to_string(), v));
+            }
+        }
+        out
+    }
+
+    fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
+        let Some(items) = node.as_seq() else {
+            self.error(node.pos, format!("{what} must be a list"));
+            return Vec::new();
+        };
+        items.iter().filter_map(|n| self.string(n, what)).collect()
+    }
+}
+
+const SCRAPE_LATER: [&str; 14] = [
+    "relabel_configs",
+    "metric_relabel_configs",
+    "file_sd_configs",
+    "params",
+    "scheme",
+    "basic_auth",
+    "authorization",
+    "tls_config",
+    "sample_limit",
+    "label_limit",
+    "body_size_limit",
+    "kubernetes_sd_configs",
+    "dns_sd_configs",
+    "http_sd_configs",
+];
+
+/// Reads a `prometheus.yml`; every problem is reported with its position.
+pub fn parse_prometheus_config(file: SourceFile) -> Result<PrometheusConfig, FileErrors> {
+    let root = match yaml::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
+    };
+    let mut c = Checker { diagnostics: Vec::new() };
+    let mut config = PrometheusConfig {
+        scrape_interval: Duration::from_secs(60),
+        scrape_timeout: Duration::from_secs(10),
+        evaluation_interval: Duration::from_secs(60),
+        external_labels: Vec::new(),
+        scrape_configs: Vec::new(),
+        rule_files: Vec::new(),
+    };
+    let mut scrape_nodes = None;
+    for (key, value) in c.entries(
+        &root,
+        "the configuration",
+        &["global", "scrape_configs", "rule_files"],
+        &["alerting", "remote_write", "remote_read", "storage", "tracing", "scrape_config_files"],
+    ) {
+        match key {
+            "global" => {
+                for (key, value) in c.entries(
+                    value,
+                    "`global`",
+                    &["scrape_interval", "scrape_timeout", "evaluation_interval", "external_labels"],
+                    &["query_log_file", "body_size_limit", "sample_limit"],
+                ) {
+                    match key {
+                        "scrape_interval" => {
+                            config.scrape_interval = c.duration(value, key).unwrap_or(config.scrape_interval)
+                        }
+                        "scrape_timeout" => {
+                            config.scrape_timeout = c.duration(value, key).unwrap_or(config.scrape_timeout)
+                        }
+                        "evaluation_interval" => {
+                            config.evaluation_interval = c.duration(value, key).unwrap_or(config.evaluation_interval)
+                        }
+                        _ => config.external_labels = c.labels(value, "`external_labels`"),
+                    }
+                }
+            }
+            "rule_files" => config.rule_files = c.strings(value, "`rule_files`"),
+            _ => scrape_nodes = Some(value),
+        }
+    }
+    if config.scrape_timeout > config.scrape_interval {
+        config.scrape_timeout = config.scrape_interval;
+    }
+    if let Some(node) = scrape_nodes {
+        let items = node.as_seq().unwrap_or_else(|| {
+            c.error(node.pos, "`scrape_configs` must be a list");
+            &[]
+        });
+        for item in items {
+            if let Some(job) = scrape_config(&mut c, item, &config) {
+                if config.scrape_configs.iter().any(|j| j.job_name == job.job_name) {
+                    c.error(item.pos, format!("job `{}` is configured twice", job.job_name));
+                }
+                config.scrape_configs.push(job);
+            }
+        }
+    }
+    if c.diagnostics.is_empty() {
+        Ok(config)
+    } else {
+        Err(FileErrors { file, diagnostics: c.diagnostics })
+    }
+}
+
+fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Option<ScrapeConfig> {
+    let mut job = ScrapeConfig {
+        job_name: String::new(),
+        scrape_interval: global.scrape_interval,
+        scrape_timeout: global.scrape_timeout,
+        metrics_path: "/metrics".into(),
+        honor_labels: false,
+        honor_timestamps: true,
+        static_configs: Vec::new(),
+    };
+    let mut timeout_given = false;
+    for (key, value) in c.entries(
+        node,
+        "a scrape config",
+        &[
+            "job_name",
+            "scrape_interval",
+            "scrape_timeout",
+            "metrics_path",
+            "honor_labels",
+            "honor_timestamps",
+            "static_configs",
+        ],
+        &SCRAPE_LATER,
+    ) {
+        match key {
+            "job_name" => job.job_name = c.string(value, key).unwrap_or_default(),
+            "scrape_interval" => job.scrape_interval = c.duration(value, key).unwrap_or(job.scrape_interval),
+            "scrape_timeout" => {
+                timeout_given = true;
+                job.scrape_timeout = c.duration(value, key).unwrap_or(job.scrape_timeout);
+            }
+            "metrics_path" => job.metrics_path = c.string(value, key).unwrap_or(job.metrics_path),
+            "honor_labels" => job.honor_labels = c.boolean(value, key).unwrap_or(false),
+            "honor_timestamps" => job.honor_timestamps = c.boolean(value, key).unwrap_or(true),
+            _ => {
+                let Some(groups) = value.as_seq() else {
+                    c.error(value.pos, "`static_configs` must be a list");
+                    continue;
+                };
+                for group in groups {
+                    let mut targets = StaticConfig { targets: Vec::new(), labels: Vec::new() };
+                    for (key, value) in c.entries(group, "a static config", &["targets", "labels"], &[]) {
+                        if key == "targets" {
+                            for (i, t) in c.strings(value, "`targets`").into_iter().enumerate() {
+                                if t.contains('/') || !t.contains(':') {
+                                    let pos = value.as_seq().and_then(|s| s.get(i)).map_or(value.pos, |n| n.pos);
+                                    c.error(pos, format!("target `{t}` must be host:port"));
+                                }
+                                targets.targets.push(t);
+                            }
+                        } else {
+                            targets.labels = c.labels(value, "`labels`");
+                        }
+                    }
+                    job.static_configs.push(targets);
+                }
+            }
+        }
+    }
+    if job.job_name.is_empty() {
+        c.error(node.pos, "a scrape config needs a `job_name`");
+        return None;
+    }
+    if timeout_given && job.scrape_timeout > job.scrape_interval {
+        c.error(node.pos, format!("job `{}`: scrape_timeout is longer than scrape_interval", job.job_name));
+    }
+    job.scrape_timeout = job.scrape_timeout.min(job.scrape_interval);
+    if !job.metrics_path.starts_with('/') {
+        c.error(node.pos, format!("job `{}`: metrics_path must start with `/`", job.job_name));
+    }
+    Some(job)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<PrometheusConfig, Vec<String>> {
+        parse_prometheus_config(SourceFile::new("prometheus.yml", text))
+            .map_err(|e| e.diagnostics.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect())
+    }
+
+    #[test]
+    fn a_usual_configuration_reads_with_prometheus_defaults() {
+        let text = [
+            "global:",
+            "  scrape_interval: 15s",
+            "  external_labels: { site: lab }",
+            "rule_files: [rules.yml]",
+            "scrape_configs:",
+            "  - job_name: api",
+            "    static_configs:",
+            "      - targets: ['127.0.0.1:9100', 'localhost:9101']",
+            "        labels: { team: core }",
+            "  - job_name: fast",
+            "    scrape_interval: 1s",
+            "    metrics_path: /m",
+        ]
+        .join("\n");
+        let config = parse(&text).unwrap();
+        assert_eq!(config.scrape_interval, Duration::from_secs(15));
+        assert_eq!(config.rule_files, ["rules.yml"]);
+        let api = &config.scrape_configs[0];
+        assert_eq!((api.scrape_interval, api.scrape_timeout), (Duration::from_secs(15), Duration::from_secs(10)));
+        assert_eq!(api.static_configs[0].targets, ["127.0.0.1:9100", "localhost:9101"]);
+        assert_eq!(api.static_configs[0].labels, [("team".to_string(), "core".to_string())]);
+        let fast = &config.scrape_configs[1];
+        assert_eq!((fast.scrape_timeout, fast.metrics_path.as_str()), (Duration::from_secs(1), "/m"));
+    }
+
+    #[test]
+    fn problems_are_all_reported_with_positions() {
+        let errors = parse(
+            "global:\n  scrape_interval: soon\nscrape_configs:\n  - job_name: a\n    relabel_configs: []\n    static_configs:\n      - targets: [nohost]\n  - scrape_interval: 1s\n  - job_name: a\n    bogus: 1\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "2:20 scrape_interval must be a duration such as `15s`, `1m` or `500ms`",
+                "5:5 `relabel_configs` in a scrape config is not supported by Mobius yet",
+                "7:19 target `nohost` must be host:port",
+                "8:5 a scrape config needs a `job_name`",
+                "10:5 unknown key `bogus` in a scrape config (expected one of: job_name, scrape_interval, scrape_timeout, metrics_path, honor_labels, honor_timestamps, static_configs)",
+                "9:5 job `a` is configured twice",
+            ]
+        );
+    }
+
+    #[test]
+    fn durations_read_like_prometheus() {
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
+        assert_eq!(parse_duration("1.5s"), None);
+        assert_eq!(parse_duration("s"), None);
+    }
+}

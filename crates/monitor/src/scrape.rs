@@ -1,0 +1,353 @@
+//! Scraping: a task per target asks for OpenMetrics or the text format on a kept-alive
+//! connection at its interval, stores the samples at the scrape's timestamp, adds
+//! `up` and the `scrape_*` series, and marks series that went away (or every series,
+//! when a scrape fails) stale, as Prometheus does.
+
+use crate::config::PrometheusConfig;
+use crate::db::Db;
+use crate::exposition::{parse_series, Entry, Format, Parser};
+use crate::head::SeriesRef;
+use crate::labels::Labels;
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::task::JoinHandle;
+
+/// The value Prometheus writes to end a series (a NaN no computation produces).
+pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
+
+pub fn is_stale(v: f64) -> bool {
+    v.to_bits() == STALE_NAN_BITS
+}
+
+/// One endpoint to scrape, with the labels its series get.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Target {
+    /// `host:port`.
+    pub address: String,
+    pub metrics_path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub honor_labels: bool,
+    pub honor_timestamps: bool,
+    /// `job`, `instance` and the configured labels.
+    pub labels: Labels,
+}
+
+/// The targets of every static config of a Prometheus configuration.
+pub fn static_targets(config: &PrometheusConfig) -> Vec<Target> {
+    let mut out = Vec::new();
+    for job in &config.scrape_configs {
+        for group in &job.static_configs {
+            for address in &group.targets {
+                let mut pairs =
+                    vec![("job".to_string(), job.job_name.clone()), ("instance".to_string(), address.clone())];
+                pairs.extend(group.labels.iter().cloned());
+                out.push(Target {
+                    address: address.clone(),
+                    metrics_path: job.metrics_path.clone(),
+                    interval: job.scrape_interval,
+                    timeout: job.scrape_timeout,
+                    honor_labels: job.honor_labels,
+                    honor_timestamps: job.honor_timestamps,
+                    labels: Labels::new(pairs),
+                });
+            }
+        }
+    }
+    out
+}
+
+/// How a target's last scrape went.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TargetHealth {
+    pub up: bool,
+    /// Milliseconds since the epoch of the last scrape, 0 before the first.
+    pub last_scrape_ms: i64,
+    pub last_duration: Duration,
+    pub last_error: Option<String>,
+    pub samples: usize,
+}
+
+struct Running {
+    target: Target,
+    health: Arc<Mutex<TargetHealth>>,
+    task: JoinHandle<()>,
+}
+
+/// Every scrape loop, replaced as a whole when the configuration changes.
+pub struct Scraper {
+    db: Arc<Db>,
+    running: Mutex<Vec<Running>>,
+}
+
+impl std::fmt::Debug for Scraper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Scraper").field("targets", &self.running.lock().len()).finish()
+    }
+}
+
+impl Scraper {
+    pub fn new(db: Arc<Db>) -> Arc<Scraper> {
+        Arc::new(Scraper { db, running: Mutex::new(Vec::new()) })
+    }
+
+    /// Scrapes exactly these targets from now on: loops of unchanged targets go on,
+    /// others stop, new ones start.
+    pub fn set_targets(&self, targets: Vec<Target>) {
+        let mut running = self.running.lock();
+        running.retain(|r| {
+            let keep = targets.contains(&r.target);
+            if !keep {
+                r.task.abort();
+            }
+            keep
+        });
+        for target in targets {
+            if running.iter().any(|r| r.target == target) {
+                continue;
+            }
+            let health = Arc::new(Mutex::new(TargetHealth::default()));
+            let task = tokio::spawn(scrape_loop(Arc::clone(&self.db), target.clone(), Arc::clone(&health)));
+            running.push(Running { target, health, task });
+        }
+    }
+
+    pub fn targets(&self) -> Vec<(Target, TargetHealth)> {
+        self.running.lock().iter().map(|r| (r.target.clone(), r.health.lock().clone())).collect()
+    }
+}
+
+impl Drop for Scraper {
+    fn drop(&mut self) {
+        for r in self.running.get_mut().iter() {
+            r.task.abort();
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// A series of the target as last seen.
+struct Cached {
+    series: SeriesRef,
+    seen: u64,
+}
+
+struct Loop {
+    db: Arc<Db>,
+    target: Target,
+    connection: Option<SendRequest<Empty<Bytes>>>,
+    cache: HashMap<Box<str>, Cached>,
+    scrape: u64,
+    batch: Vec<(SeriesRef, i64, f64)>,
+    report: HashMap<&'static str, SeriesRef>,
+}
+
+async fn scrape_loop(db: Arc<Db>, target: Target, health: Arc<Mutex<TargetHealth>>) {
+    // Targets are spread over the interval, each at an offset of its own.
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    target.address.hash(&mut hasher);
+    target.metrics_path.hash(&mut hasher);
+    let interval_ms = u64::try_from(target.interval.as_millis()).unwrap_or(u64::MAX).max(1);
+    let now = u64::try_from(now_ms()).unwrap_or(0);
+    let offset = (hasher.finish() % interval_ms + interval_ms - now % interval_ms) % interval_ms;
+    let mut ticks =
+        tokio::time::interval_at(tokio::time::Instant::now() + Duration::from_millis(offset), target.interval);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut state = Loop {
+        db,
+        target,
+        connection: None,
+        cache: HashMap::new(),
+        scrape: 0,
+        batch: Vec::new(),
+        report: HashMap::new(),
+    };
+    loop {
+        ticks.tick().await;
+        let outcome = state.scrape_once().await;
+        *health.lock() = outcome;
+    }
+}
+
+impl Loop {
+    async fn scrape_once(&mut self) -> TargetHealth {
+        self.scrape += 1;
+        let t = now_ms();
+        let started = Instant::now();
+        let fetched = match tokio::time::timeout(self.target.timeout, self.fetch()).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.connection = None;
+                Err(format!("scrape timed out after {:?}", self.target.timeout))
+            }
+        };
+        let result = fetched.and_then(|(body, format)| self.ingest(&body, format, t));
+        let duration = started.elapsed();
+        let (up, samples, added, error) = match result {
+            Ok((samples, added)) => (true, samples, added, None),
+            Err(e) => {
+                tracing::debug!(target = %self.target.address, error = %e, "scrape failed");
+                (false, 0, 0, Some(e))
+            }
+        };
+        // Series of the previous scrape that this one did not return end here.
+        let previous = self.scrape - 1;
+        let scrape = self.scrape;
+        self.batch.clear();
+        self.cache.retain(|_, c| {
+            if c.seen == previous {
+                self.batch.push((c.series, t, f64::from_bits(STALE_NAN_BITS)));
+            }
+            c.seen == scrape
+        });
+        let report = [
+            ("up", if up { 1.0 } else { 0.0 }),
+            ("scrape_duration_seconds", duration.as_secs_f64()),
+            ("scrape_samples_scraped", samples as f64),
+            ("scrape_samples_post_metric_relabeling", samples as f64),
+            ("scrape_series_added", added as f64),
+        ];
+        for (name, value) in report {
+            if let Some(series) = self.report_series(name) {
+                self.batch.push((series, t, value));
+            }
+        }
+        if let Err(e) = self.db.append_refs(&self.batch) {
+            tracing::error!(error = %e, "cannot store scraped samples");
+        }
+        TargetHealth { up, last_scrape_ms: t, last_duration: duration, last_error: error, samples }
+    }
+
+    fn report_series(&mut self, name: &'static str) -> Option<SeriesRef> {
+        if let Some(r) = self.report.get(name) {
+            return Some(*r);
+        }
+        let mut pairs: Vec<(String, String)> =
+            self.target.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        pairs.push((crate::labels::METRIC_NAME.to_string(), name.to_string()));
+        let r = self.db.series_ref(&Labels::new(pairs)).ok()?;
+        self.report.insert(name, r);
+        Some(r)
+    }
+
+    async fn fetch(&mut self) -> Result<(Bytes, Format), String> {
+        let mut sender = match self.connection.take() {
+            Some(s) if !s.is_closed() => s,
+            _ => {
+                let stream = tokio::net::TcpStream::connect(&self.target.address).await.map_err(|e| e.to_string())?;
+                let _ = stream.set_nodelay(true);
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+                tokio::spawn(async move {
+                    let _ = conn.await;
+                });
+                sender
+            }
+        };
+        sender.ready().await.map_err(|e| e.to_string())?;
+        let request = hyper::Request::get(self.target.metrics_path.as_str())
+            .header(hyper::header::HOST, self.target.address.as_str())
+            .header(hyper::header::ACCEPT, Format::ACCEPT)
+            .header(hyper::header::USER_AGENT, concat!("mobius/", env!("CARGO_PKG_VERSION")))
+            .header("x-prometheus-scrape-timeout-seconds", format!("{}", self.target.timeout.as_secs_f64()))
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| e.to_string())?;
+        let response = sender.send_request(request).await.map_err(|e| e.to_string())?;
+        let status = response.status();
+        let format = response
+            .headers()
+            .get(hyper::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map_or(Format::Text, Format::from_content_type);
+        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        self.connection = Some(sender);
+        if !status.is_success() {
+            return Err(format!("server returned HTTP status {status}"));
+        }
+        Ok((body, format))
+    }
+
+    /// Stores a body's samples (all or none); returns how many, and how many series were new.
+    fn ingest(&mut self, body: &[u8], format: Format, t: i64) -> Result<(usize, usize), String> {
+        let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+        self.batch.clear();
+        let mut added = 0;
+        let scrape = self.scrape;
+        for entry in Parser::new(text, format) {
+            let Entry::Sample(sample) = entry.map_err(|e| e.to_string())? else { continue };
+            let at = match sample.timestamp_ms {
+                Some(ts) if self.target.honor_timestamps => ts,
+                _ => t,
+            };
+            let series = match self.cache.get_mut(sample.series) {
+                Some(cached) => {
+                    cached.seen = scrape;
+                    cached.series
+                }
+                None => {
+                    let labels = target_labels(parse_series(sample.series)?, &self.target);
+                    let series = self.db.series_ref(&labels).map_err(|e| e.to_string())?;
+                    self.cache.insert(sample.series.into(), Cached { series, seen: scrape });
+                    added += 1;
+                    series
+                }
+            };
+            self.batch.push((series, at, sample.value));
+        }
+        let samples = self.batch.len();
+        let stats = self.db.append_refs(&self.batch).map_err(|e| e.to_string())?;
+        if stats.out_of_order + stats.duplicate > 0 {
+            tracing::debug!(target = %self.target.address, out_of_order = stats.out_of_order, duplicate = stats.duplicate, "samples dropped");
+        }
+        Ok((samples, added))
+    }
+}
+
+/// The scraped labels with the target's: a clash keeps the scraped value as
+/// `exported_NAME`, unless `honor_labels` keeps it as it is.
+fn target_labels(mut pairs: Vec<(String, String)>, target: &Target) -> Labels {
+    for (name, value) in target.labels.iter() {
+        match pairs.iter_mut().find(|(k, _)| k == name) {
+            Some(_) if target.honor_labels => {}
+            Some(existing) => {
+                existing.0 = format!("exported_{name}");
+                pairs.push((name.to_string(), value.to_string()));
+            }
+            None => pairs.push((name.to_string(), value.to_string())),
+        }
+    }
+    Labels::new(pairs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_labels_win_unless_honoured() {
+        let mut target = Target {
+            address: "h:1".into(),
+            metrics_path: "/metrics".into(),
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_secs(1),
+            honor_labels: false,
+            honor_timestamps: true,
+            labels: Labels::from_pairs(&[("job", "api"), ("instance", "h:1")]),
+        };
+        let scraped = parse_series("x{job=\"other\"}").unwrap();
+        let labels = target_labels(scraped.clone(), &target);
+        assert_eq!(labels.to_string(), "x{exported_job=\"other\", instance=\"h:1\", job=\"api\"}");
+        target.honor_labels = true;
+        assert_eq!(target_labels(scraped, &target).to_string(), "x{instance=\"h:1\", job=\"other\"}");
+    }
+}
