@@ -30,6 +30,10 @@ pub struct ServeArgs {
     /// Where vendored actions live: owner/repo@ref resolves to DIR/owner/repo@ref.
     #[arg(long = "action-dir", value_name = "DIR")]
     action_dir: Option<PathBuf>,
+    /// A prometheus.yml (global, scrape_configs with static targets): its targets are
+    /// scraped into DATA/monitor.
+    #[arg(long = "prometheus-config", value_name = "FILE")]
+    prometheus_config: Option<PathBuf>,
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -39,6 +43,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.poll_interval = args.poll_interval;
     config.retention = args.retention;
     config.action_dir = args.action_dir;
+    config.prometheus_config = args.prometheus_config;
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);
     }

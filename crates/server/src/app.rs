@@ -38,6 +38,8 @@ pub struct App {
     pub stopping: CancellationToken,
     /// Releases and rollouts: the host agent and the controllers running here.
     pub deploys: crate::deploy::Deploys,
+    /// The time-series store and scrapers, with `--prometheus-config`.
+    pub monitor: Option<crate::monitor::Monitor>,
 }
 
 /// A run executing in this process.
@@ -67,7 +69,13 @@ impl App {
             .with_context(|| format!("cannot create the blob store in {}", data.display()))?;
         let cache_blobs = FsBlobStore::new(data.join("blobs-cache"))
             .with_context(|| format!("cannot create the cache blob store in {}", data.display()))?;
+        // The write-ahead log is replayed before the server answers anything.
+        let monitor = match &config.prometheus_config {
+            Some(path) => Some(crate::monitor::Monitor::start(data, path)?),
+            None => None,
+        };
         Ok(Arc::new(App {
+            monitor,
             cache_blobs: Arc::new(cache_blobs),
             job_slots: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
             job_groups: Default::default(),

@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod junit;
 mod metrics;
+mod monitor;
 mod ui;
 
 pub use app::App;
@@ -43,6 +44,8 @@ pub struct ServeConfig {
     pub action_dir: Option<PathBuf>,
     /// The `mobius` binary that runs the host agent (`mobius agent`); this process's own when absent.
     pub agent_exe: Option<PathBuf>,
+    /// A `prometheus.yml` whose targets the monitor scrapes into `DATA/monitor`.
+    pub prometheus_config: Option<PathBuf>,
 }
 
 impl ServeConfig {
@@ -57,6 +60,7 @@ impl ServeConfig {
             max_body_bytes: 25 * 1024 * 1024,
             action_dir: None,
             agent_exe: None,
+            prometheus_config: None,
         }
     }
 }
