@@ -5,6 +5,7 @@
 mod auth;
 mod crash;
 mod deploy;
+mod monitor;
 mod pipelines;
 mod support;
 mod ui;

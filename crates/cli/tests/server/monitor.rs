@@ -1,0 +1,73 @@
+//! The monitor inside `mobius serve`: a prometheus.yml's targets scraped and counted
+//! on `/metrics`, and a bad configuration refused at start with its position.
+
+use crate::support::{Backend, Server};
+use std::io::{Read, Write};
+use std::time::{Duration, Instant};
+
+/// An exporter on a thread: every request gets the same two series.
+fn exporter() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n";
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .map_or(0.0, |v| v.trim().parse().unwrap())
+}
+
+#[test]
+fn prometheus_config_targets_are_scraped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n", exporter()),
+    )
+    .unwrap();
+    let server = Server::start_with(Backend::Sqlite, &["--prometheus-config", config.to_str().unwrap()]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = reqwest::blocking::get(format!("{}/metrics", server.url)).unwrap().text().unwrap();
+        // Two scraped series and five of the scrape itself (up, scrape_*), several scrapes.
+        if metric(&text, "mobius_monitor_targets_up") == 1.0
+            && metric(&text, "mobius_monitor_head_series") == 7.0
+            && metric(&text, "mobius_monitor_samples_appended_total") >= 21.0
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "not scraped:\n{text}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_bad_prometheus_config_stops_the_server_with_its_position() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(&config, "scrape_configs:\n  - job_name: app\n    scrape_interval: often\n").unwrap();
+    let out = std::process::Command::new(crate::support::BIN)
+        .args(["serve", "--data", dir.path().join("data").to_str().unwrap(), "--listen", "127.0.0.1:0"])
+        .args(["--prometheus-config", config.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("prometheus.yml:3:22"), "{stderr}");
+    assert!(stderr.contains("scrape_interval must be a duration"), "{stderr}");
+}
