@@ -64,6 +64,14 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+fn unzigzag(z: u64) -> i64 {
+    ((z >> 1) as i64) ^ -((z & 1) as i64)
+}
+
 fn get_varint(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
@@ -101,12 +109,17 @@ fn encode(record: &Record, out: &mut Vec<u8>) {
             }
         }
         Record::Samples(samples) => {
+            // Series numbers as deltas from the previous sample's, times as deltas from
+            // the first sample's: a scrape's batch costs about 10 bytes a sample.
             out.push(SAMPLES);
             put_varint(out, samples.len() as u64);
+            let (mut prev_series, base_t) = (0i64, samples.first().map_or(0, |s| s.1));
+            put_varint(out, zigzag(base_t));
             for (series, t, v) in samples {
-                put_varint(out, u64::from(*series));
-                put_varint(out, ((t << 1) ^ (t >> 63)) as u64);
+                put_varint(out, zigzag(i64::from(*series) - prev_series));
+                put_varint(out, zigzag(t.wrapping_sub(base_t)));
                 out.extend_from_slice(&v.to_bits().to_le_bytes());
+                prev_series = i64::from(*series);
             }
         }
     }
@@ -129,10 +142,12 @@ fn decode(payload: &[u8]) -> Option<Record> {
         SAMPLES => {
             let count = get_varint(&mut input)?;
             let mut samples = Vec::with_capacity(usize::try_from(count).ok()?.min(1 << 20));
+            let base_t = unzigzag(get_varint(&mut input)?);
+            let mut prev_series = 0i64;
             for _ in 0..count {
-                let series = u32::try_from(get_varint(&mut input)?).ok()?;
-                let z = get_varint(&mut input)?;
-                let t = ((z >> 1) as i64) ^ -((z & 1) as i64);
+                prev_series += unzigzag(get_varint(&mut input)?);
+                let series = u32::try_from(prev_series).ok()?;
+                let t = base_t.wrapping_add(unzigzag(get_varint(&mut input)?));
                 if input.len() < 8 {
                     return None;
                 }
@@ -282,7 +297,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let written = vec![
             Record::Series { series: 0, labels: Labels::from_pairs(&[("__name__", "up"), ("job", "a\"b")]) },
-            Record::Samples(vec![(0, 1_700_000_000_000, 1.0), (0, -5, f64::NAN)]),
+            Record::Samples(vec![(0, 1_700_000_000_000, 1.0), (0, -5, f64::NAN), (70_000, 3, 2.5), (2, 4, 0.5)]),
         ];
         {
             let (mut wal, _) = Wal::open(dir.path(), |_| {}).unwrap();
@@ -295,6 +310,7 @@ mod tests {
         let Record::Samples(s) = &records[1] else { panic!() };
         assert_eq!((s[0], s[1].1), ((0, 1_700_000_000_000, 1.0), -5));
         assert!(s[1].2.is_nan());
+        assert_eq!(&s[2..], [(70_000, 3, 2.5), (2, 4, 0.5)]);
         assert_eq!(replayed.truncated_bytes, 0);
 
         // A crash in the middle of a record: the replay stops before it and cuts it off.
