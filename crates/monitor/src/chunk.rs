@@ -197,16 +197,46 @@ impl XorChunk {
     }
 
     pub fn iter(&self) -> XorIter<'_> {
-        XorIter {
-            reader: BitReader { bytes: &self.out.bytes, pos: 0 },
-            remaining: self.count,
-            read: 0,
-            t: 0,
-            delta: 0,
-            v: 0,
-            leading: 0,
-            trailing: 0,
+        iter_bytes(&self.out.bytes, self.count)
+    }
+
+    /// The encoded bytes, without spare capacity, once the chunk takes no more samples.
+    pub fn into_closed(self) -> ClosedChunk {
+        ClosedChunk {
+            first_t: self.first_t,
+            last_t: self.t,
+            count: self.count,
+            bytes: self.out.bytes.into_boxed_slice(),
         }
+    }
+}
+
+/// A full chunk: only its bytes and bounds are kept.
+#[derive(Clone, Debug)]
+pub struct ClosedChunk {
+    pub first_t: i64,
+    pub last_t: i64,
+    pub count: u16,
+    pub bytes: Box<[u8]>,
+}
+
+impl ClosedChunk {
+    pub fn iter(&self) -> XorIter<'_> {
+        iter_bytes(&self.bytes, self.count)
+    }
+}
+
+/// Reads `count` samples from a chunk's bytes.
+pub fn iter_bytes(bytes: &[u8], count: u16) -> XorIter<'_> {
+    XorIter {
+        reader: BitReader { bytes, pos: 0 },
+        remaining: count,
+        read: 0,
+        t: 0,
+        delta: 0,
+        v: 0,
+        leading: 0,
+        trailing: 0,
     }
 }
 

@@ -191,8 +191,7 @@ impl Db {
         let head = self.head.read();
         head.select(matchers)
             .into_iter()
-            .filter_map(|r| head.series(r))
-            .map(|s| (s.labels.clone(), s.samples(mint, maxt)))
+            .filter_map(|r| Some((head.labels(r)?, head.series(r)?.samples(mint, maxt))))
             .collect()
     }
 
@@ -206,13 +205,8 @@ impl Db {
 
     pub fn stats(&self) -> HeadStats {
         let head = self.head.read();
-        let mut stats = HeadStats { series: head.len(), ..HeadStats::default() };
-        for s in head.iter() {
-            stats.samples += s.sample_count();
-            stats.chunk_bytes += s.chunk_bytes();
-            stats.label_bytes += s.labels.byte_size();
-        }
-        stats
+        let (samples, chunk_bytes, label_bytes) = head.sizes();
+        HeadStats { series: head.len(), samples, chunk_bytes, label_bytes }
     }
 }
 

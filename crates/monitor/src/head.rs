@@ -1,9 +1,15 @@
 //! The in-memory head: every series with its chunks, found by labels through a
 //! postings index (label name → value → series, in creation order).
+//!
+//! Label strings are interned: a series holds pairs of symbol numbers (8 bytes a
+//! label), each distinct string is kept once, and series are found by the hash of
+//! their label set; full chunks keep only their bytes and bounds.
 
-use crate::chunk::XorChunk;
-use crate::labels::{Labels, Matcher};
+use crate::chunk::{ClosedChunk, XorChunk};
+use crate::labels::{Labels, MatchOp, Matcher};
 use std::collections::{BTreeSet, HashMap};
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A series' number, given in creation order (the write-ahead log relies on it).
 pub type SeriesRef = u32;
@@ -19,19 +25,15 @@ pub enum AppendError {
     UnknownSeries(SeriesRef),
 }
 
-/// One series: closed chunks and the one being appended to.
+/// One series: its labels as symbol pairs, closed chunks and the one being appended to.
 #[derive(Debug)]
 pub struct MemSeries {
-    pub labels: Labels,
-    closed: Vec<XorChunk>,
+    labels: Box<[(u32, u32)]>,
+    closed: Vec<ClosedChunk>,
     open: XorChunk,
 }
 
 impl MemSeries {
-    fn new(labels: Labels) -> MemSeries {
-        MemSeries { labels, closed: Vec::new(), open: XorChunk::new() }
-    }
-
     /// The last sample's time, if any.
     pub fn last_time(&self) -> Option<i64> {
         (!self.open.is_empty()).then(|| self.open.last_time())
@@ -55,7 +57,7 @@ impl MemSeries {
     fn push(&mut self, t: i64, v: f64) {
         if self.open.is_full() {
             let full = std::mem::replace(&mut self.open, XorChunk::new());
-            self.closed.push(full);
+            self.closed.push(full.into_closed());
         }
         self.open.append(t, v);
     }
@@ -63,30 +65,69 @@ impl MemSeries {
     /// Samples with `mint <= t <= maxt`, oldest first.
     pub fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
         let mut out = Vec::new();
-        for chunk in self.closed.iter().chain(std::iter::once(&self.open)) {
-            if chunk.is_empty() || chunk.last_time() < mint || chunk.first_time() > maxt {
-                continue;
+        for chunk in &self.closed {
+            if chunk.last_t >= mint && chunk.first_t <= maxt {
+                out.extend(chunk.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
             }
-            out.extend(chunk.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
+        }
+        if !self.open.is_empty() && self.open.last_time() >= mint && self.open.first_time() <= maxt {
+            out.extend(self.open.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
         }
         out
     }
 
     pub fn chunk_bytes(&self) -> usize {
-        self.closed.iter().chain(std::iter::once(&self.open)).map(|c| c.bytes().len()).sum()
+        self.closed.iter().map(|c| c.bytes.len()).sum::<usize>() + self.open.bytes().len()
     }
 
     pub fn sample_count(&self) -> usize {
-        self.closed.iter().chain(std::iter::once(&self.open)).map(XorChunk::len).sum()
+        self.closed.iter().map(|c| usize::from(c.count)).sum::<usize>() + self.open.len()
     }
+}
+
+/// Each distinct label string, once.
+#[derive(Debug, Default)]
+struct Symbols {
+    ids: HashMap<Arc<str>, u32>,
+    strings: Vec<Arc<str>>,
+}
+
+impl Symbols {
+    fn intern(&mut self, text: &str) -> u32 {
+        if let Some(id) = self.ids.get(text) {
+            return *id;
+        }
+        let id = u32::try_from(self.strings.len()).unwrap_or(u32::MAX);
+        let shared: Arc<str> = Arc::from(text);
+        self.strings.push(Arc::clone(&shared));
+        self.ids.insert(shared, id);
+        id
+    }
+
+    fn get(&self, text: &str) -> Option<u32> {
+        self.ids.get(text).copied()
+    }
+
+    fn text(&self, id: u32) -> &str {
+        self.strings.get(id as usize).map_or("", |s| s)
+    }
+}
+
+fn labels_hash(labels: &Labels) -> u64 {
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    labels.hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Every series in memory.
 #[derive(Debug, Default)]
 pub struct Head {
+    symbols: Symbols,
     series: Vec<MemSeries>,
-    by_labels: HashMap<Labels, SeriesRef>,
-    postings: HashMap<String, HashMap<String, Vec<SeriesRef>>>,
+    /// Series by the hash of their labels; the rare second series with a hash in `collisions`.
+    by_hash: HashMap<u64, SeriesRef>,
+    collisions: HashMap<u64, Vec<SeriesRef>>,
+    postings: HashMap<u32, HashMap<u32, Vec<SeriesRef>>>,
 }
 
 impl Head {
@@ -98,26 +139,66 @@ impl Head {
         self.series.is_empty()
     }
 
+    fn same(&self, r: SeriesRef, labels: &Labels) -> bool {
+        let Some(series) = self.series.get(r as usize) else { return false };
+        series.labels.len() == labels.len()
+            && series
+                .labels
+                .iter()
+                .zip(labels.iter())
+                .all(|((n, v), (name, value))| self.symbols.text(*n) == name && self.symbols.text(*v) == value)
+    }
+
     pub fn lookup(&self, labels: &Labels) -> Option<SeriesRef> {
-        self.by_labels.get(labels).copied()
+        let hash = labels_hash(labels);
+        match self.by_hash.get(&hash) {
+            Some(r) if self.same(*r, labels) => Some(*r),
+            Some(_) => self.collisions.get(&hash)?.iter().copied().find(|r| self.same(*r, labels)),
+            None => None,
+        }
     }
 
     /// The series with these labels, created when new (`true`).
     pub fn get_or_create(&mut self, labels: &Labels) -> (SeriesRef, bool) {
-        if let Some(r) = self.by_labels.get(labels) {
-            return (*r, false);
+        if let Some(r) = self.lookup(labels) {
+            return (r, false);
         }
         let r = SeriesRef::try_from(self.series.len()).unwrap_or(SeriesRef::MAX);
+        let mut pairs = Vec::with_capacity(labels.len());
         for (name, value) in labels.iter() {
-            self.postings.entry(name.to_string()).or_default().entry(value.to_string()).or_default().push(r);
+            let pair = (self.symbols.intern(name), self.symbols.intern(value));
+            self.postings.entry(pair.0).or_default().entry(pair.1).or_default().push(r);
+            pairs.push(pair);
         }
-        self.by_labels.insert(labels.clone(), r);
-        self.series.push(MemSeries::new(labels.clone()));
+        let hash = labels_hash(labels);
+        match self.by_hash.entry(hash) {
+            std::collections::hash_map::Entry::Occupied(_) => self.collisions.entry(hash).or_default().push(r),
+            std::collections::hash_map::Entry::Vacant(slot) => {
+                slot.insert(r);
+            }
+        }
+        self.series.push(MemSeries { labels: pairs.into_boxed_slice(), closed: Vec::new(), open: XorChunk::new() });
         (r, true)
     }
 
     pub fn series(&self, r: SeriesRef) -> Option<&MemSeries> {
         self.series.get(r as usize)
+    }
+
+    /// A series' labels.
+    pub fn labels(&self, r: SeriesRef) -> Option<Labels> {
+        let series = self.series.get(r as usize)?;
+        Some(Labels::new(
+            series
+                .labels
+                .iter()
+                .map(|(n, v)| (self.symbols.text(*n).to_string(), self.symbols.text(*v).to_string()))
+                .collect(),
+        ))
+    }
+
+    fn value_of(&self, series: &MemSeries, name: &str) -> &str {
+        series.labels.iter().find(|(n, _)| self.symbols.text(*n) == name).map_or("", |(_, v)| self.symbols.text(*v))
     }
 
     /// Checks a sample for a series; `Ok(false)` for an exact repeat, which is ignored.
@@ -145,12 +226,16 @@ impl Head {
         // Start from the postings of a matcher that needs its label present.
         let mut candidates: Option<Vec<SeriesRef>> = None;
         for m in matchers.iter().filter(|m| !m.matches_empty()) {
-            let Some(values) = self.postings.get(&m.name) else {
+            let Some(values) = self.symbols.get(&m.name).and_then(|n| self.postings.get(&n)) else {
                 return Vec::new();
             };
             let mut refs: Vec<SeriesRef> = match m.op {
-                crate::labels::MatchOp::Equal => values.get(&m.value).cloned().unwrap_or_default(),
-                _ => values.iter().filter(|(v, _)| m.matches(v)).flat_map(|(_, r)| r.iter().copied()).collect(),
+                MatchOp::Equal => self.symbols.get(&m.value).and_then(|v| values.get(&v)).cloned().unwrap_or_default(),
+                _ => values
+                    .iter()
+                    .filter(|(v, _)| m.matches(self.symbols.text(**v)))
+                    .flat_map(|(_, r)| r.iter().copied())
+                    .collect(),
             };
             refs.sort_unstable();
             candidates = Some(match candidates {
@@ -163,22 +248,30 @@ impl Head {
             .unwrap_or_else(all)
             .into_iter()
             .filter(|r| {
-                let labels = &self.series[*r as usize].labels;
-                matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+                let series = &self.series[*r as usize];
+                matchers.iter().all(|m| m.matches(self.value_of(series, &m.name)))
             })
             .collect()
     }
 
     pub fn label_names(&self) -> BTreeSet<&str> {
-        self.postings.keys().map(String::as_str).collect()
+        self.postings.keys().map(|n| self.symbols.text(*n)).collect()
     }
 
     pub fn label_values(&self, name: &str) -> BTreeSet<&str> {
-        self.postings.get(name).map(|v| v.keys().map(String::as_str).collect()).unwrap_or_default()
+        self.symbols
+            .get(name)
+            .and_then(|n| self.postings.get(&n))
+            .map(|values| values.keys().map(|v| self.symbols.text(*v)).collect())
+            .unwrap_or_default()
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &MemSeries> {
-        self.series.iter()
+    /// Samples, bytes of compressed samples and bytes of distinct label strings.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        let samples = self.series.iter().map(MemSeries::sample_count).sum();
+        let chunk_bytes = self.series.iter().map(MemSeries::chunk_bytes).sum();
+        let label_bytes = self.symbols.strings.iter().map(|s| s.len()).sum();
+        (samples, chunk_bytes, label_bytes)
     }
 }
 
