@@ -21,8 +21,8 @@ impl Monitor {
     /// Reads the configuration (every problem with file, line and column), replays the
     /// write-ahead log and starts scraping.
     pub fn start(data_dir: &Path, config_path: &Path) -> anyhow::Result<Monitor> {
-        let text = std::fs::read_to_string(config_path)
-            .with_context(|| format!("cannot read {}", config_path.display()))?;
+        let text =
+            std::fs::read_to_string(config_path).with_context(|| format!("cannot read {}", config_path.display()))?;
         let config = parse_prometheus_config(SourceFile::new(config_path.display().to_string(), text))
             .map_err(|e| anyhow::anyhow!("{}", e.render(false)))?;
         let db = Db::open(DbOptions::new(data_dir.join("monitor")))?;
