@@ -95,6 +95,7 @@ pub async fn serve(
     engine::start_background(&app);
     // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
     deploy::resume(&app).await;
+    reload_on_hangup(&app)?;
     let router = api::router(app.clone());
     tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");
     on_start(&Started { addr, admin_token });
@@ -112,6 +113,26 @@ pub async fn serve(
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     app.store.close().await;
+    Ok(())
+}
+
+/// SIGHUP reads `--prometheus-config` again, as it does for Prometheus.
+fn reload_on_hangup(app: &Arc<App>) -> anyhow::Result<()> {
+    if app.monitor.is_none() {
+        return Ok(());
+    }
+    let mut hangups =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        while hangups.recv().await.is_some() {
+            if let Some(monitor) = &app.monitor {
+                if let Err(e) = monitor.reload() {
+                    tracing::error!(error = format!("{e:#}"), "the monitor configuration was not reloaded");
+                }
+            }
+        }
+    });
     Ok(())
 }
 

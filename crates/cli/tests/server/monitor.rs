@@ -54,6 +54,36 @@ fn prometheus_config_targets_are_scraped_and_counted() {
         assert!(Instant::now() < deadline, "not scraped:\n{text}\n{}", server.log());
         std::thread::sleep(Duration::from_millis(100));
     }
+    let (code, targets) = server.api("GET", "/api/v1/targets", None);
+    assert_eq!(code, 200, "{targets}");
+    let active = &targets["data"]["activeTargets"];
+    assert_eq!(active[0]["health"], "up", "{targets}");
+    assert_eq!(active[0]["labels"]["job"], "app", "{targets}");
+
+    // POST /-/reload and SIGHUP read the file again; a broken file changes nothing.
+    let write_targets = |targets: &[String]| {
+        let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
+        std::fs::write(&config, format!("scrape_configs:\n  - job_name: app\n    scrape_interval: 200ms\n    static_configs:\n      - targets: [{list}]\n")).unwrap();
+    };
+    let (first, second) = (active[0]["labels"]["instance"].as_str().unwrap().to_string(), exporter());
+    write_targets(&[first.clone(), second.clone()]);
+    let (code, answer) = server.api("POST", "/-/reload", None);
+    assert_eq!((code, answer["targets"].as_u64()), (200, Some(2)), "{answer}");
+    std::fs::write(&config, "scrape_configs: nope\n").unwrap();
+    let (code, answer) = server.api("POST", "/-/reload", None);
+    assert_eq!(code, 422, "{answer}");
+    assert!(answer.to_string().contains("prometheus.yml:1:17"), "{answer}");
+    let count = || server.api("GET", "/api/v1/targets", None).1["data"]["activeTargets"].as_array().unwrap().len();
+    assert_eq!(count(), 2);
+    write_targets(&[second]);
+    std::process::Command::new("kill").args(["-HUP", &server.pid().to_string()]).status().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while count() != 1 {
+        assert!(Instant::now() < deadline, "SIGHUP did not reload:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, audit) = server.api("GET", "/api/v1/audit", None);
+    assert!(audit.to_string().contains("monitor.reload"), "{audit}");
 }
 
 #[test]

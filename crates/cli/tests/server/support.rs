@@ -128,6 +128,11 @@ impl Server {
     }
 
     /// An API call with the admin token: status and JSON (or text as a JSON string).
+    /// The server process' id (0 when it is not running).
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map_or(0, Child::id)
+    }
+
     pub fn api(&self, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
         self.api_as(&self.token.clone(), method, path, body)
     }

@@ -5,6 +5,7 @@ pub(crate) mod dto;
 mod hooks;
 mod logs;
 mod meta;
+mod monitor;
 pub(crate) mod projects;
 pub(crate) mod runs;
 mod tokens;
@@ -20,7 +21,7 @@ use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
 pub const RESERVED: &[&str] =
-    &["query", "query_range", "series", "labels", "label", "metadata", "rules", "alerts", "targets", "status"];
+    &["query", "query_range", "series", "labels", "label", "metadata", "rules", "alerts", "status"];
 
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -55,10 +56,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/rollouts/{id}/abort", post(deploy::abort))
         .route("/rollouts/{id}/approve", post(deploy::approve))
         .route("/rollbacks", post(deploy::rollback))
-        .route("/environments", get(deploy::environments));
+        .route("/environments", get(deploy::environments))
+        .route("/targets", get(monitor::targets));
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
+        .route("/-/reload", post(monitor::reload))
         .nest("/api/v1", api)
         .nest("/ui", crate::ui::router())
         .fallback(meta::not_found)
