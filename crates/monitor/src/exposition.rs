@@ -309,6 +309,11 @@ fn scan_labels(bytes: &[u8], mut i: usize) -> Result<usize, (usize, String)> {
     }
 }
 
+/// A bucket bound as written in `le` (`0.5`, `+Inf`).
+pub fn parse_le(text: &str) -> Option<f64> {
+    parse_value(text.trim())
+}
+
 fn parse_value(text: &str) -> Option<f64> {
     match text {
         "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),

@@ -14,6 +14,7 @@ pub mod db;
 pub mod exposition;
 pub mod head;
 pub mod labels;
+pub mod promql;
 pub mod scrape;
 pub mod wal;
 

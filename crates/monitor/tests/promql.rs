@@ -1,0 +1,149 @@
+//! PromQL over the store, each expected value worked out by hand from Prometheus'
+//! rules (lookback, staleness, extrapolation, matching); the differential suite
+//! against a real Prometheus comes with the query API.
+#![allow(clippy::unwrap_used)]
+
+use mobius_monitor::labels::Labels;
+use mobius_monitor::promql::{self, Value};
+use mobius_monitor::scrape::STALE_NAN_BITS;
+use mobius_monitor::{Db, DbOptions};
+use std::sync::Arc;
+
+const S: i64 = 1000;
+
+fn store() -> (tempfile::TempDir, Arc<Db>) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(DbOptions::new(dir.path())).unwrap();
+    let series = |pairs: &[(&str, &str)]| Labels::from_pairs(pairs);
+    let a = series(&[("__name__", "http_requests_total"), ("job", "api"), ("instance", "a")]);
+    let b = series(&[("__name__", "http_requests_total"), ("job", "api"), ("instance", "b")]);
+    let c = series(&[("__name__", "http_requests_total"), ("job", "web"), ("instance", "c")]);
+    let gone = series(&[("__name__", "temperature"), ("room", "1")]);
+    for i in 0..=40 {
+        let t = i * 15;
+        // a: 1/s, b: 2/s, c: 1/s with a reset at 300 s.
+        let c_value = if t < 300 { t } else { t - 300 };
+        db.append([(&a, t * S, t as f64), (&b, t * S, 2.0 * t as f64), (&c, t * S, c_value as f64)]).unwrap();
+        if t <= 480 {
+            let v = if t == 480 { f64::from_bits(STALE_NAN_BITS) } else { 21.5 };
+            db.append([(&gone, t * S, v)]).unwrap();
+        }
+    }
+    for (le, count) in [("0.1", 10.0), ("0.5", 20.0), ("+Inf", 20.0)] {
+        let bucket = series(&[("__name__", "latency_bucket"), ("le", le)]);
+        db.append([(&bucket, 600 * S, count)]).unwrap();
+    }
+    (dir, db)
+}
+
+fn vector(db: &Db, query: &str) -> Vec<(String, f64)> {
+    match promql::instant(db, &promql::parse(query).unwrap(), 600 * S).unwrap() {
+        Value::Vector(v) => v.into_iter().map(|(l, v)| (l.to_string(), v)).collect(),
+        Value::Scalar(v) => vec![("scalar".into(), v)],
+        other => panic!("{query}: {other:?}"),
+    }
+}
+
+fn close(a: f64, b: f64) -> bool {
+    (a - b).abs() <= 1e-9 * b.abs().max(1.0)
+}
+
+fn assert_values(db: &Db, query: &str, expected: &[(&str, f64)]) {
+    let mut got = vector(db, query);
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(got.len(), expected.len(), "{query}: {got:?}");
+    for ((labels, value), (want_labels, want)) in got.iter().zip(expected) {
+        assert_eq!(labels, want_labels, "{query}");
+        assert!(close(*value, *want), "{query}: {labels} = {value}, expected {want}");
+    }
+}
+
+#[test]
+fn selectors_rates_aggregations_and_matching_follow_prometheus() {
+    let (_dir, db) = store();
+    assert_values(
+        &db,
+        "http_requests_total",
+        &[
+            ("http_requests_total{instance=\"a\", job=\"api\"}", 600.0),
+            ("http_requests_total{instance=\"b\", job=\"api\"}", 1200.0),
+            ("http_requests_total{instance=\"c\", job=\"web\"}", 300.0),
+        ],
+    );
+    // The stale marker at 480 s ends the series; without it the lookback would find 21.5.
+    assert_values(&db, "temperature", &[]);
+    assert_values(&db, "temperature offset 3m", &[("temperature{room=\"1\"}", 21.5)]);
+    // (540, 600]: 4 samples 45 s apart in all, extrapolated 15 s to the start: 60 / 60 s.
+    assert_values(&db, "rate(http_requests_total{instance=\"a\"}[1m])", &[("{instance=\"a\", job=\"api\"}", 1.0)]);
+    assert_values(&db, "irate(http_requests_total{instance=\"b\"}[1m])", &[("{instance=\"b\", job=\"api\"}", 2.0)]);
+    assert_values(&db, "increase(http_requests_total{job=\"web\"}[2m])", &[("{instance=\"c\", job=\"web\"}", 120.0)]);
+    // Over the reset: 300 - 15 + 285 = 570 over 585 s sampled, extrapolated to 600 s.
+    assert_values(
+        &db,
+        "increase(http_requests_total{job=\"web\"}[10m])",
+        &[("{instance=\"c\", job=\"web\"}", 570.0 * 600.0 / 585.0)],
+    );
+    assert_values(
+        &db,
+        "sum by (job) (rate(http_requests_total[1m]))",
+        &[("{job=\"api\"}", 3.0), ("{job=\"web\"}", 1.0)],
+    );
+    assert_values(
+        &db,
+        "count without (instance) (http_requests_total)",
+        &[("{job=\"api\"}", 2.0), ("{job=\"web\"}", 1.0)],
+    );
+    assert_values(&db, "max(http_requests_total)", &[("{}", 1200.0)]);
+    assert_values(&db, "topk(1, http_requests_total)", &[("http_requests_total{instance=\"b\", job=\"api\"}", 1200.0)]);
+    assert_values(
+        &db,
+        "http_requests_total > 500",
+        &[
+            ("http_requests_total{instance=\"a\", job=\"api\"}", 600.0),
+            ("http_requests_total{instance=\"b\", job=\"api\"}", 1200.0),
+        ],
+    );
+    assert_values(&db, "http_requests_total{instance=\"c\"} > bool 500", &[("{instance=\"c\", job=\"web\"}", 0.0)]);
+    assert_values(
+        &db,
+        "http_requests_total{job=\"api\"} / on(instance) http_requests_total{job=\"api\"} * 2",
+        &[("{instance=\"a\"}", 2.0), ("{instance=\"b\"}", 2.0)],
+    );
+    assert_values(
+        &db,
+        "http_requests_total{job=\"api\"} / ignoring(job) group_left sum by (instance) (http_requests_total)",
+        &[("{instance=\"a\", job=\"api\"}", 1.0), ("{instance=\"b\", job=\"api\"}", 1.0)],
+    );
+    assert_values(
+        &db,
+        "http_requests_total and on(job) http_requests_total{job=\"web\"}",
+        &[("http_requests_total{instance=\"c\", job=\"web\"}", 300.0)],
+    );
+    assert_values(&db, "histogram_quantile(0.5, latency_bucket)", &[("{}", 0.1)]);
+    assert_values(&db, "histogram_quantile(0.75, latency_bucket)", &[("{}", 0.3)]);
+    assert_values(&db, "absent(nothing{job=\"x\"})", &[("{job=\"x\"}", 1.0)]);
+    assert_values(
+        &db,
+        "clamp_max(http_requests_total{instance=\"b\"}, 100)",
+        &[("{instance=\"b\", job=\"api\"}", 100.0)],
+    );
+    assert_values(
+        &db,
+        "avg_over_time(http_requests_total{instance=\"a\"}[1m])",
+        &[("{instance=\"a\", job=\"api\"}", 577.5)],
+    );
+    assert_values(&db, "time() - 60", &[("scalar", 540.0)]);
+}
+
+#[test]
+fn range_queries_step_through_time_and_bad_queries_say_why() {
+    let (_dir, db) = store();
+    let expr = promql::parse("rate(http_requests_total{instance=\"a\"}[1m])").unwrap();
+    let series = promql::range(&db, &expr, 300 * S, 600 * S, 60 * S).unwrap();
+    assert_eq!(series.len(), 1);
+    assert_eq!(series[0].1.len(), 6);
+    assert!(series[0].1.iter().all(|(_, v)| close(*v, 1.0)), "{series:?}");
+    assert!(promql::parse("sum(").is_err());
+    let err = promql::range(&db, &promql::parse("http_requests_total[5m]").unwrap(), 0, 60 * S, 15 * S).unwrap_err();
+    assert!(err.to_string().contains("must be Scalar or instant Vector"), "{err}");
+}
