@@ -240,20 +240,40 @@ impl Loop {
         Some(r)
     }
 
+    async fn connect(&self) -> Result<SendRequest<Empty<Bytes>>, String> {
+        let stream = tokio::net::TcpStream::connect(&self.target.address).await.map_err(|e| e.to_string())?;
+        let _ = stream.set_nodelay(true);
+        let (sender, conn) =
+            hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
+        tokio::spawn(async move {
+            let _ = conn.await;
+        });
+        Ok(sender)
+    }
+
+    /// Scrapes once. A kept-alive connection the target closed in the meantime is
+    /// replaced and the request sent again (a scrape is idempotent).
     async fn fetch(&mut self) -> Result<(Bytes, Format), String> {
-        let mut sender = match self.connection.take() {
-            Some(s) if !s.is_closed() => s,
-            _ => {
-                let stream = tokio::net::TcpStream::connect(&self.target.address).await.map_err(|e| e.to_string())?;
-                let _ = stream.set_nodelay(true);
-                let (sender, conn) =
-                    hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
-                tokio::spawn(async move {
-                    let _ = conn.await;
-                });
-                sender
-            }
+        let reused = self.connection.take().filter(|s| !s.is_closed());
+        let answer = match reused {
+            Some(sender) => match self.exchange(sender).await {
+                Ok(answer) => answer,
+                Err(_) => self.exchange(self.connect().await?).await?,
+            },
+            None => self.exchange(self.connect().await?).await?,
         };
+        let (status, body, format) = answer;
+        if !status.is_success() {
+            return Err(format!("server returned HTTP status {status}"));
+        }
+        Ok((body, format))
+    }
+
+    /// One request and its whole response on `sender`; errors are the transport's.
+    async fn exchange(
+        &mut self,
+        mut sender: SendRequest<Empty<Bytes>>,
+    ) -> Result<(hyper::StatusCode, Bytes, Format), String> {
         sender.ready().await.map_err(|e| e.to_string())?;
         let request = hyper::Request::get(self.target.metrics_path.as_str())
             .header(hyper::header::HOST, self.target.address.as_str())
@@ -271,10 +291,7 @@ impl Loop {
             .map_or(Format::Text, Format::from_content_type);
         let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
         self.connection = Some(sender);
-        if !status.is_success() {
-            return Err(format!("server returned HTTP status {status}"));
-        }
-        Ok((body, format))
+        Ok((status, body, format))
     }
 
     /// Stores a body's samples (all or none); returns how many, and how many series were new.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
 /// An exporter whose body changes after its second scrape (series `b` goes away).
-async fn exporter(open_metrics: bool) -> (String, Arc<AtomicUsize>) {
+async fn exporter(open_metrics: bool, close: bool) -> (String, Arc<AtomicUsize>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     let scrapes = Arc::new(AtomicUsize::new(0));
@@ -49,7 +49,7 @@ async fn exporter(open_metrics: bool) -> (String, Arc<AtomicUsize>) {
                         "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
                     );
-                    if stream.write_all(response.as_bytes()).await.is_err() {
+                    if stream.write_all(response.as_bytes()).await.is_err() || close {
                         return;
                     }
                 }
@@ -81,8 +81,8 @@ fn values(db: &Db, name: &str, job: &str) -> Vec<f64> {
 async fn both_formats_are_scraped_with_up_labels_and_staleness() {
     let dir = tempfile::tempdir().unwrap();
     let db = Db::open(DbOptions::new(dir.path())).unwrap();
-    let (text_addr, text_scrapes) = exporter(false).await;
-    let (om_addr, om_scrapes) = exporter(true).await;
+    let (text_addr, text_scrapes) = exporter(false, false).await;
+    let (om_addr, om_scrapes) = exporter(true, false).await;
     let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap().to_string();
     let scraper = Scraper::new(Arc::clone(&db));
     scraper.set_targets(vec![target(&text_addr, "text"), target(&om_addr, "om"), target(&dead, "dead")]);
@@ -118,4 +118,25 @@ async fn both_formats_are_scraped_with_up_labels_and_staleness() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(text_scrapes.load(Ordering::SeqCst), before);
     assert_eq!(scraper.targets().len(), 1);
+}
+
+/// A target that closes its connection after every answer is scraped on a new
+/// connection each time, never missing a scrape (and so never marked stale).
+#[tokio::test]
+async fn a_target_closing_its_connections_is_never_missed() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(DbOptions::new(dir.path())).unwrap();
+    let (addr, scrapes) = exporter(false, true).await;
+    let scraper = Scraper::new(Arc::clone(&db));
+    scraper.set_targets(vec![target(&addr, "closing")]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while scrapes.load(Ordering::SeqCst) < 6 {
+        assert!(std::time::Instant::now() < deadline, "not scraped");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let up = values(&db, "up", "closing");
+    assert!(up.len() >= 5 && up.iter().all(|v| *v == 1.0), "{up:?}");
+    let a = values(&db, "a_total", "closing");
+    assert!(a.iter().all(|v| !is_stale(*v)), "{a:?}");
 }

@@ -60,6 +60,29 @@ fn prometheus_config_targets_are_scraped_and_counted() {
     assert_eq!(active[0]["health"], "up", "{targets}");
     assert_eq!(active[0]["labels"]["job"], "app", "{targets}");
 
+    // PromQL on Prometheus' HTTP API, as GET and as a form POST.
+    let (code, answer) = server.api("GET", "/api/v1/query?query=sum%20by%20(job)%20(jobs_total)", None);
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["resultType"], "vector", "{answer}");
+    assert_eq!(answer["data"]["result"][0]["metric"]["job"], "app", "{answer}");
+    assert_eq!(answer["data"]["result"][0]["value"][1], "7", "{answer}");
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let (code, answer) = server.post_raw(
+        "/api/v1/query_range",
+        &[
+            ("Authorization", &format!("Bearer {}", server.token)),
+            ("Content-Type", "application/x-www-form-urlencoded"),
+        ],
+        // Three scrapes 200 ms apart are behind us: the last 300 ms all have data.
+        format!("query=jobs_total%7Bqueue%3D%22b%22%7D&start={}&end={now}&step=100ms", now - 0.3).into_bytes(),
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["resultType"], "matrix", "{answer}");
+    let values = answer["data"]["result"][0]["values"].as_array().unwrap();
+    assert!(values.len() >= 3 && values.iter().all(|v| v[1] == "4"), "{answer}");
+    let (code, answer) = server.api("GET", "/api/v1/query?query=sum(", None);
+    assert_eq!((code, answer["errorType"].as_str()), (400, Some("bad_data")), "{answer}");
+
     // POST /-/reload and SIGHUP read the file again; a broken file changes nothing.
     let write_targets = |targets: &[String]| {
         let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");

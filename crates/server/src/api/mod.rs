@@ -20,8 +20,7 @@ use axum::Router;
 use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
-pub const RESERVED: &[&str] =
-    &["query", "query_range", "series", "labels", "label", "metadata", "rules", "alerts", "status"];
+pub const RESERVED: &[&str] = &["series", "labels", "label", "metadata", "rules", "alerts", "status"];
 
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -57,7 +56,9 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/rollouts/{id}/approve", post(deploy::approve))
         .route("/rollbacks", post(deploy::rollback))
         .route("/environments", get(deploy::environments))
-        .route("/targets", get(monitor::targets));
+        .route("/targets", get(monitor::targets))
+        .route("/query", get(monitor::query_get).post(monitor::query_post))
+        .route("/query_range", get(monitor::query_range_get).post(monitor::query_range_post));
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))

@@ -1,12 +1,14 @@
 //! The Prometheus-compatible surface of the monitor: scrape targets and reloading
-//! the configuration (queries come with the PromQL engine).
+//! the configuration, and PromQL queries (`/api/v1/query`, `/api/v1/query_range`).
 
 use crate::app::App;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
-use axum::extract::State;
+use axum::extract::{Query, State};
 use axum::http::StatusCode;
+use axum::Form;
 use axum::Json;
+use mobius_monitor::promql;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -58,4 +60,176 @@ pub async fn reload(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
         .audit(&caller.actor(), "monitor.reload", "prometheus-config", json!({"targets": targets}), &caller.remote)
         .await?;
     Ok(Json(json!({"status": "success", "targets": targets})))
+}
+
+/// The parameters of `/api/v1/query` and `/api/v1/query_range`, from the query string
+/// (GET) or a form body (POST), as Prometheus takes them.
+#[derive(Debug, Default, serde::Deserialize)]
+pub struct QueryParams {
+    query: Option<String>,
+    time: Option<String>,
+    start: Option<String>,
+    end: Option<String>,
+    step: Option<String>,
+}
+
+/// Prometheus' error answer: 400 for a bad query, 422 for one that cannot be executed.
+fn prom_error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (status, Json(json!({"status": "error", "errorType": kind, "error": message.to_string()}))).into_response()
+}
+
+/// A timestamp as Prometheus accepts it: RFC 3339 or (fractional) Unix seconds.
+fn parse_time(name: &str, text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        if seconds.is_finite() {
+            return Ok((seconds * 1000.0).round() as i64);
+        }
+    }
+    humantime::parse_rfc3339_weak(text)
+        .ok()
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| format!("invalid parameter \"{name}\": cannot parse \"{text}\" to a valid timestamp"))
+}
+
+fn parse_step(text: &str) -> Result<i64, String> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Ok((seconds * 1000.0).round() as i64);
+    }
+    mobius_monitor::config::parse_duration(text)
+        .and_then(|d| i64::try_from(d.as_millis()).ok())
+        .ok_or_else(|| format!("invalid parameter \"step\": cannot parse \"{text}\" to a valid duration"))
+}
+
+/// A sample value as Prometheus writes it.
+fn format_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v.is_infinite() {
+        if v > 0.0 { "+Inf" } else { "-Inf" }.into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn metric_json(labels: &mobius_monitor::Labels) -> Value {
+    Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+async fn evaluate(app: Arc<App>, caller: Caller, params: QueryParams, range: bool) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(e) = caller.require_global(Role::Viewer) {
+        return e.into_response();
+    }
+    let Some(db) = app.monitor.as_ref().map(|m| Arc::clone(&m.db)) else {
+        return prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable",
+            "the server was started without --prometheus-config",
+        );
+    };
+    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
+        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"query\": empty query");
+    };
+    let expr = match promql::parse(&query) {
+        Ok(expr) => expr,
+        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
+    };
+    let times = if range {
+        let parse_all = || -> Result<(i64, i64, i64), String> {
+            let start = parse_time("start", params.start.as_deref().ok_or("invalid parameter \"start\": missing")?)?;
+            let end = parse_time("end", params.end.as_deref().ok_or("invalid parameter \"end\": missing")?)?;
+            let step = parse_step(params.step.as_deref().ok_or("invalid parameter \"step\": missing")?)?;
+            if end < start {
+                return Err("invalid parameter \"end\": end timestamp must not be before start time".into());
+            }
+            Ok((start, end, step))
+        };
+        parse_all()
+    } else {
+        params.time.as_deref().map_or(Ok(now_ms()), |t| parse_time("time", t)).map(|t| (t, t, 0))
+    };
+    let (start, end, step) = match times {
+        Ok(times) => times,
+        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
+    };
+    let answer = tokio::task::spawn_blocking(move || -> Result<Value, promql::QueryError> {
+        let seconds = |t: i64| t as f64 / 1000.0;
+        if range {
+            let series = promql::range(&db, &expr, start, end, step)?;
+            let result: Vec<Value> = series
+                .iter()
+                .map(|(labels, points)| {
+                    let values: Vec<Value> = points.iter().map(|(t, v)| json!([seconds(*t), format_value(*v)])).collect();
+                    json!({"metric": metric_json(labels), "values": values})
+                })
+                .collect();
+            return Ok(json!({"resultType": "matrix", "result": result}));
+        }
+        Ok(match promql::instant(&db, &expr, start)? {
+            promql::Value::Scalar(v) => json!({"resultType": "scalar", "result": [seconds(start), format_value(v)]}),
+            promql::Value::String(s) => json!({"resultType": "string", "result": [seconds(start), s]}),
+            promql::Value::Vector(samples) => {
+                let result: Vec<Value> = samples
+                    .iter()
+                    .map(|(labels, v)| json!({"metric": metric_json(labels), "value": [seconds(start), format_value(*v)]}))
+                    .collect();
+                json!({"resultType": "vector", "result": result})
+            }
+            promql::Value::Matrix(series) => {
+                let result: Vec<Value> = series
+                    .iter()
+                    .map(|(labels, points)| {
+                        let values: Vec<Value> = points.iter().map(|(t, v)| json!([seconds(*t), format_value(*v)])).collect();
+                        json!({"metric": metric_json(labels), "values": values})
+                    })
+                    .collect();
+                json!({"resultType": "matrix", "result": result})
+            }
+        })
+    })
+    .await;
+    match answer {
+        Ok(Ok(data)) => Json(json!({"status": "success", "data": data})).into_response(),
+        Ok(Err(promql::QueryError::BadData(e))) => prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
+        Ok(Err(promql::QueryError::Execution(e))) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", e),
+    }
+}
+
+pub async fn query_get(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(p): Query<QueryParams>,
+) -> axum::response::Response {
+    evaluate(app, caller, p, false).await
+}
+
+pub async fn query_post(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Form(p): Form<QueryParams>,
+) -> axum::response::Response {
+    evaluate(app, caller, p, false).await
+}
+
+pub async fn query_range_get(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(p): Query<QueryParams>,
+) -> axum::response::Response {
+    evaluate(app, caller, p, true).await
+}
+
+pub async fn query_range_post(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Form(p): Form<QueryParams>,
+) -> axum::response::Response {
+    evaluate(app, caller, p, true).await
 }
