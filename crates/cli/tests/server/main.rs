@@ -7,6 +7,7 @@ mod crash;
 mod deploy;
 mod monitor;
 mod pipelines;
+mod promql_diff;
 mod support;
 mod ui;
 mod webhooks;
