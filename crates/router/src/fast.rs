@@ -308,14 +308,7 @@ async fn exchange(inner: &Inner, table: &Table, client: &mut TcpStream, buf: &mu
         };
         drop(in_flight);
         tracing::debug!(backend = %backend.id, error = %failure, "upstream request failed");
-        let ejected = backend.record_failure(
-            now,
-            inner.options.eject_after_failures,
-            u64::try_from(inner.options.ejection_time.as_millis()).unwrap_or(u64::MAX),
-        );
-        if ejected {
-            tracing::warn!(backend = %backend.id, "backend ejected after consecutive failures");
-        }
+        inner.count_failure(&backend, now);
         if head.retryable && attempt < table.retries {
             attempt += 1;
             fresh = false;

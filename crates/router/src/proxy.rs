@@ -221,6 +221,16 @@ impl Router {
     }
 }
 
+impl Inner {
+    /// Counts a failed attempt at a backend; enough in a row eject it for a while.
+    pub(crate) fn count_failure(&self, backend: &Backend, now_ms: u64) {
+        let ejection_ms = u64::try_from(self.options.ejection_time.as_millis()).unwrap_or(u64::MAX);
+        if backend.record_failure(now_ms, self.options.eject_after_failures, ejection_ms) {
+            tracing::warn!(backend = %backend.id, "backend ejected after consecutive failures");
+        }
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
@@ -388,14 +398,7 @@ async fn forward(inner: &Inner, table: &Table, peer: SocketAddr, mut req: Reques
             Err(_) => "the backend did not answer in time",
         };
         drop(in_flight);
-        let ejected = backend.record_failure(
-            now,
-            inner.options.eject_after_failures,
-            u64::try_from(inner.options.ejection_time.as_millis()).unwrap_or(u64::MAX),
-        );
-        if ejected {
-            tracing::warn!(backend = %backend.id, "backend ejected after consecutive failures");
-        }
+        inner.count_failure(&backend, now);
         if retryable && attempt < table.retries {
             attempt += 1;
             failed_backend = Some(backend);

@@ -117,6 +117,19 @@ fn metric_json(labels: &mobius_monitor::Labels) -> Value {
     Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
+/// Series with their points, as Prometheus writes a matrix.
+fn matrix_json(series: &[promql::Series]) -> Value {
+    let result: Vec<Value> = series
+        .iter()
+        .map(|(labels, points)| {
+            let values: Vec<Value> =
+                points.iter().map(|(t, v)| json!([*t as f64 / 1000.0, format_value(*v)])).collect();
+            json!({"metric": metric_json(labels), "values": values})
+        })
+        .collect();
+    json!({"resultType": "matrix", "result": result})
+}
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
@@ -161,15 +174,7 @@ async fn evaluate(app: Arc<App>, caller: Caller, params: QueryParams, range: boo
     let answer = tokio::task::spawn_blocking(move || -> Result<Value, promql::QueryError> {
         let seconds = |t: i64| t as f64 / 1000.0;
         if range {
-            let series = promql::range(&db, &expr, start, end, step)?;
-            let result: Vec<Value> = series
-                .iter()
-                .map(|(labels, points)| {
-                    let values: Vec<Value> = points.iter().map(|(t, v)| json!([seconds(*t), format_value(*v)])).collect();
-                    json!({"metric": metric_json(labels), "values": values})
-                })
-                .collect();
-            return Ok(json!({"resultType": "matrix", "result": result}));
+            return Ok(matrix_json(&promql::range(&db, &expr, start, end, step)?));
         }
         Ok(match promql::instant(&db, &expr, start)? {
             promql::Value::Scalar(v) => json!({"resultType": "scalar", "result": [seconds(start), format_value(v)]}),
@@ -181,16 +186,7 @@ async fn evaluate(app: Arc<App>, caller: Caller, params: QueryParams, range: boo
                     .collect();
                 json!({"resultType": "vector", "result": result})
             }
-            promql::Value::Matrix(series) => {
-                let result: Vec<Value> = series
-                    .iter()
-                    .map(|(labels, points)| {
-                        let values: Vec<Value> = points.iter().map(|(t, v)| json!([seconds(*t), format_value(*v)])).collect();
-                        json!({"metric": metric_json(labels), "values": values})
-                    })
-                    .collect();
-                json!({"resultType": "matrix", "result": result})
-            }
+            promql::Value::Matrix(series) => matrix_json(&series),
         })
     })
     .await;
