@@ -195,6 +195,16 @@ impl Db {
             .collect()
     }
 
+    /// The label sets of the series any of the matcher sets accepts, sorted.
+    pub fn series_labels(&self, sets: &[Vec<Matcher>]) -> Vec<Labels> {
+        let head = self.head.read();
+        let mut out: Vec<Labels> =
+            sets.iter().flat_map(|set| head.select(set)).filter_map(|r| head.labels(r)).collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+
     pub fn label_names(&self) -> Vec<String> {
         self.head.read().label_names().into_iter().map(str::to_string).collect()
     }

@@ -96,6 +96,15 @@ struct Eval<'a> {
     db: &'a Db,
 }
 
+/// The matcher sets of a series selector (`match[]` of the metadata endpoints):
+/// one set, or one per `or` alternative.
+pub fn selector_matchers(text: &str) -> Result<Vec<Vec<Matcher>>, QueryError> {
+    match parse(text)? {
+        Expr::VectorSelector(vs) if vs.offset.is_none() && vs.at.is_none() => matchers(&vs),
+        _ => Err(QueryError::BadData(format!("invalid parameter \"match[]\": {text} is not a series selector"))),
+    }
+}
+
 fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
     let convert = |m: &PMatcher| -> Result<Matcher, QueryError> {
         let op = match m.op {

@@ -83,6 +83,22 @@ fn prometheus_config_targets_are_scraped_and_counted() {
     let (code, answer) = server.api("GET", "/api/v1/query?query=sum(", None);
     assert_eq!((code, answer["errorType"].as_str()), (400, Some("bad_data")), "{answer}");
 
+    // What the store holds: label names and values, series by selector.
+    let (_, labels) = server.api("GET", "/api/v1/labels", None);
+    for name in ["__name__", "instance", "job", "queue"] {
+        assert!(labels["data"].as_array().unwrap().iter().any(|n| n == name), "{name}: {labels}");
+    }
+    let (_, labels) = server.api("GET", "/api/v1/labels?match[]=up", None);
+    assert_eq!(labels["data"], serde_json::json!(["__name__", "instance", "job"]), "{labels}");
+    let (_, values) = server.api("GET", "/api/v1/label/queue/values", None);
+    assert_eq!(values["data"], serde_json::json!(["a", "b"]), "{values}");
+    let (code, series) = server.api("GET", "/api/v1/series?match[]=jobs_total%7Bqueue%3D%22a%22%7D", None);
+    assert_eq!(code, 200, "{series}");
+    assert_eq!(series["data"].as_array().unwrap().len(), 1, "{series}");
+    assert_eq!(series["data"][0]["queue"], "a", "{series}");
+    let (code, answer) = server.api("GET", "/api/v1/series", None);
+    assert_eq!((code, answer["errorType"].as_str()), (400, Some("bad_data")), "{answer}");
+
     // POST /-/reload and SIGHUP read the file again; a broken file changes nothing.
     let write_targets = |targets: &[String]| {
         let list = targets.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");

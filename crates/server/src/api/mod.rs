@@ -58,7 +58,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/environments", get(deploy::environments))
         .route("/targets", get(monitor::targets))
         .route("/query", get(monitor::query_get).post(monitor::query_post))
-        .route("/query_range", get(monitor::query_range_get).post(monitor::query_range_post));
+        .route("/query_range", get(monitor::query_range_get).post(monitor::query_range_post))
+        .route("/series", get(monitor::series_get).post(monitor::series_post))
+        .route("/labels", get(monitor::labels_get).post(monitor::labels_post))
+        .route("/label/{name}/values", get(monitor::label_values));
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))

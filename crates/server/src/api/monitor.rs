@@ -4,7 +4,7 @@
 use crate::app::App;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
-use axum::extract::{Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::Form;
 use axum::Json;
@@ -228,4 +228,114 @@ pub async fn query_range_post(
     Form(p): Form<QueryParams>,
 ) -> axum::response::Response {
     evaluate(app, caller, p, true).await
+}
+
+/// The `match[]` selectors of a query string or form body.
+fn match_params(raw: &[u8]) -> Result<Vec<Vec<mobius_monitor::labels::Matcher>>, promql::QueryError> {
+    let mut sets = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw) {
+        if key == "match[]" {
+            sets.extend(promql::selector_matchers(&value)?);
+        }
+    }
+    Ok(sets)
+}
+
+/// `series`, `labels` and `label/NAME/values`: what the store holds, optionally narrowed by `match[]`.
+async fn metadata(app: Arc<App>, caller: Caller, raw: Vec<u8>, what: Metadata) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if let Err(e) = caller.require_global(Role::Viewer) {
+        return e.into_response();
+    }
+    let Some(db) = app.monitor.as_ref().map(|m| Arc::clone(&m.db)) else {
+        return prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable",
+            "the server was started without --prometheus-config",
+        );
+    };
+    let sets = match match_params(&raw) {
+        Ok(sets) => sets,
+        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
+    };
+    if sets.is_empty() && matches!(what, Metadata::Series) {
+        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided");
+    }
+    let data = tokio::task::spawn_blocking(move || -> Value {
+        let series = (!sets.is_empty()).then(|| db.series_labels(&sets));
+        match what {
+            Metadata::Series => json!(series.unwrap_or_default().iter().map(metric_json).collect::<Vec<_>>()),
+            Metadata::Names => match series {
+                Some(series) => {
+                    let names: std::collections::BTreeSet<&str> =
+                        series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
+                    json!(names)
+                }
+                None => json!(db.label_names()),
+            },
+            Metadata::Values(name) => match series {
+                Some(series) => {
+                    let values: std::collections::BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
+                    json!(values)
+                }
+                None => json!(db.label_values(&name)),
+            },
+        }
+    })
+    .await;
+    match data {
+        Ok(data) => Json(json!({"status": "success", "data": data})).into_response(),
+        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", e),
+    }
+}
+
+enum Metadata {
+    Series,
+    Names,
+    Values(String),
+}
+
+fn raw_query(query: Option<String>) -> Vec<u8> {
+    query.unwrap_or_default().into_bytes()
+}
+
+pub async fn series_get(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> axum::response::Response {
+    metadata(app, caller, raw_query(q), Metadata::Series).await
+}
+
+pub async fn series_post(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    metadata(app, caller, body.to_vec(), Metadata::Series).await
+}
+
+pub async fn labels_get(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    RawQuery(q): RawQuery,
+) -> axum::response::Response {
+    metadata(app, caller, raw_query(q), Metadata::Names).await
+}
+
+pub async fn labels_post(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    metadata(app, caller, body.to_vec(), Metadata::Names).await
+}
+
+pub async fn label_values(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    RawQuery(q): RawQuery,
+) -> axum::response::Response {
+    metadata(app, caller, raw_query(q), Metadata::Values(name)).await
 }
