@@ -78,6 +78,8 @@ pub struct TargetHealth {
 struct Running {
     target: Target,
     health: Arc<Mutex<TargetHealth>>,
+    /// Dropped (or sent) to stop the loop, which then ends its series.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
     task: JoinHandle<()>,
 }
 
@@ -102,10 +104,11 @@ impl Scraper {
     /// others stop, new ones start.
     pub fn set_targets(&self, targets: Vec<Target>) {
         let mut running = self.running.lock();
-        running.retain(|r| {
+        // A target that goes away ends its series with staleness markers, as in Prometheus.
+        running.retain_mut(|r| {
             let keep = targets.contains(&r.target);
             if !keep {
-                r.task.abort();
+                drop(r.stop.take());
             }
             keep
         });
@@ -114,8 +117,9 @@ impl Scraper {
                 continue;
             }
             let health = Arc::new(Mutex::new(TargetHealth::default()));
-            let task = tokio::spawn(scrape_loop(Arc::clone(&self.db), target.clone(), Arc::clone(&health)));
-            running.push(Running { target, health, task });
+            let (stop, stopped) = tokio::sync::oneshot::channel();
+            let task = tokio::spawn(scrape_loop(Arc::clone(&self.db), target.clone(), Arc::clone(&health), stopped));
+            running.push(Running { target, health, stop: Some(stop), task });
         }
     }
 
@@ -152,7 +156,12 @@ struct Loop {
     report: HashMap<&'static str, SeriesRef>,
 }
 
-async fn scrape_loop(db: Arc<Db>, target: Target, health: Arc<Mutex<TargetHealth>>) {
+async fn scrape_loop(
+    db: Arc<Db>,
+    target: Target,
+    health: Arc<Mutex<TargetHealth>>,
+    mut stopped: tokio::sync::oneshot::Receiver<()>,
+) {
     // Targets are spread over the interval, each at an offset of its own.
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     target.address.hash(&mut hasher);
@@ -173,9 +182,16 @@ async fn scrape_loop(db: Arc<Db>, target: Target, health: Arc<Mutex<TargetHealth
         report: HashMap::new(),
     };
     loop {
-        ticks.tick().await;
-        let outcome = state.scrape_once().await;
-        *health.lock() = outcome;
+        tokio::select! {
+            _ = ticks.tick() => {
+                let outcome = state.scrape_once().await;
+                *health.lock() = outcome;
+            }
+            _ = &mut stopped => {
+                state.end_series();
+                return;
+            }
+        }
     }
 }
 
@@ -226,6 +242,17 @@ impl Loop {
             tracing::error!(error = %e, "cannot store scraped samples");
         }
         TargetHealth { up, last_scrape_ms: t, last_duration: duration, last_error: error, samples }
+    }
+
+    /// Marks every series of the target stale: it is no longer scraped.
+    fn end_series(&mut self) {
+        let t = now_ms();
+        let stale = f64::from_bits(STALE_NAN_BITS);
+        let mut batch: Vec<(SeriesRef, i64, f64)> = self.cache.values().map(|c| (c.series, t, stale)).collect();
+        batch.extend(self.report.values().map(|r| (*r, t, stale)));
+        if let Err(e) = self.db.append_refs(&batch) {
+            tracing::error!(error = %e, "cannot end the series of a removed target");
+        }
     }
 
     fn report_series(&mut self, name: &'static str) -> Option<SeriesRef> {

@@ -118,6 +118,12 @@ async fn both_formats_are_scraped_with_up_labels_and_staleness() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(text_scrapes.load(Ordering::SeqCst), before);
     assert_eq!(scraper.targets().len(), 1);
+    // Its series end with a staleness marker, so queries stop seeing them at once.
+    for name in ["a_total", "up"] {
+        let last = *values(&db, name, "text").last().unwrap();
+        assert!(is_stale(last), "{name} of the removed target ends with {last}");
+    }
+    assert!(!is_stale(*values(&db, "up", "om").last().unwrap()));
 }
 
 /// A target that closes its connection after every answer is scraped on a new
