@@ -6,7 +6,8 @@ use crate::db::Db;
 use crate::labels::{Labels, MatchOp, Matcher, METRIC_NAME};
 use crate::scrape::is_stale;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
-use promql_parser::parser::{self, BinaryExpr, Expr, LabelModifier, VectorMatchCardinality, VectorSelector};
+pub use promql_parser::parser::Expr;
+use promql_parser::parser::{self, BinaryExpr, LabelModifier, VectorMatchCardinality, VectorSelector};
 use std::collections::{BTreeMap, HashMap};
 
 /// A series with its samples `(milliseconds, value)`.

@@ -4,9 +4,8 @@
 use crate::app::App;
 use crate::auth::{Caller, Role};
 use crate::error::{ApiError, ApiResult};
-use axum::extract::{Path, Query, RawQuery, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::Form;
 use axum::Json;
 use mobius_monitor::promql;
 use serde_json::{json, Value};
@@ -62,21 +61,87 @@ pub async fn reload(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
     Ok(Json(json!({"status": "success", "targets": targets})))
 }
 
-/// The parameters of `/api/v1/query` and `/api/v1/query_range`, from the query string
-/// (GET) or a form body (POST), as Prometheus takes them.
-#[derive(Debug, Default, serde::Deserialize)]
-pub struct QueryParams {
-    query: Option<String>,
-    time: Option<String>,
-    start: Option<String>,
-    end: Option<String>,
-    step: Option<String>,
+/// The parameters of the query endpoints, from the query string (GET) or a form body
+/// (POST), as Prometheus takes them; `match[]` may repeat.
+pub struct PromParams(Vec<(String, String)>);
+
+impl PromParams {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> {
+        self.0.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+impl axum::extract::FromRequest<Arc<App>> for PromParams {
+    type Rejection = Refused;
+
+    async fn from_request(request: axum::extract::Request, state: &Arc<App>) -> Result<Self, Refused> {
+        let raw = if request.method() == axum::http::Method::GET {
+            request.uri().query().unwrap_or_default().as_bytes().to_vec()
+        } else {
+            axum::body::Bytes::from_request(request, state)
+                .await
+                .map_err(|e| prom_error(StatusCode::BAD_REQUEST, "bad_data", e))?
+                .to_vec()
+        };
+        Ok(PromParams(form_urlencoded::parse(&raw).into_owned().collect()))
+    }
+}
+
+/// A refusal: Mobius' own error shape for authentication, Prometheus' for the rest.
+pub struct Refused(Box<axum::response::Response>);
+
+impl axum::response::IntoResponse for Refused {
+    fn into_response(self) -> axum::response::Response {
+        *self.0
+    }
+}
+
+impl From<ApiError> for Refused {
+    fn from(e: ApiError) -> Self {
+        use axum::response::IntoResponse;
+        Refused(Box::new(e.into_response()))
+    }
 }
 
 /// Prometheus' error answer: 400 for a bad query, 422 for one that cannot be executed.
-fn prom_error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> axum::response::Response {
+fn prom_error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Refused {
     use axum::response::IntoResponse;
-    (status, Json(json!({"status": "error", "errorType": kind, "error": message.to_string()}))).into_response()
+    let body = json!({"status": "error", "errorType": kind, "error": message.to_string()});
+    Refused(Box::new((status, Json(body)).into_response()))
+}
+
+fn query_error(e: promql::QueryError) -> Refused {
+    match e {
+        promql::QueryError::BadData(e) => prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
+        promql::QueryError::Execution(e) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+    }
+}
+
+/// The store, for a caller allowed to read it (any role on the whole server).
+fn readable_store(app: &App, caller: &Caller) -> Result<Arc<mobius_monitor::Db>, Refused> {
+    caller.require_global(Role::Viewer)?;
+    app.monitor.as_ref().map(|m| Arc::clone(&m.db)).ok_or_else(|| {
+        prom_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unavailable",
+            "the server was started without --prometheus-config",
+        )
+    })
+}
+
+/// Runs store work off the async threads and wraps it in Prometheus' success shape.
+async fn answer(
+    work: impl FnOnce() -> Result<Value, promql::QueryError> + Send + 'static,
+) -> Result<Json<Value>, Refused> {
+    match tokio::task::spawn_blocking(work).await {
+        Ok(Ok(data)) => Ok(Json(json!({"status": "success", "data": data}))),
+        Ok(Err(e)) => Err(query_error(e)),
+        Err(e) => Err(prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", e)),
+    }
 }
 
 /// A timestamp as Prometheus accepts it: RFC 3339 or (fractional) Unix seconds.
@@ -134,208 +199,112 @@ fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
 }
 
-async fn evaluate(app: Arc<App>, caller: Caller, params: QueryParams, range: bool) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if let Err(e) = caller.require_global(Role::Viewer) {
-        return e.into_response();
-    }
-    let Some(db) = app.monitor.as_ref().map(|m| Arc::clone(&m.db)) else {
-        return prom_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unavailable",
-            "the server was started without --prometheus-config",
-        );
+fn parsed_query(params: &PromParams) -> Result<promql::Expr, Refused> {
+    let query = params
+        .get("query")
+        .filter(|q| !q.trim().is_empty())
+        .ok_or_else(|| prom_error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"query\": empty query"))?;
+    promql::parse(query).map_err(query_error)
+}
+
+/// `/api/v1/query`: an expression at one instant (`time`, default now).
+pub async fn query(State(app): State<Arc<App>>, caller: Caller, params: PromParams) -> Result<Json<Value>, Refused> {
+    let db = readable_store(&app, &caller)?;
+    let expr = parsed_query(&params)?;
+    let at = match params.get("time") {
+        Some(t) => parse_time("time", t).map_err(|e| prom_error(StatusCode::BAD_REQUEST, "bad_data", e))?,
+        None => now_ms(),
     };
-    let Some(query) = params.query.filter(|q| !q.trim().is_empty()) else {
-        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "invalid parameter \"query\": empty query");
-    };
-    let expr = match promql::parse(&query) {
-        Ok(expr) => expr,
-        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
-    };
-    let times = if range {
-        let parse_all = || -> Result<(i64, i64, i64), String> {
-            let start = parse_time("start", params.start.as_deref().ok_or("invalid parameter \"start\": missing")?)?;
-            let end = parse_time("end", params.end.as_deref().ok_or("invalid parameter \"end\": missing")?)?;
-            let step = parse_step(params.step.as_deref().ok_or("invalid parameter \"step\": missing")?)?;
-            if end < start {
-                return Err("invalid parameter \"end\": end timestamp must not be before start time".into());
-            }
-            Ok((start, end, step))
-        };
-        parse_all()
-    } else {
-        params.time.as_deref().map_or(Ok(now_ms()), |t| parse_time("time", t)).map(|t| (t, t, 0))
-    };
-    let (start, end, step) = match times {
-        Ok(times) => times,
-        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
-    };
-    let answer = tokio::task::spawn_blocking(move || -> Result<Value, promql::QueryError> {
-        let seconds = |t: i64| t as f64 / 1000.0;
-        if range {
-            return Ok(matrix_json(&promql::range(&db, &expr, start, end, step)?));
-        }
-        Ok(match promql::instant(&db, &expr, start)? {
-            promql::Value::Scalar(v) => json!({"resultType": "scalar", "result": [seconds(start), format_value(v)]}),
-            promql::Value::String(s) => json!({"resultType": "string", "result": [seconds(start), s]}),
+    answer(move || {
+        let seconds = at as f64 / 1000.0;
+        Ok(match promql::instant(&db, &expr, at)? {
+            promql::Value::Scalar(v) => json!({"resultType": "scalar", "result": [seconds, format_value(v)]}),
+            promql::Value::String(s) => json!({"resultType": "string", "result": [seconds, s]}),
             promql::Value::Vector(samples) => {
                 let result: Vec<Value> = samples
                     .iter()
-                    .map(|(labels, v)| json!({"metric": metric_json(labels), "value": [seconds(start), format_value(*v)]}))
+                    .map(|(labels, v)| json!({"metric": metric_json(labels), "value": [seconds, format_value(*v)]}))
                     .collect();
                 json!({"resultType": "vector", "result": result})
             }
             promql::Value::Matrix(series) => matrix_json(&series),
         })
     })
-    .await;
-    match answer {
-        Ok(Ok(data)) => Json(json!({"status": "success", "data": data})).into_response(),
-        Ok(Err(promql::QueryError::BadData(e))) => prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
-        Ok(Err(promql::QueryError::Execution(e))) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
-        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", e),
-    }
+    .await
 }
 
-pub async fn query_get(
+/// `/api/v1/query_range`: an expression at every `step` from `start` to `end`.
+pub async fn query_range(
     State(app): State<Arc<App>>,
     caller: Caller,
-    Query(p): Query<QueryParams>,
-) -> axum::response::Response {
-    evaluate(app, caller, p, false).await
-}
-
-pub async fn query_post(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Form(p): Form<QueryParams>,
-) -> axum::response::Response {
-    evaluate(app, caller, p, false).await
-}
-
-pub async fn query_range_get(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Query(p): Query<QueryParams>,
-) -> axum::response::Response {
-    evaluate(app, caller, p, true).await
-}
-
-pub async fn query_range_post(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    Form(p): Form<QueryParams>,
-) -> axum::response::Response {
-    evaluate(app, caller, p, true).await
-}
-
-/// The `match[]` selectors of a query string or form body.
-fn match_params(raw: &[u8]) -> Result<Vec<Vec<mobius_monitor::labels::Matcher>>, promql::QueryError> {
-    let mut sets = Vec::new();
-    for (key, value) in form_urlencoded::parse(raw) {
-        if key == "match[]" {
-            sets.extend(promql::selector_matchers(&value)?);
+    params: PromParams,
+) -> Result<Json<Value>, Refused> {
+    let db = readable_store(&app, &caller)?;
+    let expr = parsed_query(&params)?;
+    let required = |name: &str| params.get(name).ok_or_else(|| format!("invalid parameter \"{name}\": missing"));
+    let times = (|| -> Result<(i64, i64, i64), String> {
+        let start = parse_time("start", required("start")?)?;
+        let end = parse_time("end", required("end")?)?;
+        let step = parse_step(required("step")?)?;
+        if end < start {
+            return Err("invalid parameter \"end\": end timestamp must not be before start time".into());
         }
+        Ok((start, end, step))
+    })();
+    let (start, end, step) = times.map_err(|e| prom_error(StatusCode::BAD_REQUEST, "bad_data", e))?;
+    answer(move || Ok(matrix_json(&promql::range(&db, &expr, start, end, step)?))).await
+}
+
+/// The matcher sets of every `match[]`.
+fn match_params(params: &PromParams) -> Result<Vec<Vec<mobius_monitor::labels::Matcher>>, Refused> {
+    let mut sets = Vec::new();
+    for selector in params.all("match[]") {
+        sets.extend(promql::selector_matchers(selector).map_err(query_error)?);
     }
     Ok(sets)
 }
 
-/// `series`, `labels` and `label/NAME/values`: what the store holds, optionally narrowed by `match[]`.
-async fn metadata(app: Arc<App>, caller: Caller, raw: Vec<u8>, what: Metadata) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    if let Err(e) = caller.require_global(Role::Viewer) {
-        return e.into_response();
+/// `/api/v1/series`: the label sets `match[]` (required) selects.
+pub async fn series(State(app): State<Arc<App>>, caller: Caller, params: PromParams) -> Result<Json<Value>, Refused> {
+    let db = readable_store(&app, &caller)?;
+    let sets = match_params(&params)?;
+    if sets.is_empty() {
+        return Err(prom_error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided"));
     }
-    let Some(db) = app.monitor.as_ref().map(|m| Arc::clone(&m.db)) else {
-        return prom_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unavailable",
-            "the server was started without --prometheus-config",
-        );
-    };
-    let sets = match match_params(&raw) {
-        Ok(sets) => sets,
-        Err(e) => return prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
-    };
-    if sets.is_empty() && matches!(what, Metadata::Series) {
-        return prom_error(StatusCode::BAD_REQUEST, "bad_data", "no match[] parameter provided");
-    }
-    let data = tokio::task::spawn_blocking(move || -> Value {
-        let series = (!sets.is_empty()).then(|| db.series_labels(&sets));
-        match what {
-            Metadata::Series => json!(series.unwrap_or_default().iter().map(metric_json).collect::<Vec<_>>()),
-            Metadata::Names => match series {
-                Some(series) => {
-                    let names: std::collections::BTreeSet<&str> =
-                        series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
-                    json!(names)
-                }
-                None => json!(db.label_names()),
-            },
-            Metadata::Values(name) => match series {
-                Some(series) => {
-                    let values: std::collections::BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
-                    json!(values)
-                }
-                None => json!(db.label_values(&name)),
-            },
+    answer(move || Ok(json!(db.series_labels(&sets).iter().map(metric_json).collect::<Vec<_>>()))).await
+}
+
+/// `/api/v1/labels`: label names, of every series or of those `match[]` selects.
+pub async fn labels(State(app): State<Arc<App>>, caller: Caller, params: PromParams) -> Result<Json<Value>, Refused> {
+    let db = readable_store(&app, &caller)?;
+    let sets = match_params(&params)?;
+    answer(move || {
+        if sets.is_empty() {
+            return Ok(json!(db.label_names()));
         }
+        let series = db.series_labels(&sets);
+        let names: std::collections::BTreeSet<&str> = series.iter().flat_map(|l| l.iter().map(|(k, _)| k)).collect();
+        Ok(json!(names))
     })
-    .await;
-    match data {
-        Ok(data) => Json(json!({"status": "success", "data": data})).into_response(),
-        Err(e) => prom_error(StatusCode::SERVICE_UNAVAILABLE, "internal", e),
-    }
+    .await
 }
 
-enum Metadata {
-    Series,
-    Names,
-    Values(String),
-}
-
-fn raw_query(query: Option<String>) -> Vec<u8> {
-    query.unwrap_or_default().into_bytes()
-}
-
-pub async fn series_get(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-) -> axum::response::Response {
-    metadata(app, caller, raw_query(q), Metadata::Series).await
-}
-
-pub async fn series_post(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    metadata(app, caller, body.to_vec(), Metadata::Series).await
-}
-
-pub async fn labels_get(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    RawQuery(q): RawQuery,
-) -> axum::response::Response {
-    metadata(app, caller, raw_query(q), Metadata::Names).await
-}
-
-pub async fn labels_post(
-    State(app): State<Arc<App>>,
-    caller: Caller,
-    body: axum::body::Bytes,
-) -> axum::response::Response {
-    metadata(app, caller, body.to_vec(), Metadata::Names).await
-}
-
+/// `/api/v1/label/NAME/values`: a label's values, of every series or of those `match[]` selects.
 pub async fn label_values(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(name): Path<String>,
-    RawQuery(q): RawQuery,
-) -> axum::response::Response {
-    metadata(app, caller, raw_query(q), Metadata::Values(name)).await
+    params: PromParams,
+) -> Result<Json<Value>, Refused> {
+    let db = readable_store(&app, &caller)?;
+    let sets = match_params(&params)?;
+    answer(move || {
+        if sets.is_empty() {
+            return Ok(json!(db.label_values(&name)));
+        }
+        let series = db.series_labels(&sets);
+        let values: std::collections::BTreeSet<&str> = series.iter().filter_map(|l| l.get(&name)).collect();
+        Ok(json!(values))
+    })
+    .await
 }
