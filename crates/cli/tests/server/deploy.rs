@@ -61,6 +61,15 @@ environments:
     )
 }
 
+/// A repository that builds the Python service and delivers it to the two environments.
+fn shop_repo(staging: u16, production: u16) -> Repo {
+    Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &delivery(staging, production)),
+    ])
+}
+
 fn python_available() -> bool {
     let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
@@ -106,11 +115,7 @@ fn releases_rollouts_approvals_and_rollback() {
     }
     for backend in backends() {
         let (staging, production) = (free_port(), free_port());
-        let repo = Repo::new(&[
-            (".github/workflows/build.yml", WORKFLOW),
-            ("app/upstream.py", APP),
-            ("mobius.yaml", &delivery(staging, production)),
-        ]);
+        let repo = shop_repo(staging, production);
         let server = Server::start(backend.clone());
         server.add_project("shop", repo.path());
         let v1 = wait_release(&server, "v1");
@@ -243,11 +248,7 @@ fn the_deploy_pages_show_what_runs_where_and_approve_a_rollout_in_the_browser() 
         return;
     };
     let (staging, production) = (free_port(), free_port());
-    let repo = Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &delivery(staging, production)),
-    ]);
+    let repo = shop_repo(staging, production);
     let server = Server::start(Backend::Sqlite);
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
@@ -313,11 +314,7 @@ fn kill_9_of_the_server_under_load_loses_no_request() {
         return;
     }
     let (staging, production) = (free_port(), free_port());
-    let repo = Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &delivery(staging, production)),
-    ]);
+    let repo = shop_repo(staging, production);
     let mut server = Server::start(crate::support::Backend::Sqlite);
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
