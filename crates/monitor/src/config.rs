@@ -66,18 +66,26 @@ pub fn parse_duration(text: &str) -> Option<Duration> {
     Some(Duration::from_millis(total))
 }
 
-struct Checker {
-    diagnostics: Vec<Diagnostic>,
+/// Collects every problem of a YAML file with its position (shared by the
+/// Prometheus, rule and Alertmanager file readers).
+pub(crate) struct Checker {
+    pub(crate) diagnostics: Vec<Diagnostic>,
 }
 
 impl Checker {
-    fn error(&mut self, pos: Pos, message: impl Into<String>) {
+    pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::new(pos, message));
     }
 
     /// The entries of a mapping, reporting keys outside `known` (and naming the ones
     /// Prometheus has but Mobius does not handle yet).
-    fn entries<'a>(&mut self, node: &'a Node, what: &str, known: &[&str], later: &[&str]) -> Vec<(&'a str, &'a Node)> {
+    pub(crate) fn entries<'a>(
+        &mut self,
+        node: &'a Node,
+        what: &str,
+        known: &[&str],
+        later: &[&str],
+    ) -> Vec<(&'a str, &'a Node)> {
         let Some(map) = node.as_map() else {
             if !node.is_null() {
                 self.error(node.pos, format!("{what} must be a mapping"));
@@ -98,7 +106,7 @@ impl Checker {
         out
     }
 
-    fn string(&mut self, node: &Node, what: &str) -> Option<String> {
+    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
         let value = node.scalar_string();
         if value.is_none() {
             self.error(node.pos, format!("{what} must be a string"));
@@ -106,7 +114,7 @@ impl Checker {
         value
     }
 
-    fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
+    pub(crate) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
         let parsed = node.scalar_string().as_deref().and_then(parse_duration).filter(|d| !d.is_zero());
         if parsed.is_none() {
             self.error(node.pos, format!("{what} must be a duration such as `15s`, `1m` or `500ms`"));
@@ -114,7 +122,7 @@ impl Checker {
         parsed
     }
 
-    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
         match node.scalar_string().as_deref() {
             Some("true") => Some(true),
             Some("false") => Some(false),
@@ -125,7 +133,7 @@ impl Checker {
         }
     }
 
-    fn labels(&mut self, node: &Node, what: &str) -> Vec<(String, String)> {
+    pub(crate) fn labels(&mut self, node: &Node, what: &str) -> Vec<(String, String)> {
         let Some(map) = node.as_map() else {
             self.error(node.pos, format!("{what} must be a mapping of label names to values"));
             return Vec::new();
@@ -144,7 +152,7 @@ impl Checker {
         out
     }
 
-    fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
+    pub(crate) fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
         let Some(items) = node.as_seq() else {
             self.error(node.pos, format!("{what} must be a list"));
             return Vec::new();

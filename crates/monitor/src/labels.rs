@@ -85,6 +85,17 @@ pub enum MatchOp {
     NotRegex,
 }
 
+impl MatchOp {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchOp::Equal => "=",
+            MatchOp::NotEqual => "!=",
+            MatchOp::Regex => "=~",
+            MatchOp::NotRegex => "!~",
+        }
+    }
+}
+
 /// `name op "value"`, as in `{job=~"api|web"}`. An absent label matches as the empty value.
 #[derive(Clone, Debug)]
 pub struct Matcher {

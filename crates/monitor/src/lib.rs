@@ -5,9 +5,11 @@
 //! packs samples as Prometheus does (delta-of-delta timestamps, XOR'd values);
 //! `head` holds the series and their chunks with a postings index for label
 //! matchers; `wal` makes every appended batch durable and is replayed at start;
-//! `db` ties the head and the log together.
+//! `db` ties the head and the log together. `promql` answers queries; `rules` evaluates
+//! recording and alerting rules, whose templates `template` expands.
 #![forbid(unsafe_code)]
 
+pub mod alerting;
 pub mod chunk;
 pub mod config;
 pub mod db;
@@ -15,7 +17,9 @@ pub mod exposition;
 pub mod head;
 pub mod labels;
 pub mod promql;
+pub mod rules;
 pub mod scrape;
+pub mod template;
 pub mod wal;
 
 pub use db::{Db, DbOptions};

@@ -1,0 +1,761 @@
+//! `alertmanager.yml`, read as Alertmanager reads it: `global`, the `route` tree
+//! (matchers, `group_by`, timing, `continue`, inherited by child routes),
+//! `receivers` (webhook, Slack, PagerDuty, email) and `inhibit_rules`. Keys Mobius
+//! does not act on yet are refused with their position.
+
+use crate::config::Checker;
+use crate::labels::{Labels, MatchOp, Matcher};
+use mobius_workflow::yaml::{self, Node, Pos};
+use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
+use std::time::Duration;
+
+#[derive(Clone, Debug)]
+pub struct AlertmanagerConfig {
+    pub resolve_timeout: Duration,
+    pub smtp: SmtpDefaults,
+    pub slack_api_url: Option<String>,
+    pub pagerduty_url: String,
+    pub route: Route,
+    pub receivers: Vec<Receiver>,
+    pub inhibit_rules: Vec<InhibitRule>,
+}
+
+/// The `smtp_*` settings of `global`, used by email receivers that do not set them.
+#[derive(Clone, Debug, Default)]
+pub struct SmtpDefaults {
+    pub from: Option<String>,
+    pub smarthost: Option<String>,
+    pub hello: Option<String>,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub require_tls: Option<bool>,
+}
+
+/// Which labels group alerts: a list, or every label (`...`).
+#[derive(Clone, Debug, PartialEq)]
+pub enum GroupBy {
+    Labels(Vec<String>),
+    All,
+}
+
+/// A node of the routing tree, with what it inherited already applied.
+#[derive(Clone, Debug)]
+pub struct Route {
+    /// The route's position in the tree (`0`, `0.1`, `0.1.0`), naming its groups.
+    pub id: String,
+    pub receiver: String,
+    pub group_by: GroupBy,
+    pub matchers: Vec<Matcher>,
+    pub continue_matching: bool,
+    pub group_wait: Duration,
+    pub group_interval: Duration,
+    pub repeat_interval: Duration,
+    pub routes: Vec<Route>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Receiver {
+    pub name: String,
+    pub webhooks: Vec<WebhookConfig>,
+    pub slack: Vec<SlackConfig>,
+    pub pagerduty: Vec<PagerDutyConfig>,
+    pub email: Vec<EmailConfig>,
+}
+
+#[derive(Clone, Debug)]
+pub struct WebhookConfig {
+    pub url: String,
+    pub send_resolved: bool,
+    pub max_alerts: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct SlackConfig {
+    pub api_url: String,
+    pub channel: Option<String>,
+    pub username: Option<String>,
+    pub title: Option<String>,
+    pub text: Option<String>,
+    pub send_resolved: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct PagerDutyConfig {
+    pub routing_key: String,
+    pub url: String,
+    pub severity: String,
+    pub client: String,
+    pub client_url: Option<String>,
+    pub description: Option<String>,
+    pub send_resolved: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct EmailConfig {
+    pub to: String,
+    pub from: String,
+    pub smarthost: String,
+    pub hello: String,
+    pub auth_username: Option<String>,
+    pub auth_password: Option<String>,
+    pub require_tls: bool,
+    pub subject: Option<String>,
+    pub text: Option<String>,
+    pub send_resolved: bool,
+}
+
+#[derive(Clone, Debug)]
+pub struct InhibitRule {
+    pub source: Vec<Matcher>,
+    pub target: Vec<Matcher>,
+    pub equal: Vec<String>,
+}
+
+impl Route {
+    /// The routes an alert with `labels` goes to: the deepest matching children,
+    /// in order, stopping at the first match unless it says `continue`.
+    pub fn matching<'a>(&'a self, labels: &Labels) -> Vec<&'a Route> {
+        if !matches(&self.matchers, labels) {
+            return Vec::new();
+        }
+        let mut out = Vec::new();
+        for child in &self.routes {
+            let found = child.matching(labels);
+            if !found.is_empty() {
+                out.extend(found);
+                if !child.continue_matching {
+                    break;
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push(self);
+        }
+        out
+    }
+
+    /// Every route of the tree, depth first.
+    pub fn walk(&self) -> Vec<&Route> {
+        let mut out = vec![self];
+        for child in &self.routes {
+            out.extend(child.walk());
+        }
+        out
+    }
+}
+
+/// Whether every matcher matches (an absent label has the empty value).
+pub fn matches(matchers: &[Matcher], labels: &Labels) -> bool {
+    matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
+}
+
+/// Parses Alertmanager's matcher syntax: `name="value"`, `name=~"re"`, `name!=value`,
+/// one or several separated by commas, optionally inside `{...}`.
+pub fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
+    let mut rest = text.trim();
+    if let Some(inner) = rest.strip_prefix('{') {
+        rest = inner.strip_suffix('}').ok_or_else(|| format!("`{text}`: missing closing `}}`"))?.trim();
+    }
+    let mut out = Vec::new();
+    while !rest.is_empty() {
+        let name_len = rest.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(rest.len());
+        let name = &rest[..name_len];
+        if name.is_empty() || name.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(format!("`{text}`: expected a label name at `{rest}`"));
+        }
+        rest = rest[name_len..].trim_start();
+        let (op, len) = if rest.starts_with("=~") {
+            (MatchOp::Regex, 2)
+        } else if rest.starts_with("!~") {
+            (MatchOp::NotRegex, 2)
+        } else if rest.starts_with("!=") {
+            (MatchOp::NotEqual, 2)
+        } else if rest.starts_with('=') {
+            (MatchOp::Equal, 1)
+        } else {
+            return Err(format!("`{text}`: expected `=`, `!=`, `=~` or `!~` after `{name}`"));
+        };
+        rest = rest[len..].trim_start();
+        let value;
+        if let Some(quoted) = rest.strip_prefix('"') {
+            let mut v = String::new();
+            let mut chars = quoted.char_indices();
+            let mut end = None;
+            while let Some((i, c)) = chars.next() {
+                match c {
+                    '\\' => match chars.next() {
+                        Some((_, 'n')) => v.push('\n'),
+                        Some((_, c)) => v.push(c),
+                        None => break,
+                    },
+                    '"' => {
+                        end = Some(i);
+                        break;
+                    }
+                    c => v.push(c),
+                }
+            }
+            let end = end.ok_or_else(|| format!("`{text}`: unterminated quoted value"))?;
+            value = v;
+            rest = quoted[end + 1..].trim_start();
+        } else {
+            let end = rest.find(',').unwrap_or(rest.len());
+            value = rest[..end].trim().to_string();
+            rest = &rest[end..];
+        }
+        let matcher =
+            Matcher::new(op, name, &value).map_err(|e| format!("`{text}`: invalid regular expression: {e}"))?;
+        out.push(matcher);
+        rest = rest.trim_start();
+        if let Some(after) = rest.strip_prefix(',') {
+            rest = after.trim_start();
+        } else if !rest.is_empty() {
+            return Err(format!("`{text}`: expected `,` before `{rest}`"));
+        }
+    }
+    Ok(out)
+}
+
+struct Parser<'a> {
+    c: Checker,
+    defaults: &'a AlertmanagerConfig,
+}
+
+impl Parser<'_> {
+    fn matcher_list(&mut self, node: &Node, what: &str) -> Vec<Matcher> {
+        let mut out = Vec::new();
+        for item in node.as_seq().unwrap_or(&[]) {
+            match item.scalar_string().map(|s| parse_matchers(&s)) {
+                Some(Ok(m)) => out.extend(m),
+                Some(Err(e)) => self.c.error(item.pos, format!("{what}: {e}")),
+                None => self.c.error(item.pos, format!("{what} must be strings such as `severity=\"page\"`")),
+            }
+        }
+        if node.as_seq().is_none() {
+            self.c.error(node.pos, format!("{what} must be a list"));
+        }
+        out
+    }
+
+    /// The deprecated `match` and `match_re` mappings.
+    fn match_map(&mut self, node: &Node, op: MatchOp, what: &str) -> Vec<Matcher> {
+        let mut out = Vec::new();
+        for (name, value) in self.c.labels(node, what) {
+            match Matcher::new(op, &name, &value) {
+                Ok(m) => out.push(m),
+                Err(e) => self.c.error(node.pos, format!("{what}: `{name}`: invalid regular expression: {e}")),
+            }
+        }
+        out
+    }
+
+    fn route(&mut self, node: &Node, parent: Option<&Route>, id: String) -> Route {
+        let mut route = match parent {
+            Some(p) => Route { id, matchers: Vec::new(), continue_matching: false, routes: Vec::new(), ..p.clone() },
+            None => Route {
+                id,
+                receiver: String::new(),
+                group_by: GroupBy::Labels(Vec::new()),
+                matchers: Vec::new(),
+                continue_matching: false,
+                group_wait: Duration::from_secs(30),
+                group_interval: Duration::from_secs(300),
+                repeat_interval: Duration::from_secs(4 * 3600),
+                routes: Vec::new(),
+            },
+        };
+        let mut children = None;
+        for (key, value) in self.c.entries(
+            node,
+            "a route",
+            &[
+                "receiver",
+                "group_by",
+                "matchers",
+                "match",
+                "match_re",
+                "continue",
+                "group_wait",
+                "group_interval",
+                "repeat_interval",
+                "routes",
+            ],
+            &["mute_time_intervals", "active_time_intervals"],
+        ) {
+            match key {
+                "receiver" => route.receiver = self.c.string(value, "`receiver`").unwrap_or_default(),
+                "group_by" => {
+                    let names = self.c.strings(value, "`group_by`");
+                    route.group_by =
+                        if names.iter().any(|n| n == "...") { GroupBy::All } else { GroupBy::Labels(names) };
+                }
+                "matchers" => route.matchers.extend(self.matcher_list(value, "`matchers`")),
+                "match" => route.matchers.extend(self.match_map(value, MatchOp::Equal, "`match`")),
+                "match_re" => route.matchers.extend(self.match_map(value, MatchOp::Regex, "`match_re`")),
+                "continue" => route.continue_matching = self.c.boolean(value, "`continue`").unwrap_or(false),
+                "group_wait" => route.group_wait = self.c.duration(value, key).unwrap_or(route.group_wait),
+                "group_interval" => route.group_interval = self.c.duration(value, key).unwrap_or(route.group_interval),
+                "repeat_interval" => {
+                    route.repeat_interval = self.c.duration(value, key).unwrap_or(route.repeat_interval)
+                }
+                _ => children = Some(value),
+            }
+        }
+        if parent.is_none() && (!route.matchers.is_empty() || route.continue_matching) {
+            self.c.error(node.pos, "the root route cannot have matchers or `continue`");
+        }
+        if route.receiver.is_empty() {
+            self.c.error(node.pos, "the root route needs a `receiver`");
+        } else if !self.defaults.receivers.iter().any(|r| r.name == route.receiver) {
+            let pos = node.get("receiver").map_or(node.pos, |n| n.pos);
+            self.c.error(pos, format!("receiver `{}` is not defined in `receivers`", route.receiver));
+        }
+        if let Some(children) = children {
+            match children.as_seq() {
+                Some(items) => {
+                    for (i, item) in items.iter().enumerate() {
+                        let child = self.route(item, Some(&route), format!("{}.{i}", route.id));
+                        route.routes.push(child);
+                    }
+                }
+                None => self.c.error(children.pos, "`routes` must be a list"),
+            }
+        }
+        route
+    }
+
+    fn opt_string(&mut self, value: &Node, key: &str) -> Option<String> {
+        self.c.string(value, &format!("`{key}`"))
+    }
+
+    fn url(&mut self, value: &Node, key: &str) -> Option<String> {
+        let url = self.opt_string(value, key)?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            self.c.error(value.pos, format!("`{key}` must be an http:// or https:// URL"));
+        }
+        Some(url)
+    }
+
+    fn configs(&mut self, node: &Node, what: &str) -> Vec<Node> {
+        match node.as_seq() {
+            Some(items) => items.to_vec(),
+            None => {
+                self.c.error(node.pos, format!("`{what}` must be a list"));
+                Vec::new()
+            }
+        }
+    }
+
+    fn receiver(&mut self, node: &Node) -> Receiver {
+        let mut r = Receiver {
+            name: String::new(),
+            webhooks: Vec::new(),
+            slack: Vec::new(),
+            pagerduty: Vec::new(),
+            email: Vec::new(),
+        };
+        for (key, value) in self.c.entries(
+            node,
+            "a receiver",
+            &["name", "webhook_configs", "slack_configs", "pagerduty_configs", "email_configs"],
+            &[
+                "opsgenie_configs",
+                "victorops_configs",
+                "pushover_configs",
+                "wechat_configs",
+                "telegram_configs",
+                "sns_configs",
+                "webex_configs",
+                "discord_configs",
+                "msteams_configs",
+            ],
+        ) {
+            match key {
+                "name" => r.name = self.opt_string(value, "name").unwrap_or_default(),
+                "webhook_configs" => {
+                    for item in self.configs(value, key) {
+                        let mut w = WebhookConfig { url: String::new(), send_resolved: true, max_alerts: 0 };
+                        for (key, value) in self.c.entries(
+                            &item,
+                            "a webhook config",
+                            &["url", "send_resolved", "max_alerts"],
+                            &["http_config", "url_file", "timeout"],
+                        ) {
+                            match key {
+                                "url" => w.url = self.url(value, key).unwrap_or_default(),
+                                "send_resolved" => w.send_resolved = self.c.boolean(value, key).unwrap_or(true),
+                                _ => match value.scalar_string().and_then(|s| s.parse().ok()) {
+                                    Some(n) => w.max_alerts = n,
+                                    None => self.c.error(value.pos, "`max_alerts` must be a whole number"),
+                                },
+                            }
+                        }
+                        if w.url.is_empty() {
+                            self.c.error(item.pos, "a webhook config needs a `url`");
+                        }
+                        r.webhooks.push(w);
+                    }
+                }
+                "slack_configs" => {
+                    for item in self.configs(value, key) {
+                        let mut s = SlackConfig {
+                            api_url: self.defaults.slack_api_url.clone().unwrap_or_default(),
+                            channel: None,
+                            username: None,
+                            title: None,
+                            text: None,
+                            send_resolved: false,
+                        };
+                        for (key, value) in self.c.entries(
+                            &item,
+                            "a slack config",
+                            &["api_url", "channel", "username", "title", "text", "send_resolved"],
+                            &["http_config", "api_url_file", "actions", "fields", "color", "icon_url", "icon_emoji"],
+                        ) {
+                            match key {
+                                "api_url" => s.api_url = self.url(value, key).unwrap_or_default(),
+                                "channel" => s.channel = self.opt_string(value, key),
+                                "username" => s.username = self.opt_string(value, key),
+                                "title" => s.title = self.template(value, key),
+                                "text" => s.text = self.template(value, key),
+                                _ => s.send_resolved = self.c.boolean(value, key).unwrap_or(false),
+                            }
+                        }
+                        if s.api_url.is_empty() {
+                            self.c.error(item.pos, "a slack config needs `api_url` (or `global.slack_api_url`)");
+                        }
+                        r.slack.push(s);
+                    }
+                }
+                "pagerduty_configs" => {
+                    for item in self.configs(value, key) {
+                        let mut p = PagerDutyConfig {
+                            routing_key: String::new(),
+                            url: self.defaults.pagerduty_url.clone(),
+                            severity: "error".into(),
+                            client: "Mobius".into(),
+                            client_url: None,
+                            description: None,
+                            send_resolved: true,
+                        };
+                        for (key, value) in self.c.entries(
+                            &item,
+                            "a pagerduty config",
+                            &["routing_key", "url", "severity", "client", "client_url", "description", "send_resolved"],
+                            &["service_key", "http_config", "routing_key_file", "details", "images", "links", "class"],
+                        ) {
+                            match key {
+                                "routing_key" => p.routing_key = self.opt_string(value, key).unwrap_or_default(),
+                                "url" => p.url = self.url(value, key).unwrap_or_default(),
+                                "severity" => p.severity = self.opt_string(value, key).unwrap_or(p.severity),
+                                "client" => p.client = self.opt_string(value, key).unwrap_or(p.client),
+                                "client_url" => p.client_url = self.opt_string(value, key),
+                                "description" => p.description = self.template(value, key),
+                                _ => p.send_resolved = self.c.boolean(value, key).unwrap_or(true),
+                            }
+                        }
+                        if p.routing_key.is_empty() {
+                            self.c.error(item.pos, "a pagerduty config needs a `routing_key`");
+                        }
+                        r.pagerduty.push(p);
+                    }
+                }
+                _ => {
+                    for item in self.configs(value, key) {
+                        let smtp = &self.defaults.smtp;
+                        let mut e = EmailConfig {
+                            to: String::new(),
+                            from: smtp.from.clone().unwrap_or_default(),
+                            smarthost: smtp.smarthost.clone().unwrap_or_default(),
+                            hello: smtp.hello.clone().unwrap_or_else(|| "localhost".into()),
+                            auth_username: smtp.auth_username.clone(),
+                            auth_password: smtp.auth_password.clone(),
+                            require_tls: smtp.require_tls.unwrap_or(true),
+                            subject: None,
+                            text: None,
+                            send_resolved: false,
+                        };
+                        for (key, value) in self.c.entries(
+                            &item,
+                            "an email config",
+                            &[
+                                "to",
+                                "from",
+                                "smarthost",
+                                "hello",
+                                "auth_username",
+                                "auth_password",
+                                "require_tls",
+                                "headers",
+                                "text",
+                                "send_resolved",
+                            ],
+                            &["html", "tls_config", "auth_secret", "auth_identity", "auth_password_file"],
+                        ) {
+                            match key {
+                                "to" => e.to = self.opt_string(value, key).unwrap_or_default(),
+                                "from" => e.from = self.opt_string(value, key).unwrap_or_default(),
+                                "smarthost" => e.smarthost = self.opt_string(value, key).unwrap_or_default(),
+                                "hello" => e.hello = self.opt_string(value, key).unwrap_or(e.hello),
+                                "auth_username" => e.auth_username = self.opt_string(value, key),
+                                "auth_password" => e.auth_password = self.opt_string(value, key),
+                                "require_tls" => e.require_tls = self.c.boolean(value, key).unwrap_or(true),
+                                "text" => e.text = self.template(value, key),
+                                "headers" => {
+                                    for (name, v) in self.c.labels(value, "`headers`") {
+                                        if name.eq_ignore_ascii_case("subject") {
+                                            e.subject = Some(v);
+                                        }
+                                    }
+                                }
+                                _ => e.send_resolved = self.c.boolean(value, key).unwrap_or(false),
+                            }
+                        }
+                        for (what, v) in [("to", &e.to), ("from", &e.from), ("smarthost", &e.smarthost)] {
+                            if v.is_empty() {
+                                self.c.error(
+                                    item.pos,
+                                    format!("an email config needs `{what}` (or `global.smtp_{what}`)"),
+                                );
+                            }
+                        }
+                        r.email.push(e);
+                    }
+                }
+            }
+        }
+        if r.name.is_empty() {
+            self.c.error(node.pos, "a receiver needs a `name`");
+        }
+        r
+    }
+
+    fn template(&mut self, value: &Node, key: &str) -> Option<String> {
+        let text = self.opt_string(value, key)?;
+        if let Err(e) = crate::alerting::notify::check_template(&text) {
+            self.c.error(value.pos, format!("the template of `{key}` does not parse: {e}"));
+        }
+        Some(text)
+    }
+
+    fn inhibit_rule(&mut self, node: &Node) -> InhibitRule {
+        let mut rule = InhibitRule { source: Vec::new(), target: Vec::new(), equal: Vec::new() };
+        for (key, value) in self.c.entries(
+            node,
+            "an inhibit rule",
+            &[
+                "source_matchers",
+                "target_matchers",
+                "source_match",
+                "source_match_re",
+                "target_match",
+                "target_match_re",
+                "equal",
+            ],
+            &[],
+        ) {
+            match key {
+                "source_matchers" => rule.source.extend(self.matcher_list(value, "`source_matchers`")),
+                "target_matchers" => rule.target.extend(self.matcher_list(value, "`target_matchers`")),
+                "source_match" => rule.source.extend(self.match_map(value, MatchOp::Equal, "`source_match`")),
+                "source_match_re" => rule.source.extend(self.match_map(value, MatchOp::Regex, "`source_match_re`")),
+                "target_match" => rule.target.extend(self.match_map(value, MatchOp::Equal, "`target_match`")),
+                "target_match_re" => rule.target.extend(self.match_map(value, MatchOp::Regex, "`target_match_re`")),
+                _ => rule.equal = self.c.strings(value, "`equal`"),
+            }
+        }
+        rule
+    }
+}
+
+fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig) {
+    for (key, value) in c.entries(
+        node,
+        "`global`",
+        &[
+            "resolve_timeout",
+            "smtp_from",
+            "smtp_smarthost",
+            "smtp_hello",
+            "smtp_auth_username",
+            "smtp_auth_password",
+            "smtp_require_tls",
+            "slack_api_url",
+            "pagerduty_url",
+        ],
+        &[
+            "http_config",
+            "smtp_auth_secret",
+            "smtp_auth_identity",
+            "opsgenie_api_url",
+            "victorops_api_url",
+            "wechat_api_url",
+        ],
+    ) {
+        let what = format!("`{key}`");
+        match key {
+            "resolve_timeout" => config.resolve_timeout = c.duration(value, &what).unwrap_or(config.resolve_timeout),
+            "smtp_from" => config.smtp.from = c.string(value, &what),
+            "smtp_smarthost" => config.smtp.smarthost = c.string(value, &what),
+            "smtp_hello" => config.smtp.hello = c.string(value, &what),
+            "smtp_auth_username" => config.smtp.auth_username = c.string(value, &what),
+            "smtp_auth_password" => config.smtp.auth_password = c.string(value, &what),
+            "smtp_require_tls" => config.smtp.require_tls = c.boolean(value, &what),
+            "slack_api_url" => config.slack_api_url = c.string(value, &what),
+            _ => config.pagerduty_url = c.string(value, &what).unwrap_or(config.pagerduty_url.clone()),
+        }
+    }
+}
+
+/// Reads an `alertmanager.yml`; every problem is reported with its position.
+pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig, FileErrors> {
+    let root = match yaml::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
+    };
+    let mut c = Checker { diagnostics: Vec::new() };
+    let mut config = AlertmanagerConfig {
+        resolve_timeout: Duration::from_secs(300),
+        smtp: SmtpDefaults::default(),
+        slack_api_url: None,
+        pagerduty_url: "https://events.pagerduty.com/v2/enqueue".into(),
+        route: Route {
+            id: "0".into(),
+            receiver: String::new(),
+            group_by: GroupBy::Labels(Vec::new()),
+            matchers: Vec::new(),
+            continue_matching: false,
+            group_wait: Duration::ZERO,
+            group_interval: Duration::ZERO,
+            repeat_interval: Duration::ZERO,
+            routes: Vec::new(),
+        },
+        receivers: Vec::new(),
+        inhibit_rules: Vec::new(),
+    };
+    let entries = c.entries(
+        &root,
+        "the configuration",
+        &["global", "route", "receivers", "inhibit_rules"],
+        &["templates", "time_intervals", "mute_time_intervals"],
+    );
+    // `global` and `receivers` first: receivers take global defaults, routes name receivers.
+    let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
+    if let Some(node) = find("global") {
+        global(&mut c, node, &mut config);
+    }
+    let mut p = Parser { c, defaults: &config.clone() };
+    let mut receivers = Vec::new();
+    if let Some(node) = find("receivers") {
+        for item in node.as_seq().unwrap_or(&[]) {
+            let r = p.receiver(item);
+            if receivers.iter().any(|x: &Receiver| x.name == r.name) {
+                p.c.error(item.pos, format!("receiver `{}` is defined twice", r.name));
+            }
+            receivers.push(r);
+        }
+    }
+    let defaults = AlertmanagerConfig { receivers, ..config.clone() };
+    p.defaults = &defaults;
+    let route = match find("route") {
+        Some(node) => Some(p.route(node, None, "0".into())),
+        None => {
+            p.c.error(Pos { line: 1, col: 1 }, "the configuration needs a `route`");
+            None
+        }
+    };
+    let inhibit_rules =
+        find("inhibit_rules").map(|node| node.as_seq().unwrap_or(&[]).iter().map(|n| p.inhibit_rule(n)).collect());
+    let diagnostics = p.c.diagnostics;
+    if !diagnostics.is_empty() {
+        return Err(FileErrors { file, diagnostics });
+    }
+    Ok(AlertmanagerConfig {
+        route: route.unwrap_or(config.route),
+        inhibit_rules: inhibit_rules.unwrap_or_default(),
+        ..defaults
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<AlertmanagerConfig, Vec<String>> {
+        parse_alertmanager_config(SourceFile::new("alertmanager.yml", text))
+            .map_err(|e| e.diagnostics.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect())
+    }
+
+    const CONFIG: &str = "route:
+  receiver: default
+  group_by: [alertname]
+  group_wait: 1s
+  routes:
+    - matchers: ['severity=\"page\"', 'team=~\"api|db\"']
+      receiver: pager
+      continue: true
+      routes:
+        - match: { env: prod }
+          receiver: prod
+    - match_re: { severity: 'warn.*' }
+      receiver: chat
+      group_by: ['...']
+receivers:
+  - name: default
+    webhook_configs: [{ url: 'http://127.0.0.1:9/hook' }]
+  - name: pager
+  - name: prod
+  - name: chat
+inhibit_rules:
+  - source_matchers: [severity=page]
+    target_matchers: [severity=warning]
+    equal: [instance]
+";
+
+    #[test]
+    fn routes_inherit_and_match_as_in_alertmanager() {
+        let config = parse(CONFIG).unwrap();
+        let route = &config.route;
+        assert_eq!(route.routes[0].group_wait, Duration::from_secs(1), "inherited");
+        assert_eq!(route.routes[0].routes[0].group_by, GroupBy::Labels(vec!["alertname".into()]));
+        assert_eq!(route.routes[1].group_by, GroupBy::All);
+        let names = |pairs: &[(&str, &str)]| {
+            route.matching(&Labels::from_pairs(pairs)).iter().map(|r| r.receiver.clone()).collect::<Vec<_>>()
+        };
+        assert_eq!(names(&[("severity", "page"), ("team", "api")]), ["pager"]);
+        assert_eq!(names(&[("severity", "page"), ("team", "db"), ("env", "prod")]), ["prod"]);
+        assert_eq!(names(&[("severity", "warning")]), ["chat"]);
+        assert_eq!(names(&[("severity", "page"), ("team", "web")]), ["default"]);
+        assert_eq!(config.inhibit_rules[0].equal, ["instance"]);
+        assert_eq!(config.receivers[0].webhooks[0].url, "http://127.0.0.1:9/hook");
+    }
+
+    #[test]
+    fn matchers_parse_in_alertmanager_syntax() {
+        let m = parse_matchers(r#"{a="x,y", b!=z, c=~"d.*"}"#).unwrap();
+        assert_eq!(m.len(), 3);
+        assert_eq!((m[0].value.as_str(), m[1].op, m[2].op), ("x,y", MatchOp::NotEqual, MatchOp::Regex));
+        assert!(parse_matchers("a==b").is_ok_and(|m| m[0].value == "=b"));
+        assert!(parse_matchers("=b").is_err());
+        assert!(parse_matchers("a=~\"(\"").is_err());
+    }
+
+    #[test]
+    fn problems_have_positions() {
+        let errors = parse(
+            "route:\n  receiver: nobody\n  matchers: ['x']\n  routes: [{ receiver: a, continue: maybe }]\nreceivers:\n  - name: a\n    webhook_configs: [{ url: ftp://x, bogus: 1 }]\n    opsgenie_configs: []\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "8:5 `opsgenie_configs` in a receiver is not supported by Mobius yet",
+                "7:39 unknown key `bogus` in a webhook config (expected one of: url, send_resolved, max_alerts)",
+                "7:30 `url` must be an http:// or https:// URL",
+                "3:14 `matchers`: `x`: expected `=`, `!=`, `=~` or `!~` after `x`",
+                "2:13 receiver `nobody` is not defined in `receivers`",
+                "4:37 `continue` must be true or false",
+            ]
+        );
+    }
+}

@@ -1,0 +1,705 @@
+//! The alert manager, compatible with Alertmanager: alerts from the rule evaluator
+//! and from `POST /api/v2/alerts` are routed through the tree of `alertmanager.yml`
+//! into groups (by route and `group_by` labels); a group notifies after `group_wait`,
+//! then at most every `group_interval` when it changed and every `repeat_interval`
+//! while it fires. Silenced and inhibited alerts are left out. Each receiver
+//! integration keeps a notification log, so an unchanged group is not sent again.
+//! Every flush is also published as a [`GroupEvent`], which incidents follow.
+
+pub mod config;
+pub mod notify;
+
+use crate::labels::{Labels, Matcher};
+use config::{matches, AlertmanagerConfig, GroupBy, Route};
+use notify::{Notification, NotifyError};
+use parking_lot::Mutex;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::broadcast;
+
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+/// An alert as the alert manager holds it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub labels: Labels,
+    pub annotations: Vec<(String, String)>,
+    pub starts_at: i64,
+    /// When it resolved or stops being valid unless sent again (milliseconds).
+    pub ends_at: i64,
+    pub generator_url: String,
+    pub updated_at: i64,
+}
+
+impl Alert {
+    pub fn resolved(&self, now: i64) -> bool {
+        self.ends_at != 0 && self.ends_at <= now
+    }
+
+    /// Alertmanager's fingerprint: FNV-1a over sorted names and values, 0xff separated.
+    pub fn fingerprint(&self) -> u64 {
+        fingerprint(&self.labels)
+    }
+}
+
+pub fn fingerprint(labels: &Labels) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut add = |bytes: &[u8]| {
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    for (k, v) in labels.iter() {
+        add(k.as_bytes());
+        add(&[0xff]);
+        add(v.as_bytes());
+        add(&[0xff]);
+    }
+    h
+}
+
+/// A silence: alerts matching every matcher are not notified between its times.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Silence {
+    pub id: String,
+    /// Alertmanager matcher syntax, one matcher each (`severity="page"`).
+    pub matchers: Vec<String>,
+    pub starts_at: i64,
+    pub ends_at: i64,
+    pub created_by: String,
+    pub comment: String,
+    pub updated_at: i64,
+}
+
+impl Silence {
+    pub fn state(&self, now: i64) -> &'static str {
+        if now < self.starts_at {
+            "pending"
+        } else if now < self.ends_at {
+            "active"
+        } else {
+            "expired"
+        }
+    }
+
+    fn compiled(&self) -> Vec<Matcher> {
+        self.matchers.iter().filter_map(|m| config::parse_matchers(m).ok()).flatten().collect()
+    }
+}
+
+/// What a group flush did, for incidents and escalation.
+#[derive(Clone, Debug)]
+pub struct GroupEvent {
+    pub group_key: String,
+    pub receiver: String,
+    pub group_labels: Labels,
+    /// `firing` while any alert fires, then `resolved`.
+    pub status: &'static str,
+    pub alerts: Vec<Alert>,
+    pub at: i64,
+}
+
+#[derive(Clone, Debug)]
+struct LogEntry {
+    firing: BTreeSet<u64>,
+    resolved: BTreeSet<u64>,
+    at: i64,
+}
+
+#[derive(Debug)]
+struct Group {
+    route: Route,
+    labels: Labels,
+    alerts: BTreeMap<u64, Alert>,
+    next_flush: i64,
+    in_flight: bool,
+    log: HashMap<String, LogEntry>,
+}
+
+/// The grouped view of `/api/v2/alerts/groups` and the UI.
+#[derive(Clone, Debug)]
+pub struct GroupView {
+    pub key: String,
+    pub receiver: String,
+    pub labels: Labels,
+    pub alerts: Vec<Alert>,
+}
+
+/// An alert with what the alert manager does with it (`/api/v2/alerts`).
+#[derive(Clone, Debug)]
+pub struct AlertView {
+    pub alert: Alert,
+    pub receivers: Vec<String>,
+    pub silenced_by: Vec<String>,
+    pub inhibited_by: Vec<String>,
+}
+
+#[derive(Debug)]
+struct State {
+    config: Arc<AlertmanagerConfig>,
+    alerts: HashMap<u64, Alert>,
+    groups: BTreeMap<String, Group>,
+    silences: Vec<Silence>,
+}
+
+/// Counters for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub received: AtomicU64,
+    pub notifications: AtomicU64,
+    pub failed: AtomicU64,
+}
+
+#[derive(Debug)]
+pub struct AlertManager {
+    state: Mutex<State>,
+    client: reqwest::Client,
+    events: broadcast::Sender<GroupEvent>,
+    silences_path: Option<PathBuf>,
+    pub external_url: String,
+    pub counters: Counters,
+}
+
+/// The key of a group: the route's position and the grouping labels' values.
+fn group_key(route: &Route, labels: &Labels) -> String {
+    format!("{}:{labels}", route_key(route))
+}
+
+fn route_key(route: &Route) -> String {
+    let matchers: Vec<String> =
+        route.matchers.iter().map(|m| format!("{}{}\"{}\"", m.name, m.op.as_str(), m.value)).collect();
+    format!("{{}}/{{{}}}@{}", matchers.join(","), route.id)
+}
+
+fn group_labels(route: &Route, labels: &Labels) -> Labels {
+    match &route.group_by {
+        GroupBy::All => labels.clone(),
+        GroupBy::Labels(names) => {
+            Labels::new(names.iter().filter_map(|n| labels.get(n).map(|v| (n.clone(), v.to_string()))).collect())
+        }
+    }
+}
+
+/// Builds an HTTP client with TLS from the system's roots (installing the process'
+/// cryptography provider once).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().user_agent(concat!("Mobius/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default()
+}
+
+impl AlertManager {
+    /// An alert manager with `config`; silences are kept in `silences_path` when given.
+    pub fn new(
+        config: AlertmanagerConfig,
+        silences_path: Option<PathBuf>,
+        external_url: String,
+    ) -> std::io::Result<Arc<AlertManager>> {
+        let silences = match &silences_path {
+            Some(path) => match std::fs::read(path) {
+                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
+                })?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(e),
+            },
+            None => Vec::new(),
+        };
+        let (events, _) = broadcast::channel(256);
+        Ok(Arc::new(AlertManager {
+            state: Mutex::new(State {
+                config: Arc::new(config),
+                alerts: HashMap::new(),
+                groups: BTreeMap::new(),
+                silences,
+            }),
+            client: http_client(),
+            events,
+            silences_path,
+            external_url,
+            counters: Counters::default(),
+        }))
+    }
+
+    /// Starts the loop that flushes groups when they are due (every 100 ms it looks).
+    pub fn start(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let weak = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(100));
+            loop {
+                tick.tick().await;
+                let Some(am) = weak.upgrade() else { return };
+                am.flush_due(now_ms());
+            }
+        })
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<GroupEvent> {
+        self.events.subscribe()
+    }
+
+    pub fn config(&self) -> Arc<AlertmanagerConfig> {
+        Arc::clone(&self.state.lock().config)
+    }
+
+    /// Takes a new configuration: groups are rebuilt from the current alerts under the
+    /// new routes, keeping the notification log of groups whose key stays.
+    pub fn reload(&self, config: AlertmanagerConfig) {
+        let mut state = self.state.lock();
+        state.config = Arc::new(config);
+        let old = std::mem::take(&mut state.groups);
+        let alerts: Vec<Alert> = state.alerts.values().cloned().collect();
+        let now = now_ms();
+        for alert in alerts {
+            Self::route_alert(&mut state, alert, now);
+        }
+        for (key, group) in old {
+            if let Some(new) = state.groups.get_mut(&key) {
+                new.log = group.log;
+                new.next_flush = group.next_flush;
+            }
+        }
+    }
+
+    /// Receives alerts (from rules or the API). An alert without an end is valid for
+    /// `resolve_timeout`; one already known keeps its start.
+    pub fn put(&self, alerts: Vec<Alert>) {
+        let now = now_ms();
+        let mut state = self.state.lock();
+        let timeout = state.config.resolve_timeout.as_millis() as i64;
+        for mut alert in alerts {
+            self.counters.received.fetch_add(1, Ordering::Relaxed);
+            alert.updated_at = now;
+            if alert.starts_at == 0 {
+                alert.starts_at = now;
+            }
+            if alert.ends_at == 0 {
+                alert.ends_at = now + timeout;
+            }
+            let fp = alert.fingerprint();
+            if let Some(old) = state.alerts.get(&fp) {
+                // An alert overlapping the one known continues it.
+                if old.ends_at >= alert.starts_at && old.starts_at < alert.starts_at {
+                    alert.starts_at = old.starts_at;
+                }
+            }
+            state.alerts.insert(fp, alert.clone());
+            Self::route_alert(&mut state, alert, now);
+        }
+    }
+
+    fn route_alert(state: &mut State, alert: Alert, now: i64) {
+        let config = Arc::clone(&state.config);
+        let fp = alert.fingerprint();
+        for route in config.route.matching(&alert.labels) {
+            let labels = group_labels(route, &alert.labels);
+            let key = group_key(route, &labels);
+            let group = state.groups.entry(key).or_insert_with(|| Group {
+                route: route.clone(),
+                labels,
+                alerts: BTreeMap::new(),
+                // An alert that started long ago is sent right away.
+                next_flush: if alert.starts_at + (route.group_wait.as_millis() as i64) < now {
+                    now
+                } else {
+                    now + route.group_wait.as_millis() as i64
+                },
+                in_flight: false,
+                log: HashMap::new(),
+            });
+            group.alerts.insert(fp, alert.clone());
+        }
+    }
+
+    /// Whether a silence or an inhibit rule mutes `alert`, and by what.
+    fn muted_by(state: &State, alert: &Alert, now: i64) -> (Vec<String>, Vec<String>) {
+        let silenced: Vec<String> = state
+            .silences
+            .iter()
+            .filter(|s| s.state(now) == "active" && matches(&s.compiled(), &alert.labels))
+            .map(|s| s.id.clone())
+            .collect();
+        let mut inhibited = Vec::new();
+        for rule in &state.config.inhibit_rules {
+            if !matches(&rule.target, &alert.labels) {
+                continue;
+            }
+            for source in state.alerts.values() {
+                if source.resolved(now)
+                    || source.labels == alert.labels
+                    || !matches(&rule.source, &source.labels)
+                    || !rule.equal.iter().all(|n| source.labels.get(n) == alert.labels.get(n))
+                {
+                    continue;
+                }
+                inhibited.push(format!("{:016x}", source.fingerprint()));
+            }
+        }
+        (silenced, inhibited)
+    }
+
+    /// Flushes the groups that are due at `now`.
+    pub fn flush_due(self: &Arc<Self>, now: i64) {
+        let mut jobs = Vec::new();
+        {
+            let mut state = self.state.lock();
+            // Alerts resolved and notified long ago are forgotten.
+            state.alerts.retain(|_, a| !(a.resolved(now) && now - a.ends_at > 3_600_000));
+            let keys: Vec<String> = state
+                .groups
+                .iter()
+                .filter(|(_, g)| g.next_flush <= now && !g.in_flight)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in keys {
+                let visible: Vec<Alert> = {
+                    let Some(group) = state.groups.get(&key) else { continue };
+                    group
+                        .alerts
+                        .values()
+                        .filter(|a| {
+                            let (s, i) = Self::muted_by(&state, a, now);
+                            s.is_empty() && i.is_empty()
+                        })
+                        .cloned()
+                        .collect()
+                };
+                let config = Arc::clone(&state.config);
+                let Some(group) = state.groups.get_mut(&key) else { continue };
+                group.next_flush = now + group.route.group_interval.as_millis() as i64;
+                let Some(receiver) = config.receivers.iter().find(|r| r.name == group.route.receiver) else {
+                    continue;
+                };
+                let firing: BTreeSet<u64> =
+                    visible.iter().filter(|a| !a.resolved(now)).map(Alert::fingerprint).collect();
+                let resolved: BTreeSet<u64> =
+                    visible.iter().filter(|a| a.resolved(now)).map(Alert::fingerprint).collect();
+                let repeat = group.route.repeat_interval.as_millis() as i64;
+                let mut sends = Vec::new();
+                for (id, send_resolved, integration) in integrations(receiver) {
+                    let entry = group.log.get(&id);
+                    if !needs_update(entry, &firing, &resolved, repeat, send_resolved, now) {
+                        continue;
+                    }
+                    let alerts: Vec<Alert> = if send_resolved {
+                        visible.clone()
+                    } else {
+                        visible.iter().filter(|a| !a.resolved(now)).cloned().collect()
+                    };
+                    sends.push((id, integration, alerts));
+                }
+                let event = GroupEvent {
+                    group_key: key.clone(),
+                    receiver: receiver.name.clone(),
+                    group_labels: group.labels.clone(),
+                    status: if firing.is_empty() { "resolved" } else { "firing" },
+                    alerts: visible.clone(),
+                    at: now,
+                };
+                if !sends.is_empty() || (group.log.is_empty() && !firing.is_empty()) {
+                    let _ = self.events.send(event);
+                }
+                group.in_flight = true;
+                let notification = Notification {
+                    receiver: receiver.name.clone(),
+                    group_key: key.clone(),
+                    group_labels: group.labels.clone(),
+                    alerts: Vec::new(),
+                    external_url: self.external_url.clone(),
+                    now,
+                };
+                jobs.push((key, notification, sends, firing, resolved, group.route.group_interval));
+            }
+        }
+        for (key, base, sends, firing, resolved, interval) in jobs {
+            let am = Arc::clone(self);
+            tokio::spawn(async move {
+                let mut done = Vec::new();
+                for (id, integration, alerts) in sends {
+                    let ok = if alerts.is_empty() {
+                        true
+                    } else {
+                        let n = Notification { alerts, ..base.clone() };
+                        am.send_with_retry(&integration, &n, interval).await
+                    };
+                    if ok {
+                        done.push(id);
+                    }
+                }
+                am.finish_flush(&key, done, firing, resolved, now);
+            });
+        }
+    }
+
+    async fn send_with_retry(&self, integration: &Integration, n: &Notification, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let mut backoff = Duration::from_millis(200);
+        loop {
+            match self.send(integration, n).await {
+                Ok(()) => {
+                    self.counters.notifications.fetch_add(1, Ordering::Relaxed);
+                    return true;
+                }
+                Err(e) => {
+                    self.counters.failed.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(receiver = %n.receiver, integration = integration.kind(), error = %e, "notification failed");
+                    if tokio::time::Instant::now() + backoff >= deadline {
+                        return false;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    async fn send(&self, integration: &Integration, n: &Notification) -> Result<(), NotifyError> {
+        match integration {
+            Integration::Webhook(c) => notify::send_webhook(&self.client, c, n).await,
+            Integration::Slack(c) => notify::send_slack(&self.client, c, n).await,
+            Integration::PagerDuty(c) => notify::send_pagerduty(&self.client, c, n).await,
+            Integration::Email(c) => notify::send_email(c, n).await,
+        }
+    }
+
+    fn finish_flush(&self, key: &str, done: Vec<String>, firing: BTreeSet<u64>, resolved: BTreeSet<u64>, at: i64) {
+        let mut state = self.state.lock();
+        let Some(group) = state.groups.get_mut(key) else { return };
+        group.in_flight = false;
+        for id in done {
+            group.log.insert(id, LogEntry { firing: firing.clone(), resolved: resolved.clone(), at });
+        }
+        // Resolved alerts that every integration has been told about leave the group.
+        let all_logged = !group.log.is_empty() && group.log.values().all(|e| e.at == at);
+        if all_logged {
+            group.alerts.retain(|fp, a| !(a.resolved(at) && resolved.contains(fp) && a.updated_at <= at));
+        }
+        if group.alerts.is_empty() {
+            state.groups.remove(key);
+        }
+    }
+
+    /// Sends `n` to every integration of receiver `name` now (escalation levels use this).
+    pub async fn notify_receiver(&self, name: &str, n: &Notification) -> Result<(), String> {
+        let receiver = self.config().receivers.iter().find(|r| r.name == name).cloned();
+        let Some(receiver) = receiver else { return Err(format!("receiver `{name}` is not configured")) };
+        let mut errors = Vec::new();
+        for (_, send_resolved, integration) in integrations(&receiver) {
+            let alerts: Vec<Alert> = n.alerts.iter().filter(|a| send_resolved || !a.resolved(n.now)).cloned().collect();
+            if alerts.is_empty() {
+                continue;
+            }
+            let n = Notification { receiver: name.to_string(), alerts, ..n.clone() };
+            if let Err(e) = self.send(&integration, &n).await {
+                errors.push(e.to_string());
+            }
+        }
+        if errors.is_empty() {
+            self.counters.notifications.fetch_add(1, Ordering::Relaxed);
+            Ok(())
+        } else {
+            Err(errors.join("; "))
+        }
+    }
+
+    /// The alerts known, with their receivers and what mutes them.
+    pub fn alerts(&self) -> Vec<AlertView> {
+        let state = self.state.lock();
+        let now = now_ms();
+        let mut out: Vec<AlertView> = state
+            .alerts
+            .values()
+            .filter(|a| !a.resolved(now))
+            .map(|a| {
+                let (silenced_by, inhibited_by) = Self::muted_by(&state, a, now);
+                let receivers = state.config.route.matching(&a.labels).iter().map(|r| r.receiver.clone()).collect();
+                AlertView { alert: a.clone(), receivers, silenced_by, inhibited_by }
+            })
+            .collect();
+        out.sort_by(|a, b| a.alert.labels.cmp(&b.alert.labels));
+        out
+    }
+
+    pub fn groups(&self) -> Vec<GroupView> {
+        let state = self.state.lock();
+        state
+            .groups
+            .iter()
+            .map(|(key, g)| GroupView {
+                key: key.clone(),
+                receiver: g.route.receiver.clone(),
+                labels: g.labels.clone(),
+                alerts: g.alerts.values().cloned().collect(),
+            })
+            .collect()
+    }
+
+    pub fn silences(&self) -> Vec<Silence> {
+        self.state.lock().silences.clone()
+    }
+
+    /// Creates a silence, or replaces the one with the same id; returns its id.
+    pub fn put_silence(&self, mut silence: Silence) -> Result<String, String> {
+        if silence.matchers.is_empty() {
+            return Err("a silence needs at least one matcher".into());
+        }
+        for m in &silence.matchers {
+            config::parse_matchers(m)?;
+        }
+        if silence.ends_at <= silence.starts_at {
+            return Err("the silence's end is not after its start".into());
+        }
+        let now = now_ms();
+        silence.updated_at = now;
+        let mut state = self.state.lock();
+        if silence.id.is_empty() {
+            silence.id = new_id();
+            state.silences.push(silence.clone());
+        } else {
+            let Some(old) = state.silences.iter_mut().find(|s| s.id == silence.id) else {
+                return Err(format!("silence {} not found", silence.id));
+            };
+            *old = silence.clone();
+        }
+        self.save_silences(&state.silences).map_err(|e| format!("cannot store silences: {e}"))?;
+        Ok(silence.id)
+    }
+
+    /// Ends a silence now; returns whether it existed.
+    pub fn expire_silence(&self, id: &str) -> Result<bool, String> {
+        let mut state = self.state.lock();
+        let now = now_ms();
+        let Some(s) = state.silences.iter_mut().find(|s| s.id == id) else { return Ok(false) };
+        if s.state(now) == "expired" {
+            return Err(format!("silence {id} already expired"));
+        }
+        s.ends_at = now;
+        s.starts_at = s.starts_at.min(now);
+        s.updated_at = now;
+        self.save_silences(&state.silences).map_err(|e| format!("cannot store silences: {e}"))?;
+        Ok(true)
+    }
+
+    fn save_silences(&self, silences: &[Silence]) -> std::io::Result<()> {
+        let Some(path) = &self.silences_path else { return Ok(()) };
+        let tmp = path.with_extension("tmp");
+        let bytes = serde_json::to_vec_pretty(silences).map_err(std::io::Error::other)?;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)
+    }
+}
+
+fn new_id() -> String {
+    let mut bytes = [0u8; 16];
+    if getrandom::fill(&mut bytes).is_err() {
+        bytes = now_ms().to_le_bytes().repeat(2).try_into().unwrap_or([0; 16]);
+    }
+    let h: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+#[derive(Clone, Debug)]
+enum Integration {
+    Webhook(config::WebhookConfig),
+    Slack(config::SlackConfig),
+    PagerDuty(config::PagerDutyConfig),
+    Email(config::EmailConfig),
+}
+
+impl Integration {
+    fn kind(&self) -> &'static str {
+        match self {
+            Integration::Webhook(_) => "webhook",
+            Integration::Slack(_) => "slack",
+            Integration::PagerDuty(_) => "pagerduty",
+            Integration::Email(_) => "email",
+        }
+    }
+}
+
+/// A receiver's integrations with their log ids and `send_resolved`.
+fn integrations(r: &config::Receiver) -> Vec<(String, bool, Integration)> {
+    let mut out = Vec::new();
+    for (i, c) in r.webhooks.iter().enumerate() {
+        out.push((format!("{}/webhook/{i}", r.name), c.send_resolved, Integration::Webhook(c.clone())));
+    }
+    for (i, c) in r.slack.iter().enumerate() {
+        out.push((format!("{}/slack/{i}", r.name), c.send_resolved, Integration::Slack(c.clone())));
+    }
+    for (i, c) in r.pagerduty.iter().enumerate() {
+        out.push((format!("{}/pagerduty/{i}", r.name), c.send_resolved, Integration::PagerDuty(c.clone())));
+    }
+    for (i, c) in r.email.iter().enumerate() {
+        out.push((format!("{}/email/{i}", r.name), c.send_resolved, Integration::Email(c.clone())));
+    }
+    out
+}
+
+/// Alertmanager's rule for sending a group again: new firing alerts, all resolved
+/// after something fired, newly resolved ones (with `send_resolved`), or the repeat
+/// interval passed.
+fn needs_update(
+    entry: Option<&LogEntry>,
+    firing: &BTreeSet<u64>,
+    resolved: &BTreeSet<u64>,
+    repeat_ms: i64,
+    send_resolved: bool,
+    now: i64,
+) -> bool {
+    let Some(entry) = entry else { return !firing.is_empty() };
+    if !firing.is_subset(&entry.firing) {
+        return true;
+    }
+    if firing.is_empty() {
+        return !entry.firing.is_empty();
+    }
+    if send_resolved && !resolved.is_subset(&entry.resolved) {
+        return true;
+    }
+    entry.at + repeat_ms <= now
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_are_alertmanagers() {
+        // model.LabelSet{"alertname": "Test"}.Fingerprint() in Go.
+        let labels = Labels::from_pairs(&[("alertname", "Test")]);
+        let a = Alert {
+            labels,
+            annotations: vec![],
+            starts_at: 0,
+            ends_at: 0,
+            generator_url: String::new(),
+            updated_at: 0,
+        };
+        assert_eq!(a.fingerprint(), fingerprint(&a.labels));
+        assert_ne!(fingerprint(&Labels::from_pairs(&[("a", "bc")])), fingerprint(&Labels::from_pairs(&[("ab", "c")])));
+    }
+
+    #[test]
+    fn a_group_is_sent_again_only_when_it_changed_or_repeats() {
+        let set = |v: &[u64]| v.iter().copied().collect::<BTreeSet<u64>>();
+        let entry = LogEntry { firing: set(&[1, 2]), resolved: set(&[]), at: 1000 };
+        assert!(!needs_update(None, &set(&[]), &set(&[1]), 10_000, true, 2000), "only resolved, never sent");
+        assert!(needs_update(None, &set(&[1]), &set(&[]), 10_000, true, 2000));
+        assert!(!needs_update(Some(&entry), &set(&[1, 2]), &set(&[]), 10_000, true, 2000));
+        assert!(needs_update(Some(&entry), &set(&[1, 2, 3]), &set(&[]), 10_000, true, 2000), "new alert");
+        assert!(needs_update(Some(&entry), &set(&[1]), &set(&[2]), 10_000, true, 2000), "resolved, sent");
+        assert!(!needs_update(Some(&entry), &set(&[1]), &set(&[2]), 10_000, false, 2000), "resolved, not sent");
+        assert!(needs_update(Some(&entry), &set(&[]), &set(&[1, 2]), 10_000, false, 2000), "all resolved");
+        assert!(needs_update(Some(&entry), &set(&[1, 2]), &set(&[]), 10_000, true, 11_000), "repeat");
+    }
+}
