@@ -30,10 +30,18 @@ pub struct ServeArgs {
     /// Where vendored actions live: owner/repo@ref resolves to DIR/owner/repo@ref.
     #[arg(long = "action-dir", value_name = "DIR")]
     action_dir: Option<PathBuf>,
-    /// A prometheus.yml (global, scrape_configs with static targets): its targets are
-    /// scraped into DATA/monitor.
+    /// A prometheus.yml (global, scrape_configs with static targets, rule_files): its
+    /// targets are scraped into DATA/monitor and its rules evaluated.
     #[arg(long = "prometheus-config", value_name = "FILE")]
     prometheus_config: Option<PathBuf>,
+    /// An alertmanager.yml (route, receivers, inhibit_rules): where the alerts of the
+    /// rules and of POST /api/v2/alerts are sent.
+    #[arg(long = "alertmanager-config", value_name = "FILE")]
+    alertmanager_config: Option<PathBuf>,
+    /// The URL users reach this server at, used in notification links
+    /// (default: http://LISTEN).
+    #[arg(long = "external-url", value_name = "URL")]
+    external_url: Option<String>,
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -44,6 +52,8 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.retention = args.retention;
     config.action_dir = args.action_dir;
     config.prometheus_config = args.prometheus_config;
+    config.alertmanager_config = args.alertmanager_config;
+    config.external_url = args.external_url;
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);
     }

@@ -38,7 +38,8 @@ pub struct App {
     pub stopping: CancellationToken,
     /// Releases and rollouts: the host agent and the controllers running here.
     pub deploys: crate::deploy::Deploys,
-    /// The time-series store and scrapers, with `--prometheus-config`.
+    /// The time-series store, scrapers, rules and alert manager, with
+    /// `--prometheus-config` or `--alertmanager-config`.
     pub monitor: Option<crate::monitor::Monitor>,
 }
 
@@ -70,9 +71,16 @@ impl App {
         let cache_blobs = FsBlobStore::new(data.join("blobs-cache"))
             .with_context(|| format!("cannot create the cache blob store in {}", data.display()))?;
         // The write-ahead log is replayed before the server answers anything.
-        let monitor = match &config.prometheus_config {
-            Some(path) => Some(crate::monitor::Monitor::start(data, path)?),
-            None => None,
+        let monitor = if config.prometheus_config.is_some() || config.alertmanager_config.is_some() {
+            let external_url = config.external_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+            Some(crate::monitor::Monitor::start(
+                data,
+                config.prometheus_config.as_deref(),
+                config.alertmanager_config.as_deref(),
+                &external_url,
+            )?)
+        } else {
+            None
         };
         Ok(Arc::new(App {
             monitor,

@@ -46,6 +46,11 @@ pub struct ServeConfig {
     pub agent_exe: Option<PathBuf>,
     /// A `prometheus.yml` whose targets the monitor scrapes into `DATA/monitor`.
     pub prometheus_config: Option<PathBuf>,
+    /// An `alertmanager.yml` routing the alerts of the rules and of `POST /api/v2/alerts`.
+    pub alertmanager_config: Option<PathBuf>,
+    /// The address users reach the server at, for links in notifications
+    /// (`http://LISTEN` when absent).
+    pub external_url: Option<String>,
 }
 
 impl ServeConfig {
@@ -61,6 +66,8 @@ impl ServeConfig {
             action_dir: None,
             agent_exe: None,
             prometheus_config: None,
+            alertmanager_config: None,
+            external_url: None,
         }
     }
 }
@@ -89,6 +96,9 @@ pub async fn serve(
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
     let addr = listener.local_addr()?;
+    if config.external_url.is_none() {
+        config.external_url = Some(format!("http://{addr}"));
+    }
     let app = App::open(config).await?;
     let admin_token = first_admin_token(&app).await?;
     engine::recover(&app).await.context("cannot recover unfinished runs")?;
@@ -116,7 +126,8 @@ pub async fn serve(
     Ok(())
 }
 
-/// SIGHUP reads `--prometheus-config` again, as it does for Prometheus.
+/// SIGHUP reads `--prometheus-config` and `--alertmanager-config` again, as it does
+/// for Prometheus and Alertmanager.
 fn reload_on_hangup(app: &Arc<App>) -> anyhow::Result<()> {
     if app.monitor.is_none() {
         return Ok(());

@@ -1,49 +1,200 @@
-//! The monitor inside `mobius serve`: the time-series store in `DATA/monitor` and the
-//! scrape loops of `--prometheus-config`, started before the server answers.
+//! The monitor inside `mobius serve`: the time-series store in `DATA/monitor`, the
+//! scrape loops and rule groups of `--prometheus-config`, and the alert manager of
+//! `--alertmanager-config`, all started before the server answers and reloaded
+//! together (SIGHUP, `POST /-/reload`), a broken file changing nothing.
 
 use anyhow::Context;
-use mobius_monitor::config::parse_prometheus_config;
+use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
+use mobius_monitor::alerting::{Alert, AlertManager};
+use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
+use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
 use mobius_monitor::scrape::{static_targets, Scraper};
 use mobius_monitor::{Db, DbOptions};
 use mobius_workflow::SourceFile;
+use parking_lot::Mutex;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// The store and its scrapers, when a configuration asks for them.
+/// A rule group being evaluated, and the task evaluating it.
+#[derive(Debug)]
+pub struct RunningGroup {
+    pub state: Arc<Mutex<GroupState>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The store, scrapers, rule groups and alert manager.
 #[derive(Debug)]
 pub struct Monitor {
     pub db: Arc<Db>,
     pub scraper: Arc<Scraper>,
-    config_path: PathBuf,
+    pub alerts: Option<Arc<AlertManager>>,
+    pub groups: Mutex<Vec<RunningGroup>>,
+    prometheus_config: Option<PathBuf>,
+    alertmanager_config: Option<PathBuf>,
+    external_url: String,
 }
 
-fn read_config(path: &Path) -> anyhow::Result<mobius_monitor::config::PrometheusConfig> {
+fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
     let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    parse_prometheus_config(SourceFile::new(path.display().to_string(), text))
-        .map_err(|e| anyhow::anyhow!("{}", e.render(false)))
+    Ok(SourceFile::new(path.display().to_string(), text))
+}
+
+fn read_prometheus(path: &Path) -> anyhow::Result<(PrometheusConfig, Vec<RuleGroup>)> {
+    let config = parse_prometheus_config(read_file(path)?).map_err(|e| anyhow::anyhow!("{}", e.render(false)))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let mut groups = Vec::new();
+    for pattern in &config.rule_files {
+        let files = rule_files(base, pattern)?;
+        for file in files {
+            let parsed = parse_rule_file(read_file(&file)?, config.evaluation_interval)
+                .map_err(|e| anyhow::anyhow!("{}", e.render(false)))?;
+            groups.extend(parsed);
+        }
+    }
+    Ok((config, groups))
+}
+
+/// The files a `rule_files` entry names: a path relative to the configuration's
+/// directory, whose file name may hold `*`, `?` or `[...]` (none matching is fine,
+/// as in Prometheus).
+fn rule_files(base: &Path, pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
+    let path = base.join(pattern);
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+    if !name.contains(['*', '?', '[']) {
+        return Ok(vec![path]);
+    }
+    let dir = path.parent().unwrap_or(base);
+    let glob =
+        globset::Glob::new(name).with_context(|| format!("rule_files: bad pattern `{pattern}`"))?.compile_matcher();
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.file_name().is_some_and(|n| glob.is_match(n)))
+            .collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot list {}", dir.display())),
+    };
+    files.sort();
+    Ok(files)
+}
+
+fn read_alertmanager(path: &Path) -> anyhow::Result<AlertmanagerConfig> {
+    parse_alertmanager_config(read_file(path)?).map_err(|e| anyhow::anyhow!("{}", e.render(false)))
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+fn to_alert(a: OutgoingAlert) -> Alert {
+    Alert {
+        labels: a.labels,
+        annotations: a.annotations,
+        starts_at: a.starts_at,
+        ends_at: a.ends_at,
+        generator_url: a.generator_url,
+        updated_at: 0,
+    }
 }
 
 impl Monitor {
-    /// Reads the configuration (every problem with file, line and column), replays the
-    /// write-ahead log and starts scraping.
-    pub fn start(data_dir: &Path, config_path: &Path) -> anyhow::Result<Monitor> {
-        let config = read_config(config_path)?;
+    /// Reads the configurations (every problem with file, line and column), replays
+    /// the write-ahead log, then starts scraping, evaluating rules and routing alerts.
+    pub fn start(
+        data_dir: &Path,
+        prometheus_config: Option<&Path>,
+        alertmanager_config: Option<&Path>,
+        external_url: &str,
+    ) -> anyhow::Result<Monitor> {
+        let prometheus = prometheus_config.map(read_prometheus).transpose()?;
+        let alertmanager = alertmanager_config.map(read_alertmanager).transpose()?;
         let db = Db::open(DbOptions::new(data_dir.join("monitor")))?;
         let scraper = Scraper::new(Arc::clone(&db));
-        let targets = static_targets(&config);
-        tracing::info!(targets = targets.len(), series = db.stats().series, "monitor started");
-        scraper.set_targets(targets);
-        Ok(Monitor { db, scraper, config_path: config_path.to_path_buf() })
+        let alerts = alertmanager
+            .map(|config| {
+                AlertManager::new(
+                    config,
+                    Some(data_dir.join("monitor").join("silences.json")),
+                    external_url.to_string(),
+                )
+            })
+            .transpose()
+            .context("cannot read the stored silences")?;
+        if let Some(am) = &alerts {
+            am.start();
+        }
+        let monitor = Monitor {
+            db,
+            scraper,
+            alerts,
+            groups: Mutex::new(Vec::new()),
+            prometheus_config: prometheus_config.map(Path::to_path_buf),
+            alertmanager_config: alertmanager_config.map(Path::to_path_buf),
+            external_url: external_url.to_string(),
+        };
+        if let Some((config, groups)) = prometheus {
+            monitor.apply(&config, groups);
+        }
+        tracing::info!(
+            series = monitor.db.stats().series,
+            rule_groups = monitor.groups.lock().len(),
+            "monitor started"
+        );
+        Ok(monitor)
     }
 
-    /// Reads the configuration again (on SIGHUP or `POST /-/reload`): targets that
-    /// stay are scraped on, others stop, new ones start. A configuration with errors
-    /// changes nothing. Returns how many targets are scraped.
+    /// Scrapes the configuration's targets and evaluates its rule groups; a group that
+    /// stays (same file and name) keeps its alerts.
+    fn apply(&self, config: &PrometheusConfig, groups: Vec<RuleGroup>) {
+        self.scraper.set_targets(static_targets(config));
+        let ctx = Arc::new(EvalContext {
+            external_labels: config.external_labels.clone(),
+            external_url: self.external_url.clone(),
+        });
+        let mut running = self.groups.lock();
+        let mut old: Vec<RunningGroup> = std::mem::take(&mut *running);
+        for group in groups {
+            let mut state = GroupState::new(group);
+            if let Some(i) = old.iter().position(|g| {
+                let s = g.state.lock();
+                s.group.name == state.group.name && s.group.file == state.group.file
+            }) {
+                let previous = old.remove(i);
+                previous.task.abort();
+                let taken = std::mem::replace(&mut *previous.state.lock(), GroupState::new(state.group.clone()));
+                state.carry_over(taken);
+            }
+            let state = Arc::new(Mutex::new(state));
+            let task = tokio::spawn(evaluate_group(
+                Arc::clone(&state),
+                Arc::clone(&self.db),
+                self.alerts.clone(),
+                Arc::clone(&ctx),
+            ));
+            running.push(RunningGroup { state, task });
+        }
+        for gone in old {
+            gone.task.abort();
+        }
+    }
+
+    /// Reads both configurations again: targets that stay are scraped on, rule groups
+    /// that stay keep their alerts, the alert manager takes the new routes. A file with
+    /// errors changes nothing. Returns how many targets are scraped.
     pub fn reload(&self) -> anyhow::Result<usize> {
-        let targets = static_targets(&read_config(&self.config_path)?);
-        let count = targets.len();
-        self.scraper.set_targets(targets);
+        let prometheus = self.prometheus_config.as_deref().map(read_prometheus).transpose()?;
+        let alertmanager = self.alertmanager_config.as_deref().map(read_alertmanager).transpose()?;
+        let mut count = 0;
+        if let Some((config, groups)) = prometheus {
+            count = static_targets(&config).len();
+            self.apply(&config, groups);
+        }
+        if let (Some(am), Some(config)) = (&self.alerts, alertmanager) {
+            am.reload(config);
+        }
         tracing::info!(targets = count, "monitor configuration reloaded");
         Ok(count)
     }
@@ -72,5 +223,46 @@ impl Monitor {
              mobius_monitor_targets_up {up}\n",
             head.series, head.chunk_bytes
         );
+        if let Some(am) = &self.alerts {
+            use std::sync::atomic::Ordering::Relaxed;
+            let c = &am.counters;
+            let _ = write!(
+                out,
+                "# HELP mobius_alerts_received_total Alerts received from rules and the API.\n\
+                 # TYPE mobius_alerts_received_total counter\n\
+                 mobius_alerts_received_total {}\n\
+                 # HELP mobius_notifications_total Notifications delivered.\n\
+                 # TYPE mobius_notifications_total counter\n\
+                 mobius_notifications_total {}\n\
+                 # HELP mobius_notifications_failed_total Notification attempts that failed.\n\
+                 # TYPE mobius_notifications_failed_total counter\n\
+                 mobius_notifications_failed_total {}\n",
+                c.received.load(Relaxed),
+                c.notifications.load(Relaxed),
+                c.failed.load(Relaxed)
+            );
+        }
+    }
+}
+
+/// Evaluates a group at its interval and hands what is due to the alert manager.
+async fn evaluate_group(
+    state: Arc<Mutex<GroupState>>,
+    db: Arc<Db>,
+    alerts: Option<Arc<AlertManager>>,
+    ctx: Arc<EvalContext>,
+) {
+    let interval = state.lock().group.interval;
+    let mut tick = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        let (state, db, ctx) = (Arc::clone(&state), Arc::clone(&db), Arc::clone(&ctx));
+        let due = tokio::task::spawn_blocking(move || state.lock().evaluate(&db, now_ms(), &ctx)).await;
+        match (due, &alerts) {
+            (Ok(due), Some(am)) if !due.is_empty() => am.put(due.into_iter().map(to_alert).collect()),
+            (Err(e), _) => tracing::error!(error = %e, "rule evaluation stopped"),
+            _ => {}
+        }
     }
 }

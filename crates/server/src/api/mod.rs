@@ -1,5 +1,6 @@
 //! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
 
+mod alerting;
 mod deploy;
 pub(crate) mod dto;
 mod hooks;
@@ -20,7 +21,7 @@ use axum::Router;
 use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
-pub const RESERVED: &[&str] = &["series", "labels", "label", "metadata", "rules", "alerts", "status"];
+pub const RESERVED: &[&str] = &["metadata", "status"];
 
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -61,12 +62,23 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/query_range", get(monitor::query_range).post(monitor::query_range))
         .route("/series", get(monitor::series).post(monitor::series))
         .route("/labels", get(monitor::labels).post(monitor::labels))
-        .route("/label/{name}/values", get(monitor::label_values));
+        .route("/label/{name}/values", get(monitor::label_values))
+        .route("/rules", get(alerting::rules))
+        .route("/alerts", get(alerting::alerts_v1))
+        .route("/status/buildinfo", get(alerting::buildinfo));
+    let alertmanager = Router::new()
+        .route("/alerts", get(alerting::get_alerts).post(alerting::post_alerts))
+        .route("/alerts/groups", get(alerting::get_groups))
+        .route("/silences", get(alerting::get_silences).post(alerting::post_silence))
+        .route("/silence/{id}", get(alerting::get_silence).delete(alerting::delete_silence))
+        .route("/receivers", get(alerting::receivers))
+        .route("/status", get(alerting::status));
     Router::new()
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/-/reload", post(monitor::reload))
         .nest("/api/v1", api)
+        .nest("/api/v2", alertmanager)
         .nest("/ui", crate::ui::router())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))

@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
 
-fn rfc3339(ms: i64) -> String {
+pub(super) fn rfc3339(ms: i64) -> String {
     let at = UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0));
     humantime::format_rfc3339_millis(at).to_string()
 }
@@ -108,7 +108,7 @@ impl From<ApiError> for Refused {
 }
 
 /// Prometheus' error answer: 400 for a bad query, 422 for one that cannot be executed.
-fn prom_error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Refused {
+pub(super) fn prom_error(status: StatusCode, kind: &str, message: impl std::fmt::Display) -> Refused {
     use axum::response::IntoResponse;
     let body = json!({"status": "error", "errorType": kind, "error": message.to_string()});
     Refused(Box::new((status, Json(body)).into_response()))
@@ -168,7 +168,7 @@ fn parse_step(text: &str) -> Result<i64, String> {
 }
 
 /// A sample value as Prometheus writes it.
-fn format_value(v: f64) -> String {
+pub(super) fn format_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else if v.is_infinite() {
@@ -178,7 +178,7 @@ fn format_value(v: f64) -> String {
     }
 }
 
-fn metric_json(labels: &mobius_monitor::Labels) -> Value {
+pub(super) fn metric_json(labels: &mobius_monitor::Labels) -> Value {
     Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
