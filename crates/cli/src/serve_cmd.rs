@@ -38,6 +38,10 @@ pub struct ServeArgs {
     /// rules and of POST /api/v2/alerts are sent.
     #[arg(long = "alertmanager-config", value_name = "FILE")]
     alertmanager_config: Option<PathBuf>,
+    /// People, on-call schedules and escalation policies: incidents page them level by
+    /// level until acknowledged (needs --alertmanager-config).
+    #[arg(long = "oncall-config", value_name = "FILE", requires = "alertmanager_config")]
+    oncall_config: Option<PathBuf>,
     /// The URL users reach this server at, used in notification links
     /// (default: http://LISTEN).
     #[arg(long = "external-url", value_name = "URL")]
@@ -53,6 +57,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.action_dir = args.action_dir;
     config.prometheus_config = args.prometheus_config;
     config.alertmanager_config = args.alertmanager_config;
+    config.oncall_config = args.oncall_config;
     config.external_url = args.external_url;
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);

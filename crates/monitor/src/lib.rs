@@ -16,6 +16,7 @@ pub mod db;
 pub mod exposition;
 pub mod head;
 pub mod labels;
+pub mod oncall;
 pub mod promql;
 pub mod rules;
 pub mod scrape;

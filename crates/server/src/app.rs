@@ -77,6 +77,7 @@ impl App {
                 data,
                 config.prometheus_config.as_deref(),
                 config.alertmanager_config.as_deref(),
+                config.oncall_config.as_deref(),
                 &external_url,
             )?)
         } else {

@@ -11,6 +11,7 @@ mod engine;
 mod error;
 mod junit;
 mod metrics;
+mod incidents;
 mod monitor;
 mod ui;
 
@@ -48,6 +49,9 @@ pub struct ServeConfig {
     pub prometheus_config: Option<PathBuf>,
     /// An `alertmanager.yml` routing the alerts of the rules and of `POST /api/v2/alerts`.
     pub alertmanager_config: Option<PathBuf>,
+    /// People, on-call schedules and escalation policies for incidents (needs
+    /// `alertmanager_config`, whose receivers it pages).
+    pub oncall_config: Option<PathBuf>,
     /// The address users reach the server at, for links in notifications
     /// (`http://LISTEN` when absent).
     pub external_url: Option<String>,
@@ -67,6 +71,7 @@ impl ServeConfig {
             agent_exe: None,
             prometheus_config: None,
             alertmanager_config: None,
+            oncall_config: None,
             external_url: None,
         }
     }
@@ -105,6 +110,7 @@ pub async fn serve(
     engine::start_background(&app);
     // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
     deploy::resume(&app).await;
+    incidents::start(&app);
     reload_on_hangup(&app)?;
     let router = api::router(app.clone());
     tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");

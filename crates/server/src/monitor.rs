@@ -7,6 +7,7 @@ use anyhow::Context;
 use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
 use mobius_monitor::alerting::{Alert, AlertManager};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
+use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
 use mobius_monitor::scrape::{static_targets, Scraper};
 use mobius_monitor::{Db, DbOptions};
@@ -31,9 +32,12 @@ pub struct Monitor {
     pub scraper: Arc<Scraper>,
     pub alerts: Option<Arc<AlertManager>>,
     pub groups: Mutex<Vec<RunningGroup>>,
+    /// People, schedules and escalation policies (empty without `--oncall-config`).
+    pub oncall: Mutex<Arc<OnCallConfig>>,
     prometheus_config: Option<PathBuf>,
     alertmanager_config: Option<PathBuf>,
-    external_url: String,
+    oncall_config: Option<PathBuf>,
+    pub external_url: String,
 }
 
 fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
@@ -85,6 +89,12 @@ fn read_alertmanager(path: &Path) -> anyhow::Result<AlertmanagerConfig> {
     parse_alertmanager_config(read_file(path)?).map_err(|e| anyhow::anyhow!("{}", e.render(false)))
 }
 
+fn read_oncall(path: &Path, alertmanager: Option<&AlertmanagerConfig>) -> anyhow::Result<OnCallConfig> {
+    let receivers: Vec<String> =
+        alertmanager.map(|c| c.receivers.iter().map(|r| r.name.clone()).collect()).unwrap_or_default();
+    parse_oncall_config(read_file(path)?, &receivers).map_err(|e| anyhow::anyhow!("{}", e.render(false)))
+}
+
 fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
@@ -107,10 +117,12 @@ impl Monitor {
         data_dir: &Path,
         prometheus_config: Option<&Path>,
         alertmanager_config: Option<&Path>,
+        oncall_config: Option<&Path>,
         external_url: &str,
     ) -> anyhow::Result<Monitor> {
         let prometheus = prometheus_config.map(read_prometheus).transpose()?;
         let alertmanager = alertmanager_config.map(read_alertmanager).transpose()?;
+        let oncall = oncall_config.map(|p| read_oncall(p, alertmanager.as_ref())).transpose()?.unwrap_or_default();
         let db = Db::open(DbOptions::new(data_dir.join("monitor")))?;
         let scraper = Scraper::new(Arc::clone(&db));
         let alerts = alertmanager
@@ -131,8 +143,10 @@ impl Monitor {
             scraper,
             alerts,
             groups: Mutex::new(Vec::new()),
+            oncall: Mutex::new(Arc::new(oncall)),
             prometheus_config: prometheus_config.map(Path::to_path_buf),
             alertmanager_config: alertmanager_config.map(Path::to_path_buf),
+            oncall_config: oncall_config.map(Path::to_path_buf),
             external_url: external_url.to_string(),
         };
         if let Some((config, groups)) = prometheus {
@@ -187,7 +201,11 @@ impl Monitor {
     pub fn reload(&self) -> anyhow::Result<usize> {
         let prometheus = self.prometheus_config.as_deref().map(read_prometheus).transpose()?;
         let alertmanager = self.alertmanager_config.as_deref().map(read_alertmanager).transpose()?;
+        let oncall = self.oncall_config.as_deref().map(|p| read_oncall(p, alertmanager.as_ref())).transpose()?;
         let mut count = 0;
+        if let Some(oncall) = oncall {
+            *self.oncall.lock() = Arc::new(oncall);
+        }
         if let Some((config, groups)) = prometheus {
             count = static_targets(&config).len();
             self.apply(&config, groups);

@@ -6,6 +6,7 @@
 pub mod blob;
 pub mod crypto;
 pub mod deploy;
+pub mod incidents;
 mod projects;
 mod records;
 mod runs;
@@ -16,6 +17,7 @@ mod tokens;
 pub use blob::{BlobStore, FsBlobStore};
 pub use crypto::MasterKey;
 pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
+pub use incidents::{Incident, IncidentEvent, NewIncident};
 pub use records::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

@@ -412,6 +412,7 @@ impl AlertManager {
                     alerts: Vec::new(),
                     external_url: self.external_url.clone(),
                     now,
+                    incident: None,
                 };
                 jobs.push((key, notification, sends, firing, resolved, group.route.group_interval));
             }

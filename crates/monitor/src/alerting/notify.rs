@@ -22,6 +22,10 @@ pub struct Notification {
     pub external_url: String,
     /// When it is sent (milliseconds), deciding which alerts are resolved.
     pub now: i64,
+    /// Mobius' additions when an escalation pages: the incident, the level and the
+    /// signed acknowledgement link (`{"incident", "level", "acknowledgeURL"}`), sent
+    /// as the webhook payload's `mobius` field and a line of the text.
+    pub incident: Option<serde_json::Value>,
 }
 
 /// RFC 3339 with the fraction Go prints (none, or milliseconds), `0001-01-01T00:00:00Z` for zero.
@@ -94,7 +98,7 @@ impl Notification {
     /// Alertmanager's webhook payload, version 4; at most `max_alerts` alerts (0: all).
     pub fn webhook_payload(&self, max_alerts: usize) -> serde_json::Value {
         let shown = if max_alerts == 0 { self.alerts.len() } else { max_alerts.min(self.alerts.len()) };
-        json!({
+        let mut payload = json!({
             "version": "4",
             "groupKey": self.group_key,
             "truncatedAlerts": self.alerts.len() - shown,
@@ -105,7 +109,11 @@ impl Notification {
             "commonAnnotations": pairs_map(&self.common_annotations()),
             "externalURL": self.external_url,
             "alerts": self.alerts[..shown].iter().map(|a| self.alert_json(a)).collect::<Vec<_>>(),
-        })
+        });
+        if let Some(incident) = &self.incident {
+            payload["mobius"] = incident.clone();
+        }
+        payload
     }
 
     /// The data Alertmanager's notification templates see (`.Status`, `.Alerts`, ...).
@@ -162,6 +170,14 @@ impl Notification {
     /// A plain-text body listing every alert with its labels and annotations.
     pub fn default_text(&self) -> String {
         let mut out = String::new();
+        if let Some(incident) = &self.incident {
+            let id = incident["incident"].as_i64().unwrap_or(0);
+            let level = incident["level"].as_i64().unwrap_or(0);
+            out.push_str(&format!("Incident #{id}, escalation level {level}\n"));
+            if let Some(url) = incident["acknowledgeURL"].as_str() {
+                out.push_str(&format!("Acknowledge: {url}\n"));
+            }
+        }
         for a in &self.alerts {
             let status = if a.resolved(self.now) { "resolved" } else { "firing" };
             out.push_str(&format!("[{status}] {}\n", a.labels));

@@ -4,6 +4,7 @@ mod alerting;
 mod deploy;
 pub(crate) mod dto;
 mod hooks;
+mod incidents;
 mod logs;
 mod meta;
 mod monitor;
@@ -57,6 +58,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/rollouts/{id}/approve", post(deploy::approve))
         .route("/rollbacks", post(deploy::rollback))
         .route("/environments", get(deploy::environments))
+        .route("/incidents", get(incidents::list))
+        .route("/incidents/{id}", get(incidents::show))
+        .route("/incidents/{id}/acknowledge", post(incidents::acknowledge))
+        .route("/incidents/{id}/resolve", post(incidents::resolve))
         .route("/targets", get(monitor::targets))
         .route("/query", get(monitor::query).post(monitor::query))
         .route("/query_range", get(monitor::query_range).post(monitor::query_range))
@@ -77,6 +82,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/-/reload", post(monitor::reload))
+        .route("/ack/{token}", get(crate::ui::ack_page).post(crate::ui::ack_link))
         .nest("/api/v1", api)
         .nest("/api/v2", alertmanager)
         .nest("/ui", crate::ui::router())

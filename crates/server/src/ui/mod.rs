@@ -4,6 +4,8 @@
 
 mod deploy;
 mod graph;
+mod incidents;
+pub(crate) use incidents::{ack_link, ack_page};
 
 use crate::api::{self, dto};
 use crate::app::App;
@@ -35,6 +37,9 @@ pub fn router() -> Router<Arc<App>> {
         .route("/runs/{id}/rerun", post(rerun))
         .route("/projects", get(projects_page))
         .route("/deploys", get(deploy::deploys_page))
+        .route("/incidents", get(incidents::incidents_page))
+        .route("/incidents/{id}", get(incidents::incident_page))
+        .route("/incidents/{id}/{command}", post(incidents::incident_command))
         .route("/rollouts/{id}", get(deploy::rollout_page))
         .route("/rollouts/{id}/{command}", post(deploy::rollout_command))
         .route("/projects/{name}", get(project_page))

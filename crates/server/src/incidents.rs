@@ -1,0 +1,267 @@
+//! Incidents and escalation. Every firing alert group opens an incident (unless its
+//! receiver is listed in `without_incidents`), linked to the last rollout of the
+//! alert's service and environment; an alert firing for a service that is being
+//! rolled out aborts that rollout. The group's escalation policy pages level after
+//! level (receivers, people, whoever a schedule has on call) until someone
+//! acknowledges — from the API, the CLI, the UI or the signed link each page carries
+//! — or the group resolves.
+
+use crate::app::App;
+use crate::error::ApiError;
+use axum::http::StatusCode;
+use base64::Engine as _;
+use mobius_deploy::rollout::Command;
+use mobius_monitor::alerting::notify::Notification;
+use mobius_monitor::alerting::{now_ms, Alert, GroupEvent};
+use mobius_store::{Incident, NewIncident, RolloutFilter};
+use serde_json::json;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+
+const ACK_CONTEXT: &str = "incident-ack";
+
+/// Starts following alert groups and paging escalation levels, when the server has
+/// an alert manager.
+pub fn start(app: &Arc<App>) {
+    let Some(am) = app.monitor.as_ref().and_then(|m| m.alerts.clone()) else { return };
+    let mut events = am.subscribe();
+    let follower = Arc::clone(app);
+    tokio::spawn(async move {
+        let mut seen: HashMap<i64, HashSet<u64>> = HashMap::new();
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Err(e) = on_group_event(&follower, &event, &mut seen).await {
+                        tracing::error!(group = %event.group_key, error = %e, "cannot record the incident");
+                    }
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "incident follower fell behind"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let pager = Arc::clone(app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = pager.stopping.cancelled() => return,
+            }
+            if let Err(e) = escalate_due(&pager).await {
+                tracing::error!(error = %e, "escalation failed");
+            }
+        }
+    });
+}
+
+fn common_label(alerts: &[Alert], names: &[&str]) -> Option<String> {
+    let first = alerts.first()?;
+    names.iter().find_map(|name| {
+        let value = first.labels.get(name)?;
+        alerts.iter().all(|a| a.labels.get(name) == Some(value)).then(|| value.to_string())
+    })
+}
+
+async fn on_group_event(
+    app: &Arc<App>,
+    event: &GroupEvent,
+    seen: &mut HashMap<i64, HashSet<u64>>,
+) -> anyhow::Result<()> {
+    let Some(monitor) = app.monitor.as_ref() else { return Ok(()) };
+    let oncall = Arc::clone(&monitor.oncall.lock());
+    if event.status == "resolved" {
+        if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
+            app.store.resolve_incident(incident.id, "alertmanager", "every alert of the group resolved").await?;
+            seen.remove(&incident.id);
+        }
+        return Ok(());
+    }
+    if oncall.without_incidents.contains(&event.receiver) {
+        return Ok(());
+    }
+    let firing: Vec<Alert> = event.alerts.iter().filter(|a| !a.resolved(event.at)).cloned().collect();
+    let service = common_label(&firing, &["service"]);
+    let environment = common_label(&firing, &["env", "environment"]);
+    let started = firing.iter().map(|a| a.starts_at).min().unwrap_or(event.at);
+    let mut rollout_id = None;
+    let mut active_rollouts = Vec::new();
+    if let (Some(service), Some(environment)) = (&service, &environment) {
+        let filter = RolloutFilter {
+            service: Some(service.clone()),
+            environment: Some(environment.clone()),
+            limit: 20,
+            ..Default::default()
+        };
+        let rollouts = app.store.rollouts(&filter).await?;
+        rollout_id = rollouts.iter().find(|r| r.created_at <= started).map(|r| r.id);
+        active_rollouts = rollouts.into_iter().filter(|r| r.finished_at.is_none()).collect();
+    }
+    let mut context = event.group_labels.clone();
+    if let Some(first) = firing.first() {
+        context = mobius_monitor::Labels::new(
+            first
+                .labels
+                .iter()
+                .filter(|(k, v)| firing.iter().all(|a| a.labels.get(k) == Some(v)))
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        );
+    }
+    let policy = oncall.policy_for(&event.receiver, &context);
+    let alertname = common_label(&firing, &["alertname"]).unwrap_or_else(|| "alerts".into());
+    let title = format!("{alertname} {}", event.group_labels).trim().to_string();
+    let new = NewIncident {
+        group_key: event.group_key.clone(),
+        title,
+        receiver: event.receiver.clone(),
+        labels: json!(event.group_labels.iter().collect::<HashMap<_, _>>()),
+        service: service.clone(),
+        environment: environment.clone(),
+        rollout_id,
+        policy: policy.map(|p| p.name.clone()),
+        next_escalation_at: policy.and_then(|p| p.levels.first()).map(|l| event.at + l.delay.as_millis() as i64),
+        opened_at: event.at,
+    };
+    let (incident, _) = app.store.open_incident(&new).await?;
+    let known = seen.entry(incident.id).or_default();
+    for alert in &firing {
+        if known.insert(alert.fingerprint()) {
+            let summary = alert.annotations.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.as_str());
+            let message = match summary {
+                Some(s) => format!("firing: {} ({s})", alert.labels),
+                None => format!("firing: {}", alert.labels),
+            };
+            app.store.add_incident_event(incident.id, "alert", "alertmanager", &message).await?;
+        }
+    }
+    for rollout in active_rollouts {
+        let reason = format!("alert {alertname} fired for {} in {} (incident #{})", rollout.service, rollout.environment, incident.id);
+        match crate::deploy::command(app, &rollout, Command::Abort(reason.clone()), "alertmanager").await {
+            Ok(()) => {
+                app.store
+                    .add_incident_event(incident.id, "rollback", "alertmanager", &format!("rollout {} aborted: {reason}", rollout.id))
+                    .await?;
+                tracing::warn!(rollout = rollout.id, incident = incident.id, "rollout aborted by a firing alert");
+            }
+            Err(e) => tracing::warn!(rollout = rollout.id, error = %e, "cannot abort the rollout"),
+        }
+    }
+    Ok(())
+}
+
+/// The signed link that acknowledges `incident` on behalf of `person`, valid without
+/// a token (the master key seals it).
+pub fn ack_link(app: &App, incident: i64, person: &str) -> Option<String> {
+    let sealed = app.key.seal(ACK_CONTEXT, format!("{incident}:{person}").as_bytes()).ok()?;
+    let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(sealed);
+    let base = app.config.external_url.clone().unwrap_or_else(|| format!("http://{}", app.config.listen));
+    Some(format!("{}/ack/{token}", base.trim_end_matches('/')))
+}
+
+/// The incident and person a link's token names, when the master key sealed it.
+pub fn read_ack_token(app: &App, token: &str) -> Option<(i64, String)> {
+    let sealed = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+    let plain = app.key.open(ACK_CONTEXT, &sealed).ok()?;
+    let text = String::from_utf8(plain).ok()?;
+    let (id, person) = text.split_once(':')?;
+    Some((id.parse().ok()?, person.to_string()))
+}
+
+/// Pages the levels that are due.
+async fn escalate_due(app: &Arc<App>) -> anyhow::Result<()> {
+    let Some(monitor) = app.monitor.as_ref() else { return Ok(()) };
+    let Some(am) = monitor.alerts.clone() else { return Ok(()) };
+    let now = now_ms();
+    for incident in app.store.due_escalations(now).await? {
+        let oncall = Arc::clone(&monitor.oncall.lock());
+        let policy = incident.policy.as_deref().and_then(|name| oncall.policies.iter().find(|p| p.name == name));
+        let Some(level) = policy.and_then(|p| p.levels.get(incident.level as usize)) else {
+            app.store.advance_escalation(incident.id, incident.level, incident.level, incident.rounds, None).await?;
+            continue;
+        };
+        let Some(policy) = policy else { continue };
+        let index = incident.level as usize;
+        let (next_level, rounds, next_at) = if let Some(next) = policy.levels.get(index + 1) {
+            (index + 1, incident.rounds, Some(now + next.delay.as_millis() as i64))
+        } else if incident.rounds < i64::from(policy.repeat) {
+            (0, incident.rounds + 1, policy.levels.first().map(|l| now + l.delay.as_millis() as i64))
+        } else {
+            (index + 1, incident.rounds, None)
+        };
+        // Taking the level first means an acknowledgement that wins the race pages no one.
+        if !app.store.advance_escalation(incident.id, incident.level, next_level as i64, rounds, next_at).await? {
+            continue;
+        }
+        page(app, &am, &incident, level, index + 1, &oncall, now).await?;
+    }
+    Ok(())
+}
+
+async fn page(
+    app: &Arc<App>,
+    am: &mobius_monitor::alerting::AlertManager,
+    incident: &Incident,
+    level: &mobius_monitor::oncall::Level,
+    number: usize,
+    oncall: &mobius_monitor::oncall::OnCallConfig,
+    now: i64,
+) -> anyhow::Result<()> {
+    let group = am.groups().into_iter().find(|g| g.key == incident.group_key);
+    let Some(group) = group else {
+        app.store.add_incident_event(incident.id, "escalation", "mobius", "the alert group is gone; nobody paged").await?;
+        return Ok(());
+    };
+    for (receiver, person) in oncall.resolve(level, now) {
+        let who = person.clone().unwrap_or_else(|| receiver.clone());
+        let n = Notification {
+            receiver: receiver.clone(),
+            group_key: incident.group_key.clone(),
+            group_labels: group.labels.clone(),
+            alerts: group.alerts.clone(),
+            external_url: am.external_url.clone(),
+            now,
+            incident: Some(json!({
+                "incident": incident.id,
+                "level": number,
+                "policy": incident.policy,
+                "acknowledgeURL": ack_link(app, incident.id, &who),
+            })),
+        };
+        let message = match am.notify_receiver(&receiver, &n).await {
+            Ok(()) => format!("level {number}: paged {who} through {receiver}"),
+            Err(e) => format!("level {number}: paging {who} through {receiver} failed: {e}"),
+        };
+        tracing::info!(incident = incident.id, level = number, %who, "escalation");
+        app.store.add_incident_event(incident.id, "escalated", "mobius", &message).await?;
+    }
+    Ok(())
+}
+
+/// Acknowledges an open incident for `actor` (audited): escalation stops.
+pub async fn acknowledge(app: &App, id: i64, actor: &str, remote: &str) -> Result<Incident, ApiError> {
+    change(app, id, actor, remote, "incident.acknowledge").await
+}
+
+/// Resolves an incident by hand (audited): escalation stops, time to restore is recorded.
+pub async fn resolve(app: &App, id: i64, actor: &str, remote: &str) -> Result<Incident, ApiError> {
+    change(app, id, actor, remote, "incident.resolve").await
+}
+
+async fn change(app: &App, id: i64, actor: &str, remote: &str, action: &str) -> Result<Incident, ApiError> {
+    let Some(incident) = app.store.incident(id).await? else {
+        return Err(ApiError::not_found(format!("no incident {id}")));
+    };
+    let done = if action == "incident.acknowledge" {
+        app.store.acknowledge_incident(id, actor).await?
+    } else {
+        app.store.resolve_incident(id, actor, &format!("resolved by {actor}")).await?
+    };
+    if !done {
+        return Err(ApiError::new(StatusCode::CONFLICT, format!("incident {id} is {}", incident.status)));
+    }
+    app.store.audit(actor, action, &format!("incident/{id}"), json!({"title": incident.title}), remote).await?;
+    app.store.incident(id).await?.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))
+}

@@ -1,0 +1,200 @@
+//! Incident pages: the list with acknowledge and resolve buttons, one incident with its
+//! timeline, and the page a signed link in a notification opens (no sign-in needed:
+//! the link is the credential).
+
+use super::{error_page, render, Session};
+use crate::app::App;
+use crate::auth::Role;
+use crate::error::ApiError;
+use askama::Template;
+use axum::extract::{ConnectInfo, Form, Path, State};
+use axum::response::{IntoResponse, Redirect, Response};
+use mobius_store::Incident;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+fn when(ms: i64) -> String {
+    crate::api::dto::time(Some(ms)).as_str().unwrap_or_default().replace('T', " ").chars().take(19).collect()
+}
+
+fn duration(ms: i64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..60 => format!("{s}s"),
+        60..3600 => format!("{}m {}s", s / 60, s % 60),
+        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
+    }
+}
+
+pub(super) struct IncidentRow {
+    id: i64,
+    title: String,
+    status: String,
+    place: String,
+    rollout: Option<i64>,
+    opened: String,
+    by: String,
+    restore: String,
+}
+
+fn row(i: &Incident) -> IncidentRow {
+    let place = match (&i.service, &i.environment) {
+        (Some(s), Some(e)) => format!("{s} in {e}"),
+        (Some(s), None) => s.clone(),
+        _ => "-".into(),
+    };
+    let by = match i.status.as_str() {
+        "acknowledged" => i.acknowledged_by.clone(),
+        "resolved" => i.resolved_by.clone(),
+        _ => None,
+    };
+    IncidentRow {
+        id: i.id,
+        title: i.title.clone(),
+        status: i.status.clone(),
+        place,
+        rollout: i.rollout_id,
+        opened: when(i.opened_at),
+        by: by.map(|b| b.rsplit(':').next().unwrap_or_default().to_string()).unwrap_or_default(),
+        restore: i.time_to_restore_ms.map(duration).unwrap_or_else(|| "-".into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "incidents.html")]
+pub(super) struct IncidentsPage {
+    user: String,
+    csrf: String,
+    incidents: Vec<IncidentRow>,
+}
+
+pub(super) async fn incidents_page(State(app): State<Arc<App>>, s: Session) -> Response {
+    if let Err(e) = s.caller.require_global(Role::Viewer) {
+        return error_page(e);
+    }
+    match app.store.incidents(None, 200).await {
+        Ok(list) => render(IncidentsPage {
+            user: s.caller.name.clone(),
+            csrf: s.csrf.clone(),
+            incidents: list.iter().map(row).collect(),
+        }),
+        Err(e) => error_page(e.into()),
+    }
+}
+
+pub(super) struct EventView {
+    at: String,
+    kind: String,
+    actor: String,
+    message: String,
+}
+
+#[derive(Template)]
+#[template(path = "incident.html")]
+pub(super) struct IncidentPage {
+    user: String,
+    csrf: String,
+    incident: IncidentRow,
+    policy: String,
+    events: Vec<EventView>,
+}
+
+pub(super) async fn incident_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) -> Response {
+    if let Err(e) = s.caller.require_global(Role::Viewer) {
+        return error_page(e);
+    }
+    let incident = match app.store.incident(id).await {
+        Ok(Some(i)) => i,
+        Ok(None) => return error_page(ApiError::not_found(format!("no incident {id}"))),
+        Err(e) => return error_page(e.into()),
+    };
+    let events = app.store.incident_events(id).await.unwrap_or_default();
+    render(IncidentPage {
+        user: s.caller.name.clone(),
+        csrf: s.csrf.clone(),
+        policy: incident.policy.clone().unwrap_or_else(|| "none".into()),
+        incident: row(&incident),
+        events: events
+            .iter()
+            .map(|e| EventView {
+                at: when(e.at),
+                kind: e.kind.clone(),
+                actor: e.actor.rsplit(':').next().unwrap_or_default().to_string(),
+                message: e.message.clone(),
+            })
+            .collect(),
+    })
+}
+
+/// `POST /ui/incidents/ID/acknowledge|resolve` from the pages' buttons.
+pub(super) async fn incident_command(
+    State(app): State<Arc<App>>,
+    s: Session,
+    Path((id, which)): Path<(i64, String)>,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    if let Some(refused) = s.refusal(&form) {
+        return refused;
+    }
+    if let Err(e) = s.caller.require_global(Role::Developer) {
+        return error_page(e);
+    }
+    let done = match which.as_str() {
+        "acknowledge" => crate::incidents::acknowledge(&app, id, &s.caller.actor(), &s.caller.remote).await,
+        "resolve" => crate::incidents::resolve(&app, id, &s.caller.actor(), &s.caller.remote).await,
+        _ => return error_page(ApiError::not_found(format!("no command `{which}`"))),
+    };
+    match done {
+        Ok(_) => Redirect::to(&format!("/ui/incidents/{id}")).into_response(),
+        Err(e) => error_page(e),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "ack.html")]
+pub(super) struct AckPage {
+    user: String,
+    incident: IncidentRow,
+    person: String,
+    done: bool,
+}
+
+async fn linked(app: &App, token: &str) -> Result<(Incident, String), Response> {
+    let refused = || error_page(ApiError::new(axum::http::StatusCode::FORBIDDEN, "this link is not valid"));
+    let (id, person) = crate::incidents::read_ack_token(app, token).ok_or_else(refused)?;
+    match app.store.incident(id).await {
+        Ok(Some(i)) => Ok((i, person)),
+        Ok(None) => Err(error_page(ApiError::not_found(format!("no incident {id}")))),
+        Err(e) => Err(error_page(e.into())),
+    }
+}
+
+/// `GET /ack/TOKEN`: what the link acknowledges, with a button (a GET changes nothing,
+/// so link previews cannot acknowledge).
+pub(crate) async fn ack_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    match linked(&app, &token).await {
+        Ok((incident, person)) => render(AckPage { user: String::new(), incident: row(&incident), person, done: false }),
+        Err(refused) => refused,
+    }
+}
+
+/// `POST /ack/TOKEN`: acknowledges for the person the link was sent to.
+pub(crate) async fn ack_link(
+    State(app): State<Arc<App>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Response {
+    let (incident, person) = match linked(&app, &token).await {
+        Ok(found) => found,
+        Err(refused) => return refused,
+    };
+    let actor = format!("link:{person}");
+    match crate::incidents::acknowledge(&app, incident.id, &actor, &remote.ip().to_string()).await {
+        Ok(updated) => render(AckPage { user: String::new(), incident: row(&updated), person, done: true }),
+        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+            render(AckPage { user: String::new(), incident: row(&incident), person, done: true })
+        }
+        Err(e) => error_page(e),
+    }
+}

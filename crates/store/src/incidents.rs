@@ -1,0 +1,300 @@
+//! Incidents and their timelines: opened when an alert group fires, escalated level by
+//! level until acknowledged, closed when the group resolves or someone resolves it.
+
+use crate::{now_ms, Result, Store, StoreError};
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use sqlx::Row;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Incident {
+    pub id: i64,
+    pub group_key: String,
+    pub title: String,
+    /// `open`, `acknowledged` or `resolved`.
+    pub status: String,
+    pub receiver: String,
+    /// The alert group's labels.
+    pub labels: serde_json::Value,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    /// The last rollout of the service and environment before the alert started.
+    pub rollout_id: Option<i64>,
+    pub policy: Option<String>,
+    /// The next escalation level to page (0 before the first).
+    pub level: i64,
+    /// How many times the policy's levels have run through.
+    pub rounds: i64,
+    pub next_escalation_at: Option<i64>,
+    pub opened_at: i64,
+    pub acknowledged_at: Option<i64>,
+    pub acknowledged_by: Option<String>,
+    pub resolved_at: Option<i64>,
+    pub resolved_by: Option<String>,
+    /// Resolved minus opened, in milliseconds (DORA's time to restore).
+    pub time_to_restore_ms: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct IncidentEvent {
+    pub id: i64,
+    pub incident_id: i64,
+    /// `opened`, `alert`, `notified`, `escalated`, `acknowledged`, `rollback`, `resolved`...
+    pub kind: String,
+    pub actor: String,
+    pub message: String,
+    pub at: i64,
+}
+
+/// What opening an incident records.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub group_key: String,
+    pub title: String,
+    pub receiver: String,
+    pub labels: serde_json::Value,
+    pub service: Option<String>,
+    pub environment: Option<String>,
+    pub rollout_id: Option<i64>,
+    pub policy: Option<String>,
+    pub next_escalation_at: Option<i64>,
+    pub opened_at: i64,
+}
+
+const COLUMNS: &str = "id, group_key, title, status, receiver, labels, service, environment, rollout_id, policy, \
+     level, rounds, next_escalation_at, opened_at, acknowledged_at, acknowledged_by, resolved_at, resolved_by";
+
+fn incident(row: &AnyRow) -> Result<Incident> {
+    let labels: String = row.try_get("labels")?;
+    let opened_at: i64 = row.try_get("opened_at")?;
+    let resolved_at: Option<i64> = row.try_get("resolved_at")?;
+    Ok(Incident {
+        id: row.try_get("id")?,
+        group_key: row.try_get("group_key")?,
+        title: row.try_get("title")?,
+        status: row.try_get("status")?,
+        receiver: row.try_get("receiver")?,
+        labels: serde_json::from_str(&labels).unwrap_or(serde_json::Value::Null),
+        service: row.try_get("service")?,
+        environment: row.try_get("environment")?,
+        rollout_id: row.try_get("rollout_id")?,
+        policy: row.try_get("policy")?,
+        level: row.try_get("level")?,
+        rounds: row.try_get("rounds")?,
+        next_escalation_at: row.try_get("next_escalation_at")?,
+        opened_at,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        resolved_at,
+        resolved_by: row.try_get("resolved_by")?,
+        time_to_restore_ms: resolved_at.map(|r| r - opened_at),
+    })
+}
+
+impl Store {
+    /// Opens an incident for an alert group unless one is unresolved for it; returns the
+    /// incident and whether it is new.
+    pub async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool)> {
+        let mut tx = self.begin_write().await?;
+        let existing = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(&new.group_key)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(row) = existing {
+            tx.commit().await?;
+            return Ok((incident(&row)?, false));
+        }
+        let row = sqlx::query(
+            "INSERT INTO incidents (group_key, title, status, receiver, labels, service, environment, rollout_id,
+                 policy, level, rounds, next_escalation_at, opened_at)
+             VALUES ($1, $2, 'open', $3, $4, $5, $6, $7, $8, 0, 0, $9, $10) RETURNING id",
+        )
+        .bind(&new.group_key)
+        .bind(&new.title)
+        .bind(&new.receiver)
+        .bind(new.labels.to_string())
+        .bind(&new.service)
+        .bind(&new.environment)
+        .bind(new.rollout_id)
+        .bind(&new.policy)
+        .bind(new.next_escalation_at)
+        .bind(new.opened_at)
+        .fetch_one(&mut *tx)
+        .await?;
+        let id: i64 = row.try_get("id")?;
+        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, 'opened', 'alertmanager', $2, $3)")
+            .bind(id)
+            .bind(&new.title)
+            .bind(new.opened_at)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        let opened = self
+            .incident(id)
+            .await?
+            .ok_or_else(|| StoreError::Conflict(format!("incident {id} vanished after it was written")))?;
+        Ok((opened, true))
+    }
+
+    pub async fn incident(&self, id: i64) -> Result<Option<Incident>> {
+        let row = sqlx::query(&format!("SELECT {COLUMNS} FROM incidents WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await?;
+        row.as_ref().map(incident).transpose()
+    }
+
+    /// The unresolved incident of an alert group.
+    pub async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM incidents WHERE group_key = $1 AND resolved_at IS NULL ORDER BY id DESC LIMIT 1"
+        ))
+        .bind(group_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(incident).transpose()
+    }
+
+    /// Incidents newest first; `status` narrows (`open`, `acknowledged`, `resolved`,
+    /// or `unresolved` for the first two).
+    pub async fn incidents(&self, status: Option<&str>, limit: i64) -> Result<Vec<Incident>> {
+        let clause = match status {
+            Some("unresolved") => " WHERE resolved_at IS NULL",
+            Some(_) => " WHERE status = $1",
+            None => "",
+        };
+        let sql = format!("SELECT {COLUMNS} FROM incidents{clause} ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000));
+        let mut query = sqlx::query(&sql);
+        if let Some(s) = status.filter(|s| *s != "unresolved") {
+            query = query.bind(s);
+        }
+        query.fetch_all(&self.pool).await?.iter().map(incident).collect()
+    }
+
+    /// Incidents whose next escalation is due at `now`.
+    pub async fn due_escalations(&self, now: i64) -> Result<Vec<Incident>> {
+        sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM incidents WHERE next_escalation_at IS NOT NULL AND next_escalation_at <= $1
+                 AND status = 'open' ORDER BY next_escalation_at"
+        ))
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(incident)
+        .collect()
+    }
+
+    /// Moves an open incident to its next level; false when it was acknowledged or
+    /// resolved meanwhile (nothing is paged then).
+    pub async fn advance_escalation(&self, id: i64, from_level: i64, level: i64, rounds: i64, next: Option<i64>) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE incidents SET level = $1, rounds = $2, next_escalation_at = $3
+             WHERE id = $4 AND status = 'open' AND level = $5",
+        )
+        .bind(level)
+        .bind(rounds)
+        .bind(next)
+        .bind(id)
+        .bind(from_level)
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Acknowledges an open incident, which stops its escalation; false when it was
+    /// not open.
+    pub async fn acknowledge_incident(&self, id: i64, actor: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = $1, acknowledged_by = $2,
+                 next_escalation_at = NULL WHERE id = $3 AND status = 'open'",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Self::event_in(&mut tx, id, "acknowledged", actor, "escalation stopped", now).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Resolves an unresolved incident; false when it was already resolved.
+    pub async fn resolve_incident(&self, id: i64, actor: &str, message: &str) -> Result<bool> {
+        let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE incidents SET status = 'resolved', resolved_at = $1, resolved_by = $2, next_escalation_at = NULL
+             WHERE id = $3 AND resolved_at IS NULL",
+        )
+        .bind(now)
+        .bind(actor)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 1 {
+            Self::event_in(&mut tx, id, "resolved", actor, message, now).await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn event_in(
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: i64,
+        kind: &str,
+        actor: &str,
+        message: &str,
+        at: i64,
+    ) -> Result<()> {
+        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(kind)
+            .bind(actor)
+            .bind(message)
+            .bind(at)
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn add_incident_event(&self, id: i64, kind: &str, actor: &str, message: &str) -> Result<()> {
+        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
+            .bind(id)
+            .bind(kind)
+            .bind(actor)
+            .bind(message)
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// An incident's timeline, oldest first.
+    pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>> {
+        let rows = sqlx::query(
+            "SELECT id, incident_id, kind, actor, message, at FROM incident_events WHERE incident_id = $1 ORDER BY id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(IncidentEvent {
+                    id: row.try_get("id")?,
+                    incident_id: row.try_get("incident_id")?,
+                    kind: row.try_get("kind")?,
+                    actor: row.try_get("actor")?,
+                    message: row.try_get("message")?,
+                    at: row.try_get("at")?,
+                })
+            })
+            .collect()
+    }
+}
