@@ -132,7 +132,8 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
     };
     let mut c = Checker { diagnostics: Vec::new() };
     let mut config = OnCallConfig::default();
-    let entries = c.entries(&root, "the on-call configuration", &["people", "schedules", "policies", "without_incidents"], &[]);
+    let entries =
+        c.entries(&root, "the on-call configuration", &["people", "schedules", "policies", "without_incidents"], &[]);
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     let known_receiver = |c: &mut Checker, node: &Node, name: &str| {
         if !receivers.iter().any(|r| r == name) {
@@ -216,11 +217,8 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
     }
     let schedules: Vec<String> = config.schedules.iter().map(|s| s.name.clone()).collect();
     for item in find("policies").and_then(Node::as_seq).unwrap_or(&[]) {
-        let mut p =
-            Policy { name: String::new(), receiver: None, matchers: Vec::new(), levels: Vec::new(), repeat: 0 };
-        for (key, value) in
-            c.entries(item, "a policy", &["name", "receiver", "matchers", "levels", "repeat"], &[])
-        {
+        let mut p = Policy { name: String::new(), receiver: None, matchers: Vec::new(), levels: Vec::new(), repeat: 0 };
+        for (key, value) in c.entries(item, "a policy", &["name", "receiver", "matchers", "levels", "repeat"], &[]) {
             match key {
                 "name" => p.name = c.string(value, "`name`").unwrap_or_default(),
                 "receiver" => {
@@ -266,7 +264,10 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
                                         }
                                         _ => {
                                             if !schedules.contains(&name) {
-                                                c.error(v.pos, format!("schedule `{name}` is not defined in `schedules`"));
+                                                c.error(
+                                                    v.pos,
+                                                    format!("schedule `{name}` is not defined in `schedules`"),
+                                                );
                                             }
                                             level.targets.push(Target::Schedule(name));
                                         }

@@ -138,11 +138,19 @@ async fn on_group_event(
         }
     }
     for rollout in active_rollouts {
-        let reason = format!("alert {alertname} fired for {} in {} (incident #{})", rollout.service, rollout.environment, incident.id);
+        let reason = format!(
+            "alert {alertname} fired for {} in {} (incident #{})",
+            rollout.service, rollout.environment, incident.id
+        );
         match crate::deploy::command(app, &rollout, Command::Abort(reason.clone()), "alertmanager").await {
             Ok(()) => {
                 app.store
-                    .add_incident_event(incident.id, "rollback", "alertmanager", &format!("rollout {} aborted: {reason}", rollout.id))
+                    .add_incident_event(
+                        incident.id,
+                        "rollback",
+                        "alertmanager",
+                        &format!("rollout {} aborted: {reason}", rollout.id),
+                    )
                     .await?;
                 tracing::warn!(rollout = rollout.id, incident = incident.id, "rollout aborted by a firing alert");
             }
@@ -211,7 +219,9 @@ async fn page(
 ) -> anyhow::Result<()> {
     let group = am.groups().into_iter().find(|g| g.key == incident.group_key);
     let Some(group) = group else {
-        app.store.add_incident_event(incident.id, "escalation", "mobius", "the alert group is gone; nobody paged").await?;
+        app.store
+            .add_incident_event(incident.id, "escalation", "mobius", "the alert group is gone; nobody paged")
+            .await?;
         return Ok(());
     };
     for (receiver, person) in oncall.resolve(level, now) {

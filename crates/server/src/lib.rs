@@ -9,9 +9,9 @@ mod auth;
 mod deploy;
 mod engine;
 mod error;
+mod incidents;
 mod junit;
 mod metrics;
-mod incidents;
 mod monitor;
 mod ui;
 

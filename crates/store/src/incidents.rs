@@ -189,7 +189,14 @@ impl Store {
 
     /// Moves an open incident to its next level; false when it was acknowledged or
     /// resolved meanwhile (nothing is paged then).
-    pub async fn advance_escalation(&self, id: i64, from_level: i64, level: i64, rounds: i64, next: Option<i64>) -> Result<bool> {
+    pub async fn advance_escalation(
+        &self,
+        id: i64,
+        from_level: i64,
+        level: i64,
+        rounds: i64,
+        next: Option<i64>,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE incidents SET level = $1, rounds = $2, next_escalation_at = $3
              WHERE id = $4 AND status = 'open' AND level = $5",

@@ -2,6 +2,7 @@
 //! against the real binary over loopback, on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
 
+mod alerting;
 mod auth;
 mod crash;
 mod deploy;

@@ -293,7 +293,10 @@ impl Parser<'_> {
                 "match" => route.matchers.extend(self.match_map(value, MatchOp::Equal, "`match`")),
                 "match_re" => route.matchers.extend(self.match_map(value, MatchOp::Regex, "`match_re`")),
                 "continue" => route.continue_matching = self.c.boolean(value, "`continue`").unwrap_or(false),
-                "group_wait" => route.group_wait = self.c.duration(value, key).unwrap_or(route.group_wait),
+                "group_wait" => match value.scalar_string().as_deref().and_then(crate::config::parse_duration) {
+                    Some(d) => route.group_wait = d,
+                    None => self.c.error(value.pos, "group_wait must be a duration such as `30s` or `0s`"),
+                },
                 "group_interval" => route.group_interval = self.c.duration(value, key).unwrap_or(route.group_interval),
                 "repeat_interval" => {
                     route.repeat_interval = self.c.duration(value, key).unwrap_or(route.repeat_interval)

@@ -159,7 +159,7 @@ pub struct Counters {
 #[derive(Debug)]
 pub struct AlertManager {
     state: Mutex<State>,
-    client: reqwest::Client,
+    client: notify::HttpClient,
     events: broadcast::Sender<GroupEvent>,
     silences_path: Option<PathBuf>,
     pub external_url: String,
@@ -184,13 +184,6 @@ fn group_labels(route: &Route, labels: &Labels) -> Labels {
             Labels::new(names.iter().filter_map(|n| labels.get(n).map(|v| (n.clone(), v.to_string()))).collect())
         }
     }
-}
-
-/// Builds an HTTP client with TLS from the system's roots (installing the process'
-/// cryptography provider once).
-pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().user_agent(concat!("Mobius/", env!("CARGO_PKG_VERSION"))).build().unwrap_or_default()
 }
 
 impl AlertManager {
@@ -218,7 +211,7 @@ impl AlertManager {
                 groups: BTreeMap::new(),
                 silences,
             }),
-            client: http_client(),
+            client: notify::http_client().map_err(std::io::Error::other)?,
             events,
             silences_path,
             external_url,

@@ -214,21 +214,46 @@ pub enum NotifyError {
     Email(String),
 }
 
-/// Posts JSON and requires a 2xx answer.
-async fn post_json(client: &reqwest::Client, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
-    let response = client
-        .post(url)
-        .timeout(Duration::from_secs(10))
-        .json(body)
-        .send()
+/// The HTTP client notifications go out through: HTTP, or HTTPS verified against
+/// Mozilla's roots (rustls with the ring provider).
+pub type HttpClient = hyper_util::client::legacy::Client<
+    hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    http_body_util::Full<bytes::Bytes>,
+>;
+
+pub fn http_client() -> Result<HttpClient, String> {
+    let connector = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .https_or_http()
+        .enable_http1()
+        .build();
+    Ok(hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new()).build(connector))
+}
+
+/// Posts JSON and requires a 2xx answer within 10 seconds.
+async fn post_json(client: &HttpClient, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+    use http_body_util::BodyExt;
+    let shown = redact(url);
+    let uri: hyper::Uri = url.parse().map_err(|e| NotifyError::Http(format!("{shown}: {e}")))?;
+    let request = hyper::Request::post(uri)
+        .header(hyper::header::CONTENT_TYPE, "application/json")
+        .header(hyper::header::USER_AGENT, concat!("Mobius/", env!("CARGO_PKG_VERSION")))
+        .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
+        .map_err(|e| NotifyError::Http(format!("{shown}: {e}")))?;
+    let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
         .await
-        .map_err(|e| NotifyError::Http(format!("POST {}: {e}", redact(url))))?;
+        .map_err(|_| NotifyError::Http(format!("POST {shown}: no answer within 10 s")))?
+        .map_err(|e| NotifyError::Http(format!("POST {shown}: {e}")))?;
     let status = response.status();
     if status.is_success() {
         return Ok(());
     }
-    let text = response.text().await.unwrap_or_default();
-    Err(NotifyError::Status { receiver: redact(url), status: status.as_u16(), body: text.chars().take(200).collect() })
+    let text = match tokio::time::timeout(Duration::from_secs(2), response.into_body().collect()).await {
+        Ok(Ok(collected)) => String::from_utf8_lossy(&collected.to_bytes()).chars().take(200).collect(),
+        _ => String::new(),
+    };
+    Err(NotifyError::Status { receiver: shown, status: status.as_u16(), body: text })
 }
 
 /// A URL without its path and query, which for Slack hold the secret.
@@ -239,11 +264,11 @@ pub fn redact(url: &str) -> String {
     }
 }
 
-pub async fn send_webhook(client: &reqwest::Client, c: &WebhookConfig, n: &Notification) -> Result<(), NotifyError> {
+pub async fn send_webhook(client: &HttpClient, c: &WebhookConfig, n: &Notification) -> Result<(), NotifyError> {
     post_json(client, &c.url, &n.webhook_payload(c.max_alerts)).await
 }
 
-pub async fn send_slack(client: &reqwest::Client, c: &SlackConfig, n: &Notification) -> Result<(), NotifyError> {
+pub async fn send_slack(client: &HttpClient, c: &SlackConfig, n: &Notification) -> Result<(), NotifyError> {
     let title = match &c.title {
         Some(t) => n.expand(t).map_err(NotifyError::Template)?,
         None => n.default_title(),
@@ -266,11 +291,7 @@ pub async fn send_slack(client: &reqwest::Client, c: &SlackConfig, n: &Notificat
     post_json(client, &c.api_url, &body).await
 }
 
-pub async fn send_pagerduty(
-    client: &reqwest::Client,
-    c: &PagerDutyConfig,
-    n: &Notification,
-) -> Result<(), NotifyError> {
+pub async fn send_pagerduty(client: &HttpClient, c: &PagerDutyConfig, n: &Notification) -> Result<(), NotifyError> {
     let resolved = n.status() == "resolved";
     let summary = match &c.description {
         Some(t) => n.expand(t).map_err(NotifyError::Template)?,

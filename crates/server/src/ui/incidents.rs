@@ -174,7 +174,9 @@ async fn linked(app: &App, token: &str) -> Result<(Incident, String), Response> 
 /// so link previews cannot acknowledge).
 pub(crate) async fn ack_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
     match linked(&app, &token).await {
-        Ok((incident, person)) => render(AckPage { user: String::new(), incident: row(&incident), person, done: false }),
+        Ok((incident, person)) => {
+            render(AckPage { user: String::new(), incident: row(&incident), person, done: false })
+        }
         Err(refused) => refused,
     }
 }

@@ -1,0 +1,241 @@
+//! Alerting end to end through a real `mobius serve`: a rule with `for: 2s` on a
+//! scraped target fires to a webhook on loopback with Alertmanager's version 4
+//! payload, opens an incident, escalates level by level while nobody acknowledges,
+//! stops when the signed link in a page is used, and resolves with the target; and
+//! the Alertmanager API (alerts posted from outside, silences, inhibition).
+
+use crate::support::{Backend, Server};
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// An exporter whose `queue_depth` gauge the test sets.
+fn exporter(depth: Arc<AtomicU64>) -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = stream.read(&mut buf);
+            let body =
+                format!("# TYPE queue_depth gauge\nqueue_depth{{queue=\"jobs\"}} {}\n", depth.load(Ordering::SeqCst));
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    addr
+}
+
+/// What a webhook receiver got: (path, when in Unix milliseconds, JSON body).
+type Received = Arc<Mutex<Vec<(String, i64, Value)>>>;
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+/// A webhook receiver on loopback recording every POST.
+fn receiver() -> (String, Received) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let got: Received = Arc::default();
+    let sink = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let sink = Arc::clone(&sink);
+            std::thread::spawn(move || {
+                let mut data = Vec::new();
+                let mut buf = [0u8; 65536];
+                loop {
+                    let n = stream.read(&mut buf).unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    data.extend_from_slice(&buf[..n]);
+                    let text = String::from_utf8_lossy(&data).to_string();
+                    let Some(end) = text.find("\r\n\r\n") else { continue };
+                    let length: usize = text[..end]
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase().strip_prefix("content-length:").map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if data.len() < end + 4 + length {
+                        continue;
+                    }
+                    let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
+                    let body: Value = serde_json::from_slice(&data[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+                    sink.lock().unwrap().push((path, now_ms(), body));
+                    let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
+                    return;
+                }
+            });
+        }
+    });
+    (addr, got)
+}
+
+fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>, log: impl Fn() -> String) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}\n{}", log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn posts(got: &Received, path: &str) -> Vec<(i64, Value)> {
+    got.lock().unwrap().iter().filter(|(p, _, _)| p == path).map(|(_, t, b)| (*t, b.clone())).collect()
+}
+
+fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path.to_str().unwrap().to_string()
+}
+
+#[test]
+fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
+    let depth = Arc::new(AtomicU64::new(10));
+    let target = exporter(Arc::clone(&depth));
+    let (hooks, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "rules.yml",
+        "groups:\n  - name: queues\n    rules:\n      - alert: QueueTooDeep\n        expr: queue_depth > 5\n        for: 2s\n        labels: { severity: page }\n        annotations:\n          summary: '{{ $labels.queue }} holds {{ $value }} items'\n",
+    );
+    let prometheus = write(
+        dir.path(),
+        "prometheus.yml",
+        &format!("global:\n  scrape_interval: 200ms\n  evaluation_interval: 500ms\nrule_files: [rules.yml]\nscrape_configs:\n  - job_name: worker\n    static_configs:\n      - targets: ['{target}']\n"),
+    );
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        &format!(
+            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: team\n    webhook_configs: [{{ url: 'http://{hooks}/team' }}]\n  - name: alice\n    webhook_configs: [{{ url: 'http://{hooks}/alice' }}]\n  - name: lead\n    webhook_configs: [{{ url: 'http://{hooks}/lead' }}]\n  - name: director\n    webhook_configs: [{{ url: 'http://{hooks}/director' }}]\n"
+        ),
+    );
+    let oncall = write(
+        dir.path(),
+        "oncall.yml",
+        "people:\n  - { name: alice, receiver: alice }\nschedules:\n  - { name: primary, start: '2026-01-05T09:00:00Z', shift: 1w, people: [alice] }\npolicies:\n  - name: queues\n    receiver: team\n    levels:\n      - { delay: 0s, targets: [{ schedule: primary }] }\n      - { delay: 2s, targets: [{ receiver: lead }] }\n      - { delay: 2s, targets: [{ receiver: director }] }\n",
+    );
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &["--prometheus-config", &prometheus, "--alertmanager-config", &alertmanager, "--oncall-config", &oncall],
+    );
+
+    // The route's receiver gets Alertmanager's version 4 payload within `for` plus two
+    // evaluation intervals of the alert becoming active.
+    let (received_at, payload) = wait_for(
+        "the firing notification",
+        Duration::from_secs(15),
+        || posts(&got, "/team").into_iter().next(),
+        || server.log(),
+    );
+    let (_, alerts) = server.api("GET", "/api/v1/alerts", None);
+    let active_at = alerts["data"]["alerts"][0]["activeAt"].as_str().unwrap().to_string();
+    let active_ms = chrono::DateTime::parse_from_rfc3339(&active_at).unwrap().timestamp_millis();
+    assert!(received_at - active_ms <= 2000 + 2 * 500, "fired {} ms after becoming active", received_at - active_ms);
+    assert_eq!(payload["version"], "4", "{payload}");
+    assert_eq!(payload["status"], "firing", "{payload}");
+    assert_eq!(payload["receiver"], "team", "{payload}");
+    assert_eq!(payload["truncatedAlerts"], 0, "{payload}");
+    assert_eq!(payload["groupLabels"], json!({"alertname": "QueueTooDeep"}), "{payload}");
+    assert_eq!(payload["commonLabels"]["severity"], "page", "{payload}");
+    assert_eq!(payload["commonAnnotations"]["summary"], "jobs holds 10 items", "{payload}");
+    assert_eq!(payload["externalURL"], server.url, "{payload}");
+    assert!(payload["groupKey"].as_str().unwrap().ends_with(":{alertname=\"QueueTooDeep\"}"), "{payload}");
+    let alert = &payload["alerts"][0];
+    assert_eq!(alert["status"], "firing", "{payload}");
+    assert_eq!(alert["labels"]["instance"], target.as_str(), "{payload}");
+    assert_eq!(alert["labels"]["job"], "worker", "{payload}");
+    assert_eq!(alert["endsAt"], "0001-01-01T00:00:00Z", "{payload}");
+    assert!(chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap()).is_ok(), "{payload}");
+    assert!(
+        alert["generatorURL"].as_str().unwrap().starts_with(&format!("{}/graph?g0.expr=", server.url)),
+        "{payload}"
+    );
+    assert_eq!(alert["fingerprint"].as_str().unwrap().len(), 16, "{payload}");
+    let (_, rules) = server.api("GET", "/api/v1/rules", None);
+    assert_eq!(rules["data"]["groups"][0]["rules"][0]["state"], "firing", "{rules}");
+    let (_, am_alerts) = server.api("GET", "/api/v2/alerts", None);
+    assert_eq!(am_alerts[0]["status"]["state"], "active", "{am_alerts}");
+    assert_eq!(am_alerts[0]["receivers"][0]["name"], "team", "{am_alerts}");
+
+    // An incident is open; level 1 pages whoever the schedule has on call, with a link.
+    let incident = wait_for(
+        "the incident",
+        Duration::from_secs(5),
+        || {
+            let (_, list) = server.api("GET", "/api/v1/incidents", None);
+            list["incidents"].as_array().and_then(|l| l.first().cloned())
+        },
+        || server.log(),
+    );
+    assert_eq!(incident["status"], "open", "{incident}");
+    assert_eq!(incident["policy"], "queues", "{incident}");
+    let (level1_at, page1) =
+        wait_for("level 1", Duration::from_secs(5), || posts(&got, "/alice").into_iter().next(), || server.log());
+    assert_eq!(page1["mobius"]["level"], 1, "{page1}");
+    assert_eq!(page1["mobius"]["incident"], incident["id"], "{page1}");
+    assert_eq!(page1["version"], "4", "a page is a version 4 payload too: {page1}");
+
+    // Nobody acknowledges: level 2 after its 2 s delay.
+    let (level2_at, page2) =
+        wait_for("level 2", Duration::from_secs(6), || posts(&got, "/lead").into_iter().next(), || server.log());
+    assert!(level2_at - level1_at >= 1900, "level 2 came {} ms after level 1", level2_at - level1_at);
+    assert_eq!(page2["mobius"]["level"], 2, "{page2}");
+
+    // The signed link of the page acknowledges (GET only shows it), and escalation stops.
+    let link = page2["mobius"]["acknowledgeURL"].as_str().unwrap().to_string();
+    let page = reqwest::blocking::get(&link).unwrap().text().unwrap();
+    assert!(page.contains("Acknowledge as lead"), "{page}");
+    let (_, still) = server.api("GET", &format!("/api/v1/incidents/{}", incident["id"]), None);
+    assert_eq!(still["incident"]["status"], "open", "a GET of the link changes nothing");
+    let answer = reqwest::blocking::Client::new().post(&link).send().unwrap();
+    assert_eq!(answer.status(), 200);
+    assert!(answer.text().unwrap().contains("escalation has stopped"));
+    let forged = format!("{}x", &link[..link.len() - 1]);
+    assert_eq!(reqwest::blocking::Client::new().post(&forged).send().unwrap().status(), 403);
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(posts(&got, "/director").is_empty(), "level 3 paged after the acknowledgement");
+    let (_, shown) = server.api("GET", &format!("/api/v1/incidents/{}", incident["id"]), None);
+    assert_eq!(shown["incident"]["status"], "acknowledged", "{shown}");
+    assert_eq!(shown["incident"]["acknowledged_by"], "link:lead", "{shown}");
+    let kinds: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["opened", "alert", "escalated", "escalated", "acknowledged"], "{shown}");
+
+    // The queue drains: the alert resolves, the receiver hears it, the incident closes.
+    depth.store(1, Ordering::SeqCst);
+    let resolved = wait_for(
+        "the resolved notification",
+        Duration::from_secs(10),
+        || posts(&got, "/team").into_iter().map(|(_, b)| b).find(|b| b["status"] == "resolved"),
+        || server.log(),
+    );
+    assert_ne!(resolved["alerts"][0]["endsAt"], "0001-01-01T00:00:00Z", "{resolved}");
+    let closed = wait_for(
+        "the incident to resolve",
+        Duration::from_secs(5),
+        || {
+            let (_, shown) = server.api("GET", &format!("/api/v1/incidents/{}", incident["id"]), None);
+            (shown["incident"]["status"] == "resolved").then_some(shown)
+        },
+        || server.log(),
+    );
+    assert!(closed["incident"]["time_to_restore_ms"].as_i64().unwrap() > 2000, "{closed}");
+    let (_, audit) = server.api("GET", "/api/v1/audit", None);
+    assert!(audit.to_string().contains("incident.acknowledge"), "{audit}");
+    assert_eq!(posts(&got, "/team").len(), 2, "firing once, resolved once: {:?}", posts(&got, "/team"));
+}
