@@ -181,6 +181,8 @@ pub enum ClientCmd {
     },
     #[command(flatten)]
     Deploy(crate::deploy_client::DeployCmd),
+    #[command(flatten)]
+    Monitor(crate::monitor_client::MonitorCmd),
     /// Read the audit log (admin).
     Audit {
         #[arg(long = "limit", default_value_t = 50)]
@@ -215,7 +217,13 @@ impl Client {
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        let builder = self.http.request(method, format!("{}/api/v1{path}", self.base));
+        // Paths of other API versions (Alertmanager's `/api/v2`) are given whole.
+        let url = if path.starts_with("/api/") {
+            format!("{}{path}", self.base)
+        } else {
+            format!("{}/api/v1{path}", self.base)
+        };
+        let builder = self.http.request(method, url);
         match &self.token {
             Some(t) => builder.bearer_auth(t),
             None => builder,
@@ -331,6 +339,7 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
     use reqwest::Method;
     match command {
         ClientCmd::Deploy(command) => return crate::deploy_client::dispatch(client, command).await,
+        ClientCmd::Monitor(command) => return crate::monitor_client::dispatch(client, command).await,
         ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
             // A relative path means the caller's directory, not the server's.
             let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());

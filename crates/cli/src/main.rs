@@ -4,6 +4,7 @@
 mod agent_cmd;
 mod client;
 mod deploy_client;
+mod monitor_client;
 mod render;
 mod run_cmd;
 mod serve_cmd;

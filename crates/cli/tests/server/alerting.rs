@@ -185,6 +185,14 @@ fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
     );
     assert_eq!(incident["status"], "open", "{incident}");
     assert_eq!(incident["policy"], "queues", "{incident}");
+    let out = server.cli(&["incidents", "--status", "open"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && text.contains("QueueTooDeep") && text.contains("open"), "{text}");
+    let out = server.cli(&["alerts"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("active") && text.contains("QueueTooDeep") && text.contains("team"), "{text}");
+    let out = server.cli(&["query", "sum(queue_depth)"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "{} 10", "{out:?}");
     let (level1_at, page1) =
         wait_for("level 1", Duration::from_secs(5), || posts(&got, "/alice").into_iter().next(), || server.log());
     assert_eq!(page1["mobius"]["level"], 1, "{page1}");
@@ -238,4 +246,7 @@ fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
     let (_, audit) = server.api("GET", "/api/v1/audit", None);
     assert!(audit.to_string().contains("incident.acknowledge"), "{audit}");
     assert_eq!(posts(&got, "/team").len(), 2, "firing once, resolved once: {:?}", posts(&got, "/team"));
+    let out = server.cli(&["ack", &incident["id"].to_string()]);
+    assert!(!out.status.success(), "a resolved incident cannot be acknowledged");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("409"), "{out:?}");
 }
