@@ -250,3 +250,178 @@ fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
     assert!(!out.status.success(), "a resolved incident cannot be acknowledged");
     assert!(String::from_utf8_lossy(&out.stderr).contains("409"), "{out:?}");
 }
+
+#[test]
+fn alerts_posted_from_outside_are_grouped_silenced_and_inhibited() {
+    let (hooks, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        &format!(
+            "route:\n  receiver: default\n  group_by: [cluster]\n  group_wait: 300ms\n  group_interval: 500ms\n  repeat_interval: 1h\n  routes:\n    - matchers: ['team=\"db\"']\n      receiver: db\n      group_by: [alertname]\nreceivers:\n  - name: default\n    webhook_configs: [{{ url: 'http://{hooks}/default' }}]\n  - name: db\n    webhook_configs: [{{ url: 'http://{hooks}/db', max_alerts: 1 }}]\ninhibit_rules:\n  - source_matchers: [severity=critical]\n    target_matchers: [severity=warning]\n    equal: [cluster]\n"
+        ),
+    );
+    let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
+    let alert = |name: &str, labels: Value| {
+        let mut l = labels;
+        l["alertname"] = json!(name);
+        json!({"labels": l, "annotations": {"summary": format!("{name} summary")}})
+    };
+    // Two alerts of one cluster go out as one group, after group_wait.
+    let (code, body) = server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(json!([
+            alert("DiskFull", json!({"cluster": "eu", "severity": "critical"})),
+            alert("HighLoad", json!({"cluster": "eu", "severity": "warning"})),
+            alert("HighLoad", json!({"cluster": "us", "severity": "warning"})),
+            alert("SlowQueries", json!({"team": "db", "instance": "a"})),
+            alert("SlowQueries", json!({"team": "db", "instance": "b"})),
+        ])),
+    );
+    assert_eq!(code, 200, "{body}");
+    let groups = wait_for(
+        "three groups",
+        Duration::from_secs(5),
+        || {
+            let p = posts(&got, "/default");
+            let db = posts(&got, "/db");
+            (p.len() >= 2 && !db.is_empty()).then_some((p, db))
+        },
+        || server.log(),
+    );
+    let (default, db) = groups;
+    let eu = default.iter().map(|(_, b)| b).find(|b| b["groupLabels"]["cluster"] == "eu").unwrap();
+    // The warning of eu is inhibited by the critical alert of the same cluster.
+    let names: Vec<&str> =
+        eu["alerts"].as_array().unwrap().iter().map(|a| a["labels"]["alertname"].as_str().unwrap()).collect();
+    assert_eq!(names, ["DiskFull"], "{eu}");
+    let us = default.iter().map(|(_, b)| b).find(|b| b["groupLabels"]["cluster"] == "us").unwrap();
+    assert_eq!(us["alerts"][0]["labels"]["alertname"], "HighLoad", "another cluster is not inhibited: {us}");
+    // The db route groups by alertname and sends one alert of two (max_alerts).
+    assert_eq!(db[0].1["groupLabels"], json!({"alertname": "SlowQueries"}), "{:?}", db[0].1);
+    assert_eq!(db[0].1["truncatedAlerts"], 1, "{:?}", db[0].1);
+    let (_, listed) = server.api("GET", "/api/v2/alerts?inhibited=false", None);
+    assert_eq!(listed.as_array().unwrap().len(), 4, "{listed}");
+    let (_, listed) = server.api("GET", "/api/v2/alerts?filter=severity%3Dwarning", None);
+    let states: Vec<&str> = listed.as_array().unwrap().iter().map(|a| a["status"]["state"].as_str().unwrap()).collect();
+    assert_eq!(states.len(), 2, "{listed}");
+    assert!(states.contains(&"suppressed") && states.contains(&"active"), "{listed}");
+
+    // A silence mutes a new alert matching it; expiring it lets the next flush send it.
+    let now = chrono::Utc::now();
+    let (code, created) = server.api(
+        "POST",
+        "/api/v2/silences",
+        Some(json!({
+            "matchers": [{"name": "alertname", "value": "Maint.*", "isRegex": true}],
+            "startsAt": now.to_rfc3339(),
+            "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "comment": "planned work",
+        })),
+    );
+    assert_eq!(code, 200, "{created}");
+    let id = created["silenceID"].as_str().unwrap().to_string();
+    server.api("POST", "/api/v2/alerts", Some(json!([alert("MaintenanceWindow", json!({"cluster": "ap"}))])));
+    std::thread::sleep(Duration::from_millis(1200));
+    assert!(
+        posts(&got, "/default").iter().all(|(_, b)| b["groupLabels"]["cluster"] != "ap"),
+        "a silenced alert was sent"
+    );
+    let (_, silenced) = server.api("GET", "/api/v2/alerts?filter=cluster%3Dap", None);
+    assert_eq!(silenced[0]["status"]["silencedBy"][0], id.as_str(), "{silenced}");
+    let (_, shown) = server.api("GET", &format!("/api/v2/silence/{id}"), None);
+    assert_eq!(
+        (shown["status"]["state"].as_str(), shown["createdBy"].as_str()),
+        (Some("active"), Some("token:1:admin")),
+        "{shown}"
+    );
+    let (code, _) = server.api("DELETE", &format!("/api/v2/silence/{id}"), None);
+    assert_eq!(code, 200);
+    wait_for(
+        "the alert after the silence expired",
+        Duration::from_secs(5),
+        || posts(&got, "/default").into_iter().find(|(_, b)| b["groupLabels"]["cluster"] == "ap"),
+        || server.log(),
+    );
+    // Silences survive a restart (the expired one stays listed as expired).
+    let mut server = server;
+    server.restart();
+    let (_, after) = server.api("GET", "/api/v2/silences", None);
+    assert_eq!(after[0]["id"], id.as_str(), "{after}");
+    assert_eq!(after[0]["status"]["state"], "expired", "{after}");
+    assert_eq!(after[0]["comment"], "planned work", "{after}");
+
+    // Bad input is refused with the field named.
+    let (code, body) = server.api("POST", "/api/v2/alerts", Some(json!([{"labels": {}}])));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("[0].labels"), "{body}");
+    let (code, body) =
+        server.api("POST", "/api/v2/alerts", Some(json!([{"labels": {"a": "b"}, "startsAt": "yesterday"}])));
+    assert_eq!(code, 400, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("[0].startsAt"), "{body}");
+}
+
+#[test]
+fn the_incidents_page_acknowledges_and_resolves_in_the_browser() {
+    let Some(browser) = crate::ui::browser() else {
+        return;
+    };
+    let (hooks, _got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        &format!("route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 100ms\nreceivers:\n  - name: team\n    webhook_configs: [{{ url: 'http://{hooks}/team' }}]\n"),
+    );
+    let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
+    server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(json!([{"labels": {"alertname": "PaymentsDown", "service": "payments", "env": "prod"}}])),
+    );
+    let id = wait_for(
+        "the incident",
+        Duration::from_secs(5),
+        || server.api("GET", "/api/v1/incidents", None).1["incidents"][0]["id"].as_i64(),
+        || server.log(),
+    );
+    let client = &browser.client;
+    browser.runtime.block_on(async {
+        use fantoccini::Locator;
+        let base = &server.url;
+        crate::ui::sign_in(client, base, &server.token).await;
+        client.goto(&format!("{base}/ui/incidents")).await.unwrap();
+        let table = client.find(Locator::Css("table.incidents")).await.unwrap().text().await.unwrap();
+        assert!(
+            table.contains("PaymentsDown") && table.contains("payments in prod") && table.contains("open"),
+            "{table}"
+        );
+        client.goto(&format!("{base}/ui/incidents/{id}")).await.unwrap();
+        // A click navigates (and the page refreshes itself): read the status until it shows.
+        let status_becomes = |want: &'static str| async move {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let status = match client.find(Locator::Id("status")).await {
+                    Ok(e) => e.text().await.unwrap_or_default(),
+                    Err(_) => String::new(),
+                };
+                if status == want {
+                    return;
+                }
+                assert!(Instant::now() < deadline, "status is {status:?}, not {want}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        };
+        client.find(Locator::XPath("//button[text()='Acknowledge']")).await.unwrap().click().await.unwrap();
+        status_becomes("acknowledged").await;
+        let timeline = client.find(Locator::Css("ol.events")).await.unwrap().text().await.unwrap();
+        assert!(timeline.contains("acknowledged by admin"), "{timeline}");
+        client.find(Locator::XPath("//button[text()='Resolve']")).await.unwrap().click().await.unwrap();
+        status_becomes("resolved").await;
+    });
+    let (_, shown) = server.api("GET", &format!("/api/v1/incidents/{id}"), None);
+    assert_eq!(shown["incident"]["status"], "resolved", "{shown}");
+    assert!(shown["incident"]["time_to_restore_ms"].as_i64().is_some(), "{shown}");
+}
