@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """A small service for rollout tests: answers its version; /slow takes 50 ms;
 FAIL_RATIO makes that share of requests (not health checks) answer 500; JITTER_MS adds
-a random delay of up to that many milliseconds (ordinary noise)."""
+a random delay of up to that many milliseconds (ordinary noise); /metrics counts the
+requests answered, in Prometheus' text format."""
 import http.server
 import os
 import random
@@ -18,7 +19,18 @@ JITTER_MS = float(os.environ.get("JITTER_MS", "0"))
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
+    answered = 0
+
     def do_GET(self):
+        if self.path == "/metrics":
+            body = ("# TYPE app_requests_total counter\napp_requests_total %d\n" % Handler.answered).encode()
+            self.send_response(200)
+            self.send_header("content-type", "text/plain; version=0.0.4")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            return
+        Handler.answered += 1
         if self.path.startswith("/slow"):
             time.sleep(0.05)
         if JITTER_MS and self.path != "/healthz":

@@ -40,7 +40,7 @@ pub struct App {
     pub deploys: crate::deploy::Deploys,
     /// The time-series store, scrapers, rules and alert manager, with
     /// `--prometheus-config` or `--alertmanager-config`.
-    pub monitor: Option<crate::monitor::Monitor>,
+    pub monitor: crate::monitor::Monitor,
 }
 
 /// A run executing in this process.
@@ -71,18 +71,16 @@ impl App {
         let cache_blobs = FsBlobStore::new(data.join("blobs-cache"))
             .with_context(|| format!("cannot create the cache blob store in {}", data.display()))?;
         // The write-ahead log is replayed before the server answers anything.
-        let monitor = if config.prometheus_config.is_some() || config.alertmanager_config.is_some() {
-            let external_url = config.external_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
-            Some(crate::monitor::Monitor::start(
-                data,
-                config.prometheus_config.as_deref(),
-                config.alertmanager_config.as_deref(),
-                config.oncall_config.as_deref(),
-                &external_url,
-            )?)
-        } else {
-            None
-        };
+        // The monitor always runs (it scrapes Mobius and the instances rollouts start);
+        // the files add targets, rules and alert routing.
+        let external_url = config.external_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
+        let monitor = crate::monitor::Monitor::start(
+            data,
+            config.prometheus_config.as_deref(),
+            config.alertmanager_config.as_deref(),
+            config.oncall_config.as_deref(),
+            &external_url,
+        )?;
         Ok(Arc::new(App {
             monitor,
             cache_blobs: Arc::new(cache_blobs),

@@ -25,7 +25,7 @@ const ACK_CONTEXT: &str = "incident-ack";
 /// Starts following alert groups and paging escalation levels, when the server has
 /// an alert manager.
 pub fn start(app: &Arc<App>) {
-    let Some(am) = app.monitor.as_ref().and_then(|m| m.alerts.clone()) else { return };
+    let Some(am) = app.monitor.alerts.clone() else { return };
     let mut events = am.subscribe();
     let follower = Arc::clone(app);
     tokio::spawn(async move {
@@ -70,7 +70,7 @@ async fn on_group_event(
     event: &GroupEvent,
     seen: &mut HashMap<i64, HashSet<u64>>,
 ) -> anyhow::Result<()> {
-    let Some(monitor) = app.monitor.as_ref() else { return Ok(()) };
+    let monitor = &app.monitor;
     let oncall = Arc::clone(&monitor.oncall.lock());
     if event.status == "resolved" {
         if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
@@ -180,7 +180,7 @@ pub fn read_ack_token(app: &App, token: &str) -> Option<(i64, String)> {
 
 /// Pages the levels that are due.
 async fn escalate_due(app: &Arc<App>) -> anyhow::Result<()> {
-    let Some(monitor) = app.monitor.as_ref() else { return Ok(()) };
+    let monitor = &app.monitor;
     let Some(am) = monitor.alerts.clone() else { return Ok(()) };
     let now = now_ms();
     for incident in app.store.due_escalations(now).await? {

@@ -111,6 +111,7 @@ pub async fn serve(
     // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
     deploy::resume(&app).await;
     incidents::start(&app);
+    monitor::start_discovery(&app, addr);
     reload_on_hangup(&app)?;
     let router = api::router(app.clone());
     tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");
@@ -135,18 +136,13 @@ pub async fn serve(
 /// SIGHUP reads `--prometheus-config` and `--alertmanager-config` again, as it does
 /// for Prometheus and Alertmanager.
 fn reload_on_hangup(app: &Arc<App>) -> anyhow::Result<()> {
-    if app.monitor.is_none() {
-        return Ok(());
-    }
     let mut hangups =
         tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).context("cannot listen for SIGHUP")?;
     let app = Arc::clone(app);
     tokio::spawn(async move {
         while hangups.recv().await.is_some() {
-            if let Some(monitor) = &app.monitor {
-                if let Err(e) = monitor.reload() {
-                    tracing::error!(error = format!("{e:#}"), "the monitor configuration was not reloaded");
-                }
+            if let Err(e) = app.monitor.reload() {
+                tracing::error!(error = format!("{e:#}"), "the monitor configuration was not reloaded");
             }
         }
     });

@@ -9,7 +9,8 @@ use mobius_monitor::alerting::{Alert, AlertManager};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
 use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
-use mobius_monitor::scrape::{static_targets, Scraper};
+use mobius_monitor::scrape::{static_targets, Scraper, Target};
+use mobius_monitor::Labels;
 use mobius_monitor::{Db, DbOptions};
 use mobius_workflow::SourceFile;
 use parking_lot::Mutex;
@@ -34,6 +35,12 @@ pub struct Monitor {
     pub groups: Mutex<Vec<RunningGroup>>,
     /// People, schedules and escalation policies (empty without `--oncall-config`).
     pub oncall: Mutex<Arc<OnCallConfig>>,
+    /// Targets of `prometheus.yml` and those discovered (Mobius itself, the instances
+    /// rollouts started); the scraper gets both.
+    configured: Mutex<Vec<Target>>,
+    discovered: Mutex<Vec<Target>>,
+    /// How often discovered targets are scraped (`global.scrape_interval`, 15 s without a file).
+    discovered_interval: Mutex<Duration>,
     prometheus_config: Option<PathBuf>,
     alertmanager_config: Option<PathBuf>,
     oncall_config: Option<PathBuf>,
@@ -144,6 +151,9 @@ impl Monitor {
             alerts,
             groups: Mutex::new(Vec::new()),
             oncall: Mutex::new(Arc::new(oncall)),
+            configured: Mutex::new(Vec::new()),
+            discovered: Mutex::new(Vec::new()),
+            discovered_interval: Mutex::new(Duration::from_secs(15)),
             prometheus_config: prometheus_config.map(Path::to_path_buf),
             alertmanager_config: alertmanager_config.map(Path::to_path_buf),
             oncall_config: oncall_config.map(Path::to_path_buf),
@@ -163,7 +173,9 @@ impl Monitor {
     /// Scrapes the configuration's targets and evaluates its rule groups; a group that
     /// stays (same file and name) keeps its alerts.
     fn apply(&self, config: &PrometheusConfig, groups: Vec<RuleGroup>) {
-        self.scraper.set_targets(static_targets(config));
+        *self.configured.lock() = static_targets(config);
+        *self.discovered_interval.lock() = config.scrape_interval;
+        self.publish_targets();
         let ctx = Arc::new(EvalContext {
             external_labels: config.external_labels.clone(),
             external_url: self.external_url.clone(),
@@ -215,6 +227,28 @@ impl Monitor {
         }
         tracing::info!(targets = count, "monitor configuration reloaded");
         Ok(count)
+    }
+
+    fn publish_targets(&self) {
+        let mut targets = self.configured.lock().clone();
+        targets.extend(self.discovered.lock().iter().cloned());
+        self.scraper.set_targets(targets);
+    }
+
+    /// Replaces the discovered targets (scraping starts and stops as they change).
+    pub fn set_discovered(&self, mut targets: Vec<Target>) {
+        let interval = *self.discovered_interval.lock();
+        for t in &mut targets {
+            t.interval = interval;
+            t.timeout = interval.min(Duration::from_secs(10));
+        }
+        let mut current = self.discovered.lock();
+        if *current == targets {
+            return;
+        }
+        *current = targets;
+        drop(current);
+        self.publish_targets();
     }
 
     /// The store's own series for `/metrics`.
@@ -283,4 +317,63 @@ async fn evaluate_group(
             _ => {}
         }
     }
+}
+
+/// A target Mobius finds by itself.
+fn discovered_target(address: String, metrics_path: &str, labels: &[(&str, &str)]) -> Target {
+    Target {
+        address,
+        metrics_path: metrics_path.to_string(),
+        interval: Duration::from_secs(15),
+        timeout: Duration::from_secs(10),
+        honor_labels: false,
+        honor_timestamps: true,
+        labels: Labels::new(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+    }
+}
+
+/// Every 2 seconds, scrapes what runs here without configuration: the server's own
+/// `/metrics` (job `mobius`) and every instance the host agent runs whose service
+/// declares `metrics.path`, labelled `service`, `env`, `version` and `instance`.
+pub fn start_discovery(app: &Arc<crate::app::App>, addr: std::net::SocketAddr) {
+    let app = Arc::clone(app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(2));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = app.stopping.cancelled() => return,
+            }
+            let monitor = &app.monitor;
+            let own = addr.to_string();
+            let mut targets =
+                vec![discovered_target(own.clone(), "/metrics", &[("job", "mobius"), ("instance", &own)])];
+            if let Some(agent) = crate::deploy::existing_agent(&app).await {
+                match agent.instances().await {
+                    Ok(instances) => {
+                        for i in instances {
+                            let Some(path) = i.metrics_path.as_deref() else { continue };
+                            if i.state == mobius_deploy::agent::InstanceState::Stopping {
+                                continue;
+                            }
+                            let address = i.addr.to_string();
+                            targets.push(discovered_target(
+                                address.clone(),
+                                path,
+                                &[
+                                    ("job", &i.service),
+                                    ("service", &i.service),
+                                    ("env", &i.environment),
+                                    ("version", &i.version),
+                                    ("instance", &address),
+                                ],
+                            ));
+                        }
+                    }
+                    Err(e) => tracing::debug!(error = %e, "cannot list the agent's instances"),
+                }
+            }
+            monitor.set_discovered(targets);
+        }
+    });
 }

@@ -43,6 +43,7 @@ fn delivery(staging: u16, production: u16) -> String {
     run: python3 upstream.py {{port}}
     health: {{ path: /healthz, interval: 200ms }}
     instances: 2
+    metrics: {{ path: /metrics }}
     stop_grace: 2s
     drain_timeout: 1s
 environments:
@@ -116,7 +117,11 @@ fn releases_rollouts_approvals_and_rollback() {
     for backend in backends() {
         let (staging, production) = (free_port(), free_port());
         let repo = shop_repo(staging, production);
-        let server = Server::start(backend.clone());
+        // Instances are scraped at the global interval: every second here.
+        let conf = tempfile::tempdir().unwrap();
+        let prometheus = conf.path().join("prometheus.yml");
+        std::fs::write(&prometheus, "global:\n  scrape_interval: 1s\n").unwrap();
+        let server = Server::start_with(backend.clone(), &["--prometheus-config", prometheus.to_str().unwrap()]);
         server.add_project("shop", repo.path());
         let v1 = wait_release(&server, "v1");
         assert!(v1["digest"].as_str().unwrap().starts_with("sha256:"), "{v1}");
@@ -223,6 +228,21 @@ fn releases_rollouts_approvals_and_rollback() {
         );
         let public = reqwest::blocking::get(format!("http://127.0.0.1:{staging}/metrics")).unwrap().text().unwrap();
         assert!(!public.contains("mobius_router"), "the public listener never shows router metrics");
+        // The monitor found the instances by itself, labelled with where they run.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, answer) =
+                server.api("GET", "/api/v1/query?query=up%7Bservice%3D%22web%22%2Cenv%3D%22production%22%7D", None);
+            let result = answer["data"]["result"].as_array().cloned().unwrap_or_default();
+            if result.len() == 2 {
+                assert!(result.iter().all(|r| r["metric"]["version"] == "v2" && r["value"][1] == "1"), "{answer}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "instances not scraped: {answer}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        let (_, answer) = server.api("GET", "/api/v1/query?query=up%7Bjob%3D%22mobius%22%7D", None);
+        assert_eq!(answer["data"]["result"][0]["value"][1], "1", "Mobius scrapes itself: {answer}");
 
         // Rollback in staging: v1 was kept warm, so the switch back is immediate.
         let started = Instant::now();

@@ -147,7 +147,7 @@ fn the_web_ui_signs_in_dispatches_and_shows_a_live_run() {
         assert!(client.current_url().await.unwrap().path().ends_with("/ui/login"));
         client.find(Locator::Id("token")).await.unwrap().send_keys("mbx_wrong").await.unwrap();
         client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();
-        let alert = client.find(Locator::Css(".error")).await.unwrap().text().await.unwrap();
+        let alert = client.wait().for_element(Locator::Css(".error")).await.unwrap().text().await.unwrap();
         assert!(alert.contains("not valid"), "{alert}");
         client.find(Locator::Id("token")).await.unwrap().send_keys(&server.token).await.unwrap();
         client.find(Locator::Id("sign-in")).await.unwrap().click().await.unwrap();

@@ -56,6 +56,11 @@ pub struct InstanceStatus {
     pub id: String,
     pub service: String,
     pub version: String,
+    #[serde(default)]
+    pub environment: String,
+    /// Where it exposes Prometheus metrics, when it does.
+    #[serde(default)]
+    pub metrics_path: Option<String>,
     pub state: InstanceState,
     pub pid: u32,
     pub addr: SocketAddr,

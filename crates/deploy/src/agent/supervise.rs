@@ -27,6 +27,8 @@ pub(crate) fn start_instance(agent: &Arc<Agent>, spec: InstanceSpec) -> Result<I
         id: spec.id.clone(),
         service: spec.service.clone(),
         version: spec.version.clone(),
+        environment: spec.environment.clone(),
+        metrics_path: spec.metrics_path.clone(),
         state: InstanceState::Starting,
         pid: 0,
         addr,

@@ -294,6 +294,8 @@ impl Controller {
             ),
             service: service.name.clone(),
             version: self.spec.target.version.clone(),
+            environment: self.spec.environment.name.clone(),
+            metrics_path: service.metrics_path.clone(),
             dir: self.spec.target.dir.clone(),
             workdir: service.workdir.clone(),
             run: service.run.clone(),

@@ -16,6 +16,12 @@ pub struct InstanceSpec {
     pub id: String,
     pub service: String,
     pub version: String,
+    /// The environment it serves (labels its metrics).
+    #[serde(default)]
+    pub environment: String,
+    /// Where it exposes Prometheus metrics, when it does.
+    #[serde(default)]
+    pub metrics_path: Option<String>,
     /// The unpacked release.
     pub dir: PathBuf,
     /// A directory inside `dir` to start in.

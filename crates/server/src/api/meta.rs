@@ -25,9 +25,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse
             Err(e) => tracing::warn!(error = %e, "cannot read the host agent's metrics"),
         }
     }
-    if let Some(monitor) = &app.monitor {
-        monitor.render(&mut body);
-    }
+    app.monitor.render(&mut body);
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 

@@ -20,8 +20,8 @@ pub(super) fn rfc3339(ms: i64) -> String {
 /// `GET /api/v1/targets` in Prometheus' shape.
 pub async fn targets(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
-    let active: Vec<Value> = app.monitor.as_ref().map_or_else(Vec::new, |monitor| {
-        monitor
+    let active: Vec<Value> = {
+        app.monitor
             .scraper
             .targets()
             .into_iter()
@@ -44,17 +44,15 @@ pub async fn targets(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<J
                 })
             })
             .collect()
-    });
+    };
     Ok(Json(json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": []}})))
 }
 
 /// `POST /-/reload`: reads `--prometheus-config` again (admins only, audited).
 pub async fn reload(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Admin)?;
-    let Some(monitor) = app.monitor.as_ref() else {
-        return Err(ApiError::new(StatusCode::CONFLICT, "the server was started without --prometheus-config"));
-    };
-    let targets = monitor.reload().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
+    let targets =
+        app.monitor.reload().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
     app.store
         .audit(&caller.actor(), "monitor.reload", "prometheus-config", json!({"targets": targets}), &caller.remote)
         .await?;
@@ -124,13 +122,7 @@ fn query_error(e: promql::QueryError) -> Refused {
 /// The store, for a caller allowed to read it (any role on the whole server).
 fn readable_store(app: &App, caller: &Caller) -> Result<Arc<mobius_monitor::Db>, Refused> {
     caller.require_global(Role::Viewer)?;
-    app.monitor.as_ref().map(|m| Arc::clone(&m.db)).ok_or_else(|| {
-        prom_error(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "unavailable",
-            "the server was started without --prometheus-config",
-        )
-    })
+    Ok(Arc::clone(&app.monitor.db))
 }
 
 /// Runs store work off the async threads and wraps it in Prometheus' success shape.
