@@ -2,6 +2,7 @@
 //! static targets. Keys Mobius does not handle yet are refused by name and position
 //! rather than ignored, so a configuration never means less than it says.
 
+use crate::relabel::{anchored, Action, RelabelConfig};
 use mobius_workflow::yaml::{self, Node, Pos};
 use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
 use std::time::Duration;
@@ -27,6 +28,17 @@ pub struct ScrapeConfig {
     pub honor_labels: bool,
     pub honor_timestamps: bool,
     pub static_configs: Vec<StaticConfig>,
+    /// Files of target groups (JSON or YAML), paths relative to the configuration.
+    pub file_sd_configs: Vec<FileSdConfig>,
+    pub relabel_configs: Vec<RelabelConfig>,
+    pub metric_relabel_configs: Vec<RelabelConfig>,
+}
+
+/// `file_sd_configs`: file patterns (`*` allowed in the file name) read again when they change.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FileSdConfig {
+    pub files: Vec<String>,
+    pub refresh_interval: Duration,
 }
 
 /// Targets (`host:port`) sharing labels.
@@ -161,10 +173,7 @@ impl Checker {
     }
 }
 
-const SCRAPE_LATER: [&str; 14] = [
-    "relabel_configs",
-    "metric_relabel_configs",
-    "file_sd_configs",
+const SCRAPE_LATER: [&str; 11] = [
     "params",
     "scheme",
     "basic_auth",
@@ -259,6 +268,9 @@ fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Opt
         honor_labels: false,
         honor_timestamps: true,
         static_configs: Vec::new(),
+        file_sd_configs: Vec::new(),
+        relabel_configs: Vec::new(),
+        metric_relabel_configs: Vec::new(),
     };
     let mut timeout_given = false;
     for (key, value) in c.entries(
@@ -272,6 +284,9 @@ fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Opt
             "honor_labels",
             "honor_timestamps",
             "static_configs",
+            "file_sd_configs",
+            "relabel_configs",
+            "metric_relabel_configs",
         ],
         &SCRAPE_LATER,
     ) {
@@ -285,6 +300,28 @@ fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Opt
             "metrics_path" => job.metrics_path = c.string(value, key).unwrap_or(job.metrics_path),
             "honor_labels" => job.honor_labels = c.boolean(value, key).unwrap_or(false),
             "honor_timestamps" => job.honor_timestamps = c.boolean(value, key).unwrap_or(true),
+            "relabel_configs" => job.relabel_configs = relabel_configs(c, value, key),
+            "metric_relabel_configs" => job.metric_relabel_configs = relabel_configs(c, value, key),
+            "file_sd_configs" => {
+                for item in value.as_seq().unwrap_or(&[]) {
+                    let mut sd = FileSdConfig { files: Vec::new(), refresh_interval: Duration::from_secs(300) };
+                    for (key, value) in c.entries(item, "a file_sd config", &["files", "refresh_interval"], &[]) {
+                        if key == "files" {
+                            sd.files = c.strings(value, "`files`");
+                        } else {
+                            sd.refresh_interval =
+                                c.duration(value, "`refresh_interval`").unwrap_or(sd.refresh_interval);
+                        }
+                    }
+                    if sd.files.is_empty() {
+                        c.error(item.pos, "a file_sd config needs `files`");
+                    }
+                    job.file_sd_configs.push(sd);
+                }
+                if value.as_seq().is_none() {
+                    c.error(value.pos, "`file_sd_configs` must be a list");
+                }
+            }
             _ => {
                 let Some(groups) = value.as_seq() else {
                     c.error(value.pos, "`static_configs` must be a list");
@@ -322,6 +359,110 @@ fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Opt
         c.error(node.pos, format!("job `{}`: metrics_path must start with `/`", job.job_name));
     }
     Some(job)
+}
+
+/// A `file_sd_configs` file: a list of `{targets: [host:port...], labels: {...}}` in
+/// JSON or YAML, every problem with its position.
+pub fn parse_file_sd(file: SourceFile) -> Result<Vec<StaticConfig>, FileErrors> {
+    let root = match yaml::parse(&file.text) {
+        Ok(root) => root,
+        Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
+    };
+    let mut c = Checker { diagnostics: Vec::new() };
+    let mut out = Vec::new();
+    match root.as_seq() {
+        Some(groups) => {
+            for group in groups {
+                let mut targets = StaticConfig { targets: Vec::new(), labels: Vec::new() };
+                for (key, value) in c.entries(group, "a target group", &["targets", "labels"], &[]) {
+                    if key == "targets" {
+                        targets.targets = c.strings(value, "`targets`");
+                    } else {
+                        targets.labels = c.labels(value, "`labels`");
+                    }
+                }
+                out.push(targets);
+            }
+        }
+        None if root.is_null() => {}
+        None => c.error(root.pos, "a file_sd file must be a list of target groups"),
+    }
+    if c.diagnostics.is_empty() {
+        Ok(out)
+    } else {
+        Err(FileErrors { file, diagnostics: c.diagnostics })
+    }
+}
+
+/// `relabel_configs` and `metric_relabel_configs` entries, checked as Prometheus checks them.
+fn relabel_configs(c: &mut Checker, node: &Node, what: &str) -> Vec<RelabelConfig> {
+    let Some(items) = node.as_seq() else {
+        c.error(node.pos, format!("`{what}` must be a list"));
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let mut step = RelabelConfig::new(Action::Replace);
+        let mut target_given = false;
+        let mut action_known = true;
+        for (key, value) in c.entries(
+            item,
+            "a relabel config",
+            &["source_labels", "separator", "regex", "modulus", "target_label", "replacement", "action"],
+            &[],
+        ) {
+            match key {
+                "source_labels" => step.source_labels = c.strings(value, "`source_labels`"),
+                "separator" => step.separator = c.string(value, "`separator`").unwrap_or_default(),
+                "regex" => {
+                    let pattern = c.string(value, "`regex`").unwrap_or_default();
+                    match anchored(&pattern) {
+                        Ok(re) => step.regex = re,
+                        Err(e) => c.error(value.pos, format!("`regex` does not compile: {e}")),
+                    }
+                }
+                "modulus" => match value.scalar_string().and_then(|s| s.parse().ok()) {
+                    Some(n) => step.modulus = n,
+                    None => c.error(value.pos, "`modulus` must be a whole number"),
+                },
+                "target_label" => {
+                    target_given = true;
+                    step.target_label = c.string(value, "`target_label`").unwrap_or_default();
+                }
+                "replacement" => step.replacement = c.string(value, "`replacement`").unwrap_or_default(),
+                _ => {
+                    let name = c.string(value, "`action`").unwrap_or_default();
+                    match Action::parse(&name.to_lowercase()) {
+                        Some(a) => step.action = a,
+                        None => {
+                            action_known = false;
+                            c.error(value.pos, format!("unknown relabel action `{name}` (expected one of: replace, keep, drop, keepequal, dropequal, labelmap, labeldrop, labelkeep, lowercase, uppercase, hashmod)"));
+                        }
+                    }
+                }
+            }
+        }
+        let needs_target = matches!(
+            step.action,
+            Action::Replace
+                | Action::HashMod
+                | Action::Lowercase
+                | Action::Uppercase
+                | Action::KeepEqual
+                | Action::DropEqual
+        );
+        if action_known && needs_target && !target_given {
+            c.error(item.pos, "this relabel action needs a `target_label`");
+        }
+        if step.action == Action::HashMod && step.modulus == 0 {
+            c.error(item.pos, "`hashmod` needs a `modulus` above 0");
+        }
+        if matches!(step.action, Action::LabelDrop | Action::LabelKeep) && !step.source_labels.is_empty() {
+            c.error(item.pos, "`labeldrop` and `labelkeep` take no `source_labels`");
+        }
+        out.push(step);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -364,17 +505,17 @@ mod tests {
     #[test]
     fn problems_are_all_reported_with_positions() {
         let errors = parse(
-            "global:\n  scrape_interval: soon\nscrape_configs:\n  - job_name: a\n    relabel_configs: []\n    static_configs:\n      - targets: [nohost]\n  - scrape_interval: 1s\n  - job_name: a\n    bogus: 1\n",
+            "global:\n  scrape_interval: soon\nscrape_configs:\n  - job_name: a\n    relabel_configs: [{ action: mangle }]\n    static_configs:\n      - targets: [nohost]\n  - scrape_interval: 1s\n  - job_name: a\n    bogus: 1\n",
         )
         .unwrap_err();
         assert_eq!(
             errors,
             [
                 "2:20 scrape_interval must be a duration such as `15s`, `1m` or `500ms`",
-                "5:5 `relabel_configs` in a scrape config is not supported by Mobius yet",
+                "5:33 unknown relabel action `mangle` (expected one of: replace, keep, drop, keepequal, dropequal, labelmap, labeldrop, labelkeep, lowercase, uppercase, hashmod)",
                 "7:19 target `nohost` must be host:port",
                 "8:5 a scrape config needs a `job_name`",
-                "10:5 unknown key `bogus` in a scrape config (expected one of: job_name, scrape_interval, scrape_timeout, metrics_path, honor_labels, honor_timestamps, static_configs)",
+                "10:5 unknown key `bogus` in a scrape config (expected one of: job_name, scrape_interval, scrape_timeout, metrics_path, honor_labels, honor_timestamps, static_configs, file_sd_configs, relabel_configs, metric_relabel_configs)",
                 "9:5 job `a` is configured twice",
             ]
         );

@@ -18,6 +18,7 @@ pub mod head;
 pub mod labels;
 pub mod oncall;
 pub mod promql;
+pub mod relabel;
 pub mod rules;
 pub mod scrape;
 pub mod template;

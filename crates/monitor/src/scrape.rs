@@ -3,11 +3,12 @@
 //! `up` and the `scrape_*` series, and marks series that went away (or every series,
 //! when a scrape fails) stale, as Prometheus does.
 
-use crate::config::PrometheusConfig;
+use crate::config::{PrometheusConfig, ScrapeConfig, StaticConfig};
 use crate::db::Db;
 use crate::exposition::{parse_series, Entry, Format, Parser};
 use crate::head::SeriesRef;
 use crate::labels::Labels;
+use crate::relabel::{relabel, RelabelConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
@@ -38,27 +39,65 @@ pub struct Target {
     pub honor_timestamps: bool,
     /// `job`, `instance` and the configured labels.
     pub labels: Labels,
+    /// Applied to every scraped series before it is stored (a series relabelled
+    /// away is not stored).
+    pub metric_relabel: Arc<[RelabelConfig]>,
 }
 
 /// The targets of every static config of a Prometheus configuration.
 pub fn static_targets(config: &PrometheusConfig) -> Vec<Target> {
+    config.scrape_configs.iter().flat_map(|job| job_targets(job, &job.static_configs)).collect()
+}
+
+/// The targets of a job's target groups, after its `relabel_configs`, as Prometheus
+/// makes them: `__address__`, `__metrics_path__`, `__scheme__` and `job` to start
+/// with, group labels over those, `instance` from the address when relabelling left
+/// none, and every `__` label removed at the end. A target relabelled away is not
+/// scraped.
+pub fn job_targets(job: &ScrapeConfig, groups: &[StaticConfig]) -> Vec<Target> {
+    let metric_relabel: Arc<[RelabelConfig]> = job.metric_relabel_configs.clone().into();
     let mut out = Vec::new();
-    for job in &config.scrape_configs {
-        for group in &job.static_configs {
-            for address in &group.targets {
-                let mut pairs =
-                    vec![("job".to_string(), job.job_name.clone()), ("instance".to_string(), address.clone())];
-                pairs.extend(group.labels.iter().cloned());
-                out.push(Target {
-                    address: address.clone(),
-                    metrics_path: job.metrics_path.clone(),
-                    interval: job.scrape_interval,
-                    timeout: job.scrape_timeout,
-                    honor_labels: job.honor_labels,
-                    honor_timestamps: job.honor_timestamps,
-                    labels: Labels::new(pairs),
-                });
+    for group in groups {
+        for address in &group.targets {
+            let mut pairs = vec![
+                ("job".to_string(), job.job_name.clone()),
+                ("__address__".to_string(), address.clone()),
+                ("__metrics_path__".to_string(), job.metrics_path.clone()),
+                ("__scheme__".to_string(), "http".to_string()),
+                ("__scrape_interval__".to_string(), format!("{}s", job.scrape_interval.as_secs_f64())),
+                ("__scrape_timeout__".to_string(), format!("{}s", job.scrape_timeout.as_secs_f64())),
+            ];
+            for (k, v) in &group.labels {
+                pairs.retain(|(name, _)| name != k);
+                pairs.push((k.clone(), v.clone()));
             }
+            let Some(mut pairs) = relabel(pairs, &job.relabel_configs) else { continue };
+            let get = |pairs: &[(String, String)], name: &str| {
+                pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
+            };
+            let address = get(&pairs, "__address__");
+            if address.is_empty() {
+                tracing::warn!(job = %job.job_name, "a target without __address__ after relabelling is skipped");
+                continue;
+            }
+            let metrics_path = match get(&pairs, "__metrics_path__") {
+                p if p.starts_with('/') => p,
+                _ => job.metrics_path.clone(),
+            };
+            if get(&pairs, "instance").is_empty() {
+                pairs.push(("instance".to_string(), address.clone()));
+            }
+            pairs.retain(|(k, _)| !k.starts_with("__"));
+            out.push(Target {
+                address,
+                metrics_path,
+                interval: job.scrape_interval,
+                timeout: job.scrape_timeout,
+                honor_labels: job.honor_labels,
+                honor_timestamps: job.honor_timestamps,
+                labels: Labels::new(pairs),
+                metric_relabel: Arc::clone(&metric_relabel),
+            });
         }
     }
     out
@@ -140,9 +179,9 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
-/// A series of the target as last seen.
+/// A series of the target as last seen (`None`: dropped by `metric_relabel_configs`).
 struct Cached {
-    series: SeriesRef,
+    series: Option<SeriesRef>,
     seen: u64,
 }
 
@@ -221,8 +260,8 @@ impl Loop {
         let scrape = self.scrape;
         self.batch.clear();
         self.cache.retain(|_, c| {
-            if c.seen == previous {
-                self.batch.push((c.series, t, f64::from_bits(STALE_NAN_BITS)));
+            if let (true, Some(series)) = (c.seen == previous, c.series) {
+                self.batch.push((series, t, f64::from_bits(STALE_NAN_BITS)));
             }
             c.seen == scrape
         });
@@ -248,7 +287,8 @@ impl Loop {
     fn end_series(&mut self) {
         let t = now_ms();
         let stale = f64::from_bits(STALE_NAN_BITS);
-        let mut batch: Vec<(SeriesRef, i64, f64)> = self.cache.values().map(|c| (c.series, t, stale)).collect();
+        let mut batch: Vec<(SeriesRef, i64, f64)> =
+            self.cache.values().filter_map(|c| c.series).map(|series| (series, t, stale)).collect();
         batch.extend(self.report.values().map(|r| (*r, t, stale)));
         if let Err(e) = self.db.append_refs(&batch) {
             tracing::error!(error = %e, "cannot end the series of a removed target");
@@ -340,13 +380,24 @@ impl Loop {
                 }
                 None => {
                     let labels = target_labels(parse_series(sample.series)?, &self.target);
-                    let series = self.db.series_ref(&labels).map_err(|e| e.to_string())?;
+                    let kept = if self.target.metric_relabel.is_empty() {
+                        Some(labels)
+                    } else {
+                        let pairs = labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+                        relabel(pairs, &self.target.metric_relabel).map(Labels::new).filter(|l| l.metric().is_some())
+                    };
+                    let series = match kept {
+                        Some(labels) => Some(self.db.series_ref(&labels).map_err(|e| e.to_string())?),
+                        None => None,
+                    };
                     self.cache.insert(sample.series.into(), Cached { series, seen: scrape });
-                    added += 1;
+                    added += usize::from(series.is_some());
                     series
                 }
             };
-            self.batch.push((series, at, sample.value));
+            if let Some(series) = series {
+                self.batch.push((series, at, sample.value));
+            }
         }
         let samples = self.batch.len();
         let stats = self.db.append_refs(&self.batch).map_err(|e| e.to_string())?;
@@ -387,6 +438,7 @@ mod tests {
             honor_labels: false,
             honor_timestamps: true,
             labels: Labels::from_pairs(&[("job", "api"), ("instance", "h:1")]),
+            metric_relabel: Vec::new().into(),
         };
         let scraped = parse_series("x{job=\"other\"}").unwrap();
         let labels = target_labels(scraped.clone(), &target);

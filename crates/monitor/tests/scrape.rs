@@ -68,6 +68,7 @@ fn target(address: &str, job: &str) -> Target {
         honor_labels: false,
         honor_timestamps: true,
         labels: Labels::from_pairs(&[("job", job), ("instance", address)]),
+        metric_relabel: Vec::new().into(),
     }
 }
 

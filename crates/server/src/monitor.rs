@@ -7,13 +7,15 @@ use anyhow::Context;
 use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
 use mobius_monitor::alerting::{Alert, AlertManager};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
+use mobius_monitor::config::{ScrapeConfig, StaticConfig};
 use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
-use mobius_monitor::scrape::{static_targets, Scraper, Target};
+use mobius_monitor::scrape::{job_targets, static_targets, Scraper, Target};
 use mobius_monitor::Labels;
 use mobius_monitor::{Db, DbOptions};
 use mobius_workflow::SourceFile;
 use parking_lot::Mutex;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -41,6 +43,10 @@ pub struct Monitor {
     discovered: Mutex<Vec<Target>>,
     /// How often discovered targets are scraped (`global.scrape_interval`, 15 s without a file).
     discovered_interval: Mutex<Duration>,
+    /// Jobs with `file_sd_configs`, and each file's last good groups by modification time.
+    file_sd_jobs: Mutex<Vec<ScrapeConfig>>,
+    file_sd_cache: Mutex<HashMap<PathBuf, (SystemTime, Vec<StaticConfig>)>>,
+    file_sd_targets: Mutex<Vec<Target>>,
     prometheus_config: Option<PathBuf>,
     alertmanager_config: Option<PathBuf>,
     oncall_config: Option<PathBuf>,
@@ -154,6 +160,9 @@ impl Monitor {
             configured: Mutex::new(Vec::new()),
             discovered: Mutex::new(Vec::new()),
             discovered_interval: Mutex::new(Duration::from_secs(15)),
+            file_sd_jobs: Mutex::new(Vec::new()),
+            file_sd_cache: Mutex::new(HashMap::new()),
+            file_sd_targets: Mutex::new(Vec::new()),
             prometheus_config: prometheus_config.map(Path::to_path_buf),
             alertmanager_config: alertmanager_config.map(Path::to_path_buf),
             oncall_config: oncall_config.map(Path::to_path_buf),
@@ -175,6 +184,9 @@ impl Monitor {
     fn apply(&self, config: &PrometheusConfig, groups: Vec<RuleGroup>) {
         *self.configured.lock() = static_targets(config);
         *self.discovered_interval.lock() = config.scrape_interval;
+        *self.file_sd_jobs.lock() =
+            config.scrape_configs.iter().filter(|j| !j.file_sd_configs.is_empty()).cloned().collect();
+        self.refresh_file_sd();
         self.publish_targets();
         let ctx = Arc::new(EvalContext {
             external_labels: config.external_labels.clone(),
@@ -231,19 +243,77 @@ impl Monitor {
 
     fn publish_targets(&self) {
         let mut targets = self.configured.lock().clone();
+        targets.extend(self.file_sd_targets.lock().iter().cloned());
         targets.extend(self.discovered.lock().iter().cloned());
         self.scraper.set_targets(targets);
     }
 
-    /// Replaces the discovered targets (scraping starts and stops as they change).
+    /// Reads the `file_sd_configs` files that changed; a file that does not parse keeps
+    /// its previous groups (and says why in the log). Returns whether targets changed.
+    fn refresh_file_sd(&self) -> bool {
+        let jobs = self.file_sd_jobs.lock().clone();
+        let base = self.prometheus_config.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
+        let mut cache = self.file_sd_cache.lock();
+        let mut targets = Vec::new();
+        let mut seen = Vec::new();
+        for job in &jobs {
+            let mut groups = Vec::new();
+            for sd in &job.file_sd_configs {
+                for pattern in &sd.files {
+                    let files = match rule_files(&base, pattern) {
+                        Ok(files) => files,
+                        Err(e) => {
+                            tracing::warn!(error = format!("{e:#}"), "file_sd: cannot list files");
+                            continue;
+                        }
+                    };
+                    for file in files {
+                        let Ok(modified) = std::fs::metadata(&file).and_then(|m| m.modified()) else { continue };
+                        seen.push(file.clone());
+                        let fresh = cache.get(&file).is_some_and(|(at, _)| *at == modified);
+                        if !fresh {
+                            let parsed = read_file(&file).and_then(|f| {
+                                mobius_monitor::config::parse_file_sd(f)
+                                    .map_err(|e| anyhow::anyhow!("{}", e.render(false)))
+                            });
+                            match parsed {
+                                Ok(g) => {
+                                    cache.insert(file.clone(), (modified, g));
+                                }
+                                Err(e) => {
+                                    tracing::warn!(error = format!("{e:#}"), "file_sd: keeping the previous targets")
+                                }
+                            }
+                        }
+                        if let Some((_, g)) = cache.get(&file) {
+                            groups.extend(g.iter().cloned());
+                        }
+                    }
+                }
+            }
+            targets.extend(job_targets(job, &groups));
+        }
+        cache.retain(|path, _| seen.contains(path));
+        drop(cache);
+        let mut current = self.file_sd_targets.lock();
+        if *current == targets {
+            return false;
+        }
+        *current = targets;
+        true
+    }
+
+    /// Replaces the discovered targets (scraping starts and stops as they change) and
+    /// reads `file_sd_configs` files again.
     pub fn set_discovered(&self, mut targets: Vec<Target>) {
+        let files_changed = self.refresh_file_sd();
         let interval = *self.discovered_interval.lock();
         for t in &mut targets {
             t.interval = interval;
             t.timeout = interval.min(Duration::from_secs(10));
         }
         let mut current = self.discovered.lock();
-        if *current == targets {
+        if *current == targets && !files_changed {
             return;
         }
         *current = targets;
@@ -329,6 +399,7 @@ fn discovered_target(address: String, metrics_path: &str, labels: &[(&str, &str)
         honor_labels: false,
         honor_timestamps: true,
         labels: Labels::new(labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()),
+        metric_relabel: Vec::new().into(),
     }
 }
 

@@ -147,3 +147,59 @@ fn a_bad_prometheus_config_stops_the_server_with_its_position() {
     assert!(stderr.contains("prometheus.yml:3:22"), "{stderr}");
     assert!(stderr.contains("scrape_interval must be a duration"), "{stderr}");
 }
+
+#[test]
+fn file_sd_targets_are_relabelled_and_series_dropped_by_metric_relabelling() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("targets")).unwrap();
+    let (first, second) = (exporter(), exporter());
+    let groups = |core: &[&str], other: &[&str]| {
+        serde_json::json!([{"targets": core, "labels": {"team": "core"}}, {"targets": other, "labels": {"team": "other"}}])
+            .to_string()
+    };
+    std::fs::write(dir.path().join("targets/a.json"), groups(&[&first], &[&second])).unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        "global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: files\n    file_sd_configs: [{ files: ['targets/*.json'] }]\n    relabel_configs:\n      - { source_labels: [team], regex: core, action: keep }\n      - { source_labels: [__address__], regex: '([^:]+):.*', target_label: host }\n    metric_relabel_configs:\n      - { source_labels: [queue], regex: b, action: drop }\n",
+    )
+    .unwrap();
+    let server = Server::start_with(Backend::Sqlite, &["--prometheus-config", config.to_str().unwrap()]);
+    let instances = || {
+        let (_, answer) = server.api("GET", "/api/v1/query?query=jobs_total", None);
+        let mut found: Vec<(String, String, String)> = answer["data"]["result"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                let m = &r["metric"];
+                let s = |k: &str| m[k].as_str().unwrap_or("").to_string();
+                (s("instance"), s("host"), s("queue"))
+            })
+            .collect();
+        found.sort();
+        found
+    };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while instances().is_empty() {
+        assert!(Instant::now() < deadline, "nothing scraped:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Only the core team's target, with the host taken from its address; queue b dropped.
+    assert_eq!(instances(), [(first.clone(), "127.0.0.1".to_string(), "a".to_string())]);
+    // The file changes: the other exporter joins the core team and is scraped too.
+    std::fs::write(dir.path().join("targets/a.json"), groups(&[&first, &second], &[])).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while instances().len() != 2 {
+        assert!(Instant::now() < deadline, "file change not picked up: {:?}", instances());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // A file that does not parse keeps the targets it had.
+    std::fs::write(dir.path().join("targets/a.json"), "[{\"targets\": 3}]").unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, targets) = server.api("GET", "/api/v1/targets", None);
+    let files =
+        targets["data"]["activeTargets"].as_array().unwrap().iter().filter(|t| t["labels"]["job"] == "files").count();
+    assert_eq!(files, 2, "{targets}");
+    assert!(server.log().contains("keeping the previous targets"), "{}", server.log());
+}
