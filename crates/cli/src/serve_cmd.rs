@@ -46,6 +46,29 @@ pub struct ServeArgs {
     /// (default: http://LISTEN).
     #[arg(long = "external-url", value_name = "URL")]
     external_url: Option<String>,
+    /// How long the monitor keeps samples (as Prometheus' storage.tsdb.retention.time).
+    #[arg(long = "monitor-retention", value_name = "DURATION", default_value = "15d", value_parser = humantime::parse_duration)]
+    monitor_retention: std::time::Duration,
+    /// At most this many bytes of monitor blocks and log (e.g. 10GB); the oldest blocks go first.
+    #[arg(long = "monitor-retention-size", value_name = "BYTES", value_parser = parse_bytes)]
+    monitor_retention_size: Option<u64>,
+}
+
+/// `512MB`, `10GB`, `1TB` or a plain number of bytes (powers of 1024, as Prometheus counts).
+fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit()).unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{text}` is not a size such as 512MB or 10GB"))?;
+    let factor: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => return Err(format!("`{text}`: the unit must be B, KB, MB, GB or TB")),
+    };
+    n.checked_mul(factor).ok_or_else(|| format!("`{text}` is too large"))
 }
 
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -58,6 +81,8 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.prometheus_config = args.prometheus_config;
     config.alertmanager_config = args.alertmanager_config;
     config.oncall_config = args.oncall_config;
+    config.monitor_retention = args.monitor_retention;
+    config.monitor_retention_bytes = args.monitor_retention_size;
     config.external_url = args.external_url;
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);

@@ -3,7 +3,9 @@
 //!
 //! Label strings are interned: a series holds pairs of symbol numbers (8 bytes a
 //! label), each distinct string is kept once, and series are found by the hash of
-//! their label set; full chunks keep only their bytes and bounds.
+//! their label set; full chunks keep only their bytes and bounds. Chunks are cut at
+//! multiples of the block range, so every chunk belongs to exactly one block window;
+//! truncation drops the chunks a block took over and the series left without samples.
 
 use crate::chunk::{ClosedChunk, XorChunk};
 use crate::labels::{Labels, MatchOp, Matcher};
@@ -54,8 +56,9 @@ impl MemSeries {
         }
     }
 
-    fn push(&mut self, t: i64, v: f64) {
-        if self.open.is_full() {
+    fn push(&mut self, t: i64, v: f64, range: i64) {
+        let other_window = !self.open.is_empty() && t.div_euclid(range) != self.open.first_time().div_euclid(range);
+        if self.open.is_full() || other_window {
             let full = std::mem::replace(&mut self.open, XorChunk::new());
             self.closed.push(full.into_closed());
         }
@@ -82,6 +85,29 @@ impl MemSeries {
 
     pub fn sample_count(&self) -> usize {
         self.closed.iter().map(|c| usize::from(c.count)).sum::<usize>() + self.open.len()
+    }
+
+    /// Copies of the chunks whose samples lie in `[mint, maxt)`, the open one included.
+    pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ClosedChunk> {
+        let mut out: Vec<ClosedChunk> =
+            self.closed.iter().filter(|c| c.first_t >= mint && c.last_t < maxt).cloned().collect();
+        if !self.open.is_empty() && self.open.first_time() >= mint && self.open.last_time() < maxt {
+            out.push(self.open.clone().into_closed());
+        }
+        out
+    }
+
+    /// Drops chunks whose samples are all before `t`; true when nothing is left.
+    fn truncate(&mut self, t: i64) -> bool {
+        self.closed.retain(|c| c.last_t >= t);
+        if !self.open.is_empty() && self.open.last_time() < t {
+            if self.closed.is_empty() {
+                return true;
+            }
+            // The open chunk's window ended: it goes, the next sample opens a new one.
+            self.open = XorChunk::new();
+        }
+        self.closed.is_empty() && self.open.is_empty()
     }
 }
 
@@ -120,17 +146,39 @@ fn labels_hash(labels: &Labels) -> u64 {
 }
 
 /// Every series in memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Head {
     symbols: Symbols,
-    series: Vec<MemSeries>,
+    series: HashMap<SeriesRef, MemSeries>,
+    next_ref: SeriesRef,
+    /// Chunks end at multiples of this many milliseconds (the block range).
+    chunk_range: i64,
     /// Series by the hash of their labels; the rare second series with a hash in `collisions`.
     by_hash: HashMap<u64, SeriesRef>,
     collisions: HashMap<u64, Vec<SeriesRef>>,
     postings: HashMap<u32, HashMap<u32, Vec<SeriesRef>>>,
 }
 
+impl Default for Head {
+    fn default() -> Head {
+        Head::new(i64::MAX)
+    }
+}
+
 impl Head {
+    /// A head whose chunks end at multiples of `chunk_range` milliseconds.
+    pub fn new(chunk_range: i64) -> Head {
+        Head {
+            symbols: Symbols::default(),
+            series: HashMap::new(),
+            next_ref: 0,
+            chunk_range: chunk_range.max(1),
+            by_hash: HashMap::new(),
+            collisions: HashMap::new(),
+            postings: HashMap::new(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.series.len()
     }
@@ -140,7 +188,7 @@ impl Head {
     }
 
     fn same(&self, r: SeriesRef, labels: &Labels) -> bool {
-        let Some(series) = self.series.get(r as usize) else { return false };
+        let Some(series) = self.series.get(&r) else { return false };
         series.labels.len() == labels.len()
             && series
                 .labels
@@ -160,10 +208,20 @@ impl Head {
 
     /// The series with these labels, created when new (`true`).
     pub fn get_or_create(&mut self, labels: &Labels) -> (SeriesRef, bool) {
+        self.get_or_create_as(labels, None)
+    }
+
+    /// Like [`Head::get_or_create`], giving a new series the number `wanted` (a replay
+    /// keeps the log's numbers, so records written later still name the right series).
+    pub fn get_or_create_as(&mut self, labels: &Labels, wanted: Option<SeriesRef>) -> (SeriesRef, bool) {
         if let Some(r) = self.lookup(labels) {
             return (r, false);
         }
-        let r = SeriesRef::try_from(self.series.len()).unwrap_or(SeriesRef::MAX);
+        let r = match wanted {
+            Some(w) if !self.series.contains_key(&w) => w,
+            _ => self.next_ref,
+        };
+        self.next_ref = self.next_ref.max(r.saturating_add(1));
         let mut pairs = Vec::with_capacity(labels.len());
         for (name, value) in labels.iter() {
             let pair = (self.symbols.intern(name), self.symbols.intern(value));
@@ -177,17 +235,67 @@ impl Head {
                 slot.insert(r);
             }
         }
-        self.series.push(MemSeries { labels: pairs.into_boxed_slice(), closed: Vec::new(), open: XorChunk::new() });
+        self.series
+            .insert(r, MemSeries { labels: pairs.into_boxed_slice(), closed: Vec::new(), open: XorChunk::new() });
         (r, true)
     }
 
     pub fn series(&self, r: SeriesRef) -> Option<&MemSeries> {
-        self.series.get(r as usize)
+        self.series.get(&r)
+    }
+
+    /// The earliest and latest sample times in memory.
+    pub fn time_bounds(&self) -> Option<(i64, i64)> {
+        let mut bounds: Option<(i64, i64)> = None;
+        for s in self.series.values() {
+            let first = s.closed.first().map(|c| c.first_t).or((!s.open.is_empty()).then(|| s.open.first_time()));
+            let last = s.last_time().or(s.closed.last().map(|c| c.last_t));
+            if let (Some(f), Some(l)) = (first, last) {
+                bounds = Some(bounds.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
+            }
+        }
+        bounds
+    }
+
+    /// Every series number, ascending.
+    pub fn refs(&self) -> Vec<SeriesRef> {
+        let mut refs: Vec<SeriesRef> = self.series.keys().copied().collect();
+        refs.sort_unstable();
+        refs
+    }
+
+    /// Drops every chunk whose samples are all before `t` and the series left empty
+    /// (they are created again, with a new number, if samples come back).
+    pub fn truncate(&mut self, t: i64) -> usize {
+        let gone: Vec<SeriesRef> = self.series.iter_mut().filter_map(|(r, s)| s.truncate(t).then_some(*r)).collect();
+        for r in &gone {
+            let Some(series) = self.series.remove(r) else { continue };
+            for (n, v) in series.labels.iter() {
+                if let Some(values) = self.postings.get_mut(n) {
+                    if let Some(list) = values.get_mut(v) {
+                        list.retain(|x| x != r);
+                        if list.is_empty() {
+                            values.remove(v);
+                        }
+                    }
+                    if values.is_empty() {
+                        self.postings.remove(n);
+                    }
+                }
+            }
+        }
+        let series = &self.series;
+        self.by_hash.retain(|_, r| series.contains_key(r));
+        self.collisions.retain(|_, refs| {
+            refs.retain(|r| series.contains_key(r));
+            !refs.is_empty()
+        });
+        gone.len()
     }
 
     /// A series' labels.
     pub fn labels(&self, r: SeriesRef) -> Option<Labels> {
-        let series = self.series.get(r as usize)?;
+        let series = self.series.get(&r)?;
         Some(Labels::new(
             series
                 .labels
@@ -203,13 +311,14 @@ impl Head {
 
     /// Checks a sample for a series; `Ok(false)` for an exact repeat, which is ignored.
     pub fn check(&self, r: SeriesRef, t: i64, v: f64) -> Result<bool, AppendError> {
-        self.series.get(r as usize).ok_or(AppendError::UnknownSeries(r))?.check(t, v)
+        self.series.get(&r).ok_or(AppendError::UnknownSeries(r))?.check(t, v)
     }
 
     /// Stores a sample that passed [`Head::check`].
     pub fn push(&mut self, r: SeriesRef, t: i64, v: f64) {
-        if let Some(series) = self.series.get_mut(r as usize) {
-            series.push(t, v);
+        let range = self.chunk_range;
+        if let Some(series) = self.series.get_mut(&r) {
+            series.push(t, v, range);
         }
     }
 
@@ -243,13 +352,13 @@ impl Head {
                 Some(current) => intersect(&current, &refs),
             });
         }
-        let all = || (0..self.series.len()).filter_map(|i| SeriesRef::try_from(i).ok()).collect();
         candidates
-            .unwrap_or_else(all)
+            .unwrap_or_else(|| self.refs())
             .into_iter()
             .filter(|r| {
-                let series = &self.series[*r as usize];
-                matchers.iter().all(|m| m.matches(self.value_of(series, &m.name)))
+                self.series
+                    .get(r)
+                    .is_some_and(|series| matchers.iter().all(|m| m.matches(self.value_of(series, &m.name))))
             })
             .collect()
     }
@@ -268,8 +377,8 @@ impl Head {
 
     /// Samples, bytes of compressed samples and bytes of distinct label strings.
     pub fn sizes(&self) -> (usize, usize, usize) {
-        let samples = self.series.iter().map(MemSeries::sample_count).sum();
-        let chunk_bytes = self.series.iter().map(MemSeries::chunk_bytes).sum();
+        let samples = self.series.values().map(MemSeries::sample_count).sum();
+        let chunk_bytes = self.series.values().map(MemSeries::chunk_bytes).sum();
         let label_bytes = self.symbols.strings.iter().map(|s| s.len()).sum();
         (samples, chunk_bytes, label_bytes)
     }

@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod alerting;
+pub mod block;
 pub mod chunk;
 pub mod config;
 pub mod db;

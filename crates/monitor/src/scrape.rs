@@ -277,8 +277,12 @@ impl Loop {
                 self.batch.push((series, t, value));
             }
         }
-        if let Err(e) = self.db.append_refs(&self.batch) {
-            tracing::error!(error = %e, "cannot store scraped samples");
+        // Numbers of series the store dropped from memory (gone quiet for a block range)
+        // are resolved from their labels again at the next scrape.
+        match self.db.append_refs(&self.batch) {
+            Ok(stats) if stats.unknown_series > 0 => self.report.clear(),
+            Ok(_) => {}
+            Err(e) => tracing::error!(error = %e, "cannot store scraped samples"),
         }
         TargetHealth { up, last_scrape_ms: t, last_duration: duration, last_error: error, samples }
     }
@@ -401,6 +405,9 @@ impl Loop {
         }
         let samples = self.batch.len();
         let stats = self.db.append_refs(&self.batch).map_err(|e| e.to_string())?;
+        if stats.unknown_series > 0 {
+            self.cache.clear();
+        }
         if stats.out_of_order + stats.duplicate > 0 {
             tracing::debug!(target = %self.target.address, out_of_order = stats.out_of_order, duplicate = stats.duplicate, "samples dropped");
         }

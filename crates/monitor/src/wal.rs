@@ -6,6 +6,10 @@
 //! by a crash (or failing its checksum) ends the replay, and the segment is truncated
 //! there; writing goes on in a new segment. Writes reach the operating system at once
 //! and the disk at each [`Wal::sync`].
+//!
+//! Once blocks hold everything before a time, [`Wal::truncate`] writes a checkpoint
+//! (`wal/checkpoint.N`: the series still alive) and deletes segments up to `N`, whose
+//! samples are all older; a replay reads the newest checkpoint, then the segments after it.
 
 use crate::labels::Labels;
 use std::fs::{self, File, OpenOptions};
@@ -38,6 +42,56 @@ pub struct Wal {
     size: u64,
     unsynced: bool,
     scratch: Vec<u8>,
+    /// The latest sample time in each segment (`i64::MIN` for one without samples).
+    max_t: std::collections::BTreeMap<u32, i64>,
+}
+
+fn checkpoint_path(dir: &Path, n: u32) -> PathBuf {
+    dir.join(format!("checkpoint.{n:08}"))
+}
+
+/// The newest checkpoint's segment number.
+fn latest_checkpoint(dir: &Path) -> io::Result<Option<u32>> {
+    let mut found = None;
+    for entry in fs::read_dir(dir)? {
+        let name = entry?.file_name();
+        if let Some(n) = name.to_str().and_then(|n| n.strip_prefix("checkpoint.")).and_then(|n| n.parse::<u32>().ok()) {
+            found = found.max(Some(n));
+        }
+    }
+    Ok(found)
+}
+
+/// Reads a file of records in order: (bytes of whole records, file size, records).
+fn read_records(path: &Path, mut apply: impl FnMut(Record)) -> io::Result<(u64, u64, u64)> {
+    let file = File::open(path)?;
+    let total = file.metadata()?.len();
+    let mut reader = BufReader::with_capacity(1 << 16, file);
+    let mut offset = 0u64;
+    let mut records = 0u64;
+    let mut payload = Vec::new();
+    loop {
+        let mut frame = [0u8; 8];
+        match reader.read_exact(&mut frame) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
+            Err(e) => return Err(e),
+        }
+        let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
+        let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
+        if len > MAX_RECORD {
+            break;
+        }
+        payload.resize(len as usize, 0);
+        if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
+            break;
+        }
+        let Some(record) = decode(&payload) else { break };
+        apply(record);
+        records += 1;
+        offset += 8 + u64::from(len);
+    }
+    Ok((offset, total, records))
 }
 
 fn segment_path(dir: &Path, n: u32) -> PathBuf {
@@ -56,7 +110,7 @@ fn segments(dir: &Path) -> io::Result<Vec<u32>> {
     Ok(found)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+pub(crate) fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     while v >= 0x80 {
         out.push((v as u8) | 0x80);
         v >>= 7;
@@ -64,15 +118,15 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn zigzag(v: i64) -> u64 {
+pub(crate) fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
-fn unzigzag(z: u64) -> i64 {
+pub(crate) fn unzigzag(z: u64) -> i64 {
     ((z >> 1) as i64) ^ -((z & 1) as i64)
 }
 
-fn get_varint(input: &mut &[u8]) -> Option<u64> {
+pub(crate) fn get_varint(input: &mut &[u8]) -> Option<u64> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
         let (&byte, rest) = input.split_first()?;
@@ -85,7 +139,7 @@ fn get_varint(input: &mut &[u8]) -> Option<u64> {
     None
 }
 
-fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
+pub(crate) fn get_bytes<'a>(input: &mut &'a [u8]) -> Option<&'a [u8]> {
     let len = usize::try_from(get_varint(input)?).ok()?;
     if input.len() < len {
         return None;
@@ -176,36 +230,35 @@ impl Wal {
     /// segment for writing. Memory stays at one record at a time.
     pub fn open(dir: &Path, mut apply: impl FnMut(Record)) -> io::Result<(Wal, Replayed)> {
         fs::create_dir_all(dir)?;
+        let checkpoint = latest_checkpoint(dir)?;
+        if let Some(k) = checkpoint {
+            // A crash between writing a checkpoint and deleting what it replaces.
+            for n in segments(dir)?.into_iter().filter(|n| *n <= k) {
+                fs::remove_file(segment_path(dir, n))?;
+            }
+            let path = checkpoint_path(dir, k);
+            let (offset, total, _) = read_records(&path, &mut apply)?;
+            if offset < total {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("{}: corrupt checkpoint", path.display()),
+                ));
+            }
+        }
         let found = segments(dir)?;
         let mut replayed = Replayed { segments: found.len() as u32, ..Replayed::default() };
-        let mut payload = Vec::new();
+        let mut max_t = std::collections::BTreeMap::new();
         for (i, &n) in found.iter().enumerate() {
             let path = segment_path(dir, n);
-            let file = File::open(&path)?;
-            let total = file.metadata()?.len();
-            let mut reader = BufReader::with_capacity(1 << 16, file);
-            let mut offset = 0u64;
-            loop {
-                let mut frame = [0u8; 8];
-                match reader.read_exact(&mut frame) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => break,
-                    Err(e) => return Err(e),
+            let mut latest = i64::MIN;
+            let (offset, total, records) = read_records(&path, |record| {
+                if let Record::Samples(samples) = &record {
+                    latest = samples.iter().map(|s| s.1).fold(latest, i64::max);
                 }
-                let len = u32::from_le_bytes([frame[0], frame[1], frame[2], frame[3]]);
-                let crc = u32::from_le_bytes([frame[4], frame[5], frame[6], frame[7]]);
-                if len > MAX_RECORD {
-                    break;
-                }
-                payload.resize(len as usize, 0);
-                if reader.read_exact(&mut payload).is_err() || crc32fast::hash(&payload) != crc {
-                    break;
-                }
-                let Some(record) = decode(&payload) else { break };
                 apply(record);
-                replayed.records += 1;
-                offset += 8 + u64::from(len);
-            }
+            })?;
+            max_t.insert(n, latest);
+            replayed.records += records;
             if offset < total {
                 if i + 1 == found.len() {
                     tracing::warn!(segment = %path.display(), offset, "write-ahead log ends with a torn record; truncated");
@@ -223,8 +276,9 @@ impl Wal {
         let segment = match found.last() {
             Some(&n) if fs::metadata(segment_path(dir, n))?.len() == 0 => n,
             Some(&n) => n + 1,
-            None => 1,
+            None => checkpoint.map_or(1, |k| k + 1),
         };
+        max_t.entry(segment).or_insert(i64::MIN);
         let file = OpenOptions::new().create(true).append(true).open(segment_path(dir, segment))?;
         File::open(dir)?.sync_all()?;
         let wal = Wal {
@@ -234,6 +288,7 @@ impl Wal {
             size: 0,
             unsynced: false,
             scratch: Vec::new(),
+            max_t,
         };
         Ok((wal, replayed))
     }
@@ -251,6 +306,11 @@ impl Wal {
             self.out.write_all(&crc32fast::hash(&self.scratch).to_le_bytes())?;
             self.out.write_all(&self.scratch)?;
             self.size += 8 + u64::from(len);
+            if let Record::Samples(samples) = record {
+                let latest = samples.iter().map(|s| s.1).max().unwrap_or(i64::MIN);
+                let slot = self.max_t.entry(self.segment).or_insert(i64::MIN);
+                *slot = (*slot).max(latest);
+            }
         }
         self.out.flush()?;
         self.unsynced = true;
@@ -268,7 +328,69 @@ impl Wal {
         self.out = BufWriter::with_capacity(1 << 16, file);
         self.size = 0;
         self.unsynced = false;
+        self.max_t.insert(self.segment, i64::MIN);
         Ok(())
+    }
+
+    /// Deletes the leading segments whose samples are all before `before` (blocks hold
+    /// them now), after writing a checkpoint of `live` (the series records of every
+    /// series still in memory). The segment being written is closed first, so its
+    /// turn comes at a later truncation. Returns how many segments went.
+    pub fn truncate(&mut self, before: i64, live: &[Record]) -> io::Result<usize> {
+        if self.size > 0 {
+            self.cut()?;
+        }
+        let last = self
+            .max_t
+            .iter()
+            .filter(|(n, _)| **n < self.segment)
+            .take_while(|(_, t)| **t < before)
+            .map(|(n, _)| *n)
+            .last();
+        let Some(k) = last else { return Ok(0) };
+        let tmp = self.dir.join(format!("checkpoint.{k:08}.tmp"));
+        {
+            let mut out = BufWriter::new(File::create(&tmp)?);
+            let mut scratch = Vec::new();
+            for record in live {
+                scratch.clear();
+                encode(record, &mut scratch);
+                out.write_all(&(scratch.len() as u32).to_le_bytes())?;
+                out.write_all(&crc32fast::hash(&scratch).to_le_bytes())?;
+                out.write_all(&scratch)?;
+            }
+            out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        }
+        fs::rename(&tmp, checkpoint_path(&self.dir, k))?;
+        File::open(&self.dir)?.sync_all()?;
+        let gone: Vec<u32> = self.max_t.keys().copied().filter(|n| *n <= k).collect();
+        for n in &gone {
+            match fs::remove_file(segment_path(&self.dir, *n)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+            self.max_t.remove(n);
+        }
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let older = name
+                .to_str()
+                .and_then(|n| n.strip_prefix("checkpoint."))
+                .and_then(|n| n.parse::<u32>().ok())
+                .is_some_and(|n| n < k);
+            if older {
+                fs::remove_file(self.dir.join(name))?;
+            }
+        }
+        Ok(gone.len())
+    }
+
+    /// Bytes of the log on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        fs::read_dir(&self.dir)
+            .map(|entries| entries.filter_map(|e| e.ok()?.metadata().ok()).map(|m| m.len()).sum())
+            .unwrap_or(0)
     }
 
     /// Makes everything logged so far durable.

@@ -47,7 +47,7 @@ fn ingest_child() {
     let Ok(dir) = std::env::var(CHILD) else {
         return; // Only meaningful as the child of the kill -9 test.
     };
-    let db = Db::open(DbOptions { dir: dir.into(), sync_interval: Duration::from_millis(100) }).unwrap();
+    let db = Db::open(DbOptions { sync_interval: Duration::from_millis(100), ..DbOptions::new(dir) }).unwrap();
     let labels: Vec<Labels> = (0..SERIES).map(series).collect();
     for step in 0..1_000_000i64 {
         db.append(labels.iter().map(|l| (l, step * 1000, step as f64))).unwrap();

@@ -52,6 +52,10 @@ pub struct ServeConfig {
     /// People, on-call schedules and escalation policies for incidents (needs
     /// `alertmanager_config`, whose receivers it pages).
     pub oncall_config: Option<PathBuf>,
+    /// Monitor blocks older than this (before the newest sample) are deleted.
+    pub monitor_retention: Duration,
+    /// Monitor blocks are deleted, oldest first, while blocks and log take more bytes.
+    pub monitor_retention_bytes: Option<u64>,
     /// The address users reach the server at, for links in notifications
     /// (`http://LISTEN` when absent).
     pub external_url: Option<String>,
@@ -72,6 +76,8 @@ impl ServeConfig {
             prometheus_config: None,
             alertmanager_config: None,
             oncall_config: None,
+            monitor_retention: Duration::from_secs(15 * 86_400),
+            monitor_retention_bytes: None,
             external_url: None,
         }
     }

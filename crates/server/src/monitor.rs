@@ -128,6 +128,7 @@ impl Monitor {
     /// the write-ahead log, then starts scraping, evaluating rules and routing alerts.
     pub fn start(
         data_dir: &Path,
+        storage: DbOptions,
         prometheus_config: Option<&Path>,
         alertmanager_config: Option<&Path>,
         oncall_config: Option<&Path>,
@@ -136,7 +137,7 @@ impl Monitor {
         let prometheus = prometheus_config.map(read_prometheus).transpose()?;
         let alertmanager = alertmanager_config.map(read_alertmanager).transpose()?;
         let oncall = oncall_config.map(|p| read_oncall(p, alertmanager.as_ref())).transpose()?.unwrap_or_default();
-        let db = Db::open(DbOptions::new(data_dir.join("monitor")))?;
+        let db = Db::open(storage)?;
         let scraper = Scraper::new(Arc::clone(&db));
         let alerts = alertmanager
             .map(|config| {
