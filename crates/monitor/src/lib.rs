@@ -20,6 +20,7 @@ pub mod labels;
 pub mod oncall;
 pub mod promql;
 pub mod relabel;
+pub mod remote;
 pub mod rules;
 pub mod scrape;
 pub mod template;

@@ -9,6 +9,7 @@ mod deploy;
 mod monitor;
 mod pipelines;
 mod promql_diff;
+mod remote_write;
 mod support;
 mod ui;
 mod webhooks;

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 const POINTS: i64 = 40;
 const STEP_MS: i64 = 15_000;
 
-struct Killed(Child);
+pub(crate) struct Killed(pub(crate) Child);
 
 impl Drop for Killed {
     fn drop(&mut self) {
@@ -79,7 +79,7 @@ fn exporter(t0: i64) -> (String, Arc<Mutex<HashMap<String, i64>>>) {
     (addr, served)
 }
 
-fn prometheus_available() -> bool {
+pub(crate) fn prometheus_available() -> bool {
     let found = Command::new("prometheus").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var("CI").is_err(), "prometheus is required under CI (.ci/run installs it)");
@@ -88,7 +88,7 @@ fn prometheus_available() -> bool {
     found
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 

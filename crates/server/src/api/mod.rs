@@ -64,6 +64,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/incidents/{id}/resolve", post(incidents::resolve))
         .route("/targets", get(monitor::targets))
         .route("/query", get(monitor::query).post(monitor::query))
+        .route("/write", post(monitor::remote_write))
         .route("/query_range", get(monitor::query_range).post(monitor::query_range))
         .route("/series", get(monitor::series).post(monitor::series))
         .route("/labels", get(monitor::labels).post(monitor::labels))

@@ -300,3 +300,37 @@ pub async fn label_values(
     })
     .await
 }
+
+/// `POST /api/v1/write`: Prometheus remote write 1.0 (snappy-compressed protobuf),
+/// for developers and above. Samples the store refuses (older than the series' last)
+/// make the answer a 400 naming how many, after the others are stored, as Prometheus
+/// answers; a body that does not decode stores nothing.
+pub async fn remote_write(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    caller.require_global(Role::Developer)?;
+    let series = mobius_monitor::remote::decode_write_request(&body)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let db = Arc::clone(&app.monitor.db);
+    let stats = tokio::task::spawn_blocking(move || {
+        let mut refused = (0usize, 0usize);
+        for (labels, samples) in &series {
+            let stats = db.append(samples.iter().map(|(t, v)| (labels, *t, *v)))?;
+            refused.0 += stats.out_of_order;
+            refused.1 += stats.duplicate;
+        }
+        Ok::<_, mobius_monitor::db::DbError>(refused)
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::internal)?;
+    match stats {
+        (0, 0) => Ok(StatusCode::NO_CONTENT),
+        (out_of_order, duplicate) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{out_of_order} samples out of order and {duplicate} duplicate samples were not stored"),
+        )),
+    }
+}
