@@ -49,7 +49,7 @@ pub enum RemoteWriteError {
 
 /// Decodes a request body into series with their samples; every series is checked
 /// (a metric name, valid label names, no name twice) before anything is stored.
-pub fn decode_write_request(body: &[u8]) -> Result<Vec<(Labels, Vec<(i64, f64)>)>, RemoteWriteError> {
+pub fn decode_write_request(body: &[u8]) -> Result<Vec<crate::promql::Series>, RemoteWriteError> {
     let raw = snap::raw::Decoder::new().decompress_vec(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     let request = <WriteRequest as prost::Message>::decode(raw.as_slice())
         .map_err(|e| RemoteWriteError::Protobuf(e.to_string()))?;
