@@ -216,9 +216,9 @@ impl Client {
         Client { base: conn.server.trim_end_matches('/').to_string(), token, http: reqwest::Client::new() }
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        // Paths of other API versions (Alertmanager's `/api/v2`) are given whole.
-        let url = if path.starts_with("/api/") {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        // Paths of other APIs (Alertmanager's `/api/v2`, Loki's `/loki`) are given whole.
+        let url = if path.starts_with("/api/") || path.starts_with("/loki/") {
             format!("{}{path}", self.base)
         } else {
             format!("{}/api/v1{path}", self.base)
@@ -230,7 +230,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
+    pub(crate) async fn send(&self, builder: reqwest::RequestBuilder) -> Result<reqwest::Response, Failure> {
         let response = builder.send().await.map_err(|e| {
             Failure(format!(
                 "cannot reach the server at {}: {e} (start one with `mobius serve`, or pass --server)",

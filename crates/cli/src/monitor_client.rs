@@ -48,6 +48,90 @@ pub enum MonitorCmd {
         #[arg(long)]
         json: bool,
     },
+    /// A service's logs: what its instances wrote.
+    #[command(subcommand)]
+    Service(ServiceCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ServiceCmd {
+    /// Print a service's instance logs in an environment (`-f` follows new lines).
+    Logs {
+        service: String,
+        #[arg(long = "env", value_name = "ENV")]
+        env: String,
+        /// Only lines containing this text.
+        #[arg(long = "grep", value_name = "TEXT")]
+        grep: Option<String>,
+        /// How far back to start (default 1h).
+        #[arg(long = "since", value_name = "DURATION", default_value = "1h")]
+        since: String,
+        #[arg(long = "limit", default_value_t = 1000)]
+        limit: usize,
+        #[arg(short = 'f', long = "follow")]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn quote(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn print_line(ts: &str, labels: &Value, line: &str, json: bool) {
+    if json {
+        println!("{}", serde_json::json!({"ts": ts, "labels": labels, "line": line}));
+    } else {
+        let at = ts.parse::<i64>().ok().map(|ns| ns / 1_000_000);
+        println!("{} {} {line}", when(at), labels["instance"].as_str().unwrap_or("-"));
+    }
+}
+
+async fn service_logs(client: &Client, command: ServiceCmd) -> Result<(), Failure> {
+    use futures_util::StreamExt;
+    let ServiceCmd::Logs { service, env, grep, since, limit, follow, json } = command;
+    let mut query = format!("{{service={},env={}}}", quote(&service), quote(&env));
+    if let Some(text) = &grep {
+        query.push_str(&format!(" |= {}", quote(text)));
+    }
+    let enc = |v: &str| form_urlencoded::byte_serialize(v.as_bytes()).collect::<String>();
+    let path = format!(
+        "/loki/api/v1/query_range?query={}&since={}&limit={limit}&direction=backward",
+        enc(&query),
+        enc(&since)
+    );
+    let answer = client.json(Method::GET, &path, None).await?;
+    let mut lines: Vec<(String, Value, String)> = Vec::new();
+    for stream in answer["data"]["result"].as_array().into_iter().flatten() {
+        for v in stream["values"].as_array().into_iter().flatten() {
+            let ts = v[0].as_str().unwrap_or("0").to_string();
+            lines.push((ts, stream["stream"].clone(), v[1].as_str().unwrap_or("").to_string()));
+        }
+    }
+    lines.sort_by_key(|(ts, _, _)| ts.parse::<i64>().unwrap_or(0));
+    for (ts, labels, line) in &lines {
+        print_line(ts, labels, line, json);
+    }
+    if !follow {
+        return Ok(());
+    }
+    let response = client.send(client.request(Method::GET, "/logs/tail").query(&[("query", &query)])).await?;
+    let mut stream = response.bytes_stream();
+    let mut buffer = String::new();
+    while let Some(chunk) = stream.next().await {
+        buffer.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(end) = buffer.find("\n\n") {
+            let message: String = buffer.drain(..end + 2).collect();
+            let data: String = message.lines().filter_map(|l| l.strip_prefix("data:")).map(str::trim_start).collect();
+            if !message.contains("event: line") && !message.contains("event:line") {
+                continue;
+            }
+            let Ok(value) = serde_json::from_str::<Value>(&data) else { continue };
+            print_line(s(&value, "ts"), &value["labels"], s(&value, "line"), json);
+        }
+    }
+    Ok(())
 }
 
 fn labels(metric: &Value) -> String {
@@ -159,6 +243,7 @@ pub(crate) async fn dispatch(client: Client, command: MonitorCmd) -> Result<Exit
         }
         MonitorCmd::Ack { incident, json } => change(&client, incident, "acknowledge", json).await?,
         MonitorCmd::Resolve { incident, json } => change(&client, incident, "resolve", json).await?,
+        MonitorCmd::Service(command) => service_logs(&client, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -52,4 +52,5 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
     allow_reuse_address = True
 
 
+print("listening on port %d, version %s" % (PORT, VERSION.decode()), flush=True)
 Server(("127.0.0.1", PORT), Handler).serve_forever()

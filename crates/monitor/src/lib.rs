@@ -17,6 +17,7 @@ pub mod db;
 pub mod exposition;
 pub mod head;
 pub mod labels;
+pub mod logs;
 pub mod oncall;
 pub mod promql;
 pub mod relabel;

@@ -8,6 +8,7 @@ use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerCo
 use mobius_monitor::alerting::{Alert, AlertManager};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
 use mobius_monitor::config::{ScrapeConfig, StaticConfig};
+use mobius_monitor::logs::{LogLine, LogOptions, LogStore};
 use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
 use mobius_monitor::scrape::{job_targets, static_targets, Scraper, Target};
@@ -34,6 +35,11 @@ pub struct Monitor {
     pub db: Arc<Db>,
     pub scraper: Arc<Scraper>,
     pub alerts: Option<Arc<AlertManager>>,
+    /// Instance, job and pushed logs (`DATA/logs`).
+    pub logs: Arc<LogStore>,
+    /// How far each instance's log file has been read (kept in `DATA/logs/offsets.json`).
+    log_offsets: Mutex<HashMap<PathBuf, u64>>,
+    data_dir: PathBuf,
     pub groups: Mutex<Vec<RunningGroup>>,
     /// People, schedules and escalation policies (empty without `--oncall-config`).
     pub oncall: Mutex<Arc<OnCallConfig>>,
@@ -137,6 +143,28 @@ impl Monitor {
         let prometheus = prometheus_config.map(read_prometheus).transpose()?;
         let alertmanager = alertmanager_config.map(read_alertmanager).transpose()?;
         let oncall = oncall_config.map(|p| read_oncall(p, alertmanager.as_ref())).transpose()?.unwrap_or_default();
+        let logs = LogStore::open(
+            &data_dir.join("logs"),
+            LogOptions { retention: storage.retention, retention_bytes: storage.retention_bytes },
+        )
+        .with_context(|| format!("cannot open the log store in {}", data_dir.join("logs").display()))?;
+        let log_offsets: HashMap<PathBuf, u64> = std::fs::read(data_dir.join("logs").join("offsets.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        {
+            let logs = Arc::clone(&logs);
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(1));
+                loop {
+                    tick.tick().await;
+                    let logs = Arc::clone(&logs);
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || logs.sync()).await {
+                        tracing::error!(error = %e, "cannot sync the log store");
+                    }
+                }
+            });
+        }
         let db = Db::open(storage)?;
         let scraper = Scraper::new(Arc::clone(&db));
         let alerts = alertmanager
@@ -156,6 +184,9 @@ impl Monitor {
             db,
             scraper,
             alerts,
+            logs,
+            log_offsets: Mutex::new(log_offsets),
+            data_dir: data_dir.to_path_buf(),
             groups: Mutex::new(Vec::new()),
             oncall: Mutex::new(Arc::new(oncall)),
             configured: Mutex::new(Vec::new()),
@@ -390,6 +421,66 @@ async fn evaluate_group(
     }
 }
 
+fn instance_labels(i: &mobius_deploy::agent::InstanceStatus) -> Labels {
+    Labels::from_pairs(&[
+        ("source", "instance"),
+        ("service", &i.service),
+        ("env", &i.environment),
+        ("version", &i.version),
+        ("instance", &i.id),
+    ])
+}
+
+impl Monitor {
+    /// Reads what each instance wrote to its log file since the last look (whole lines)
+    /// into the log store, and remembers how far it got.
+    pub fn read_instance_logs(&self, files: &[(PathBuf, Labels)]) {
+        use std::io::{Read, Seek, SeekFrom};
+        let mut offsets = self.log_offsets.lock();
+        let before = offsets.clone();
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        for (path, labels) in files {
+            let Ok(mut file) = std::fs::File::open(path) else { continue };
+            let len = file.metadata().map_or(0, |m| m.len());
+            let mut offset = offsets.get(path).copied().unwrap_or(0);
+            if offset > len {
+                offset = 0; // the file was replaced
+            }
+            if offset == len || file.seek(SeekFrom::Start(offset)).is_err() {
+                continue;
+            }
+            let mut bytes = Vec::new();
+            if file.take(4 << 20).read_to_end(&mut bytes).is_err() {
+                continue;
+            }
+            let Some(end) = bytes.iter().rposition(|b| *b == b'\n') else { continue };
+            let lines: Vec<LogLine> = String::from_utf8_lossy(&bytes[..end])
+                .lines()
+                .enumerate()
+                .map(|(i, line)| LogLine { labels: labels.clone(), ts: now + i as i64, line: line.to_string() })
+                .collect();
+            match self.logs.push(lines) {
+                Ok(()) => {
+                    offsets.insert(path.clone(), offset + end as u64 + 1);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot store instance logs"),
+            }
+        }
+        offsets.retain(|path, _| files.iter().any(|(p, _)| p == path));
+        if *offsets != before {
+            let path = self.data_dir.join("logs").join("offsets.json");
+            let tmp = path.with_extension("tmp");
+            let written = serde_json::to_vec(&*offsets)
+                .map_err(std::io::Error::other)
+                .and_then(|b| std::fs::write(&tmp, b))
+                .and_then(|()| std::fs::rename(&tmp, &path));
+            if let Err(e) = written {
+                tracing::warn!(error = %e, "cannot remember how far instance logs were read");
+            }
+        }
+    }
+}
+
 /// A target Mobius finds by itself.
 fn discovered_target(address: String, metrics_path: &str, labels: &[(&str, &str)]) -> Target {
     Target {
@@ -423,6 +514,13 @@ pub fn start_discovery(app: &Arc<crate::app::App>, addr: std::net::SocketAddr) {
             if let Some(agent) = crate::deploy::existing_agent(&app).await {
                 match agent.instances().await {
                     Ok(instances) => {
+                        let logs = Arc::clone(&app);
+                        let files: Vec<_> = instances.iter().map(|i| (i.log.clone(), instance_labels(i))).collect();
+                        if let Err(e) =
+                            tokio::task::spawn_blocking(move || logs.monitor.read_instance_logs(&files)).await
+                        {
+                            tracing::error!(error = %e, "reading instance logs stopped");
+                        }
                         for i in instances {
                             let Some(path) = i.metrics_path.as_deref() else { continue };
                             if i.state == mobius_deploy::agent::InstanceState::Stopping {

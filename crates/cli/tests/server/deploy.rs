@@ -14,7 +14,7 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - uses: actions/checkout@v4
-      - run: test -f app/upstream.py
+      - run: test -f app/upstream.py && echo packaged upstream.py
       - uses: actions/upload-artifact@v4
         with: { name: web, path: app/ }
 ";
@@ -243,6 +243,26 @@ fn releases_rollouts_approvals_and_rollback() {
         }
         let (_, answer) = server.api("GET", "/api/v1/query?query=up%7Bjob%3D%22mobius%22%7D", None);
         assert_eq!(answer["data"]["result"][0]["value"][1], "1", "Mobius scrapes itself: {answer}");
+        // What the instances print is in the log store, by service and environment;
+        // what the release job printed too.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let out = server.cli(&["service", "logs", "web", "--env", "production"]);
+            let text = String::from_utf8_lossy(&out.stdout).to_string();
+            if text.matches("listening on port").count() >= 2 {
+                assert!(text.contains("version v2"), "{text}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "instance logs missing: {text}{}", String::from_utf8_lossy(&out.stderr));
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        let (_, jobs) = server.api(
+            "GET",
+            "/loki/api/v1/query_range?query=%7Bsource%3D%22job%22%2Cproject%3D%22shop%22%7D&limit=1000",
+            None,
+        );
+        assert!(jobs.to_string().contains("packaged upstream.py"), "{jobs}");
+        assert_eq!(jobs["data"]["result"][0]["stream"]["source"], "job", "{jobs}");
 
         // Rollback in staging: v1 was kept warm, so the switch back is immediate.
         let started = Instant::now();

@@ -6,6 +6,7 @@ pub(crate) mod dto;
 mod hooks;
 mod incidents;
 mod logs;
+mod loki;
 mod meta;
 mod monitor;
 pub(crate) mod projects;
@@ -65,6 +66,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/targets", get(monitor::targets))
         .route("/query", get(monitor::query).post(monitor::query))
         .route("/write", post(monitor::remote_write))
+        .route("/logs/tail", get(loki::tail))
         .route("/query_range", get(monitor::query_range).post(monitor::query_range))
         .route("/series", get(monitor::series).post(monitor::series))
         .route("/labels", get(monitor::labels).post(monitor::labels))
@@ -86,6 +88,10 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/ack/{token}", get(crate::ui::ack_page).post(crate::ui::ack_link))
         .nest("/api/v1", api)
         .nest("/api/v2", alertmanager)
+        .route("/loki/api/v1/push", post(loki::push))
+        .route("/loki/api/v1/query_range", get(loki::query_range))
+        .route("/loki/api/v1/labels", get(loki::labels))
+        .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .nest("/ui", crate::ui::router())
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))

@@ -20,15 +20,36 @@ struct StoreReporter {
     /// Events with the time they happened; `None` ends the stream (sent by the run once the runner returned).
     events: mpsc::UnboundedSender<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
+    /// Job logs also go to the log store, labelled with where they come from.
+    logs: Arc<mobius_monitor::logs::LogStore>,
+    /// `source="job"`, `project`, `workflow` and `run`.
+    labels: Vec<(String, String)>,
 }
 
 impl Reporter for StoreReporter {
     fn event(&self, event: RunEvent) {
         let _ = self.events.send(Some((event, mobius_store::now_ms())));
     }
-    fn log_lines(&self, _job: &str, _step: &str, _lines: &str) {
+    fn log_lines(&self, job: &str, step: &str, lines: &str) {
         // The runner has already appended the lines to the step's log file; followers re-read it.
         self.progress.send_modify(|n| *n += 1);
+        let mut pairs = self.labels.clone();
+        pairs.push(("job".into(), job.to_string()));
+        pairs.push(("step".into(), step.to_string()));
+        let labels = mobius_monitor::Labels::new(pairs);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
+        let batch: Vec<mobius_monitor::logs::LogLine> = lines
+            .lines()
+            .enumerate()
+            .map(|(i, line)| mobius_monitor::logs::LogLine {
+                labels: labels.clone(),
+                ts: now + i as i64,
+                line: line.to_string(),
+            })
+            .collect();
+        if let Err(e) = self.logs.push(batch) {
+            tracing::warn!(error = %e, "cannot store job log lines in the log store");
+        }
     }
 }
 
@@ -252,7 +273,17 @@ async fn run_inner(
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_events(app.clone(), run.id, events_rx, progress.clone()));
-    let reporter: Arc<dyn Reporter> = Arc::new(StoreReporter { events: events_tx.clone(), progress });
+    let reporter: Arc<dyn Reporter> = Arc::new(StoreReporter {
+        events: events_tx.clone(),
+        progress,
+        logs: Arc::clone(&app.monitor.logs),
+        labels: vec![
+            ("source".into(), "job".into()),
+            ("project".into(), project.name.clone()),
+            ("workflow".into(), run.workflow_name.clone()),
+            ("run".into(), run.id.to_string()),
+        ],
+    });
     let result = mobius_runner::execute(options, info, vec![workflow], reporter, cancel).await;
     // The writer drains what the run reported, then stops (a background process of a
     // step may still hold the reporter, so the end is said explicitly).

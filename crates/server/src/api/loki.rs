@@ -1,0 +1,215 @@
+//! Logs on Loki's HTTP API: `POST /loki/api/v1/push` (JSON), `GET
+//! /loki/api/v1/query_range` (stream selector and line filters), the label endpoints,
+//! and a live tail over Server-Sent Events (`GET /api/v1/logs/tail`).
+
+use crate::app::App;
+use crate::auth::{Caller, Role};
+use crate::error::{ApiError, ApiResult};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::Json;
+use futures_util::Stream;
+use mobius_monitor::logs::{parse_log_query, LogLine, LogQuery};
+use mobius_monitor::Labels;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+}
+
+/// A time as Loki takes it: nanoseconds, (fractional) seconds, or RFC 3339.
+fn parse_time(name: &str, text: &str) -> ApiResult<i64> {
+    if let Ok(n) = text.parse::<i64>() {
+        // Loki reads a bare integer as nanoseconds unless it is plainly seconds.
+        return Ok(if n.abs() < 100_000_000_000 { n.saturating_mul(1_000_000_000) } else { n });
+    }
+    if let Ok(s) = text.parse::<f64>() {
+        return Ok((s * 1e9) as i64);
+    }
+    chrono::DateTime::parse_from_rfc3339(text).ok().and_then(|t| t.timestamp_nanos_opt()).ok_or_else(|| {
+        ApiError::bad_request(format!("{name}: `{text}` is not a time (nanoseconds, seconds or RFC 3339)"))
+    })
+}
+
+fn labels_json(labels: &Labels) -> Value {
+    Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushBody {
+    streams: Vec<PushStream>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PushStream {
+    stream: BTreeMap<String, String>,
+    values: Vec<Vec<Value>>,
+}
+
+/// `POST /loki/api/v1/push` with Loki's JSON body (developers and above).
+pub async fn push(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> ApiResult<StatusCode> {
+    caller.require_global(Role::Developer)?;
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if content_type.contains("protobuf") {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "only Loki's JSON push format is accepted (Content-Type: application/json)",
+        ));
+    }
+    let body: PushBody = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the push body does not parse: {e}")))?;
+    let mut lines = Vec::new();
+    for (i, stream) in body.streams.into_iter().enumerate() {
+        if let Some(name) = stream.stream.keys().find(|k| !mobius_monitor::exposition::valid_label_name(k)) {
+            return Err(ApiError::bad_request(format!("streams[{i}].stream: invalid label name `{name}`")));
+        }
+        if stream.stream.is_empty() {
+            return Err(ApiError::bad_request(format!("streams[{i}].stream: a stream needs at least one label")));
+        }
+        let labels = Labels::new(stream.stream.into_iter().collect());
+        for (j, value) in stream.values.into_iter().enumerate() {
+            let at = || format!("streams[{i}].values[{j}]");
+            let ts = value.first().and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| {
+                ApiError::bad_request(format!("{}: the first item must be a string of nanoseconds", at()))
+            })?;
+            let line = value
+                .get(1)
+                .and_then(Value::as_str)
+                .ok_or_else(|| ApiError::bad_request(format!("{}: the second item must be the line", at())))?;
+            lines.push(LogLine { labels: labels.clone(), ts, line: line.to_string() });
+        }
+    }
+    let logs = Arc::clone(&app.monitor.logs);
+    tokio::task::spawn_blocking(move || logs.push(lines))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct RangeQuery {
+    query: String,
+    start: Option<String>,
+    end: Option<String>,
+    limit: Option<usize>,
+    direction: Option<String>,
+    since: Option<String>,
+}
+
+fn parsed(query: &str) -> ApiResult<LogQuery> {
+    parse_log_query(query).map_err(|e| ApiError::bad_request(format!("query: {e}")))
+}
+
+/// `GET /loki/api/v1/query_range`: lines of the matching streams, in Loki's `streams` shape.
+pub async fn query_range(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<RangeQuery>,
+) -> ApiResult<Json<Value>> {
+    caller.require_global(Role::Viewer)?;
+    let query = parsed(&q.query)?;
+    let end = match &q.end {
+        Some(t) => parse_time("end", t)?,
+        None => now_ns(),
+    };
+    let start = match (&q.start, &q.since) {
+        (Some(t), _) => parse_time("start", t)?,
+        (None, Some(since)) => {
+            let d = humantime::parse_duration(since).map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
+            end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
+        }
+        (None, None) => end - 3_600_000_000_000,
+    };
+    let backward = match q.direction.as_deref() {
+        None | Some("backward") | Some("BACKWARD") => true,
+        Some("forward") | Some("FORWARD") => false,
+        Some(other) => return Err(ApiError::bad_request(format!("direction: `{other}` is not forward or backward"))),
+    };
+    let limit = q.limit.unwrap_or(100).clamp(1, 5000);
+    let logs = Arc::clone(&app.monitor.logs);
+    let found = tokio::task::spawn_blocking(move || logs.query(&query, start, end, limit, backward))
+        .await
+        .map_err(ApiError::internal)?
+        .map_err(ApiError::internal)?;
+    let mut streams: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
+    for line in found {
+        streams.entry(line.labels).or_default().push(json!([line.ts.to_string(), line.line]));
+    }
+    let result: Vec<Value> =
+        streams.into_iter().map(|(labels, values)| json!({"stream": labels_json(&labels), "values": values})).collect();
+    Ok(Json(json!({"status": "success", "data": {"resultType": "streams", "result": result}})))
+}
+
+/// `GET /loki/api/v1/labels`.
+pub async fn labels(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
+    caller.require_global(Role::Viewer)?;
+    let names: BTreeSet<String> = app
+        .monitor
+        .logs
+        .streams()
+        .iter()
+        .flat_map(|l| l.iter().map(|(k, _)| k.to_string()).collect::<Vec<_>>())
+        .collect();
+    Ok(Json(json!({"status": "success", "data": names})))
+}
+
+/// `GET /loki/api/v1/label/NAME/values`.
+pub async fn label_values(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<Value>> {
+    caller.require_global(Role::Viewer)?;
+    let values: BTreeSet<String> =
+        app.monitor.logs.streams().iter().filter_map(|l| l.get(&name).map(str::to_string)).collect();
+    Ok(Json(json!({"status": "success", "data": values})))
+}
+
+/// `GET /api/v1/logs/tail?query=...`: every new matching line as an SSE `line` event
+/// (`{ts, labels, line}`), until the client goes.
+pub async fn tail(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> ApiResult<Sse<impl Stream<Item = Result<Event, std::convert::Infallible>>>> {
+    caller.require_global(Role::Viewer)?;
+    let query = parsed(q.get("query").map(String::as_str).unwrap_or(""))?;
+    let mut lines = app.monitor.logs.subscribe();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Event>(256);
+    tokio::spawn(async move {
+        loop {
+            let line = match lines.recv().await {
+                Ok(line) => line,
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    let _ = tx.send(Event::default().event("dropped").data(n.to_string())).await;
+                    continue;
+                }
+                Err(_) => return,
+            };
+            if !query.accepts(&line.labels, &line.line) {
+                continue;
+            }
+            let data = json!({"ts": line.ts.to_string(), "labels": labels_json(&line.labels), "line": line.line});
+            if tx.send(Event::default().event("line").data(data.to_string())).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stream = futures_util::StreamExt::map(tokio_stream::wrappers::ReceiverStream::new(rx), Ok);
+    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(Duration::from_secs(15))))
+}
