@@ -135,6 +135,30 @@ pub struct Analysis {
     pub p99_slack: Duration,
     /// Significance of the Mann-Whitney test of latencies at the end of each step (0 turns it off).
     pub mann_whitney_alpha: f64,
+    /// PromQL checks against the monitor, templated with `{{version}}`, `{{stable}}`,
+    /// `{{service}}` and `{{env}}`.
+    pub queries: Vec<MetricCheck>,
+}
+
+/// A PromQL query whose single value must stay within bounds while the new version
+/// takes traffic; no value yet holds the rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MetricCheck {
+    pub name: String,
+    pub query: String,
+    pub max: Option<f64>,
+    pub min: Option<f64>,
+}
+
+impl MetricCheck {
+    /// The query with the template variables filled in.
+    pub fn render(&self, version: &str, stable: &str, service: &str, env: &str) -> String {
+        let mut out = self.query.clone();
+        for (name, value) in [("version", version), ("stable", stable), ("service", service), ("env", env)] {
+            out = out.replace(&format!("{{{{{name}}}}}"), value).replace(&format!("{{{{ {name} }}}}"), value);
+        }
+        out
+    }
 }
 
 impl Default for Analysis {
@@ -148,6 +172,7 @@ impl Default for Analysis {
             max_p99_vs_stable: 2.0,
             p99_slack: Duration::from_millis(25),
             mann_whitney_alpha: 0.001,
+            queries: Vec::new(),
         }
     }
 }
@@ -618,8 +643,13 @@ impl Checker {
             "max_p99_vs_stable",
             "p99_slack",
             "mann_whitney_alpha",
+            "queries",
         ];
         for (k, v) in self.mapping(node, "`analysis`", KEYS) {
+            if k == "queries" {
+                self.metric_checks(v, &mut analysis.queries);
+                continue;
+            }
             match k {
                 "enabled" => analysis.enabled = self.boolean(v, "`enabled`").unwrap_or(true),
                 "interval" => analysis.interval = self.duration(v, "`interval`").unwrap_or(analysis.interval),
@@ -640,6 +670,51 @@ impl Checker {
         }
         if analysis.interval.is_zero() {
             self.error(node.pos, "`analysis.interval` must be longer than zero");
+        }
+    }
+
+    fn metric_checks(&mut self, node: &Node, out: &mut Vec<MetricCheck>) {
+        let Some(items) = node.as_seq() else {
+            self.error(node.pos, "`analysis.queries` must be a list");
+            return;
+        };
+        for item in items {
+            let mut check = MetricCheck { name: String::new(), query: String::new(), max: None, min: None };
+            let mut query_pos = item.pos;
+            for (k, v) in self.mapping(item, "an analysis query", &["name", "query", "max", "min"]) {
+                match k {
+                    "name" => check.name = self.string(v, "`name`").unwrap_or_default(),
+                    "query" => {
+                        query_pos = v.pos;
+                        check.query = self.string(v, "`query`").unwrap_or_default();
+                    }
+                    bound => {
+                        let value = match v.value {
+                            NodeValue::Number(n) if n.is_finite() => Some(n),
+                            _ => {
+                                self.error(v.pos, format!("`{bound}` must be a number"));
+                                None
+                            }
+                        };
+                        if bound == "max" {
+                            check.max = value;
+                        } else {
+                            check.min = value;
+                        }
+                    }
+                }
+            }
+            if check.name.is_empty() || check.query.is_empty() {
+                self.error(item.pos, "an analysis query needs a `name` and a `query`");
+                continue;
+            }
+            if check.max.is_none() && check.min.is_none() {
+                self.error(item.pos, format!("analysis query `{}` needs `max` or `min`", check.name));
+            }
+            if let Err(e) = promql_parser::parser::parse(&check.render("v1", "v0", "service", "env")) {
+                self.error(query_pos, format!("analysis query `{}` does not parse: {e}", check.name));
+            }
+            out.push(check);
         }
     }
 }

@@ -547,3 +547,23 @@ pub fn start_discovery(app: &Arc<crate::app::App>, addr: std::net::SocketAddr) {
         }
     });
 }
+
+/// Answers rollout analysis queries from the store: the one value of an instant query
+/// now (a scalar, or a vector of one series).
+#[derive(Debug)]
+pub struct StoreMetrics(pub Arc<Db>);
+
+impl mobius_deploy::rollout::MetricSource for StoreMetrics {
+    fn value(&self, query: &str) -> Result<Option<f64>, String> {
+        let expr = mobius_monitor::promql::parse(query).map_err(|e| e.to_string())?;
+        match mobius_monitor::promql::instant(&self.0, &expr, now_ms()).map_err(|e| e.to_string())? {
+            mobius_monitor::promql::Value::Scalar(v) => Ok(Some(v).filter(|v| !v.is_nan())),
+            mobius_monitor::promql::Value::Vector(samples) => match samples.as_slice() {
+                [] => Ok(None),
+                [(_, v)] => Ok(Some(*v).filter(|v| !v.is_nan())),
+                many => Err(format!("the query returns {} series; aggregate it to one (sum, max…)", many.len())),
+            },
+            other => Err(format!("the query returns a {}, not a number", other.type_name())),
+        }
+    }
+}

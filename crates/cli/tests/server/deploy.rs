@@ -392,3 +392,106 @@ fn kill_9_of_the_server_under_load_loses_no_request() {
         serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "staging", "--json"])).unwrap();
     assert_eq!(status["phase"], "succeeded");
 }
+
+/// Monitor and deploy together: a canary's PromQL check (templated with the version)
+/// fails once the monitor sees the new version's numbers cross its bound, and an alert
+/// firing for the service while a rollout waits aborts it and links the incident.
+#[test]
+fn promql_checks_and_firing_alerts_roll_canaries_back() {
+    if !python_available() {
+        return;
+    }
+    let port = free_port();
+    let delivery = format!(
+        "services:
+  web:
+    artifact: web
+    run: python3 upstream.py {{port}}
+    health: {{ path: /healthz, interval: 200ms }}
+    metrics: {{ path: /metrics }}
+    stop_grace: 2s
+    drain_timeout: 1s
+environments:
+  production:
+    listen: 127.0.0.1:{port}
+    strategy:
+      canary:
+        steps: [ {{ weight: 50, pause: 1m }} ]
+    analysis:
+      min_requests: 1
+      queries:
+        - {{ name: served, query: 'sum(app_requests_total{{version=\"{{{{version}}}}\",env=\"{{{{env}}}}\"}})', max: 3 }}
+"
+    );
+    let repo =
+        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let conf = tempfile::tempdir().unwrap();
+    let prometheus = conf.path().join("prometheus.yml");
+    std::fs::write(&prometheus, "global:\n  scrape_interval: 500ms\n").unwrap();
+    let alertmanager = conf.path().join("alertmanager.yml");
+    std::fs::write(&alertmanager, "route:\n  receiver: team\n  group_wait: 0s\nreceivers:\n  - name: team\n").unwrap();
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &["--prometheus-config", prometheus.to_str().unwrap(), "--alertmanager-config", alertmanager.to_str().unwrap()],
+    );
+    server.add_project("shop", repo.path());
+    wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+    assert_eq!(get(port).1, "v1");
+
+    // v2 as a canary: the check holds it while the monitor has no numbers, passes while
+    // v2 has served three requests or fewer, and fails past that.
+    repo.commit(&[("app/VERSION", "2")], "Second");
+    wait_release(&server, "v2");
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--release", "v2"]);
+    let status = || -> Value {
+        serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"])).unwrap()
+    };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let s = status();
+        if s["phase"] == "rolled_back" {
+            assert!(s["message"].as_str().unwrap().contains("analysis query `served`"), "{s}");
+            assert!(s["message"].as_str().unwrap().contains("above its max 3"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "not rolled back: {s}\n{}", server.log());
+        let _ = reqwest::blocking::get(format!("http://127.0.0.1:{port}/"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(get(port).1, "v1");
+
+    // v3 as a canary, no traffic: it waits; an alert for the service aborts it.
+    repo.commit(&[("app/VERSION", "3")], "Third");
+    wait_release(&server, "v3");
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--release", "v3"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while status()["phase"] != "progressing" {
+        assert!(Instant::now() < deadline, "v3 not progressing: {}", status());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let rollout_id = status()["id"].as_i64().unwrap();
+    let (code, body) = server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(serde_json::json!([{"labels": {"alertname": "CheckoutErrors", "service": "web", "env": "production"}}])),
+    );
+    assert_eq!(code, 200, "{body}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = status();
+        if s["phase"] == "rolled_back" {
+            assert!(s["message"].as_str().unwrap().contains("CheckoutErrors"), "{s}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the alert did not abort the rollout: {s}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (_, incidents) = server.api("GET", "/api/v1/incidents", None);
+    let incident = &incidents["incidents"][0];
+    assert_eq!(incident["rollout_id"], rollout_id, "{incident}");
+    assert_eq!((incident["service"].as_str(), incident["environment"].as_str()), (Some("web"), Some("production")));
+    let (_, shown) = server.api("GET", &format!("/api/v1/incidents/{}", incident["id"]), None);
+    let kinds: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
+    assert!(kinds.contains(&"rollback"), "{shown}");
+}

@@ -107,6 +107,12 @@ pub struct Target {
     pub dir: PathBuf,
 }
 
+/// Answers an analysis' PromQL checks: the single value of a query now, or `None`
+/// when it has none (the server's monitor implements it).
+pub trait MetricSource: Send + Sync + std::fmt::Debug {
+    fn value(&self, query: &str) -> Result<Option<f64>, String>;
+}
+
 /// Everything a rollout needs.
 #[derive(Debug, Clone)]
 pub struct RolloutSpec {
@@ -118,6 +124,8 @@ pub struct RolloutSpec {
     /// The unpacked release the stable version runs from, to start its instances again
     /// when a rolling update that retired some of them rolls back.
     pub stable_dir: Option<PathBuf>,
+    /// Where the analysis' PromQL checks are answered (none: they hold the rollout).
+    pub metrics: Option<std::sync::Arc<dyn MetricSource>>,
 }
 
 /// The router listener of one service in one environment.
@@ -628,6 +636,13 @@ impl Controller {
             } else {
                 Verdict::Pass
             };
+            let verdict = match verdict {
+                Verdict::Fail(reason) => Verdict::Fail(reason),
+                builtin => match self.metric_verdict().await {
+                    Verdict::Pass => builtin,
+                    other => other,
+                },
+            };
             if let Verdict::Fail(reason) = verdict {
                 return Ok(Err(reason));
             }
@@ -678,7 +693,50 @@ impl Controller {
                 return Ok(Some(reason));
             }
         }
+        if let Verdict::Fail(reason) = self.metric_verdict().await {
+            return Ok(Some(reason));
+        }
         Ok(None)
+    }
+
+    /// The analysis' PromQL checks: a value out of bounds fails, no value holds.
+    async fn metric_verdict(&self) -> Verdict {
+        let checks = &self.spec.environment.analysis.queries;
+        if checks.is_empty() {
+            return Verdict::Pass;
+        }
+        let Some(source) = self.spec.metrics.clone() else {
+            return Verdict::Hold("no monitor answers the analysis queries".into());
+        };
+        let stable = self.stable_version().unwrap_or_default();
+        let mut hold = None;
+        for check in checks {
+            let query =
+                check.render(&self.spec.target.version, &stable, &self.spec.service.name, &self.spec.environment.name);
+            let source = std::sync::Arc::clone(&source);
+            let answer =
+                tokio::task::spawn_blocking(move || source.value(&query)).await.unwrap_or_else(|e| Err(e.to_string()));
+            match answer {
+                Err(e) => return Verdict::Fail(format!("analysis query `{}` failed: {e}", check.name)),
+                Ok(None) => hold = Some(format!("no data yet for analysis query `{}`", check.name)),
+                Ok(Some(v)) if check.max.is_some_and(|max| v > max) => {
+                    return Verdict::Fail(format!(
+                        "analysis query `{}` is {v}, above its max {}",
+                        check.name,
+                        check.max.unwrap_or_default()
+                    ))
+                }
+                Ok(Some(v)) if check.min.is_some_and(|min| v < min) => {
+                    return Verdict::Fail(format!(
+                        "analysis query `{}` is {v}, below its min {}",
+                        check.name,
+                        check.min.unwrap_or_default()
+                    ))
+                }
+                Ok(Some(_)) => {}
+            }
+        }
+        hold.map_or(Verdict::Pass, Verdict::Hold)
     }
 
     /// Skips the samples taken before the rollout.

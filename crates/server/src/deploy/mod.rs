@@ -206,6 +206,7 @@ pub async fn deploy(
         environment: env,
         target: Target { version: release.version.clone(), dir },
         stable_dir,
+        metrics: Some(Arc::new(crate::monitor::StoreMetrics(Arc::clone(&app.monitor.db)))),
     };
     spawn_controller(app, agent, rollout.clone(), spec);
     Ok(rollout)
@@ -409,6 +410,7 @@ async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError
         environment: env,
         target: Target { version: release.version.clone(), dir },
         stable_dir,
+        metrics: Some(Arc::new(crate::monitor::StoreMetrics(Arc::clone(&app.monitor.db)))),
     };
     spawn_controller(app, agent, rollout.clone(), spec);
     Ok(())
