@@ -243,6 +243,9 @@ fn releases_rollouts_approvals_and_rollback() {
         }
         let (_, answer) = server.api("GET", "/api/v1/query?query=up%7Bjob%3D%22mobius%22%7D", None);
         assert_eq!(answer["data"]["result"][0]["value"][1], "1", "Mobius scrapes itself: {answer}");
+        let services = page("/ui/services");
+        assert!(services.contains("web in production") && services.contains("<td>v2</td>"), "{services}");
+        assert_eq!(services.matches("instance up").count(), 2 + 2, "two per environment: {services}");
         // What the instances print is in the log store, by service and environment;
         // what the release job printed too.
         let deadline = Instant::now() + Duration::from_secs(10);

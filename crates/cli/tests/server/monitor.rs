@@ -203,3 +203,75 @@ fn file_sd_targets_are_relabelled_and_series_dropped_by_metric_relabelling() {
     assert_eq!(files, 2, "{targets}");
     assert!(server.log().contains("keeping the previous targets"), "{}", server.log());
 }
+
+/// The monitor pages in headless Chromium: a query drawn as a chart, a log search, the
+/// alerts list.
+#[test]
+fn the_query_logs_and_alerts_pages_work_in_the_browser() {
+    let Some(browser) = crate::ui::browser() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("prometheus.yml");
+    std::fs::write(
+        &config,
+        format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n", exporter()),
+    )
+    .unwrap();
+    let alertmanager = dir.path().join("alertmanager.yml");
+    std::fs::write(&alertmanager, "route:\n  receiver: team\nreceivers:\n  - name: team\n").unwrap();
+    let server = Server::start_with(
+        Backend::Sqlite,
+        &["--prometheus-config", config.to_str().unwrap(), "--alertmanager-config", alertmanager.to_str().unwrap()],
+    );
+    let ns = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos().to_string();
+    server.api(
+        "POST",
+        "/loki/api/v1/push",
+        Some(serde_json::json!({"streams": [{"stream": {"service": "web"}, "values": [[ns, "payment <declined> for order 7"]]}]})),
+    );
+    server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(serde_json::json!([{"labels": {"alertname": "DiskAlmostFull"}, "annotations": {"summary": "93% used"}}])),
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while server.api("GET", "/api/v1/query?query=jobs_total", None).1["data"]["result"].as_array().map_or(0, Vec::len)
+        < 2
+    {
+        assert!(Instant::now() < deadline, "not scraped");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let client = &browser.client;
+    browser.runtime.block_on(async {
+        use fantoccini::Locator;
+        let base = &server.url;
+        crate::ui::sign_in(client, base, &server.token).await;
+        client.goto(&format!("{base}/ui/query")).await.unwrap();
+        client.find(Locator::Id("expr")).await.unwrap().send_keys("jobs_total").await.unwrap();
+        client.find(Locator::Id("run")).await.unwrap().click().await.unwrap();
+        let chart = client.wait().for_element(Locator::Css("svg.chart")).await.unwrap();
+        assert_eq!(chart.find_all(Locator::Css("path")).await.unwrap().len(), 2, "a line per series");
+        let legend = client.find(Locator::Css("ul.legend")).await.unwrap().text().await.unwrap();
+        assert!(legend.contains("queue=\"a\"") && legend.contains("queue=\"b\""), "{legend}");
+        let values = client.find(Locator::Css("table.values")).await.unwrap().text().await.unwrap();
+        assert!(values.contains("3.0000") && values.contains("4.0000"), "{values}");
+        // A query that does not parse says why on the page.
+        client.goto(&format!("{base}/ui/query?expr=sum(")).await.unwrap();
+        let error = client.find(Locator::Id("query-error")).await.unwrap().text().await.unwrap();
+        assert!(!error.is_empty());
+
+        client.goto(&format!("{base}/ui/logs")).await.unwrap();
+        client.find(Locator::Id("logql")).await.unwrap().send_keys("{service=\"web\"} |= \"declined\"").await.unwrap();
+        client.find(Locator::Id("search")).await.unwrap().click().await.unwrap();
+        let logs = client.wait().for_element(Locator::Css("table.logs td.line")).await.unwrap().text().await.unwrap();
+        assert_eq!(logs, "payment <declined> for order 7", "escaped and shown as written");
+
+        client.goto(&format!("{base}/ui/alerts")).await.unwrap();
+        let alerts = client.find(Locator::Css("table.alerts")).await.unwrap().text().await.unwrap();
+        assert!(
+            alerts.contains("DiskAlmostFull") && alerts.contains("93% used") && alerts.contains("team"),
+            "{alerts}"
+        );
+    });
+}

@@ -2,9 +2,11 @@
 //! a little JavaScript of our own for live logs. The session is the API token in an
 //! HttpOnly, SameSite=Strict cookie; forms carry a CSRF value derived from it.
 
+mod chart;
 mod deploy;
 mod graph;
 mod incidents;
+mod monitor;
 pub(crate) use incidents::{ack_link, ack_page};
 
 use crate::api::{self, dto};
@@ -38,6 +40,10 @@ pub fn router() -> Router<Arc<App>> {
         .route("/projects", get(projects_page))
         .route("/deploys", get(deploy::deploys_page))
         .route("/incidents", get(incidents::incidents_page))
+        .route("/query", get(monitor::query_page))
+        .route("/services", get(monitor::services_page))
+        .route("/alerts", get(monitor::alerts_page))
+        .route("/logs", get(monitor::logs_page))
         .route("/incidents/{id}", get(incidents::incident_page))
         .route("/incidents/{id}/{command}", post(incidents::incident_command))
         .route("/rollouts/{id}", get(deploy::rollout_page))
