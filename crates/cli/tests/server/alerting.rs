@@ -425,3 +425,106 @@ fn the_incidents_page_acknowledges_and_resolves_in_the_browser() {
     assert_eq!(shown["incident"]["status"], "resolved", "{shown}");
     assert!(shown["incident"]["time_to_restore_ms"].as_i64().is_some(), "{shown}");
 }
+
+/// A minimal SMTP server on loopback: records each message's envelope and data.
+fn smtp() -> (u16, Arc<Mutex<Vec<String>>>) {
+    use std::io::BufRead;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let got: Arc<Mutex<Vec<String>>> = Arc::default();
+    let sink = Arc::clone(&got);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+            let _ = stream.write_all(b"220 test ESMTP\r\n");
+            let mut message = String::new();
+            let mut in_data = false;
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if in_data {
+                    if line == ".\r\n" {
+                        in_data = false;
+                        sink.lock().unwrap().push(std::mem::take(&mut message));
+                        let _ = stream.write_all(b"250 queued\r\n");
+                    } else {
+                        message.push_str(&line);
+                    }
+                } else {
+                    let upper = line.to_ascii_uppercase();
+                    let reply: &[u8] = if upper.starts_with("EHLO") {
+                        b"250-test\r\n250 8BITMIME\r\n"
+                    } else if upper.starts_with("DATA") {
+                        in_data = true;
+                        b"354 go on\r\n"
+                    } else if upper.starts_with("QUIT") {
+                        let _ = stream.write_all(b"221 bye\r\n");
+                        break;
+                    } else {
+                        message.push_str(&line);
+                        b"250 ok\r\n"
+                    };
+                    let _ = stream.write_all(reply);
+                }
+                line.clear();
+            }
+        }
+    });
+    (port, got)
+}
+
+#[test]
+fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
+    let (hooks, got) = receiver();
+    let (smtp_port, mails) = smtp();
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        &format!(
+            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        send_resolved: true\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        severity: critical\n    email_configs:\n      - to: oncall@mobius.test\n"
+        ),
+    );
+    let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
+    server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(json!([{"labels": {"alertname": "QueueStuck", "queue": "mail"}, "annotations": {"summary": "no progress for 10m"}}])),
+    );
+    let (slack, pd) = wait_for(
+        "slack and pagerduty",
+        Duration::from_secs(10),
+        || {
+            let s = posts(&got, "/slack").into_iter().next()?;
+            let p = posts(&got, "/pagerduty").into_iter().next()?;
+            Some((s.1, p.1))
+        },
+        || server.log(),
+    );
+    assert_eq!(slack["channel"], "#ops", "{slack}");
+    assert_eq!(slack["attachments"][0]["title"], "firing: QueueStuck", "the title template: {slack}");
+    assert!(slack["attachments"][0]["text"].as_str().unwrap().contains("no progress for 10m"), "{slack}");
+    assert_eq!(pd["routing_key"], "abc123", "{pd}");
+    assert_eq!(pd["event_action"], "trigger", "{pd}");
+    assert_eq!(pd["payload"]["severity"], "critical", "{pd}");
+    assert!(pd["payload"]["summary"].as_str().unwrap().contains("[FIRING:1] QueueStuck"), "{pd}");
+    let mail = wait_for("the email", Duration::from_secs(10), || mails.lock().unwrap().first().cloned(), || server.log());
+    assert!(mail.contains("alerts@mobius.test") && mail.contains("oncall@mobius.test"), "{mail}");
+    assert!(mail.contains("Subject: [FIRING:1] QueueStuck"), "{mail}");
+    assert!(mail.contains("no progress for 10m"), "{mail}");
+
+    // Resolved: PagerDuty gets a resolve event with the same deduplication key.
+    let past = chrono::Utc::now() - chrono::Duration::seconds(1);
+    server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(json!([{"labels": {"alertname": "QueueStuck", "queue": "mail"}, "endsAt": past.to_rfc3339()}])),
+    );
+    let resolve = wait_for(
+        "the resolve event",
+        Duration::from_secs(10),
+        || posts(&got, "/pagerduty").into_iter().map(|(_, b)| b).find(|b| b["event_action"] == "resolve"),
+        || server.log(),
+    );
+    assert_eq!(resolve["dedup_key"], pd["dedup_key"], "{resolve}");
+}
