@@ -122,10 +122,22 @@ struct Running {
     task: JoinHandle<()>,
 }
 
+/// What targets say about a metric (`# TYPE`, `# HELP`, `# UNIT`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricMeta {
+    pub kind: String,
+    pub help: String,
+    pub unit: String,
+}
+
+/// Metric metadata by metric name, as the targets last described it.
+pub type Metadata = Arc<Mutex<std::collections::BTreeMap<String, MetricMeta>>>;
+
 /// Every scrape loop, replaced as a whole when the configuration changes.
 pub struct Scraper {
     db: Arc<Db>,
     running: Mutex<Vec<Running>>,
+    pub metadata: Metadata,
 }
 
 impl std::fmt::Debug for Scraper {
@@ -136,7 +148,7 @@ impl std::fmt::Debug for Scraper {
 
 impl Scraper {
     pub fn new(db: Arc<Db>) -> Arc<Scraper> {
-        Arc::new(Scraper { db, running: Mutex::new(Vec::new()) })
+        Arc::new(Scraper { db, running: Mutex::new(Vec::new()), metadata: Metadata::default() })
     }
 
     /// Scrapes exactly these targets from now on: loops of unchanged targets go on,
@@ -157,7 +169,13 @@ impl Scraper {
             }
             let health = Arc::new(Mutex::new(TargetHealth::default()));
             let (stop, stopped) = tokio::sync::oneshot::channel();
-            let task = tokio::spawn(scrape_loop(Arc::clone(&self.db), target.clone(), Arc::clone(&health), stopped));
+            let task = tokio::spawn(scrape_loop(
+                Arc::clone(&self.db),
+                Arc::clone(&self.metadata),
+                target.clone(),
+                Arc::clone(&health),
+                stopped,
+            ));
             running.push(Running { target, health, stop: Some(stop), task });
         }
     }
@@ -193,10 +211,12 @@ struct Loop {
     scrape: u64,
     batch: Vec<(SeriesRef, i64, f64)>,
     report: HashMap<&'static str, SeriesRef>,
+    metadata: Metadata,
 }
 
 async fn scrape_loop(
     db: Arc<Db>,
+    metadata: Metadata,
     target: Target,
     health: Arc<Mutex<TargetHealth>>,
     mut stopped: tokio::sync::oneshot::Receiver<()>,
@@ -219,6 +239,7 @@ async fn scrape_loop(
         scrape: 0,
         batch: Vec::new(),
         report: HashMap::new(),
+        metadata,
     };
     loop {
         tokio::select! {
@@ -365,6 +386,13 @@ impl Loop {
         Ok((status, body, format))
     }
 
+    /// Records what a target says about a metric (only a change takes the lock long).
+    fn describe(&self, metric: &str, change: impl FnOnce(&mut MetricMeta)) {
+        let mut all = self.metadata.lock();
+        let entry = all.entry(metric.to_string()).or_default();
+        change(entry);
+    }
+
     /// Stores a body's samples (all or none); returns how many, and how many series were new.
     fn ingest(&mut self, body: &[u8], format: Format, t: i64) -> Result<(usize, usize), String> {
         let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
@@ -372,7 +400,21 @@ impl Loop {
         let mut added = 0;
         let scrape = self.scrape;
         for entry in Parser::new(text, format) {
-            let Entry::Sample(sample) = entry.map_err(|e| e.to_string())? else { continue };
+            let sample = match entry.map_err(|e| e.to_string())? {
+                Entry::Sample(sample) => sample,
+                Entry::Help { metric, text } => {
+                    self.describe(metric, |m| m.help = text.to_string());
+                    continue;
+                }
+                Entry::Type { metric, kind } => {
+                    self.describe(metric, |m| m.kind = kind.as_str().to_string());
+                    continue;
+                }
+                Entry::Unit { metric, unit } => {
+                    self.describe(metric, |m| m.unit = unit.to_string());
+                    continue;
+                }
+            };
             let at = match sample.timestamp_ms {
                 Some(ts) if self.target.honor_timestamps => ts,
                 _ => t,

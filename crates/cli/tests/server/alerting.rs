@@ -508,7 +508,8 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
     assert_eq!(pd["event_action"], "trigger", "{pd}");
     assert_eq!(pd["payload"]["severity"], "critical", "{pd}");
     assert!(pd["payload"]["summary"].as_str().unwrap().contains("[FIRING:1] QueueStuck"), "{pd}");
-    let mail = wait_for("the email", Duration::from_secs(10), || mails.lock().unwrap().first().cloned(), || server.log());
+    let mail =
+        wait_for("the email", Duration::from_secs(10), || mails.lock().unwrap().first().cloned(), || server.log());
     assert!(mail.contains("alerts@mobius.test") && mail.contains("oncall@mobius.test"), "{mail}");
     assert!(mail.contains("Subject: [FIRING:1] QueueStuck"), "{mail}");
     assert!(mail.contains("no progress for 10m"), "{mail}");

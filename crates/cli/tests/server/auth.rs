@@ -89,7 +89,7 @@ fn every_call_needs_a_token_with_the_right_role() {
 #[test]
 fn reserved_and_unknown_paths_answer_clearly() {
     let server = Server::start(crate::support::Backend::Sqlite);
-    let (status, body) = server.api("GET", "/api/v1/metadata", None);
+    let (status, body) = server.api("GET", "/api/v1/status/config", None);
     assert_eq!(status, 404);
     assert!(body["error"].as_str().unwrap().contains("reserved"), "{body}");
     // The monitor runs without configuration: queries answer in Prometheus' shape.

@@ -102,6 +102,12 @@ fn prometheus_config_targets_are_scraped_and_counted() {
     assert_eq!(series["data"][0]["queue"], "a", "{series}");
     let (code, answer) = server.api("GET", "/api/v1/series", None);
     assert_eq!((code, answer["errorType"].as_str()), (400, Some("bad_data")), "{answer}");
+    let (_, meta) = server.api("GET", "/api/v1/metadata?metric=jobs_total", None);
+    assert_eq!(
+        meta["data"],
+        serde_json::json!({"jobs_total": [{"type": "counter", "help": "", "unit": ""}]}),
+        "{meta}"
+    );
 
     // POST /-/reload and SIGHUP read the file again; a broken file changes nothing.
     let write_targets = |targets: &[String]| {

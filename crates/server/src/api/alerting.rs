@@ -440,3 +440,25 @@ pub async fn status(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
         "uptime": go_time(now_ms()),
     })))
 }
+
+/// `GET /api/v1/metadata` (`metric`, `limit`): what targets say about their metrics,
+/// in Prometheus' shape.
+pub async fn metadata(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Json<Value>, Refused> {
+    let monitor = monitor(&app, &caller)?;
+    let limit = q.get("limit").and_then(|l| l.parse::<usize>().ok()).filter(|l| *l > 0).unwrap_or(usize::MAX);
+    let all = monitor.scraper.metadata.lock().clone();
+    let data: Map<String, Value> = all
+        .into_iter()
+        .filter(|(name, _)| q.get("metric").is_none_or(|m| m == name))
+        .take(limit)
+        .map(|(name, m)| {
+            let kind = if m.kind.is_empty() { "unknown".to_string() } else { m.kind };
+            (name, json!([{"type": kind, "help": m.help, "unit": m.unit}]))
+        })
+        .collect();
+    Ok(Json(json!({"status": "success", "data": data})))
+}

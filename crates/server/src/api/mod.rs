@@ -23,7 +23,7 @@ use axum::Router;
 use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
-pub const RESERVED: &[&str] = &["metadata", "status"];
+pub const RESERVED: &[&str] = &["status"];
 
 pub fn router(app: Arc<App>) -> Router {
     let api = Router::new()
@@ -72,6 +72,7 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/labels", get(monitor::labels).post(monitor::labels))
         .route("/label/{name}/values", get(monitor::label_values))
         .route("/rules", get(alerting::rules))
+        .route("/metadata", get(alerting::metadata))
         .route("/alerts", get(alerting::alerts_v1))
         .route("/status/buildinfo", get(alerting::buildinfo));
     let alertmanager = Router::new()
