@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod agent_cmd;
+mod backfill_cmd;
 mod client;
 mod deploy_client;
 mod monitor_client;
@@ -31,6 +32,8 @@ enum Command {
     /// The host agent: routers and service instances that outlive `mobius serve`
     /// (started by the server; run by hand to control its threads or address).
     Agent(agent_cmd::AgentArgs),
+    /// Load an OpenMetrics file with timestamps into the monitor's store as blocks.
+    Backfill(backfill_cmd::BackfillArgs),
     #[command(flatten)]
     Client(client::ClientCmd),
 }
@@ -49,6 +52,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run_cmd::main(args),
         Command::Serve(args) => serve_cmd::main(args),
         Command::Agent(args) => agent_cmd::main(args),
+        Command::Backfill(args) => backfill_cmd::main(args),
         Command::Client(command) => client::main(cli.connection, command),
     }
 }

@@ -1,8 +1,9 @@
 //! Persisted blocks: the samples of a time range `[min_time, max_time)`, immutable
 //! once written. A block is a directory `blocks/<min>-<max>-<level>/` with
-//! `chunks` (XOR chunks back to back, as the head packed them), `index` (every
-//! series' labels and its chunks' bounds, sample counts and places, CRC-32 at the
-//! end) and `meta.json`. It is written under a temporary name, synced, then renamed,
+//! `chunks` (XOR chunks back to back, as the head packed them), `index` (a symbol
+//! table of every distinct label string, then every series' labels as symbol numbers
+//! and its chunks' bounds, sample counts and places, CRC-32 at the end) and
+//! `meta.json`. It is written under a temporary name, synced, then renamed,
 //! so a crash leaves either no block or a whole one. The index stays in memory
 //! (labels and chunk places); chunk bytes are read from the file when queried.
 
@@ -14,7 +15,7 @@ use std::io::{self, Write};
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
-const MAGIC: &[u8; 4] = b"MBX1";
+const MAGIC: &[u8; 4] = b"MBX2";
 
 /// A series with its chunks, as blocks are written and compacted.
 pub type SeriesChunks = (Labels, Vec<ClosedChunk>);
@@ -83,15 +84,27 @@ pub fn write_block(
     let mut index = Vec::new();
     index.extend_from_slice(MAGIC);
     let kept: Vec<&SeriesChunks> = series.iter().filter(|(_, c)| !c.is_empty()).collect();
+    // Each distinct name and value once; series refer to them by number.
+    let mut symbols: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for (labels, _) in &kept {
+        for (k, v) in labels.iter() {
+            symbols.insert(k, 0);
+            symbols.insert(v, 0);
+        }
+    }
+    put_varint(&mut index, symbols.len() as u64);
+    for (i, (text, number)) in symbols.iter_mut().enumerate() {
+        *number = i as u64;
+        put_varint(&mut index, text.len() as u64);
+        index.extend_from_slice(text.as_bytes());
+    }
     put_varint(&mut index, kept.len() as u64);
     let mut offset = 0u64;
     for (labels, list) in kept {
         put_varint(&mut index, labels.len() as u64);
         for (k, v) in labels.iter() {
-            put_varint(&mut index, k.len() as u64);
-            index.extend_from_slice(k.as_bytes());
-            put_varint(&mut index, v.len() as u64);
-            index.extend_from_slice(v.as_bytes());
+            put_varint(&mut index, symbols.get(k).copied().unwrap_or(0));
+            put_varint(&mut index, symbols.get(v).copied().unwrap_or(0));
         }
         put_varint(&mut index, list.len() as u64);
         for c in list {
@@ -141,14 +154,23 @@ impl Block {
         }
         let mut input = &body[4..];
         let bad = || invalid(dir, "index: truncated or malformed");
+        let symbol_count = get_varint(&mut input).ok_or_else(bad)?;
+        let mut symbols: Vec<&str> = Vec::with_capacity(usize::try_from(symbol_count).unwrap_or(0).min(1 << 24));
+        for _ in 0..symbol_count {
+            symbols.push(std::str::from_utf8(get_bytes(&mut input).ok_or_else(bad)?).map_err(|_| bad())?);
+        }
+        let symbol = |input: &mut &[u8]| -> io::Result<String> {
+            let n = usize::try_from(get_varint(input).ok_or_else(bad)?).map_err(|_| bad())?;
+            symbols.get(n).map(|s| s.to_string()).ok_or_else(bad)
+        };
         let count = get_varint(&mut input).ok_or_else(bad)?;
         let mut series = Vec::with_capacity(usize::try_from(count).unwrap_or(0).min(1 << 24));
         for _ in 0..count {
             let n = get_varint(&mut input).ok_or_else(bad)?;
             let mut pairs = Vec::new();
             for _ in 0..n {
-                let k = std::str::from_utf8(get_bytes(&mut input).ok_or_else(bad)?).map_err(|_| bad())?.to_string();
-                let v = std::str::from_utf8(get_bytes(&mut input).ok_or_else(bad)?).map_err(|_| bad())?.to_string();
+                let k = symbol(&mut input)?;
+                let v = symbol(&mut input)?;
                 pairs.push((k, v));
             }
             let chunk_count = get_varint(&mut input).ok_or_else(bad)?;

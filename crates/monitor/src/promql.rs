@@ -8,6 +8,7 @@ use crate::scrape::is_stale;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 pub use promql_parser::parser::Expr;
 use promql_parser::parser::{self, BinaryExpr, LabelModifier, VectorMatchCardinality, VectorSelector};
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap};
 
 /// A series with its samples `(milliseconds, value)`.
@@ -57,7 +58,7 @@ fn unsupported(what: impl std::fmt::Display) -> QueryError {
 
 /// Evaluates `expr` at `t` (milliseconds).
 pub fn instant(db: &Db, expr: &Expr, t: i64) -> Result<Value, QueryError> {
-    Eval { db }.eval(expr, t)
+    Eval { db, cache: None }.eval(expr, t)
 }
 
 /// Evaluates `expr` at every step from `start` to `end`: one series per label set.
@@ -69,7 +70,9 @@ pub fn range(db: &Db, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Ve
         return Err(QueryError::BadData("exceeded maximum resolution of 11,000 points per timeseries".into()));
     }
     let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    let eval = Eval { db };
+    // Each selector reads the store once, up to `end`; every step then takes its window
+    // from what was read.
+    let eval = Eval { db, cache: Some(Cache { until: end, selections: RefCell::new(HashMap::new()) }) };
     let mut t = start;
     while t <= end {
         match eval.eval(expr, t)? {
@@ -95,6 +98,36 @@ type PointsFn = dyn Fn(&[(i64, f64)]) -> f64;
 
 struct Eval<'a> {
     db: &'a Db,
+    /// For range queries: what each matcher set selected, from its first window to the end.
+    cache: Option<Cache>,
+}
+
+struct Cache {
+    until: i64,
+    selections: RefCell<HashMap<String, (i64, Vec<Series>)>>,
+}
+
+impl Eval<'_> {
+    /// The store's series for `set` with samples in `[mint, maxt]`.
+    fn select(&self, set: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
+        let Some(cache) = &self.cache else { return self.db.select(set, mint, maxt) };
+        let key = format!("{set:?}");
+        let mut selections = cache.selections.borrow_mut();
+        let fresh = selections.get(&key).is_some_and(|(lo, _)| *lo <= mint) && maxt <= cache.until;
+        if !fresh {
+            let hi = maxt.max(cache.until);
+            selections.insert(key.clone(), (mint, self.db.select(set, mint, hi)));
+        }
+        let Some((_, series)) = selections.get(&key) else { return Vec::new() };
+        series
+            .iter()
+            .map(|(labels, points)| {
+                let from = points.partition_point(|(t, _)| *t < mint);
+                let to = points.partition_point(|(t, _)| *t <= maxt);
+                (labels.clone(), points[from..to].to_vec())
+            })
+            .collect()
+    }
 }
 
 /// The matcher sets of a series selector (`match[]` of the metadata endpoints):
@@ -154,9 +187,14 @@ fn drop_name(labels: &Labels) -> Labels {
 impl Eval<'_> {
     /// Series of a selector with samples in `(mint, maxt]`, staleness markers dropped.
     fn series(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>, QueryError> {
+        let mut sets = matchers(vs)?;
+        if sets.len() == 1 {
+            // One matcher set: the store's answer is already one entry per series, sorted.
+            return Ok(self.select(&sets.remove(0), mint + 1, maxt));
+        }
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-        for set in matchers(vs)? {
-            for (labels, samples) in self.db.select(&set, mint + 1, maxt) {
+        for set in sets {
+            for (labels, samples) in self.select(&set, mint + 1, maxt) {
                 out.insert(labels, samples);
             }
         }
@@ -178,7 +216,8 @@ impl Eval<'_> {
             Expr::VectorSelector(vs) => {
                 let at = t - offset_ms(vs)?;
                 let mut out = Vec::new();
-                for (labels, samples) in self.series(vs, at - LOOKBACK_MS, at)? {
+                // Prometheus 2.x: the lookback window includes its start.
+                for (labels, samples) in self.series(vs, at - LOOKBACK_MS - 1, at)? {
                     if let Some((_, v)) = samples.last() {
                         if !is_stale(*v) {
                             out.push((labels, *v));
@@ -190,8 +229,9 @@ impl Eval<'_> {
             Expr::MatrixSelector(ms) => {
                 let at = t - offset_ms(&ms.vs)?;
                 let range = i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX);
+                // Prometheus 2.x (the Debian package): `[t - range, t]`, both ends included.
                 let out = self
-                    .series(&ms.vs, at - range, at)?
+                    .series(&ms.vs, at - range - 1, at)?
                     .into_iter()
                     .map(|(l, s)| (l, s.into_iter().filter(|(_, v)| !is_stale(*v)).collect::<Vec<_>>()))
                     .filter(|(_, s)| !s.is_empty())

@@ -77,11 +77,12 @@ fn selectors_rates_aggregations_and_matching_follow_prometheus() {
     assert_values(&db, "rate(http_requests_total{instance=\"a\"}[1m])", &[("{instance=\"a\", job=\"api\"}", 1.0)]);
     assert_values(&db, "irate(http_requests_total{instance=\"b\"}[1m])", &[("{instance=\"b\", job=\"api\"}", 2.0)]);
     assert_values(&db, "increase(http_requests_total{job=\"web\"}[2m])", &[("{instance=\"c\", job=\"web\"}", 120.0)]);
-    // Over the reset: 300 - 15 + 285 = 570 over 585 s sampled, extrapolated to 600 s.
+    // Over the reset: 300 - 0 + 285 = 585 over the whole 600 s (Prometheus 2.x includes
+    // the sample at the range's start, t = 0), so nothing is extrapolated.
     assert_values(
         &db,
         "increase(http_requests_total{job=\"web\"}[10m])",
-        &[("{instance=\"c\", job=\"web\"}", 570.0 * 600.0 / 585.0)],
+        &[("{instance=\"c\", job=\"web\"}", 585.0)],
     );
     assert_values(
         &db,
@@ -130,7 +131,8 @@ fn selectors_rates_aggregations_and_matching_follow_prometheus() {
     assert_values(
         &db,
         "avg_over_time(http_requests_total{instance=\"a\"}[1m])",
-        &[("{instance=\"a\", job=\"api\"}", 577.5)],
+        // 540, 555, 570, 585 and 600: the range's start is included, as in Prometheus 2.x.
+        &[("{instance=\"a\", job=\"api\"}", 570.0)],
     );
     assert_values(&db, "time() - 60", &[("scalar", 540.0)]);
 }
