@@ -30,7 +30,13 @@ pub fn main(args: BackfillArgs) -> ExitCode {
 
 fn run(args: &BackfillArgs) -> Result<(), String> {
     let text = std::fs::read_to_string(&args.file).map_err(|e| format!("cannot read {}: {e}", args.file.display()))?;
-    let db = Db::open(DbOptions::new(args.data.join("monitor"))).map_err(|e| e.to_string())?;
+    // Blocks are cut once everything is in: the store's own thread must not cut them
+    // while series are still being loaded one after another.
+    let options = DbOptions {
+        sync_interval: std::time::Duration::from_secs(24 * 3600),
+        ..DbOptions::new(args.data.join("monitor"))
+    };
+    let db = Db::open(options).map_err(|e| e.to_string())?;
     let mut refs: HashMap<&str, u32> = HashMap::new();
     let mut batch = Vec::with_capacity(10_000);
     let (mut samples, mut refused) = (0usize, 0usize);
@@ -38,7 +44,11 @@ fn run(args: &BackfillArgs) -> Result<(), String> {
         let entry = entry.map_err(|e| format!("{}:{e}", args.file.display()))?;
         let Entry::Sample(sample) = entry else { continue };
         let Some(t) = sample.timestamp_ms else {
-            return Err(format!("{}: `{}` has no timestamp; backfilled samples need one", args.file.display(), sample.series));
+            return Err(format!(
+                "{}: `{}` has no timestamp; backfilled samples need one",
+                args.file.display(),
+                sample.series
+            ));
         };
         let series = match refs.get(sample.series) {
             Some(r) => *r,
@@ -53,18 +63,18 @@ fn run(args: &BackfillArgs) -> Result<(), String> {
         if batch.len() == batch.capacity() {
             let stats = db.append_refs(&batch).map_err(|e| e.to_string())?;
             samples += stats.appended;
-            refused += stats.out_of_order + stats.duplicate;
+            refused += stats.out_of_order + stats.duplicate + stats.out_of_bounds;
             batch.clear();
         }
     }
     let stats = db.append_refs(&batch).map_err(|e| e.to_string())?;
     samples += stats.appended;
-    refused += stats.out_of_order + stats.duplicate;
+    refused += stats.out_of_order + stats.duplicate + stats.out_of_bounds;
     db.sync().map_err(|e| e.to_string())?;
     db.maintain().map_err(|e| e.to_string())?;
     let after = db.stats();
     println!(
-        "{samples} samples of {} series stored ({refused} refused: out of order or duplicate); {} blocks hold {} samples in {} bytes, {} samples stay in the head",
+        "{samples} samples of {} series stored ({refused} refused: out of order, duplicate or older than the store's blocks); {} blocks hold {} samples in {} bytes, {} samples stay in the head",
         refs.len(),
         after.blocks,
         after.block_samples,

@@ -66,6 +66,8 @@ pub struct AppendStats {
     pub duplicate: usize,
     /// Numbers of series no longer in memory (the caller resolves labels again).
     pub unknown_series: usize,
+    /// Older than what blocks already hold (Prometheus' "out of bounds"): dropped.
+    pub out_of_bounds: usize,
 }
 
 /// Sizes, for memory and compression figures.
@@ -207,10 +209,15 @@ impl Db {
 
     /// Appends samples of series already known by number (see [`Db::series_ref`]).
     pub fn append_refs(&self, samples: &[(SeriesRef, i64, f64)]) -> Result<AppendStats, DbError> {
+        let head_min = self.persisted.read().head_min.unwrap_or(i64::MIN);
         let mut head = self.head.write();
         let mut stats = AppendStats::default();
         let mut accepted = Vec::with_capacity(samples.len());
         for &(r, t, v) in samples {
+            if t < head_min {
+                stats.out_of_bounds += 1;
+                continue;
+            }
             match head.check(r, t, v) {
                 Ok(true) => {
                     head.push(r, t, v);

@@ -7,8 +7,9 @@ use std::fmt;
 pub const METRIC_NAME: &str = "__name__";
 
 /// A label set, sorted by name, without empty values (an empty value is an absent label).
+/// Shared: a clone is a reference count, so queries pass label sets around freely.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Labels(Vec<(String, String)>);
+pub struct Labels(std::sync::Arc<[(String, String)]>);
 
 impl Labels {
     /// Sorts the pairs; a name given twice keeps its last value; empty values are dropped.
@@ -23,7 +24,7 @@ impl Labels {
                 _ => out.push(pair),
             }
         }
-        Labels(out)
+        Labels(out.into())
     }
 
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Labels {

@@ -85,6 +85,9 @@ fn the_head_is_persisted_compacted_and_truncated_without_losing_a_sample() {
     let db = Db::open(options(dir.path())).unwrap();
     assert_eq!(everything(&db), after);
     assert_eq!(db.stats().samples, 49 * 10, "the replay leaves what blocks hold on disk");
+    // What blocks hold is closed: an older sample is refused, not silently hidden.
+    let stats = db.append([(&series(1), 50 * S, 1.0)]).unwrap();
+    assert_eq!((stats.appended, stats.out_of_bounds), (0, 1));
     // Appending goes on after a reopen without mixing series up.
     write(&db, 120, 121);
     let p7 = db.select(&[Matcher::equal("pod", "p07")], 120 * S, 120 * S);

@@ -79,11 +79,7 @@ fn selectors_rates_aggregations_and_matching_follow_prometheus() {
     assert_values(&db, "increase(http_requests_total{job=\"web\"}[2m])", &[("{instance=\"c\", job=\"web\"}", 120.0)]);
     // Over the reset: 300 - 0 + 285 = 585 over the whole 600 s (Prometheus 2.x includes
     // the sample at the range's start, t = 0), so nothing is extrapolated.
-    assert_values(
-        &db,
-        "increase(http_requests_total{job=\"web\"}[10m])",
-        &[("{instance=\"c\", job=\"web\"}", 585.0)],
-    );
+    assert_values(&db, "increase(http_requests_total{job=\"web\"}[10m])", &[("{instance=\"c\", job=\"web\"}", 585.0)]);
     assert_values(
         &db,
         "sum by (job) (rate(http_requests_total[1m]))",

@@ -318,7 +318,7 @@ pub async fn remote_write(
         let mut refused = (0usize, 0usize);
         for (labels, samples) in &series {
             let stats = db.append(samples.iter().map(|(t, v)| (labels, *t, *v)))?;
-            refused.0 += stats.out_of_order;
+            refused.0 += stats.out_of_order + stats.out_of_bounds;
             refused.1 += stats.duplicate;
         }
         Ok::<_, mobius_monitor::db::DbError>(refused)
@@ -330,7 +330,7 @@ pub async fn remote_write(
         (0, 0) => Ok(StatusCode::NO_CONTENT),
         (out_of_order, duplicate) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
-            format!("{out_of_order} samples out of order and {duplicate} duplicate samples were not stored"),
+            format!("{out_of_order} samples out of order (or older than the stored blocks) and {duplicate} duplicate samples were not stored"),
         )),
     }
 }
