@@ -27,6 +27,14 @@ impl Labels {
         Labels(out.into())
     }
 
+    /// The set without the label `name` (still sorted; shared when it had none).
+    pub fn without(&self, name: &str) -> Labels {
+        if self.get(name).is_none() {
+            return self.clone();
+        }
+        Labels(self.0.iter().filter(|(k, _)| k != name).cloned().collect::<Vec<_>>().into())
+    }
+
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Labels {
         Labels::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }

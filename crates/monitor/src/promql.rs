@@ -121,10 +121,10 @@ impl Eval<'_> {
         let Some((_, series)) = selections.get(&key) else { return Vec::new() };
         series
             .iter()
-            .map(|(labels, points)| {
+            .filter_map(|(labels, points)| {
                 let from = points.partition_point(|(t, _)| *t < mint);
                 let to = points.partition_point(|(t, _)| *t <= maxt);
-                (labels.clone(), points[from..to].to_vec())
+                (from < to).then(|| (labels.clone(), points[from..to].to_vec()))
             })
             .collect()
     }
@@ -181,7 +181,7 @@ fn offset_ms(vs: &VectorSelector) -> Result<i64, QueryError> {
 }
 
 fn drop_name(labels: &Labels) -> Labels {
-    Labels::new(labels.iter().filter(|(k, _)| *k != METRIC_NAME).map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    labels.without(METRIC_NAME)
 }
 
 impl Eval<'_> {
@@ -230,12 +230,11 @@ impl Eval<'_> {
                 let at = t - offset_ms(&ms.vs)?;
                 let range = i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX);
                 // Prometheus 2.x (the Debian package): `[t - range, t]`, both ends included.
-                let out = self
-                    .series(&ms.vs, at - range - 1, at)?
-                    .into_iter()
-                    .map(|(l, s)| (l, s.into_iter().filter(|(_, v)| !is_stale(*v)).collect::<Vec<_>>()))
-                    .filter(|(_, s)| !s.is_empty())
-                    .collect();
+                let mut out = self.series(&ms.vs, at - range - 1, at)?;
+                for (_, samples) in &mut out {
+                    samples.retain(|(_, v)| !is_stale(*v));
+                }
+                out.retain(|(_, s)| !s.is_empty());
                 Ok(Value::Matrix(out))
             }
             Expr::Call(call) => self.call(call, t),
@@ -391,6 +390,7 @@ impl Eval<'_> {
     fn aggregate(&self, agg: &parser::AggregateExpr, t: i64) -> Result<Value, QueryError> {
         let op = agg.op.to_string();
         let input = self.vector(&agg.expr, t)?;
+        let everything = Labels::default();
         let group_of = |l: &Labels| -> Labels {
             match &agg.modifier {
                 Some(LabelModifier::Include(by)) => Labels::new(
@@ -405,7 +405,7 @@ impl Eval<'_> {
                         .map(|(k, v)| (k.into(), v.into()))
                         .collect(),
                 ),
-                None => Labels::default(),
+                None => everything.clone(),
             }
         };
         let mut groups: BTreeMap<Labels, Vec<(Labels, f64)>> = BTreeMap::new();
