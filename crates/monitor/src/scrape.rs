@@ -386,11 +386,22 @@ impl Loop {
         Ok((status, body, format))
     }
 
-    /// Records what a target says about a metric (only a change takes the lock long).
-    fn describe(&self, metric: &str, change: impl FnOnce(&mut MetricMeta)) {
+    /// Records what a target says about a metric; allocates only when it changed.
+    fn describe(&self, metric: &str, field: fn(&mut MetricMeta) -> &mut String, value: &str) {
         let mut all = self.metadata.lock();
-        let entry = all.entry(metric.to_string()).or_default();
-        change(entry);
+        match all.get_mut(metric) {
+            Some(meta) => {
+                let slot = field(meta);
+                if slot != value {
+                    *slot = value.to_string();
+                }
+            }
+            None => {
+                let mut meta = MetricMeta::default();
+                *field(&mut meta) = value.to_string();
+                all.insert(metric.to_string(), meta);
+            }
+        }
     }
 
     /// Stores a body's samples (all or none); returns how many, and how many series were new.
@@ -403,15 +414,15 @@ impl Loop {
             let sample = match entry.map_err(|e| e.to_string())? {
                 Entry::Sample(sample) => sample,
                 Entry::Help { metric, text } => {
-                    self.describe(metric, |m| m.help = text.to_string());
+                    self.describe(metric, |m| &mut m.help, text);
                     continue;
                 }
                 Entry::Type { metric, kind } => {
-                    self.describe(metric, |m| m.kind = kind.as_str().to_string());
+                    self.describe(metric, |m| &mut m.kind, kind.as_str());
                     continue;
                 }
                 Entry::Unit { metric, unit } => {
-                    self.describe(metric, |m| m.unit = unit.to_string());
+                    self.describe(metric, |m| &mut m.unit, unit);
                     continue;
                 }
             };

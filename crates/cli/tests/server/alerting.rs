@@ -13,23 +13,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// An exporter whose `queue_depth` gauge the test sets.
 fn exporter(depth: Arc<AtomicU64>) -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let body =
-                format!("# TYPE queue_depth gauge\nqueue_depth{{queue=\"jobs\"}} {}\n", depth.load(Ordering::SeqCst));
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
+    crate::support::exporter(move || {
+        format!("# TYPE queue_depth gauge\nqueue_depth{{queue=\"jobs\"}} {}\n", depth.load(Ordering::SeqCst))
+    })
 }
 
 /// What a webhook receiver got: (path, when in Unix milliseconds, JSON body).

@@ -2,27 +2,13 @@
 //! on `/metrics`, and a bad configuration refused at start with its position.
 
 use crate::support::{Backend, Server};
-use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 
 /// An exporter on a thread: every request gets the same two series.
 fn exporter() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let body = "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n";
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
+    crate::support::exporter(|| {
+        "# TYPE jobs_total counter\njobs_total{queue=\"a\"} 3\njobs_total{queue=\"b\"} 4\n".to_string()
+    })
 }
 
 fn metric(text: &str, name: &str) -> f64 {

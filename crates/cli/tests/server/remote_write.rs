@@ -4,27 +4,13 @@
 
 use crate::promql_diff::{free_port, prometheus_available, Killed};
 use crate::support::{Backend, Server};
-use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn exporter() -> String {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap().to_string();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let mut buf = [0u8; 4096];
-            let _ = stream.read(&mut buf);
-            let body = "# TYPE orders_total counter\norders_total{shop=\"eu\"} 41\norders_total{shop=\"us\"} 17\n";
-            let _ = write!(
-                stream,
-                "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                body.len()
-            );
-        }
-    });
-    addr
+    crate::support::exporter(|| {
+        "# TYPE orders_total counter\norders_total{shop=\"eu\"} 41\norders_total{shop=\"us\"} 17\n".to_string()
+    })
 }
 
 #[test]

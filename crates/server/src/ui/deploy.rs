@@ -1,7 +1,7 @@
 //! Deploy pages: what runs where, rollout history, and one rollout live (weights drawn
 //! as SVG, per-version request rate, error ratio and p99, events, and its commands).
 
-use super::{error_page, graph::escape, render, Session};
+use super::{error_page, graph::escape, render, when, EventView, Session};
 use crate::app::App;
 use crate::auth::Role;
 use crate::deploy;
@@ -33,10 +33,6 @@ pub(super) struct RolloutRow {
     created_by: String,
     created_at: String,
     message: String,
-}
-
-fn when(ms: i64) -> String {
-    crate::api::dto::time(Some(ms)).as_str().unwrap_or_default().replace('T', " ").chars().take(19).collect()
 }
 
 fn row(r: &Rollout) -> RolloutRow {
@@ -102,13 +98,6 @@ pub(super) struct RateView {
     rps: String,
     error_ratio: String,
     p99: String,
-}
-
-pub(super) struct EventView {
-    at: String,
-    kind: String,
-    actor: String,
-    message: String,
 }
 
 #[derive(Template)]
@@ -183,16 +172,7 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         paused: rollout.phase == "paused",
         weights_svg: weights_svg(&weights, &stable),
         rates,
-        events: events
-            .iter()
-            .rev()
-            .map(|e| EventView {
-                at: when(e.at),
-                kind: e.kind.clone(),
-                actor: e.actor.rsplit(':').next().unwrap_or_default().to_string(),
-                message: e.message.clone(),
-            })
-            .collect(),
+        events: events.iter().rev().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),
         rollout: row(&rollout),
     })
 }

@@ -2,7 +2,7 @@
 //! timeline, and the page a signed link in a notification opens (no sign-in needed:
 //! the link is the credential).
 
-use super::{error_page, render, Session};
+use super::{error_page, render, when, EventView, Session};
 use crate::app::App;
 use crate::auth::Role;
 use crate::error::ApiError;
@@ -13,10 +13,6 @@ use mobius_store::Incident;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-
-fn when(ms: i64) -> String {
-    crate::api::dto::time(Some(ms)).as_str().unwrap_or_default().replace('T', " ").chars().take(19).collect()
-}
 
 fn duration(ms: i64) -> String {
     let s = ms / 1000;
@@ -83,13 +79,6 @@ pub(super) async fn incidents_page(State(app): State<Arc<App>>, s: Session) -> R
     }
 }
 
-pub(super) struct EventView {
-    at: String,
-    kind: String,
-    actor: String,
-    message: String,
-}
-
 #[derive(Template)]
 #[template(path = "incident.html")]
 pub(super) struct IncidentPage {
@@ -115,15 +104,7 @@ pub(super) async fn incident_page(State(app): State<Arc<App>>, s: Session, Path(
         csrf: s.csrf.clone(),
         policy: incident.policy.clone().unwrap_or_else(|| "none".into()),
         incident: row(&incident),
-        events: events
-            .iter()
-            .map(|e| EventView {
-                at: when(e.at),
-                kind: e.kind.clone(),
-                actor: e.actor.rsplit(':').next().unwrap_or_default().to_string(),
-                message: e.message.clone(),
-            })
-            .collect(),
+        events: events.iter().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),
     })
 }
 

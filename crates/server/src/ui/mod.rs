@@ -104,6 +104,31 @@ impl Session {
     }
 }
 
+/// A time as the pages show it: `2026-11-23 04:05:06` (UTC).
+fn when(ms: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+}
+
+/// One line of a timeline (a rollout's or an incident's events).
+pub(super) struct EventView {
+    at: String,
+    kind: String,
+    actor: String,
+    message: String,
+}
+
+impl EventView {
+    /// `actor` is shown by name (`token:3:alice` → `alice`).
+    fn new(at: i64, kind: &str, actor: &str, message: &str) -> EventView {
+        EventView {
+            at: when(at),
+            kind: kind.to_string(),
+            actor: actor.rsplit(':').next().unwrap_or_default().to_string(),
+            message: message.to_string(),
+        }
+    }
+}
+
 fn render(template: impl Template) -> Response {
     match template.render() {
         Ok(html) => Html(html).into_response(),

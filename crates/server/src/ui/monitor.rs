@@ -3,7 +3,7 @@
 //! series, instance health), alerts with silences, and log search.
 
 use super::chart::line_chart;
-use super::{error_page, render, Session};
+use super::{error_page, render, when, Session};
 use crate::app::App;
 use crate::auth::Role;
 use askama::Template;
@@ -207,10 +207,6 @@ pub(super) struct AlertsPage {
     configured: bool,
     alerts: Vec<AlertRow>,
     silences: Vec<SilenceRow>,
-}
-
-fn when(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms).map_or_else(String::new, |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
 /// `GET /ui/alerts`.
