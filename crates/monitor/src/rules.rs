@@ -288,6 +288,43 @@ impl GroupState {
         GroupState { group, rules, last_evaluation: None, evaluation_seconds: 0.0, written: HashSet::new() }
     }
 
+    /// After a restart: alerts that were pending or firing within the last hour come
+    /// back as pending since the time `ALERTS_FOR_STATE` recorded, so `for` goes on
+    /// where it was instead of starting again (Prometheus' "for state restoration").
+    pub fn restore_for_state(&mut self, db: &Db, t: i64) {
+        const OUTAGE_TOLERANCE_MS: i64 = 3_600_000;
+        for state in &mut self.rules {
+            if !matches!(state.rule.kind, RuleKind::Alert { .. }) {
+                continue;
+            }
+            let matchers = [
+                crate::labels::Matcher::equal(METRIC_NAME, "ALERTS_FOR_STATE"),
+                crate::labels::Matcher::equal("alertname", &state.rule.name),
+            ];
+            for (labels, samples) in db.select(&matchers, t - OUTAGE_TOLERANCE_MS, t) {
+                let Some(&(_, since)) = samples.iter().rev().find(|(_, v)| !crate::scrape::is_stale(*v)) else {
+                    continue;
+                };
+                if samples.last().is_some_and(|(_, v)| crate::scrape::is_stale(*v)) {
+                    continue;
+                }
+                let labels = labels.without(METRIC_NAME);
+                state.active.entry(labels.clone()).or_insert(ActiveAlert {
+                    labels,
+                    annotations: Vec::new(),
+                    state: AlertState::Pending,
+                    value: 0.0,
+                    active_at: (since * 1000.0) as i64,
+                    fired_at: None,
+                    resolved_at: None,
+                    last_sent_at: None,
+                    keep_firing_since: None,
+                    valid_until: 0,
+                });
+            }
+        }
+    }
+
     /// Takes over the alerts of the same rules of a group being replaced by a reload,
     /// so a reload neither resets `for` nor forgets what fired.
     pub fn carry_over(&mut self, old: GroupState) {

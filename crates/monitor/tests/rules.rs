@@ -113,3 +113,26 @@ fn a_failing_rule_reports_its_error_and_the_group_goes_on() {
     assert_eq!(group.rules[0].last_error.as_deref(), Some("exceeded limit of 1 with 2 series"));
     assert_eq!(group.rules[1].health, "ok", "the next rule still runs");
 }
+
+#[test]
+fn a_restart_keeps_how_long_an_alert_has_been_pending() {
+    let (_dir, db, mut group) = setup();
+    let ctx = EvalContext::default();
+    write_errors(&db, S, 3.0, 4.0);
+    group.evaluate(&db, S, &ctx);
+    write_errors(&db, 2 * S, 3.0, 4.0);
+    group.evaluate(&db, 2 * S, &ctx);
+    assert_eq!(group.rules[1].active.values().next().map(|a| a.state), Some(AlertState::Pending));
+    // The server restarts: a new group state, restored from ALERTS_FOR_STATE.
+    let mut groups = parse_rule_file(SourceFile::new("rules.yml", RULES), Duration::from_secs(60)).unwrap();
+    let mut restarted = GroupState::new(groups.remove(0));
+    restarted.restore_for_state(&db, 2500);
+    write_errors(&db, 3 * S, 3.0, 4.0);
+    let sent = restarted.evaluate(&db, 3 * S, &ctx);
+    // Active since 1 s, `for: 2s`: firing at 3 s, as if no restart happened.
+    assert_eq!(
+        restarted.rules[1].active.values().next().map(|a| (a.state, a.active_at)),
+        Some((AlertState::Firing, S))
+    );
+    assert_eq!(sent.len(), 1);
+}

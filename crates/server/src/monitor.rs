@@ -236,6 +236,9 @@ impl Monitor {
                 previous.task.abort();
                 let taken = std::mem::replace(&mut *previous.state.lock(), GroupState::new(state.group.clone()));
                 state.carry_over(taken);
+            } else {
+                // A group new to this process: `for` goes on from before a restart.
+                state.restore_for_state(&self.db, now_ms());
             }
             let state = Arc::new(Mutex::new(state));
             let task = tokio::spawn(evaluate_group(
