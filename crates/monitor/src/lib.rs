@@ -28,4 +28,11 @@ pub mod template;
 pub mod wal;
 
 pub use db::{Db, DbOptions};
+
+/// Milliseconds since the Unix epoch: the time of samples, alerts and queries.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
 pub use labels::{Labels, MatchOp, Matcher};

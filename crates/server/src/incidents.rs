@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use mobius_deploy::rollout::Command;
 use mobius_monitor::alerting::notify::Notification;
-use mobius_monitor::alerting::{now_ms, Alert, GroupEvent};
+use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent};
 use mobius_store::{Incident, NewIncident, RolloutFilter};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -57,14 +57,6 @@ pub fn start(app: &Arc<App>) {
     });
 }
 
-fn common_label(alerts: &[Alert], names: &[&str]) -> Option<String> {
-    let first = alerts.first()?;
-    names.iter().find_map(|name| {
-        let value = first.labels.get(name)?;
-        alerts.iter().all(|a| a.labels.get(name) == Some(value)).then(|| value.to_string())
-    })
-}
-
 async fn on_group_event(
     app: &Arc<App>,
     event: &GroupEvent,
@@ -83,8 +75,10 @@ async fn on_group_event(
         return Ok(());
     }
     let firing: Vec<Alert> = event.alerts.iter().filter(|a| !a.resolved(event.at)).cloned().collect();
-    let service = common_label(&firing, &["service"]);
-    let environment = common_label(&firing, &["env", "environment"]);
+    // What every firing alert says alike: where it is, and what the policy matches on.
+    let common = if firing.is_empty() { event.group_labels.clone() } else { common_labels(&firing) };
+    let service = common.get("service").map(str::to_string);
+    let environment = common.get("env").or_else(|| common.get("environment")).map(str::to_string);
     let started = firing.iter().map(|a| a.starts_at).min().unwrap_or(event.at);
     let mut rollout_id = None;
     let mut active_rollouts = Vec::new();
@@ -99,19 +93,8 @@ async fn on_group_event(
         rollout_id = rollouts.iter().find(|r| r.created_at <= started).map(|r| r.id);
         active_rollouts = rollouts.into_iter().filter(|r| r.finished_at.is_none()).collect();
     }
-    let mut context = event.group_labels.clone();
-    if let Some(first) = firing.first() {
-        context = mobius_monitor::Labels::new(
-            first
-                .labels
-                .iter()
-                .filter(|(k, v)| firing.iter().all(|a| a.labels.get(k) == Some(v)))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        );
-    }
-    let policy = oncall.policy_for(&event.receiver, &context);
-    let alertname = common_label(&firing, &["alertname"]).unwrap_or_else(|| "alerts".into());
+    let policy = oncall.policy_for(&event.receiver, &common);
+    let alertname = common.get("alertname").unwrap_or("alerts").to_string();
     let title = format!("{alertname} {}", event.group_labels).trim().to_string();
     let new = NewIncident {
         group_key: event.group_key.clone(),

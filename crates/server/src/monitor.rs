@@ -69,7 +69,7 @@ fn read_prometheus(path: &Path) -> anyhow::Result<(PrometheusConfig, Vec<RuleGro
     let base = path.parent().unwrap_or(Path::new("."));
     let mut groups = Vec::new();
     for pattern in &config.rule_files {
-        let files = rule_files(base, pattern)?;
+        let files = matching_files(base, pattern)?;
         for file in files {
             let parsed = parse_rule_file(read_file(&file)?, config.evaluation_interval)
                 .map_err(|e| anyhow::anyhow!("{}", e.render(false)))?;
@@ -79,10 +79,10 @@ fn read_prometheus(path: &Path) -> anyhow::Result<(PrometheusConfig, Vec<RuleGro
     Ok((config, groups))
 }
 
-/// The files a `rule_files` entry names: a path relative to the configuration's
+/// The files a `rule_files` or `file_sd_configs` entry names: a path relative to the configuration's
 /// directory, whose file name may hold `*`, `?` or `[...]` (none matching is fine,
 /// as in Prometheus).
-fn rule_files(base: &Path, pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
+fn matching_files(base: &Path, pattern: &str) -> anyhow::Result<Vec<PathBuf>> {
     let path = base.join(pattern);
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
     if !name.contains(['*', '?', '[']) {
@@ -114,9 +114,7 @@ fn read_oncall(path: &Path, alertmanager: Option<&AlertmanagerConfig>) -> anyhow
     parse_oncall_config(read_file(path)?, &receivers).map_err(|e| anyhow::anyhow!("{}", e.render(false)))
 }
 
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use mobius_monitor::now_ms;
 
 fn to_alert(a: OutgoingAlert) -> Alert {
     Alert {
@@ -295,7 +293,7 @@ impl Monitor {
             let mut groups = Vec::new();
             for sd in &job.file_sd_configs {
                 for pattern in &sd.files {
-                    let files = match rule_files(&base, pattern) {
+                    let files = match matching_files(&base, pattern) {
                         Ok(files) => files,
                         Err(e) => {
                             tracing::warn!(error = format!("{e:#}"), "file_sd: cannot list files");

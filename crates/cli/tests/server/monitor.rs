@@ -17,15 +17,21 @@ fn metric(text: &str, name: &str) -> f64 {
         .map_or(0.0, |v| v.trim().parse().unwrap())
 }
 
-#[test]
-fn prometheus_config_targets_are_scraped_and_counted() {
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
+/// A prometheus.yml in `dir` scraping one exporter every 200 ms as job `app`.
+fn app_config(dir: &std::path::Path) -> std::path::PathBuf {
+    let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,
         format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n", exporter()),
     )
     .unwrap();
+    config
+}
+
+#[test]
+fn prometheus_config_targets_are_scraped_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = app_config(dir.path());
     let server = Server::start_with(Backend::Sqlite, &["--prometheus-config", config.to_str().unwrap()]);
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -204,12 +210,7 @@ fn the_query_logs_and_alerts_pages_work_in_the_browser() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("prometheus.yml");
-    std::fs::write(
-        &config,
-        format!("global:\n  scrape_interval: 200ms\nscrape_configs:\n  - job_name: app\n    static_configs:\n      - targets: ['{}']\n", exporter()),
-    )
-    .unwrap();
+    let config = app_config(dir.path());
     let alertmanager = dir.path().join("alertmanager.yml");
     std::fs::write(&alertmanager, "route:\n  receiver: team\nreceivers:\n  - name: team\n").unwrap();
     let server = Server::start_with(

@@ -17,12 +17,10 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 use tokio::sync::broadcast;
 
-pub fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+pub use crate::now_ms;
 
 /// An alert as the alert manager holds it.
 #[derive(Clone, Debug, PartialEq)]
@@ -48,20 +46,32 @@ impl Alert {
 }
 
 pub fn fingerprint(labels: &Labels) -> u64 {
+    fnv1a(labels.iter().flat_map(|(k, v)| [k.as_bytes(), &[0xff], v.as_bytes(), &[0xff]]))
+}
+
+/// FNV-1a, 64 bits, over byte slices in order (Alertmanager's hash).
+pub(crate) fn fnv1a<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut add = |bytes: &[u8]| {
-        for &b in bytes {
+    for part in parts {
+        for &b in part {
             h ^= u64::from(b);
             h = h.wrapping_mul(0x0100_0000_01b3);
         }
-    };
-    for (k, v) in labels.iter() {
-        add(k.as_bytes());
-        add(&[0xff]);
-        add(v.as_bytes());
-        add(&[0xff]);
     }
     h
+}
+
+/// The labels every alert has with the same value.
+pub fn common_labels(alerts: &[Alert]) -> Labels {
+    let Some(first) = alerts.first() else { return Labels::default() };
+    Labels::new(
+        first
+            .labels
+            .iter()
+            .filter(|(k, v)| alerts.iter().all(|a| a.labels.get(k) == Some(v)))
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 /// A silence: alerts matching every matcher are not notified between its times.
@@ -669,7 +679,8 @@ mod tests {
 
     #[test]
     fn fingerprints_are_alertmanagers() {
-        // model.LabelSet{"alertname": "Test"}.Fingerprint() in Go.
+        // FNV-1a of `alertname` 0xff `Test` 0xff, as Prometheus' model.LabelSet.Fingerprint
+        // hashes a label set; the constant was computed apart from this code.
         let labels = Labels::from_pairs(&[("alertname", "Test")]);
         let a = Alert {
             labels,
@@ -679,7 +690,8 @@ mod tests {
             generator_url: String::new(),
             updated_at: 0,
         };
-        assert_eq!(a.fingerprint(), fingerprint(&a.labels));
+        assert_eq!(a.fingerprint(), 0xe46a_aa9f_cf75_dd34);
+        assert_eq!(fingerprint(&Labels::default()), 0xcbf2_9ce4_8422_2325, "an empty set hashes to the offset basis");
         assert_ne!(fingerprint(&Labels::from_pairs(&[("a", "bc")])), fingerprint(&Labels::from_pairs(&[("ab", "c")])));
     }
 

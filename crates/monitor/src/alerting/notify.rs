@@ -61,15 +61,7 @@ impl Notification {
 
     /// The labels every alert has with the same value.
     pub fn common_labels(&self) -> Labels {
-        let Some(first) = self.alerts.first() else { return Labels::default() };
-        Labels::new(
-            first
-                .labels
-                .iter()
-                .filter(|(k, v)| self.alerts.iter().all(|a| a.labels.get(k) == Some(v)))
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-        )
+        super::common_labels(&self.alerts)
     }
 
     pub fn common_annotations(&self) -> Vec<(String, String)> {
@@ -297,7 +289,7 @@ pub async fn send_pagerduty(client: &HttpClient, c: &PagerDutyConfig, n: &Notifi
         Some(t) => n.expand(t).map_err(NotifyError::Template)?,
         None => n.default_title(),
     };
-    let dedup_key = format!("{:x}", sha_like(&n.group_key));
+    let dedup_key = format!("{:x}", super::fnv1a([n.group_key.as_bytes()]));
     let mut body = json!({
         "routing_key": c.routing_key,
         "event_action": if resolved { "resolve" } else { "trigger" },
@@ -321,16 +313,6 @@ pub async fn send_pagerduty(client: &HttpClient, c: &PagerDutyConfig, n: &Notifi
         }
     }
     post_json(client, &c.url, &body).await
-}
-
-/// A stable 64-bit digest of the group key (PagerDuty deduplicates on it).
-fn sha_like(text: &str) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
 }
 
 pub async fn send_email(c: &EmailConfig, n: &Notification) -> Result<(), NotifyError> {

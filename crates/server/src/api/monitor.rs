@@ -187,9 +187,7 @@ fn matrix_json(series: &[promql::Series]) -> Value {
     json!({"resultType": "matrix", "result": result})
 }
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(0))
-}
+use mobius_monitor::now_ms;
 
 fn parsed_query(params: &PromParams) -> Result<promql::Expr, Refused> {
     let query = params

@@ -14,9 +14,7 @@ use mobius_monitor::Labels;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
+use mobius_monitor::now_ms;
 
 fn series_name(labels: &Labels) -> String {
     let text = labels.to_string();
