@@ -1,6 +1,13 @@
 //! PromQL evaluation over the store, with Prometheus' semantics: expressions parsed by
 //! the `promql-parser` crate; instant vectors look back 5 minutes and stop at
 //! staleness markers; `rate` and friends extrapolate as Prometheus 2.x does.
+//!
+//! An expression is evaluated once over every step of a query (an instant query is a
+//! range of one step), as Prometheus' engine does: each selector reads the store once,
+//! range functions slide a window along each series, and label sets are worked out
+//! once per series, not once per step. Operations that need a whole instant vector at
+//! a time (`topk`, vector matching, `histogram_quantile`…) run step by step on the
+//! already evaluated inputs.
 
 use crate::db::Db;
 use crate::labels::{Labels, MatchOp, Matcher, METRIC_NAME};
@@ -8,13 +15,10 @@ use crate::scrape::is_stale;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 pub use promql_parser::parser::Expr;
 use promql_parser::parser::{self, BinaryExpr, LabelModifier, VectorMatchCardinality, VectorSelector};
-use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A series with its samples `(milliseconds, value)`.
 pub type Series = (Labels, Vec<(i64, f64)>);
-/// A range vector at one instant, with the range's bounds `(start, end]`.
-type RangeVector = (Vec<Series>, i64, i64);
 
 /// How far back an instant vector looks for a sample (Prometheus' default).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
@@ -58,7 +62,18 @@ fn unsupported(what: impl std::fmt::Display) -> QueryError {
 
 /// Evaluates `expr` at `t` (milliseconds).
 pub fn instant(db: &Db, expr: &Expr, t: i64) -> Result<Value, QueryError> {
-    Eval { db, cache: None }.eval(expr, t)
+    let eval = Eval { db, grid: Grid { start: t, step: 1, len: 1 } };
+    if let Expr::MatrixSelector(ms) = expr {
+        let (series, _) = eval.windows_of(ms)?;
+        return Ok(Value::Matrix(series.into_iter().filter(|(_, s)| !s.is_empty()).collect()));
+    }
+    Ok(match eval.eval(expr)? {
+        Steps::Scalar(v) => Value::Scalar(v.first().copied().unwrap_or(f64::NAN)),
+        Steps::String(s) => Value::String(s),
+        Steps::Vector(rows) => {
+            Value::Vector(rows.into_iter().filter_map(|(l, points)| points.first().map(|p| (l, p.1))).collect())
+        }
+    })
 }
 
 /// Evaluates `expr` at every step from `start` to `end`: one series per label set.
@@ -69,65 +84,91 @@ pub fn range(db: &Db, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Ve
     if (end - start) / step > 11_000 {
         return Err(QueryError::BadData("exceeded maximum resolution of 11,000 points per timeseries".into()));
     }
-    let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
-    // Each selector reads the store once, up to `end`; every step then takes its window
-    // from what was read.
-    let eval = Eval { db, cache: Some(Cache { until: end, selections: RefCell::new(HashMap::new()) }) };
-    let mut t = start;
-    while t <= end {
-        match eval.eval(expr, t)? {
-            Value::Scalar(v) => out.entry(Labels::default()).or_default().push((t, v)),
-            Value::Vector(samples) => {
-                for (labels, v) in samples {
-                    out.entry(labels).or_default().push((t, v));
-                }
-            }
-            other => {
-                return Err(QueryError::BadData(format!(
-                    "invalid expression type \"{}\" for range query, must be Scalar or instant Vector",
-                    other.type_name()
-                )))
-            }
-        }
-        t += step;
+    if end < start {
+        return Ok(Vec::new());
     }
-    Ok(out.into_iter().collect())
+    if matches!(expr, Expr::MatrixSelector(_)) {
+        return Err(QueryError::BadData(
+            "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
+        ));
+    }
+    let len = usize::try_from((end - start) / step + 1).unwrap_or(1);
+    let eval = Eval { db, grid: Grid { start, step, len } };
+    match eval.eval(expr)? {
+        Steps::Scalar(values) => {
+            Ok(vec![(Labels::default(), values.into_iter().enumerate().map(|(i, v)| (eval.grid.at(i), v)).collect())])
+        }
+        Steps::Vector(rows) => Ok(merge(rows)),
+        Steps::String(_) => Err(QueryError::BadData(
+            "invalid expression type \"string\" for range query, must be Scalar or instant Vector".into(),
+        )),
+    }
 }
 
-type PointsFn = dyn Fn(&[(i64, f64)]) -> f64;
+/// Rows with the same labels made one series, in time order, sorted by labels.
+fn merge(rows: Vec<Series>) -> Vec<Series> {
+    let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+    for (labels, points) in rows {
+        match out.entry(labels) {
+            std::collections::btree_map::Entry::Vacant(e) => {
+                e.insert(points);
+            }
+            std::collections::btree_map::Entry::Occupied(mut e) => {
+                e.get_mut().extend(points);
+                e.get_mut().sort_by_key(|p| p.0);
+            }
+        }
+    }
+    out.into_iter().collect()
+}
+
+/// The instants an expression is evaluated at: `start`, `start + step`, … (`len` of them).
+#[derive(Clone, Copy)]
+struct Grid {
+    start: i64,
+    step: i64,
+    len: usize,
+}
+
+impl Grid {
+    fn at(&self, i: usize) -> i64 {
+        self.start + i as i64 * self.step
+    }
+
+    fn index(&self, t: i64) -> usize {
+        usize::try_from((t - self.start) / self.step).unwrap_or(0)
+    }
+}
+
+/// An expression's value at every instant of the grid.
+enum Steps {
+    Scalar(Vec<f64>),
+    String(String),
+    /// Series with a point `(instant, value)` at the instants where they have a value.
+    Vector(Vec<Series>),
+}
+
+impl Steps {
+    fn type_name(&self) -> &'static str {
+        match self {
+            Steps::Scalar(_) => "scalar",
+            Steps::String(_) => "string",
+            Steps::Vector(_) => "vector",
+        }
+    }
+}
+
+/// A function of the samples in a window: `(samples, start, end)`.
+type WindowFn<'f> = &'f dyn Fn(&[(i64, f64)], i64, i64) -> Option<f64>;
+/// A function of the samples in a window.
+type SamplesFn<'f> = &'f dyn Fn(&[(i64, f64)]) -> f64;
+
+/// One instant of a vector: `(row, value)` for each row with a point there.
+type Instant = Vec<(usize, f64)>;
 
 struct Eval<'a> {
     db: &'a Db,
-    /// For range queries: what each matcher set selected, from its first window to the end.
-    cache: Option<Cache>,
-}
-
-struct Cache {
-    until: i64,
-    selections: RefCell<HashMap<String, (i64, Vec<Series>)>>,
-}
-
-impl Eval<'_> {
-    /// The store's series for `set` with samples in `[mint, maxt]`.
-    fn select(&self, set: &[Matcher], mint: i64, maxt: i64) -> Vec<Series> {
-        let Some(cache) = &self.cache else { return self.db.select(set, mint, maxt) };
-        let key = format!("{set:?}");
-        let mut selections = cache.selections.borrow_mut();
-        let fresh = selections.get(&key).is_some_and(|(lo, _)| *lo <= mint) && maxt <= cache.until;
-        if !fresh {
-            let hi = maxt.max(cache.until);
-            selections.insert(key.clone(), (mint, self.db.select(set, mint, hi)));
-        }
-        let Some((_, series)) = selections.get(&key) else { return Vec::new() };
-        series
-            .iter()
-            .filter_map(|(labels, points)| {
-                let from = points.partition_point(|(t, _)| *t < mint);
-                let to = points.partition_point(|(t, _)| *t <= maxt);
-                (from < to).then(|| (labels.clone(), points[from..to].to_vec()))
-            })
-            .collect()
-    }
+    grid: Grid,
 }
 
 /// The matcher sets of a series selector (`match[]` of the metadata endpoints):
@@ -184,135 +225,216 @@ fn drop_name(labels: &Labels) -> Labels {
     labels.without(METRIC_NAME)
 }
 
+fn range_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
 impl Eval<'_> {
-    /// Series of a selector with samples in `(mint, maxt]`, staleness markers dropped.
+    /// Series of a selector with samples in `(mint, maxt]`, read from the store once.
     fn series(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>, QueryError> {
         let mut sets = matchers(vs)?;
         if sets.len() == 1 {
             // One matcher set: the store's answer is already one entry per series, sorted.
-            return Ok(self.select(&sets.remove(0), mint + 1, maxt));
+            return Ok(self.db.select(&sets.remove(0), mint + 1, maxt));
         }
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for set in sets {
-            for (labels, samples) in self.select(&set, mint + 1, maxt) {
+            for (labels, samples) in self.db.select(&set, mint + 1, maxt) {
                 out.insert(labels, samples);
             }
         }
         Ok(out.into_iter().collect())
     }
 
-    fn eval(&self, expr: &Expr, t: i64) -> Result<Value, QueryError> {
+    fn eval(&self, expr: &Expr) -> Result<Steps, QueryError> {
         match expr {
-            Expr::NumberLiteral(n) => Ok(Value::Scalar(n.val)),
-            Expr::StringLiteral(s) => Ok(Value::String(s.val.clone())),
-            Expr::Paren(p) => self.eval(&p.expr, t),
-            Expr::Unary(u) => match self.eval(&u.expr, t)? {
-                Value::Scalar(v) => Ok(Value::Scalar(-v)),
-                Value::Vector(samples) => {
-                    Ok(Value::Vector(samples.into_iter().map(|(l, v)| (drop_name(&l), -v)).collect()))
-                }
+            Expr::NumberLiteral(n) => Ok(Steps::Scalar(vec![n.val; self.grid.len])),
+            Expr::StringLiteral(s) => Ok(Steps::String(s.val.clone())),
+            Expr::Paren(p) => self.eval(&p.expr),
+            Expr::Unary(u) => match self.eval(&u.expr)? {
+                Steps::Scalar(v) => Ok(Steps::Scalar(v.into_iter().map(|v| -v).collect())),
+                Steps::Vector(rows) => Ok(Steps::Vector(
+                    rows.into_iter()
+                        .map(|(l, points)| (drop_name(&l), points.into_iter().map(|(t, v)| (t, -v)).collect()))
+                        .collect(),
+                )),
                 other => Err(QueryError::BadData(format!("unary minus on a {}", other.type_name()))),
             },
-            Expr::VectorSelector(vs) => {
-                let at = t - offset_ms(vs)?;
-                let mut out = Vec::new();
-                // Prometheus 2.x: the lookback window includes its start.
-                for (labels, samples) in self.series(vs, at - LOOKBACK_MS - 1, at)? {
-                    if let Some((_, v)) = samples.last() {
-                        if !is_stale(*v) {
-                            out.push((labels, *v));
-                        }
-                    }
-                }
-                Ok(Value::Vector(out))
+            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::MatrixSelector(_) => {
+                Err(QueryError::BadData("a range vector is only an argument of a function here".into()))
             }
-            Expr::MatrixSelector(ms) => {
-                let at = t - offset_ms(&ms.vs)?;
-                let range = i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX);
-                // Prometheus 2.x (the Debian package): `[t - range, t]`, both ends included.
-                let mut out = self.series(&ms.vs, at - range - 1, at)?;
-                for (_, samples) in &mut out {
-                    samples.retain(|(_, v)| !is_stale(*v));
-                }
-                out.retain(|(_, s)| !s.is_empty());
-                Ok(Value::Matrix(out))
-            }
-            Expr::Call(call) => self.call(call, t),
-            Expr::Aggregate(agg) => self.aggregate(agg, t),
-            Expr::Binary(b) => self.binary(b, t),
+            Expr::Call(call) => self.call(call),
+            Expr::Aggregate(agg) => self.aggregate(agg),
+            Expr::Binary(b) => self.binary(b),
             Expr::Subquery(_) => Err(unsupported("a subquery")),
             Expr::Extension(_) => Err(unsupported("an extension")),
         }
     }
 
-    fn vector(&self, expr: &Expr, t: i64) -> Result<Vec<(Labels, f64)>, QueryError> {
-        match self.eval(expr, t)? {
-            Value::Vector(v) => Ok(v),
+    /// An instant vector selector: at each instant, each series' last sample in the
+    /// lookback window (which includes its start, as in Prometheus 2.x), unless stale.
+    fn selector(&self, vs: &VectorSelector) -> Result<Steps, QueryError> {
+        let offset = offset_ms(vs)?;
+        let first = self.grid.start - offset;
+        let last = self.grid.at(self.grid.len - 1) - offset;
+        let mut out = Vec::new();
+        for (labels, samples) in self.series(vs, first - LOOKBACK_MS - 1, last)? {
+            let mut points = Vec::new();
+            // `samples[..next]` are at or before the instant.
+            let mut next = 0;
+            for i in 0..self.grid.len {
+                let at = self.grid.at(i) - offset;
+                while next < samples.len() && samples[next].0 <= at {
+                    next += 1;
+                }
+                let Some((t, v)) = next.checked_sub(1).map(|k| samples[k]) else { continue };
+                if t >= at - LOOKBACK_MS && !is_stale(v) {
+                    points.push((self.grid.at(i), v));
+                }
+            }
+            if !points.is_empty() {
+                out.push((labels, points));
+            }
+        }
+        Ok(Steps::Vector(out))
+    }
+
+    /// A range selector's series over every window, staleness markers dropped, and each
+    /// instant's window `[start, end]` (both ends included, as in Prometheus 2.x)
+    /// as a slice `(from, to)` of the series' samples.
+    #[allow(clippy::type_complexity)]
+    fn windows_of(&self, ms: &parser::MatrixSelector) -> Result<(Vec<Series>, Vec<Vec<(usize, usize)>>), QueryError> {
+        let offset = offset_ms(&ms.vs)?;
+        let range = range_ms(ms.range);
+        let first = self.grid.start - offset;
+        let last = self.grid.at(self.grid.len - 1) - offset;
+        let mut series = self.series(&ms.vs, first - range - 1, last)?;
+        let mut windows = Vec::with_capacity(series.len());
+        for (_, samples) in &mut series {
+            samples.retain(|(_, v)| !is_stale(*v));
+            let (mut from, mut to) = (0, 0);
+            let mut spans = Vec::with_capacity(self.grid.len);
+            for i in 0..self.grid.len {
+                let end = self.grid.at(i) - offset;
+                while to < samples.len() && samples[to].0 <= end {
+                    to += 1;
+                }
+                while from < to && samples[from].0 < end - range {
+                    from += 1;
+                }
+                spans.push((from, to));
+            }
+            windows.push(spans);
+        }
+        Ok((series, windows))
+    }
+
+    /// A function of a range selector, `f(window, start, end)` at each instant.
+    fn over_range(&self, arg: &Expr, keep_name: bool, f: WindowFn) -> Result<Steps, QueryError> {
+        let Expr::MatrixSelector(ms) = arg else {
+            return Err(QueryError::BadData("expected a range vector".into()));
+        };
+        let (offset, range) = (offset_ms(&ms.vs)?, range_ms(ms.range));
+        let (series, windows) = self.windows_of(ms)?;
+        let mut out = Vec::new();
+        for ((labels, samples), spans) in series.into_iter().zip(windows) {
+            let mut points = Vec::new();
+            for (i, (from, to)) in spans.into_iter().enumerate() {
+                if from == to {
+                    continue;
+                }
+                let end = self.grid.at(i) - offset;
+                if let Some(v) = f(&samples[from..to], end - range, end) {
+                    points.push((self.grid.at(i), v));
+                }
+            }
+            if !points.is_empty() {
+                out.push((if keep_name { labels } else { drop_name(&labels) }, points));
+            }
+        }
+        Ok(Steps::Vector(out))
+    }
+
+    fn vectors(&self, expr: &Expr) -> Result<Vec<Series>, QueryError> {
+        match self.eval(expr)? {
+            Steps::Vector(rows) => Ok(rows),
             other => Err(QueryError::BadData(format!("expected an instant vector, got {}", other.type_name()))),
         }
     }
 
-    fn scalar(&self, expr: &Expr, t: i64) -> Result<f64, QueryError> {
-        match self.eval(expr, t)? {
-            Value::Scalar(v) => Ok(v),
+    fn scalars(&self, expr: &Expr) -> Result<Vec<f64>, QueryError> {
+        match self.eval(expr)? {
+            Steps::Scalar(v) => Ok(v),
             other => Err(QueryError::BadData(format!("expected a scalar, got {}", other.type_name()))),
         }
     }
 
-    fn matrix(&self, expr: &Expr, t: i64) -> Result<RangeVector, QueryError> {
-        let Expr::MatrixSelector(ms) = expr else {
-            return Err(QueryError::BadData("expected a range vector".into()));
-        };
-        let range = i64::try_from(ms.range.as_millis()).unwrap_or(i64::MAX);
-        let end = t - offset_ms(&ms.vs)?;
-        match self.eval(expr, t)? {
-            Value::Matrix(m) => Ok((m, end - range, end)),
-            _ => Err(QueryError::BadData("expected a range vector".into())),
+    /// The rows' points regrouped by instant.
+    fn by_instant(&self, rows: &[Series]) -> Vec<Instant> {
+        let mut out: Vec<Instant> = vec![Vec::new(); self.grid.len];
+        for (row, (_, points)) in rows.iter().enumerate() {
+            for (t, v) in points {
+                if let Some(at) = out.get_mut(self.grid.index(*t)) {
+                    at.push((row, *v));
+                }
+            }
         }
+        out
     }
 
-    fn call(&self, call: &parser::Call, t: i64) -> Result<Value, QueryError> {
+    /// Instant vectors computed step by step, made rows again.
+    fn rows_of_instants(&self, instants: Vec<Vec<(Labels, f64)>>) -> Steps {
+        let mut rows: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        for (i, vector) in instants.into_iter().enumerate() {
+            for (labels, v) in vector {
+                rows.entry(labels).or_default().push((self.grid.at(i), v));
+            }
+        }
+        Steps::Vector(rows.into_iter().collect())
+    }
+
+    /// A function of each value (the metric name is dropped); `None` drops the point.
+    fn map(&self, arg: &Expr, f: &dyn Fn(f64, usize) -> Option<f64>) -> Result<Steps, QueryError> {
+        let mut out = Vec::new();
+        for (labels, points) in self.vectors(arg)? {
+            let points: Vec<(i64, f64)> =
+                points.into_iter().filter_map(|(t, v)| f(v, self.grid.index(t)).map(|r| (t, r))).collect();
+            if !points.is_empty() {
+                out.push((drop_name(&labels), points));
+            }
+        }
+        Ok(Steps::Vector(out))
+    }
+
+    fn call(&self, call: &parser::Call) -> Result<Steps, QueryError> {
         let name = call.func.name;
         let args = &call.args.args;
         let arg = |i: usize| {
             args.get(i).map(|b| b.as_ref()).ok_or_else(|| QueryError::BadData(format!("{name}: missing argument")))
         };
-        let over_time = |f: &PointsFn, keep_name: bool| -> Result<Value, QueryError> {
-            let (m, _, _) = self.matrix(arg(0)?, t)?;
-            Ok(Value::Vector(m.into_iter().map(|(l, s)| (if keep_name { l } else { drop_name(&l) }, f(&s))).collect()))
+        let scalar_arg = |i: usize, default: f64| -> Result<Vec<f64>, QueryError> {
+            match args.get(i) {
+                Some(e) => self.scalars(e),
+                None => Ok(vec![default; self.grid.len]),
+            }
         };
-        let map = |f: &dyn Fn(f64) -> f64| -> Result<Value, QueryError> {
-            Ok(Value::Vector(self.vector(arg(0)?, t)?.into_iter().map(|(l, v)| (drop_name(&l), f(v))).collect()))
-        };
+        let over_time = |f: SamplesFn, keep_name: bool| self.over_range(arg(0)?, keep_name, &|s, _, _| Some(f(s)));
         match name {
-            "rate" | "increase" | "delta" => {
-                let (m, start, end) = self.matrix(arg(0)?, t)?;
-                let out = m
-                    .into_iter()
-                    .filter_map(|(l, s)| {
-                        extrapolated(&s, start, end, name != "delta", name == "rate").map(|v| (drop_name(&l), v))
-                    })
-                    .collect();
-                Ok(Value::Vector(out))
-            }
-            "irate" | "idelta" => {
-                let (m, _, _) = self.matrix(arg(0)?, t)?;
-                let out = m
-                    .into_iter()
-                    .filter_map(|(l, s)| {
-                        let [.., (t0, v0), (t1, v1)] = s.as_slice() else { return None };
-                        let mut dv = v1 - v0;
-                        if name == "irate" {
-                            if v1 < v0 {
-                                dv = *v1;
-                            }
-                            dv /= (t1 - t0) as f64 / 1000.0;
-                        }
-                        Some((drop_name(&l), dv))
-                    })
-                    .collect();
-                Ok(Value::Vector(out))
-            }
+            "rate" | "increase" | "delta" => self.over_range(arg(0)?, false, &|s, start, end| {
+                extrapolated(s, start, end, name != "delta", name == "rate")
+            }),
+            "irate" | "idelta" => self.over_range(arg(0)?, false, &|s, _, _| {
+                let [.., (t0, v0), (t1, v1)] = s else { return None };
+                let mut dv = v1 - v0;
+                if name == "irate" {
+                    if v1 < v0 {
+                        dv = *v1;
+                    }
+                    dv /= (t1 - t0) as f64 / 1000.0;
+                }
+                Some(dv)
+            }),
             "avg_over_time" => over_time(&|s| s.iter().map(|p| p.1).sum::<f64>() / s.len() as f64, false),
             "sum_over_time" => over_time(&|s| s.iter().map(|p| p.1).sum(), false),
             "min_over_time" => over_time(&|s| s.iter().map(|p| p.1).fold(f64::NAN, f64::min), false),
@@ -320,41 +442,49 @@ impl Eval<'_> {
             "count_over_time" => over_time(&|s| s.len() as f64, false),
             "last_over_time" => over_time(&|s| s.last().map_or(f64::NAN, |p| p.1), true),
             "present_over_time" => over_time(&|_| 1.0, false),
-            "abs" => map(&f64::abs),
-            "ceil" => map(&f64::ceil),
-            "floor" => map(&f64::floor),
+            "abs" => self.map(arg(0)?, &|v, _| Some(v.abs())),
+            "ceil" => self.map(arg(0)?, &|v, _| Some(v.ceil())),
+            "floor" => self.map(arg(0)?, &|v, _| Some(v.floor())),
+            "exp" => self.map(arg(0)?, &|v, _| Some(v.exp())),
+            "sqrt" => self.map(arg(0)?, &|v, _| Some(v.sqrt())),
+            "ln" => self.map(arg(0)?, &|v, _| Some(v.ln())),
+            "log2" => self.map(arg(0)?, &|v, _| Some(v.log2())),
+            "log10" => self.map(arg(0)?, &|v, _| Some(v.log10())),
+            "sgn" => self.map(arg(0)?, &|v, _| Some(if v == 0.0 || v.is_nan() { v } else { v.signum() })),
             "round" => {
-                let to = match args.get(1) {
-                    Some(e) => self.scalar(e, t)?,
-                    None => 1.0,
-                };
-                map(&|v| (v / to + 0.5).floor() * to)
+                let to = scalar_arg(1, 1.0)?;
+                self.map(arg(0)?, &|v, i| Some((v / to[i] + 0.5).floor() * to[i]))
             }
             "clamp" => {
-                let (lo, hi) = (self.scalar(arg(1)?, t)?, self.scalar(arg(2)?, t)?);
-                if lo > hi {
-                    return Ok(Value::Vector(Vec::new()));
-                }
-                map(&|v| v.max(lo).min(hi))
+                let (lo, hi) = (self.scalars(arg(1)?)?, self.scalars(arg(2)?)?);
+                // A minimum above the maximum gives an empty vector.
+                self.map(arg(0)?, &|v, i| (lo[i] <= hi[i]).then(|| v.max(lo[i]).min(hi[i])))
             }
             "clamp_min" => {
-                let lo = self.scalar(arg(1)?, t)?;
-                map(&|v| v.max(lo))
+                let lo = self.scalars(arg(1)?)?;
+                self.map(arg(0)?, &|v, i| Some(v.max(lo[i])))
             }
             "clamp_max" => {
-                let hi = self.scalar(arg(1)?, t)?;
-                map(&|v| v.min(hi))
+                let hi = self.scalars(arg(1)?)?;
+                self.map(arg(0)?, &|v, i| Some(v.min(hi[i])))
             }
-            "time" => Ok(Value::Scalar(t as f64 / 1000.0)),
-            "vector" => Ok(Value::Vector(vec![(Labels::default(), self.scalar(arg(0)?, t)?)])),
+            "time" => Ok(Steps::Scalar((0..self.grid.len).map(|i| self.grid.at(i) as f64 / 1000.0).collect())),
+            "vector" => {
+                let values = self.scalars(arg(0)?)?;
+                let points = values.into_iter().enumerate().map(|(i, v)| (self.grid.at(i), v)).collect();
+                Ok(Steps::Vector(vec![(Labels::default(), points)]))
+            }
             "scalar" => {
-                let v = self.vector(arg(0)?, t)?;
-                Ok(Value::Scalar(if v.len() == 1 { v[0].1 } else { f64::NAN }))
+                let rows = self.vectors(arg(0)?)?;
+                let values = self
+                    .by_instant(&rows)
+                    .into_iter()
+                    .map(|at| if let [(_, v)] = at.as_slice() { *v } else { f64::NAN })
+                    .collect();
+                Ok(Steps::Scalar(values))
             }
             "absent" => {
-                if !self.vector(arg(0)?, t)?.is_empty() {
-                    return Ok(Value::Vector(Vec::new()));
-                }
+                let rows = self.vectors(arg(0)?)?;
                 // The labels of equality matchers become the result's.
                 let pairs = match arg(0)? {
                     Expr::VectorSelector(vs) => vs
@@ -366,209 +496,373 @@ impl Eval<'_> {
                         .collect(),
                     _ => Vec::new(),
                 };
-                Ok(Value::Vector(vec![(Labels::new(pairs), 1.0)]))
+                let points: Vec<(i64, f64)> = self
+                    .by_instant(&rows)
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, at)| at.is_empty())
+                    .map(|(i, _)| (self.grid.at(i), 1.0))
+                    .collect();
+                let rows = if points.is_empty() { Vec::new() } else { vec![(Labels::new(pairs), points)] };
+                Ok(Steps::Vector(rows))
             }
             "histogram_quantile" => {
-                let q = self.scalar(arg(0)?, t)?;
-                let mut groups: BTreeMap<Labels, Vec<(f64, f64)>> = BTreeMap::new();
-                for (l, v) in self.vector(arg(1)?, t)? {
-                    let Some(le) = l.get("le").and_then(crate::exposition::parse_le) else { continue };
-                    let key = Labels::new(
-                        l.iter()
-                            .filter(|(k, _)| *k != "le" && *k != METRIC_NAME)
-                            .map(|(k, v)| (k.into(), v.into()))
-                            .collect(),
-                    );
-                    groups.entry(key).or_default().push((le, v));
-                }
-                Ok(Value::Vector(groups.into_iter().map(|(l, b)| (l, bucket_quantile(q, b))).collect()))
+                let q = self.scalars(arg(0)?)?;
+                let rows = self.vectors(arg(1)?)?;
+                // Each bucket's series: its histogram (labels without `le` and the name) and bound.
+                let buckets: Vec<Option<(Labels, f64)>> = rows
+                    .iter()
+                    .map(|(l, _)| {
+                        let le = l.get("le").and_then(crate::exposition::parse_le)?;
+                        let key = Labels::new(
+                            l.iter()
+                                .filter(|(k, _)| *k != "le" && *k != METRIC_NAME)
+                                .map(|(k, v)| (k.into(), v.into()))
+                                .collect(),
+                        );
+                        Some((key, le))
+                    })
+                    .collect();
+                let instants = self
+                    .by_instant(&rows)
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, at)| {
+                        let mut groups: BTreeMap<&Labels, Vec<(f64, f64)>> = BTreeMap::new();
+                        for (row, v) in at {
+                            if let Some((key, le)) = &buckets[row] {
+                                groups.entry(key).or_default().push((*le, v));
+                            }
+                        }
+                        groups.into_iter().map(|(l, b)| (l.clone(), bucket_quantile(q[i], b))).collect()
+                    })
+                    .collect();
+                Ok(self.rows_of_instants(instants))
             }
             other => Err(unsupported(format!("the function {other}()"))),
         }
     }
 
-    fn aggregate(&self, agg: &parser::AggregateExpr, t: i64) -> Result<Value, QueryError> {
+    fn aggregate(&self, agg: &parser::AggregateExpr) -> Result<Steps, QueryError> {
         let op = agg.op.to_string();
-        let input = self.vector(&agg.expr, t)?;
-        let everything = Labels::default();
-        let group_of = |l: &Labels| -> Labels {
-            match &agg.modifier {
+        let rows = self.vectors(&agg.expr)?;
+        let param = match &agg.param {
+            Some(p) => Some(self.scalars(p)?),
+            None => None,
+        };
+        // Each row's group, worked out once.
+        let mut index: HashMap<Labels, usize> = HashMap::new();
+        let mut keys: Vec<Labels> = Vec::new();
+        let mut group_of_row = Vec::with_capacity(rows.len());
+        for (labels, _) in &rows {
+            let key = match &agg.modifier {
                 Some(LabelModifier::Include(by)) => Labels::new(
-                    l.iter()
+                    labels
+                        .iter()
                         .filter(|(k, _)| by.labels.iter().any(|b| b == k))
                         .map(|(k, v)| (k.into(), v.into()))
                         .collect(),
                 ),
                 Some(LabelModifier::Exclude(without)) => Labels::new(
-                    l.iter()
+                    labels
+                        .iter()
                         .filter(|(k, _)| *k != METRIC_NAME && !without.labels.iter().any(|w| w == k))
                         .map(|(k, v)| (k.into(), v.into()))
                         .collect(),
                 ),
-                None => everything.clone(),
+                None => Labels::default(),
+            };
+            let next = keys.len();
+            let group = *index.entry(key.clone()).or_insert(next);
+            if group == next {
+                keys.push(key);
             }
-        };
-        let mut groups: BTreeMap<Labels, Vec<(Labels, f64)>> = BTreeMap::new();
-        for (l, v) in input {
-            groups.entry(group_of(&l)).or_default().push((l, v));
+            group_of_row.push(group);
         }
-        let param = match &agg.param {
-            Some(p) => Some(self.scalar(p, t)?),
-            None => None,
-        };
-        let mut out = Vec::new();
-        for (key, members) in groups {
-            let values: Vec<f64> = members.iter().map(|m| m.1).collect();
-            let n = values.len() as f64;
-            let value = match op.as_str() {
-                "sum" => values.iter().sum(),
-                "avg" => values.iter().sum::<f64>() / n,
-                "count" => n,
-                "group" => 1.0,
-                "min" => values.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b < a { b } else { a }),
-                "max" => values.iter().copied().fold(f64::NAN, |a, b| if a.is_nan() || b > a { b } else { a }),
-                "stddev" | "stdvar" => {
-                    let mean = values.iter().sum::<f64>() / n;
-                    let var = values.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
-                    if op == "stddev" {
-                        var.sqrt()
+        let mut order: Vec<usize> = (0..keys.len()).collect();
+        order.sort_by(|a, b| keys[*a].cmp(&keys[*b]));
+        if matches!(op.as_str(), "sum" | "avg" | "count" | "group" | "min" | "max") {
+            // Folded along each series: per group, one accumulator per instant.
+            let len = self.grid.len;
+            let mut acc = vec![0.0f64; keys.len() * len];
+            let mut count = vec![0u32; keys.len() * len];
+            for ((_, points), group) in rows.iter().zip(&group_of_row) {
+                for (t, v) in points {
+                    let k = group * len + self.grid.index(*t);
+                    let (a, v) = (acc[k], *v);
+                    acc[k] = if count[k] == 0 {
+                        v
                     } else {
-                        var
-                    }
-                }
-                "topk" | "bottomk" => {
-                    let k = param.unwrap_or(0.0);
-                    if k < 1.0 {
-                        continue;
-                    }
-                    let mut sorted = members;
-                    sorted.sort_by(|a, b| {
-                        let ord = a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal);
-                        if op == "topk" {
-                            ord.reverse()
-                        } else {
-                            ord
+                        match op.as_str() {
+                            "min" if a.is_nan() || v < a => v,
+                            "max" if a.is_nan() || v > a => v,
+                            "min" | "max" => a,
+                            _ => a + v,
                         }
-                    });
-                    out.extend(sorted.into_iter().take(k as usize));
+                    };
+                    count[k] += 1;
+                }
+            }
+            let mut out = Vec::with_capacity(keys.len());
+            for group in order {
+                let points: Vec<(i64, f64)> = (0..len)
+                    .filter(|i| count[group * len + i] > 0)
+                    .map(|i| {
+                        let (a, n) = (acc[group * len + i], f64::from(count[group * len + i]));
+                        let value = match op.as_str() {
+                            "avg" => a / n,
+                            "count" => n,
+                            "group" => 1.0,
+                            _ => a,
+                        };
+                        (self.grid.at(i), value)
+                    })
+                    .collect();
+                out.push((keys[group].clone(), points));
+            }
+            return Ok(Steps::Vector(out));
+        }
+        if !matches!(op.as_str(), "stddev" | "stdvar" | "topk" | "bottomk" | "quantile") {
+            return Err(unsupported(format!("the aggregation {op}")));
+        }
+        // The rest need every member's value at an instant.
+        let mut instants = Vec::with_capacity(self.grid.len);
+        for (i, at) in self.by_instant(&rows).into_iter().enumerate() {
+            let mut members: Vec<Vec<(usize, f64)>> = vec![Vec::new(); keys.len()];
+            for (row, v) in at {
+                members[group_of_row[row]].push((row, v));
+            }
+            let p = param.as_ref().map_or(f64::NAN, |p| p[i]);
+            let mut vector = Vec::new();
+            for &group in &order {
+                let mut m = std::mem::take(&mut members[group]);
+                if m.is_empty() {
                     continue;
                 }
-                other => return Err(unsupported(format!("the aggregation {other}"))),
-            };
-            out.push((key, value));
+                let n = m.len() as f64;
+                let value = match op.as_str() {
+                    "stddev" | "stdvar" => {
+                        let mean = m.iter().map(|x| x.1).sum::<f64>() / n;
+                        let var = m.iter().map(|x| (x.1 - mean) * (x.1 - mean)).sum::<f64>() / n;
+                        if op == "stddev" {
+                            var.sqrt()
+                        } else {
+                            var
+                        }
+                    }
+                    "quantile" => {
+                        let mut values: Vec<f64> = m.iter().map(|x| x.1).collect();
+                        values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+                        quantile(p, &values)
+                    }
+                    _ => {
+                        // topk and bottomk keep their members' labels.
+                        if p < 1.0 || p.is_nan() {
+                            continue;
+                        }
+                        m.sort_by(|a, b| {
+                            let ord = a.1.partial_cmp(&b.1).unwrap_or(std::cmp::Ordering::Equal);
+                            if op == "topk" {
+                                ord.reverse()
+                            } else {
+                                ord
+                            }
+                        });
+                        vector.extend(m.into_iter().take(p as usize).map(|(row, v)| (rows[row].0.clone(), v)));
+                        continue;
+                    }
+                };
+                vector.push((keys[group].clone(), value));
+            }
+            instants.push(vector);
         }
-        Ok(Value::Vector(out))
+        Ok(self.rows_of_instants(instants))
     }
 
-    fn binary(&self, b: &BinaryExpr, t: i64) -> Result<Value, QueryError> {
+    fn binary(&self, b: &BinaryExpr) -> Result<Steps, QueryError> {
         let op = b.op.to_string();
         let return_bool = b.modifier.as_ref().is_some_and(|m| m.return_bool);
         let comparison = b.op.is_comparison_operator();
-        let (lhs, rhs) = (self.eval(&b.lhs, t)?, self.eval(&b.rhs, t)?);
-        let vector_scalar = |v: Vec<(Labels, f64)>, s: f64, scalar_left: bool| {
-            let mut out = Vec::new();
-            for (l, x) in v {
-                let (a, c) = if scalar_left { (s, x) } else { (x, s) };
-                if comparison {
-                    let keep = compare(&op, a, c);
-                    if return_bool {
-                        out.push((drop_name(&l), f64::from(u8::from(keep))));
-                    } else if keep {
-                        out.push((l, x));
-                    }
-                } else if let Some(r) = apply(&op, a, c) {
-                    out.push((drop_name(&l), r));
+        let (lhs, rhs) = (self.eval(&b.lhs)?, self.eval(&b.rhs)?);
+        // One value of a vector/scalar operation: `None` drops the point; a filtering
+        // comparison keeps the vector's value.
+        let combine = |x: f64, s: f64, scalar_left: bool| -> Option<f64> {
+            let (a, c) = if scalar_left { (s, x) } else { (x, s) };
+            if comparison {
+                let keep = compare(&op, a, c);
+                if return_bool {
+                    Some(f64::from(u8::from(keep)))
+                } else {
+                    keep.then_some(x)
+                }
+            } else {
+                apply(&op, a, c)
+            }
+        };
+        let vector_scalar = |rows: Vec<Series>, s: Vec<f64>, scalar_left: bool| {
+            let mut out = Vec::with_capacity(rows.len());
+            for (labels, points) in rows {
+                let points: Vec<(i64, f64)> = points
+                    .into_iter()
+                    .filter_map(|(t, x)| combine(x, s[self.grid.index(t)], scalar_left).map(|r| (t, r)))
+                    .collect();
+                if !points.is_empty() {
+                    // A filtering comparison keeps the metric name.
+                    let labels = if comparison && !return_bool { labels } else { drop_name(&labels) };
+                    out.push((labels, points));
                 }
             }
-            Value::Vector(out)
+            Steps::Vector(out)
         };
         match (lhs, rhs) {
-            (Value::Scalar(a), Value::Scalar(c)) => Ok(Value::Scalar(if comparison {
-                f64::from(u8::from(compare(&op, a, c)))
-            } else {
-                apply(&op, a, c).unwrap_or(f64::NAN)
-            })),
-            (Value::Vector(v), Value::Scalar(s)) => Ok(vector_scalar(v, s, false)),
-            (Value::Scalar(s), Value::Vector(v)) => Ok(vector_scalar(v, s, true)),
-            (Value::Vector(l), Value::Vector(r)) => self.vector_binary(b, &op, comparison, return_bool, l, r),
+            (Steps::Scalar(a), Steps::Scalar(c)) => Ok(Steps::Scalar(
+                a.into_iter()
+                    .zip(c)
+                    .map(|(a, c)| {
+                        if comparison {
+                            f64::from(u8::from(compare(&op, a, c)))
+                        } else {
+                            apply(&op, a, c).unwrap_or(f64::NAN)
+                        }
+                    })
+                    .collect(),
+            )),
+            (Steps::Vector(v), Steps::Scalar(s)) => Ok(vector_scalar(v, s, false)),
+            (Steps::Scalar(s), Steps::Vector(v)) => Ok(vector_scalar(v, s, true)),
+            (Steps::Vector(l), Steps::Vector(r)) => {
+                let matching = Matching::new(b, &op, comparison, return_bool, &l, &r);
+                let (left, right) = (self.by_instant(&l), self.by_instant(&r));
+                let instants =
+                    left.iter().zip(&right).map(|(a, c)| matching.apply(a, c)).collect::<Result<Vec<_>, _>>()?;
+                Ok(self.rows_of_instants(instants))
+            }
             (a, c) => Err(QueryError::BadData(format!("binary {op} between {} and {}", a.type_name(), c.type_name()))),
         }
     }
+}
 
-    fn vector_binary(
-        &self,
-        b: &BinaryExpr,
-        op: &str,
+/// A binary operation between two vectors, with each series' matching signature and
+/// name-less labels worked out once.
+struct Matching<'a> {
+    b: &'a BinaryExpr,
+    op: &'a str,
+    comparison: bool,
+    return_bool: bool,
+    left: Side,
+    right: Side,
+}
+
+/// Per row of one operand: its labels, its signature and its labels without the name.
+struct Side {
+    labels: Vec<Labels>,
+    signatures: Vec<Labels>,
+    nameless: Vec<Labels>,
+}
+
+impl<'a> Matching<'a> {
+    fn new(
+        b: &'a BinaryExpr,
+        op: &'a str,
         comparison: bool,
         return_bool: bool,
-        lhs: Vec<(Labels, f64)>,
-        rhs: Vec<(Labels, f64)>,
-    ) -> Result<Value, QueryError> {
-        let modifier = b.modifier.as_ref();
+        lhs: &[Series],
+        rhs: &[Series],
+    ) -> Matching<'a> {
+        let matching = b.modifier.as_ref().and_then(|m| m.matching.as_ref());
+        let side = |rows: &[Series]| {
+            let labels: Vec<Labels> = rows.iter().map(|(l, _)| l.clone()).collect();
+            let nameless: Vec<Labels> = labels.iter().map(drop_name).collect();
+            let signatures = labels
+                .iter()
+                .zip(&nameless)
+                .map(|(l, nameless)| match matching {
+                    Some(LabelModifier::Include(on)) => Labels::new(
+                        l.iter()
+                            .filter(|(k, _)| on.labels.iter().any(|o| o == k))
+                            .map(|(k, v)| (k.into(), v.into()))
+                            .collect(),
+                    ),
+                    Some(LabelModifier::Exclude(ignoring)) => Labels::new(
+                        nameless
+                            .iter()
+                            .filter(|(k, _)| !ignoring.labels.iter().any(|i| i == k))
+                            .map(|(k, v)| (k.into(), v.into()))
+                            .collect(),
+                    ),
+                    None => nameless.clone(),
+                })
+                .collect();
+            Side { labels, signatures, nameless }
+        };
+        Matching { b, op, comparison, return_bool, left: side(lhs), right: side(rhs) }
+    }
+
+    /// The operation at one instant.
+    fn apply(&self, lhs: &Instant, rhs: &Instant) -> Result<Vec<(Labels, f64)>, QueryError> {
+        let modifier = self.b.modifier.as_ref();
         let matching = modifier.and_then(|m| m.matching.as_ref());
         let card = modifier.map(|m| &m.card);
-        let signature = |l: &Labels| -> Labels {
-            match matching {
-                Some(LabelModifier::Include(on)) => Labels::new(
-                    l.iter()
-                        .filter(|(k, _)| on.labels.iter().any(|o| o == k))
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect(),
-                ),
-                Some(LabelModifier::Exclude(ignoring)) => Labels::new(
-                    l.iter()
-                        .filter(|(k, _)| *k != METRIC_NAME && !ignoring.labels.iter().any(|i| i == k))
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect(),
-                ),
-                None => drop_name(l),
-            }
-        };
-        if b.op.is_set_operator() {
-            let right: std::collections::HashSet<Labels> = rhs.iter().map(|(l, _)| signature(l)).collect();
-            let out: Vec<(Labels, f64)> = match op {
-                "and" => lhs.into_iter().filter(|(l, _)| right.contains(&signature(l))).collect(),
-                "unless" => lhs.into_iter().filter(|(l, _)| !right.contains(&signature(l))).collect(),
+        let (left, right) = (&self.left, &self.right);
+        if self.b.op.is_set_operator() {
+            let right_signatures: HashSet<&Labels> = rhs.iter().map(|(r, _)| &right.signatures[*r]).collect();
+            let own = |rows: &Instant, side: &Side| -> Vec<(Labels, f64)> {
+                rows.iter().map(|(r, v)| (side.labels[*r].clone(), *v)).collect()
+            };
+            return Ok(match self.op {
+                "and" => own(lhs, left)
+                    .into_iter()
+                    .zip(lhs)
+                    .filter(|(_, (r, _))| right_signatures.contains(&left.signatures[*r]))
+                    .map(|(x, _)| x)
+                    .collect(),
+                "unless" => own(lhs, left)
+                    .into_iter()
+                    .zip(lhs)
+                    .filter(|(_, (r, _))| !right_signatures.contains(&left.signatures[*r]))
+                    .map(|(x, _)| x)
+                    .collect(),
                 _ => {
-                    let left: std::collections::HashSet<Labels> = lhs.iter().map(|(l, _)| signature(l)).collect();
-                    let mut out = lhs;
-                    out.extend(rhs.into_iter().filter(|(l, _)| !left.contains(&signature(l))));
+                    let left_signatures: HashSet<&Labels> = lhs.iter().map(|(r, _)| &left.signatures[*r]).collect();
+                    let mut out = own(lhs, left);
+                    out.extend(
+                        rhs.iter()
+                            .filter(|(r, _)| !left_signatures.contains(&right.signatures[*r]))
+                            .map(|(r, v)| (right.labels[*r].clone(), *v)),
+                    );
                     out
                 }
-            };
-            return Ok(Value::Vector(out));
+            });
         }
         // The "one" side is indexed by signature; each sample of the "many" side finds its match.
-        let (many, one, swapped, include) = match card {
-            Some(VectorMatchCardinality::OneToMany(include)) => (rhs, lhs, true, include.labels.clone()),
-            Some(VectorMatchCardinality::ManyToOne(include)) => (lhs, rhs, false, include.labels.clone()),
-            _ => (lhs, rhs, false, Vec::new()),
+        let ((many, many_side), (one, one_side), swapped, include) = match card {
+            Some(VectorMatchCardinality::OneToMany(include)) => ((rhs, right), (lhs, left), true, &include.labels[..]),
+            Some(VectorMatchCardinality::ManyToOne(include)) => ((lhs, left), (rhs, right), false, &include.labels[..]),
+            _ => ((lhs, left), (rhs, right), false, &[][..]),
         };
         let one_to_one =
             !matches!(card, Some(VectorMatchCardinality::OneToMany(_) | VectorMatchCardinality::ManyToOne(_)));
-        let mut index: HashMap<Labels, (Labels, f64)> = HashMap::new();
-        for (l, v) in one {
-            let sig = signature(&l);
-            if index.insert(sig, (l, v)).is_some() {
+        let mut index: HashMap<&Labels, (usize, f64)> = HashMap::new();
+        for (r, v) in one {
+            if index.insert(&one_side.signatures[*r], (*r, *v)).is_some() {
                 return Err(QueryError::Execution(
                     "found duplicate series for the match group on the right hand-side of the operation".into(),
                 ));
             }
         }
         let mut out = Vec::new();
-        let mut seen = std::collections::HashSet::new();
-        for (l, v) in many {
-            let sig = signature(&l);
-            let Some((other_labels, w)) = index.get(&sig) else { continue };
-            if one_to_one && !seen.insert(sig.clone()) {
+        let mut seen = HashSet::new();
+        for (r, v) in many {
+            let signature = &many_side.signatures[*r];
+            let Some((other, w)) = index.get(signature) else { continue };
+            if one_to_one && !seen.insert(signature) {
                 return Err(QueryError::Execution(
                     "found duplicate series for the match group on the left hand-side of the operation".into(),
                 ));
             }
-            let (a, c) = if swapped { (*w, v) } else { (v, *w) };
-            let value = if comparison {
-                let keep = compare(op, a, c);
-                if return_bool {
+            let (a, c) = if swapped { (*w, *v) } else { (*v, *w) };
+            let value = if self.comparison {
+                let keep = compare(self.op, a, c);
+                if self.return_bool {
                     f64::from(u8::from(keep))
                 } else if keep {
                     a
@@ -576,24 +870,23 @@ impl Eval<'_> {
                     continue;
                 }
             } else {
-                match apply(op, a, c) {
+                match apply(self.op, a, c) {
                     Some(r) => r,
                     None => continue,
                 }
             };
-            let keep_name = comparison && !return_bool;
-            let base = if keep_name { l.clone() } else { drop_name(&l) };
+            let keep_name = self.comparison && !self.return_bool;
+            let base = if keep_name { &many_side.labels[*r] } else { &many_side.nameless[*r] };
             let labels = if one_to_one {
                 match matching {
-                    Some(LabelModifier::Include(_)) if !keep_name => sig,
-                    Some(LabelModifier::Exclude(_)) if !keep_name => sig,
-                    _ => base,
+                    Some(LabelModifier::Include(_) | LabelModifier::Exclude(_)) if !keep_name => signature.clone(),
+                    _ => base.clone(),
                 }
             } else {
                 let mut pairs: Vec<(String, String)> = base.iter().map(|(k, v)| (k.into(), v.into())).collect();
-                for name in &include {
+                for name in include {
                     pairs.retain(|(k, _)| k != name);
-                    if let Some(v) = other_labels.get(name) {
+                    if let Some(v) = one_side.labels[*other].get(name) {
                         pairs.push((name.clone(), v.to_string()));
                     }
                 }
@@ -601,8 +894,26 @@ impl Eval<'_> {
             };
             out.push((labels, value));
         }
-        Ok(Value::Vector(out))
+        Ok(out)
     }
+}
+
+/// The φ-quantile of sorted values, interpolated as Prometheus' `quantile` does.
+fn quantile(q: f64, values: &[f64]) -> f64 {
+    if values.is_empty() || q.is_nan() {
+        return f64::NAN;
+    }
+    if q < 0.0 {
+        return f64::NEG_INFINITY;
+    }
+    if q > 1.0 {
+        return f64::INFINITY;
+    }
+    let rank = q * (values.len() - 1) as f64;
+    let lower = rank.floor().max(0.0) as usize;
+    let upper = (lower + 1).min(values.len() - 1);
+    let weight = rank - rank.floor();
+    values[lower] * (1.0 - weight) + values[upper] * weight
 }
 
 fn compare(op: &str, a: f64, c: f64) -> bool {

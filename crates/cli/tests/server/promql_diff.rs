@@ -1,6 +1,7 @@
 //! The differential PromQL suite: the same samples scraped by Debian's Prometheus and
 //! by `mobius serve` (explicit timestamps, so both store identical points), then the
-//! same queries at fixed instants on both HTTP APIs; answers must agree to 1e-9.
+//! same queries at fixed instants and over ranges on both HTTP APIs; answers must
+//! agree to 1e-9.
 
 use crate::support::{Backend, Server};
 use serde_json::Value;
@@ -92,7 +93,8 @@ pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
-/// An answer reduced to comparable form: result type and value per series (or `""` for a scalar).
+/// An answer reduced to comparable form: result type and value per series (or `""` for a
+/// scalar); a range answer has one entry per series and instant (`series@seconds`).
 fn normalise(answer: &Value) -> (String, BTreeMap<String, f64>) {
     assert_eq!(answer["status"], "success", "{answer}");
     let kind = answer["data"]["resultType"].as_str().unwrap().to_string();
@@ -108,6 +110,14 @@ fn normalise(answer: &Value) -> (String, BTreeMap<String, f64>) {
     match kind.as_str() {
         "scalar" => {
             out.insert(String::new(), parse(&answer["data"]["result"][1]));
+        }
+        "matrix" => {
+            for item in answer["data"]["result"].as_array().unwrap() {
+                let metric = serde_json::to_string(&item["metric"]).unwrap();
+                for point in item["values"].as_array().unwrap() {
+                    out.insert(format!("{metric}@{:.3}", point[0].as_f64().unwrap()), parse(&point[1]));
+                }
+            }
         }
         _ => {
             for item in answer["data"]["result"].as_array().unwrap() {
@@ -209,6 +219,14 @@ fn promql_answers_match_prometheus() {
         "scalar(count(temp))",
         "absent(nope{job=\"x\"})",
         "2 ^ 3 % 5",
+        "quantile(0.3, temp)",
+        "quantile by (code) (0.5, req_total)",
+        "sqrt(temp) + ln(temp) - exp(temp / 10)",
+        "sgn(temp - 21)",
+        "sum by (path) (rate(req_total[1m] offset 30s)) > bool 0.5",
+        "rate(req_total[1m]) / ignoring(code) group_left sum without (code) (rate(req_total[1m]))",
+        "max_over_time(temp[1m]) - min_over_time(temp[1m]) < 2",
+        "temp / scalar(max(temp))",
     ];
     let (mut checked, mut values) = (0, 0);
     // Between samples, and on them: there a range's start falls exactly on a sample,
@@ -240,6 +258,38 @@ fn promql_answers_match_prometheus() {
             values += theirs.1.len();
         }
     }
+    // Over ranges: steps on the sample grid, between it, and one wider than a range.
+    let (mut ranges, mut points) = (0, 0);
+    for (from, to, step) in [(6, 39, 15.0), (4, 39, 7.0), (10, 35, 73.5)] {
+        let start = ((t0 + from * STEP_MS) as f64 / 1000.0).to_string();
+        let end = ((t0 + to * STEP_MS) as f64 / 1000.0 + 3.5).to_string();
+        for query in queries {
+            let ask = |url: String, token: Option<&str>| -> Value {
+                let params = [("query", query), ("start", &start), ("end", &end), ("step", &step.to_string())];
+                let mut request = http.get(url).query(&params);
+                if let Some(token) = token {
+                    request = request.bearer_auth(token);
+                }
+                request.send().unwrap().json().unwrap()
+            };
+            let theirs = normalise(&ask(format!("http://127.0.0.1:{port}/api/v1/query_range"), None));
+            let ours = normalise(&ask(format!("{}/api/v1/query_range", server.url), Some(&server.token)));
+            assert_eq!(ours.0, theirs.0, "{query} from {start} step {step}: result type");
+            assert_eq!(
+                ours.1.keys().collect::<Vec<_>>(),
+                theirs.1.keys().collect::<Vec<_>>(),
+                "{query} from {start} step {step}: series and instants"
+            );
+            for (point, want) in &theirs.1 {
+                let got = ours.1[point];
+                assert!(same(got, *want), "{query} from {start} step {step}: {point} = {got}, Prometheus says {want}");
+            }
+            ranges += 1;
+            points += theirs.1.len();
+        }
+    }
+    assert!(points > ranges * 10, "only {points} points in {ranges} range answers");
+    eprintln!("{ranges} range answers with {points} points agree with Prometheus");
     assert_eq!(checked, queries.len() * instants.len());
     // Not a comparison of empty answers: most queries return several series.
     assert!(values > checked, "only {values} values in {checked} answers");
