@@ -308,10 +308,12 @@ impl Checker {
             self.error(root.pos, "mobius.yaml must be a mapping with `services` and `environments`");
             return config;
         }
-        let entries = self.mapping(root, "mobius.yaml", &["services", "environments"]);
+        // `monitoring` is the monitor's (read by `mobius_monitor::project`).
+        let entries = self.mapping(root, "mobius.yaml", &["services", "environments", "monitoring"]);
         let mut environment_nodes = Vec::new();
         for (key, value) in entries {
             match key {
+                "monitoring" => {}
                 "services" => {
                     for (name, node) in self.mapping(value, "services", &[]) {
                         if let Some(service) = self.service(name, node) {

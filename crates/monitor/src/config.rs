@@ -85,6 +85,15 @@ pub(crate) struct Checker {
 }
 
 impl Checker {
+    /// `value` when nothing was wrong, otherwise every problem found in `file`.
+    pub(crate) fn finish<T>(self, file: SourceFile, value: T) -> Result<T, FileErrors> {
+        if self.diagnostics.is_empty() {
+            Ok(value)
+        } else {
+            Err(FileErrors { file, diagnostics: self.diagnostics })
+        }
+    }
+
     pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
         self.diagnostics.push(Diagnostic::new(pos, message));
     }
@@ -194,6 +203,12 @@ pub fn parse_prometheus_config(file: SourceFile) -> Result<PrometheusConfig, Fil
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
     let mut c = Checker { diagnostics: Vec::new() };
+    let config = prometheus_config(&mut c, &root);
+    c.finish(file, config)
+}
+
+/// A `prometheus.yml`'s content at `root` (the file itself, or a project's `monitoring.prometheus`).
+pub(crate) fn prometheus_config(c: &mut Checker, root: &Node) -> PrometheusConfig {
     let mut config = PrometheusConfig {
         scrape_interval: Duration::from_secs(60),
         scrape_timeout: Duration::from_secs(10),
@@ -204,7 +219,7 @@ pub fn parse_prometheus_config(file: SourceFile) -> Result<PrometheusConfig, Fil
     };
     let mut scrape_nodes = None;
     for (key, value) in c.entries(
-        &root,
+        root,
         "the configuration",
         &["global", "scrape_configs", "rule_files"],
         &["alerting", "remote_write", "remote_read", "storage", "tracing", "scrape_config_files"],
@@ -244,7 +259,7 @@ pub fn parse_prometheus_config(file: SourceFile) -> Result<PrometheusConfig, Fil
             &[]
         });
         for item in items {
-            if let Some(job) = scrape_config(&mut c, item, &config) {
+            if let Some(job) = scrape_config(c, item, &config) {
                 if config.scrape_configs.iter().any(|j| j.job_name == job.job_name) {
                     c.error(item.pos, format!("job `{}` is configured twice", job.job_name));
                 }
@@ -252,11 +267,7 @@ pub fn parse_prometheus_config(file: SourceFile) -> Result<PrometheusConfig, Fil
             }
         }
     }
-    if c.diagnostics.is_empty() {
-        Ok(config)
-    } else {
-        Err(FileErrors { file, diagnostics: c.diagnostics })
-    }
+    config
 }
 
 fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Option<ScrapeConfig> {

@@ -19,6 +19,7 @@ pub mod head;
 pub mod labels;
 pub mod logs;
 pub mod oncall;
+pub mod project;
 pub mod promql;
 pub mod relabel;
 pub mod remote;

@@ -131,9 +131,16 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
     let mut c = Checker { diagnostics: Vec::new() };
+    let config = oncall_config(&mut c, &root, receivers);
+    c.finish(file, config)
+}
+
+/// An on-call configuration's content at `root` (the file itself, or a project's
+/// `monitoring.oncall`); `receivers` are the ones it may name.
+pub(crate) fn oncall_config(c: &mut Checker, root: &Node, receivers: &[String]) -> OnCallConfig {
     let mut config = OnCallConfig::default();
     let entries =
-        c.entries(&root, "the on-call configuration", &["people", "schedules", "policies", "without_incidents"], &[]);
+        c.entries(root, "the on-call configuration", &["people", "schedules", "policies", "without_incidents"], &[]);
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     let known_receiver = |c: &mut Checker, node: &Node, name: &str| {
         if !receivers.iter().any(|r| r == name) {
@@ -147,7 +154,7 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
             if key == "name" {
                 person.name = text;
             } else {
-                known_receiver(&mut c, value, &text);
+                known_receiver(c, value, &text);
                 person.receiver = text;
             }
         }
@@ -159,7 +166,7 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
     if let Some(node) = find("without_incidents") {
         for (i, r) in c.strings(node, "`without_incidents`").into_iter().enumerate() {
             let pos = node.as_seq().and_then(|v| v.get(i)).unwrap_or(node);
-            known_receiver(&mut c, pos, &r);
+            known_receiver(c, pos, &r);
             config.without_incidents.push(r);
         }
     }
@@ -180,12 +187,12 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
         for (key, value) in c.entries(item, "a schedule", &["name", "start", "shift", "people", "overrides"], &[]) {
             match key {
                 "name" => s.name = c.string(value, "`name`").unwrap_or_default(),
-                "start" => s.start = time(&mut c, value, "`start`").unwrap_or(0),
+                "start" => s.start = time(c, value, "`start`").unwrap_or(0),
                 "shift" => s.shift = c.duration(value, "`shift`").unwrap_or(s.shift),
                 "people" => {
                     for (i, p) in c.strings(value, "`people`").into_iter().enumerate() {
                         let pos = value.as_seq().and_then(|v| v.get(i)).unwrap_or(value);
-                        known_person(&mut c, pos, &p);
+                        known_person(c, pos, &p);
                         s.people.push(p);
                     }
                 }
@@ -196,10 +203,10 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
                             match key {
                                 "person" => {
                                     ov.person = c.string(value, "`person`").unwrap_or_default();
-                                    known_person(&mut c, value, &ov.person);
+                                    known_person(c, value, &ov.person);
                                 }
-                                "start" => ov.start = time(&mut c, value, "`start`").unwrap_or(0),
-                                _ => ov.end = time(&mut c, value, "`end`").unwrap_or(0),
+                                "start" => ov.start = time(c, value, "`start`").unwrap_or(0),
+                                _ => ov.end = time(c, value, "`end`").unwrap_or(0),
                             }
                         }
                         if ov.end <= ov.start {
@@ -223,7 +230,7 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
                 "name" => p.name = c.string(value, "`name`").unwrap_or_default(),
                 "receiver" => {
                     let r = c.string(value, "`receiver`").unwrap_or_default();
-                    known_receiver(&mut c, value, &r);
+                    known_receiver(c, value, &r);
                     p.receiver = Some(r);
                 }
                 "matchers" => {
@@ -255,11 +262,11 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
                                     let name = c.string(v, &format!("`{kind}`")).unwrap_or_default();
                                     match kind {
                                         "receiver" => {
-                                            known_receiver(&mut c, v, &name);
+                                            known_receiver(c, v, &name);
                                             level.targets.push(Target::Receiver(name));
                                         }
                                         "person" => {
-                                            known_person(&mut c, v, &name);
+                                            known_person(c, v, &name);
                                             level.targets.push(Target::Person(name));
                                         }
                                         _ => {
@@ -291,11 +298,7 @@ pub fn parse_oncall_config(file: SourceFile, receivers: &[String]) -> Result<OnC
         }
         config.policies.push(p);
     }
-    if c.diagnostics.is_empty() {
-        Ok(config)
-    } else {
-        Err(FileErrors { file, diagnostics: c.diagnostics })
-    }
+    config
 }
 
 #[cfg(test)]

@@ -54,25 +54,27 @@ pub fn parse_rule_file(file: SourceFile, default_interval: Duration) -> Result<V
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
     let mut c = Checker { diagnostics: Vec::new() };
+    let groups = rule_groups(&mut c, &root, &file.path, default_interval);
+    c.finish(file, groups)
+}
+
+/// A rule file's content at `root` (the file itself, or a project's `monitoring.rules`).
+pub(crate) fn rule_groups(c: &mut Checker, root: &Node, path: &str, default_interval: Duration) -> Vec<RuleGroup> {
     let mut groups: Vec<RuleGroup> = Vec::new();
-    for (_, value) in c.entries(&root, "a rule file", &["groups"], &[]) {
+    for (_, value) in c.entries(root, "a rule file", &["groups"], &[]) {
         let Some(items) = value.as_seq() else {
             c.error(value.pos, "`groups` must be a list");
             continue;
         };
         for item in items {
-            let group = rule_group(&mut c, item, &file.path, default_interval);
+            let group = rule_group(c, item, path, default_interval);
             if groups.iter().any(|g| g.name == group.name) {
                 c.error(item.pos, format!("group `{}` is defined twice", group.name));
             }
             groups.push(group);
         }
     }
-    if c.diagnostics.is_empty() {
-        Ok(groups)
-    } else {
-        Err(FileErrors { file, diagnostics: c.diagnostics })
-    }
+    groups
 }
 
 fn rule_group(c: &mut Checker, node: &Node, file: &str, default_interval: Duration) -> RuleGroup {
@@ -328,9 +330,20 @@ impl GroupState {
     /// Takes over the alerts of the same rules of a group being replaced by a reload,
     /// so a reload neither resets `for` nor forgets what fired.
     pub fn carry_over(&mut self, old: GroupState) {
-        for (new, old) in self.rules.iter_mut().zip(old.rules) {
-            if new.rule.name == old.rule.name && new.rule.query == old.rule.query {
-                new.active = old.active;
+        // As Prometheus does: a rule keeps its alerts when its name and labels stay,
+        // even if its expression changed (its alerts then resolve as they should).
+        let mut old_rules: Vec<_> = old.rules.into_iter().map(Some).collect();
+        for new in &mut self.rules {
+            let same = |o: &Option<RuleState>| {
+                o.as_ref().is_some_and(|o| {
+                    o.rule.name == new.rule.name
+                        && o.rule.labels == new.rule.labels
+                        && matches!(o.rule.kind, RuleKind::Alert { .. })
+                            == matches!(new.rule.kind, RuleKind::Alert { .. })
+                })
+            };
+            if let Some(found) = old_rules.iter_mut().find(|o| same(o)).and_then(Option::take) {
+                new.active = found.active;
             }
         }
         self.written = old.written;

@@ -1,7 +1,10 @@
 //! The monitor inside `mobius serve`: the time-series store in `DATA/monitor`, the
 //! scrape loops and rule groups of `--prometheus-config`, and the alert manager of
 //! `--alertmanager-config`, all started before the server answers and reloaded
-//! together (SIGHUP, `POST /-/reload`), a broken file changing nothing.
+//! together (SIGHUP, `POST /-/reload`), a broken file changing nothing. Each
+//! project's `monitoring` in its `mobius.yaml` (at the head of its default branch)
+//! is composed with the server's files: its jobs, rule groups, a route under the
+//! root route with its receivers, and its on-call people, schedules and policies.
 
 use anyhow::Context;
 use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
@@ -10,13 +13,14 @@ use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
 use mobius_monitor::config::{ScrapeConfig, StaticConfig};
 use mobius_monitor::logs::{LogLine, LogOptions, LogStore};
 use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
+use mobius_monitor::project::{parse_project_monitoring, ProjectMonitoring};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
 use mobius_monitor::scrape::{job_targets, static_targets, Scraper, Target};
 use mobius_monitor::Labels;
 use mobius_monitor::{Db, DbOptions};
 use mobius_workflow::SourceFile;
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -56,7 +60,41 @@ pub struct Monitor {
     prometheus_config: Option<PathBuf>,
     alertmanager_config: Option<PathBuf>,
     oncall_config: Option<PathBuf>,
+    /// What the server's files say, last read.
+    files: Mutex<FileConfigs>,
+    /// What each project's `mobius.yaml` says, by project name.
+    projects: Mutex<BTreeMap<String, ProjectMonitoring>>,
     pub external_url: String,
+}
+
+/// The server's own configuration files, parsed.
+#[derive(Clone, Debug, Default)]
+struct FileConfigs {
+    prometheus: Option<(PrometheusConfig, Vec<RuleGroup>)>,
+    alertmanager: Option<AlertmanagerConfig>,
+    oncall: OnCallConfig,
+}
+
+/// Without `--prometheus-config`: discovered targets every 15 s, rules every 15 s.
+fn default_prometheus() -> PrometheusConfig {
+    PrometheusConfig {
+        scrape_interval: Duration::from_secs(15),
+        scrape_timeout: Duration::from_secs(10),
+        evaluation_interval: Duration::from_secs(15),
+        external_labels: Vec::new(),
+        scrape_configs: Vec::new(),
+        rule_files: Vec::new(),
+    }
+}
+
+/// Without `--alertmanager-config`: one route to a receiver that notifies no one, so
+/// alerts still group into incidents (and projects' routes have a root to hang from).
+fn default_alertmanager() -> AlertmanagerConfig {
+    let text = "route:\n  receiver: default\nreceivers:\n  - name: default\n";
+    match parse_alertmanager_config(SourceFile::new("(default alertmanager configuration)", text)) {
+        Ok(config) => config,
+        Err(e) => unreachable!("the default Alertmanager configuration is valid: {}", e.render(false)),
+    }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<SourceFile> {
@@ -165,19 +203,14 @@ impl Monitor {
         }
         let db = Db::open(storage)?;
         let scraper = Scraper::new(Arc::clone(&db));
-        let alerts = alertmanager
-            .map(|config| {
-                AlertManager::new(
-                    config,
-                    Some(data_dir.join("monitor").join("silences.json")),
-                    external_url.to_string(),
-                )
-            })
-            .transpose()
-            .context("cannot read the stored silences")?;
-        if let Some(am) = &alerts {
-            am.start();
-        }
+        let am = AlertManager::new(
+            alertmanager.clone().unwrap_or_else(default_alertmanager),
+            Some(data_dir.join("monitor").join("silences.json")),
+            external_url.to_string(),
+        )
+        .context("cannot read the stored silences")?;
+        am.start();
+        let alerts = Some(am);
         let monitor = Monitor {
             db,
             scraper,
@@ -186,7 +219,7 @@ impl Monitor {
             log_offsets: Mutex::new(log_offsets),
             data_dir: data_dir.to_path_buf(),
             groups: Mutex::new(Vec::new()),
-            oncall: Mutex::new(Arc::new(oncall)),
+            oncall: Mutex::new(Arc::new(OnCallConfig::default())),
             configured: Mutex::new(Vec::new()),
             discovered: Mutex::new(Vec::new()),
             discovered_interval: Mutex::new(Duration::from_secs(15)),
@@ -196,11 +229,11 @@ impl Monitor {
             prometheus_config: prometheus_config.map(Path::to_path_buf),
             alertmanager_config: alertmanager_config.map(Path::to_path_buf),
             oncall_config: oncall_config.map(Path::to_path_buf),
+            files: Mutex::new(FileConfigs { prometheus, alertmanager, oncall }),
+            projects: Mutex::new(BTreeMap::new()),
             external_url: external_url.to_string(),
         };
-        if let Some((config, groups)) = prometheus {
-            monitor.apply(&config, groups);
-        }
+        monitor.compose();
         tracing::info!(
             series = monitor.db.stats().series,
             rule_groups = monitor.groups.lock().len(),
@@ -259,19 +292,76 @@ impl Monitor {
         let prometheus = self.prometheus_config.as_deref().map(read_prometheus).transpose()?;
         let alertmanager = self.alertmanager_config.as_deref().map(read_alertmanager).transpose()?;
         let oncall = self.oncall_config.as_deref().map(|p| read_oncall(p, alertmanager.as_ref())).transpose()?;
-        let mut count = 0;
-        if let Some(oncall) = oncall {
-            *self.oncall.lock() = Arc::new(oncall);
+        let count = prometheus.as_ref().map_or(0, |(config, _)| static_targets(config).len());
+        {
+            let mut files = self.files.lock();
+            if let Some(oncall) = oncall {
+                files.oncall = oncall;
+            }
+            if prometheus.is_some() {
+                files.prometheus = prometheus;
+            }
+            if alertmanager.is_some() {
+                files.alertmanager = alertmanager;
+            }
         }
-        if let Some((config, groups)) = prometheus {
-            count = static_targets(&config).len();
-            self.apply(&config, groups);
-        }
-        if let (Some(am), Some(config)) = (&self.alerts, alertmanager) {
-            am.reload(config);
-        }
+        self.compose();
         tracing::info!(targets = count, "monitor configuration reloaded");
         Ok(count)
+    }
+
+    /// Takes a project's monitoring (`None`: it declares none any more) and applies
+    /// the server's files and every project's together.
+    pub fn set_project(&self, project: &str, monitoring: Option<ProjectMonitoring>) {
+        match monitoring {
+            Some(m) => self.projects.lock().insert(project.to_string(), m),
+            None => self.projects.lock().remove(project),
+        };
+        self.compose();
+    }
+
+    /// The projects whose `mobius.yaml` declares monitoring.
+    pub fn projects(&self) -> Vec<String> {
+        self.projects.lock().keys().cloned().collect()
+    }
+
+    /// Applies the server's files with every project's monitoring composed in: the
+    /// projects' jobs and rule groups after the file's, their routes first under the
+    /// root route (each takes only its project's alerts), their people, schedules and
+    /// policies beside the file's.
+    fn compose(&self) {
+        let files = self.files.lock().clone();
+        let projects: Vec<ProjectMonitoring> = self.projects.lock().values().cloned().collect();
+        let (mut config, mut groups) = files.prometheus.unwrap_or_else(|| (default_prometheus(), Vec::new()));
+        let mut alerting = files.alertmanager.unwrap_or_else(default_alertmanager);
+        let mut oncall = files.oncall;
+        let mut routes = Vec::new();
+        for p in &projects {
+            for job in &p.scrape_configs {
+                if config.scrape_configs.iter().any(|j| j.job_name == job.job_name) {
+                    tracing::warn!(project = %p.project, job = %job.job_name, "a scrape job of this name exists; the project's is not scraped");
+                    continue;
+                }
+                config.scrape_configs.push(job.clone());
+            }
+            groups.extend(p.groups.iter().cloned());
+            if let Some(am) = &p.alertmanager {
+                alerting.receivers.extend(am.receivers.iter().cloned());
+                alerting.inhibit_rules.extend(am.inhibit_rules.iter().cloned());
+                routes.push(am.route.clone());
+            }
+            oncall.people.extend(p.oncall.people.iter().cloned());
+            oncall.schedules.extend(p.oncall.schedules.iter().cloned());
+            oncall.policies.extend(p.oncall.policies.iter().cloned());
+            oncall.without_incidents.extend(p.oncall.without_incidents.iter().cloned());
+        }
+        routes.append(&mut alerting.route.routes);
+        alerting.route.routes = routes;
+        *self.oncall.lock() = Arc::new(oncall);
+        self.apply(&config, groups);
+        if let Some(am) = &self.alerts {
+            am.reload(alerting);
+        }
     }
 
     fn publish_targets(&self) {
@@ -499,9 +589,79 @@ fn discovered_target(address: String, metrics_path: &str, labels: &[(&str, &str)
 /// Every 2 seconds, scrapes what runs here without configuration: the server's own
 /// `/metrics` (job `mobius`) and every instance the host agent runs whose service
 /// declares `metrics.path`, labelled `service`, `env`, `version` and `instance`.
+/// Takes the monitoring a project's `mobius.yaml` declares at `sha`. A file with
+/// problems changes nothing: they are logged with their lines and audited.
+pub async fn load_project(app: &Arc<crate::app::App>, project: &mobius_store::Project, sha: &str) {
+    let (dir, commit) = (app.repo_dir(project), sha.to_string());
+    let read = tokio::task::spawn_blocking(move || {
+        mobius_runner::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME)
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|r| r);
+    let text = match read {
+        Ok(Some(text)) => text,
+        Ok(None) => {
+            if app.monitor.projects().contains(&project.name) {
+                app.monitor.set_project(&project.name, None);
+            }
+            return;
+        }
+        Err(e) => {
+            tracing::warn!(project = %project.name, error = %e, "cannot read mobius.yaml for its monitoring");
+            return;
+        }
+    };
+    let file = SourceFile::new(format!("{}:{}", short_sha(sha), mobius_deploy::config::FILE_NAME), text);
+    match parse_project_monitoring(file, &project.name) {
+        Ok(monitoring) => {
+            let declared = monitoring.is_some();
+            if declared || app.monitor.projects().contains(&project.name) {
+                app.monitor.set_project(&project.name, monitoring);
+                tracing::info!(project = %project.name, commit = %short_sha(sha), declared, "project monitoring applied");
+            }
+        }
+        Err(e) => {
+            let problems = e.render(false);
+            tracing::warn!(project = %project.name, problems = %problems, "mobius.yaml's monitoring not applied");
+            let detail = serde_json::json!({"commit": sha, "problems": problems});
+            if let Err(e) = app.store.audit("mobius", "monitoring.invalid", &project.name, detail, "push").await {
+                tracing::error!(error = %e, "cannot audit");
+            }
+        }
+    }
+}
+
+fn short_sha(sha: &str) -> &str {
+    sha.get(..12).unwrap_or(sha)
+}
+
+/// Takes every project's monitoring from the head of its default branch as last seen.
+async fn load_projects(app: &Arc<crate::app::App>) {
+    let projects = match app.store.projects().await {
+        Ok(projects) => projects,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list projects for their monitoring");
+            return;
+        }
+    };
+    for project in projects {
+        let head = format!("refs/heads/{}", project.branch);
+        match app.store.refs(project.id).await {
+            Ok(refs) => {
+                if let Some((_, sha)) = refs.into_iter().find(|(name, _)| *name == head) {
+                    load_project(app, &project, &sha).await;
+                }
+            }
+            Err(e) => tracing::error!(project = %project.name, error = %e, "cannot read refs"),
+        }
+    }
+}
+
 pub fn start_discovery(app: &Arc<crate::app::App>, addr: std::net::SocketAddr) {
     let app = Arc::clone(app);
     tokio::spawn(async move {
+        load_projects(&app).await;
         let mut tick = tokio::time::interval(Duration::from_secs(2));
         loop {
             tokio::select! {

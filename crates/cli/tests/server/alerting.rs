@@ -515,3 +515,107 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
     );
     assert_eq!(resolve["dedup_key"], pd["dedup_key"], "{resolve}");
 }
+
+/// A project's `mobius.yaml` as the monitor reads it: its own target, rule, route,
+/// receivers, on-call person and escalation policy.
+fn project_monitoring(target: &str, hooks: &str, threshold: u32) -> String {
+    format!(
+        "services: {{}}
+monitoring:
+  prometheus:
+    global: {{ scrape_interval: 200ms, evaluation_interval: 500ms }}
+    scrape_configs:
+      - job_name: shop-worker
+        static_configs: [{{ targets: ['{target}'] }}]
+  rules:
+    groups:
+      - name: queues
+        rules:
+          - alert: QueueTooDeep
+            expr: queue_depth > {threshold}
+            for: 1s
+  alertmanager:
+    route: {{ receiver: team, group_by: [alertname], group_wait: 100ms, group_interval: 1s }}
+    receivers:
+      - {{ name: team, webhook_configs: [{{ url: 'http://{hooks}/shop-team' }}] }}
+      - {{ name: pager, webhook_configs: [{{ url: 'http://{hooks}/ann' }}] }}
+      - {{ name: lead, webhook_configs: [{{ url: 'http://{hooks}/shop-lead' }}] }}
+  oncall:
+    people: [{{ name: ann, receiver: pager }}]
+    policies:
+      - name: queues
+        receiver: team
+        levels:
+          - {{ delay: 0s, targets: [{{ person: ann }}] }}
+          - {{ delay: 2s, targets: [{{ receiver: lead }}] }}
+"
+    )
+}
+
+#[test]
+fn a_projects_mobius_yaml_declares_its_targets_rules_routes_and_escalation() {
+    let depth = Arc::new(AtomicU64::new(10));
+    let target = exporter(Arc::clone(&depth));
+    let (hooks, got) = receiver();
+    // No configuration files at all: everything comes from the project.
+    let server = Server::start(Backend::Sqlite);
+    let repo = crate::support::Repo::new(&[("mobius.yaml", &project_monitoring(&target, &hooks, 5))]);
+    server.add_project("shop", repo.path());
+
+    let (_, payload) = wait_for(
+        "the project's route",
+        Duration::from_secs(20),
+        || posts(&got, "/shop-team").into_iter().next(),
+        || server.log(),
+    );
+    assert_eq!(payload["receiver"], "shop/team", "{payload}");
+    let alert = &payload["alerts"][0];
+    assert_eq!(alert["labels"]["project"], "shop", "{payload}");
+    assert_eq!(alert["labels"]["job"], "shop-worker", "{payload}");
+    let (_, targets) = server.api("GET", "/api/v1/targets", None);
+    let text = targets.to_string();
+    assert!(text.contains("shop-worker") && text.contains("\"project\":\"shop\""), "{targets}");
+
+    // The project's policy escalates: its person first, its lead 2 s later.
+    let incident = wait_for(
+        "the incident",
+        Duration::from_secs(5),
+        || {
+            let (_, list) = server.api("GET", "/api/v1/incidents", None);
+            list["incidents"].as_array().and_then(|l| l.first().cloned())
+        },
+        || server.log(),
+    );
+    assert_eq!(incident["policy"], "shop/queues", "{incident}");
+    let (ann_at, page) =
+        wait_for("level 1", Duration::from_secs(5), || posts(&got, "/ann").into_iter().next(), || server.log());
+    assert_eq!(page["mobius"]["level"], 1, "{page}");
+    let (lead_at, _) =
+        wait_for("level 2", Duration::from_secs(6), || posts(&got, "/shop-lead").into_iter().next(), || server.log());
+    assert!(lead_at - ann_at >= 1900, "level 2 came {} ms after level 1", lead_at - ann_at);
+
+    // A broken mobius.yaml changes nothing and says where it is broken.
+    let broken = project_monitoring(&target, &hooks, 5).replace("for: 1s", "for: soon");
+    repo.commit(&[("mobius.yaml", &broken)], "a broken rule");
+    let problems = wait_for(
+        "the audit of the broken file",
+        Duration::from_secs(10),
+        || {
+            let (_, audit) = server.api("GET", "/api/v1/audit", None);
+            audit.to_string().contains("monitoring.invalid").then_some(audit.to_string())
+        },
+        || server.log(),
+    );
+    assert!(problems.contains("mobius.yaml:14:18"), "{problems}");
+    let (_, rules) = server.api("GET", "/api/v1/rules", None);
+    assert_eq!(rules["data"]["groups"][0]["rules"][0]["state"], "firing", "{rules}");
+
+    // A new threshold on the default branch takes over: the alert resolves.
+    repo.commit(&[("mobius.yaml", &project_monitoring(&target, &hooks, 50))], "raise the threshold");
+    wait_for(
+        "the resolved notification",
+        Duration::from_secs(15),
+        || posts(&got, "/shop-team").into_iter().map(|(_, b)| b).find(|b| b["status"] == "resolved"),
+        || server.log(),
+    );
+}

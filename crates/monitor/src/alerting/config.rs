@@ -616,7 +616,13 @@ pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig,
         Ok(root) => root,
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
-    let mut c = Checker { diagnostics: Vec::new() };
+    let (c, config) = alertmanager_config(Checker { diagnostics: Vec::new() }, &root);
+    c.finish(file, config)
+}
+
+/// An `alertmanager.yml`'s content at `root` (the file itself, or a project's
+/// `monitoring.alertmanager`).
+pub(crate) fn alertmanager_config(mut c: Checker, root: &Node) -> (Checker, AlertmanagerConfig) {
     let mut config = AlertmanagerConfig {
         resolve_timeout: Duration::from_secs(300),
         smtp: SmtpDefaults::default(),
@@ -637,7 +643,7 @@ pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig,
         inhibit_rules: Vec::new(),
     };
     let entries = c.entries(
-        &root,
+        root,
         "the configuration",
         &["global", "route", "receivers", "inhibit_rules"],
         &["templates", "time_intervals", "mute_time_intervals"],
@@ -669,15 +675,13 @@ pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig,
     };
     let inhibit_rules =
         find("inhibit_rules").map(|node| node.as_seq().unwrap_or(&[]).iter().map(|n| p.inhibit_rule(n)).collect());
-    let diagnostics = p.c.diagnostics;
-    if !diagnostics.is_empty() {
-        return Err(FileErrors { file, diagnostics });
-    }
-    Ok(AlertmanagerConfig {
+    let c = p.c;
+    let config = AlertmanagerConfig {
         route: route.unwrap_or(config.route),
         inhibit_rules: inhibit_rules.unwrap_or_default(),
         ..defaults
-    })
+    };
+    (c, config)
 }
 
 #[cfg(test)]

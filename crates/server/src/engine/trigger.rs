@@ -78,6 +78,10 @@ pub fn repository_name(project: &Project) -> String {
 
 /// Queues the runs a trigger starts; returns them (possibly none).
 pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) -> Result<Vec<Run>, TriggerError> {
+    if trigger.event == "push" && trigger.ref_name == format!("refs/heads/{}", project.branch) {
+        // The default branch's head says what the project monitors.
+        crate::monitor::load_project(app, project, &trigger.sha).await;
+    }
     let repo = app.repo_dir(project);
     let (sha, before) = (trigger.sha.clone(), trigger.before.clone());
     let read = tokio::task::spawn_blocking(move || {
