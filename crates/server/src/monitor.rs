@@ -205,7 +205,7 @@ impl Monitor {
         let scraper = Scraper::new(Arc::clone(&db));
         let am = AlertManager::new(
             alertmanager.clone().unwrap_or_else(default_alertmanager),
-            Some(data_dir.join("monitor").join("silences.json")),
+            Some(data_dir.join("monitor")),
             external_url.to_string(),
         )
         .context("cannot read the stored silences")?;

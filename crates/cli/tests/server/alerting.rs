@@ -338,6 +338,28 @@ fn alerts_posted_from_outside_are_grouped_silenced_and_inhibited() {
     assert_eq!(after[0]["id"], id.as_str(), "{after}");
     assert_eq!(after[0]["status"]["state"], "expired", "{after}");
     assert_eq!(after[0]["comment"], "planned work", "{after}");
+    // So does the notification log: the same alerts sent again (as Prometheus resends
+    // them) are not notified again within the repeat interval.
+    let before = posts(&got, "/default").len();
+    let (code, _) = server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(json!([
+            alert("DiskFull", json!({"cluster": "eu", "severity": "critical"})),
+            alert("HighLoad", json!({"cluster": "us", "severity": "warning"})),
+        ])),
+    );
+    assert_eq!(code, 200);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(posts(&got, "/default").len(), before, "a restart sent a group again");
+    // A new alert in a known group is news, and goes out.
+    server.api("POST", "/api/v2/alerts", Some(json!([alert("Latency", json!({"cluster": "us"}))])));
+    wait_for(
+        "the new alert of the us group",
+        Duration::from_secs(5),
+        || posts(&got, "/default").into_iter().skip(before).find(|(_, b)| b["groupLabels"]["cluster"] == "us"),
+        || server.log(),
+    );
 
     // Bad input is refused with the field named.
     let (code, body) = server.api("POST", "/api/v2/alerts", Some(json!([{"labels": {}}])));

@@ -115,7 +115,8 @@ pub struct GroupEvent {
     pub at: i64,
 }
 
-#[derive(Clone, Debug)]
+/// What one integration was last told about a group (Alertmanager's notification log).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 struct LogEntry {
     firing: BTreeSet<u64>,
     resolved: BTreeSet<u64>,
@@ -156,7 +157,13 @@ struct State {
     alerts: HashMap<u64, Alert>,
     groups: BTreeMap<String, Group>,
     silences: Vec<Silence>,
+    /// The notification log read at start, by group key, until its group comes back.
+    restored_log: HashMap<String, HashMap<String, LogEntry>>,
 }
+
+/// How long a group's notification log is kept across restarts (Alertmanager's
+/// `--data.retention` default).
+const LOG_RETENTION_MS: i64 = 120 * 3600 * 1000;
 
 /// Counters for `/metrics`.
 #[derive(Debug, Default)]
@@ -171,9 +178,32 @@ pub struct AlertManager {
     state: Mutex<State>,
     client: notify::HttpClient,
     events: broadcast::Sender<GroupEvent>,
-    silences_path: Option<PathBuf>,
+    /// Where silences (`silences.json`) and the notification log (`nflog.json`) are kept.
+    dir: Option<PathBuf>,
     pub external_url: String,
     pub counters: Counters,
+}
+
+/// A JSON file written whole and synced, then renamed into place.
+fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
+/// A JSON file's value, or the default when there is none yet.
+fn read_json<T: serde::de::DeserializeOwned + Default>(path: &std::path::Path) -> std::io::Result<T> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(T::default()),
+        Err(e) => Err(e),
+    }
 }
 
 /// The key of a group: the route's position and the grouping labels' values.
@@ -197,22 +227,22 @@ fn group_labels(route: &Route, labels: &Labels) -> Labels {
 }
 
 impl AlertManager {
-    /// An alert manager with `config`; silences are kept in `silences_path` when given.
+    /// An alert manager with `config`; silences and the notification log are kept in
+    /// `dir` when given, so a restart neither forgets a silence nor sends a group again.
     pub fn new(
         config: AlertmanagerConfig,
-        silences_path: Option<PathBuf>,
+        dir: Option<PathBuf>,
         external_url: String,
     ) -> std::io::Result<Arc<AlertManager>> {
-        let silences = match &silences_path {
-            Some(path) => match std::fs::read(path) {
-                Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, format!("{}: {e}", path.display()))
-                })?,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
-                Err(e) => return Err(e),
-            },
-            None => Vec::new(),
+        let (silences, mut restored_log): (Vec<Silence>, HashMap<String, HashMap<String, LogEntry>>) = match &dir {
+            Some(dir) => (read_json(&dir.join("silences.json"))?, read_json(&dir.join("nflog.json"))?),
+            None => Default::default(),
         };
+        let oldest = now_ms() - LOG_RETENTION_MS;
+        restored_log.retain(|_, log| {
+            log.retain(|_, e| e.at >= oldest);
+            !log.is_empty()
+        });
         let (events, _) = broadcast::channel(256);
         Ok(Arc::new(AlertManager {
             state: Mutex::new(State {
@@ -220,10 +250,11 @@ impl AlertManager {
                 alerts: HashMap::new(),
                 groups: BTreeMap::new(),
                 silences,
+                restored_log,
             }),
             client: notify::http_client().map_err(std::io::Error::other)?,
             events,
-            silences_path,
+            dir,
             external_url,
             counters: Counters::default(),
         }))
@@ -302,6 +333,7 @@ impl AlertManager {
         for route in config.route.matching(&alert.labels) {
             let labels = group_labels(route, &alert.labels);
             let key = group_key(route, &labels);
+            let restored = if state.groups.contains_key(&key) { None } else { state.restored_log.remove(&key) };
             let group = state.groups.entry(key).or_insert_with(|| Group {
                 route: route.clone(),
                 labels,
@@ -313,7 +345,7 @@ impl AlertManager {
                     now + route.group_wait.as_millis() as i64
                 },
                 in_flight: false,
-                log: HashMap::new(),
+                log: restored.unwrap_or_default(),
             });
             group.alerts.insert(fp, alert.clone());
         }
@@ -486,6 +518,17 @@ impl AlertManager {
         if group.alerts.is_empty() {
             state.groups.remove(key);
         }
+        // What was sent survives a restart (written under the lock, so in order).
+        if let Some(dir) = &self.dir {
+            let mut log: HashMap<&String, &HashMap<String, LogEntry>> = state.restored_log.iter().collect();
+            log.extend(state.groups.iter().filter(|(_, g)| !g.log.is_empty()).map(|(k, g)| (k, &g.log)));
+            let written = serde_json::to_vec(&log)
+                .map_err(std::io::Error::other)
+                .and_then(|bytes| write_atomically(&dir.join("nflog.json"), &bytes));
+            if let Err(e) = written {
+                tracing::error!(error = %e, "cannot store the notification log");
+            }
+        }
     }
 
     /// Sends `n` to every integration of receiver `name` now (escalation levels use this).
@@ -590,16 +633,9 @@ impl AlertManager {
     }
 
     fn save_silences(&self, silences: &[Silence]) -> std::io::Result<()> {
-        let Some(path) = &self.silences_path else { return Ok(()) };
-        let tmp = path.with_extension("tmp");
+        let Some(dir) = &self.dir else { return Ok(()) };
         let bytes = serde_json::to_vec_pretty(silences).map_err(std::io::Error::other)?;
-        {
-            use std::io::Write;
-            let mut f = std::fs::File::create(&tmp)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-        }
-        std::fs::rename(&tmp, path)
+        write_atomically(&dir.join("silences.json"), &bytes)
     }
 }
 
