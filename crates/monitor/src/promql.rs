@@ -14,7 +14,7 @@ use crate::labels::{Labels, MatchOp, Matcher, METRIC_NAME};
 use crate::scrape::is_stale;
 use promql_parser::label::{MatchOp as PMatchOp, Matcher as PMatcher};
 pub use promql_parser::parser::Expr;
-use promql_parser::parser::{self, BinaryExpr, LabelModifier, VectorMatchCardinality, VectorSelector};
+use promql_parser::parser::{self, AtModifier, BinaryExpr, LabelModifier, VectorMatchCardinality, VectorSelector};
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// A series with its samples `(milliseconds, value)`.
@@ -62,10 +62,10 @@ fn unsupported(what: impl std::fmt::Display) -> QueryError {
 
 /// Evaluates `expr` at `t` (milliseconds).
 pub fn instant(db: &Db, expr: &Expr, t: i64) -> Result<Value, QueryError> {
-    let eval = Eval { db, grid: Grid { start: t, step: 1, len: 1 } };
-    if let Expr::MatrixSelector(ms) = expr {
-        let (series, _) = eval.windows_of(ms)?;
-        return Ok(Value::Matrix(series.into_iter().filter(|(_, s)| !s.is_empty()).collect()));
+    let eval = Eval { db, grid: Grid { start: t, step: 1, len: 1 }, query: (t, t) };
+    if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
+        let windows = eval.windows_of(expr)?;
+        return Ok(Value::Matrix(windows.series.into_iter().filter(|(_, s)| !s.is_empty()).collect()));
     }
     Ok(match eval.eval(expr)? {
         Steps::Scalar(v) => Value::Scalar(v.first().copied().unwrap_or(f64::NAN)),
@@ -87,13 +87,13 @@ pub fn range(db: &Db, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Ve
     if end < start {
         return Ok(Vec::new());
     }
-    if matches!(expr, Expr::MatrixSelector(_)) {
+    if matches!(expr, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
         return Err(QueryError::BadData(
             "invalid expression type \"range vector\" for range query, must be Scalar or instant Vector".into(),
         ));
     }
     let len = usize::try_from((end - start) / step + 1).unwrap_or(1);
-    let eval = Eval { db, grid: Grid { start, step, len } };
+    let eval = Eval { db, grid: Grid { start, step, len }, query: (start, end) };
     match eval.eval(expr)? {
         Steps::Scalar(values) => {
             Ok(vec![(Labels::default(), values.into_iter().enumerate().map(|(i, v)| (eval.grid.at(i), v)).collect())])
@@ -169,7 +169,22 @@ type Instant = Vec<(usize, f64)>;
 struct Eval<'a> {
     db: &'a Db,
     grid: Grid,
+    /// The query's own start and end (`@ start()`, `@ end()`), also inside subqueries.
+    query: (i64, i64),
 }
+
+/// A range vector over the grid: its series, and for each instant where its window
+/// ends and which samples `(from, to)` of each series fall in `[end - range, end]`.
+struct Windows {
+    series: Vec<Series>,
+    range: i64,
+    ends: Vec<i64>,
+    spans: Vec<Vec<(usize, usize)>>,
+}
+
+/// The default resolution of a subquery without a step (Prometheus' default
+/// evaluation interval).
+const SUBQUERY_STEP_MS: i64 = 60_000;
 
 /// The matcher sets of a series selector (`match[]` of the metadata endpoints):
 /// one set, or one per `or` alternative.
@@ -210,15 +225,12 @@ fn matchers(vs: &VectorSelector) -> Result<Vec<Vec<Matcher>>, QueryError> {
         .collect()
 }
 
-fn offset_ms(vs: &VectorSelector) -> Result<i64, QueryError> {
-    if vs.at.is_some() {
-        return Err(unsupported("the @ modifier"));
-    }
-    Ok(match &vs.offset {
-        Some(parser::Offset::Pos(d)) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Some(parser::Offset::Neg(d)) => -i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
+fn offset_ms(offset: &Option<parser::Offset>) -> i64 {
+    match offset {
+        Some(parser::Offset::Pos(d)) => range_ms(*d),
+        Some(parser::Offset::Neg(d)) => -range_ms(*d),
         None => 0,
-    })
+    }
 }
 
 fn drop_name(labels: &Labels) -> Labels {
@@ -261,13 +273,12 @@ impl Eval<'_> {
                 other => Err(QueryError::BadData(format!("unary minus on a {}", other.type_name()))),
             },
             Expr::VectorSelector(vs) => self.selector(vs),
-            Expr::MatrixSelector(_) => {
+            Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 Err(QueryError::BadData("a range vector is only an argument of a function here".into()))
             }
             Expr::Call(call) => self.call(call),
             Expr::Aggregate(agg) => self.aggregate(agg),
             Expr::Binary(b) => self.binary(b),
-            Expr::Subquery(_) => Err(unsupported("a subquery")),
             Expr::Extension(_) => Err(unsupported("an extension")),
         }
     }
@@ -275,16 +286,14 @@ impl Eval<'_> {
     /// An instant vector selector: at each instant, each series' last sample in the
     /// lookback window (which includes its start, as in Prometheus 2.x), unless stale.
     fn selector(&self, vs: &VectorSelector) -> Result<Steps, QueryError> {
-        let offset = offset_ms(vs)?;
-        let first = self.grid.start - offset;
-        let last = self.grid.at(self.grid.len - 1) - offset;
+        let ends = self.ends(&vs.offset, &vs.at);
+        let (first, last) = (ends[0], ends[ends.len() - 1]);
         let mut out = Vec::new();
         for (labels, samples) in self.series(vs, first - LOOKBACK_MS - 1, last)? {
             let mut points = Vec::new();
             // `samples[..next]` are at or before the instant.
             let mut next = 0;
-            for i in 0..self.grid.len {
-                let at = self.grid.at(i) - offset;
+            for (i, &at) in ends.iter().enumerate() {
                 while next < samples.len() && samples[next].0 <= at {
                     next += 1;
                 }
@@ -300,52 +309,89 @@ impl Eval<'_> {
         Ok(Steps::Vector(out))
     }
 
-    /// A range selector's series over every window, staleness markers dropped, and each
-    /// instant's window `[start, end]` (both ends included, as in Prometheus 2.x)
-    /// as a slice `(from, to)` of the series' samples.
-    #[allow(clippy::type_complexity)]
-    fn windows_of(&self, ms: &parser::MatrixSelector) -> Result<(Vec<Series>, Vec<Vec<(usize, usize)>>), QueryError> {
-        let offset = offset_ms(&ms.vs)?;
-        let range = range_ms(ms.range);
-        let first = self.grid.start - offset;
-        let last = self.grid.at(self.grid.len - 1) - offset;
-        let mut series = self.series(&ms.vs, first - range - 1, last)?;
-        let mut windows = Vec::with_capacity(series.len());
-        for (_, samples) in &mut series {
-            samples.retain(|(_, v)| !is_stale(*v));
+    /// The time each instant of the grid reads at: the instant, or the fixed time of
+    /// an `@` modifier, minus the offset. Never decreasing.
+    fn ends(&self, offset: &Option<parser::Offset>, at: &Option<AtModifier>) -> Vec<i64> {
+        let offset = offset_ms(offset);
+        let fixed = at.as_ref().map(|at| match at {
+            AtModifier::Start => self.query.0,
+            AtModifier::End => self.query.1,
+            AtModifier::At(time) => match time.duration_since(std::time::UNIX_EPOCH) {
+                Ok(d) => range_ms(d),
+                Err(e) => -range_ms(e.duration()),
+            },
+        });
+        (0..self.grid.len).map(|i| fixed.unwrap_or(self.grid.at(i)) - offset).collect()
+    }
+
+    /// A range selector (staleness markers dropped) or a subquery (its expression
+    /// evaluated at its own steps, aligned as Prometheus aligns them), with each
+    /// instant's window `[end - range, end]`, both ends included as in Prometheus 2.x.
+    fn windows_of(&self, arg: &Expr) -> Result<Windows, QueryError> {
+        let (mut series, range, ends) = match arg {
+            Expr::MatrixSelector(ms) => {
+                let range = range_ms(ms.range);
+                let ends = self.ends(&ms.vs.offset, &ms.vs.at);
+                let mut series = self.series(&ms.vs, ends[0] - range - 1, ends[ends.len() - 1])?;
+                for (_, samples) in &mut series {
+                    samples.retain(|(_, v)| !is_stale(*v));
+                }
+                (series, range, ends)
+            }
+            Expr::Subquery(sq) => {
+                if sq.at.is_some() {
+                    return Err(unsupported("the @ modifier on a subquery"));
+                }
+                let range = range_ms(sq.range);
+                let step = sq.step.map_or(SUBQUERY_STEP_MS, range_ms).max(1);
+                let ends = self.ends(&sq.offset, &None);
+                let (from, to) = (ends[0] - range, ends[ends.len() - 1]);
+                // The first multiple of the step at or after the first window's start.
+                let start = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };
+                if (to - start) / step > 1_000_000 {
+                    return Err(QueryError::BadData("a subquery of more than 1,000,000 steps".into()));
+                }
+                let series = if to < start {
+                    Vec::new()
+                } else {
+                    let len = usize::try_from((to - start) / step + 1).unwrap_or(1);
+                    let inner = Eval { db: self.db, grid: Grid { start, step, len }, query: self.query };
+                    inner.vectors(&sq.expr)?
+                };
+                (series, range, ends)
+            }
+            _ => return Err(QueryError::BadData("expected a range vector".into())),
+        };
+        series.retain(|(_, s)| !s.is_empty());
+        let mut spans = Vec::with_capacity(series.len());
+        for (_, samples) in &series {
             let (mut from, mut to) = (0, 0);
-            let mut spans = Vec::with_capacity(self.grid.len);
-            for i in 0..self.grid.len {
-                let end = self.grid.at(i) - offset;
+            let mut row = Vec::with_capacity(ends.len());
+            for &end in &ends {
                 while to < samples.len() && samples[to].0 <= end {
                     to += 1;
                 }
                 while from < to && samples[from].0 < end - range {
                     from += 1;
                 }
-                spans.push((from, to));
+                row.push((from, to));
             }
-            windows.push(spans);
+            spans.push(row);
         }
-        Ok((series, windows))
+        Ok(Windows { series, range, ends, spans })
     }
 
-    /// A function of a range selector, `f(window, start, end)` at each instant.
+    /// A function of a range vector, `f(window, start, end)` at each instant.
     fn over_range(&self, arg: &Expr, keep_name: bool, f: WindowFn) -> Result<Steps, QueryError> {
-        let Expr::MatrixSelector(ms) = arg else {
-            return Err(QueryError::BadData("expected a range vector".into()));
-        };
-        let (offset, range) = (offset_ms(&ms.vs)?, range_ms(ms.range));
-        let (series, windows) = self.windows_of(ms)?;
+        let Windows { series, range, ends, spans } = self.windows_of(arg)?;
         let mut out = Vec::new();
-        for ((labels, samples), spans) in series.into_iter().zip(windows) {
+        for ((labels, samples), row) in series.into_iter().zip(spans) {
             let mut points = Vec::new();
-            for (i, (from, to)) in spans.into_iter().enumerate() {
+            for (i, (from, to)) in row.into_iter().enumerate() {
                 if from == to {
                     continue;
                 }
-                let end = self.grid.at(i) - offset;
-                if let Some(v) = f(&samples[from..to], end - range, end) {
+                if let Some(v) = f(&samples[from..to], ends[i] - range, ends[i]) {
                     points.push((self.grid.at(i), v));
                 }
             }

@@ -131,6 +131,24 @@ fn selectors_rates_aggregations_and_matching_follow_prometheus() {
         &[("{instance=\"a\", job=\"api\"}", 570.0)],
     );
     assert_values(&db, "time() - 60", &[("scalar", 540.0)]);
+    // `@` fixes the time a selector reads at; a subquery evaluates at its own steps.
+    assert_values(
+        &db,
+        "http_requests_total{instance=\"b\"} @ 300",
+        &[("http_requests_total{instance=\"b\", job=\"api\"}", 600.0)],
+    );
+    assert_values(
+        &db,
+        "max_over_time(rate(http_requests_total{job=\"web\"}[1m])[10m:1m])",
+        // c grows 1/s except across its reset at 300 s, where rate still sees 1/s.
+        &[("{instance=\"c\", job=\"web\"}", 1.0)],
+    );
+    assert_values(
+        &db,
+        "count_over_time(http_requests_total{instance=\"a\"}[5m:1m])",
+        // Steps at 300, 360, … 600: both ends of the window included.
+        &[("{instance=\"a\", job=\"api\"}", 6.0)],
+    );
 }
 
 #[test]

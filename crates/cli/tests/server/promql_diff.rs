@@ -227,6 +227,13 @@ fn promql_answers_match_prometheus() {
         "rate(req_total[1m]) / ignoring(code) group_left sum without (code) (rate(req_total[1m]))",
         "max_over_time(temp[1m]) - min_over_time(temp[1m]) < 2",
         "temp / scalar(max(temp))",
+        "max_over_time(rate(req_total[1m])[5m:30s])",
+        "avg_over_time(temp[2m:15s])",
+        "min_over_time(sum(temp)[3m:1m] offset 1m)",
+        "rate(req_total[2m:20s])",
+        "temp @ end()",
+        "sum(rate(req_total[1m] @ start()))",
+        "temp - temp offset -30s",
     ];
     let (mut checked, mut values) = (0, 0);
     // Between samples, and on them: there a range's start falls exactly on a sample,
