@@ -55,23 +55,39 @@ pub fn static_targets(config: &PrometheusConfig) -> Vec<Target> {
 /// none, and every `__` label removed at the end. A target relabelled away is not
 /// scraped.
 pub fn job_targets(job: &ScrapeConfig, groups: &[StaticConfig]) -> Vec<Target> {
+    job_targets_and_dropped(job, groups).0
+}
+
+/// A target's labels as discovered, before relabelling (Prometheus' `discoveredLabels`).
+fn discovered_labels(job: &ScrapeConfig, group: &StaticConfig, address: &str) -> Vec<(String, String)> {
+    let mut pairs = vec![
+        ("job".to_string(), job.job_name.clone()),
+        ("__address__".to_string(), address.to_string()),
+        ("__metrics_path__".to_string(), job.metrics_path.clone()),
+        ("__scheme__".to_string(), "http".to_string()),
+        ("__scrape_interval__".to_string(), format!("{}s", job.scrape_interval.as_secs_f64())),
+        ("__scrape_timeout__".to_string(), format!("{}s", job.scrape_timeout.as_secs_f64())),
+    ];
+    for (k, v) in &group.labels {
+        pairs.retain(|(name, _)| name != k);
+        pairs.push((k.clone(), v.clone()));
+    }
+    pairs
+}
+
+/// [`job_targets`], and the discovered labels of the targets relabelling dropped
+/// (Prometheus' `droppedTargets`).
+pub fn job_targets_and_dropped(job: &ScrapeConfig, groups: &[StaticConfig]) -> (Vec<Target>, Vec<Labels>) {
     let metric_relabel: Arc<[RelabelConfig]> = job.metric_relabel_configs.clone().into();
     let mut out = Vec::new();
+    let mut dropped = Vec::new();
     for group in groups {
         for address in &group.targets {
-            let mut pairs = vec![
-                ("job".to_string(), job.job_name.clone()),
-                ("__address__".to_string(), address.clone()),
-                ("__metrics_path__".to_string(), job.metrics_path.clone()),
-                ("__scheme__".to_string(), "http".to_string()),
-                ("__scrape_interval__".to_string(), format!("{}s", job.scrape_interval.as_secs_f64())),
-                ("__scrape_timeout__".to_string(), format!("{}s", job.scrape_timeout.as_secs_f64())),
-            ];
-            for (k, v) in &group.labels {
-                pairs.retain(|(name, _)| name != k);
-                pairs.push((k.clone(), v.clone()));
-            }
-            let Some(mut pairs) = relabel(pairs, &job.relabel_configs) else { continue };
+            let pairs = discovered_labels(job, group, address);
+            let Some(mut pairs) = relabel(pairs.clone(), &job.relabel_configs) else {
+                dropped.push(Labels::new(pairs));
+                continue;
+            };
             let get = |pairs: &[(String, String)], name: &str| {
                 pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()).unwrap_or_default()
             };
@@ -100,7 +116,7 @@ pub fn job_targets(job: &ScrapeConfig, groups: &[StaticConfig]) -> Vec<Target> {
             });
         }
     }
-    out
+    (out, dropped)
 }
 
 /// How a target's last scrape went.

@@ -15,7 +15,7 @@ use mobius_monitor::logs::{LogLine, LogOptions, LogStore};
 use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::project::{parse_project_monitoring, ProjectMonitoring};
 use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
-use mobius_monitor::scrape::{job_targets, static_targets, Scraper, Target};
+use mobius_monitor::scrape::{job_targets_and_dropped, static_targets, Scraper, Target};
 use mobius_monitor::Labels;
 use mobius_monitor::{Db, DbOptions};
 use mobius_workflow::SourceFile;
@@ -57,6 +57,9 @@ pub struct Monitor {
     file_sd_jobs: Mutex<Vec<ScrapeConfig>>,
     file_sd_cache: Mutex<HashMap<PathBuf, (SystemTime, Vec<StaticConfig>)>>,
     file_sd_targets: Mutex<Vec<Target>>,
+    /// Discovered label sets that relabelling dropped: of static configs, of files.
+    dropped_static: Mutex<Vec<Labels>>,
+    dropped_file_sd: Mutex<Vec<Labels>>,
     prometheus_config: Option<PathBuf>,
     alertmanager_config: Option<PathBuf>,
     oncall_config: Option<PathBuf>,
@@ -226,6 +229,8 @@ impl Monitor {
             file_sd_jobs: Mutex::new(Vec::new()),
             file_sd_cache: Mutex::new(HashMap::new()),
             file_sd_targets: Mutex::new(Vec::new()),
+            dropped_static: Mutex::new(Vec::new()),
+            dropped_file_sd: Mutex::new(Vec::new()),
             prometheus_config: prometheus_config.map(Path::to_path_buf),
             alertmanager_config: alertmanager_config.map(Path::to_path_buf),
             oncall_config: oncall_config.map(Path::to_path_buf),
@@ -245,7 +250,17 @@ impl Monitor {
     /// Scrapes the configuration's targets and evaluates its rule groups; a group that
     /// stays (same file and name) keeps its alerts.
     fn apply(&self, config: &PrometheusConfig, groups: Vec<RuleGroup>) {
-        *self.configured.lock() = static_targets(config);
+        let mut dropped = Vec::new();
+        *self.configured.lock() = config
+            .scrape_configs
+            .iter()
+            .flat_map(|job| {
+                let (targets, gone) = job_targets_and_dropped(job, &job.static_configs);
+                dropped.extend(gone);
+                targets
+            })
+            .collect();
+        *self.dropped_static.lock() = dropped;
         *self.discovered_interval.lock() = config.scrape_interval;
         *self.file_sd_jobs.lock() =
             config.scrape_configs.iter().filter(|j| !j.file_sd_configs.is_empty()).cloned().collect();
@@ -320,6 +335,13 @@ impl Monitor {
         self.compose();
     }
 
+    /// The discovered labels of every target relabelling dropped.
+    pub fn dropped_targets(&self) -> Vec<Labels> {
+        let mut out = self.dropped_static.lock().clone();
+        out.extend(self.dropped_file_sd.lock().iter().cloned());
+        out
+    }
+
     /// The projects whose `mobius.yaml` declares monitoring.
     pub fn projects(&self) -> Vec<String> {
         self.projects.lock().keys().cloned().collect()
@@ -378,6 +400,7 @@ impl Monitor {
         let base = self.prometheus_config.as_deref().and_then(Path::parent).unwrap_or(Path::new(".")).to_path_buf();
         let mut cache = self.file_sd_cache.lock();
         let mut targets = Vec::new();
+        let mut dropped = Vec::new();
         let mut seen = Vec::new();
         for job in &jobs {
             let mut groups = Vec::new();
@@ -414,8 +437,11 @@ impl Monitor {
                     }
                 }
             }
-            targets.extend(job_targets(job, &groups));
+            let (found, gone) = job_targets_and_dropped(job, &groups);
+            targets.extend(found);
+            dropped.extend(gone);
         }
+        *self.dropped_file_sd.lock() = dropped;
         cache.retain(|path, _| seen.contains(path));
         drop(cache);
         let mut current = self.file_sd_targets.lock();

@@ -185,6 +185,13 @@ fn file_sd_targets_are_relabelled_and_series_dropped_by_metric_relabelling() {
     }
     // Only the core team's target, with the host taken from its address; queue b dropped.
     assert_eq!(instances(), [(first.clone(), "127.0.0.1".to_string(), "a".to_string())]);
+    // The other team's target is listed as dropped, with its labels as discovered.
+    let (_, targets) = server.api("GET", "/api/v1/targets", None);
+    let dropped = targets["data"]["droppedTargets"].as_array().unwrap();
+    assert_eq!(dropped.len(), 1, "{targets}");
+    assert_eq!(dropped[0]["discoveredLabels"]["__address__"], second.as_str(), "{targets}");
+    assert_eq!(dropped[0]["discoveredLabels"]["team"], "other", "{targets}");
+    assert_eq!(dropped[0]["discoveredLabels"]["job"], "files", "{targets}");
     // The file changes: the other exporter joins the core team and is scraped too.
     std::fs::write(dir.path().join("targets/a.json"), groups(&[&first, &second], &[])).unwrap();
     let deadline = Instant::now() + Duration::from_secs(10);

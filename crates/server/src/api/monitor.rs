@@ -45,7 +45,17 @@ pub async fn targets(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<J
             })
             .collect()
     };
-    Ok(Json(json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": []}})))
+    let dropped: Vec<Value> = app
+        .monitor
+        .dropped_targets()
+        .into_iter()
+        .map(|labels| {
+            let labels: serde_json::Map<String, Value> =
+                labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+            json!({"discoveredLabels": labels})
+        })
+        .collect();
+    Ok(Json(json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})))
 }
 
 /// `POST /-/reload`: reads `--prometheus-config` again (admins only, audited).
