@@ -27,8 +27,20 @@ impl BitWriter {
     }
 
     fn bits(&mut self, value: u64, count: u8) {
-        for i in (0..count).rev() {
-            self.bit((value >> i) & 1 == 1);
+        // As many bits at a time as the last byte has room for, most significant first.
+        let mut remaining = count.min(64);
+        while remaining > 0 {
+            if self.used == 0 {
+                self.bytes.push(0);
+            }
+            let free = 8 - self.used;
+            let take = free.min(remaining);
+            let chunk = ((value >> (remaining - take)) & ((1u64 << take) - 1)) as u8;
+            if let Some(last) = self.bytes.last_mut() {
+                *last |= chunk << (free - take);
+            }
+            self.used = (self.used + take) % 8;
+            remaining -= take;
         }
     }
 

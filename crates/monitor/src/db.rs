@@ -218,11 +218,8 @@ impl Db {
                 stats.out_of_bounds += 1;
                 continue;
             }
-            match head.check(r, t, v) {
-                Ok(true) => {
-                    head.push(r, t, v);
-                    accepted.push((r, t, v));
-                }
+            match head.check_and_push(r, t, v) {
+                Ok(true) => accepted.push((r, t, v)),
                 Ok(false) => {}
                 Err(AppendError::OutOfOrder { .. }) => stats.out_of_order += 1,
                 Err(AppendError::UnknownSeries(_)) => stats.unknown_series += 1,

@@ -116,24 +116,32 @@ impl Notification {
             Value::from(map)
         };
         let labels = |l: &Labels| strings(l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let alerts: Vec<Value> = self
+        let alerts: Vec<(bool, Value)> = self
             .alerts
             .iter()
             .map(|a| {
-                Value::from_entries([
-                    ("Status".to_string(), Value::from(if a.resolved(self.now) { "resolved" } else { "firing" })),
-                    ("Labels".to_string(), labels(&a.labels)),
-                    ("Annotations".to_string(), strings(a.annotations.clone())),
-                    ("StartsAt".to_string(), Value::from(rfc3339(a.starts_at))),
-                    ("GeneratorURL".to_string(), Value::from(a.generator_url.as_str())),
-                    ("Fingerprint".to_string(), Value::from(format!("{:016x}", a.fingerprint()))),
-                ])
+                (
+                    a.resolved(self.now),
+                    Value::from_entries([
+                        ("Status".to_string(), Value::from(if a.resolved(self.now) { "resolved" } else { "firing" })),
+                        ("Labels".to_string(), labels(&a.labels)),
+                        ("Annotations".to_string(), strings(a.annotations.clone())),
+                        ("StartsAt".to_string(), Value::from(rfc3339(a.starts_at))),
+                        ("GeneratorURL".to_string(), Value::from(a.generator_url.as_str())),
+                        ("Fingerprint".to_string(), Value::from(format!("{:016x}", a.fingerprint()))),
+                    ]),
+                )
             })
             .collect();
+        let of = |resolved: bool| -> Value {
+            Value::from(alerts.iter().filter(|(r, _)| *r == resolved).map(|(_, v)| v.clone()).collect::<Vec<_>>())
+        };
         Value::from_entries([
             ("Receiver".to_string(), Value::from(self.receiver.as_str())),
             ("Status".to_string(), Value::from(self.status())),
-            ("Alerts".to_string(), Value::from(alerts)),
+            ("AlertsFiring".to_string(), of(false)),
+            ("AlertsResolved".to_string(), of(true)),
+            ("Alerts".to_string(), Value::from(alerts.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())),
             ("GroupLabels".to_string(), labels(&self.group_labels)),
             ("CommonLabels".to_string(), labels(&self.common_labels())),
             ("CommonAnnotations".to_string(), strings(self.common_annotations())),
@@ -185,7 +193,45 @@ impl Notification {
 }
 
 fn parse_template(text: &str) -> Result<Template, String> {
-    Template::new("notification").parse(text).map_err(|e| e.to_string())
+    Template::new("notification").parse(&with_alert_methods(text)).map_err(|e| e.to_string())
+}
+
+/// Alertmanager's `.Alerts.Firing` and `.Alerts.Resolved` are methods of its alert
+/// list; the template engine has no methods on values, so inside actions they are
+/// read as the data's `AlertsFiring` and `AlertsResolved` lists.
+fn with_alert_methods(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(open) = rest.find("{{") {
+        let Some(close) = rest[open..].find("}}").map(|c| open + c + 2) else { break };
+        out.push_str(&rest[..open]);
+        let action = &rest[open..close];
+        let mut rewritten = String::with_capacity(action.len());
+        let mut tail = action;
+        while let Some(at) = tail.find(".Alerts.") {
+            let after = &tail[at + ".Alerts.".len()..];
+            let method = ["Firing", "Resolved"].into_iter().find(|m| {
+                after.starts_with(m) && !after[m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
+            });
+            match method {
+                Some(m) => {
+                    rewritten.push_str(&tail[..at]);
+                    rewritten.push_str(".Alerts");
+                    rewritten.push_str(m);
+                    tail = &after[m.len()..];
+                }
+                None => {
+                    rewritten.push_str(&tail[..at + ".Alerts.".len()]);
+                    tail = after;
+                }
+            }
+        }
+        rewritten.push_str(tail);
+        out.push_str(&rewritten);
+        rest = &rest[close..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether a receiver's template parses (checked when the configuration is read).
@@ -350,4 +396,38 @@ pub async fn send_email(c: &EmailConfig, n: &Notification) -> Result<(), NotifyE
     }
     transport.build().send(message).await.map_err(|e| NotifyError::Email(e.to_string()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn alert(name: &str, ends_at: i64) -> Alert {
+        Alert {
+            labels: Labels::from_pairs(&[("alertname", name)]),
+            annotations: Vec::new(),
+            starts_at: 1_000,
+            ends_at,
+            generator_url: String::new(),
+            updated_at: 1_000,
+        }
+    }
+
+    #[test]
+    fn templates_see_the_firing_and_resolved_alerts_as_alertmanager_offers_them() {
+        let n = Notification {
+            receiver: "team".into(),
+            group_key: "{}:{}".into(),
+            group_labels: Labels::default(),
+            alerts: vec![alert("Disk", 0), alert("Load", 5_000), alert("Heat", 0)],
+            external_url: "http://127.0.0.1:7300".into(),
+            now: 10_000,
+            incident: None,
+        };
+        let text = "{{ len .Alerts.Firing }} of {{ len .Alerts }} firing:{{ range .Alerts.Firing }} \
+                    {{ .Labels.alertname }}{{ end }}; resolved:{{ range $.Alerts.Resolved }} {{ .Labels.alertname }}{{ end }} \
+                    (.Alerts.Firing is text here)";
+        assert_eq!(n.expand(text).unwrap(), "2 of 3 firing: Disk Heat; resolved: Load (.Alerts.Firing is text here)");
+        assert_eq!(with_alert_methods("{{ .Alerts.FiringSoon }}"), "{{ .Alerts.FiringSoon }}");
+    }
 }
