@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""Mobius' memory per series as its head ages, scraping the same targets as monitor_bench.py.
+
+Starts ../shared/bench/prometheus/exporter.py (N targets of 1,000 series, every
+second) and `mobius serve --prometheus-config`, then prints at each checkpoint the
+resident memory per series and the compressed sample bytes per series the head
+holds (`mobius_monitor_head_chunk_bytes`), so the two can be told apart.
+
+Usage: python3 bench/monitor_memory_growth.py --mobius target/release/mobius [--targets 50] [--at 30,90,180,300]
+"""
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import monitor_bench as mb  # noqa: E402
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mobius", required=True)
+    parser.add_argument("--targets", type=int, default=50)
+    parser.add_argument("--at", default="30,90,180,300")
+    args = parser.parse_args()
+    tmp = tempfile.mkdtemp(prefix="memory-growth-")
+    base = 23100 + (os.getpid() % 20) * 100
+    procs = []
+    try:
+        procs.append(subprocess.Popen([sys.executable, mb.EXPORTER, "--targets", str(args.targets),
+                                       "--base-port", str(base)], stdout=subprocess.DEVNULL))
+        mb.wait_http(f"http://127.0.0.1:{base + args.targets - 1}/metrics")
+        targets = ", ".join(f"'127.0.0.1:{base + i}'" for i in range(args.targets))
+        config = os.path.join(tmp, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write(f"global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n"
+                    f"scrape_configs:\n  - job_name: bench\n    static_configs:\n      - targets: [{targets}]\n")
+        port = mb.free_port()
+        mobius = subprocess.Popen([args.mobius, "serve", "--data", f"{tmp}/mobius", "--listen",
+                                   f"127.0.0.1:{port}", "--prometheus-config", config],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(mobius)
+        url = f"http://127.0.0.1:{port}/metrics"
+        mb.wait_http(url)
+        t0 = time.time()
+        print("| after | series | RSS | RSS per series | sample bytes per series | RSS per series without samples |")
+        print("|---|---|---|---|---|---|")
+        for at in (int(x) for x in args.at.split(",")):
+            time.sleep(max(0.0, t0 + at - time.time()))
+            series = mb.metric(url, "mobius_monitor_head_series")
+            chunks = mb.metric(url, "mobius_monitor_head_chunk_bytes")
+            rss = mb.rss_bytes(mobius.pid)
+            print(f"| {at} s | {series:,.0f} | {rss / 2**20:.1f} MiB | {rss / series / 1000:.2f} kB | "
+                  f"{chunks / series:.0f} B | {(rss - chunks) / series / 1000:.2f} kB |", flush=True)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
