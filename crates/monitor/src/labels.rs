@@ -35,6 +35,24 @@ impl Labels {
         Labels(self.0.iter().filter(|(k, _)| k != name).cloned().collect::<Vec<_>>().into())
     }
 
+    /// The set with only the labels `names` lists (PromQL's `by` and `on`).
+    pub fn only(&self, names: &[String]) -> Labels {
+        Labels(self.0.iter().filter(|(k, _)| names.iter().any(|n| n == k)).cloned().collect::<Vec<_>>().into())
+    }
+
+    /// The set without the metric name and the labels `names` lists (PromQL's
+    /// `without` and `ignoring`).
+    pub fn except(&self, names: &[String]) -> Labels {
+        Labels(
+            self.0
+                .iter()
+                .filter(|(k, _)| k != METRIC_NAME && !names.iter().any(|n| n == k))
+                .cloned()
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    }
+
     pub fn from_pairs(pairs: &[(&str, &str)]) -> Labels {
         Labels::new(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
     }

@@ -555,18 +555,13 @@ impl Eval<'_> {
             "histogram_quantile" => {
                 let q = self.scalars(arg(0)?)?;
                 let rows = self.vectors(arg(1)?)?;
+                let le_label = ["le".to_string()];
                 // Each bucket's series: its histogram (labels without `le` and the name) and bound.
                 let buckets: Vec<Option<(Labels, f64)>> = rows
                     .iter()
                     .map(|(l, _)| {
                         let le = l.get("le").and_then(crate::exposition::parse_le)?;
-                        let key = Labels::new(
-                            l.iter()
-                                .filter(|(k, _)| *k != "le" && *k != METRIC_NAME)
-                                .map(|(k, v)| (k.into(), v.into()))
-                                .collect(),
-                        );
-                        Some((key, le))
+                        Some((l.except(&le_label), le))
                     })
                     .collect();
                 let instants = self
@@ -602,20 +597,8 @@ impl Eval<'_> {
         let mut group_of_row = Vec::with_capacity(rows.len());
         for (labels, _) in &rows {
             let key = match &agg.modifier {
-                Some(LabelModifier::Include(by)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| by.labels.iter().any(|b| b == k))
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect(),
-                ),
-                Some(LabelModifier::Exclude(without)) => Labels::new(
-                    labels
-                        .iter()
-                        .filter(|(k, _)| *k != METRIC_NAME && !without.labels.iter().any(|w| w == k))
-                        .map(|(k, v)| (k.into(), v.into()))
-                        .collect(),
-                ),
+                Some(LabelModifier::Include(by)) => labels.only(&by.labels),
+                Some(LabelModifier::Exclude(without)) => labels.except(&without.labels),
                 None => Labels::default(),
             };
             let next = keys.len();
@@ -822,19 +805,8 @@ impl<'a> Matching<'a> {
                 .iter()
                 .zip(&nameless)
                 .map(|(l, nameless)| match matching {
-                    Some(LabelModifier::Include(on)) => Labels::new(
-                        l.iter()
-                            .filter(|(k, _)| on.labels.iter().any(|o| o == k))
-                            .map(|(k, v)| (k.into(), v.into()))
-                            .collect(),
-                    ),
-                    Some(LabelModifier::Exclude(ignoring)) => Labels::new(
-                        nameless
-                            .iter()
-                            .filter(|(k, _)| !ignoring.labels.iter().any(|i| i == k))
-                            .map(|(k, v)| (k.into(), v.into()))
-                            .collect(),
-                    ),
+                    Some(LabelModifier::Include(on)) => l.only(&on.labels),
+                    Some(LabelModifier::Exclude(ignoring)) => l.except(&ignoring.labels),
                     None => nameless.clone(),
                 })
                 .collect();

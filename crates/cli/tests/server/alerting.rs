@@ -82,6 +82,19 @@ fn posts(got: &Received, path: &str) -> Vec<(i64, Value)> {
     got.lock().unwrap().iter().filter(|(p, _, _)| p == path).map(|(_, t, b)| (*t, b.clone())).collect()
 }
 
+/// The first incident the server opens (waiting up to 5 s for it).
+fn first_incident(server: &Server) -> Value {
+    wait_for(
+        "the incident",
+        Duration::from_secs(5),
+        || {
+            let (_, list) = server.api("GET", "/api/v1/incidents", None);
+            list["incidents"].as_array().and_then(|l| l.first().cloned())
+        },
+        || server.log(),
+    )
+}
+
 fn write(dir: &std::path::Path, name: &str, text: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, text).unwrap();
@@ -160,15 +173,7 @@ fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
     assert_eq!(am_alerts[0]["receivers"][0]["name"], "team", "{am_alerts}");
 
     // An incident is open; level 1 pages whoever the schedule has on call, with a link.
-    let incident = wait_for(
-        "the incident",
-        Duration::from_secs(5),
-        || {
-            let (_, list) = server.api("GET", "/api/v1/incidents", None);
-            list["incidents"].as_array().and_then(|l| l.first().cloned())
-        },
-        || server.log(),
-    );
+    let incident = first_incident(&server);
     assert_eq!(incident["status"], "open", "{incident}");
     assert_eq!(incident["policy"], "queues", "{incident}");
     let out = server.cli(&["incidents", "--status", "open"]);
@@ -599,15 +604,7 @@ fn a_projects_mobius_yaml_declares_its_targets_rules_routes_and_escalation() {
     assert!(text.contains("shop-worker") && text.contains("\"project\":\"shop\""), "{targets}");
 
     // The project's policy escalates: its person first, its lead 2 s later.
-    let incident = wait_for(
-        "the incident",
-        Duration::from_secs(5),
-        || {
-            let (_, list) = server.api("GET", "/api/v1/incidents", None);
-            list["incidents"].as_array().and_then(|l| l.first().cloned())
-        },
-        || server.log(),
-    );
+    let incident = first_incident(&server);
     assert_eq!(incident["policy"], "shop/queues", "{incident}");
     let (ann_at, page) =
         wait_for("level 1", Duration::from_secs(5), || posts(&got, "/ann").into_iter().next(), || server.log());

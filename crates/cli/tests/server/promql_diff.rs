@@ -235,34 +235,35 @@ fn promql_answers_match_prometheus() {
         "sum(rate(req_total[1m] @ start()))",
         "temp - temp offset -30s",
     ];
+    // One query on both servers: the number of values compared.
+    let compare = |path: &str, params: &[(&str, String)], what: &str| -> usize {
+        let ask = |url: String, token: Option<&str>| -> Value {
+            let mut request = http.get(url).query(params);
+            if let Some(token) = token {
+                request = request.bearer_auth(token);
+            }
+            request.send().unwrap().json().unwrap()
+        };
+        let theirs = normalise(&ask(format!("http://127.0.0.1:{port}{path}"), None));
+        let ours = normalise(&ask(format!("{}{path}", server.url), Some(&server.token)));
+        assert_eq!(ours.0, theirs.0, "{what}: result type");
+        assert_eq!(ours.1.keys().collect::<Vec<_>>(), theirs.1.keys().collect::<Vec<_>>(), "{what}: series");
+        for (series, want) in &theirs.1 {
+            let got = ours.1[series];
+            assert!(same(got, *want), "{what}: {series} = {got}, Prometheus says {want}");
+        }
+        theirs.1.len()
+    };
     let (mut checked, mut values) = (0, 0);
     // Between samples, and on them: there a range's start falls exactly on a sample,
     // which Prometheus 2.x includes.
     let instants = [(8, 7.5), (20, 7.5), (30, 7.5), (39, 7.5), (25, 0.0), (39, 0.0)];
     for (k, offset) in instants {
-        let at = (t0 + k * STEP_MS) as f64 / 1000.0 + offset;
+        let at = ((t0 + k * STEP_MS) as f64 / 1000.0 + offset).to_string();
         for query in queries {
-            let ask = |url: String, token: Option<&str>| -> Value {
-                let mut request = http.get(url).query(&[("query", query), ("time", &at.to_string())]);
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
-                }
-                request.send().unwrap().json().unwrap()
-            };
-            let theirs = normalise(&ask(format!("http://127.0.0.1:{port}/api/v1/query"), None));
-            let ours = normalise(&ask(format!("{}/api/v1/query", server.url), Some(&server.token)));
-            assert_eq!(ours.0, theirs.0, "{query} at {at}: result type");
-            assert_eq!(
-                ours.1.keys().collect::<Vec<_>>(),
-                theirs.1.keys().collect::<Vec<_>>(),
-                "{query} at {at}: series"
-            );
-            for (series, want) in &theirs.1 {
-                let got = ours.1[series];
-                assert!(same(got, *want), "{query} at {at}: {series} = {got}, Prometheus says {want}");
-            }
+            let params = [("query", query.to_string()), ("time", at.clone())];
+            values += compare("/api/v1/query", &params, &format!("{query} at {at}"));
             checked += 1;
-            values += theirs.1.len();
         }
     }
     // Over ranges: steps on the sample grid, between it, and one wider than a range.
@@ -271,28 +272,14 @@ fn promql_answers_match_prometheus() {
         let start = ((t0 + from * STEP_MS) as f64 / 1000.0).to_string();
         let end = ((t0 + to * STEP_MS) as f64 / 1000.0 + 3.5).to_string();
         for query in queries {
-            let ask = |url: String, token: Option<&str>| -> Value {
-                let params = [("query", query), ("start", &start), ("end", &end), ("step", &step.to_string())];
-                let mut request = http.get(url).query(&params);
-                if let Some(token) = token {
-                    request = request.bearer_auth(token);
-                }
-                request.send().unwrap().json().unwrap()
-            };
-            let theirs = normalise(&ask(format!("http://127.0.0.1:{port}/api/v1/query_range"), None));
-            let ours = normalise(&ask(format!("{}/api/v1/query_range", server.url), Some(&server.token)));
-            assert_eq!(ours.0, theirs.0, "{query} from {start} step {step}: result type");
-            assert_eq!(
-                ours.1.keys().collect::<Vec<_>>(),
-                theirs.1.keys().collect::<Vec<_>>(),
-                "{query} from {start} step {step}: series and instants"
-            );
-            for (point, want) in &theirs.1 {
-                let got = ours.1[point];
-                assert!(same(got, *want), "{query} from {start} step {step}: {point} = {got}, Prometheus says {want}");
-            }
+            let params = [
+                ("query", query.to_string()),
+                ("start", start.clone()),
+                ("end", end.clone()),
+                ("step", step.to_string()),
+            ];
+            points += compare("/api/v1/query_range", &params, &format!("{query} from {start} step {step}"));
             ranges += 1;
-            points += theirs.1.len();
         }
     }
     assert!(points > ranges * 10, "only {points} points in {ranges} range answers");
