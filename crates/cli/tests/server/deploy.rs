@@ -244,9 +244,17 @@ fn releases_rollouts_approvals_and_rollback() {
         }
         let (_, answer) = server.api("GET", "/api/v1/query?query=up%7Bjob%3D%22mobius%22%7D", None);
         assert_eq!(answer["data"]["result"][0]["value"][1], "1", "Mobius scrapes itself: {answer}");
-        let services = page("/ui/services");
+        // Two v2 instances per environment (staging may still keep v1 warm after its
+        // switch), all up once an instance being stopped has left the targets.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let services = loop {
+            let services = page("/ui/services");
+            if !services.contains("instance down") || Instant::now() > deadline {
+                break services;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
         assert!(services.contains("web in production") && services.contains("<td>v2</td>"), "{services}");
-        // Two v2 instances per environment (staging may still keep v1 warm after its switch).
         let production = services.split("web in production").nth(1).unwrap().split("<section").next().unwrap();
         assert_eq!(production.matches("title=\"v2\">").count(), 2, "{services}");
         assert!(services.contains("web in staging") && !services.contains("instance down"), "{services}");
