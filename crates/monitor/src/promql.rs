@@ -339,12 +339,9 @@ impl Eval<'_> {
                 (series, range, ends)
             }
             Expr::Subquery(sq) => {
-                if sq.at.is_some() {
-                    return Err(unsupported("the @ modifier on a subquery"));
-                }
                 let range = range_ms(sq.range);
                 let step = sq.step.map_or(SUBQUERY_STEP_MS, range_ms).max(1);
-                let ends = self.ends(&sq.offset, &None);
+                let ends = self.ends(&sq.offset, &sq.at);
                 let (from, to) = (ends[0] - range, ends[ends.len() - 1]);
                 // The first multiple of the step at or after the first window's start.
                 let start = from.div_euclid(step) * step + if from.rem_euclid(step) == 0 { 0 } else { step };

@@ -234,6 +234,8 @@ fn promql_answers_match_prometheus() {
         "temp @ end()",
         "sum(rate(req_total[1m] @ start()))",
         "temp - temp offset -30s",
+        "max_over_time(temp[2m:30s] @ end()) - temp",
+        "sum_over_time(rate(req_total[1m])[3m:1m] @ start() offset 1m)",
     ];
     // One query on both servers: the number of values compared.
     let compare = |path: &str, params: &[(&str, String)], what: &str| -> usize {
