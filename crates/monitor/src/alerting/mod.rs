@@ -180,6 +180,8 @@ pub struct AlertManager {
     events: broadcast::Sender<GroupEvent>,
     /// Where silences (`silences.json`) and the notification log (`nflog.json`) are kept.
     dir: Option<PathBuf>,
+    /// Held while `nflog.json` is written.
+    log_file: Mutex<()>,
     pub external_url: String,
     pub counters: Counters,
 }
@@ -255,6 +257,7 @@ impl AlertManager {
             client: notify::http_client().map_err(std::io::Error::other)?,
             events,
             dir,
+            log_file: Mutex::new(()),
             external_url,
             counters: Counters::default(),
         }))
@@ -518,16 +521,19 @@ impl AlertManager {
         if group.alerts.is_empty() {
             state.groups.remove(key);
         }
-        // What was sent survives a restart (written under the lock, so in order).
-        if let Some(dir) = &self.dir {
-            let mut log: HashMap<&String, &HashMap<String, LogEntry>> = state.restored_log.iter().collect();
-            log.extend(state.groups.iter().filter(|(_, g)| !g.log.is_empty()).map(|(k, g)| (k, &g.log)));
-            let written = serde_json::to_vec(&log)
-                .map_err(std::io::Error::other)
-                .and_then(|bytes| write_atomically(&dir.join("nflog.json"), &bytes));
-            if let Err(e) = written {
-                tracing::error!(error = %e, "cannot store the notification log");
-            }
+        // What was sent survives a restart. The snapshot is taken under the state lock
+        // and the file lock taken before that is released, so snapshots reach the
+        // disk in order while alerts keep flowing during the sync.
+        let Some(dir) = &self.dir else { return };
+        let mut log: HashMap<&String, &HashMap<String, LogEntry>> = state.restored_log.iter().collect();
+        log.extend(state.groups.iter().filter(|(_, g)| !g.log.is_empty()).map(|(k, g)| (k, &g.log)));
+        let bytes = serde_json::to_vec(&log);
+        let _writing = self.log_file.lock();
+        drop(state);
+        let written =
+            bytes.map_err(std::io::Error::other).and_then(|bytes| write_atomically(&dir.join("nflog.json"), &bytes));
+        if let Err(e) = written {
+            tracing::error!(error = %e, "cannot store the notification log");
         }
     }
 
