@@ -5,6 +5,9 @@
 
 /// Samples per chunk before a new one is cut (as Prometheus).
 pub const SAMPLES_PER_CHUNK: u16 = 120;
+/// A chunk is also cut once its bytes reach this, as Prometheus does, so values that
+/// compress badly do not make huge chunks.
+pub const MAX_CHUNK_BYTES: usize = 1024;
 
 #[derive(Clone, Debug, Default)]
 struct BitWriter {
@@ -119,7 +122,7 @@ impl XorChunk {
     }
 
     pub fn is_full(&self) -> bool {
-        self.count >= SAMPLES_PER_CHUNK
+        self.count >= SAMPLES_PER_CHUNK || self.out.bytes.len() >= MAX_CHUNK_BYTES
     }
 
     pub fn first_time(&self) -> i64 {

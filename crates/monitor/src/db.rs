@@ -10,6 +10,7 @@
 
 use crate::block::{merge_series, write_block, Block};
 use crate::head::{AppendError, Head, SeriesRef};
+use crate::head_chunks::ChunkFiles;
 use crate::labels::{Labels, Matcher};
 use crate::wal::{Record, Replayed, Wal};
 use parking_lot::{Mutex, RwLock};
@@ -53,6 +54,8 @@ pub enum DbError {
     Wal { dir: PathBuf, source: io::Error },
     #[error("blocks in {dir}: {source}")]
     Blocks { dir: PathBuf, source: io::Error },
+    #[error("head chunk files in {dir}: {source}")]
+    Chunks { dir: PathBuf, source: io::Error },
 }
 
 /// What one append did.
@@ -75,7 +78,12 @@ pub struct AppendStats {
 pub struct HeadStats {
     pub series: usize,
     pub samples: usize,
+    /// Bytes of the head's compressed samples, in memory and in its chunk files.
     pub chunk_bytes: usize,
+    /// Of those, the bytes in memory (open chunks, chunks not yet written out).
+    pub chunk_memory_bytes: usize,
+    /// Bytes of the head chunk files.
+    pub chunk_file_bytes: u64,
     pub label_bytes: usize,
     pub blocks: usize,
     pub block_bytes: u64,
@@ -116,7 +124,9 @@ impl Db {
         let blocks = open_blocks(&blocks_dir).map_err(|source| DbError::Blocks { dir: blocks_dir.clone(), source })?;
         let head_min = blocks.iter().map(|b| b.meta.max_time).max();
         let range = i64::try_from(options.block_range.as_millis()).unwrap_or(i64::MAX).max(1);
-        let mut head = Head::new(range);
+        let chunks_dir = options.dir.join("chunks_head");
+        let files = ChunkFiles::open(&chunks_dir).map_err(|source| DbError::Chunks { dir: chunks_dir, source })?;
+        let mut head = Head::with_files(range, files);
         // Series keep the log's numbers; a number naming labels already known maps to them.
         let mut refs: HashMap<u32, SeriesRef> = HashMap::new();
         let (wal, replayed) = Wal::open(&wal_dir, |record| match record {
@@ -267,8 +277,8 @@ impl Db {
         let from = persisted.head_min.map_or(mint, |m| m.max(mint));
         let head = self.head.read();
         for r in head.select(matchers) {
-            let (Some(labels), Some(series)) = (head.labels(r), head.series(r)) else { continue };
-            let samples = series.samples(from, maxt);
+            let Some(labels) = head.labels(r) else { continue };
+            let samples = head.samples(r, from, maxt);
             if !samples.is_empty() || !merged.contains_key(&labels) {
                 merged.entry(labels).or_default().extend(samples);
             }
@@ -314,17 +324,18 @@ impl Db {
     }
 
     pub fn stats(&self) -> HeadStats {
-        let (series, samples, chunk_bytes, label_bytes) = {
+        let (series, sizes) = {
             let head = self.head.read();
-            let (samples, chunk_bytes, label_bytes) = head.sizes();
-            (head.len(), samples, chunk_bytes, label_bytes)
+            (head.len(), head.sizes())
         };
         let persisted = self.persisted.read();
         HeadStats {
             series,
-            samples,
-            chunk_bytes,
-            label_bytes,
+            samples: sizes.samples,
+            chunk_bytes: sizes.chunk_bytes,
+            chunk_memory_bytes: sizes.chunk_memory_bytes,
+            chunk_file_bytes: sizes.chunk_file_bytes,
+            label_bytes: sizes.label_bytes,
             blocks: persisted.blocks.len(),
             block_bytes: persisted.blocks.iter().map(|b| b.bytes).sum(),
             block_samples: persisted.blocks.iter().map(|b| b.meta.num_samples).sum(),
@@ -361,14 +372,19 @@ impl Db {
         if maxt < b.saturating_add(range / 2) {
             return Ok(false);
         }
-        let series: Vec<crate::block::SeriesChunks> = {
+        // Read in batches, so appends wait for one batch of chunk reads at most.
+        let refs = self.head.read().refs();
+        let mut series: Vec<crate::block::SeriesChunks> = Vec::new();
+        for batch in refs.chunks(1024) {
             let head = self.head.read();
-            head.refs()
-                .into_iter()
-                .filter_map(|r| Some((head.labels(r)?, head.series(r)?.chunks_in(a, b))))
-                .filter(|(_, c)| !c.is_empty())
-                .collect()
-        };
+            for r in batch {
+                let Some(labels) = head.labels(*r) else { continue };
+                let chunks = head.chunks_in(*r, a, b)?;
+                if !chunks.is_empty() {
+                    series.push((labels, chunks));
+                }
+            }
+        }
         let dir = write_block(&self.blocks_dir, a, b, 1, &series)?;
         let block = Arc::new(Block::open(&dir)?);
         tracing::info!(block = %dir.display(), series = block.meta.num_series, samples = block.meta.num_samples, "head block persisted");

@@ -3,15 +3,19 @@
 //!
 //! Label strings are interned: a series holds pairs of symbol numbers (8 bytes a
 //! label), each distinct string is kept once, and series are found by the hash of
-//! their label set; full chunks keep only their bytes and bounds. Chunks are cut at
-//! multiples of the block range, so every chunk belongs to exactly one block window;
-//! truncation drops the chunks a block took over and the series left without samples.
+//! their label set. A full chunk goes to the head chunk files (`head_chunks`) and
+//! the series keeps a 16-byte reference to it. Chunks are cut at multiples of the
+//! block range, so every chunk belongs to exactly one block window, named by its
+//! first sample's time; truncation drops the chunks a block took over and the series
+//! left without samples.
 
-use crate::chunk::{ClosedChunk, XorChunk};
+use crate::chunk::{iter_bytes, ClosedChunk, XorChunk};
+use crate::head_chunks::{ChunkFiles, ChunkRef};
 use crate::labels::{Labels, MatchOp, Matcher};
 use std::collections::{BTreeSet, HashMap};
 use std::hash::BuildHasherDefault;
 use std::hash::{Hash, Hasher};
+use std::io;
 use std::sync::Arc;
 
 /// A series' number, given in creation order (the write-ahead log relies on it).
@@ -50,11 +54,12 @@ pub enum AppendError {
     UnknownSeries(SeriesRef),
 }
 
-/// One series: its labels as symbol pairs, closed chunks and the one being appended to.
+/// One series: its labels as symbol pairs, where its closed chunks are, oldest
+/// first, and the chunk being appended to.
 #[derive(Debug)]
 pub struct MemSeries {
     labels: Box<[(u32, u32)]>,
-    closed: Vec<ClosedChunk>,
+    closed: Vec<ChunkRef>,
     open: XorChunk,
 }
 
@@ -79,50 +84,30 @@ impl MemSeries {
         }
     }
 
-    fn push(&mut self, t: i64, v: f64, range: i64) {
+    fn push(&mut self, t: i64, v: f64, range: i64, files: &mut ChunkFiles) {
         let other_window = !self.open.is_empty() && t.div_euclid(range) != self.open.first_time().div_euclid(range);
         if self.open.is_full() || other_window {
             let full = std::mem::replace(&mut self.open, XorChunk::new());
-            self.closed.push(full.into_closed());
+            // Grown one at a time: a series lives for hours, doubling would waste up to half.
+            self.closed.reserve_exact(1);
+            self.closed.push(files.write(&full));
         }
         self.open.append(t, v);
     }
 
-    /// Samples with `mint <= t <= maxt`, oldest first.
-    pub fn samples(&self, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
-        let mut out = Vec::new();
-        for chunk in &self.closed {
-            if chunk.last_t >= mint && chunk.first_t <= maxt {
-                out.extend(chunk.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
-            }
-        }
-        if !self.open.is_empty() && self.open.last_time() >= mint && self.open.first_time() <= maxt {
-            out.extend(self.open.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
-        }
-        out
-    }
-
+    /// Bytes of compressed samples, closed chunks included.
     pub fn chunk_bytes(&self) -> usize {
-        self.closed.iter().map(|c| c.bytes.len()).sum::<usize>() + self.open.bytes().len()
+        self.closed.iter().map(ChunkRef::bytes).sum::<usize>() + self.open.bytes().len()
     }
 
     pub fn sample_count(&self) -> usize {
-        self.closed.iter().map(|c| usize::from(c.count)).sum::<usize>() + self.open.len()
+        self.closed.iter().map(|c| usize::from(c.count())).sum::<usize>() + self.open.len()
     }
 
-    /// Copies of the chunks whose samples lie in `[mint, maxt)`, the open one included.
-    pub fn chunks_in(&self, mint: i64, maxt: i64) -> Vec<ClosedChunk> {
-        let mut out: Vec<ClosedChunk> =
-            self.closed.iter().filter(|c| c.first_t >= mint && c.last_t < maxt).cloned().collect();
-        if !self.open.is_empty() && self.open.first_time() >= mint && self.open.last_time() < maxt {
-            out.push(self.open.clone().into_closed());
-        }
-        out
-    }
-
-    /// Drops chunks whose samples are all before `t`; true when nothing is left.
+    /// Drops chunks whose samples are all before `t`, a multiple of the chunk range;
+    /// true when nothing is left.
     fn truncate(&mut self, t: i64) -> bool {
-        self.closed.retain(|c| c.last_t >= t);
+        self.closed.retain(|c| c.first_time() >= t);
         if !self.open.is_empty() && self.open.last_time() < t {
             if self.closed.is_empty() {
                 return true;
@@ -176,6 +161,8 @@ pub struct Head {
     next_ref: SeriesRef,
     /// Chunks end at multiples of this many milliseconds (the block range).
     chunk_range: i64,
+    /// The closed chunks' bytes.
+    files: ChunkFiles,
     /// Series by the hash of their labels; the rare second series with a hash in `collisions`.
     by_hash: HashMap<u64, SeriesRef>,
     collisions: HashMap<u64, Vec<SeriesRef>>,
@@ -189,9 +176,16 @@ impl Default for Head {
 }
 
 impl Head {
-    /// A head whose chunks end at multiples of `chunk_range` milliseconds.
+    /// A head whose chunks end at multiples of `chunk_range` milliseconds, keeping
+    /// its closed chunks in memory.
     pub fn new(chunk_range: i64) -> Head {
+        Head::with_files(chunk_range, ChunkFiles::in_memory())
+    }
+
+    /// A head keeping its closed chunks in `files`.
+    pub fn with_files(chunk_range: i64, files: ChunkFiles) -> Head {
         Head {
+            files,
             symbols: Symbols::default(),
             series: HashMap::default(),
             next_ref: 0,
@@ -271,8 +265,10 @@ impl Head {
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
         let mut bounds: Option<(i64, i64)> = None;
         for s in self.series.values() {
-            let first = s.closed.first().map(|c| c.first_t).or((!s.open.is_empty()).then(|| s.open.first_time()));
-            let last = s.last_time().or(s.closed.last().map(|c| c.last_t));
+            let first =
+                s.closed.first().map(ChunkRef::first_time).or((!s.open.is_empty()).then(|| s.open.first_time()));
+            // Closed chunks are older than the open one, which only a new series lacks.
+            let last = s.last_time().or(s.closed.last().map(ChunkRef::first_time));
             if let (Some(f), Some(l)) = (first, last) {
                 bounds = Some(bounds.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
             }
@@ -291,6 +287,7 @@ impl Head {
     /// (they are created again, with a new number, if samples come back).
     pub fn truncate(&mut self, t: i64) -> usize {
         let gone: Vec<SeriesRef> = self.series.iter_mut().filter_map(|(r, s)| s.truncate(t).then_some(*r)).collect();
+        self.files.truncate(t);
         for r in &gone {
             let Some(series) = self.series.remove(r) else { continue };
             for (n, v) in series.labels.iter() {
@@ -344,7 +341,7 @@ impl Head {
         let series = self.series.get_mut(&r).ok_or(AppendError::UnknownSeries(r))?;
         let new = series.check(t, v)?;
         if new {
-            series.push(t, v, range);
+            series.push(t, v, range, &mut self.files);
         }
         Ok(new)
     }
@@ -353,8 +350,46 @@ impl Head {
     pub fn push(&mut self, r: SeriesRef, t: i64, v: f64) {
         let range = self.chunk_range;
         if let Some(series) = self.series.get_mut(&r) {
-            series.push(t, v, range);
+            series.push(t, v, range, &mut self.files);
         }
+    }
+
+    /// A series' samples with `mint <= t <= maxt`, oldest first.
+    pub fn samples(&self, r: SeriesRef, mint: i64, maxt: i64) -> Vec<(i64, f64)> {
+        let mut out = Vec::new();
+        let Some(series) = self.series.get(&r) else { return out };
+        let mut buf = Vec::new();
+        for (i, chunk) in series.closed.iter().enumerate() {
+            // A chunk ends before the next one starts.
+            let next = series.closed.get(i + 1).map_or(series.open.first_time(), ChunkRef::first_time);
+            if chunk.first_time() > maxt || next <= mint {
+                continue;
+            }
+            match self.files.read(*chunk, &mut buf) {
+                Ok(_) => out.extend(iter_bytes(&buf, chunk.count()).filter(|(t, _)| (mint..=maxt).contains(t))),
+                Err(e) => tracing::error!(series = r, error = %e, "cannot read a head chunk"),
+            }
+        }
+        let open = &series.open;
+        if !open.is_empty() && open.last_time() >= mint && open.first_time() <= maxt {
+            out.extend(open.iter().filter(|(t, _)| (mint..=maxt).contains(t)));
+        }
+        out
+    }
+
+    /// Copies of a series' chunks in the window `[mint, maxt)` of the chunk range, the
+    /// open one included.
+    pub fn chunks_in(&self, r: SeriesRef, mint: i64, maxt: i64) -> io::Result<Vec<ClosedChunk>> {
+        let Some(series) = self.series.get(&r) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for chunk in series.closed.iter().filter(|c| (mint..maxt).contains(&c.first_time())) {
+            out.push(self.files.closed(*chunk)?);
+        }
+        let open = &series.open;
+        if !open.is_empty() && open.first_time() >= mint && open.last_time() < maxt {
+            out.push(open.clone().into_closed());
+        }
+        Ok(out)
     }
 
     /// Checks and stores a sample.
@@ -410,13 +445,32 @@ impl Head {
             .unwrap_or_default()
     }
 
-    /// Samples, bytes of compressed samples and bytes of distinct label strings.
-    pub fn sizes(&self) -> (usize, usize, usize) {
-        let samples = self.series.values().map(MemSeries::sample_count).sum();
-        let chunk_bytes = self.series.values().map(MemSeries::chunk_bytes).sum();
-        let label_bytes = self.symbols.strings.iter().map(|s| s.len()).sum();
-        (samples, chunk_bytes, label_bytes)
+    /// What the head holds and where.
+    pub fn sizes(&self) -> HeadSizes {
+        let (file_bytes, buffered) = self.files.sizes();
+        HeadSizes {
+            samples: self.series.values().map(MemSeries::sample_count).sum(),
+            chunk_bytes: self.series.values().map(MemSeries::chunk_bytes).sum(),
+            chunk_memory_bytes: self.series.values().map(|s| s.open.bytes().len()).sum::<usize>()
+                + usize::try_from(buffered).unwrap_or(usize::MAX),
+            chunk_file_bytes: file_bytes,
+            label_bytes: self.symbols.strings.iter().map(|s| s.len()).sum(),
+        }
     }
+}
+
+/// The head's contents, as its metrics report them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct HeadSizes {
+    pub samples: usize,
+    /// Bytes of compressed samples, in memory and in files.
+    pub chunk_bytes: usize,
+    /// Of those, the bytes in memory: open chunks and chunks not yet written out.
+    pub chunk_memory_bytes: usize,
+    /// Bytes in the head chunk files (chunk headers included).
+    pub chunk_file_bytes: u64,
+    /// Bytes of distinct label strings.
+    pub label_bytes: usize,
 }
 
 fn intersect(a: &[SeriesRef], b: &[SeriesRef]) -> Vec<SeriesRef> {
@@ -466,6 +520,11 @@ mod tests {
         }
         let series = head.series(a).unwrap();
         assert_eq!(series.sample_count(), 300);
-        assert_eq!(series.samples(100_000, 102_000), [(100_000, 99.0), (101_000, 100.0), (102_000, 101.0)]);
+        assert_eq!(head.samples(a, 100_000, 102_000), [(100_000, 99.0), (101_000, 100.0), (102_000, 101.0)]);
+        // Across the closed chunks (120 samples each) and the open one.
+        let all = head.samples(a, 0, i64::MAX);
+        assert_eq!(all.len(), 300);
+        assert_eq!((all[119], all[120], all[299]), ((120_000, 119.0), (121_000, 120.0), (300_000, 299.0)));
+        assert_eq!(head.samples(a, 120_500, 121_000), [(121_000, 120.0)]);
     }
 }

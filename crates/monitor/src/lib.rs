@@ -16,6 +16,7 @@ pub mod config;
 pub mod db;
 pub mod exposition;
 pub mod head;
+pub mod head_chunks;
 pub mod labels;
 pub mod logs;
 pub mod oncall;

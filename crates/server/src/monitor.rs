@@ -486,13 +486,19 @@ impl Monitor {
              # HELP mobius_monitor_head_series Series in memory.\n\
              # TYPE mobius_monitor_head_series gauge\n\
              mobius_monitor_head_series {}\n\
-             # HELP mobius_monitor_head_chunk_bytes Bytes of compressed samples in memory.\n\
+             # HELP mobius_monitor_head_chunk_bytes Bytes of the head's compressed samples, in memory and in its chunk files.\n\
              # TYPE mobius_monitor_head_chunk_bytes gauge\n\
              mobius_monitor_head_chunk_bytes {}\n\
+             # HELP mobius_monitor_head_chunk_memory_bytes Bytes of compressed samples in memory (open chunks and chunks not yet written to files).\n\
+             # TYPE mobius_monitor_head_chunk_memory_bytes gauge\n\
+             mobius_monitor_head_chunk_memory_bytes {}\n\
+             # HELP mobius_monitor_head_chunk_file_bytes Bytes of the head chunk files.\n\
+             # TYPE mobius_monitor_head_chunk_file_bytes gauge\n\
+             mobius_monitor_head_chunk_file_bytes {}\n\
              # HELP mobius_monitor_targets_up Scrape targets whose last scrape succeeded.\n\
              # TYPE mobius_monitor_targets_up gauge\n\
              mobius_monitor_targets_up {up}\n",
-            head.series, head.chunk_bytes
+            head.series, head.chunk_bytes, head.chunk_memory_bytes, head.chunk_file_bytes
         );
         if let Some(am) = &self.alerts {
             use std::sync::atomic::Ordering::Relaxed;
