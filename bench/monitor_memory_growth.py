@@ -1,10 +1,13 @@
 #!/usr/bin/env python3
 """Mobius' memory per series as its head ages, scraping the same targets as monitor_bench.py.
 
-Starts ../shared/bench/prometheus/exporter.py (N targets of 1,000 series, every
-second) and `mobius serve --prometheus-config`, then prints at each checkpoint the
-resident memory per series and the compressed sample bytes per series the head
-holds (`mobius_monitor_head_chunk_bytes`), so the two can be told apart.
+First measures the resident memory of an idle `mobius serve` (no targets), then
+starts ../shared/bench/prometheus/exporter.py (N targets of 1,000 series, every
+second) and `mobius serve --prometheus-config`, and prints at each checkpoint the
+resident memory per series, whole and above the idle server (the marginal cost, as
+../shared/bench/prometheus reports Prometheus'), the compressed sample bytes per
+series still in memory (`mobius_monitor_head_chunk_memory_bytes`: open chunks and
+the unwritten tail of the chunk files) and the size of the head chunk files.
 
 Usage: python3 bench/monitor_memory_growth.py --mobius target/release/mobius [--targets 50] [--at 30,90,180,300]
 """
@@ -30,6 +33,15 @@ def main():
     base = 23100 + (os.getpid() % 20) * 100
     procs = []
     try:
+        idle_port = mb.free_port()
+        idle = subprocess.Popen([args.mobius, "serve", "--data", f"{tmp}/idle", "--listen",
+                                 f"127.0.0.1:{idle_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        mb.wait_http(f"http://127.0.0.1:{idle_port}/metrics")
+        time.sleep(15)
+        idle_rss = mb.rss_bytes(idle.pid)
+        idle.terminate()
+        idle.wait()
+        print(f"idle server: {idle_rss / 2**20:.1f} MiB")
         procs.append(subprocess.Popen([sys.executable, mb.EXPORTER, "--targets", str(args.targets),
                                        "--base-port", str(base)], stdout=subprocess.DEVNULL))
         mb.wait_http(f"http://127.0.0.1:{base + args.targets - 1}/metrics")
@@ -46,15 +58,18 @@ def main():
         url = f"http://127.0.0.1:{port}/metrics"
         mb.wait_http(url)
         t0 = time.time()
-        print("| after | series | RSS | RSS per series | sample bytes per series | RSS per series without samples |")
-        print("|---|---|---|---|---|---|")
+        print("| after | series | RSS | RSS per series | above the idle server, per series "
+              "| sample bytes in memory per series | head chunk files |")
+        print("|---|---|---|---|---|---|---|")
         for at in (int(x) for x in args.at.split(",")):
             time.sleep(max(0.0, t0 + at - time.time()))
             series = mb.metric(url, "mobius_monitor_head_series")
-            chunks = mb.metric(url, "mobius_monitor_head_chunk_bytes")
+            in_memory = mb.metric(url, "mobius_monitor_head_chunk_memory_bytes")
+            files = mb.metric(url, "mobius_monitor_head_chunk_file_bytes")
             rss = mb.rss_bytes(mobius.pid)
             print(f"| {at} s | {series:,.0f} | {rss / 2**20:.1f} MiB | {rss / series / 1000:.2f} kB | "
-                  f"{chunks / series:.0f} B | {(rss - chunks) / series / 1000:.2f} kB |", flush=True)
+                  f"{(rss - idle_rss) / series / 1000:.2f} kB | {in_memory / series:.0f} B | "
+                  f"{files / 2**20:.1f} MiB |", flush=True)
     finally:
         for p in procs:
             p.terminate()

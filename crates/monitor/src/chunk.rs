@@ -16,10 +16,21 @@ struct BitWriter {
     used: u8,
 }
 
+/// An open chunk's bytes grow by this much at a time, not by doubling: every series
+/// has one, so doubling would leave a quarter of them unused on average.
+const GROW_BYTES: usize = 64;
+
 impl BitWriter {
+    fn new_byte(&mut self) {
+        if self.bytes.len() == self.bytes.capacity() {
+            self.bytes.reserve_exact(GROW_BYTES);
+        }
+        self.bytes.push(0);
+    }
+
     fn bit(&mut self, bit: bool) {
         if self.used == 0 {
-            self.bytes.push(0);
+            self.new_byte();
         }
         if bit {
             if let Some(last) = self.bytes.last_mut() {
@@ -34,7 +45,7 @@ impl BitWriter {
         let mut remaining = count.min(64);
         while remaining > 0 {
             if self.used == 0 {
-                self.bytes.push(0);
+                self.new_byte();
             }
             let free = 8 - self.used;
             let take = free.min(remaining);

@@ -106,7 +106,9 @@ impl Segment {
         match file.write_all_at(&self.pending, self.flushed) {
             Ok(()) => {
                 self.flushed += self.pending.len() as u64;
-                self.pending = Vec::new();
+                // The buffer is kept: allocating a quarter of a megabyte anew each time
+                // would leave the heap fragmented.
+                self.pending.clear();
                 self.flush_at = FLUSH_BYTES;
                 Ok(())
             }
@@ -172,7 +174,10 @@ impl ChunkFiles {
     fn rotate(&mut self) {
         self.flush_current();
         let id = (self.current_id + 1) & ((1 << FILE_BITS) - 1);
-        let full = std::mem::replace(&mut self.current, new_segment(self.dir.as_deref(), id));
+        let mut full = std::mem::replace(&mut self.current, new_segment(self.dir.as_deref(), id));
+        if full.pending.is_empty() {
+            self.current.pending = std::mem::take(&mut full.pending);
+        }
         self.sealed.insert(self.current_id, full);
         self.current_id = id;
     }
@@ -197,6 +202,9 @@ impl ChunkFiles {
             self.rotate();
         }
         let segment = &mut self.current;
+        if segment.pending.capacity() == 0 && segment.file.is_some() {
+            segment.pending.reserve_exact(FLUSH_BYTES + (1 << LEN_BITS));
+        }
         let offset = segment.len();
         segment.pending.extend_from_slice(&chunk.last_time().to_le_bytes());
         segment.pending.extend_from_slice(chunk.bytes());
