@@ -79,6 +79,28 @@ def dir_bytes(path):
     return total
 
 
+def idle_rss(tmp, mobius_bin):
+    """Resident memory of each server running with nothing to scrape, after 15 s."""
+    config = os.path.join(tmp, "idle.yml")
+    with open(config, "w") as f:
+        f.write("global:\n  scrape_interval: 1s\n")
+    prom_port, mobius_port = free_port(), free_port()
+    prom = subprocess.Popen(["prometheus", f"--config.file={config}", f"--storage.tsdb.path={tmp}/idle-prometheus",
+                             f"--web.listen-address=127.0.0.1:{prom_port}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mobius = subprocess.Popen([mobius_bin, "serve", "--data", f"{tmp}/idle-mobius", "--listen",
+                               f"127.0.0.1:{mobius_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_http(f"http://127.0.0.1:{prom_port}/metrics")
+        wait_http(f"http://127.0.0.1:{mobius_port}/metrics")
+        time.sleep(15)
+        return {"prometheus": rss_bytes(prom.pid), "mobius": rss_bytes(mobius.pid)}
+    finally:
+        for p in (prom, mobius):
+            p.terminate()
+            p.wait(timeout=10)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--targets", type=int, default=50)
@@ -92,6 +114,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="monitor-bench-")
     procs = []
     try:
+        idle = idle_rss(tmp, args.mobius)
         base = 19100 + (os.getpid() % 50) * 100
         procs.append(subprocess.Popen([sys.executable, EXPORTER, "--targets", str(args.targets),
                                        "--base-port", str(base)], stdout=subprocess.DEVNULL))
@@ -132,11 +155,13 @@ def main():
             series = metric(url, series_name)
             rss = rss_bytes(pid)
             results[k] = (cpu, samples, series, rss, dir_bytes(wal) - wal0)
-        print(f"| system | samples/s | CPU-s per million samples | series | RSS | RSS per series | WAL bytes/sample |")
-        print("|---|---|---|---|---|---|---|")
+        print("| system | samples/s | CPU-s per million samples | series | RSS (idle) | RSS per series "
+              "| above idle, per series | WAL bytes/sample |")
+        print("|---|---|---|---|---|---|---|---|")
         for k, (cpu, samples, series, rss, wal) in results.items():
             print(f"| {k} | {samples / args.window:,.0f} | {cpu / samples * 1e6:.2f} | {series:,.0f} | "
-                  f"{rss / 2**20:.0f} MiB | {rss / max(series, 1) / 1000:.2f} kB | {wal / max(samples, 1):.1f} |")
+                  f"{rss / 2**20:.0f} MiB ({idle[k] / 2**20:.0f} MiB) | {rss / max(series, 1) / 1000:.2f} kB | "
+                  f"{(rss - idle[k]) / max(series, 1) / 1000:.2f} kB | {wal / max(samples, 1):.1f} |")
         p, m = results["prometheus"], results["mobius"]
         ratio = (p[0] / p[1]) / (m[0] / m[1])
         print(f"\nPrometheus CPU per sample / Mobius CPU per sample: {ratio:.2f} (target >= 1.5)")

@@ -14,6 +14,7 @@ use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
+use siphasher::sip128::SipHasher13;
 use std::collections::hash_map::RandomState;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, Hash, Hasher};
@@ -235,7 +236,7 @@ const READ_BUFFER: usize = 32 << 10;
 
 /// Hashes the scrape cache's keys, which are hashes already: their low half as is.
 ///
-/// The cache keys a series by two SipHash-1-3 values of its text, under random
+/// The cache keys a series by the 128-bit SipHash-1-3 of its text, under random
 /// keys, rather than by the text: it saves the text's copy (about 90 bytes a series)
 /// and two distinct series of one target share a key with odds near 2^-128.
 #[derive(Clone, Copy, Default)]
@@ -269,7 +270,7 @@ struct Loop {
     connection: Option<SendRequest<Empty<Bytes>>>,
     /// The target's series by the 128-bit keyed hash of their text as exposed.
     cache: HashMap<u128, Cached, BuildHasherDefault<KeyHasher>>,
-    keys: (RandomState, RandomState),
+    keyer: SipHasher13,
     scrape: u64,
     /// The time given to the last scrape's samples.
     last_t: Option<i64>,
@@ -300,7 +301,8 @@ async fn scrape_loop(
         target,
         connection: None,
         cache: HashMap::default(),
-        keys: (RandomState::new(), RandomState::new()),
+        // Random keys: std's RandomState draws its own from the operating system.
+        keyer: SipHasher13::new_with_keys(RandomState::new().hash_one(0u8), RandomState::new().hash_one(1u8)),
         scrape: 0,
         last_t: None,
         batch: Vec::new(),
@@ -503,8 +505,7 @@ impl Loop {
                 Some(ts) if self.target.honor_timestamps => ts,
                 _ => t,
             };
-            let key = (u128::from(self.keys.0.hash_one(sample.series)) << 64)
-                | u128::from(self.keys.1.hash_one(sample.series));
+            let key = self.keyer.hash(sample.series.as_bytes()).as_u128();
             let series = match self.cache.get_mut(&key) {
                 Some(cached) => {
                     cached.seen = scrape;
