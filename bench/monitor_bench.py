@@ -108,6 +108,8 @@ def main():
     parser.add_argument("--window", type=int, default=60)
     parser.add_argument("--mobius", default=os.path.join(
         os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target")), "release", "mobius"))
+    parser.add_argument("--baseline", help="a second Mobius binary (an earlier build) scraping the same "
+                        "targets in the same run, to compare two builds under one load")
     args = parser.parse_args()
     if not shutil.which("prometheus"):
         raise SystemExit("prometheus is needed (apt-get install prometheus)")
@@ -134,6 +136,13 @@ def main():
                                    "--listen", f"127.0.0.1:{mobius_port}", "--prometheus-config", config],
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         procs.append(mobius)
+        if args.baseline:
+            baseline_port = free_port()
+            baseline = subprocess.Popen([args.baseline, "serve", "--data", f"{tmp}/baseline",
+                                         "--listen", f"127.0.0.1:{baseline_port}", "--prometheus-config", config],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(baseline)
+            wait_http(f"http://127.0.0.1:{baseline_port}/metrics")
         prom_metrics = f"http://127.0.0.1:{prom_port}/metrics"
         mobius_metrics = f"http://127.0.0.1:{mobius_port}/metrics"
         wait_http(prom_metrics)
@@ -145,6 +154,11 @@ def main():
             "mobius": (mobius.pid, mobius_metrics, "mobius_monitor_samples_appended_total",
                        "mobius_monitor_head_series", f"{tmp}/mobius/monitor/wal"),
         }
+        if args.baseline:
+            systems["baseline"] = (baseline.pid, f"http://127.0.0.1:{baseline_port}/metrics",
+                                   "mobius_monitor_samples_appended_total", "mobius_monitor_head_series",
+                                   f"{tmp}/baseline/monitor/wal")
+            idle["baseline"] = idle["mobius"]
         start = {k: (cpu_seconds(v[0]), metric(v[1], v[2]), dir_bytes(v[4])) for k, v in systems.items()}
         time.sleep(args.window)
         results = {}
@@ -165,6 +179,9 @@ def main():
         p, m = results["prometheus"], results["mobius"]
         ratio = (p[0] / p[1]) / (m[0] / m[1])
         print(f"\nPrometheus CPU per sample / Mobius CPU per sample: {ratio:.2f} (target >= 1.5)")
+        if args.baseline:
+            b = results["baseline"]
+            print(f"Prometheus CPU per sample / baseline CPU per sample: {(p[0] / p[1]) / (b[0] / b[1]):.2f}")
     finally:
         for p in procs:
             p.terminate()

@@ -84,20 +84,31 @@ impl MemSeries {
         }
     }
 
-    fn push(&mut self, t: i64, v: f64, range: i64, files: &mut ChunkFiles) {
+    /// Stores a sample, keeping the head's totals.
+    fn push(&mut self, t: i64, v: f64, range: i64, files: &mut ChunkFiles, totals: &mut Totals) {
+        let before = self.open.bytes().len();
         let other_window = !self.open.is_empty() && t.div_euclid(range) != self.open.first_time().div_euclid(range);
         if self.open.is_full() || other_window {
             let full = std::mem::replace(&mut self.open, XorChunk::new());
+            let chunk = files.write(&full);
+            totals.closed_bytes += chunk.bytes();
             // Grown one at a time: a series lives for hours, doubling would waste up to half.
             self.closed.reserve_exact(1);
-            self.closed.push(files.write(&full));
+            self.closed.push(chunk);
         }
         self.open.append(t, v);
+        totals.open_bytes = (totals.open_bytes + self.open.bytes().len()).saturating_sub(before);
+        totals.samples += 1;
+        totals.bounds = Some(totals.bounds.map_or((t, t), |(a, b)| (a.min(t), b.max(t))));
     }
 
-    /// Bytes of compressed samples, closed chunks included.
-    pub fn chunk_bytes(&self) -> usize {
-        self.closed.iter().map(ChunkRef::bytes).sum::<usize>() + self.open.bytes().len()
+    /// The first and last sample times.
+    fn bounds(&self) -> Option<(i64, i64)> {
+        let first =
+            self.closed.first().map(ChunkRef::first_time).or((!self.open.is_empty()).then(|| self.open.first_time()));
+        // Closed chunks are older than the open one, which only a new series lacks.
+        let last = self.last_time().or(self.closed.last().map(ChunkRef::first_time));
+        first.zip(last)
     }
 
     pub fn sample_count(&self) -> usize {
@@ -153,6 +164,16 @@ fn labels_hash(labels: &Labels) -> u64 {
     hasher.finish()
 }
 
+/// What the head holds, kept as samples are appended so that metrics and the
+/// maintenance thread (every second) need not walk every series.
+#[derive(Clone, Copy, Debug, Default)]
+struct Totals {
+    samples: usize,
+    closed_bytes: usize,
+    open_bytes: usize,
+    bounds: Option<(i64, i64)>,
+}
+
 /// Every series in memory.
 #[derive(Debug)]
 pub struct Head {
@@ -163,6 +184,7 @@ pub struct Head {
     chunk_range: i64,
     /// The closed chunks' bytes.
     files: ChunkFiles,
+    totals: Totals,
     /// Series by the hash of their labels; the rare second series with a hash in `collisions`.
     by_hash: HashMap<u64, SeriesRef>,
     collisions: HashMap<u64, Vec<SeriesRef>>,
@@ -186,6 +208,7 @@ impl Head {
     pub fn with_files(chunk_range: i64, files: ChunkFiles) -> Head {
         Head {
             files,
+            totals: Totals::default(),
             symbols: Symbols::default(),
             series: HashMap::default(),
             next_ref: 0,
@@ -263,17 +286,21 @@ impl Head {
 
     /// The earliest and latest sample times in memory.
     pub fn time_bounds(&self) -> Option<(i64, i64)> {
-        let mut bounds: Option<(i64, i64)> = None;
+        self.totals.bounds
+    }
+
+    /// Counts the totals again (after a truncation; appends keep them up to date).
+    fn recount(&mut self) {
+        let mut totals = Totals::default();
         for s in self.series.values() {
-            let first =
-                s.closed.first().map(ChunkRef::first_time).or((!s.open.is_empty()).then(|| s.open.first_time()));
-            // Closed chunks are older than the open one, which only a new series lacks.
-            let last = s.last_time().or(s.closed.last().map(ChunkRef::first_time));
-            if let (Some(f), Some(l)) = (first, last) {
-                bounds = Some(bounds.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
+            totals.samples += s.sample_count();
+            totals.closed_bytes += s.closed.iter().map(ChunkRef::bytes).sum::<usize>();
+            totals.open_bytes += s.open.bytes().len();
+            if let Some((f, l)) = s.bounds() {
+                totals.bounds = Some(totals.bounds.map_or((f, l), |(a, b)| (a.min(f), b.max(l))));
             }
         }
-        bounds
+        self.totals = totals;
     }
 
     /// Every series number, ascending.
@@ -310,6 +337,7 @@ impl Head {
             refs.retain(|r| series.contains_key(r));
             !refs.is_empty()
         });
+        self.recount();
         gone.len()
     }
 
@@ -341,7 +369,7 @@ impl Head {
         let series = self.series.get_mut(&r).ok_or(AppendError::UnknownSeries(r))?;
         let new = series.check(t, v)?;
         if new {
-            series.push(t, v, range, &mut self.files);
+            series.push(t, v, range, &mut self.files, &mut self.totals);
         }
         Ok(new)
     }
@@ -350,7 +378,7 @@ impl Head {
     pub fn push(&mut self, r: SeriesRef, t: i64, v: f64) {
         let range = self.chunk_range;
         if let Some(series) = self.series.get_mut(&r) {
-            series.push(t, v, range, &mut self.files);
+            series.push(t, v, range, &mut self.files, &mut self.totals);
         }
     }
 
@@ -449,10 +477,9 @@ impl Head {
     pub fn sizes(&self) -> HeadSizes {
         let (file_bytes, buffered) = self.files.sizes();
         HeadSizes {
-            samples: self.series.values().map(MemSeries::sample_count).sum(),
-            chunk_bytes: self.series.values().map(MemSeries::chunk_bytes).sum(),
-            chunk_memory_bytes: self.series.values().map(|s| s.open.bytes().len()).sum::<usize>()
-                + usize::try_from(buffered).unwrap_or(usize::MAX),
+            samples: self.totals.samples,
+            chunk_bytes: self.totals.closed_bytes + self.totals.open_bytes,
+            chunk_memory_bytes: self.totals.open_bytes + usize::try_from(buffered).unwrap_or(usize::MAX),
             chunk_file_bytes: file_bytes,
             label_bytes: self.symbols.strings.iter().map(|s| s.len()).sum(),
         }
@@ -526,5 +553,20 @@ mod tests {
         assert_eq!(all.len(), 300);
         assert_eq!((all[119], all[120], all[299]), ((120_000, 119.0), (121_000, 120.0), (300_000, 299.0)));
         assert_eq!(head.samples(a, 120_500, 121_000), [(121_000, 120.0)]);
+
+        // The running totals agree with a count from scratch, before and after a truncation.
+        head.append(b, 5_000, 1.0).unwrap();
+        let kept = head.sizes();
+        assert_eq!((kept.samples, head.time_bounds()), (301, Some((1000, 300_000))));
+        head.recount();
+        assert_eq!((head.sizes(), head.time_bounds()), (kept, Some((1000, 300_000))));
+        head.truncate(121_000);
+        let after = head.sizes();
+        assert_eq!((after.samples, head.time_bounds()), (180, Some((121_000, 300_000))));
+        assert!(after.chunk_bytes < kept.chunk_bytes);
+        head.append(a, 301_000, 1.0).unwrap();
+        let appended = head.sizes();
+        head.recount();
+        assert_eq!(head.sizes(), appended);
     }
 }
