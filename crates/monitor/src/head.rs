@@ -21,11 +21,12 @@ use std::sync::Arc;
 /// A series' number, given in creation order (the write-ahead log relies on it).
 pub type SeriesRef = u32;
 
-/// Hashes series numbers with one multiplication (hashbrown reads the top bits, which
-/// it spreads); they are ours, dense and never chosen from outside, so SipHash's
-/// protection buys nothing on the hottest lookup of ingestion.
+/// Hashes keys that need no SipHash: series numbers with one multiplication
+/// (hashbrown reads the top bits, which it spreads; they are ours, dense and never
+/// chosen from outside, on the hottest lookup of ingestion), and 128-bit keys that are
+/// keyed hashes already (the scrape cache's) by their low half.
 #[derive(Clone, Copy, Default)]
-struct RefHasher(u64);
+pub(crate) struct RefHasher(u64);
 
 impl Hasher for RefHasher {
     fn finish(&self) -> u64 {
@@ -40,6 +41,10 @@ impl Hasher for RefHasher {
 
     fn write_u32(&mut self, n: u32) {
         self.0 = (self.0 ^ u64::from(n)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.0 = n as u64;
     }
 }
 
@@ -394,7 +399,9 @@ impl Head {
                 continue;
             }
             match self.files.read(*chunk, &mut buf) {
-                Ok(_) => out.extend(iter_bytes(&buf, chunk.count()).filter(|(t, _)| (mint..=maxt).contains(t))),
+                Ok((_, bytes)) => {
+                    out.extend(iter_bytes(bytes, chunk.count()).filter(|(t, _)| (mint..=maxt).contains(t)))
+                }
                 Err(e) => tracing::error!(series = r, error = %e, "cannot read a head chunk"),
             }
         }

@@ -215,32 +215,33 @@ impl ChunkFiles {
         ChunkRef::new(chunk.first_time(), self.current_id, offset, record, chunk.len() as u16)
     }
 
-    /// Reads a chunk's bytes into `buf`; returns its last sample's time.
-    pub fn read(&self, r: ChunkRef, buf: &mut Vec<u8>) -> io::Result<i64> {
+    /// A chunk's last sample's time and its bytes: from the unwritten buffer as they
+    /// are, or read from its file into `buf`.
+    pub fn read<'a>(&'a self, r: ChunkRef, buf: &'a mut Vec<u8>) -> io::Result<(i64, &'a [u8])> {
         let missing = || io::Error::new(io::ErrorKind::NotFound, format!("head chunk {r:?} is gone"));
         let segment = if r.file() == self.current_id { Some(&self.current) } else { self.sealed.get(&r.file()) }
             .ok_or_else(missing)?;
         let (offset, len) = (r.offset(), r.record_len());
-        buf.clear();
-        if offset >= segment.flushed {
+        let record: &[u8] = if offset >= segment.flushed {
             let start = usize::try_from(offset - segment.flushed).map_err(|_| missing())?;
-            buf.extend_from_slice(segment.pending.get(start..start + len).ok_or_else(missing)?);
+            segment.pending.get(start..start + len).ok_or_else(missing)?
         } else {
             let (file, _) = segment.file.as_ref().ok_or_else(missing)?;
             buf.resize(len, 0);
             file.read_exact_at(buf, offset)?;
-        }
-        let mut last = [0u8; HEADER];
-        last.copy_from_slice(&buf[..HEADER]);
-        buf.drain(..HEADER);
-        Ok(i64::from_le_bytes(last))
+            buf
+        };
+        let (last, bytes) = record.split_at(HEADER);
+        let mut last_t = [0u8; HEADER];
+        last_t.copy_from_slice(last);
+        Ok((i64::from_le_bytes(last_t), bytes))
     }
 
     /// A chunk with its bounds, as blocks are written.
     pub fn closed(&self, r: ChunkRef) -> io::Result<ClosedChunk> {
-        let mut buf = Vec::with_capacity(r.record_len());
-        let last_t = self.read(r, &mut buf)?;
-        Ok(ClosedChunk { first_t: r.first_t, last_t, count: r.count(), bytes: buf.into_boxed_slice() })
+        let mut buf = Vec::new();
+        let (last_t, bytes) = self.read(r, &mut buf)?;
+        Ok(ClosedChunk { first_t: r.first_t, last_t, count: r.count(), bytes: bytes.into() })
     }
 
     /// Removes the files whose chunks all start before `t` (the head dropped them).
@@ -298,8 +299,9 @@ mod tests {
         assert!(disk > 0 && memory > 0 && memory < FLUSH_BYTES as u64, "{disk} on disk, {memory} in memory");
         let mut buf = Vec::new();
         for (r, samples, last) in &refs {
-            assert_eq!(files.read(*r, &mut buf).unwrap(), *last);
-            assert_eq!(crate::chunk::iter_bytes(&buf, r.count()).collect::<Vec<_>>(), *samples);
+            let (last_t, bytes) = files.read(*r, &mut buf).unwrap();
+            assert_eq!(last_t, *last);
+            assert_eq!(crate::chunk::iter_bytes(bytes, r.count()).collect::<Vec<_>>(), *samples);
             let closed = files.closed(*r).unwrap();
             assert_eq!((closed.first_t, closed.last_t, closed.count), (r.first_time(), *last, 120));
         }
@@ -328,11 +330,10 @@ mod tests {
         assert!(c.bytes().len() >= crate::chunk::MAX_CHUNK_BYTES, "{}", c.bytes().len());
         assert_eq!(r.bytes(), c.bytes().len());
         let mut buf = Vec::new();
-        assert_eq!(files.read(r, &mut buf).unwrap(), c.last_time());
-        assert_eq!(buf, c.bytes());
+        assert_eq!(files.read(r, &mut buf).unwrap(), (c.last_time(), c.bytes()));
         let per_file = (FILE_BYTES / r.record_len() as u64) as usize;
         let more: Vec<ChunkRef> = (0..per_file + 1).map(|_| files.write(&c)).collect();
         assert_eq!(more.last().unwrap().file(), 1, "the next file starts when one is full");
-        assert_eq!(files.read(*more.last().unwrap(), &mut buf).unwrap(), c.last_time());
+        assert_eq!(files.read(*more.last().unwrap(), &mut buf).unwrap(), (c.last_time(), c.bytes()));
     }
 }

@@ -6,7 +6,7 @@
 use crate::config::{PrometheusConfig, ScrapeConfig, StaticConfig};
 use crate::db::Db;
 use crate::exposition::{parse_series, Entry, Format, Parser};
-use crate::head::SeriesRef;
+use crate::head::{RefHasher, SeriesRef};
 use crate::labels::Labels;
 use crate::relabel::{relabel, RelabelConfig};
 use bytes::Bytes;
@@ -234,30 +234,6 @@ fn scrape_time(last: Option<i64>, now: i64, interval: i64) -> i64 {
 /// The largest read buffer of a scrape connection.
 const READ_BUFFER: usize = 32 << 10;
 
-/// Hashes the scrape cache's keys, which are hashes already: their low half as is.
-///
-/// The cache keys a series by the 128-bit SipHash-1-3 of its text, under random
-/// keys, rather than by the text: it saves the text's copy (about 90 bytes a series)
-/// and two distinct series of one target share a key with odds near 2^-128.
-#[derive(Clone, Copy, Default)]
-struct KeyHasher(u64);
-
-impl Hasher for KeyHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(*b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u128(&mut self, n: u128) {
-        self.0 = n as u64;
-    }
-}
-
 /// A series of the target as last seen (`None`: dropped by `metric_relabel_configs`).
 struct Cached {
     series: Option<SeriesRef>,
@@ -268,8 +244,10 @@ struct Loop {
     db: Arc<Db>,
     target: Target,
     connection: Option<SendRequest<Empty<Bytes>>>,
-    /// The target's series by the 128-bit keyed hash of their text as exposed.
-    cache: HashMap<u128, Cached, BuildHasherDefault<KeyHasher>>,
+    /// The target's series by the 128-bit SipHash-1-3 of their text as exposed,
+    /// under random keys, rather than by a copy of the text (about 90 bytes a
+    /// series): two distinct series of one target share a key with odds near 2^-128.
+    cache: HashMap<u128, Cached, BuildHasherDefault<RefHasher>>,
     keyer: SipHasher13,
     scrape: u64,
     /// The time given to the last scrape's samples.
