@@ -577,8 +577,68 @@ impl Eval<'_> {
                     .collect();
                 Ok(self.rows_of_instants(instants))
             }
+            "label_replace" | "label_join" => self.relabel(name, args),
             other => Err(unsupported(format!("the function {other}()"))),
         }
+    }
+
+    /// `label_replace(v, dst, replacement, src, regex)` and `label_join(v, dst, sep,
+    /// src...)`: each series' labels rewritten, its points and metric name kept.
+    fn relabel(&self, name: &str, args: &[Box<Expr>]) -> Result<Steps, QueryError> {
+        let text = |i: usize| match args.get(i).map(|b| b.as_ref()) {
+            Some(Expr::StringLiteral(s)) => Ok(s.val.clone()),
+            _ => Err(QueryError::BadData(format!("{name}(): argument {} must be a string", i + 1))),
+        };
+        let dst = text(1)?;
+        let valid =
+            dst.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
+        if dst.is_empty() || !valid {
+            return Err(QueryError::BadData(format!("invalid destination label name in {name}(): {dst}")));
+        }
+        // The destination's new value for a series; `None` leaves the series as it is.
+        type NewValue = Box<dyn Fn(&Labels) -> Option<String>>;
+        let value: NewValue = if name == "label_replace" {
+            let (replacement, src, pattern) = (text(2)?, text(3)?, text(4)?);
+            let re = regex::Regex::new(&format!("^(?:{pattern})$")).map_err(|_| {
+                QueryError::BadData(format!("invalid regular expression in label_replace(): {pattern}"))
+            })?;
+            Box::new(move |l: &Labels| {
+                let captures = re.captures(l.get(&src).unwrap_or(""))?;
+                let mut out = String::new();
+                captures.expand(&replacement, &mut out);
+                Some(out)
+            })
+        } else {
+            let sep = text(2)?;
+            let sources = (3..args.len()).map(text).collect::<Result<Vec<_>, _>>()?;
+            Box::new(move |l: &Labels| {
+                Some(sources.iter().map(|s| l.get(s).unwrap_or("")).collect::<Vec<_>>().join(&sep))
+            })
+        };
+        let arg = args.first().ok_or_else(|| QueryError::BadData(format!("{name}: missing argument")))?;
+        let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
+        for (labels, points) in self.vectors(arg)? {
+            let labels = match value(&labels) {
+                // An empty value removes the label (`Labels::new` drops empty values,
+                // so the old value goes first).
+                Some(v) => Labels::new(
+                    labels
+                        .without(&dst)
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .chain([(dst.clone(), v)])
+                        .collect(),
+                ),
+                None => labels,
+            };
+            let row = merged.entry(labels).or_default();
+            if points.iter().any(|(t, _)| row.binary_search_by_key(t, |p| p.0).is_ok()) {
+                return Err(QueryError::Execution("vector cannot contain metrics with the same labelset".into()));
+            }
+            row.extend(points);
+            row.sort_by_key(|p| p.0);
+        }
+        Ok(Steps::Vector(merged.into_iter().collect()))
     }
 
     fn aggregate(&self, agg: &parser::AggregateExpr) -> Result<Steps, QueryError> {

@@ -163,3 +163,31 @@ fn range_queries_step_through_time_and_bad_queries_say_why() {
     let err = promql::range(&db, &promql::parse("http_requests_total[5m]").unwrap(), 0, 60 * S, 15 * S).unwrap_err();
     assert!(err.to_string().contains("must be Scalar or instant Vector"), "{err}");
 }
+
+#[test]
+fn label_replace_and_label_join_rewrite_labels_and_refuse_a_clash() {
+    let (_dir, db) = store();
+    assert_values(
+        &db,
+        "label_replace(http_requests_total{job=\"api\"}, \"host\", \"node-$1\", \"instance\", \"(a|z)\")",
+        &[
+            ("http_requests_total{host=\"node-a\", instance=\"a\", job=\"api\"}", 600.0),
+            ("http_requests_total{instance=\"b\", job=\"api\"}", 1200.0),
+        ],
+    );
+    assert_values(
+        &db,
+        "label_join(http_requests_total{instance=\"c\"}, \"id\", \"/\", \"job\", \"instance\", \"missing\")",
+        &[("http_requests_total{id=\"web/c/\", instance=\"c\", job=\"web\"}", 300.0)],
+    );
+    assert_values(
+        &db,
+        "label_replace(http_requests_total{instance=\"a\"}, \"job\", \"\", \"job\", \".*\")",
+        &[("http_requests_total{instance=\"a\"}", 600.0)],
+    );
+    let clash = promql::parse("label_replace(http_requests_total, \"instance\", \"x\", \"\", \"\")").unwrap();
+    let err = promql::instant(&db, &clash, 600 * S).unwrap_err().to_string();
+    assert!(err.contains("same labelset"), "{err}");
+    let bad = promql::parse("label_replace(http_requests_total, \"1x\", \"x\", \"job\", \".*\")").unwrap();
+    assert!(promql::instant(&db, &bad, 600 * S).unwrap_err().to_string().contains("invalid destination label name"));
+}
