@@ -582,6 +582,52 @@ impl Eval<'_> {
         }
     }
 
+    /// `count_values("label", v)`: per group and instant, how many members have each
+    /// value, the value (as Go formats it) in `label`.
+    fn count_values(&self, agg: &parser::AggregateExpr, rows: Vec<Series>) -> Result<Steps, QueryError> {
+        let Some(Expr::StringLiteral(label)) = agg.param.as_deref() else {
+            return Err(QueryError::BadData("count_values(): the parameter must be a string".into()));
+        };
+        let label = label.val.clone();
+        if !valid_label_name(&label) {
+            return Err(QueryError::BadData(format!("invalid label name {label:?}")));
+        }
+        let mut counts: BTreeMap<Labels, Vec<u32>> = BTreeMap::new();
+        for (labels, points) in rows {
+            let group = match &agg.modifier {
+                Some(LabelModifier::Include(by)) => labels.only(&by.labels),
+                Some(LabelModifier::Exclude(without)) => labels.except(&without.labels),
+                None => Labels::default(),
+            };
+            for (t, v) in points {
+                let value = match v {
+                    v if v.is_nan() => "NaN".to_string(),
+                    v if v == f64::INFINITY => "+Inf".to_string(),
+                    v if v == f64::NEG_INFINITY => "-Inf".to_string(),
+                    v => v.to_string(),
+                };
+                let key = Labels::new(
+                    group
+                        .without(&label)
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .chain([(label.clone(), value)])
+                        .collect(),
+                );
+                counts.entry(key).or_insert_with(|| vec![0; self.grid.len])[self.grid.index(t)] += 1;
+            }
+        }
+        let rows = counts
+            .into_iter()
+            .map(|(labels, n)| {
+                let points =
+                    n.iter().enumerate().filter(|(_, n)| **n > 0).map(|(i, n)| (self.grid.at(i), f64::from(*n)));
+                (labels, points.collect())
+            })
+            .collect();
+        Ok(Steps::Vector(rows))
+    }
+
     /// `label_replace(v, dst, replacement, src, regex)` and `label_join(v, dst, sep,
     /// src...)`: each series' labels rewritten, its points and metric name kept.
     fn relabel(&self, name: &str, args: &[Box<Expr>]) -> Result<Steps, QueryError> {
@@ -590,9 +636,7 @@ impl Eval<'_> {
             _ => Err(QueryError::BadData(format!("{name}(): argument {} must be a string", i + 1))),
         };
         let dst = text(1)?;
-        let valid =
-            dst.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()));
-        if dst.is_empty() || !valid {
+        if !valid_label_name(&dst) {
             return Err(QueryError::BadData(format!("invalid destination label name in {name}(): {dst}")));
         }
         // The destination's new value for a series; `None` leaves the series as it is.
@@ -644,6 +688,9 @@ impl Eval<'_> {
     fn aggregate(&self, agg: &parser::AggregateExpr) -> Result<Steps, QueryError> {
         let op = agg.op.to_string();
         let rows = self.vectors(&agg.expr)?;
+        if op == "count_values" {
+            return self.count_values(agg, rows);
+        }
         let param = match &agg.param {
             Some(p) => Some(self.scalars(p)?),
             None => None,
@@ -1089,4 +1136,10 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
         rank -= buckets[b - 1].1;
     }
     start + (end - start) * (rank / count)
+}
+
+/// A label name as Prometheus accepts it: `[a-zA-Z_][a-zA-Z0-9_]*`.
+fn valid_label_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
 }

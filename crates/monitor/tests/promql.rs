@@ -191,3 +191,18 @@ fn label_replace_and_label_join_rewrite_labels_and_refuse_a_clash() {
     let bad = promql::parse("label_replace(http_requests_total, \"1x\", \"x\", \"job\", \".*\")").unwrap();
     assert!(promql::instant(&db, &bad, 600 * S).unwrap_err().to_string().contains("invalid destination label name"));
 }
+
+#[test]
+fn count_values_counts_members_by_value() {
+    let (_dir, db) = store();
+    // At 600 s: a = 600, b = 1200, c = 300.
+    assert_values(&db, "count_values(\"v\", http_requests_total / 300 > 1)", &[("{v=\"2\"}", 1.0), ("{v=\"4\"}", 1.0)]);
+    assert_values(&db, "count_values(\"v\", http_requests_total * 0 + 1.5)", &[("{v=\"1.5\"}", 3.0)]);
+    assert_values(
+        &db,
+        "count_values by (job) (\"v\", http_requests_total > bool 400)",
+        &[("{job=\"api\", v=\"1\"}", 2.0), ("{job=\"web\", v=\"0\"}", 1.0)],
+    );
+    let bad = promql::parse("count_values(\"1x\", http_requests_total)").unwrap();
+    assert!(promql::instant(&db, &bad, 600 * S).unwrap_err().to_string().contains("invalid label name"));
+}

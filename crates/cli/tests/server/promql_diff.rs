@@ -217,6 +217,8 @@ fn promql_answers_match_prometheus() {
         "label_replace(temp, \"room\", \"\", \"room\", \"1\")",
         "label_replace(rate(req_total[5m]), \"path\", \"${1}x\", \"code\", \"(5)0+\")",
         "label_join(req_total, \"pc\", \",\", \"path\", \"code\")",
+        "count_values(\"value\", floor(temp))",
+        "count_values by (path) (\"v\", req_total > bool 10)",
         "clamp_min(temp, 21)",
         "time()",
         "vector(3)",
