@@ -35,6 +35,14 @@ impl Labels {
         Labels(self.0.iter().filter(|(k, _)| k != name).cloned().collect::<Vec<_>>().into())
     }
 
+    /// The set with `name` set to `value`, or without it when `value` is empty.
+    pub fn with(&self, name: &str, value: String) -> Labels {
+        let mut pairs: Vec<(String, String)> =
+            self.0.iter().filter(|(k, _)| k != name).map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        pairs.push((name.to_string(), value));
+        Labels::new(pairs)
+    }
+
     /// The set with only the labels `names` lists (PromQL's `by` and `on`).
     pub fn only(&self, names: &[String]) -> Labels {
         Labels(self.0.iter().filter(|(k, _)| names.iter().any(|n| n == k)).cloned().collect::<Vec<_>>().into())

@@ -594,11 +594,7 @@ impl Eval<'_> {
         }
         let mut counts: BTreeMap<Labels, Vec<u32>> = BTreeMap::new();
         for (labels, points) in rows {
-            let group = match &agg.modifier {
-                Some(LabelModifier::Include(by)) => labels.only(&by.labels),
-                Some(LabelModifier::Exclude(without)) => labels.except(&without.labels),
-                None => Labels::default(),
-            };
+            let group = group_key(agg, &labels);
             for (t, v) in points {
                 let value = match v {
                     v if v.is_nan() => "NaN".to_string(),
@@ -606,14 +602,7 @@ impl Eval<'_> {
                     v if v == f64::NEG_INFINITY => "-Inf".to_string(),
                     v => v.to_string(),
                 };
-                let key = Labels::new(
-                    group
-                        .without(&label)
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .chain([(label.clone(), value)])
-                        .collect(),
-                );
+                let key = group.with(&label, value);
                 counts.entry(key).or_insert_with(|| vec![0; self.grid.len])[self.grid.index(t)] += 1;
             }
         }
@@ -663,16 +652,8 @@ impl Eval<'_> {
         let mut merged: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for (labels, points) in self.vectors(arg)? {
             let labels = match value(&labels) {
-                // An empty value removes the label (`Labels::new` drops empty values,
-                // so the old value goes first).
-                Some(v) => Labels::new(
-                    labels
-                        .without(&dst)
-                        .iter()
-                        .map(|(k, v)| (k.to_string(), v.to_string()))
-                        .chain([(dst.clone(), v)])
-                        .collect(),
-                ),
+                // An empty value removes the label.
+                Some(v) => labels.with(&dst, v),
                 None => labels,
             };
             let row = merged.entry(labels).or_default();
@@ -700,11 +681,7 @@ impl Eval<'_> {
         let mut keys: Vec<Labels> = Vec::new();
         let mut group_of_row = Vec::with_capacity(rows.len());
         for (labels, _) in &rows {
-            let key = match &agg.modifier {
-                Some(LabelModifier::Include(by)) => labels.only(&by.labels),
-                Some(LabelModifier::Exclude(without)) => labels.except(&without.labels),
-                None => Labels::default(),
-            };
+            let key = group_key(agg, labels);
             let next = keys.len();
             let group = *index.entry(key.clone()).or_insert(next);
             if group == next {
@@ -1142,4 +1119,13 @@ fn bucket_quantile(q: f64, mut buckets: Vec<(f64, f64)>) -> f64 {
 fn valid_label_name(name: &str) -> bool {
     !name.is_empty()
         && name.chars().enumerate().all(|(i, c)| c == '_' || c.is_ascii_alphabetic() || (i > 0 && c.is_ascii_digit()))
+}
+
+/// The labels an aggregation groups a series by (`by`, `without`, or one group).
+fn group_key(agg: &parser::AggregateExpr, labels: &Labels) -> Labels {
+    match &agg.modifier {
+        Some(LabelModifier::Include(by)) => labels.only(&by.labels),
+        Some(LabelModifier::Exclude(without)) => labels.except(&without.labels),
+        None => Labels::default(),
+    }
 }
