@@ -158,8 +158,8 @@ impl Steps {
     }
 }
 
-/// A function of the samples in a window: `(samples, start, end)`.
-type WindowFn<'f> = &'f dyn Fn(&[(i64, f64)], i64, i64) -> Option<f64>;
+/// A function of the samples in a window: `(samples, start, end, step index)`.
+type WindowFn<'f> = &'f dyn Fn(&[(i64, f64)], i64, i64, usize) -> Option<f64>;
 /// A function of the samples in a window.
 type SamplesFn<'f> = &'f dyn Fn(&[(i64, f64)]) -> f64;
 
@@ -272,7 +272,7 @@ impl Eval<'_> {
                 )),
                 other => Err(QueryError::BadData(format!("unary minus on a {}", other.type_name()))),
             },
-            Expr::VectorSelector(vs) => self.selector(vs),
+            Expr::VectorSelector(vs) => self.selector(vs, false),
             Expr::MatrixSelector(_) | Expr::Subquery(_) => {
                 Err(QueryError::BadData("a range vector is only an argument of a function here".into()))
             }
@@ -284,8 +284,9 @@ impl Eval<'_> {
     }
 
     /// An instant vector selector: at each instant, each series' last sample in the
-    /// lookback window (which includes its start, as in Prometheus 2.x), unless stale.
-    fn selector(&self, vs: &VectorSelector) -> Result<Steps, QueryError> {
+    /// lookback window (which includes its start, as in Prometheus 2.x), unless stale;
+    /// with `stamps`, the sample's time in seconds instead of its value.
+    fn selector(&self, vs: &VectorSelector, stamps: bool) -> Result<Steps, QueryError> {
         let ends = self.ends(&vs.offset, &vs.at);
         let (first, last) = (ends[0], ends[ends.len() - 1]);
         let mut out = Vec::new();
@@ -299,7 +300,7 @@ impl Eval<'_> {
                 }
                 let Some((t, v)) = next.checked_sub(1).map(|k| samples[k]) else { continue };
                 if t >= at - LOOKBACK_MS && !is_stale(v) {
-                    points.push((self.grid.at(i), v));
+                    points.push((self.grid.at(i), if stamps { t as f64 / 1000.0 } else { v }));
                 }
             }
             if !points.is_empty() {
@@ -378,7 +379,7 @@ impl Eval<'_> {
         Ok(Windows { series, range, ends, spans })
     }
 
-    /// A function of a range vector, `f(window, start, end)` at each instant.
+    /// A function of a range vector, `f(window, start, end, step)` at each instant.
     fn over_range(&self, arg: &Expr, keep_name: bool, f: WindowFn) -> Result<Steps, QueryError> {
         let Windows { series, range, ends, spans } = self.windows_of(arg)?;
         let mut out = Vec::new();
@@ -388,7 +389,7 @@ impl Eval<'_> {
                 if from == to {
                     continue;
                 }
-                if let Some(v) = f(&samples[from..to], ends[i] - range, ends[i]) {
+                if let Some(v) = f(&samples[from..to], ends[i] - range, ends[i], i) {
                     points.push((self.grid.at(i), v));
                 }
             }
@@ -437,6 +438,47 @@ impl Eval<'_> {
         Steps::Vector(rows.into_iter().collect())
     }
 
+    /// `absent` and `absent_over_time`: `labels` with 1 at each instant that is empty.
+    fn absent(&self, labels: Labels, empty: &[bool]) -> Steps {
+        let points: Vec<(i64, f64)> =
+            empty.iter().enumerate().filter(|(_, e)| **e).map(|(i, _)| (self.grid.at(i), 1.0)).collect();
+        Steps::Vector(if points.is_empty() { Vec::new() } else { vec![(labels, points)] })
+    }
+
+    /// The date functions: a part of each value read as Unix seconds in UTC, or of the
+    /// instant itself without an argument.
+    fn date(&self, name: &str, arg: Option<&Expr>) -> Result<Steps, QueryError> {
+        let part = |seconds: f64| -> Option<f64> {
+            use chrono::{Datelike, Timelike};
+            // Go's conversion truncates toward zero, as `as` does.
+            let t = chrono::DateTime::from_timestamp(seconds as i64, 0).filter(|_| seconds.is_finite())?;
+            Some(f64::from(match name {
+                "minute" => t.minute(),
+                "hour" => t.hour(),
+                "day_of_week" => t.weekday().num_days_from_sunday(),
+                "day_of_month" => t.day(),
+                "day_of_year" => t.ordinal(),
+                "days_in_month" => match t.month() {
+                    2 if t.date_naive().leap_year() => 29,
+                    2 => 28,
+                    4 | 6 | 9 | 11 => 30,
+                    _ => 31,
+                },
+                "month" => t.month(),
+                _ => return Some(f64::from(t.year())),
+            }))
+        };
+        match arg {
+            Some(arg) => self.map(arg, &|v, _| Some(part(v).unwrap_or(f64::NAN))),
+            None => {
+                // The instant in whole seconds, as Prometheus divides it.
+                let points = (0..self.grid.len).map(|i| (self.grid.at(i), self.grid.at(i) / 1000)).collect::<Vec<_>>();
+                let points = points.into_iter().map(|(t, s)| (t, part(s as f64).unwrap_or(f64::NAN))).collect();
+                Ok(Steps::Vector(vec![(Labels::default(), points)]))
+            }
+        }
+    }
+
     /// A function of each value (the metric name is dropped); `None` drops the point.
     fn map(&self, arg: &Expr, f: &dyn Fn(f64, usize) -> Option<f64>) -> Result<Steps, QueryError> {
         let mut out = Vec::new();
@@ -462,12 +504,12 @@ impl Eval<'_> {
                 None => Ok(vec![default; self.grid.len]),
             }
         };
-        let over_time = |f: SamplesFn, keep_name: bool| self.over_range(arg(0)?, keep_name, &|s, _, _| Some(f(s)));
+        let over_time = |f: SamplesFn, keep_name: bool| self.over_range(arg(0)?, keep_name, &|s, _, _, _| Some(f(s)));
         match name {
-            "rate" | "increase" | "delta" => self.over_range(arg(0)?, false, &|s, start, end| {
+            "rate" | "increase" | "delta" => self.over_range(arg(0)?, false, &|s, start, end, _| {
                 extrapolated(s, start, end, name != "delta", name == "rate")
             }),
-            "irate" | "idelta" => self.over_range(arg(0)?, false, &|s, _, _| {
+            "irate" | "idelta" => self.over_range(arg(0)?, false, &|s, _, _, _| {
                 let [.., (t0, v0), (t1, v1)] = s else { return None };
                 let mut dv = v1 - v0;
                 if name == "irate" {
@@ -494,6 +536,20 @@ impl Eval<'_> {
             "log2" => self.map(arg(0)?, &|v, _| Some(v.log2())),
             "log10" => self.map(arg(0)?, &|v, _| Some(v.log10())),
             "sgn" => self.map(arg(0)?, &|v, _| Some(if v == 0.0 || v.is_nan() { v } else { v.signum() })),
+            "sin" => self.map(arg(0)?, &|v, _| Some(v.sin())),
+            "cos" => self.map(arg(0)?, &|v, _| Some(v.cos())),
+            "tan" => self.map(arg(0)?, &|v, _| Some(v.tan())),
+            "asin" => self.map(arg(0)?, &|v, _| Some(v.asin())),
+            "acos" => self.map(arg(0)?, &|v, _| Some(v.acos())),
+            "atan" => self.map(arg(0)?, &|v, _| Some(v.atan())),
+            "sinh" => self.map(arg(0)?, &|v, _| Some(v.sinh())),
+            "cosh" => self.map(arg(0)?, &|v, _| Some(v.cosh())),
+            "tanh" => self.map(arg(0)?, &|v, _| Some(v.tanh())),
+            "asinh" => self.map(arg(0)?, &|v, _| Some(v.asinh())),
+            "acosh" => self.map(arg(0)?, &|v, _| Some(v.acosh())),
+            "atanh" => self.map(arg(0)?, &|v, _| Some(v.atanh())),
+            "deg" => self.map(arg(0)?, &|v, _| Some(v * 180.0 / std::f64::consts::PI)),
+            "rad" => self.map(arg(0)?, &|v, _| Some(v * std::f64::consts::PI / 180.0)),
             "round" => {
                 let to = scalar_arg(1, 1.0)?;
                 self.map(arg(0)?, &|v, i| Some((v / to[i] + 0.5).floor() * to[i]))
@@ -528,27 +584,100 @@ impl Eval<'_> {
             }
             "absent" => {
                 let rows = self.vectors(arg(0)?)?;
-                // The labels of equality matchers become the result's.
-                let pairs = match arg(0)? {
-                    Expr::VectorSelector(vs) => vs
-                        .matchers
-                        .matchers
-                        .iter()
-                        .filter(|m| matches!(m.op, PMatchOp::Equal) && m.name != METRIC_NAME)
-                        .map(|m| (m.name.clone(), m.value.clone()))
-                        .collect(),
-                    _ => Vec::new(),
+                let labels = match arg(0)? {
+                    Expr::VectorSelector(vs) => absent_labels(vs),
+                    _ => Labels::default(),
                 };
-                let points: Vec<(i64, f64)> = self
-                    .by_instant(&rows)
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, at)| at.is_empty())
-                    .map(|(i, _)| (self.grid.at(i), 1.0))
-                    .collect();
-                let rows = if points.is_empty() { Vec::new() } else { vec![(Labels::new(pairs), points)] };
+                let empty: Vec<bool> = self.by_instant(&rows).iter().map(Vec::is_empty).collect();
+                Ok(self.absent(labels, &empty))
+            }
+            "absent_over_time" => {
+                let Windows { spans, .. } = self.windows_of(arg(0)?)?;
+                let labels = match arg(0)? {
+                    Expr::MatrixSelector(ms) => absent_labels(&ms.vs),
+                    _ => Labels::default(),
+                };
+                let empty: Vec<bool> =
+                    (0..self.grid.len).map(|i| spans.iter().all(|row| row[i].0 == row[i].1)).collect();
+                Ok(self.absent(labels, &empty))
+            }
+            "changes" => over_time(
+                &|s| s.windows(2).filter(|w| w[0].1 != w[1].1 && !(w[0].1.is_nan() && w[1].1.is_nan())).count() as f64,
+                false,
+            ),
+            "resets" => over_time(&|s| s.windows(2).filter(|w| w[1].1 < w[0].1).count() as f64, false),
+            "deriv" => {
+                self.over_range(arg(0)?, false, &|s, _, _, _| (s.len() >= 2).then(|| linear_regression(s, s[0].0).0))
+            }
+            "predict_linear" => {
+                let seconds = self.scalars(arg(1)?)?;
+                self.over_range(arg(0)?, false, &|s, _, _, i| {
+                    let (slope, intercept) = linear_regression(s, self.grid.at(i));
+                    (s.len() >= 2).then(|| slope * seconds[i] + intercept)
+                })
+            }
+            "stdvar_over_time" => over_time(&|s| variance(s.iter().map(|p| p.1)), false),
+            "stddev_over_time" => over_time(&|s| variance(s.iter().map(|p| p.1)).sqrt(), false),
+            "quantile_over_time" => {
+                let q = self.scalars(arg(0)?)?;
+                self.over_range(arg(1)?, false, &|s, _, _, i| {
+                    let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
+                    values.sort_by(f64::total_cmp);
+                    Some(quantile(q[i], &values))
+                })
+            }
+            "holt_winters" => {
+                let (sf, tf) = (self.scalars(arg(1)?)?, self.scalars(arg(2)?)?);
+                for (name, factors) in [("smoothing", &sf), ("trend", &tf)] {
+                    if let Some(f) = factors.iter().find(|f| !(**f > 0.0 && **f < 1.0)) {
+                        return Err(QueryError::BadData(format!(
+                            "invalid {name} factor. Expected: 0 < {}f < 1, got: {f}",
+                            &name[..1]
+                        )));
+                    }
+                }
+                self.over_range(arg(0)?, false, &|s, _, _, i| holt_winters(s, sf[i], tf[i]))
+            }
+            "timestamp" => {
+                let mut inner = arg(0)?;
+                while let Expr::Paren(p) = inner {
+                    inner = &p.expr;
+                }
+                // A selector's samples keep their own times; anything computed is at
+                // the instant it was evaluated.
+                let rows = match inner {
+                    Expr::VectorSelector(vs) => match self.selector(vs, true)? {
+                        Steps::Vector(rows) => rows,
+                        _ => Vec::new(),
+                    },
+                    other => self
+                        .vectors(other)?
+                        .into_iter()
+                        .map(|(l, points)| (l, points.into_iter().map(|(t, _)| (t, t as f64 / 1000.0)).collect()))
+                        .collect(),
+                };
+                Ok(Steps::Vector(rows.into_iter().map(|(l, points)| (drop_name(&l), points)).collect()))
+            }
+            "sort" | "sort_desc" => {
+                let mut rows = self.vectors(arg(0)?)?;
+                // Only an instant query's answer has an order; NaN sorts last both ways.
+                if self.grid.len == 1 {
+                    let value = |row: &Series| row.1.first().map_or(f64::NAN, |p| p.1);
+                    rows.sort_by(|a, b| {
+                        let (x, y) = (value(a), value(b));
+                        match (x.is_nan(), y.is_nan()) {
+                            (false, false) if name == "sort" => x.total_cmp(&y),
+                            (false, false) => y.total_cmp(&x),
+                            (nan_x, nan_y) => nan_x.cmp(&nan_y),
+                        }
+                    });
+                }
                 Ok(Steps::Vector(rows))
             }
+            "minute" | "hour" | "day_of_week" | "day_of_month" | "day_of_year" | "days_in_month" | "month" | "year" => {
+                self.date(name, args.first().map(|b| b.as_ref()))
+            }
+            "pi" => Ok(Steps::Scalar(vec![std::f64::consts::PI; self.grid.len])),
             "histogram_quantile" => {
                 let q = self.scalars(arg(0)?)?;
                 let rows = self.vectors(arg(1)?)?;
@@ -998,6 +1127,72 @@ impl<'a> Matching<'a> {
 }
 
 /// The φ-quantile of sorted values, interpolated as Prometheus' `quantile` does.
+/// The labels `absent` gives a selector's answer: those of its equality matchers,
+/// except a name that has another matcher too.
+fn absent_labels(vs: &VectorSelector) -> Labels {
+    let all = &vs.matchers.matchers;
+    let pairs = all
+        .iter()
+        .filter(|m| m.name != METRIC_NAME && matches!(m.op, PMatchOp::Equal))
+        .filter(|m| all.iter().filter(|o| o.name == m.name).count() == 1)
+        .map(|m| (m.name.clone(), m.value.clone()))
+        .collect();
+    Labels::new(pairs)
+}
+
+/// One step of Neumaier's compensated summation: `(sum, compensation)`.
+fn kahan_add(inc: f64, sum: f64, c: f64) -> (f64, f64) {
+    let t = sum + inc;
+    let c = if sum.abs() >= inc.abs() { c + ((sum - t) + inc) } else { c + ((inc - t) + sum) };
+    (t, c)
+}
+
+/// The least-squares line through the samples, times in seconds from `intercept_t`:
+/// `(slope per second, value at intercept_t)`. Constant values give slope 0.
+fn linear_regression(samples: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
+    let first = samples.first().map_or(f64::NAN, |p| p.1);
+    if samples.iter().all(|p| p.1 == first) {
+        return if first.is_infinite() { (f64::NAN, f64::NAN) } else { (0.0, first) };
+    }
+    let n = samples.len() as f64;
+    let (mut x, mut y, mut xy, mut x2) = ((0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (0.0, 0.0));
+    for &(t, v) in samples {
+        let dx = (t - intercept_t) as f64 / 1000.0;
+        x = kahan_add(dx, x.0, x.1);
+        y = kahan_add(v, y.0, y.1);
+        xy = kahan_add(dx * v, xy.0, xy.1);
+        x2 = kahan_add(dx * dx, x2.0, x2.1);
+    }
+    let (x, y, xy, x2) = (x.0 + x.1, y.0 + y.1, xy.0 + xy.1, x2.0 + x2.1);
+    let slope = (xy - x * y / n) / (x2 - x * x / n);
+    (slope, y / n - slope * x / n)
+}
+
+/// The population variance, by Welford's method with compensated sums.
+fn variance(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut count, mut mean, mut aux) = (0.0, (0.0, 0.0), (0.0, 0.0));
+    for v in values {
+        count += 1.0;
+        let delta = v - (mean.0 + mean.1);
+        mean = kahan_add(delta / count, mean.0, mean.1);
+        aux = kahan_add(delta * (v - (mean.0 + mean.1)), aux.0, aux.1);
+    }
+    (aux.0 + aux.1) / count
+}
+
+/// Double exponential smoothing: the last smoothed value, from two samples on.
+fn holt_winters(samples: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
+    let [(_, first), (_, second), ..] = samples else { return None };
+    let (mut s0, mut s1, mut b) = (0.0, *first, second - first);
+    for (i, &(_, v)) in samples.iter().enumerate().skip(1) {
+        if i > 1 {
+            b = tf * (s1 - s0) + (1.0 - tf) * b;
+        }
+        (s0, s1) = (s1, sf * v + (1.0 - sf) * (s1 + b));
+    }
+    Some(s1)
+}
+
 fn quantile(q: f64, values: &[f64]) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;

@@ -210,3 +210,77 @@ fn count_values_counts_members_by_value() {
     let bad = error(&db, "count_values(\"1x\", http_requests_total)");
     assert!(bad.contains("invalid label name"), "{bad}");
 }
+
+#[test]
+fn changes_regressions_and_window_statistics_follow_prometheus() {
+    let (_dir, db) = store();
+    // a = t and b = 2t every 15 s; c resets at 300 s.
+    assert_values(&db, "changes(http_requests_total{instance=\"a\"}[5m])", &[("{instance=\"a\", job=\"api\"}", 20.0)]);
+    assert_values(&db, "resets(http_requests_total{job=\"web\"}[10m])", &[("{instance=\"c\", job=\"web\"}", 1.0)]);
+    assert_values(&db, "deriv(http_requests_total{instance=\"b\"}[5m])", &[("{instance=\"b\", job=\"api\"}", 2.0)]);
+    assert_values(
+        &db,
+        "predict_linear(http_requests_total{instance=\"a\"}[5m], 60)",
+        &[("{instance=\"a\", job=\"api\"}", 660.0)],
+    );
+    // 570, 585 and 600 in the window.
+    assert_values(
+        &db,
+        "stdvar_over_time(http_requests_total{instance=\"a\"}[30s])",
+        &[("{instance=\"a\", job=\"api\"}", 150.0)],
+    );
+    assert_values(
+        &db,
+        "quantile_over_time(0.25, http_requests_total{instance=\"a\"}[30s])",
+        &[("{instance=\"a\", job=\"api\"}", 577.5)],
+    );
+    // Linear samples are smoothed to themselves.
+    assert_values(
+        &db,
+        "holt_winters(http_requests_total{instance=\"a\"}[1m], 0.5, 0.5)",
+        &[("{instance=\"a\", job=\"api\"}", 600.0)],
+    );
+    let bad = error(&db, "holt_winters(http_requests_total[1m], 1, 0.5)");
+    assert!(bad.contains("invalid smoothing factor"), "{bad}");
+    assert_values(&db, "absent_over_time(nope{job=\"x\", job!=\"y\", env=\"p\"}[1m])", &[("{env=\"p\"}", 1.0)]);
+    assert_values(&db, "absent_over_time(http_requests_total[1m])", &[]);
+    // A selector's samples keep their own times; a computed value has the instant's.
+    assert_values(
+        &db,
+        "timestamp(http_requests_total{instance=\"a\"} offset 7s)",
+        &[("{instance=\"a\", job=\"api\"}", 585.0)],
+    );
+    assert_values(&db, "timestamp(sum(http_requests_total offset 7s))", &[("{}", 600.0)]);
+}
+
+#[test]
+fn sort_orders_an_instant_answer_and_dates_read_unix_seconds_in_utc() {
+    let (_dir, db) = store();
+    let instances = |query: &str| -> Vec<String> { vector(&db, query).into_iter().map(|(l, _)| l).collect() };
+    let desc = instances("sort_desc(http_requests_total)");
+    assert!(desc[0].contains("\"b\"") && desc[1].contains("\"a\"") && desc[2].contains("\"c\""), "{desc:?}");
+    let asc = instances("sort(http_requests_total)");
+    assert!(asc[0].contains("\"c\"") && asc[2].contains("\"b\""), "{asc:?}");
+    // 1972-02-29 is day 60 of a leap year; 1970-01-04 was a Sunday.
+    let leap_day = 86_400.0 * (730.0 + 59.0) + 3600.0 * 5.0 + 61.0;
+    for (f, want) in [
+        ("year", 1972.0),
+        ("month", 2.0),
+        ("day_of_month", 29.0),
+        ("day_of_year", 60.0),
+        ("days_in_month", 29.0),
+        ("hour", 5.0),
+        ("minute", 1.0),
+    ] {
+        assert_values(&db, &format!("{f}(vector({leap_day}))"), &[("{}", want)]);
+    }
+    assert_values(&db, "day_of_week(vector(86400 * 3))", &[("{}", 0.0)]);
+    assert_values(&db, "days_in_month(vector(86400 * 31))", &[("{}", 28.0)]);
+    // Without an argument, the instant itself (600 s after the epoch).
+    assert_values(&db, "minute()", &[("{}", 10.0)]);
+    assert_values(
+        &db,
+        "deg(vector(pi())) + rad(vector(180)) - sin(vector(0))",
+        &[("{}", 180.0 + std::f64::consts::PI)],
+    );
+}

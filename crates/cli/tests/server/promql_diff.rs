@@ -242,6 +242,22 @@ fn promql_answers_match_prometheus() {
         "temp - temp offset -30s",
         "max_over_time(temp[2m:30s] @ end()) - temp",
         "sum_over_time(rate(req_total[1m])[3m:1m] @ start() offset 1m)",
+        "changes(temp[2m])",
+        "resets(req_total[10m])",
+        "deriv(temp[3m])",
+        "predict_linear(req_total[2m], 300)",
+        "stddev_over_time(temp[2m])",
+        "stdvar_over_time(req_total[3m])",
+        "quantile_over_time(0.75, temp[3m])",
+        "absent_over_time(nope{job=\"x\"}[1m])",
+        "absent_over_time(temp[1m])",
+        "holt_winters(temp[3m], 0.3, 0.6)",
+        "timestamp(temp offset 20s)",
+        "timestamp(sum(temp))",
+        "sort_desc(temp)",
+        "minute() + hour() * day_of_week()",
+        "days_in_month(temp * 1e7) + day_of_year(req_total * 1e6) + month(temp * 2e7) + year(temp * 1e8)",
+        "sin(temp) + cos(temp) * atan(temp) - deg(temp) + rad(temp)",
     ];
     // One query on both servers: the number of values compared.
     let compare = |path: &str, params: &[(&str, String)], what: &str| -> usize {
