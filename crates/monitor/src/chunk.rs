@@ -14,6 +14,11 @@ struct BitWriter {
     bytes: Vec<u8>,
     /// Bits used in the last byte (0 when it is full or there is none).
     used: u8,
+    /// The last byte, kept here as well: appending only stores to the buffer and
+    /// never reads it back. Every series has one open chunk, the buffers lie all over
+    /// the heap, and a read of one missed the cache on nearly every sample (an eighth of
+    /// ingestion's CPU); a store does not wait.
+    last: u8,
 }
 
 /// An open chunk's bytes grow by this much at a time, not by doubling: every series
@@ -26,6 +31,14 @@ impl BitWriter {
             self.bytes.reserve_exact(GROW_BYTES);
         }
         self.bytes.push(0);
+        self.last = 0;
+    }
+
+    /// Stores the last byte into the buffer.
+    fn store_last(&mut self) {
+        if let Some(byte) = self.bytes.last_mut() {
+            *byte = self.last;
+        }
     }
 
     fn bit(&mut self, bit: bool) {
@@ -33,9 +46,8 @@ impl BitWriter {
             self.new_byte();
         }
         if bit {
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= 0x80 >> self.used;
-            }
+            self.last |= 0x80 >> self.used;
+            self.store_last();
         }
         self.used = (self.used + 1) % 8;
     }
@@ -50,11 +62,12 @@ impl BitWriter {
             let free = 8 - self.used;
             let take = free.min(remaining);
             let chunk = ((value >> (remaining - take)) & ((1u64 << take) - 1)) as u8;
-            if let Some(last) = self.bytes.last_mut() {
-                *last |= chunk << (free - take);
-            }
+            self.last |= chunk << (free - take);
             self.used = (self.used + take) % 8;
             remaining -= take;
+            if self.used == 0 || remaining == 0 {
+                self.store_last();
+            }
         }
     }
 
