@@ -49,7 +49,7 @@ pub struct ServeArgs {
     /// How long the monitor keeps samples (as Prometheus' storage.tsdb.retention.time).
     #[arg(long = "monitor-retention", value_name = "DURATION", default_value = "15d", value_parser = humantime::parse_duration)]
     monitor_retention: std::time::Duration,
-    /// At most this many bytes of monitor blocks and log (e.g. 10GB); the oldest blocks go first.
+    /// At most this many bytes of monitor blocks, log and head chunk files (e.g. 10GB); the oldest blocks go first.
     #[arg(long = "monitor-retention-size", value_name = "BYTES", value_parser = parse_bytes)]
     monitor_retention_size: Option<u64>,
 }

@@ -454,7 +454,8 @@ impl Db {
     }
 
     /// Deletes blocks past the retention time (counted from the newest sample) and,
-    /// oldest first, beyond the retention size.
+    /// oldest first, while blocks, log and head chunk files together exceed the
+    /// retention size.
     fn retire(&self) -> io::Result<bool> {
         let newest = {
             let p = self.persisted.read();
@@ -470,7 +471,10 @@ impl Db {
                 doomed.extend(p.blocks.iter().filter(|b| b.meta.max_time <= horizon).cloned());
             }
             if let Some(limit) = self.options.retention_bytes {
-                let mut total: u64 = self.wal.lock().disk_bytes() + p.blocks.iter().map(|b| b.bytes).sum::<u64>();
+                // As Prometheus counts it: blocks, the log and the head chunk files.
+                let chunk_files = self.head.read().sizes().chunk_file_bytes;
+                let mut total: u64 =
+                    self.wal.lock().disk_bytes() + chunk_files + p.blocks.iter().map(|b| b.bytes).sum::<u64>();
                 for b in &p.blocks {
                     if total <= limit {
                         break;
