@@ -472,7 +472,7 @@ impl Db {
             }
             if let Some(limit) = self.options.retention_bytes {
                 // As Prometheus counts it: blocks, the log and the head chunk files.
-                let chunk_files = self.head.read().sizes().chunk_file_bytes;
+                let chunk_files = self.head.read().chunk_file_bytes();
                 let mut total: u64 =
                     self.wal.lock().disk_bytes() + chunk_files + p.blocks.iter().map(|b| b.bytes).sum::<u64>();
                 for b in &p.blocks {

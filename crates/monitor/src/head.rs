@@ -486,6 +486,11 @@ impl Head {
             .unwrap_or_default()
     }
 
+    /// Bytes of the head chunk files on disk.
+    pub fn chunk_file_bytes(&self) -> u64 {
+        self.files.sizes().0
+    }
+
     /// What the head holds and where.
     pub fn sizes(&self) -> HeadSizes {
         let (file_bytes, buffered) = self.files.sizes();

@@ -472,8 +472,9 @@ impl Eval<'_> {
             Some(arg) => self.map(arg, &|v, _| Some(part(v).unwrap_or(f64::NAN))),
             None => {
                 // The instant in whole seconds, as Prometheus divides it.
-                let points = (0..self.grid.len).map(|i| (self.grid.at(i), self.grid.at(i) / 1000)).collect::<Vec<_>>();
-                let points = points.into_iter().map(|(t, s)| (t, part(s as f64).unwrap_or(f64::NAN))).collect();
+                let at = |i: usize| self.grid.at(i);
+                let points =
+                    (0..self.grid.len).map(|i| (at(i), part((at(i) / 1000) as f64).unwrap_or(f64::NAN))).collect();
                 Ok(Steps::Vector(vec![(Labels::default(), points)]))
             }
         }
