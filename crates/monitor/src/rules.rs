@@ -291,12 +291,20 @@ impl GroupState {
     }
 
     /// After a restart: alerts that were pending or firing within the last hour come
-    /// back as pending since the time `ALERTS_FOR_STATE` recorded, so `for` goes on
-    /// where it was instead of starting again (Prometheus' "for state restoration").
-    pub fn restore_for_state(&mut self, db: &Db, t: i64) {
+    /// back as pending since the time `ALERTS_FOR_STATE` recorded (Prometheus' "for
+    /// state restoration"), with Prometheus' rules for the time the server was down:
+    /// - a rule whose `for` is shorter than `grace` is not restored: it waits its
+    ///   whole `for` again;
+    /// - an alert that was firing is firing again at the next evaluation;
+    /// - one with less than `grace` left to wait fires `grace` from now;
+    /// - otherwise it waits what it had left, so the time down does not count.
+    pub fn restore_for_state(&mut self, db: &Db, t: i64, grace: Duration) {
         const OUTAGE_TOLERANCE_MS: i64 = 3_600_000;
+        let grace = i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
         for state in &mut self.rules {
-            if !matches!(state.rule.kind, RuleKind::Alert { .. }) {
+            let RuleKind::Alert { hold, .. } = &state.rule.kind else { continue };
+            let hold = i64::try_from(hold.as_millis()).unwrap_or(i64::MAX);
+            if hold < grace {
                 continue;
             }
             let matchers = [
@@ -304,19 +312,28 @@ impl GroupState {
                 crate::labels::Matcher::equal("alertname", &state.rule.name),
             ];
             for (labels, samples) in db.select(&matchers, t - OUTAGE_TOLERANCE_MS, t) {
-                let Some(&(_, since)) = samples.iter().rev().find(|(_, v)| !crate::scrape::is_stale(*v)) else {
+                let Some(&(down_at, since)) = samples.iter().rev().find(|(_, v)| !crate::scrape::is_stale(*v)) else {
                     continue;
                 };
                 if samples.last().is_some_and(|(_, v)| crate::scrape::is_stale(*v)) {
                     continue;
                 }
+                let since = (since * 1000.0) as i64;
+                let remaining = hold - (down_at - since);
+                let active_at = if remaining <= 0 {
+                    since
+                } else if remaining < grace {
+                    t + grace - hold
+                } else {
+                    since + (t - down_at)
+                };
                 let labels = labels.without(METRIC_NAME);
                 state.active.entry(labels.clone()).or_insert(ActiveAlert {
                     labels,
                     annotations: Vec::new(),
                     state: AlertState::Pending,
                     value: 0.0,
-                    active_at: (since * 1000.0) as i64,
+                    active_at,
                     fired_at: None,
                     resolved_at: None,
                     last_sent_at: None,

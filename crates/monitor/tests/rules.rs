@@ -123,16 +123,30 @@ fn a_restart_keeps_how_long_an_alert_has_been_pending() {
     write_errors(&db, 2 * S, 3.0, 4.0);
     group.evaluate(&db, 2 * S, &ctx);
     assert_eq!(group.rules[1].active.values().next().map(|a| a.state), Some(AlertState::Pending));
-    // The server restarts: a new group state, restored from ALERTS_FOR_STATE.
-    let mut groups = parse_rule_file(SourceFile::new("rules.yml", RULES), Duration::from_secs(60)).unwrap();
-    let mut restarted = GroupState::new(groups.remove(0));
-    restarted.restore_for_state(&db, 2500);
+    // The server restarts at 2.5 s (the last ALERTS_FOR_STATE is at 2 s): a new group
+    // state, restored from ALERTS_FOR_STATE with a grace period.
+    let restart = |grace_ms: u64| {
+        let mut groups = parse_rule_file(SourceFile::new("rules.yml", RULES), Duration::from_secs(60)).unwrap();
+        let mut restarted = GroupState::new(groups.remove(0));
+        restarted.restore_for_state(&db, 2500, Duration::from_millis(grace_ms));
+        restarted
+    };
+    let active = |group: &GroupState| group.rules[1].active.values().next().map(|a| (a.state, a.active_at));
     write_errors(&db, 3 * S, 3.0, 4.0);
-    let sent = restarted.evaluate(&db, 3 * S, &ctx);
-    // Active since 1 s, `for: 2s`: firing at 3 s, as if no restart happened.
-    assert_eq!(
-        restarted.rules[1].active.values().next().map(|a| (a.state, a.active_at)),
-        Some((AlertState::Firing, S))
-    );
-    assert_eq!(sent.len(), 1);
+    write_errors(&db, 4 * S, 3.0, 4.0);
+    // No grace: pending since 1 s, 1 s of `for: 2s` left, and the 0.5 s down do not
+    // count: active since 1.5 s, firing at 4 s.
+    let mut restarted = restart(0);
+    assert!(restarted.evaluate(&db, 3 * S, &ctx).is_empty());
+    assert_eq!(active(&restarted), Some((AlertState::Pending, 1500)));
+    assert_eq!(restarted.evaluate(&db, 4 * S, &ctx).len(), 1);
+    assert_eq!(active(&restarted).map(|a| a.0), Some(AlertState::Firing));
+    // 1 s left is less than a 1.5 s grace: it fires 1.5 s after the restart.
+    let mut restarted = restart(1500);
+    restarted.evaluate(&db, 3 * S, &ctx);
+    assert_eq!(active(&restarted), Some((AlertState::Pending, 2000)));
+    // A `for` shorter than the grace is not restored: it starts again.
+    let mut restarted = restart(10_000);
+    restarted.evaluate(&db, 3 * S, &ctx);
+    assert_eq!(active(&restarted), Some((AlertState::Pending, 3 * S)));
 }

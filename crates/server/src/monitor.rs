@@ -26,6 +26,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// After a restart, an alert is not sent sooner than this (Prometheus'
+/// `--rules.alert.for-grace-period` default), and rules whose `for` is shorter
+/// start it again.
+const FOR_GRACE_PERIOD: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// A rule group being evaluated, and the task evaluating it.
 #[derive(Debug)]
 pub struct RunningGroup {
@@ -284,7 +289,7 @@ impl Monitor {
                 state.carry_over(taken);
             } else {
                 // A group new to this process: `for` goes on from before a restart.
-                state.restore_for_state(&self.db, now_ms());
+                state.restore_for_state(&self.db, now_ms(), FOR_GRACE_PERIOD);
             }
             let state = Arc::new(Mutex::new(state));
             let task = tokio::spawn(evaluate_group(
