@@ -613,19 +613,17 @@ impl Eval<'_> {
             "predict_linear" => {
                 let seconds = self.scalars(arg(1)?)?;
                 self.over_range(arg(0)?, false, &|s, _, _, i| {
-                    let (slope, intercept) = linear_regression(s, self.grid.at(i));
-                    (s.len() >= 2).then(|| slope * seconds[i] + intercept)
+                    (s.len() >= 2).then(|| {
+                        let (slope, intercept) = linear_regression(s, self.grid.at(i));
+                        slope * seconds[i] + intercept
+                    })
                 })
             }
             "stdvar_over_time" => over_time(&|s| variance(s.iter().map(|p| p.1)), false),
             "stddev_over_time" => over_time(&|s| variance(s.iter().map(|p| p.1)).sqrt(), false),
             "quantile_over_time" => {
                 let q = self.scalars(arg(0)?)?;
-                self.over_range(arg(1)?, false, &|s, _, _, i| {
-                    let mut values: Vec<f64> = s.iter().map(|p| p.1).collect();
-                    values.sort_by(f64::total_cmp);
-                    Some(quantile(q[i], &values))
-                })
+                self.over_range(arg(1)?, false, &|s, _, _, i| Some(quantile(q[i], s.iter().map(|p| p.1).collect())))
             }
             "holt_winters" => {
                 let (sf, tf) = (self.scalars(arg(1)?)?, self.scalars(arg(2)?)?);
@@ -879,22 +877,10 @@ impl Eval<'_> {
                 if m.is_empty() {
                     continue;
                 }
-                let n = m.len() as f64;
                 let value = match op.as_str() {
-                    "stddev" | "stdvar" => {
-                        let mean = m.iter().map(|x| x.1).sum::<f64>() / n;
-                        let var = m.iter().map(|x| (x.1 - mean) * (x.1 - mean)).sum::<f64>() / n;
-                        if op == "stddev" {
-                            var.sqrt()
-                        } else {
-                            var
-                        }
-                    }
-                    "quantile" => {
-                        let mut values: Vec<f64> = m.iter().map(|x| x.1).collect();
-                        values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
-                        quantile(p, &values)
-                    }
+                    "stddev" => variance(m.iter().map(|x| x.1)).sqrt(),
+                    "stdvar" => variance(m.iter().map(|x| x.1)),
+                    "quantile" => quantile(p, m.iter().map(|x| x.1).collect()),
                     _ => {
                         // topk and bottomk keep their members' labels.
                         if p < 1.0 || p.is_nan() {
@@ -1194,7 +1180,9 @@ fn holt_winters(samples: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
     Some(s1)
 }
 
-fn quantile(q: f64, values: &[f64]) -> f64 {
+/// The `q` quantile of the values, interpolated as Prometheus does; NaN sorts first,
+/// as in Prometheus.
+fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;
     }
@@ -1204,6 +1192,7 @@ fn quantile(q: f64, values: &[f64]) -> f64 {
     if q > 1.0 {
         return f64::INFINITY;
     }
+    values.sort_by(|a, b| b.is_nan().cmp(&a.is_nan()).then(a.total_cmp(b)));
     let rank = q * (values.len() - 1) as f64;
     let lower = rank.floor().max(0.0) as usize;
     let upper = (lower + 1).min(values.len() - 1);
