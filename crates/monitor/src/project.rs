@@ -89,7 +89,7 @@ pub fn parse_project_monitoring(file: SourceFile, project: &str) -> Result<Optio
     }
     let mut receivers = Vec::new();
     if let Some(node) = find("alertmanager") {
-        let (checked, mut config) = alertmanager_config(c, node);
+        let (checked, mut config) = alertmanager_config(c, node, None);
         c = checked;
         receivers = config.receivers.iter().map(|r| r.name.clone()).collect();
         for receiver in &mut config.receivers {

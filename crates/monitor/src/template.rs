@@ -38,7 +38,7 @@ fn float_arg(args: &[Value], name: &str) -> Result<f64, TemplateError> {
     }
 }
 
-fn string_args<const N: usize>(args: &[Value], name: &str) -> Result<[String; N], TemplateError> {
+pub(crate) fn string_args<const N: usize>(args: &[Value], name: &str) -> Result<[String; N], TemplateError> {
     if args.len() != N {
         return Err(TemplateError::Exec(format!("{name} takes {N} arguments")));
     }
@@ -130,65 +130,66 @@ pub fn humanize_duration(v: f64) -> String {
 }
 
 fn template(name: &str, text: &str) -> Result<Template, TemplateError> {
-    Template::new(name)
-        .missing_key(MissingKey::ZeroValue)
-        .func("humanize", |a| {
-            Ok(humanize(
-                float_arg(a, "humanize")?,
-                1000.0,
-                &["k", "M", "G", "T", "P", "E", "Z", "Y"],
-                &["m", "u", "n", "p", "f", "a", "z", "y"],
-            )
-            .into())
-        })
-        .func("humanize1024", |a| {
-            let v = float_arg(a, "humanize1024")?;
-            if v.abs() <= 1.0 || !v.is_finite() {
-                return Ok(format_g(v, 4).into());
+    with_functions(Template::new(name).missing_key(MissingKey::ZeroValue)).parse(&format!("{PRELUDE}{text}"))
+}
+
+/// The functions Prometheus' rule templates and Alertmanager's notification templates
+/// share: `humanize*`, `toUpper`, `toLower`, `title`, `match`, `reReplaceAll`, `stripPort`.
+pub(crate) fn with_functions(t: Template) -> Template {
+    t.func("humanize", |a| {
+        Ok(humanize(
+            float_arg(a, "humanize")?,
+            1000.0,
+            &["k", "M", "G", "T", "P", "E", "Z", "Y"],
+            &["m", "u", "n", "p", "f", "a", "z", "y"],
+        )
+        .into())
+    })
+    .func("humanize1024", |a| {
+        let v = float_arg(a, "humanize1024")?;
+        if v.abs() <= 1.0 || !v.is_finite() {
+            return Ok(format_g(v, 4).into());
+        }
+        Ok(humanize(v, 1024.0, &["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"], &[]).into())
+    })
+    .func("humanizeDuration", |a| Ok(humanize_duration(float_arg(a, "humanizeDuration")?).into()))
+    .func("humanizePercentage", |a| Ok(format!("{}%", format_g(float_arg(a, "humanizePercentage")? * 100.0, 4)).into()))
+    .func("toUpper", |a| Ok(string_args::<1>(a, "toUpper")?[0].to_uppercase().into()))
+    .func("toLower", |a| Ok(string_args::<1>(a, "toLower")?[0].to_lowercase().into()))
+    .func("title", |a| {
+        let [s] = string_args::<1>(a, "title")?;
+        let mut out = String::with_capacity(s.len());
+        let mut start = true;
+        for c in s.chars() {
+            if start && c.is_alphabetic() {
+                out.extend(c.to_uppercase());
+            } else {
+                out.push(c);
             }
-            Ok(humanize(v, 1024.0, &["ki", "Mi", "Gi", "Ti", "Pi", "Ei", "Zi", "Yi"], &[]).into())
-        })
-        .func("humanizeDuration", |a| Ok(humanize_duration(float_arg(a, "humanizeDuration")?).into()))
-        .func("humanizePercentage", |a| {
-            Ok(format!("{}%", format_g(float_arg(a, "humanizePercentage")? * 100.0, 4)).into())
-        })
-        .func("toUpper", |a| Ok(string_args::<1>(a, "toUpper")?[0].to_uppercase().into()))
-        .func("toLower", |a| Ok(string_args::<1>(a, "toLower")?[0].to_lowercase().into()))
-        .func("title", |a| {
-            let [s] = string_args::<1>(a, "title")?;
-            let mut out = String::with_capacity(s.len());
-            let mut start = true;
-            for c in s.chars() {
-                if start && c.is_alphabetic() {
-                    out.extend(c.to_uppercase());
-                } else {
-                    out.push(c);
-                }
-                start = !c.is_alphanumeric() && c != '_' && c != '\'';
+            start = !c.is_alphanumeric() && c != '_' && c != '\'';
+        }
+        Ok(out.into())
+    })
+    .func("match", |a| {
+        let [pattern, text] = string_args::<2>(a, "match")?;
+        let re = regex::Regex::new(&pattern).map_err(|e| TemplateError::Exec(e.to_string()))?;
+        Ok(Value::Bool(re.is_match(&text)))
+    })
+    .func("reReplaceAll", |a| {
+        let [pattern, replacement, text] = string_args::<3>(a, "reReplaceAll")?;
+        let re = regex::Regex::new(&pattern).map_err(|e| TemplateError::Exec(e.to_string()))?;
+        Ok(re.replace_all(&text, replacement.as_str()).into_owned().into())
+    })
+    .func("stripPort", |a| {
+        let [host] = string_args::<1>(a, "stripPort")?;
+        let stripped = match host.rsplit_once(':') {
+            Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
+                h.trim_start_matches('[').trim_end_matches(']').to_string()
             }
-            Ok(out.into())
-        })
-        .func("match", |a| {
-            let [pattern, text] = string_args::<2>(a, "match")?;
-            let re = regex::Regex::new(&pattern).map_err(|e| TemplateError::Exec(e.to_string()))?;
-            Ok(Value::Bool(re.is_match(&text)))
-        })
-        .func("reReplaceAll", |a| {
-            let [pattern, replacement, text] = string_args::<3>(a, "reReplaceAll")?;
-            let re = regex::Regex::new(&pattern).map_err(|e| TemplateError::Exec(e.to_string()))?;
-            Ok(re.replace_all(&text, replacement.as_str()).into_owned().into())
-        })
-        .func("stripPort", |a| {
-            let [host] = string_args::<1>(a, "stripPort")?;
-            let stripped = match host.rsplit_once(':') {
-                Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) => {
-                    h.trim_start_matches('[').trim_end_matches(']').to_string()
-                }
-                _ => host,
-            };
-            Ok(stripped.into())
-        })
-        .parse(&format!("{PRELUDE}{text}"))
+            _ => host,
+        };
+        Ok(stripped.into())
+    })
 }
 
 /// Whether `text` parses as a rule template (checked when rule files are read).

@@ -439,6 +439,23 @@ fn the_incidents_page_acknowledges_and_resolves_in_the_browser() {
     assert!(shown["incident"]["time_to_restore_ms"].as_i64().is_some(), "{shown}");
 }
 
+/// A message's quoted-printable body decoded: soft line breaks joined, `=XX` as the byte.
+fn quoted_printable(message: &str) -> String {
+    let body = message.split_once("\r\n\r\n").map_or(message, |(_, body)| body);
+    let joined = body.replace("=\r\n", "");
+    let mut out = Vec::new();
+    let mut bytes = joined.bytes();
+    while let Some(b) = bytes.next() {
+        if b == b'=' {
+            let hex: Vec<u8> = bytes.by_ref().take(2).collect();
+            out.push(u8::from_str_radix(std::str::from_utf8(&hex).unwrap(), 16).unwrap());
+        } else {
+            out.push(b);
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
 /// A minimal SMTP server on loopback: records each message's envelope and data.
 fn smtp() -> (u16, Arc<Mutex<Vec<String>>>) {
     use std::io::BufRead;
@@ -491,11 +508,19 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
     let (hooks, got) = receiver();
     let (smtp_port, mails) = smtp();
     let dir = tempfile::tempdir().unwrap();
+    // A template file, as teams keep them beside alertmanager.yml; it uses the
+    // methods of Alertmanager's data and builds on a default template.
+    write(
+        dir.path(),
+        "team.tmpl",
+        r#"{{ define "team.text" }}{{ range .Alerts.Firing }}{{ .Annotations.summary }} on {{ .Labels.queue }}{{ end }}{{ end }}
+{{ define "team.labels" }}{{ range .CommonLabels.SortedPairs }}{{ .Name }}={{ .Value }};{{ end }}{{ end }}"#,
+    );
     let alertmanager = write(
         dir.path(),
         "alertmanager.yml",
         &format!(
-            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        send_resolved: true\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        severity: critical\n    email_configs:\n      - to: oncall@mobius.test\n"
+            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\ntemplates: ['*.tmpl']\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        text: '{{{{ template \"team.text\" . }}}}'\n        fields: [{{ title: labels, value: '{{{{ template \"team.labels\" . }}}}', short: true }}]\n        send_resolved: true\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        severity: critical\n        details: {{ queue: '{{{{ .CommonLabels.queue }}}}' }}\n    email_configs:\n      - to: oncall@mobius.test\n"
         ),
     );
     let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
@@ -514,18 +539,45 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
         },
         || server.log(),
     );
+    // Slack: what the configuration templates, Alertmanager's defaults for the rest.
+    let attachment = &slack["attachments"][0];
     assert_eq!(slack["channel"], "#ops", "{slack}");
-    assert_eq!(slack["attachments"][0]["title"], "firing: QueueStuck", "the title template: {slack}");
-    assert!(slack["attachments"][0]["text"].as_str().unwrap().contains("no progress for 10m"), "{slack}");
+    assert_eq!(slack["username"], "Mobius", "the default username: {slack}");
+    assert_eq!(attachment["title"], "firing: QueueStuck", "the title template: {slack}");
+    assert_eq!(attachment["text"], "no progress for 10m on mail", "the template file's text: {slack}");
+    assert_eq!(
+        attachment["fields"],
+        json!([{"title": "labels", "value": "alertname=QueueStuck;queue=mail;", "short": true}])
+    );
+    assert_eq!(attachment["color"], "danger", "{slack}");
+    let link = attachment["title_link"].as_str().unwrap();
+    assert!(link.starts_with("http://127.0.0.1:") && link.ends_with("/ui/alerts?receiver=all"), "{slack}");
+    // The default fallback is built from the default title, not the configured one (as in Alertmanager).
+    assert_eq!(attachment["fallback"], format!("[FIRING:1] QueueStuck (mail) | {link}"), "{slack}");
+    // PagerDuty: the default summary (Alertmanager's subject) and details, merged with the configured one.
     assert_eq!(pd["routing_key"], "abc123", "{pd}");
     assert_eq!(pd["event_action"], "trigger", "{pd}");
+    assert_eq!(pd["client"], "Mobius", "{pd}");
     assert_eq!(pd["payload"]["severity"], "critical", "{pd}");
-    assert!(pd["payload"]["summary"].as_str().unwrap().contains("[FIRING:1] QueueStuck"), "{pd}");
+    assert_eq!(pd["payload"]["summary"], "[FIRING:1] QueueStuck (mail)", "{pd}");
+    let details = &pd["payload"]["custom_details"];
+    assert_eq!(
+        (&details["num_firing"], &details["num_resolved"], &details["queue"]),
+        (&json!("1"), &json!("0"), &json!("mail"))
+    );
+    assert!(details["firing"].as_str().unwrap().contains("no progress for 10m"), "{pd}");
+    // Email: the default subject and HTML body.
     let mail =
         wait_for("the email", Duration::from_secs(10), || mails.lock().unwrap().first().cloned(), || server.log());
     assert!(mail.contains("alerts@mobius.test") && mail.contains("oncall@mobius.test"), "{mail}");
-    assert!(mail.contains("Subject: [FIRING:1] QueueStuck"), "{mail}");
-    assert!(mail.contains("no progress for 10m"), "{mail}");
+    assert!(mail.contains("Subject: [FIRING:1] QueueStuck (mail)"), "{mail}");
+    assert!(mail.contains("Content-Type: text/html"), "{mail}");
+    assert!(mail.contains("Content-Transfer-Encoding: quoted-printable"), "{mail}");
+    let body = quoted_printable(&mail);
+    assert!(
+        body.contains("1 firing, 0 resolved for alertname=QueueStuck") && body.contains("no progress for 10m"),
+        "{body}"
+    );
 
     // Resolved: PagerDuty gets a resolve event with the same deduplication key.
     let past = chrono::Utc::now() - chrono::Duration::seconds(1);

@@ -1,12 +1,15 @@
 //! `alertmanager.yml`, read as Alertmanager reads it: `global`, the `route` tree
 //! (matchers, `group_by`, timing, `continue`, inherited by child routes),
-//! `receivers` (webhook, Slack, PagerDuty, email) and `inhibit_rules`. Keys Mobius
-//! does not act on yet are refused with their position.
+//! `receivers` (webhook, Slack, PagerDuty, email), `inhibit_rules` and the
+//! `templates` files. Keys Mobius does not act on yet are refused with their position.
 
+use super::templates::NotificationTemplates;
 use crate::config::Checker;
 use crate::labels::{Labels, MatchOp, Matcher};
 use mobius_workflow::yaml::{self, Node, Pos};
 use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 #[derive(Clone, Debug)]
@@ -18,6 +21,8 @@ pub struct AlertmanagerConfig {
     pub route: Route,
     pub receivers: Vec<Receiver>,
     pub inhibit_rules: Vec<InhibitRule>,
+    /// The default notification templates and those of the `templates` files.
+    pub templates: Arc<NotificationTemplates>,
 }
 
 /// The `smtp_*` settings of `global`, used by email receivers that do not set them.
@@ -72,23 +77,65 @@ pub struct WebhookConfig {
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
     pub api_url: String,
-    pub channel: Option<String>,
-    pub username: Option<String>,
-    pub title: Option<String>,
-    pub text: Option<String>,
     pub send_resolved: bool,
+    /// The message's templated strings (`channel`, `username`, `title`, `text`,
+    /// `color`...), each Alertmanager's default unless the configuration sets it.
+    pub texts: Vec<(&'static str, String)>,
+    /// `fields`: title, value (both templated) and `short`.
+    pub fields: Vec<(String, String, bool)>,
+    pub link_names: bool,
 }
+
+/// A Slack config's templated strings and their defaults, as in Alertmanager.
+pub const SLACK_TEXTS: [(&str, &str); 13] = [
+    ("channel", ""),
+    ("username", r#"{{ template "slack.default.username" . }}"#),
+    ("color", r#"{{ if eq .Status "firing" }}danger{{ else }}good{{ end }}"#),
+    ("title", r#"{{ template "slack.default.title" . }}"#),
+    ("title_link", r#"{{ template "slack.default.titlelink" . }}"#),
+    ("pretext", r#"{{ template "slack.default.pretext" . }}"#),
+    ("text", r#"{{ template "slack.default.text" . }}"#),
+    ("fallback", r#"{{ template "slack.default.fallback" . }}"#),
+    ("callback_id", r#"{{ template "slack.default.callbackid" . }}"#),
+    ("icon_emoji", r#"{{ template "slack.default.iconemoji" . }}"#),
+    ("icon_url", r#"{{ template "slack.default.iconurl" . }}"#),
+    ("footer", r#"{{ template "slack.default.footer" . }}"#),
+    ("image_url", ""),
+];
+
+/// PagerDuty's `details` unless the configuration says otherwise (merged, as in Alertmanager).
+pub const PAGERDUTY_DETAILS: [(&str, &str); 4] = [
+    ("firing", r#"{{ template "pagerduty.default.instances" .Alerts.Firing }}"#),
+    ("resolved", r#"{{ template "pagerduty.default.instances" .Alerts.Resolved }}"#),
+    ("num_firing", "{{ .Alerts.Firing | len }}"),
+    ("num_resolved", "{{ .Alerts.Resolved | len }}"),
+];
 
 #[derive(Clone, Debug)]
 pub struct PagerDutyConfig {
     pub routing_key: String,
     pub url: String,
-    pub severity: String,
-    pub client: String,
-    pub client_url: Option<String>,
-    pub description: Option<String>,
     pub send_resolved: bool,
+    /// `description`, `client`, `client_url`, `severity`, `source`, `class`,
+    /// `component`, `group`: templated.
+    pub texts: Vec<(&'static str, String)>,
+    /// `details`: templated values by name.
+    pub details: Vec<(String, String)>,
+    /// `links`: href and text, templated.
+    pub links: Vec<(String, String)>,
 }
+
+/// A PagerDuty config's templated strings and their defaults.
+pub const PAGERDUTY_TEXTS: [(&str, &str); 8] = [
+    ("description", r#"{{ template "pagerduty.default.description" .}}"#),
+    ("client", r#"{{ template "pagerduty.default.client" . }}"#),
+    ("client_url", r#"{{ template "pagerduty.default.clientURL" . }}"#),
+    ("severity", "error"),
+    ("source", r#"{{ template "pagerduty.default.client" . }}"#),
+    ("class", ""),
+    ("component", ""),
+    ("group", ""),
+];
 
 #[derive(Clone, Debug)]
 pub struct EmailConfig {
@@ -99,7 +146,11 @@ pub struct EmailConfig {
     pub auth_username: Option<String>,
     pub auth_password: Option<String>,
     pub require_tls: bool,
-    pub subject: Option<String>,
+    /// Headers, templated; `Subject` defaults to `email.default.subject`.
+    pub headers: Vec<(String, String)>,
+    /// The HTML body (`email.default.html` unless set; empty for none).
+    pub html: String,
+    /// The plain-text body, if any; with `html` as well, the message has both parts.
     pub text: Option<String>,
     pub send_resolved: bool,
 }
@@ -214,6 +265,13 @@ pub fn parse_matchers(text: &str) -> Result<Vec<Matcher>, String> {
         }
     }
     Ok(out)
+}
+
+/// Sets a templated string a configuration gives (keeping the default when it does not parse).
+fn set_text(texts: &mut [(&'static str, String)], key: &str, text: Option<String>) {
+    if let (Some(slot), Some(text)) = (texts.iter_mut().find(|(k, _)| *k == key), text) {
+        slot.1 = text;
+    }
 }
 
 struct Parser<'a> {
@@ -403,25 +461,25 @@ impl Parser<'_> {
                     for item in self.configs(value, key) {
                         let mut s = SlackConfig {
                             api_url: self.defaults.slack_api_url.clone().unwrap_or_default(),
-                            channel: None,
-                            username: None,
-                            title: None,
-                            text: None,
                             send_resolved: false,
+                            texts: SLACK_TEXTS.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                            fields: Vec::new(),
+                            link_names: false,
                         };
+                        let mut known: Vec<&str> = vec!["api_url", "send_resolved", "fields", "link_names"];
+                        known.extend(SLACK_TEXTS.iter().map(|(k, _)| *k));
                         for (key, value) in self.c.entries(
                             &item,
                             "a slack config",
-                            &["api_url", "channel", "username", "title", "text", "send_resolved"],
-                            &["http_config", "api_url_file", "actions", "fields", "color", "icon_url", "icon_emoji"],
+                            &known,
+                            &["http_config", "api_url_file", "actions", "mrkdwn_in", "short_fields", "thumb_url"],
                         ) {
                             match key {
                                 "api_url" => s.api_url = self.url(value, key).unwrap_or_default(),
-                                "channel" => s.channel = self.opt_string(value, key),
-                                "username" => s.username = self.opt_string(value, key),
-                                "title" => s.title = self.template(value, key),
-                                "text" => s.text = self.template(value, key),
-                                _ => s.send_resolved = self.c.boolean(value, key).unwrap_or(false),
+                                "send_resolved" => s.send_resolved = self.c.boolean(value, key).unwrap_or(false),
+                                "link_names" => s.link_names = self.c.boolean(value, key).unwrap_or(false),
+                                "fields" => s.fields = self.slack_fields(value),
+                                _ => set_text(&mut s.texts, key, self.template(value, key)),
                             }
                         }
                         if s.api_url.is_empty() {
@@ -435,26 +493,32 @@ impl Parser<'_> {
                         let mut p = PagerDutyConfig {
                             routing_key: String::new(),
                             url: self.defaults.pagerduty_url.clone(),
-                            severity: "error".into(),
-                            client: "Mobius".into(),
-                            client_url: None,
-                            description: None,
                             send_resolved: true,
+                            texts: PAGERDUTY_TEXTS.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                            details: PAGERDUTY_DETAILS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                            links: Vec::new(),
                         };
+                        let mut known: Vec<&str> = vec!["routing_key", "url", "send_resolved", "details", "links"];
+                        known.extend(PAGERDUTY_TEXTS.iter().map(|(k, _)| *k));
                         for (key, value) in self.c.entries(
                             &item,
                             "a pagerduty config",
-                            &["routing_key", "url", "severity", "client", "client_url", "description", "send_resolved"],
-                            &["service_key", "http_config", "routing_key_file", "details", "images", "links", "class"],
+                            &known,
+                            &["service_key", "http_config", "routing_key_file", "service_key_file", "images"],
                         ) {
                             match key {
                                 "routing_key" => p.routing_key = self.opt_string(value, key).unwrap_or_default(),
                                 "url" => p.url = self.url(value, key).unwrap_or_default(),
-                                "severity" => p.severity = self.opt_string(value, key).unwrap_or(p.severity),
-                                "client" => p.client = self.opt_string(value, key).unwrap_or(p.client),
-                                "client_url" => p.client_url = self.opt_string(value, key),
-                                "description" => p.description = self.template(value, key),
-                                _ => p.send_resolved = self.c.boolean(value, key).unwrap_or(true),
+                                "send_resolved" => p.send_resolved = self.c.boolean(value, key).unwrap_or(true),
+                                "details" => {
+                                    for (name, text) in self.c.labels(value, "`details`") {
+                                        self.check_template(value.pos, &format!("details.{name}"), &text);
+                                        p.details.retain(|(k, _)| *k != name);
+                                        p.details.push((name, text));
+                                    }
+                                }
+                                "links" => p.links = self.pagerduty_links(value),
+                                _ => set_text(&mut p.texts, key, self.template(value, key)),
                             }
                         }
                         if p.routing_key.is_empty() {
@@ -474,7 +538,8 @@ impl Parser<'_> {
                             auth_username: smtp.auth_username.clone(),
                             auth_password: smtp.auth_password.clone(),
                             require_tls: smtp.require_tls.unwrap_or(true),
-                            subject: None,
+                            headers: vec![("Subject".into(), r#"{{ template "email.default.subject" . }}"#.into())],
+                            html: r#"{{ template "email.default.html" . }}"#.into(),
                             text: None,
                             send_resolved: false,
                         };
@@ -490,10 +555,11 @@ impl Parser<'_> {
                                 "auth_password",
                                 "require_tls",
                                 "headers",
+                                "html",
                                 "text",
                                 "send_resolved",
                             ],
-                            &["html", "tls_config", "auth_secret", "auth_identity", "auth_password_file"],
+                            &["tls_config", "auth_secret", "auth_identity", "auth_password_file"],
                         ) {
                             match key {
                                 "to" => e.to = self.opt_string(value, key).unwrap_or_default(),
@@ -504,11 +570,12 @@ impl Parser<'_> {
                                 "auth_password" => e.auth_password = self.opt_string(value, key),
                                 "require_tls" => e.require_tls = self.c.boolean(value, key).unwrap_or(true),
                                 "text" => e.text = self.template(value, key),
+                                "html" => e.html = self.template(value, key).unwrap_or_default(),
                                 "headers" => {
-                                    for (name, v) in self.c.labels(value, "`headers`") {
-                                        if name.eq_ignore_ascii_case("subject") {
-                                            e.subject = Some(v);
-                                        }
+                                    for (name, text) in self.c.labels(value, "`headers`") {
+                                        self.check_template(value.pos, &format!("headers.{name}"), &text);
+                                        e.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(&name));
+                                        e.headers.push((name, text));
                                     }
                                 }
                                 _ => e.send_resolved = self.c.boolean(value, key).unwrap_or(false),
@@ -535,10 +602,53 @@ impl Parser<'_> {
 
     fn template(&mut self, value: &Node, key: &str) -> Option<String> {
         let text = self.opt_string(value, key)?;
-        if let Err(e) = crate::alerting::notify::check_template(&text) {
-            self.c.error(value.pos, format!("the template of `{key}` does not parse: {e}"));
-        }
+        self.check_template(value.pos, key, &text);
         Some(text)
+    }
+
+    fn check_template(&mut self, pos: Pos, key: &str, text: &str) {
+        if let Err(e) = self.defaults.templates.check(text) {
+            self.c.error(pos, format!("the template of `{key}`: {e}"));
+        }
+    }
+
+    /// A Slack config's `fields`: `title` and `value` (templated), `short`.
+    fn slack_fields(&mut self, node: &Node) -> Vec<(String, String, bool)> {
+        let mut fields = Vec::new();
+        for item in self.configs(node, "fields") {
+            let (mut title, mut value, mut short) = (String::new(), String::new(), false);
+            for (key, v) in self.c.entries(&item, "a slack field", &["title", "value", "short"], &[]) {
+                match key {
+                    "title" => title = self.template(v, key).unwrap_or_default(),
+                    "value" => value = self.template(v, key).unwrap_or_default(),
+                    _ => short = self.c.boolean(v, key).unwrap_or(false),
+                }
+            }
+            if title.is_empty() || value.is_empty() {
+                self.c.error(item.pos, "a slack field needs a `title` and a `value`");
+            }
+            fields.push((title, value, short));
+        }
+        fields
+    }
+
+    /// A PagerDuty config's `links`: `href` and `text`, templated.
+    fn pagerduty_links(&mut self, node: &Node) -> Vec<(String, String)> {
+        let mut links = Vec::new();
+        for item in self.configs(node, "links") {
+            let (mut href, mut text) = (String::new(), String::new());
+            for (key, v) in self.c.entries(&item, "a pagerduty link", &["href", "text"], &[]) {
+                match key {
+                    "href" => href = self.template(v, key).unwrap_or_default(),
+                    _ => text = self.template(v, key).unwrap_or_default(),
+                }
+            }
+            if href.is_empty() {
+                self.c.error(item.pos, "a pagerduty link needs an `href`");
+            }
+            links.push((href, text));
+        }
+        links
     }
 
     fn inhibit_rule(&mut self, node: &Node) -> InhibitRule {
@@ -616,13 +726,22 @@ pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig,
         Ok(root) => root,
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
-    let (c, config) = alertmanager_config(Checker { diagnostics: Vec::new() }, &root);
+    let dir = Path::new(&file.path).parent().unwrap_or(Path::new("."));
+    let (c, config) = alertmanager_config(Checker { diagnostics: Vec::new() }, &root, Some(dir));
     c.finish(file, config)
 }
 
 /// An `alertmanager.yml`'s content at `root` (the file itself, or a project's
-/// `monitoring.alertmanager`).
-pub(crate) fn alertmanager_config(mut c: Checker, root: &Node) -> (Checker, AlertmanagerConfig) {
+/// `monitoring.alertmanager`). `templates` files are read relative to `dir`; a
+/// project's configuration (no `dir`) has the default templates only.
+pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path>) -> (Checker, AlertmanagerConfig) {
+    let templates = match NotificationTemplates::defaults() {
+        Ok(t) => t,
+        Err(e) => {
+            c.error(root.pos, e);
+            NotificationTemplates::empty()
+        }
+    };
     let mut config = AlertmanagerConfig {
         resolve_timeout: Duration::from_secs(300),
         smtp: SmtpDefaults::default(),
@@ -641,17 +760,25 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node) -> (Checker, Aler
         },
         receivers: Vec::new(),
         inhibit_rules: Vec::new(),
+        templates: Arc::new(templates),
     };
-    let entries = c.entries(
-        root,
-        "the configuration",
-        &["global", "route", "receivers", "inhibit_rules"],
-        &["templates", "time_intervals", "mute_time_intervals"],
-    );
+    let known: &[&str] = match dir {
+        Some(_) => &["global", "route", "receivers", "inhibit_rules", "templates"],
+        None => &["global", "route", "receivers", "inhibit_rules"],
+    };
+    let entries = c.entries(root, "the configuration", known, &["templates", "time_intervals", "mute_time_intervals"]);
     // `global` and `receivers` first: receivers take global defaults, routes name receivers.
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     if let Some(node) = find("global") {
         global(&mut c, node, &mut config);
+    }
+    // Templates before receivers: a receiver's template may call one a file defines.
+    if let (Some(node), Some(dir)) = (find("templates"), dir) {
+        let patterns = c.strings(node, "`templates`");
+        match NotificationTemplates::load(dir, &patterns) {
+            Ok(t) => config.templates = Arc::new(t),
+            Err(e) => c.error(node.pos, format!("templates: {e}")),
+        }
     }
     let mut p = Parser { c, defaults: &config.clone() };
     let mut receivers = Vec::new();
@@ -764,5 +891,35 @@ inhibit_rules:
                 "4:37 `continue` must be true or false",
             ]
         );
+    }
+
+    #[test]
+    fn template_files_are_read_beside_the_configuration_and_undefined_names_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(
+            dir.path().join("templates/team.tmpl"),
+            "{{ define \"team.title\" }}{{ .CommonLabels.team | toUpper }}: {{ template \"__subject\" . }}{{ end }}",
+        )
+        .unwrap();
+        let file = |text: &str| {
+            let path = dir.path().join("alertmanager.yml");
+            parse_alertmanager_config(SourceFile::new(path.display().to_string(), text.to_string())).map_err(|e| {
+                e.diagnostics.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect::<Vec<_>>()
+            })
+        };
+        let receivers = "route: { receiver: chat }\nreceivers:\n  - name: chat\n    slack_configs:\n      - api_url: http://127.0.0.1:9/slack\n        title: '{{ template \"team.title\" . }}'\n";
+        let config = file(&format!("templates: ['templates/*.tmpl']\n{receivers}")).unwrap();
+        assert_eq!(config.templates.files(), [dir.path().join("templates/team.tmpl")]);
+        let title = config.receivers[0].slack[0].texts.iter().find(|(k, _)| *k == "title").unwrap();
+        assert_eq!(title.1, "{{ template \"team.title\" . }}");
+        // Without the file, the name is unknown: refused where it is used.
+        assert_eq!(
+            file(receivers).unwrap_err(),
+            ["6:16 the template of `title`: template \"team.title\" is not defined"]
+        );
+        std::fs::write(dir.path().join("templates/broken.tmpl"), "{{ define \"x\" }}{{ .Status ").unwrap();
+        let errors = file(&format!("templates: ['templates/*.tmpl']\n{receivers}")).unwrap_err();
+        assert!(errors[0].starts_with("1:12 templates: ") && errors[0].contains("broken.tmpl"), "{errors:?}");
     }
 }

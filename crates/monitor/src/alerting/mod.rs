@@ -8,6 +8,7 @@
 
 pub mod config;
 pub mod notify;
+pub mod templates;
 
 use crate::labels::{Labels, Matcher};
 use config::{matches, AlertmanagerConfig, GroupBy, Route};
@@ -498,11 +499,12 @@ impl AlertManager {
     }
 
     async fn send(&self, integration: &Integration, n: &Notification) -> Result<(), NotifyError> {
+        let templates = Arc::clone(&self.config().templates);
         match integration {
             Integration::Webhook(c) => notify::send_webhook(&self.client, c, n).await,
-            Integration::Slack(c) => notify::send_slack(&self.client, c, n).await,
-            Integration::PagerDuty(c) => notify::send_pagerduty(&self.client, c, n).await,
-            Integration::Email(c) => notify::send_email(c, n).await,
+            Integration::Slack(c) => notify::send_slack(&self.client, &templates, c, n).await,
+            Integration::PagerDuty(c) => notify::send_pagerduty(&self.client, &templates, c, n).await,
+            Integration::Email(c) => notify::send_email(&templates, c, n).await,
         }
     }
 

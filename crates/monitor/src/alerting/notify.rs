@@ -1,12 +1,15 @@
 //! Receivers: what a notification of an alert group looks like on the wire. Webhooks
 //! get Alertmanager's version 4 payload, Slack-compatible incoming webhooks a message
-//! with title and text, PagerDuty an Events API v2 event per group (trigger or
-//! resolve, deduplicated by group key), email a plain-text message over SMTP.
+//! with an attachment, PagerDuty an Events API v2 event per group (trigger or
+//! resolve, deduplicated by group key), email an HTML message (with a plain-text part
+//! when one is configured) over SMTP. Every string a receiver sends is a template,
+//! Alertmanager's default unless the configuration sets it (`templates.rs`).
 
 use super::config::{EmailConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
+use super::templates::NotificationTemplates;
 use super::Alert;
 use crate::labels::Labels;
-use gotmpl::{Template, Value};
+use gotmpl::Value;
 use serde_json::{json, Map};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -108,135 +111,73 @@ impl Notification {
         payload
     }
 
-    /// The data Alertmanager's notification templates see (`.Status`, `.Alerts`, ...).
-    fn template_data(&self) -> Value {
+    /// The data Alertmanager's notification templates see (`.Status`, `.Alerts`,
+    /// `.GroupLabels`...), and Mobius' `.Mobius` (`.Incident`, `.Level`, `.Policy`,
+    /// `.AcknowledgeURL`) when an escalation pages.
+    pub fn template_data(&self) -> Value {
         let strings = |pairs: Vec<(String, String)>| -> Value {
             let map: BTreeMap<Arc<str>, Value> =
                 pairs.into_iter().map(|(k, v)| (Arc::from(k.as_str()), Value::from(v))).collect();
             Value::from(map)
         };
         let labels = |l: &Labels| strings(l.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let alerts: Vec<(bool, Value)> = self
+        let alerts: Vec<Value> = self
             .alerts
             .iter()
             .map(|a| {
-                (
-                    a.resolved(self.now),
-                    Value::from_entries([
-                        ("Status".to_string(), Value::from(if a.resolved(self.now) { "resolved" } else { "firing" })),
-                        ("Labels".to_string(), labels(&a.labels)),
-                        ("Annotations".to_string(), strings(a.annotations.clone())),
-                        ("StartsAt".to_string(), Value::from(rfc3339(a.starts_at))),
-                        ("GeneratorURL".to_string(), Value::from(a.generator_url.as_str())),
-                        ("Fingerprint".to_string(), Value::from(format!("{:016x}", a.fingerprint()))),
-                    ]),
-                )
+                let resolved = a.resolved(self.now);
+                Value::from_entries([
+                    ("Status".to_string(), Value::from(if resolved { "resolved" } else { "firing" })),
+                    ("Labels".to_string(), labels(&a.labels)),
+                    ("Annotations".to_string(), strings(a.annotations.clone())),
+                    ("StartsAt".to_string(), Value::from(rfc3339(a.starts_at))),
+                    ("EndsAt".to_string(), Value::from(rfc3339(if resolved { a.ends_at } else { 0 }))),
+                    ("GeneratorURL".to_string(), Value::from(a.generator_url.as_str())),
+                    ("Fingerprint".to_string(), Value::from(format!("{:016x}", a.fingerprint()))),
+                ])
             })
             .collect();
-        let of = |resolved: bool| -> Value {
-            Value::from(alerts.iter().filter(|(r, _)| *r == resolved).map(|(_, v)| v.clone()).collect::<Vec<_>>())
+        let mobius = match &self.incident {
+            Some(i) => Value::from_entries([
+                ("Incident".to_string(), Value::Int(i["incident"].as_i64().unwrap_or(0))),
+                ("Level".to_string(), Value::Int(i["level"].as_i64().unwrap_or(0))),
+                ("Policy".to_string(), Value::from(i["policy"].as_str().unwrap_or(""))),
+                ("AcknowledgeURL".to_string(), Value::from(i["acknowledgeURL"].as_str().unwrap_or(""))),
+            ]),
+            None => Value::Nil,
         };
         Value::from_entries([
             ("Receiver".to_string(), Value::from(self.receiver.as_str())),
             ("Status".to_string(), Value::from(self.status())),
-            ("AlertsFiring".to_string(), of(false)),
-            ("AlertsResolved".to_string(), of(true)),
-            ("Alerts".to_string(), Value::from(alerts.iter().map(|(_, v)| v.clone()).collect::<Vec<_>>())),
+            ("Alerts".to_string(), Value::from(alerts)),
             ("GroupLabels".to_string(), labels(&self.group_labels)),
             ("CommonLabels".to_string(), labels(&self.common_labels())),
             ("CommonAnnotations".to_string(), strings(self.common_annotations())),
             ("ExternalURL".to_string(), Value::from(self.external_url.as_str())),
+            ("Mobius".to_string(), mobius),
         ])
     }
-
-    /// Expands a receiver's template (`{{ .Status }}`, `{{ .CommonLabels.alertname }}`,
-    /// `{{ range .Alerts.Firing }}`...).
-    pub fn expand(&self, text: &str) -> Result<String, String> {
-        parse_template(text).and_then(|t| t.execute_to_string(&self.template_data()).map_err(|e| e.to_string()))
-    }
-
-    /// Alertmanager's default title: `[FIRING:2] HighLatency api`.
-    pub fn default_title(&self) -> String {
-        let mut title = self.status().to_uppercase();
-        if self.status() == "firing" {
-            title = format!("[FIRING:{}]", self.firing().count());
-        } else {
-            title = format!("[{title}]");
-        }
-        let values: Vec<&str> = self.group_labels.iter().map(|(_, v)| v).collect();
-        format!("{title} {}", values.join(" ")).trim_end().to_string()
-    }
-
-    /// A plain-text body listing every alert with its labels and annotations.
-    pub fn default_text(&self) -> String {
-        let mut out = String::new();
-        if let Some(incident) = &self.incident {
-            let id = incident["incident"].as_i64().unwrap_or(0);
-            let level = incident["level"].as_i64().unwrap_or(0);
-            out.push_str(&format!("Incident #{id}, escalation level {level}\n"));
-            if let Some(url) = incident["acknowledgeURL"].as_str() {
-                out.push_str(&format!("Acknowledge: {url}\n"));
-            }
-        }
-        for a in &self.alerts {
-            let status = if a.resolved(self.now) { "resolved" } else { "firing" };
-            out.push_str(&format!("[{status}] {}\n", a.labels));
-            for (k, v) in &a.annotations {
-                out.push_str(&format!("  {k}: {v}\n"));
-            }
-            if !a.generator_url.is_empty() {
-                out.push_str(&format!("  source: {}\n", a.generator_url));
-            }
-        }
-        out
-    }
 }
 
-fn parse_template(text: &str) -> Result<Template, String> {
-    Template::new("notification").parse(&with_alert_methods(text)).map_err(|e| e.to_string())
+/// Expands a receiver's templated strings over one notification's data.
+struct Expander<'a> {
+    templates: &'a NotificationTemplates,
+    data: Value,
 }
 
-/// Alertmanager's `.Alerts.Firing` and `.Alerts.Resolved` are methods of its alert
-/// list; the template engine has no methods on values, so inside actions they are
-/// read as the data's `AlertsFiring` and `AlertsResolved` lists.
-fn with_alert_methods(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(open) = rest.find("{{") {
-        let Some(close) = rest[open..].find("}}").map(|c| open + c + 2) else { break };
-        out.push_str(&rest[..open]);
-        let action = &rest[open..close];
-        let mut rewritten = String::with_capacity(action.len());
-        let mut tail = action;
-        while let Some(at) = tail.find(".Alerts.") {
-            let after = &tail[at + ".Alerts.".len()..];
-            let method = ["Firing", "Resolved"].into_iter().find(|m| {
-                after.starts_with(m) && !after[m.len()..].starts_with(|c: char| c.is_alphanumeric() || c == '_')
-            });
-            match method {
-                Some(m) => {
-                    rewritten.push_str(&tail[..at]);
-                    rewritten.push_str(".Alerts");
-                    rewritten.push_str(m);
-                    tail = &after[m.len()..];
-                }
-                None => {
-                    rewritten.push_str(&tail[..at + ".Alerts.".len()]);
-                    tail = after;
-                }
-            }
-        }
-        rewritten.push_str(tail);
-        out.push_str(&rewritten);
-        rest = &rest[close..];
+impl<'a> Expander<'a> {
+    fn new(templates: &'a NotificationTemplates, n: &Notification) -> Self {
+        Expander { templates, data: n.template_data() }
     }
-    out.push_str(rest);
-    out
-}
 
-/// Whether a receiver's template parses (checked when the configuration is read).
-pub fn check_template(text: &str) -> Result<(), String> {
-    parse_template(text).map(|_| ())
+    fn expand(&self, text: &str) -> Result<String, NotifyError> {
+        self.templates.expand(text, &self.data).map_err(NotifyError::Template)
+    }
+
+    /// The expansions of `texts`, by key.
+    fn all(&self, texts: &[(&'static str, String)]) -> Result<BTreeMap<&'static str, String>, NotifyError> {
+        texts.iter().map(|(k, t)| Ok((*k, self.expand(t)?))).collect()
+    }
 }
 
 /// Why a notification was not delivered.
@@ -306,35 +247,50 @@ pub async fn send_webhook(client: &HttpClient, c: &WebhookConfig, n: &Notificati
     post_json(client, &c.url, &n.webhook_payload(c.max_alerts)).await
 }
 
-pub async fn send_slack(client: &HttpClient, c: &SlackConfig, n: &Notification) -> Result<(), NotifyError> {
-    let title = match &c.title {
-        Some(t) => n.expand(t).map_err(NotifyError::Template)?,
-        None => n.default_title(),
-    };
-    let text = match &c.text {
-        Some(t) => n.expand(t).map_err(NotifyError::Template)?,
-        None => n.default_text(),
-    };
-    let color = if n.status() == "firing" { "danger" } else { "good" };
-    let mut body = json!({
-        "text": title,
-        "attachments": [{ "title": title, "text": text, "color": color, "fallback": title }],
-    });
-    if let Some(channel) = &c.channel {
-        body["channel"] = json!(channel);
+pub async fn send_slack(
+    client: &HttpClient,
+    templates: &NotificationTemplates,
+    c: &SlackConfig,
+    n: &Notification,
+) -> Result<(), NotifyError> {
+    let x = Expander::new(templates, n);
+    let texts = x.all(&c.texts)?;
+    let mut attachment = Map::new();
+    for key in ["title", "title_link", "pretext", "text", "fallback", "callback_id", "footer", "color", "image_url"] {
+        if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
+            attachment.insert(key.into(), json!(v));
+        }
     }
-    if let Some(username) = &c.username {
-        body["username"] = json!(username);
+    if !c.fields.is_empty() {
+        let fields: Result<Vec<_>, NotifyError> = c
+            .fields
+            .iter()
+            .map(|(title, value, short)| {
+                Ok(json!({"title": x.expand(title)?, "value": x.expand(value)?, "short": short}))
+            })
+            .collect();
+        attachment.insert("fields".into(), json!(fields?));
+    }
+    attachment.insert("mrkdwn_in".into(), json!(["fallback", "pretext", "text"]));
+    let mut body = json!({ "attachments": [attachment] });
+    for key in ["channel", "username", "icon_emoji", "icon_url"] {
+        if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
+            body[key] = json!(v);
+        }
+    }
+    if c.link_names {
+        body["link_names"] = json!(true);
     }
     post_json(client, &c.api_url, &body).await
 }
 
-pub async fn send_pagerduty(client: &HttpClient, c: &PagerDutyConfig, n: &Notification) -> Result<(), NotifyError> {
+pub async fn send_pagerduty(
+    client: &HttpClient,
+    templates: &NotificationTemplates,
+    c: &PagerDutyConfig,
+    n: &Notification,
+) -> Result<(), NotifyError> {
     let resolved = n.status() == "resolved";
-    let summary = match &c.description {
-        Some(t) => n.expand(t).map_err(NotifyError::Template)?,
-        None => n.default_title(),
-    };
     let dedup_key = format!("{:x}", super::fnv1a([n.group_key.as_bytes()]));
     let mut body = json!({
         "routing_key": c.routing_key,
@@ -342,43 +298,81 @@ pub async fn send_pagerduty(client: &HttpClient, c: &PagerDutyConfig, n: &Notifi
         "dedup_key": dedup_key,
     });
     if !resolved {
-        body["payload"] = json!({
-            "summary": summary.chars().take(1024).collect::<String>(),
-            "source": c.client,
-            "severity": c.severity,
-            "custom_details": {
-                "firing": n.firing().count(),
-                "num_firing": n.firing().count(),
-                "num_resolved": n.alerts.len() - n.firing().count(),
-                "details": n.default_text(),
-            },
+        let x = Expander::new(templates, n);
+        let texts = x.all(&c.texts)?;
+        let text = |k: &str| texts.get(k).cloned().unwrap_or_default();
+        let mut details = Map::new();
+        for (k, t) in &c.details {
+            details.insert(k.clone(), json!(x.expand(t)?));
+        }
+        let mut links = Vec::new();
+        if let Some(incident) = &n.incident {
+            details.insert("incident".into(), json!(x.expand(r#"{{ template "mobius.incident" . }}"#)?.trim_end()));
+            if let Some(url) = incident["acknowledgeURL"].as_str() {
+                links.push(json!({"href": url, "text": "Acknowledge in Mobius"}));
+            }
+        }
+        for (href, label) in &c.links {
+            links.push(json!({"href": x.expand(href)?, "text": x.expand(label)?}));
+        }
+        // PagerDuty refuses a summary over 1,024 characters.
+        let summary: String = text("description").chars().take(1024).collect();
+        let mut payload = json!({
+            "summary": summary,
+            "source": text("source"),
+            "severity": text("severity"),
+            "custom_details": details,
         });
-        body["client"] = json!(c.client);
-        if let Some(url) = &c.client_url {
-            body["client_url"] = json!(url);
+        for key in ["class", "component", "group"] {
+            if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
+                payload[key] = json!(v);
+            }
+        }
+        body["payload"] = payload;
+        body["client"] = json!(text("client"));
+        body["client_url"] = json!(text("client_url"));
+        if !links.is_empty() {
+            body["links"] = json!(links);
         }
     }
     post_json(client, &c.url, &body).await
 }
 
-pub async fn send_email(c: &EmailConfig, n: &Notification) -> Result<(), NotifyError> {
-    use lettre::message::{header::ContentType, Mailbox};
+pub async fn send_email(
+    templates: &NotificationTemplates,
+    c: &EmailConfig,
+    n: &Notification,
+) -> Result<(), NotifyError> {
+    use lettre::message::{header::ContentType, Mailbox, MultiPart, SinglePart};
     use lettre::transport::smtp::authentication::Credentials;
     use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
-    let subject = match &c.subject {
-        Some(t) => n.expand(t).map_err(NotifyError::Template)?,
-        None => n.default_title(),
-    };
-    let text = match &c.text {
-        Some(t) => n.expand(t).map_err(NotifyError::Template)?,
-        None => n.default_text(),
-    };
+    let x = Expander::new(templates, n);
     let parse = |who: &str| who.parse::<Mailbox>().map_err(|e| NotifyError::Email(format!("`{who}`: {e}")));
-    let mut message = Message::builder().from(parse(&c.from)?).subject(subject).header(ContentType::TEXT_PLAIN);
+    let mut message = Message::builder().from(parse(&c.from)?);
     for to in c.to.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         message = message.to(parse(to)?);
     }
-    let message = message.body(text).map_err(|e| NotifyError::Email(e.to_string()))?;
+    for (name, text) in &c.headers {
+        let value = x.expand(text)?;
+        if name.eq_ignore_ascii_case("subject") {
+            message = message.subject(value);
+        } else if !["to", "from"].iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            let name = lettre::message::header::HeaderName::new_from_ascii(name.clone())
+                .map_err(|e| NotifyError::Email(format!("header `{name}`: {e}")))?;
+            message = message.raw_header(lettre::message::header::HeaderValue::new(name, value));
+        }
+    }
+    let html = if c.html.is_empty() { String::new() } else { x.expand(&c.html)? };
+    let text = match &c.text {
+        Some(t) => x.expand(t)?,
+        None => String::new(),
+    };
+    let message = match (html.is_empty(), text.is_empty()) {
+        (false, false) => message.multipart(MultiPart::alternative_plain_html(text, html)),
+        (false, true) => message.singlepart(SinglePart::html(html)),
+        _ => message.header(ContentType::TEXT_PLAIN).body(text),
+    }
+    .map_err(|e| NotifyError::Email(e.to_string()))?;
     let (host, port) = match c.smarthost.rsplit_once(':') {
         Some((h, p)) => (h, p.parse().map_err(|_| NotifyError::Email(format!("bad port in `{}`", c.smarthost)))?),
         None => (c.smarthost.as_str(), 25),
@@ -413,21 +407,65 @@ mod tests {
         }
     }
 
-    #[test]
-    fn templates_see_the_firing_and_resolved_alerts_as_alertmanager_offers_them() {
-        let n = Notification {
+    fn notification(alerts: Vec<Alert>) -> Notification {
+        Notification {
             receiver: "team".into(),
-            group_key: "{}:{}".into(),
-            group_labels: Labels::default(),
-            alerts: vec![alert("Disk", 0), alert("Load", 5_000), alert("Heat", 0)],
+            group_key: "{}:{alertname=\"Disk\"}".into(),
+            group_labels: Labels::from_pairs(&[("alertname", "Disk")]),
+            alerts,
             external_url: "http://127.0.0.1:7300".into(),
             now: 10_000,
             incident: None,
-        };
+        }
+    }
+
+    fn expand(n: &Notification, text: &str) -> String {
+        NotificationTemplates::defaults().unwrap().expand(text, &n.template_data()).unwrap()
+    }
+
+    #[test]
+    fn templates_see_the_firing_and_resolved_alerts_as_alertmanager_offers_them() {
+        let n = notification(vec![alert("Disk", 0), alert("Load", 5_000), alert("Heat", 0)]);
         let text = "{{ len .Alerts.Firing }} of {{ len .Alerts }} firing:{{ range .Alerts.Firing }} \
                     {{ .Labels.alertname }}{{ end }}; resolved:{{ range $.Alerts.Resolved }} {{ .Labels.alertname }}{{ end }} \
                     (.Alerts.Firing is text here)";
-        assert_eq!(n.expand(text).unwrap(), "2 of 3 firing: Disk Heat; resolved: Load (.Alerts.Firing is text here)");
-        assert_eq!(with_alert_methods("{{ .Alerts.FiringSoon }}"), "{{ .Alerts.FiringSoon }}");
+        assert_eq!(expand(&n, text), "2 of 3 firing: Disk Heat; resolved: Load (.Alerts.Firing is text here)");
+        assert_eq!(expand(&n, "[{{ .CommonLabels.absent }}]"), "[]");
+        let templates = NotificationTemplates::defaults().unwrap();
+        let error = templates.expand("{{ .Alerts.FiringSoon }}", &n.template_data()).unwrap_err();
+        assert!(error.contains("can't evaluate field FiringSoon"), "{error}");
+    }
+
+    #[test]
+    fn the_default_templates_write_alertmanagers_subject_and_list_every_alert() {
+        let mut alerts = Vec::new();
+        for (instance, ends_at) in [("a:9100", 0), ("b:9100", 5_000), ("c:9100", 0)] {
+            let mut a = alert("Disk", ends_at);
+            a.labels = Labels::from_pairs(&[("alertname", "Disk"), ("instance", instance), ("job", "node")]);
+            a.annotations = vec![("summary".into(), format!("{instance} is full"))];
+            alerts.push(a);
+        }
+        let mut n = notification(alerts);
+        assert_eq!(expand(&n, r#"{{ template "__subject" . }}"#), "[FIRING:2] Disk (node)");
+        assert_eq!(
+            expand(&n, r#"{{ .CommonLabels.SortedPairs.Names | join "," }} {{ .GroupLabels.Values | join "," }}"#),
+            "alertname,job Disk"
+        );
+        assert_eq!(
+            expand(&n, r#"{{ template "__text_alert_list" .Alerts.Resolved }}"#),
+            "[resolved] alertname=\"Disk\", instance=\"b:9100\", job=\"node\"\n  summary: b:9100 is full\n"
+        );
+        assert_eq!(
+            expand(&n, r#"{{ template "slack.default.titlelink" . }}"#),
+            "http://127.0.0.1:7300/ui/alerts?receiver=team"
+        );
+        n.incident = Some(json!({"incident": 7, "level": 2, "acknowledgeURL": "http://x/ack?t=1"}));
+        let text = expand(&n, r#"{{ template "slack.default.text" . }}"#);
+        assert!(text.starts_with("Incident #7, escalation level 2\nAcknowledge: http://x/ack?t=1\n[firing]"), "{text}");
+        let html = expand(&n, r#"{{ template "email.default.html" . }}"#);
+        assert!(html.contains("2 firing, 1 resolved for alertname=Disk"), "{html}");
+        assert!(html.contains(r#"<a href="http://x/ack?t=1">Acknowledge</a>"#), "{html}");
+        n.alerts.iter_mut().for_each(|a| a.ends_at = 5_000);
+        assert_eq!(expand(&n, r#"{{ template "email.default.subject" . }}"#), "[RESOLVED] Disk (node)");
     }
 }
