@@ -18,6 +18,7 @@ pub mod exposition;
 pub mod head;
 pub mod head_chunks;
 pub mod labels;
+pub mod logql;
 pub mod logs;
 pub mod oncall;
 pub mod project;

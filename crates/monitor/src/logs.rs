@@ -11,9 +11,9 @@
 //! second. Segments past the retention time or size are deleted oldest first.
 
 use crate::labels::{Labels, Matcher};
+pub use crate::logql::{parse_log_query, LogQuery};
 use crate::wal::{get_bytes, get_varint, put_varint, unzigzag, zigzag};
 use parking_lot::Mutex;
-use regex::Regex;
 use std::collections::{BTreeSet, HashMap};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufWriter, Read, Write};
@@ -32,43 +32,9 @@ pub struct LogLine {
     pub line: String,
 }
 
-/// A line filter of a LogQL query.
-#[derive(Clone, Debug)]
-pub enum LineFilter {
-    Contains(String),
-    NotContains(String),
-    Matches(Regex),
-    NotMatches(Regex),
-}
-
-impl LineFilter {
-    pub fn accepts(&self, line: &str) -> bool {
-        match self {
-            LineFilter::Contains(s) => line.contains(s.as_str()),
-            LineFilter::NotContains(s) => !line.contains(s.as_str()),
-            LineFilter::Matches(r) => r.is_match(line),
-            LineFilter::NotMatches(r) => !r.is_match(line),
-        }
-    }
-}
-
-/// A parsed LogQL log query: `{stream selector} |= "text" |~ "regex" ...`.
-#[derive(Clone, Debug)]
-pub struct LogQuery {
-    pub matchers: Vec<Matcher>,
-    pub filters: Vec<LineFilter>,
-}
-
-impl LogQuery {
-    pub fn accepts(&self, labels: &Labels, line: &str) -> bool {
-        self.matchers.iter().all(|m| m.matches(labels.get(&m.name).unwrap_or("")))
-            && self.filters.iter().all(|f| f.accepts(line))
-    }
-}
-
 /// Reads a Go-style quoted string (`"..."` with escapes, or a `` `raw` `` one) at the
 /// start of `text`; returns it and the rest.
-fn quoted(text: &str) -> Option<(String, &str)> {
+pub(crate) fn quoted(text: &str) -> Option<(String, &str)> {
     if let Some(rest) = text.strip_prefix('`') {
         let end = rest.find('`')?;
         return Some((rest[..end].to_string(), &rest[end + 1..]));
@@ -88,61 +54,6 @@ fn quoted(text: &str) -> Option<(String, &str)> {
         }
     }
     None
-}
-
-/// Parses a LogQL log query (stream selector and line filters).
-pub fn parse_log_query(text: &str) -> Result<LogQuery, String> {
-    let text = text.trim();
-    if !text.starts_with('{') {
-        return Err("a log query starts with a stream selector such as {service=\"web\"}".into());
-    }
-    // The selector ends at the first `}` outside quotes.
-    let mut in_quote = false;
-    let mut escaped = false;
-    let mut end = None;
-    for (i, c) in text.char_indices() {
-        match c {
-            '\\' if in_quote && !escaped => {
-                escaped = true;
-                continue;
-            }
-            '"' if !escaped => in_quote = !in_quote,
-            '}' if !in_quote => {
-                end = Some(i);
-                break;
-            }
-            _ => {}
-        }
-        escaped = false;
-    }
-    let end = end.ok_or("the stream selector has no closing `}`")?;
-    let matchers = crate::promql::selector_matchers(&text[..=end])
-        .map_err(|e| format!("stream selector: {}", e.to_string().replace("invalid parameter \"match[]\": ", "")))?
-        .into_iter()
-        .next()
-        .unwrap_or_default();
-    if matchers.iter().all(|m| m.matches_empty()) {
-        return Err("the stream selector needs at least one matcher that is not empty-compatible".into());
-    }
-    let mut filters = Vec::new();
-    let mut rest = text[end + 1..].trim_start();
-    while !rest.is_empty() {
-        let (op, after) = ["|=", "!=", "|~", "!~"]
-            .iter()
-            .find_map(|op| rest.strip_prefix(op).map(|after| (*op, after)))
-            .ok_or_else(|| format!("expected a line filter (|=, !=, |~ or !~) at `{rest}`"))?;
-        let (value, after) =
-            quoted(after.trim_start()).ok_or_else(|| format!("expected a quoted string after `{op}`"))?;
-        let regex = || Regex::new(&value).map_err(|e| format!("`{value}`: {e}"));
-        filters.push(match op {
-            "|=" => LineFilter::Contains(value.clone()),
-            "!=" => LineFilter::NotContains(value.clone()),
-            "|~" => LineFilter::Matches(regex()?),
-            _ => LineFilter::NotMatches(regex()?),
-        });
-        rest = after.trim_start();
-    }
-    Ok(LogQuery { matchers, filters })
 }
 
 #[derive(Clone, Debug, Default, serde::Serialize, serde::Deserialize)]
@@ -398,44 +309,15 @@ impl LogStore {
         limit: usize,
         backward: bool,
     ) -> io::Result<Vec<LogLine>> {
-        let (segments, streams) = {
-            let mut inner = self.inner.lock();
-            inner.out.flush()?;
-            let wanted: BTreeSet<u32> = inner
-                .streams
-                .iter()
-                .enumerate()
-                .filter(|(_, l)| query.matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
-                .map(|(i, _)| i as u32)
-                .collect();
-            let segments: Vec<u32> = inner
-                .segments
-                .iter()
-                .filter(|(_, m)| m.max_ts >= start && m.min_ts <= end && m.streams.iter().any(|s| wanted.contains(s)))
-                .map(|(n, _)| *n)
-                .collect();
-            (segments, inner.streams.clone())
-        };
+        let (segments, streams) = self.plan(&query.matchers, start, end)?;
         let mut found = Vec::new();
         let ordered: Vec<u32> = if backward { segments.into_iter().rev().collect() } else { segments };
         for n in ordered {
-            let bytes = match fs::read(segment_path(&self.dir, n)) {
-                Ok(b) => b,
-                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
-                Err(e) => return Err(e),
-            };
-            let mut here = Vec::new();
-            for payload in records(&bytes).0 {
-                let Some((stream, ts, line)) = decode_line(payload) else { continue };
-                if ts < start || ts > end {
-                    continue;
+            self.read_segment(n, &streams, start, end, &mut |labels, ts, line| {
+                if let Some((labels, line)) = query.process(labels, line) {
+                    found.push(LogLine { labels, ts, line });
                 }
-                let Some(labels) = streams.get(stream as usize) else { continue };
-                if query.accepts(labels, line) {
-                    here.push(LogLine { labels: labels.clone(), ts, line: line.to_string() });
-                }
-            }
-            found.extend(here);
+            })?;
             // Segments overlap little in time: once enough is found, older (or newer) ones
             // can only add lines past the limit.
             if found.len() >= limit.saturating_mul(2).max(limit) {
@@ -448,6 +330,71 @@ impl LogStore {
         }
         found.truncate(limit);
         Ok(found)
+    }
+
+    /// Calls `f` with every line of the streams `matchers` select between `start` and
+    /// `end` (nanoseconds, both included), oldest segment first; metric queries read
+    /// their lines this way.
+    pub fn scan(
+        &self,
+        matchers: &[Matcher],
+        start: i64,
+        end: i64,
+        f: &mut dyn FnMut(&Labels, i64, &str),
+    ) -> io::Result<()> {
+        let (segments, streams) = self.plan(matchers, start, end)?;
+        for n in segments {
+            self.read_segment(n, &streams, start, end, f)?;
+        }
+        Ok(())
+    }
+
+    /// The segments that may hold lines of the streams `matchers` select between
+    /// `start` and `end`, and every stream's labels.
+    fn plan(&self, matchers: &[Matcher], start: i64, end: i64) -> io::Result<(Vec<u32>, Vec<Labels>)> {
+        let mut inner = self.inner.lock();
+        inner.out.flush()?;
+        let wanted: BTreeSet<u32> = inner
+            .streams
+            .iter()
+            .enumerate()
+            .filter(|(_, l)| matchers.iter().all(|m| m.matches(l.get(&m.name).unwrap_or(""))))
+            .map(|(i, _)| i as u32)
+            .collect();
+        let segments: Vec<u32> = inner
+            .segments
+            .iter()
+            .filter(|(_, m)| m.max_ts >= start && m.min_ts <= end && m.streams.iter().any(|s| wanted.contains(s)))
+            .map(|(n, _)| *n)
+            .collect();
+        Ok((segments, inner.streams.clone()))
+    }
+
+    /// Calls `f` with each line of segment `n` between `start` and `end` (a segment
+    /// deleted by retention meanwhile has none).
+    fn read_segment(
+        &self,
+        n: u32,
+        streams: &[Labels],
+        start: i64,
+        end: i64,
+        f: &mut dyn FnMut(&Labels, i64, &str),
+    ) -> io::Result<()> {
+        let bytes = match fs::read(segment_path(&self.dir, n)) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(e),
+        };
+        for payload in records(&bytes).0 {
+            let Some((stream, ts, line)) = decode_line(payload) else { continue };
+            if ts < start || ts > end {
+                continue;
+            }
+            if let Some(labels) = streams.get(stream as usize) {
+                f(labels, ts, line);
+            }
+        }
+        Ok(())
     }
 
     /// Streams whose labels match, for the labels endpoints.

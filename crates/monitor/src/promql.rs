@@ -1182,7 +1182,7 @@ fn holt_winters(samples: &[(i64, f64)], sf: f64, tf: f64) -> Option<f64> {
 
 /// The `q` quantile of the values, interpolated as Prometheus does; NaN sorts first,
 /// as in Prometheus.
-fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
+pub(crate) fn quantile(q: f64, mut values: Vec<f64>) -> f64 {
     if values.is_empty() || q.is_nan() {
         return f64::NAN;
     }

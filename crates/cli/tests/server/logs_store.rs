@@ -106,3 +106,99 @@ fn loki_push_query_tail_and_crash_safety() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+fn get(server: &Server, path: &str, params: &[(&str, String)]) -> (u16, Value) {
+    let query: String = form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
+    server.api("GET", &format!("{path}?{query}"), None)
+}
+
+#[test]
+fn logql_parsers_and_metric_queries_answer_as_loki() {
+    let server = Server::start(Backend::Sqlite);
+    // JSON access logs, one a second for a minute ending 10 s ago: every fourth one a 502.
+    let end = (ns() / 1_000_000_000 - 10) * 1_000_000_000;
+    let values: Vec<Value> = (0..60)
+        .map(|i| {
+            let ts = end - (59 - i) * 1_000_000_000;
+            let status = if i % 4 == 0 { 502 } else { 200 };
+            json!([ts.to_string(), format!(r#"{{"status":{status},"path":"/p{}","took":"{}ms"}}"#, i % 2, 10 + i)])
+        })
+        .collect();
+    let (code, answer) = server.api(
+        "POST",
+        "/loki/api/v1/push",
+        Some(json!({"streams": [{"stream": {"service": "shop", "env": "prod"}, "values": values}]})),
+    );
+    assert_eq!(code, 204, "{answer}");
+
+    // A log query with a parser and a label filter: the lines' labels carry what was
+    // extracted (each `took` would make a stream of its own, so it is dropped).
+    let found = query(&server, r#"{service="shop"} | json | status >= 500 and path="/p0" | drop took"#);
+    let streams = found["data"]["result"].as_array().unwrap();
+    assert_eq!(streams.len(), 1, "{found}");
+    assert_eq!(streams[0]["stream"]["status"], "502", "{found}");
+    assert_eq!(lines(&found).len(), 15, "i = 0, 4, ..., 56: all on /p0");
+
+    // An instant metric query: the error ratio over the last 2 minutes.
+    let t = end.to_string();
+    let (code, answer) = get(
+        &server,
+        "/loki/api/v1/query",
+        &[
+            ("query", r#"sum(count_over_time({service="shop"} | json | status >= 500 [2m])) / sum(count_over_time({service="shop"}[2m]))"#.into()),
+            ("time", t.clone()),
+        ],
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["resultType"], "vector", "{answer}");
+    assert_eq!(answer["data"]["result"][0]["value"][1], "0.25", "{answer}");
+    assert_eq!(answer["data"]["result"][0]["value"][0].as_f64().unwrap(), end as f64 / 1e9, "{answer}");
+
+    // A range metric query: lines per path every 30 s, and the slowest request.
+    let start = (end - 30_000_000_000).to_string();
+    let (code, answer) = get(
+        &server,
+        "/loki/api/v1/query_range",
+        &[
+            ("query", r#"sum by (path) (count_over_time({service="shop"} | json [30s]))"#.into()),
+            ("start", start.clone()),
+            ("end", t.clone()),
+            ("step", "30s".into()),
+        ],
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["resultType"], "matrix", "{answer}");
+    let result = answer["data"]["result"].as_array().unwrap();
+    assert_eq!(result.len(), 2, "{answer}");
+    for series in result {
+        let counts: Vec<&str> = series["values"].as_array().unwrap().iter().map(|v| v[1].as_str().unwrap()).collect();
+        assert_eq!(counts, ["15", "15"], "(end - 60 s, end - 30 s] and (end - 30 s, end], half on each path: {answer}");
+    }
+    let (code, answer) = get(
+        &server,
+        "/loki/api/v1/query",
+        &[
+            (
+                "query",
+                r#"max_over_time({service="shop"} | json | keep service, took | unwrap duration(took) [1m])"#.into(),
+            ),
+            ("time", t),
+        ],
+    );
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["data"]["result"][0]["value"][1], "0.069", "the last request took 69 ms: {answer}");
+    assert_eq!(answer["data"]["result"][0]["metric"], json!({"service": "shop"}), "{answer}");
+
+    // Bad queries say where and why.
+    let (code, answer) =
+        get(&server, "/loki/api/v1/query", &[("query", r#"sum_over_time({service="shop"} | json [1m])"#.into())]);
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("needs `| unwrap LABEL`"), "{answer}");
+    let (code, answer) = get(
+        &server,
+        "/loki/api/v1/query_range",
+        &[("query", r#"count_over_time({service="shop"}[1m])"#.into()), ("start", start), ("step", "0.0001".into())],
+    );
+    assert_eq!(code, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("points at most"), "{answer}");
+}

@@ -1,6 +1,7 @@
 //! Logs on Loki's HTTP API: `POST /loki/api/v1/push` (JSON), `GET
-//! /loki/api/v1/query_range` (stream selector and line filters), the label endpoints,
-//! and a live tail over Server-Sent Events (`GET /api/v1/logs/tail`).
+//! /loki/api/v1/query_range` and `/loki/api/v1/query` (LogQL: log queries answer
+//! `streams`, metric queries `matrix` or `vector`), the label endpoints, and a live
+//! tail over Server-Sent Events (`GET /api/v1/logs/tail`).
 
 use crate::app::App;
 use crate::auth::{Caller, Role};
@@ -10,7 +11,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
-use mobius_monitor::logs::{parse_log_query, LogLine, LogQuery};
+use mobius_monitor::logql::{self, Expr};
+use mobius_monitor::logs::{parse_log_query, LogLine, LogQuery, LogStore};
 use mobius_monitor::Labels;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -109,20 +111,72 @@ pub struct RangeQuery {
     limit: Option<usize>,
     direction: Option<String>,
     since: Option<String>,
+    step: Option<String>,
+    time: Option<String>,
+}
+
+/// At most this many steps in a metric query, as Prometheus.
+const MAX_STEPS: i64 = 11_000;
+
+/// A step as Loki takes it: seconds (`15`, `0.5`) or a duration (`1m`); nanoseconds.
+fn parse_step(text: &str) -> ApiResult<i64> {
+    let ns = match text.parse::<f64>() {
+        Ok(s) => (s * 1e9) as i64,
+        Err(_) => humantime::parse_duration(text)
+            .ok()
+            .and_then(|d| i64::try_from(d.as_nanos()).ok())
+            .ok_or_else(|| ApiError::bad_request(format!("step: `{text}` is not a duration or a number of seconds")))?,
+    };
+    if ns <= 0 {
+        return Err(ApiError::bad_request("step: must be more than zero"));
+    }
+    Ok(ns)
+}
+
+/// Evaluates a metric query at `steps` over the store, off the async runtime.
+async fn evaluate(logs: Arc<LogStore>, expr: Expr, steps: Vec<i64>) -> ApiResult<(Vec<i64>, logql::Value)> {
+    tokio::task::spawn_blocking(move || {
+        let mut read = |q: &LogQuery, func, from: i64, to: i64| -> Result<logql::Samples, String> {
+            let mut samples = logql::Samples::new();
+            let mut failed = None;
+            logs.scan(&q.matchers, from, to, &mut |labels, ts, line| {
+                if failed.is_some() {
+                    return;
+                }
+                match logql::sample(q, func, labels, ts, line) {
+                    Ok(Some((labels, point))) => samples.entry(labels).or_default().push(point),
+                    Ok(None) => {}
+                    Err(e) => failed = Some(e),
+                }
+            })
+            .map_err(|e| format!("reading the logs: {e}"))?;
+            failed.map_or(Ok(samples), Err)
+        };
+        logql::evaluate(&expr, &steps, &mut read).map(|v| (steps, v))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(|e| ApiError::bad_request(format!("query: {e}")))
+}
+
+/// A value as Loki writes it: Prometheus' number format, in a string.
+fn sample_json(ts: i64, v: f64) -> Value {
+    json!([ts as f64 / 1e9, super::monitor::format_value(v)])
 }
 
 fn parsed(query: &str) -> ApiResult<LogQuery> {
     parse_log_query(query).map_err(|e| ApiError::bad_request(format!("query: {e}")))
 }
 
-/// `GET /loki/api/v1/query_range`: lines of the matching streams, in Loki's `streams` shape.
+/// `GET /loki/api/v1/query_range`: a log query's lines in Loki's `streams` shape, or a
+/// metric query's series over `start`..`end` every `step` as a `matrix`.
 pub async fn query_range(
     State(app): State<Arc<App>>,
     caller: Caller,
     Query(q): Query<RangeQuery>,
 ) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
-    let query = parsed(&q.query)?;
+    let expr = logql::parse(&q.query).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
     let end = match &q.end {
         Some(t) => parse_time("end", t)?,
         None => now_ns(),
@@ -135,6 +189,40 @@ pub async fn query_range(
         }
         (None, None) => end - 3_600_000_000_000,
     };
+    if start > end {
+        return Err(ApiError::bad_request("start: after end"));
+    }
+    let query = match expr {
+        Expr::Log(query) => query,
+        expr => {
+            // Loki's default step gives about 250 points.
+            let step = match &q.step {
+                Some(s) => parse_step(s)?,
+                None => ((end - start) / 250).max(1_000_000_000),
+            };
+            if (end - start) / step >= MAX_STEPS {
+                return Err(ApiError::bad_request(format!(
+                    "step: {MAX_STEPS} points at most; use a larger step for this range"
+                )));
+            }
+            let steps: Vec<i64> = (0..).map(|i| start + i * step).take_while(|t| *t <= end).collect();
+            let (steps, value) = evaluate(Arc::clone(&app.monitor.logs), expr, steps).await?;
+            let result: Vec<Value> = match value {
+                logql::Value::Scalar(v) => {
+                    vec![json!({"metric": {}, "values": steps.iter().map(|t| sample_json(*t, v)).collect::<Vec<_>>()})]
+                }
+                logql::Value::Vector(series) => series
+                    .into_iter()
+                    .map(|(labels, values)| {
+                        let points: Vec<Value> =
+                            steps.iter().zip(values).filter_map(|(t, v)| v.map(|v| sample_json(*t, v))).collect();
+                        json!({"metric": labels_json(&labels), "values": points})
+                    })
+                    .collect(),
+            };
+            return Ok(Json(json!({"status": "success", "data": {"resultType": "matrix", "result": result}})));
+        }
+    };
     let backward = match q.direction.as_deref() {
         None | Some("backward") | Some("BACKWARD") => true,
         Some("forward") | Some("FORWARD") => false,
@@ -146,13 +234,60 @@ pub async fn query_range(
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;
+    Ok(Json(json!({"status": "success", "data": {"resultType": "streams", "result": streams_json(found)}})))
+}
+
+/// `GET /loki/api/v1/query`: a metric query at one instant (`time`, default now)
+/// as a `vector`, or a log query's lines up to that instant as `streams`.
+pub async fn query(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<RangeQuery>) -> ApiResult<Json<Value>> {
+    caller.require_global(Role::Viewer)?;
+    let expr = logql::parse(&q.query).map_err(|e| ApiError::bad_request(format!("query: {e}")))?;
+    let time = match &q.time {
+        Some(t) => parse_time("time", t)?,
+        None => now_ns(),
+    };
+    let (steps, value) = match expr {
+        Expr::Log(query) => {
+            let limit = q.limit.unwrap_or(100).clamp(1, 5000);
+            let logs = Arc::clone(&app.monitor.logs);
+            let start = time - 3_600_000_000_000;
+            let found = tokio::task::spawn_blocking(move || logs.query(&query, start, time, limit, true))
+                .await
+                .map_err(ApiError::internal)?
+                .map_err(ApiError::internal)?;
+            return Ok(Json(
+                json!({"status": "success", "data": {"resultType": "streams", "result": streams_json(found)}}),
+            ));
+        }
+        expr => evaluate(Arc::clone(&app.monitor.logs), expr, vec![time]).await?,
+    };
+    let result = match value {
+        logql::Value::Scalar(v) => {
+            return Ok(Json(
+                json!({"status": "success", "data": {"resultType": "scalar", "result": sample_json(steps[0], v)}}),
+            ))
+        }
+        logql::Value::Vector(series) => series
+            .into_iter()
+            .filter_map(|(labels, values)| {
+                values
+                    .first()
+                    .copied()
+                    .flatten()
+                    .map(|v| json!({"metric": labels_json(&labels), "value": sample_json(time, v)}))
+            })
+            .collect::<Vec<_>>(),
+    };
+    Ok(Json(json!({"status": "success", "data": {"resultType": "vector", "result": result}})))
+}
+
+/// Lines grouped by their labels, in Loki's `streams` shape.
+fn streams_json(found: Vec<LogLine>) -> Vec<Value> {
     let mut streams: BTreeMap<Labels, Vec<Value>> = BTreeMap::new();
     for line in found {
         streams.entry(line.labels).or_default().push(json!([line.ts.to_string(), line.line]));
     }
-    let result: Vec<Value> =
-        streams.into_iter().map(|(labels, values)| json!({"stream": labels_json(&labels), "values": values})).collect();
-    Ok(Json(json!({"status": "success", "data": {"resultType": "streams", "result": result}})))
+    streams.into_iter().map(|(labels, values)| json!({"stream": labels_json(&labels), "values": values})).collect()
 }
 
 /// `GET /loki/api/v1/labels`.
@@ -201,10 +336,8 @@ pub async fn tail(
                 }
                 Err(_) => return,
             };
-            if !query.accepts(&line.labels, &line.line) {
-                continue;
-            }
-            let data = json!({"ts": line.ts.to_string(), "labels": labels_json(&line.labels), "line": line.line});
+            let Some((labels, text)) = query.process(&line.labels, &line.line) else { continue };
+            let data = json!({"ts": line.ts.to_string(), "labels": labels_json(&labels), "line": text});
             if tx.send(Event::default().event("line").data(data.to_string())).await.is_err() {
                 return;
             }

@@ -91,6 +91,7 @@ pub fn router(app: Arc<App>) -> Router {
         .nest("/api/v2", alertmanager)
         .route("/loki/api/v1/push", post(loki::push))
         .route("/loki/api/v1/query_range", get(loki::query_range))
+        .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
         .nest("/ui", crate::ui::router())
