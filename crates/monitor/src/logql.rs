@@ -455,6 +455,9 @@ pub enum Expr {
         query: LogQuery,
         range_ns: i64,
         offset_ns: i64,
+        /// `by (...)` or `without (...)` after an unwrapped range aggregation: the
+        /// points of series with the same grouping labels are taken together.
+        grouping: Option<(bool, Vec<String>)>,
     },
     Agg {
         op: AggOp,
@@ -729,7 +732,14 @@ impl<'a> Parser<'a> {
         {
             return Err(ParseError { offset: start, message: format!("{name} counts lines and takes no `unwrap`") });
         }
-        Ok(Expr::Range { func, param, query, range_ns, offset_ns })
+        let grouping = self.grouping()?;
+        if grouping.is_some() && !needs_unwrap {
+            return Err(ParseError {
+                offset: start,
+                message: format!("{name} takes no `by` or `without`; aggregate it with sum by (...) (...)"),
+            });
+        }
+        Ok(Expr::Range { func, param, query, range_ns, offset_ns, grouping })
     }
 
     fn grouping(&mut self) -> Result<Option<(bool, Vec<String>)>, ParseError> {
@@ -1081,19 +1091,23 @@ pub enum Value {
 
 /// Evaluates a metric query at `steps` (nanoseconds), `read` giving the points of
 /// each log query it selects for the window `[from, to]`.
-pub fn evaluate(
-    expr: &Expr,
-    steps: &[i64],
-    read: &mut ReadLines<'_>,
-) -> Result<Value, String> {
+pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<Value, String> {
     match expr {
         Expr::Log(_) => Err("a log query has no numbers; wrap it in count_over_time({...}[5m]) or rate".into()),
         Expr::Number(v) => Ok(Value::Scalar(*v)),
-        Expr::Range { func, param, query, range_ns, offset_ns } => {
+        Expr::Range { func, param, query, range_ns, offset_ns, grouping } => {
             let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
                 return Ok(Value::Vector(BTreeMap::new()));
             };
-            let samples = read(query, *func, first - offset_ns - range_ns, last - offset_ns)?;
+            let mut samples = read(query, *func, first - offset_ns - range_ns, last - offset_ns)?;
+            if let Some((without, names)) = grouping {
+                let mut grouped = Samples::new();
+                for (labels, points) in samples {
+                    let key = if *without { labels.except(names) } else { labels.only(names) };
+                    grouped.entry(key).or_default().extend(points);
+                }
+                samples = grouped;
+            }
             let mut out = BTreeMap::new();
             for (labels, mut points) in samples {
                 points.sort_by_key(|p| p.ts);

@@ -145,6 +145,13 @@ fn metric_queries_count_rate_and_aggregate_lines() {
     let latency =
         eval(r#"max by (service) (max_over_time({service="web"} | logfmt | unwrap duration(duration) [1m]))"#, &[60]);
     assert_eq!(latency.unwrap()[r#"{service="web"}"#], [Some(0.3)]);
+    // Grouping inside an unwrapped range aggregation takes the points together: the
+    // average of all six requests, per service.
+    let grouped =
+        eval(r#"avg_over_time({service="web"} | logfmt | unwrap duration(duration) [1m]) by (service)"#, &[60])
+            .unwrap();
+    assert_eq!(grouped[r#"{service="web"}"#], [Some((4.0 * 0.1 + 2.0 * 0.3) / 6.0)]);
+    assert!(logql::parse(r#"count_over_time({service="web"}[1m]) by (service)"#).is_err());
     let avg =
         eval(r#"avg_over_time({service="web"} | logfmt | keep service, bytes | unwrap bytes [1m])"#, &[60]).unwrap();
     assert_eq!(avg[r#"{service="web"}"#], [Some(103.5)], "bytes 101..106");
