@@ -50,12 +50,17 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
-def rss_bytes(pid):
+def status_bytes(pid, field):
+    """A memory figure of /proc/PID/status (`VmRSS`, `RssAnon`...) in bytes."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024
     return 0
+
+
+def rss_bytes(pid):
+    return status_bytes(pid, "VmRSS")
 
 
 def metric(url, name):

@@ -9,7 +9,12 @@ resident memory per series, whole and above the idle server (the marginal cost, 
 series still in memory (`mobius_monitor_head_chunk_memory_bytes`: open chunks and
 the unwritten tail of the chunk files) and the size of the head chunk files.
 
-Usage: python3 bench/monitor_memory_growth.py --mobius target/release/mobius [--targets 50] [--at 30,90,180,300]
+With `--prometheus`, Debian's Prometheus scrapes the same targets in the same run and
+gets a row at each checkpoint too. The anonymous column leaves out the pages of the
+binary itself (file-backed, shared and clean), which the kernel maps generously for a
+binary in the page cache.
+
+Usage: python3 bench/monitor_memory_growth.py --mobius target/release/mobius [--targets 50] [--at 30,90,180,300] [--prometheus]
 """
 import argparse
 import os
@@ -28,20 +33,14 @@ def main():
     parser.add_argument("--mobius", required=True)
     parser.add_argument("--targets", type=int, default=50)
     parser.add_argument("--at", default="30,90,180,300")
+    parser.add_argument("--prometheus", action="store_true", help="scrape the same targets with Prometheus too")
     args = parser.parse_args()
     tmp = tempfile.mkdtemp(prefix="memory-growth-")
     base = 23100 + (os.getpid() % 20) * 100
     procs = []
     try:
-        idle_port = mb.free_port()
-        idle = subprocess.Popen([args.mobius, "serve", "--data", f"{tmp}/idle", "--listen",
-                                 f"127.0.0.1:{idle_port}"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        mb.wait_http(f"http://127.0.0.1:{idle_port}/metrics")
-        time.sleep(15)
-        idle_rss = mb.rss_bytes(idle.pid)
-        idle.terminate()
-        idle.wait()
-        print(f"idle server: {idle_rss / 2**20:.1f} MiB")
+        idle = mb.idle_rss(tmp, args.mobius)
+        print(f"idle servers: Mobius {idle['mobius'] / 2**20:.1f} MiB, Prometheus {idle['prometheus'] / 2**20:.1f} MiB")
         procs.append(subprocess.Popen([sys.executable, mb.EXPORTER, "--targets", str(args.targets),
                                        "--base-port", str(base)], stdout=subprocess.DEVNULL))
         mb.wait_http(f"http://127.0.0.1:{base + args.targets - 1}/metrics")
@@ -57,19 +56,35 @@ def main():
         procs.append(mobius)
         url = f"http://127.0.0.1:{port}/metrics"
         mb.wait_http(url)
+        prometheus, prom_url = None, None
+        if args.prometheus:
+            prom_port = mb.free_port()
+            prometheus = subprocess.Popen(["prometheus", f"--config.file={config}",
+                                           f"--storage.tsdb.path={tmp}/prometheus",
+                                           f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            procs.append(prometheus)
+            prom_url = f"http://127.0.0.1:{prom_port}/metrics"
+            mb.wait_http(prom_url)
         t0 = time.time()
-        print("| after | series | RSS | RSS per series | above the idle server, per series "
-              "| sample bytes in memory per series | head chunk files |")
-        print("|---|---|---|---|---|---|---|")
+        print("| system | after | series | RSS | RSS per series | above the idle server, per series "
+              "| anonymous, per series | sample bytes in memory per series | head chunk files |")
+        print("|---|---|---|---|---|---|---|---|---|")
         for at in (int(x) for x in args.at.split(",")):
             time.sleep(max(0.0, t0 + at - time.time()))
             series = mb.metric(url, "mobius_monitor_head_series")
             in_memory = mb.metric(url, "mobius_monitor_head_chunk_memory_bytes")
             files = mb.metric(url, "mobius_monitor_head_chunk_file_bytes")
             rss = mb.rss_bytes(mobius.pid)
-            print(f"| {at} s | {series:,.0f} | {rss / 2**20:.1f} MiB | {rss / series / 1000:.2f} kB | "
-                  f"{(rss - idle_rss) / series / 1000:.2f} kB | {in_memory / series:.0f} B | "
-                  f"{files / 2**20:.1f} MiB |", flush=True)
+            print(f"| Mobius | {at} s | {series:,.0f} | {rss / 2**20:.1f} MiB | {rss / series / 1000:.2f} kB | "
+                  f"{(rss - idle['mobius']) / series / 1000:.2f} kB | {mb.status_bytes(mobius.pid, 'RssAnon') / series / 1000:.2f} kB | "
+                  f"{in_memory / series:.0f} B | {files / 2**20:.1f} MiB |", flush=True)
+            if prometheus:
+                series = mb.metric(prom_url, "prometheus_tsdb_head_series")
+                rss = mb.rss_bytes(prometheus.pid)
+                print(f"| Prometheus | {at} s | {series:,.0f} | {rss / 2**20:.1f} MiB | {rss / series / 1000:.2f} kB | "
+                      f"{(rss - idle['prometheus']) / series / 1000:.2f} kB | "
+                      f"{mb.status_bytes(prometheus.pid, 'RssAnon') / series / 1000:.2f} kB | | |", flush=True)
     finally:
         for p in procs:
             p.terminate()

@@ -81,7 +81,7 @@ impl NotificationTemplates {
     /// Whether `text` parses and every template it calls by name is defined.
     pub fn check(&self, text: &str) -> Result<(), String> {
         let defined = self.base.templates();
-        let t = Template::new("check").parse(&with_methods(text)).map_err(|e| e.to_string())?;
+        let t = engine().parse(&with_methods(text)).map_err(|e| e.to_string())?;
         let own = t.templates();
         for name in called_templates(text) {
             if !defined.contains(&name) && !own.contains(&name) {
@@ -481,5 +481,7 @@ mod tests {
         );
         assert!(t.check("{{ define \"mine\" }}x{{ end }}{{ template \"mine\" . }}").is_ok());
         assert!(t.check("{{ .Status ").is_err());
+        // Methods and functions parse as they run when sending.
+        assert!(t.check("{{ .Alerts.Firing | len }} {{ .CommonLabels.job | toUpper }} {{ .Status | since }}").is_ok());
     }
 }
