@@ -1,9 +1,10 @@
 //! `alertmanager.yml`, read as Alertmanager reads it: `global`, the `route` tree
 //! (matchers, `group_by`, timing, `continue`, inherited by child routes),
-//! `receivers` (webhook, Slack, PagerDuty, email), `inhibit_rules` and the
-//! `templates` files. Keys Mobius does not act on yet are refused with their position.
+//! `receivers` (webhook, Slack, PagerDuty, email), `inhibit_rules`, the
+//! `templates` files and `time_intervals`. Keys Mobius does not act on yet are refused with their position.
 
 use super::templates::NotificationTemplates;
+use super::time_intervals::{self as ti, TimeInterval};
 use crate::config::Checker;
 use crate::labels::{Labels, MatchOp, Matcher};
 use mobius_workflow::yaml::{self, Node, Pos};
@@ -23,6 +24,20 @@ pub struct AlertmanagerConfig {
     pub inhibit_rules: Vec<InhibitRule>,
     /// The default notification templates and those of the `templates` files.
     pub templates: Arc<NotificationTemplates>,
+    /// Named time intervals (`time_intervals` and `mute_time_intervals`).
+    pub time_intervals: Vec<(String, Vec<TimeInterval>)>,
+}
+
+impl AlertmanagerConfig {
+    /// Whether `route`'s notifications are held at `now` (milliseconds): inside one
+    /// of its mute intervals, or outside all of its active ones.
+    pub fn muted_by_time(&self, route: &Route, now: i64) -> bool {
+        let holds = |name: &String| {
+            self.time_intervals.iter().any(|(n, entries)| n == name && entries.iter().any(|e| e.contains(now)))
+        };
+        route.mute_time_intervals.iter().any(holds)
+            || (!route.active_time_intervals.is_empty() && !route.active_time_intervals.iter().any(holds))
+    }
 }
 
 /// The `smtp_*` settings of `global`, used by email receivers that do not set them.
@@ -56,6 +71,10 @@ pub struct Route {
     pub group_interval: Duration,
     pub repeat_interval: Duration,
     pub routes: Vec<Route>,
+    /// Named time intervals when this route sends nothing (not inherited).
+    pub mute_time_intervals: Vec<String>,
+    /// Named time intervals outside which this route sends nothing (not inherited).
+    pub active_time_intervals: Vec<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -309,7 +328,15 @@ impl Parser<'_> {
 
     fn route(&mut self, node: &Node, parent: Option<&Route>, id: String) -> Route {
         let mut route = match parent {
-            Some(p) => Route { id, matchers: Vec::new(), continue_matching: false, routes: Vec::new(), ..p.clone() },
+            Some(p) => Route {
+                id,
+                matchers: Vec::new(),
+                continue_matching: false,
+                routes: Vec::new(),
+                mute_time_intervals: Vec::new(),
+                active_time_intervals: Vec::new(),
+                ..p.clone()
+            },
             None => Route {
                 id,
                 receiver: String::new(),
@@ -320,6 +347,8 @@ impl Parser<'_> {
                 group_interval: Duration::from_secs(300),
                 repeat_interval: Duration::from_secs(4 * 3600),
                 routes: Vec::new(),
+                mute_time_intervals: Vec::new(),
+                active_time_intervals: Vec::new(),
             },
         };
         let mut children = None;
@@ -337,8 +366,10 @@ impl Parser<'_> {
                 "group_interval",
                 "repeat_interval",
                 "routes",
+                "mute_time_intervals",
+                "active_time_intervals",
             ],
-            &["mute_time_intervals", "active_time_intervals"],
+            &[],
         ) {
             match key {
                 "receiver" => route.receiver = self.c.string(value, "`receiver`").unwrap_or_default(),
@@ -359,11 +390,28 @@ impl Parser<'_> {
                 "repeat_interval" => {
                     route.repeat_interval = self.c.duration(value, key).unwrap_or(route.repeat_interval)
                 }
+                "mute_time_intervals" | "active_time_intervals" => {
+                    let names = self.c.strings(value, &format!("`{key}`"));
+                    for name in &names {
+                        if !self.defaults.time_intervals.iter().any(|(n, _)| n == name) {
+                            self.c
+                                .error(value.pos, format!("time interval `{name}` is not defined in `time_intervals`"));
+                        }
+                    }
+                    if key == "mute_time_intervals" {
+                        route.mute_time_intervals = names;
+                    } else {
+                        route.active_time_intervals = names;
+                    }
+                }
                 _ => children = Some(value),
             }
         }
         if parent.is_none() && (!route.matchers.is_empty() || route.continue_matching) {
             self.c.error(node.pos, "the root route cannot have matchers or `continue`");
+        }
+        if parent.is_none() && !(route.mute_time_intervals.is_empty() && route.active_time_intervals.is_empty()) {
+            self.c.error(node.pos, "the root route cannot have mute or active time intervals");
         }
         if route.receiver.is_empty() {
             self.c.error(node.pos, "the root route needs a `receiver`");
@@ -720,6 +768,75 @@ fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig) {
     }
 }
 
+/// One named time interval: `name` and its `time_intervals` entries.
+fn time_interval(c: &mut Checker, node: &Node) -> (String, Vec<TimeInterval>) {
+    let mut name = String::new();
+    let mut entries = Vec::new();
+    for (key, value) in c.entries(node, "a time interval", &["name", "time_intervals"], &[]) {
+        if key == "name" {
+            name = c.string(value, "`name`").unwrap_or_default();
+            continue;
+        }
+        for item in value.as_seq().unwrap_or(&[]) {
+            let mut entry = TimeInterval {
+                times: Vec::new(),
+                weekdays: Vec::new(),
+                days_of_month: Vec::new(),
+                months: Vec::new(),
+                years: Vec::new(),
+                location: ti::Location::Zone(chrono_tz::Tz::UTC),
+            };
+            let known = ["times", "weekdays", "days_of_month", "months", "years", "location"];
+            for (key, value) in c.entries(item, "a time interval entry", &known, &[]) {
+                let each = |c: &mut Checker, f: &mut dyn FnMut(&str) -> Result<(), String>| {
+                    for text in c.strings(value, &format!("`{key}`")) {
+                        if let Err(e) = f(&text) {
+                            c.error(value.pos, format!("`{key}`: {e}"));
+                        }
+                    }
+                };
+                match key {
+                    "times" => {
+                        for t in value.as_seq().unwrap_or(&[]) {
+                            let mut clock = |k: &str| match t.get(k).and_then(|v| v.scalar_string()) {
+                                Some(text) => {
+                                    ti::parse_clock(&text).map_err(|e| c.error(t.pos, format!("`{k}`: {e}"))).ok()
+                                }
+                                None => {
+                                    c.error(t.pos, format!("a time range needs `{k}`"));
+                                    None
+                                }
+                            };
+                            if let (Some(a), Some(b)) = (clock("start_time"), clock("end_time")) {
+                                if a >= b {
+                                    c.error(t.pos, "`start_time` must come before `end_time`");
+                                }
+                                entry.times.push((a, b));
+                            }
+                        }
+                    }
+                    "weekdays" => each(c, &mut |s| ti::parse_weekdays(s).map(|r| entry.weekdays.push(r))),
+                    "days_of_month" => {
+                        each(c, &mut |s| ti::parse_days_of_month(s).map(|r| entry.days_of_month.push(r)))
+                    }
+                    "months" => each(c, &mut |s| ti::parse_months(s).map(|r| entry.months.push(r))),
+                    "years" => each(c, &mut |s| ti::parse_years(s).map(|r| entry.years.push(r))),
+                    _ => match c.string(value, "`location`").map(|s| ti::parse_location(&s)) {
+                        Some(Ok(l)) => entry.location = l,
+                        Some(Err(e)) => c.error(value.pos, format!("`location`: {e}")),
+                        None => {}
+                    },
+                }
+            }
+            entries.push(entry);
+        }
+    }
+    if name.is_empty() {
+        c.error(node.pos, "a time interval needs a `name`");
+    }
+    (name, entries)
+}
+
 /// Reads an `alertmanager.yml`; every problem is reported with its position.
 pub fn parse_alertmanager_config(file: SourceFile) -> Result<AlertmanagerConfig, FileErrors> {
     let root = match yaml::parse(&file.text) {
@@ -757,13 +874,18 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path
             group_interval: Duration::ZERO,
             repeat_interval: Duration::ZERO,
             routes: Vec::new(),
+            mute_time_intervals: Vec::new(),
+            active_time_intervals: Vec::new(),
         },
         receivers: Vec::new(),
         inhibit_rules: Vec::new(),
         templates: Arc::new(templates),
+        time_intervals: Vec::new(),
     };
     let known: &[&str] = match dir {
-        Some(_) => &["global", "route", "receivers", "inhibit_rules", "templates"],
+        Some(_) => {
+            &["global", "route", "receivers", "inhibit_rules", "templates", "time_intervals", "mute_time_intervals"]
+        }
         None => &["global", "route", "receivers", "inhibit_rules"],
     };
     let entries = c.entries(root, "the configuration", known, &["templates", "time_intervals", "mute_time_intervals"]);
@@ -771,6 +893,20 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     if let Some(node) = find("global") {
         global(&mut c, node, &mut config);
+    }
+    for key in ["time_intervals", "mute_time_intervals"] {
+        if let Some(node) = find(key) {
+            for item in node.as_seq().unwrap_or(&[]) {
+                let (name, entries) = time_interval(&mut c, item);
+                if config.time_intervals.iter().any(|(n, _)| *n == name) {
+                    c.error(item.pos, format!("time interval `{name}` is defined twice"));
+                }
+                config.time_intervals.push((name, entries));
+            }
+            if node.as_seq().is_none() {
+                c.error(node.pos, format!("`{key}` must be a list"));
+            }
+        }
     }
     // Templates before receivers: a receiver's template may call one a file defines.
     if let (Some(node), Some(dir)) = (find("templates"), dir) {
@@ -921,5 +1057,27 @@ inhibit_rules:
         std::fs::write(dir.path().join("templates/broken.tmpl"), "{{ define \"x\" }}{{ .Status ").unwrap();
         let errors = file(&format!("templates: ['templates/*.tmpl']\n{receivers}")).unwrap_err();
         assert!(errors[0].starts_with("1:12 templates: ") && errors[0].contains("broken.tmpl"), "{errors:?}");
+    }
+
+    #[test]
+    fn time_intervals_mute_or_activate_routes_and_bad_ones_are_refused_with_positions() {
+        let text = "time_intervals:\n  - name: nights\n    time_intervals:\n      - times: [{ start_time: '22:00', end_time: '24:00' }, { start_time: '00:00', end_time: '06:00' }]\n        location: UTC\nmute_time_intervals:\n  - name: weekdays\n    time_intervals: [{ weekdays: ['monday:friday'] }]\nroute:\n  receiver: a\n  routes:\n    - { receiver: a, mute_time_intervals: [nights] }\n    - { receiver: a, active_time_intervals: [weekdays] }\nreceivers: [{ name: a }]\n";
+        let config = parse(text).unwrap();
+        // Friday 2026-12-04 at 23:20 and at noon, and Sunday 2026-12-06 at noon (UTC).
+        let (night, friday_noon, sunday_noon) = (1_796_426_400_000, 1_796_385_600_000, 1_796_558_400_000);
+        let mute = &config.route.routes[0];
+        assert!(config.muted_by_time(mute, night) && !config.muted_by_time(mute, friday_noon));
+        let active = &config.route.routes[1];
+        assert!(!config.muted_by_time(active, friday_noon) && config.muted_by_time(active, sunday_noon));
+        assert!(!config.muted_by_time(&config.route, night), "the root has none");
+        let errors = parse("time_intervals:\n  - name: x\n    time_intervals: [{ weekdays: [friday:monday], location: Mars/Base }]\nroute:\n  receiver: a\n  routes: [{ receiver: a, mute_time_intervals: [y] }]\nreceivers: [{ name: a }]\n").unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "3:34 `weekdays`: `friday:monday`: the range ends before it starts",
+                "3:61 `location`: `Mars/Base` is not a time zone of the IANA database",
+                "6:48 time interval `y` is not defined in `time_intervals`",
+            ]
+        );
     }
 }

@@ -9,6 +9,7 @@
 pub mod config;
 pub mod notify;
 pub mod templates;
+pub mod time_intervals;
 
 use crate::labels::{Labels, Matcher};
 use config::{matches, AlertmanagerConfig, GroupBy, Route};
@@ -420,7 +421,10 @@ impl AlertManager {
                     visible.iter().filter(|a| a.resolved(now)).map(Alert::fingerprint).collect();
                 let repeat = group.route.repeat_interval.as_millis() as i64;
                 let mut sends = Vec::new();
-                for (id, send_resolved, integration) in integrations(receiver) {
+                // In a mute interval (or outside the active ones) nothing is sent nor
+                // logged, so the group is notified at the first flush after it.
+                let held = config.muted_by_time(&group.route, now);
+                for (id, send_resolved, integration) in integrations(receiver).into_iter().filter(|_| !held) {
                     let entry = group.log.get(&id);
                     if !needs_update(entry, &firing, &resolved, repeat, send_resolved, now) {
                         continue;
