@@ -25,7 +25,8 @@ fn now_ms() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-/// A webhook receiver on loopback recording every POST.
+/// A webhook receiver on loopback recording every POST (an `Authorization` header
+/// is recorded as the body's `__authorization__`).
 fn receiver() -> (String, Received) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -56,7 +57,14 @@ fn receiver() -> (String, Received) {
                         continue;
                     }
                     let path = text.split_whitespace().nth(1).unwrap_or("").to_string();
-                    let body: Value = serde_json::from_slice(&data[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+                    let mut body: Value =
+                        serde_json::from_slice(&data[end + 4..end + 4 + length]).unwrap_or(Value::Null);
+                    let authorization = text[..end]
+                        .lines()
+                        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("authorization")));
+                    if let Some((_, value)) = authorization {
+                        body["__authorization__"] = json!(value.trim());
+                    }
                     sink.lock().unwrap().push((path, now_ms(), body));
                     let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n");
                     return;
@@ -522,11 +530,12 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
         r#"{{ define "team.text" }}{{ range .Alerts.Firing }}{{ .Annotations.summary }} on {{ .Labels.queue }}{{ end }}{{ end }}
 {{ define "team.labels" }}{{ range .CommonLabels.SortedPairs }}{{ .Name }}={{ .Value }};{{ end }}{{ end }}"#,
     );
+    write(dir.path(), "pagerduty.token", "s3cret-token\n");
     let alertmanager = write(
         dir.path(),
         "alertmanager.yml",
         &format!(
-            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\ntemplates: ['*.tmpl']\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        text: '{{{{ template \"team.text\" . }}}}'\n        fields: [{{ title: labels, value: '{{{{ template \"team.labels\" . }}}}', short: true }}]\n        send_resolved: true\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        severity: critical\n        details: {{ queue: '{{{{ .CommonLabels.queue }}}}' }}\n    email_configs:\n      - to: oncall@mobius.test\n"
+            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\ntemplates: ['*.tmpl']\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        text: '{{{{ template \"team.text\" . }}}}'\n        fields: [{{ title: labels, value: '{{{{ template \"team.labels\" . }}}}', short: true }}]\n        send_resolved: true\n        http_config: {{ basic_auth: {{ username: mobius, password: pa55 }} }}\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        http_config: {{ authorization: {{ credentials_file: pagerduty.token }} }}\n        severity: critical\n        details: {{ queue: '{{{{ .CommonLabels.queue }}}}' }}\n    email_configs:\n      - to: oncall@mobius.test\n"
         ),
     );
     let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
@@ -548,6 +557,9 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
     // Slack: what the configuration templates, Alertmanager's defaults for the rest.
     let attachment = &slack["attachments"][0];
     assert_eq!(slack["channel"], "#ops", "{slack}");
+    // http_config: basic auth for Slack, a bearer token read from a file for PagerDuty.
+    assert_eq!(slack["__authorization__"], "Basic bW9iaXVzOnBhNTU=", "{slack}");
+    assert_eq!(pd["__authorization__"], "Bearer s3cret-token", "{pd}");
     assert_eq!(slack["username"], "Mobius", "the default username: {slack}");
     assert_eq!(attachment["title"], "firing: QueueStuck", "the title template: {slack}");
     assert_eq!(attachment["text"], "no progress for 10m on mail", "the template file's text: {slack}");

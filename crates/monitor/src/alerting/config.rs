@@ -26,6 +26,8 @@ pub struct AlertmanagerConfig {
     pub templates: Arc<NotificationTemplates>,
     /// Named time intervals (`time_intervals` and `mute_time_intervals`).
     pub time_intervals: Vec<(String, Vec<TimeInterval>)>,
+    /// `global.http_config`: what receivers use unless they have their own.
+    pub http: HttpConfig,
 }
 
 impl AlertmanagerConfig {
@@ -91,11 +93,89 @@ pub struct WebhookConfig {
     pub url: String,
     pub send_resolved: bool,
     pub max_alerts: usize,
+    pub http: HttpConfig,
+}
+
+/// A receiver's `http_config` (or `global.http_config`): how its requests authenticate.
+#[derive(Clone, Default, PartialEq)]
+pub struct HttpConfig {
+    /// The `Authorization` header: `Bearer …` from `authorization` (or the older
+    /// `bearer_token`), `Basic …` from `basic_auth`; files are read with the configuration.
+    pub authorization: Option<String>,
+}
+
+impl std::fmt::Debug for HttpConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.authorization.as_deref().map(|a| format!("{} ***", a.split(' ').next().unwrap_or("")));
+        f.debug_struct("HttpConfig").field("authorization", &shown).finish()
+    }
+}
+
+/// Reads an `http_config`; relative `*_file` paths are from the configuration's directory.
+fn http_config(c: &mut Checker, node: &Node, dir: Option<&Path>) -> HttpConfig {
+    let secret = |c: &mut Checker, map: &Node, key: &str| -> Option<String> {
+        let value = map.get(key)?;
+        let text = c.string(value, &format!("`{key}`"))?;
+        if !key.ends_with("_file") {
+            return Some(text);
+        }
+        let path = match dir {
+            Some(dir) => dir.join(&text),
+            None => {
+                c.error(value.pos, format!("`{key}` is read only from the server's alertmanager.yml"));
+                return None;
+            }
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Some(s.trim().to_string()),
+            Err(e) => {
+                c.error(value.pos, format!("`{key}`: cannot read {}: {e}", path.display()));
+                None
+            }
+        }
+    };
+    let mut out = HttpConfig::default();
+    let entries = c.entries(
+        node,
+        "an http_config",
+        &["authorization", "basic_auth", "bearer_token", "bearer_token_file"],
+        &["oauth2", "tls_config", "proxy_url", "follow_redirects", "enable_http2", "proxy_from_environment"],
+    );
+    for (key, value) in entries {
+        let header = match key {
+            "authorization" => {
+                c.entries(value, "`authorization`", &["type", "credentials", "credentials_file"], &[]);
+                let kind = value.get("type").and_then(|t| c.string(t, "`type`")).unwrap_or_else(|| "Bearer".into());
+                secret(c, value, "credentials")
+                    .or_else(|| secret(c, value, "credentials_file"))
+                    .map(|s| format!("{kind} {s}"))
+            }
+            "basic_auth" => {
+                c.entries(value, "`basic_auth`", &["username", "password", "password_file"], &[]);
+                let user = value.get("username").and_then(|u| c.string(u, "`username`")).unwrap_or_default();
+                let password =
+                    secret(c, value, "password").or_else(|| secret(c, value, "password_file")).unwrap_or_default();
+                use base64::Engine;
+                Some(format!(
+                    "Basic {}",
+                    base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+                ))
+            }
+            "bearer_token" => c.string(value, "`bearer_token`").map(|t| format!("Bearer {t}")),
+            _ => secret(c, node, "bearer_token_file").map(|t| format!("Bearer {t}")),
+        };
+        if out.authorization.is_some() && header.is_some() {
+            c.error(value.pos, "an http_config takes one of `authorization`, `basic_auth` and `bearer_token`");
+        }
+        out.authorization = out.authorization.or(header);
+    }
+    out
 }
 
 #[derive(Clone, Debug)]
 pub struct SlackConfig {
     pub api_url: String,
+    pub http: HttpConfig,
     pub send_resolved: bool,
     /// The message's templated strings (`channel`, `username`, `title`, `text`,
     /// `color`...), each Alertmanager's default unless the configuration sets it.
@@ -134,6 +214,7 @@ pub const PAGERDUTY_DETAILS: [(&str, &str); 4] = [
 pub struct PagerDutyConfig {
     pub routing_key: String,
     pub url: String,
+    pub http: HttpConfig,
     pub send_resolved: bool,
     /// `description`, `client`, `client_url`, `severity`, `source`, `class`,
     /// `component`, `group`: templated.
@@ -296,6 +377,8 @@ fn set_text(texts: &mut [(&'static str, String)], key: &str, text: Option<String
 struct Parser<'a> {
     c: Checker,
     defaults: &'a AlertmanagerConfig,
+    /// The configuration file's directory, for `*_file` paths (none for a project's).
+    dir: Option<&'a Path>,
 }
 
 impl Parser<'_> {
@@ -483,15 +566,21 @@ impl Parser<'_> {
                 "name" => r.name = self.opt_string(value, "name").unwrap_or_default(),
                 "webhook_configs" => {
                     for item in self.configs(value, key) {
-                        let mut w = WebhookConfig { url: String::new(), send_resolved: true, max_alerts: 0 };
+                        let mut w = WebhookConfig {
+                            url: String::new(),
+                            send_resolved: true,
+                            max_alerts: 0,
+                            http: self.defaults.http.clone(),
+                        };
                         for (key, value) in self.c.entries(
                             &item,
                             "a webhook config",
-                            &["url", "send_resolved", "max_alerts"],
-                            &["http_config", "url_file", "timeout"],
+                            &["url", "send_resolved", "max_alerts", "http_config"],
+                            &["url_file", "timeout"],
                         ) {
                             match key {
                                 "url" => w.url = self.url(value, key).unwrap_or_default(),
+                                "http_config" => w.http = http_config(&mut self.c, value, self.dir),
                                 "send_resolved" => w.send_resolved = self.c.boolean(value, key).unwrap_or(true),
                                 _ => match value.scalar_string().and_then(|s| s.parse().ok()) {
                                     Some(n) => w.max_alerts = n,
@@ -509,23 +598,26 @@ impl Parser<'_> {
                     for item in self.configs(value, key) {
                         let mut s = SlackConfig {
                             api_url: self.defaults.slack_api_url.clone().unwrap_or_default(),
+                            http: self.defaults.http.clone(),
                             send_resolved: false,
                             texts: SLACK_TEXTS.iter().map(|(k, v)| (*k, v.to_string())).collect(),
                             fields: Vec::new(),
                             link_names: false,
                         };
-                        let mut known: Vec<&str> = vec!["api_url", "send_resolved", "fields", "link_names"];
+                        let mut known: Vec<&str> =
+                            vec!["api_url", "send_resolved", "fields", "link_names", "http_config"];
                         known.extend(SLACK_TEXTS.iter().map(|(k, _)| *k));
                         for (key, value) in self.c.entries(
                             &item,
                             "a slack config",
                             &known,
-                            &["http_config", "api_url_file", "actions", "mrkdwn_in", "short_fields", "thumb_url"],
+                            &["api_url_file", "actions", "mrkdwn_in", "short_fields", "thumb_url"],
                         ) {
                             match key {
                                 "api_url" => s.api_url = self.url(value, key).unwrap_or_default(),
                                 "send_resolved" => s.send_resolved = self.c.boolean(value, key).unwrap_or(false),
                                 "link_names" => s.link_names = self.c.boolean(value, key).unwrap_or(false),
+                                "http_config" => s.http = http_config(&mut self.c, value, self.dir),
                                 "fields" => s.fields = self.slack_fields(value),
                                 _ => set_text(&mut s.texts, key, self.template(value, key)),
                             }
@@ -541,18 +633,20 @@ impl Parser<'_> {
                         let mut p = PagerDutyConfig {
                             routing_key: String::new(),
                             url: self.defaults.pagerduty_url.clone(),
+                            http: self.defaults.http.clone(),
                             send_resolved: true,
                             texts: PAGERDUTY_TEXTS.iter().map(|(k, v)| (*k, v.to_string())).collect(),
                             details: PAGERDUTY_DETAILS.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
                             links: Vec::new(),
                         };
-                        let mut known: Vec<&str> = vec!["routing_key", "url", "send_resolved", "details", "links"];
+                        let mut known: Vec<&str> =
+                            vec!["routing_key", "url", "send_resolved", "details", "links", "http_config"];
                         known.extend(PAGERDUTY_TEXTS.iter().map(|(k, _)| *k));
                         for (key, value) in self.c.entries(
                             &item,
                             "a pagerduty config",
                             &known,
-                            &["service_key", "http_config", "routing_key_file", "service_key_file", "images"],
+                            &["service_key", "routing_key_file", "service_key_file", "images"],
                         ) {
                             match key {
                                 "routing_key" => p.routing_key = self.opt_string(value, key).unwrap_or_default(),
@@ -566,6 +660,7 @@ impl Parser<'_> {
                                     }
                                 }
                                 "links" => p.links = self.pagerduty_links(value),
+                                "http_config" => p.http = http_config(&mut self.c, value, self.dir),
                                 _ => set_text(&mut p.texts, key, self.template(value, key)),
                             }
                         }
@@ -729,7 +824,7 @@ impl Parser<'_> {
     }
 }
 
-fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig) {
+fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig, dir: Option<&Path>) {
     for (key, value) in c.entries(
         node,
         "`global`",
@@ -743,15 +838,9 @@ fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig) {
             "smtp_require_tls",
             "slack_api_url",
             "pagerduty_url",
-        ],
-        &[
             "http_config",
-            "smtp_auth_secret",
-            "smtp_auth_identity",
-            "opsgenie_api_url",
-            "victorops_api_url",
-            "wechat_api_url",
         ],
+        &["smtp_auth_secret", "smtp_auth_identity", "opsgenie_api_url", "victorops_api_url", "wechat_api_url"],
     ) {
         let what = format!("`{key}`");
         match key {
@@ -763,6 +852,7 @@ fn global(c: &mut Checker, node: &Node, config: &mut AlertmanagerConfig) {
             "smtp_auth_password" => config.smtp.auth_password = c.string(value, &what),
             "smtp_require_tls" => config.smtp.require_tls = c.boolean(value, &what),
             "slack_api_url" => config.slack_api_url = c.string(value, &what),
+            "http_config" => config.http = http_config(c, value, dir),
             _ => config.pagerduty_url = c.string(value, &what).unwrap_or(config.pagerduty_url.clone()),
         }
     }
@@ -881,6 +971,7 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path
         inhibit_rules: Vec::new(),
         templates: Arc::new(templates),
         time_intervals: Vec::new(),
+        http: HttpConfig::default(),
     };
     let known: &[&str] = match dir {
         Some(_) => {
@@ -892,7 +983,7 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path
     // `global` and `receivers` first: receivers take global defaults, routes name receivers.
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
     if let Some(node) = find("global") {
-        global(&mut c, node, &mut config);
+        global(&mut c, node, &mut config, dir);
     }
     for key in ["time_intervals", "mute_time_intervals"] {
         if let Some(node) = find(key) {
@@ -916,7 +1007,7 @@ pub(crate) fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path
             Err(e) => c.error(node.pos, format!("templates: {e}")),
         }
     }
-    let mut p = Parser { c, defaults: &config.clone() };
+    let mut p = Parser { c, defaults: &config.clone(), dir };
     let mut receivers = Vec::new();
     if let Some(node) = find("receivers") {
         for item in node.as_seq().unwrap_or(&[]) {
@@ -1020,7 +1111,7 @@ inhibit_rules:
             errors,
             [
                 "8:5 `opsgenie_configs` in a receiver is not supported by Mobius yet",
-                "7:39 unknown key `bogus` in a webhook config (expected one of: url, send_resolved, max_alerts)",
+                "7:39 unknown key `bogus` in a webhook config (expected one of: url, send_resolved, max_alerts, http_config)",
                 "7:30 `url` must be an http:// or https:// URL",
                 "3:14 `matchers`: `x`: expected `=`, `!=`, `=~` or `!~` after `x`",
                 "2:13 receiver `nobody` is not defined in `receivers`",
@@ -1077,6 +1168,23 @@ inhibit_rules:
                 "3:34 `weekdays`: `friday:monday`: the range ends before it starts",
                 "3:61 `location`: `Mars/Base` is not a time zone of the IANA database",
                 "6:48 time interval `y` is not defined in `time_intervals`",
+            ]
+        );
+    }
+
+    #[test]
+    fn http_config_authenticates_and_never_shows_its_secret() {
+        let config = parse("global:\n  http_config: { bearer_token: t0k }\nroute: { receiver: a }\nreceivers:\n  - name: a\n    webhook_configs: [{ url: 'http://127.0.0.1:9/a' }, { url: 'http://127.0.0.1:9/b', http_config: { authorization: { type: Token, credentials: abc } } }]\n").unwrap();
+        let hooks = &config.receivers[0].webhooks;
+        assert_eq!(hooks[0].http.authorization.as_deref(), Some("Bearer t0k"), "global.http_config is the default");
+        assert_eq!(hooks[1].http.authorization.as_deref(), Some("Token abc"));
+        assert!(!format!("{config:?}").contains("t0k") && format!("{:?}", hooks[1].http).contains("Token ***"));
+        let errors = parse("route: { receiver: a }\nreceivers:\n  - name: a\n    webhook_configs: [{ url: 'http://127.0.0.1:9/a', http_config: { bearer_token: x, basic_auth: { username: u }, tls_config: {} } }]\n").unwrap_err();
+        assert_eq!(
+            errors,
+            [
+                "4:115 `tls_config` in an http_config is not supported by Mobius yet",
+                "4:98 an http_config takes one of `authorization`, `basic_auth` and `bearer_token`",
             ]
         );
     }

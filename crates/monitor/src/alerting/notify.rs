@@ -5,7 +5,7 @@
 //! when one is configured) over SMTP. Every string a receiver sends is a template,
 //! Alertmanager's default unless the configuration sets it (`templates.rs`).
 
-use super::config::{EmailConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
+use super::config::{EmailConfig, HttpConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
 use super::templates::NotificationTemplates;
 use super::Alert;
 use crate::labels::Labels;
@@ -211,13 +211,22 @@ pub fn http_client() -> Result<HttpClient, String> {
 }
 
 /// Posts JSON and requires a 2xx answer within 10 seconds.
-async fn post_json(client: &HttpClient, url: &str, body: &serde_json::Value) -> Result<(), NotifyError> {
+async fn post_json(
+    client: &HttpClient,
+    http: &HttpConfig,
+    url: &str,
+    body: &serde_json::Value,
+) -> Result<(), NotifyError> {
     use http_body_util::BodyExt;
     let shown = redact(url);
     let uri: hyper::Uri = url.parse().map_err(|e| NotifyError::Http(format!("{shown}: {e}")))?;
-    let request = hyper::Request::post(uri)
+    let mut request = hyper::Request::post(uri)
         .header(hyper::header::CONTENT_TYPE, "application/json")
-        .header(hyper::header::USER_AGENT, concat!("Mobius/", env!("CARGO_PKG_VERSION")))
+        .header(hyper::header::USER_AGENT, concat!("Mobius/", env!("CARGO_PKG_VERSION")));
+    if let Some(authorization) = &http.authorization {
+        request = request.header(hyper::header::AUTHORIZATION, authorization);
+    }
+    let request = request
         .body(http_body_util::Full::new(bytes::Bytes::from(body.to_string())))
         .map_err(|e| NotifyError::Http(format!("{shown}: {e}")))?;
     let response = tokio::time::timeout(Duration::from_secs(10), client.request(request))
@@ -244,7 +253,7 @@ pub fn redact(url: &str) -> String {
 }
 
 pub async fn send_webhook(client: &HttpClient, c: &WebhookConfig, n: &Notification) -> Result<(), NotifyError> {
-    post_json(client, &c.url, &n.webhook_payload(c.max_alerts)).await
+    post_json(client, &c.http, &c.url, &n.webhook_payload(c.max_alerts)).await
 }
 
 pub async fn send_slack(
@@ -281,7 +290,7 @@ pub async fn send_slack(
     if c.link_names {
         body["link_names"] = json!(true);
     }
-    post_json(client, &c.api_url, &body).await
+    post_json(client, &c.http, &c.api_url, &body).await
 }
 
 pub async fn send_pagerduty(
@@ -335,7 +344,7 @@ pub async fn send_pagerduty(
             body["links"] = json!(links);
         }
     }
-    post_json(client, &c.url, &body).await
+    post_json(client, &c.http, &c.url, &body).await
 }
 
 pub async fn send_email(
