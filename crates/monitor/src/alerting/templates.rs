@@ -1,7 +1,7 @@
 //! Notification templates as Alertmanager offers them: named defaults (`__subject`,
 //! `slack.default.title`, `email.default.html`...), the files an `alertmanager.yml`
 //! lists under `templates`, Alertmanager's functions (`join`, `toUpper`, `safeHtml`,
-//! `since`...) and the methods of its data (`.Alerts.Firing`, `.Labels.SortedPairs`,
+//! `since`, `date`, `tz`, `toJson`...) and the methods of its data (`.Alerts.Firing`, `.Labels.SortedPairs`,
 //! `.CommonLabels.Remove .GroupLabels.Names`, `.Names`, `.Values`).
 //!
 //! The template engine (`gotmpl`) has no methods on values, so a method in a field
@@ -225,8 +225,41 @@ fn engine() -> Template {
             let [layout, t] = string_args::<2>(a, "date")?;
             let at = chrono::DateTime::parse_from_rfc3339(&t)
                 .map_err(|e| exec_error(format!("date: `{t}` is not a time: {e}")))?;
-            Ok(Value::from(at.with_timezone(&chrono::Utc).format(&go_layout(&layout)).to_string()))
+            // The zone's name is gone once a time is text: `MST` prints UTC or the offset.
+            let format = go_layout(&layout);
+            let text = if at.offset().local_minus_utc() == 0 {
+                at.with_timezone(&chrono::Utc).format(&format).to_string()
+            } else {
+                at.format(&format).to_string()
+            };
+            Ok(Value::from(text))
         })
+        .func("tz", |a| {
+            let [zone, t] = string_args::<2>(a, "tz")?;
+            let at = chrono::DateTime::parse_from_rfc3339(&t)
+                .map_err(|e| exec_error(format!("tz: `{t}` is not a time: {e}")))?;
+            let zone: chrono_tz::Tz = zone
+                .parse()
+                .map_err(|_| exec_error(format!("tz: `{zone}` is not a time zone of the IANA database")))?;
+            let local = at.with_timezone(&zone);
+            Ok(Value::from(local.fixed_offset().to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true)))
+        })
+        .func("toJson", |a| Ok(Value::from(json(one_arg(a, "toJson")?).to_string())))
+}
+
+/// A template value as JSON (for `toJson`).
+fn json(v: &Value) -> serde_json::Value {
+    match v {
+        Value::Nil => serde_json::Value::Null,
+        Value::Bool(b) => serde_json::Value::Bool(*b),
+        Value::Int(i) => serde_json::Value::from(*i),
+        Value::Uint(u) => serde_json::Value::from(*u),
+        Value::Float(f) => serde_json::Value::from(*f),
+        Value::String(s) => serde_json::Value::from(&**s),
+        Value::List(items) => serde_json::Value::Array(items.iter().map(json).collect()),
+        Value::Map(m) => serde_json::Value::Object(m.iter().map(|(k, v)| (k.to_string(), json(v))).collect()),
+        other => serde_json::Value::from(other.to_string()),
+    }
 }
 
 /// `%XX` sequences decoded, `+` as a space (Go's `url.QueryUnescape`).
@@ -481,6 +514,14 @@ mod tests {
         );
         assert!(t.check("{{ define \"mine\" }}x{{ end }}{{ template \"mine\" . }}").is_ok());
         assert!(t.check("{{ .Status ").is_err());
+        let data = Value::from_entries([
+            ("StartsAt".to_string(), Value::from("2026-12-04T23:30:00Z")),
+            ("Labels".to_string(), Value::from_entries([("job".to_string(), Value::from("node"))])),
+        ]);
+        let run = |text: &str| t.expand(text, &data).unwrap();
+        assert_eq!(run(r#"{{ .StartsAt | tz "Europe/Berlin" | date "Mon 15:04 -07:00" }}"#), "Sat 00:30 +01:00");
+        assert_eq!(run(r#"{{ .StartsAt | date "2006-01-02 15:04 MST" }}"#), "2026-12-04 23:30 UTC");
+        assert_eq!(run("{{ .Labels | toJson }}"), r#"{"job":"node"}"#);
         // Methods and functions parse as they run when sending.
         assert!(t.check("{{ .Alerts.Firing | len }} {{ .CommonLabels.job | toUpper }} {{ .Status | since }}").is_ok());
     }
