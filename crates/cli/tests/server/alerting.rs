@@ -535,7 +535,7 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
         dir.path(),
         "alertmanager.yml",
         &format!(
-            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\ntemplates: ['*.tmpl']\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        text: '{{{{ template \"team.text\" . }}}}'\n        fields: [{{ title: labels, value: '{{{{ template \"team.labels\" . }}}}', short: true }}]\n        send_resolved: true\n        http_config: {{ basic_auth: {{ username: mobius, password: pa55 }} }}\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        http_config: {{ authorization: {{ credentials_file: pagerduty.token }} }}\n        severity: critical\n        details: {{ queue: '{{{{ .CommonLabels.queue }}}}' }}\n    email_configs:\n      - to: oncall@mobius.test\n"
+            "global:\n  smtp_from: alerts@mobius.test\n  smtp_smarthost: 127.0.0.1:{smtp_port}\n  smtp_require_tls: false\ntemplates: ['*.tmpl']\nroute:\n  receiver: all\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\nreceivers:\n  - name: all\n    slack_configs:\n      - api_url: http://{hooks}/slack\n        channel: '#ops'\n        title: '{{{{ .Status }}}}: {{{{ .CommonLabels.alertname }}}}'\n        text: '{{{{ template \"team.text\" . }}}}'\n        fields: [{{ title: labels, value: '{{{{ template \"team.labels\" . }}}}', short: true }}]\n        send_resolved: true\n        http_config: {{ basic_auth: {{ username: mobius, password: pa55 }} }}\n    pagerduty_configs:\n      - routing_key: abc123\n        url: http://{hooks}/pagerduty\n        http_config: {{ authorization: {{ credentials_file: pagerduty.token }} }}\n        severity: critical\n        details: {{ queue: '{{{{ .CommonLabels.queue }}}}' }}\n    email_configs:\n      - to: oncall@mobius.test\n    discord_configs: [{{ webhook_url: 'http://{hooks}/discord' }}]\n    msteams_configs: [{{ webhook_url: 'http://{hooks}/teams', text: '{{{{ template \"team.text\" . }}}}' }}]\n    telegram_configs: [{{ api_url: 'http://{hooks}/tg', bot_token: '123:abc', chat_id: -100, disable_notifications: true }}]\n"
         ),
     );
     let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
@@ -553,6 +553,34 @@ fn slack_pagerduty_and_email_receivers_get_what_their_services_expect() {
             Some((s.1, p.1))
         },
         || server.log(),
+    );
+    // Discord, Teams and Telegram as Alertmanager posts to them.
+    let (discord, teams, telegram) = wait_for(
+        "discord, teams and telegram",
+        Duration::from_secs(10),
+        || {
+            let d = posts(&got, "/discord").into_iter().next()?;
+            let t = posts(&got, "/teams").into_iter().next()?;
+            let g = posts(&got, "/tg/bot123:abc/sendMessage").into_iter().next()?;
+            Some((d.1, t.1, g.1))
+        },
+        || server.log(),
+    );
+    assert_eq!(discord["embeds"][0]["title"], "[FIRING:1] QueueStuck (mail)", "{discord}");
+    assert_eq!(discord["embeds"][0]["color"], 0x992D22, "{discord}");
+    assert!(
+        discord["embeds"][0]["description"].as_str().unwrap().contains("summary: no progress for 10m"),
+        "{discord}"
+    );
+    assert_eq!((&teams["@type"], &teams["title"]), (&json!("MessageCard"), &json!("[FIRING:1] QueueStuck (mail)")));
+    assert_eq!(teams["text"], "no progress for 10m on mail", "the template file's text: {teams}");
+    assert_eq!((&telegram["chat_id"], &telegram["parse_mode"]), (&json!(-100), &json!("HTML")), "{telegram}");
+    assert_eq!(telegram["disable_notification"], true, "{telegram}");
+    assert!(
+        telegram["text"].as_str().unwrap().starts_with(
+            "<b>[FIRING:1] QueueStuck</b>\n[firing] alertname=QueueStuck, queue=mail\n  summary: no progress for 10m"
+        ),
+        "{telegram}"
     );
     // Slack: what the configuration templates, Alertmanager's defaults for the rest.
     let attachment = &slack["attachments"][0];

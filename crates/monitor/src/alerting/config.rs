@@ -1,6 +1,6 @@
 //! `alertmanager.yml`, read as Alertmanager reads it: `global`, the `route` tree
 //! (matchers, `group_by`, timing, `continue`, inherited by child routes),
-//! `receivers` (webhook, Slack, PagerDuty, email), `inhibit_rules`, the
+//! `receivers` (webhook, Slack, PagerDuty, email, Discord, Teams, Telegram), `inhibit_rules`, the
 //! `templates` files and `time_intervals`. Keys Mobius does not act on yet are refused with their position.
 
 use super::templates::NotificationTemplates;
@@ -86,6 +86,62 @@ pub struct Receiver {
     pub slack: Vec<SlackConfig>,
     pub pagerduty: Vec<PagerDutyConfig>,
     pub email: Vec<EmailConfig>,
+    /// Discord, Microsoft Teams and Telegram.
+    pub chat: Vec<ChatConfig>,
+}
+
+/// A chat service Alertmanager can post to.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ChatKind {
+    Discord,
+    Teams,
+    Telegram,
+}
+
+/// A `discord_configs`, `msteams_configs` or `telegram_configs` entry.
+#[derive(Clone, Debug)]
+pub struct ChatConfig {
+    pub kind: ChatKind,
+    /// Where to post: the webhook URL, or Telegram's `api_url`.
+    pub url: String,
+    pub send_resolved: bool,
+    pub http: HttpConfig,
+    /// The templated strings, Alertmanager's defaults unless set.
+    pub texts: Vec<(&'static str, String)>,
+    /// Telegram: the bot's token (it goes in the path), the chat, and whether to notify silently.
+    pub bot_token: String,
+    pub chat_id: i64,
+    pub disable_notifications: bool,
+}
+
+impl ChatKind {
+    /// The configuration key, the key of the URL, and the templated strings with their defaults.
+    fn spec(self) -> (&'static str, &'static str, &'static [(&'static str, &'static str)]) {
+        match self {
+            ChatKind::Discord => (
+                "discord_configs",
+                "webhook_url",
+                &[
+                    ("title", r#"{{ template "discord.default.title" . }}"#),
+                    ("message", r#"{{ template "discord.default.message" . }}"#),
+                ],
+            ),
+            ChatKind::Teams => (
+                "msteams_configs",
+                "webhook_url",
+                &[
+                    ("title", r#"{{ template "msteams.default.title" . }}"#),
+                    ("summary", r#"{{ template "msteams.default.summary" . }}"#),
+                    ("text", r#"{{ template "msteams.default.text" . }}"#),
+                ],
+            ),
+            ChatKind::Telegram => (
+                "telegram_configs",
+                "api_url",
+                &[("message", r#"{{ template "telegram.default.message" . }}"#), ("parse_mode", "HTML")],
+            ),
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -545,21 +601,28 @@ impl Parser<'_> {
             slack: Vec::new(),
             pagerduty: Vec::new(),
             email: Vec::new(),
+            chat: Vec::new(),
         };
         for (key, value) in self.c.entries(
             node,
             "a receiver",
-            &["name", "webhook_configs", "slack_configs", "pagerduty_configs", "email_configs"],
+            &[
+                "name",
+                "webhook_configs",
+                "slack_configs",
+                "pagerduty_configs",
+                "email_configs",
+                "discord_configs",
+                "msteams_configs",
+                "telegram_configs",
+            ],
             &[
                 "opsgenie_configs",
                 "victorops_configs",
                 "pushover_configs",
                 "wechat_configs",
-                "telegram_configs",
                 "sns_configs",
                 "webex_configs",
-                "discord_configs",
-                "msteams_configs",
             ],
         ) {
             match key {
@@ -670,6 +733,9 @@ impl Parser<'_> {
                         r.pagerduty.push(p);
                     }
                 }
+                "discord_configs" => r.chat.extend(self.chat(value, ChatKind::Discord)),
+                "msteams_configs" => r.chat.extend(self.chat(value, ChatKind::Teams)),
+                "telegram_configs" => r.chat.extend(self.chat(value, ChatKind::Telegram)),
                 _ => {
                     for item in self.configs(value, key) {
                         let smtp = &self.defaults.smtp;
@@ -741,6 +807,68 @@ impl Parser<'_> {
             self.c.error(node.pos, "a receiver needs a `name`");
         }
         r
+    }
+
+    /// Discord, Teams or Telegram configs.
+    fn chat(&mut self, node: &Node, kind: ChatKind) -> Vec<ChatConfig> {
+        let (what, url_key, texts) = kind.spec();
+        let mut out = Vec::new();
+        for item in self.configs(node, what) {
+            let mut c = ChatConfig {
+                kind,
+                url: if kind == ChatKind::Telegram { "https://api.telegram.org".into() } else { String::new() },
+                send_resolved: true,
+                http: self.defaults.http.clone(),
+                texts: texts.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+                bot_token: String::new(),
+                chat_id: 0,
+                disable_notifications: false,
+            };
+            let mut known = vec![url_key, "send_resolved", "http_config"];
+            known.extend(texts.iter().map(|(k, _)| *k));
+            if kind == ChatKind::Telegram {
+                known.extend(["bot_token", "bot_token_file", "chat_id", "disable_notifications"]);
+            }
+            let file_key = format!("{url_key}_file");
+            let later: Vec<&str> = if kind == ChatKind::Telegram {
+                vec!["message_thread_id"]
+            } else {
+                vec![file_key.as_str(), "content", "username", "avatar_url"]
+            };
+            for (key, value) in self.c.entries(&item, &format!("a {} config", &what[..what.len() - 8]), &known, &later)
+            {
+                match key {
+                    "send_resolved" => c.send_resolved = self.c.boolean(value, key).unwrap_or(true),
+                    "http_config" => c.http = http_config(&mut self.c, value, self.dir),
+                    "disable_notifications" => c.disable_notifications = self.c.boolean(value, key).unwrap_or(false),
+                    "bot_token" => c.bot_token = self.opt_string(value, key).unwrap_or_default(),
+                    "bot_token_file" => match (self.opt_string(value, key), self.dir) {
+                        (Some(path), Some(dir)) => match std::fs::read_to_string(dir.join(&path)) {
+                            Ok(token) => c.bot_token = token.trim().to_string(),
+                            Err(e) => self.c.error(value.pos, format!("`bot_token_file`: cannot read {path}: {e}")),
+                        },
+                        (Some(_), None) => {
+                            self.c.error(value.pos, "`bot_token_file` is read only from the server's alertmanager.yml")
+                        }
+                        _ => {}
+                    },
+                    "chat_id" => match value.scalar_string().and_then(|s| s.parse().ok()) {
+                        Some(id) => c.chat_id = id,
+                        None => self.c.error(value.pos, "`chat_id` must be a whole number"),
+                    },
+                    _ if key == url_key => c.url = self.url(value, key).unwrap_or_default(),
+                    _ => set_text(&mut c.texts, key, self.template(value, key)),
+                }
+            }
+            if c.url.is_empty() {
+                self.c.error(item.pos, format!("a {} entry needs `{url_key}`", &what[..what.len() - 1]));
+            }
+            if kind == ChatKind::Telegram && (c.bot_token.is_empty() || c.chat_id == 0) {
+                self.c.error(item.pos, "a telegram config needs `bot_token` (or `bot_token_file`) and `chat_id`");
+            }
+            out.push(c);
+        }
+        out
     }
 
     fn template(&mut self, value: &Node, key: &str) -> Option<String> {

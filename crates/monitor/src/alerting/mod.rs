@@ -509,6 +509,7 @@ impl AlertManager {
             Integration::Slack(c) => notify::send_slack(&self.client, &templates, c, n).await,
             Integration::PagerDuty(c) => notify::send_pagerduty(&self.client, &templates, c, n).await,
             Integration::Email(c) => notify::send_email(&templates, c, n).await,
+            Integration::Chat(c) => notify::send_chat(&self.client, &templates, c, n).await,
         }
     }
 
@@ -666,6 +667,7 @@ enum Integration {
     Slack(config::SlackConfig),
     PagerDuty(config::PagerDutyConfig),
     Email(config::EmailConfig),
+    Chat(config::ChatConfig),
 }
 
 impl Integration {
@@ -675,6 +677,11 @@ impl Integration {
             Integration::Slack(_) => "slack",
             Integration::PagerDuty(_) => "pagerduty",
             Integration::Email(_) => "email",
+            Integration::Chat(c) => match c.kind {
+                config::ChatKind::Discord => "discord",
+                config::ChatKind::Teams => "msteams",
+                config::ChatKind::Telegram => "telegram",
+            },
         }
     }
 }
@@ -693,6 +700,10 @@ fn integrations(r: &config::Receiver) -> Vec<(String, bool, Integration)> {
     }
     for (i, c) in r.email.iter().enumerate() {
         out.push((format!("{}/email/{i}", r.name), c.send_resolved, Integration::Email(c.clone())));
+    }
+    for (i, c) in r.chat.iter().enumerate() {
+        let integration = Integration::Chat(c.clone());
+        out.push((format!("{}/{}/{i}", r.name, integration.kind()), c.send_resolved, integration));
     }
     out
 }

@@ -2,10 +2,11 @@
 //! get Alertmanager's version 4 payload, Slack-compatible incoming webhooks a message
 //! with an attachment, PagerDuty an Events API v2 event per group (trigger or
 //! resolve, deduplicated by group key), email an HTML message (with a plain-text part
-//! when one is configured) over SMTP. Every string a receiver sends is a template,
+//! when one is configured) over SMTP, Discord an embed, Teams a MessageCard, Telegram
+//! a `sendMessage` call. Every string a receiver sends is a template,
 //! Alertmanager's default unless the configuration sets it (`templates.rs`).
 
-use super::config::{EmailConfig, HttpConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
+use super::config::{ChatConfig, ChatKind, EmailConfig, HttpConfig, PagerDutyConfig, SlackConfig, WebhookConfig};
 use super::templates::NotificationTemplates;
 use super::Alert;
 use crate::labels::Labels;
@@ -345,6 +346,50 @@ pub async fn send_pagerduty(
         }
     }
     post_json(client, &c.http, &c.url, &body).await
+}
+
+/// Discord (an embed), Microsoft Teams (a MessageCard) or Telegram (`sendMessage`),
+/// as Alertmanager posts them.
+pub async fn send_chat(
+    client: &HttpClient,
+    templates: &NotificationTemplates,
+    c: &ChatConfig,
+    n: &Notification,
+) -> Result<(), NotifyError> {
+    let texts = Expander::new(templates, n).all(&c.texts)?;
+    let text = |k: &str| texts.get(k).cloned().unwrap_or_default();
+    let firing = n.status() == "firing";
+    let cut = |s: String, max: usize| -> String { s.chars().take(max).collect() };
+    let (url, body) = match c.kind {
+        ChatKind::Discord => {
+            let color = if firing { 0x992D22 } else { 0x2ECC71 };
+            let embed =
+                json!({"title": cut(text("title"), 256), "description": cut(text("message"), 4096), "color": color});
+            (c.url.clone(), json!({"embeds": [embed]}))
+        }
+        ChatKind::Teams => {
+            let body = json!({
+                "@type": "MessageCard",
+                "@context": "http://schema.org/extensions",
+                "themeColor": if firing { "8C1A1A" } else { "2DC72D" },
+                "title": text("title"),
+                "summary": text("summary"),
+                "text": text("text"),
+            });
+            (c.url.clone(), body)
+        }
+        ChatKind::Telegram => {
+            let mut body = json!({"chat_id": c.chat_id, "text": cut(text("message"), 4096)});
+            if !text("parse_mode").is_empty() {
+                body["parse_mode"] = json!(text("parse_mode"));
+            }
+            if c.disable_notifications {
+                body["disable_notification"] = json!(true);
+            }
+            (format!("{}/bot{}/sendMessage", c.url.trim_end_matches('/'), c.bot_token), body)
+        }
+    };
+    post_json(client, &c.http, &url, &body).await
 }
 
 pub async fn send_email(
