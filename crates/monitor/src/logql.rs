@@ -1181,10 +1181,7 @@ fn range_value(func: RangeFn, param: Option<f64>, points: &[Point], range_ns: i6
     let values = points.iter().map(|p| p.value);
     let n = points.len() as f64;
     let sum: f64 = values.clone().sum();
-    let variance = || {
-        let mean = sum / n;
-        values.clone().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n
-    };
+    let variance = || crate::promql::variance(values.clone());
     Some(match func {
         RangeFn::CountOverTime => n,
         RangeFn::Rate | RangeFn::BytesRate => sum / seconds,
@@ -1255,7 +1252,7 @@ fn aggregate(
                     }
                     let n = vs.len() as f64;
                     let sum: f64 = vs.iter().sum();
-                    let variance = || vs.iter().map(|v| (v - sum / n) * (v - sum / n)).sum::<f64>() / n;
+                    let variance = || crate::promql::variance(vs.iter().copied());
                     Some(match op {
                         AggOp::Sum => sum,
                         AggOp::Avg => sum / n,

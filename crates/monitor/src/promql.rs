@@ -1156,7 +1156,7 @@ fn linear_regression(samples: &[(i64, f64)], intercept_t: i64) -> (f64, f64) {
 }
 
 /// The population variance, by Welford's method with compensated sums.
-fn variance(values: impl Iterator<Item = f64>) -> f64 {
+pub(crate) fn variance(values: impl Iterator<Item = f64>) -> f64 {
     let (mut count, mut mean, mut aux) = (0.0, (0.0, 0.0), (0.0, 0.0));
     for v in values {
         count += 1.0;

@@ -152,6 +152,13 @@ fn metric_queries_count_rate_and_aggregate_lines() {
             .unwrap();
     assert_eq!(grouped[r#"{service="web"}"#], [Some((4.0 * 0.1 + 2.0 * 0.3) / 6.0)]);
     assert!(logql::parse(r#"count_over_time({service="web"}[1m]) by (service)"#).is_err());
+    // The variance of 0.1 s four times and 0.3 s twice: 2/225.
+    let spread =
+        eval(r#"stdvar_over_time({service="web"} | logfmt | unwrap duration(duration) [1m]) by (service)"#, &[60]);
+    let spread = spread.unwrap()[r#"{service="web"}"#][0].unwrap();
+    assert!((spread - 2.0 / 225.0).abs() < 1e-12, "{spread}");
+    let counts = eval(r#"stddev(count_over_time({service=~"web|api"}[1m]))"#, &[60]).unwrap();
+    assert_eq!(counts["{}"], [Some(2.0)], "6 lines and 2: two either side of 4");
     let avg =
         eval(r#"avg_over_time({service="web"} | logfmt | keep service, bytes | unwrap bytes [1m])"#, &[60]).unwrap();
     assert_eq!(avg[r#"{service="web"}"#], [Some(103.5)], "bytes 101..106");
