@@ -162,6 +162,16 @@ impl XorChunk {
     }
 
     /// The encoded bytes.
+    /// Empties the chunk for new samples, keeping its buffer: a series' chunks are
+    /// alike in size, and growing a new buffer 64 bytes at a time for every chunk of
+    /// every series leaves the heap full of holes.
+    pub fn clear(&mut self) {
+        let mut bytes = std::mem::take(&mut self.out.bytes);
+        bytes.clear();
+        *self = XorChunk::new();
+        self.out.bytes = bytes;
+    }
+
     pub fn bytes(&self) -> &[u8] {
         &self.out.bytes
     }
@@ -368,6 +378,21 @@ impl Iterator for XorIter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_cleared_chunk_writes_as_a_new_one_in_the_buffer_it_had() {
+        let first: Vec<(i64, f64)> = (0..120).map(|i| (i * 1000, (i * 7 % 13) as f64 * 0.37)).collect();
+        let second: Vec<(i64, f64)> = (0..50).map(|i| (500_000 + i * 1003, -(i as f64) / 3.0)).collect();
+        let mut chunk = roundtrip(&first);
+        let capacity = chunk.out.bytes.capacity();
+        chunk.clear();
+        assert!(chunk.is_empty() && chunk.bytes().is_empty());
+        for (t, v) in &second {
+            chunk.append(*t, *v);
+        }
+        assert_eq!(chunk.bytes(), roundtrip(&second).bytes(), "the same bytes as a fresh chunk");
+        assert_eq!(chunk.out.bytes.capacity(), capacity, "the buffer is kept");
+    }
 
     fn roundtrip(samples: &[(i64, f64)]) -> XorChunk {
         let mut chunk = XorChunk::new();

@@ -100,8 +100,8 @@ impl MemSeries {
         let before = self.open.bytes().len();
         let other_window = !self.open.is_empty() && t.div_euclid(range) != self.open.first_time().div_euclid(range);
         if self.open.is_full() || other_window {
-            let full = std::mem::replace(&mut self.open, XorChunk::new());
-            let chunk = files.write(&full);
+            let chunk = files.write(&self.open);
+            self.open.clear();
             totals.closed_bytes += chunk.bytes();
             // Grown one at a time: a series lives for hours, doubling would waste up to half.
             self.closed.reserve_exact(1);
