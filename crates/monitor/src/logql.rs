@@ -478,22 +478,6 @@ impl Expr {
     pub fn is_metric(&self) -> bool {
         !matches!(self, Expr::Log(_))
     }
-
-    /// The log queries a metric query reads, with how far back of each step (range
-    /// and offset, nanoseconds).
-    pub fn selections(&self) -> Vec<(&LogQuery, i64, i64)> {
-        match self {
-            Expr::Log(q) => vec![(q, 0, 0)],
-            Expr::Range { query, range_ns, offset_ns, .. } => vec![(query, *range_ns, *offset_ns)],
-            Expr::Agg { inner, .. } => inner.selections(),
-            Expr::Number(_) => Vec::new(),
-            Expr::Binary { lhs, rhs, .. } => {
-                let mut all = lhs.selections();
-                all.extend(rhs.selections());
-                all
-            }
-        }
-    }
 }
 
 /// A parse error with the byte offset where it was found.
@@ -1007,22 +991,9 @@ impl<'a> Parser<'a> {
     }
 }
 
-/// A Prometheus duration (`5m`, `1h30m`, `250ms`) in nanoseconds.
+/// A range or offset (`5m`, `1h30m`, `250ms`, as Prometheus writes them) in nanoseconds.
 fn promql_duration(text: &str) -> Option<i64> {
-    let seconds = if let Some(d) = go_duration(text) {
-        d
-    } else {
-        // Prometheus also has days, weeks and years.
-        let (number, unit) = text.split_at(text.find(|c: char| !c.is_ascii_digit())?);
-        let n: f64 = number.parse().ok()?;
-        n * match unit {
-            "d" => 86_400.0,
-            "w" => 604_800.0,
-            "y" => 31_536_000.0,
-            _ => return None,
-        }
-    };
-    (seconds > 0.0).then(|| (seconds * 1e9).round() as i64)
+    crate::config::parse_duration(text).filter(|d| !d.is_zero()).and_then(|d| i64::try_from(d.as_nanos()).ok())
 }
 
 /// One point of a log line for a metric query: when, and what it counts.

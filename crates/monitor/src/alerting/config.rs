@@ -167,27 +167,32 @@ impl std::fmt::Debug for HttpConfig {
     }
 }
 
+/// The secret in the file a `*_file` key names (relative to the configuration's
+/// directory), trimmed; only the server's own file may name files.
+fn secret_file(c: &mut Checker, value: &Node, key: &str, dir: Option<&Path>) -> Option<String> {
+    let text = c.string(value, &format!("`{key}`"))?;
+    let Some(dir) = dir else {
+        c.error(value.pos, format!("`{key}` is read only from the server's alertmanager.yml"));
+        return None;
+    };
+    let path = dir.join(&text);
+    match std::fs::read_to_string(&path) {
+        Ok(s) => Some(s.trim().to_string()),
+        Err(e) => {
+            c.error(value.pos, format!("`{key}`: cannot read {}: {e}", path.display()));
+            None
+        }
+    }
+}
+
 /// Reads an `http_config`; relative `*_file` paths are from the configuration's directory.
 fn http_config(c: &mut Checker, node: &Node, dir: Option<&Path>) -> HttpConfig {
     let secret = |c: &mut Checker, map: &Node, key: &str| -> Option<String> {
         let value = map.get(key)?;
-        let text = c.string(value, &format!("`{key}`"))?;
-        if !key.ends_with("_file") {
-            return Some(text);
-        }
-        let path = match dir {
-            Some(dir) => dir.join(&text),
-            None => {
-                c.error(value.pos, format!("`{key}` is read only from the server's alertmanager.yml"));
-                return None;
-            }
-        };
-        match std::fs::read_to_string(&path) {
-            Ok(s) => Some(s.trim().to_string()),
-            Err(e) => {
-                c.error(value.pos, format!("`{key}`: cannot read {}: {e}", path.display()));
-                None
-            }
+        if key.ends_with("_file") {
+            secret_file(c, value, key, dir)
+        } else {
+            c.string(value, &format!("`{key}`"))
         }
     };
     let mut out = HttpConfig::default();
@@ -842,16 +847,11 @@ impl Parser<'_> {
                     "http_config" => c.http = http_config(&mut self.c, value, self.dir),
                     "disable_notifications" => c.disable_notifications = self.c.boolean(value, key).unwrap_or(false),
                     "bot_token" => c.bot_token = self.opt_string(value, key).unwrap_or_default(),
-                    "bot_token_file" => match (self.opt_string(value, key), self.dir) {
-                        (Some(path), Some(dir)) => match std::fs::read_to_string(dir.join(&path)) {
-                            Ok(token) => c.bot_token = token.trim().to_string(),
-                            Err(e) => self.c.error(value.pos, format!("`bot_token_file`: cannot read {path}: {e}")),
-                        },
-                        (Some(_), None) => {
-                            self.c.error(value.pos, "`bot_token_file` is read only from the server's alertmanager.yml")
+                    "bot_token_file" => {
+                        if let Some(token) = secret_file(&mut self.c, value, key, self.dir) {
+                            c.bot_token = token;
                         }
-                        _ => {}
-                    },
+                    }
                     "chat_id" => match value.scalar_string().and_then(|s| s.parse().ok()) {
                         Some(id) => c.chat_id = id,
                         None => self.c.error(value.pos, "`chat_id` must be a whole number"),
@@ -1273,6 +1273,12 @@ inhibit_rules:
             file(receivers).unwrap_err(),
             ["6:16 the template of `title`: template \"team.title\" is not defined"]
         );
+        // A secret file is read from beside the configuration too.
+        std::fs::write(dir.path().join("bot.token"), "123:abc\n").unwrap();
+        let telegram = file("route: { receiver: t }\nreceivers:\n  - name: t\n    telegram_configs: [{ bot_token_file: bot.token, chat_id: 5 }]\n").unwrap();
+        assert_eq!(telegram.receivers[0].chat[0].bot_token, "123:abc");
+        let missing = file("route: { receiver: t }\nreceivers:\n  - name: t\n    telegram_configs: [{ bot_token_file: nope, chat_id: 5 }]\n").unwrap_err();
+        assert!(missing[0].contains("`bot_token_file`: cannot read") && missing[0].contains("nope"), "{missing:?}");
         std::fs::write(dir.path().join("templates/broken.tmpl"), "{{ define \"x\" }}{{ .Status ").unwrap();
         let errors = file(&format!("templates: ['templates/*.tmpl']\n{receivers}")).unwrap_err();
         assert!(errors[0].starts_with("1:12 templates: ") && errors[0].contains("broken.tmpl"), "{errors:?}");

@@ -160,6 +160,15 @@ impl Notification {
     }
 }
 
+/// Sets each of `keys` whose expansion is not empty: Alertmanager leaves empty fields out.
+fn put_non_empty(target: &mut Map<String, serde_json::Value>, texts: &BTreeMap<&str, String>, keys: &[&str]) {
+    for key in keys {
+        if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
+            target.insert(key.to_string(), json!(v));
+        }
+    }
+}
+
 /// Expands a receiver's templated strings over one notification's data.
 struct Expander<'a> {
     templates: &'a NotificationTemplates,
@@ -266,11 +275,11 @@ pub async fn send_slack(
     let x = Expander::new(templates, n);
     let texts = x.all(&c.texts)?;
     let mut attachment = Map::new();
-    for key in ["title", "title_link", "pretext", "text", "fallback", "callback_id", "footer", "color", "image_url"] {
-        if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
-            attachment.insert(key.into(), json!(v));
-        }
-    }
+    put_non_empty(
+        &mut attachment,
+        &texts,
+        &["title", "title_link", "pretext", "text", "fallback", "callback_id", "footer", "color", "image_url"],
+    );
     if !c.fields.is_empty() {
         let fields: Result<Vec<_>, NotifyError> = c
             .fields
@@ -282,12 +291,10 @@ pub async fn send_slack(
         attachment.insert("fields".into(), json!(fields?));
     }
     attachment.insert("mrkdwn_in".into(), json!(["fallback", "pretext", "text"]));
-    let mut body = json!({ "attachments": [attachment] });
-    for key in ["channel", "username", "icon_emoji", "icon_url"] {
-        if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
-            body[key] = json!(v);
-        }
-    }
+    let mut body = Map::new();
+    body.insert("attachments".into(), json!([attachment]));
+    put_non_empty(&mut body, &texts, &["channel", "username", "icon_emoji", "icon_url"]);
+    let mut body = serde_json::Value::Object(body);
     if c.link_names {
         body["link_names"] = json!(true);
     }
@@ -327,18 +334,13 @@ pub async fn send_pagerduty(
         }
         // PagerDuty refuses a summary over 1,024 characters.
         let summary: String = text("description").chars().take(1024).collect();
-        let mut payload = json!({
-            "summary": summary,
-            "source": text("source"),
-            "severity": text("severity"),
-            "custom_details": details,
-        });
-        for key in ["class", "component", "group"] {
-            if let Some(v) = texts.get(key).filter(|v| !v.is_empty()) {
-                payload[key] = json!(v);
-            }
-        }
-        body["payload"] = payload;
+        let mut payload = Map::new();
+        payload.insert("summary".into(), json!(summary));
+        payload.insert("source".into(), json!(text("source")));
+        payload.insert("severity".into(), json!(text("severity")));
+        payload.insert("custom_details".into(), json!(details));
+        put_non_empty(&mut payload, &texts, &["class", "component", "group"]);
+        body["payload"] = serde_json::Value::Object(payload);
         body["client"] = json!(text("client"));
         body["client_url"] = json!(text("client_url"));
         if !links.is_empty() {

@@ -103,42 +103,40 @@ fn range<T: PartialOrd + Copy>(text: &str, value: impl Fn(&str) -> Option<T>, wh
     Ok((a, b))
 }
 
+/// A range whose start must not come after its end.
+fn ordered<T: PartialOrd + Copy>(text: &str, r: (T, T)) -> Result<(T, T), String> {
+    if r.0 > r.1 {
+        return Err(format!("`{text}`: the range ends before it starts"));
+    }
+    Ok(r)
+}
+
 fn named(list: &[&str], text: &str) -> Option<u32> {
     list.iter().position(|n| n.eq_ignore_ascii_case(text)).map(|i| i as u32)
 }
 
 pub fn parse_weekdays(text: &str) -> Result<(u32, u32), String> {
-    let r = range(text, |s| named(&WEEKDAYS, s), "a weekday or a range such as monday:friday")?;
-    if r.0 > r.1 {
-        return Err(format!("`{text}`: the range ends before it starts"));
-    }
-    Ok(r)
+    ordered(text, range(text, |s| named(&WEEKDAYS, s), "a weekday or a range such as monday:friday")?)
 }
 
 pub fn parse_days_of_month(text: &str) -> Result<(i32, i32), String> {
     let day = |s: &str| s.parse::<i32>().ok().filter(|d| (1..=31).contains(&d.abs()));
     let (a, b) = range(text, day, "a day of the month (1 to 31, or -1 to -31 from the end) or a range of them")?;
-    if a.signum() == b.signum() && a > b {
-        return Err(format!("`{text}`: the range ends before it starts"));
+    // Days counted from different ends (`1:-1`) are ordered only within a month.
+    if a.signum() == b.signum() {
+        ordered(text, (a, b))
+    } else {
+        Ok((a, b))
     }
-    Ok((a, b))
 }
 
 pub fn parse_months(text: &str) -> Result<(u32, u32), String> {
     let month = |s: &str| named(&MONTHS, s).map(|m| m + 1).or_else(|| s.parse().ok().filter(|m| (1..=12).contains(m)));
-    let r = range(text, month, "a month (a name or 1 to 12) or a range of them")?;
-    if r.0 > r.1 {
-        return Err(format!("`{text}`: the range ends before it starts"));
-    }
-    Ok(r)
+    ordered(text, range(text, month, "a month (a name or 1 to 12) or a range of them")?)
 }
 
 pub fn parse_years(text: &str) -> Result<(i32, i32), String> {
-    let r = range(text, |s| s.parse().ok(), "a year or a range of years")?;
-    if r.0 > r.1 {
-        return Err(format!("`{text}`: the range ends before it starts"));
-    }
-    Ok(r)
+    ordered(text, range(text, |s| s.parse().ok(), "a year or a range of years")?)
 }
 
 pub fn parse_location(text: &str) -> Result<Location, String> {
