@@ -123,11 +123,47 @@ pub struct YamlError {
     pub message: String,
 }
 
+/// The most that aliases may add to a document, in bytes of nodes and text
+/// (each node counts [`NODE_COST`] bytes plus its text). Like go-yaml's and
+/// SnakeYAML's alias limits, this stops a few hundred bytes of nested anchors
+/// ("billion laughs") from expanding into gigabytes.
+pub const MAX_ALIAS_EXPANSION: usize = 4 << 20;
+/// The most aliases one document may use.
+pub const MAX_ALIASES: usize = 10_000;
+/// The deepest nesting of sequences and mappings a document may have.
+pub const MAX_DEPTH: usize = 128;
+/// The largest file the YAML layer reads.
+pub const MAX_SOURCE_BYTES: usize = 16 << 20;
+/// What one node counts towards [`MAX_ALIAS_EXPANSION`] besides its text.
+pub const NODE_COST: usize = 64;
+
 /// Parses the first document of `source`. An empty document is `Null`.
+///
+/// Every input is bounded: the source's size ([`MAX_SOURCE_BYTES`]), its
+/// nesting ([`MAX_DEPTH`]), and how much aliases expand ([`MAX_ALIASES`],
+/// [`MAX_ALIAS_EXPANSION`]); the error names the bound and where it was hit.
 pub fn parse(source: &str) -> Result<Node, YamlError> {
+    if source.len() > MAX_SOURCE_BYTES {
+        return Err(YamlError {
+            pos: Pos { line: 1, col: 1 },
+            message: format!(
+                "the file is {} bytes, more than the limit of {} bytes (16 MiB)",
+                source.len(),
+                MAX_SOURCE_BYTES
+            ),
+        });
+    }
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(source);
-    parser.load(&mut builder, false).map_err(|e| YamlError {
+    let loaded = parser.load(&mut builder, false);
+    // A bound hit while building stops the builder at once; report it before
+    // any syntax error the parser met later in the file.
+    if builder.stopped {
+        if let Some(err) = builder.error.take() {
+            return Err(err);
+        }
+    }
+    loaded.map_err(|e| YamlError {
         pos: Pos { line: e.marker().line(), col: e.marker().col() + 1 },
         message: e.info().to_string(),
     })?;
@@ -137,17 +173,31 @@ pub fn parse(source: &str) -> Result<Node, YamlError> {
     Ok(builder.root.unwrap_or_else(|| Node::new(Pos { line: 1, col: 1 }, NodeValue::Null)))
 }
 
-enum Frame {
-    Seq(Pos, usize, Vec<Node>),
-    Map(Pos, usize, Vec<(Node, Node)>, Option<Node>),
+/// A collection being built: its position, anchor, what it holds so far, and
+/// its cost (nodes and text, as counted for [`MAX_ALIAS_EXPANSION`]).
+struct Frame {
+    pos: Pos,
+    anchor: usize,
+    cost: usize,
+    kind: FrameKind,
+}
+
+enum FrameKind {
+    Seq(Vec<Node>),
+    Map(Vec<(Node, Node)>, Option<Node>),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
+    /// Anchored nodes with their cost.
+    anchors: HashMap<usize, (Node, usize)>,
+    aliases: usize,
+    alias_expansion: usize,
     error: Option<YamlError>,
+    /// A bound was hit: every further event is ignored.
+    stopped: bool,
     done: bool,
 }
 
@@ -157,9 +207,14 @@ fn pos_of(mark: &Marker) -> Pos {
 }
 
 impl Builder {
-    fn push_node(&mut self, node: Node, anchor: usize) {
+    fn stop(&mut self, pos: Pos, message: String) {
+        self.error = Some(YamlError { pos, message });
+        self.stopped = true;
+    }
+
+    fn push_node(&mut self, node: Node, anchor: usize, cost: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), cost));
         }
         match self.stack.last_mut() {
             None => {
@@ -167,27 +222,37 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(_, _, items)) => items.push(node),
-            Some(Frame::Map(_, _, entries, pending_key)) => match pending_key.take() {
-                None => *pending_key = Some(node),
-                Some(key) => {
-                    let duplicate = key.as_str().is_some() && entries.iter().any(|(k, _)| k.as_str() == key.as_str());
-                    if duplicate && self.error.is_none() {
-                        self.error = Some(YamlError {
-                            pos: key.pos,
-                            message: format!("duplicate key '{}' in mapping", key.as_str().unwrap_or_default()),
-                        });
+            Some(Frame { cost: frame_cost, kind: FrameKind::Seq(items), .. }) => {
+                *frame_cost = frame_cost.saturating_add(cost);
+                items.push(node)
+            }
+            Some(Frame { cost: frame_cost, kind: FrameKind::Map(entries, pending_key), .. }) => {
+                match pending_key.take() {
+                    None => {
+                        *frame_cost = frame_cost.saturating_add(cost);
+                        *pending_key = Some(node)
                     }
-                    entries.push((key, node));
+                    Some(key) => {
+                        *frame_cost = frame_cost.saturating_add(cost);
+                        let duplicate =
+                            key.as_str().is_some() && entries.iter().any(|(k, _)| k.as_str() == key.as_str());
+                        if duplicate && self.error.is_none() {
+                            self.error = Some(YamlError {
+                                pos: key.pos,
+                                message: format!("duplicate key '{}' in mapping", key.as_str().unwrap_or_default()),
+                            });
+                        }
+                        entries.push((key, node));
+                    }
                 }
-            },
+            }
         }
     }
 }
 
 impl MarkedEventReceiver for Builder {
     fn on_event(&mut self, ev: Event, mark: Marker) {
-        if self.done {
+        if self.done || self.stopped {
             return;
         }
         let pos = pos_of(&mark);
@@ -204,28 +269,62 @@ impl MarkedEventReceiver for Builder {
                 } else {
                     NodeValue::String(text)
                 };
-                self.push_node(Node::new(pos, value), anchor);
+                let cost = NODE_COST.saturating_add(text_len(&value));
+                self.push_node(Node::new(pos, value), anchor, cost);
             }
             Event::Alias(id) => {
-                let node = match self.anchors.get(&id) {
-                    Some(node) => Node::new(pos, node.value.clone()),
-                    None => Node::new(pos, NodeValue::Null),
+                let (value, cost) = match self.anchors.get(&id) {
+                    Some((node, cost)) => (node.value.clone(), *cost),
+                    None => (NodeValue::Null, NODE_COST),
                 };
-                self.push_node(node, 0);
+                self.aliases += 1;
+                if self.aliases > MAX_ALIASES {
+                    return self.stop(pos, format!("too many aliases: more than the limit of {MAX_ALIASES}"));
+                }
+                self.alias_expansion = self.alias_expansion.saturating_add(cost);
+                if self.alias_expansion > MAX_ALIAS_EXPANSION {
+                    return self.stop(
+                        pos,
+                        format!(
+                            "aliases expand the document beyond the limit of {} bytes (4 MiB); \
+                             is this a \"billion laughs\" document?",
+                            MAX_ALIAS_EXPANSION
+                        ),
+                    );
+                }
+                // Checked before cloning, so the copy made here is within the bound.
+                self.push_node(Node::new(pos, value), 0, cost);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, anchor, Vec::new())),
-            Event::MappingStart(anchor, _) => self.stack.push(Frame::Map(pos, anchor, Vec::new(), None)),
+            Event::SequenceStart(anchor, _) | Event::MappingStart(anchor, _) => {
+                if self.stack.len() >= MAX_DEPTH {
+                    return self.stop(pos, format!("nesting deeper than the limit of {MAX_DEPTH} levels"));
+                }
+                let kind = match ev {
+                    Event::SequenceStart(..) => FrameKind::Seq(Vec::new()),
+                    _ => FrameKind::Map(Vec::new(), None),
+                };
+                self.stack.push(Frame { pos, anchor, cost: NODE_COST, kind });
+            }
             Event::SequenceEnd | Event::MappingEnd => match self.stack.pop() {
-                Some(Frame::Seq(p, anchor, items)) => self.push_node(Node::new(p, NodeValue::Seq(items)), anchor),
-                Some(Frame::Map(p, anchor, entries, _)) => {
+                Some(Frame { pos: p, anchor, cost, kind: FrameKind::Seq(items) }) => {
+                    self.push_node(Node::new(p, NodeValue::Seq(items)), anchor, cost)
+                }
+                Some(Frame { pos: p, anchor, cost, kind: FrameKind::Map(entries, _) }) => {
                     // Block mappings are reported where their first key is, which is where users look.
                     let p = entries.first().map_or(p, |(k, _)| if k.pos < p { k.pos } else { p });
-                    self.push_node(Node::new(p, NodeValue::Map(entries)), anchor)
+                    self.push_node(Node::new(p, NodeValue::Map(entries)), anchor, cost)
                 }
                 None => {}
             },
             _ => {}
         }
+    }
+}
+
+fn text_len(value: &NodeValue) -> usize {
+    match value {
+        NodeValue::String(s) => s.len(),
+        _ => 0,
     }
 }
 
@@ -303,6 +402,64 @@ mod tests {
         assert!(err.pos.line >= 1, "{err:?}");
         let dup = parse("a: 1\na: 2\n").unwrap_err();
         assert_eq!(dup.pos, Pos { line: 2, col: 1 });
+    }
+
+    /// Issue 15, item 1: nine levels of anchors, each aliasing the one above nine
+    /// times, would expand into 9^9 nodes. It is refused at the alias that
+    /// crosses the bound, quickly and without allocating the expansion.
+    #[test]
+    fn billion_laughs_is_refused_at_the_alias() {
+        let mut doc = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
+        let names = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+        for pair in names.windows(2) {
+            let (prev, next) = (pair[0], pair[1]);
+            let aliases = vec![format!("*{prev}"); 9].join(",");
+            doc.push_str(&format!("{next}: &{next} [{aliases}]\n"));
+        }
+        doc.push_str("on: push\n");
+        assert!(doc.len() < 600, "{}", doc.len());
+        let started = std::time::Instant::now();
+        let err = parse(&doc).unwrap_err();
+        assert!(started.elapsed() < std::time::Duration::from_secs(2));
+        assert!(err.message.contains("limit of 4194304 bytes"), "{err:?}");
+        // The alias that crossed the bound is on one of the anchor lines, at an alias.
+        let line = doc.lines().nth(err.pos.line - 1).unwrap();
+        assert_eq!(&line[err.pos.col - 1..err.pos.col], "*", "{err:?} in {line}");
+    }
+
+    #[test]
+    fn many_small_aliases_are_bounded_by_count() {
+        let mut doc = String::from("x: &x 1\ny: [");
+        doc.push_str(&vec!["*x"; MAX_ALIASES + 1].join(","));
+        doc.push_str("]\n");
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("too many aliases"), "{err:?}");
+        assert_eq!(err.pos.line, 2);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_with_the_limit() {
+        let doc = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("limit of 128 levels"), "{err:?}");
+        assert_eq!(err.pos, Pos { line: 1, col: MAX_DEPTH + 1 });
+        // Far deeper: yaml-rust2's scanner stops it first; either way, an error and no overflow.
+        let doc = format!("{}{}", "[".repeat(100_000), "]".repeat(100_000));
+        parse(&doc).unwrap_err();
+        let ok = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        parse(&ok).unwrap();
+        // Block style: each level a mapping indented by one more space.
+        let block: String = (0..MAX_DEPTH + 1).map(|i| format!("{}k{i}:\n", " ".repeat(i))).collect();
+        let err = parse(&block).unwrap_err();
+        assert!(err.message.contains("limit of 128 levels"), "{err:?}");
+    }
+
+    #[test]
+    fn ordinary_aliases_still_work() {
+        let doc = "base: &base {runs-on: ubuntu-latest, steps: [{run: echo hi}]}\njobs:\n  a: *base\n  b: *base\n";
+        let node = parse(doc).unwrap();
+        let jobs = node.get("jobs").unwrap();
+        assert_eq!(jobs.get("b").unwrap().get("runs-on").unwrap().as_str(), Some("ubuntu-latest"));
     }
 
     #[test]
