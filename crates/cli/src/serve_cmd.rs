@@ -52,6 +52,12 @@ pub struct ServeArgs {
     /// At most this many bytes of monitor blocks, log and head chunk files (e.g. 10GB); the oldest blocks go first.
     #[arg(long = "monitor-retention-size", value_name = "BYTES", value_parser = parse_bytes)]
     monitor_retention_size: Option<u64>,
+    /// The longest a PromQL query may run (as Prometheus' flag of the same name).
+    #[arg(long = "query.timeout", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
+    query_timeout: std::time::Duration,
+    /// The most samples a PromQL query may load (as Prometheus' flag of the same name).
+    #[arg(long = "query.max-samples", value_name = "N", default_value_t = mobius_monitor::promql::DEFAULT_MAX_SAMPLES)]
+    query_max_samples: usize,
 }
 
 /// `512MB`, `10GB`, `1TB` or a plain number of bytes (powers of 1024, as Prometheus counts).
@@ -84,10 +90,15 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.monitor_retention = args.monitor_retention;
     config.monitor_retention_bytes = args.monitor_retention_size;
     config.external_url = args.external_url;
+    config.query_limits =
+        mobius_monitor::promql::Limits { timeout: args.query_timeout, max_samples: args.query_max_samples };
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    // Queries recurse once per level of their expression (at most 1,000, as
+    // promql::MAX_DEPTH and logql::MAX_DEPTH bound them): 8 MiB stacks leave a wide
+    // margin over what that takes. The memory is reserved, not committed.
+    let runtime = match tokio::runtime::Builder::new_multi_thread().thread_stack_size(8 << 20).enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("mobius: cannot start the async runtime: {e}");

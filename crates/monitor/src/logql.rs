@@ -493,9 +493,14 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+/// The deepest query LogQL parsing accepts: each operator (arithmetic, `and`,
+/// `or`, `,` between label filters), aggregation and parenthesis counts one level,
+/// counted as the deepest nesting plus the number of operators.
+pub const MAX_DEPTH: usize = 1000;
+
 /// Parses a LogQL expression: a log query or a metric query.
 pub fn parse(text: &str) -> Result<Expr, ParseError> {
-    let mut p = Parser { text, at: 0 };
+    let mut p = Parser { text, at: 0, nesting: 0, deepest: 0, operators: 0 };
     let expr = p.expr(0)?;
     p.ws();
     if p.at < text.len() {
@@ -525,9 +530,40 @@ pub fn parse_log_query(text: &str) -> Result<LogQuery, String> {
 struct Parser<'a> {
     text: &'a str,
     at: usize,
+    /// Parentheses and aggregations open around `at`, the most so far, and the
+    /// operators read so far: together bounded by [`MAX_DEPTH`].
+    nesting: usize,
+    deepest: usize,
+    operators: usize,
 }
 
 impl<'a> Parser<'a> {
+    fn check_levels(&self) -> Result<(), ParseError> {
+        let levels = self.deepest.saturating_add(self.operators);
+        if levels > MAX_DEPTH {
+            return Err(self.error(format!(
+                "the query has more than {MAX_DEPTH} levels of operators, aggregations and parentheses (the limit)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// One more operator.
+    fn operator(&mut self) -> Result<(), ParseError> {
+        self.operators += 1;
+        self.check_levels()
+    }
+
+    /// Parses with one more level of nesting (a parenthesis or an aggregation).
+    fn nested<T>(&mut self, f: impl FnOnce(&mut Self) -> Result<T, ParseError>) -> Result<T, ParseError> {
+        self.nesting += 1;
+        self.deepest = self.deepest.max(self.nesting);
+        self.check_levels()?;
+        let out = f(self);
+        self.nesting -= 1;
+        out
+    }
+
     fn rest(&self) -> &'a str {
         &self.text[self.at..]
     }
@@ -628,6 +664,7 @@ impl<'a> Parser<'a> {
                 break;
             }
             self.at += 1;
+            self.operator()?;
             // `^` is right-associative, the others left.
             let rhs = self.expr(if op == BinOp::Pow { prec } else { prec + 1 })?;
             if matches!(lhs, Expr::Log(_)) || matches!(rhs, Expr::Log(_)) {
@@ -644,9 +681,11 @@ impl<'a> Parser<'a> {
             return Ok(Expr::Log(self.log_query()?));
         }
         if self.eat("(") {
-            let inner = self.expr(0)?;
-            self.expect(")")?;
-            return Ok(inner);
+            return self.nested(|p| {
+                let inner = p.expr(0)?;
+                p.expect(")")?;
+                Ok(inner)
+            });
         }
         if let Some(v) = self.number() {
             return Ok(Expr::Number(v));
@@ -659,7 +698,7 @@ impl<'a> Parser<'a> {
         }
         if let Some((_, op)) = AGG_OPS.iter().find(|(n, _)| *n == name) {
             self.at += name.len();
-            return self.vector_aggregation(*op);
+            return self.nested(|p| p.vector_aggregation(*op));
         }
         Err(self.error(
             "expected a stream selector `{...}`, a function such as count_over_time, an aggregation or a number",
@@ -915,6 +954,7 @@ impl<'a> Parser<'a> {
         let mut lhs = self.label_filter_and()?;
         while self.peek_ident() == "or" {
             self.at += 2;
+            self.operator()?;
             let rhs = self.label_filter_and()?;
             lhs = LabelFilter::Or(Box::new(lhs), Box::new(rhs));
         }
@@ -929,6 +969,7 @@ impl<'a> Parser<'a> {
             } else if !self.eat(",") {
                 return Ok(lhs);
             }
+            self.operator()?;
             let rhs = self.label_filter_one()?;
             lhs = LabelFilter::And(Box::new(lhs), Box::new(rhs));
         }
@@ -936,9 +977,11 @@ impl<'a> Parser<'a> {
 
     fn label_filter_one(&mut self) -> Result<LabelFilter, ParseError> {
         if self.eat("(") {
-            let inner = self.label_filter_or()?;
-            self.expect(")")?;
-            return Ok(inner);
+            return self.nested(|p| {
+                let inner = p.label_filter_or()?;
+                p.expect(")")?;
+                Ok(inner)
+            });
         }
         let name = self.ident()?.to_string();
         self.ws();
@@ -1070,7 +1113,13 @@ pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<
             let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
                 return Ok(Value::Vector(BTreeMap::new()));
             };
-            let mut samples = read(query, *func, first - offset_ns - range_ns, last - offset_ns)?;
+            // Saturating: a query's times may sit anywhere in i64's range.
+            let mut samples = read(
+                query,
+                *func,
+                first.saturating_sub(*offset_ns).saturating_sub(*range_ns),
+                last.saturating_sub(*offset_ns),
+            )?;
             if let Some((without, names)) = grouping {
                 let mut grouped = Samples::new();
                 for (labels, points) in samples {
@@ -1085,11 +1134,11 @@ pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<
                 let mut values = Vec::with_capacity(steps.len());
                 let (mut lo, mut hi) = (0, 0);
                 for &t in steps {
-                    let end = t - offset_ns;
+                    let end = t.saturating_sub(*offset_ns);
                     while hi < points.len() && points[hi].ts <= end {
                         hi += 1;
                     }
-                    while lo < hi && points[lo].ts <= end - range_ns {
+                    while lo < hi && points[lo].ts <= end.saturating_sub(*range_ns) {
                         lo += 1;
                     }
                     values.push(range_value(*func, *param, &points[lo..hi], *range_ns));

@@ -23,6 +23,17 @@ pub type Series = (Labels, Vec<(i64, f64)>);
 /// How far back an instant vector looks for a sample (Prometheus' default).
 pub const LOOKBACK_MS: i64 = 5 * 60 * 1000;
 
+/// The deepest expression a query may have: each operator, call and parenthesis
+/// counts one level. Checked on the text before it is parsed, as the deepest
+/// nesting of parentheses plus the number of operators, so 3,000 chained `+` are
+/// refused without building a tree that deep.
+pub const MAX_DEPTH: usize = 1000;
+
+/// Prometheus' `--query.timeout` default.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
+/// Prometheus' `--query.max-samples` default.
+pub const DEFAULT_MAX_SAMPLES: usize = 50_000_000;
+
 /// A query that cannot be answered, with Prometheus' error type.
 #[derive(Clone, Debug, PartialEq, thiserror::Error)]
 pub enum QueryError {
@@ -30,6 +41,128 @@ pub enum QueryError {
     BadData(String),
     #[error("{0}")]
     Execution(String),
+    /// The query ran longer than its [`Limits::timeout`].
+    #[error("query timed out in expression evaluation")]
+    Timeout,
+    /// The query loaded more than [`Limits::max_samples`] samples.
+    #[error("query processing would load too many samples into memory in query execution")]
+    TooManySamples,
+}
+
+/// What one query may spend, as Prometheus' `--query.timeout` and `--query.max-samples`.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    pub timeout: std::time::Duration,
+    pub max_samples: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { timeout: DEFAULT_TIMEOUT, max_samples: DEFAULT_MAX_SAMPLES }
+    }
+}
+
+/// A query's running account against its [`Limits`].
+struct Budget {
+    deadline: Option<std::time::Instant>,
+    max_samples: usize,
+    samples: std::cell::Cell<usize>,
+}
+
+impl Budget {
+    fn new(limits: Limits) -> Budget {
+        Budget {
+            deadline: std::time::Instant::now().checked_add(limits.timeout),
+            max_samples: limits.max_samples,
+            samples: std::cell::Cell::new(0),
+        }
+    }
+
+    fn check_time(&self) -> Result<(), QueryError> {
+        match self.deadline {
+            Some(deadline) if std::time::Instant::now() > deadline => Err(QueryError::Timeout),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts `n` more samples held by the query.
+    fn take(&self, n: usize) -> Result<(), QueryError> {
+        let total = self.samples.get().saturating_add(n);
+        self.samples.set(total);
+        if total > self.max_samples {
+            return Err(QueryError::TooManySamples);
+        }
+        self.check_time()
+    }
+}
+
+/// The levels of an expression's text: the deepest nesting of parentheses plus
+/// the number of operators, outside strings, comments and label matchers. An
+/// upper bound of the depth of the tree the parser would build.
+fn text_levels(query: &str) -> usize {
+    let bytes = query.as_bytes();
+    let (mut nesting, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        match b {
+            b'"' | b'\'' | b'`' => {
+                i += 1;
+                while i < bytes.len() && bytes[i] != b {
+                    if bytes[i] == b'\\' && b != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'{' => {
+                // Label matchers: strings inside are skipped by the arm above on the next turns.
+                let mut j = i + 1;
+                while j < bytes.len() && bytes[j] != b'}' {
+                    if matches!(bytes[j], b'"' | b'\'' | b'`') {
+                        let quote = bytes[j];
+                        j += 1;
+                        while j < bytes.len() && bytes[j] != quote {
+                            if bytes[j] == b'\\' && quote != b'`' {
+                                j += 1;
+                            }
+                            j += 1;
+                        }
+                    }
+                    j += 1;
+                }
+                i = j;
+            }
+            b'(' => {
+                nesting += 1;
+                deepest = deepest.max(nesting);
+            }
+            b')' => nesting = nesting.saturating_sub(1),
+            b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' => operators += 1,
+            b'=' | b'!' if bytes.get(i + 1) == Some(&b'=') => {
+                operators += 1;
+                i += 1;
+            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':') {
+                    i += 1;
+                }
+                if matches!(&query[start..i], "and" | "or" | "unless" | "atan2") {
+                    operators += 1;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    deepest.saturating_add(operators)
 }
 
 /// What an expression evaluates to at one instant.
@@ -52,7 +185,15 @@ impl Value {
     }
 }
 
+/// Parses a query, refusing one deeper than [`MAX_DEPTH`] before parsing it.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
+    let levels = text_levels(query);
+    if levels > MAX_DEPTH {
+        return Err(QueryError::BadData(format!(
+            "invalid parameter \"query\": the expression has {levels} levels of operators, calls and parentheses, \
+             more than the limit of {MAX_DEPTH}"
+        )));
+    }
     parser::parse(query).map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}")))
 }
 
@@ -60,9 +201,16 @@ fn unsupported(what: impl std::fmt::Display) -> QueryError {
     QueryError::BadData(format!("{what} is not supported by Mobius yet"))
 }
 
-/// Evaluates `expr` at `t` (milliseconds).
+/// Evaluates `expr` at `t` (milliseconds) within the default [`Limits`].
 pub fn instant(db: &Db, expr: &Expr, t: i64) -> Result<Value, QueryError> {
-    let eval = Eval { db, grid: Grid { start: t, step: 1, len: 1 }, query: (t, t) };
+    instant_within(db, expr, t, Limits::default())
+}
+
+/// Evaluates `expr` at `t` (milliseconds) within `limits`.
+pub fn instant_within(db: &Db, expr: &Expr, t: i64, limits: Limits) -> Result<Value, QueryError> {
+    check_time("time", t)?;
+    let budget = Budget::new(limits);
+    let eval = Eval { db, grid: Grid { start: t, step: 1, len: 1 }, query: (t, t), budget: &budget };
     if let Expr::MatrixSelector(_) | Expr::Subquery(_) = expr {
         let windows = eval.windows_of(expr)?;
         return Ok(Value::Matrix(windows.series.into_iter().filter(|(_, s)| !s.is_empty()).collect()));
@@ -76,16 +224,50 @@ pub fn instant(db: &Db, expr: &Expr, t: i64) -> Result<Value, QueryError> {
     })
 }
 
-/// Evaluates `expr` at every step from `start` to `end`: one series per label set.
+/// Evaluates `expr` at every step from `start` to `end`: one series per label set,
+/// within the default [`Limits`].
 pub fn range(db: &Db, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Vec<Series>, QueryError> {
+    range_within(db, expr, start, end, step, Limits::default())
+}
+
+/// The earliest and latest instants a query may name, in milliseconds (about
+/// ±292,000 years around 1970): a thousandth of `i64`'s range, so that a query's
+/// times, ranges and offsets can be added and subtracted without overflowing.
+pub const MIN_TIME_MS: i64 = -9_223_309_901_257_974;
+pub const MAX_TIME_MS: i64 = 9_223_309_901_257_974;
+
+/// Refuses a time outside [`MIN_TIME_MS`]..=[`MAX_TIME_MS`], naming the parameter.
+pub fn check_time(name: &str, t: i64) -> Result<(), QueryError> {
+    if (MIN_TIME_MS..=MAX_TIME_MS).contains(&t) {
+        Ok(())
+    } else {
+        Err(QueryError::BadData(format!(
+            "invalid parameter \"{name}\": {t} ms is outside the times a query may name \
+             ({MIN_TIME_MS} to {MAX_TIME_MS} ms)"
+        )))
+    }
+}
+
+/// Evaluates `expr` at every step from `start` to `end` within `limits`.
+pub fn range_within(
+    db: &Db,
+    expr: &Expr,
+    start: i64,
+    end: i64,
+    step: i64,
+    limits: Limits,
+) -> Result<Vec<Series>, QueryError> {
     if step <= 0 {
         return Err(QueryError::BadData("zero or negative query resolution step widths are not accepted".into()));
     }
-    if (end - start) / step > 11_000 {
-        return Err(QueryError::BadData("exceeded maximum resolution of 11,000 points per timeseries".into()));
-    }
+    check_time("start", start)?;
+    check_time("end", end)?;
     if end < start {
         return Ok(Vec::new());
+    }
+    // Both ends are within ±2^63/1000, so their difference cannot overflow.
+    if (end - start) / step > 11_000 {
+        return Err(QueryError::BadData("exceeded maximum resolution of 11,000 points per timeseries".into()));
     }
     if matches!(expr, Expr::MatrixSelector(_) | Expr::Subquery(_)) {
         return Err(QueryError::BadData(
@@ -93,7 +275,8 @@ pub fn range(db: &Db, expr: &Expr, start: i64, end: i64, step: i64) -> Result<Ve
         ));
     }
     let len = usize::try_from((end - start) / step + 1).unwrap_or(1);
-    let eval = Eval { db, grid: Grid { start, step, len }, query: (start, end) };
+    let budget = Budget::new(limits);
+    let eval = Eval { db, grid: Grid { start, step, len }, query: (start, end), budget: &budget };
     match eval.eval(expr)? {
         Steps::Scalar(values) => {
             Ok(vec![(Labels::default(), values.into_iter().enumerate().map(|(i, v)| (eval.grid.at(i), v)).collect())])
@@ -171,6 +354,8 @@ struct Eval<'a> {
     grid: Grid,
     /// The query's own start and end (`@ start()`, `@ end()`), also inside subqueries.
     query: (i64, i64),
+    /// Time and samples spent so far, shared with subqueries.
+    budget: &'a Budget,
 }
 
 /// A range vector over the grid: its series, and for each instant where its window
@@ -237,21 +422,28 @@ fn drop_name(labels: &Labels) -> Labels {
     labels.without(METRIC_NAME)
 }
 
+/// A duration of a query (range, offset, `@` time) in milliseconds, at most
+/// [`MAX_TIME_MS`], so that sums of a few of them and a query's times never overflow.
 fn range_ms(d: std::time::Duration) -> i64 {
-    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX).min(MAX_TIME_MS)
 }
 
 impl Eval<'_> {
     /// Series of a selector with samples in `(mint, maxt]`, read from the store once.
     fn series(&self, vs: &VectorSelector, mint: i64, maxt: i64) -> Result<Vec<Series>, QueryError> {
         let mut sets = matchers(vs)?;
+        self.budget.check_time()?;
+        let counted = |found: Vec<Series>| -> Result<Vec<Series>, QueryError> {
+            self.budget.take(found.iter().map(|(_, s)| s.len()).sum())?;
+            Ok(found)
+        };
         if sets.len() == 1 {
             // One matcher set: the store's answer is already one entry per series, sorted.
-            return Ok(self.db.select(&sets.remove(0), mint + 1, maxt));
+            return counted(self.db.select(&sets.remove(0), mint.saturating_add(1), maxt));
         }
         let mut out: BTreeMap<Labels, Vec<(i64, f64)>> = BTreeMap::new();
         for set in sets {
-            for (labels, samples) in self.db.select(&set, mint + 1, maxt) {
+            for (labels, samples) in counted(self.db.select(&set, mint.saturating_add(1), maxt))? {
                 out.insert(labels, samples);
             }
         }
@@ -259,6 +451,16 @@ impl Eval<'_> {
     }
 
     fn eval(&self, expr: &Expr) -> Result<Steps, QueryError> {
+        self.budget.check_time()?;
+        let steps = self.eval_node(expr)?;
+        if let Steps::Vector(rows) = &steps {
+            // What each node holds counts too, as Prometheus counts the points of every step.
+            self.budget.take(rows.iter().map(|(_, points)| points.len()).sum())?;
+        }
+        Ok(steps)
+    }
+
+    fn eval_node(&self, expr: &Expr) -> Result<Steps, QueryError> {
         match expr {
             Expr::NumberLiteral(n) => Ok(Steps::Scalar(vec![n.val; self.grid.len])),
             Expr::StringLiteral(s) => Ok(Steps::String(s.val.clone())),
@@ -353,7 +555,8 @@ impl Eval<'_> {
                     Vec::new()
                 } else {
                     let len = usize::try_from((to - start) / step + 1).unwrap_or(1);
-                    let inner = Eval { db: self.db, grid: Grid { start, step, len }, query: self.query };
+                    let inner =
+                        Eval { db: self.db, grid: Grid { start, step, len }, query: self.query, budget: self.budget };
                     inner.vectors(&sq.expr)?
                 };
                 (series, range, ends)

@@ -177,3 +177,28 @@ fn metric_queries_count_rate_and_aggregate_lines() {
     assert!(eval(r#"count_over_time({service="none"}[1m])"#, &[60]).unwrap().is_empty());
     assert!(matches!(logql::parse(r#"{service="web"} |= "x""#).unwrap(), Expr::Log(_)));
 }
+
+/// Issue 15, item 2: 5,000 parentheses or terms used to overflow the stack; the
+/// parser refuses more than 1,000 levels, naming the limit, and accepts what is within.
+#[test]
+fn deep_logql_is_refused_at_the_depth_limit() {
+    let limit = |q: &str| logql::parse(q).unwrap_err().to_string();
+    let parens = format!("{}count_over_time({{service=\"web\"}}[1m]){}", "(".repeat(5000), ")".repeat(5000));
+    assert!(limit(&parens).contains("more than 1000 levels"), "{}", limit(&parens));
+    let terms = vec!["count_over_time({service=\"web\"}[1m])"; 5000].join(" + ");
+    assert!(limit(&terms).contains("more than 1000 levels"));
+    let numbers = vec!["1"; 5000].join("+");
+    assert!(limit(&numbers).contains("more than 1000 levels"));
+    let filters = format!("{{service=\"web\"}} | logfmt | {}", vec!["status=200"; 5000].join(" and "));
+    assert!(limit(&filters).contains("more than 1000 levels"));
+    let nested =
+        format!("{{service=\"web\"}} | logfmt | status=200 and {}status=200{}", "(".repeat(3000), ")".repeat(3000));
+    assert!(limit(&nested).contains("more than 1000 levels"));
+    let sums = format!("{}count_over_time({{service=\"web\"}}[1m]){}", "sum(".repeat(3000), ")".repeat(3000));
+    assert!(limit(&sums).contains("more than 1000 levels"));
+
+    // Within the limit, a long sum still evaluates on a test thread's stack.
+    let terms = vec!["count_over_time({service=\"web\"}[1m])"; 400].join(" + ");
+    let got = eval(&terms, &[60]).unwrap();
+    assert_eq!(got[r#"{level="stream", service="web"}"#], [Some(2400.0)]);
+}

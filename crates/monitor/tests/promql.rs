@@ -284,3 +284,61 @@ fn sort_orders_an_instant_answer_and_dates_read_unix_seconds_in_utc() {
         &[("{}", 180.0 + std::f64::consts::PI)],
     );
 }
+
+/// Issue 15, item 2: 3,000 chained `+` and 10,000 nested calls used to overflow the
+/// stack and abort the process; they are refused before parsing, naming the limit,
+/// while an expression just inside the limit still parses and evaluates (on a test
+/// thread's 2 MiB stack, as the server's blocking threads have).
+#[test]
+fn deep_expressions_are_refused_at_the_depth_limit() {
+    let (_dir, db) = store();
+    let chained = vec!["1"; 3000].join("+");
+    let err = promql::parse(&chained).unwrap_err();
+    assert!(matches!(err, promql::QueryError::BadData(_)), "{err:?}");
+    assert!(err.to_string().contains("more than the limit of 1000"), "{err}");
+    let nested = format!("{}vector(1){}", "abs(".repeat(10_000), ")".repeat(10_000));
+    assert!(promql::parse(&nested).unwrap_err().to_string().contains("limit of 1000"));
+    let parens = format!("{}1{}", "(".repeat(5_000), ")".repeat(5_000));
+    assert!(promql::parse(&parens).unwrap_err().to_string().contains("limit of 1000"));
+
+    // Inside the limit: 999 terms (998 operators), and 990 nested calls.
+    let terms = vec!["1"; 999].join("+");
+    assert_eq!(vector(&db, &terms), [("scalar".to_string(), 999.0)]);
+    let nested = format!("{}vector(2){}", "abs(".repeat(990), ")".repeat(990));
+    assert_eq!(vector(&db, &nested), [("{}".to_string(), 2.0)]);
+    // Operators inside strings and label matchers do not count.
+    let matcher = format!("http_requests_total{{job!=\"{}\"}}", "+".repeat(5000));
+    assert_eq!(vector(&db, &matcher).len(), 3);
+}
+
+/// Issue 15, item 2: Prometheus' `--query.max-samples` and `--query.timeout`, with its messages.
+#[test]
+fn queries_stop_at_the_sample_limit_and_the_timeout() {
+    let (_dir, db) = store();
+    let expr = promql::parse("sum(rate(http_requests_total[10m]))").unwrap();
+    let few = promql::Limits { max_samples: 50, ..promql::Limits::default() };
+    let err = promql::instant_within(&db, &expr, 600 * S, few).unwrap_err();
+    assert_eq!(err, promql::QueryError::TooManySamples);
+    assert_eq!(err.to_string(), "query processing would load too many samples into memory in query execution");
+    let enough = promql::Limits { max_samples: 1000, ..promql::Limits::default() };
+    promql::instant_within(&db, &expr, 600 * S, enough).unwrap();
+    let no_time = promql::Limits { timeout: std::time::Duration::ZERO, ..promql::Limits::default() };
+    let err = promql::range_within(&db, &expr, 0, 600 * S, 15 * S, no_time).unwrap_err();
+    assert_eq!(err, promql::QueryError::Timeout);
+    assert_eq!(err.to_string(), "query timed out in expression evaluation");
+}
+
+/// Issue 15, item 3: times whose difference overflows `i64` are refused instead of
+/// wrapping into a wrong single point.
+#[test]
+fn query_times_that_would_overflow_are_refused() {
+    let (_dir, db) = store();
+    let expr = promql::parse("vector(1)").unwrap();
+    let err = promql::range(&db, &expr, -9_000_000_000_000_000_000, 1_000_000_000_000_000_000, 1000).unwrap_err();
+    assert!(err.to_string().contains("invalid parameter \"start\""), "{err}");
+    let err = promql::instant(&db, &expr, i64::MAX).unwrap_err();
+    assert!(err.to_string().contains("invalid parameter \"time\""), "{err}");
+    // The largest range, offset and `@` a query can write stay finite.
+    let far = promql::parse("count_over_time(http_requests_total[100000y] offset -100000y @ 1e15)").unwrap();
+    promql::instant(&db, &far, 600 * S).unwrap();
+}

@@ -59,6 +59,8 @@ pub struct ServeConfig {
     /// The address users reach the server at, for links in notifications
     /// (`http://LISTEN` when absent).
     pub external_url: Option<String>,
+    /// What one PromQL query may spend (`--query.timeout`, `--query.max-samples`).
+    pub query_limits: mobius_monitor::promql::Limits,
 }
 
 impl ServeConfig {
@@ -79,6 +81,7 @@ impl ServeConfig {
             monitor_retention: Duration::from_secs(15 * 86_400),
             monitor_retention_bytes: None,
             external_url: None,
+            query_limits: mobius_monitor::promql::Limits::default(),
         }
     }
 }

@@ -78,3 +78,98 @@ fn yaml_alias_bomb_in_server_configuration_is_refused_at_start() {
         assert!(stderr.contains("limit of 4194304 bytes"), "{flag}: {stderr}");
     }
 }
+
+/// Percent-encodes a query parameter's value.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+        .collect()
+}
+
+/// Item 2: queries deep enough to overflow the stack are answered 400 `bad_data`
+/// naming the limit, by any viewer, and the server keeps answering; a 64 KB URL and
+/// a 64 KB form body are accepted, as Prometheus accepts them.
+#[test]
+fn deep_promql_and_logql_are_refused_and_the_server_stays_up() {
+    let server = Server::start(Backend::Sqlite);
+    let (status, viewer) =
+        server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"name": "v", "role": "viewer"})));
+    assert_eq!(status, 201, "{viewer}");
+    let viewer = viewer["token"].as_str().unwrap().to_string();
+    let form = |path: &str, query: &str| {
+        server.post_raw(
+            path,
+            &[("authorization", &format!("Bearer {viewer}")), ("content-type", "application/x-www-form-urlencoded")],
+            format!("query={}", encode(query)).into_bytes(),
+        )
+    };
+    let deep = [
+        ("/api/v1/query", vec!["1"; 3000].join("+")),
+        ("/api/v1/query", format!("{}vector(1){}", "abs(".repeat(10_000), ")".repeat(10_000))),
+        ("/loki/api/v1/query", format!("{}count_over_time({{a=\"b\"}}[1m]){}", "(".repeat(5000), ")".repeat(5000))),
+        ("/loki/api/v1/query", vec!["count_over_time({a=\"b\"}[1m])"; 5000].join("+")),
+    ];
+    for (path, query) in &deep {
+        // Short ones in the URL; 10,000 nested calls do not fit in one, so in a form body.
+        let (status, answer) = if query.len() < 8192 {
+            server.api_as(&viewer, "GET", &format!("{path}?query={}", encode(query)), None)
+        } else if path.starts_with("/api/v1") {
+            form(path, query)
+        } else {
+            continue;
+        };
+        let shown: String = answer.to_string().chars().take(300).collect();
+        assert_eq!(status, 400, "{path}: {shown}");
+        assert!(shown.contains("1000"), "the answer names the limit: {shown}");
+        if path.starts_with("/api/v1") {
+            assert_eq!(answer["status"], "error");
+            assert_eq!(answer["errorType"], "bad_data");
+        }
+    }
+    assert_eq!(server.api("GET", "/healthz", None).0, 200, "{}", server.log());
+
+    // 64 KB in the URL and in a form body.
+    let long = format!("vector(1) + count({{__name__=~\"{}\"}}) or vector(1)", "a".repeat(60 * 1024));
+    let url = format!("/api/v1/query?query={}", encode(&long));
+    assert!(url.len() > 60 * 1024, "{}", url.len());
+    let (status, answer) = server.api_as(&viewer, "GET", &url, None);
+    assert_eq!(status, 200, "{answer}");
+    let (status, answer) = form("/api/v1/query", &long);
+    assert_eq!(status, 200, "{answer}");
+}
+
+/// Item 3: time bounds whose difference overflows are refused with a 400 instead
+/// of wrapping past the point limit (Loki) or into a wrong single point (Prometheus).
+#[test]
+fn query_range_with_overflowing_bounds_is_refused() {
+    let server = Server::start(Backend::Sqlite);
+    let loki = "/loki/api/v1/query_range?start=-9000000000000000000&end=1000000000000000000&step=1&query=";
+    for query in ["count_over_time({a=\"b\"}[1m])", "{a=\"b\"}"] {
+        let (status, answer) = server.api("GET", &format!("{loki}{}", encode(query)), None);
+        assert_eq!(status, 400, "{answer}");
+        assert!(answer.to_string().contains("longer range than a query may span"), "{answer}");
+    }
+    let prom = "/api/v1/query_range?query=vector(1)&start=-9e15&end=1e15&step=1";
+    let (status, answer) = server.api("GET", prom, None);
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["errorType"], "bad_data");
+    assert!(answer["error"].as_str().unwrap().contains("\"start\""), "{answer}");
+    assert_eq!(server.api("GET", "/healthz", None).0, 200);
+}
+
+/// Item 2: `--query.max-samples` and `--query.timeout`, answered as Prometheus does
+/// (422 `execution` and 503 `timeout`, with its messages).
+#[test]
+fn query_limits_answer_with_prometheus_errors() {
+    let mut server = Server::start_with(Backend::Sqlite, &["--query.max-samples", "0"]);
+    let (status, answer) = server.api("GET", "/api/v1/query?query=vector(1)", None);
+    assert_eq!(status, 422, "{answer}");
+    assert_eq!(answer["errorType"], "execution");
+    assert_eq!(answer["error"], "query processing would load too many samples into memory in query execution");
+    server.restart_with(&["--query.timeout", "0s"]);
+    let (status, answer) = server.api("GET", "/api/v1/query_range?query=vector(1)&start=0&end=600&step=15", None);
+    assert_eq!(status, 503, "{answer}");
+    assert_eq!(answer["errorType"], "timeout");
+    assert_eq!(answer["error"], "query timed out in expression evaluation");
+}

@@ -187,25 +187,35 @@ pub async fn query_range(
             let d = humantime::parse_duration(since).map_err(|e| ApiError::bad_request(format!("since: {e}")))?;
             end.saturating_sub(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
         }
-        (None, None) => end - 3_600_000_000_000,
+        (None, None) => end.saturating_sub(3_600_000_000_000),
     };
     if start > end {
         return Err(ApiError::bad_request("start: after end"));
     }
+    // Checked: a start and end from either end of i64 must not wrap past the step limit.
+    let span = end.checked_sub(start).ok_or_else(|| {
+        ApiError::bad_request(format!(
+            "start, end: {start} to {end} ns is a longer range than a query may span ({} ns)",
+            i64::MAX
+        ))
+    })?;
     let query = match expr {
         Expr::Log(query) => query,
         expr => {
             // Loki's default step gives about 250 points.
             let step = match &q.step {
                 Some(s) => parse_step(s)?,
-                None => ((end - start) / 250).max(1_000_000_000),
+                None => (span / 250).max(1_000_000_000),
             };
-            if (end - start) / step >= MAX_STEPS {
+            if span / step >= MAX_STEPS {
                 return Err(ApiError::bad_request(format!(
                     "step: {MAX_STEPS} points at most; use a larger step for this range"
                 )));
             }
-            let steps: Vec<i64> = (0..).map(|i| start + i * step).take_while(|t| *t <= end).collect();
+            let steps: Vec<i64> = (0..)
+                .map_while(|i: i64| i.checked_mul(step).and_then(|offset| start.checked_add(offset)))
+                .take_while(|t| *t <= end)
+                .collect();
             let (steps, value) = evaluate(Arc::clone(&app.monitor.logs), expr, steps).await?;
             let result: Vec<Value> = match value {
                 logql::Value::Scalar(v) => {
@@ -250,7 +260,7 @@ pub async fn query(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<
         Expr::Log(query) => {
             let limit = q.limit.unwrap_or(100).clamp(1, 5000);
             let logs = Arc::clone(&app.monitor.logs);
-            let start = time - 3_600_000_000_000;
+            let start = time.saturating_sub(3_600_000_000_000);
             let found = tokio::task::spawn_blocking(move || logs.query(&query, start, time, limit, true))
                 .await
                 .map_err(ApiError::internal)?

@@ -126,6 +126,8 @@ fn query_error(e: promql::QueryError) -> Refused {
     match e {
         promql::QueryError::BadData(e) => prom_error(StatusCode::BAD_REQUEST, "bad_data", e),
         promql::QueryError::Execution(e) => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+        e @ promql::QueryError::TooManySamples => prom_error(StatusCode::UNPROCESSABLE_ENTITY, "execution", e),
+        e @ promql::QueryError::Timeout => prom_error(StatusCode::SERVICE_UNAVAILABLE, "timeout", e),
     }
 }
 
@@ -215,9 +217,10 @@ pub async fn query(State(app): State<Arc<App>>, caller: Caller, params: PromPara
         Some(t) => parse_time("time", t).map_err(|e| prom_error(StatusCode::BAD_REQUEST, "bad_data", e))?,
         None => now_ms(),
     };
+    let limits = app.config.query_limits;
     answer(move || {
         let seconds = at as f64 / 1000.0;
-        Ok(match promql::instant(&db, &expr, at)? {
+        Ok(match promql::instant_within(&db, &expr, at, limits)? {
             promql::Value::Scalar(v) => json!({"resultType": "scalar", "result": [seconds, format_value(v)]}),
             promql::Value::String(s) => json!({"resultType": "string", "result": [seconds, s]}),
             promql::Value::Vector(samples) => {
@@ -252,7 +255,8 @@ pub async fn query_range(
         Ok((start, end, step))
     })();
     let (start, end, step) = times.map_err(|e| prom_error(StatusCode::BAD_REQUEST, "bad_data", e))?;
-    answer(move || Ok(matrix_json(&promql::range(&db, &expr, start, end, step)?))).await
+    let limits = app.config.query_limits;
+    answer(move || Ok(matrix_json(&promql::range_within(&db, &expr, start, end, step, limits)?))).await
 }
 
 /// The matcher sets of every `match[]`.
