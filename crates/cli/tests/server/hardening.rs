@@ -173,3 +173,25 @@ fn query_limits_answer_with_prometheus_errors() {
     assert_eq!(answer["errorType"], "timeout");
     assert_eq!(answer["error"], "query timed out in expression evaluation");
 }
+
+/// Item 7: an `expires_in` beyond the documented maximum (ten years) is refused with
+/// a 400 naming it, instead of an empty reply and a token list that panics ever after.
+#[test]
+fn token_expiry_beyond_the_maximum_is_refused_and_tokens_still_list() {
+    let mut server = Server::start(Backend::Sqlite);
+    for too_long in ["10000000000y", "300000000y", "3651d"] {
+        let body = serde_json::json!({"role": "viewer", "expires_in": too_long});
+        let (status, answer) = server.api("POST", "/api/v1/tokens", Some(body));
+        assert_eq!(status, 400, "{too_long}: {answer}");
+        assert!(answer.to_string().contains("maximum of 3650d"), "{answer}");
+    }
+    let (status, answer) =
+        server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"role": "viewer", "expires_in": "3650d"})));
+    assert_eq!(status, 201, "{answer}");
+    let year = answer["expires_at"].as_str().unwrap()[..4].parse::<i32>().unwrap();
+    assert!((2030..2050).contains(&year), "{answer}");
+    server.restart();
+    let (status, tokens) = server.api("GET", "/api/v1/tokens", None);
+    assert_eq!(status, 200, "{tokens}");
+    assert!(tokens.as_array().unwrap().iter().any(|t| t["expires_at"].is_string()));
+}

@@ -5,12 +5,11 @@ use serde_json::{json, Value};
 
 /// RFC 3339 with milliseconds, UTC.
 pub fn time(ms: Option<i64>) -> Value {
-    match ms {
-        Some(ms) if ms >= 0 => {
-            let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms as u64);
-            Value::String(humantime::format_rfc3339_millis(t).to_string())
-        }
-        _ => Value::Null,
+    // chrono prints any time it can hold (years past 9999 with a sign), so no stored
+    // value can make an answer fail; one it cannot hold is shown as null.
+    match ms.filter(|ms| *ms >= 0).and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => Value::Null,
     }
 }
 
@@ -117,4 +116,18 @@ pub fn rollout(r: &Rollout) -> Value {
         "updated_at": time(Some(r.updated_at)),
         "finished_at": time(r.finished_at),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 15, item 7: no stored time can make an answer fail to print.
+    #[test]
+    fn any_stored_time_prints() {
+        assert_eq!(super::time(Some(0)), "1970-01-01T00:00:00.000Z");
+        assert_eq!(super::time(Some(1_700_000_000_123)), "2023-11-14T22:13:20.123Z");
+        let far = super::time(Some(600_000_000_000_000));
+        assert!(far.as_str().is_some_and(|t| t.starts_with('+')), "{far}");
+        assert!(super::time(Some(i64::MAX)).is_null());
+        assert!(super::time(Some(-1)).is_null());
+    }
 }

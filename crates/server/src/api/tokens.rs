@@ -36,6 +36,9 @@ pub struct NewToken {
     expires_in: Option<String>,
 }
 
+/// The longest `expires_in` a token may have (ten years).
+pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(3650 * 86_400);
+
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -62,7 +65,14 @@ pub async fn create(
             let d = humantime::parse_duration(text).map_err(|e| {
                 ApiError::unprocessable(format!("expires_in: '{text}' is not a duration such as 30d: {e}"))
             })?;
-            Some(mobius_store::now_ms() + d.as_millis() as i64)
+            if d > MAX_TOKEN_LIFETIME {
+                return Err(ApiError::bad_request(format!(
+                    "expires_in: '{text}' is longer than the maximum of 3650d (ten years); \
+                     leave expires_in out for a token that does not expire"
+                )));
+            }
+            // Within ten years of now, so the sum is far inside i64 and printable.
+            Some(mobius_store::now_ms().saturating_add(d.as_millis() as i64))
         }
         None => None,
     };
