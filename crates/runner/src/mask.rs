@@ -1,7 +1,7 @@
 //! Secret masking: every secret and `::add-mask::` value, in its plain, base64
 //! and URL-encoded forms and line by line, is replaced by `***` in all output.
 
-use aho_corasick::{AhoCorasick, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use base64::Engine;
 use std::borrow::Cow;
 use std::collections::BTreeSet;
@@ -66,8 +66,14 @@ impl Masker {
         let before = state.values.len();
         state.values.extend(forms);
         if state.values.len() != before {
-            state.automaton =
-                AhoCorasick::builder().match_kind(MatchKind::LeftmostLongest).build(state.values.iter()).ok();
+            // A contiguous NFA builds in time linear in the secrets' length; the DFA that
+            // the builder would otherwise pick for few patterns takes quadratic time on
+            // repetitive ones (36 s for 40 KB of one letter).
+            state.automaton = AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .match_kind(MatchKind::LeftmostLongest)
+                .build(state.values.iter())
+                .ok();
         }
     }
 
@@ -118,5 +124,22 @@ mod tests {
         m.add("abcdef");
         m.add("   ");
         assert_eq!(m.mask("xabcdefx abc  "), "x***x ***  ");
+    }
+}
+
+#[cfg(test)]
+mod repetition_tests {
+    use super::*;
+
+    /// Issue 15, item 5: secrets of one repeated letter (the worst case for the DFA
+    /// the builder used to pick) are masked whole, however they are cut in the text.
+    #[test]
+    fn repetitive_secrets_are_masked() {
+        let m = Masker::new();
+        let secret = "a".repeat(40 * 1024);
+        m.add(&secret);
+        let text = format!("x{secret}y {secret}{secret}");
+        assert_eq!(m.mask(&text), "x***y ******");
+        assert_eq!(m.mask(&"a".repeat(100)), "a".repeat(100), "shorter runs are not the secret");
     }
 }

@@ -152,10 +152,18 @@ pub async fn execute(
     let event_path = run_dir.join("event.json");
     let payload = serde_json::to_vec_pretty(&options.event_payload).unwrap_or_default();
     std::fs::write(&event_path, payload).map_err(io_err("cannot write the event payload"))?;
-    let masker = Masker::new();
-    for secret in options.secrets.values() {
-        masker.add(secret);
-    }
+    // Building the automaton is CPU work proportional to the secrets' size: off the
+    // async workers, so a large secret never stalls the server's other requests.
+    let secrets: Vec<String> = options.secrets.values().cloned().collect();
+    let masker = tokio::task::spawn_blocking(move || {
+        let masker = Masker::new();
+        for secret in &secrets {
+            masker.add(secret);
+        }
+        masker
+    })
+    .await
+    .map_err(|e| io_err("cannot build the secret masker")(std::io::Error::other(e)))?;
     let reporter: Arc<dyn Reporter> =
         Arc::new(crate::reporter::RecordingReporter::new(reporter, &run_dir.join("events.jsonl")));
     let shared = Arc::new(Shared {

@@ -195,3 +195,26 @@ fn token_expiry_beyond_the_maximum_is_refused_and_tokens_still_list() {
     assert_eq!(status, 200, "{tokens}");
     assert!(tokens.as_array().unwrap().iter().any(|t| t["expires_at"].is_string()));
 }
+
+/// Items 5 and 15: secrets and variables over 48 KiB are refused with 413 naming the
+/// limit; the audit log records a variable's size and digest, never its value.
+#[test]
+fn secret_and_variable_sizes_are_limited_and_audit_keeps_no_values() {
+    let server = Server::start(Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/ok.yml", GOOD)]);
+    server.add_project("sizes", repo.path());
+    let at_limit = "s".repeat(49_152);
+    let over = "s".repeat(49_153);
+    for kind in ["secrets", "variables"] {
+        let path = format!("/api/v1/projects/sizes/{kind}/BIG");
+        let (status, answer) = server.api("PUT", &path, Some(serde_json::json!({"value": over})));
+        assert_eq!(status, 413, "{kind}: {answer}");
+        assert!(answer.to_string().contains("limit of 49152 bytes"), "{answer}");
+        assert_eq!(server.api("PUT", &path, Some(serde_json::json!({"value": at_limit}))).0, 204, "{kind}");
+    }
+    let (status, audit) = server.api("GET", "/api/v1/audit", None);
+    assert_eq!(status, 200, "{audit}");
+    let text = audit.to_string();
+    assert!(!text.contains("ssssssssssssssss"), "a value reached the audit log");
+    assert!(text.contains("49152") && text.contains("sha256"), "size and digest are recorded");
+}

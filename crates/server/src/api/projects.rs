@@ -12,6 +12,7 @@ use axum::Json;
 use mobius_store::Project;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
+use sha2::Digest as _;
 use std::sync::Arc;
 
 #[derive(Debug, Deserialize)]
@@ -167,6 +168,23 @@ fn valid_variable_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+/// The largest secret or variable value, in bytes: GitHub's 48 KB.
+pub const MAX_VALUE_BYTES: usize = 48 * 1024;
+
+/// Refuses a secret or variable value over [`MAX_VALUE_BYTES`] with 413, naming the limit.
+fn within_value_limit(kind: &str, value: &str) -> ApiResult<()> {
+    if value.len() > MAX_VALUE_BYTES {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "value: the {kind} is {} bytes, more than the limit of {MAX_VALUE_BYTES} bytes (48 KiB)",
+                value.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 pub async fn set_secret(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -178,6 +196,7 @@ pub async fn set_secret(
     if body.value.is_empty() {
         return Err(ApiError::unprocessable("value: a secret cannot be empty"));
     }
+    within_value_limit("secret", &body.value)?;
     let sealed =
         app.key.seal(&secret_context(project.id, &secret), body.value.as_bytes()).map_err(ApiError::internal)?;
     app.store.set_secret(project.id, &secret, &sealed).await?;
@@ -221,13 +240,16 @@ pub async fn set_variable(
 ) -> ApiResult<StatusCode> {
     let project = find(&app, &caller, &name, Role::Maintainer).await?;
     valid_variable_name(&variable)?;
+    within_value_limit("variable", &body.value)?;
     app.store.set_variable(project.id, &variable, &body.value).await?;
+    // The audit log keeps what identifies the change, not the value itself.
+    let digest = hex::encode(sha2::Sha256::digest(body.value.as_bytes()));
     app.store
         .audit(
             &caller.actor(),
             "variable.set",
             &format!("{}/{variable}", project.name),
-            json!({"value": body.value}),
+            json!({"bytes": body.value.len(), "sha256": digest}),
             &caller.remote,
         )
         .await?;
