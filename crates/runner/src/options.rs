@@ -51,6 +51,12 @@ pub struct RunOptions {
     /// Where `actions/cache` keeps file contents (the server's blob store for caches);
     /// otherwise a content-addressed folder in the state directory.
     pub cache_blobs: Option<std::sync::Arc<dyn mobius_store::BlobStore>>,
+    /// Whose `actions/cache` entries this run reads and writes: a folder name under
+    /// the state directory's `cache` (the server gives each project its own, by id);
+    /// otherwise the repository's name.
+    pub cache_namespace: Option<String>,
+    /// Whether this run may save cache entries (not for pull requests from forks, as on GitHub).
+    pub cache_writes: bool,
     /// Job concurrency groups shared with other runs (the server); otherwise one set per run.
     pub concurrency: Option<std::sync::Arc<crate::concurrency::ConcurrencyGroups>>,
     /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
@@ -93,6 +99,8 @@ impl RunOptions {
             reuse: IndexMap::new(),
             concurrency: None,
             cache_blobs: None,
+            cache_namespace: None,
+            cache_writes: true,
         }
     }
 }

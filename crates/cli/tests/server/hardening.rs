@@ -218,3 +218,101 @@ fn secret_and_variable_sizes_are_limited_and_audit_keeps_no_values() {
     assert!(!text.contains("ssssssssssssssss"), "a value reached the audit log");
     assert!(text.contains("49152") && text.contains("sha256"), "size and digest are recorded");
 }
+
+/// A repository at `root/relative` (so two projects' paths can end alike).
+fn repo_at(root: &std::path::Path, relative: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
+    let dir = root.join(relative);
+    std::fs::create_dir_all(&dir).unwrap();
+    let git = |args: &[&str]| {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=Alice", "-c", "user.email=alice@example.com"])
+            .args(args)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    git(&["init", "-q", "-b", "main"]);
+    for (path, text) in files {
+        let full = dir.join(path);
+        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+        std::fs::write(full, text).unwrap();
+    }
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "initial"]);
+    dir
+}
+
+fn logs(server: &Server, run: i64) -> String {
+    String::from_utf8_lossy(&server.cli(&["logs", &run.to_string()]).stdout).to_string()
+}
+
+/// Item 8: caches are namespaced by project id. Project `evil` at `…/evil/x/repo-b`
+/// used to restore what project `projb` at `…/x/repo-b` saved.
+#[test]
+fn caches_are_namespaced_by_project_not_by_path() {
+    let server = Server::start(Backend::Sqlite);
+    let root = tempfile::tempdir().unwrap();
+    let save = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: mkdir -p c && echo from-projb > c/f\n      - uses: actions/cache/save@v4\n        with:\n          path: c\n          key: shared-key\n";
+    let restore = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/cache/restore@v4\n        id: r\n        with:\n          path: c\n          key: shared-key\n      - run: echo \"hit=${{ steps.r.outputs.cache-hit }}\"; cat c/f 2>/dev/null || echo nothing-restored\n";
+    let projb = repo_at(root.path(), "x/repo-b", &[(".github/workflows/save.yml", save)]);
+    let added = server.add_project("projb", &projb);
+    let run = server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
+    assert_eq!(run["conclusion"], "success", "{run}");
+    let evil = repo_at(root.path(), "evil/x/repo-b", &[(".github/workflows/restore.yml", restore)]);
+    let added = server.add_project("evil", &evil);
+    let id = added["runs"][0]["id"].as_i64().unwrap();
+    assert_eq!(server.wait_run(id, "completed")["conclusion"], "success");
+    let log = logs(&server, id);
+    assert!(log.contains("nothing-restored"), "{log}");
+    assert!(!log.contains("from-projb"), "another project's cache was restored:\n{log}");
+}
+
+/// Item 5b: a pull request whose head repository is not its base (a fork) runs
+/// without the project's secrets and cannot write its caches; one from the same
+/// repository has both.
+#[test]
+fn pull_requests_from_forks_get_no_secrets_and_write_no_caches() {
+    let server = Server::start_with(Backend::Sqlite, &["--poll-interval", "1h"]);
+    let wf = "on: pull_request\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"secret=[${{ secrets.DEPLOY_KEY }}]\"; mkdir -p c; echo x > c/f\n      - uses: actions/cache/save@v4\n        with:\n          path: c\n          key: pr-key-${{ github.event.number }}\n";
+    let repo = Repo::new(&[(".github/workflows/pr.yml", wf)]);
+    let secret = "a-webhook-secret-of-some-length";
+    let body =
+        serde_json::json!({"name": "forked", "repo": repo.path().display().to_string(), "webhook_secret": secret});
+    assert_eq!(server.api("POST", "/api/v1/projects", Some(body)).0, 201);
+    let put = server.api(
+        "PUT",
+        "/api/v1/projects/forked/secrets/DEPLOY_KEY",
+        Some(serde_json::json!({"value": "do-not-leak"})),
+    );
+    assert_eq!(put.0, 204);
+    let head = repo.git(&["rev-parse", "HEAD"]);
+    let pull_request = |number: u64, head_repo: &str| {
+        let pr = serde_json::json!({"action": "opened", "number": number, "sender": {"login": "stranger"},
+            "pull_request": {
+                "head": {"sha": head, "ref": "topic", "repo": {"full_name": head_repo, "fork": head_repo != "acme/app"}},
+                "base": {"ref": "main", "sha": head, "repo": {"full_name": "acme/app"}}}});
+        let body = serde_json::to_vec(&pr).unwrap();
+        let signature = crate::webhooks::sign(secret, &body);
+        let delivery = format!("delivery-{number}");
+        let (status, answer) = server.post_raw(
+            "/api/v1/hooks/github/forked",
+            &[
+                ("X-GitHub-Event", "pull_request"),
+                ("X-Hub-Signature-256", &signature),
+                ("X-GitHub-Delivery", &delivery),
+            ],
+            body,
+        );
+        assert_eq!(status, 202, "{answer}");
+        let id = answer["runs"][0]["id"].as_i64().unwrap();
+        assert_eq!(server.wait_run(id, "completed")["conclusion"], "success");
+        logs(&server, id)
+    };
+    let fork = pull_request(1, "stranger/app");
+    assert!(fork.contains("secret=[]"), "{fork}");
+    assert!(fork.contains("Cache not saved"), "{fork}");
+    let same = pull_request(2, "acme/app");
+    assert!(same.contains("secret=[***]"), "{same}");
+    assert!(!same.contains("Cache not saved"), "{same}");
+}

@@ -16,10 +16,12 @@ fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// Where this run's cache entries live: the namespace the caller gave (the server's
+/// project id), else the repository's name.
 fn cache_root(run: &JobRun) -> PathBuf {
-    let repo: String =
-        run.shared.repository.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    run.shared.options.state_dir.join("cache").join(repo)
+    let name = run.shared.options.cache_namespace.as_deref().unwrap_or(&run.shared.repository);
+    let folder: String = name.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    run.shared.options.state_dir.join("cache").join(folder)
 }
 
 /// Caches are namespaced by their path list, as GitHub's are.
@@ -147,6 +149,12 @@ pub(crate) fn save(run: &mut JobRun, key: &str, paths: &[String], out: &mut Step
     if key.trim().is_empty() || paths.is_empty() {
         out.message("Error: cache save needs 'key' and 'path'");
         return StepExec::failure();
+    }
+    if !run.shared.options.cache_writes {
+        out.message(&format!(
+            "Cache not saved for key: {key}; a pull request from a fork cannot write the project's caches"
+        ));
+        return StepExec::success();
     }
     let root = cache_root(run);
     let version = version(paths);

@@ -313,10 +313,18 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     if let Ok(Value::Object(inputs)) = serde_json::from_str::<Value>(&run.inputs) {
         options.inputs = inputs.into_iter().map(|(k, v)| (k, mobius_workflow::expr::to_display_string(&v))).collect();
     }
-    for (name, sealed, _) in app.store.secrets(project.id).await.map_err(|e| e.to_string())? {
-        let value =
-            app.key.open(&secret_context(project.id, &name), &sealed).map_err(|e| format!("secret {name}: {e}"))?;
-        options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
+    // A pull request from a fork runs code the project has not accepted: as on
+    // GitHub, without the project's secrets and without writing its caches.
+    let from_fork = is_fork_pull_request(&run.event, &options.event_payload);
+    if from_fork {
+        tracing::info!(run = run.id, project = %project.name, "pull request from a fork: no secrets, no cache writes");
+        options.cache_writes = false;
+    } else {
+        for (name, sealed, _) in app.store.secrets(project.id).await.map_err(|e| e.to_string())? {
+            let value =
+                app.key.open(&secret_context(project.id, &name), &sealed).map_err(|e| format!("secret {name}: {e}"))?;
+            options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
+        }
     }
     options.vars = app.store.variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
     if let Ok(Value::Object(reuse)) = serde_json::from_str::<Value>(&run.reuse) {
@@ -341,8 +349,27 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     options.job_slots = Some(app.job_slots.clone());
     options.concurrency = Some(app.job_groups.clone());
     options.cache_blobs = Some(app.cache_blobs.clone());
+    // By project id: two projects whose repositories end alike never share entries.
+    options.cache_namespace = Some(format!("project-{}", project.id));
     options.action_dir = app.config.action_dir.clone();
     Ok(options)
+}
+
+/// Whether a `pull_request` event comes from a fork: its head repository is not its
+/// base repository.
+pub fn is_fork_pull_request(event: &str, payload: &Value) -> bool {
+    if !matches!(event, "pull_request" | "pull_request_review" | "pull_request_review_comment") {
+        return false;
+    }
+    let pr = &payload["pull_request"];
+    let head = pr["head"]["repo"]["full_name"].as_str();
+    let base = pr["base"]["repo"]["full_name"].as_str();
+    match (head, base) {
+        (Some(head), Some(base)) => !head.eq_ignore_ascii_case(base),
+        // A pull request whose head repository was deleted is from a fork that is gone.
+        (None, Some(_)) => pr["head"].is_object(),
+        _ => pr["head"]["repo"]["fork"].as_bool().unwrap_or(false),
+    }
 }
 
 /// What a project's secret is bound to when sealed.
