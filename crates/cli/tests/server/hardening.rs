@@ -316,3 +316,19 @@ fn pull_requests_from_forks_get_no_secrets_and_write_no_caches() {
     assert!(same.contains("secret=[***]"), "{same}");
     assert!(!same.contains("Cache not saved"), "{same}");
 }
+
+/// Item 16: UI answers carry a Content-Security-Policy that forbids framing and
+/// inline script, and `X-Frame-Options: DENY`.
+#[test]
+fn ui_answers_forbid_framing_and_inline_script() {
+    let server = Server::start(Backend::Sqlite);
+    let client = reqwest::blocking::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    for path in ["/ui/login", "/ui/runs", "/ui/static/app.js"] {
+        let response = client.get(format!("{}{path}", server.url)).send().unwrap();
+        let headers = response.headers();
+        let csp = headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp:?}");
+        assert!(csp.contains("script-src 'self'") && !csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(headers.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]), "{path}");
+    }
+}

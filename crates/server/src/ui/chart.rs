@@ -94,7 +94,8 @@ pub fn line_chart(series: &[(String, Vec<(i64, f64)>)], start: i64, end: i64, st
     for (i, (name, _)) in series.iter().enumerate() {
         let _ = write!(
             svg,
-            r#"<li><span class="swatch" style="background:{}"></span>{}</li>"#,
+            // An SVG fill, not a style attribute: the UI's Content-Security-Policy allows no inline styles.
+            r#"<li><svg class="swatch" viewBox="0 0 1 1"><rect width="1" height="1" fill="{}"/></svg>{}</li>"#,
             COLOURS[i % COLOURS.len()],
             escape(name)
         );
