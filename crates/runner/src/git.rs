@@ -258,6 +258,24 @@ pub fn commits_between(dir: &Path, before: Option<&str>, after: &str, limit: usi
     Ok(out)
 }
 
+/// Whether `ancestor` is a strict ancestor of `descendant`, looking at most `limit`
+/// commits back from `descendant` (beyond that, `false`).
+pub fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str, limit: usize) -> Result<bool, String> {
+    let repo = open(dir)?;
+    let target = resolve(&repo, ancestor)?;
+    let start = resolve(&repo, descendant)?;
+    if target == start {
+        return Ok(false);
+    }
+    let walk = repo.rev_walk([start]).all().map_err(|e| e.to_string())?;
+    for info in walk.take(limit) {
+        if info.map_err(|e| e.to_string())?.id == target {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 /// The workflow files (`.github/workflows/*.yml|yaml`) in a commit: `(path, text)`.
 pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>, String> {
     let repo = open(dir)?;

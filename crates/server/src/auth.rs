@@ -73,7 +73,7 @@ impl Caller {
     /// Requires `role` on every project (global operations).
     pub fn require_global(&self, role: Role) -> Result<(), ApiError> {
         if self.project_id.is_some() || self.role < role {
-            return Err(forbidden(role, "the server"));
+            return Err(forbidden(self, role, "the server"));
         }
         Ok(())
     }
@@ -81,13 +81,14 @@ impl Caller {
     /// Requires `role` on this project.
     pub fn require(&self, role: Role, project_id: i64, project: &str) -> Result<(), ApiError> {
         if self.project_id.is_some_and(|p| p != project_id) {
-            return Err(ApiError::new(
+            return Err(ApiError::denied(
                 StatusCode::FORBIDDEN,
+                self.actor(),
                 format!("this token does not apply to project '{project}'"),
             ));
         }
         if self.role < role {
-            return Err(forbidden(role, &format!("project '{project}'")));
+            return Err(forbidden(self, role, &format!("project '{project}'")));
         }
         Ok(())
     }
@@ -98,8 +99,8 @@ impl Caller {
     }
 }
 
-fn forbidden(role: Role, what: &str) -> ApiError {
-    ApiError::new(StatusCode::FORBIDDEN, format!("this needs the {} role on {what}", role.as_str()))
+fn forbidden(caller: &Caller, role: Role, what: &str) -> ApiError {
+    ApiError::denied(StatusCode::FORBIDDEN, caller.actor(), format!("this needs the {} role on {what}", role.as_str()))
 }
 
 impl Caller {
@@ -128,11 +129,15 @@ impl FromRequestParts<Arc<App>> for Caller {
             // signed-in browser change anything (no CSRF through the cookie).
             .or_else(|| if parts.method.is_safe() { cookie_token(&parts.headers) } else { None });
         let Some(token) = token else {
-            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing bearer token (Authorization: Bearer TOKEN)"));
+            return Err(ApiError::denied(
+                StatusCode::UNAUTHORIZED,
+                "anonymous",
+                "missing bearer token (Authorization: Bearer TOKEN)",
+            ));
         };
-        Caller::from_token(app, token, remote)
-            .await?
-            .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "invalid, expired or revoked token"))
+        Caller::from_token(app, token, remote).await?.ok_or_else(|| {
+            ApiError::denied(StatusCode::UNAUTHORIZED, "unknown token", "invalid, expired or revoked token")
+        })
     }
 }
 

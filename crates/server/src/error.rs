@@ -9,11 +9,27 @@ use axum::Json;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// Set when a permission check refused the request: who was refused. The
+    /// answer then carries a [`Denial`] that the audit layer records.
+    pub denied: Option<String>,
+}
+
+/// A refusal by a permission check, carried on the response to the audit layer.
+#[derive(Debug, Clone)]
+pub struct Denial {
+    pub actor: String,
+    pub reason: String,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError { status, message: message.into() }
+        ApiError { status, message: message.into(), denied: None }
+    }
+
+    /// A refusal by a permission check (401, 403, or a 404 hiding what `actor`
+    /// may not see), recorded in the audit log.
+    pub fn denied(status: StatusCode, actor: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError { status, message: message.into(), denied: Some(actor.into()) }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, message)
@@ -68,7 +84,12 @@ impl From<crate::deploy::DeployError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"error": self.message}))).into_response()
+        let denial = self.denied.map(|actor| Denial { actor, reason: self.message.clone() });
+        let mut response = (self.status, Json(serde_json::json!({"error": self.message}))).into_response();
+        if let Some(denial) = denial {
+            response.extensions_mut().insert(denial);
+        }
+        response
     }
 }
 

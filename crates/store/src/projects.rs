@@ -181,6 +181,36 @@ impl Store {
         Ok(())
     }
 
+    /// Records a webhook delivery id for a project; `false` when it was recorded
+    /// before (a replay). Deliveries older than 30 days are forgotten.
+    pub async fn record_delivery(&self, project_id: i64, delivery: &str) -> Result<bool> {
+        let now = now_ms();
+        sqlx::query("DELETE FROM webhook_deliveries WHERE received_at < $1")
+            .bind(now - 30 * 86_400_000)
+            .execute(&self.pool)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_deliveries (project_id, delivery, received_at) VALUES ($1, $2, $3)
+             ON CONFLICT (project_id, delivery) DO NOTHING",
+        )
+        .bind(project_id)
+        .bind(delivery)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Forgets a delivery id, so a redelivery of it is acted on (its first try failed).
+    pub async fn forget_delivery(&self, project_id: i64, delivery: &str) -> Result<()> {
+        sqlx::query("DELETE FROM webhook_deliveries WHERE project_id = $1 AND delivery = $2")
+            .bind(project_id)
+            .bind(delivery)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     /// The newest audit entries first, at most `limit`, older than `before` when given.
     pub async fn audit_log(&self, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
         let rows = sqlx::query(

@@ -332,3 +332,173 @@ fn ui_answers_forbid_framing_and_inline_script() {
         assert_eq!(headers.get("x-frame-options").map(|v| v.as_bytes()), Some(&b"DENY"[..]), "{path}");
     }
 }
+
+const RELEASING: &str = "on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/upload-artifact@v4
+        with: { name: web, path: app/ }
+";
+
+const SERVICE: &str = "services:
+  web:
+    artifact: web
+    run: python3 app.py {port}
+";
+
+/// A signed GitHub push delivery.
+fn push(server: &Server, secret: &str, delivery: &str, before: &str, after: &str) -> (u16, serde_json::Value) {
+    let body = serde_json::to_vec(&serde_json::json!({"ref": "refs/heads/main", "before": before, "after": after,
+        "sender": {"login": "octocat"}, "commits": [{"id": after, "added": [], "removed": [], "modified": ["app/app.py"]}]}))
+    .unwrap();
+    let signature = crate::webhooks::sign(secret, &body);
+    server.post_raw(
+        "/api/v1/hooks/github/shop",
+        &[("X-GitHub-Event", "push"), ("X-Hub-Signature-256", &signature), ("X-GitHub-Delivery", delivery)],
+        body,
+    )
+}
+
+/// Item 10: a replayed delivery (same `X-GitHub-Delivery`) starts nothing, and a
+/// correctly signed push of a commit older than the newest release runs but makes
+/// no release (an audit entry says why).
+#[test]
+fn replayed_deliveries_and_older_commits_make_no_release() {
+    for backend in crate::support::backends() {
+        let server = Server::start_with(backend, &["--poll-interval", "1h"]);
+        let repo = Repo::new(&[
+            (".github/workflows/ci.yml", RELEASING),
+            ("mobius.yaml", SERVICE),
+            ("app/app.py", "print('v1')\n"),
+        ]);
+        let first = repo.git(&["rev-parse", "HEAD"]);
+        let secret = "a-webhook-secret-of-some-length";
+        let body =
+            serde_json::json!({"name": "shop", "repo": repo.path().display().to_string(), "webhook_secret": secret});
+        let (status, added) = server.api("POST", "/api/v1/projects", Some(body));
+        assert_eq!(status, 201, "{added}");
+        server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
+        let second = repo.commit(&[("app/app.py", "print('v2')\n")], "v2");
+        let (status, answer) = push(&server, secret, "delivery-v2", &first, &second);
+        assert_eq!(status, 202, "{answer}");
+        server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
+        let releases = || server.api("GET", "/api/v1/releases?project=shop", None).1.as_array().unwrap().clone();
+        assert_eq!(releases().len(), 2, "{:?}", releases());
+
+        // The same delivery again: nothing.
+        let (status, answer) = push(&server, secret, "delivery-v2", &first, &second);
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["runs"].as_array().unwrap().len(), 0, "{answer}");
+
+        // An older commit, signed, under a new delivery id: it runs, but releases nothing.
+        let (status, answer) = push(&server, secret, "delivery-old", &second, &first);
+        assert_eq!(status, 202, "{answer}");
+        let run = server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
+        assert_eq!(run["conclusion"], "success", "{run}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let audit = loop {
+            let (_, audit) = server.api("GET", "/api/v1/audit", None);
+            if audit.to_string().contains("release.skip") || Instant::now() > deadline {
+                break audit;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert!(audit.to_string().contains("release.skip"), "{audit}");
+        let all = releases();
+        assert_eq!(all.len(), 2, "no release of the older commit: {all:?}");
+        assert!(all.iter().all(|r| r["run_id"] != run["id"]), "{all:?}");
+
+        // A newer push, then a replay of the older delivery: the ref moved on, so only
+        // the delivery id tells it is a replay.
+        let third = repo.commit(&[("app/app.py", "print('v3')\n")], "v3");
+        let (status, answer) = push(&server, secret, "delivery-v3", &second, &third);
+        assert_eq!(status, 202, "{answer}");
+        server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
+        let runs_before = server.api("GET", "/api/v1/runs?project=shop", None).1.as_array().unwrap().len();
+        let (status, answer) = push(&server, secret, "delivery-old", &second, &first);
+        assert_eq!((status, answer["runs"].as_array().map(Vec::len)), (200, Some(0)), "{answer}");
+        let runs_after = server.api("GET", "/api/v1/runs?project=shop", None).1.as_array().unwrap().len();
+        assert_eq!(runs_before, runs_after);
+    }
+}
+
+/// Item 14: GitHub's form content type is accepted; a push with `before == after`
+/// runs; an unsigned or wrongly signed request to an unknown project's hook answers
+/// exactly as a known project's does.
+#[test]
+fn webhook_form_deliveries_and_no_project_name_oracle() {
+    let server = Server::start_with(Backend::Sqlite, &["--poll-interval", "1h"]);
+    let repo = Repo::new(&[(".github/workflows/ok.yml", GOOD)]);
+    let secret = "a-webhook-secret-of-some-length";
+    let body = serde_json::json!({"name": "shop", "repo": repo.path().display().to_string(), "webhook_secret": secret});
+    assert_eq!(server.api("POST", "/api/v1/projects", Some(body)).0, 201);
+    server.wait_runs("shop", 1);
+    let head = repo.commit(&[("x.txt", "x\n")], "x");
+    let json =
+        serde_json::json!({"ref": "refs/heads/main", "before": head, "after": head, "sender": {"login": "octocat"}});
+    let form = format!("payload={}", encode(&json.to_string())).into_bytes();
+    let signature = crate::webhooks::sign(secret, &form);
+    let (status, answer) = server.post_raw(
+        "/api/v1/hooks/github/shop",
+        &[
+            ("X-GitHub-Event", "push"),
+            ("X-Hub-Signature-256", &signature),
+            ("content-type", "application/x-www-form-urlencoded"),
+        ],
+        form,
+    );
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(answer["runs"].as_array().unwrap().len(), 1, "{answer}");
+
+    for headers in
+        [vec![("X-GitHub-Event", "push")], vec![("X-GitHub-Event", "push"), ("X-Hub-Signature-256", "sha256=00")]]
+    {
+        let known = server.post_raw("/api/v1/hooks/github/shop", &headers, b"{}".to_vec());
+        let unknown = server.post_raw("/api/v1/hooks/github/no-such-project", &headers, b"{}".to_vec());
+        assert_eq!(known, unknown, "{headers:?}");
+        assert_eq!(known.0, 401);
+    }
+}
+
+/// Item 13: refused requests are in the audit log with actor, route and reason:
+/// no token, a bad token, a role too low, another project's run, a failed sign-in
+/// and a bad webhook signature.
+#[test]
+fn refused_requests_are_audited() {
+    let server = Server::start(Backend::Sqlite);
+    let repo = Repo::new(&[(".github/workflows/ok.yml", GOOD)]);
+    let added = server.add_project("shop", repo.path());
+    let other = Repo::new(&[(".github/workflows/ok.yml", GOOD)]);
+    server.add_project("other", other.path());
+    let run = added["runs"][0]["id"].as_i64().unwrap();
+    let (_, viewer) = server.api(
+        "POST",
+        "/api/v1/tokens",
+        Some(serde_json::json!({"name": "scoped", "role": "viewer", "project": "other"})),
+    );
+    let viewer = viewer["token"].as_str().unwrap();
+    assert_eq!(server.api_as("", "GET", "/api/v1/projects", None).0, 401);
+    assert_eq!(server.api_as("not-a-token", "GET", "/api/v1/projects", None).0, 401);
+    assert_eq!(server.api_as(viewer, "POST", "/api/v1/tokens", Some(serde_json::json!({"role": "admin"}))).0, 403);
+    assert_eq!(server.api_as(viewer, "GET", &format!("/api/v1/runs/{run}"), None).0, 404);
+    let login =
+        server.post_raw("/ui/login", &[("content-type", "application/x-www-form-urlencoded")], b"token=wrong".to_vec());
+    assert_eq!(login.0, 401);
+    let hook = server.post_raw("/api/v1/hooks/github/shop", &[("X-GitHub-Event", "push")], b"{}".to_vec());
+    assert_eq!(hook.0, 401);
+
+    let (_, audit) = server.api("GET", "/api/v1/audit?limit=100", None);
+    let entries = audit.as_array().unwrap();
+    let find =
+        |action: &str, needle: &str| entries.iter().any(|e| e["action"] == action && e.to_string().contains(needle));
+    assert!(find("request.denied", "missing bearer token"), "{audit}");
+    assert!(find("request.denied", "invalid, expired or revoked token"), "{audit}");
+    assert!(find("request.denied", "POST /api/v1/tokens"), "{audit}");
+    assert!(find("request.denied", &format!("GET /api/v1/runs/{run}")), "{audit}");
+    assert!(entries.iter().any(|e| e["action"] == "request.denied" && e["actor"].as_str().unwrap().contains("scoped")));
+    assert!(find("ui.sign_in_failed", "POST /ui/login"), "{audit}");
+    assert!(find("webhook.refused", "missing X-Hub-Signature-256"), "{audit}");
+}

@@ -46,17 +46,22 @@ pub async fn github(
             ApiError::bad_request(format!("cannot read the payload: {e}"))
         }
     })?;
-    let Some(project) = app.store.project_by_name(&name).await? else {
-        return Err(ApiError::not_found(format!("no project named '{name}'")));
-    };
+    // A missing signature, an unknown project and a wrong signature are told apart
+    // only in the audit log: to a caller, an unknown project's hook answers like a
+    // known one's, so the hook is no oracle of project names.
     let Some(signature) = header(&headers, "x-hub-signature-256") else {
-        tracing::warn!(project = %name, "webhook without X-Hub-Signature-256 refused");
+        refuse(&app, &name, "missing X-Hub-Signature-256 header").await;
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256 header"));
+    };
+    let bad_signature = || ApiError::new(StatusCode::UNAUTHORIZED, "the X-Hub-Signature-256 signature does not match");
+    let Some(project) = app.store.project_by_name(&name).await? else {
+        refuse(&app, &name, "no such project").await;
+        return Err(bad_signature());
     };
     let secret = app.key.open(&webhook_context(&project.name), &project.webhook_secret).map_err(ApiError::internal)?;
     if !signature_matches(&secret, &body, signature) {
-        tracing::warn!(project = %name, "webhook with a bad signature refused");
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "the X-Hub-Signature-256 signature does not match"));
+        refuse(&app, &name, "the signature does not match").await;
+        return Err(bad_signature());
     }
     let event = header(&headers, "x-github-event")
         .or_else(|| header(&headers, "x-gitea-event"))
@@ -72,8 +77,7 @@ pub async fn github(
             Json(json!({"ignored": format!("event '{event}' does not trigger runs"), "runs": []})),
         ));
     }
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the payload is not valid JSON: {e}")))?;
+    let payload = payload_of(&headers, &body)?;
     let field = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str).map(str::to_string);
     let need = |pointer: &str| {
         field(pointer).ok_or_else(|| ApiError::bad_request(format!("the {event} payload has no '{}'", &pointer[1..])))
@@ -95,7 +99,8 @@ pub async fn github(
             return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this push was already seen"}))));
         }
         let mut trigger = Trigger::new("push", &git_ref, &after, &actor);
-        trigger.before = field("/before").filter(|b| b != ZERO_SHA && is_sha(b));
+        // `before == after` (a push that moved nothing, or a re-push): the head commit alone.
+        trigger.before = field("/before").filter(|b| b != ZERO_SHA && is_sha(b) && *b != after);
         trigger
     } else {
         let number = payload
@@ -109,6 +114,26 @@ pub async fn github(
         }
         Trigger::new("pull_request", &format!("refs/pull/{number}/merge"), &sha, &actor)
     };
+    // A delivery seen before (a replay, even correctly signed) starts nothing again.
+    let delivery = header(&headers, "x-github-delivery").or_else(|| header(&headers, "x-gitea-delivery"));
+    if let Some(delivery) = delivery {
+        if delivery.len() > 200 {
+            return Err(ApiError::bad_request("X-GitHub-Delivery: longer than 200 characters"));
+        }
+        if !app.store.record_delivery(project.id, delivery).await? {
+            tracing::info!(project = %project.name, delivery, "webhook delivery replayed; ignored");
+            app.store
+                .audit(
+                    &format!("webhook:{event}"),
+                    "webhook.replay",
+                    &project.name,
+                    json!({"delivery": delivery}),
+                    "webhook",
+                )
+                .await?;
+            return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this delivery was already received"}))));
+        }
+    }
     // A mirrored repository fetches first, so the pushed commit is there.
     if let Err(e) = engine::sync_repo(&app, &project).await {
         tracing::warn!(project = %project.name, error = %e, "cannot fetch before a webhook's runs");
@@ -116,7 +141,16 @@ pub async fn github(
     let mut trigger = trigger;
     trigger.payload = Some(payload);
     let pushed = (event == "push").then(|| (trigger.ref_name.clone(), trigger.sha.clone()));
-    let runs = engine::create_runs(&app, &project, trigger).await?;
+    let runs = match engine::create_runs(&app, &project, trigger).await {
+        Ok(runs) => runs,
+        Err(e) => {
+            // Not acted on: a redelivery of the same id may try again.
+            if let Some(delivery) = delivery {
+                app.store.forget_delivery(project.id, delivery).await?;
+            }
+            return Err(e.into());
+        }
+    };
     // Recorded once queued, so the poller does not run the same push again.
     if let Some((git_ref, sha)) = pushed {
         app.store.set_ref(project.id, &git_ref, Some(&sha)).await?;
@@ -131,6 +165,35 @@ pub async fn github(
         )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+}
+
+/// Records a refused delivery in the audit log (the refusal is answered regardless).
+async fn refuse(app: &App, project: &str, reason: &str) {
+    tracing::warn!(project, reason, "webhook refused");
+    if let Err(e) = app
+        .store
+        .audit("webhook", "webhook.refused", project, json!({"reason": reason, "status": 401}), "webhook")
+        .await
+    {
+        tracing::warn!(error = %e, "cannot record a refused webhook in the audit log");
+    }
+}
+
+/// The delivery's JSON: the body, or its `payload` field when GitHub sends the
+/// form content type (`application/x-www-form-urlencoded`).
+fn payload_of(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
+    let form = header(headers, "content-type")
+        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
+    let json: std::borrow::Cow<'_, [u8]> = if form {
+        let payload = form_urlencoded::parse(body)
+            .find(|(k, _)| k == "payload")
+            .map(|(_, v)| v.into_owned())
+            .ok_or_else(|| ApiError::bad_request("the form-encoded delivery has no 'payload' field"))?;
+        std::borrow::Cow::Owned(payload.into_bytes())
+    } else {
+        std::borrow::Cow::Borrowed(body)
+    };
+    serde_json::from_slice(&json).map_err(|e| ApiError::bad_request(format!("the payload is not valid JSON: {e}")))
 }
 
 fn is_sha(s: &str) -> bool {

@@ -98,9 +98,28 @@ pub fn router(app: Arc<App>) -> Router {
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(app.clone(), refuse_oversize))
+        .layer(axum::middleware::from_fn_with_state(app.clone(), audit_denials))
         .layer(axum::middleware::from_fn(json_rejections))
         .layer(axum::middleware::from_fn_with_state(app.clone(), count_requests))
         .with_state(app)
+}
+
+/// Records every request a permission check refused (401, 403, or a 404 hiding what
+/// the caller may not see) in the audit log: who, which route, why.
+async fn audit_denials(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    let route = format!("{} {}", request.method(), request.uri().path());
+    let remote = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map_or_else(String::new, |c| c.0.ip().to_string());
+    let response = next.run(request).await;
+    if let Some(denial) = response.extensions().get::<crate::error::Denial>() {
+        let detail = serde_json::json!({"route": route, "status": response.status().as_u16(), "reason": denial.reason});
+        if let Err(e) = app.store.audit(&denial.actor, "request.denied", &route, detail, &remote).await {
+            tracing::warn!(error = %e, "cannot record a refused request in the audit log");
+        }
+    }
+    response
 }
 
 /// Refuses a body announced larger than the limit at once, before reading any of it.

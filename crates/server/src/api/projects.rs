@@ -134,10 +134,13 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json
 
 /// The project named in the path, if the caller holds `role` on it.
 pub async fn find(app: &App, caller: &Caller, name: &str, role: Role) -> ApiResult<Project> {
-    let project = app.store.project_by_name(name).await?;
-    let Some(project) = project.filter(|p| caller.sees(p.id)) else {
+    let Some(project) = app.store.project_by_name(name).await? else {
         return Err(ApiError::not_found(format!("no project named '{name}'")));
     };
+    if !caller.sees(project.id) {
+        // Answered as if it did not exist; recorded as the refusal it is.
+        return Err(ApiError::denied(StatusCode::NOT_FOUND, caller.actor(), format!("no project named '{name}'")));
+    }
     caller.require(role, project.id, &project.name)?;
     Ok(project)
 }

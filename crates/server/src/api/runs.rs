@@ -47,8 +47,11 @@ pub async fn list(
 
 /// The run with this id, if the caller holds `role` on its project.
 pub async fn find_run(app: &App, caller: &Caller, id: i64, role: Role) -> ApiResult<Run> {
-    let run = app.store.run(id).await?.filter(|r| caller.sees(r.project_id));
-    let Some(run) = run else { return Err(ApiError::not_found(format!("no run {id}"))) };
+    let Some(run) = app.store.run(id).await? else { return Err(ApiError::not_found(format!("no run {id}"))) };
+    if !caller.sees(run.project_id) {
+        // Answered as if it did not exist; recorded as the refusal it is.
+        return Err(ApiError::denied(StatusCode::NOT_FOUND, caller.actor(), format!("no run {id}")));
+    }
     caller.require(role, run.project_id, &run.project)?;
     Ok(run)
 }

@@ -71,6 +71,30 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
             .into_iter()
             .next();
         let repo = app.repo_dir(&project);
+        // A replayed or late push of an older commit must not release (and, with
+        // auto_deploy, ship) older code; only a dispatch may do that on purpose.
+        if let Some(previous) = previous.as_ref().filter(|_| run.event != "workflow_dispatch") {
+            let (repo, newest, head) = (repo.clone(), previous.commit_sha.clone(), run.head_sha.clone());
+            let older =
+                tokio::task::spawn_blocking(move || mobius_runner::git::is_ancestor(&repo, &head, &newest, 100_000))
+                    .await
+                    .map_err(|e| e.to_string())??;
+            if older {
+                tracing::warn!(project = %project.name, service = %service.name, run = run.id, "no release: the commit is older than the newest release");
+                app.store
+                    .audit(
+                        "mobius",
+                        "release.skip",
+                        &format!("{}/{}", project.name, service.name),
+                        json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
+                               "reason": "the commit is an ancestor of the newest release's commit"}),
+                        "server",
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+                continue;
+            }
+        }
         let before = previous.as_ref().map(|p| p.commit_sha.clone());
         let head = run.head_sha.clone();
         let commits = tokio::task::spawn_blocking(move || {

@@ -191,6 +191,12 @@ async fn login(
             ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response()
         }
         Ok(None) => {
+            let detail = serde_json::json!({"route": "POST /ui/login", "status": 401, "reason": "invalid, expired or revoked token"});
+            if let Err(e) =
+                app.store.audit("unknown token", "ui.sign_in_failed", "ui", detail, &remote.ip().to_string()).await
+            {
+                tracing::warn!(error = %e, "cannot record a failed sign-in in the audit log");
+            }
             let page =
                 LoginPage { user: String::new(), error: "That token is not valid (wrong, expired or revoked).".into() };
             (StatusCode::UNAUTHORIZED, render(page)).into_response()
