@@ -63,6 +63,21 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Whether a pooled connection may be handed out. A transaction whose COMMIT and
+/// ROLLBACK both failed (a full disk) leaves its connection believing it is still
+/// inside it; handed out again, every `begin` on it fails. Such a connection is
+/// closed instead, and the pool opens a fresh one.
+fn healthy(
+    conn: &mut sqlx::AnyConnection,
+    _: sqlx::pool::PoolConnectionMetadata,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::result::Result<bool, sqlx::Error>> + Send + '_>> {
+    let open = sqlx::Connection::is_in_transaction(conn);
+    if open {
+        tracing::warn!("a connection left inside a failed transaction is closed");
+    }
+    Box::pin(async move { Ok(!open) })
+}
+
 impl Store {
     /// Connects (creating a SQLite file when missing) and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store> {
@@ -79,6 +94,7 @@ impl Store {
             Backend::Sqlite => {
                 AnyPoolOptions::new()
                     .max_connections(4)
+                    .before_acquire(healthy)
                     .after_connect(|conn, _| {
                         Box::pin(async move {
                             // WAL lets readers run beside the one writer; FULL syncs each commit,
@@ -93,7 +109,9 @@ impl Store {
                     .connect_with(options)
                     .await?
             }
-            Backend::Postgres => AnyPoolOptions::new().max_connections(8).connect_with(options).await?,
+            Backend::Postgres => {
+                AnyPoolOptions::new().max_connections(8).before_acquire(healthy).connect_with(options).await?
+            }
         };
         match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,

@@ -337,6 +337,29 @@ impl Store {
         rows.iter().map(step).collect()
     }
 
+    /// Puts a run that was started but never started a job (it waited for a job slot
+    /// or a concurrency group) back in the queue, forgetting the jobs it decided to
+    /// skip or reuse; `false` when a job had started, or it is no longer in progress.
+    pub async fn requeue_unstarted_run(&self, run_id: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let started: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE run_id = $1 AND started_at IS NOT NULL")
+            .bind(run_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        if started > 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM jobs WHERE run_id = $1").bind(run_id).execute(&mut *tx).await?;
+        let moved = sqlx::query(
+            "UPDATE runs SET status = 'queued', started_at = NULL WHERE id = $1 AND status = 'in_progress'",
+        )
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(moved.rows_affected() == 1)
+    }
+
     /// Completes every unfinished job and step of a run with this conclusion.
     pub async fn finish_open_jobs(&self, run_id: i64, conclusion: &str, reason: &str) -> Result<()> {
         let now = now_ms();

@@ -114,3 +114,84 @@ async fn unsupported_urls_are_named() {
     let err = Store::open("mysql://localhost/x").await.unwrap_err().to_string();
     assert!(err.contains("mysql://localhost/x") && err.contains("sqlite://"), "{err}");
 }
+
+/// A small tmpfs mounted for one test, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    /// `None` (with the reason printed) when this machine cannot mount one; under
+    /// `CI=true` that fails the test instead.
+    fn mount(size: &str) -> Option<SmallDisk> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        match mounted {
+            Ok(out) if out.status.success() => Some(SmallDisk { dir }),
+            other => {
+                let reason = match other {
+                    Ok(out) => String::from_utf8_lossy(&out.stderr).trim().to_string(),
+                    Err(e) => e.to_string(),
+                };
+                assert!(std::env::var("CI").as_deref() != Ok("true"), "CI must be able to mount a tmpfs: {reason}");
+                eprintln!("skipped: cannot mount a tmpfs ({reason})");
+                None
+            }
+        }
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes zeros into `filler` until the disk is full.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let block = vec![0u8; 64 * 1024];
+        while file.write_all(&block).and_then(|()| file.flush()).is_ok() {}
+        // Then byte by byte what is left of the last block.
+        while file.write_all(&[0]).is_ok() {}
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg("-l").arg(self.dir.path()).status();
+    }
+}
+
+/// Issue 15, item 6: after the disk filled up and emptied again, every write
+/// succeeds. A transaction whose commit failed for lack of space used to go back to
+/// the pool still open ("attempted to call begin_with at non-zero transaction
+/// depth"), and half the writes failed until a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_succeed_again_after_the_disk_was_full() {
+    let Some(disk) = SmallDisk::mount("8m") else { return };
+    let store = Store::open(&Store::sqlite_url(&disk.path().join("mobius.db"))).await.unwrap();
+    let project = store.create_project("web", "/src/web", "main", b"sealed", 10_000).await.unwrap();
+    for _ in 0..5 {
+        store.create_run(&new_run(project.id, "ci")).await.unwrap();
+    }
+    let filler = disk.fill();
+    let mut failed = 0;
+    for _ in 0..40 {
+        let big = NewRun { payload: "x".repeat(64 * 1024), ..new_run(project.id, "ci") };
+        if store.create_run(&big).await.is_err() {
+            failed += 1;
+        }
+    }
+    assert!(failed > 0, "the disk was never full");
+    std::fs::remove_file(filler).unwrap();
+    for i in 0..20 {
+        if let Err(e) = store.create_run(&new_run(project.id, "ci")).await {
+            panic!("write {i} after the disk emptied failed: {e}");
+        }
+        store.audit("alice", "test.write", "web", serde_json::json!({"i": i}), "test").await.unwrap();
+    }
+}

@@ -17,7 +17,9 @@ pub use trigger::{create_runs, Trigger, TriggerError};
 pub const RESTART_REASON: &str = "server restarted";
 
 /// Ends the runs a previous process was executing: their logs so far are kept, and
-/// they complete with `failure` and the reason "server restarted".
+/// they complete with `failure` and the reason "server restarted". A run that had
+/// not started any job yet (it waited for a job slot) goes back to the queue and
+/// starts again after the restart.
 pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
     let runs_dir = app.state_dir().join("runs");
     for run in app.store.unfinished_runs().await? {
@@ -27,6 +29,12 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
         let run_dir = runs_dir.join(run.id.to_string());
         kill_processes_under(&app.work_dir(run.id));
         kill_processes_under(&run_dir);
+        if app.store.requeue_unstarted_run(run.id).await? {
+            tracing::info!(run = run.id, "run that had started no job requeued after a restart");
+            let _ = std::fs::remove_dir_all(app.work_dir(run.id));
+            let _ = std::fs::remove_dir_all(&run_dir);
+            continue;
+        }
         for step in app.store.steps_without_log(run.id).await? {
             execute::ingest_log(app, step.id, Path::new(&step.spool)).await?;
         }
