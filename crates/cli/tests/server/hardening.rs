@@ -502,3 +502,44 @@ fn refused_requests_are_audited() {
     assert!(find("ui.sign_in_failed", "POST /ui/login"), "{audit}");
     assert!(find("webhook.refused", "missing X-Hub-Signature-256"), "{audit}");
 }
+
+/// Item 12: `kill -9` with one run executing and others waiting for the only job
+/// slot: the executing one fails "server restarted", the waiting ones stay queued
+/// and run to success after the restart.
+#[test]
+fn queued_runs_survive_a_crash_and_run_after_the_restart() {
+    for backend in crate::support::backends() {
+        let mut server = Server::start_with(backend, &["--max-parallel-jobs", "1", "--poll-interval", "1h"]);
+        let wf = "on:\n  workflow_dispatch:\n    inputs:\n      slow: { type: boolean, default: false }\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: if ${{ inputs.slow }}; then sleep 30; fi\n";
+        let repo = Repo::new(&[(".github/workflows/d.yml", wf)]);
+        server.add_project("q", repo.path());
+        let dispatch_with = |server: &Server, slow: bool| {
+            let body = serde_json::json!({"inputs": {"slow": slow}});
+            let (status, answer) = server.api("POST", "/api/v1/projects/q/workflows/d.yml/dispatches", Some(body));
+            assert_eq!(status, 201, "{answer}");
+            answer["runs"][0]["id"].as_i64().unwrap()
+        };
+        let dispatch = |server: &Server| dispatch_with(server, false);
+        let running = dispatch_with(&server, true);
+        server.wait_run(running, "in_progress");
+        // Wait for the first job to hold the slot, then queue three more behind it.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while server.run(running)["jobs"].as_array().is_none_or(Vec::is_empty) {
+            assert!(Instant::now() < deadline, "the first run never started its job");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let waiting: Vec<i64> = (0..3).map(|_| dispatch(&server)).collect();
+        std::thread::sleep(Duration::from_millis(300));
+        for id in &waiting {
+            assert!(server.run(*id)["jobs"].as_array().is_none_or(Vec::is_empty), "run {id} started a job");
+        }
+        server.restart();
+        let failed = server.wait_run(running, "completed");
+        assert_eq!(failed["conclusion"], "failure");
+        assert_eq!(failed["reason"], "server restarted");
+        for id in waiting {
+            let run = server.wait_run(id, "completed");
+            assert_eq!(run["conclusion"], "success", "run {id} after the restart: {run}");
+        }
+    }
+}
