@@ -92,6 +92,27 @@ impl Masker {
         }
     }
 
+    /// Masks every string in a JSON value, keys included.
+    pub fn mask_json(&self, value: &mut serde_json::Value) {
+        use serde_json::Value;
+        match value {
+            Value::String(s) => {
+                if let Cow::Owned(masked) = self.mask(s) {
+                    *s = masked;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|v| self.mask_json(v)),
+            Value::Object(map) => {
+                let entries = std::mem::take(map);
+                for (key, mut v) in entries {
+                    self.mask_json(&mut v);
+                    map.insert(self.mask(&key).into_owned(), v);
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
     /// Whether `text` contains any masked value (job outputs holding secrets are dropped).
     pub fn contains_secret(&self, text: &str) -> bool {
         self.inner.read().ok().and_then(|s| s.automaton.as_ref().map(|ac| ac.is_match(text))).unwrap_or(false)
@@ -133,6 +154,16 @@ mod repetition_tests {
 
     /// Issue 15, item 5: secrets of one repeated letter (the worst case for the DFA
     /// the builder used to pick) are masked whole, however they are cut in the text.
+    /// Issue 15, item 9: every string of a JSON value, keys included.
+    #[test]
+    fn json_values_are_masked_everywhere() {
+        let m = Masker::new();
+        m.add("hunter2");
+        let mut v = serde_json::json!({"name": "t hunter2", "hunter2": [1, "x-hunter2-y", null]});
+        m.mask_json(&mut v);
+        assert_eq!(v, serde_json::json!({"name": "t ***", "***": [1, "x-***-y", null]}));
+    }
+
     #[test]
     fn repetitive_secrets_are_masked() {
         let m = Masker::new();

@@ -142,9 +142,11 @@ impl StepOutput {
                 let text = format!("{label}: {}{at}\n", annotation.message);
                 let is_debug = annotation.level == AnnotationLevel::Debug;
                 if !is_debug {
-                    let masked_message = self.shared.masker.mask(&annotation.message).into_owned();
+                    let masker = &self.shared.masker;
                     let mut a = annotation;
-                    a.message = masked_message;
+                    a.message = masker.mask(&a.message).into_owned();
+                    a.title = a.title.map(|t| masker.mask(&t).into_owned());
+                    a.file = a.file.map(|f| masker.mask(&f).into_owned());
                     self.shared.reporter.event(RunEvent::Annotation {
                         job: self.job.clone(),
                         step: self.step.clone(),

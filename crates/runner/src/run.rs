@@ -68,6 +68,9 @@ pub struct RunSummary {
     pub conclusion: Conclusion,
     pub run_dir: PathBuf,
     pub jobs: Vec<(String, Conclusion)>,
+    /// The run's secrets and `::add-mask::` values: what the caller must mask in
+    /// anything it keeps from the run (test reports, summaries).
+    pub masker: Masker,
 }
 
 /// The result of a job as seen by the jobs that need it.
@@ -219,7 +222,7 @@ pub async fn execute(
         conclusion = Conclusion::Cancelled;
     }
     reporter.event(RunEvent::RunFinished { conclusion, duration_ms: started.elapsed().as_millis() as u64 });
-    Ok(RunSummary { conclusion, run_dir, jobs })
+    Ok(RunSummary { conclusion, run_dir, jobs, masker: shared.masker.clone() })
 }
 
 /// `inputs` for a workflow run directly: dispatch and call inputs coerced by type.

@@ -543,3 +543,43 @@ fn queued_runs_survive_a_crash_and_run_after_the_restart() {
         }
     }
 }
+
+/// Item 9: a secret written into a JUnit report (test name, class, message) and an
+/// annotation's title is masked before it is stored: not in the API, and not in the
+/// database files.
+#[test]
+fn secrets_in_test_reports_and_annotations_are_masked_before_storing() {
+    let server = Server::start(Backend::Sqlite);
+    let wf = r#"on: workflow_dispatch
+jobs:
+  t:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          cat > TEST-leak.xml <<XML
+          <testsuite name="s"><testcase classname="c-${{ secrets.TOKEN }}" name="n-${{ secrets.TOKEN }}"><failure message="m-${{ secrets.TOKEN }}">trace ${{ secrets.TOKEN }}</failure></testcase></testsuite>
+          XML
+          echo "::warning title=t-${{ secrets.TOKEN }}::w-${{ secrets.TOKEN }}"
+"#;
+    let repo = Repo::new(&[(".github/workflows/t.yml", wf)]);
+    server.add_project("leaky", repo.path());
+    let secret = "zq-report-secret-8841";
+    let put = server.api("PUT", "/api/v1/projects/leaky/secrets/TOKEN", Some(serde_json::json!({"value": secret})));
+    assert_eq!(put.0, 204);
+    let (status, answer) =
+        server.api("POST", "/api/v1/projects/leaky/workflows/t.yml/dispatches", Some(serde_json::json!({})));
+    assert_eq!(status, 201, "{answer}");
+    let id = answer["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(id, "completed");
+    let (status, tests) = server.api("GET", &format!("/api/v1/runs/{id}/tests"), None);
+    assert_eq!(status, 200);
+    let text = tests.to_string();
+    assert!(text.contains("n-***") && text.contains("m-***"), "{text}");
+    assert!(!text.contains(secret), "{text}");
+    let run = server.run(id).to_string();
+    assert!(!run.contains(secret), "{run}");
+    for file in ["mobius.db", "mobius.db-wal"] {
+        let bytes = std::fs::read(server.data().join(file)).unwrap_or_default();
+        assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the secret");
+    }
+}

@@ -36,7 +36,13 @@ fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
         .collect()
 }
 
-pub async fn artifacts_and_reports(app: &Arc<App>, run_id: i64, run_dir: &Path, jobs: &[(String, PathBuf)]) {
+pub async fn artifacts_and_reports(
+    app: &Arc<App>,
+    run_id: i64,
+    run_dir: &Path,
+    jobs: &[(String, PathBuf)],
+    masker: &mobius_runner::mask::Masker,
+) {
     let (app2, run_dir, jobs) = (app.clone(), run_dir.to_path_buf(), jobs.to_vec());
     let found = tokio::task::spawn_blocking(move || {
         let globs = report_globs();
@@ -89,9 +95,12 @@ pub async fn artifacts_and_reports(app: &Arc<App>, run_id: i64, run_dir: &Path, 
     }
     for (job, file, s) in reports {
         let counts = [s.tests, s.failures, s.errors, s.skipped];
-        if let Err(e) =
-            app.store.add_test_report(run_id, &job, &file, counts, &serde_json::Value::Array(s.failed)).await
-        {
+        // Test names and messages are the job's output: a secret in them is masked
+        // before it is stored, as it is in the log.
+        let mut failed = serde_json::Value::Array(s.failed);
+        masker.mask_json(&mut failed);
+        let file = masker.mask(&file).into_owned();
+        if let Err(e) = app.store.add_test_report(run_id, &job, &file, counts, &failed).await {
             tracing::error!(run = run_id, error = %e, "cannot record a test report");
         }
     }

@@ -294,7 +294,8 @@ async fn run_inner(
         Err(RunError::Invalid(problems)) => return Err(problems.join("\n")),
         Err(e) => return Err(e.to_string()),
     };
-    super::collect::artifacts_and_reports(app, run.id, &summary.run_dir, &jobs_workspaces(&jobs)).await;
+    super::collect::artifacts_and_reports(app, run.id, &summary.run_dir, &jobs_workspaces(&jobs), &summary.masker)
+        .await;
     Ok(summary.conclusion)
 }
 
