@@ -8,6 +8,7 @@ mod deploy_client;
 mod monitor_client;
 mod render;
 mod run_cmd;
+mod sandbox_cmd;
 mod serve_cmd;
 
 use clap::{Parser, Subcommand};
@@ -34,6 +35,12 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Load an OpenMetrics file with timestamps into the monitor's store as blocks.
     Backfill(backfill_cmd::BackfillArgs),
+    /// The job sandbox's init (run by `mobius serve` itself, once per job).
+    #[command(name = "sandbox-init", hide = true)]
+    SandboxInit(sandbox_cmd::InitArgs),
+    /// One step inside a job's sandbox (run by `mobius serve` itself).
+    #[command(name = "sandbox-exec", hide = true)]
+    SandboxExec(sandbox_cmd::ExecArgs),
     #[command(flatten)]
     Client(client::ClientCmd),
 }
@@ -53,6 +60,8 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::main(args),
         Command::Agent(args) => agent_cmd::main(args),
         Command::Backfill(args) => backfill_cmd::main(args),
+        Command::SandboxInit(args) => sandbox_cmd::init(args),
+        Command::SandboxExec(args) => sandbox_cmd::exec(args),
         Command::Client(command) => client::main(cli.connection, command),
     }
 }

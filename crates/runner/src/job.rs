@@ -2,6 +2,7 @@
 //! functions and `continue-on-error`, timeouts, post steps and job outputs.
 
 use crate::context::{self, JobPaths};
+use crate::options::SandboxPolicy;
 use crate::process::ProcessGroups;
 use crate::repo::copy_workspace;
 use crate::run::Shared;
@@ -58,6 +59,10 @@ pub(crate) struct JobRun {
     /// Saved state of actions for their post steps, by action instance key.
     pub states: IndexMap<String, Vec<(String, String)>>,
     pub groups: ProcessGroups,
+    /// The job's sandbox, when the caller requires one; its steps run inside it.
+    pub sandbox: Option<crate::sandbox::JobSandbox>,
+    /// The job's `HOME` in a sandbox (its own, inside the job's directory).
+    pub home: Option<PathBuf>,
     pub step_counter: usize,
     pub cancel: CancellationToken,
     pub defaults: RunDefaults,
@@ -246,6 +251,32 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         errors.push(format!("job '{}': timeout-minutes: {e}", job.id));
         360.0
     });
+    // The server's jobs run sandboxed or not at all.
+    let (sandbox, home) = match &shared.options.sandbox {
+        SandboxPolicy::None => (None, None),
+        SandboxPolicy::Unavailable(reason) => {
+            errors.push(format!("job '{}' cannot run: {reason}", job.id));
+            (None, None)
+        }
+        SandboxPolicy::Required(sandbox) => {
+            let home = job_dir.join("home");
+            let tmp = job_dir.join("tmp");
+            let started = [&home, &tmp]
+                .iter()
+                .try_for_each(std::fs::create_dir_all)
+                .map_err(|e| crate::sandbox::SandboxError::Start(e.to_string()))
+                .and_then(|()| {
+                    crate::sandbox::JobSandbox::start(sandbox, &job_dir, &tmp, &[shared.run_dir.join("source")])
+                });
+            match started {
+                Ok(s) => (Some(s), Some(home)),
+                Err(e) => {
+                    errors.push(format!("job '{}' cannot run: {e}", job.id));
+                    (None, None)
+                }
+            }
+        }
+    };
     let mut run = JobRun {
         shared: shared.clone(),
         display: leg.display.clone(),
@@ -261,6 +292,8 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         post_steps: Vec::new(),
         states: IndexMap::new(),
         groups: ProcessGroups::default(),
+        sandbox,
+        home,
         step_counter: 0,
         cancel: leg.cancel.clone(),
         defaults,

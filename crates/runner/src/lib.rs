@@ -16,6 +16,7 @@ pub mod process;
 pub mod repo;
 pub mod reporter;
 mod run;
+pub mod sandbox;
 mod step;
 mod uses;
 

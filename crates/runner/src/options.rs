@@ -57,11 +57,25 @@ pub struct RunOptions {
     pub cache_namespace: Option<String>,
     /// Whether this run may save cache entries (not for pull requests from forks, as on GitHub).
     pub cache_writes: bool,
+    /// Whether host jobs run in a sandbox (the server's), and as whom.
+    pub sandbox: SandboxPolicy,
     /// Job concurrency groups shared with other runs (the server); otherwise one set per run.
     pub concurrency: Option<std::sync::Arc<crate::concurrency::ConcurrencyGroups>>,
     /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
     /// from the previous attempt, by job id.
     pub reuse: IndexMap<String, ReusedJob>,
+}
+
+/// How host jobs are isolated.
+#[derive(Debug, Clone, Default)]
+pub enum SandboxPolicy {
+    /// As the invoking user, with the invoking user's environment (`mobius run`).
+    #[default]
+    None,
+    /// In the server's sandbox, as its job user, with a clean environment.
+    Required(crate::sandbox::Sandbox),
+    /// The server cannot sandbox jobs: host jobs fail with this reason.
+    Unavailable(String),
 }
 
 /// A job's result carried over from a previous attempt.
@@ -101,6 +115,7 @@ impl RunOptions {
             cache_blobs: None,
             cache_namespace: None,
             cache_writes: true,
+            sandbox: SandboxPolicy::None,
         }
     }
 }

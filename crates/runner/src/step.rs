@@ -270,9 +270,23 @@ pub(crate) fn process_env(
     files: Option<&StepFiles>,
     extra: &[(String, String)],
 ) -> Vec<(String, String)> {
-    let mut env: Vec<(String, String)> = std::env::vars()
-        .filter(|(k, _)| !k.starts_with("GITHUB_") && !k.starts_with("RUNNER_") && !k.starts_with("INPUT_"))
-        .collect();
+    // In the server's sandbox a job starts from a clean environment, never the
+    // server's: PATH, the job's own HOME and LANG. Mobius's own variables never reach a job.
+    let mut env: Vec<(String, String)> = match &run.home {
+        Some(home) => vec![
+            ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into())),
+            ("HOME".into(), home.display().to_string()),
+            ("LANG".into(), std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into())),
+        ],
+        None => std::env::vars()
+            .filter(|(k, _)| {
+                !k.starts_with("GITHUB_")
+                    && !k.starts_with("RUNNER_")
+                    && !k.starts_with("INPUT_")
+                    && !k.starts_with("MOBIUS_")
+            })
+            .collect(),
+    };
     let github = prepared.contexts.get("github").cloned().unwrap_or(Value::Null);
     let runner = prepared.contexts.get("runner").cloned().unwrap_or(Value::Null);
     merge(&mut env, &crate::context::default_env(&github, &runner));
@@ -470,6 +484,9 @@ async fn run_script(
     StepExec { outcome, outputs }
 }
 
+/// A job's PATH when the host has none to give.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Runs a process with the step's output sink; returns the exit and the sink back.
 pub(crate) async fn spawn(
     run: &JobRun,
@@ -477,6 +494,10 @@ pub(crate) async fn spawn(
     out: StepOutput,
     timeout: Option<Duration>,
 ) -> (std::io::Result<Exit>, StepOutput) {
+    let spec = match &run.sandbox {
+        Some(sandbox) => sandbox.wrap(spec),
+        None => spec,
+    };
     let sink = Arc::new(Mutex::new(out));
     // After a cancellation, always() and post steps still run, within the grace period.
     let token = if run.cancel.is_cancelled() {

@@ -41,6 +41,8 @@ pub struct App {
     /// The time-series store, scrapers, rules and alert manager, with
     /// `--prometheus-config` or `--alertmanager-config`.
     pub monitor: crate::monitor::Monitor,
+    /// How host jobs are sandboxed (or why they cannot run).
+    pub sandbox: mobius_runner::options::SandboxPolicy,
 }
 
 /// A run executing in this process.
@@ -50,6 +52,41 @@ pub struct LiveRun {
     pub progress: tokio::sync::watch::Sender<u64>,
     /// Why the run was cancelled, recorded as the run's reason.
     pub reason: Mutex<Option<String>>,
+}
+
+/// The data directory is the server's alone: 0700, and the database files in it
+/// 0600 (the keys already are).
+fn restrict_data_dir(data: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data, std::fs::Permissions::from_mode(0o700))?;
+    for name in ["mobius.db", "mobius.db-wal", "mobius.db-shm"] {
+        let path = data.join(name);
+        if path.exists() {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        }
+    }
+    Ok(())
+}
+
+/// The sandbox host jobs run in: the data directory hidden, as the job user. When
+/// it cannot be had, host jobs fail with the reason instead of running unsandboxed.
+fn job_sandbox(config: &ServeConfig) -> mobius_runner::options::SandboxPolicy {
+    use mobius_runner::options::SandboxPolicy;
+    let exe = match config.agent_exe.clone().map_or_else(std::env::current_exe, Ok) {
+        Ok(exe) => exe,
+        Err(e) => return SandboxPolicy::Unavailable(format!("cannot find the mobius binary: {e}")),
+    };
+    let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
+    match mobius_runner::sandbox::Sandbox::for_server(exe, vec![data]) {
+        Ok(sandbox) => {
+            tracing::info!(uid = sandbox.uid, "host jobs run sandboxed as {}", mobius_runner::sandbox::JOB_USER);
+            SandboxPolicy::Required(sandbox)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "host jobs cannot be sandboxed and will not run");
+            SandboxPolicy::Unavailable(e.to_string())
+        }
+    }
 }
 
 impl std::fmt::Debug for App {
@@ -63,9 +100,11 @@ impl App {
         let data = &config.data_dir;
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
+        let sandbox = job_sandbox(&config);
         let key = MasterKey::load_or_create(&data.join("master.key")).map_err(anyhow::Error::msg)?;
         let url = config.database.clone().unwrap_or_else(|| Store::sqlite_url(&data.join("mobius.db")));
         let store = Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
+        restrict_data_dir(data).with_context(|| format!("cannot restrict the data directory {}", data.display()))?;
         let blobs = FsBlobStore::new(data.join("blobs"))
             .with_context(|| format!("cannot create the blob store in {}", data.display()))?;
         let cache_blobs = FsBlobStore::new(data.join("blobs-cache"))
@@ -100,6 +139,7 @@ impl App {
             trigger_lock: tokio::sync::Mutex::new(()),
             poll_lock: tokio::sync::Mutex::new(()),
             stopping: CancellationToken::new(),
+            sandbox,
             deploys: Default::default(),
         }))
     }

@@ -49,7 +49,10 @@ impl FsBlobStore {
         let mut random = [0u8; 8];
         getrandom::fill(&mut random).map_err(|e| std::io::Error::other(e.to_string()))?;
         let path = self.root.join("tmp").join(hex::encode(random));
-        let file = std::fs::OpenOptions::new().write(true).create_new(true).open(&path)?;
+        // Readable by the server only: jobs and other users of the host never read blobs directly.
+        let file =
+            std::os::unix::fs::OpenOptionsExt::mode(std::fs::OpenOptions::new().write(true).create_new(true), 0o600)
+                .open(&path)?;
         Ok((path, file))
     }
 

@@ -583,3 +583,70 @@ jobs:
         assert!(!bytes.windows(secret.len()).any(|w| w == secret.as_bytes()), "{file} holds the secret");
     }
 }
+
+/// Item 4: a job of project A cannot read the server's keys, token or database,
+/// a running job of project B's workspace, the server's environment, or the
+/// server's process through `/proc`; it runs as the job user, not as the server's.
+#[test]
+fn a_hostile_job_reaches_nothing_of_the_server_or_other_projects() {
+    let server = Server::start(Backend::Sqlite);
+    let data = server.data().canonicalize().unwrap();
+    // Project B: a job that keeps a secret file in its workspace while it runs.
+    let b = "on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo b-private-content > secret.txt && sleep 20\n";
+    let repo_b = Repo::new(&[(".github/workflows/b.yml", b)]);
+    let added = server.add_project("projb", repo_b.path());
+    let run_b = added["runs"][0]["id"].as_i64().unwrap();
+    let workspace_b = data.join(format!("state/runs/{run_b}/jobs/001-b/workspace/secret.txt"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !workspace_b.exists() {
+        assert!(Instant::now() < deadline, "project B's job never wrote its file\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = server.pid();
+    let targets = [
+        data.join("master.key"),
+        data.join("admin-token"),
+        data.join("mobius.db"),
+        workspace_b.clone(),
+        format!("/proc/{pid}/environ").into(),
+        format!("/proc/{pid}/root{}/master.key", data.display()).into(),
+    ];
+    let mut script = String::from("echo own > own.txt\n");
+    for target in std::iter::once(std::path::PathBuf::from("own.txt")).chain(targets.iter().cloned()) {
+        let t = target.display();
+        script
+            .push_str(&format!("if cat '{t}' >/dev/null 2>&1; then echo \"READ {t}\"; else echo \"DENIED {t}\"; fi\n"));
+    }
+    script.push_str(
+        "if env | grep -q '^MOBIUS_'; then echo LEAKED-ENV; env | grep '^MOBIUS_'; else echo clean-env; fi\n",
+    );
+    script.push_str("echo \"user=$(id -un) home=$HOME\"\n");
+    let indented: String = script.lines().map(|l| format!("          {l}\n")).collect();
+    let a = format!("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n{indented}");
+    let repo_a = Repo::new(&[(".github/workflows/a.yml", &a)]);
+    let added = server.add_project("proja", repo_a.path());
+    let run_a = added["runs"][0]["id"].as_i64().unwrap();
+    let run = server.wait_run(run_a, "completed");
+    let log = logs(&server, run_a);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("READ own.txt"), "the job reads its own workspace:\n{log}");
+    for target in &targets {
+        assert!(log.contains(&format!("DENIED {}", target.display())), "{} was readable:\n{log}", target.display());
+    }
+    assert!(!log.contains("b-private-content"));
+    assert!(log.contains("clean-env"), "{log}");
+    assert!(!log.contains("user=root"), "{log}");
+    assert_eq!(server.api("POST", &format!("/api/v1/runs/{run_b}/cancel"), None).0, 202);
+}
+
+/// Item 4: the data directory is the server's alone (0700), and its database 0600.
+#[test]
+fn the_data_directory_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = Server::start(Backend::Sqlite);
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&server.data()), 0o700);
+    for file in ["mobius.db", "master.key", "admin-token"] {
+        assert_eq!(mode(&server.data().join(file)), 0o600, "{file}");
+    }
+}

@@ -352,6 +352,7 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     options.cache_blobs = Some(app.cache_blobs.clone());
     // By project id: two projects whose repositories end alike never share entries.
     options.cache_namespace = Some(format!("project-{}", project.id));
+    options.sandbox = app.sandbox.clone();
     options.action_dir = app.config.action_dir.clone();
     Ok(options)
 }
