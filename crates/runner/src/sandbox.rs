@@ -30,8 +30,6 @@ pub const JOB_USER: &str = "mobius-job";
 /// Why a job cannot be sandboxed.
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error("host jobs are sandboxed, which needs mobius serve to run as root (it runs as uid {0})")]
-    NotRoot(u32),
     #[error("cannot create the job user '{JOB_USER}': {0}")]
     User(String),
     #[error("cannot start the job sandbox: {0}")]
@@ -46,20 +44,51 @@ pub struct Sandbox {
     pub exe: PathBuf,
     /// Directories that do not exist inside the sandbox (the data directory).
     pub hide: Vec<PathBuf>,
-    pub uid: u32,
-    pub gid: u32,
+    pub user: JobUser,
+}
+
+/// Whom a job runs as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobUser {
+    /// A server running as root switches to the job user.
+    Switch { uid: u32, gid: u32 },
+    /// A server running as an ordinary user is already unprivileged: jobs run as
+    /// that user, inside a user namespace of their own that owns the others.
+    Mapped { uid: u32, gid: u32 },
 }
 
 impl Sandbox {
-    /// The sandbox for a server running as root: the job user, created on first
-    /// use. Anything else is refused with the reason.
+    /// The sandbox for this server: as root, the job user (created on first use);
+    /// otherwise the server's own user in a user namespace, when this kernel allows
+    /// unprivileged ones. Anything else is refused with the reason.
     pub fn for_server(exe: PathBuf, hide: Vec<PathBuf>) -> Result<Sandbox, SandboxError> {
         let me = Uid::effective();
-        if !me.is_root() {
-            return Err(SandboxError::NotRoot(me.as_raw()));
+        let user = if me.is_root() {
+            let (uid, gid) = job_user()?;
+            JobUser::Switch { uid, gid }
+        } else {
+            JobUser::Mapped { uid: me.as_raw(), gid: nix::unistd::Gid::effective().as_raw() }
+        };
+        let sandbox = Sandbox { exe, hide, user };
+        if let JobUser::Mapped { .. } = user {
+            sandbox.probe()?;
         }
-        let (uid, gid) = job_user()?;
-        Ok(Sandbox { exe, hide, uid, gid })
+        Ok(sandbox)
+    }
+
+    /// Starts and stops one sandbox, to learn at once whether this host allows it.
+    fn probe(&self) -> Result<(), SandboxError> {
+        let dir = std::env::temp_dir().join(format!("mobius-sandbox-probe-{}", std::process::id()));
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&tmp).map_err(|e| SandboxError::Start(format!("{}: {e}", tmp.display())))?;
+        let started = JobSandbox::start(self, &dir, &tmp, &[]).map(drop);
+        let _ = std::fs::remove_dir_all(&dir);
+        started.map_err(|e| match e {
+            SandboxError::Start(why) => SandboxError::Start(format!(
+                "{why} (without root, host jobs need unprivileged user namespaces, see README)"
+            )),
+            other => other,
+        })
     }
 }
 
@@ -106,6 +135,9 @@ impl JobSandbox {
             command.arg("--hide").arg(hide);
         }
         command.arg("--rw").arg(writable).arg("--tmp").arg(tmp);
+        if let JobUser::Mapped { uid, gid } = sandbox.user {
+            command.arg("--map-uid").arg(uid.to_string()).arg("--map-gid").arg(gid.to_string());
+        }
         for path in read_only {
             command.arg("--ro").arg(path);
         }
@@ -130,21 +162,19 @@ impl JobSandbox {
 
     /// The step's command, run inside this sandbox as the job user.
     pub(crate) fn wrap(&self, spec: crate::process::ProcessSpec) -> crate::process::ProcessSpec {
-        let mut args = vec![
-            "sandbox-exec".to_string(),
-            "--join".into(),
-            self.init_pid.to_string(),
-            "--uid".into(),
-            self.sandbox.uid.to_string(),
-            "--gid".into(),
-            self.sandbox.gid.to_string(),
-            "--own".into(),
-            self.writable.display().to_string(),
-            "--cwd".into(),
-            spec.cwd.display().to_string(),
-            "--".into(),
-            spec.program,
-        ];
+        let mut args = vec!["sandbox-exec".to_string(), "--join".into(), self.init_pid.to_string()];
+        match self.sandbox.user {
+            JobUser::Switch { uid, gid } => args.extend([
+                "--uid".into(),
+                uid.to_string(),
+                "--gid".into(),
+                gid.to_string(),
+                "--own".into(),
+                self.writable.display().to_string(),
+            ]),
+            JobUser::Mapped { .. } => args.push("--userns".into()),
+        }
+        args.extend(["--cwd".into(), spec.cwd.display().to_string(), "--".into(), spec.program]);
         args.extend(spec.args);
         crate::process::ProcessSpec {
             program: self.sandbox.exe.display().to_string(),
@@ -171,19 +201,46 @@ fn fail(message: impl std::fmt::Display) -> ExitCode {
 
 /// `mobius sandbox-init`: see the module's documentation. `tmp` becomes the job's
 /// private `/tmp`.
-pub fn init_main(hide: &[PathBuf], rw: &[PathBuf], ro: &[PathBuf], tmp: Option<&Path>, stage2: bool) -> ExitCode {
+///
+/// With `map` (the server's uid and gid, when it is not root), a user namespace
+/// comes first, mapping that user to root inside it, which owns the others.
+pub fn init_main(
+    hide: &[PathBuf],
+    rw: &[PathBuf],
+    ro: &[PathBuf],
+    tmp: Option<&Path>,
+    map: Option<(u32, u32)>,
+    stage2: bool,
+) -> ExitCode {
     if stage2 {
         return init_stage2();
     }
-    match init_stage1(hide, rw, ro, tmp) {
+    match init_stage1(hide, rw, ro, tmp, map) {
         Ok(code) => code,
         Err(e) => fail(e),
     }
 }
 
-fn init_stage1(hide: &[PathBuf], rw: &[PathBuf], ro: &[PathBuf], tmp: Option<&Path>) -> Result<ExitCode, String> {
-    unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC)
-        .map_err(|e| format!("unshare: {e}"))?;
+fn init_stage1(
+    hide: &[PathBuf],
+    rw: &[PathBuf],
+    ro: &[PathBuf],
+    tmp: Option<&Path>,
+    map: Option<(u32, u32)>,
+) -> Result<ExitCode, String> {
+    let mut flags = CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWIPC;
+    if map.is_some() {
+        flags |= CloneFlags::CLONE_NEWUSER;
+    }
+    unshare(flags).map_err(|e| format!("unshare: {e}"))?;
+    if let Some((uid, gid)) = map {
+        let write = |file: &str, text: String| {
+            std::fs::write(format!("/proc/self/{file}"), text).map_err(|e| format!("writing {file}: {e}"))
+        };
+        write("setgroups", "deny".into())?;
+        write("uid_map", format!("0 {uid} 1"))?;
+        write("gid_map", format!("0 {gid} 1"))?;
+    }
     // Nothing mounted here propagates back to the host.
     mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>)
         .map_err(|e| format!("making mounts private: {e}"))?;
@@ -222,9 +279,10 @@ fn init_stage1(hide: &[PathBuf], rw: &[PathBuf], ro: &[PathBuf], tmp: Option<&Pa
         }
     }
     drop(kept);
-    let exe = std::env::current_exe().map_err(|e| format!("the helper's own path: {e}"))?;
-    // The first child is PID 1 of the new PID namespace.
-    let mut init = std::process::Command::new(exe)
+    // The first child is PID 1 of the new PID namespace. The helper's own binary
+    // may now be hidden (under the data directory or /tmp): run it through
+    // /proc/self/exe, which names the same file whatever its path.
+    let mut init = std::process::Command::new("/proc/self/exe")
         .args(["sandbox-init", "--stage2"])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -275,31 +333,48 @@ fn init_stage2() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How `sandbox-exec` becomes the job's user.
+#[derive(Debug, Clone, Copy)]
+pub enum ExecUser {
+    /// Switch to this uid and gid (the server runs as root).
+    Switch { uid: u32, gid: u32 },
+    /// Join the job's user namespace (the server runs as an ordinary user).
+    Namespace,
+}
+
 /// `mobius sandbox-exec`: see the module's documentation.
-pub fn exec_main(join: u32, uid: u32, gid: u32, own: &[PathBuf], cwd: &Path, program: &[String]) -> ExitCode {
-    match exec(join, uid, gid, own, cwd, program) {
+pub fn exec_main(join: u32, user: ExecUser, own: &[PathBuf], cwd: &Path, program: &[String]) -> ExitCode {
+    match exec(join, user, own, cwd, program) {
         Ok(code) => code,
         Err(e) => fail(e),
     }
 }
 
-fn exec(join: u32, uid: u32, gid: u32, own: &[PathBuf], cwd: &Path, program: &[String]) -> Result<ExitCode, String> {
+fn exec(join: u32, user: ExecUser, own: &[PathBuf], cwd: &Path, program: &[String]) -> Result<ExitCode, String> {
     let Some((name, args)) = program.split_first() else { return Err("no program to run".into()) };
     let namespace = |kind: &str| {
         std::fs::File::open(format!("/proc/{join}/ns/{kind}")).map_err(|e| format!("the job's {kind} namespace: {e}"))
     };
     let (pid_ns, mnt_ns) = (namespace("pid")?, namespace("mnt")?);
+    if let ExecUser::Namespace = user {
+        let user_ns = namespace("user")?;
+        setns(&user_ns, CloneFlags::CLONE_NEWUSER).map_err(|e| format!("joining the job's user namespace: {e}"))?;
+    }
     setns(&pid_ns, CloneFlags::CLONE_NEWPID).map_err(|e| format!("joining the job's PID namespace: {e}"))?;
     setns(&mnt_ns, CloneFlags::CLONE_NEWNS).map_err(|e| format!("joining the job's mount namespace: {e}"))?;
-    // What the server wrote since the last step (checkout, downloads) becomes the job user's.
-    for dir in own {
-        give(dir, uid, gid);
+    if let ExecUser::Switch { uid, gid } = user {
+        // What the server wrote since the last step (checkout, downloads) becomes the job user's.
+        for dir in own {
+            give(dir, uid, gid);
+        }
     }
     std::env::set_current_dir(cwd).map_err(|e| format!("{}: {e}", cwd.display()))?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("no_new_privs: {e}"))?;
-    nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
-    nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| format!("setgid {gid}: {e}"))?;
-    nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| format!("setuid {uid}: {e}"))?;
+    if let ExecUser::Switch { uid, gid } = user {
+        nix::unistd::setgroups(&[]).map_err(|e| format!("setgroups: {e}"))?;
+        nix::unistd::setgid(Gid::from_raw(gid)).map_err(|e| format!("setgid {gid}: {e}"))?;
+        nix::unistd::setuid(Uid::from_raw(uid)).map_err(|e| format!("setuid {uid}: {e}"))?;
+    }
     let status = std::process::Command::new(name).args(args).status().map_err(|e| format!("{name}: {e}"))?;
     use std::os::unix::process::ExitStatusExt;
     Ok(match (status.code(), status.signal()) {

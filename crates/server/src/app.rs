@@ -79,7 +79,7 @@ fn job_sandbox(config: &ServeConfig) -> mobius_runner::options::SandboxPolicy {
     let data = config.data_dir.canonicalize().unwrap_or_else(|_| config.data_dir.clone());
     match mobius_runner::sandbox::Sandbox::for_server(exe, vec![data]) {
         Ok(sandbox) => {
-            tracing::info!(uid = sandbox.uid, "host jobs run sandboxed as {}", mobius_runner::sandbox::JOB_USER);
+            tracing::info!(user = ?sandbox.user, "host jobs run sandboxed");
             SandboxPolicy::Required(sandbox)
         }
         Err(e) => {
