@@ -15,6 +15,8 @@ pub mod chunk;
 pub mod config;
 pub mod db;
 pub mod exposition;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod head;
 pub mod head_chunks;
 pub mod labels;

@@ -23,6 +23,60 @@ use tokio::sync::broadcast;
 
 const SEGMENT_BYTES: u64 = 16 << 20;
 
+/// A Loki push body that cannot be stored, naming the field.
+#[derive(Debug, thiserror::Error)]
+pub enum PushError {
+    #[error("the push body does not parse: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("streams[{stream}].stream: invalid label name `{name}`")]
+    LabelName { stream: usize, name: String },
+    #[error("streams[{0}].stream: a stream needs at least one label")]
+    NoLabels(usize),
+    #[error("streams[{stream}].values[{value}]: the first item must be a string of nanoseconds")]
+    Timestamp { stream: usize, value: usize },
+    #[error("streams[{stream}].values[{value}]: the second item must be the line")]
+    Line { stream: usize, value: usize },
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushBody {
+    streams: Vec<PushStream>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushStream {
+    stream: std::collections::BTreeMap<String, String>,
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+/// Decodes Loki's JSON push body (`POST /loki/api/v1/push`) into lines.
+pub fn decode_push(body: &[u8]) -> Result<Vec<LogLine>, PushError> {
+    let body: PushBody = serde_json::from_slice(body)?;
+    let mut lines = Vec::new();
+    for (i, stream) in body.streams.into_iter().enumerate() {
+        if let Some(name) = stream.stream.keys().find(|k| !crate::exposition::valid_label_name(k)) {
+            return Err(PushError::LabelName { stream: i, name: name.clone() });
+        }
+        if stream.stream.is_empty() {
+            return Err(PushError::NoLabels(i));
+        }
+        let labels = Labels::new(stream.stream.into_iter().collect());
+        for (j, value) in stream.values.into_iter().enumerate() {
+            let ts = value
+                .first()
+                .and_then(serde_json::Value::as_str)
+                .and_then(|s| s.parse::<i64>().ok())
+                .ok_or(PushError::Timestamp { stream: i, value: j })?;
+            let line =
+                value.get(1).and_then(serde_json::Value::as_str).ok_or(PushError::Line { stream: i, value: j })?;
+            lines.push(LogLine { labels: labels.clone(), ts, line: line.to_string() });
+        }
+    }
+    Ok(lines)
+}
+
 /// One line with its stream's labels.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LogLine {

@@ -121,6 +121,16 @@ fn push_header(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b"\r\n");
 }
 
+/// The request-head parser on arbitrary bytes, for the fuzz target: whether it
+/// took a complete head, wanted more, or handed the connection over.
+pub(crate) fn parse_request_outcome(buf: &[u8], peer: SocketAddr, table: &Table) -> &'static str {
+    match parse_request(buf, peer, table) {
+        Parsed::Complete(_) => "complete",
+        Parsed::Partial => "partial",
+        Parsed::HandOver => "hand-over",
+    }
+}
+
 fn parse_request(buf: &[u8], peer: SocketAddr, table: &Table) -> Parsed {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);

@@ -8,6 +8,8 @@
 
 pub mod config;
 mod fast;
+#[doc(hidden)]
+pub mod fuzz;
 mod pool;
 mod proxy;
 pub mod stats;

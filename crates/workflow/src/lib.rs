@@ -7,6 +7,8 @@ pub mod diagnostic;
 pub mod evaluate;
 pub mod expr;
 pub mod filter;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod matrix;
 pub mod model;
 mod parse;

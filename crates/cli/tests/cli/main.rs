@@ -4,6 +4,7 @@ mod actions;
 mod cancel;
 mod conformance;
 mod contexts;
+mod fuzz;
 mod masking;
 mod output;
 mod semantics;

@@ -44,19 +44,6 @@ fn labels_json(labels: &Labels) -> Value {
     Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect::<Map<_, _>>())
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushBody {
-    streams: Vec<PushStream>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PushStream {
-    stream: BTreeMap<String, String>,
-    values: Vec<Vec<Value>>,
-}
-
 /// `POST /loki/api/v1/push` with Loki's JSON body (developers and above).
 pub async fn push(
     State(app): State<Arc<App>>,
@@ -72,29 +59,7 @@ pub async fn push(
             "only Loki's JSON push format is accepted (Content-Type: application/json)",
         ));
     }
-    let body: PushBody = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request(format!("the push body does not parse: {e}")))?;
-    let mut lines = Vec::new();
-    for (i, stream) in body.streams.into_iter().enumerate() {
-        if let Some(name) = stream.stream.keys().find(|k| !mobius_monitor::exposition::valid_label_name(k)) {
-            return Err(ApiError::bad_request(format!("streams[{i}].stream: invalid label name `{name}`")));
-        }
-        if stream.stream.is_empty() {
-            return Err(ApiError::bad_request(format!("streams[{i}].stream: a stream needs at least one label")));
-        }
-        let labels = Labels::new(stream.stream.into_iter().collect());
-        for (j, value) in stream.values.into_iter().enumerate() {
-            let at = || format!("streams[{i}].values[{j}]");
-            let ts = value.first().and_then(Value::as_str).and_then(|s| s.parse::<i64>().ok()).ok_or_else(|| {
-                ApiError::bad_request(format!("{}: the first item must be a string of nanoseconds", at()))
-            })?;
-            let line = value
-                .get(1)
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::bad_request(format!("{}: the second item must be the line", at())))?;
-            lines.push(LogLine { labels: labels.clone(), ts, line: line.to_string() });
-        }
-    }
+    let lines = mobius_monitor::logs::decode_push(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let logs = Arc::clone(&app.monitor.logs);
     tokio::task::spawn_blocking(move || logs.push(lines))
         .await
