@@ -194,7 +194,14 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
              more than the limit of {MAX_DEPTH}"
         )));
     }
-    parser::parse(query).map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}")))
+    // promql-parser panics on some inputs (an offset too large for a Duration, found
+    // by the `promql` fuzz target); a query must never take a thread down with it.
+    match std::panic::catch_unwind(|| parser::parse(query)) {
+        Ok(parsed) => parsed.map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}"))),
+        Err(_) => Err(QueryError::BadData(
+            "invalid parameter \"query\": the expression cannot be parsed (a number or duration out of range?)".into(),
+        )),
+    }
 }
 
 fn unsupported(what: impl std::fmt::Display) -> QueryError {

@@ -342,3 +342,17 @@ fn query_times_that_would_overflow_are_refused() {
     let far = promql::parse("count_over_time(http_requests_total[100000y] offset -100000y @ 1e15)").unwrap();
     promql::instant(&db, &far, 600 * S).unwrap();
 }
+
+/// Found by the `promql` fuzz target: promql-parser panicked on an offset too large
+/// for a `Duration`; the query is refused instead.
+#[test]
+fn an_offset_too_large_for_a_duration_is_refused() {
+    for query in [".4 offset 9999999999999999999999999999", "x[99999999999999999999999y]"] {
+        match promql::parse(query) {
+            Err(promql::QueryError::BadData(_)) | Ok(_) => {}
+            Err(other) => panic!("{query}: {other:?}"),
+        }
+    }
+    let err = promql::parse(".4 offset 9999999999999999999999999999").unwrap_err();
+    assert!(err.to_string().contains("invalid parameter \"query\""), "{err}");
+}
