@@ -195,3 +195,67 @@ async fn writes_succeed_again_after_the_disk_was_full() {
         store.audit("alice", "test.write", "web", serde_json::json!({"i": i}), "test").await.unwrap();
     }
 }
+
+/// Stops the private PostgreSQL cluster of a test when dropped.
+struct Cluster {
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| d.filter_map(Result::ok).map(|e| e.path().join("bin/pg_ctl")).max());
+        if let Some(pg_ctl) = bin {
+            let data = self.dir.join("data");
+            let mut command = std::process::Command::new("runuser");
+            command.args(["-u", "postgres", "--"]).arg(&pg_ctl).arg("-D").arg(&data).args(["-m", "immediate", "stop"]);
+            let _ = command.output();
+        }
+    }
+}
+
+/// Issue 15, item 6, on PostgreSQL: its data directory on a small tmpfs that fills
+/// up and empties again; once the server accepts connections again, every write
+/// through the same store succeeds.
+#[tokio::test(flavor = "multi_thread")]
+async fn postgres_writes_succeed_again_after_its_disk_was_full() {
+    if mobius_store::testing::fresh_postgres().await.is_none() {
+        eprintln!("skipped: no PostgreSQL (MOBIUS_TEST_POSTGRES)");
+        return;
+    }
+    let Some(disk) = SmallDisk::mount("96m") else { return };
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/postgres");
+    let dir = disk.path().join("pg");
+    let started =
+        std::process::Command::new(&script).env("MOBIUS_PG_PORT", "55499").env("MOBIUS_PG_DIR", &dir).output().unwrap();
+    let _cluster = Cluster { dir: dir.clone() };
+    assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
+    let url = String::from_utf8_lossy(&started.stdout).trim().to_string();
+    let store = Store::open(&url).await.unwrap();
+    let project = store.create_project("web", "/src/web", "main", b"sealed", 10_000).await.unwrap();
+    let filler = disk.fill();
+    let mut failed = 0;
+    for _ in 0..200 {
+        let big = NewRun { payload: "x".repeat(256 * 1024), ..new_run(project.id, "ci") };
+        if store.create_run(&big).await.is_err() {
+            failed += 1;
+            if failed > 10 {
+                break;
+            }
+        }
+    }
+    assert!(failed > 0, "the disk was never full");
+    std::fs::remove_file(filler).unwrap();
+    // PostgreSQL may have restarted after failing to write its log: wait until it answers.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.audit("probe", "test.probe", "web", serde_json::json!({}), "test").await.is_err() {
+        assert!(std::time::Instant::now() < deadline, "PostgreSQL never came back");
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    for i in 0..20 {
+        if let Err(e) = store.create_run(&new_run(project.id, "ci")).await {
+            panic!("write {i} after the disk emptied failed: {e}");
+        }
+    }
+}
