@@ -426,3 +426,81 @@ async fn rolling_update_replaces_instances_one_by_one_without_errors() {
     assert_eq!(instances.len(), 3);
     assert!(instances.iter().all(|i| i.version == "v2"));
 }
+
+/// The longest run of failed requests (not 200) that started within `[from, to)`.
+fn failure_window(results: &[Outcome], from: Instant, to: Instant) -> Duration {
+    let failed: Vec<Instant> = results
+        .iter()
+        .filter(|o| o.started >= from && o.started < to && o.status != Some(200))
+        .map(|o| o.started)
+        .collect();
+    match (failed.iter().min(), failed.iter().max()) {
+        (Some(first), Some(last)) => last.duration_since(*first),
+        _ => Duration::ZERO,
+    }
+}
+
+/// Issue 15, item 11: a recreate whose controller dies (the server is killed) in the
+/// middle of it is finished by the agent: the new version serves, and requests fail
+/// for no longer than in the same recreate without the crash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recreate_is_finished_by_the_agent_when_the_server_dies_in_the_middle() {
+    if !python_available() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    deploy_first(&host, listen, "v1").await;
+    let (results, load_task) = load(listen, 100);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let recreate = |id: i64, version: &str| {
+        let (service, environment) = config(0.0, 2, &format!("    listen: {listen}\n    strategy: recreate\n"));
+        start(&host, id, service, environment, release(&host.root, version))
+    };
+
+    // Without a crash.
+    let baseline_from = Instant::now();
+    let running = recreate(2, "v2");
+    let phase = tokio::time::timeout(Duration::from_secs(30), running.done).await.unwrap().unwrap();
+    assert_eq!(phase, Phase::Succeeded, "{:?}", last(&running.statuses));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let baseline_to = Instant::now();
+
+    // The controller dies once the agent holds the plan.
+    let crash_from = Instant::now();
+    let running = recreate(3, "v3");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !last_message_contains(&running.statuses, "the agent carries it out") {
+        assert!(Instant::now() < deadline, "the recreate never started: {:?}", running.statuses.lock().unwrap());
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    running.done.abort();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let served = reqwest::get(format!("http://{listen}/")).await.ok();
+        let body = match served {
+            Some(r) if r.status() == 200 => r.text().await.unwrap_or_default(),
+            _ => String::new(),
+        };
+        if body == "v3" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "v3 never served after the controller died");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let crash_to = Instant::now();
+    load_task.abort();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let results = results.lock().unwrap().clone();
+    let baseline = failure_window(&results, baseline_from, baseline_to);
+    let crashed = failure_window(&results, crash_from, crash_to);
+    eprintln!("failures lasted {baseline:?} without the crash, {crashed:?} with it");
+    assert!(crashed <= baseline + Duration::from_millis(1000), "{crashed:?} with the crash, {baseline:?} without");
+    let instances = host.agent.instances().await.unwrap();
+    assert!(instances.iter().all(|i| i.version == "v3"), "{instances:?}");
+}
+
+fn last_message_contains(statuses: &Mutex<Vec<(Instant, RolloutStatus)>>, text: &str) -> bool {
+    statuses.lock().unwrap().iter().any(|(_, s)| s.message.contains(text))
+}

@@ -1,5 +1,6 @@
 //! The agent's control API on loopback, for the server only (bearer token from `agent.json`).
 
+use super::recreate::{self, RecreatePlan};
 use super::{supervise, Agent};
 use crate::runtime::InstanceSpec;
 use axum::extract::{Path, Query, Request, State};
@@ -23,6 +24,7 @@ pub(crate) fn routes(agent: Arc<Agent>, token: String) -> Router {
         .route("/v1/backends/{id}", put(put_backend).delete(delete_backend))
         .route("/v1/listeners", get(list_listeners))
         .route("/v1/listeners/{name}", put(put_listener).delete(delete_listener))
+        .route("/v1/listeners/{name}/recreate", get(get_recreate).post(post_recreate))
         .route("/v1/samples", post(samples))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn(move |req: Request, next: Next| {
@@ -146,6 +148,25 @@ async fn delete_listener(State(agent): State<Arc<Agent>>, Path(name): Path<Strin
         StatusCode::NO_CONTENT.into_response()
     } else {
         failure(StatusCode::NOT_FOUND, format!("no listener `{name}`"))
+    }
+}
+
+/// Accepts a recreate plan, carried out by the agent whatever happens to the server.
+async fn post_recreate(
+    State(agent): State<Arc<Agent>>,
+    Path(name): Path<String>,
+    Json(plan): Json<RecreatePlan>,
+) -> Response {
+    match recreate::begin(&agent, &name, plan) {
+        Ok(status) => (StatusCode::ACCEPTED, Json(status)).into_response(),
+        Err(e) => failure(StatusCode::CONFLICT, e.to_string()),
+    }
+}
+
+async fn get_recreate(State(agent): State<Arc<Agent>>, Path(name): Path<String>) -> Response {
+    match recreate::status(&agent, &name) {
+        Some(status) => Json(status).into_response(),
+        None => failure(StatusCode::NOT_FOUND, format!("no recreate of listener `{name}`")),
     }
 }
 

@@ -144,6 +144,21 @@ impl AgentClient {
         self.call(self.http.put(format!("{}/v1/listeners/{name}", self.base)).json(config)).await
     }
 
+    /// Hands a recreate to the agent, which finishes it on its own; the same plan
+    /// again answers the status of the one under way.
+    pub async fn recreate(
+        &self,
+        listener: &str,
+        plan: &super::recreate::RecreatePlan,
+    ) -> Result<super::recreate::RecreateStatus, AgentError> {
+        self.call(self.http.post(format!("{}/v1/listeners/{listener}/recreate", self.base)).json(plan)).await
+    }
+
+    /// Where the newest recreate of a listener stands.
+    pub async fn recreate_status(&self, listener: &str) -> Result<super::recreate::RecreateStatus, AgentError> {
+        self.call(self.http.get(format!("{}/v1/listeners/{listener}/recreate", self.base))).await
+    }
+
     pub async fn remove_listener(&self, name: &str) -> Result<(), AgentError> {
         match self.call::<()>(self.http.delete(format!("{}/v1/listeners/{name}", self.base))).await {
             Err(AgentError::Refused(m)) if m.starts_with("404") => Ok(()),

@@ -7,6 +7,7 @@
 
 mod api;
 pub mod client;
+pub mod recreate;
 mod supervise;
 
 use crate::runtime::{process::ProcessRuntime, InstanceSpec, Runtime};
@@ -88,6 +89,8 @@ pub struct Agent {
     router: Router,
     runtime: Arc<dyn Runtime>,
     instances: Mutex<BTreeMap<String, Instance>>,
+    /// The newest recreate of each listener, carried out here (see `recreate`).
+    recreates: Mutex<BTreeMap<String, recreate::RecreateStatus>>,
     http: reqwest::Client,
 }
 
@@ -102,6 +105,7 @@ impl Agent {
             router: Router::new(RouterOptions::default()),
             runtime: Arc::new(ProcessRuntime),
             instances: Mutex::default(),
+            recreates: Mutex::default(),
             http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap_or_default(),
         })
     }

@@ -412,26 +412,56 @@ impl Controller {
         Ok(Phase::Succeeded)
     }
 
+    /// Recreate is handed to the agent as one plan (stop the old instances, start
+    /// the new, route to them), so a crash of the server in the middle of it cannot
+    /// leave the environment without instances until the server is back.
     async fn recreate(&mut self) -> Result<Phase, AgentError> {
+        use crate::agent::recreate::{RecreatePlan, RecreateState};
         let stable = self.stable_version().unwrap_or_default();
-        let old = std::mem::take(&mut self.stable_instances);
-        self.report(Phase::Progressing, format!("stopping {stable}"), None);
-        self.stop_all(&old).await?;
+        let version = self.spec.target.version.clone();
         let count = self.spec.service.instances as usize;
-        match self.start_new(count.saturating_sub(self.new_instances.len())).await? {
-            Ok(()) => {
-                let version = self.spec.target.version.clone();
-                self.route(vec![(version.clone(), 100, self.new_instances.clone())]).await?;
-                self.finish(Phase::Succeeded, "succeeded", &format!("{version} serves all traffic"));
-                Ok(Phase::Succeeded)
-            }
-            Err(reason) => {
-                // Recreate has no second version to fall back on: the old release is started again.
-                let ids = std::mem::take(&mut self.new_instances);
-                self.stop_all(&ids).await?;
-                self.finish(Phase::Failed, "failed", &format!("{reason}; {stable} must be deployed again"));
-                Ok(Phase::Failed)
-            }
+        let start: Vec<InstanceSpec> = (1..=count).map(|i| self.instance_spec(i)).collect();
+        let ids: Vec<String> = start.iter().map(|s| s.id.clone()).collect();
+        let Some(listen) = self.spec.environment.listen.get(&self.spec.service.name).copied() else {
+            return Err(AgentError::Refused(format!(
+                "environment `{}` has no address for `{}`",
+                self.spec.environment.name, self.spec.service.name
+            )));
+        };
+        let config = ListenerConfig {
+            listen,
+            versions: vec![VersionConfig { version: version.clone(), weight: 100, backends: ids.clone() }],
+            sticky: self.spec.environment.sticky.clone(),
+            retries: 2,
+        };
+        let plan = RecreatePlan {
+            stop: std::mem::take(&mut self.stable_instances),
+            drain_ms: self.spec.service.drain_timeout.as_millis() as u64,
+            start,
+            start_timeout_ms: self.spec.service.health.start_timeout.as_millis() as u64,
+            config,
+        };
+        let mut status = self.agent.recreate(&self.listener, &plan).await?;
+        // Reported once the agent holds the plan: from here it finishes without us.
+        self.report(
+            Phase::Progressing,
+            format!("stopping {stable}, then starting {version} (the agent carries it out)"),
+            None,
+        );
+        while !status.finished() {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            status = self.agent.recreate_status(&self.listener).await?;
+        }
+        if status.state == RecreateState::Succeeded {
+            self.new_instances = ids;
+            self.status.weights = BTreeMap::from([(version.clone(), 100)]);
+            self.status.stable = Some(version.clone());
+            self.finish(Phase::Succeeded, "succeeded", &format!("{version} serves all traffic"));
+            Ok(Phase::Succeeded)
+        } else {
+            // Recreate has no second version to fall back on: the old release is started again.
+            self.finish(Phase::Failed, "failed", &format!("{}; {stable} must be deployed again", status.message));
+            Ok(Phase::Failed)
         }
     }
 
