@@ -510,3 +510,103 @@ environments:
     let kinds: Vec<&str> = shown["events"].as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"rollback"), "{shown}");
 }
+
+/// Issue 15, item 11: `kill -9` of `mobius serve` in the middle of a `recreate`.
+/// The agent finishes the recreate on its own, so requests fail for no longer than
+/// in the same recreate without the crash (it used to be until the server was back).
+#[test]
+fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
+    if !python_available() {
+        return;
+    }
+    let port = free_port();
+    let config = format!(
+        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    instances: 2\n    stop_grace: 2s\n    drain_timeout: 1s\nenvironments:\n  only:\n    listen: 127.0.0.1:{port}\n    strategy: recreate\n"
+    );
+    let repo =
+        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &config)]);
+    let mut server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "only", "--wait"]);
+    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, bool)>::new()));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = {
+        let (stop, outcomes) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&outcomes));
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let at = Instant::now();
+                let ok = client.get(format!("http://127.0.0.1:{port}/")).send().is_ok_and(|r| r.status() == 200);
+                outcomes.lock().unwrap().push((at, ok));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let window = |from: Instant, to: Instant| {
+        let failed: Vec<Instant> = outcomes
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(at, ok)| !ok && *at >= from && *at < to)
+            .map(|(at, _)| *at)
+            .collect();
+        match (failed.iter().min(), failed.iter().max()) {
+            (Some(first), Some(last)) => last.duration_since(*first),
+            _ => Duration::ZERO,
+        }
+    };
+    let serves = |version: &str| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).ok().and_then(|r| r.text().ok()).as_deref()
+            != Some(version)
+        {
+            assert!(Instant::now() < deadline, "{version} never served");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+
+    // Without a crash.
+    repo.commit(&[("app/upstream.py", &format!("{APP}\n# v2\n"))], "v2");
+    wait_release(&server, "v2");
+    let from = Instant::now();
+    cli_ok(&server, &["deploy", "web", "--env", "only", "--wait"]);
+    serves("v2");
+    std::thread::sleep(Duration::from_millis(500));
+    let baseline = window(from, Instant::now());
+
+    // Killed once the agent holds the plan.
+    repo.commit(&[("app/upstream.py", &format!("{APP}\n# v3\n"))], "v3");
+    wait_release(&server, "v3");
+    let from = Instant::now();
+    cli_ok(&server, &["deploy", "web", "--env", "only"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = server.cli(&["rollout", "status", "web", "--env", "only", "--json"]);
+        if String::from_utf8_lossy(&status.stdout).contains("the agent carries it out") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the recreate never started\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    server.kill9();
+    serves("v3");
+    std::thread::sleep(Duration::from_millis(500));
+    let crashed = window(from, Instant::now());
+    server.restart();
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    load.join().unwrap();
+    eprintln!("requests failed for {baseline:?} without the crash, {crashed:?} with it");
+    assert!(crashed <= baseline + Duration::from_secs(1), "{crashed:?} with the crash, {baseline:?} without");
+    // The restarted server adopts what the agent did.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = cli_ok(&server, &["rollout", "status", "web", "--env", "only", "--json"]);
+        let status: Value = serde_json::from_str(&status).unwrap();
+        if status["phase"] == "succeeded" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{status}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
