@@ -22,6 +22,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::task::JoinHandle;
 
+/// The largest scrape answer read (a target answering more fails the scrape, as
+/// Prometheus' `body_size_limit` fails it).
+pub const MAX_SCRAPE_BYTES: usize = 64 << 20;
+
 /// The value Prometheus writes to end a series (a NaN no computation produces).
 pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
 
@@ -414,7 +418,8 @@ impl Loop {
         Ok((body, format))
     }
 
-    /// One request and its whole response on `sender`; errors are the transport's.
+    /// One request and its whole response (at most [`MAX_SCRAPE_BYTES`]) on
+    /// `sender`; errors are the transport's.
     async fn exchange(
         &mut self,
         mut sender: SendRequest<Empty<Bytes>>,
@@ -434,7 +439,18 @@ impl Loop {
             .get(hyper::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map_or(Format::Text, Format::from_content_type);
-        let body = response.into_body().collect().await.map_err(|e| e.to_string())?.to_bytes();
+        // A target is a service a project runs: its answer is bounded like any input.
+        let limited = http_body_util::Limited::new(response.into_body(), MAX_SCRAPE_BYTES);
+        let body = limited
+            .collect()
+            .await
+            .map_err(|e| match e.downcast_ref::<http_body_util::LengthLimitError>() {
+                Some(_) => {
+                    format!("body size limit exceeded: the scrape is larger than {MAX_SCRAPE_BYTES} bytes (64 MiB)")
+                }
+                None => e.to_string(),
+            })?
+            .to_bytes();
         self.connection = Some(sender);
         Ok((status, body, format))
     }

@@ -147,3 +147,45 @@ async fn a_target_closing_its_connections_is_never_missed() {
     let a = values(&db, "a_total", "closing");
     assert!(a.iter().all(|v| !is_stale(*v)), "{a:?}");
 }
+
+/// Issue 15 (every input has a bound): a target answering an endless body fails its
+/// scrape at 64 MiB, naming the limit, instead of growing the server's memory.
+#[tokio::test]
+async fn an_endless_scrape_body_stops_at_the_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(DbOptions::new(dir.path())).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut chunk = [0u8; 1024];
+                let _ = stream.read(&mut chunk).await;
+                let head =
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ntransfer-encoding: chunked\r\n\r\n";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let line = "# a comment line that goes on and on and on and on and on\n".repeat(1024);
+                let piece = format!("{:x}\r\n{line}\r\n", line.len());
+                while stream.write_all(piece.as_bytes()).await.is_ok() {}
+            });
+        }
+    });
+    let scraper = Scraper::new(Arc::clone(&db));
+    let mut slow = target(&addr, "endless");
+    slow.timeout = Duration::from_secs(30);
+    slow.interval = Duration::from_secs(1);
+    scraper.set_targets(vec![slow]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let health = scraper.targets();
+        if let Some(error) = health.iter().find_map(|(_, h)| h.last_error.clone()) {
+            assert!(error.contains("larger than 67108864 bytes"), "{error}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the endless scrape never ended");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
