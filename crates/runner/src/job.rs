@@ -266,7 +266,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
                 .try_for_each(std::fs::create_dir_all)
                 .map_err(|e| crate::sandbox::SandboxError::Start(e.to_string()))
                 .and_then(|()| {
-                    crate::sandbox::JobSandbox::start(sandbox, &job_dir, &tmp, &[shared.run_dir.join("source")])
+                    // The run's source (the workspace's git objects) and vendored actions
+                    // stay readable, wherever they are.
+                    let mut read_only = vec![shared.run_dir.join("source")];
+                    read_only.extend(shared.options.action_dir.iter().filter(|d| d.is_dir()).cloned());
+                    crate::sandbox::JobSandbox::start(sandbox, &job_dir, &tmp, &read_only)
                 });
             match started {
                 Ok(s) => (Some(s), Some(home)),

@@ -654,3 +654,29 @@ fn the_data_directory_is_private() {
         assert_eq!(mode(&server.data().join(file)), 0o600, "{file}");
     }
 }
+
+/// Item 4: vendored actions (`--action-dir`) stay readable inside the sandbox, even
+/// under `/tmp`, which a job sees as its own.
+#[test]
+fn vendored_actions_run_inside_the_sandbox() {
+    if std::process::Command::new("node").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").as_deref() != Ok("true"), "node is required under CI");
+        eprintln!("skipped: node is not installed");
+        return;
+    }
+    let actions = tempfile::tempdir().unwrap();
+    let action = actions.path().join("acme/hello@v1");
+    std::fs::create_dir_all(&action).unwrap();
+    // A JavaScript action: node reads its file from the action directory itself.
+    std::fs::write(action.join("action.yml"), "name: hello\nruns:\n  using: node20\n  main: index.js\n").unwrap();
+    std::fs::write(action.join("index.js"), "console.log('vendored-says-hi');\n").unwrap();
+    let server = Server::start_with(Backend::Sqlite, &["--action-dir", actions.path().to_str().unwrap()]);
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: acme/hello@v1\n";
+    let repo = Repo::new(&[(".github/workflows/a.yml", wf)]);
+    let added = server.add_project("vendored", repo.path());
+    let id = added["runs"][0]["id"].as_i64().unwrap();
+    let run = server.wait_run(id, "completed");
+    let log = logs(&server, id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("vendored-says-hi"), "{log}");
+}
