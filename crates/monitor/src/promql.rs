@@ -185,6 +185,84 @@ impl Value {
     }
 }
 
+/// The largest bare number of seconds an offset, range or subquery step may be
+/// (about 31,700 years): promql-parser turns bare numbers into durations and panics
+/// on ones a `Duration` cannot hold (found by the `promql` fuzz target).
+pub const MAX_DURATION_SECONDS: f64 = 1e12;
+
+/// Refuses a bare number used as a duration (after `offset`, after `[`, or after
+/// `:` inside brackets) that is not finite or above [`MAX_DURATION_SECONDS`].
+fn check_bare_durations(query: &str) -> Result<(), QueryError> {
+    let bytes = query.as_bytes();
+    let check_at = |mut i: usize| -> Result<(), QueryError> {
+        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let start = i;
+        if i < bytes.len() && matches!(bytes[i], b'+' | b'-') {
+            i += 1;
+        }
+        while i < bytes.len() {
+            let b = bytes[i];
+            let exponent_sign = matches!(b, b'+' | b'-') && matches!(bytes[i - 1], b'e' | b'E');
+            if !(b.is_ascii_alphanumeric() || b == b'.' || exponent_sign) {
+                break;
+            }
+            i += 1;
+        }
+        let token = &query[start..i];
+        match token.parse::<f64>() {
+            Ok(v) if !v.is_finite() || v.abs() > MAX_DURATION_SECONDS => Err(QueryError::BadData(format!(
+                "invalid parameter \"query\": the duration `{token}` is out of range (at most {MAX_DURATION_SECONDS} seconds)"
+            ))),
+            _ => Ok(()),
+        }
+    };
+    let mut in_brackets = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' | b'\'' | b'`' => {
+                let quote = bytes[i];
+                i += 1;
+                while i < bytes.len() && bytes[i] != quote {
+                    if bytes[i] == b'\\' && quote != b'`' {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+            }
+            b'#' => {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            }
+            b'[' => {
+                in_brackets = true;
+                check_at(i + 1)?;
+            }
+            b']' => in_brackets = false,
+            b':' if in_brackets => check_at(i + 1)?,
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
+                let start = i;
+                // Metric names may hold `:`; inside brackets it separates a range from a step.
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || (bytes[i] == b':' && !in_brackets))
+                {
+                    i += 1;
+                }
+                if query[start..i].eq_ignore_ascii_case("offset") {
+                    check_at(i)?;
+                }
+                continue;
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
 /// Parses a query, refusing one deeper than [`MAX_DEPTH`] before parsing it.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
     let levels = text_levels(query);
@@ -194,8 +272,9 @@ pub fn parse(query: &str) -> Result<Expr, QueryError> {
              more than the limit of {MAX_DEPTH}"
         )));
     }
-    // promql-parser panics on some inputs (an offset too large for a Duration, found
-    // by the `promql` fuzz target); a query must never take a thread down with it.
+    check_bare_durations(query)?;
+    // Defence in depth: should promql-parser still panic on some input, a query must
+    // never take a thread down with it.
     match std::panic::catch_unwind(|| parser::parse(query)) {
         Ok(parsed) => parsed.map_err(|e| QueryError::BadData(format!("invalid parameter \"query\": {e}"))),
         Err(_) => Err(QueryError::BadData(
