@@ -96,24 +96,68 @@ impl Budget {
     }
 }
 
-/// The levels of an expression's text: the deepest nesting of parentheses plus
-/// the number of operators, outside strings, comments and label matchers. An
-/// upper bound of the depth of the tree the parser would build.
-fn text_levels(query: &str) -> usize {
+/// The largest bare number of seconds an offset, range or subquery step may be
+/// (about 31,700 years): promql-parser turns bare numbers into durations and panics
+/// on ones a `Duration` cannot hold (found by the `promql` fuzz target).
+pub const MAX_DURATION_SECONDS: f64 = 1e12;
+
+/// The index just past the quoted string that starts at `start`.
+fn skip_quoted(bytes: &[u8], start: usize) -> usize {
+    let quote = bytes[start];
+    let mut i = start + 1;
+    while i < bytes.len() && bytes[i] != quote {
+        if bytes[i] == b'\\' && quote != b'`' {
+            i += 1;
+        }
+        i += 1;
+    }
+    i + 1
+}
+
+/// Refuses the bare number at `i` (after spaces) when it is used as a duration and
+/// is not finite or above [`MAX_DURATION_SECONDS`]; anything else is the parser's.
+fn check_bare_duration(query: &str, mut i: usize) -> Result<(), QueryError> {
     let bytes = query.as_bytes();
-    let (mut nesting, mut deepest, mut operators) = (0usize, 0usize, 0usize);
-    let mut i = 0;
+    while i < bytes.len() && bytes[i].is_ascii_whitespace() {
+        i += 1;
+    }
+    let start = i;
+    if i < bytes.len() && matches!(bytes[i], b'+' | b'-') {
+        i += 1;
+    }
     while i < bytes.len() {
         let b = bytes[i];
-        match b {
+        let exponent_sign = matches!(b, b'+' | b'-') && matches!(bytes[i - 1], b'e' | b'E');
+        if !(b.is_ascii_alphanumeric() || b == b'.' || exponent_sign) {
+            break;
+        }
+        i += 1;
+    }
+    let token = &query[start..i];
+    match token.parse::<f64>() {
+        Ok(v) if !v.is_finite() || v.abs() > MAX_DURATION_SECONDS => Err(QueryError::BadData(format!(
+            "invalid parameter \"query\": the duration `{token}` is out of range (at most {MAX_DURATION_SECONDS} seconds)"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One pass over a query's text, outside strings, comments and label matchers,
+/// before promql-parser sees it:
+/// - its levels, the deepest nesting of parentheses plus the number of operators (an
+///   upper bound of the depth of the tree the parser would build), at most [`MAX_DEPTH`];
+/// - every bare number used as a duration (after `offset`, after `[`, after `:` inside
+///   brackets) within [`MAX_DURATION_SECONDS`].
+fn prescan(query: &str) -> Result<(), QueryError> {
+    let bytes = query.as_bytes();
+    let (mut nesting, mut deepest, mut operators) = (0usize, 0usize, 0usize);
+    let mut in_brackets = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
             b'"' | b'\'' | b'`' => {
-                i += 1;
-                while i < bytes.len() && bytes[i] != b {
-                    if bytes[i] == b'\\' && b != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
+                i = skip_quoted(bytes, i);
+                continue;
             }
             b'#' => {
                 while i < bytes.len() && bytes[i] != b'\n' {
@@ -121,28 +165,22 @@ fn text_levels(query: &str) -> usize {
                 }
             }
             b'{' => {
-                // Label matchers: strings inside are skipped by the arm above on the next turns.
-                let mut j = i + 1;
-                while j < bytes.len() && bytes[j] != b'}' {
-                    if matches!(bytes[j], b'"' | b'\'' | b'`') {
-                        let quote = bytes[j];
-                        j += 1;
-                        while j < bytes.len() && bytes[j] != quote {
-                            if bytes[j] == b'\\' && quote != b'`' {
-                                j += 1;
-                            }
-                            j += 1;
-                        }
-                    }
-                    j += 1;
+                // Label matchers: their strings may hold anything.
+                while i < bytes.len() && bytes[i] != b'}' {
+                    i = if matches!(bytes[i], b'"' | b'\'' | b'`') { skip_quoted(bytes, i) } else { i + 1 };
                 }
-                i = j;
             }
             b'(' => {
                 nesting += 1;
                 deepest = deepest.max(nesting);
             }
             b')' => nesting = nesting.saturating_sub(1),
+            b'[' => {
+                in_brackets = true;
+                check_bare_duration(query, i + 1)?;
+            }
+            b']' => in_brackets = false,
+            b':' if in_brackets => check_bare_duration(query, i + 1)?,
             b'+' | b'-' | b'*' | b'/' | b'%' | b'^' | b'<' | b'>' => operators += 1,
             b'=' | b'!' if bytes.get(i + 1) == Some(&b'=') => {
                 operators += 1;
@@ -150,11 +188,17 @@ fn text_levels(query: &str) -> usize {
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
                 let start = i;
-                while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] == b':') {
+                // Metric names may hold `:`; inside brackets it separates a range from a step.
+                while i < bytes.len()
+                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || (bytes[i] == b':' && !in_brackets))
+                {
                     i += 1;
                 }
-                if matches!(&query[start..i], "and" | "or" | "unless" | "atan2") {
+                let word = &query[start..i];
+                if matches!(word, "and" | "or" | "unless" | "atan2") {
                     operators += 1;
+                } else if word.eq_ignore_ascii_case("offset") {
+                    check_bare_duration(query, i)?;
                 }
                 continue;
             }
@@ -162,7 +206,14 @@ fn text_levels(query: &str) -> usize {
         }
         i += 1;
     }
-    deepest.saturating_add(operators)
+    let levels = deepest.saturating_add(operators);
+    if levels > MAX_DEPTH {
+        return Err(QueryError::BadData(format!(
+            "invalid parameter \"query\": the expression has {levels} levels of operators, calls and parentheses, \
+             more than the limit of {MAX_DEPTH}"
+        )));
+    }
+    Ok(())
 }
 
 /// What an expression evaluates to at one instant.
@@ -185,94 +236,10 @@ impl Value {
     }
 }
 
-/// The largest bare number of seconds an offset, range or subquery step may be
-/// (about 31,700 years): promql-parser turns bare numbers into durations and panics
-/// on ones a `Duration` cannot hold (found by the `promql` fuzz target).
-pub const MAX_DURATION_SECONDS: f64 = 1e12;
-
-/// Refuses a bare number used as a duration (after `offset`, after `[`, or after
-/// `:` inside brackets) that is not finite or above [`MAX_DURATION_SECONDS`].
-fn check_bare_durations(query: &str) -> Result<(), QueryError> {
-    let bytes = query.as_bytes();
-    let check_at = |mut i: usize| -> Result<(), QueryError> {
-        while i < bytes.len() && bytes[i].is_ascii_whitespace() {
-            i += 1;
-        }
-        let start = i;
-        if i < bytes.len() && matches!(bytes[i], b'+' | b'-') {
-            i += 1;
-        }
-        while i < bytes.len() {
-            let b = bytes[i];
-            let exponent_sign = matches!(b, b'+' | b'-') && matches!(bytes[i - 1], b'e' | b'E');
-            if !(b.is_ascii_alphanumeric() || b == b'.' || exponent_sign) {
-                break;
-            }
-            i += 1;
-        }
-        let token = &query[start..i];
-        match token.parse::<f64>() {
-            Ok(v) if !v.is_finite() || v.abs() > MAX_DURATION_SECONDS => Err(QueryError::BadData(format!(
-                "invalid parameter \"query\": the duration `{token}` is out of range (at most {MAX_DURATION_SECONDS} seconds)"
-            ))),
-            _ => Ok(()),
-        }
-    };
-    let mut in_brackets = false;
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'"' | b'\'' | b'`' => {
-                let quote = bytes[i];
-                i += 1;
-                while i < bytes.len() && bytes[i] != quote {
-                    if bytes[i] == b'\\' && quote != b'`' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-            }
-            b'#' => {
-                while i < bytes.len() && bytes[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'[' => {
-                in_brackets = true;
-                check_at(i + 1)?;
-            }
-            b']' => in_brackets = false,
-            b':' if in_brackets => check_at(i + 1)?,
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let start = i;
-                // Metric names may hold `:`; inside brackets it separates a range from a step.
-                while i < bytes.len()
-                    && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || (bytes[i] == b':' && !in_brackets))
-                {
-                    i += 1;
-                }
-                if query[start..i].eq_ignore_ascii_case("offset") {
-                    check_at(i)?;
-                }
-                continue;
-            }
-            _ => {}
-        }
-        i += 1;
-    }
-    Ok(())
-}
-
-/// Parses a query, refusing one deeper than [`MAX_DEPTH`] before parsing it.
+/// Parses a query, refusing one deeper than [`MAX_DEPTH`] or with an impossible
+/// duration before parsing it.
 pub fn parse(query: &str) -> Result<Expr, QueryError> {
-    let levels = text_levels(query);
-    if levels > MAX_DEPTH {
-        return Err(QueryError::BadData(format!(
-            "invalid parameter \"query\": the expression has {levels} levels of operators, calls and parentheses, \
-             more than the limit of {MAX_DEPTH}"
-        )));
-    }
-    check_bare_durations(query)?;
+    prescan(query)?;
     // Defence in depth: should promql-parser still panic on some input, a query must
     // never take a thread down with it.
     match std::panic::catch_unwind(|| parser::parse(query)) {
