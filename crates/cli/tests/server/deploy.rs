@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 const APP: &str = include_str!("../../../deploy/tests/upstream.py");
 
-const WORKFLOW: &str = "on: push
+pub(crate) const WORKFLOW: &str = "on: push
 jobs:
   build:
     runs-on: ubuntu-latest

@@ -79,12 +79,9 @@ fn yaml_alias_bomb_in_server_configuration_is_refused_at_start() {
     }
 }
 
-/// Percent-encodes a query parameter's value.
+/// A query parameter's value, form-encoded.
 fn encode(value: &str) -> String {
-    value
-        .bytes()
-        .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
-        .collect()
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
 /// Item 2: queries deep enough to overflow the stack are answered 400 `bad_data`
@@ -219,30 +216,6 @@ fn secret_and_variable_sizes_are_limited_and_audit_keeps_no_values() {
     assert!(text.contains("49152") && text.contains("sha256"), "size and digest are recorded");
 }
 
-/// A repository at `root/relative` (so two projects' paths can end alike).
-fn repo_at(root: &std::path::Path, relative: &str, files: &[(&str, &str)]) -> std::path::PathBuf {
-    let dir = root.join(relative);
-    std::fs::create_dir_all(&dir).unwrap();
-    let git = |args: &[&str]| {
-        let out = std::process::Command::new("git")
-            .args(["-c", "user.name=Alice", "-c", "user.email=alice@example.com"])
-            .args(args)
-            .current_dir(&dir)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    };
-    git(&["init", "-q", "-b", "main"]);
-    for (path, text) in files {
-        let full = dir.join(path);
-        std::fs::create_dir_all(full.parent().unwrap()).unwrap();
-        std::fs::write(full, text).unwrap();
-    }
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "initial"]);
-    dir
-}
-
 fn logs(server: &Server, run: i64) -> String {
     String::from_utf8_lossy(&server.cli(&["logs", &run.to_string()]).stdout).to_string()
 }
@@ -252,15 +225,14 @@ fn logs(server: &Server, run: i64) -> String {
 #[test]
 fn caches_are_namespaced_by_project_not_by_path() {
     let server = Server::start(Backend::Sqlite);
-    let root = tempfile::tempdir().unwrap();
     let save = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: mkdir -p c && echo from-projb > c/f\n      - uses: actions/cache/save@v4\n        with:\n          path: c\n          key: shared-key\n";
     let restore = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/cache/restore@v4\n        id: r\n        with:\n          path: c\n          key: shared-key\n      - run: echo \"hit=${{ steps.r.outputs.cache-hit }}\"; cat c/f 2>/dev/null || echo nothing-restored\n";
-    let projb = repo_at(root.path(), "x/repo-b", &[(".github/workflows/save.yml", save)]);
-    let added = server.add_project("projb", &projb);
+    let projb = Repo::at("x/repo-b", &[(".github/workflows/save.yml", save)]);
+    let added = server.add_project("projb", projb.path());
     let run = server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
     assert_eq!(run["conclusion"], "success", "{run}");
-    let evil = repo_at(root.path(), "evil/x/repo-b", &[(".github/workflows/restore.yml", restore)]);
-    let added = server.add_project("evil", &evil);
+    let evil = Repo::at("evil/x/repo-b", &[(".github/workflows/restore.yml", restore)]);
+    let added = server.add_project("evil", evil.path());
     let id = added["runs"][0]["id"].as_i64().unwrap();
     assert_eq!(server.wait_run(id, "completed")["conclusion"], "success");
     let log = logs(&server, id);
@@ -333,26 +305,16 @@ fn ui_answers_forbid_framing_and_inline_script() {
     }
 }
 
-const RELEASING: &str = "on: push
-jobs:
-  build:
-    runs-on: ubuntu-latest
-    steps:
-      - uses: actions/checkout@v4
-      - uses: actions/upload-artifact@v4
-        with: { name: web, path: app/ }
-";
-
 const SERVICE: &str = "services:
   web:
     artifact: web
-    run: python3 app.py {port}
+    run: python3 upstream.py {port}
 ";
 
 /// A signed GitHub push delivery.
 fn push(server: &Server, secret: &str, delivery: &str, before: &str, after: &str) -> (u16, serde_json::Value) {
     let body = serde_json::to_vec(&serde_json::json!({"ref": "refs/heads/main", "before": before, "after": after,
-        "sender": {"login": "octocat"}, "commits": [{"id": after, "added": [], "removed": [], "modified": ["app/app.py"]}]}))
+        "sender": {"login": "octocat"}, "commits": [{"id": after, "added": [], "removed": [], "modified": ["app/upstream.py"]}]}))
     .unwrap();
     let signature = crate::webhooks::sign(secret, &body);
     server.post_raw(
@@ -370,9 +332,9 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
     for backend in crate::support::backends() {
         let server = Server::start_with(backend, &["--poll-interval", "1h"]);
         let repo = Repo::new(&[
-            (".github/workflows/ci.yml", RELEASING),
+            (".github/workflows/ci.yml", crate::deploy::WORKFLOW),
             ("mobius.yaml", SERVICE),
-            ("app/app.py", "print('v1')\n"),
+            ("app/upstream.py", "print('v1')\n"),
         ]);
         let first = repo.git(&["rev-parse", "HEAD"]);
         let secret = "a-webhook-secret-of-some-length";
@@ -381,7 +343,7 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
         let (status, added) = server.api("POST", "/api/v1/projects", Some(body));
         assert_eq!(status, 201, "{added}");
         server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
-        let second = repo.commit(&[("app/app.py", "print('v2')\n")], "v2");
+        let second = repo.commit(&[("app/upstream.py", "print('v2')\n")], "v2");
         let (status, answer) = push(&server, secret, "delivery-v2", &first, &second);
         assert_eq!(status, 202, "{answer}");
         server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
@@ -413,7 +375,7 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
 
         // A newer push, then a replay of the older delivery: the ref moved on, so only
         // the delivery id tells it is a replay.
-        let third = repo.commit(&[("app/app.py", "print('v3')\n")], "v3");
+        let third = repo.commit(&[("app/upstream.py", "print('v3')\n")], "v3");
         let (status, answer) = push(&server, secret, "delivery-v3", &second, &third);
         assert_eq!(status, 202, "{answer}");
         server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");

@@ -229,25 +229,35 @@ impl Drop for Server {
 
 /// A git repository on `main` holding the given files, committed.
 pub struct Repo {
-    pub dir: tempfile::TempDir,
+    _dir: tempfile::TempDir,
+    root: PathBuf,
 }
 
 impl Repo {
     pub fn new(files: &[(&str, &str)]) -> Repo {
-        let repo = Repo { dir: tempfile::tempdir().expect("temp dir") };
+        Repo::at("", files)
+    }
+
+    /// A repository at `relative` inside a fresh temporary directory (so two
+    /// repositories' paths can end alike).
+    pub fn at(relative: &str, files: &[(&str, &str)]) -> Repo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root = dir.path().join(relative);
+        std::fs::create_dir_all(&root).expect("mkdir");
+        let repo = Repo { _dir: dir, root };
         repo.git(&["init", "-q", "-b", "main"]);
         repo.commit(files, "initial");
         repo
     }
 
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.root
     }
 
     pub fn git(&self, args: &[&str]) -> String {
         let out = Command::new("git")
             .args(args)
-            .current_dir(self.dir.path())
+            .current_dir(&self.root)
             .env("GIT_AUTHOR_NAME", "Alice")
             .env("GIT_AUTHOR_EMAIL", "alice@example.com")
             .env("GIT_COMMITTER_NAME", "Alice")
@@ -261,7 +271,7 @@ impl Repo {
     /// Writes the files and commits them; returns the new commit id.
     pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
         for (path, text) in files {
-            let full = self.dir.path().join(path);
+            let full = self.root.join(path);
             std::fs::create_dir_all(full.parent().expect("parent")).expect("mkdir");
             std::fs::write(full, text).expect("write");
         }
