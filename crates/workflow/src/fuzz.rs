@@ -24,3 +24,32 @@ pub fn expression(data: &[u8]) {
     contexts.set("matrix", serde_json::json!({"os": "linux", "n": [1, 2, 3]}));
     let _ = expr::evaluate(&parsed, &contexts);
 }
+
+/// xorshift64*: a deterministic pseudo-random source for the bounded property tests
+/// (a failure reproduces), with no dependency.
+#[derive(Debug, Clone)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    #[allow(clippy::should_implement_trait)] // reason: an endless source, not an Iterator
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A number below `n` (0 when `n` is 0).
+    pub fn below(&mut self, n: usize) -> usize {
+        if n == 0 {
+            0
+        } else {
+            (self.next() % n as u64) as usize
+        }
+    }
+
+    /// One of `items`.
+    pub fn pick<'a, T: ?Sized>(&mut self, items: &[&'a T]) -> &'a T {
+        items[self.below(items.len())]
+    }
+}

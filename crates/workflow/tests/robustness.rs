@@ -1,22 +1,7 @@
 //! Malformed input never panics the parser: pseudo-random workflow-like text, deterministic seed.
 
+use mobius_workflow::fuzz::Rng;
 use mobius_workflow::{expr, parse_workflow, SourceFile};
-
-/// xorshift64*: deterministic, no dependency.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[(self.next() % items.len() as u64) as usize]
-    }
-}
 
 const PIECES: &[&str] = &[
     "on",

@@ -3,6 +3,7 @@
 //! overflow or an input that runs unbounded fails the test, so the targets cannot
 //! rot between fuzzing sessions (issue 15, "Also").
 
+use mobius_workflow::fuzz::Rng;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -38,26 +39,6 @@ const TOKENS: &[&[u8]] = &[
     b"\xff",
 ];
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, so a failure reproduces.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        if n == 0 {
-            0
-        } else {
-            (self.next() % n as u64) as usize
-        }
-    }
-}
-
 fn mutate(rng: &mut Rng, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
     for _ in 0..=rng.below(4) {
         let at = rng.below(input.len() + 1);
@@ -72,7 +53,7 @@ fn mutate(rng: &mut Rng, input: &mut Vec<u8>, seeds: &[Vec<u8>]) {
                 input.drain(at.min(end)..end);
             }
             3 => {
-                let token = TOKENS[rng.below(TOKENS.len())];
+                let token = rng.pick(TOKENS);
                 let times = if rng.below(8) == 0 { 1 + rng.below(2000) } else { 1 };
                 for _ in 0..times {
                     input.splice(at..at, token.iter().copied());
