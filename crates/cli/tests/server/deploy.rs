@@ -92,6 +92,55 @@ fn wait_release(server: &Server, version: &str) -> Value {
     }
 }
 
+/// Requests to a port on loopback, one after another, from a thread of their own:
+/// when each was sent and its status (or why it failed).
+struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    outcomes: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Result<u16, String>)>>>,
+    thread: std::thread::JoinHandle<()>,
+}
+
+impl Load {
+    fn start(port: u16) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, outcomes) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&outcomes));
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let outcome = client
+                        .get(format!("http://127.0.0.1:{port}/"))
+                        .send()
+                        .map(|r| r.status().as_u16())
+                        .map_err(|e| e.to_string());
+                    outcomes.lock().unwrap().push((at, outcome));
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+            })
+        };
+        Load { stop, outcomes, thread }
+    }
+
+    /// From the first to the last request sent in `[from, to)` that did not get a 200.
+    fn failure_window(&self, from: Instant, to: Instant) -> Duration {
+        let outcomes = self.outcomes.lock().unwrap();
+        let failed =
+            || outcomes.iter().filter(|(at, r)| *at >= from && *at < to && r.as_ref() != Ok(&200)).map(|(at, _)| *at);
+        match (failed().min(), failed().max()) {
+            (Some(first), Some(last)) => last.duration_since(first),
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn finish(self) -> Vec<(Instant, Result<u16, String>)> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.join().unwrap();
+        std::mem::take(&mut *self.outcomes.lock().unwrap())
+    }
+}
+
 fn get(port: u16) -> (u16, String) {
     let response = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).unwrap();
     (response.status().as_u16(), response.text().unwrap())
@@ -374,30 +423,22 @@ fn kill_9_of_the_server_under_load_loses_no_request() {
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
     cli_ok(&server, &["deploy", "web", "--env", "staging", "--wait"]);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let stop = std::sync::Arc::clone(&stop);
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
-            let (mut ok, mut failed) = (0, Vec::new());
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                match client.get(format!("http://127.0.0.1:{staging}/")).send() {
-                    Ok(r) if r.status() == 200 => ok += 1,
-                    Ok(r) => failed.push(r.status().to_string()),
-                    Err(e) => failed.push(e.to_string()),
-                }
-                std::thread::sleep(Duration::from_millis(2));
-            }
-            (ok, failed)
-        })
-    };
+    let load = Load::start(staging);
     std::thread::sleep(Duration::from_millis(500));
     server.kill9();
     std::thread::sleep(Duration::from_millis(1000));
     server.restart();
     std::thread::sleep(Duration::from_millis(500));
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (ok, failed) = load.join().unwrap();
+    let outcomes = load.finish();
+    let ok = outcomes.iter().filter(|(_, r)| r.as_ref().is_ok_and(|s| *s == 200)).count();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Ok(200) => None,
+            Ok(status) => Some(status.to_string()),
+            Err(e) => Some(e.clone()),
+        })
+        .collect();
     assert!(ok > 200, "only {ok} requests");
     assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     // The restarted server reattached: it reads the router's numbers again.
@@ -529,33 +570,7 @@ fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
     cli_ok(&server, &["deploy", "web", "--env", "only", "--wait"]);
-    let outcomes = std::sync::Arc::new(std::sync::Mutex::new(Vec::<(Instant, bool)>::new()));
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let load = {
-        let (stop, outcomes) = (std::sync::Arc::clone(&stop), std::sync::Arc::clone(&outcomes));
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::builder().timeout(Duration::from_secs(5)).build().unwrap();
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let at = Instant::now();
-                let ok = client.get(format!("http://127.0.0.1:{port}/")).send().is_ok_and(|r| r.status() == 200);
-                outcomes.lock().unwrap().push((at, ok));
-                std::thread::sleep(Duration::from_millis(5));
-            }
-        })
-    };
-    let window = |from: Instant, to: Instant| {
-        let failed: Vec<Instant> = outcomes
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|(at, ok)| !ok && *at >= from && *at < to)
-            .map(|(at, _)| *at)
-            .collect();
-        match (failed.iter().min(), failed.iter().max()) {
-            (Some(first), Some(last)) => last.duration_since(*first),
-            _ => Duration::ZERO,
-        }
-    };
+    let load = Load::start(port);
     let serves = |version: &str| {
         let deadline = Instant::now() + Duration::from_secs(60);
         while reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).ok().and_then(|r| r.text().ok()).as_deref()
@@ -573,7 +588,7 @@ fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
     cli_ok(&server, &["deploy", "web", "--env", "only", "--wait"]);
     serves("v2");
     std::thread::sleep(Duration::from_millis(500));
-    let baseline = window(from, Instant::now());
+    let baseline = load.failure_window(from, Instant::now());
 
     // Killed once the agent holds the plan.
     repo.commit(&[("app/upstream.py", &format!("{APP}\n# v3\n"))], "v3");
@@ -592,10 +607,9 @@ fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
     server.kill9();
     serves("v3");
     std::thread::sleep(Duration::from_millis(500));
-    let crashed = window(from, Instant::now());
+    let crashed = load.failure_window(from, Instant::now());
     server.restart();
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    load.join().unwrap();
+    load.finish();
     eprintln!("requests failed for {baseline:?} without the crash, {crashed:?} with it");
     assert!(crashed <= baseline + Duration::from_secs(1), "{crashed:?} with the crash, {baseline:?} without");
     // The restarted server adopts what the agent did.

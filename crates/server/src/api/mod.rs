@@ -107,13 +107,13 @@ pub fn router(app: Arc<App>) -> Router {
 /// Records every request a permission check refused (401, 403, or a 404 hiding what
 /// the caller may not see) in the audit log: who, which route, why.
 async fn audit_denials(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
-    let route = format!("{} {}", request.method(), request.uri().path());
-    let remote = request
-        .extensions()
-        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .map_or_else(String::new, |c| c.0.ip().to_string());
+    // Kept aside cheaply; the route is written out only for a refusal.
+    let (method, uri) = (request.method().clone(), request.uri().clone());
+    let remote = request.extensions().get::<axum::extract::ConnectInfo<std::net::SocketAddr>>().map(|c| c.0.ip());
     let response = next.run(request).await;
     if let Some(denial) = response.extensions().get::<crate::error::Denial>() {
+        let route = format!("{method} {}", uri.path());
+        let remote = remote.map_or_else(String::new, |ip| ip.to_string());
         let detail = serde_json::json!({"route": route, "status": response.status().as_u16(), "reason": denial.reason});
         if let Err(e) = app.store.audit(&denial.actor, "request.denied", &route, detail, &remote).await {
             tracing::warn!(error = %e, "cannot record a refused request in the audit log");
