@@ -50,8 +50,14 @@ fn yaml_alias_bomb_in_a_pushed_commit_does_not_stop_the_server() {
     server.restart();
     let (status, _) = server.api("GET", "/healthz", None);
     assert_eq!(status, 200);
-    // Start-up re-read mobius.yaml of the last commit; still up a while later.
-    std::thread::sleep(Duration::from_secs(2));
+    // Start-up re-reads mobius.yaml of the last commit (where the bomb used to kill
+    // the server): wait until it has, then it must still answer.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !server.log().contains("mobius.yaml's monitoring not applied") {
+        assert!(Instant::now() < deadline, "mobius.yaml was not read again at start:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(server.log().contains("limit of 4194304 bytes"), "{}", server.log());
     assert_eq!(server.api("GET", "/healthz", None).0, 200, "{}", server.log());
 }
 
@@ -554,7 +560,7 @@ fn a_hostile_job_reaches_nothing_of_the_server_or_other_projects() {
     let server = Server::start(Backend::Sqlite);
     let data = server.data().canonicalize().unwrap();
     // Project B: a job that keeps a secret file in its workspace while it runs.
-    let b = "on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo b-private-content > secret.txt && sleep 20\n";
+    let b = "on: push\njobs:\n  b:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo b-tmp > /tmp/b-tmp-file && echo b-private-content > secret.txt && sleep 20\n";
     let repo_b = Repo::new(&[(".github/workflows/b.yml", b)]);
     let added = server.add_project("projb", repo_b.path());
     let run_b = added["runs"][0]["id"].as_i64().unwrap();
@@ -572,6 +578,7 @@ fn a_hostile_job_reaches_nothing_of_the_server_or_other_projects() {
         workspace_b.clone(),
         format!("/proc/{pid}/environ").into(),
         format!("/proc/{pid}/root{}/master.key", data.display()).into(),
+        "/tmp/b-tmp-file".into(),
     ];
     let mut script = String::from("echo own > own.txt\n");
     for target in std::iter::once(std::path::PathBuf::from("own.txt")).chain(targets.iter().cloned()) {
@@ -615,6 +622,23 @@ fn the_data_directory_is_private() {
     for file in ["mobius.db", "master.key", "admin-token"] {
         assert_eq!(mode(&server.data().join(file)), 0o600, "{file}");
     }
+    // A run's logs are blobs: each file the server's alone.
+    let repo = Repo::new(&[(".github/workflows/ok.yml", GOOD)]);
+    let added = server.add_project("private", repo.path());
+    server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
+    let mut pending = vec![server.data().join("blobs/sha256")];
+    let mut blobs = 0;
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap().map(Result::unwrap) {
+            if entry.file_type().unwrap().is_dir() {
+                pending.push(entry.path());
+            } else {
+                blobs += 1;
+                assert_eq!(mode(&entry.path()), 0o600, "{}", entry.path().display());
+            }
+        }
+    }
+    assert!(blobs > 0, "the run stored no blob");
 }
 
 /// Item 4: vendored actions (`--action-dir`) stay readable inside the sandbox, even
