@@ -261,17 +261,20 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         SandboxPolicy::Required(sandbox) => {
             let home = job_dir.join("home");
             let tmp = job_dir.join("tmp");
-            let started = [&home, &tmp]
-                .iter()
-                .try_for_each(std::fs::create_dir_all)
-                .map_err(|e| crate::sandbox::SandboxError::Start(e.to_string()))
-                .and_then(|()| {
-                    // The run's source (the workspace's git objects) and vendored actions
-                    // stay readable, wherever they are.
-                    let mut read_only = vec![shared.run_dir.join("source")];
-                    read_only.extend(shared.options.action_dir.iter().filter(|d| d.is_dir()).cloned());
-                    crate::sandbox::JobSandbox::start(sandbox, &job_dir, &tmp, &read_only)
-                });
+            // The run's source (the workspace's git objects) and vendored actions stay
+            // readable, wherever they are.
+            let mut read_only = vec![shared.run_dir.join("source")];
+            read_only.extend(shared.options.action_dir.iter().filter(|d| d.is_dir()).cloned());
+            let (sandbox, job_dir, dirs) = (sandbox.clone(), job_dir.clone(), [home.clone(), tmp]);
+            // Starting it waits for the helper: off the async workers.
+            let started = tokio::task::spawn_blocking(move || {
+                dirs.iter()
+                    .try_for_each(std::fs::create_dir_all)
+                    .map_err(|e| crate::sandbox::SandboxError::Start(e.to_string()))?;
+                crate::sandbox::JobSandbox::start(&sandbox, &job_dir, &dirs[1], &read_only)
+            })
+            .await
+            .unwrap_or_else(|e| Err(crate::sandbox::SandboxError::Start(e.to_string())));
             match started {
                 Ok(s) => (Some(s), Some(home)),
                 Err(e) => {

@@ -374,16 +374,23 @@ impl Controller {
 
     /// Applies weights: `(version, weight, backends)`; returns once the router uses them.
     async fn route(&mut self, versions: Vec<(String, u32, Vec<String>)>) -> Result<(), AgentError> {
+        let total: u32 = versions.iter().map(|v| v.1).sum();
+        self.status.weights =
+            versions.iter().map(|(v, w, _)| (v.clone(), (w * 100).checked_div(total).unwrap_or(0))).collect();
+        let config = self.listener_config(versions)?;
+        self.agent.configure(&self.listener, &config).await?;
+        Ok(())
+    }
+
+    /// The listener's table for these `(version, weight, backends)`.
+    fn listener_config(&self, versions: Vec<(String, u32, Vec<String>)>) -> Result<ListenerConfig, AgentError> {
         let Some(listen) = self.spec.environment.listen.get(&self.spec.service.name).copied() else {
             return Err(AgentError::Refused(format!(
                 "environment `{}` has no address for `{}`",
                 self.spec.environment.name, self.spec.service.name
             )));
         };
-        let total: u32 = versions.iter().map(|v| v.1).sum();
-        self.status.weights =
-            versions.iter().map(|(v, w, _)| (v.clone(), (w * 100).checked_div(total).unwrap_or(0))).collect();
-        let config = ListenerConfig {
+        Ok(ListenerConfig {
             listen,
             versions: versions
                 .into_iter()
@@ -391,9 +398,7 @@ impl Controller {
                 .collect(),
             sticky: self.spec.environment.sticky.clone(),
             retries: 2,
-        };
-        self.agent.configure(&self.listener, &config).await?;
-        Ok(())
+        })
     }
 
     async fn first_deploy(&mut self) -> Result<Phase, AgentError> {
@@ -422,18 +427,7 @@ impl Controller {
         let count = self.spec.service.instances as usize;
         let start: Vec<InstanceSpec> = (1..=count).map(|i| self.instance_spec(i)).collect();
         let ids: Vec<String> = start.iter().map(|s| s.id.clone()).collect();
-        let Some(listen) = self.spec.environment.listen.get(&self.spec.service.name).copied() else {
-            return Err(AgentError::Refused(format!(
-                "environment `{}` has no address for `{}`",
-                self.spec.environment.name, self.spec.service.name
-            )));
-        };
-        let config = ListenerConfig {
-            listen,
-            versions: vec![VersionConfig { version: version.clone(), weight: 100, backends: ids.clone() }],
-            sticky: self.spec.environment.sticky.clone(),
-            retries: 2,
-        };
+        let config = self.listener_config(vec![(version.clone(), 100, ids.clone())])?;
         let plan = RecreatePlan {
             stop: std::mem::take(&mut self.stable_instances),
             drain_ms: self.spec.service.drain_timeout.as_millis() as u64,
