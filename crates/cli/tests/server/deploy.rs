@@ -92,11 +92,14 @@ fn wait_release(server: &Server, version: &str) -> Value {
     }
 }
 
+/// When a request was sent, and its status or why it failed.
+type Outcome = (Instant, Result<u16, String>);
+
 /// Requests to a port on loopback, one after another, from a thread of their own:
 /// when each was sent and its status (or why it failed).
 struct Load {
     stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    outcomes: std::sync::Arc<std::sync::Mutex<Vec<(Instant, Result<u16, String>)>>>,
+    outcomes: std::sync::Arc<std::sync::Mutex<Vec<Outcome>>>,
     thread: std::thread::JoinHandle<()>,
 }
 
@@ -134,7 +137,7 @@ impl Load {
         }
     }
 
-    fn finish(self) -> Vec<(Instant, Result<u16, String>)> {
+    fn finish(self) -> Vec<Outcome> {
         self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
         self.thread.join().unwrap();
         std::mem::take(&mut *self.outcomes.lock().unwrap())
