@@ -299,16 +299,26 @@ fn releases_rollouts_approvals_and_rollback() {
         // Two v2 instances per environment (staging may still keep v1 warm after its
         // switch), all up once an instance being stopped has left the targets.
         let deadline = Instant::now() + Duration::from_secs(10);
+        // A place is missing from the page for a scrape interval when its targets change
+        // (the old series are stale before the new target's first scrape), so wait for both.
+        let production_instances = |services: &str| {
+            services
+                .split("web in production")
+                .nth(1)
+                .map_or(0, |s| s.split("<section").next().unwrap_or_default().matches("title=\"v2\">").count())
+        };
         let services = loop {
             let services = page("/ui/services");
-            if !services.contains("instance down") || Instant::now() > deadline {
+            let settled = services.contains("web in staging")
+                && production_instances(&services) == 2
+                && !services.contains("instance down");
+            if settled || Instant::now() > deadline {
                 break services;
             }
             std::thread::sleep(Duration::from_millis(200));
         };
         assert!(services.contains("web in production") && services.contains("<td>v2</td>"), "{services}");
-        let production = services.split("web in production").nth(1).unwrap().split("<section").next().unwrap();
-        assert_eq!(production.matches("title=\"v2\">").count(), 2, "{services}");
+        assert_eq!(production_instances(&services), 2, "{services}");
         assert!(services.contains("web in staging") && !services.contains("instance down"), "{services}");
         // What the instances print is in the log store, by service and environment;
         // what the release job printed too.
@@ -384,6 +394,9 @@ fn the_deploy_pages_show_what_runs_where_and_approve_a_rollout_in_the_browser() 
         // The rollout page refreshes itself while live: click Approve on whichever copy is shown.
         client.find(Locator::LinkText(&format!("#{rollout} paused"))).await.unwrap().click().await.unwrap();
         let deadline = Instant::now() + Duration::from_secs(20);
+        let page = format!("{base}/ui/rollouts/{rollout}");
+        // One click; another only if the first was lost to a refresh of the page.
+        let mut clicked: Option<Instant> = None;
         loop {
             let phase = match client.find(Locator::Id("phase")).await {
                 Ok(el) => el.text().await.unwrap_or_default(),
@@ -392,9 +405,14 @@ fn the_deploy_pages_show_what_runs_where_and_approve_a_rollout_in_the_browser() 
             if phase == "succeeded" {
                 break;
             }
-            if phase == "paused" {
+            if phase.is_empty() {
+                // Between two refreshes of the page, or on the answer to the click: back to the rollout.
+                client.goto(&page).await.unwrap();
+            } else if phase == "paused" && clicked.is_none_or(|at| at.elapsed() > Duration::from_secs(3)) {
                 if let Ok(button) = client.find(Locator::XPath("//button[text()='Approve']")).await {
-                    let _ = button.click().await;
+                    if button.click().await.is_ok() {
+                        clicked = Some(Instant::now());
+                    }
                 }
             }
             assert!(Instant::now() < deadline, "never approved: {}", client.source().await.unwrap_or_default());
