@@ -94,7 +94,7 @@ fn weights(rollout: &Value) -> String {
 }
 
 fn rollout_line(r: &Value) -> String {
-    format!(
+    let mut line = format!(
         "rollout {} {} {} → {}: {} ({}) [{}] {}",
         r["id"],
         s(r, "service"),
@@ -104,7 +104,11 @@ fn rollout_line(r: &Value) -> String {
         s(r, "strategy"),
         weights(r),
         s(r, "message")
-    )
+    );
+    if let Some(newer) = r["newer_release"].as_str() {
+        line.push_str(&format!("\n  {newer} is newer and waits until this rollout ends"));
+    }
+    line
 }
 
 async fn latest(client: &Client, target: &Target) -> Result<Value, Failure> {

@@ -61,6 +61,8 @@ pub struct Rollout {
     pub created_at: i64,
     pub updated_at: i64,
     pub finished_at: Option<i64>,
+    /// The service's newest release, when it is newer than the one this rollout ships.
+    pub newer_version: Option<String>,
 }
 
 /// One deploy event: started, approved, step, promoted, succeeded, rolled_back, failed, aborted.
@@ -82,7 +84,9 @@ const RELEASE_COLUMNS: &str = "r.id, r.project_id, p.name AS project, r.service,
      r.commit_sha, r.author, r.artifact, r.digest, r.manifest, r.provenance, r.changelog, r.created_at";
 
 const ROLLOUT_COLUMNS: &str = "o.id, o.project_id, p.name AS project, o.service, o.environment, o.release_id, \
-     r.version, o.strategy, o.phase, o.message, o.status, o.created_by, o.created_at, o.updated_at, o.finished_at";
+     r.version, o.strategy, o.phase, o.message, o.status, o.created_by, o.created_at, o.updated_at, o.finished_at, \
+     (SELECT n.version FROM releases n WHERE n.project_id = o.project_id AND n.service = o.service \
+        AND n.id > o.release_id ORDER BY n.id DESC LIMIT 1) AS newer_version";
 
 fn json(row: &AnyRow, column: &str) -> Result<serde_json::Value> {
     let text: String = row.try_get(column)?;
@@ -126,6 +130,7 @@ fn rollout(row: &AnyRow) -> Result<Rollout> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         finished_at: row.try_get("finished_at")?,
+        newer_version: row.try_get("newer_version")?,
     })
 }
 
@@ -220,6 +225,20 @@ impl Store {
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(release).collect()
+    }
+
+    /// The release of a project's service with this digest, if one was made already.
+    pub async fn release_by_digest(&self, project_id: i64, service: &str, digest: &str) -> Result<Option<Release>> {
+        let row = sqlx::query(&format!(
+            "SELECT {RELEASE_COLUMNS} FROM releases r JOIN projects p ON p.id = r.project_id
+             WHERE r.project_id = $1 AND r.service = $2 AND r.digest = $3 ORDER BY r.id LIMIT 1"
+        ))
+        .bind(project_id)
+        .bind(service)
+        .bind(digest)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(release).transpose()
     }
 
     /// The release a run made of a service, if any (a run makes at most one per service).

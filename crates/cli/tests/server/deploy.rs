@@ -21,7 +21,7 @@ jobs:
 
 /// A port for a listener bound later: below the kernel's ephemeral range (32768 and
 /// up), so no connection or port-0 bind in the meantime can take it, and free now.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
@@ -71,7 +71,7 @@ fn shop_repo(staging: u16, production: u16) -> Repo {
     ])
 }
 
-fn python_available() -> bool {
+pub(crate) fn python_available() -> bool {
     let found = std::process::Command::new("python3").arg("--version").output().is_ok_and(|o| o.status.success());
     if !found {
         assert!(std::env::var("CI").is_err(), "python3 is required under CI");
@@ -80,7 +80,7 @@ fn python_available() -> bool {
     found
 }
 
-fn wait_release(server: &Server, version: &str) -> Value {
+pub(crate) fn wait_release(server: &Server, version: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let (_, releases) = server.api("GET", "/api/v1/releases?service=web", None);
@@ -144,12 +144,12 @@ impl Load {
     }
 }
 
-fn get(port: u16) -> (u16, String) {
+pub(crate) fn get(port: u16) -> (u16, String) {
     let response = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).unwrap();
     (response.status().as_u16(), response.text().unwrap())
 }
 
-fn cli_ok(server: &Server, args: &[&str]) -> String {
+pub(crate) fn cli_ok(server: &Server, args: &[&str]) -> String {
     let out = server.cli(args);
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     assert!(

@@ -115,6 +115,8 @@ pub fn rollout(r: &Rollout) -> Value {
         "created_at": time(Some(r.created_at)),
         "updated_at": time(Some(r.updated_at)),
         "finished_at": time(r.finished_at),
+        // A newer release of the service waits while this rollout is under way.
+        "newer_release": r.newer_version.as_ref().filter(|_| r.finished_at.is_none()),
     })
 }
 

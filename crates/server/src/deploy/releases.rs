@@ -63,6 +63,26 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
         files.sort();
         let manifest: String = files.iter().map(|(path, blob)| format!("{blob}  {path}\n")).collect();
         let digest = hex::encode(Sha256::digest(manifest.as_bytes()));
+        let digest_name = format!("sha256:{digest}");
+        // The same content is the same release: a re-run or dispatch of a released
+        // commit (or a commit that changed nothing of the artifact) ships nothing new.
+        if let Some(same) =
+            app.store.release_by_digest(project.id, &service.name, &digest_name).await.map_err(|e| e.to_string())?
+        {
+            tracing::info!(project = %project.name, service = %service.name, run = run.id, version = %same.version, "release reused: same digest");
+            app.store
+                .audit(
+                    "mobius",
+                    "release.reuse",
+                    &format!("{}/{}", project.name, service.name),
+                    json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
+                           "reason": "the artifact has the digest of an existing release"}),
+                    "server",
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            continue;
+        }
         let previous = app
             .store
             .releases(Some(project.id), Some(&service.name), 1)
@@ -114,7 +134,7 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
             commit_sha: run.head_sha.clone(),
             author: if run.author.is_empty() { run.actor.clone() } else { run.author.clone() },
             artifact: service.artifact.clone(),
-            digest: format!("sha256:{digest}"),
+            digest: digest_name,
             manifest,
             changelog,
         };
@@ -125,9 +145,30 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
             .map_err(|e| e.to_string())?;
         materialize(app, &release).await?;
         tracing::info!(project = %project.name, service = %service.name, version = %release.version, run = run.id, "release made");
+        announce_to_waiting_rollouts(app, &release).await.map_err(|e| e.to_string())?;
         made.push(release);
     }
     Ok(made)
+}
+
+/// States a new release on the rollouts of its service that are still under way (a
+/// paused one would otherwise hold it back unannounced): an event on each timeline.
+async fn announce_to_waiting_rollouts(app: &App, release: &Release) -> Result<(), mobius_store::StoreError> {
+    let filter = mobius_store::RolloutFilter {
+        project_id: Some(release.project_id),
+        service: Some(release.service.clone()),
+        active: true,
+        limit: 100,
+        ..Default::default()
+    };
+    for rollout in app.store.rollouts(&filter).await? {
+        let message = format!(
+            "{} {} arrived while this rollout of {} is {}; it is not deployed to {} until this rollout ends",
+            release.service, release.version, rollout.version, rollout.phase, rollout.environment
+        );
+        app.store.add_deploy_event(&rollout, "newer_release", "mobius", &message).await?;
+    }
+    Ok(())
 }
 
 /// An in-toto v1 statement with an SLSA v1 provenance predicate for one release.

@@ -33,6 +33,8 @@ pub(super) struct RolloutRow {
     created_by: String,
     created_at: String,
     message: String,
+    /// A newer release of the service, waiting while this rollout is under way.
+    newer: Option<String>,
 }
 
 fn row(r: &Rollout) -> RolloutRow {
@@ -47,6 +49,7 @@ fn row(r: &Rollout) -> RolloutRow {
         created_by: r.created_by.rsplit(':').next().unwrap_or_default().to_string(),
         created_at: when(r.created_at),
         message: r.message.clone(),
+        newer: r.newer_version.clone().filter(|_| r.finished_at.is_none()),
     }
 }
 
