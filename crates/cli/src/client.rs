@@ -534,6 +534,28 @@ fn show(run: &Value) {
             println!("    {} {}", mark(step["conclusion"].as_str(), s(step, "status")), s(step, "name"));
         }
     }
+    for check in run["checks"].as_array().into_iter().flatten() {
+        println!(
+            "{} check {}: {}",
+            mark(check["conclusion"].as_str(), "completed"),
+            s(check, "name"),
+            s(check, "summary")
+        );
+    }
+    let annotations = run["annotations"].as_array().cloned().unwrap_or_default();
+    if !annotations.is_empty() {
+        println!("Annotations:");
+        for a in &annotations {
+            let origin = if s(a, "job").is_empty() { s(a, "source").to_string() } else { s(a, "job").to_string() };
+            let place = match (a["file"].as_str(), a["line"].as_u64(), a["col"].as_u64()) {
+                (Some(f), Some(l), Some(c)) => format!(" {f}:{l}:{c}"),
+                (Some(f), Some(l), None) => format!(" {f}:{l}"),
+                (Some(f), None, _) => format!(" {f}"),
+                _ => String::new(),
+            };
+            println!("  {} [{origin}]{place}: {}", s(a, "level"), s(a, "message"));
+        }
+    }
     let tests = &run["tests"];
     if tests["total"].as_i64().unwrap_or(0) > 0 {
         println!(

@@ -13,6 +13,25 @@ pub enum AnnotationLevel {
     Error,
 }
 
+impl AnnotationLevel {
+    /// GitHub's name of the level, as in `::error::`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AnnotationLevel::Debug => "debug",
+            AnnotationLevel::Notice => "notice",
+            AnnotationLevel::Warning => "warning",
+            AnnotationLevel::Error => "error",
+        }
+    }
+
+    /// The level of a name given by [`AnnotationLevel::as_str`].
+    pub fn parse(name: &str) -> Option<AnnotationLevel> {
+        [AnnotationLevel::Debug, AnnotationLevel::Notice, AnnotationLevel::Warning, AnnotationLevel::Error]
+            .into_iter()
+            .find(|l| l.as_str() == name)
+    }
+}
+
 /// An annotation raised by a step, with the optional file position it points at.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Annotation {

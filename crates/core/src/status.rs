@@ -24,6 +24,13 @@ impl Conclusion {
         }
     }
 
+    /// The conclusion named by [`Conclusion::as_str`].
+    pub fn parse(name: &str) -> Option<Conclusion> {
+        [Conclusion::Success, Conclusion::Failure, Conclusion::Cancelled, Conclusion::Skipped]
+            .into_iter()
+            .find(|c| c.as_str() == name)
+    }
+
     /// Combines the results of several matrix legs or reusable-workflow jobs into one,
     /// the way GitHub reports a matrix job: any failure wins, then cancellation, then success.
     pub fn combine(results: impl IntoIterator<Item = Conclusion>) -> Conclusion {

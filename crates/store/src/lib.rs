@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod blob;
+pub mod checks;
 pub mod crypto;
 pub mod deploy;
 pub mod incidents;
@@ -15,6 +16,7 @@ pub mod testing;
 mod tokens;
 
 pub use blob::{BlobStore, FsBlobStore};
+pub use checks::{RunAnnotation, RunCheck};
 pub use crypto::MasterKey;
 pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
 pub use incidents::{Incident, IncidentEvent, NewIncident};

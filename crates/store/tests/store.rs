@@ -86,6 +86,32 @@ async fn exercise(store: Store) {
     assert_eq!(log[0].action, "project.create");
     assert_eq!(log[0].detail["repo"], "/src/web");
 
+    // Annotations: at most 50 per job, texts cut at 4 KiB; a check replaces its earlier result.
+    let warning = |message: String| mobius_core::Annotation {
+        level: mobius_core::AnnotationLevel::Warning,
+        message,
+        title: None,
+        file: Some("a.py".into()),
+        line: Some(3),
+        col: None,
+    };
+    for i in 0..60 {
+        let kept = store.add_annotation(first.id, "build", "Run make", &warning(format!("w{i}"))).await.unwrap();
+        assert_eq!(kept, i < 50, "annotation {i}");
+    }
+    assert!(store.add_annotation(first.id, "test", "Run tests", &warning("x".repeat(10_000))).await.unwrap());
+    let kept = store.annotations(first.id).await.unwrap();
+    assert_eq!(kept.len(), 51);
+    assert_eq!(kept[50].annotation.message.len(), mobius_store::checks::ANNOTATION_TEXT_BYTES);
+    assert_eq!((kept[0].annotation.line, kept[0].annotation.col), (Some(3), None));
+    let failed = mobius_core::Conclusion::Failure;
+    store.set_check(first.id, "mobius.yaml", failed, "1 problem", &[warning("bad".into())]).await.unwrap();
+    store.set_check(first.id, "mobius.yaml", failed, "2 problems", &[warning("worse".into())]).await.unwrap();
+    let checks = store.checks(first.id).await.unwrap();
+    assert_eq!((checks.len(), checks[0].summary.as_str(), checks[0].conclusion), (1, "2 problems", failed));
+    let all = store.annotations(first.id).await.unwrap();
+    assert_eq!(all.iter().filter(|a| a.source == "mobius.yaml").count(), 1, "the check's annotations are replaced");
+
     store.add_artifact(first.id, "dist", "app.tar", &"e".repeat(64), 100).await.unwrap();
     assert!(store.blob_in_use(&"e".repeat(64)).await.unwrap());
     let expired = store.expire_before(i64::MAX).await.unwrap();

@@ -100,3 +100,65 @@ fn a_rerun_reuses_the_release_and_a_newer_one_is_stated_on_the_paused_rollout() 
         assert!(page.contains("web v2 is newer and waits"), "{page}");
     }
 }
+
+/// Item 2: a broken `mobius.yaml` is said on the run (a failed check with annotations
+/// at file:line:column, in the API, `mobius show` and the UI) and in the audit log,
+/// while the run's conclusion stays its jobs'; steps' annotations are kept too.
+#[test]
+fn a_broken_mobius_yaml_is_a_failed_check_on_a_green_run() {
+    for backend in backends() {
+        let workflow = "on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo '::warning file=app/main.py,line=3,col=5::unused import'
+";
+        let broken = "services:\n  web:\n    artifact: web\n    run: ./serve\n    instances: lots\n";
+        let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), ("mobius.yaml", broken)]);
+        let server = Server::start(backend);
+        server.add_project("shop", repo.path());
+        let run = &server.wait_runs("shop", 1)[0];
+        let id = run["id"].as_i64().unwrap();
+        server.wait_run(id, "completed");
+        // The check is written right after the conclusion.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let run = loop {
+            let run = server.run(id);
+            if !run["checks"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+                break run;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        };
+        assert_eq!(run["conclusion"], "success", "the run's conclusion is its jobs': {run}");
+        assert_eq!(run["checks"][0]["name"], "mobius.yaml", "{run}");
+        assert_eq!(run["checks"][0]["conclusion"], "failure", "{run}");
+        let annotations = run["annotations"].as_array().unwrap();
+        let check = annotations.iter().find(|a| a["source"] == "mobius.yaml").expect("the check's annotation");
+        assert_eq!((check["file"].as_str(), check["line"].as_u64()), (Some("mobius.yaml"), Some(5)), "{run}");
+        assert!(check["col"].as_u64().is_some_and(|c| c > 1), "{run}");
+        assert!(check["message"].as_str().unwrap().contains("instances"), "{run}");
+        let step = annotations.iter().find(|a| a["job"] == "build").expect("the step's annotation");
+        assert_eq!(step["level"], "warning", "{run}");
+        assert_eq!(step["line"], 3, "{run}");
+
+        let out = server.cli(&["show", &id.to_string()]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("✗ check mobius.yaml"), "{text}");
+        assert!(text.contains("error [mobius.yaml] mobius.yaml:5:"), "{text}");
+        assert!(text.contains("warning [build] app/main.py:3:5: unused import"), "{text}");
+        let page = reqwest::blocking::Client::new()
+            .get(format!("{}/ui/runs/{id}", server.url))
+            .header("cookie", format!("mobius_token={}", server.token))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        assert!(page.contains("<strong>mobius.yaml</strong>") && page.contains("<code>mobius.yaml:5:"), "{page}");
+        let audit = audit_actions(&server, "mobius_yaml.invalid");
+        assert_eq!(audit.len(), 1, "{audit:?}");
+        assert!(audit[0]["detail"]["diagnostics"][0].as_str().unwrap().starts_with("mobius.yaml:5:"), "{audit:?}");
+        let (_, releases) = server.api("GET", "/api/v1/releases", None);
+        assert_eq!(releases, serde_json::json!([]));
+    }
+}

@@ -77,6 +77,14 @@ pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i6
     let mut body = dto::run(&run);
     body["jobs"] = Value::Array(jobs_json(&app, run.id).await?);
     body["tests"] = tests_json(&app, run.id).await?;
+    body["checks"] = app
+        .store
+        .checks(run.id)
+        .await?
+        .iter()
+        .map(|c| json!({"name": c.name, "conclusion": c.conclusion, "summary": c.summary, "created_at": dto::time(Some(c.created_at))}))
+        .collect();
+    body["annotations"] = json!(app.store.annotations(run.id).await?);
     Ok(Json(body))
 }
 

@@ -382,7 +382,7 @@ async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError
         .await?
         .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
     let config = releases::delivery_at(app, &project, &release.commit_sha)
-        .map_err(DeployError::Invalid)?
+        .map_err(|e| DeployError::Invalid(e.to_string()))?
         .ok_or_else(|| DeployError::Invalid("mobius.yaml is gone".into()))?;
     let service =
         config.services.get(&rollout.service).cloned().ok_or_else(|| DeployError::Invalid("service is gone".into()))?;

@@ -2,6 +2,7 @@
 //! artifact becomes an immutable release with a digest, SLSA provenance and a changelog.
 
 use crate::app::App;
+use mobius_core::{Annotation, AnnotationLevel, Conclusion};
 use mobius_deploy::DeliveryConfig;
 use mobius_store::{NewRelease, Project, Release, Run};
 use serde_json::json;
@@ -9,14 +10,115 @@ use sha2::{Digest, Sha256};
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Why a commit's `mobius.yaml` could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The repository could not be read at that commit.
+    #[error("{0}")]
+    Read(String),
+    /// The file is there and wrong: its diagnostics.
+    #[error("{}", .0.render(false))]
+    Invalid(mobius_workflow::FileErrors),
+}
+
 /// The project's `mobius.yaml` at a commit; `Ok(None)` when there is none.
-pub fn delivery_at(app: &App, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, String> {
+pub fn delivery_at(app: &App, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
     let dir = app.repo_dir(project);
-    let Some(text) = mobius_runner::git::file_at(&dir, commit, mobius_deploy::config::FILE_NAME)? else {
+    let Some(text) =
+        mobius_runner::git::file_at(&dir, commit, mobius_deploy::config::FILE_NAME).map_err(DeliveryError::Read)?
+    else {
         return Ok(None);
     };
     let file = mobius_workflow::SourceFile::new(mobius_deploy::config::FILE_NAME, text);
-    mobius_deploy::parse_delivery(file).map(Some).map_err(|e| e.render(false))
+    mobius_deploy::parse_delivery(file).map(Some).map_err(DeliveryError::Invalid)
+}
+
+/// After a run: checks its commit's `mobius.yaml` (a check on the run, with an
+/// annotation per problem and an audit entry when it is wrong), then makes the releases
+/// a successful run brings and deploys them where `auto_deploy` asks. The run's
+/// conclusion stays what its jobs said.
+pub async fn after_run(app: &Arc<App>, run_id: i64) {
+    let Ok(Some(run)) = app.store.run(run_id).await else { return };
+    let Ok(Some(project)) = app.store.project_by_id(run.project_id).await else { return };
+    let config = match check_delivery(app, &project, &run).await {
+        Ok(Some(config)) => config,
+        Ok(None) => return,
+        Err(e) => {
+            tracing::warn!(run = run.id, error = %e, "cannot check mobius.yaml");
+            return;
+        }
+    };
+    let made = make_releases(app, &project, &run, &config).await;
+    if !made.is_empty() {
+        super::auto_deploy(app, &project, &made).await;
+    }
+}
+
+/// The `mobius.yaml` check of a run: recorded on the run whatever its outcome.
+async fn check_delivery(
+    app: &Arc<App>,
+    project: &Project,
+    run: &Run,
+) -> Result<Option<DeliveryConfig>, mobius_store::StoreError> {
+    let name = mobius_deploy::config::FILE_NAME;
+    let parsed = {
+        let (app, project, sha) = (Arc::clone(app), project.clone(), run.head_sha.clone());
+        tokio::task::spawn_blocking(move || delivery_at(&app, &project, &sha))
+            .await
+            .unwrap_or_else(|e| Err(DeliveryError::Read(e.to_string())))
+    };
+    match parsed {
+        Ok(None) => Ok(None),
+        Ok(Some(config)) => {
+            let summary = format!("{} service(s), {} environment(s)", config.services.len(), config.environments.len());
+            app.store.set_check(run.id, name, Conclusion::Success, &summary, &[]).await?;
+            Ok(Some(config))
+        }
+        Err(DeliveryError::Read(e)) => {
+            tracing::warn!(run = run.id, error = %e, "cannot read mobius.yaml");
+            Ok(None)
+        }
+        Err(DeliveryError::Invalid(errors)) => {
+            let annotations: Vec<Annotation> = errors
+                .diagnostics
+                .iter()
+                .map(|d| Annotation {
+                    level: AnnotationLevel::Error,
+                    message: match &d.help {
+                        Some(help) => format!("{} ({help})", d.message),
+                        None => d.message.clone(),
+                    },
+                    title: Some(name.to_string()),
+                    file: Some(name.to_string()),
+                    line: Some(d.pos.line as u64),
+                    col: Some(d.pos.col as u64),
+                })
+                .collect();
+            let first = errors.diagnostics.first();
+            let summary = format!(
+                "{} problem(s), nothing released: {}",
+                errors.diagnostics.len(),
+                first.map(|d| format!("{name}:{}:{}: {}", d.pos.line, d.pos.col, d.message)).unwrap_or_default()
+            );
+            tracing::warn!(run = run.id, project = %project.name, "{}", errors.render(false));
+            app.store.set_check(run.id, name, Conclusion::Failure, &summary, &annotations).await?;
+            let diagnostics: Vec<String> = errors
+                .diagnostics
+                .iter()
+                .map(|d| format!("{name}:{}:{}: {}", d.pos.line, d.pos.col, d.message))
+                .collect();
+            app.store
+                .audit(
+                    "mobius",
+                    "mobius_yaml.invalid",
+                    &project.name,
+                    json!({"run": run.id, "commit": run.head_sha, "diagnostics": diagnostics}),
+                    "server",
+                )
+                .await?;
+            Ok(None)
+        }
+    }
 }
 
 /// Where a release's files are unpacked.
@@ -25,8 +127,8 @@ pub fn release_dir(app: &App, release: &Release) -> PathBuf {
 }
 
 /// Makes the releases a finished run brings, if it succeeded on the default branch.
-pub async fn make_releases(app: &Arc<App>, run: &Run) -> Vec<Release> {
-    match try_make_releases(app, run).await {
+async fn make_releases(app: &Arc<App>, project: &Project, run: &Run, config: &DeliveryConfig) -> Vec<Release> {
+    match try_make_releases(app, project, run, config).await {
         Ok(releases) => releases,
         Err(e) => {
             tracing::warn!(run = run.id, error = %e, "no release made");
@@ -35,18 +137,18 @@ pub async fn make_releases(app: &Arc<App>, run: &Run) -> Vec<Release> {
     }
 }
 
-async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, String> {
-    let project =
-        app.store.project_by_id(run.project_id).await.map_err(|e| e.to_string())?.ok_or("the project is gone")?;
+async fn try_make_releases(
+    app: &Arc<App>,
+    project: &Project,
+    run: &Run,
+    config: &DeliveryConfig,
+) -> Result<Vec<Release>, String> {
     if run.conclusion.as_deref() != Some("success")
         || run.ref_name != format!("refs/heads/{}", project.branch)
         || run.event == "pull_request"
     {
         return Ok(Vec::new());
     }
-    let Some(config) = delivery_at(app, &project, &run.head_sha)? else {
-        return Ok(Vec::new());
-    };
     let artifacts = app.store.artifacts(run.id).await.map_err(|e| e.to_string())?;
     let mut made = Vec::new();
     for service in config.services.values() {
@@ -90,7 +192,7 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
             .map_err(|e| e.to_string())?
             .into_iter()
             .next();
-        let repo = app.repo_dir(&project);
+        let repo = app.repo_dir(project);
         // A replayed or late push of an older commit must not release (and, with
         // auto_deploy, ship) older code; only a dispatch may do that on purpose.
         if let Some(previous) = previous.as_ref().filter(|_| run.event != "workflow_dispatch") {
@@ -140,7 +242,7 @@ async fn try_make_releases(app: &Arc<App>, run: &Run) -> Result<Vec<Release>, St
         };
         let release = app
             .store
-            .create_release(&new, |_, version| provenance(app, &project, run, &service.artifact, version, &digest))
+            .create_release(&new, |_, version| provenance(app, project, run, &service.artifact, version, &digest))
             .await
             .map_err(|e| e.to_string())?;
         materialize(app, &release).await?;

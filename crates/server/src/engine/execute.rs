@@ -138,6 +138,12 @@ async fn write_event(
                 }
             }
         }
+        RunEvent::Annotation { job, step, annotation } => {
+            let kept = store.add_annotation(run_id, &job, &step, &annotation).await?;
+            if !kept {
+                tracing::debug!(run = run_id, job = %job, "annotation dropped: the job has too many");
+            }
+        }
         RunEvent::JobFinished { job, conclusion, duration_ms, outputs } => {
             if let Some(track) = jobs.get(&job) {
                 let outputs = serde_json::to_string(&outputs).unwrap_or_else(|_| "{}".into());
@@ -210,9 +216,7 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
     }
     tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");
-    if conclusion == Conclusion::Success {
-        release_and_deploy(&app, run.id).await;
-    }
+    crate::deploy::releases::after_run(&app, run.id).await;
     if let Ok(mut live) = app.live.lock() {
         live.remove(&run.id);
     }
@@ -226,18 +230,6 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
     })
     .await;
     app.wake_scheduler.notify_one();
-}
-
-/// Makes the releases a successful run brings and deploys them where `auto_deploy` asks.
-async fn release_and_deploy(app: &Arc<App>, run_id: i64) {
-    let Ok(Some(finished)) = app.store.run(run_id).await else { return };
-    let made = crate::deploy::releases::make_releases(app, &finished).await;
-    if made.is_empty() {
-        return;
-    }
-    if let Ok(Some(project)) = app.store.project_by_id(finished.project_id).await {
-        crate::deploy::auto_deploy(app, &project, &made).await;
-    }
 }
 
 async fn run_inner(

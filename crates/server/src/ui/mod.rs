@@ -305,6 +305,20 @@ struct FailureView {
     detail: String,
 }
 
+/// A check of the run (`mobius.yaml`) or a step's annotation, as shown on the run page.
+struct CheckView {
+    name: String,
+    state: String,
+    summary: String,
+}
+
+struct AnnotationView {
+    level: String,
+    origin: String,
+    place: String,
+    message: String,
+}
+
 struct ArtifactView {
     label: String,
     href: String,
@@ -321,7 +335,19 @@ struct RunPage {
     jobs: Vec<JobView>,
     tests: mobius_store::TestTotals,
     failures: Vec<FailureView>,
+    checks: Vec<CheckView>,
+    annotations: Vec<AnnotationView>,
     artifacts: Vec<ArtifactView>,
+}
+
+/// `file:line:col` of an annotation, as much of it as it has.
+pub(crate) fn annotation_place(a: &mobius_core::Annotation) -> String {
+    match (&a.file, a.line, a.col) {
+        (Some(f), Some(l), Some(c)) => format!("{f}:{l}:{c}"),
+        (Some(f), Some(l), None) => format!("{f}:{l}"),
+        (Some(f), None, _) => f.clone(),
+        _ => String::new(),
+    }
 }
 
 fn human_size(bytes: i64) -> String {
@@ -439,6 +465,25 @@ async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) 
                 size: human_size(a.size),
             })
             .collect();
+        let checks = app
+            .store
+            .checks(run.id)
+            .await?
+            .into_iter()
+            .map(|c| CheckView { name: c.name, state: c.conclusion.as_str().to_string(), summary: c.summary })
+            .collect();
+        let annotations = app
+            .store
+            .annotations(run.id)
+            .await?
+            .into_iter()
+            .map(|a| AnnotationView {
+                level: a.annotation.level.as_str().to_string(),
+                origin: if a.job.is_empty() { a.source } else { format!("{} · {}", a.job, a.source) },
+                place: annotation_place(&a.annotation),
+                message: a.annotation.message,
+            })
+            .collect();
         let nodes = graph_nodes(&app, &run, &jobs).await;
         let tests = mobius_store::TestTotals::of(&reports);
         Ok::<_, mobius_store::StoreError>(RunPage {
@@ -449,6 +494,8 @@ async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) 
             jobs,
             tests,
             failures,
+            checks,
+            annotations,
             artifacts,
         })
     };
