@@ -162,3 +162,111 @@ jobs:
         assert_eq!(releases, serde_json::json!([]));
     }
 }
+
+/// One service in one unprotected environment, deployed by hand.
+fn listening(service: &str, port: u16) -> String {
+    format!(
+        "services:
+  {service}:
+    artifact: web
+    run: python3 upstream.py {{port}}
+    health: {{ path: /healthz, interval: 200ms }}
+    instances: 1
+environments:
+  production:
+    listen: 127.0.0.1:{port}
+    strategy: blue-green
+"
+    )
+}
+
+fn wait_release_of(server: &Server, project: &str, version: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, releases) = server.api("GET", &format!("/api/v1/releases?project={project}"), None);
+        if releases.as_array().is_some_and(|a| a.iter().any(|r| r["version"] == version)) {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no release {version} of {project}: {releases}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Item 3: an address belongs to one project: a second one claiming it is refused when
+/// it is added, when its `mobius.yaml` changes and when it deploys, naming both.
+#[test]
+fn two_projects_cannot_claim_one_address() {
+    if !python_available() {
+        return;
+    }
+    let (p, q) = (free_port(), free_port());
+    let address = format!("127.0.0.1:{p}");
+    let server = Server::start(crate::support::Backend::Sqlite);
+    // billing: v1 listens at P, then v2 moves to Q (P is free again).
+    let billing = Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &listening("api", p)),
+    ]);
+    server.add_project("billing", billing.path());
+    wait_release_of(&server, "billing", "v1");
+    // (A release is its artifact: the app changes too, or v1 would be reused.)
+    billing.commit(&[("mobius.yaml", &listening("api", q)), ("app/VERSION", "2")], "Move to Q");
+    wait_release_of(&server, "billing", "v2");
+
+    // shop takes P: nobody listens there or means to.
+    let shop = Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &listening("web", p)),
+    ]);
+    server.add_project("shop", shop.path());
+    wait_release_of(&server, "shop", "v1");
+
+    // Added: a third project on P is refused, naming both projects and the address.
+    let copycat = Repo::new(&[("mobius.yaml", &listening("web", p))]);
+    let body = serde_json::json!({"name": "copycat", "repo": copycat.path().display().to_string()});
+    let (code, answer) = server.api("POST", "/api/v1/projects", Some(body));
+    assert_eq!(code, 409, "{answer}");
+    let message = answer["message"].as_str().unwrap_or_default().to_string() + &answer.to_string();
+    assert!(message.contains("`shop`") && message.contains("`copycat`") && message.contains(&address), "{answer}");
+    let (_, projects) = server.api("GET", "/api/v1/projects", None);
+    assert_eq!(projects.as_array().unwrap().len(), 2, "{projects}");
+    assert!(!audit_actions(&server, "request.denied").is_empty(), "the refusal is audited");
+
+    // Changed: billing moving back to P fails its mobius.yaml check and releases nothing.
+    billing.commit(&[("mobius.yaml", &listening("api", p)), ("app/VERSION", "3")], "Back to P");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let refused = loop {
+        let refused = audit_actions(&server, "mobius_yaml.refused");
+        if !refused.is_empty() {
+            break refused;
+        }
+        assert!(Instant::now() < deadline, "billing's change was not refused\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let run = server.run(refused[0]["detail"]["run"].as_i64().unwrap());
+    assert_eq!(run["checks"][0]["conclusion"], "failure", "{run}");
+    let annotation = &run["annotations"][0];
+    assert_eq!((annotation["file"].as_str(), annotation["line"].as_u64()), (Some("mobius.yaml"), Some(9)), "{run}");
+    assert!(annotation["message"].as_str().unwrap().contains("`shop`"), "{run}");
+    let (_, releases) = server.api("GET", "/api/v1/releases?project=billing", None);
+    assert_eq!(releases.as_array().unwrap().len(), 2, "{releases}");
+
+    // Deployed: shop listens at P; billing's v1 (made when P was free) cannot go there.
+    cli_ok(&server, &["deploy", "web", "--project", "shop", "--env", "production", "--wait"]);
+    let out = server.cli(&["deploy", "api", "--project", "billing", "--env", "production", "--release", "v1"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("`shop`") && stderr.contains("`billing`") && stderr.contains(&address), "{stderr}");
+    let page = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/deploys", server.url))
+        .header("cookie", format!("mobius_token={}", server.token))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains(&format!("<code>{address}</code>")), "{page}");
+    let (_, places) = server.api("GET", "/api/v1/environments?project=shop", None);
+    assert_eq!(places[0]["address"], address.as_str(), "{places}");
+}

@@ -268,19 +268,22 @@ pub async fn environments(
             entry.0 = Some(r);
         }
     }
-    Ok(Json(
-        places
-            .into_iter()
-            .map(|((project, environment, service), (current, active))| {
-                json!({
-                    "project": project,
-                    "environment": environment,
-                    "service": service,
-                    "version": current.map(|r| r.version.clone()),
-                    "deployed_at": dto::time(current.and_then(|r| r.finished_at)),
-                    "rollout": active.map(dto::rollout),
-                })
-            })
-            .collect(),
-    ))
+    let mut out = Vec::with_capacity(places.len());
+    for ((project, environment, service), (current, active)) in places {
+        let newest = active.or(current);
+        let address = match newest {
+            Some(r) => deploy::addresses::address_of(&app, r).await.map(|a| a.to_string()),
+            None => None,
+        };
+        out.push(json!({
+            "project": project,
+            "environment": environment,
+            "service": service,
+            "address": address,
+            "version": current.map(|r| r.version.clone()),
+            "deployed_at": dto::time(current.and_then(|r| r.finished_at)),
+            "rollout": active.map(dto::rollout),
+        }));
+    }
+    Ok(Json(out))
 }

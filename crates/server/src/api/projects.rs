@@ -87,6 +87,23 @@ pub async fn create(
     if !has(&branch) {
         return Err(ApiError::unprocessable(format!("branch: the repository has no branch '{branch}'")));
     }
+    // Its environments' addresses must not be another project's.
+    let delivery = {
+        let (dir, head) = (dir.clone(), format!("refs/heads/{branch}"));
+        tokio::task::spawn_blocking(move || crate::deploy::releases::delivery_in(&dir, &head))
+            .await
+            .map_err(ApiError::internal)?
+    };
+    if let Ok(Some(config)) = delivery {
+        let mine = crate::deploy::addresses::claims_of(&body.name, &config);
+        let others = crate::deploy::addresses::claims_of_others(&app, None, true).await;
+        if let Some(conflict) = crate::deploy::addresses::conflict(&mine, &others) {
+            if mobius_runner::git::is_remote_url(&body.repo) {
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+            return Err(ApiError::denied(StatusCode::CONFLICT, caller.actor(), format!("mobius.yaml: {conflict}")));
+        }
+    }
     let generated = body.webhook_secret.is_none();
     let secret = match body.webhook_secret {
         Some(s) if s.len() < 16 => {

@@ -1,6 +1,7 @@
 //! Wiring of release and deploy into the server: the host agent connection, starting,
 //! resuming and commanding rollouts, and recording their status and events.
 
+pub mod addresses;
 pub mod releases;
 
 use crate::app::App;
@@ -146,12 +147,12 @@ pub async fn deploy(
         .get(environment)
         .ok_or_else(|| DeployError::NotFound(format!("mobius.yaml has no environment `{environment}`")))?
         .clone();
-    if !env.listen.contains_key(&service.name) {
+    let Some(&addr) = env.listen.get(&service.name) else {
         return Err(DeployError::Invalid(format!(
             "environment `{environment}` has no `listen` address for `{}`",
             service.name
         )));
-    }
+    };
     if let Some(before) = &env.after {
         let done = history(app, project, &service.name, before)
             .await?
@@ -163,6 +164,15 @@ pub async fn deploy(
                 service.name, release.version
             )));
         }
+    }
+    let claim = addresses::Claim {
+        project: project.name.clone(),
+        environment: env.name.clone(),
+        service: service.name.clone(),
+        addr,
+    };
+    if let Err(conflict) = addresses::check_deploy(app, project, claim).await {
+        return Err(DeployError::Conflict(conflict.to_string()));
     }
     if let Some(strategy) = strategy_override {
         env.strategy = strategy;

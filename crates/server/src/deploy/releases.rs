@@ -23,9 +23,13 @@ pub enum DeliveryError {
 
 /// The project's `mobius.yaml` at a commit; `Ok(None)` when there is none.
 pub fn delivery_at(app: &App, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
-    let dir = app.repo_dir(project);
+    delivery_in(&app.repo_dir(project), commit)
+}
+
+/// The `mobius.yaml` of the repository in `dir` at a commit or branch.
+pub fn delivery_in(dir: &std::path::Path, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
     let Some(text) =
-        mobius_runner::git::file_at(&dir, commit, mobius_deploy::config::FILE_NAME).map_err(DeliveryError::Read)?
+        mobius_runner::git::file_at(dir, commit, mobius_deploy::config::FILE_NAME).map_err(DeliveryError::Read)?
     else {
         return Ok(None);
     };
@@ -70,6 +74,31 @@ async fn check_delivery(
     match parsed {
         Ok(None) => Ok(None),
         Ok(Some(config)) => {
+            if let Err(conflict) = super::addresses::check(app, project, &config).await {
+                let place = address_position(app, project, &run.head_sha, conflict.addr).await;
+                let annotation = Annotation {
+                    level: AnnotationLevel::Error,
+                    message: conflict.to_string(),
+                    title: Some(name.to_string()),
+                    file: Some(name.to_string()),
+                    line: place.map(|p| p.line as u64),
+                    col: place.map(|p| p.col as u64),
+                };
+                let summary = format!("nothing released: {conflict}");
+                tracing::warn!(run = run.id, project = %project.name, "{conflict}");
+                app.store.set_check(run.id, name, Conclusion::Failure, &summary, &[annotation]).await?;
+                app.store
+                    .audit(
+                        "mobius",
+                        "mobius_yaml.refused",
+                        &project.name,
+                        json!({"run": run.id, "commit": run.head_sha, "address": conflict.addr.to_string(),
+                               "holder": conflict.holder, "reason": conflict.to_string()}),
+                        "server",
+                    )
+                    .await?;
+                return Ok(None);
+            }
             let summary = format!("{} service(s), {} environment(s)", config.services.len(), config.environments.len());
             app.store.set_check(run.id, name, Conclusion::Success, &summary, &[]).await?;
             Ok(Some(config))
@@ -124,6 +153,29 @@ async fn check_delivery(
 /// Where a release's files are unpacked.
 pub fn release_dir(app: &App, release: &Release) -> PathBuf {
     app.config.data_dir.join("releases").join(release.id.to_string())
+}
+
+/// Where `addr` is written in the commit's `mobius.yaml` (its first mention).
+async fn address_position(
+    app: &Arc<App>,
+    project: &Project,
+    commit: &str,
+    addr: std::net::SocketAddr,
+) -> Option<mobius_workflow::yaml::Pos> {
+    let (dir, commit) = (app.repo_dir(project), commit.to_string());
+    let text = tokio::task::spawn_blocking(move || {
+        mobius_runner::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME).ok().flatten()
+    })
+    .await
+    .ok()
+    .flatten()?;
+    let file = mobius_workflow::SourceFile::new(mobius_deploy::config::FILE_NAME, text);
+    let offset = file.text.find(&addr.to_string()).or_else(|| {
+        // Written another way (`0:8080`, a wildcard): the port after the first `listen`.
+        let listen = file.text.find("listen")?;
+        file.text[listen..].find(&format!(":{}", addr.port())).map(|i| listen + i)
+    })?;
+    Some(file.pos_of(offset))
 }
 
 /// Makes the releases a finished run brings, if it succeeded on the default branch.

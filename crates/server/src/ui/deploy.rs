@@ -20,6 +20,8 @@ pub(super) struct PlaceView {
     service: String,
     version: String,
     active: Option<(i64, String)>,
+    /// Where the environment listens for the service.
+    address: String,
 }
 
 pub(super) struct RolloutRow {
@@ -80,7 +82,12 @@ pub(super) async fn deploys_page(State(app): State<Arc<App>>, s: Session) -> Res
                 service: r.service.clone(),
                 version: String::new(),
                 active: None,
+                address: String::new(),
             });
+        if place.address.is_empty() {
+            // The newest rollout's release says where the place listens.
+            place.address = deploy::addresses::address_of(&app, r).await.map_or_else(String::new, |a| a.to_string());
+        }
         if r.finished_at.is_none() && place.active.is_none() {
             place.active = Some((r.id, r.phase.clone()));
         }
