@@ -58,6 +58,11 @@ pub struct ServeArgs {
     /// The most samples a PromQL query may load (as Prometheus' flag of the same name).
     #[arg(long = "query.max-samples", value_name = "N", default_value_t = mobius_monitor::promql::DEFAULT_MAX_SAMPLES)]
     query_max_samples: usize,
+    /// Serve the API and UI from a PostgreSQL database another server leads, without
+    /// background work (polling, runs, rollouts, alerting). Without it, a second server
+    /// on one database refuses to start.
+    #[arg(long = "replica")]
+    replica: bool,
 }
 
 /// `512MB`, `10GB`, `1TB` or a plain number of bytes (powers of 1024, as Prometheus counts).
@@ -90,6 +95,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.monitor_retention = args.monitor_retention;
     config.monitor_retention_bytes = args.monitor_retention_size;
     config.external_url = args.external_url;
+    config.replica = args.replica;
     config.query_limits =
         mobius_monitor::promql::Limits { timeout: args.query_timeout, max_samples: args.query_max_samples };
     if let Some(n) = args.max_parallel_jobs {

@@ -61,6 +61,9 @@ pub struct ServeConfig {
     pub external_url: Option<String>,
     /// What one PromQL query may spend (`--query.timeout`, `--query.max-samples`).
     pub query_limits: mobius_monitor::promql::Limits,
+    /// Serve the API and UI only, leaving background work (polling, runs, rollouts,
+    /// alerting) to the server holding the database's leader lock.
+    pub replica: bool,
 }
 
 impl ServeConfig {
@@ -82,6 +85,7 @@ impl ServeConfig {
             monitor_retention_bytes: None,
             external_url: None,
             query_limits: mobius_monitor::promql::Limits::default(),
+            replica: false,
         }
     }
 }
@@ -106,6 +110,8 @@ pub async fn serve(
         .with_context(|| format!("cannot create the data directory {}", config.data_dir.display()))?;
     // Steps run in other working directories: every path the server hands out is absolute.
     config.data_dir = config.data_dir.canonicalize()?;
+    // One server per data directory, for as long as this process lives.
+    let _data_lock = lock_data_dir(&config.data_dir)?;
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -113,14 +119,29 @@ pub async fn serve(
     if config.external_url.is_none() {
         config.external_url = Some(format!("http://{addr}"));
     }
+    let replica = config.replica;
     let app = App::open(config).await?;
     let admin_token = first_admin_token(&app).await?;
-    engine::recover(&app).await.context("cannot recover unfinished runs")?;
-    engine::start_background(&app);
-    // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
-    deploy::resume(&app).await;
-    incidents::start(&app);
-    monitor::start_discovery(&app, addr);
+    // One leader per database runs the background work; replicas serve the API and UI.
+    let _leader = if replica {
+        tracing::info!("replica: serving the API and UI; the leader runs the background work");
+        None
+    } else {
+        let lock = app.store.try_leader_lock().await.context("cannot take the database's leader lock")?;
+        let Some(lock) = lock else {
+            anyhow::bail!(
+                "another mobius server runs the background work of this database (it holds the leader lock); \
+                 start this one with --replica to serve the API and UI only"
+            );
+        };
+        engine::recover(&app).await.context("cannot recover unfinished runs")?;
+        engine::start_background(&app);
+        // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
+        deploy::resume(&app).await;
+        incidents::start(&app);
+        monitor::start_discovery(&app, addr);
+        Some(lock)
+    };
     reload_on_hangup(&app)?;
     let router = api::router(app.clone());
     tracing::info!(%addr, data = %app.config.data_dir.display(), "mobius server ready");
@@ -140,6 +161,39 @@ pub async fn serve(
     }
     app.store.close().await;
     Ok(())
+}
+
+/// Takes `DATA/mobius.lock` with `flock`: the kernel releases it when this process ends,
+/// however it ends, and it is opened close-on-exec, so the host agent and jobs never hold
+/// it. A second server on the same directory is refused with the holder's PID.
+fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join("mobius.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => {
+            file.set_len(0)?;
+            writeln!(file, "{}", std::process::id())?;
+            Ok(file)
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            let holder = holder.trim();
+            let holder = if holder.is_empty() { "unknown".to_string() } else { holder.to_string() };
+            anyhow::bail!(
+                "the data directory {} is in use by another mobius server (PID {holder}, holding {})",
+                dir.display(),
+                path.display()
+            )
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
+    }
 }
 
 /// SIGHUP reads `--prometheus-config` and `--alertmanager-config` again, as it does

@@ -157,4 +157,30 @@ impl Store {
     pub async fn close(&self) {
         self.pool.close().await;
     }
+
+    /// Takes the leader lock of this database, which the server that runs background
+    /// work (schedules, runs, rollouts, alerting) holds: a PostgreSQL session advisory
+    /// lock on a connection of its own, released when the holder's session ends (the
+    /// process exits or dies). `None` when another session holds it. SQLite needs none:
+    /// its database sits in the data directory, which the server locks.
+    pub async fn try_leader_lock(&self) -> Result<Option<LeaderLock>> {
+        if self.backend == Backend::Sqlite {
+            return Ok(Some(LeaderLock { _connection: None }));
+        }
+        let mut connection = self.pool.acquire().await?.detach();
+        let got: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1)")
+            .bind(LEADER_LOCK_KEY)
+            .fetch_one(&mut connection)
+            .await?;
+        Ok(got.then_some(LeaderLock { _connection: Some(connection) }))
+    }
+}
+
+/// `mobius` in ASCII: the advisory lock key of the leader.
+const LEADER_LOCK_KEY: i64 = 0x6d6f_6269_7573;
+
+/// The leader lock, held while this value lives.
+#[derive(Debug)]
+pub struct LeaderLock {
+    _connection: Option<sqlx::AnyConnection>,
 }

@@ -270,3 +270,83 @@ fn two_projects_cannot_claim_one_address() {
     let (_, places) = server.api("GET", "/api/v1/environments?project=shop", None);
     assert_eq!(places[0]["address"], address.as_str(), "{places}");
 }
+
+/// `mobius serve` with extra arguments, run to its end (or killed after 20 s).
+fn serve_once(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = std::process::Command::new(crate::support::BIN)
+        .arg("serve")
+        .args(["--listen", "127.0.0.1:0"])
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let out = child.wait_with_output().unwrap();
+    (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
+}
+
+/// Item 4: one server per data directory (a `flock` the kernel drops with its holder,
+/// never held by the agent or jobs), and one leader per PostgreSQL database.
+#[test]
+fn a_second_server_on_one_data_directory_or_database_is_refused() {
+    for backend in backends() {
+        let mut server = Server::start(backend.clone());
+        let data = server.data();
+        let (code, stderr) = serve_once(&["--data", data.to_str().unwrap()]);
+        assert_eq!(code, Some(1), "{stderr}");
+        assert!(stderr.contains(&format!("PID {}", server.pid())), "{stderr}");
+
+        // A job in progress when the server dies must not keep the lock.
+        let workflow = "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 30\n";
+        let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+        server.add_project("slow", repo.path());
+        let run = server.wait_runs("slow", 1)[0]["id"].as_i64().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while server.api("GET", &format!("/api/v1/runs/{run}/jobs"), None).1.as_array().is_none_or(|j| j.is_empty()) {
+            assert!(Instant::now() < deadline, "the job never started\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let started = Instant::now();
+        server.restart(); // kill -9, then start at once
+        assert!(started.elapsed() < Duration::from_secs(10), "restart took {:?}", started.elapsed());
+        let (code, _) = server.api("GET", "/api/v1/projects", None);
+        assert_eq!(code, 200);
+
+        if let crate::support::Backend::Postgres(url) = &backend {
+            // Another data directory on the same database: no second leader.
+            let other = tempfile::tempdir().unwrap();
+            let other_data = other.path().join("data");
+            let (code, stderr) = serve_once(&["--data", other_data.to_str().unwrap(), "--database", url.as_str()]);
+            assert_eq!(code, Some(1), "{stderr}");
+            assert!(stderr.contains("leader lock") && stderr.contains("--replica"), "{stderr}");
+            // As a replica it serves the API from the shared database.
+            let mut replica = std::process::Command::new(crate::support::BIN)
+                .arg("serve")
+                .args(["--listen", "127.0.0.1:0", "--replica", "--database", url.as_str(), "--data"])
+                .arg(&other_data)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let mut lines = std::io::BufRead::lines(std::io::BufReader::new(replica.stdout.take().unwrap()));
+            let address = lines
+                .find_map(|l| l.ok().and_then(|l| l.strip_prefix("mobius: listening on ").map(str::to_string)))
+                .expect("the replica starts");
+            let projects = reqwest::blocking::Client::new()
+                .get(format!("{address}/api/v1/projects"))
+                .bearer_auth(&server.token)
+                .send()
+                .unwrap()
+                .text()
+                .unwrap();
+            let _ = replica.kill();
+            let _ = replica.wait();
+            assert!(projects.contains("\"slow\""), "{projects}");
+        }
+    }
+}
