@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use base64::Engine as _;
 use mobius_deploy::rollout::Command;
 use mobius_monitor::alerting::notify::Notification;
-use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent};
+use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
 use mobius_store::{Incident, NewIncident, RolloutFilter};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -64,12 +64,24 @@ async fn on_group_event(
 ) -> anyhow::Result<()> {
     let monitor = &app.monitor;
     let oncall = Arc::clone(&monitor.oncall.lock());
-    if event.status == "resolved" {
-        if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
-            app.store.resolve_incident(incident.id, "alertmanager", "every alert of the group resolved").await?;
-            seen.remove(&incident.id);
+    match event.status {
+        GroupStatus::Resolved => {
+            if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
+                app.store.resolve_incident(incident.id, "alertmanager", "every alert of the group resolved").await?;
+                seen.remove(&incident.id);
+            }
+            return Ok(());
         }
-        return Ok(());
+        GroupStatus::Muted => {
+            // The condition still holds: the incident stays open; paging waits (escalate_due).
+            if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
+                let message = "every firing alert of the group is silenced or inhibited: paging and \
+                               notifications pause until the silence ends; the incident stays open until the alerts resolve";
+                app.store.add_incident_event(incident.id, "silenced", "alertmanager", message).await?;
+            }
+            return Ok(());
+        }
+        GroupStatus::Firing => {}
     }
     if oncall.without_incidents.contains(&event.receiver) {
         return Ok(());
@@ -174,6 +186,13 @@ async fn escalate_due(app: &Arc<App>) -> anyhow::Result<()> {
             continue;
         };
         let Some(policy) = policy else { continue };
+        if am.group_muted(&incident.group_key) {
+            // Silenced: nobody is paged; the level waits for the silence to end.
+            app.store
+                .advance_escalation(incident.id, incident.level, incident.level, incident.rounds, Some(now + 1_000))
+                .await?;
+            continue;
+        }
         let index = incident.level as usize;
         let (next_level, rounds, next_at) = if let Some(next) = policy.levels.get(index + 1) {
             (index + 1, incident.rounds, Some(now + next.delay.as_millis() as i64))

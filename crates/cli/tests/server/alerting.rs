@@ -736,3 +736,79 @@ fn a_projects_mobius_yaml_declares_its_targets_rules_routes_and_escalation() {
         || server.log(),
     );
 }
+
+/// Issue 16, item 5: a silence pauses paging and notifications; the incident stays open
+/// (no time to restore) until the alerts resolve, and its timeline shows the silence.
+#[test]
+fn a_silence_pauses_paging_and_leaves_the_incident_open() {
+    let (hooks, got) = receiver();
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        &format!(
+            "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 100ms\n  group_interval: 500ms\n  repeat_interval: 1h\nreceivers:\n  - name: team\n    webhook_configs: [{{ url: 'http://{hooks}/team' }}]\n  - name: alice\n    webhook_configs: [{{ url: 'http://{hooks}/alice' }}]\n  - name: lead\n    webhook_configs: [{{ url: 'http://{hooks}/lead' }}]\n"
+        ),
+    );
+    let oncall = write(
+        dir.path(),
+        "oncall.yml",
+        "people:\n  - { name: alice, receiver: alice }\npolicies:\n  - name: db\n    receiver: team\n    levels:\n      - { delay: 0s, targets: [{ person: alice }] }\n      - { delay: 2s, targets: [{ receiver: lead }] }\n",
+    );
+    let server =
+        Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager, "--oncall-config", &oncall]);
+    let post = |ends: chrono::DateTime<chrono::Utc>| {
+        let alert = json!([{"labels": {"alertname": "DiskFull", "severity": "page"}, "endsAt": ends.to_rfc3339()}]);
+        let (code, answer) = server.api("POST", "/api/v2/alerts", Some(alert));
+        assert_eq!(code, 200, "{answer}");
+    };
+    post(chrono::Utc::now() + chrono::Duration::hours(1));
+    wait_for("alice's page", Duration::from_secs(10), || posts(&got, "/alice").into_iter().next(), || server.log());
+    let id = first_incident(&server)["id"].as_i64().unwrap();
+
+    // Silenced before level 2 is due: the incident stays open, nobody else is paged.
+    let now = chrono::Utc::now();
+    let (code, created) = server.api(
+        "POST",
+        "/api/v2/silences",
+        Some(json!({
+            "matchers": [{"name": "alertname", "value": "DiskFull", "isRegex": false}],
+            "startsAt": now.to_rfc3339(), "endsAt": (now + chrono::Duration::hours(1)).to_rfc3339(),
+            "createdBy": "alice", "comment": "replacing the disk",
+        })),
+    );
+    assert_eq!(code, 200, "{created}");
+    let silenced = wait_for(
+        "the silence on the timeline",
+        Duration::from_secs(10),
+        || {
+            let (_, detail) = server.api("GET", &format!("/api/v1/incidents/{id}"), None);
+            detail["events"].as_array().unwrap().iter().any(|e| e["kind"] == "silenced").then_some(detail)
+        },
+        || server.log(),
+    );
+    assert_eq!(silenced["incident"]["status"], "open", "{silenced}");
+    std::thread::sleep(Duration::from_secs(3));
+    let (_, detail) = server.api("GET", &format!("/api/v1/incidents/{id}"), None);
+    assert_eq!(detail["incident"]["status"], "open", "a silence resolved the incident: {detail}");
+    assert!(detail["incident"]["time_to_restore_ms"].is_null(), "{detail}");
+    assert!(posts(&got, "/lead").is_empty(), "paged through a silence: {:?}", posts(&got, "/lead"));
+
+    // The silence expires: paging goes on where it stopped.
+    let silence = created["silenceID"].as_str().unwrap();
+    let (code, answer) = server.api("DELETE", &format!("/api/v2/silence/{silence}"), None);
+    assert_eq!(code, 200, "{answer}");
+    wait_for("the lead's page", Duration::from_secs(10), || posts(&got, "/lead").into_iter().next(), || server.log());
+
+    // The alert resolves: so does the incident.
+    post(chrono::Utc::now() - chrono::Duration::seconds(1));
+    wait_for(
+        "the incident resolved",
+        Duration::from_secs(10),
+        || {
+            let (_, detail) = server.api("GET", &format!("/api/v1/incidents/{id}"), None);
+            (detail["incident"]["status"] == "resolved").then_some(())
+        },
+        || server.log(),
+    );
+}

@@ -111,10 +111,20 @@ pub struct GroupEvent {
     pub group_key: String,
     pub receiver: String,
     pub group_labels: Labels,
-    /// `firing` while any alert fires, then `resolved`.
-    pub status: &'static str,
+    pub status: GroupStatus,
     pub alerts: Vec<Alert>,
     pub at: i64,
+}
+
+/// Where an alert group stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GroupStatus {
+    /// Some alert fires and is neither silenced nor inhibited.
+    Firing,
+    /// Alerts fire, every one of them silenced or inhibited: nothing is notified.
+    Muted,
+    /// No alert of the group fires.
+    Resolved,
 }
 
 /// What one integration was last told about a group (Alertmanager's notification log).
@@ -133,6 +143,8 @@ struct Group {
     next_flush: i64,
     in_flight: bool,
     log: HashMap<String, LogEntry>,
+    /// Whether the last flush found the group muted.
+    muted: bool,
 }
 
 /// The grouped view of `/api/v2/alerts/groups` and the UI.
@@ -350,6 +362,7 @@ impl AlertManager {
                     now + route.group_wait.as_millis() as i64
                 },
                 in_flight: false,
+                muted: false,
                 log: restored.unwrap_or_default(),
             });
             group.alerts.insert(fp, alert.clone());
@@ -436,15 +449,23 @@ impl AlertManager {
                     };
                     sends.push((id, integration, alerts));
                 }
+                let any_firing = group.alerts.values().any(|a| !a.resolved(now));
+                let status = match (firing.is_empty(), any_firing) {
+                    (false, _) => GroupStatus::Firing,
+                    (true, true) => GroupStatus::Muted,
+                    (true, false) => GroupStatus::Resolved,
+                };
+                let newly_muted = status == GroupStatus::Muted && !group.muted;
+                group.muted = status == GroupStatus::Muted;
                 let event = GroupEvent {
                     group_key: key.clone(),
                     receiver: receiver.name.clone(),
                     group_labels: group.labels.clone(),
-                    status: if firing.is_empty() { "resolved" } else { "firing" },
+                    status,
                     alerts: visible.clone(),
                     at: now,
                 };
-                if !sends.is_empty() || (group.log.is_empty() && !firing.is_empty()) {
+                if !sends.is_empty() || (group.log.is_empty() && !firing.is_empty()) || newly_muted {
                     let _ = self.events.send(event);
                 }
                 group.in_flight = true;
@@ -597,6 +618,19 @@ impl AlertManager {
                 alerts: g.alerts.values().cloned().collect(),
             })
             .collect()
+    }
+
+    /// Whether the group's alerts fire and every firing one is silenced or inhibited now.
+    pub fn group_muted(&self, key: &str) -> bool {
+        let state = self.state.lock();
+        let now = now_ms();
+        let Some(group) = state.groups.get(key) else { return false };
+        let mut firing = group.alerts.values().filter(|a| !a.resolved(now)).peekable();
+        firing.peek().is_some()
+            && firing.all(|a| {
+                let (silenced, inhibited) = Self::muted_by(&state, a, now);
+                !silenced.is_empty() || !inhibited.is_empty()
+            })
     }
 
     pub fn silences(&self) -> Vec<Silence> {
