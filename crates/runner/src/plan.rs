@@ -207,6 +207,18 @@ pub fn coerce_inputs(
     given: &Map<String, Value>,
     what: &str,
 ) -> Result<Map<String, Value>, String> {
+    // As GitHub: an input the workflow does not declare is refused, not ignored.
+    let unknown: Vec<&str> =
+        given.keys().filter(|k| !specs.keys().any(|n| n.eq_ignore_ascii_case(k))).map(String::as_str).collect();
+    if !unknown.is_empty() {
+        let known = if specs.is_empty() {
+            "it declares no inputs".to_string()
+        } else {
+            format!("it declares {}", specs.keys().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", "))
+        };
+        let names = unknown.iter().map(|k| format!("'{k}'")).collect::<Vec<_>>().join(", ");
+        return Err(format!("unexpected {what} input(s) {names}: {known}"));
+    }
     let mut out = Map::new();
     for (name, spec) in specs {
         let raw = given.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone());

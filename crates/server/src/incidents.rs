@@ -133,6 +133,10 @@ async fn on_group_event(
         }
     }
     for rollout in active_rollouts {
+        if !crate::deploy::protects_a_version(app, &rollout).await.unwrap_or(true) {
+            // A first deploy: nothing to protect or roll back to.
+            continue;
+        }
         let reason = format!(
             "alert {alertname} fired for {} in {} (incident #{})",
             rollout.service, rollout.environment, incident.id

@@ -94,10 +94,14 @@ impl Store {
                 sqlx::query_scalar("SELECT number FROM runs WHERE id = $1").bind(original).fetch_one(&mut *tx).await?
             }
             None => {
-                sqlx::query_scalar("SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE project_id = $1")
-                    .bind(new.project_id)
-                    .fetch_one(&mut *tx)
-                    .await?
+                // As GitHub's run_number: counted per workflow file.
+                sqlx::query_scalar(
+                    "SELECT COALESCE(MAX(number), 0) + 1 FROM runs WHERE project_id = $1 AND workflow = $2",
+                )
+                .bind(new.project_id)
+                .bind(&new.workflow)
+                .fetch_one(&mut *tx)
+                .await?
             }
         };
         let now = now_ms();

@@ -38,6 +38,8 @@ async fn exercise(store: Store) {
     assert!(first.cancel_in_progress);
     let rerun = store.create_run(&NewRun { rerun_of: Some(first.id), attempt: 2, ..new_run(project.id, "ci") }).await;
     assert_eq!(rerun.unwrap().number, 1, "a re-run keeps the run number");
+    let other = store.create_run(&new_run(project.id, ".github/workflows/nightly.yml")).await.unwrap();
+    assert_eq!(other.number, 1, "each workflow counts its own runs");
 
     assert!(store.start_run(first.id).await.unwrap());
     assert!(!store.start_run(first.id).await.unwrap(), "only a queued run starts");
@@ -60,8 +62,8 @@ async fn exercise(store: Store) {
     assert!(listed[0].id > listed[1].id, "newest first");
     let queued =
         store.runs(&RunFilter { status: Some("queued".into()), limit: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(queued.len(), 2);
-    assert_eq!(store.unfinished_runs().await.unwrap().len(), 2);
+    assert_eq!(queued.len(), 3);
+    assert_eq!(store.unfinished_runs().await.unwrap().len(), 3);
 
     let token = store.create_token("ci", &"c".repeat(64), "developer", Some(project.id), "admin", None).await.unwrap();
     assert!(store.token_by_hash(&"c".repeat(64)).await.unwrap().is_some());

@@ -350,3 +350,123 @@ fn a_second_server_on_one_data_directory_or_database_is_refused() {
         }
     }
 }
+
+/// Item 6: an alert already firing for the service and environment holds the next
+/// rollout (its name in the refusal); the first deploy to an empty environment is not
+/// held, and once the alert resolves the rollout goes ahead.
+#[test]
+fn an_alert_firing_before_a_rollout_holds_it_but_not_the_first_deploy() {
+    if !python_available() {
+        return;
+    }
+    let port = free_port();
+    let conf = tempfile::tempdir().unwrap();
+    let alertmanager = conf.path().join("alertmanager.yml");
+    std::fs::write(
+        &alertmanager,
+        "route:\n  receiver: team\n  group_wait: 100ms\nreceivers:\n  - name: team\n    webhook_configs: [{ url: 'http://127.0.0.1:9/' }]\n",
+    )
+    .unwrap();
+    let server =
+        Server::start_with(crate::support::Backend::Sqlite, &["--alertmanager-config", alertmanager.to_str().unwrap()]);
+    let repo = Repo::new(&[
+        (".github/workflows/build.yml", WORKFLOW),
+        ("app/upstream.py", APP),
+        ("mobius.yaml", &listening("web", port)),
+    ]);
+    server.add_project("shop", repo.path());
+    wait_release_of(&server, "shop", "v1");
+    let alert = |ends: chrono::DateTime<chrono::Utc>| {
+        let body = serde_json::json!([{
+            "labels": {"alertname": "CheckoutErrors", "service": "web", "env": "production"},
+            "endsAt": ends.to_rfc3339(),
+        }]);
+        let (code, answer) = server.api("POST", "/api/v2/alerts", Some(body));
+        assert_eq!(code, 200, "{answer}");
+    };
+    alert(chrono::Utc::now() + chrono::Duration::hours(1));
+    // Nothing to protect yet: the first deploy goes ahead.
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+
+    repo.commit(&[("app/VERSION", "2")], "Faster checkout");
+    wait_release_of(&server, "shop", "v2");
+    let out = server.cli(&["deploy", "web", "--env", "production"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a rollout started while an alert fired: {stderr}");
+    assert!(stderr.contains("CheckoutErrors"), "{stderr}");
+    assert_eq!(rollouts(&server).len(), 1, "{:?}", rollouts(&server));
+
+    alert(chrono::Utc::now() - chrono::Duration::seconds(1));
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+    assert_eq!(crate::deploy::get(port).1, "v2");
+}
+
+/// Item 7: an input the workflow does not declare is refused with the declared names;
+/// `ci` finds `ci.yml`, and a missing workflow names the files there are.
+#[test]
+fn dispatch_refuses_unknown_inputs_and_finds_the_workflow_without_its_extension() {
+    let workflow = "on:
+  workflow_dispatch:
+    inputs:
+      level: { type: choice, options: [quick, full], default: quick }
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo level=${{ inputs.level }}
+";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), (".github/workflows/nightly.yaml", workflow)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let out = server.cli(&["dispatch", "shop", "ci.yml", "--input", "levle=full"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("'levle'") && stderr.contains("'level'"), "{stderr}");
+    let (_, runs) = server.api("GET", "/api/v1/runs?project=shop", None);
+    assert_eq!(runs, serde_json::json!([]), "a refused dispatch queued a run");
+
+    let out = server.cli(&["dispatch", "shop", "ci", "--input", "level=full"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let run = &server.wait_runs("shop", 1)[0];
+    assert_eq!(run["path"].as_str().or(run["workflow"].as_str()).map(|p| p.ends_with("ci.yml")), Some(true), "{run}");
+    let out = server.cli(&["dispatch", "shop", "nightly"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    let out = server.cli(&["dispatch", "shop", "release"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("ci.yml") && stderr.contains("nightly.yaml"), "{stderr}");
+}
+
+/// Item 8: `run_number` counts per workflow file, as on GitHub; a re-run keeps its
+/// number and raises `run_attempt`.
+#[test]
+fn run_numbers_count_per_workflow() {
+    for backend in backends() {
+        let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo number=$GITHUB_RUN_NUMBER\n";
+        let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), (".github/workflows/lint.yml", workflow)]);
+        let server = Server::start(backend);
+        server.add_project("shop", repo.path());
+        let runs = server.wait_runs("shop", 2);
+        let numbers: Vec<i64> = runs.iter().map(|r| r["run_number"].as_i64().unwrap()).collect();
+        assert_eq!(numbers, [1, 1], "{runs:?}");
+        repo.commit(&[("README", "more")], "second");
+        let runs = server.wait_runs("shop", 4);
+        let mut numbers: Vec<(String, i64)> = runs
+            .iter()
+            .map(|r| (r["workflow"].as_str().unwrap().to_string(), r["run_number"].as_i64().unwrap()))
+            .collect();
+        numbers.sort();
+        let expected: Vec<(String, i64)> = [("ci", 1), ("ci", 2), ("lint", 1), ("lint", 2)]
+            .iter()
+            .map(|(w, n)| (format!(".github/workflows/{w}.yml"), *n))
+            .collect();
+        assert_eq!(numbers, expected);
+        let first = runs[0]["id"].as_i64().unwrap();
+        server.wait_run(first, "completed");
+        let (code, rerun) = server.api("POST", &format!("/api/v1/runs/{first}/rerun"), None);
+        assert!(code == 200 || code == 201, "{rerun}");
+        let rerun = &server.wait_runs("shop", 5)[4];
+        assert_eq!((rerun["run_number"].as_i64(), rerun["run_attempt"].as_i64()), (Some(1), Some(2)), "{rerun}");
+    }
+}

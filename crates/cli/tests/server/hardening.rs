@@ -349,6 +349,9 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
         let (status, added) = server.api("POST", "/api/v1/projects", Some(body));
         assert_eq!(status, 201, "{added}");
         server.wait_run(added["runs"][0]["id"].as_i64().unwrap(), "completed");
+        // An unreleased commit between the two releases (its artifact differs from both,
+        // so only its age can keep it from releasing).
+        let middle = repo.commit(&[("app/upstream.py", "print('v1.5')\n")], "v1.5");
         let second = repo.commit(&[("app/upstream.py", "print('v2')\n")], "v2");
         let (status, answer) = push(&server, secret, "delivery-v2", &first, &second);
         assert_eq!(status, 202, "{answer}");
@@ -362,7 +365,7 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
         assert_eq!(answer["runs"].as_array().unwrap().len(), 0, "{answer}");
 
         // An older commit, signed, under a new delivery id: it runs, but releases nothing.
-        let (status, answer) = push(&server, secret, "delivery-old", &second, &first);
+        let (status, answer) = push(&server, secret, "delivery-old", &second, &middle);
         assert_eq!(status, 202, "{answer}");
         let run = server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
         assert_eq!(run["conclusion"], "success", "{run}");
@@ -386,7 +389,7 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
         assert_eq!(status, 202, "{answer}");
         server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
         let runs_before = server.api("GET", "/api/v1/runs?project=shop", None).1.as_array().unwrap().len();
-        let (status, answer) = push(&server, secret, "delivery-old", &second, &first);
+        let (status, answer) = push(&server, secret, "delivery-old", &second, &middle);
         assert_eq!((status, answer["runs"].as_array().map(Vec::len)), (200, Some(0)), "{answer}");
         let runs_after = server.api("GET", "/api/v1/runs?project=shop", None).1.as_array().unwrap().len();
         assert_eq!(runs_before, runs_after);

@@ -117,7 +117,9 @@ pub async fn create_deployment(
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
     let wanted = body.release.as_deref().unwrap_or("latest");
     let release = deploy::find_release(&app, &project, &body.service, wanted).await?;
-    let rollout = deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None).await?;
+    let rollout =
+        deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None, deploy::Intent::Forward)
+            .await?;
     app.store
         .audit(
             &caller.actor(),

@@ -118,6 +118,50 @@ pub async fn find_release(app: &App, project: &Project, service: &str, wanted: &
     })
 }
 
+/// What a deploy is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Intent {
+    /// A release goes out: held while an alert fires for the service and environment.
+    Forward,
+    /// Back to an earlier release: what one does while an alert fires, so never held.
+    Rollback,
+}
+
+/// The alerts firing now (neither silenced nor inhibited) for a service in an
+/// environment, by their `service` and `env` (or `environment`) labels.
+fn firing_alerts(app: &App, service: &str, environment: &str) -> Vec<String> {
+    let Some(am) = app.monitor.alerts.as_ref() else { return Vec::new() };
+    let mut names: Vec<String> = am
+        .alerts()
+        .into_iter()
+        .filter(|v| v.silenced_by.is_empty() && v.inhibited_by.is_empty())
+        .filter(|v| {
+            let labels = &v.alert.labels;
+            labels.get("service") == Some(service)
+                && (labels.get("env") == Some(environment) || labels.get("environment") == Some(environment))
+        })
+        .map(|v| v.alert.labels.get("alertname").unwrap_or("(no alertname)").to_string())
+        .collect();
+    names.sort();
+    names.dedup();
+    names
+}
+
+/// Whether a rollout has a running version to protect: an earlier rollout of its
+/// service to its environment succeeded. A first deploy has none, and as Argo Rollouts
+/// skips analysis for the initial version, alerts do not hold or abort it.
+pub async fn protects_a_version(app: &App, rollout: &Rollout) -> Result<bool, DeployError> {
+    let project = app
+        .store
+        .project_by_id(rollout.project_id)
+        .await?
+        .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
+    Ok(history(app, &project, &rollout.service, &rollout.environment)
+        .await?
+        .iter()
+        .any(|r| r.id < rollout.id && r.phase == "succeeded"))
+}
+
 /// Starts a rollout of `release` to `environment`; returns once it is recorded and its
 /// controller runs.
 pub async fn deploy(
@@ -127,6 +171,7 @@ pub async fn deploy(
     environment: &str,
     actor: &str,
     strategy_override: Option<Strategy>,
+    intent: Intent,
 ) -> Result<Rollout, DeployError> {
     let config = releases::delivery_at(app, project, &release.commit_sha)
         .map_err(|e| DeployError::Invalid(format!("mobius.yaml at {}: {e}", short(&release.commit_sha))))?
@@ -173,6 +218,21 @@ pub async fn deploy(
     };
     if let Err(conflict) = addresses::check_deploy(app, project, claim).await {
         return Err(DeployError::Conflict(conflict.to_string()));
+    }
+    // As Argo Rollouts skips analysis for the first version: an empty environment has
+    // nothing to protect or roll back to. Every later rollout waits for a quiet service.
+    let deployed_before =
+        history(app, project, &service.name, environment).await?.iter().any(|r| r.phase == "succeeded");
+    if intent == Intent::Forward && deployed_before {
+        let firing = firing_alerts(app, &service.name, environment);
+        if !firing.is_empty() {
+            return Err(DeployError::Conflict(format!(
+                "alert {} is firing for {} in {environment}; no rollout starts while it fires (a rollback does): \
+                 wait for it to resolve or silence it",
+                firing.join(", "),
+                service.name
+            )));
+        }
     }
     if let Some(strategy) = strategy_override {
         env.strategy = strategy;
@@ -343,7 +403,7 @@ pub async fn rollback(
     };
     // A rollback is a fast switch: instances kept warm are reused, no analysis steps.
     let fast = Strategy::BlueGreen { auto_promote: true, preview: None, rollback_window: Duration::from_secs(600) };
-    deploy(app, project, &release, environment, actor, Some(fast)).await
+    deploy(app, project, &release, environment, actor, Some(fast), Intent::Rollback).await
 }
 
 /// Deploys new releases to the environments that ask for it (`auto_deploy`, and no `after`
@@ -353,7 +413,7 @@ pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
         let Ok(Some(config)) = releases::delivery_at(app, project, &release.commit_sha) else { continue };
         for env in config.environments.values() {
             if env.auto_deploy && env.after.is_none() && env.listen.contains_key(&release.service) {
-                if let Err(e) = deploy(app, project, release, &env.name, "mobius", None).await {
+                if let Err(e) = deploy(app, project, release, &env.name, "mobius", None, Intent::Forward).await {
                     tracing::warn!(release = release.id, environment = %env.name, error = %e, "automatic deploy refused");
                 }
             }

@@ -98,6 +98,9 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
     let payload =
         trigger.payload.clone().unwrap_or_else(|| synthesize_payload(project, &trigger, &commits, &repository));
 
+    let mut names: Vec<String> =
+        files.iter().map(|(path, _)| path.rsplit('/').next().unwrap_or(path).to_string()).collect();
+    names.sort_unstable();
     let mut parsed = Vec::new();
     let mut broken = Vec::new();
     for (path, text) in files {
@@ -109,13 +112,18 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
 
     let mut inputs = Map::new();
     let selected: Vec<Workflow> = if let Some(wanted) = &trigger.workflow {
-        let matches = |path: &str| path == wanted || path.rsplit('/').next() == Some(wanted.as_str());
+        let exact = |path: &str| path == wanted || path.rsplit('/').next() == Some(wanted.as_str());
+        // `ci` finds ci.yml or ci.yaml.
+        let matches =
+            |path: &str| exact(path) || [".yml", ".yaml"].iter().any(|ext| path.strip_suffix(ext).is_some_and(exact));
         if let Some((_, rendered)) = broken.iter().find(|(path, _)| matches(path)) {
             return Err(TriggerError::Invalid(format!("the workflow file is invalid:\n{rendered}")));
         }
         let Some(workflow) = parsed.into_iter().find(|w| matches(&w.file.path)) else {
+            let there =
+                if names.is_empty() { "there are none".to_string() } else { format!("there are {}", names.join(", ")) };
             return Err(TriggerError::NotFound(format!(
-                "no workflow file '{wanted}' in .github/workflows at {}",
+                "no workflow file '{wanted}' in .github/workflows at {}: {there}",
                 short(&trigger.sha)
             )));
         };

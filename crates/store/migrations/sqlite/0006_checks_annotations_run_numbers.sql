@@ -26,3 +26,5 @@ CREATE TABLE annotations (
     created_at BIGINT NOT NULL
 );
 CREATE INDEX annotations_by_run ON annotations (run_id, id);
+-- run_number is counted per workflow file, as GitHub counts it.
+CREATE INDEX runs_by_workflow ON runs (project_id, workflow, number);
