@@ -470,3 +470,45 @@ fn run_numbers_count_per_workflow() {
         assert_eq!((rerun["run_number"].as_i64(), rerun["run_attempt"].as_i64()), (Some(1), Some(2)), "{rerun}");
     }
 }
+
+/// Item 9: approving a rollout of an unprotected environment says it is not protected
+/// (not that the caller wrote it); its page offers Promote, never Approve.
+#[test]
+fn approve_on_an_unprotected_environment_says_so_and_the_page_offers_no_approve() {
+    if !python_available() {
+        return;
+    }
+    let port = free_port();
+    let config =
+        listening("web", port).replace("strategy: blue-green", "strategy:\n      blue-green: { auto_promote: false }");
+    let repo =
+        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &config)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    wait_release_of(&server, "shop", "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+    repo.commit(&[("app/VERSION", "2")], "v2");
+    wait_release_of(&server, "shop", "v2");
+    cli_ok(&server, &["deploy", "web", "--env", "production"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let paused = loop {
+        if let Some(r) = rollouts(&server).into_iter().find(|r| r["phase"] == "paused") {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "no paused rollout: {:?}", rollouts(&server));
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let out = server.cli(&["approve", "web", "--env", "production"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("not protected") && !stderr.contains("someone else"), "{stderr}");
+    let page = reqwest::blocking::Client::new()
+        .get(format!("{}/ui/rollouts/{}", server.url, paused["id"]))
+        .header("cookie", format!("mobius_token={}", server.token))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(page.contains(">Promote</button>") && !page.contains(">Approve</button>"), "{page}");
+    cli_ok(&server, &["promote", "web", "--env", "production"]);
+}

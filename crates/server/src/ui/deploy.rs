@@ -117,7 +117,10 @@ pub(super) struct RolloutPage {
     csrf: String,
     rollout: RolloutRow,
     live: bool,
-    paused: bool,
+    /// Paused, waiting for an approval: the Approve button.
+    approvable: bool,
+    /// Paused at a step or a switch: the Promote button.
+    promotable: bool,
     weights_svg: String,
     rates: Vec<RateView>,
     events: Vec<EventView>,
@@ -175,11 +178,13 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
                 .collect()
         })
         .unwrap_or_default();
+    let approvable = deploy::awaits_approval(&app, &rollout).await.unwrap_or(false);
     render(RolloutPage {
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
         live: rollout.finished_at.is_none(),
-        paused: rollout.phase == "paused",
+        approvable,
+        promotable: rollout.phase == "paused" && !approvable,
         weights_svg: weights_svg(&weights, &stable),
         rates,
         events: events.iter().rev().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),
