@@ -1,6 +1,16 @@
 //! The `mobius` binary: argument parsing and wiring of the stages, nothing more.
 #![forbid(unsafe_code)]
 
+// Every module below prints through `out`, so a closed pipe ends `mobius` quietly.
+mod out;
+macro_rules! println {
+    () => { $crate::out::line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::text(format_args!($($arg)*)) };
+}
+
 mod agent_cmd;
 mod backfill_cmd;
 mod client;

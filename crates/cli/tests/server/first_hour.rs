@@ -512,3 +512,41 @@ fn approve_on_an_unprotected_environment_says_so_and_the_page_offers_no_approve(
     assert!(page.contains(">Promote</button>") && !page.contains(">Approve</button>"), "{page}");
     cli_ok(&server, &["promote", "web", "--env", "production"]);
 }
+
+/// Item 10: a reader that goes away (`mobius runs | head`) ends every command that
+/// prints lists or logs quietly, with the status of SIGPIPE, not a panic (101).
+#[test]
+fn commands_exit_quietly_when_their_reader_goes_away() {
+    let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: seq 1 2000\n";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(run, "completed");
+    let run = run.to_string();
+    let commands: [&[&str]; 8] = [
+        &["runs"],
+        &["show", &run],
+        &["logs", &run],
+        &["project", "list"],
+        &["token", "list"],
+        &["audit"],
+        &["incidents"],
+        &["query", "up"],
+    ];
+    for args in commands {
+        let mut child = std::process::Command::new(crate::support::BIN)
+            .args(args)
+            .env("MOBIUS_SERVER", &server.url)
+            .env("MOBIUS_TOKEN", &server.token)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before the first line
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked") && out.status.code() != Some(101), "mobius {args:?}: {stderr}");
+        assert!(matches!(out.status.code(), Some(141) | Some(0)), "mobius {args:?}: {:?} {stderr}", out.status);
+    }
+}
