@@ -4,6 +4,7 @@
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
+use std::io::IsTerminal as _;
 use std::io::Read;
 use std::process::ExitCode;
 
@@ -128,8 +129,21 @@ pub enum ClientCmd {
     Runs {
         #[arg(long = "project", value_name = "P")]
         project: Option<String>,
-        #[arg(long = "status", value_name = "queued|in_progress|completed")]
+        /// A status (queued, in_progress, completed) or a conclusion (success, failure, cancelled, skipped).
+        #[arg(long = "status", value_name = "STATUS")]
         status: Option<String>,
+        /// Only runs of this workflow file (ci.yml or its path).
+        #[arg(long = "workflow", value_name = "FILE")]
+        workflow: Option<String>,
+        /// Only runs on this branch.
+        #[arg(long = "branch", value_name = "B")]
+        branch: Option<String>,
+        /// Only runs triggered by this event (push, pull_request, workflow_dispatch, schedule…).
+        #[arg(long = "event", value_name = "E")]
+        event: Option<String>,
+        /// Only runs started by this actor.
+        #[arg(long = "actor", value_name = "NAME")]
+        actor: Option<String>,
         #[arg(long = "limit", default_value_t = 30)]
         limit: i64,
         #[arg(long)]
@@ -313,8 +327,10 @@ fn run_line(run: &Value) -> String {
     };
     let duration =
         run["duration_ms"].as_i64().map_or_else(|| "-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+    let failed: Vec<&str> = run["failed_jobs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let failed = if failed.is_empty() { "-".to_string() } else { failed.join(", ") };
     format!(
-        "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {}",
+        "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {:<8} {failed}",
         run["id"].to_string(),
         state,
         s(run, "project"),
@@ -425,22 +441,25 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
             client.json(Method::DELETE, &format!("/tokens/{id}"), None).await?;
             println!("token {id} revoked");
         }
-        ClientCmd::Runs { project, status, limit, json } => {
+        ClientCmd::Runs { project, status, workflow, branch, event, actor, limit, json } => {
             let mut query = vec![("limit", limit.to_string())];
-            if let Some(p) = project {
-                query.push(("project", p));
-            }
-            if let Some(s) = status {
-                query.push(("status", s));
-            }
+            let filters = [
+                ("project", project),
+                ("status", status),
+                ("workflow", workflow),
+                ("branch", branch),
+                ("event", event),
+                ("actor", actor),
+            ];
+            query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
             let response = client.send(client.request(Method::GET, "/runs").query(&query)).await?;
             let answer: Value = response.json().await?;
             if json {
                 print_json(&answer);
             } else {
                 println!(
-                    "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} DURATION",
-                    "ID", "STATE", "PROJECT", "WORKFLOW", "EVENT", "BRANCH", "SHA"
+                    "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {:<8} FAILED JOBS",
+                    "ID", "STATE", "PROJECT", "WORKFLOW", "EVENT", "BRANCH", "SHA", "DURATION"
                 );
                 for run in answer.as_array().into_iter().flatten() {
                     println!("{}", run_line(run));
@@ -570,6 +589,47 @@ fn show(run: &Value) {
     }
 }
 
+/// How `mobius logs` prints lines: colours and folded groups on a terminal; plain text
+/// (no escape sequences, no `##[group]` markers) into a pipe or a file.
+struct LogPrinter {
+    terminal: bool,
+    in_group: bool,
+}
+
+impl LogPrinter {
+    fn new() -> LogPrinter {
+        LogPrinter { terminal: std::io::stdout().is_terminal(), in_group: false }
+    }
+
+    /// One `job\tstep\tline` line as printed, or `None` for a marker that prints nothing.
+    fn render(&mut self, job: &str, step: &str, line: &str) -> Option<String> {
+        // Lines start with the time they were written (`2026-01-05T09:00:00.000Z `).
+        let (stamp, line) = match line.split_once(' ') {
+            Some((t, rest)) if t.len() >= 20 && t.as_bytes().get(4) == Some(&b'-') && t.ends_with('Z') => (t, rest),
+            _ => ("", line),
+        };
+        let prefix = if stamp.is_empty() { format!("{job}\t{step}\t") } else { format!("{job}\t{step}\t{stamp} ") };
+        if line.starts_with("##[endgroup]") {
+            self.in_group = false;
+            return None;
+        }
+        if let Some(name) = line.strip_prefix("##[group]") {
+            self.in_group = true;
+            return Some(if self.terminal {
+                format!("{prefix}\x1b[1m▼ {name}\x1b[0m")
+            } else {
+                format!("{prefix}{}", strip_ansi_escapes::strip_str(name))
+            });
+        }
+        let indent = if self.in_group { "  " } else { "" };
+        Some(if self.terminal {
+            format!("{prefix}{indent}{line}")
+        } else {
+            format!("{prefix}{indent}{}", strip_ansi_escapes::strip_str(line))
+        })
+    }
+}
+
 async fn logs(client: &Client, run: i64, job: Option<String>, follow: bool, json: bool) -> Result<ExitCode, Failure> {
     let mut query = Vec::new();
     if let Some(job) = &job {
@@ -589,13 +649,25 @@ async fn logs(client: &Client, run: i64, job: Option<String>, follow: bool, json
                 .collect();
             print_json(&Value::Array(lines));
         } else {
-            print!("{text}");
+            let mut printer = LogPrinter::new();
+            for l in text.lines() {
+                let mut parts = l.splitn(3, '\t');
+                let (job, step, line) = (
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                    parts.next().unwrap_or_default(),
+                );
+                if let Some(printed) = printer.render(job, step, line) {
+                    println!("{printed}");
+                }
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
     let response =
         client.send(client.request(reqwest::Method::GET, &format!("/runs/{run}/logs/stream")).query(&query)).await?;
     let mut stream = response.bytes_stream();
+    let mut printer = LogPrinter::new();
     let mut buffer = String::new();
     let mut conclusion = None;
     while let Some(chunk) = stream.next().await {
@@ -620,7 +692,9 @@ async fn logs(client: &Client, run: i64, job: Option<String>, follow: bool, json
                 }
                 "log" => {
                     for line in s(&value, "lines").lines() {
-                        println!("{}\t{}\t{line}", s(&value, "job"), s(&value, "step"));
+                        if let Some(printed) = printer.render(s(&value, "job"), s(&value, "step"), line) {
+                            println!("{printed}");
+                        }
                     }
                 }
                 "end" => {

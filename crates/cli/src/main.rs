@@ -7,9 +7,6 @@ macro_rules! println {
     () => { $crate::out::line(format_args!("")) };
     ($($arg:tt)*) => { $crate::out::line(format_args!($($arg)*)) };
 }
-macro_rules! print {
-    ($($arg:tt)*) => { $crate::out::text(format_args!($($arg)*)) };
-}
 
 mod agent_cmd;
 mod backfill_cmd;

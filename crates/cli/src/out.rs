@@ -21,11 +21,6 @@ fn write(body: impl FnOnce(&mut io::StdoutLock<'_>) -> io::Result<()>) {
     }
 }
 
-/// `print!`.
-pub fn text(args: fmt::Arguments<'_>) {
-    write(|w| w.write_fmt(args));
-}
-
 /// `println!`.
 pub fn line(args: fmt::Arguments<'_>) {
     write(|w| {

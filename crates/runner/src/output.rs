@@ -77,6 +77,23 @@ impl StepOutput {
         self.emit(&line);
     }
 
+    /// An error annotation from Mobius itself, as GitHub annotates a failed step with
+    /// why it failed ("Process completed with exit code 1.").
+    pub fn error_annotation(&mut self, message: &str) {
+        self.shared.reporter.event(RunEvent::Annotation {
+            job: self.job.clone(),
+            step: self.step.clone(),
+            annotation: mobius_core::Annotation {
+                level: AnnotationLevel::Error,
+                message: self.shared.masker.mask(message).into_owned(),
+                title: None,
+                file: None,
+                line: None,
+                col: None,
+            },
+        });
+    }
+
     fn emit(&mut self, text: &str) {
         if text.is_empty() {
             return;

@@ -584,5 +584,6 @@ pub(crate) fn outcome_of(
         Err(e) => format!("cannot start '{program}': {e}"),
     };
     out.message(&format!("Error: {reason}"));
+    out.error_annotation(&reason);
     Conclusion::Failure
 }

@@ -80,6 +80,13 @@ const STEP_COLUMNS: &str =
 pub struct RunFilter {
     pub project_id: Option<i64>,
     pub status: Option<String>,
+    pub conclusion: Option<String>,
+    /// The workflow file's path (`.github/workflows/ci.yml`).
+    pub workflow: Option<String>,
+    /// The full ref (`refs/heads/main`).
+    pub ref_name: Option<String>,
+    pub event: Option<String>,
+    pub actor: Option<String>,
     /// Only runs with a smaller id (paging backwards).
     pub before: Option<i64>,
     pub limit: i64,
@@ -156,8 +163,18 @@ impl Store {
         if filter.project_id.is_some() {
             conditions.push(format!("r.project_id = ${}", conditions.len() + 1));
         }
-        if filter.status.is_some() {
-            conditions.push(format!("r.status = ${}", conditions.len() + 1));
+        let text_filters = [
+            ("r.status", &filter.status),
+            ("r.conclusion", &filter.conclusion),
+            ("r.workflow", &filter.workflow),
+            ("r.ref_name", &filter.ref_name),
+            ("r.event", &filter.event),
+            ("r.actor", &filter.actor),
+        ];
+        for (column, value) in &text_filters {
+            if value.is_some() {
+                conditions.push(format!("{column} = ${}", conditions.len() + 1));
+            }
         }
         let sql = format!(
             "{RUN_SELECT} WHERE {} ORDER BY r.id DESC LIMIT ${}",
@@ -168,11 +185,32 @@ impl Store {
         if let Some(project) = filter.project_id {
             query = query.bind(project);
         }
-        if let Some(status) = &filter.status {
-            query = query.bind(status.clone());
+        for value in text_filters.iter().filter_map(|(_, v)| v.as_ref()) {
+            query = query.bind(value.clone());
         }
         let rows = query.bind(filter.limit).fetch_all(&self.pool).await?;
         rows.iter().map(run).collect()
+    }
+
+    /// The failed jobs of each of these runs, by run id (jobs in the order they started).
+    pub async fn failed_jobs(&self, run_ids: &[i64]) -> Result<std::collections::HashMap<i64, Vec<String>>> {
+        let mut out: std::collections::HashMap<i64, Vec<String>> = std::collections::HashMap::new();
+        if run_ids.is_empty() {
+            return Ok(out);
+        }
+        let placeholders: Vec<String> = (1..=run_ids.len()).map(|i| format!("${i}")).collect();
+        let sql = format!(
+            "SELECT run_id, name FROM jobs WHERE conclusion = 'failure' AND run_id IN ({}) ORDER BY id",
+            placeholders.join(", ")
+        );
+        let mut query = sqlx::query(&sql);
+        for id in run_ids {
+            query = query.bind(*id);
+        }
+        for row in query.fetch_all(&self.pool).await? {
+            out.entry(row.try_get("run_id")?).or_default().push(row.try_get("name")?);
+        }
+        Ok(out)
     }
 
     /// Runs not completed, oldest first.

@@ -550,3 +550,56 @@ fn commands_exit_quietly_when_their_reader_goes_away() {
         assert!(matches!(out.status.code(), Some(141) | Some(0)), "mobius {args:?}: {:?} {stderr}", out.status);
     }
 }
+
+/// Item 11: "why did it fail?" — `mobius show` gives the failed step's exit code,
+/// `runs` filters by conclusion, workflow, branch, event and actor and names the failed
+/// jobs, and `logs` into a pipe carries no escape sequences or group markers.
+#[test]
+fn why_did_it_fail_is_answered_by_show_runs_and_logs() {
+    let workflow = "on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo '::group::Compiling'
+          printf '\\033[31mred error\\033[0m\\n'
+          echo '::endgroup::'
+          exit 3
+  docs:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo fine
+";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(run, "completed");
+    let text = |args: &[&str]| {
+        let out = server.cli(args);
+        assert!(out.status.success(), "mobius {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let shown = text(&["show", &run.to_string()]);
+    assert!(shown.contains("error [build]: Process completed with exit code 3."), "{shown}");
+
+    let failed = text(&["runs", "--status", "failure"]);
+    assert!(failed.lines().any(|l| l.starts_with(&run.to_string()) && l.trim_end().ends_with("build")), "{failed}");
+    assert!(failed.contains("FAILED JOBS"), "{failed}");
+    for args in [["--workflow", "ci.yml"], ["--branch", "main"], ["--event", "push"], ["--status", "completed"]] {
+        let listed = text(&[&["runs"][..], &args[..]].concat());
+        assert_eq!(listed.lines().count(), 2, "mobius runs {args:?}: {listed}");
+    }
+    for args in [["--status", "success"], ["--event", "schedule"], ["--workflow", "nightly.yml"], ["--actor", "nobody"]]
+    {
+        let listed = text(&[&["runs"][..], &args[..]].concat());
+        assert_eq!(listed.lines().count(), 1, "mobius runs {args:?}: {listed}");
+    }
+    let out = server.cli(&["runs", "--status", "broken"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("conclusion"));
+
+    let logs = text(&["logs", &run.to_string()]);
+    assert!(logs.contains("red error") && logs.contains("Compiling"), "{logs}");
+    assert!(!logs.contains('\u{1b}') && !logs.contains("##[group]") && !logs.contains("##[endgroup]"), "{logs:?}");
+}

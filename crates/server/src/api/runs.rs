@@ -18,7 +18,14 @@ use std::sync::Arc;
 #[derive(Debug, Deserialize)]
 pub struct ListQuery {
     project: Option<String>,
+    /// A status (`queued`, `in_progress`, `completed`) or a conclusion (`success`,
+    /// `failure`, `cancelled`, `skipped`), as GitHub's `status` parameter.
     status: Option<String>,
+    /// A workflow file: its name (`ci.yml`) or path.
+    workflow: Option<String>,
+    branch: Option<String>,
+    event: Option<String>,
+    actor: Option<String>,
     limit: Option<i64>,
     before: Option<i64>,
 }
@@ -32,17 +39,47 @@ pub async fn list(
         Some(name) => Some(super::projects::find(&app, &caller, name, Role::Viewer).await?.id),
         None => caller.project_id,
     };
-    if let Some(status) = &q.status {
-        if !matches!(status.as_str(), "queued" | "in_progress" | "completed") {
-            return Err(ApiError::bad_request(format!("status: '{status}' is not queued, in_progress or completed")));
+    let (mut status, mut conclusion) = (None, None);
+    if let Some(wanted) = &q.status {
+        if matches!(wanted.as_str(), "queued" | "in_progress" | "completed") {
+            status = Some(wanted.clone());
+        } else if mobius_core::Conclusion::parse(wanted).is_some() {
+            conclusion = Some(wanted.clone());
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "status: '{wanted}' is not a status (queued, in_progress, completed) or a conclusion \
+                 (success, failure, cancelled, skipped)"
+            )));
         }
     }
     let limit = q.limit.unwrap_or(30);
     if !(1..=100).contains(&limit) {
         return Err(ApiError::bad_request("limit: between 1 and 100"));
     }
-    let runs = app.store.runs(&RunFilter { project_id, status: q.status.clone(), before: q.before, limit }).await?;
-    Ok(Json(runs.iter().map(dto::run).collect()))
+    let workflow =
+        q.workflow.as_ref().map(|w| if w.contains('/') { w.clone() } else { format!(".github/workflows/{w}") });
+    let filter = RunFilter {
+        project_id,
+        status,
+        conclusion,
+        workflow,
+        ref_name: q.branch.as_ref().map(|b| format!("refs/heads/{b}")),
+        event: q.event.clone(),
+        actor: q.actor.clone(),
+        before: q.before,
+        limit,
+    };
+    let runs = app.store.runs(&filter).await?;
+    let failed = app.store.failed_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
+    Ok(Json(
+        runs.iter()
+            .map(|r| {
+                let mut value = dto::run(r);
+                value["failed_jobs"] = json!(failed.get(&r.id).cloned().unwrap_or_default());
+                value
+            })
+            .collect(),
+    ))
 }
 
 /// The run with this id, if the caller holds `role` on its project.

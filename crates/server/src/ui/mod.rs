@@ -276,7 +276,7 @@ async fn runs_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<Runs
         },
         None => s.caller.project_id,
     };
-    match app.store.runs(&RunFilter { project_id, status: None, before: None, limit: 50 }).await {
+    match app.store.runs(&RunFilter { project_id, limit: 50, ..RunFilter::default() }).await {
         Ok(runs) => render(RunsPage {
             user: s.caller.name,
             project: q.project.unwrap_or_default(),
