@@ -812,3 +812,76 @@ fn a_silence_pauses_paging_and_leaves_the_incident_open() {
         || server.log(),
     );
 }
+
+/// Issue 16, item 17, with the real `amtool` from Debian's prometheus-alertmanager:
+/// `filter` narrows silences (so `silence query foo=bar | xargs silence expire` expires
+/// only those), alerts and groups; `receiver` and the state flags apply to both; no
+/// empty group is listed; alerts added without times (Go's zero time) start now.
+#[test]
+fn amtool_filters_silences_alerts_and_groups() {
+    if std::process::Command::new("amtool").arg("--version").output().is_err() {
+        assert!(std::env::var("CI").is_err(), "amtool (prometheus-alertmanager) is required under CI");
+        eprintln!("skipped: amtool (Debian's prometheus-alertmanager) is not installed");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = write(
+        dir.path(),
+        "alertmanager.yml",
+        "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 100ms\n  routes:\n    - matchers: ['severity=\"page\"']\n      receiver: pager\nreceivers:\n  - name: team\n  - name: pager\n",
+    );
+    let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager]);
+    let http = write(dir.path(), "http.yml", &format!("authorization:\n  credentials: {}\n", server.token));
+    let amtool = |args: &[&str]| -> String {
+        let out = std::process::Command::new("amtool")
+            .arg(format!("--alertmanager.url={}", server.url))
+            .arg(format!("--http.config.file={http}"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "amtool {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    amtool(&["alert", "add", "DiskFull", "severity=page", "instance=db1"]);
+    amtool(&["alert", "add", "HighLoad", "severity=info", "instance=web1"]);
+    let (_, alerts) = server.api("GET", "/api/v2/alerts", None);
+    assert_eq!(alerts.as_array().unwrap().len(), 2, "{alerts}");
+    for alert in alerts.as_array().unwrap() {
+        let starts = chrono::DateTime::parse_from_rfc3339(alert["startsAt"].as_str().unwrap()).unwrap();
+        assert!((chrono::Utc::now() - starts.with_timezone(&chrono::Utc)).num_seconds() < 60, "zero startsAt: {alert}");
+        assert_eq!(alert["status"]["state"], "active", "zero endsAt must not resolve it: {alert}");
+    }
+
+    // Silences: the filter picks only matching ones.
+    amtool(&["silence", "add", "foo=bar", "--comment=maintenance"]);
+    amtool(&["silence", "add", "alertname=HighLoad", "--comment=known"]);
+    let ids = amtool(&["silence", "query", "-q", "foo=bar"]);
+    assert_eq!(ids.lines().count(), 1, "{ids}");
+    amtool(&[&["silence", "expire"][..], &ids.lines().collect::<Vec<_>>()[..]].concat());
+    let (_, silences) = server.api("GET", "/api/v2/silences", None);
+    let active: Vec<&Value> =
+        silences.as_array().unwrap().iter().filter(|s| s["status"]["state"] == "active").collect();
+    assert_eq!(active.len(), 1, "only the filtered silence expires: {silences}");
+    assert_eq!(active[0]["matchers"][0]["value"], "HighLoad", "{silences}");
+
+    // Alerts: by matchers, receiver and state.
+    let listed = amtool(&["alert", "query", "alertname=DiskFull"]);
+    assert!(listed.contains("DiskFull") && !listed.contains("HighLoad"), "{listed}");
+    let listed = amtool(&["alert", "query", "--receiver=pager"]);
+    assert!(listed.contains("DiskFull") && !listed.contains("HighLoad"), "{listed}");
+    let listed = amtool(&["alert", "query", "--silenced"]);
+    assert!(listed.contains("HighLoad") && !listed.contains("DiskFull"), "{listed}");
+    let (code, _) = server.api("GET", "/api/v2/alerts?receiver=%5Bbad", None);
+    assert_eq!(code, 400);
+
+    // Groups: filtered the same way, and never empty.
+    let (_, groups) = server.api("GET", "/api/v2/alerts/groups?silenced=false", None);
+    let names: Vec<&str> =
+        groups.as_array().unwrap().iter().map(|g| g["labels"]["alertname"].as_str().unwrap()).collect();
+    assert_eq!(names, ["DiskFull"], "{groups}");
+    let (_, groups) = server.api("GET", "/api/v2/alerts/groups?receiver=team", None);
+    assert_eq!(groups.as_array().unwrap().len(), 1, "{groups}");
+    assert_eq!(groups[0]["receiver"]["name"], "team", "{groups}");
+    let (_, groups) = server.api("GET", "/api/v2/alerts/groups?filter=instance%3D%22nowhere%22", None);
+    assert_eq!(groups, json!([]), "{groups}");
+}

@@ -164,11 +164,75 @@ pub struct PostableAlert {
     generator_url: String,
 }
 
+/// Go's zero time (`0001-01-01T00:00:00Z`), which `amtool alert add` sends for a time it
+/// was not given: Alertmanager reads it as unset.
+const GO_ZERO_TIME_MS: i64 = -62_135_596_800_000;
+
 fn parse_time(field: &str, text: &Option<String>) -> ApiResult<i64> {
     let Some(text) = text.as_deref().filter(|t| !t.is_empty()) else { return Ok(0) };
-    chrono::DateTime::parse_from_rfc3339(text)
-        .map(|t| t.timestamp_millis())
-        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: `{text}` is not an RFC 3339 time: {e}")))
+    let ms = chrono::DateTime::parse_from_rfc3339(text).map(|t| t.timestamp_millis()).map_err(|e| {
+        ApiError::new(StatusCode::BAD_REQUEST, format!("{field}: `{text}` is not an RFC 3339 time: {e}"))
+    })?;
+    Ok(if ms <= GO_ZERO_TIME_MS { 0 } else { ms })
+}
+
+/// What `GET /api/v2/alerts` and `/alerts/groups` are asked to keep: Alertmanager's
+/// `filter` (matchers, repeatable), `receiver` (an anchored regular expression),
+/// `active`, `silenced` and `inhibited` (true by default).
+struct AlertQuery {
+    filters: Vec<mobius_monitor::Matcher>,
+    receiver: Option<mobius_monitor::Matcher>,
+    active: bool,
+    silenced: bool,
+    inhibited: bool,
+}
+
+impl AlertQuery {
+    fn parse(q: &[(String, String)]) -> ApiResult<AlertQuery> {
+        let flag = |name: &str| -> ApiResult<bool> {
+            match q.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str()) {
+                None | Some("true") => Ok(true),
+                Some("false") => Ok(false),
+                Some(other) => Err(ApiError::bad_request(format!("{name}: `{other}` is not true or false"))),
+            }
+        };
+        let receiver = match q.iter().find(|(k, _)| k == "receiver") {
+            Some((_, r)) => Some(
+                mobius_monitor::Matcher::new(mobius_monitor::MatchOp::Regex, "receiver", r)
+                    .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(AlertQuery {
+            filters: filters(q)?,
+            receiver,
+            active: flag("active")?,
+            silenced: flag("silenced")?,
+            inhibited: flag("inhibited")?,
+        })
+    }
+
+    fn keeps(&self, v: &mobius_monitor::alerting::AlertView) -> bool {
+        let silenced = !v.silenced_by.is_empty();
+        let inhibited = !v.inhibited_by.is_empty();
+        (self.silenced || !silenced)
+            && (self.inhibited || !inhibited)
+            && (self.active || silenced || inhibited)
+            && mobius_monitor::alerting::config::matches(&self.filters, &v.alert.labels)
+            && self.receiver.as_ref().is_none_or(|m| v.receivers.iter().any(|r| m.matches(r)))
+    }
+}
+
+/// The `filter` parameters of a request, as matchers.
+fn filters(q: &[(String, String)]) -> ApiResult<Vec<mobius_monitor::Matcher>> {
+    let mut out = Vec::new();
+    for (_, f) in q.iter().filter(|(k, _)| k == "filter") {
+        out.extend(
+            mobius_monitor::alerting::config::parse_matchers(f)
+                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("filter: {e}")))?,
+        );
+    }
+    Ok(out)
 }
 
 /// `POST /api/v2/alerts`: alerts from other systems (developers and above; audited
@@ -242,42 +306,36 @@ pub async fn get_alerts(
 ) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
     let am = alert_manager(&app)?;
-    let flag = |name: &str| q.iter().find(|(k, _)| k == name).map(|(_, v)| v != "false").unwrap_or(true);
-    let mut filters = Vec::new();
-    for (_, f) in q.iter().filter(|(k, _)| k == "filter") {
-        filters.extend(
-            mobius_monitor::alerting::config::parse_matchers(f)
-                .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("filter: {e}")))?,
-        );
-    }
-    let out: Vec<Value> = am
-        .alerts()
-        .iter()
-        .filter(|v| {
-            let silenced = !v.silenced_by.is_empty();
-            let inhibited = !v.inhibited_by.is_empty();
-            (flag("silenced") || !silenced)
-                && (flag("inhibited") || !inhibited)
-                && (flag("active") || silenced || inhibited)
-                && mobius_monitor::alerting::config::matches(&filters, &v.alert.labels)
-        })
-        .map(gettable)
-        .collect();
+    let query = AlertQuery::parse(&q)?;
+    let out: Vec<Value> = am.alerts().iter().filter(|v| query.keeps(v)).map(gettable).collect();
     Ok(Json(json!(out)))
 }
 
-/// `GET /api/v2/alerts/groups`.
-pub async fn get_groups(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
+/// `GET /api/v2/alerts/groups`: the same parameters as `/alerts`; groups left without
+/// alerts are not listed, as in Alertmanager.
+pub async fn get_groups(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
     let am = alert_manager(&app)?;
+    let query = AlertQuery::parse(&q)?;
     let views: HashMap<u64, _> = am.alerts().into_iter().map(|v| (v.alert.fingerprint(), v)).collect();
     let groups: Vec<Value> = am
         .groups()
         .iter()
-        .map(|g| {
-            let alerts: Vec<Value> =
-                g.alerts.iter().filter_map(|a| views.get(&a.fingerprint())).map(gettable).collect();
-            json!({"labels": labels_json(&g.labels), "receiver": {"name": g.receiver}, "alerts": alerts})
+        .filter(|g| query.receiver.as_ref().is_none_or(|m| m.matches(&g.receiver)))
+        .filter_map(|g| {
+            let alerts: Vec<Value> = g
+                .alerts
+                .iter()
+                .filter_map(|a| views.get(&a.fingerprint()))
+                .filter(|v| query.keeps(v))
+                .map(gettable)
+                .collect();
+            (!alerts.is_empty())
+                .then(|| json!({"labels": labels_json(&g.labels), "receiver": {"name": g.receiver}, "alerts": alerts}))
         })
         .collect();
     Ok(Json(json!(groups)))
@@ -311,10 +369,27 @@ fn silence_json(s: &Silence) -> Value {
 }
 
 /// `GET /api/v2/silences`.
-pub async fn get_silences(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
+pub async fn get_silences(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<Vec<(String, String)>>,
+) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
     let am = alert_manager(&app)?;
-    Ok(Json(json!(am.silences().iter().map(silence_json).collect::<Vec<_>>())))
+    let wanted = filters(&q)?;
+    // As Alertmanager: a silence matches a filter when the labels its matchers name
+    // (each with its matcher's value) satisfy the filter.
+    let kept = am.silences().into_iter().filter(|s| {
+        let pairs: Vec<(String, String)> = s
+            .matchers
+            .iter()
+            .filter_map(|m| mobius_monitor::alerting::config::parse_matchers(m).ok())
+            .flatten()
+            .map(|m| (m.name, m.value))
+            .collect();
+        mobius_monitor::alerting::config::matches(&wanted, &Labels::new(pairs))
+    });
+    Ok(Json(json!(kept.map(|s| silence_json(&s)).collect::<Vec<_>>())))
 }
 
 /// `GET /api/v2/silence/ID`.
