@@ -107,7 +107,10 @@ async fn on_group_event(
     }
     let policy = oncall.policy_for(&event.receiver, &common);
     let alertname = common.get("alertname").unwrap_or("alerts").to_string();
-    let title = format!("{alertname} {}", event.group_labels).trim().to_string();
+    // The alert's own words first: its `summary` annotation (the first firing alert's).
+    let summary =
+        firing.iter().find_map(|a| a.annotations.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.clone()));
+    let title = summary.unwrap_or_else(|| format!("{alertname} {}", event.group_labels).trim().to_string());
     let new = NewIncident {
         group_key: event.group_key.clone(),
         title,

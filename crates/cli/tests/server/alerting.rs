@@ -186,7 +186,7 @@ fn an_alert_fires_to_a_webhook_escalates_until_acknowledged_and_resolves() {
     assert_eq!(incident["policy"], "queues", "{incident}");
     let out = server.cli(&["incidents", "--status", "open"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success() && text.contains("QueueTooDeep") && text.contains("open"), "{text}");
+    assert!(out.status.success() && text.contains("jobs holds 10 items") && text.contains("open"), "{text}");
     let out = server.cli(&["alerts"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("active") && text.contains("QueueTooDeep") && text.contains("team"), "{text}");
@@ -758,13 +758,19 @@ fn a_silence_pauses_paging_and_leaves_the_incident_open() {
     let server =
         Server::start_with(Backend::Sqlite, &["--alertmanager-config", &alertmanager, "--oncall-config", &oncall]);
     let post = |ends: chrono::DateTime<chrono::Utc>| {
-        let alert = json!([{"labels": {"alertname": "DiskFull", "severity": "page"}, "endsAt": ends.to_rfc3339()}]);
+        let alert = json!([{
+            "labels": {"alertname": "DiskFull", "severity": "page"},
+            "annotations": {"summary": "Disk /data is 97% full"},
+            "endsAt": ends.to_rfc3339(),
+        }]);
         let (code, answer) = server.api("POST", "/api/v2/alerts", Some(alert));
         assert_eq!(code, 200, "{answer}");
     };
     post(chrono::Utc::now() + chrono::Duration::hours(1));
     wait_for("alice's page", Duration::from_secs(10), || posts(&got, "/alice").into_iter().next(), || server.log());
-    let id = first_incident(&server)["id"].as_i64().unwrap();
+    let incident = first_incident(&server);
+    assert_eq!(incident["title"], "Disk /data is 97% full", "item 16: the title is the alert's summary: {incident}");
+    let id = incident["id"].as_i64().unwrap();
 
     // Silenced before level 2 is due: the incident stays open, nobody else is paged.
     let now = chrono::Utc::now();
