@@ -11,12 +11,31 @@ use std::process::ExitCode;
 /// Where the server is and who is asking (global options).
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
-    /// The server's URL.
-    #[arg(long = "server", global = true, env = "MOBIUS_SERVER", default_value = "http://127.0.0.1:7300")]
+    /// The server's URL (http://HOST:PORT, or HOST:PORT for plain HTTP).
+    #[arg(
+        long = "server",
+        global = true,
+        env = "MOBIUS_SERVER",
+        hide_env_values = true,
+        default_value = "http://127.0.0.1:7300",
+        value_parser = server_url
+    )]
     server: String,
     /// An API token (default: ./mobius-data/admin-token when readable).
     #[arg(long = "token", global = true, env = "MOBIUS_TOKEN", hide_env_values = true)]
     token: Option<String>,
+}
+
+/// `--server`: a URL, or `HOST:PORT` meaning plain HTTP.
+fn server_url(text: &str) -> Result<String, String> {
+    let text = text.trim().trim_end_matches('/');
+    let url = if text.contains("://") { text.to_string() } else { format!("http://{text}") };
+    let parsed = reqwest::Url::parse(&url)
+        .map_err(|e| format!("`{text}` is not a server address ({e}); write http://HOST:PORT or HOST:PORT"))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
+        return Err(format!("`{text}` is not a server address; write http://HOST:PORT, https://HOST or HOST:PORT"));
+    }
+    Ok(url)
 }
 
 #[derive(Debug, Subcommand)]

@@ -91,6 +91,24 @@ fn print_line(ts: &str, labels: &Value, line: &str, json: bool) {
 async fn service_logs(client: &Client, command: ServiceCmd) -> Result<(), Failure> {
     use futures_util::StreamExt;
     let ServiceCmd::Logs { service, env, grep, since, limit, follow, json } = command;
+    // An environment the service was never deployed to is a mistake, not an empty log.
+    let places = client.json(Method::GET, "/environments", None).await?;
+    let mut known: Vec<&str> = places
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|p| p["service"].as_str() == Some(service.as_str()))
+        .filter_map(|p| p["environment"].as_str())
+        .collect();
+    known.sort_unstable();
+    known.dedup();
+    if !known.contains(&env.as_str()) {
+        return Err(Failure(if known.is_empty() {
+            format!("service `{service}` was never deployed, so it has no logs in `{env}`")
+        } else {
+            format!("service `{service}` has no environment `{env}`; it runs in {}", known.join(", "))
+        }));
+    }
     let mut query = format!("{{service={},env={}}}", quote(&service), quote(&env));
     if let Some(text) = &grep {
         query.push_str(&format!(" |= {}", quote(text)));

@@ -603,3 +603,38 @@ jobs:
     assert!(logs.contains("red error") && logs.contains("Compiling"), "{logs}");
     assert!(!logs.contains('\u{1b}') && !logs.contains("##[group]") && !logs.contains("##[endgroup]"), "{logs:?}");
 }
+
+/// Item 12 (part): `--server HOST:PORT` means plain HTTP and a wrong address says how
+/// to write one; `service logs --env` names what exists instead of printing nothing;
+/// help shows no empty environment value.
+#[test]
+fn client_options_take_host_port_and_name_what_exists() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let bare = server.url.trim_start_matches("http://").to_string();
+    let run = |args: &[&str]| {
+        std::process::Command::new(crate::support::BIN)
+            .args(args)
+            .env("MOBIUS_TOKEN", &server.token)
+            .env_remove("MOBIUS_SERVER")
+            .output()
+            .unwrap()
+    };
+    for args in [&["--server", &bare, "project", "list"][..], &["project", "list", "--server", &bare][..]] {
+        let out = run(args);
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let out = run(&["--server", "ftp://example", "runs"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("http://HOST:PORT"), "{stderr}");
+    assert!(!stderr.contains("builder error"), "{stderr}");
+
+    let out = server.cli(&["service", "logs", "web", "--env", "nosuch"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`web`") && stderr.contains("`nosuch`"), "{stderr}");
+
+    let help =
+        std::process::Command::new(crate::support::BIN).args(["runs", "--help"]).env("MOBIUS_SERVER", "").output();
+    let help = String::from_utf8_lossy(&help.unwrap().stdout).to_string();
+    assert!(help.contains("[env: MOBIUS_SERVER]") && !help.contains("MOBIUS_SERVER=]"), "{help}");
+}
