@@ -638,3 +638,21 @@ fn client_options_take_host_port_and_name_what_exists() {
     let help = String::from_utf8_lossy(&help.unwrap().stdout).to_string();
     assert!(help.contains("[env: MOBIUS_SERVER]") && !help.contains("MOBIUS_SERVER=]"), "{help}");
 }
+
+/// Item 16 (part): a refused action renders the UI's own page (its layout, a heading),
+/// not plain text.
+#[test]
+fn a_refused_ui_action_renders_the_uis_error_page() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let response = reqwest::blocking::Client::new()
+        .post(format!("{}/ui/runs/1/cancel", server.url))
+        .header("cookie", format!("mobius_token={}", server.token))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("csrf=wrong")
+        .send()
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 403);
+    let page = response.text().unwrap();
+    assert!(page.contains("/ui/static/app.css") && page.contains("<h1>Not allowed</h1>"), "{page}");
+    assert!(page.contains("CSRF"), "{page}");
+}

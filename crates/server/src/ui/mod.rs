@@ -115,7 +115,7 @@ impl Session {
     /// The answer refusing a form post without the session's CSRF value, if it lacks it.
     fn refusal(&self, form: &HashMap<String, String>) -> Option<Response> {
         let ok = form.get("csrf").is_some_and(|value| *value == self.csrf);
-        (!ok).then(|| (StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page").into_response())
+        (!ok).then(|| error_page(ApiError::new(StatusCode::FORBIDDEN, "missing or wrong CSRF value; reload the page")))
     }
 }
 
@@ -151,15 +151,50 @@ fn render(template: impl Template) -> Response {
     }
 }
 
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    user: String,
+    heading: String,
+    /// Escaped, with the CLI's `code` spans as `<code>`.
+    message: String,
+}
+
+/// A message written for the CLI, as HTML: escaped, and `name` in backticks shown as code.
+fn message_html(message: &str) -> String {
+    let escaped = graph::escape(message);
+    let mut out = String::with_capacity(escaped.len());
+    let mut parts = escaped.split('`').peekable();
+    let mut inside = false;
+    while let Some(part) = parts.next() {
+        if inside && parts.peek().is_some() {
+            out.push_str(&format!("<code>{part}</code>"));
+        } else if inside {
+            // An unpaired backtick stays as it was.
+            out.push('`');
+            out.push_str(part);
+        } else {
+            out.push_str(part);
+        }
+        inside = !inside;
+    }
+    out
+}
+
+/// The UI's own page for a refusal or a failure, with the status of the answer.
 fn error_page(e: ApiError) -> Response {
-    (
-        e.status,
-        Html(format!(
-            "<!doctype html><title>Error</title><p>{}</p><p><a href=\"/ui/runs\">Back</a></p>",
-            graph::escape(&e.message)
-        )),
-    )
-        .into_response()
+    let heading = match e.status {
+        StatusCode::FORBIDDEN | StatusCode::UNAUTHORIZED => "Not allowed",
+        StatusCode::NOT_FOUND => "Not found",
+        StatusCode::CONFLICT => "Not now",
+        s if s.is_client_error() => "Cannot do that",
+        _ => "Something went wrong",
+    };
+    let page = ErrorPage { user: String::new(), heading: heading.to_string(), message: message_html(&e.message) };
+    match page.render() {
+        Ok(html) => (e.status, Html(html)).into_response(),
+        Err(_) => (e.status, e.message).into_response(),
+    }
 }
 
 #[derive(Template)]
@@ -723,5 +758,18 @@ async fn dispatch(
         }
         Err(e) if e.status.is_client_error() => dispatch_form(&app, &s, &name, &workflow, e.message).await,
         Err(e) => error_page(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Issue 16, item 16: UI messages show code as code, never the CLI's backticks.
+    #[test]
+    fn ui_messages_show_code_not_backticks() {
+        assert_eq!(
+            super::message_html("v2 must succeed in `staging` before `production`"),
+            "v2 must succeed in <code>staging</code> before <code>production</code>"
+        );
+        assert_eq!(super::message_html("a <b> and `x"), "a &lt;b&gt; and `x");
     }
 }
