@@ -94,6 +94,17 @@ impl Caller {
     }
 
     /// Whether the caller may read this project.
+    /// Whether `require(role, project_id, ..)` would let this caller through: the UI
+    /// shows a button only to those who may use it.
+    pub fn may(&self, role: Role, project_id: i64) -> bool {
+        self.sees(project_id) && self.role >= role
+    }
+
+    /// Whether `require_global(role)` would let this caller through.
+    pub fn may_globally(&self, role: Role) -> bool {
+        self.project_id.is_none() && self.role >= role
+    }
+
     pub fn sees(&self, project_id: i64) -> bool {
         self.project_id.is_none_or(|p| p == project_id)
     }

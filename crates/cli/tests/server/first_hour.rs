@@ -656,3 +656,30 @@ fn a_refused_ui_action_renders_the_uis_error_page() {
     assert!(page.contains("/ui/static/app.css") && page.contains("<h1>Not allowed</h1>"), "{page}");
     assert!(page.contains("CSRF"), "{page}");
 }
+
+/// Item 16 (part): a viewer sees no button they cannot use; a developer sees them.
+#[test]
+fn a_viewer_sees_no_buttons_they_cannot_use() {
+    let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: exit 1\n";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(run, "completed");
+    let page_as = |role: &str| {
+        let (code, token) = server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"name": role, "role": role})));
+        assert_eq!(code, 201, "{token}");
+        reqwest::blocking::Client::new()
+            .get(format!("{}/ui/runs/{run}", server.url))
+            .header("cookie", format!("mobius_token={}", token["token"].as_str().unwrap()))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let viewer = page_as("viewer");
+    assert!(viewer.contains("Process completed with exit code 1"), "{viewer}");
+    assert!(!viewer.contains("<button id=\"rerun\""), "a viewer is offered a re-run: {viewer}");
+    let developer = page_as("developer");
+    assert!(developer.contains("<button id=\"rerun\""), "{developer}");
+}

@@ -121,6 +121,8 @@ pub(super) struct RolloutPage {
     approvable: bool,
     /// Paused at a step or a switch: the Promote button.
     promotable: bool,
+    /// The Abort button, for developers and above.
+    can_abort: bool,
     weights_svg: String,
     rates: Vec<RateView>,
     events: Vec<EventView>,
@@ -183,8 +185,9 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
         live: rollout.finished_at.is_none(),
-        approvable,
-        promotable: rollout.phase == "paused" && !approvable,
+        approvable: approvable && s.caller.may(Role::Maintainer, rollout.project_id),
+        promotable: rollout.phase == "paused" && !approvable && s.caller.may(Role::Developer, rollout.project_id),
+        can_abort: s.caller.may(Role::Developer, rollout.project_id),
         weights_svg: weights_svg(&weights, &stable),
         rates,
         events: events.iter().rev().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),

@@ -62,6 +62,8 @@ fn row(i: &Incident) -> IncidentRow {
 pub(super) struct IncidentsPage {
     user: String,
     csrf: String,
+    /// Acknowledge and resolve, for developers and above.
+    can_act: bool,
     incidents: Vec<IncidentRow>,
 }
 
@@ -73,6 +75,7 @@ pub(super) async fn incidents_page(State(app): State<Arc<App>>, s: Session) -> R
         Ok(list) => render(IncidentsPage {
             user: s.caller.name.clone(),
             csrf: s.csrf.clone(),
+            can_act: s.caller.may_globally(Role::Developer),
             incidents: list.iter().map(row).collect(),
         }),
         Err(e) => error_page(e.into()),
@@ -84,6 +87,8 @@ pub(super) async fn incidents_page(State(app): State<Arc<App>>, s: Session) -> R
 pub(super) struct IncidentPage {
     user: String,
     csrf: String,
+    /// Acknowledge and resolve, for developers and above.
+    can_act: bool,
     incident: IncidentRow,
     policy: String,
     events: Vec<EventView>,
@@ -102,6 +107,7 @@ pub(super) async fn incident_page(State(app): State<Arc<App>>, s: Session, Path(
     render(IncidentPage {
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
+        can_act: s.caller.may_globally(Role::Developer),
         policy: incident.policy.clone().unwrap_or_else(|| "none".into()),
         incident: row(&incident),
         events: events.iter().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),

@@ -373,6 +373,8 @@ struct RunPage {
     checks: Vec<CheckView>,
     annotations: Vec<AnnotationView>,
     artifacts: Vec<ArtifactView>,
+    /// Cancel and re-run, for developers and above.
+    can_act: bool,
 }
 
 /// `file:line:col` of an annotation, as much of it as it has.
@@ -532,6 +534,7 @@ async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) 
             checks,
             annotations,
             artifacts,
+            can_act: s.caller.may(Role::Developer, run.project_id),
         })
     };
     match page.await {
