@@ -41,6 +41,34 @@ fn cut(text: &str) -> &str {
     &text[..end]
 }
 
+/// One annotation row, texts cut to [`ANNOTATION_TEXT_BYTES`].
+async fn insert_annotation(
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    run_id: i64,
+    job: &str,
+    source: &str,
+    a: &Annotation,
+    at: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO annotations (run_id, job, source, level, title, message, file, line, col, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(run_id)
+    .bind(job)
+    .bind(source)
+    .bind(a.level.as_str())
+    .bind(a.title.as_deref().map(cut))
+    .bind(cut(&a.message))
+    .bind(a.file.as_deref().map(cut))
+    .bind(a.line.and_then(|l| i64::try_from(l).ok()))
+    .bind(a.col.and_then(|c| i64::try_from(c).ok()))
+    .bind(at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
 impl Store {
     /// Records an annotation; beyond [`ANNOTATIONS_PER_SOURCE`] for one job or check it is
     /// dropped (returns false), so a step printing errors in a loop cannot fill the store.
@@ -58,22 +86,7 @@ impl Store {
         if count >= ANNOTATIONS_PER_SOURCE {
             return Ok(false);
         }
-        sqlx::query(
-            "INSERT INTO annotations (run_id, job, source, level, title, message, file, line, col, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(run_id)
-        .bind(job)
-        .bind(source)
-        .bind(a.level.as_str())
-        .bind(a.title.as_deref().map(cut))
-        .bind(cut(&a.message))
-        .bind(a.file.as_deref().map(cut))
-        .bind(a.line.and_then(|l| i64::try_from(l).ok()))
-        .bind(a.col.and_then(|c| i64::try_from(c).ok()))
-        .bind(now_ms())
-        .execute(&mut *tx)
-        .await?;
+        insert_annotation(&mut tx, run_id, job, source, a, now_ms()).await?;
         tx.commit().await?;
         Ok(true)
     }
@@ -141,21 +154,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         for a in annotations.iter().take(ANNOTATIONS_PER_SOURCE as usize) {
-            sqlx::query(
-                "INSERT INTO annotations (run_id, job, source, level, title, message, file, line, col, created_at)
-                 VALUES ($1, '', $2, $3, $4, $5, $6, $7, $8, $9)",
-            )
-            .bind(run_id)
-            .bind(name)
-            .bind(a.level.as_str())
-            .bind(a.title.as_deref().map(cut))
-            .bind(cut(&a.message))
-            .bind(a.file.as_deref().map(cut))
-            .bind(a.line.and_then(|l| i64::try_from(l).ok()))
-            .bind(a.col.and_then(|c| i64::try_from(c).ok()))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+            insert_annotation(&mut tx, run_id, "", name, a, now).await?;
         }
         tx.commit().await?;
         Ok(())
