@@ -253,15 +253,7 @@ fn releases_rollouts_approvals_and_rollback() {
         assert_eq!(kinds, ["started", "approved", "succeeded"], "{detail}");
 
         // The web UI: what runs where, and the rollout with its weights and events.
-        let page = |path: &str| {
-            reqwest::blocking::Client::new()
-                .get(format!("{}{path}", server.url))
-                .header("cookie", format!("mobius_token={}", server.token))
-                .send()
-                .unwrap()
-                .text()
-                .unwrap()
-        };
+        let page = |path: &str| server.page(path);
         let deploys = page("/ui/deploys");
         assert!(deploys.contains("<td>production</td><td>web</td><td class=\"version\">v2</td>"), "{deploys}");
         let rollout_page = page(&format!("/ui/rollouts/{rollout_id}"));

@@ -32,17 +32,6 @@ fn audit_actions(server: &Server, action: &str) -> Vec<Value> {
     audit.as_array().unwrap().iter().filter(|e| e["action"] == action).cloned().collect()
 }
 
-/// A UI page as the admin sees it.
-fn ui_page(server: &Server, path: &str) -> String {
-    reqwest::blocking::Client::new()
-        .get(format!("{}{path}", server.url))
-        .header("cookie", format!("mobius_token={}", server.token))
-        .send()
-        .unwrap()
-        .text()
-        .unwrap()
-}
-
 fn rollouts(server: &Server) -> Vec<Value> {
     let (_, list) = server.api("GET", "/api/v1/rollouts?service=web", None);
     list.as_array().cloned().unwrap_or_default()
@@ -101,7 +90,7 @@ fn a_rerun_reuses_the_release_and_a_newer_one_is_stated_on_the_paused_rollout() 
         );
         let status = cli_ok(&server, &["rollout", "status", "web", "--env", "production"]);
         assert!(status.contains("v2 is newer and waits"), "{status}");
-        let page = ui_page(&server, &format!("/ui/rollouts/{id}"));
+        let page = server.page(&format!("/ui/rollouts/{id}"));
         assert!(page.contains("web v2 is newer and waits"), "{page}");
     }
 }
@@ -152,7 +141,7 @@ jobs:
         assert!(text.contains("✗ check mobius.yaml"), "{text}");
         assert!(text.contains("error [mobius.yaml] mobius.yaml:5:"), "{text}");
         assert!(text.contains("warning [build] app/main.py:3:5: unused import"), "{text}");
-        let page = ui_page(&server, &format!("/ui/runs/{id}"));
+        let page = server.page(&format!("/ui/runs/{id}"));
         assert!(page.contains("<strong>mobius.yaml</strong>") && page.contains("<code>mobius.yaml:5:"), "{page}");
         let audit = audit_actions(&server, "mobius_yaml.invalid");
         assert_eq!(audit.len(), 1, "{audit:?}");
@@ -258,7 +247,7 @@ fn two_projects_cannot_claim_one_address() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("`shop`") && stderr.contains("`billing`") && stderr.contains(&address), "{stderr}");
-    let page = ui_page(&server, "/ui/deploys");
+    let page = server.page("/ui/deploys");
     assert!(page.contains(&format!("<code>{address}</code>")), "{page}");
     let (_, places) = server.api("GET", "/api/v1/environments?project=shop", None);
     assert_eq!(places[0]["address"], address.as_str(), "{places}");
@@ -495,7 +484,7 @@ fn approve_on_an_unprotected_environment_says_so_and_the_page_offers_no_approve(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("not protected") && !stderr.contains("someone else"), "{stderr}");
-    let page = ui_page(&server, &format!("/ui/rollouts/{}", paused["id"]));
+    let page = server.page(&format!("/ui/rollouts/{}", paused["id"]));
     assert!(page.contains(">Promote</button>") && !page.contains(">Approve</button>"), "{page}");
     cli_ok(&server, &["promote", "web", "--env", "production"]);
 }

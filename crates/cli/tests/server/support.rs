@@ -167,6 +167,17 @@ impl Server {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
+    /// A UI page as the admin sees it.
+    pub fn page(&self, path: &str) -> String {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .header("cookie", format!("mobius_token={}", self.token))
+            .send()
+            .expect("the UI answers")
+            .text()
+            .expect("a page")
+    }
+
     /// The `mobius` client against this server.
     pub fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new(BIN)
