@@ -357,6 +357,11 @@ fn replayed_deliveries_and_older_commits_make_no_release() {
         assert_eq!(status, 202, "{answer}");
         server.wait_run(answer["runs"][0]["id"].as_i64().unwrap(), "completed");
         let releases = || server.api("GET", "/api/v1/releases?project=shop", None).1.as_array().unwrap().clone();
+        // Releases are made after the run's conclusion is recorded (its mobius.yaml check first).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while releases().len() < 2 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         assert_eq!(releases().len(), 2, "{:?}", releases());
 
         // The same delivery again: nothing.
