@@ -182,7 +182,7 @@ fn incident_line(i: &Value) -> String {
         i["id"].to_string(),
         s(i, "status"),
         place,
-        when(i["opened_at"].as_i64()),
+        i["opened_at"].as_str().map_or_else(|| "-".to_string(), |t| t.get(..19).unwrap_or(t).replace('T', " ")),
         restore,
         s(i, "title")
     )

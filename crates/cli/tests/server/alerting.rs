@@ -770,6 +770,11 @@ fn a_silence_pauses_paging_and_leaves_the_incident_open() {
     wait_for("alice's page", Duration::from_secs(10), || posts(&got, "/alice").into_iter().next(), || server.log());
     let incident = first_incident(&server);
     assert_eq!(incident["title"], "Disk /data is 97% full", "item 16: the title is the alert's summary: {incident}");
+    // Item 12: Mobius's own JSON gives times in RFC 3339.
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(incident["opened_at"].as_str().unwrap_or_default()).is_ok(),
+        "{incident}"
+    );
     let id = incident["id"].as_i64().unwrap();
 
     // Silenced before level 2 is due: the incident stays open, nobody else is paged.
@@ -794,6 +799,7 @@ fn a_silence_pauses_paging_and_leaves_the_incident_open() {
         || server.log(),
     );
     assert_eq!(silenced["incident"]["status"], "open", "{silenced}");
+    assert!(chrono::DateTime::parse_from_rfc3339(silenced["events"][0]["at"].as_str().unwrap_or_default()).is_ok());
     std::thread::sleep(Duration::from_secs(3));
     let (_, detail) = server.api("GET", &format!("/api/v1/incidents/{id}"), None);
     assert_eq!(detail["incident"]["status"], "open", "a silence resolved the incident: {detail}");

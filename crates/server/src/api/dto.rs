@@ -120,6 +120,27 @@ pub fn rollout(r: &Rollout) -> Value {
     })
 }
 
+/// An incident, its times in RFC 3339 (`time_to_restore_ms` stays a duration in milliseconds).
+pub fn incident(i: &mobius_store::Incident) -> Value {
+    let mut value = serde_json::to_value(i).unwrap_or(Value::Null);
+    for (field, ms) in [
+        ("opened_at", Some(i.opened_at)),
+        ("acknowledged_at", i.acknowledged_at),
+        ("resolved_at", i.resolved_at),
+        ("next_escalation_at", i.next_escalation_at),
+    ] {
+        value[field] = time(ms);
+    }
+    value
+}
+
+/// One line of an incident's timeline, its time in RFC 3339.
+pub fn incident_event(e: &mobius_store::IncidentEvent) -> Value {
+    let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
+    value["at"] = time(Some(e.at));
+    value
+}
+
 #[cfg(test)]
 mod tests {
     /// Issue 15, item 7: no stored time can make an answer fail to print.

@@ -28,7 +28,7 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<L
         }
     }
     let incidents = app.store.incidents(q.status.as_deref(), q.limit.unwrap_or(100)).await?;
-    Ok(Json(json!({ "incidents": incidents })))
+    Ok(Json(json!({ "incidents": incidents.iter().map(super::dto::incident).collect::<Vec<_>>() })))
 }
 
 /// `GET /api/v1/incidents/ID`: the incident and its timeline.
@@ -36,19 +36,20 @@ pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i6
     caller.require_global(Role::Viewer)?;
     let incident = app.store.incident(id).await?.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))?;
     let events = app.store.incident_events(id).await?;
-    Ok(Json(json!({ "incident": incident, "events": events })))
+    let events: Vec<Value> = events.iter().map(super::dto::incident_event).collect();
+    Ok(Json(json!({ "incident": super::dto::incident(&incident), "events": events })))
 }
 
 /// `POST /api/v1/incidents/ID/acknowledge` (developers and above).
 pub async fn acknowledge(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Developer)?;
     let incident = crate::incidents::acknowledge(&app, id, &caller.actor(), &caller.remote).await?;
-    Ok(Json(json!({ "incident": incident })))
+    Ok(Json(json!({ "incident": super::dto::incident(&incident) })))
 }
 
 /// `POST /api/v1/incidents/ID/resolve` (developers and above).
 pub async fn resolve(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Developer)?;
     let incident = crate::incidents::resolve(&app, id, &caller.actor(), &caller.remote).await?;
-    Ok(Json(json!({ "incident": incident })))
+    Ok(Json(json!({ "incident": super::dto::incident(&incident) })))
 }
