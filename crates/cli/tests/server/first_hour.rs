@@ -11,20 +11,23 @@ const APP: &str = include_str!("../../../deploy/tests/upstream.py");
 
 /// One protected production environment that every new release deploys to by itself.
 fn auto_deployed(port: u16) -> String {
-    format!(
-        "services:
-  web:
-    artifact: web
-    run: python3 upstream.py {{port}}
-    health: {{ path: /healthz, interval: 200ms }}
-environments:
-  production:
-    listen: 127.0.0.1:{port}
-    auto_deploy: true
-    protected: true
-    strategy: blue-green
-"
-    )
+    listening("web", port)
+        .replace("    strategy: blue-green", "    auto_deploy: true\n    protected: true\n    strategy: blue-green")
+}
+
+/// A workflow of one job `a` running one step on push.
+fn one_step(run: &str) -> String {
+    format!("on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: {run}\n")
+}
+
+/// A server (SQLite) with project `shop` running `workflow` once, to its end: the server and the run's id.
+fn finished_run(workflow: &str) -> (Server, i64) {
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(run, "completed");
+    (server, run)
 }
 
 fn audit_actions(server: &Server, action: &str) -> Vec<Value> {
@@ -284,8 +287,7 @@ fn a_second_server_on_one_data_directory_or_database_is_refused() {
         assert!(stderr.contains(&format!("PID {}", server.pid())), "{stderr}");
 
         // A job in progress when the server dies must not keep the lock.
-        let workflow = "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 30\n";
-        let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
+        let repo = Repo::new(&[(".github/workflows/ci.yml", &one_step("sleep 30"))]);
         server.add_project("slow", repo.path());
         let run = server.wait_runs("slow", 1)[0]["id"].as_i64().unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -425,8 +427,8 @@ jobs:
 #[test]
 fn run_numbers_count_per_workflow() {
     for backend in backends() {
-        let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo number=$GITHUB_RUN_NUMBER\n";
-        let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), (".github/workflows/lint.yml", workflow)]);
+        let workflow = one_step("echo number=$GITHUB_RUN_NUMBER");
+        let repo = Repo::new(&[(".github/workflows/ci.yml", &workflow), (".github/workflows/lint.yml", &workflow)]);
         let server = Server::start(backend);
         server.add_project("shop", repo.path());
         let runs = server.wait_runs("shop", 2);
@@ -493,12 +495,7 @@ fn approve_on_an_unprotected_environment_says_so_and_the_page_offers_no_approve(
 /// prints lists or logs quietly, with the status of SIGPIPE, not a panic (101).
 #[test]
 fn commands_exit_quietly_when_their_reader_goes_away() {
-    let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: seq 1 2000\n";
-    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
-    let server = Server::start(crate::support::Backend::Sqlite);
-    server.add_project("shop", repo.path());
-    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
-    server.wait_run(run, "completed");
+    let (server, run) = finished_run(&one_step("seq 1 2000"));
     let run = run.to_string();
     let commands: [&[&str]; 8] = [
         &["runs"],
@@ -547,11 +544,7 @@ jobs:
     steps:
       - run: echo fine
 ";
-    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
-    let server = Server::start(crate::support::Backend::Sqlite);
-    server.add_project("shop", repo.path());
-    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
-    server.wait_run(run, "completed");
+    let (server, run) = finished_run(workflow);
     let text = |args: &[&str]| {
         let out = server.cli(args);
         assert!(out.status.success(), "mobius {args:?}: {}", String::from_utf8_lossy(&out.stderr));
@@ -636,12 +629,7 @@ fn a_refused_ui_action_renders_the_uis_error_page() {
 /// Item 16 (part): a viewer sees no button they cannot use; a developer sees them.
 #[test]
 fn a_viewer_sees_no_buttons_they_cannot_use() {
-    let workflow = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: exit 1\n";
-    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow)]);
-    let server = Server::start(crate::support::Backend::Sqlite);
-    server.add_project("shop", repo.path());
-    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
-    server.wait_run(run, "completed");
+    let (server, run) = finished_run(&one_step("exit 1"));
     let page_as = |role: &str| {
         let (code, token) = server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"name": role, "role": role})));
         assert_eq!(code, 201, "{token}");

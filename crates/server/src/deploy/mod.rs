@@ -156,10 +156,18 @@ pub async fn protects_a_version(app: &App, rollout: &Rollout) -> Result<bool, De
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
-    Ok(history(app, &project, &rollout.service, &rollout.environment)
-        .await?
-        .iter()
-        .any(|r| r.id < rollout.id && r.phase == "succeeded"))
+    succeeded_before(app, &project, &rollout.service, &rollout.environment, rollout.id).await
+}
+
+/// Whether a rollout of `service` to `environment` older than `before` (a rollout id) succeeded.
+async fn succeeded_before(
+    app: &App,
+    project: &Project,
+    service: &str,
+    environment: &str,
+    before: i64,
+) -> Result<bool, DeployError> {
+    Ok(history(app, project, service, environment).await?.iter().any(|r| r.id < before && r.phase == "succeeded"))
 }
 
 /// Starts a rollout of `release` to `environment`; returns once it is recorded and its
@@ -221,9 +229,7 @@ pub async fn deploy(
     }
     // As Argo Rollouts skips analysis for the first version: an empty environment has
     // nothing to protect or roll back to. Every later rollout waits for a quiet service.
-    let deployed_before =
-        history(app, project, &service.name, environment).await?.iter().any(|r| r.phase == "succeeded");
-    if intent == Intent::Forward && deployed_before {
+    if intent == Intent::Forward && succeeded_before(app, project, &service.name, environment, i64::MAX).await? {
         let firing = firing_alerts(app, &service.name, environment);
         if !firing.is_empty() {
             return Err(DeployError::Conflict(format!(
