@@ -343,19 +343,36 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
     });
 }
 
-/// Whether the environment of a rollout is protected, as its release's `mobius.yaml` says.
-async fn protected_environment(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Result<bool, DeployError> {
+/// Where a rollout stands with approvals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Approval {
+    /// Its environment is not protected: nothing to approve.
+    NotNeeded,
+    /// Someone approved it already.
+    Given,
+    /// Protected and not approved yet.
+    Awaited,
+}
+
+/// Whether a rollout's environment (as its release's `mobius.yaml` says) wants an
+/// approval, and whether it was given.
+async fn approval(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Result<Approval, DeployError> {
     let project = app
         .store
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
-    let (app, commit, environment) = (Arc::clone(app), release.commit_sha.clone(), rollout.environment.clone());
-    let config = tokio::task::spawn_blocking(move || releases::delivery_at(&app, &project, &commit))
+    let (shared, commit, environment) = (Arc::clone(app), release.commit_sha.clone(), rollout.environment.clone());
+    let config = tokio::task::spawn_blocking(move || releases::delivery_at(&shared, &project, &commit))
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))?
         .map_err(|e| DeployError::Invalid(e.to_string()))?;
-    Ok(config.and_then(|c| c.environments.get(&environment).map(|e| e.protected)).unwrap_or(false))
+    let protected = config.and_then(|c| c.environments.get(&environment).map(|e| e.protected)).unwrap_or(false);
+    if !protected {
+        return Ok(Approval::NotNeeded);
+    }
+    let approved = app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved");
+    Ok(if approved { Approval::Given } else { Approval::Awaited })
 }
 
 /// Whether a rollout waits for an approval now: it is paused in a protected
@@ -365,10 +382,7 @@ pub async fn awaits_approval(app: &Arc<App>, rollout: &Rollout) -> Result<bool, 
         return Ok(false);
     }
     let Some(release) = app.store.release(rollout.release_id).await? else { return Ok(false) };
-    if !protected_environment(app, rollout, &release).await? {
-        return Ok(false);
-    }
-    Ok(!app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved"))
+    Ok(approval(app, rollout, &release).await? == Approval::Awaited)
 }
 
 /// Sends a person's command to a running rollout.
@@ -385,14 +399,15 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
                 .release(rollout.release_id)
                 .await?
                 .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
-            if !protected_environment(app, rollout, &release).await? {
-                return Err(DeployError::Conflict(format!(
+            match approval(app, rollout, &release).await? {
+                Approval::NotNeeded => return Err(DeployError::Conflict(format!(
                     "environment {} is not protected: its rollouts need no approval (promote moves a paused one on)",
                     rollout.environment
-                )));
-            }
-            if app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved") {
-                return Err(DeployError::Conflict(format!("rollout {} is approved already", rollout.id)));
+                ))),
+                Approval::Given => {
+                    return Err(DeployError::Conflict(format!("rollout {} is approved already", rollout.id)))
+                }
+                Approval::Awaited => {}
             }
             let name = actor.rsplit(':').next().unwrap_or(actor);
             if name == release.author || actor == rollout.created_by {
