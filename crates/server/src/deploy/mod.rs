@@ -399,15 +399,16 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
                 .release(rollout.release_id)
                 .await?
                 .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
-            match approval(app, rollout, &release).await? {
-                Approval::NotNeeded => return Err(DeployError::Conflict(format!(
+            let refusal = match approval(app, rollout, &release).await? {
+                Approval::NotNeeded => Some(format!(
                     "environment {} is not protected: its rollouts need no approval (promote moves a paused one on)",
                     rollout.environment
-                ))),
-                Approval::Given => {
-                    return Err(DeployError::Conflict(format!("rollout {} is approved already", rollout.id)))
-                }
-                Approval::Awaited => {}
+                )),
+                Approval::Given => Some(format!("rollout {} is approved already", rollout.id)),
+                Approval::Awaited => None,
+            };
+            if let Some(refusal) = refusal {
+                return Err(DeployError::Conflict(refusal));
             }
             let name = actor.rsplit(':').next().unwrap_or(actor);
             if name == release.author || actor == rollout.created_by {
