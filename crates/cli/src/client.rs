@@ -8,6 +8,8 @@ use std::io::IsTerminal as _;
 use std::io::Read;
 use std::process::ExitCode;
 
+use crate::table::{state, Cell, Table};
+
 /// Where the server is and who is asking (global options).
 #[derive(Debug, Args, Clone)]
 pub struct Connection {
@@ -42,6 +44,7 @@ fn server_url(text: &str) -> Result<String, String> {
 pub enum ProjectCmd {
     /// Add a git repository as a project; its push workflows run on the branch head at once.
     Add {
+        /// The project's name (letters, digits, `-` and `_`).
         name: String,
         /// A local path to a git repository.
         #[arg(long = "repo", value_name = "PATH")]
@@ -52,11 +55,13 @@ pub enum ProjectCmd {
         /// The webhook secret (default: generated and shown once).
         #[arg(long = "webhook-secret", value_name = "S")]
         webhook_secret: Option<String>,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List projects.
     List {
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -66,20 +71,26 @@ pub enum ProjectCmd {
 pub enum SecretCmd {
     /// Set a secret; the value is read from standard input.
     Set {
+        /// The secret's name (the `secrets` context's key).
         name: String,
+        /// The project.
         #[arg(long = "project", value_name = "P")]
         project: String,
     },
     /// List secret names (values never leave the server).
     List {
+        /// The project.
         #[arg(long = "project", value_name = "P")]
         project: String,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete a secret.
     Delete {
+        /// The secret's name.
         name: String,
+        /// The project.
         #[arg(long = "project", value_name = "P")]
         project: String,
     },
@@ -89,15 +100,20 @@ pub enum SecretCmd {
 pub enum VarCmd {
     /// Set a configuration variable (the `vars` context).
     Set {
+        /// The variable's name (the `vars` context's key).
         name: String,
+        /// The value.
         value: String,
+        /// The project.
         #[arg(long = "project", value_name = "P")]
         project: String,
     },
     /// List variables.
     List {
+        /// The project.
         #[arg(long = "project", value_name = "P")]
         project: String,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -107,6 +123,7 @@ pub enum VarCmd {
 pub enum TokenCmd {
     /// Create a token; it is shown once.
     Create {
+        /// What the token may do: viewer reads, developer runs, maintainer deploys, admin manages.
         #[arg(long = "role", value_name = "viewer|developer|maintainer|admin")]
         role: String,
         /// Limit the token to one project.
@@ -115,18 +132,24 @@ pub enum TokenCmd {
         /// Expire after this long (30d, 12h...).
         #[arg(long = "expires", value_name = "DURATION")]
         expires: Option<String>,
+        /// A name to know the token by in `token list` and the audit log.
         #[arg(long = "name")]
         name: Option<String>,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// List tokens (never their values).
     List {
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Revoke a token by id.
-    Revoke { id: i64 },
+    Revoke {
+        /// The token's id (from `token list`).
+        id: i64,
+    },
 }
 
 /// A client command.
@@ -146,6 +169,7 @@ pub enum ClientCmd {
     Token(TokenCmd),
     /// List runs, newest first.
     Runs {
+        /// Only runs of this project.
         #[arg(long = "project", value_name = "P")]
         project: Option<String>,
         /// A status (queued, in_progress, completed) or a conclusion (success, failure, cancelled, skipped).
@@ -163,52 +187,67 @@ pub enum ClientCmd {
         /// Only runs started by this actor.
         #[arg(long = "actor", value_name = "NAME")]
         actor: Option<String>,
+        /// At most this many, newest first.
         #[arg(long = "limit", default_value_t = 30)]
         limit: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Show a run: jobs, steps, status and test summary.
     Show {
+        /// The run's id.
         run: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Print a run's logs (`-f` follows a running run to its end).
     Logs {
+        /// The run's id.
         run: i64,
         /// Only this job (name or id).
         #[arg(long = "job", value_name = "J")]
         job: Option<String>,
+        /// Follow a running run until it ends (exit status 1 unless it succeeded).
         #[arg(short = 'f', long = "follow")]
         follow: bool,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Dispatch a workflow (workflow_dispatch) by its file name.
     Dispatch {
+        /// The project.
         project: String,
+        /// The workflow file: ci.yml, or ci for ci.yml or ci.yaml.
         workflow: String,
         /// A branch or tag (default: the project's branch).
         #[arg(long = "ref")]
         git_ref: Option<String>,
+        /// A workflow_dispatch input, NAME=VALUE (repeat for more).
         #[arg(long = "input", value_name = "K=V")]
         inputs: Vec<String>,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Cancel a queued or running run.
     Cancel {
+        /// The run's id.
         run: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Re-run a completed run (all jobs, or with --failed only those that did not succeed).
     Rerun {
+        /// The run's id.
         run: i64,
         /// Keep the jobs that succeeded (with their outputs); run the others again.
         #[arg(long)]
         failed: bool,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -218,8 +257,10 @@ pub enum ClientCmd {
     Monitor(crate::monitor_client::MonitorCmd),
     /// Read the audit log (admin).
     Audit {
+        /// At most this many entries, newest first.
         #[arg(long = "limit", default_value_t = 50)]
         limit: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -331,6 +372,17 @@ pub(crate) fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
     }
 }
 
+/// Prints an array answer as JSON, or as a table under `headers` with a row per item.
+pub(crate) fn print_table(answer: &Value, json: bool, headers: &[&'static str], row: impl Fn(&Value) -> Vec<Cell>) {
+    if json {
+        print_json(answer);
+    } else {
+        let mut table = Table::new(headers);
+        answer.as_array().into_iter().flatten().for_each(|item| table.row(row(item)));
+        table.print();
+    }
+}
+
 pub(crate) fn print_json(value: &Value) {
     println!("{}", serde_json::to_string_pretty(value).unwrap_or_default());
 }
@@ -339,26 +391,24 @@ pub(crate) fn s<'a>(v: &'a Value, key: &str) -> &'a str {
     v.get(key).and_then(Value::as_str).unwrap_or("")
 }
 
-fn run_line(run: &Value) -> String {
-    let state = match run["conclusion"].as_str() {
-        Some(c) => c.to_string(),
-        None => s(run, "status").to_string(),
-    };
-    let duration =
-        run["duration_ms"].as_i64().map_or_else(|| "-".to_string(), |ms| format!("{:.1}s", ms as f64 / 1000.0));
+const RUN_COLUMNS: [&str; 9] =
+    ["ID", "STATE", "PROJECT", "WORKFLOW", "EVENT", "BRANCH", "SHA", "DURATION", "FAILED JOBS"];
+
+fn run_row(run: &Value) -> Vec<Cell> {
+    let duration = run["duration_ms"].as_i64().map_or_else(|| "-".to_string(), mobius_core::duration::human_signed);
     let failed: Vec<&str> = run["failed_jobs"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
     let failed = if failed.is_empty() { "-".to_string() } else { failed.join(", ") };
-    format!(
-        "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {:<8} {failed}",
-        run["id"].to_string(),
-        state,
-        s(run, "project"),
-        s(run, "name"),
-        s(run, "event"),
-        s(run, "head_branch"),
-        &s(run, "head_sha")[..s(run, "head_sha").len().min(7)],
-        duration
-    )
+    vec![
+        run["id"].to_string().into(),
+        state(run["conclusion"].as_str().unwrap_or(s(run, "status"))),
+        s(run, "project").into(),
+        s(run, "name").into(),
+        s(run, "event").into(),
+        s(run, "head_branch").into(),
+        s(run, "head_sha").chars().take(7).collect::<String>().into(),
+        duration.into(),
+        failed.into(),
+    ]
 }
 
 fn parse_pairs(pairs: &[String], what: &str) -> Result<serde_json::Map<String, Value>, Failure> {
@@ -395,8 +445,8 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Project(ProjectCmd::List { json }) => {
             let answer = client.json(Method::GET, "/projects", None).await?;
-            print_items(&answer, json, |p| {
-                println!("{:<20} {:<10} {}", s(p, "name"), s(p, "branch"), s(p, "repo"));
+            print_table(&answer, json, &["NAME", "BRANCH", "REPOSITORY"], |p| {
+                vec![s(p, "name").into(), s(p, "branch").into(), s(p, "repo").into()]
             });
         }
         ClientCmd::Secret(SecretCmd::Set { name, project }) => {
@@ -411,9 +461,7 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Secret(SecretCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/secrets"), None).await?;
-            print_items(&answer, json, |v| {
-                println!("{:<30} updated {}", s(v, "name"), s(v, "updated_at"));
-            });
+            print_table(&answer, json, &["NAME", "UPDATED"], |v| vec![s(v, "name").into(), s(v, "updated_at").into()]);
         }
         ClientCmd::Secret(SecretCmd::Delete { name, project }) => {
             client.json(Method::DELETE, &format!("/projects/{project}/secrets/{name}"), None).await?;
@@ -427,9 +475,7 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Var(VarCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/variables"), None).await?;
-            print_items(&answer, json, |v| {
-                println!("{}={}", s(v, "name"), s(v, "value"));
-            });
+            print_table(&answer, json, &["NAME", "VALUE"], |v| vec![s(v, "name").into(), s(v, "value").into()]);
         }
         ClientCmd::Token(TokenCmd::Create { role, project, expires, name, json }) => {
             let body = json!({"role": role, "project": project, "expires_in": expires, "name": name});
@@ -443,17 +489,15 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Token(TokenCmd::List { json }) => {
             let answer = client.json(Method::GET, "/tokens", None).await?;
-            print_items(&answer, json, |t| {
-                let state = if t["revoked_at"].is_string() { "revoked" } else { "live" };
-                println!(
-                    "{:<5} {:<20} {:<11} {:<15} {:<8} expires {}",
-                    t["id"].to_string(),
-                    s(t, "name"),
-                    s(t, "role"),
-                    t["project"].as_str().unwrap_or("*"),
-                    state,
-                    t["expires_at"].as_str().unwrap_or("never")
-                );
+            print_table(&answer, json, &["ID", "NAME", "ROLE", "PROJECT", "STATE", "EXPIRES"], |t| {
+                vec![
+                    t["id"].to_string().into(),
+                    s(t, "name").into(),
+                    s(t, "role").into(),
+                    t["project"].as_str().unwrap_or("*").into(),
+                    state(if t["revoked_at"].is_string() { "revoked" } else { "live" }),
+                    t["expires_at"].as_str().unwrap_or("never").into(),
+                ]
             });
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
@@ -473,17 +517,7 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
             query.extend(filters.into_iter().filter_map(|(k, v)| v.map(|v| (k, v))));
             let response = client.send(client.request(Method::GET, "/runs").query(&query)).await?;
             let answer: Value = response.json().await?;
-            if json {
-                print_json(&answer);
-            } else {
-                println!(
-                    "{:<6} {:<11} {:<12} {:<20} {:<18} {:<8} {:<7} {:<8} FAILED JOBS",
-                    "ID", "STATE", "PROJECT", "WORKFLOW", "EVENT", "BRANCH", "SHA", "DURATION"
-                );
-                for run in answer.as_array().into_iter().flatten() {
-                    println!("{}", run_line(run));
-                }
-            }
+            print_table(&answer, json, &RUN_COLUMNS, run_row);
         }
         ClientCmd::Show { run, json } => {
             let answer = client.json(Method::GET, &format!("/runs/{run}"), None).await?;
@@ -520,15 +554,14 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Audit { limit, json } => {
             let answer = client.json(Method::GET, &format!("/audit?limit={limit}"), None).await?;
-            print_items(&answer, json, |e| {
-                println!(
-                    "{} {:<24} {:<18} {:<28} from {}",
-                    s(e, "at"),
-                    s(e, "actor"),
-                    s(e, "action"),
-                    s(e, "target"),
-                    s(e, "remote")
-                );
+            print_table(&answer, json, &["AT", "ACTOR", "ACTION", "TARGET", "FROM"], |e| {
+                vec![
+                    s(e, "at").into(),
+                    s(e, "actor").into(),
+                    s(e, "action").into(),
+                    s(e, "target").into(),
+                    s(e, "remote").into(),
+                ]
             });
         }
     }

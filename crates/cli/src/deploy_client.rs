@@ -1,7 +1,7 @@
 //! Client commands of release and deploy: releases, deploy, rollout status, promote,
 //! abort, approve and rollback.
 
-use crate::client::{print_items, print_json, s, Client, Failure};
+use crate::client::{print_json, print_table, s, Client, Failure};
 use clap::{Args, Subcommand};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -19,6 +19,7 @@ pub struct Target {
     /// The project (may be left out when the service name is unique).
     #[arg(long = "project", value_name = "P")]
     project: Option<String>,
+    /// Print the answer as JSON instead of text.
     #[arg(long)]
     json: bool,
 }
@@ -39,11 +40,15 @@ pub enum RolloutCmd {
 pub enum DeployCmd {
     /// List a service's releases, newest first.
     Releases {
+        /// The service (from mobius.yaml).
         service: String,
+        /// The project (may be left out when the service name is unique).
         #[arg(long = "project", value_name = "P")]
         project: Option<String>,
+        /// At most this many, newest first.
         #[arg(long = "limit", default_value_t = 30)]
         limit: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -71,8 +76,10 @@ pub enum DeployCmd {
     Rollback {
         #[command(flatten)]
         target: Target,
+        /// The release to go back to: an id, a version (v3) or a commit (default: the one before).
         #[arg(long = "to", value_name = "R")]
         to: Option<String>,
+        /// Wait until the rollback ends; exit 0 only if it succeeded.
         #[arg(long)]
         wait: bool,
     },
@@ -149,16 +156,15 @@ pub(crate) async fn dispatch(client: Client, command: DeployCmd) -> Result<ExitC
                 path.push_str(&format!("&project={p}"));
             }
             let answer = client.json(Method::GET, &path, None).await?;
-            print_items(&answer, json, |r| {
-                println!(
-                    "{:<5} {:<6} {:<12} {:<9} {:<20} {}",
-                    r["id"],
-                    s(r, "version"),
-                    s(r, "project"),
-                    &s(r, "commit")[..s(r, "commit").len().min(8)],
-                    s(r, "created_at"),
-                    &s(r, "digest")[..s(r, "digest").len().min(19)]
-                )
+            print_table(&answer, json, &["ID", "VERSION", "PROJECT", "COMMIT", "CREATED", "DIGEST"], |r| {
+                vec![
+                    r["id"].to_string().into(),
+                    s(r, "version").into(),
+                    s(r, "project").into(),
+                    s(r, "commit").chars().take(8).collect::<String>().into(),
+                    s(r, "created_at").into(),
+                    s(r, "digest").chars().take(19).collect::<String>().into(),
+                ]
             });
         }
         DeployCmd::Deploy { target, release, wait } => {

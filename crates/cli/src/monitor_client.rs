@@ -1,7 +1,8 @@
 //! Client commands of the monitor: PromQL queries, alerts, incidents, acknowledging and
 //! resolving.
 
-use crate::client::{print_json, s, Client, Failure};
+use crate::client::{print_json, print_table, s, Client, Failure};
+use crate::table::{state, Cell, Table};
 use clap::Subcommand;
 use reqwest::Method;
 use serde_json::Value;
@@ -12,6 +13,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 pub enum MonitorCmd {
     /// Evaluate a PromQL expression now, or over a range with --range.
     Query {
+        /// The PromQL expression.
         expr: String,
         /// Evaluate over the last DURATION (1h, 30m...) instead of at one instant.
         #[arg(long = "range", value_name = "DURATION", value_parser = humantime::parse_duration)]
@@ -19,32 +21,41 @@ pub enum MonitorCmd {
         /// The resolution of a range query (default: the range / 60).
         #[arg(long = "step", value_name = "DURATION", value_parser = humantime::parse_duration)]
         step: Option<std::time::Duration>,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Alerts the alert manager holds: firing, silenced, inhibited.
     Alerts {
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Incidents, newest first.
     Incidents {
+        /// Only incidents in this state.
         #[arg(long = "status", value_name = "open|acknowledged|resolved|unresolved")]
         status: Option<String>,
+        /// At most this many, newest first.
         #[arg(long = "limit", default_value_t = 50)]
         limit: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Acknowledge an incident: its escalation stops.
     Ack {
+        /// The incident's id.
         incident: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Resolve an incident.
     Resolve {
+        /// The incident's id.
         incident: i64,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -57,7 +68,9 @@ pub enum MonitorCmd {
 pub enum ServiceCmd {
     /// Print a service's instance logs in an environment (`-f` follows new lines).
     Logs {
+        /// The service (from mobius.yaml).
         service: String,
+        /// The environment.
         #[arg(long = "env", value_name = "ENV")]
         env: String,
         /// Only lines containing this text.
@@ -66,10 +79,13 @@ pub enum ServiceCmd {
         /// How far back to start (default 1h).
         #[arg(long = "since", value_name = "DURATION", default_value = "1h")]
         since: String,
+        /// At most this many lines.
         #[arg(long = "limit", default_value_t = 1000)]
         limit: usize,
+        /// Keep printing new lines as they are written.
         #[arg(short = 'f', long = "follow")]
         follow: bool,
+        /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -169,23 +185,22 @@ fn when(ms: Option<i64>) -> String {
         .map_or_else(|| "-".into(), |t| t.format("%Y-%m-%d %H:%M:%S").to_string())
 }
 
-fn incident_line(i: &Value) -> String {
+const INCIDENT_COLUMNS: [&str; 6] = ["ID", "STATUS", "WHERE", "OPENED", "RESTORED IN", "TITLE"];
+
+fn incident_row(i: &Value) -> Vec<Cell> {
     let place = match (i["service"].as_str(), i["environment"].as_str()) {
         (Some(svc), Some(env)) => format!("{svc}/{env}"),
         (Some(svc), None) => svc.to_string(),
         _ => "-".into(),
     };
-    let restore =
-        i["time_to_restore_ms"].as_i64().map_or_else(|| "-".into(), |ms| format!("{:.0}s", ms as f64 / 1000.0));
-    format!(
-        "{:<5} {:<13} {:<20} {} {:<8} {}",
-        i["id"].to_string(),
-        s(i, "status"),
-        place,
-        i["opened_at"].as_str().map_or_else(|| "-".to_string(), |t| t.get(..19).unwrap_or(t).replace('T', " ")),
-        restore,
-        s(i, "title")
-    )
+    vec![
+        i["id"].to_string().into(),
+        state(s(i, "status")),
+        place.into(),
+        i["opened_at"].as_str().map_or_else(|| "-".to_string(), |t| t.get(..19).unwrap_or(t).replace('T', " ")).into(),
+        i["time_to_restore_ms"].as_i64().map_or_else(|| "-".into(), mobius_core::duration::human_signed).into(),
+        s(i, "title").into(),
+    ]
 }
 
 pub(crate) async fn dispatch(client: Client, command: MonitorCmd) -> Result<ExitCode, Failure> {
@@ -230,22 +245,17 @@ pub(crate) async fn dispatch(client: Client, command: MonitorCmd) -> Result<Exit
         }
         MonitorCmd::Alerts { json } => {
             let answer = client.json(Method::GET, "/api/v2/alerts", None).await?;
-            if json {
-                print_json(&answer);
-            } else {
-                for a in answer.as_array().into_iter().flatten() {
-                    let receivers: Vec<&str> =
-                        a["receivers"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
-                    println!(
-                        "{:<10} {:<24} since {} → {} {}",
-                        s(&a["status"], "state"),
-                        a["labels"]["alertname"].as_str().unwrap_or("-"),
-                        s(a, "startsAt"),
-                        receivers.join(","),
-                        labels(&a["labels"])
-                    );
-                }
-            }
+            print_table(&answer, json, &["STATE", "ALERT", "SINCE", "RECEIVERS", "LABELS"], |a| {
+                let receivers: Vec<&str> =
+                    a["receivers"].as_array().into_iter().flatten().filter_map(|r| r["name"].as_str()).collect();
+                vec![
+                    state(s(&a["status"], "state")),
+                    a["labels"]["alertname"].as_str().unwrap_or("-").into(),
+                    s(a, "startsAt").into(),
+                    receivers.join(",").into(),
+                    labels(&a["labels"]).into(),
+                ]
+            });
         }
         MonitorCmd::Incidents { status, limit, json } => {
             let mut path = format!("/incidents?limit={limit}");
@@ -253,11 +263,7 @@ pub(crate) async fn dispatch(client: Client, command: MonitorCmd) -> Result<Exit
                 path.push_str(&format!("&status={status}"));
             }
             let answer = client.json(Method::GET, &path, None).await?;
-            if json {
-                print_json(&answer["incidents"]);
-            } else {
-                answer["incidents"].as_array().into_iter().flatten().for_each(|i| println!("{}", incident_line(i)));
-            }
+            print_table(&answer["incidents"], json, &INCIDENT_COLUMNS, incident_row);
         }
         MonitorCmd::Ack { incident, json } => change(&client, incident, "acknowledge", json).await?,
         MonitorCmd::Resolve { incident, json } => change(&client, incident, "resolve", json).await?,
@@ -271,7 +277,9 @@ async fn change(client: &Client, incident: i64, verb: &str, json: bool) -> Resul
     if json {
         print_json(&answer["incident"]);
     } else {
-        println!("{}", incident_line(&answer["incident"]));
+        let mut table = Table::new(&INCIDENT_COLUMNS);
+        table.row(incident_row(&answer["incident"]));
+        table.print();
     }
     Ok(())
 }

@@ -41,11 +41,7 @@ impl HumanReporter {
 }
 
 fn seconds(ms: u64) -> String {
-    if ms >= 60_000 {
-        format!("{}m{:02}s", ms / 60_000, (ms % 60_000) / 1000)
-    } else {
-        format!("{:.2}s", ms as f64 / 1000.0)
-    }
+    mobius_core::duration::human(ms)
 }
 
 fn mark(conclusion: Conclusion) -> &'static str {

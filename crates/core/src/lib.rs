@@ -1,6 +1,7 @@
 //! Domain model shared by every Mobius stage: results of runs, jobs and steps, and the events a run emits. No IO here.
 #![forbid(unsafe_code)]
 
+pub mod duration;
 pub mod event;
 pub mod status;
 

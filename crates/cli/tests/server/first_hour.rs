@@ -647,3 +647,46 @@ fn a_viewer_sees_no_buttons_they_cannot_use() {
     let developer = page_as("developer");
     assert!(developer.contains("<button id=\"rerun\""), "{developer}");
 }
+
+/// Item 12 (part): every list has a header row, is coloured on a terminal (and only
+/// there), and a run's duration reads the same in `mobius runs` and on the UI's runs page.
+#[test]
+fn lists_have_header_rows_colour_on_a_terminal_and_durations_as_in_the_ui() {
+    let (server, run) = finished_run(&one_step("sleep 1.2"));
+    let (_, detail) = server.api("GET", &format!("/api/v1/runs/{run}"), None);
+    let duration = mobius_core::duration::human(detail["duration_ms"].as_u64().expect("a finished run's duration"));
+    for (args, header) in [
+        (&["runs"][..], "ID"),
+        (&["project", "list"][..], "NAME"),
+        (&["token", "list"][..], "ID"),
+        (&["secret", "list", "--project", "shop"][..], "NAME"),
+        (&["var", "list", "--project", "shop"][..], "NAME"),
+        (&["audit"][..], "AT"),
+        (&["releases", "web", "--project", "shop"][..], "ID"),
+        (&["incidents"][..], "ID"),
+        (&["alerts"][..], "STATE"),
+    ] {
+        let out = server.cli(args);
+        let text = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let first = text.lines().next().unwrap_or_default();
+        assert!(first.starts_with(header) && first == first.to_uppercase(), "{args:?} has no header row: {text}");
+        assert!(!text.contains('\u{1b}'), "{args:?} is coloured into a pipe: {text:?}");
+    }
+    let listed = String::from_utf8_lossy(&server.cli(&["runs"]).stdout).to_string();
+    let row = listed.lines().find(|l| l.starts_with(&run.to_string())).unwrap_or_default().to_string();
+    assert!(row.contains(&duration), "`mobius runs` shows {duration:?}: {listed}");
+    let page = server.page("/ui/runs");
+    assert!(page.contains(&format!(">{duration}<")), "the UI shows {duration:?} too: {page}");
+
+    // On a terminal (`script` gives the command one) the header is bold and states coloured.
+    let terminal = std::process::Command::new("script")
+        .args(["-qec", &format!("{} runs", crate::support::BIN), "/dev/null"])
+        .env("MOBIUS_SERVER", &server.url)
+        .env("MOBIUS_TOKEN", &server.token)
+        .env_remove("NO_COLOR")
+        .output()
+        .expect("script(1) from bsdutils");
+    let text = String::from_utf8_lossy(&terminal.stdout);
+    assert!(text.contains("\u{1b}[1mID\u{1b}[0m") && text.contains("\u{1b}[32msuccess\u{1b}[0m"), "{text:?}");
+}

@@ -14,15 +14,6 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-fn duration(ms: i64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..60 => format!("{s}s"),
-        60..3600 => format!("{}m {}s", s / 60, s % 60),
-        _ => format!("{}h {}m", s / 3600, s % 3600 / 60),
-    }
-}
-
 pub(super) struct IncidentRow {
     id: i64,
     title: String,
@@ -53,7 +44,7 @@ fn row(i: &Incident) -> IncidentRow {
         rollout: i.rollout_id,
         opened: when(i.opened_at),
         by: by.map(|b| b.rsplit(':').next().unwrap_or_default().to_string()).unwrap_or_default(),
-        restore: i.time_to_restore_ms.map(duration).unwrap_or_else(|| "-".into()),
+        restore: i.time_to_restore_ms.map(mobius_core::duration::human_signed).unwrap_or_else(|| "-".into()),
     }
 }
 

@@ -266,8 +266,8 @@ struct RunView {
 
 fn run_view(run: &Run) -> RunView {
     let duration = match (run.started_at, run.completed_at) {
-        (Some(s), Some(c)) => format!("{:.1}s", (c - s) as f64 / 1000.0),
-        (Some(s), None) => format!("{}s so far", (mobius_store::now_ms() - s) / 1000),
+        (Some(s), Some(c)) => mobius_core::duration::human_signed(c - s),
+        (Some(s), None) => format!("{} so far", mobius_core::duration::human_signed(mobius_store::now_ms() - s)),
         _ => "-".into(),
     };
     let created = dto::time(Some(run.created_at)).as_str().unwrap_or_default().replace('T', " ");
