@@ -629,23 +629,33 @@ fn a_refused_ui_action_renders_the_uis_error_page() {
 /// Item 16 (part): a viewer sees no button they cannot use; a developer sees them.
 #[test]
 fn a_viewer_sees_no_buttons_they_cannot_use() {
-    let (server, run) = finished_run(&one_step("exit 1"));
-    let page_as = |role: &str| {
+    let dispatchable = one_step("exit 1").replace("on: push", "on: [push, workflow_dispatch]");
+    let repo = Repo::new(&[(".github/workflows/ci.yml", &dispatchable)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(run, "completed");
+    let page_as = |role: &str, path: &str| {
         let (code, token) = server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"name": role, "role": role})));
         assert_eq!(code, 201, "{token}");
         reqwest::blocking::Client::new()
-            .get(format!("{}/ui/runs/{run}", server.url))
+            .get(format!("{}{path}", server.url))
             .header("cookie", format!("mobius_token={}", token["token"].as_str().unwrap()))
             .send()
             .unwrap()
             .text()
             .unwrap()
     };
-    let viewer = page_as("viewer");
+    let viewer = page_as("viewer", &format!("/ui/runs/{run}"));
     assert!(viewer.contains("Process completed with exit code 1"), "{viewer}");
     assert!(!viewer.contains("<button id=\"rerun\""), "a viewer is offered a re-run: {viewer}");
-    let developer = page_as("developer");
+    let developer = page_as("developer", &format!("/ui/runs/{run}"));
     assert!(developer.contains("<button id=\"rerun\""), "{developer}");
+    // The project page offers "Run workflow" to whoever may dispatch, and only to them.
+    let viewer = page_as("viewer", "/ui/projects/shop");
+    assert!(viewer.contains("<code>ci.yml</code>") && !viewer.contains("class=\"dispatch\""), "{viewer}");
+    let developer = page_as("developer", "/ui/projects/shop");
+    assert!(developer.contains("class=\"dispatch\""), "{developer}");
 }
 
 /// Item 12 (part): every list has a header row, is coloured on a terminal (and only

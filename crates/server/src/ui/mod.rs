@@ -616,6 +616,8 @@ struct ProjectPage {
     repo: String,
     branch: String,
     workflows: Vec<WorkflowView>,
+    /// Whether the caller may dispatch (a viewer is not offered "Run workflow").
+    can_dispatch: bool,
 }
 
 /// The workflows at the head of the project's branch.
@@ -649,6 +651,7 @@ async fn project_page(State(app): State<Arc<App>>, s: Session, Path(name): Path<
         })
         .collect();
     render(ProjectPage {
+        can_dispatch: s.caller.may(Role::Developer, project.id),
         user: s.caller.name,
         name: project.name,
         repo: project.repo,
