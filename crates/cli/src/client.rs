@@ -339,10 +339,12 @@ impl Client {
             builder = builder.json(&body);
         }
         let response = self.send(builder).await?;
-        if response.status() == reqwest::StatusCode::NO_CONTENT {
+        // An empty body (204, or Alertmanager's 200 to a DELETE) is no answer, not an error.
+        let body = response.bytes().await?;
+        if body.is_empty() {
             return Ok(Value::Null);
         }
-        Ok(response.json().await?)
+        Ok(serde_json::from_slice(&body)?)
     }
 }
 

@@ -62,6 +62,159 @@ pub enum MonitorCmd {
     /// A service's logs: what its instances wrote.
     #[command(subcommand)]
     Service(ServiceCmd),
+    /// Silences: alerts that match are not notified for a while (Alertmanager's, as amtool).
+    #[command(subcommand)]
+    Silence(SilenceCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SilenceCmd {
+    /// Silence alerts whose labels match every matcher, from now for --duration.
+    Add {
+        /// Matchers as Alertmanager writes them: alertname=QueueTooDeep env!=staging severity=~"crit.*".
+        #[arg(required = true, value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// How long the silence lasts (30m, 2h, 1d).
+        #[arg(short = 'd', long = "duration", value_name = "DURATION", default_value = "1h", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// Why the alerts are silenced (required, as amtool requires it).
+        #[arg(short = 'c', long = "comment")]
+        comment: String,
+        /// Who silences (default: the token's name).
+        #[arg(short = 'a', long = "author")]
+        author: Option<String>,
+        /// Print the answer as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// List active and pending silences (with --expired, expired ones too).
+    List {
+        /// Only silences whose matchers match these (alertname=QueueTooDeep).
+        #[arg(value_name = "MATCHER")]
+        matchers: Vec<String>,
+        /// Show expired silences too.
+        #[arg(long)]
+        expired: bool,
+        /// Print the answer as JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Expire silences now, by id.
+    Expire {
+        /// The silences' ids (from `silence list`).
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<String>,
+    },
+}
+
+/// One matcher in Alertmanager's syntax as the v2 API's `{name, value, isRegex, isEqual}`.
+fn matcher_json(text: &str) -> Result<Value, Failure> {
+    let how = "write NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX";
+    let end = text.find(['=', '!']).ok_or_else(|| Failure(format!("matcher `{text}`: {how}")))?;
+    let (name, rest) = text.split_at(end);
+    let name = name.trim();
+    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(Failure(format!("matcher `{text}`: `{name}` is not a label name; {how}")));
+    }
+    let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
+        (true, true, v)
+    } else if let Some(v) = rest.strip_prefix("!~") {
+        (false, true, v)
+    } else if let Some(v) = rest.strip_prefix("!=") {
+        (false, false, v)
+    } else if let Some(v) = rest.strip_prefix('=') {
+        (true, false, v)
+    } else {
+        return Err(Failure(format!("matcher `{text}`: {how}")));
+    };
+    let value = value.trim();
+    let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
+        None => value.to_string(),
+    };
+    Ok(serde_json::json!({"name": name, "value": value, "isRegex": is_regex, "isEqual": is_equal}))
+}
+
+/// A silence's matchers as Alertmanager prints them: `alertname="QueueTooDeep", env!="staging"`.
+fn matchers_text(silence: &Value) -> String {
+    silence["matchers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|m| {
+            let op = match (m["isEqual"].as_bool().unwrap_or(true), m["isRegex"].as_bool().unwrap_or(false)) {
+                (true, false) => "=",
+                (false, false) => "!=",
+                (true, true) => "=~",
+                (false, true) => "!~",
+            };
+            format!("{}{op}\"{}\"", s(m, "name"), s(m, "value"))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+async fn silences(client: &Client, command: SilenceCmd) -> Result<(), Failure> {
+    match command {
+        SilenceCmd::Add { matchers, duration, comment, author, json } => {
+            if comment.trim().is_empty() {
+                return Err(Failure("--comment: say why the alerts are silenced".into()));
+            }
+            let matchers = matchers.iter().map(|m| matcher_json(m)).collect::<Result<Vec<_>, _>>()?;
+            let now = chrono::Utc::now();
+            let ends = now + chrono::Duration::from_std(duration).map_err(|e| Failure(format!("--duration: {e}")))?;
+            let body = serde_json::json!({
+                "matchers": matchers,
+                "startsAt": now.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "endsAt": ends.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                "createdBy": author.unwrap_or_default(),
+                "comment": comment,
+            });
+            let answer = client.json(Method::POST, "/api/v2/silences", Some(body)).await?;
+            if json {
+                print_json(&answer);
+            } else {
+                println!("{}", s(&answer, "silenceID"));
+            }
+        }
+        SilenceCmd::List { matchers, expired, json } => {
+            let query: Vec<(&str, &String)> = matchers.iter().map(|m| ("filter", m)).collect();
+            let response = client.send(client.request(Method::GET, "/api/v2/silences").query(&query)).await?;
+            let answer: Value = response.json().await?;
+            let mut kept: Vec<Value> = answer
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|x| expired || s(&x["status"], "state") != "expired")
+                .cloned()
+                .collect();
+            kept.sort_by(|a, b| s(b, "endsAt").cmp(s(a, "endsAt")));
+            print_table(
+                &Value::Array(kept),
+                json,
+                &["ID", "MATCHERS", "STATE", "ENDS", "CREATED BY", "COMMENT"],
+                |x| {
+                    vec![
+                        s(x, "id").into(),
+                        matchers_text(x).into(),
+                        state(s(&x["status"], "state")),
+                        s(x, "endsAt").get(..19).unwrap_or_default().replace('T', " ").into(),
+                        s(x, "createdBy").rsplit(':').next().unwrap_or_default().into(),
+                        s(x, "comment").into(),
+                    ]
+                },
+            );
+        }
+        SilenceCmd::Expire { ids } => {
+            for id in ids {
+                client.json(Method::DELETE, &format!("/api/v2/silence/{id}"), None).await?;
+                println!("silence {id} expired");
+            }
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, Subcommand)]
@@ -268,6 +421,7 @@ pub(crate) async fn dispatch(client: Client, command: MonitorCmd) -> Result<Exit
         MonitorCmd::Ack { incident, json } => change(&client, incident, "acknowledge", json).await?,
         MonitorCmd::Resolve { incident, json } => change(&client, incident, "resolve", json).await?,
         MonitorCmd::Service(command) => service_logs(&client, command).await?,
+        MonitorCmd::Silence(command) => silences(&client, command).await?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -282,4 +436,32 @@ async fn change(client: &Client, incident: i64, verb: &str, json: bool) -> Resul
         table.print();
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::matcher_json;
+    use serde_json::json;
+
+    #[test]
+    fn matchers_are_read_as_amtool_reads_them() {
+        let m = |t: &str| matcher_json(t).map_err(|e| e.0);
+        assert_eq!(
+            m("alertname=Foo"),
+            Ok(json!({"name": "alertname", "value": "Foo", "isRegex": false, "isEqual": true}))
+        );
+        assert_eq!(
+            m("env!=\"staging\""),
+            Ok(json!({"name": "env", "value": "staging", "isRegex": false, "isEqual": false}))
+        );
+        assert_eq!(
+            m("severity=~\"crit.*\""),
+            Ok(json!({"name": "severity", "value": "crit.*", "isRegex": true, "isEqual": true}))
+        );
+        assert_eq!(m("job!~a|b"), Ok(json!({"name": "job", "value": "a|b", "isRegex": true, "isEqual": false})));
+        let wrong = m("9lives=1").unwrap_err();
+        assert!(wrong.contains("`9lives` is not a label name"), "{wrong}");
+        let wrong = m("alertname").unwrap_err();
+        assert!(wrong.contains("NAME=VALUE"), "{wrong}");
+    }
 }

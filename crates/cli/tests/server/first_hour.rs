@@ -700,3 +700,209 @@ fn lists_have_header_rows_colour_on_a_terminal_and_durations_as_in_the_ui() {
     let text = String::from_utf8_lossy(&terminal.stdout);
     assert!(text.contains("\u{1b}[1mID\u{1b}[0m") && text.contains("\u{1b}[32msuccess\u{1b}[0m"), "{text:?}");
 }
+
+/// A session's CSRF value, read from a page's form.
+fn csrf_of(page: &str) -> String {
+    let at = page.find("name=\"csrf\" value=\"").expect("a form with a CSRF value") + 19;
+    page[at..].split('"').next().unwrap_or_default().to_string()
+}
+
+/// A UI form post as the signed-in `token`: the status and the `location` it redirects to.
+fn post_form(server: &Server, token: &str, path: &str, form: &[(&str, &str)]) -> (u16, String, String) {
+    let response = reqwest::blocking::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post(format!("{}{path}", server.url))
+        .header("cookie", format!("mobius_token={token}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form_urlencoded::Serializer::new(String::new()).extend_pairs(form).finish())
+        .send()
+        .unwrap();
+    let status = response.status().as_u16();
+    let location =
+        response.headers().get("location").map(|l| l.to_str().unwrap_or_default().to_string()).unwrap_or_default();
+    (status, location, response.text().unwrap_or_default())
+}
+
+fn page_as(server: &Server, token: &str, path: &str) -> String {
+    reqwest::blocking::Client::new()
+        .get(format!("{}{path}", server.url))
+        .header("cookie", format!("mobius_token={token}"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// Item 15 (silences): created, listed and expired from the UI and from
+/// `mobius silence add|list|expire`; an alert's Silence link fills in its labels; a
+/// viewer is offered neither the form nor Expire.
+#[test]
+fn silences_are_added_listed_and_expired_in_the_ui_and_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = dir.path().join("alertmanager.yml");
+    std::fs::write(&alertmanager, "route:\n  receiver: team\nreceivers:\n  - name: team\n").unwrap();
+    let server =
+        Server::start_with(crate::support::Backend::Sqlite, &["--alertmanager-config", alertmanager.to_str().unwrap()]);
+    let (code, body) = server.api(
+        "POST",
+        "/api/v2/alerts",
+        Some(serde_json::json!([{"labels": {"alertname": "QueueTooDeep", "env": "production"}}])),
+    );
+    assert_eq!(code, 200, "{body}");
+
+    // The alert's Silence link carries its labels into the form.
+    let alerts = server.page("/ui/alerts");
+    let link = alerts.split("class=\"silence\" href=\"").nth(1).and_then(|r| r.split('"').next()).unwrap_or_default();
+    let form = server.page(&link.replace("&amp;", "&"));
+    assert!(
+        form.contains("value=\"alertname=&#34;QueueTooDeep&#34;, env=&#34;production&#34;\"")
+            || form.contains("value=\"alertname=&quot;QueueTooDeep&quot;, env=&quot;production&quot;\""),
+        "{form}"
+    );
+
+    // Created in the UI: a bad matcher is refused with the field named, a good one lands.
+    let csrf = csrf_of(&form);
+    let (status, _, refused) = post_form(
+        &server,
+        &server.token,
+        "/ui/silences",
+        &[("csrf", &csrf), ("matchers", "alertname=~\"(\""), ("duration", "2h"), ("comment", "deploy")],
+    );
+    assert_eq!(status, 422, "{refused}");
+    assert!(refused.contains("matchers:"), "{refused}");
+    let (status, location, _) = post_form(
+        &server,
+        &server.token,
+        "/ui/silences",
+        &[
+            ("csrf", &csrf),
+            ("matchers", "alertname=\"QueueTooDeep\""),
+            ("duration", "2h"),
+            ("comment", "known, fixing"),
+        ],
+    );
+    assert_eq!((status, location.as_str()), (303, "/ui/silences"));
+
+    // Added from the CLI, listed by both.
+    let out = server.cli(&["silence", "add", "env=staging", "severity=~\"warn.*\"", "-d", "30m", "-c", "load test"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cli_id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let listed = String::from_utf8_lossy(&server.cli(&["silence", "list"]).stdout).to_string();
+    assert!(listed.starts_with("ID") && listed.contains("known, fixing") && listed.contains(&cli_id), "{listed}");
+    assert!(listed.contains("severity=~\"warn.*\""), "{listed}");
+    let only = String::from_utf8_lossy(&server.cli(&["silence", "list", "env=staging"]).stdout).to_string();
+    assert_eq!(only.lines().count(), 2, "the filter keeps one: {only}");
+    let page = server.page("/ui/silences");
+    assert!(page.contains(&cli_id) && page.contains("load test") && page.contains("class=\"expire\""), "{page}");
+
+    // Expired from the CLI: gone from the list, still there with --expired.
+    let out = server.cli(&["silence", "expire", &cli_id]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let listed = String::from_utf8_lossy(&server.cli(&["silence", "list"]).stdout).to_string();
+    assert!(!listed.contains(&cli_id), "{listed}");
+    let all = String::from_utf8_lossy(&server.cli(&["silence", "list", "--expired"]).stdout).to_string();
+    assert!(all.lines().any(|l| l.starts_with(&cli_id) && l.contains("expired")), "{all}");
+
+    // Expired from the UI.
+    let (_, silences) = server.api("GET", "/api/v2/silences", None);
+    let ui_id = silences.as_array().unwrap().iter().find(|x| x["comment"] == "known, fixing").unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _, _) = post_form(&server, &server.token, &format!("/ui/silences/{ui_id}/expire"), &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    let (_, shown) = server.api("GET", &format!("/api/v2/silence/{ui_id}"), None);
+    assert_eq!(shown["status"]["state"], "expired", "{shown}");
+    assert_eq!(audit_actions(&server, "silence.expire").len(), 2);
+
+    // A viewer sees the silences, but no form and no Expire.
+    let (_, viewer) =
+        server.api("POST", "/api/v1/tokens", Some(serde_json::json!({"name": "viewer", "role": "viewer"})));
+    let viewer = viewer["token"].as_str().unwrap();
+    let page = page_as(&server, viewer, "/ui/silences");
+    assert!(page.contains("known, fixing") && !page.contains("silence-form"), "{page}");
+    assert!(!page_as(&server, viewer, "/ui/alerts").contains("class=\"silence\""));
+}
+
+/// Item 15 (pages): releases with changelog and provenance, scrape targets with their
+/// health, rules with their state, filters on the runs list, each project's last
+/// status, and the version each instance runs.
+#[test]
+fn the_ui_shows_releases_targets_rules_run_filters_last_status_and_instance_versions() {
+    if !python_available() {
+        return;
+    }
+    let port = free_port();
+    let delivery = format!(
+        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    metrics: {{ path: /metrics }}\nenvironments:\n  only:\n    listen: 127.0.0.1:{port}\n    strategy: recreate\n"
+    );
+    let repo =
+        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let conf = tempfile::tempdir().unwrap();
+    std::fs::write(
+        conf.path().join("rules.yml"),
+        "groups:\n  - name: shop\n    interval: 1s\n    rules:\n      - record: job:up:sum\n        expr: sum(up)\n      - alert: AlwaysOn\n        expr: vector(1) > 0\n",
+    )
+    .unwrap();
+    let prometheus = conf.path().join("prometheus.yml");
+    std::fs::write(&prometheus, "global:\n  scrape_interval: 500ms\nrule_files: [rules.yml]\n").unwrap();
+    let server =
+        Server::start_with(crate::support::Backend::Sqlite, &["--prometheus-config", prometheus.to_str().unwrap()]);
+    server.add_project("shop", repo.path());
+    let release = wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "only", "--wait"]);
+
+    // Releases: the list links to the release, which shows its changelog, where it
+    // runs and its provenance.
+    let list = server.page("/ui/releases");
+    assert!(list.contains(&format!("href=\"/ui/releases/{}\">v1</a>", release["id"])), "{list}");
+    let shown = server.page(&format!("/ui/releases/{}", release["id"]));
+    assert!(shown.contains("id=\"changelog\"") && shown.contains("initial"), "{shown}");
+    assert!(shown.contains("https://slsa.dev/provenance/v1") && shown.contains(release["digest"].as_str().unwrap()));
+    assert!(shown.contains("<td>only</td>"), "where it runs: {shown}");
+
+    // Targets and rules, once scraped and evaluated.
+    let wait_page = |path: &str, wanted: &dyn Fn(&str) -> bool| -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let page = server.page(path);
+            if wanted(&page) {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "{path} never showed it: {page}\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    let targets = wait_page("/ui/targets", &|p| {
+        p.lines().any(|row| row.contains("service=&#34;web&#34;") && row.contains("<span class=\"badge up\">up</span>"))
+    });
+    assert!(targets.contains("/metrics</code>") && targets.contains("service=&#34;web&#34;"), "{targets}");
+    let rules = wait_page("/ui/rules", &|p| p.contains("<span class=\"badge firing\">firing</span>"));
+    assert!(
+        rules.contains("AlwaysOn") && rules.contains("job:up:sum") && rules.contains("<code>sum(up)</code>"),
+        "{rules}"
+    );
+
+    // The services page says which version each instance runs.
+    let services = wait_page("/ui/services", &|p| p.contains("<strong class=\"version\">v1</strong>"));
+    assert!(services.contains(" runs <strong"), "{services}");
+
+    // Runs: the filters narrow the list; the projects page shows the last run's state.
+    let (_, runs) = server.api("GET", "/api/v1/runs?project=shop", None);
+    let run = runs[0]["id"].as_i64().unwrap();
+    let succeeded = server.page("/ui/runs?status=success&workflow=build.yml&branch=main&event=push&actor=");
+    assert!(succeeded.contains(&format!("data-run=\"{run}\"")), "{succeeded}");
+    assert!(succeeded.contains("<option selected>success</option>"), "the form keeps the filter: {succeeded}");
+    let failed = server.page("/ui/runs?status=failure");
+    assert!(!failed.contains("data-run=") && failed.contains("No runs match these filters."), "{failed}");
+    let refused = server.page("/ui/runs?status=broken");
+    assert!(refused.contains("conclusion"), "{refused}");
+    let projects = server.page("/ui/projects");
+    assert!(
+        projects.contains("<span class=\"badge success\">success</span>")
+            && projects.contains(&format!("href=\"/ui/runs/{run}\"")),
+        "{projects}"
+    );
+}

@@ -47,6 +47,12 @@ pub async fn rules(
             "invalid parameter \"type\": must be alert or record",
         ));
     }
+    Ok(Json(json!({"status": "success", "data": {"groups": rule_groups(monitor, want)}})))
+}
+
+/// The rule groups with each rule's state, health and last error, in Prometheus' shape
+/// (`want`: `alert` or `record` keeps one kind).
+pub(crate) fn rule_groups(monitor: &crate::monitor::Monitor, want: Option<&str>) -> Vec<Value> {
     let mut groups = Vec::new();
     for running in monitor.groups.lock().iter() {
         let g = running.state.lock();
@@ -101,7 +107,7 @@ pub async fn rules(
             "lastEvaluation": g.last_evaluation.map_or_else(|| "0001-01-01T00:00:00Z".to_string(), rfc3339),
         }));
     }
-    Ok(Json(json!({"status": "success", "data": {"groups": groups}})))
+    groups
 }
 
 fn alert_v1(a: &mobius_monitor::rules::ActiveAlert) -> Value {
@@ -442,7 +448,6 @@ pub async fn post_silence(
     Json(body): Json<PostableSilence>,
 ) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Developer)?;
-    let am = alert_manager(&app)?;
     let matchers = body
         .matchers
         .iter()
@@ -465,6 +470,14 @@ pub async fn post_silence(
         comment: body.comment,
         updated_at: 0,
     };
+    let id = put_silence(&app, &caller, silence).await?;
+    Ok(Json(json!({"silenceID": id})))
+}
+
+/// Creates or updates a silence (developers and above, audited): the API's and the UI's way.
+pub(crate) async fn put_silence(app: &App, caller: &Caller, silence: Silence) -> ApiResult<String> {
+    caller.require_global(Role::Developer)?;
+    let am = alert_manager(app)?;
     let id = am.put_silence(silence.clone()).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     app.store
         .audit(
@@ -475,7 +488,7 @@ pub async fn post_silence(
             &caller.remote,
         )
         .await?;
-    Ok(Json(json!({"silenceID": id})))
+    Ok(id)
 }
 
 /// `DELETE /api/v2/silence/ID`: expires the silence (audited).
@@ -484,12 +497,18 @@ pub async fn delete_silence(
     caller: Caller,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
+    expire_silence(&app, &caller, &id).await?;
+    Ok(StatusCode::OK)
+}
+
+/// Expires a silence (developers and above, audited): the API's and the UI's way.
+pub(crate) async fn expire_silence(app: &App, caller: &Caller, id: &str) -> ApiResult<()> {
     caller.require_global(Role::Developer)?;
-    let am = alert_manager(&app)?;
-    match am.expire_silence(&id) {
+    let am = alert_manager(app)?;
+    match am.expire_silence(id) {
         Ok(true) => {
-            app.store.audit(&caller.actor(), "silence.expire", &id, json!({}), &caller.remote).await?;
-            Ok(StatusCode::OK)
+            app.store.audit(&caller.actor(), "silence.expire", id, json!({}), &caller.remote).await?;
+            Ok(())
         }
         Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("silence {id} not found"))),
         Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e)),

@@ -1,6 +1,6 @@
 //! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
 
-mod alerting;
+pub(crate) mod alerting;
 mod deploy;
 pub(crate) mod dto;
 mod hooks;
@@ -8,7 +8,7 @@ mod incidents;
 mod logs;
 mod loki;
 mod meta;
-mod monitor;
+pub(crate) mod monitor;
 pub(crate) mod projects;
 pub(crate) mod runs;
 mod tokens;

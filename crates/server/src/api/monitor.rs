@@ -20,6 +20,13 @@ pub(super) fn rfc3339(ms: i64) -> String {
 /// `GET /api/v1/targets` in Prometheus' shape.
 pub async fn targets(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
+    let (active, dropped) = target_lists(&app);
+    Ok(Json(json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})))
+}
+
+/// The scrape targets in Prometheus' shape: the active ones with their health and last
+/// error, and the ones relabelling dropped.
+pub(crate) fn target_lists(app: &App) -> (Vec<Value>, Vec<Value>) {
     let active: Vec<Value> = {
         app.monitor
             .scraper
@@ -55,7 +62,7 @@ pub async fn targets(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<J
             json!({"discoveredLabels": labels})
         })
         .collect();
-    Ok(Json(json!({"status": "success", "data": {"activeTargets": active, "droppedTargets": dropped}})))
+    (active, dropped)
 }
 
 /// `POST /-/reload`: reads `--prometheus-config` again (admins only, audited).

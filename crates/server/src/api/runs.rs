@@ -15,19 +15,35 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Clone, Deserialize)]
 pub struct ListQuery {
-    project: Option<String>,
+    pub project: Option<String>,
     /// A status (`queued`, `in_progress`, `completed`) or a conclusion (`success`,
     /// `failure`, `cancelled`, `skipped`), as GitHub's `status` parameter.
-    status: Option<String>,
+    pub status: Option<String>,
     /// A workflow file: its name (`ci.yml`) or path.
-    workflow: Option<String>,
-    branch: Option<String>,
-    event: Option<String>,
-    actor: Option<String>,
-    limit: Option<i64>,
-    before: Option<i64>,
+    pub workflow: Option<String>,
+    pub branch: Option<String>,
+    pub event: Option<String>,
+    pub actor: Option<String>,
+    pub limit: Option<i64>,
+    pub before: Option<i64>,
+}
+
+impl ListQuery {
+    /// The same query with empty fields (an untouched form field) left out.
+    pub fn without_empty(self) -> ListQuery {
+        let keep = |v: Option<String>| v.filter(|v| !v.trim().is_empty());
+        ListQuery {
+            project: keep(self.project),
+            status: keep(self.status),
+            workflow: keep(self.workflow),
+            branch: keep(self.branch),
+            event: keep(self.event),
+            actor: keep(self.actor),
+            ..self
+        }
+    }
 }
 
 pub async fn list(
@@ -35,8 +51,25 @@ pub async fn list(
     caller: Caller,
     Query(q): Query<ListQuery>,
 ) -> ApiResult<Json<Vec<Value>>> {
+    let filter = run_filter(&app, &caller, &q).await?;
+    let runs = app.store.runs(&filter).await?;
+    let failed = app.store.failed_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
+    Ok(Json(
+        runs.iter()
+            .map(|r| {
+                let mut value = dto::run(r);
+                value["failed_jobs"] = json!(failed.get(&r.id).cloned().unwrap_or_default());
+                value
+            })
+            .collect(),
+    ))
+}
+
+/// The store's filter for a runs query, checked: the project the caller may see, a
+/// known status or conclusion, a limit between 1 and 100.
+pub async fn run_filter(app: &App, caller: &Caller, q: &ListQuery) -> ApiResult<RunFilter> {
     let project_id = match &q.project {
-        Some(name) => Some(super::projects::find(&app, &caller, name, Role::Viewer).await?.id),
+        Some(name) => Some(super::projects::find(app, caller, name, Role::Viewer).await?.id),
         None => caller.project_id,
     };
     let (mut status, mut conclusion) = (None, None);
@@ -58,7 +91,7 @@ pub async fn list(
     }
     let workflow =
         q.workflow.as_ref().map(|w| if w.contains('/') { w.clone() } else { format!(".github/workflows/{w}") });
-    let filter = RunFilter {
+    Ok(RunFilter {
         project_id,
         status,
         conclusion,
@@ -68,18 +101,7 @@ pub async fn list(
         actor: q.actor.clone(),
         before: q.before,
         limit,
-    };
-    let runs = app.store.runs(&filter).await?;
-    let failed = app.store.failed_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
-    Ok(Json(
-        runs.iter()
-            .map(|r| {
-                let mut value = dto::run(r);
-                value["failed_jobs"] = json!(failed.get(&r.id).cloned().unwrap_or_default());
-                value
-            })
-            .collect(),
-    ))
+    })
 }
 
 /// The run with this id, if the caller holds `role` on its project.

@@ -7,6 +7,8 @@ mod deploy;
 mod graph;
 mod incidents;
 mod monitor;
+mod releases;
+mod watch;
 pub(crate) use incidents::{ack_link, ack_page};
 
 use crate::api::{self, dto};
@@ -38,6 +40,12 @@ pub fn router() -> Router<Arc<App>> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/rerun", post(rerun))
         .route("/projects", get(projects_page))
+        .route("/releases", get(releases::releases_page))
+        .route("/releases/{id}", get(releases::release_page))
+        .route("/targets", get(watch::targets_page))
+        .route("/rules", get(watch::rules_page))
+        .route("/silences", get(watch::silences_page).post(watch::create_silence))
+        .route("/silences/{id}/expire", post(watch::expire_silence))
         .route("/deploys", get(deploy::deploys_page))
         .route("/incidents", get(incidents::incidents_page))
         .route("/query", get(monitor::query_page))
@@ -294,27 +302,40 @@ fn run_view(run: &Run) -> RunView {
 #[template(path = "runs.html")]
 struct RunsPage {
     user: String,
+    /// The filters as given (an empty string: not filtered).
     project: String,
+    status: String,
+    workflow: String,
+    branch: String,
+    event: String,
+    actor: String,
+    filtered: bool,
     runs: Vec<RunView>,
 }
 
-#[derive(Deserialize)]
-struct RunsQuery {
-    project: Option<String>,
-}
+/// The choices of the runs list's status filter: statuses, then conclusions.
+const RUN_STATES: [&str; 7] = ["queued", "in_progress", "completed", "success", "failure", "cancelled", "skipped"];
+/// The choices of its event filter.
+const RUN_EVENTS: [&str; 5] = ["push", "pull_request", "workflow_dispatch", "schedule", "workflow_call"];
 
-async fn runs_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<RunsQuery>) -> Response {
-    let project_id = match &q.project {
-        Some(name) => match api::projects::find(&app, &s.caller, name, Role::Viewer).await {
-            Ok(p) => Some(p.id),
-            Err(e) => return error_page(e),
-        },
-        None => s.caller.project_id,
+/// `GET /ui/runs`: the newest 50 runs, filtered as `mobius runs` and `GET /api/v1/runs` filter.
+async fn runs_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<api::runs::ListQuery>) -> Response {
+    let q = api::runs::ListQuery { limit: Some(50), before: None, ..q.without_empty() };
+    let filter = match api::runs::run_filter(&app, &s.caller, &q).await {
+        Ok(filter) => filter,
+        Err(e) => return error_page(e),
     };
-    match app.store.runs(&RunFilter { project_id, limit: 50, ..RunFilter::default() }).await {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    match app.store.runs(&filter).await {
         Ok(runs) => render(RunsPage {
             user: s.caller.name,
-            project: q.project.unwrap_or_default(),
+            filtered: [&q.status, &q.workflow, &q.branch, &q.event, &q.actor].iter().any(|v| v.is_some()),
+            project: text(&q.project),
+            status: text(&q.status),
+            workflow: text(&q.workflow),
+            branch: text(&q.branch),
+            event: text(&q.event),
+            actor: text(&q.actor),
             runs: runs.iter().map(run_view).collect(),
         }),
         Err(e) => error_page(e.into()),
@@ -579,6 +600,8 @@ struct ProjectView {
     name: String,
     branch: String,
     repo: String,
+    /// The newest run of the project, if it has one.
+    last: Option<RunView>,
 }
 
 #[derive(Template)]
@@ -589,17 +612,20 @@ struct ProjectsPage {
 }
 
 async fn projects_page(State(app): State<Arc<App>>, s: Session) -> Response {
-    match app.store.projects().await {
-        Ok(projects) => render(ProjectsPage {
-            user: s.caller.name.clone(),
-            projects: projects
-                .into_iter()
-                .filter(|p| s.caller.sees(p.id))
-                .map(|p| ProjectView { name: p.name, branch: p.branch, repo: p.repo })
-                .collect(),
-        }),
-        Err(e) => error_page(e.into()),
+    let projects = match app.store.projects().await {
+        Ok(projects) => projects,
+        Err(e) => return error_page(e.into()),
+    };
+    let mut views = Vec::new();
+    for p in projects.into_iter().filter(|p| s.caller.sees(p.id)) {
+        let newest = RunFilter { project_id: Some(p.id), limit: 1, ..RunFilter::default() };
+        let last = match app.store.runs(&newest).await {
+            Ok(runs) => runs.first().map(run_view),
+            Err(e) => return error_page(e.into()),
+        };
+        views.push(ProjectView { name: p.name, branch: p.branch, repo: p.repo, last });
     }
+    render(ProjectsPage { user: s.caller.name.clone(), projects: views })
 }
 
 struct WorkflowView {

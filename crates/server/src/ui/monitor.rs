@@ -188,14 +188,8 @@ pub(super) struct AlertRow {
     since: String,
     receivers: String,
     summary: String,
-}
-
-pub(super) struct SilenceRow {
-    id: String,
-    matchers: String,
-    state: String,
-    ends: String,
-    comment: String,
+    /// `matchers=…` for the Silence link: these labels exactly.
+    silence_query: String,
 }
 
 #[derive(Template)]
@@ -204,7 +198,10 @@ pub(super) struct AlertsPage {
     user: String,
     configured: bool,
     alerts: Vec<AlertRow>,
-    silences: Vec<SilenceRow>,
+    /// The Silence links, for developers and above.
+    can_silence: bool,
+    /// Silences in force now.
+    active_silences: usize,
 }
 
 /// `GET /ui/alerts`.
@@ -217,7 +214,8 @@ pub(super) async fn alerts_page(State(app): State<Arc<App>>, s: Session) -> Resp
             user: s.caller.name.clone(),
             configured: false,
             alerts: Vec::new(),
-            silences: Vec::new(),
+            can_silence: false,
+            active_silences: 0,
         });
     };
     let now = now_ms();
@@ -241,20 +239,19 @@ pub(super) async fn alerts_page(State(app): State<Arc<App>>, s: Session) -> Resp
                 .find(|(k, _)| k == "summary")
                 .map(|(_, v)| v.clone())
                 .unwrap_or_default(),
+            silence_query: form_urlencoded::Serializer::new(String::new())
+                .append_pair("matchers", &super::watch::matchers_of(&v.alert.labels))
+                .finish(),
         })
         .collect();
-    let silences = am
-        .silences()
-        .into_iter()
-        .map(|x| SilenceRow {
-            state: x.state(now).to_string(),
-            matchers: x.matchers.join(", "),
-            ends: when(x.ends_at),
-            comment: x.comment.clone(),
-            id: x.id,
-        })
-        .collect();
-    render(AlertsPage { user: s.caller.name.clone(), configured: true, alerts, silences })
+    let active_silences = am.silences().iter().filter(|x| x.state(now) == "active").count();
+    render(AlertsPage {
+        user: s.caller.name.clone(),
+        configured: true,
+        alerts,
+        can_silence: s.caller.may_globally(Role::Developer),
+        active_silences,
+    })
 }
 
 pub(super) struct LogRow {
