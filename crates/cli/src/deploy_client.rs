@@ -112,6 +112,20 @@ fn rollout_line(r: &Value) -> String {
         weights(r),
         s(r, "message")
     );
+    if let (Some(step), Some(plan)) = (r["step"].as_u64(), r["plan"].as_array()) {
+        let steps: Vec<String> = plan
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let mark = if i as u64 + 1 == step { "▶" } else { "" };
+                format!("{mark}{}%", s["weight"])
+            })
+            .collect();
+        line.push_str(&format!("\n  step {step} of {}: {}", plan.len(), steps.join(" → ")));
+    }
+    if let Some(preview) = r["preview"].as_str() {
+        line.push_str(&format!("\n  preview: {} answers at {preview}", s(&r["release"], "version")));
+    }
     if let Some(newer) = r["newer_release"].as_str() {
         line.push_str(&format!("\n  {newer} is newer and waits until this rollout ends"));
     }

@@ -2,7 +2,7 @@
 //! diagnostics on the run, addresses owned by one project, one server per data
 //! directory, silences and incidents, alerts that hold rollouts, and the CLI's edges.
 
-use crate::deploy::{cli_ok, free_port, python_available, wait_release, WORKFLOW};
+use crate::deploy::{cli_ok, free_port, get, python_available, wait_release, WORKFLOW};
 use crate::support::{backends, Repo, Server};
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -905,4 +905,96 @@ fn the_ui_shows_releases_targets_rules_run_filters_last_status_and_instance_vers
             && projects.contains(&format!("href=\"/ui/runs/{run}\"")),
         "{projects}"
     );
+}
+
+/// Item 14: a paused blue-green rollout shows the new version, its preview address and
+/// the traffic the preview served; a canary lists its steps with the current one marked.
+#[test]
+fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
+    if !python_available() {
+        return;
+    }
+    let (port, preview, canary_port) = (free_port(), free_port(), free_port());
+    let delivery = format!(
+        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 1s\n    drain_timeout: 1s\nenvironments:\n  blue:\n    listen: 127.0.0.1:{port}\n    strategy: {{ blue-green: {{ auto_promote: false, preview: 127.0.0.1:{preview} }} }}\n    analysis: {{ interval: 200ms }}\n  canary:\n    listen: 127.0.0.1:{canary_port}\n    strategy:\n      canary:\n        steps: [ {{ weight: 20, pause: 1h }}, {{ weight: 60 }} ]\n"
+    );
+    let repo =
+        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    wait_release(&server, "v1");
+    let latest = |env: &str| -> Value {
+        let (_, list) = server.api("GET", &format!("/api/v1/rollouts?service=web&environment={env}&limit=1"), None);
+        list[0].clone()
+    };
+    // Brings `env` to `phase`, promoting past every pause on the way when asked to.
+    let reach = |env: &str, phase: &str, promote: bool| -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let r = latest(env);
+            if r["phase"] == phase {
+                return r;
+            }
+            if promote && r["phase"] == "paused" {
+                server.api("POST", &format!("/api/v1/rollouts/{}/promote", r["id"]), None);
+            }
+            assert!(Instant::now() < deadline, "{env} never reached {phase}: {r}\n{}", server.log());
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    for env in ["blue", "canary"] {
+        cli_ok(&server, &["deploy", "web", "--env", env]);
+        reach(env, "succeeded", true);
+    }
+
+    repo.commit(&[("app/VERSION", "2")], "Second");
+    wait_release(&server, "v2");
+    cli_ok(&server, &["deploy", "web", "--env", "blue", "--release", "v2"]);
+    let paused = reach("blue", "paused", false);
+    assert_eq!(paused["preview"], format!("127.0.0.1:{preview}"), "{paused}");
+    assert_eq!(get(preview).1, "v2", "the preview answers with the new version");
+    assert_eq!(get(port).1, "v1", "production stays on the stable version");
+    for _ in 0..4 {
+        get(preview);
+    }
+    let id = paused["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let (_, shown) = server.api("GET", &format!("/api/v1/rollouts/{id}"), None);
+        if shown["rates"]["v2"]["requests"].as_u64().unwrap_or(0) >= 5 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the preview's five requests are not counted: {shown}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let page = server.page(&format!("/ui/rollouts/{id}"));
+    assert!(page.contains("<td>v2</td><td>preview</td>"), "{page}");
+    assert!(page.contains(&format!("<code>127.0.0.1:{preview}</code>")) && page.contains("id=\"preview\""), "{page}");
+    assert!(!page.contains("No requests measured"), "{page}");
+    let status = cli_ok(&server, &["rollout", "status", "web", "--env", "blue"]);
+    assert!(status.contains(&format!("preview: v2 answers at 127.0.0.1:{preview}")), "{status}");
+
+    // The canary holds its first step for an hour: the page lists both, the first marked.
+    cli_ok(&server, &["deploy", "web", "--env", "canary", "--release", "v2"]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let rollout = loop {
+        let r = latest("canary");
+        if r["release"]["version"] == "v2" && r["step"] == 1 {
+            break r;
+        }
+        assert!(Instant::now() < deadline, "the canary never reached step 1: {r}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        rollout["plan"],
+        serde_json::json!([{"weight": 20, "pause_seconds": 3600}, {"weight": 60, "pause_seconds": null}])
+    );
+    let page = server.page(&format!("/ui/rollouts/{}", rollout["id"]));
+    assert!(
+        page.contains("<li class=\"step current\" data-step=\"1\" aria-current=\"step\">20% to v2, hold for 1h 00m")
+            && page.contains("<li class=\"step next\" data-step=\"2\">60% to v2, hold until promoted"),
+        "{page}"
+    );
+    let status = cli_ok(&server, &["rollout", "status", "web", "--env", "canary"]);
+    assert!(status.contains("step 1 of 2: ▶20% → 60%"), "{status}");
 }

@@ -78,6 +78,32 @@ pub struct RolloutStatus {
     pub step: Option<usize>,
     pub steps: usize,
     pub rates: BTreeMap<String, VersionRates>,
+    /// A canary's steps in order (what `step` counts through).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plan: Vec<PlannedStep>,
+    /// Where the new version of a blue-green rollout answers before the switch (its
+    /// `rates` then count what the preview served).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preview: Option<String>,
+}
+
+/// One canary step as planned: its weight, and how long it holds (`None`: until promoted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedStep {
+    pub weight: u32,
+    pub pause_seconds: Option<u64>,
+}
+
+impl PlannedStep {
+    fn of(step: &crate::config::CanaryStep) -> PlannedStep {
+        PlannedStep {
+            weight: step.weight,
+            pause_seconds: match step.pause {
+                Pause::For(d) => Some(d.as_secs()),
+                Pause::UntilPromoted => None,
+            },
+        }
+    }
 }
 
 /// Something a person asked for while the rollout runs.
@@ -146,9 +172,9 @@ pub async fn drive(
     commands: mpsc::UnboundedReceiver<Command>,
     updates: mpsc::UnboundedSender<Update>,
 ) -> Phase {
-    let steps = match &spec.environment.strategy {
-        Strategy::Canary { steps } => steps.len(),
-        _ => 0,
+    let plan: Vec<PlannedStep> = match &spec.environment.strategy {
+        Strategy::Canary { steps } => steps.iter().map(PlannedStep::of).collect(),
+        _ => Vec::new(),
     };
     let mut controller = Controller {
         listener: listener_name(&spec.environment.name, &spec.service.name),
@@ -159,8 +185,10 @@ pub async fn drive(
             canary: spec.target.version.clone(),
             weights: BTreeMap::new(),
             step: None,
-            steps,
+            steps: plan.len(),
             rates: BTreeMap::new(),
+            plan,
+            preview: None,
         },
         agent,
         spec,
@@ -541,18 +569,49 @@ impl Controller {
                 "{version} is ready{}; waiting for promote",
                 preview.map(|a| format!(" at {a}")).unwrap_or_default()
             );
-            self.report(Phase::Paused, message, None);
+            self.status.preview = preview.map(|a| a.to_string());
+            self.report(Phase::Paused, message.clone(), None);
+            // While it waits, what the preview serves is measured and shown as the new
+            // version's traffic.
+            let mut measured = Window::default();
+            let mut cursors = self.preview_cursors(&preview_name, &version, preview.is_some()).await?;
+            let since = Instant::now();
+            let mut tick = tokio::time::interval(self.spec.environment.analysis.interval);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
-                match self.commands.recv().await {
-                    Some(Command::Promote) => {
-                        self.report(Phase::Progressing, "promoted", Some(("promoted", format!("{version} promoted"))));
-                        break;
+                tokio::select! {
+                    command = self.commands.recv() => match command {
+                        Some(Command::Promote) => {
+                            self.status.preview = None;
+                            self.report(Phase::Progressing, "promoted", Some(("promoted", format!("{version} promoted"))));
+                            break;
+                        }
+                        Some(Command::Abort(who)) => {
+                            return Ok(Err(Rollback(format!("aborted by {}", why_or_default(&who)))))
+                        }
+                        None => return Ok(Err(Rollback("the server stopped the rollout".into()))),
+                        _ => {}
+                    },
+                    _ = tick.tick(), if preview.is_some() => {
+                        let snapshots = self.agent.samples(&preview_name, &cursors).await?;
+                        let before = measured.requests;
+                        for s in snapshots.into_iter().filter(|s| s.version == version) {
+                            for sample in &s.samples {
+                                measured.add(sample.micros, sample.failed);
+                            }
+                            cursors.insert(s.version, s.next_seq);
+                        }
+                        let rates = VersionRates {
+                            requests: measured.requests,
+                            requests_per_second: measured.requests as f64 / since.elapsed().as_secs_f64().max(0.001),
+                            error_ratio: measured.error_ratio(),
+                            p99_ms: measured.p99().map(|us| us as f64 / 1000.0),
+                        };
+                        if measured.requests != before || !self.status.rates.contains_key(&version) {
+                            self.status.rates.insert(version.clone(), rates);
+                            self.report(Phase::Paused, message.clone(), None);
+                        }
                     }
-                    Some(Command::Abort(who)) => {
-                        return Ok(Err(Rollback(format!("aborted by {}", why_or_default(&who)))))
-                    }
-                    None => return Ok(Err(Rollback("the server stopped the rollout".into()))),
-                    _ => {}
                 }
             }
         }
@@ -761,6 +820,28 @@ impl Controller {
             }
         }
         hold.map_or(Verdict::Pass, Verdict::Hold)
+    }
+
+    /// Where the preview listener's samples of `version` start: after any it served in an
+    /// earlier rollout (empty when there is no preview).
+    async fn preview_cursors(
+        &self,
+        preview_name: &str,
+        version: &str,
+        has_preview: bool,
+    ) -> Result<BTreeMap<String, u64>, AgentError> {
+        let mut cursors = BTreeMap::new();
+        if !has_preview {
+            return Ok(cursors);
+        }
+        cursors.insert(version.to_string(), u64::MAX);
+        let earlier = self.agent.samples(preview_name, &cursors).await?;
+        // No series yet: every sample to come is this rollout's.
+        cursors.insert(version.to_string(), 0);
+        for s in earlier.into_iter().filter(|s| s.version == version) {
+            cursors.insert(s.version, s.next_seq);
+        }
+        Ok(cursors)
     }
 
     /// Skips the samples taken before the rollout.

@@ -111,6 +111,10 @@ pub fn rollout(r: &Rollout) -> Value {
         "step": status.get("step").cloned().unwrap_or(Value::Null),
         "steps": status.get("steps").cloned().unwrap_or(json!(0)),
         "rates": status.get("rates").cloned().unwrap_or_else(|| json!({})),
+        // A canary's steps (`weight`, `pause_seconds`, null: until promoted).
+        "plan": status.get("plan").cloned().unwrap_or_else(|| json!([])),
+        // Where a paused blue-green's new version answers before the switch.
+        "preview": status.get("preview").cloned().unwrap_or(Value::Null),
         "created_by": r.created_by,
         "created_at": time(Some(r.created_at)),
         "updated_at": time(Some(r.updated_at)),

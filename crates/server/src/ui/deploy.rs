@@ -126,6 +126,47 @@ pub(super) struct RolloutPage {
     weights_svg: String,
     rates: Vec<RateView>,
     events: Vec<EventView>,
+    /// A paused blue-green's preview address, while the new version waits there.
+    preview: Option<String>,
+    /// A canary's steps, the current one marked.
+    steps: Vec<StepView>,
+}
+
+pub(super) struct StepView {
+    number: usize,
+    weight: u64,
+    hold: String,
+    /// `done`, `current` or `next`.
+    state: &'static str,
+}
+
+/// A canary's planned steps from the controller's status, marked against its current step.
+fn steps(status: &serde_json::Value, finished: bool, succeeded: bool) -> Vec<StepView> {
+    let current = status["step"].as_u64().map(|s| s as usize);
+    status["plan"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, step)| {
+            let number = i + 1;
+            let state = match current {
+                _ if finished && succeeded => "done",
+                Some(c) if number < c => "done",
+                Some(c) if number == c && !finished => "current",
+                _ => "next",
+            };
+            StepView {
+                number,
+                weight: step["weight"].as_u64().unwrap_or(0),
+                hold: step["pause_seconds"].as_u64().map_or_else(
+                    || "until promoted".to_string(),
+                    |s| format!("for {}", mobius_core::duration::human(s * 1000)),
+                ),
+                state,
+            }
+        })
+        .collect()
 }
 
 /// A stacked bar of the weights, one colour per version.
@@ -166,13 +207,20 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.as_u64().unwrap_or(0))).collect())
         .unwrap_or_default();
     let stable = rollout.status["stable"].as_str().unwrap_or_default().to_string();
+    let live = rollout.finished_at.is_none();
+    let preview = rollout.status["preview"].as_str().filter(|_| live).map(str::to_string);
     let rates = rollout.status["rates"]
         .as_object()
         .map(|m| {
             m.iter()
                 .map(|(version, r)| RateView {
                     version: version.clone(),
-                    weight: weights.get(version).map_or("-".into(), |w| format!("{w}%")),
+                    // A paused blue-green's new version serves the preview alone.
+                    weight: match weights.get(version) {
+                        _ if preview.is_some() && *version == rollout.version => "preview".into(),
+                        Some(w) => format!("{w}%"),
+                        None => "-".into(),
+                    },
                     rps: format!("{:.1}", r["requests_per_second"].as_f64().unwrap_or(0.0)),
                     error_ratio: format!("{:.2}%", r["error_ratio"].as_f64().unwrap_or(0.0) * 100.0),
                     p99: r["p99_ms"].as_f64().map_or("-".into(), |p| format!("{p:.1} ms")),
@@ -184,7 +232,9 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
     render(RolloutPage {
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
-        live: rollout.finished_at.is_none(),
+        live,
+        steps: steps(&rollout.status, !live, rollout.phase == "succeeded"),
+        preview,
         approvable: approvable && s.caller.may(Role::Maintainer, rollout.project_id),
         promotable: rollout.phase == "paused" && !approvable && s.caller.may(Role::Developer, rollout.project_id),
         can_abort: s.caller.may(Role::Developer, rollout.project_id),
