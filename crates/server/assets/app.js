@@ -121,7 +121,46 @@ function follow(live) {
   });
 }
 
+// Live lists: every element with `data-live` (and an id) is refreshed in place from
+// the same page, fetched again every `data-live` seconds (1 by default) while the tab
+// is visible. The server answers 304 when the page has not changed (ETag), so an idle
+// list costs one small request a second.
+function liveLists() {
+  const regions = Array.from(document.querySelectorAll("[data-live][id]"));
+  if (regions.length === 0) return;
+  const every = Math.min(...regions.map((r) => Number(r.dataset.live) || 1)) * 1000;
+  let etag = null;
+  let busy = false;
+  const refresh = async () => {
+    if (busy || document.hidden) return;
+    // Someone typing in a form inside a live region keeps what they typed.
+    const active = document.activeElement;
+    if (active && active.form && regions.some((r) => r.contains(active))) return;
+    busy = true;
+    try {
+      const headers = { "X-Mobius-Live": "1" };
+      if (etag) headers["If-None-Match"] = etag;
+      const response = await fetch(location.href, { headers, credentials: "same-origin", cache: "no-cache" });
+      if (response.status !== 200) return;
+      etag = response.headers.get("ETag");
+      const fresh = new DOMParser().parseFromString(await response.text(), "text/html");
+      for (const region of regions) {
+        const next = fresh.getElementById(region.id);
+        if (next && next.innerHTML !== region.innerHTML) region.innerHTML = next.innerHTML;
+      }
+      document.body.dataset.liveAt = String(Date.now());
+    } catch (_) {
+      // The server is away for a moment (a restart): the next round tries again.
+    } finally {
+      busy = false;
+    }
+  };
+  setInterval(refresh, every);
+  document.addEventListener("visibilitychange", refresh);
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  liveLists();
   const live = document.getElementById("live");
   if (live) {
     live.dataset.wasRunning = String(document.getElementById("run").dataset.status !== "completed");

@@ -998,3 +998,33 @@ fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
     let status = cli_ok(&server, &["rollout", "status", "web", "--env", "canary"]);
     assert!(status.contains("step 1 of 2: ▶20% → 60%"), "{status}");
 }
+
+/// Item 13 (its cost): a live list's refresh of an unchanged page is a 304 without a
+/// body; a change gives a new tag.
+#[test]
+fn an_unchanged_page_answers_304_to_its_etag() {
+    let (server, _) = finished_run(&one_step("true"));
+    let client = reqwest::blocking::Client::new();
+    let get = |etag: Option<&str>| {
+        let mut request =
+            client.get(format!("{}/ui/runs", server.url)).header("cookie", format!("mobius_token={}", server.token));
+        if let Some(tag) = etag {
+            request = request.header("if-none-match", tag);
+        }
+        let response = request.send().unwrap();
+        let tag = response.headers().get("etag").map(|t| t.to_str().unwrap().to_string());
+        (response.status().as_u16(), tag, response.text().unwrap())
+    };
+    let (status, tag, page) = get(None);
+    assert_eq!(status, 200);
+    let tag = tag.expect("a page has an ETag");
+    assert!(page.contains("data-live"), "{page}");
+    let (status, again, body) = get(Some(&tag));
+    assert_eq!((status, again.as_deref(), body.as_str()), (304, Some(tag.as_str()), ""));
+    // A new run changes the list.
+    server.add_project("other", Repo::new(&[(".github/workflows/ci.yml", &one_step("true"))]).path());
+    server.wait_runs("other", 1);
+    let (status, changed, _) = get(Some(&tag));
+    assert_eq!(status, 200);
+    assert_ne!(changed.as_deref(), Some(tag.as_str()));
+}

@@ -266,3 +266,139 @@ fn ui_forms_need_the_sessions_csrf_value_and_the_cookie_only_reads_the_api() {
         client.get(format!("{}/api/v1/runs/{id}", server.url)).header("Cookie", &cookie).send().unwrap().status();
     assert_eq!(status.as_u16(), 200);
 }
+
+/// Waits in the browser until `selector` matches, at most `within` after `since`:
+/// the time it took from `since`.
+async fn shows_within(client: &fantoccini::Client, selector: &str, since: Instant, within: Duration) -> Duration {
+    loop {
+        if client.find(Locator::Css(selector)).await.is_ok() {
+            return since.elapsed();
+        }
+        assert!(
+            since.elapsed() < within,
+            "`{selector}` did not appear within {within:?}:\n{}",
+            client.source().await.unwrap_or_default()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Runs blocking client code (the test server's helpers) off the browser's runtime.
+fn off<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|scope| scope.spawn(f).join().expect("the helper thread"))
+}
+
+/// The page was not reloaded: the mark set on its window is still there.
+async fn not_reloaded(client: &fantoccini::Client) {
+    let mark = client.execute("return window.__mobiusMark === 'kept';", vec![]).await.unwrap();
+    assert_eq!(mark, serde_json::json!(true), "the page was reloaded");
+}
+
+/// Issue 16, item 13: the runs, deploys, incidents and alerts lists show a change within
+/// 2 s without reloading the page, in headless Chromium.
+#[test]
+fn lists_update_live_within_two_seconds_without_reloading() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let python = crate::deploy::python_available();
+    let dir = tempfile::tempdir().unwrap();
+    let alertmanager = dir.path().join("alertmanager.yml");
+    std::fs::write(
+        &alertmanager,
+        "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 0s\nreceivers:\n  - name: team\n",
+    )
+    .unwrap();
+    let server = Server::start_with(Backend::Sqlite, &["--alertmanager-config", alertmanager.to_str().unwrap()]);
+    let port = crate::deploy::free_port();
+    let delivery = format!(
+        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\nenvironments:\n  only:\n    listen: 127.0.0.1:{port}\n    strategy: recreate\n"
+    );
+    let workflow = crate::deploy::WORKFLOW.replace("on: push", "on: [push, workflow_dispatch]");
+    let repo = Repo::new(&[
+        (".github/workflows/build.yml", &workflow),
+        ("app/upstream.py", include_str!("../../../deploy/tests/upstream.py")),
+        ("mobius.yaml", &delivery),
+    ]);
+    let first = server.add_project("shop", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    server.wait_run(first, "completed");
+    let limit = Duration::from_secs(2);
+    let client = &browser.client;
+    let server_api = |method: &str, path: &str, body: Option<serde_json::Value>| off(|| server.api(method, path, body));
+    browser.runtime.block_on(async {
+        let base = &server.url;
+        sign_in(client, base, &server.token).await;
+        let open = |path: &'static str| async move {
+            client.goto(&format!("{base}{path}")).await.unwrap();
+            client.execute("window.__mobiusMark = 'kept';", vec![]).await.unwrap();
+        };
+
+        // Runs: a dispatched run appears, then its state changes, in place.
+        open("/ui/runs").await;
+        let since = Instant::now();
+        let (code, answer) =
+            server_api("POST", "/api/v1/projects/shop/workflows/build.yml/dispatches", Some(serde_json::json!({})));
+        assert_eq!(code, 201, "{answer}");
+        let run = answer["runs"][0]["id"].as_i64().unwrap();
+        let took = shows_within(client, &format!("tr[data-run='{run}']"), since, limit).await;
+        eprintln!("runs list: the new run after {took:?}");
+        off(|| server.wait_run(run, "completed"));
+        let since = Instant::now();
+        shows_within(client, &format!("tr[data-run='{run}'] .badge.success"), since, limit).await;
+        not_reloaded(client).await;
+
+        // Deploys: a rollout appears and reaches its end in place.
+        if python {
+            off(|| crate::deploy::wait_release(&server, "v1"));
+            open("/ui/deploys").await;
+            let since = Instant::now();
+            let (code, rollout) = server_api(
+                "POST",
+                "/api/v1/deployments",
+                Some(serde_json::json!({"service": "web", "environment": "only"})),
+            );
+            assert_eq!(code, 201, "{rollout}");
+            let link = format!("#rollouts a[href='/ui/rollouts/{}']", rollout["id"]);
+            let took = shows_within(client, &link, since, limit).await;
+            eprintln!("deploys list: the rollout after {took:?}");
+            not_reloaded(client).await;
+        }
+
+        // Alerts and incidents: an alert posted from outside shows on both.
+        open("/ui/alerts").await;
+        let since = Instant::now();
+        let (code, body) = server_api(
+            "POST",
+            "/api/v2/alerts",
+            Some(serde_json::json!([{"labels": {"alertname": "LiveListCheck", "env": "production"}}])),
+        );
+        assert_eq!(code, 200, "{body}");
+        let took = shows_within(client, "tr[data-alert='LiveListCheck']", since, limit).await;
+        eprintln!("alerts list: the alert after {took:?}");
+        not_reloaded(client).await;
+
+        open("/ui/incidents").await;
+        let (_, before) = server_api("GET", "/api/v1/incidents", None);
+        let known = before["incidents"].as_array().map_or(0, Vec::len);
+        let since = Instant::now();
+        let (code, body) = server_api(
+            "POST",
+            "/api/v2/alerts",
+            Some(serde_json::json!([{"labels": {"alertname": "SecondCheck", "env": "staging"}}])),
+        );
+        assert_eq!(code, 200, "{body}");
+        // The incident opens once the alert manager routes the group; the list follows it.
+        let opened = loop {
+            let (_, list) = server_api("GET", "/api/v1/incidents", None);
+            if list["incidents"].as_array().map_or(0, Vec::len) > known {
+                break Instant::now();
+            }
+            assert!(since.elapsed() < Duration::from_secs(10), "no incident opened: {list}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let took = shows_within(client, "#incidents tr.status-open", opened, limit).await;
+        eprintln!("incidents list: the incident after {took:?}");
+        not_reloaded(client).await;
+        client.clone().close().await.unwrap();
+    });
+}

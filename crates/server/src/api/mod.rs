@@ -94,7 +94,12 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
-        .nest("/ui", crate::ui::router().layer(axum::middleware::map_response(crate::ui::security_headers)))
+        .nest(
+            "/ui",
+            crate::ui::router()
+                .layer(axum::middleware::from_fn(crate::ui::conditional))
+                .layer(axum::middleware::map_response(crate::ui::security_headers)),
+        )
         .fallback(meta::not_found)
         .layer(DefaultBodyLimit::max(app.config.max_body_bytes))
         .layer(axum::middleware::from_fn_with_state(app.clone(), refuse_oversize))

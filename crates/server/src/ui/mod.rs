@@ -87,6 +87,40 @@ pub async fn security_headers(mut response: axum::response::Response) -> axum::r
     response
 }
 
+/// Conditional GETs of the pages: each answer carries an ETag of its body, and a
+/// request that already holds it gets 304 without the body (what a live list's
+/// refresh asks every second).
+pub async fn conditional(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let get = request.method() == axum::http::Method::GET;
+    let held = request.headers().get(header::IF_NONE_MATCH).cloned();
+    let response = next.run(request).await;
+    let html = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/html"));
+    if !get || response.status() != StatusCode::OK || !html {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    // Pages are small; one that is not is answered whole, without a tag.
+    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let tag = format!("W/\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
+    let Ok(value) = header::HeaderValue::from_str(&tag) else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    parts.headers.insert(header::ETAG, value.clone());
+    parts.headers.insert(header::CACHE_CONTROL, header::HeaderValue::from_static("private, no-cache"));
+    if held.as_ref() == Some(&value) {
+        parts.status = StatusCode::NOT_MODIFIED;
+        parts.headers.remove(header::CONTENT_LENGTH);
+        return Response::from_parts(parts, axum::body::Body::empty());
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
+}
+
 const COOKIE: &str = "mobius_token";
 
 /// The CSRF value of a session: only a page that knows the token can compute it.
