@@ -916,7 +916,7 @@ fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
     }
     let (port, preview, canary_port) = (free_port(), free_port(), free_port());
     let delivery = format!(
-        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 1s\n    drain_timeout: 1s\nenvironments:\n  blue:\n    listen: 127.0.0.1:{port}\n    strategy: {{ blue-green: {{ auto_promote: false, preview: 127.0.0.1:{preview} }} }}\n    analysis: {{ interval: 200ms }}\n  canary:\n    listen: 127.0.0.1:{canary_port}\n    strategy:\n      canary:\n        steps: [ {{ weight: 20, pause: 1h }}, {{ weight: 60 }} ]\n"
+        "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 1s\n    drain_timeout: 1s\nenvironments:\n  blue:\n    listen: 127.0.0.1:{port}\n    strategy: {{ blue-green: {{ auto_promote: false, preview: 127.0.0.1:{preview} }} }}\n    analysis: {{ interval: 200ms }}\n  canary:\n    listen: 127.0.0.1:{canary_port}\n    strategy:\n      canary:\n        steps: [ {{ weight: 20 }}, {{ weight: 60, pause: 1h }} ]\n"
     );
     let repo =
         Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
@@ -974,7 +974,8 @@ fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
     let status = cli_ok(&server, &["rollout", "status", "web", "--env", "blue"]);
     assert!(status.contains(&format!("preview: v2 answers at 127.0.0.1:{preview}")), "{status}");
 
-    // The canary holds its first step for an hour: the page lists both, the first marked.
+    // The canary waits at its first step to be promoted: the page lists both steps, the
+    // first marked, and says how to go on without the CLI's backticks.
     cli_ok(&server, &["deploy", "web", "--env", "canary", "--release", "v2"]);
     let deadline = Instant::now() + Duration::from_secs(30);
     let rollout = loop {
@@ -987,14 +988,19 @@ fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
     };
     assert_eq!(
         rollout["plan"],
-        serde_json::json!([{"weight": 20, "pause_seconds": 3600}, {"weight": 60, "pause_seconds": null}])
+        serde_json::json!([{"weight": 20, "pause_seconds": null}, {"weight": 60, "pause_seconds": 3600}])
     );
+    let rollout = reach("canary", "paused", false);
+    assert!(rollout["message"].as_str().unwrap().contains("`mobius promote`"), "{rollout}");
     let page = server.page(&format!("/ui/rollouts/{}", rollout["id"]));
     assert!(
-        page.contains("<li class=\"step current\" data-step=\"1\" aria-current=\"step\">20% to v2, hold for 1h 00m")
-            && page.contains("<li class=\"step next\" data-step=\"2\">60% to v2, hold until promoted"),
+        page.contains(
+            "<li class=\"step current\" data-step=\"1\" aria-current=\"step\">20% to v2, hold until promoted"
+        ) && page.contains("<li class=\"step next\" data-step=\"2\">60% to v2, hold for 1h 00m"),
         "{page}"
     );
+    // Item 16: UI messages show the CLI's `code` as code, not as backticks.
+    assert!(page.contains("<code>mobius promote</code>") && !page.contains('`'), "{page}");
     let status = cli_ok(&server, &["rollout", "status", "web", "--env", "canary"]);
     assert!(status.contains("step 1 of 2: ▶20% → 60%"), "{status}");
 }

@@ -50,7 +50,7 @@ fn row(r: &Rollout) -> RolloutRow {
         phase: r.phase.clone(),
         created_by: r.created_by.rsplit(':').next().unwrap_or_default().to_string(),
         created_at: when(r.created_at),
-        message: r.message.clone(),
+        message: super::message_html(&r.message),
         newer: r.newer_version.clone().filter(|_| r.finished_at.is_none()),
     }
 }

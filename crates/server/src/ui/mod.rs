@@ -171,6 +171,7 @@ pub(super) struct EventView {
     at: String,
     kind: String,
     actor: String,
+    /// As HTML: escaped, the CLI's `code` spans as `<code>`.
     message: String,
 }
 
@@ -181,7 +182,7 @@ impl EventView {
             at: when(at),
             kind: kind.to_string(),
             actor: actor.rsplit(':').next().unwrap_or_default().to_string(),
-            message: message.to_string(),
+            message: message_html(message),
         }
     }
 }
@@ -203,7 +204,7 @@ struct ErrorPage {
 }
 
 /// A message written for the CLI, as HTML: escaped, and `name` in backticks shown as code.
-fn message_html(message: &str) -> String {
+pub(super) fn message_html(message: &str) -> String {
     let escaped = graph::escape(message);
     let mut out = String::with_capacity(escaped.len());
     let mut parts = escaped.split('`').peekable();
@@ -562,7 +563,11 @@ async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) 
             .checks(run.id)
             .await?
             .into_iter()
-            .map(|c| CheckView { name: c.name, state: c.conclusion.as_str().to_string(), summary: c.summary })
+            .map(|c| CheckView {
+                name: c.name,
+                state: c.conclusion.as_str().to_string(),
+                summary: message_html(&c.summary),
+            })
             .collect();
         let annotations = app
             .store
@@ -787,7 +792,7 @@ async fn dispatch_form(app: &App, s: &Session, name: &str, workflow: &str, error
         workflow: workflow.to_string(),
         git_ref: project.branch,
         inputs,
-        error,
+        error: message_html(&error),
     };
     (status, render(page)).into_response()
 }

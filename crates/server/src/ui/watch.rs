@@ -194,7 +194,7 @@ fn silences_page_for(app: &App, s: &Session, form: &HashMap<String, String>, err
         matchers: form.get("matchers").cloned().unwrap_or_default(),
         duration: form.get("duration").cloned().unwrap_or_else(|| "2h".into()),
         comment: form.get("comment").cloned().unwrap_or_default(),
-        error,
+        error: super::message_html(&error),
     }
 }
 
