@@ -50,7 +50,7 @@ pub struct RunOptions {
     pub job_slots: Option<std::sync::Arc<tokio::sync::Semaphore>>,
     /// Where `actions/cache` keeps file contents (the server's blob store for caches);
     /// otherwise a content-addressed folder in the state directory.
-    pub cache_blobs: Option<std::sync::Arc<dyn mobius_store::BlobStore>>,
+    pub cache_blobs: Option<std::sync::Arc<dyn mobius_blob::BlobStore>>,
     /// Whose `actions/cache` entries this run reads and writes: a folder name under
     /// the state directory's `cache` (the server gives each project its own, by id);
     /// otherwise the repository's name.

@@ -39,7 +39,7 @@ pub(crate) struct Shared {
     pub job_slots: Arc<Semaphore>,
     pub concurrency: Arc<crate::concurrency::ConcurrencyGroups>,
     /// File contents of `actions/cache` entries.
-    pub cache_blobs: Arc<dyn mobius_store::BlobStore>,
+    pub cache_blobs: Arc<dyn mobius_blob::BlobStore>,
     pub cancel: CancellationToken,
     pub job_counter: AtomicUsize,
     pub node: Option<PathBuf>,
@@ -175,7 +175,7 @@ pub async fn execute(
         cache_blobs: match options.cache_blobs.clone() {
             Some(blobs) => blobs,
             None => Arc::new(
-                mobius_store::FsBlobStore::new(options.state_dir.join("cache").join("blobs"))
+                mobius_blob::FsBlobStore::new(options.state_dir.join("cache").join("blobs"))
                     .map_err(io_err("cannot create the cache store"))?,
             ),
         },

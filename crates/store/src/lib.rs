@@ -3,7 +3,6 @@
 //! content-addressed blob store on disk for logs and artifacts.
 #![forbid(unsafe_code)]
 
-pub mod blob;
 pub mod checks;
 pub mod crypto;
 pub mod deploy;
@@ -15,11 +14,11 @@ pub use runs::RunFilter;
 pub mod testing;
 mod tokens;
 
-pub use blob::{BlobStore, FsBlobStore};
 pub use checks::{RunAnnotation, RunCheck};
 pub use crypto::MasterKey;
 pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
 pub use incidents::{Incident, IncidentEvent, NewIncident};
+pub use mobius_blob::{BlobStore, FsBlobStore};
 pub use records::*;
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};

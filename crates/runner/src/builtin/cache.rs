@@ -1,6 +1,6 @@
 //! `actions/cache` (restore, then save in a post step), `cache/restore` and `cache/save`:
 //! entries (manifests) per repository in the state directory, file contents in a
-//! content-addressed blob store (`mobius_store::BlobStore`) shared by every run.
+//! content-addressed blob store (`mobius_blob::BlobStore`) shared by every run.
 
 use crate::builtin::{glob_root, has_glob, lines, resolve_path};
 use crate::job::{JobRun, PostKind, PostStep};

@@ -1,6 +1,7 @@
 //! Content-addressed blobs (logs, artifacts) behind a trait; the file-system implementation
 //! keeps `sha256/ab/cdef…` under a root and writes through a temporary file and a rename,
 //! so a crash never leaves a half-written blob under its final name.
+#![forbid(unsafe_code)]
 
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
