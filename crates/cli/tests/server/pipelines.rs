@@ -457,7 +457,12 @@ fn repositories_reachable_by_url_are_mirrored_and_polled() {
 
 /// A git smart-HTTP server on loopback: Debian git's `git-http-backend` behind Python's
 /// CGI server, serving the repositories in `parent` at `/cgi-bin/git/NAME`.
-struct HttpGit(std::process::Child, u16, tempfile::TempDir);
+struct HttpGit {
+    child: std::process::Child,
+    port: u16,
+    /// The CGI folder, removed when the server stops.
+    _site: tempfile::TempDir,
+}
 
 /// Python's CGI server on loopback, at the port given as its argument.
 const CGI_SERVER: &str = "import http.server, sys
@@ -498,14 +503,14 @@ impl HttpGit {
             .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
-        Some(HttpGit(child, port, dir))
+        Some(HttpGit { child, port, _site: dir })
     }
 }
 
 impl Drop for HttpGit {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -516,7 +521,7 @@ fn repositories_reachable_over_http_are_mirrored() {
     let Some(http) = HttpGit::start(repo.path().parent().unwrap()) else { return };
     let server = Server::start(crate::support::Backend::Sqlite);
     let name = repo.path().file_name().unwrap().to_string_lossy().to_string();
-    let url = format!("http://127.0.0.1:{}/cgi-bin/git/{name}", http.1);
+    let url = format!("http://127.0.0.1:{}/cgi-bin/git/{name}", http.port);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let added = loop {
         let (status, answer) = server.api("POST", "/api/v1/projects", Some(json!({"name": "web", "repo": url})));
