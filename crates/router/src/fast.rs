@@ -5,6 +5,7 @@
 //! unchanged. Anything else (HTTP/2, HTTP/1.0, upgrades, chunked uploads, malformed
 //! input) hands the connection, with the bytes already read, to hyper.
 
+use crate::forward::{is_hop_by_hop, Attempts, UpstreamFailure};
 use crate::proxy::{Inner, ERROR_HEADER, VERSION_HEADER};
 use crate::stats::ErrorSide;
 use crate::table::{millis_since, Backend, Table};
@@ -26,11 +27,6 @@ const MAX_HEADERS: usize = 100;
 const READ_CHUNK: usize = 16 * 1024;
 /// Idle backend connections kept per address.
 const MAX_IDLE_PER_BACKEND: usize = 512;
-/// Hop-by-hop headers (RFC 9110 section 7.6.1) never forwarded; `transfer-encoding` is
-/// handled on its own (a response's chunked framing is passed through).
-const HOP_BY_HOP: [&str; 7] =
-    ["connection", "keep-alive", "proxy-connection", "proxy-authenticate", "proxy-authorization", "te", "upgrade"];
-const TRAILER: &str = "trailer";
 
 /// How the fast path left a client connection.
 pub(crate) enum End {
@@ -187,8 +183,8 @@ fn parse_request(buf: &[u8], peer: SocketAddr, table: &Table) -> Parsed {
     upstream.extend_from_slice(b" HTTP/1.1\r\n");
     for h in req.headers.iter() {
         let name = h.name;
-        let hop = HOP_BY_HOP.iter().any(|n| name_is(name, n))
-            || name_is(name, TRAILER)
+        // Requests with `transfer-encoding` never take the fast path.
+        let hop = is_hop_by_hop(name)
             || name_is(name, "x-forwarded-for")
             || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_bytes()));
         if !hop {
@@ -236,12 +232,16 @@ fn error_bytes(status: u16, side: ErrorSide, message: &str, version: Option<&str
 
 /// Why an attempt at a backend failed.
 enum Failure {
-    /// Nothing reached the backend or nothing came back: another backend may be tried.
-    Upstream { message: &'static str, stale: bool },
-    /// The backend answered something that is not HTTP/1.1.
-    Protocol(String),
+    /// The backend failed: another backend may be tried.
+    Upstream(UpstreamFailure),
     /// The client went away while its request body was being forwarded.
     ClientGone,
+}
+
+impl From<UpstreamFailure> for Failure {
+    fn from(failure: UpstreamFailure) -> Failure {
+        Failure::Upstream(failure)
+    }
 }
 
 /// Forwards one request and relays its response; `false` when the client connection must close.
@@ -253,12 +253,11 @@ async fn exchange(inner: &Inner, table: &Table, client: &mut TcpStream, buf: &mu
     request.extend_from_slice(&buf[..first_body]);
     buf.advance(first_body);
     let mut rest_of_body = head.body_len - first_body as u64;
-    let mut failed: Option<Arc<Backend>> = None;
-    let mut attempt = 0;
+    let mut attempts = Attempts::new(table, head.retryable);
     let mut fresh = false;
     loop {
         let now = millis_since(inner.epoch);
-        let Some((index, backend)) = table.pick(head.sticky, failed.as_deref(), now) else {
+        let Some((index, backend)) = table.pick(head.sticky, attempts.avoid(), now) else {
             let close = head.close || rest_of_body > 0;
             let answer = error_bytes(503, ErrorSide::Internal, "no backend available", None, close);
             return client.write_all(&answer).await.is_ok() && !close;
@@ -305,30 +304,27 @@ async fn exchange(inner: &Inner, table: &Table, client: &mut TcpStream, buf: &mu
                 route.stats.record_error(ErrorSide::Downstream, started.elapsed());
                 return false;
             }
-            Ok(Err(Failure::Upstream { message, stale })) => {
+            Ok(Err(Failure::Upstream(failure))) => {
                 // A kept-alive connection the backend had closed: one more try on a new one.
-                if stale && !fresh && rest_of_body == 0 && head.retryable {
+                if failure.stale_connection() && !fresh && rest_of_body == 0 && head.retryable {
                     fresh = true;
                     continue;
                 }
-                message.to_string()
+                failure
             }
-            Ok(Err(Failure::Protocol(message))) => message,
-            Err(_) => "the backend did not answer in time".to_string(),
+            Err(_) => UpstreamFailure::Timeout,
         };
         drop(in_flight);
         tracing::debug!(backend = %backend.id, error = %failure, "upstream request failed");
         inner.count_failure(&backend, now);
-        if head.retryable && attempt < table.retries {
-            attempt += 1;
+        if attempts.again(Arc::clone(&backend)) {
             fresh = false;
-            failed = Some(backend);
             continue;
         }
         route.stats.record_error(ErrorSide::Upstream, started.elapsed());
-        let status = if failure.contains("in time") { 504 } else { 502 };
         let close = head.close || rest_of_body > 0;
-        let answer = error_bytes(status, ErrorSide::Upstream, &failure, Some(&route.version), close);
+        let answer =
+            error_bytes(failure.status(), ErrorSide::Upstream, &failure.to_string(), Some(&route.version), close);
         return client.write_all(&answer).await.is_ok() && !close;
     }
 }
@@ -353,11 +349,10 @@ struct ResponseHead {
 }
 
 async fn connect(inner: &Inner, addr: SocketAddr) -> Result<UpConn, Failure> {
-    let failure = |message| Failure::Upstream { message, stale: false };
     let stream = tokio::time::timeout(inner.options.connect_timeout, TcpStream::connect(addr))
         .await
-        .map_err(|_| failure("connecting to the backend timed out"))?
-        .map_err(|_| failure("cannot connect to the backend"))?;
+        .map_err(|_| UpstreamFailure::ConnectTimeout)?
+        .map_err(|_| UpstreamFailure::Connect)?;
     let _ = stream.set_nodelay(true);
     Ok(UpConn { stream, buf: BytesMut::with_capacity(READ_CHUNK), reused: false })
 }
@@ -381,8 +376,7 @@ async fn send(
         None => connect(inner, backend.addr).await?,
     };
     let stale = up.reused;
-    let lost = |message| Failure::Upstream { message, stale };
-    up.stream.write_all(request).await.map_err(|_| lost("the backend closed the connection"))?;
+    up.stream.write_all(request).await.map_err(|_| UpstreamFailure::Closed { stale })?;
     while *rest_of_body > 0 {
         if client_buf.is_empty() {
             client_buf.reserve(READ_CHUNK);
@@ -392,17 +386,14 @@ async fn send(
             }
         }
         let n = usize::try_from(*rest_of_body).unwrap_or(usize::MAX).min(client_buf.len());
-        up.stream
-            .write_all(&client_buf[..n])
-            .await
-            .map_err(|_| Failure::Upstream { message: "the backend closed the connection", stale: false })?;
+        up.stream.write_all(&client_buf[..n]).await.map_err(|_| UpstreamFailure::Closed { stale: false })?;
         client_buf.advance(n);
         *rest_of_body -= n as u64;
     }
     let mut received = false;
     loop {
         if !up.buf.is_empty() {
-            match parse_response(&up.buf, is_head).map_err(Failure::Protocol)? {
+            match parse_response(&up.buf, is_head).map_err(UpstreamFailure::Protocol)? {
                 Some(Response::Final(head)) => return Ok((up, head)),
                 Some(Response::Interim(len)) => {
                     client.write_all(&up.buf[..len]).await.map_err(|_| Failure::ClientGone)?;
@@ -410,7 +401,7 @@ async fn send(
                     continue;
                 }
                 None if up.buf.len() >= MAX_HEAD => {
-                    return Err(Failure::Protocol("the backend's response head is too large".into()))
+                    return Err(UpstreamFailure::Protocol("the backend's response head is too large".into()).into())
                 }
                 None => {}
             }
@@ -419,10 +410,7 @@ async fn send(
             up.buf.reserve(READ_CHUNK);
         }
         match up.stream.read_buf(&mut up.buf).await {
-            Ok(0) | Err(_) if !received => return Err(lost("the backend closed the connection")),
-            Ok(0) | Err(_) => {
-                return Err(Failure::Upstream { message: "the backend closed the connection", stale: false })
-            }
+            Ok(0) | Err(_) => return Err(UpstreamFailure::Closed { stale: stale && !received }.into()),
             Ok(_) => received = true,
         }
     }
@@ -495,8 +483,9 @@ fn parse_response(buf: &[u8], is_head: bool) -> Result<Option<Response>, String>
     client_head.extend_from_slice(format!("HTTP/1.1 {status} {reason}\r\n").as_bytes());
     for h in res.headers.iter() {
         let name = h.name;
-        let dropped = HOP_BY_HOP.iter().any(|n| name_is(name, n))
-            || name_is(name, TRAILER) && !chunked
+        // A response's chunked framing (and its trailer announcement) is passed through.
+        let passed_through = name_is(name, "transfer-encoding") || chunked && name_is(name, "trailer");
+        let dropped = is_hop_by_hop(name) && !passed_through
             || name_is(name, VERSION_HEADER)
             || encoded && name_is(name, "content-length")
             || listed.iter().any(|l| l.eq_ignore_ascii_case(name.as_bytes()));

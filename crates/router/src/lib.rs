@@ -8,6 +8,7 @@
 
 pub mod config;
 mod fast;
+mod forward;
 #[doc(hidden)]
 pub mod fuzz;
 mod pool;

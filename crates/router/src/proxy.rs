@@ -1,6 +1,7 @@
 //! The reverse proxy: listeners, forwarding, retries, upgrades and the response's version tag.
 
 use crate::config::{ListenerConfig, RouterOptions};
+use crate::forward::UpstreamFailure;
 use crate::pool::{Checked, Pool, SendError};
 use crate::stats::{ErrorSide, VersionSnapshot, VersionStats};
 use crate::table::{millis_since, Backend, InFlight, Table, VersionRoute};
@@ -270,18 +271,6 @@ async fn accept_loop(inner: Arc<Inner>, name: String, socket: TcpListener, table
     }
 }
 
-/// Hop-by-hop headers, never forwarded (RFC 9110 section 7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-connection",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-];
-
 fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     let listed: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
@@ -294,13 +283,15 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, keep_upgrade: bool) {
     for name in listed {
         headers.remove(name);
     }
-    for name in HOP_BY_HOP {
+    // hyper frames bodies itself; an upgrade keeps its `upgrade` and gets its
+    // `connection: upgrade` back.
+    let upgrade = keep_upgrade.then(|| headers.get(header::UPGRADE).cloned()).flatten();
+    for name in crate::forward::HOP_BY_HOP {
         headers.remove(name);
     }
-    if keep_upgrade {
+    if let Some(protocol) = upgrade {
+        headers.insert(header::UPGRADE, protocol);
         headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    } else {
-        headers.remove(header::UPGRADE);
     }
 }
 
@@ -337,11 +328,10 @@ async fn forward(inner: &Inner, table: &Table, peer: SocketAddr, mut req: Reques
     let downstream_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (parts, body) = req.into_parts();
     let mut body = Some(body);
-    let mut failed_backend: Option<Arc<Backend>> = None;
-    let mut attempt = 0;
+    let mut attempts = crate::forward::Attempts::new(table, retryable);
     loop {
         let now = millis_since(inner.epoch);
-        let Some((index, backend)) = table.pick(sticky, failed_backend.as_deref(), now) else {
+        let Some((index, backend)) = table.pick(sticky, attempts.avoid(), now) else {
             return error_response(StatusCode::SERVICE_UNAVAILABLE, ErrorSide::Internal, "no backend available");
         };
         let route = &table.versions[index];
@@ -389,24 +379,22 @@ async fn forward(inner: &Inner, table: &Table, peer: SocketAddr, mut req: Reques
             }
             Ok(Err(SendError::Connect(e))) => {
                 tracing::debug!(backend = %backend.id, error = %e, "cannot connect to a backend");
-                "cannot connect to the backend"
+                UpstreamFailure::Connect
             }
             Ok(Err(SendError::Exchange(e))) => {
                 tracing::debug!(backend = %backend.id, error = %e, "upstream request failed");
-                "the backend closed the connection"
+                UpstreamFailure::Closed { stale: false }
             }
-            Err(_) => "the backend did not answer in time",
+            Err(_) => UpstreamFailure::Timeout,
         };
         drop(in_flight);
         inner.count_failure(&backend, now);
-        if retryable && attempt < table.retries {
-            attempt += 1;
-            failed_backend = Some(backend);
+        if attempts.again(Arc::clone(&backend)) {
             continue;
         }
         route.stats.record_error(ErrorSide::Upstream, started.elapsed());
-        let status = if failure.contains("in time") { StatusCode::GATEWAY_TIMEOUT } else { StatusCode::BAD_GATEWAY };
-        let mut response = error_response(status, ErrorSide::Upstream, failure);
+        let status = StatusCode::from_u16(failure.status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let mut response = error_response(status, ErrorSide::Upstream, &failure.to_string());
         response.headers_mut().insert(VERSION_HEADER, version_value(&route.version));
         return response;
     }

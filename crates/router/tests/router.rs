@@ -398,3 +398,35 @@ async fn http1_bodies_pipelining_framing_and_headers() {
     assert_eq!((status, body.as_slice()), (200, &b"until the end"[..]));
     assert!(head.contains("connection: close"), "{head}");
 }
+
+/// Issue 17, item 7: both forwarding paths (the fast HTTP/1.1 path and hyper's, taken by
+/// HTTP/2) answer a backend that does not answer in time with 504 and a refused
+/// connection with 502, decided by the failure's type.
+#[tokio::test]
+async fn timeouts_are_504_and_refusals_502_on_both_paths() {
+    let router =
+        Router::new(RouterOptions { response_timeout: Duration::from_millis(100), ..RouterOptions::default() });
+    let (slow, _t) = backend("slow").await;
+    let dead = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+    router.upsert_backend("slow", slow);
+    router.upsert_backend("dead", dead);
+    let mut config = listener(&[("v1", 100, &["slow"])]);
+    config.retries = 0;
+    let addr = router.configure("web", config).await.unwrap();
+    let h1 = reqwest::Client::new();
+    let h2 = reqwest::Client::builder().http2_prior_knowledge().build().unwrap();
+    for client in [&h1, &h2] {
+        let response = client.get(format!("http://{addr}/slow")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 504, "{:?}", response.version());
+        assert_eq!(response.headers()["x-mobius-error"], "upstream");
+        assert_eq!(response.text().await.unwrap().trim(), "the backend did not answer in time");
+    }
+    let mut config = listener(&[("v1", 100, &["dead"])]);
+    config.retries = 0;
+    router.configure("web", config).await.unwrap();
+    for client in [&h1, &h2] {
+        let response = client.get(format!("http://{addr}/")).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 502, "{:?}", response.version());
+        assert_eq!(response.text().await.unwrap().trim(), "cannot connect to the backend");
+    }
+}
