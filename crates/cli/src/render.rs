@@ -72,14 +72,14 @@ impl Reporter for HumanReporter {
             RunEvent::JobStarted { job, .. } => {
                 self.line(&format!("{} {}", self.paint("36", &format!("[{job}]")), self.paint("1", "Job started")));
             }
-            RunEvent::JobSkipped { job, reason } => {
+            RunEvent::JobSkipped { job, reason, conclusion } => {
                 self.line(&format!(
                     "{} {}",
                     self.paint("36", &format!("[{job}]")),
-                    self.paint("2", &format!("- skipped: {reason}"))
+                    self.paint("2", &format!("{} {conclusion}: {reason}", mark(conclusion)))
                 ));
                 if let Ok(mut jobs) = self.jobs.lock() {
-                    jobs.push((job, Conclusion::Skipped, 0));
+                    jobs.push((job, conclusion, 0));
                 }
             }
             RunEvent::JobReused { job, conclusion } => {

@@ -62,9 +62,13 @@ pub enum RunEvent {
         job: String,
         workflow: String,
     },
+    /// A job that did not run: `conclusion` says how it ends (skipped by its `if` or
+    /// `runs-on`, cancelled with its run or by fail-fast or its concurrency group,
+    /// failed when its concurrency group cannot be evaluated) and `reason` why.
     JobSkipped {
         job: String,
         reason: String,
+        conclusion: Conclusion,
     },
     JobFinished {
         job: String,

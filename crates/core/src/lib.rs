@@ -6,4 +6,4 @@ pub mod event;
 pub mod status;
 
 pub use event::{Annotation, AnnotationLevel, RunEvent};
-pub use status::Conclusion;
+pub use status::{Conclusion, State, Status};

@@ -1,4 +1,4 @@
-//! The conclusion of a run, job or step, spelled as GitHub spells it.
+//! The status and the conclusion of a run, job or step, spelled as GitHub spells them.
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -62,6 +62,65 @@ impl fmt::Display for Conclusion {
     }
 }
 
+/// Where a run, job or step is: waiting, running, or done (then it has a [`Conclusion`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Queued,
+    InProgress,
+    Completed,
+}
+
+impl Status {
+    /// GitHub's name, as stored and as the API spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Queued => "queued",
+            Status::InProgress => "in_progress",
+            Status::Completed => "completed",
+        }
+    }
+
+    /// The status named by [`Status::as_str`].
+    pub fn parse(name: &str) -> Option<Status> {
+        [Status::Queued, Status::InProgress, Status::Completed].into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What the runs list shows for a run, job or step: its conclusion once it has one,
+/// its status before.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum State {
+    Waiting(Status),
+    Done(Conclusion),
+}
+
+impl State {
+    pub fn of(status: Status, conclusion: Option<Conclusion>) -> State {
+        conclusion.map_or(State::Waiting(status), State::Done)
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            State::Waiting(s) => s.as_str(),
+            State::Done(c) => c.as_str(),
+        }
+    }
+}
+
+impl fmt::Display for State {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Conclusion::*;
@@ -74,5 +133,18 @@ mod tests {
         assert_eq!(Conclusion::combine([Success, Skipped]), Success);
         assert_eq!(Conclusion::combine([Skipped, Skipped]), Skipped);
         assert_eq!(Conclusion::combine([]), Skipped);
+    }
+
+    #[test]
+    fn statuses_and_conclusions_read_back_what_they_write() {
+        for s in [Status::Queued, Status::InProgress, Status::Completed] {
+            assert_eq!(Status::parse(s.as_str()), Some(s));
+        }
+        for c in [Success, Failure, Cancelled, Skipped] {
+            assert_eq!(Conclusion::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Status::parse("done"), None);
+        assert_eq!(State::of(Status::InProgress, None).as_str(), "in_progress");
+        assert_eq!(State::of(Status::Completed, Some(Failure)).as_str(), "failure");
     }
 }

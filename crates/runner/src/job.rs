@@ -145,7 +145,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
                 Some(guard) => Some(guard),
                 None => {
                     let reason = format!("cancelled: a newer job of concurrency group '{group}' replaced it");
-                    shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason });
+                    shared.reporter.event(RunEvent::JobSkipped {
+                        job: leg.display.clone(),
+                        reason,
+                        conclusion: Conclusion::Cancelled,
+                    });
                     return (Conclusion::Cancelled, Map::new());
                 }
             }
@@ -154,9 +158,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
             shared.reporter.event(RunEvent::Warning {
                 message: format!("{}: job '{}': concurrency: {e}", leg.workflow.file.path, leg.display),
             });
-            shared
-                .reporter
-                .event(RunEvent::JobSkipped { job: leg.display.clone(), reason: format!("concurrency: {e}") });
+            shared.reporter.event(RunEvent::JobSkipped {
+                job: leg.display.clone(),
+                reason: format!("concurrency: {e}"),
+                conclusion: Conclusion::Failure,
+            });
             return (Conclusion::Failure, Map::new());
         }
     };
@@ -166,9 +172,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         () = leg.cancel.cancelled() => None,
     };
     if permit.is_none() || leg.cancel.is_cancelled() {
-        shared
-            .reporter
-            .event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "the run was cancelled".into() });
+        shared.reporter.event(RunEvent::JobSkipped {
+            job: leg.display.clone(),
+            reason: "the run was cancelled".into(),
+            conclusion: Conclusion::Cancelled,
+        });
         return (Conclusion::Cancelled, Map::new());
     }
     let started = Instant::now();

@@ -443,7 +443,7 @@ async fn run_job(
     let mut ctx = base_contexts(&shared, &wf, &call, id, &needs);
     ctx.status = status;
     let skipped = |reason: String| {
-        shared.reporter.event(RunEvent::JobSkipped { job: display.clone(), reason });
+        shared.reporter.event(RunEvent::JobSkipped { job: display.clone(), reason, conclusion: Conclusion::Skipped });
         JobOutcome { result: Conclusion::Skipped, effective: Conclusion::Skipped, outputs: Map::new() }
     };
     // Job `if`: GitHub adds `success() &&` unless a status function is used.
@@ -529,7 +529,11 @@ async fn run_job(
                         "job '{display}' skipped: no host label matches runs-on label '{label}' (add --label {label} to run it on this host)"
                     ),
                 });
-                shared.reporter.event(RunEvent::JobSkipped { job: display, reason: format!("runs-on '{label}'") });
+                shared.reporter.event(RunEvent::JobSkipped {
+                    job: display,
+                    reason: format!("runs-on '{label}'"),
+                    conclusion: Conclusion::Skipped,
+                });
                 set.spawn(async move { (index, Conclusion::Skipped, false, Map::new()) });
                 continue;
             }
@@ -551,7 +555,11 @@ async fn run_job(
             let permit = leg_slots.acquire_owned().await;
             if job_cancel.is_cancelled() && !shared.cancel.is_cancelled() {
                 // Cancelled by fail-fast before it started.
-                shared.reporter.event(RunEvent::JobSkipped { job: leg.display.clone(), reason: "fail-fast".into() });
+                shared.reporter.event(RunEvent::JobSkipped {
+                    job: leg.display.clone(),
+                    reason: "fail-fast".into(),
+                    conclusion: Conclusion::Cancelled,
+                });
                 return (index, Conclusion::Cancelled, false, Map::new());
             }
             let (conclusion, outputs) = job::run_leg(shared, leg).await;

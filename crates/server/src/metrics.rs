@@ -46,7 +46,7 @@ impl Metrics {
     /// The exposition text, with the run counts and queue length read from the store.
     pub fn render(
         &self,
-        runs: &[(String, String, i64)],
+        runs: &[(mobius_core::Status, Option<mobius_core::Conclusion>, i64)],
         queued: i64,
         live_runs: usize,
         free_job_slots: usize,
@@ -54,8 +54,8 @@ impl Metrics {
         let mut out = String::new();
         out.push_str("# HELP mobius_runs Workflow runs stored, by status and conclusion.\n# TYPE mobius_runs gauge\n");
         for (status, conclusion, n) in runs {
-            let _ =
-                writeln!(out, "mobius_runs{{status=\"{}\",conclusion=\"{}\"}} {n}", escape(status), escape(conclusion));
+            let conclusion = conclusion.map_or("", |c| c.as_str());
+            let _ = writeln!(out, "mobius_runs{{status=\"{status}\",conclusion=\"{conclusion}\"}} {n}");
         }
         out.push_str("# HELP mobius_queue_length Runs waiting to start.\n# TYPE mobius_queue_length gauge\n");
         let _ = writeln!(out, "mobius_queue_length {queued}");

@@ -38,6 +38,10 @@ pub enum StoreError {
     Conflict(String),
     #[error("{0}")]
     Crypto(String),
+    /// A stored state that is none of its enum's names (the database's check
+    /// constraint keeps this from happening).
+    #[error("{table}.{column} holds `{value}`, which is not a known state")]
+    UnknownState { table: &'static str, column: &'static str, value: String },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -1,5 +1,6 @@
 //! Rows as the rest of the server sees them.
 
+use mobius_core::{Conclusion, Status};
 use serde::Serialize;
 
 /// A git repository the server watches.
@@ -36,8 +37,9 @@ pub struct NewRun {
     pub attempt: i64,
     /// JSON object: jobs carried over from the previous attempt (`{id: {conclusion, outputs}}`).
     pub reuse: String,
-    /// Set for runs that end before they start (invalid workflow files).
-    pub finished: Option<(String, String)>,
+    /// Set for runs that end before they start (invalid workflow files): the
+    /// conclusion and the reason.
+    pub finished: Option<(Conclusion, String)>,
 }
 
 /// One workflow run.
@@ -60,8 +62,8 @@ pub struct Run {
     pub payload: String,
     #[serde(skip)]
     pub inputs: String,
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     pub reason: Option<String>,
     pub concurrency_group: Option<String>,
     pub cancel_in_progress: bool,
@@ -80,8 +82,8 @@ pub struct JobRow {
     pub id: i64,
     pub run_id: i64,
     pub name: String,
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     pub reason: Option<String>,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
@@ -97,8 +99,8 @@ pub struct StepRow {
     pub job_id: i64,
     pub number: i64,
     pub name: String,
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: Status,
+    pub conclusion: Option<Conclusion>,
     pub started_at: Option<i64>,
     pub completed_at: Option<i64>,
     /// The spool file (relative to the data directory) while the step runs.
@@ -189,6 +191,6 @@ pub struct AuditEntry {
 /// Counts the metrics endpoint reports.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RunCounts {
-    /// `(status, conclusion or "", count)`.
-    pub by_status: Vec<(String, String, i64)>,
+    /// `(status, conclusion, count)`.
+    pub by_status: Vec<(Status, Option<Conclusion>, i64)>,
 }

@@ -1,8 +1,25 @@
 //! Runs, their jobs and steps, artifacts and test reports.
 
 use crate::{now_ms, ArtifactFile, JobRow, NewRun, Result, Run, RunCounts, StepRow, Store, TestReport};
+use mobius_core::{Conclusion, Status};
 use sqlx::any::AnyRow;
 use sqlx::Row;
+
+/// A stored status, parsed (the stored names are GitHub's).
+fn status_of(row: &AnyRow, table: &'static str) -> Result<Status> {
+    let value: String = row.try_get("status")?;
+    Status::parse(&value).ok_or(crate::StoreError::UnknownState { table, column: "status", value })
+}
+
+/// A stored conclusion, parsed; none while the row is not completed.
+fn conclusion_of(row: &AnyRow, table: &'static str) -> Result<Option<Conclusion>> {
+    let value: Option<String> = row.try_get("conclusion")?;
+    value
+        .map(|value| {
+            Conclusion::parse(&value).ok_or(crate::StoreError::UnknownState { table, column: "conclusion", value })
+        })
+        .transpose()
+}
 
 fn run(row: &AnyRow) -> Result<Run> {
     Ok(Run {
@@ -21,8 +38,8 @@ fn run(row: &AnyRow) -> Result<Run> {
         message: row.try_get("message")?,
         payload: row.try_get("payload")?,
         inputs: row.try_get("inputs")?,
-        status: row.try_get("status")?,
-        conclusion: row.try_get("conclusion")?,
+        status: status_of(row, "runs")?,
+        conclusion: conclusion_of(row, "runs")?,
         reason: row.try_get("reason")?,
         concurrency_group: row.try_get("concurrency_group")?,
         cancel_in_progress: row.try_get::<i64, _>("cancel_in_progress")? != 0,
@@ -45,8 +62,8 @@ fn job(row: &AnyRow) -> Result<JobRow> {
         id: row.try_get("id")?,
         run_id: row.try_get("run_id")?,
         name: row.try_get("name")?,
-        status: row.try_get("status")?,
-        conclusion: row.try_get("conclusion")?,
+        status: status_of(row, "jobs")?,
+        conclusion: conclusion_of(row, "jobs")?,
         reason: row.try_get("reason")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
@@ -62,8 +79,8 @@ fn step(row: &AnyRow) -> Result<StepRow> {
         job_id: row.try_get("job_id")?,
         number: row.try_get("number")?,
         name: row.try_get("name")?,
-        status: row.try_get("status")?,
-        conclusion: row.try_get("conclusion")?,
+        status: status_of(row, "steps")?,
+        conclusion: conclusion_of(row, "steps")?,
         started_at: row.try_get("started_at")?,
         completed_at: row.try_get("completed_at")?,
         spool: row.try_get("spool")?,
@@ -79,8 +96,8 @@ const STEP_COLUMNS: &str =
 #[derive(Debug, Clone, Default)]
 pub struct RunFilter {
     pub project_id: Option<i64>,
-    pub status: Option<String>,
-    pub conclusion: Option<String>,
+    pub status: Option<Status>,
+    pub conclusion: Option<Conclusion>,
     /// The workflow file's path (`.github/workflows/ci.yml`).
     pub workflow: Option<String>,
     /// The full ref (`refs/heads/main`).
@@ -113,8 +130,10 @@ impl Store {
         };
         let now = now_ms();
         let (status, conclusion, reason, completed_at) = match &new.finished {
-            Some((conclusion, reason)) => ("completed", Some(conclusion.clone()), Some(reason.clone()), Some(now)),
-            None => ("queued", None, None, None),
+            Some((conclusion, reason)) => {
+                (Status::Completed, Some(conclusion.as_str()), Some(reason.clone()), Some(now))
+            }
+            None => (Status::Queued, None, None, None),
         };
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO runs (project_id, number, attempt, workflow, workflow_name, event, ref_name, head_sha,
@@ -136,7 +155,7 @@ impl Store {
         .bind(&new.message)
         .bind(&new.payload)
         .bind(&new.inputs)
-        .bind(status)
+        .bind(status.as_str())
         .bind(conclusion)
         .bind(reason)
         .bind(new.concurrency_group.clone())
@@ -163,9 +182,11 @@ impl Store {
         if filter.project_id.is_some() {
             conditions.push(format!("r.project_id = ${}", conditions.len() + 1));
         }
+        let status = filter.status.map(|s| s.as_str().to_string());
+        let conclusion = filter.conclusion.map(|c| c.as_str().to_string());
         let text_filters = [
-            ("r.status", &filter.status),
-            ("r.conclusion", &filter.conclusion),
+            ("r.status", &status),
+            ("r.conclusion", &conclusion),
             ("r.workflow", &filter.workflow),
             ("r.ref_name", &filter.ref_name),
             ("r.event", &filter.event),
@@ -233,12 +254,12 @@ impl Store {
     }
 
     /// Completes a run (once: a completed run keeps its first conclusion).
-    pub async fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<bool> {
+    pub async fn finish_run(&self, id: i64, conclusion: Conclusion, reason: Option<&str>) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE runs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
              WHERE id = $4 AND status <> 'completed'",
         )
-        .bind(conclusion)
+        .bind(conclusion.as_str())
         .bind(reason)
         .bind(now_ms())
         .bind(id)
@@ -254,28 +275,26 @@ impl Store {
     }
 
     pub async fn run_counts(&self) -> Result<RunCounts> {
-        let rows = sqlx::query(
-            "SELECT status, COALESCE(conclusion, '') AS conclusion, COUNT(*) AS n FROM runs GROUP BY status, conclusion",
-        )
-        .fetch_all(&self.pool)
-        .await?;
+        let rows = sqlx::query("SELECT status, conclusion, COUNT(*) AS n FROM runs GROUP BY status, conclusion")
+            .fetch_all(&self.pool)
+            .await?;
         let by_status = rows
             .iter()
-            .map(|r| Ok((r.try_get("status")?, r.try_get("conclusion")?, r.try_get("n")?)))
+            .map(|r| Ok((status_of(r, "runs")?, conclusion_of(r, "runs")?, r.try_get("n")?)))
             .collect::<Result<Vec<_>>>()?;
         Ok(RunCounts { by_status })
     }
 
     /// Inserts a job; `at` is when it started (or was decided, for a skipped job).
-    pub async fn create_job(&self, run_id: i64, name: &str, status: &str, at: i64) -> Result<i64> {
+    pub async fn create_job(&self, run_id: i64, name: &str, status: Status, at: i64) -> Result<i64> {
         let now = at;
         let id = sqlx::query_scalar(
             "INSERT INTO jobs (run_id, name, status, started_at) VALUES ($1, $2, $3, $4) RETURNING id",
         )
         .bind(run_id)
         .bind(name)
-        .bind(status)
-        .bind((status == "in_progress").then_some(now))
+        .bind(status.as_str())
+        .bind((status == Status::InProgress).then_some(now))
         .fetch_one(&self.pool)
         .await?;
         Ok(id)
@@ -285,7 +304,7 @@ impl Store {
     pub async fn finish_job(
         &self,
         job_id: i64,
-        conclusion: &str,
+        conclusion: Conclusion,
         reason: Option<&str>,
         outputs: &str,
         at: i64,
@@ -294,7 +313,7 @@ impl Store {
             "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3, outputs = $4
              WHERE id = $5 AND status <> 'completed'",
         )
-        .bind(conclusion)
+        .bind(conclusion.as_str())
         .bind(reason)
         .bind(at)
         .bind(outputs)
@@ -335,12 +354,12 @@ impl Store {
         Ok(id)
     }
 
-    pub async fn finish_step(&self, step_id: i64, conclusion: &str, at: i64) -> Result<()> {
+    pub async fn finish_step(&self, step_id: i64, conclusion: Conclusion, at: i64) -> Result<()> {
         sqlx::query(
             "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
              WHERE id = $3 AND status <> 'completed'",
         )
-        .bind(conclusion)
+        .bind(conclusion.as_str())
         .bind(at)
         .bind(step_id)
         .execute(&self.pool)
@@ -403,13 +422,13 @@ impl Store {
     }
 
     /// Completes every unfinished job and step of a run with this conclusion.
-    pub async fn finish_open_jobs(&self, run_id: i64, conclusion: &str, reason: &str) -> Result<()> {
+    pub async fn finish_open_jobs(&self, run_id: i64, conclusion: Conclusion, reason: &str) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
              WHERE status <> 'completed' AND job_id IN (SELECT id FROM jobs WHERE run_id = $3)",
         )
-        .bind(conclusion)
+        .bind(conclusion.as_str())
         .bind(now)
         .bind(run_id)
         .execute(&self.pool)
@@ -418,7 +437,7 @@ impl Store {
             "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
              WHERE run_id = $4 AND status <> 'completed'",
         )
-        .bind(conclusion)
+        .bind(conclusion.as_str())
         .bind(reason)
         .bind(now)
         .bind(run_id)

@@ -1,6 +1,7 @@
 //! The store's behaviour, the same on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
 
+use mobius_core::{Conclusion, Status};
 use mobius_store::{MasterKey, NewRun, RunFilter, Store};
 
 fn new_run(project_id: i64, workflow: &str) -> NewRun {
@@ -33,7 +34,7 @@ async fn exercise(store: Store) {
     let first = store.create_run(&new_run(project.id, ".github/workflows/ci.yml")).await.unwrap();
     let second = store.create_run(&new_run(project.id, ".github/workflows/ci.yml")).await.unwrap();
     assert_eq!((first.number, second.number), (1, 2));
-    assert_eq!(first.status, "queued");
+    assert_eq!(first.status, Status::Queued);
     assert_eq!(first.project, "web");
     assert!(first.cancel_in_progress);
     let rerun = store.create_run(&NewRun { rerun_of: Some(first.id), attempt: 2, ..new_run(project.id, "ci") }).await;
@@ -43,16 +44,19 @@ async fn exercise(store: Store) {
 
     assert!(store.start_run(first.id).await.unwrap());
     assert!(!store.start_run(first.id).await.unwrap(), "only a queued run starts");
-    let job = store.create_job(first.id, "build", "in_progress", 1).await.unwrap();
+    let job = store.create_job(first.id, "build", Status::InProgress, 1).await.unwrap();
     let step = store.create_step(job, 1, "Run make", "spool/1/1/1.log", 2).await.unwrap();
     assert_eq!(store.steps_without_log(first.id).await.unwrap().len(), 1);
     store.set_step_log(step, &"b".repeat(64), 12).await.unwrap();
-    store.finish_step(step, "success", 3).await.unwrap();
-    store.finish_job(job, "success", None, "{\"tag\":\"v1\"}", 4).await.unwrap();
-    assert!(store.finish_run(first.id, "success", None).await.unwrap());
-    assert!(!store.finish_run(first.id, "failure", None).await.unwrap(), "a completed run keeps its conclusion");
+    store.finish_step(step, Conclusion::Success, 3).await.unwrap();
+    store.finish_job(job, Conclusion::Success, None, "{\"tag\":\"v1\"}", 4).await.unwrap();
+    assert!(store.finish_run(first.id, Conclusion::Success, None).await.unwrap());
+    assert!(
+        !store.finish_run(first.id, Conclusion::Failure, None).await.unwrap(),
+        "a completed run keeps its conclusion"
+    );
     let done = store.run(first.id).await.unwrap().unwrap();
-    assert_eq!((done.status.as_str(), done.conclusion.as_deref()), ("completed", Some("success")));
+    assert_eq!((done.status, done.conclusion), (Status::Completed, Some(Conclusion::Success)));
     assert!(done.started_at.is_some() && done.completed_at.is_some());
     assert_eq!(store.steps(job).await.unwrap()[0].log_size, 12);
     assert_eq!(store.jobs(first.id).await.unwrap()[0].outputs, r#"{"tag":"v1"}"#);
@@ -61,7 +65,7 @@ async fn exercise(store: Store) {
     assert_eq!(listed.len(), 2);
     assert!(listed[0].id > listed[1].id, "newest first");
     let queued =
-        store.runs(&RunFilter { status: Some("queued".into()), limit: 10, ..Default::default() }).await.unwrap();
+        store.runs(&RunFilter { status: Some(Status::Queued), limit: 10, ..Default::default() }).await.unwrap();
     assert_eq!(queued.len(), 3);
     assert_eq!(store.unfinished_runs().await.unwrap().len(), 3);
 

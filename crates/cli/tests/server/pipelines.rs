@@ -603,3 +603,45 @@ fn an_invalid_workflow_file_fails_its_run_with_the_diagnostics() {
     let other = runs.iter().find(|r| r["workflow"] == ".github/workflows/ci.yml").unwrap();
     assert_eq!(server.wait_run(other["id"].as_i64().unwrap(), "completed")["conclusion"], "success");
 }
+
+/// Issue 17, item 4: a job that never ran is recorded with the conclusion the runner
+/// gave it (a typed field of the event), not one guessed from its reason's words: legs
+/// that fail-fast stopped are `cancelled` (they were recorded `skipped`, since
+/// "fail-fast" does not contain "cancelled"), as GitHub shows them.
+#[test]
+fn jobs_that_never_ran_keep_the_runners_conclusion() {
+    let server = Server::start(crate::support::Backend::Sqlite);
+    let wf = "on: push
+jobs:
+  test:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      fail-fast: true
+      matrix:
+        leg: [a, b, c]
+    steps:
+      - run: exit 1
+  never:
+    if: false
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo no
+";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", wf)]);
+    let id = server.add_project("ff", repo.path())["runs"][0]["id"].as_i64().unwrap();
+    let run = server.wait_run(id, "completed");
+    let conclusions: std::collections::BTreeMap<String, String> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["name"].as_str().unwrap().to_string(), j["conclusion"].as_str().unwrap().to_string()))
+        .collect();
+    // One leg runs (whichever gets the slot) and fails; fail-fast cancels the two waiting.
+    let mut legs: Vec<&str> =
+        ["test (a)", "test (b)", "test (c)"].iter().map(|leg| conclusions[*leg].as_str()).collect();
+    legs.sort_unstable();
+    assert_eq!(legs, ["cancelled", "cancelled", "failure"], "{conclusions:?}");
+    assert_eq!(conclusions["never"], "skipped", "{conclusions:?}");
+    assert_eq!(run["conclusion"], "failure");
+}

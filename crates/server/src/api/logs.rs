@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::IntoResponse;
 use futures_util::stream::Stream;
+use mobius_core::Status;
 use mobius_store::{JobRow, StepRow};
 use serde::Deserialize;
 use serde_json::json;
@@ -90,7 +91,7 @@ pub async fn stream(
 async fn follow(app: Arc<App>, run_id: i64, job: Option<String>, tx: tokio::sync::mpsc::Sender<Event>) {
     // Bytes sent per step, and the last status sent per step.
     let mut sent: HashMap<i64, u64> = HashMap::new();
-    let mut statuses: HashMap<i64, String> = HashMap::new();
+    let mut statuses: HashMap<i64, mobius_core::State> = HashMap::new();
     loop {
         let mut watch = app.watch_run(run_id);
         let Ok(Some(run)) = app.store.run(run_id).await else { return };
@@ -101,7 +102,7 @@ async fn follow(app: Arc<App>, run_id: i64, job: Option<String>, tx: tokio::sync
                 let offset = sent.get(&step.id).copied().unwrap_or(0);
                 let bytes = read_log(&app, &step, offset).unwrap_or_default();
                 // Only whole lines while the step runs; the rest once it is complete.
-                let complete = step.status == "completed";
+                let complete = step.status == Status::Completed;
                 let upto =
                     if complete { bytes.len() } else { bytes.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) };
                 if upto > 0 {
@@ -112,7 +113,7 @@ async fn follow(app: Arc<App>, run_id: i64, job: Option<String>, tx: tokio::sync
                     }
                     sent.insert(step.id, offset + upto as u64);
                 }
-                let status = format!("{}:{}", step.status, step.conclusion.clone().unwrap_or_default());
+                let status = mobius_core::State::of(step.status, step.conclusion);
                 if statuses.get(&step.id) != Some(&status) {
                     let data = json!({"job": job.name, "job_id": job.id, "step": step.name, "number": step.number,
                         "status": step.status, "conclusion": step.conclusion});
@@ -123,7 +124,7 @@ async fn follow(app: Arc<App>, run_id: i64, job: Option<String>, tx: tokio::sync
                 }
             }
         }
-        if run.status == "completed" {
+        if run.status == Status::Completed {
             let data = json!({"status": run.status, "conclusion": run.conclusion, "reason": run.reason});
             let _ = tx.send(Event::default().event("end").data(data.to_string())).await;
             return;

@@ -10,6 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mobius_core::{Conclusion, Status};
 use mobius_store::{Run, RunFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -74,10 +75,10 @@ pub async fn run_filter(app: &App, caller: &Caller, q: &ListQuery) -> ApiResult<
     };
     let (mut status, mut conclusion) = (None, None);
     if let Some(wanted) = &q.status {
-        if matches!(wanted.as_str(), "queued" | "in_progress" | "completed") {
-            status = Some(wanted.clone());
-        } else if mobius_core::Conclusion::parse(wanted).is_some() {
-            conclusion = Some(wanted.clone());
+        if let Some(s) = Status::parse(wanted) {
+            status = Some(s);
+        } else if let Some(c) = Conclusion::parse(wanted) {
+            conclusion = Some(c);
         } else {
             return Err(ApiError::bad_request(format!(
                 "status: '{wanted}' is not a status (queued, in_progress, completed) or a conclusion \
@@ -224,7 +225,7 @@ pub async fn artifact_file(
 
 pub async fn cancel(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<impl IntoResponse> {
     let run = find_run(&app, &caller, id, Role::Developer).await?;
-    if run.status == "completed" {
+    if run.status == Status::Completed {
         return Err(ApiError::conflict(format!("run {id} has already completed")));
     }
     engine::cancel_run(&app, &run, &format!("cancelled by {}", caller.name)).await?;
@@ -255,7 +256,7 @@ pub async fn rerun(
 /// the others (failed, cancelled, or skipped because of them) run again, as on GitHub.
 pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bool) -> ApiResult<Vec<Run>> {
     let run = find_run(app, caller, id, Role::Developer).await?;
-    if run.status != "completed" {
+    if run.status != Status::Completed {
         return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
     }
     let reuse = if failed_only { succeeded_jobs(app, &run).await? } else { serde_json::Map::new() };
@@ -292,7 +293,7 @@ async fn succeeded_jobs(app: &App, run: &Run) -> ApiResult<serde_json::Map<Strin
     }
     let mut reuse = serde_json::Map::new();
     for (id, rows) in &by_job {
-        if rows.iter().all(|r| r.conclusion.as_deref() == Some("success")) {
+        if rows.iter().all(|r| r.conclusion == Some(Conclusion::Success)) {
             let mut outputs = serde_json::Map::new();
             for row in rows {
                 if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&row.outputs) {
@@ -302,7 +303,7 @@ async fn succeeded_jobs(app: &App, run: &Run) -> ApiResult<serde_json::Map<Strin
             reuse.insert(id.clone(), json!({"conclusion": "success", "outputs": outputs}));
         }
     }
-    if run.conclusion.as_deref() == Some("success") || reuse.len() == by_job.len() && !by_job.is_empty() {
+    if run.conclusion == Some(Conclusion::Success) || reuse.len() == by_job.len() && !by_job.is_empty() {
         return Err(ApiError::unprocessable(format!("run {} has no failed jobs to re-run", run.id)));
     }
     Ok(reuse)

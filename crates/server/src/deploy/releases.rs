@@ -195,7 +195,7 @@ async fn try_make_releases(
     run: &Run,
     config: &DeliveryConfig,
 ) -> Result<Vec<Release>, String> {
-    if run.conclusion.as_deref() != Some("success")
+    if run.conclusion != Some(mobius_core::Conclusion::Success)
         || run.ref_name != format!("refs/heads/{}", project.branch)
         || run.event == "pull_request"
     {

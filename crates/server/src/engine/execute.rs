@@ -4,7 +4,7 @@
 
 use super::trigger::repository_name;
 use crate::app::{App, LiveRun};
-use mobius_core::{Conclusion, RunEvent};
+use mobius_core::{Conclusion, RunEvent, Status};
 use mobius_runner::repo::RepoInfo;
 use mobius_runner::{CancellationToken, Reporter, RunError, RunOptions};
 use mobius_store::{Project, Run};
@@ -91,19 +91,18 @@ async fn write_event(
     let store = &app.store;
     match event {
         RunEvent::JobStarted { job, .. } => {
-            let id = store.create_job(run_id, &job, "in_progress", at).await?;
+            let id = store.create_job(run_id, &job, Status::InProgress, at).await?;
             jobs.insert(job, JobTrack { id, ..JobTrack::default() });
         }
-        RunEvent::JobSkipped { job, reason } => {
-            let id = store.create_job(run_id, &job, "queued", at).await?;
-            let conclusion = if reason.contains("cancelled") { "cancelled" } else { "skipped" };
+        RunEvent::JobSkipped { job, reason, conclusion } => {
+            let id = store.create_job(run_id, &job, Status::Queued, at).await?;
             store.finish_job(id, conclusion, Some(&reason), "{}", at).await?;
         }
         RunEvent::JobReused { job, conclusion } => {
             // The outputs the runner was given for it, kept for a later re-run too.
             let outputs = reused_outputs(&app.store.run(run_id).await?.map(|r| r.reuse).unwrap_or_default(), &job);
-            let id = store.create_job(run_id, &job, "queued", at).await?;
-            store.finish_job(id, conclusion.as_str(), Some("reused from the previous attempt"), &outputs, at).await?;
+            let id = store.create_job(run_id, &job, Status::Queued, at).await?;
+            store.finish_job(id, conclusion, Some("reused from the previous attempt"), &outputs, at).await?;
         }
         RunEvent::StepStarted { job, step, log } => {
             let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
@@ -126,7 +125,7 @@ async fn write_event(
             let Some(track) = jobs.get_mut(&job) else { return Ok(()) };
             match track.current.take() {
                 Some((id, name, log)) if name == step => {
-                    store.finish_step(id, conclusion.as_str(), at).await?;
+                    store.finish_step(id, conclusion, at).await?;
                     ingest_log(app, id, &log).await?;
                 }
                 other => {
@@ -134,7 +133,7 @@ async fn write_event(
                     track.current = other;
                     track.steps += 1;
                     let id = store.create_step(track.id, track.steps, &step, "", at).await?;
-                    store.finish_step(id, conclusion.as_str(), at).await?;
+                    store.finish_step(id, conclusion, at).await?;
                 }
             }
         }
@@ -147,7 +146,7 @@ async fn write_event(
         RunEvent::JobFinished { job, conclusion, duration_ms, outputs } => {
             if let Some(track) = jobs.get(&job) {
                 let outputs = serde_json::to_string(&outputs).unwrap_or_else(|_| "{}".into());
-                store.finish_job(track.id, conclusion.as_str(), None, &outputs, at).await?;
+                store.finish_job(track.id, conclusion, None, &outputs, at).await?;
                 app.metrics.job_finished(duration_ms as f64 / 1000.0);
             }
         }
@@ -209,10 +208,10 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
     let reason = reason.or_else(|| {
         (conclusion == Conclusion::Cancelled).then(|| cancel_reason.unwrap_or_else(|| "cancelled".to_string()))
     });
-    if let Err(e) = app.store.finish_open_jobs(run.id, conclusion.as_str(), reason.as_deref().unwrap_or("")).await {
+    if let Err(e) = app.store.finish_open_jobs(run.id, conclusion, reason.as_deref().unwrap_or("")).await {
         tracing::error!(run = run.id, error = %e, "cannot complete the run's jobs");
     }
-    if let Err(e) = app.store.finish_run(run.id, conclusion.as_str(), reason.as_deref()).await {
+    if let Err(e) = app.store.finish_run(run.id, conclusion, reason.as_deref()).await {
         tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
     }
     tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");

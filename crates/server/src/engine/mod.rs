@@ -6,6 +6,7 @@ pub mod execute;
 pub mod trigger;
 
 use crate::app::App;
+use mobius_core::{Conclusion, Status};
 use mobius_store::{Project, Run};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -23,7 +24,7 @@ pub const RESTART_REASON: &str = "server restarted";
 pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
     let runs_dir = app.state_dir().join("runs");
     for run in app.store.unfinished_runs().await? {
-        if run.status != "in_progress" {
+        if run.status != Status::InProgress {
             continue;
         }
         let run_dir = runs_dir.join(run.id.to_string());
@@ -38,8 +39,8 @@ pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
         for step in app.store.steps_without_log(run.id).await? {
             execute::ingest_log(app, step.id, Path::new(&step.spool)).await?;
         }
-        app.store.finish_open_jobs(run.id, "failure", RESTART_REASON).await?;
-        app.store.finish_run(run.id, "failure", Some(RESTART_REASON)).await?;
+        app.store.finish_open_jobs(run.id, Conclusion::Failure, RESTART_REASON).await?;
+        app.store.finish_run(run.id, Conclusion::Failure, Some(RESTART_REASON)).await?;
         tracing::warn!(run = run.id, "run interrupted by a restart marked failed");
         let _ = std::fs::remove_dir_all(app.work_dir(run.id));
         let _ = std::fs::remove_dir_all(&run_dir);
@@ -99,8 +100,8 @@ pub async fn cancel_run(app: &Arc<App>, run: &Run, reason: &str) -> Result<(), m
     });
     match live {
         Some(token) => token.cancel(),
-        None if run.status == "queued" => {
-            app.store.finish_run(run.id, "cancelled", Some(reason)).await?;
+        None if run.status == Status::Queued => {
+            app.store.finish_run(run.id, Conclusion::Cancelled, Some(reason)).await?;
         }
         None => {}
     }
@@ -119,16 +120,16 @@ async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
     let mut newest_queued: HashMap<String, i64> = HashMap::new();
     for run in &unfinished {
         if let Some(group) = &run.concurrency_group {
-            if run.status == "in_progress" {
+            if run.status == Status::InProgress {
                 running.entry(group.clone()).or_default().push(run.clone());
             } else {
                 newest_queued.insert(group.clone(), run.id);
             }
         }
     }
-    for run in unfinished.into_iter().filter(|r| r.status == "queued") {
+    for run in unfinished.into_iter().filter(|r| r.status == Status::Queued) {
         if run.cancel_requested {
-            app.store.finish_run(run.id, "cancelled", Some("cancelled")).await?;
+            app.store.finish_run(run.id, Conclusion::Cancelled, Some("cancelled")).await?;
             continue;
         }
         if let Some(group) = &run.concurrency_group {
@@ -136,7 +137,7 @@ async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
             if newest_queued.get(group).is_some_and(|newest| *newest != run.id) {
                 let newest = newest_queued.get(group).copied().unwrap_or_default();
                 let reason = format!("superseded by run {newest} in concurrency group '{}'", display_group(group));
-                app.store.finish_run(run.id, "cancelled", Some(&reason)).await?;
+                app.store.finish_run(run.id, Conclusion::Cancelled, Some(&reason)).await?;
                 continue;
             }
             if let Some(active) = running.get(group).filter(|runs| !runs.is_empty()) {

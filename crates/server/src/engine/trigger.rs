@@ -3,6 +3,7 @@
 //! and each matching workflow becomes one run with its concurrency group.
 
 use crate::app::App;
+use mobius_core::Conclusion;
 use mobius_runner::git::{self, CommitInfo};
 use mobius_runner::plan;
 use mobius_runner::repo::{repository_from_url, RepoInfo};
@@ -186,7 +187,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
     if trigger.workflow.is_none() && matches!(trigger.event.as_str(), "push" | "pull_request") {
         for (path, rendered) in &broken {
             let mut new = base(path, path);
-            new.finished = Some(("failure".into(), format!("invalid workflow file:\n{rendered}")));
+            new.finished = Some((Conclusion::Failure, format!("invalid workflow file:\n{rendered}")));
             runs.push(app.store.create_run(&new).await?);
         }
     }
@@ -199,7 +200,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
                 new.cancel_in_progress = cancel;
             }
             Ok(None) => {}
-            Err(message) => new.finished = Some(("failure".into(), message)),
+            Err(message) => new.finished = Some((Conclusion::Failure, message)),
         }
         runs.push(app.store.create_run(&new).await?);
     }

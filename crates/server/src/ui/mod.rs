@@ -22,6 +22,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use mobius_core::{Conclusion, State as RunState, Status};
 use mobius_store::{Run, RunFilter};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -300,8 +301,12 @@ struct RunView {
     short_sha: String,
     message: String,
     author: String,
-    status: String,
-    state: String,
+    status: Status,
+    state: RunState,
+    /// Completed: Re-run rather than Cancel.
+    completed: bool,
+    /// Succeeded: nothing failed to re-run.
+    succeeded: bool,
     reason: String,
     duration: String,
     created: String,
@@ -325,8 +330,10 @@ fn run_view(run: &Run) -> RunView {
         short_sha: run.head_sha.chars().take(7).collect(),
         message: run.message.clone(),
         author: run.author.clone(),
-        status: run.status.clone(),
-        state: run.conclusion.clone().unwrap_or_else(|| run.status.clone()),
+        status: run.status,
+        state: RunState::of(run.status, run.conclusion),
+        completed: run.status == Status::Completed,
+        succeeded: run.conclusion == Some(Conclusion::Success),
         reason: run.reason.clone().unwrap_or_default(),
         duration,
         created: created.split('.').next().unwrap_or_default().to_string(),
@@ -380,13 +387,15 @@ async fn runs_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<api:
 struct StepView {
     number: i64,
     name: String,
-    state: String,
+    state: RunState,
+    /// A failed step's log is shown unfolded.
+    failed: bool,
 }
 
 struct JobView {
     id: i64,
     name: String,
-    state: String,
+    state: RunState,
     steps: Vec<StepView>,
 }
 
@@ -467,7 +476,12 @@ async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node>
         // Without the workflow (an invalid file), the rows alone, without edges.
         return jobs
             .iter()
-            .map(|j| graph::Node { id: j.name.clone(), label: j.name.clone(), needs: vec![], state: j.state.clone() })
+            .map(|j| graph::Node {
+                id: j.name.clone(),
+                label: j.name.clone(),
+                needs: vec![],
+                state: j.state.as_str().to_string(),
+            })
             .collect();
     };
     workflow
@@ -490,19 +504,23 @@ async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node>
                         || j.name.starts_with(&format!("{} / ", job.id))
                 })
                 .collect();
-            let state = if rows.is_empty() {
-                if run.status == "completed" {
-                    "skipped".to_string()
-                } else {
-                    "queued".to_string()
-                }
-            } else if let Some(bad) =
-                rows.iter().find(|r| r.state == "failure" || r.state == "in_progress" || r.state == "cancelled")
-            {
-                bad.state.clone()
-            } else {
-                rows[0].state.clone()
+            // A matrix job's node shows its most telling leg: failed, running or cancelled first.
+            let telling = |s: &RunState| {
+                matches!(
+                    s,
+                    RunState::Done(Conclusion::Failure | Conclusion::Cancelled) | RunState::Waiting(Status::InProgress)
+                )
             };
+            let state = if rows.is_empty() {
+                if run.status == Status::Completed {
+                    RunState::Done(Conclusion::Skipped)
+                } else {
+                    RunState::Waiting(Status::Queued)
+                }
+            } else {
+                rows.iter().map(|r| r.state).find(telling).unwrap_or(rows[0].state)
+            };
+            let state = state.as_str().to_string();
             graph::Node { id: job.id.clone(), label, needs: job.needs.clone(), state }
         })
         .collect()
@@ -520,13 +538,14 @@ async fn run_page(State(app): State<Arc<App>>, s: Session, Path(id): Path<i64>) 
             jobs.push(JobView {
                 id: job.id,
                 name: job.name.clone(),
-                state: job.conclusion.clone().unwrap_or(job.status.clone()),
+                state: RunState::of(job.status, job.conclusion),
                 steps: steps
                     .iter()
                     .map(|st| StepView {
                         number: st.number,
                         name: st.name.clone(),
-                        state: st.conclusion.clone().unwrap_or(st.status.clone()),
+                        state: RunState::of(st.status, st.conclusion),
+                        failed: st.conclusion == Some(Conclusion::Failure),
                     })
                     .collect(),
             });
