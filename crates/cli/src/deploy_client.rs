@@ -3,6 +3,7 @@
 
 use crate::client::{print_json, print_table, s, Client, Failure};
 use clap::{Args, Subcommand};
+use mobius_core::Phase;
 use reqwest::Method;
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -139,7 +140,10 @@ async fn latest(client: &Client, target: &Target) -> Result<Value, Failure> {
         .ok_or_else(|| Failure(format!("no rollout of `{}` to `{}` yet", target.service, target.env)))
 }
 
-const FINAL: [&str; 3] = ["succeeded", "rolled_back", "failed"];
+/// A rollout's phase as the server answers it (an unknown one is not final: keep watching).
+fn phase(rollout: &Value) -> Option<Phase> {
+    Phase::parse(s(rollout, "phase"))
+}
 
 /// Polls a rollout until it ends, printing each change; exit 0 only for `succeeded`.
 async fn watch(client: &Client, id: &Value, json_lines: bool) -> Result<ExitCode, Failure> {
@@ -155,8 +159,8 @@ async fn watch(client: &Client, id: &Value, json_lines: bool) -> Result<ExitCode
             }
             last = line;
         }
-        if FINAL.contains(&s(&r, "phase")) {
-            return Ok(if s(&r, "phase") == "succeeded" { ExitCode::SUCCESS } else { ExitCode::FAILURE });
+        if let Some(ended) = phase(&r).filter(|p| p.is_final()) {
+            return Ok(if ended == Phase::Succeeded { ExitCode::SUCCESS } else { ExitCode::FAILURE });
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
@@ -238,7 +242,7 @@ pub(crate) async fn dispatch(client: Client, command: DeployCmd) -> Result<ExitC
 
 async fn send_command(client: &Client, target: &Target, which: &str) -> Result<ExitCode, Failure> {
     let r = latest(client, target).await?;
-    if FINAL.contains(&s(&r, "phase")) {
+    if phase(&r).is_some_and(Phase::is_final) {
         return Err(Failure(format!(
             "the latest rollout of `{}` to `{}` ({}) has ended: {}",
             target.service,

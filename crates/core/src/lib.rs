@@ -3,7 +3,11 @@
 
 pub mod duration;
 pub mod event;
+pub mod incident;
+pub mod phase;
 pub mod status;
 
 pub use event::{Annotation, AnnotationLevel, RunEvent};
+pub use incident::{IncidentFilter, IncidentStatus};
+pub use phase::Phase;
 pub use status::{Conclusion, State, Status};

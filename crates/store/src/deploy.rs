@@ -1,6 +1,7 @@
 //! Releases, rollouts and deploy events.
 
 use crate::{now_ms, Result, Store, StoreError};
+use mobius_core::Phase;
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -53,7 +54,7 @@ pub struct Rollout {
     pub release_id: i64,
     pub version: String,
     pub strategy: String,
-    pub phase: String,
+    pub phase: Phase,
     pub message: String,
     /// The controller's last status (weights, rates, step), as JSON.
     pub status: serde_json::Value,
@@ -123,7 +124,10 @@ fn rollout(row: &AnyRow) -> Result<Rollout> {
         release_id: row.try_get("release_id")?,
         version: row.try_get("version")?,
         strategy: row.try_get("strategy")?,
-        phase: row.try_get("phase")?,
+        phase: {
+            let value: String = row.try_get("phase")?;
+            Phase::parse(&value).ok_or(StoreError::UnknownState { table: "rollouts", column: "phase", value })?
+        },
         message: row.try_get("message")?,
         status: json(row, "status")?,
         created_by: row.try_get("created_by")?,
@@ -332,25 +336,18 @@ impl Store {
     }
 
     /// Stores the controller's latest status; a final phase also sets `finished_at`.
-    pub async fn update_rollout(
-        &self,
-        id: i64,
-        phase: &str,
-        message: &str,
-        status: &serde_json::Value,
-        final_phase: bool,
-    ) -> Result<()> {
+    pub async fn update_rollout(&self, id: i64, phase: Phase, message: &str, status: &serde_json::Value) -> Result<()> {
         let now = now_ms();
         sqlx::query(
             "UPDATE rollouts SET phase = $1, message = $2, status = $3, updated_at = $4,
                  finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END
              WHERE id = $6",
         )
-        .bind(phase)
+        .bind(phase.as_str())
         .bind(message)
         .bind(status.to_string())
         .bind(now)
-        .bind(i64::from(final_phase))
+        .bind(i64::from(phase.is_final()))
         .bind(id)
         .execute(&self.pool)
         .await?;

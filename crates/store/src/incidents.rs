@@ -2,6 +2,7 @@
 //! level until acknowledged, closed when the group resolves or someone resolves it.
 
 use crate::{now_ms, Result, Store, StoreError};
+use mobius_core::{IncidentFilter, IncidentStatus};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -11,8 +12,7 @@ pub struct Incident {
     pub id: i64,
     pub group_key: String,
     pub title: String,
-    /// `open`, `acknowledged` or `resolved`.
-    pub status: String,
+    pub status: IncidentStatus,
     pub receiver: String,
     /// The alert group's labels.
     pub labels: serde_json::Value,
@@ -72,7 +72,14 @@ fn incident(row: &AnyRow) -> Result<Incident> {
         id: row.try_get("id")?,
         group_key: row.try_get("group_key")?,
         title: row.try_get("title")?,
-        status: row.try_get("status")?,
+        status: {
+            let value: String = row.try_get("status")?;
+            IncidentStatus::parse(&value).ok_or(StoreError::UnknownState {
+                table: "incidents",
+                column: "status",
+                value,
+            })?
+        },
         receiver: row.try_get("receiver")?,
         labels: serde_json::from_str(&labels).unwrap_or(serde_json::Value::Null),
         service: row.try_get("service")?,
@@ -157,18 +164,17 @@ impl Store {
         row.as_ref().map(incident).transpose()
     }
 
-    /// Incidents newest first; `status` narrows (`open`, `acknowledged`, `resolved`,
-    /// or `unresolved` for the first two).
-    pub async fn incidents(&self, status: Option<&str>, limit: i64) -> Result<Vec<Incident>> {
-        let clause = match status {
-            Some("unresolved") => " WHERE resolved_at IS NULL",
-            Some(_) => " WHERE status = $1",
-            None => "",
+    /// Incidents newest first, narrowed by `filter`.
+    pub async fn incidents(&self, filter: IncidentFilter, limit: i64) -> Result<Vec<Incident>> {
+        let clause = match filter {
+            IncidentFilter::Unresolved => " WHERE resolved_at IS NULL",
+            IncidentFilter::Only(_) => " WHERE status = $1",
+            IncidentFilter::All => "",
         };
         let sql = format!("SELECT {COLUMNS} FROM incidents{clause} ORDER BY id DESC LIMIT {}", limit.clamp(1, 1000));
         let mut query = sqlx::query(&sql);
-        if let Some(s) = status.filter(|s| *s != "unresolved") {
-            query = query.bind(s);
+        if let IncidentFilter::Only(status) = filter {
+            query = query.bind(status.as_str());
         }
         query.fetch_all(&self.pool).await?.iter().map(incident).collect()
     }

@@ -20,16 +20,20 @@ jobs:
 ";
 
 /// A port for a listener bound later: below the kernel's ephemeral range (32768 and
-/// up), so no connection or port-0 bind in the meantime can take it, and free now.
+/// up), so no connection or port-0 bind in the meantime can take it, free now, and
+/// never handed out twice in this process (two calls once gave one test the same port
+/// for two places, which then clashed).
 pub(crate) fn free_port() -> u16 {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos() as u64
         ^ u64::from(std::process::id()) << 20;
     loop {
         let n = seed.wrapping_add(NEXT.fetch_add(7919, Ordering::Relaxed)).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
         let port = 20_000 + (n % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() && GIVEN.lock().unwrap().insert(port) {
             return port;
         }
     }

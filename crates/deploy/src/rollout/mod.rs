@@ -18,43 +18,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
-/// Where a rollout is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Phase {
-    /// Instances starting or traffic shifting.
-    Progressing,
-    /// Waiting at a pause without duration, for a promotion or for an approval.
-    Paused,
-    /// The new version takes all new requests.
-    Succeeded,
-    /// The new version was taken out of traffic and the stable one restored.
-    RolledBack,
-    /// The new version never became ready; the stable one kept serving.
-    Failed,
-}
-
-impl Phase {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Progressing => "progressing",
-            Phase::Paused => "paused",
-            Phase::Succeeded => "succeeded",
-            Phase::RolledBack => "rolled_back",
-            Phase::Failed => "failed",
-        }
-    }
-
-    pub fn parse(text: &str) -> Option<Phase> {
-        [Phase::Progressing, Phase::Paused, Phase::Succeeded, Phase::RolledBack, Phase::Failed]
-            .into_iter()
-            .find(|p| p.as_str() == text)
-    }
-
-    pub fn is_final(self) -> bool {
-        matches!(self, Phase::Succeeded | Phase::RolledBack | Phase::Failed)
-    }
-}
+/// Where a rollout is (the vocabulary is shared with the store and the API).
+pub use mobius_core::Phase;
 
 /// Live numbers of one version during a rollout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -55,8 +55,14 @@ impl Notification {
         self.alerts.iter().filter(|a| !a.resolved(self.now))
     }
 
+    /// Whether any alert of the notification still fires (`firing`), or all resolved.
+    pub fn is_firing(&self) -> bool {
+        self.firing().next().is_some()
+    }
+
+    /// The notification's status as Alertmanager's payloads spell it.
     pub fn status(&self) -> &'static str {
-        if self.firing().next().is_some() {
+        if self.is_firing() {
             "firing"
         } else {
             "resolved"
@@ -307,7 +313,7 @@ pub async fn send_pagerduty(
     c: &PagerDutyConfig,
     n: &Notification,
 ) -> Result<(), NotifyError> {
-    let resolved = n.status() == "resolved";
+    let resolved = !n.is_firing();
     let dedup_key = format!("{:x}", super::fnv1a([n.group_key.as_bytes()]));
     let mut body = json!({
         "routing_key": c.routing_key,
@@ -360,7 +366,7 @@ pub async fn send_chat(
 ) -> Result<(), NotifyError> {
     let texts = Expander::new(templates, n).all(&c.texts)?;
     let text = |k: &str| texts.get(k).cloned().unwrap_or_default();
-    let firing = n.status() == "firing";
+    let firing = n.is_firing();
     let cut = |s: String, max: usize| -> String { s.chars().take(max).collect() };
     let (url, body) = match c.kind {
         ChatKind::Discord => {

@@ -266,7 +266,7 @@ pub async fn environments(
         if r.finished_at.is_none() && entry.1.is_none() {
             entry.1 = Some(r);
         }
-        if r.phase == "succeeded" && entry.0.is_none() {
+        if r.phase == mobius_core::Phase::Succeeded && entry.0.is_none() {
             entry.0 = Some(r);
         }
     }

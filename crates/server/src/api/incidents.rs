@@ -20,14 +20,13 @@ pub struct ListQuery {
 /// `GET /api/v1/incidents?status=open|acknowledged|resolved|unresolved&limit=N`, newest first.
 pub async fn list(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<ListQuery>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Viewer)?;
-    if let Some(s) = q.status.as_deref() {
-        if !["open", "acknowledged", "resolved", "unresolved"].contains(&s) {
-            return Err(ApiError::bad_request(format!(
-                "status: `{s}` is not one of open, acknowledged, resolved, unresolved"
-            )));
-        }
-    }
-    let incidents = app.store.incidents(q.status.as_deref(), q.limit.unwrap_or(100)).await?;
+    let filter = match q.status.as_deref() {
+        None => mobius_core::IncidentFilter::All,
+        Some(s) => mobius_core::IncidentFilter::parse(s).ok_or_else(|| {
+            ApiError::bad_request(format!("status: `{s}` is not one of open, acknowledged, resolved, unresolved"))
+        })?,
+    };
+    let incidents = app.store.incidents(filter, q.limit.unwrap_or(100)).await?;
     Ok(Json(json!({ "incidents": incidents.iter().map(super::dto::incident).collect::<Vec<_>>() })))
 }
 

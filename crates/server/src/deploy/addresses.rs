@@ -71,7 +71,7 @@ pub async fn claims_of_others(app: &Arc<App>, except: Option<i64>, with_heads: b
         }
         let mut seen = HashSet::new();
         for r in rollouts.iter().filter(|r| r.project_id == project.id) {
-            let live = r.finished_at.is_none() || r.phase == "succeeded";
+            let live = r.finished_at.is_none() || r.phase == mobius_core::Phase::Succeeded;
             if live && seen.insert((r.environment.clone(), r.service.clone())) {
                 if let Ok(Some(release)) = app.store.release(r.release_id).await {
                     commits.push(release.commit_sha);

@@ -167,7 +167,10 @@ async fn succeeded_before(
     environment: &str,
     before: i64,
 ) -> Result<bool, DeployError> {
-    Ok(history(app, project, service, environment).await?.iter().any(|r| r.id < before && r.phase == "succeeded"))
+    Ok(history(app, project, service, environment)
+        .await?
+        .iter()
+        .any(|r| r.id < before && r.phase == mobius_core::Phase::Succeeded))
 }
 
 /// Starts a rollout of `release` to `environment`; returns once it is recorded and its
@@ -210,7 +213,7 @@ pub async fn deploy(
         let done = history(app, project, &service.name, before)
             .await?
             .iter()
-            .any(|r| r.phase == "succeeded" && r.version == release.version);
+            .any(|r| r.phase == mobius_core::Phase::Succeeded && r.version == release.version);
         if !done {
             return Err(DeployError::Conflict(format!(
                 "{} {} must succeed in `{before}` before `{environment}`",
@@ -296,7 +299,7 @@ async fn stable_release_dir(
     environment: &str,
 ) -> Option<std::path::PathBuf> {
     let rollouts = history(app, project, service, environment).await.ok()?;
-    let last = rollouts.iter().find(|r| r.phase == "succeeded")?;
+    let last = rollouts.iter().find(|r| r.phase == mobius_core::Phase::Succeeded)?;
     let release = app.store.release(last.release_id).await.ok()??;
     releases::materialize(app, &release).await.ok()
 }
@@ -316,11 +319,7 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
             while let Some(update) = updates.recv().await {
                 let status = serde_json::to_value(&update.status).unwrap_or_default();
                 let phase = update.status.phase;
-                if let Err(e) = app
-                    .store
-                    .update_rollout(rollout.id, phase.as_str(), &update.status.message, &status, phase.is_final())
-                    .await
-                {
+                if let Err(e) = app.store.update_rollout(rollout.id, phase, &update.status.message, &status).await {
                     tracing::error!(rollout = rollout.id, error = %e, "cannot record the rollout's status");
                 }
                 if let Some((kind, message)) = update.event {
@@ -378,7 +377,7 @@ async fn approval(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Resul
 /// Whether a rollout waits for an approval now: it is paused in a protected
 /// environment and nobody approved it yet.
 pub async fn awaits_approval(app: &Arc<App>, rollout: &Rollout) -> Result<bool, DeployError> {
-    if rollout.finished_at.is_some() || rollout.phase != "paused" {
+    if rollout.finished_at.is_some() || rollout.phase != mobius_core::Phase::Paused {
         return Ok(false);
     }
     let Some(release) = app.store.release(rollout.release_id).await? else { return Ok(false) };
@@ -447,7 +446,7 @@ pub async fn rollback(
     let release = match to {
         Some(wanted) => find_release(app, project, service, wanted).await?,
         None => {
-            let mut succeeded = rollouts.iter().filter(|r| r.phase == "succeeded");
+            let mut succeeded = rollouts.iter().filter(|r| r.phase == mobius_core::Phase::Succeeded);
             let current = succeeded.next().ok_or_else(|| {
                 DeployError::Conflict(format!("nothing of `{service}` was deployed to `{environment}`"))
             })?;
@@ -493,7 +492,7 @@ pub async fn resume(app: &Arc<App>) {
         if let Err(e) = outcome {
             tracing::warn!(rollout = rollout.id, error = %e, "cannot resume the rollout");
             let message = format!("could not be resumed after a restart: {e}");
-            let _ = app.store.update_rollout(rollout.id, Phase::Failed.as_str(), &message, &rollout.status, true).await;
+            let _ = app.store.update_rollout(rollout.id, Phase::Failed, &message, &rollout.status).await;
             let _ = app.store.add_deploy_event(&rollout, "failed", "mobius", &message).await;
         }
     }

@@ -47,7 +47,7 @@ fn row(r: &Rollout) -> RolloutRow {
         environment: r.environment.clone(),
         version: r.version.clone(),
         strategy: r.strategy.clone(),
-        phase: r.phase.clone(),
+        phase: r.phase.as_str().to_string(),
         created_by: r.created_by.rsplit(':').next().unwrap_or_default().to_string(),
         created_at: when(r.created_at),
         message: super::message_html(&r.message),
@@ -89,9 +89,9 @@ pub(super) async fn deploys_page(State(app): State<Arc<App>>, s: Session) -> Res
             place.address = deploy::addresses::address_of(&app, r).await.map_or_else(String::new, |a| a.to_string());
         }
         if r.finished_at.is_none() && place.active.is_none() {
-            place.active = Some((r.id, r.phase.clone()));
+            place.active = Some((r.id, r.phase.as_str().to_string()));
         }
-        if r.phase == "succeeded" && place.version.is_empty() {
+        if r.phase == mobius_core::Phase::Succeeded && place.version.is_empty() {
             place.version = r.version.clone();
         }
     }
@@ -233,10 +233,12 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
         live,
-        steps: steps(&rollout.status, !live, rollout.phase == "succeeded"),
+        steps: steps(&rollout.status, !live, rollout.phase == mobius_core::Phase::Succeeded),
         preview,
         approvable: approvable && s.caller.may(Role::Maintainer, rollout.project_id),
-        promotable: rollout.phase == "paused" && !approvable && s.caller.may(Role::Developer, rollout.project_id),
+        promotable: rollout.phase == mobius_core::Phase::Paused
+            && !approvable
+            && s.caller.may(Role::Developer, rollout.project_id),
         can_abort: s.caller.may(Role::Developer, rollout.project_id),
         weights_svg: weights_svg(&weights, &stable),
         rates,

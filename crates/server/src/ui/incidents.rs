@@ -9,6 +9,7 @@ use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{ConnectInfo, Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use mobius_core::IncidentStatus;
 use mobius_store::Incident;
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -18,6 +19,11 @@ pub(super) struct IncidentRow {
     id: i64,
     title: String,
     status: String,
+    /// Open: the Acknowledge button (for those who may act).
+    can_acknowledge: bool,
+    /// Not resolved: the Resolve button.
+    can_resolve: bool,
+    acknowledged: bool,
     place: String,
     rollout: Option<i64>,
     opened: String,
@@ -31,15 +37,18 @@ fn row(i: &Incident) -> IncidentRow {
         (Some(s), None) => s.clone(),
         _ => "-".into(),
     };
-    let by = match i.status.as_str() {
-        "acknowledged" => i.acknowledged_by.clone(),
-        "resolved" => i.resolved_by.clone(),
-        _ => None,
+    let by = match i.status {
+        IncidentStatus::Acknowledged => i.acknowledged_by.clone(),
+        IncidentStatus::Resolved => i.resolved_by.clone(),
+        IncidentStatus::Open => None,
     };
     IncidentRow {
         id: i.id,
         title: i.title.clone(),
-        status: i.status.clone(),
+        status: i.status.as_str().to_string(),
+        can_acknowledge: i.status == IncidentStatus::Open,
+        acknowledged: i.status == IncidentStatus::Acknowledged,
+        can_resolve: i.status != IncidentStatus::Resolved,
         place,
         rollout: i.rollout_id,
         opened: when(i.opened_at),
@@ -62,7 +71,7 @@ pub(super) async fn incidents_page(State(app): State<Arc<App>>, s: Session) -> R
     if let Err(e) = s.caller.require_global(Role::Viewer) {
         return error_page(e);
     }
-    match app.store.incidents(None, 200).await {
+    match app.store.incidents(mobius_core::IncidentFilter::All, 200).await {
         Ok(list) => render(IncidentsPage {
             user: s.caller.name.clone(),
             csrf: s.csrf.clone(),

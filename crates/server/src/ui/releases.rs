@@ -127,7 +127,7 @@ pub(super) async fn release_page(State(app): State<Arc<App>>, s: Session, Path(i
             .map(|r| PlaceView {
                 environment: r.environment.clone(),
                 rollout: r.id,
-                phase: r.phase.clone(),
+                phase: r.phase.as_str().to_string(),
                 at: when(r.created_at),
             })
             .collect(),
