@@ -187,7 +187,11 @@ async fn silences(client: &Client, command: SilenceCmd) -> Result<(), Failure> {
                 .as_array()
                 .into_iter()
                 .flatten()
-                .filter(|x| expired || s(&x["status"], "state") != "expired")
+                .filter(|x| {
+                    expired
+                        || mobius_monitor::alerting::SilenceState::parse(s(&x["status"], "state"))
+                            != Some(mobius_monitor::alerting::SilenceState::Expired)
+                })
                 .cloned()
                 .collect();
             kept.sort_by(|a, b| s(b, "endsAt").cmp(s(a, "endsAt")));

@@ -126,19 +126,46 @@ async fn exercise(store: Store) {
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
+/// Issue 17, item 4: the database itself refuses a state name none of the enums has
+/// (a check constraint on PostgreSQL, triggers on SQLite), whoever writes it.
+async fn unknown_states_are_refused_by_the_database(url: &str) {
+    sqlx::any::install_default_drivers();
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    // `exercise` leaves runs, jobs and steps behind; an incident is written here.
+    for (sql, what) in [
+        ("UPDATE runs SET status = 'done'", "runs.status"),
+        ("UPDATE runs SET conclusion = 'passed'", "runs.conclusion"),
+        ("UPDATE jobs SET status = 'done'", "jobs.status"),
+        ("UPDATE steps SET conclusion = 'ok'", "steps.conclusion"),
+        (
+            "INSERT INTO incidents (group_key, title, status, receiver, labels, level, rounds, opened_at)
+             VALUES ('g', 't', 'closed', 'r', '{}', 0, 0, 1)",
+            "incidents.status",
+        ),
+    ] {
+        let result = sqlx::query(sql).execute(&pool).await;
+        assert!(result.as_ref().is_err_and(|e| e.to_string().contains("_known")), "{what} was accepted: {result:?}");
+    }
+    let fine = sqlx::query("UPDATE runs SET conclusion = 'failure' WHERE conclusion = 'failure'").execute(&pool).await;
+    assert!(fine.is_ok(), "{fine:?}");
+}
+
 #[tokio::test]
 async fn sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.unwrap();
+    let url = Store::sqlite_url(&dir.path().join("mobius.db"));
+    let store = Store::open(&url).await.unwrap();
     exercise(store).await;
     // WAL mode is on: the write-ahead log sits beside the database.
     assert!(dir.path().join("mobius.db-wal").exists());
+    unknown_states_are_refused_by_the_database(&url).await;
 }
 
 #[tokio::test]
 async fn postgres() {
     let Some(url) = mobius_store::testing::fresh_postgres().await else { return };
     exercise(Store::open(&url).await.unwrap()).await;
+    unknown_states_are_refused_by_the_database(&url).await;
 }
 
 #[tokio::test]

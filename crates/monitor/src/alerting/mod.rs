@@ -89,14 +89,44 @@ pub struct Silence {
     pub updated_at: i64,
 }
 
+/// Where a silence is at a moment: not started, in force, or over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SilenceState {
+    Active,
+    Pending,
+    Expired,
+}
+
+impl SilenceState {
+    /// Alertmanager's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SilenceState::Active => "active",
+            SilenceState::Pending => "pending",
+            SilenceState::Expired => "expired",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<SilenceState> {
+        [SilenceState::Active, SilenceState::Pending, SilenceState::Expired].into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for SilenceState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Silence {
-    pub fn state(&self, now: i64) -> &'static str {
+    pub fn state(&self, now: i64) -> SilenceState {
         if now < self.starts_at {
-            "pending"
+            SilenceState::Pending
         } else if now < self.ends_at {
-            "active"
+            SilenceState::Active
         } else {
-            "expired"
+            SilenceState::Expired
         }
     }
 
@@ -374,7 +404,7 @@ impl AlertManager {
         let silenced: Vec<String> = state
             .silences
             .iter()
-            .filter(|s| s.state(now) == "active" && matches(&s.compiled(), &alert.labels))
+            .filter(|s| s.state(now) == SilenceState::Active && matches(&s.compiled(), &alert.labels))
             .map(|s| s.id.clone())
             .collect();
         let mut inhibited = Vec::new();
@@ -669,7 +699,7 @@ impl AlertManager {
         let mut state = self.state.lock();
         let now = now_ms();
         let Some(s) = state.silences.iter_mut().find(|s| s.id == id) else { return Ok(false) };
-        if s.state(now) == "expired" {
+        if s.state(now) == SilenceState::Expired {
             return Err(format!("silence {id} already expired"));
         }
         s.ends_at = now;

@@ -244,7 +244,8 @@ pub(super) async fn alerts_page(State(app): State<Arc<App>>, s: Session) -> Resp
                 .finish(),
         })
         .collect();
-    let active_silences = am.silences().iter().filter(|x| x.state(now) == "active").count();
+    let active_silences =
+        am.silences().iter().filter(|x| x.state(now) == mobius_monitor::alerting::SilenceState::Active).count();
     render(AlertsPage {
         user: s.caller.name.clone(),
         configured: true,

@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use mobius_monitor::alerting::{now_ms, Silence};
+use mobius_monitor::alerting::{now_ms, Silence, SilenceState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -142,6 +142,8 @@ pub(super) struct SilenceRow {
     id: String,
     matchers: String,
     state: String,
+    /// Over: no Expire button.
+    expired: bool,
     starts: String,
     ends: String,
     created_by: String,
@@ -167,13 +169,8 @@ pub(super) struct SilencesPage {
 fn silences_page_for(app: &App, s: &Session, form: &HashMap<String, String>, error: String) -> SilencesPage {
     let now = now_ms();
     let mut silences: Vec<Silence> = app.monitor.alerts.as_ref().map(|am| am.silences()).unwrap_or_default();
-    // Active first, then pending, then expired; newest end first within each.
-    let rank = |x: &Silence| match x.state(now) {
-        "active" => 0,
-        "pending" => 1,
-        _ => 2,
-    };
-    silences.sort_by(|a, b| rank(a).cmp(&rank(b)).then(b.ends_at.cmp(&a.ends_at)));
+    // Active first, then pending, then expired (the enum's order); newest end first within each.
+    silences.sort_by(|a, b| a.state(now).cmp(&b.state(now)).then(b.ends_at.cmp(&a.ends_at)));
     SilencesPage {
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
@@ -185,6 +182,7 @@ fn silences_page_for(app: &App, s: &Session, form: &HashMap<String, String>, err
                 id: x.id.clone(),
                 matchers: x.matchers.join(", "),
                 state: x.state(now).to_string(),
+                expired: x.state(now) == SilenceState::Expired,
                 starts: when(x.starts_at),
                 ends: when(x.ends_at),
                 created_by: x.created_by.rsplit(':').next().unwrap_or_default().to_string(),
