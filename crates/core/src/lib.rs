@@ -3,11 +3,13 @@
 
 pub mod duration;
 pub mod event;
+pub mod events;
 pub mod incident;
 pub mod phase;
 pub mod status;
 
 pub use event::{Annotation, AnnotationLevel, RunEvent};
+pub use events::{DeployEventKind, IncidentEventKind};
 pub use incident::{IncidentFilter, IncidentStatus};
 pub use phase::Phase;
 pub use status::{Conclusion, State, Status};

@@ -10,6 +10,7 @@ use crate::app::App;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use base64::Engine as _;
+use mobius_core::IncidentEventKind;
 use mobius_deploy::rollout::Command;
 use mobius_monitor::alerting::notify::Notification;
 use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
@@ -77,7 +78,7 @@ async fn on_group_event(
             if let Some(incident) = app.store.open_incident_of(&event.group_key).await? {
                 let message = "every firing alert of the group is silenced or inhibited: paging and \
                                notifications pause until the silence ends; the incident stays open until the alerts resolve";
-                app.store.add_incident_event(incident.id, "silenced", "alertmanager", message).await?;
+                app.store.add_incident_event(incident.id, IncidentEventKind::Silenced, "alertmanager", message).await?;
             }
             return Ok(());
         }
@@ -132,7 +133,7 @@ async fn on_group_event(
                 Some(s) => format!("firing: {} ({s})", alert.labels),
                 None => format!("firing: {}", alert.labels),
             };
-            app.store.add_incident_event(incident.id, "alert", "alertmanager", &message).await?;
+            app.store.add_incident_event(incident.id, IncidentEventKind::Alert, "alertmanager", &message).await?;
         }
     }
     for rollout in active_rollouts {
@@ -149,7 +150,7 @@ async fn on_group_event(
                 app.store
                     .add_incident_event(
                         incident.id,
-                        "rollback",
+                        IncidentEventKind::Rollback,
                         "alertmanager",
                         &format!("rollout {} aborted: {reason}", rollout.id),
                     )
@@ -229,7 +230,12 @@ async fn page(
     let group = am.groups().into_iter().find(|g| g.key == incident.group_key);
     let Some(group) = group else {
         app.store
-            .add_incident_event(incident.id, "escalation", "mobius", "the alert group is gone; nobody paged")
+            .add_incident_event(
+                incident.id,
+                IncidentEventKind::Escalation,
+                "mobius",
+                "the alert group is gone; nobody paged",
+            )
             .await?;
         return Ok(());
     };
@@ -254,7 +260,7 @@ async fn page(
             Err(e) => format!("level {number}: paging {who} through {receiver} failed: {e}"),
         };
         tracing::info!(incident = incident.id, level = number, %who, "escalation");
-        app.store.add_incident_event(incident.id, "escalated", "mobius", &message).await?;
+        app.store.add_incident_event(incident.id, IncidentEventKind::Escalated, "mobius", &message).await?;
     }
     Ok(())
 }

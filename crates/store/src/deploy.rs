@@ -1,7 +1,7 @@
 //! Releases, rollouts and deploy events.
 
 use crate::{now_ms, Result, Store, StoreError};
-use mobius_core::Phase;
+use mobius_core::{DeployEventKind, Phase};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -66,7 +66,7 @@ pub struct Rollout {
     pub newer_version: Option<String>,
 }
 
-/// One deploy event: started, approved, step, promoted, succeeded, rolled_back, failed, aborted.
+/// One event of a rollout's timeline.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeployEvent {
     pub id: i64,
@@ -75,7 +75,7 @@ pub struct DeployEvent {
     pub service: String,
     pub environment: String,
     pub version: String,
-    pub kind: String,
+    pub kind: DeployEventKind,
     pub actor: String,
     pub message: String,
     pub at: i64,
@@ -354,7 +354,13 @@ impl Store {
         Ok(())
     }
 
-    pub async fn add_deploy_event(&self, rollout: &Rollout, kind: &str, actor: &str, message: &str) -> Result<()> {
+    pub async fn add_deploy_event(
+        &self,
+        rollout: &Rollout,
+        kind: DeployEventKind,
+        actor: &str,
+        message: &str,
+    ) -> Result<()> {
         sqlx::query(
             "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
@@ -364,7 +370,7 @@ impl Store {
         .bind(&rollout.service)
         .bind(&rollout.environment)
         .bind(&rollout.version)
-        .bind(kind)
+        .bind(kind.as_str())
         .bind(actor)
         .bind(message)
         .bind(now_ms())
@@ -397,7 +403,14 @@ impl Store {
                     service: row.try_get("service")?,
                     environment: row.try_get("environment")?,
                     version: row.try_get("version")?,
-                    kind: row.try_get("kind")?,
+                    kind: {
+                        let value: String = row.try_get("kind")?;
+                        DeployEventKind::parse(&value).ok_or(StoreError::UnknownState {
+                            table: "deploy_events",
+                            column: "kind",
+                            value,
+                        })?
+                    },
                     actor: row.try_get("actor")?,
                     message: row.try_get("message")?,
                     at: row.try_get("at")?,

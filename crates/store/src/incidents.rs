@@ -2,7 +2,7 @@
 //! level until acknowledged, closed when the group resolves or someone resolves it.
 
 use crate::{now_ms, Result, Store, StoreError};
-use mobius_core::{IncidentFilter, IncidentStatus};
+use mobius_core::{IncidentEventKind, IncidentFilter, IncidentStatus};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -39,8 +39,7 @@ pub struct Incident {
 pub struct IncidentEvent {
     pub id: i64,
     pub incident_id: i64,
-    /// `opened`, `alert`, `notified`, `escalated`, `acknowledged`, `rollback`, `resolved`...
-    pub kind: String,
+    pub kind: IncidentEventKind,
     pub actor: String,
     pub message: String,
     pub at: i64,
@@ -232,7 +231,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            Self::event_in(&mut tx, id, "acknowledged", actor, "escalation stopped", now).await?;
+            Self::event_in(&mut tx, id, IncidentEventKind::Acknowledged, actor, "escalation stopped", now).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -252,7 +251,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         if done.rows_affected() == 1 {
-            Self::event_in(&mut tx, id, "resolved", actor, message, now).await?;
+            Self::event_in(&mut tx, id, IncidentEventKind::Resolved, actor, message, now).await?;
         }
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
@@ -261,14 +260,14 @@ impl Store {
     async fn event_in(
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         id: i64,
-        kind: &str,
+        kind: IncidentEventKind,
         actor: &str,
         message: &str,
         at: i64,
     ) -> Result<()> {
         sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(actor)
             .bind(message)
             .bind(at)
@@ -277,10 +276,10 @@ impl Store {
         Ok(())
     }
 
-    pub async fn add_incident_event(&self, id: i64, kind: &str, actor: &str, message: &str) -> Result<()> {
+    pub async fn add_incident_event(&self, id: i64, kind: IncidentEventKind, actor: &str, message: &str) -> Result<()> {
         sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
             .bind(id)
-            .bind(kind)
+            .bind(kind.as_str())
             .bind(actor)
             .bind(message)
             .bind(now_ms())
@@ -302,7 +301,14 @@ impl Store {
                 Ok(IncidentEvent {
                     id: row.try_get("id")?,
                     incident_id: row.try_get("incident_id")?,
-                    kind: row.try_get("kind")?,
+                    kind: {
+                        let value: String = row.try_get("kind")?;
+                        IncidentEventKind::parse(&value).ok_or(StoreError::UnknownState {
+                            table: "incident_events",
+                            column: "kind",
+                            value,
+                        })?
+                    },
                     actor: row.try_get("actor")?,
                     message: row.try_get("message")?,
                     at: row.try_get("at")?,

@@ -142,6 +142,15 @@ async fn unknown_states_are_refused_by_the_database(url: &str) {
              VALUES ('g', 't', 'closed', 'r', '{}', 0, 0, 1)",
             "incidents.status",
         ),
+        (
+            "INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES (999999, 'exploded', 'a', 'm', 1)",
+            "incident_events.kind",
+        ),
+        (
+            "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
+             VALUES (999999, 999999, 's', 'e', 'v1', 'exploded', 'a', 'm', 1)",
+            "deploy_events.kind",
+        ),
     ] {
         let result = sqlx::query(sql).execute(&pool).await;
         assert!(result.as_ref().is_err_and(|e| e.to_string().contains("_known")), "{what} was accepted: {result:?}");

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 
 /// Where a rollout is (the vocabulary is shared with the store and the API).
-pub use mobius_core::Phase;
+pub use mobius_core::{DeployEventKind, Phase};
 
 /// Live numbers of one version during a rollout.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -86,8 +86,8 @@ pub enum Command {
 #[derive(Debug, Clone)]
 pub struct Update {
     pub status: RolloutStatus,
-    /// `(kind, message)`, for example `("promoted", "step 2 of 2")`.
-    pub event: Option<(String, String)>,
+    /// `(kind, message)`, for example `(Promoted, "step 2 of 2")`.
+    pub event: Option<(DeployEventKind, String)>,
 }
 
 /// The release to roll out.
@@ -171,7 +171,7 @@ pub async fn drive(
         Ok(phase) => phase,
         Err(e) => {
             let message = format!("the host agent failed: {e}");
-            controller.finish(Phase::Failed, "failed", &message);
+            controller.finish(Phase::Failed, DeployEventKind::Failed, &message);
             Phase::Failed
         }
     };
@@ -196,14 +196,13 @@ struct Controller {
 }
 
 impl Controller {
-    fn report(&mut self, phase: Phase, message: impl Into<String>, event: Option<(&str, String)>) {
+    fn report(&mut self, phase: Phase, message: impl Into<String>, event: Option<(DeployEventKind, String)>) {
         self.status.phase = phase;
         self.status.message = message.into();
-        let _ =
-            self.updates.send(Update { status: self.status.clone(), event: event.map(|(k, m)| (k.to_string(), m)) });
+        let _ = self.updates.send(Update { status: self.status.clone(), event });
     }
 
-    fn finish(&mut self, phase: Phase, kind: &str, message: &str) {
+    fn finish(&mut self, phase: Phase, kind: DeployEventKind, message: &str) {
         self.report(phase, message, Some((kind, message.to_string())));
     }
 
@@ -217,11 +216,19 @@ impl Controller {
             loop {
                 match self.commands.recv().await {
                     Some(Command::Approve) => {
-                        self.report(Phase::Progressing, "approved", Some(("approved", "approved".into())));
+                        self.report(
+                            Phase::Progressing,
+                            "approved",
+                            Some((DeployEventKind::Approved, "approved".into())),
+                        );
                         break;
                     }
                     Some(Command::Abort(_)) | None => {
-                        self.finish(Phase::RolledBack, "aborted", "aborted before it started; nothing changed");
+                        self.finish(
+                            Phase::RolledBack,
+                            DeployEventKind::Aborted,
+                            "aborted before it started; nothing changed",
+                        );
                         return Ok(Phase::RolledBack);
                     }
                     _ => {}
@@ -234,7 +241,7 @@ impl Controller {
         };
         if stable == self.spec.target.version {
             let message = format!("{stable} is already serving");
-            self.finish(Phase::Succeeded, "succeeded", &message);
+            self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &message);
             return Ok(Phase::Succeeded);
         }
         let outcome = match self.spec.environment.strategy.clone() {
@@ -399,14 +406,14 @@ impl Controller {
         if let Err(reason) = self.start_new(count.saturating_sub(self.new_instances.len())).await? {
             let ids = std::mem::take(&mut self.new_instances);
             self.stop_all(&ids).await?;
-            self.finish(Phase::Failed, "failed", &reason);
+            self.finish(Phase::Failed, DeployEventKind::Failed, &reason);
             return Ok(Phase::Failed);
         }
         let version = self.spec.target.version.clone();
         self.route(vec![(version.clone(), 100, self.new_instances.clone())]).await?;
         self.status.stable = Some(version.clone());
         let message = format!("{version} serves all traffic (first deploy to an empty environment)");
-        self.finish(Phase::Succeeded, "succeeded", &message);
+        self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &message);
         Ok(Phase::Succeeded)
     }
 
@@ -443,11 +450,15 @@ impl Controller {
             self.new_instances = ids;
             self.status.weights = BTreeMap::from([(version.clone(), 100)]);
             self.status.stable = Some(version.clone());
-            self.finish(Phase::Succeeded, "succeeded", &format!("{version} serves all traffic"));
+            self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &format!("{version} serves all traffic"));
             Ok(Phase::Succeeded)
         } else {
             // Recreate has no second version to fall back on: the old release is started again.
-            self.finish(Phase::Failed, "failed", &format!("{}; {stable} must be deployed again", status.message));
+            self.finish(
+                Phase::Failed,
+                DeployEventKind::Failed,
+                &format!("{}; {stable} must be deployed again", status.message),
+            );
             Ok(Phase::Failed)
         }
     }
@@ -483,7 +494,7 @@ impl Controller {
         let old = std::mem::take(&mut self.stable_instances);
         self.stop_all(&old).await?;
         self.route(vec![(version.clone(), 100, self.new_instances.clone())]).await?;
-        self.finish(Phase::Succeeded, "succeeded", &format!("{version} serves all traffic"));
+        self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &format!("{version} serves all traffic"));
         Ok(Ok(Phase::Succeeded))
     }
 
@@ -548,7 +559,7 @@ impl Controller {
                     command = self.commands.recv() => match command {
                         Some(Command::Promote) => {
                             self.status.preview = None;
-                            self.report(Phase::Progressing, "promoted", Some(("promoted", format!("{version} promoted"))));
+                            self.report(Phase::Progressing, "promoted", Some((DeployEventKind::Promoted, format!("{version} promoted"))));
                             break;
                         }
                         Some(Command::Abort(who)) => {
@@ -592,7 +603,7 @@ impl Controller {
         }
         let message =
             format!("{version} serves all traffic; {stable} is kept running for {} s", rollback_window.as_secs());
-        self.finish(Phase::Succeeded, "succeeded", &message);
+        self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &message);
         // Retire the old version after the window, unless a later rollout took it back.
         let agent = self.agent.clone();
         let listener = self.listener.clone();
@@ -622,7 +633,7 @@ impl Controller {
             .await?;
             self.reset_windows();
             let message = format!("step {} of {}: {}% to {version}", index + 1, steps.len(), step.weight);
-            self.report(Phase::Progressing, message.clone(), Some(("step", message)));
+            self.report(Phase::Progressing, message.clone(), Some((DeployEventKind::Step, message)));
             let passed = match step.pause {
                 Pause::For(d) => self.hold_step(Some(d)).await?,
                 Pause::UntilPromoted => self.hold_step(None).await?,
@@ -649,7 +660,7 @@ impl Controller {
         let old = std::mem::take(&mut self.stable_instances);
         self.stop_all(&old).await?;
         self.route(vec![(version.clone(), 100, self.new_instances.clone())]).await?;
-        self.finish(Phase::Succeeded, "succeeded", &format!("{version} serves all traffic"));
+        self.finish(Phase::Succeeded, DeployEventKind::Succeeded, &format!("{version} serves all traffic"));
         Ok(Ok(Phase::Succeeded))
     }
 
@@ -668,7 +679,7 @@ impl Controller {
                     Some(Command::Abort(who)) => return Ok(Err(format!("aborted by {}", why_or_default(&who)))),
                     Some(Command::Promote) => {
                         promoted = true;
-                        self.report(self.status.phase, "promoted", Some(("promoted", format!("step {:?} promoted", self.status.step))));
+                        self.report(self.status.phase, "promoted", Some((DeployEventKind::Promoted, format!("step {:?} promoted", self.status.step))));
                     }
                     Some(Command::Approve) => {}
                     None => return Ok(Err("the server stopped the rollout".into())),
@@ -911,7 +922,7 @@ impl Controller {
         let new = std::mem::take(&mut self.new_instances);
         self.stop_all(&new).await?;
         self.route(vec![(stable.clone(), 100, self.stable_instances.clone())]).await?;
-        self.finish(Phase::RolledBack, "rolled_back", &message);
+        self.finish(Phase::RolledBack, DeployEventKind::RolledBack, &message);
         Ok(Phase::RolledBack)
     }
 }

@@ -5,6 +5,7 @@ pub mod addresses;
 pub mod releases;
 
 use crate::app::App;
+use mobius_core::DeployEventKind;
 use mobius_deploy::agent::AgentClient;
 use mobius_deploy::config::{Environment, Strategy};
 use mobius_deploy::rollout::{self, Command, Phase, RolloutSpec, Target, Update};
@@ -272,7 +273,7 @@ pub async fn deploy(
     app.store
         .add_deploy_event(
             &rollout,
-            "started",
+            DeployEventKind::Started,
             actor,
             &format!("deploy {} {} to {environment}", service.name, release.version),
         )
@@ -324,8 +325,10 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
                 }
                 if let Some((kind, message)) = update.event {
                     // People's commands are recorded by the API with their names.
-                    if !matches!(kind.as_str(), "promoted" | "approved" | "aborted") || phase.is_final() {
-                        if let Err(e) = app.store.add_deploy_event(&rollout, &kind, "mobius", &message).await {
+                    if !matches!(kind, DeployEventKind::Promoted | DeployEventKind::Approved | DeployEventKind::Aborted)
+                        || phase.is_final()
+                    {
+                        if let Err(e) = app.store.add_deploy_event(&rollout, kind, "mobius", &message).await {
                             tracing::error!(rollout = rollout.id, error = %e, "cannot record a deploy event");
                         }
                     }
@@ -370,7 +373,8 @@ async fn approval(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Resul
     if !protected {
         return Ok(Approval::NotNeeded);
     }
-    let approved = app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved");
+    let approved =
+        app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
     Ok(if approved { Approval::Given } else { Approval::Awaited })
 }
 
@@ -390,8 +394,8 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
         return Err(DeployError::Conflict(format!("rollout {} has ended ({})", rollout.id, rollout.phase)));
     }
     let (kind, message) = match &command {
-        Command::Promote => ("promoted", "promote".to_string()),
-        Command::Abort(_) => ("aborted", "abort: roll back now".to_string()),
+        Command::Promote => (DeployEventKind::Promoted, "promote".to_string()),
+        Command::Abort(_) => (DeployEventKind::Aborted, "abort: roll back now".to_string()),
         Command::Approve => {
             let release = app
                 .store
@@ -416,7 +420,7 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
                     rollout.service, rollout.version
                 )));
             }
-            ("approved", "approved".to_string())
+            (DeployEventKind::Approved, "approved".to_string())
         }
     };
     let sender = lock(&app.deploys.active).get(&rollout.id).cloned();
@@ -493,7 +497,7 @@ pub async fn resume(app: &Arc<App>) {
             tracing::warn!(rollout = rollout.id, error = %e, "cannot resume the rollout");
             let message = format!("could not be resumed after a restart: {e}");
             let _ = app.store.update_rollout(rollout.id, Phase::Failed, &message, &rollout.status).await;
-            let _ = app.store.add_deploy_event(&rollout, "failed", "mobius", &message).await;
+            let _ = app.store.add_deploy_event(&rollout, DeployEventKind::Failed, "mobius", &message).await;
         }
     }
 }
@@ -521,12 +525,13 @@ async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError
         .ok_or_else(|| DeployError::Invalid("environment is gone".into()))?;
     let agent = agent(app).await?;
     let dir = releases::materialize(app, &release).await.map_err(DeployError::Internal)?;
-    let approved = app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == "approved");
+    let approved =
+        app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
     let stable_dir = stable_release_dir(app, &project, &service.name, &env.name).await;
     app.store
         .add_deploy_event(
             rollout,
-            "resumed",
+            DeployEventKind::Resumed,
             "mobius",
             "the server restarted; the rollout starts again from its first step",
         )

@@ -320,7 +320,7 @@ async fn announce_to_waiting_rollouts(app: &App, release: &Release) -> Result<()
             "{} {} arrived while this rollout of {} is {}; it is not deployed to {} until this rollout ends",
             release.service, release.version, rollout.version, rollout.phase, rollout.environment
         );
-        app.store.add_deploy_event(&rollout, "newer_release", "mobius", &message).await?;
+        app.store.add_deploy_event(&rollout, mobius_core::DeployEventKind::NewerRelease, "mobius", &message).await?;
     }
     Ok(())
 }

@@ -242,7 +242,7 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         can_abort: s.caller.may(Role::Developer, rollout.project_id),
         weights_svg: weights_svg(&weights, &stable),
         rates,
-        events: events.iter().rev().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),
+        events: events.iter().rev().map(|e| EventView::new(e.at, e.kind.as_str(), &e.actor, &e.message)).collect(),
         rollout: row(&rollout),
     })
 }

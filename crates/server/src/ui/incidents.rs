@@ -110,7 +110,7 @@ pub(super) async fn incident_page(State(app): State<Arc<App>>, s: Session, Path(
         can_act: s.caller.may_globally(Role::Developer),
         policy: incident.policy.clone().unwrap_or_else(|| "none".into()),
         incident: row(&incident),
-        events: events.iter().map(|e| EventView::new(e.at, &e.kind, &e.actor, &e.message)).collect(),
+        events: events.iter().map(|e| EventView::new(e.at, e.kind.as_str(), &e.actor, &e.message)).collect(),
     })
 }
 
