@@ -175,6 +175,8 @@ struct Group {
     log: HashMap<String, LogEntry>,
     /// Whether the last flush found the group muted.
     muted: bool,
+    /// Whether the last flush found every alert of the group resolved (and said so).
+    resolved: bool,
 }
 
 /// The grouped view of `/api/v2/alerts/groups` and the UI.
@@ -393,6 +395,7 @@ impl AlertManager {
                 },
                 in_flight: false,
                 muted: false,
+                resolved: false,
                 log: restored.unwrap_or_default(),
             });
             group.alerts.insert(fp, alert.clone());
@@ -487,6 +490,12 @@ impl AlertManager {
                 };
                 let newly_muted = status == GroupStatus::Muted && !group.muted;
                 group.muted = status == GroupStatus::Muted;
+                // A group's resolution is an event even when no integration is told of
+                // it: none may be configured, or the last thing they were told was the
+                // silence (Alertmanager does not send a resolution of what it did not
+                // send firing), and the incident must still close.
+                let newly_resolved = status == GroupStatus::Resolved && !group.resolved;
+                group.resolved = status == GroupStatus::Resolved;
                 let event = GroupEvent {
                     group_key: key.clone(),
                     receiver: receiver.name.clone(),
@@ -495,7 +504,7 @@ impl AlertManager {
                     alerts: visible.clone(),
                     at: now,
                 };
-                if !sends.is_empty() || (group.log.is_empty() && !firing.is_empty()) || newly_muted {
+                if !sends.is_empty() || (group.log.is_empty() && !firing.is_empty()) || newly_muted || newly_resolved {
                     let _ = self.events.send(event);
                 }
                 group.in_flight = true;
@@ -816,6 +825,41 @@ mod tests {
         assert_eq!(a.fingerprint(), 0xe46a_aa9f_cf75_dd34);
         assert_eq!(fingerprint(&Labels::default()), 0xcbf2_9ce4_8422_2325, "an empty set hashes to the offset basis");
         assert_ne!(fingerprint(&Labels::from_pairs(&[("a", "bc")])), fingerprint(&Labels::from_pairs(&[("ab", "c")])));
+    }
+
+    /// A group whose alerts resolve says so even when no integration is told: here its
+    /// receiver has none (before, the incident of such a group never closed; the same
+    /// happened after a silence when the alert resolved before the next flush).
+    #[tokio::test]
+    async fn a_group_that_resolves_says_so_even_when_nobody_is_notified() {
+        let text = "route:\n  receiver: team\n  group_by: [alertname]\n  group_wait: 0s\n  group_interval: 1ms\nreceivers:\n  - name: team\n";
+        let config =
+            config::parse_alertmanager_config(mobius_workflow::SourceFile::new("am.yml", text.to_string())).unwrap();
+        let am = AlertManager::new(config, None, String::new()).unwrap();
+        let mut events = am.subscribe();
+        let alert = |ends_at: i64| Alert {
+            labels: Labels::from_pairs(&[("alertname", "DiskFull")]),
+            annotations: vec![],
+            starts_at: now_ms() - 10,
+            ends_at,
+            generator_url: String::new(),
+            updated_at: 0,
+        };
+        am.put(vec![alert(now_ms() + 3_600_000)]);
+        am.flush_due(now_ms() + 10);
+        assert_eq!(events.recv().await.unwrap().status, GroupStatus::Firing);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        am.put(vec![alert(now_ms() - 1)]);
+        let mut statuses = Vec::new();
+        for _ in 0..5 {
+            am.flush_due(now_ms() + 10);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            while let Ok(event) = events.try_recv() {
+                statuses.push(event.status);
+            }
+        }
+        assert_eq!(statuses.iter().filter(|s| **s == GroupStatus::Resolved).count(), 1, "{statuses:?}");
+        assert!(!statuses.contains(&GroupStatus::Firing), "{statuses:?}");
     }
 
     #[test]
