@@ -124,10 +124,7 @@ fn rollout(row: &AnyRow) -> Result<Rollout> {
         release_id: row.try_get("release_id")?,
         version: row.try_get("version")?,
         strategy: row.try_get("strategy")?,
-        phase: {
-            let value: String = row.try_get("phase")?;
-            Phase::parse(&value).ok_or(StoreError::UnknownState { table: "rollouts", column: "phase", value })?
-        },
+        phase: crate::state_of(row, "rollouts", "phase", Phase::parse)?,
         message: row.try_get("message")?,
         status: json(row, "status")?,
         created_by: row.try_get("created_by")?,
@@ -403,14 +400,7 @@ impl Store {
                     service: row.try_get("service")?,
                     environment: row.try_get("environment")?,
                     version: row.try_get("version")?,
-                    kind: {
-                        let value: String = row.try_get("kind")?;
-                        DeployEventKind::parse(&value).ok_or(StoreError::UnknownState {
-                            table: "deploy_events",
-                            column: "kind",
-                            value,
-                        })?
-                    },
+                    kind: crate::state_of(row, "deploy_events", "kind", DeployEventKind::parse)?,
                     actor: row.try_get("actor")?,
                     message: row.try_get("message")?,
                     at: row.try_get("at")?,

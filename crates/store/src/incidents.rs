@@ -71,14 +71,7 @@ fn incident(row: &AnyRow) -> Result<Incident> {
         id: row.try_get("id")?,
         group_key: row.try_get("group_key")?,
         title: row.try_get("title")?,
-        status: {
-            let value: String = row.try_get("status")?;
-            IncidentStatus::parse(&value).ok_or(StoreError::UnknownState {
-                table: "incidents",
-                column: "status",
-                value,
-            })?
-        },
+        status: crate::state_of(row, "incidents", "status", IncidentStatus::parse)?,
         receiver: row.try_get("receiver")?,
         labels: serde_json::from_str(&labels).unwrap_or(serde_json::Value::Null),
         service: row.try_get("service")?,
@@ -301,14 +294,7 @@ impl Store {
                 Ok(IncidentEvent {
                     id: row.try_get("id")?,
                     incident_id: row.try_get("incident_id")?,
-                    kind: {
-                        let value: String = row.try_get("kind")?;
-                        IncidentEventKind::parse(&value).ok_or(StoreError::UnknownState {
-                            table: "incident_events",
-                            column: "kind",
-                            value,
-                        })?
-                    },
+                    kind: crate::state_of(row, "incident_events", "kind", IncidentEventKind::parse)?,
                     actor: row.try_get("actor")?,
                     message: row.try_get("message")?,
                     at: row.try_get("at")?,

@@ -46,6 +46,19 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// A state stored by its name, parsed back with `parse`; a name `parse` does not know
+/// is [`StoreError::UnknownState`] (the database's constraints keep that from happening).
+pub(crate) fn state_of<T>(
+    row: &sqlx::any::AnyRow,
+    table: &'static str,
+    column: &'static str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
+    use sqlx::Row as _;
+    let value: String = row.try_get(column)?;
+    parse(&value).ok_or(StoreError::UnknownState { table, column, value })
+}
+
 /// Which database the store talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {

@@ -7,8 +7,7 @@ use sqlx::Row;
 
 /// A stored status, parsed (the stored names are GitHub's).
 fn status_of(row: &AnyRow, table: &'static str) -> Result<Status> {
-    let value: String = row.try_get("status")?;
-    Status::parse(&value).ok_or(crate::StoreError::UnknownState { table, column: "status", value })
+    crate::state_of(row, table, "status", Status::parse)
 }
 
 /// A stored conclusion, parsed; none while the row is not completed.
