@@ -88,6 +88,9 @@ pub async fn security_headers(mut response: axum::response::Response) -> axum::r
     response
 }
 
+/// The largest page [`conditional`] tags (it is read whole to hash it).
+const TAGGED_PAGE_LIMIT: u64 = 16 << 20;
+
 /// Conditional GETs of the pages: each answer carries an ETag of its body, and a
 /// request that already holds it gets 304 without the body (what a live list's
 /// refresh asks every second).
@@ -100,12 +103,14 @@ pub async fn conditional(request: axum::extract::Request, next: axum::middleware
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.starts_with("text/html"));
-    if !get || response.status() != StatusCode::OK || !html {
+    // Pages are small; one that is not (or whose size is unknown) is answered whole,
+    // without a tag.
+    let size = axum::body::HttpBody::size_hint(response.body()).upper();
+    if !get || response.status() != StatusCode::OK || !html || size.is_none_or(|n| n > TAGGED_PAGE_LIMIT) {
         return response;
     }
     let (mut parts, body) = response.into_parts();
-    // Pages are small; one that is not is answered whole, without a tag.
-    let Ok(bytes) = axum::body::to_bytes(body, 16 << 20).await else {
+    let Ok(bytes) = axum::body::to_bytes(body, TAGGED_PAGE_LIMIT as usize).await else {
         return StatusCode::INTERNAL_SERVER_ERROR.into_response();
     };
     let tag = format!("W/\"{}\"", hex::encode(&Sha256::digest(&bytes)[..16]));
