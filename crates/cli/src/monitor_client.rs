@@ -107,34 +107,15 @@ pub enum SilenceCmd {
     },
 }
 
-/// One matcher in Alertmanager's syntax as the v2 API's `{name, value, isRegex, isEqual}`.
-fn matcher_json(text: &str) -> Result<Value, Failure> {
-    let how = "write NAME=VALUE, NAME!=VALUE, NAME=~REGEX or NAME!~REGEX";
-    let end = text.find(['=', '!']).ok_or_else(|| Failure(format!("matcher `{text}`: {how}")))?;
-    let (name, rest) = text.split_at(end);
-    let name = name.trim();
-    let valid = name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(Failure(format!("matcher `{text}`: `{name}` is not a label name; {how}")));
-    }
-    let (is_equal, is_regex, value) = if let Some(v) = rest.strip_prefix("=~") {
-        (true, true, v)
-    } else if let Some(v) = rest.strip_prefix("!~") {
-        (false, true, v)
-    } else if let Some(v) = rest.strip_prefix("!=") {
-        (false, false, v)
-    } else if let Some(v) = rest.strip_prefix('=') {
-        (true, false, v)
-    } else {
-        return Err(Failure(format!("matcher `{text}`: {how}")));
-    };
-    let value = value.trim();
-    let value = match value.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
-        Some(quoted) => quoted.replace("\\\"", "\"").replace("\\\\", "\\"),
-        None => value.to_string(),
-    };
-    Ok(serde_json::json!({"name": name, "value": value, "isRegex": is_regex, "isEqual": is_equal}))
+/// Matchers in Alertmanager's syntax (`alertname=X`, `env!="staging"`, `{a=~"b.*", c="d"}`),
+/// read by the monitor's own parser, as the v2 API's `{name, value, isRegex, isEqual}`.
+fn matcher_json(text: &str) -> Result<Vec<Value>, Failure> {
+    let matchers =
+        mobius_monitor::alerting::config::parse_matchers(text).map_err(|e| Failure(format!("matcher {e}")))?;
+    Ok(matchers
+        .iter()
+        .map(|m| serde_json::json!({"name": m.name, "value": m.value, "isRegex": m.op.is_regex(), "isEqual": m.op.is_equal()}))
+        .collect())
 }
 
 /// A silence's matchers as Alertmanager prints them: `alertname="QueueTooDeep", env!="staging"`.
@@ -144,13 +125,11 @@ fn matchers_text(silence: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|m| {
-            let op = match (m["isEqual"].as_bool().unwrap_or(true), m["isRegex"].as_bool().unwrap_or(false)) {
-                (true, false) => "=",
-                (false, false) => "!=",
-                (true, true) => "=~",
-                (false, true) => "!~",
-            };
-            format!("{}{op}\"{}\"", s(m, "name"), s(m, "value"))
+            let op = mobius_monitor::MatchOp::from_flags(
+                m["isEqual"].as_bool().unwrap_or(true),
+                m["isRegex"].as_bool().unwrap_or(false),
+            );
+            format!("{}{}\"{}\"", s(m, "name"), op.as_str(), s(m, "value"))
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -162,7 +141,8 @@ async fn silences(client: &Client, command: SilenceCmd) -> Result<(), Failure> {
             if comment.trim().is_empty() {
                 return Err(Failure("--comment: say why the alerts are silenced".into()));
             }
-            let matchers = matchers.iter().map(|m| matcher_json(m)).collect::<Result<Vec<_>, _>>()?;
+            let matchers: Vec<Value> =
+                matchers.iter().map(|m| matcher_json(m)).collect::<Result<Vec<_>, _>>()?.concat();
             let now = chrono::Utc::now();
             let ends = now + chrono::Duration::from_std(duration).map_err(|e| Failure(format!("--duration: {e}")))?;
             let body = serde_json::json!({
@@ -452,20 +432,22 @@ mod tests {
         let m = |t: &str| matcher_json(t).map_err(|e| e.0);
         assert_eq!(
             m("alertname=Foo"),
-            Ok(json!({"name": "alertname", "value": "Foo", "isRegex": false, "isEqual": true}))
+            Ok(vec![json!({"name": "alertname", "value": "Foo", "isRegex": false, "isEqual": true})])
         );
         assert_eq!(
             m("env!=\"staging\""),
-            Ok(json!({"name": "env", "value": "staging", "isRegex": false, "isEqual": false}))
+            Ok(vec![json!({"name": "env", "value": "staging", "isRegex": false, "isEqual": false})])
         );
         assert_eq!(
             m("severity=~\"crit.*\""),
-            Ok(json!({"name": "severity", "value": "crit.*", "isRegex": true, "isEqual": true}))
+            Ok(vec![json!({"name": "severity", "value": "crit.*", "isRegex": true, "isEqual": true})])
         );
-        assert_eq!(m("job!~a|b"), Ok(json!({"name": "job", "value": "a|b", "isRegex": true, "isEqual": false})));
+        assert_eq!(m("job!~a|b"), Ok(vec![json!({"name": "job", "value": "a|b", "isRegex": true, "isEqual": false})]));
         let wrong = m("9lives=1").unwrap_err();
-        assert!(wrong.contains("`9lives` is not a label name"), "{wrong}");
+        assert!(wrong.contains("`9lives=1`") && wrong.contains("expected a label name"), "{wrong}");
         let wrong = m("alertname").unwrap_err();
-        assert!(wrong.contains("NAME=VALUE"), "{wrong}");
+        assert!(wrong.contains("expected `=`, `!=`, `=~` or `!~`"), "{wrong}");
+        let wrong = m("job=~\"(\"").unwrap_err();
+        assert!(wrong.contains("invalid regular expression"), "{wrong}");
     }
 }

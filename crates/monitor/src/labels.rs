@@ -105,9 +105,18 @@ impl fmt::Display for Labels {
                 f.write_str(", ")?;
             }
             first = false;
-            write!(f, "{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))?;
+            write!(f, "{k}={}", Quoted(v))?;
         }
         f.write_str("}")
+    }
+}
+
+/// A label value in double quotes, escaped as PromQL and Alertmanager read it back.
+struct Quoted<'a>(&'a str);
+
+impl fmt::Display for Quoted<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "\"{}\"", self.0.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n"))
     }
 }
 
@@ -128,6 +137,26 @@ impl MatchOp {
             MatchOp::Regex => "=~",
             MatchOp::NotRegex => "!~",
         }
+    }
+
+    /// The operator Alertmanager's v2 API spells as `isEqual` and `isRegex`.
+    pub fn from_flags(is_equal: bool, is_regex: bool) -> MatchOp {
+        match (is_equal, is_regex) {
+            (true, false) => MatchOp::Equal,
+            (false, false) => MatchOp::NotEqual,
+            (true, true) => MatchOp::Regex,
+            (false, true) => MatchOp::NotRegex,
+        }
+    }
+
+    /// `isEqual` of Alertmanager's v2 API: `=` and `=~`.
+    pub fn is_equal(self) -> bool {
+        matches!(self, MatchOp::Equal | MatchOp::Regex)
+    }
+
+    /// `isRegex` of Alertmanager's v2 API: `=~` and `!~`.
+    pub fn is_regex(self) -> bool {
+        matches!(self, MatchOp::Regex | MatchOp::NotRegex)
     }
 }
 
@@ -166,6 +195,13 @@ impl Matcher {
     /// Whether the matcher accepts a series without the label.
     pub fn matches_empty(&self) -> bool {
         self.matches("")
+    }
+}
+
+impl fmt::Display for Matcher {
+    /// `name op "value"`, escaped so that `parse_matchers` and PromQL read it back.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}{}{}", self.name, self.op.as_str(), Quoted(&self.value))
     }
 }
 

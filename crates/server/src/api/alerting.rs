@@ -13,7 +13,7 @@ use axum::Json;
 use mobius_monitor::alerting::notify::rfc3339 as go_time;
 use mobius_monitor::alerting::{now_ms, Alert, AlertManager, Silence};
 use mobius_monitor::rules::{AlertState, RuleKind};
-use mobius_monitor::Labels;
+use mobius_monitor::{Labels, MatchOp, Matcher};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -357,8 +357,8 @@ fn silence_json(s: &Silence) -> Value {
             json!({
                 "name": m.name,
                 "value": m.value,
-                "isRegex": matches!(m.op, mobius_monitor::MatchOp::Regex | mobius_monitor::MatchOp::NotRegex),
-                "isEqual": matches!(m.op, mobius_monitor::MatchOp::Equal | mobius_monitor::MatchOp::Regex),
+                "isRegex": m.op.is_regex(),
+                "isEqual": m.op.is_equal(),
             })
         })
         .collect();
@@ -452,15 +452,11 @@ pub async fn post_silence(
         .matchers
         .iter()
         .map(|m| {
-            let op = match (m.is_equal, m.is_regex) {
-                (true, false) => "=",
-                (false, false) => "!=",
-                (true, true) => "=~",
-                (false, true) => "!~",
-            };
-            format!("{}{op}\"{}\"", m.name, m.value.replace('\\', "\\\\").replace('"', "\\\""))
+            Matcher::new(MatchOp::from_flags(m.is_equal, m.is_regex), &m.name, &m.value)
+                .map(|m| m.to_string())
+                .map_err(|e| ApiError::bad_request(format!("matchers: `{}`: invalid regular expression: {e}", m.value)))
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
     let silence = Silence {
         id: body.id,
         matchers,

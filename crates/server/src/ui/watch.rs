@@ -225,10 +225,7 @@ fn silence_from(form: &HashMap<String, String>, by: String) -> Result<Silence, S
     let now = now_ms();
     Ok(Silence {
         id: String::new(),
-        matchers: matchers
-            .iter()
-            .map(|m| format!("{}{}\"{}\"", m.name, m.op.as_str(), m.value.replace('\\', "\\\\").replace('"', "\\\"")))
-            .collect(),
+        matchers: matchers.iter().map(ToString::to_string).collect(),
         starts_at: now,
         ends_at: now.saturating_add(duration.as_millis().min(i64::MAX as u128) as i64),
         created_by: by,
@@ -280,9 +277,5 @@ pub(super) async fn expire_silence(
 
 /// The matchers that silence exactly this alert's labels (its Silence link).
 pub(super) fn matchers_of(labels: &mobius_monitor::Labels) -> String {
-    labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"")))
-        .collect::<Vec<_>>()
-        .join(", ")
+    labels.iter().map(|(k, v)| mobius_monitor::Matcher::equal(k, v).to_string()).collect::<Vec<_>>().join(", ")
 }
