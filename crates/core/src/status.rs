@@ -24,11 +24,13 @@ impl Conclusion {
         }
     }
 
+    /// Every conclusion.
+    pub const ALL: [Conclusion; 4] =
+        [Conclusion::Success, Conclusion::Failure, Conclusion::Cancelled, Conclusion::Skipped];
+
     /// The conclusion named by [`Conclusion::as_str`].
     pub fn parse(name: &str) -> Option<Conclusion> {
-        [Conclusion::Success, Conclusion::Failure, Conclusion::Cancelled, Conclusion::Skipped]
-            .into_iter()
-            .find(|c| c.as_str() == name)
+        Self::ALL.into_iter().find(|c| c.as_str() == name)
     }
 
     /// Combines the results of several matrix legs or reusable-workflow jobs into one,
@@ -81,9 +83,12 @@ impl Status {
         }
     }
 
+    /// Every status, in the order a run goes through them.
+    pub const ALL: [Status; 3] = [Status::Queued, Status::InProgress, Status::Completed];
+
     /// The status named by [`Status::as_str`].
     pub fn parse(name: &str) -> Option<Status> {
-        [Status::Queued, Status::InProgress, Status::Completed].into_iter().find(|s| s.as_str() == name)
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 }
 

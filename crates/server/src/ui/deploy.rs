@@ -132,12 +132,40 @@ pub(super) struct RolloutPage {
     steps: Vec<StepView>,
 }
 
+/// Where a canary step stands against the rollout.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum StepState {
+    Done,
+    Current,
+    Next,
+}
+
+impl StepState {
+    /// The CSS class of the step's line.
+    fn class(self) -> &'static str {
+        match self {
+            StepState::Done => "done",
+            StepState::Current => "current",
+            StepState::Next => "next",
+        }
+    }
+}
+
 pub(super) struct StepView {
     number: usize,
     weight: u64,
     hold: String,
-    /// `done`, `current` or `next`.
-    state: &'static str,
+    state: StepState,
+}
+
+impl StepView {
+    fn class(&self) -> &'static str {
+        self.state.class()
+    }
+
+    fn current(&self) -> bool {
+        self.state == StepState::Current
+    }
 }
 
 /// A canary's planned steps from the controller's status, marked against its current step.
@@ -151,10 +179,10 @@ fn steps(status: &serde_json::Value, finished: bool, succeeded: bool) -> Vec<Ste
         .map(|(i, step)| {
             let number = i + 1;
             let state = match current {
-                _ if finished && succeeded => "done",
-                Some(c) if number < c => "done",
-                Some(c) if number == c && !finished => "current",
-                _ => "next",
+                _ if finished && succeeded => StepState::Done,
+                Some(c) if number < c => StepState::Done,
+                Some(c) if number == c && !finished => StepState::Current,
+                _ => StepState::Next,
             };
             StepView {
                 number,

@@ -360,8 +360,12 @@ struct RunsPage {
     runs: Vec<RunView>,
 }
 
-/// The choices of the runs list's status filter: statuses, then conclusions.
-const RUN_STATES: [&str; 7] = ["queued", "in_progress", "completed", "success", "failure", "cancelled", "skipped"];
+impl RunsPage {
+    /// The choices of the status filter: statuses, then conclusions.
+    fn run_states(&self) -> Vec<&'static str> {
+        Status::ALL.iter().map(|s| s.as_str()).chain(Conclusion::ALL.iter().map(|c| c.as_str())).collect()
+    }
+}
 /// The choices of its event filter.
 const RUN_EVENTS: [&str; 5] = ["push", "pull_request", "workflow_dispatch", "schedule", "workflow_call"];
 
