@@ -862,6 +862,38 @@ async fn dispatch(
 
 #[cfg(test)]
 mod tests {
+    use axum::body::Body;
+    use axum::http::{header, Request, StatusCode};
+    use axum::response::Html;
+    use tower::ServiceExt as _;
+
+    /// A page is tagged and a held tag answered 304; a page above the limit is answered
+    /// whole, untagged (it was a 500: its body was consumed by the failed read).
+    #[tokio::test]
+    async fn conditional_gets_tag_pages_up_to_the_limit_and_answer_larger_ones_whole() {
+        let big = "x".repeat(super::TAGGED_PAGE_LIMIT as usize + 1);
+        let app = axum::Router::new()
+            .route("/small", axum::routing::get(|| async { Html("<p>small</p>") }))
+            .route("/big", axum::routing::get(move || async move { Html(big) }))
+            .layer(axum::middleware::from_fn(super::conditional));
+        let get = |path: &str, tag: Option<&str>| {
+            let mut request = Request::get(path);
+            if let Some(tag) = tag {
+                request = request.header(header::IF_NONE_MATCH, tag);
+            }
+            app.clone().oneshot(request.body(Body::empty()).expect("a request"))
+        };
+        let small = get("/small", None).await.expect("an answer");
+        let tag = small.headers().get(header::ETAG).expect("a tag").to_str().expect("ascii").to_string();
+        let again = get("/small", Some(&tag)).await.expect("an answer");
+        assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+        let big = get("/big", None).await.expect("an answer");
+        assert_eq!(big.status(), StatusCode::OK);
+        assert!(big.headers().get(header::ETAG).is_none());
+        let body = axum::body::to_bytes(big.into_body(), usize::MAX).await.expect("the body");
+        assert_eq!(body.len() as u64, super::TAGGED_PAGE_LIMIT + 1);
+    }
+
     /// Issue 16, item 16: UI messages show code as code, never the CLI's backticks.
     #[test]
     fn ui_messages_show_code_not_backticks() {
