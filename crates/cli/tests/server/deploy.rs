@@ -66,13 +66,15 @@ environments:
     )
 }
 
+/// A repository whose CI packages the Python service (`app/`) as the artifact `web`,
+/// delivered as `delivery` (its `mobius.yaml`) says.
+pub(crate) fn service_repo(delivery: &str) -> Repo {
+    Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", delivery)])
+}
+
 /// A repository that builds the Python service and delivers it to the two environments.
 fn shop_repo(staging: u16, production: u16) -> Repo {
-    Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &delivery(staging, production)),
-    ])
+    service_repo(&delivery(staging, production))
 }
 
 pub(crate) fn python_available() -> bool {
@@ -496,8 +498,7 @@ environments:
         - {{ name: served, query: 'sum(app_requests_total{{version=\"{{{{version}}}}\",env=\"{{{{env}}}}\"}})', max: 3 }}
 "
     );
-    let repo =
-        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let repo = service_repo(&delivery);
     let conf = tempfile::tempdir().unwrap();
     let prometheus = conf.path().join("prometheus.yml");
     std::fs::write(&prometheus, "global:\n  scrape_interval: 500ms\n").unwrap();
@@ -581,8 +582,7 @@ fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
     let config = format!(
         "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    instances: 2\n    stop_grace: 2s\n    drain_timeout: 1s\nenvironments:\n  only:\n    listen: 127.0.0.1:{port}\n    strategy: recreate\n"
     );
-    let repo =
-        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &config)]);
+    let repo = service_repo(&config);
     let mut server = Server::start(crate::support::Backend::Sqlite);
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");

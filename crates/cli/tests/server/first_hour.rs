@@ -2,12 +2,10 @@
 //! diagnostics on the run, addresses owned by one project, one server per data
 //! directory, silences and incidents, alerts that hold rollouts, and the CLI's edges.
 
-use crate::deploy::{cli_ok, free_port, get, python_available, wait_release, WORKFLOW};
+use crate::deploy::{cli_ok, free_port, get, python_available, service_repo, wait_release};
 use crate::support::{backends, Repo, Server};
 use serde_json::Value;
 use std::time::{Duration, Instant};
-
-const APP: &str = include_str!("../../../deploy/tests/upstream.py");
 
 /// One protected production environment that every new release deploys to by itself.
 fn auto_deployed(port: u16) -> String {
@@ -49,11 +47,7 @@ fn a_rerun_reuses_the_release_and_a_newer_one_is_stated_on_the_paused_rollout() 
     }
     for backend in backends() {
         let port = free_port();
-        let repo = Repo::new(&[
-            (".github/workflows/build.yml", WORKFLOW),
-            ("app/upstream.py", APP),
-            ("mobius.yaml", &auto_deployed(port)),
-        ]);
+        let repo = service_repo(&auto_deployed(port));
         let server = Server::start(backend);
         server.add_project("shop", repo.path());
         let v1 = wait_release(&server, "v1");
@@ -194,11 +188,7 @@ fn two_projects_cannot_claim_one_address() {
     let address = format!("127.0.0.1:{p}");
     let server = Server::start(crate::support::Backend::Sqlite);
     // billing: v1 listens at P, then v2 moves to Q (P is free again).
-    let billing = Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &listening("api", p)),
-    ]);
+    let billing = service_repo(&listening("api", p));
     server.add_project("billing", billing.path());
     wait_release_of(&server, "billing", "v1");
     // (A release is its artifact: the app changes too, or v1 would be reused.)
@@ -206,11 +196,7 @@ fn two_projects_cannot_claim_one_address() {
     wait_release_of(&server, "billing", "v2");
 
     // shop takes P: nobody listens there or means to.
-    let shop = Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &listening("web", p)),
-    ]);
+    let shop = service_repo(&listening("web", p));
     server.add_project("shop", shop.path());
     wait_release_of(&server, "shop", "v1");
 
@@ -353,11 +339,7 @@ fn an_alert_firing_before_a_rollout_holds_it_but_not_the_first_deploy() {
     .unwrap();
     let server =
         Server::start_with(crate::support::Backend::Sqlite, &["--alertmanager-config", alertmanager.to_str().unwrap()]);
-    let repo = Repo::new(&[
-        (".github/workflows/build.yml", WORKFLOW),
-        ("app/upstream.py", APP),
-        ("mobius.yaml", &listening("web", port)),
-    ]);
+    let repo = service_repo(&listening("web", port));
     server.add_project("shop", repo.path());
     wait_release_of(&server, "shop", "v1");
     let alert = |ends: chrono::DateTime<chrono::Utc>| {
@@ -465,8 +447,7 @@ fn approve_on_an_unprotected_environment_says_so_and_the_page_offers_no_approve(
     let port = free_port();
     let config =
         listening("web", port).replace("strategy: blue-green", "strategy:\n      blue-green: { auto_promote: false }");
-    let repo =
-        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &config)]);
+    let repo = service_repo(&config);
     let server = Server::start(crate::support::Backend::Sqlite);
     server.add_project("shop", repo.path());
     wait_release_of(&server, "shop", "v1");
@@ -838,8 +819,7 @@ fn the_ui_shows_releases_targets_rules_run_filters_last_status_and_instance_vers
     let delivery = format!(
         "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    metrics: {{ path: /metrics }}\nenvironments:\n  only:\n    listen: 127.0.0.1:{port}\n    strategy: recreate\n"
     );
-    let repo =
-        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let repo = service_repo(&delivery);
     let conf = tempfile::tempdir().unwrap();
     std::fs::write(
         conf.path().join("rules.yml"),
@@ -918,8 +898,7 @@ fn a_paused_blue_green_shows_its_preview_and_a_canary_its_steps() {
     let delivery = format!(
         "services:\n  web:\n    artifact: web\n    run: python3 upstream.py {{port}}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 1s\n    drain_timeout: 1s\nenvironments:\n  blue:\n    listen: 127.0.0.1:{port}\n    strategy: {{ blue-green: {{ auto_promote: false, preview: 127.0.0.1:{preview} }} }}\n    analysis: {{ interval: 200ms }}\n  canary:\n    listen: 127.0.0.1:{canary_port}\n    strategy:\n      canary:\n        steps: [ {{ weight: 20 }}, {{ weight: 60, pause: 1h }} ]\n"
     );
-    let repo =
-        Repo::new(&[(".github/workflows/build.yml", WORKFLOW), ("app/upstream.py", APP), ("mobius.yaml", &delivery)]);
+    let repo = service_repo(&delivery);
     let server = Server::start(crate::support::Backend::Sqlite);
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
