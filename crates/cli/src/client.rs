@@ -1,5 +1,5 @@
 //! Client commands against a running server: projects, secrets, variables, runs, logs,
-//! dispatch, cancel, re-run, tokens and the audit log.
+//! dispatch, cancel, re-run, tokens, the event log and the audit log.
 
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
@@ -255,6 +255,8 @@ pub enum ClientCmd {
     Deploy(crate::deploy_client::DeployCmd),
     #[command(flatten)]
     Monitor(crate::monitor_client::MonitorCmd),
+    /// What happened, in order: runs, releases, rollouts, alerts, incidents, changes.
+    Events(crate::events_client::EventsArgs),
     /// Read the audit log (admin).
     Audit {
         /// At most this many entries, newest first.
@@ -427,6 +429,7 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
     match command {
         ClientCmd::Deploy(command) => return crate::deploy_client::dispatch(client, command).await,
         ClientCmd::Monitor(command) => return crate::monitor_client::dispatch(client, command).await,
+        ClientCmd::Events(args) => return crate::events_client::events(&client, args).await,
         ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
             // A relative path means the caller's directory, not the server's.
             let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());

@@ -12,6 +12,7 @@ mod agent_cmd;
 mod backfill_cmd;
 mod client;
 mod deploy_client;
+mod events_client;
 mod monitor_client;
 mod render;
 mod run_cmd;

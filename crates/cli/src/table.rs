@@ -55,6 +55,11 @@ pub(crate) fn state(text: &str) -> Cell {
     Cell { text: text.to_string(), tone: Tone::of_state(text) }
 }
 
+/// A cell of any text coloured as the state word `state` would be.
+pub(crate) fn toned(text: &str, state: &str) -> Cell {
+    Cell { text: text.to_string(), tone: Tone::of_state(state) }
+}
+
 /// A list printed as columns under a header row.
 pub(crate) struct Table {
     headers: Vec<&'static str>,

@@ -9,7 +9,7 @@ pub mod phase;
 pub mod status;
 
 pub use event::{Annotation, AnnotationLevel, RunEvent};
-pub use events::{DeployEventKind, IncidentEventKind};
+pub use events::{DeployEventKind, EventKind, IncidentEventKind};
 pub use incident::{IncidentFilter, IncidentStatus};
 pub use phase::Phase;
 pub use status::{Conclusion, State, Status};

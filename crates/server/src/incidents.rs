@@ -10,11 +10,11 @@ use crate::app::App;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use base64::Engine as _;
-use mobius_core::IncidentEventKind;
+use mobius_core::{EventKind, IncidentEventKind};
 use mobius_deploy::rollout::Command;
 use mobius_monitor::alerting::notify::Notification;
 use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
-use mobius_store::{Incident, NewIncident, RolloutFilter};
+use mobius_store::{Incident, NewEvent, NewIncident, RolloutFilter};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -31,9 +31,13 @@ pub fn start(app: &Arc<App>) {
     let follower = Arc::clone(app);
     tokio::spawn(async move {
         let mut seen: HashMap<i64, HashSet<u64>> = HashMap::new();
+        let mut firing: HashMap<String, HashSet<u64>> = HashMap::new();
         loop {
             match events.recv().await {
                 Ok(event) => {
+                    if let Err(e) = record_alerts(&follower, &event, &mut firing).await {
+                        tracing::error!(group = %event.group_key, error = %e, "cannot record the alerts in the event log");
+                    }
                     if let Err(e) = on_group_event(&follower, &event, &mut seen).await {
                         tracing::error!(group = %event.group_key, error = %e, "cannot record the incident");
                     }
@@ -56,6 +60,53 @@ pub fn start(app: &Arc<App>) {
             }
         }
     });
+}
+
+/// Appends `alert.firing` for each alert of the group that starts firing and
+/// `alert.resolved` for each that stops (`firing` holds the fingerprints seen firing,
+/// per group, since this process started).
+async fn record_alerts(
+    app: &App,
+    event: &GroupEvent,
+    firing: &mut HashMap<String, HashSet<u64>>,
+) -> anyhow::Result<()> {
+    let known = firing.entry(event.group_key.clone()).or_default();
+    let mut appended = Vec::new();
+    for alert in &event.alerts {
+        let fingerprint = alert.fingerprint();
+        let resolved = event.status == GroupStatus::Resolved || alert.resolved(event.at);
+        let kind = match (resolved, known.contains(&fingerprint)) {
+            (false, false) => EventKind::AlertFiring,
+            (true, true) => EventKind::AlertResolved,
+            _ => continue,
+        };
+        if resolved {
+            known.remove(&fingerprint);
+        } else {
+            known.insert(fingerprint);
+        }
+        let name = alert.labels.get("alertname").unwrap_or("alert");
+        let mut record = NewEvent::new(kind, "alertmanager").alert(name).data(json!({
+            "labels": alert.labels.iter().collect::<HashMap<_, _>>(),
+            "fingerprint": format!("{fingerprint:016x}"),
+            "group": event.group_key,
+            "starts_at": alert.starts_at,
+        }));
+        if let Some(environment) = alert.labels.get("env").or_else(|| alert.labels.get("environment")) {
+            record = record.environment(environment);
+        }
+        if let Some(project) = alert.labels.get("project") {
+            record = record.project(project);
+        }
+        appended.push(record);
+    }
+    if known.is_empty() {
+        firing.remove(&event.group_key);
+    }
+    if !appended.is_empty() {
+        app.store.append_all(&appended).await?;
+    }
+    Ok(())
 }
 
 async fn on_group_event(
@@ -267,19 +318,19 @@ async fn page(
 
 /// Acknowledges an open incident for `actor` (audited): escalation stops.
 pub async fn acknowledge(app: &App, id: i64, actor: &str, remote: &str) -> Result<Incident, ApiError> {
-    change(app, id, actor, remote, "incident.acknowledge").await
+    change(app, id, actor, remote, EventKind::IncidentAcknowledge).await
 }
 
 /// Resolves an incident by hand (audited): escalation stops, time to restore is recorded.
 pub async fn resolve(app: &App, id: i64, actor: &str, remote: &str) -> Result<Incident, ApiError> {
-    change(app, id, actor, remote, "incident.resolve").await
+    change(app, id, actor, remote, EventKind::IncidentResolve).await
 }
 
-async fn change(app: &App, id: i64, actor: &str, remote: &str, action: &str) -> Result<Incident, ApiError> {
+async fn change(app: &App, id: i64, actor: &str, remote: &str, action: EventKind) -> Result<Incident, ApiError> {
     let Some(incident) = app.store.incident(id).await? else {
         return Err(ApiError::not_found(format!("no incident {id}")));
     };
-    let done = if action == "incident.acknowledge" {
+    let done = if action == EventKind::IncidentAcknowledge {
         app.store.acknowledge_incident(id, actor).await?
     } else {
         app.store.resolve_incident(id, actor, &format!("resolved by {actor}")).await?
@@ -287,6 +338,9 @@ async fn change(app: &App, id: i64, actor: &str, remote: &str, action: &str) -> 
     if !done {
         return Err(ApiError::new(StatusCode::CONFLICT, format!("incident {id} is {}", incident.status)));
     }
-    app.store.audit(actor, action, &format!("incident/{id}"), json!({"title": incident.title}), remote).await?;
+    let event = NewEvent::audit(action, actor, &format!("incident/{id}"), remote)
+        .incident(id)
+        .data(json!({"title": incident.title}));
+    app.store.append(event).await?;
     app.store.incident(id).await?.ok_or_else(|| ApiError::not_found(format!("no incident {id}")))
 }

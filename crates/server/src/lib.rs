@@ -13,12 +13,15 @@ mod incidents;
 mod junit;
 mod metrics;
 mod monitor;
+mod reactions;
 mod ui;
 
 pub use app::App;
 pub use auth::{hash_token, Role};
 
 use anyhow::Context;
+use mobius_core::EventKind;
+use mobius_store::NewEvent;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::OpenOptionsExt;
@@ -139,6 +142,7 @@ pub async fn serve(
         // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
         deploy::resume(&app).await;
         incidents::start(&app);
+        reactions::start(&app);
         monitor::start_discovery(&app, addr);
         Some(lock)
     };
@@ -228,7 +232,8 @@ async fn first_admin_token(app: &Arc<App>) -> anyhow::Result<Option<(String, Pat
         .with_context(|| format!("cannot write {}", path.display()))?;
     file.write_all(format!("{token}\n").as_bytes())?;
     file.sync_all()?;
-    app.store.create_token("admin", &hash_token(&token), "admin", None, "mobius serve", None).await?;
-    app.store.audit("mobius serve", "token.create", "admin", serde_json::json!({"role": "admin"}), "local").await?;
+    let created = NewEvent::audit(EventKind::TokenCreate, "mobius serve", "token", "local")
+        .data(serde_json::json!({"name": "admin", "role": "admin"}));
+    app.store.create_token("admin", &hash_token(&token), "admin", None, "mobius serve", None, created).await?;
     Ok(Some((token, path)))
 }

@@ -7,6 +7,7 @@
 //! root route with its receivers, and its on-call people, schedules and policies.
 
 use anyhow::Context;
+use mobius_core::EventKind;
 use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
 use mobius_monitor::alerting::{Alert, AlertManager};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
@@ -18,6 +19,7 @@ use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAl
 use mobius_monitor::scrape::{job_targets_and_dropped, static_targets, Scraper, Target};
 use mobius_monitor::Labels;
 use mobius_monitor::{Db, DbOptions};
+use mobius_store::NewEvent;
 use mobius_workflow::SourceFile;
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
@@ -662,7 +664,15 @@ pub async fn load_project(app: &Arc<crate::app::App>, project: &mobius_store::Pr
             let problems = e.render(false);
             tracing::warn!(project = %project.name, problems = %problems, "mobius.yaml's monitoring not applied");
             let detail = serde_json::json!({"commit": sha, "problems": problems});
-            if let Err(e) = app.store.audit("mobius", "monitoring.invalid", &project.name, detail, "push").await {
+            if let Err(e) = app
+                .store
+                .append(
+                    NewEvent::audit(EventKind::MonitoringInvalid, "mobius", &project.name, "push")
+                        .project(&project.name)
+                        .data(detail),
+                )
+                .await
+            {
                 tracing::error!(error = %e, "cannot audit");
             }
         }

@@ -1,7 +1,7 @@
 //! Releases, rollouts and deploy events.
 
-use crate::{now_ms, Result, Store, StoreError};
-use mobius_core::{DeployEventKind, Phase};
+use crate::{now_ms, EventFilter, NewEvent, Result, Store, StoreError};
+use mobius_core::{DeployEventKind, EventKind, Phase};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -186,7 +186,17 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get("id")?;
-        tx.commit().await?;
+        let project: String = sqlx::query_scalar("SELECT name FROM projects WHERE id = $1")
+            .bind(new.project_id)
+            .fetch_one(&mut *tx)
+            .await?;
+        let event = NewEvent::new(EventKind::ReleaseCreated, "mobius")
+            .project(&project)
+            .release(id)
+            .run(new.run_id)
+            .data(serde_json::json!({"service": new.service, "version": version, "commit": new.commit_sha,
+                               "digest": new.digest, "author": new.author}));
+        self.commit_with(tx, &[event]).await?;
         self.release(id)
             .await?
             .ok_or_else(|| StoreError::Conflict(format!("release {id} vanished after it was written")))
@@ -255,6 +265,8 @@ impl Store {
         row.as_ref().map(release).transpose()
     }
 
+    /// Records a new rollout and its `rollout.started` event (saying `message`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_rollout(
         &self,
         project_id: i64,
@@ -263,8 +275,10 @@ impl Store {
         release_id: i64,
         strategy: &str,
         created_by: &str,
+        message: &str,
     ) -> Result<Rollout> {
         let now = now_ms();
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(
             "INSERT INTO rollouts (project_id, service, environment, release_id, strategy, phase, message, status,
                  created_by, created_at, updated_at)
@@ -277,12 +291,24 @@ impl Store {
         .bind(strategy)
         .bind(created_by)
         .bind(now)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get("id")?;
-        self.rollout(id)
-            .await?
-            .ok_or_else(|| StoreError::Conflict(format!("rollout {id} vanished after it was written")))
+        let created = Self::rollout_in(&mut tx, id).await?;
+        let event = deploy_event(&created, DeployEventKind::Started, created_by, message);
+        self.commit_with(tx, &[event]).await?;
+        Ok(created)
+    }
+
+    async fn rollout_in(tx: &mut sqlx::Transaction<'static, sqlx::Any>, id: i64) -> Result<Rollout> {
+        let row = sqlx::query(&format!(
+            "SELECT {ROLLOUT_COLUMNS} FROM rollouts o JOIN projects p ON p.id = o.project_id
+             JOIN releases r ON r.id = o.release_id WHERE o.id = $1"
+        ))
+        .bind(id)
+        .fetch_one(&mut **tx)
+        .await?;
+        rollout(&row)
     }
 
     pub async fn rollout(&self, id: i64) -> Result<Option<Rollout>> {
@@ -332,9 +358,20 @@ impl Store {
         rows.iter().map(rollout).collect()
     }
 
-    /// Stores the controller's latest status; a final phase also sets `finished_at`.
-    pub async fn update_rollout(&self, id: i64, phase: Phase, message: &str, status: &serde_json::Value) -> Result<()> {
+    /// Stores the controller's latest status, with the timeline's event when one is
+    /// given (`(kind, actor, message)`); a final phase also sets `finished_at` and
+    /// records which release the environment now serves.
+    pub async fn update_rollout(
+        &self,
+        id: i64,
+        phase: Phase,
+        message: &str,
+        status: &serde_json::Value,
+        event: Option<(DeployEventKind, &str, &str)>,
+    ) -> Result<()> {
         let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let before = Self::rollout_in(&mut tx, id).await?;
         sqlx::query(
             "UPDATE rollouts SET phase = $1, message = $2, status = $3, updated_at = $4,
                  finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END
@@ -346,11 +383,41 @@ impl Store {
         .bind(now)
         .bind(i64::from(phase.is_final()))
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let mut events = Vec::new();
+        if let Some((kind, actor, message)) = event {
+            events.push(deploy_event(&before, kind, actor, message));
+        }
+        if phase.is_final() && !before.phase.is_final() {
+            // What the environment serves now: this release, or the last one that
+            // succeeded before it (none, for a first deploy that did not).
+            let serving = sqlx::query(
+                "SELECT o.release_id, r.version FROM rollouts o JOIN releases r ON r.id = o.release_id
+                 WHERE o.project_id = $1 AND o.environment = $2 AND o.service = $3 AND o.phase = 'succeeded'
+                 ORDER BY o.id DESC LIMIT 1",
+            )
+            .bind(before.project_id)
+            .bind(&before.environment)
+            .bind(&before.service)
+            .fetch_optional(&mut *tx)
+            .await?;
+            let mut serving_event = NewEvent::new(EventKind::EnvironmentServing, "mobius")
+                .project(&before.project)
+                .rollout(id)
+                .environment(&before.environment);
+            let mut version = None;
+            if let Some(row) = serving {
+                serving_event = serving_event.release(row.try_get("release_id")?);
+                version = Some(row.try_get::<String, _>("version")?);
+            }
+            events.push(serving_event.data(serde_json::json!({"service": before.service, "version": version,
+                                                              "phase": phase, "rollout_version": before.version})));
+        }
+        self.commit_with(tx, &events).await
     }
 
+    /// Appends to a rollout's timeline (the event log's `rollout.*` entries).
     pub async fn add_deploy_event(
         &self,
         rollout: &Rollout,
@@ -358,54 +425,46 @@ impl Store {
         actor: &str,
         message: &str,
     ) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(rollout.project_id)
-        .bind(rollout.id)
-        .bind(&rollout.service)
-        .bind(&rollout.environment)
-        .bind(&rollout.version)
-        .bind(kind.as_str())
-        .bind(actor)
-        .bind(message)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await?;
+        self.append(deploy_event(rollout, kind, actor, message)).await?;
         Ok(())
     }
 
     /// Deploy events newest first, of one rollout or of all.
     pub async fn deploy_events(&self, rollout_id: Option<i64>, limit: i64) -> Result<Vec<DeployEvent>> {
-        let mut sql = String::from(
-            "SELECT e.id, e.rollout_id, p.name AS project, e.service, e.environment, e.version, e.kind, e.actor,
-                 e.message, e.at FROM deploy_events e JOIN projects p ON p.id = e.project_id",
-        );
-        if rollout_id.is_some() {
-            sql.push_str(" WHERE e.rollout_id = $1");
-        }
-        sql.push_str(&format!(" ORDER BY e.id DESC LIMIT {}", limit.clamp(1, 1000)));
-        let mut query = sqlx::query(&sql);
-        if let Some(id) = rollout_id {
-            query = query.bind(id);
-        }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeployEvent {
-                    id: row.try_get("id")?,
-                    rollout_id: row.try_get("rollout_id")?,
-                    project: row.try_get("project")?,
-                    service: row.try_get("service")?,
-                    environment: row.try_get("environment")?,
-                    version: row.try_get("version")?,
-                    kind: crate::state_of(row, "deploy_events", "kind", DeployEventKind::parse)?,
-                    actor: row.try_get("actor")?,
-                    message: row.try_get("message")?,
-                    at: row.try_get("at")?,
+        let filter = EventFilter {
+            rollout: rollout_id,
+            kinds: DeployEventKind::ALL.iter().map(|k| EventKind::from(*k)).collect(),
+            limit: limit.clamp(1, 1000),
+            ..Default::default()
+        };
+        let events = self.events_newest(&filter, None).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|e| {
+                let text = |key: &str| e.data.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                Some(DeployEvent {
+                    id: e.id,
+                    rollout_id: e.refs.rollout?,
+                    project: e.project.clone().unwrap_or_default(),
+                    service: text("service"),
+                    environment: e.refs.environment.clone().unwrap_or_default(),
+                    version: text("version"),
+                    kind: e.kind.deploy_kind()?,
+                    actor: e.actor.clone(),
+                    message: text("message"),
+                    at: e.at,
                 })
             })
-            .collect()
+            .collect())
     }
+}
+
+/// The log entry of a rollout's timeline.
+pub fn deploy_event(rollout: &Rollout, kind: DeployEventKind, actor: &str, message: &str) -> NewEvent {
+    NewEvent::new(kind.into(), actor)
+        .project(&rollout.project)
+        .rollout(rollout.id)
+        .release(rollout.release_id)
+        .environment(&rollout.environment)
+        .data(serde_json::json!({"service": rollout.service, "version": rollout.version, "message": message}))
 }

@@ -1,8 +1,8 @@
 //! Incidents and their timelines: opened when an alert group fires, escalated level by
 //! level until acknowledged, closed when the group resolves or someone resolves it.
 
-use crate::{now_ms, Result, Store, StoreError};
-use mobius_core::{IncidentEventKind, IncidentFilter, IncidentStatus};
+use crate::{now_ms, EventFilter, NewEvent, Result, Store, StoreError};
+use mobius_core::{EventKind, IncidentEventKind, IncidentFilter, IncidentStatus};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -123,13 +123,12 @@ impl Store {
         .fetch_one(&mut *tx)
         .await?;
         let id: i64 = row.try_get("id")?;
-        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, 'opened', 'alertmanager', $2, $3)")
-            .bind(id)
-            .bind(&new.title)
-            .bind(new.opened_at)
-            .execute(&mut *tx)
-            .await?;
+        let event =
+            incident_event(id, new.environment.as_deref(), IncidentEventKind::Opened, "alertmanager", &new.title)
+                .data(serde_json::json!({"message": new.title, "service": new.service, "labels": new.labels}));
+        let last = self.append_in(&mut tx, &[event]).await?;
         tx.commit().await?;
+        self.appended(last);
         let opened = self
             .incident(id)
             .await?
@@ -223,10 +222,18 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Self::event_in(&mut tx, id, IncidentEventKind::Acknowledged, actor, "escalation stopped", now).await?;
-        }
+        let last = if done.rows_affected() == 1 {
+            Some(
+                self.incident_event_in(&mut tx, id, IncidentEventKind::Acknowledged, actor, "escalation stopped")
+                    .await?,
+            )
+        } else {
+            None
+        };
         tx.commit().await?;
+        if let Some(last) = last {
+            self.appended(last);
+        }
         Ok(done.rows_affected() == 1)
     }
 
@@ -243,63 +250,68 @@ impl Store {
         .bind(id)
         .execute(&mut *tx)
         .await?;
-        if done.rows_affected() == 1 {
-            Self::event_in(&mut tx, id, IncidentEventKind::Resolved, actor, message, now).await?;
-        }
+        let last = if done.rows_affected() == 1 {
+            Some(self.incident_event_in(&mut tx, id, IncidentEventKind::Resolved, actor, message).await?)
+        } else {
+            None
+        };
         tx.commit().await?;
+        if let Some(last) = last {
+            self.appended(last);
+        }
         Ok(done.rows_affected() == 1)
     }
 
-    async fn event_in(
+    /// Appends to an incident's timeline inside a writing transaction.
+    async fn incident_event_in(
+        &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
         id: i64,
         kind: IncidentEventKind,
         actor: &str,
         message: &str,
-        at: i64,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(kind.as_str())
-            .bind(actor)
-            .bind(message)
-            .bind(at)
-            .execute(&mut **tx)
-            .await?;
-        Ok(())
+    ) -> Result<i64> {
+        let environment: Option<String> =
+            sqlx::query_scalar("SELECT environment FROM incidents WHERE id = $1").bind(id).fetch_one(&mut **tx).await?;
+        self.append_in(tx, &[incident_event(id, environment.as_deref(), kind, actor, message)]).await
     }
 
     pub async fn add_incident_event(&self, id: i64, kind: IncidentEventKind, actor: &str, message: &str) -> Result<()> {
-        sqlx::query("INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES ($1, $2, $3, $4, $5)")
-            .bind(id)
-            .bind(kind.as_str())
-            .bind(actor)
-            .bind(message)
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await?;
+        let environment = self.incident(id).await?.and_then(|i| i.environment);
+        self.append(incident_event(id, environment.as_deref(), kind, actor, message)).await?;
         Ok(())
     }
 
-    /// An incident's timeline, oldest first.
+    /// An incident's timeline, oldest first (the event log's `incident.*` entries).
     pub async fn incident_events(&self, id: i64) -> Result<Vec<IncidentEvent>> {
-        let rows = sqlx::query(
-            "SELECT id, incident_id, kind, actor, message, at FROM incident_events WHERE incident_id = $1 ORDER BY id",
-        )
-        .bind(id)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(IncidentEvent {
-                    id: row.try_get("id")?,
-                    incident_id: row.try_get("incident_id")?,
-                    kind: crate::state_of(row, "incident_events", "kind", IncidentEventKind::parse)?,
-                    actor: row.try_get("actor")?,
-                    message: row.try_get("message")?,
-                    at: row.try_get("at")?,
+        let filter = EventFilter {
+            incident: Some(id),
+            kinds: IncidentEventKind::ALL.iter().map(|k| EventKind::from(*k)).collect(),
+            limit: crate::MAX_EVENT_PAGE,
+            ..Default::default()
+        };
+        let events = self.events(&filter).await?;
+        Ok(events
+            .into_iter()
+            .filter_map(|e| {
+                Some(IncidentEvent {
+                    id: e.id,
+                    incident_id: e.refs.incident?,
+                    kind: e.kind.incident_kind()?,
+                    actor: e.actor,
+                    message: e.data.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
+                    at: e.at,
                 })
             })
-            .collect()
+            .collect())
+    }
+}
+
+/// The log entry of an incident's timeline.
+fn incident_event(id: i64, environment: Option<&str>, kind: IncidentEventKind, actor: &str, message: &str) -> NewEvent {
+    let event = NewEvent::new(kind.into(), actor).incident(id).data(serde_json::json!({ "message": message }));
+    match environment {
+        Some(environment) => event.environment(environment),
+        None => event,
     }
 }

@@ -1,11 +1,12 @@
-//! Persistence for the server: runs, jobs, steps, projects, tokens, secrets and the audit
-//! log in SQLite (WAL, the default) or PostgreSQL through one sqlx code path, plus a
+//! Persistence for the server: runs, jobs, steps, projects, tokens, secrets and the event
+//! log (which holds the audit trail) in SQLite (WAL, the default) or PostgreSQL through one sqlx code path, plus a
 //! content-addressed blob store on disk for logs and artifacts.
 #![forbid(unsafe_code)]
 
 pub mod checks;
 pub mod crypto;
 pub mod deploy;
+pub mod events;
 pub mod incidents;
 mod projects;
 mod records;
@@ -17,6 +18,7 @@ mod tokens;
 pub use checks::{RunAnnotation, RunCheck};
 pub use crypto::MasterKey;
 pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
+pub use events::{follow, Event, EventFilter, EventRefs, NewEvent, MAX_EVENT_PAGE};
 pub use incidents::{Incident, IncidentEvent, NewIncident};
 pub use mobius_blob::{BlobStore, FsBlobStore};
 pub use records::*;
@@ -71,6 +73,8 @@ pub enum Backend {
 pub struct Store {
     pool: AnyPool,
     backend: Backend,
+    /// The newest event id this process appended (see [`Store::subscribe`]).
+    appended: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
@@ -135,7 +139,9 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Store { pool, backend })
+        let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&pool).await?;
+        let appended = std::sync::Arc::new(tokio::sync::watch::Sender::new(last));
+        Ok(Store { pool, backend, appended })
     }
 
     /// The SQLite URL of a database file, created when missing.

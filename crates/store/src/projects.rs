@@ -1,6 +1,6 @@
 //! Projects, the refs last seen in their repositories, their secrets and variables, and the audit log.
 
-use crate::{now_ms, AuditEntry, Project, Result, Store, StoreError};
+use crate::{now_ms, AuditEntry, NewEvent, Project, Result, Store, StoreError};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -26,11 +26,13 @@ impl Store {
         branch: &str,
         webhook_secret: &[u8],
         poll_interval_ms: i64,
+        event: NewEvent,
     ) -> Result<Project> {
         let existing = self.project_by_name(name).await?;
         if existing.is_some() {
             return Err(StoreError::Conflict(format!("a project named '{name}' already exists")));
         }
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO projects (name, repo, branch, webhook_secret, poll_interval_ms, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLUMNS}"
@@ -41,8 +43,9 @@ impl Store {
         .bind(webhook_secret.to_vec())
         .bind(poll_interval_ms)
         .bind(now_ms())
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
+        self.commit_with(tx, &[event.project(name)]).await?;
         project(&row)
     }
 
@@ -77,26 +80,28 @@ impl Store {
         rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("sha")?))).collect()
     }
 
-    /// Records a ref's new position (`None` when it was deleted).
-    pub async fn set_ref(&self, project_id: i64, name: &str, sha: Option<&str>) -> Result<()> {
+    /// Records a ref's new position (`None` when it was deleted), with the event that
+    /// says so when one is given (`push.received`).
+    pub async fn set_ref(&self, project_id: i64, name: &str, sha: Option<&str>, event: Option<NewEvent>) -> Result<()> {
+        let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM refs WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
         if let Some(sha) = sha {
             sqlx::query("INSERT INTO refs (project_id, name, sha) VALUES ($1, $2, $3)")
                 .bind(project_id)
                 .bind(name)
                 .bind(sha)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
         }
-        Ok(())
+        self.commit_with(tx, event.as_slice()).await
     }
 
     /// Stores a sealed secret value (see [`crate::MasterKey::seal`]).
-    pub async fn set_secret(&self, project_id: i64, name: &str, sealed: &[u8]) -> Result<()> {
+    pub async fn set_secret(&self, project_id: i64, name: &str, sealed: &[u8], event: NewEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM secrets WHERE project_id = $1 AND name = $2")
             .bind(project_id)
@@ -110,8 +115,7 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_with(tx, &[event]).await
     }
 
     /// Sealed secrets of a project: `(name, sealed, updated_at)`.
@@ -124,16 +128,21 @@ impl Store {
     }
 
     /// Removes a secret; whether it existed.
-    pub async fn delete_secret(&self, project_id: i64, name: &str) -> Result<bool> {
+    pub async fn delete_secret(&self, project_id: i64, name: &str, event: NewEvent) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("DELETE FROM secrets WHERE project_id = $1 AND name = $2")
             .bind(project_id)
             .bind(name)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.commit_with(tx, &[event]).await?;
+        Ok(true)
     }
 
-    pub async fn set_variable(&self, project_id: i64, name: &str, value: &str) -> Result<()> {
+    pub async fn set_variable(&self, project_id: i64, name: &str, value: &str, event: NewEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
         sqlx::query("DELETE FROM variables WHERE project_id = $1 AND name = $2")
             .bind(project_id)
@@ -147,8 +156,7 @@ impl Store {
             .bind(now_ms())
             .execute(&mut *tx)
             .await?;
-        tx.commit().await?;
-        Ok(())
+        self.commit_with(tx, &[event]).await
     }
 
     /// Variables of a project: `(name, value)`.
@@ -158,27 +166,6 @@ impl Store {
             .fetch_all(&self.pool)
             .await?;
         rows.iter().map(|r| Ok((r.try_get("name")?, r.try_get("value")?))).collect()
-    }
-
-    /// Appends to the audit log.
-    pub async fn audit(
-        &self,
-        actor: &str,
-        action: &str,
-        target: &str,
-        detail: serde_json::Value,
-        remote: &str,
-    ) -> Result<()> {
-        sqlx::query("INSERT INTO audit (at, actor, action, target, detail, remote) VALUES ($1, $2, $3, $4, $5, $6)")
-            .bind(now_ms())
-            .bind(actor)
-            .bind(action)
-            .bind(target)
-            .bind(detail.to_string())
-            .bind(remote)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
     }
 
     /// Records a webhook delivery id for a project; `false` when it was recorded
@@ -211,28 +198,22 @@ impl Store {
         Ok(())
     }
 
-    /// The newest audit entries first, at most `limit`, older than `before` when given.
+    /// The newest audit entries first (events a request caused or was refused), at most
+    /// `limit`, older than `before` when given.
     pub async fn audit_log(&self, limit: i64, before: Option<i64>) -> Result<Vec<AuditEntry>> {
-        let rows = sqlx::query(
-            "SELECT id, at, actor, action, target, detail, remote FROM audit WHERE id < $1 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(before.unwrap_or(i64::MAX))
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                let detail: String = r.try_get("detail")?;
-                Ok(AuditEntry {
-                    id: r.try_get("id")?,
-                    at: r.try_get("at")?,
-                    actor: r.try_get("actor")?,
-                    action: r.try_get("action")?,
-                    target: r.try_get("target")?,
-                    detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
-                    remote: r.try_get("remote")?,
-                })
+        let filter = crate::EventFilter { audited: true, limit, ..Default::default() };
+        let events = self.events_newest(&filter, before).await?;
+        Ok(events
+            .into_iter()
+            .map(|e| AuditEntry {
+                id: e.id,
+                at: e.at,
+                actor: e.actor,
+                action: e.kind,
+                target: e.target.unwrap_or_default(),
+                detail: e.data,
+                remote: e.remote.unwrap_or_default(),
             })
-            .collect()
+            .collect())
     }
 }

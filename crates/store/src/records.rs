@@ -1,6 +1,6 @@
 //! Rows as the rest of the server sees them.
 
-use mobius_core::{Conclusion, Status};
+use mobius_core::{Conclusion, EventKind, Status};
 use serde::Serialize;
 
 /// A git repository the server watches.
@@ -176,13 +176,14 @@ pub struct Token {
     pub revoked_at: Option<i64>,
 }
 
-/// One entry of the audit log.
+/// One entry of the audit trail: an event a request caused (or a refusal).
 #[derive(Debug, Clone, Serialize)]
 pub struct AuditEntry {
+    /// The event's id in the log.
     pub id: i64,
     pub at: i64,
     pub actor: String,
-    pub action: String,
+    pub action: EventKind,
     pub target: String,
     pub detail: serde_json::Value,
     pub remote: String,

@@ -1,7 +1,7 @@
 //! Runs, their jobs and steps, artifacts and test reports.
 
-use crate::{now_ms, ArtifactFile, JobRow, NewRun, Result, Run, RunCounts, StepRow, Store, TestReport};
-use mobius_core::{Conclusion, Status};
+use crate::{now_ms, ArtifactFile, JobRow, NewEvent, NewRun, Result, Run, RunCounts, StepRow, Store, TestReport};
+use mobius_core::{Conclusion, EventKind, Status};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -165,7 +165,11 @@ impl Store {
         .bind(&new.reuse)
         .fetch_one(&mut *tx)
         .await?;
+        let kind = if new.finished.is_some() { EventKind::RunCompleted } else { EventKind::RunQueued };
+        let event = self.run_event_in(&mut tx, id, kind).await?;
+        let last = self.append_in(&mut tx, &[event]).await?;
         tx.commit().await?;
+        self.appended(last);
         self.run(id).await?.ok_or_else(|| crate::StoreError::Conflict(format!("run {id} vanished")))
     }
 
@@ -243,17 +247,19 @@ impl Store {
 
     /// Marks a queued run as started; false when it was no longer queued.
     pub async fn start_run(&self, id: i64) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let done =
             sqlx::query("UPDATE runs SET status = 'in_progress', started_at = $1 WHERE id = $2 AND status = 'queued'")
                 .bind(now_ms())
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&mut *tx)
                 .await?;
-        Ok(done.rows_affected() > 0)
+        self.commit_run_event(tx, id, EventKind::RunStarted, done.rows_affected() > 0).await
     }
 
     /// Completes a run (once: a completed run keeps its first conclusion).
     pub async fn finish_run(&self, id: i64, conclusion: Conclusion, reason: Option<&str>) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE runs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
              WHERE id = $4 AND status <> 'completed'",
@@ -262,9 +268,52 @@ impl Store {
         .bind(reason)
         .bind(now_ms())
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(done.rows_affected() > 0)
+        self.commit_run_event(tx, id, EventKind::RunCompleted, done.rows_affected() > 0).await
+    }
+
+    /// Appends the run's event when `changed`, commits, and says whether it changed.
+    async fn commit_run_event(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Any>,
+        id: i64,
+        kind: EventKind,
+        changed: bool,
+    ) -> Result<bool> {
+        let last = if changed {
+            let event = self.run_event_in(&mut tx, id, kind).await?;
+            Some(self.append_in(&mut tx, &[event]).await?)
+        } else {
+            None
+        };
+        tx.commit().await?;
+        if let Some(last) = last {
+            self.appended(last);
+        }
+        Ok(changed)
+    }
+
+    /// A run's event as the run now stands in the transaction.
+    async fn run_event_in(
+        &self,
+        tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+        id: i64,
+        kind: EventKind,
+    ) -> Result<NewEvent> {
+        let row = sqlx::query(&format!("{RUN_SELECT} WHERE r.id = $1")).bind(id).fetch_one(&mut **tx).await?;
+        let r = run(&row)?;
+        let mut data = serde_json::json!({
+            "workflow": r.workflow, "workflow_name": r.workflow_name, "number": r.number, "attempt": r.attempt,
+            "event": r.event, "ref": r.ref_name, "head_sha": r.head_sha, "status": r.status,
+        });
+        if let Some(conclusion) = r.conclusion {
+            data["conclusion"] = serde_json::json!(conclusion);
+            data["reason"] = serde_json::json!(r.reason);
+            data["created_at"] = serde_json::json!(r.created_at);
+            data["started_at"] = serde_json::json!(r.started_at);
+        }
+        Ok(NewEvent::new(kind, r.actor).project(&r.project).run(id).data(data))
     }
 
     /// Records that the run should stop.
@@ -308,7 +357,8 @@ impl Store {
         outputs: &str,
         at: i64,
     ) -> Result<()> {
-        sqlx::query(
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
             "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3, outputs = $4
              WHERE id = $5 AND status <> 'completed'",
         )
@@ -317,8 +367,32 @@ impl Store {
         .bind(at)
         .bind(outputs)
         .bind(job_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        let mut last = None;
+        if done.rows_affected() > 0 {
+            let row = sqlx::query(
+                "SELECT j.name, j.run_id, j.started_at, p.name AS project FROM jobs j JOIN runs r ON r.id = j.run_id
+                 JOIN projects p ON p.id = r.project_id WHERE j.id = $1",
+            )
+            .bind(job_id)
+            .fetch_one(&mut *tx)
+            .await?;
+            let project: String = row.try_get("project")?;
+            let name: String = row.try_get("name")?;
+            let started_at: Option<i64> = row.try_get("started_at")?;
+            let event = NewEvent::new(EventKind::JobCompleted, "runner")
+                .project(&project)
+                .run(row.try_get("run_id")?)
+                .job(job_id)
+                .data(serde_json::json!({"job": name, "conclusion": conclusion, "reason": reason,
+                                         "started_at": started_at, "completed_at": at}));
+            last = Some(self.append_in(&mut tx, &[event]).await?);
+        }
+        tx.commit().await?;
+        if let Some(last) = last {
+            self.appended(last);
+        }
         Ok(())
     }
 

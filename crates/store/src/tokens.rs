@@ -1,6 +1,6 @@
 //! API tokens: stored as SHA-256 hashes with a role, an optional project, expiry and revocation.
 
-use crate::{now_ms, Result, Store, Token};
+use crate::{now_ms, NewEvent, Result, Store, Token};
 use sqlx::any::AnyRow;
 use sqlx::Row;
 
@@ -20,6 +20,8 @@ fn token(row: &AnyRow) -> Result<Token> {
 const TOKEN_COLUMNS: &str = "id, name, role, project_id, created_by, created_at, expires_at, revoked_at";
 
 impl Store {
+    /// Stores a token with its `event` (whose target becomes `token/ID`).
+    #[allow(clippy::too_many_arguments)]
     pub async fn create_token(
         &self,
         name: &str,
@@ -28,7 +30,9 @@ impl Store {
         project_id: Option<i64>,
         created_by: &str,
         expires_at: Option<i64>,
+        event: NewEvent,
     ) -> Result<Token> {
+        let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
             "INSERT INTO tokens (name, hash, role, project_id, created_by, created_at, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {TOKEN_COLUMNS}"
@@ -40,9 +44,12 @@ impl Store {
         .bind(created_by)
         .bind(now_ms())
         .bind(expires_at)
-        .fetch_one(&self.pool)
+        .fetch_one(&mut *tx)
         .await?;
-        token(&row)
+        let token = token(&row)?;
+        let event = NewEvent { target: Some(format!("token/{}", token.id)), ..event.token(token.id) };
+        self.commit_with(tx, &[event]).await?;
+        Ok(token)
     }
 
     /// The live token with this hash: not revoked, not expired.
@@ -70,12 +77,17 @@ impl Store {
     }
 
     /// Revokes a token; whether a live one was revoked.
-    pub async fn revoke_token(&self, id: i64) -> Result<bool> {
+    pub async fn revoke_token(&self, id: i64, event: NewEvent) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
         let done = sqlx::query("UPDATE tokens SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
             .bind(now_ms())
             .bind(id)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() > 0)
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.commit_with(tx, &[event.token(id)]).await?;
+        Ok(true)
     }
 }

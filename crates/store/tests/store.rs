@@ -1,8 +1,13 @@
 //! The store's behaviour, the same on SQLite and on PostgreSQL.
 #![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
 
-use mobius_core::{Conclusion, Status};
-use mobius_store::{MasterKey, NewRun, RunFilter, Store};
+use mobius_core::{Conclusion, EventKind, Status};
+use mobius_store::{EventFilter, MasterKey, NewEvent, NewRun, RunFilter, Store};
+
+/// An audit entry as a request of `admin` from 127.0.0.1 makes it.
+fn made(kind: EventKind) -> NewEvent {
+    NewEvent::audit(kind, "admin", "web", "127.0.0.1")
+}
 
 fn new_run(project_id: i64, workflow: &str) -> NewRun {
     NewRun {
@@ -27,8 +32,14 @@ fn new_run(project_id: i64, workflow: &str) -> NewRun {
 }
 
 async fn exercise(store: Store) {
-    let project = store.create_project("web", "/src/web", "main", b"sealed", 10_000).await.unwrap();
-    assert!(store.create_project("web", "/x", "main", b"s", 1).await.is_err(), "names are unique");
+    let project = store
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .await
+        .unwrap();
+    assert!(
+        store.create_project("web", "/x", "main", b"s", 1, made(EventKind::ProjectCreate)).await.is_err(),
+        "names are unique"
+    );
     assert_eq!(store.project_by_name("web").await.unwrap().unwrap().id, project.id);
 
     let first = store.create_run(&new_run(project.id, ".github/workflows/ci.yml")).await.unwrap();
@@ -69,28 +80,59 @@ async fn exercise(store: Store) {
     assert_eq!(queued.len(), 3);
     assert_eq!(store.unfinished_runs().await.unwrap().len(), 3);
 
-    let token = store.create_token("ci", &"c".repeat(64), "developer", Some(project.id), "admin", None).await.unwrap();
+    let token = store
+        .create_token("ci", &"c".repeat(64), "developer", Some(project.id), "admin", None, made(EventKind::TokenCreate))
+        .await
+        .unwrap();
     assert!(store.token_by_hash(&"c".repeat(64)).await.unwrap().is_some());
-    store.create_token("old", &"d".repeat(64), "viewer", None, "admin", Some(1)).await.unwrap();
+    store
+        .create_token("old", &"d".repeat(64), "viewer", None, "admin", Some(1), made(EventKind::TokenCreate))
+        .await
+        .unwrap();
     assert!(store.token_by_hash(&"d".repeat(64)).await.unwrap().is_none(), "expired tokens do not authenticate");
-    assert!(store.revoke_token(token.id).await.unwrap());
+    assert!(store.revoke_token(token.id, made(EventKind::TokenRevoke)).await.unwrap());
     assert!(store.token_by_hash(&"c".repeat(64)).await.unwrap().is_none(), "revoked tokens do not authenticate");
 
     let dir = tempfile::tempdir().unwrap();
     let key = MasterKey::load_or_create(&dir.path().join("master.key")).unwrap();
     let sealed = key.seal("secret:1:API", b"s3cr3t").unwrap();
-    store.set_secret(project.id, "API", &sealed).await.unwrap();
-    store.set_secret(project.id, "API", &sealed).await.unwrap();
+    store.set_secret(project.id, "API", &sealed, made(EventKind::SecretSet)).await.unwrap();
+    store.set_secret(project.id, "API", &sealed, made(EventKind::SecretSet)).await.unwrap();
     let secrets = store.secrets(project.id).await.unwrap();
     assert_eq!(secrets.len(), 1);
     assert_eq!(key.open("secret:1:API", &secrets[0].1).unwrap(), b"s3cr3t");
-    store.set_variable(project.id, "REGION", "eu").await.unwrap();
+    store.set_variable(project.id, "REGION", "eu", made(EventKind::VariableSet)).await.unwrap();
     assert_eq!(store.variables(project.id).await.unwrap(), vec![("REGION".to_string(), "eu".to_string())]);
 
-    store.audit("admin", "project.create", "web", serde_json::json!({"repo": "/src/web"}), "127.0.0.1").await.unwrap();
+    store.append(made(EventKind::MonitorReload).data(serde_json::json!({"repo": "/src/web"}))).await.unwrap();
     let log = store.audit_log(10, None).await.unwrap();
-    assert_eq!(log[0].action, "project.create");
+    assert_eq!(log[0].action, EventKind::MonitorReload);
     assert_eq!(log[0].detail["repo"], "/src/web");
+    // Every change above was recorded with it, in order; only requests' entries are audit.
+    let actions: Vec<EventKind> = log.iter().rev().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        [
+            EventKind::ProjectCreate,
+            EventKind::TokenCreate,
+            EventKind::TokenCreate,
+            EventKind::TokenRevoke,
+            EventKind::SecretSet,
+            EventKind::SecretSet,
+            EventKind::VariableSet,
+            EventKind::MonitorReload
+        ]
+    );
+    let runs_log = store
+        .events(&EventFilter { project: Some("web".into()), run: Some(first.id), limit: 100, ..Default::default() })
+        .await
+        .unwrap();
+    let kinds: Vec<EventKind> = runs_log.iter().map(|e| e.kind).collect();
+    assert!(kinds.starts_with(&[EventKind::RunQueued, EventKind::RunStarted]), "{kinds:?}");
+    assert_eq!(runs_log.iter().filter(|e| e.kind == EventKind::RunCompleted).count(), 1, "{kinds:?}");
+    let completed = runs_log.iter().find(|e| e.kind == EventKind::RunCompleted).expect("run.completed");
+    assert!(completed.data["conclusion"].is_string(), "{:?}", completed.data);
+    assert!(runs_log.windows(2).all(|w| w[0].id < w[1].id));
 
     // Annotations: at most 50 per job, texts cut at 4 KiB; a check replaces its earlier result.
     let warning = |message: String| mobius_core::Annotation {
@@ -126,6 +168,65 @@ async fn exercise(store: Store) {
     assert_eq!(store.integrity_check().await.unwrap(), "ok");
 }
 
+/// Issue 17, item 5: ids are visible in order. Writers append concurrently (several
+/// events per transaction, some transactions slow to commit) while a reader pages with
+/// `after = the last id it saw`, as a subscriber and the API's `after=` do. A reader that
+/// ever misses an event (a smaller id committed after a larger one was read) ends with
+/// fewer events than the log holds. A change that fails records nothing.
+async fn events_are_read_in_id_order_and_none_is_missed(store: Store) {
+    let before = store.last_event_id().await.unwrap();
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for i in 0..40 {
+                    let batch: Vec<NewEvent> = (0..1 + (i % 3))
+                        .map(|n| made(EventKind::MonitorReload).data(serde_json::json!({"writer": w, "i": i, "n": n})))
+                        .collect();
+                    store.append_all(&batch).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    let reader = {
+        let store = store.clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut after = before;
+            let mut wake = store.subscribe();
+            let mut quiet = 0;
+            while quiet < 20 {
+                let page = store.events(&EventFilter { after, limit: 50, ..Default::default() }).await.unwrap();
+                if page.is_empty() {
+                    quiet += 1;
+                    let _ = tokio::time::timeout(std::time::Duration::from_millis(50), wake.changed()).await;
+                    continue;
+                }
+                quiet = 0;
+                for e in page {
+                    assert!(e.id > after, "id {} after {after}", e.id);
+                    after = e.id;
+                    seen.push(e.id);
+                }
+            }
+            seen
+        })
+    };
+    for w in writers {
+        w.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+    let all = store.events(&EventFilter { after: before, limit: 10_000, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 8 * 79, "every append is stored");
+    assert_eq!(seen.len(), all.len(), "the reader missed events that committed out of id order");
+
+    // A change that fails leaves no event behind.
+    let last = store.last_event_id().await.unwrap();
+    let refused = store.set_secret(999_999, "NOPE", b"x", made(EventKind::SecretSet)).await;
+    assert!(refused.is_err(), "a secret of no project was stored");
+    assert_eq!(store.last_event_id().await.unwrap(), last, "an event without its change");
+}
+
 /// Issue 17, item 4: the database itself refuses a state name none of the enums has
 /// (a check constraint on PostgreSQL, triggers on SQLite), whoever writes it.
 async fn unknown_states_are_refused_by_the_database(url: &str) {
@@ -142,21 +243,16 @@ async fn unknown_states_are_refused_by_the_database(url: &str) {
              VALUES ('g', 't', 'closed', 'r', '{}', 0, 0, 1)",
             "incidents.status",
         ),
-        (
-            "INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES (999999, 'exploded', 'a', 'm', 1)",
-            "incident_events.kind",
-        ),
-        (
-            "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
-             VALUES (999999, 999999, 's', 'e', 'v1', 'exploded', 'a', 'm', 1)",
-            "deploy_events.kind",
-        ),
+        ("INSERT INTO events (at, kind, actor, data) VALUES (1, 'exploded', 'a', '{}')", "events.kind"),
     ] {
         let result = sqlx::query(sql).execute(&pool).await;
         assert!(result.as_ref().is_err_and(|e| e.to_string().contains("_known")), "{what} was accepted: {result:?}");
     }
     let fine = sqlx::query("UPDATE runs SET conclusion = 'failure' WHERE conclusion = 'failure'").execute(&pool).await;
     assert!(fine.is_ok(), "{fine:?}");
+    // The log is append-only: no entry can be changed.
+    let changed = sqlx::query("UPDATE events SET actor = 'mallory'").execute(&pool).await;
+    assert!(changed.as_ref().is_err_and(|e| e.to_string().contains("append-only")), "{changed:?}");
 }
 
 #[tokio::test]
@@ -175,6 +271,19 @@ async fn postgres() {
     let Some(url) = mobius_store::testing::fresh_postgres().await else { return };
     exercise(Store::open(&url).await.unwrap()).await;
     unknown_states_are_refused_by_the_database(&url).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn sqlite_events_are_read_in_id_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.unwrap();
+    events_are_read_in_id_order_and_none_is_missed(store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_events_are_read_in_id_order() {
+    let Some(url) = mobius_store::testing::fresh_postgres().await else { return };
+    events_are_read_in_id_order_and_none_is_missed(Store::open(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -242,7 +351,10 @@ impl Drop for SmallDisk {
 async fn writes_succeed_again_after_the_disk_was_full() {
     let Some(disk) = SmallDisk::mount("8m") else { return };
     let store = Store::open(&Store::sqlite_url(&disk.path().join("mobius.db"))).await.unwrap();
-    let project = store.create_project("web", "/src/web", "main", b"sealed", 10_000).await.unwrap();
+    let project = store
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .await
+        .unwrap();
     for _ in 0..5 {
         store.create_run(&new_run(project.id, "ci")).await.unwrap();
     }
@@ -260,7 +372,7 @@ async fn writes_succeed_again_after_the_disk_was_full() {
         if let Err(e) = store.create_run(&new_run(project.id, "ci")).await {
             panic!("write {i} after the disk emptied failed: {e}");
         }
-        store.audit("alice", "test.write", "web", serde_json::json!({"i": i}), "test").await.unwrap();
+        store.append(made(EventKind::MonitorReload).data(serde_json::json!({"i": i}))).await.unwrap();
     }
 }
 
@@ -301,7 +413,10 @@ async fn postgres_writes_succeed_again_after_its_disk_was_full() {
     assert!(started.status.success(), "{}", String::from_utf8_lossy(&started.stderr));
     let url = String::from_utf8_lossy(&started.stdout).trim().to_string();
     let store = Store::open(&url).await.unwrap();
-    let project = store.create_project("web", "/src/web", "main", b"sealed", 10_000).await.unwrap();
+    let project = store
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .await
+        .unwrap();
     let filler = disk.fill();
     let mut failed = 0;
     for _ in 0..200 {
@@ -317,7 +432,7 @@ async fn postgres_writes_succeed_again_after_its_disk_was_full() {
     std::fs::remove_file(filler).unwrap();
     // PostgreSQL may have restarted after failing to write its log: wait until it answers.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while store.audit("probe", "test.probe", "web", serde_json::json!({}), "test").await.is_err() {
+    while store.append(made(EventKind::MonitorReload)).await.is_err() {
         assert!(std::time::Instant::now() < deadline, "PostgreSQL never came back");
         tokio::time::sleep(std::time::Duration::from_millis(250)).await;
     }
@@ -326,4 +441,78 @@ async fn postgres_writes_succeed_again_after_its_disk_was_full() {
             panic!("write {i} after the disk emptied failed: {e}");
         }
     }
+}
+
+/// Issue 17, item 5: a subscriber stores its position after each reaction; stopped in
+/// the middle of one (as by `kill -9`), it starts again at that event, so every event's
+/// reaction completes once: none is missed and none completed is handed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_subscriber_resumes_where_it_stopped_and_completes_each_reaction_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.unwrap();
+    let batch: Vec<NewEvent> =
+        (0..50).map(|i| made(EventKind::MonitorReload).data(serde_json::json!({"i": i}))).collect();
+    store.append_all(&batch).await.unwrap();
+    // Other kinds are not handed to it.
+    store.append(made(EventKind::SecretSet)).await.unwrap();
+    let completed = std::sync::Arc::new(std::sync::Mutex::new(Vec::<i64>::new()));
+    let kinds = [EventKind::MonitorReload];
+
+    // The first process hangs in its 21st reaction and is killed there.
+    let first = {
+        let (store, completed) = (store.clone(), completed.clone());
+        tokio::spawn(async move {
+            mobius_store::follow(&store, "test", &kinds, std::future::pending(), |event| {
+                let completed = completed.clone();
+                async move {
+                    if completed.lock().unwrap().len() == 20 {
+                        std::future::pending::<()>().await;
+                    }
+                    completed.lock().unwrap().push(event.id);
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+        })
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while completed.lock().unwrap().len() < 20 {
+        assert!(std::time::Instant::now() < deadline, "the subscriber did not start");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    first.abort();
+    let _ = first.await;
+    assert_eq!(completed.lock().unwrap().len(), 20);
+
+    // The second starts where the first stopped, and is woken by what comes next.
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let second = {
+        let (store, completed) = (store.clone(), completed.clone());
+        tokio::spawn(async move {
+            let stopped = async move {
+                let _ = stopped.await;
+            };
+            mobius_store::follow(&store, "test", &kinds, stopped, |event| {
+                let completed = completed.clone();
+                async move {
+                    completed.lock().unwrap().push(event.id);
+                    Ok::<(), String>(())
+                }
+            })
+            .await
+        })
+    };
+    store.append(made(EventKind::MonitorReload)).await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while completed.lock().unwrap().len() < 51 {
+        assert!(std::time::Instant::now() < deadline, "missed: {:?}", completed.lock().unwrap());
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let _ = stop.send(());
+    second.await.unwrap().unwrap();
+    let ids = completed.lock().unwrap().clone();
+    let all = store.events(&EventFilter { kinds: kinds.to_vec(), limit: 1000, ..Default::default() }).await.unwrap();
+    assert_eq!(ids, all.iter().map(|e| e.id).collect::<Vec<_>>(), "each reaction completes once, in order");
+    assert_eq!(store.cursor("test").await.unwrap(), *ids.last().unwrap());
 }

@@ -115,6 +115,8 @@ fn reserved_and_unknown_paths_answer_clearly() {
             .replace("{name}", "X")
             .replace("{workflow}", "ci.yml")
             .replace("{path}", "f");
+        // A live stream answers forever: a bad query shows that it is routed without following it.
+        let concrete = if path.ends_with("/events/stream") { format!("{concrete}?after=-1") } else { concrete };
         for method in operations.as_object().unwrap().keys() {
             let (status, answer) = server.api(&method.to_uppercase(), &concrete, None);
             assert!(

@@ -6,6 +6,7 @@ mod alerting;
 mod auth;
 mod crash;
 mod deploy;
+mod events;
 mod first_hour;
 mod hardening;
 mod logs_store;

@@ -82,6 +82,17 @@ pub enum Command {
     Approve,
 }
 
+impl Command {
+    /// The event log's kind of someone asking for this.
+    pub fn requested(&self) -> mobius_core::EventKind {
+        match self {
+            Command::Promote => mobius_core::EventKind::RolloutPromote,
+            Command::Abort(_) => mobius_core::EventKind::RolloutAbort,
+            Command::Approve => mobius_core::EventKind::RolloutApprove,
+        }
+    }
+}
+
 /// A change worth recording: the status, and an event when something happened.
 #[derive(Debug, Clone)]
 pub struct Update {

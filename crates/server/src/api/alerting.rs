@@ -10,10 +10,12 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mobius_core::EventKind;
 use mobius_monitor::alerting::notify::rfc3339 as go_time;
 use mobius_monitor::alerting::{now_ms, Alert, AlertManager, Silence};
 use mobius_monitor::rules::{AlertState, RuleKind};
 use mobius_monitor::{Labels, MatchOp, Matcher};
+use mobius_store::NewEvent;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -279,7 +281,12 @@ pub async fn post_alerts(
     }
     let count = parsed.len();
     am.put(parsed);
-    app.store.audit(&caller.actor(), "alerts.post", "alertmanager", json!({"alerts": count}), &caller.remote).await?;
+    app.store
+        .append(
+            NewEvent::audit(EventKind::AlertsPost, &caller.actor(), "alertmanager", &caller.remote)
+                .data(json!({"alerts": count})),
+        )
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -476,12 +483,9 @@ pub(crate) async fn put_silence(app: &App, caller: &Caller, silence: Silence) ->
     let am = alert_manager(app)?;
     let id = am.put_silence(silence.clone()).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
     app.store
-        .audit(
-            &caller.actor(),
-            "silence.put",
-            &id,
-            json!({"matchers": silence.matchers, "comment": silence.comment}),
-            &caller.remote,
+        .append(
+            NewEvent::audit(EventKind::SilencePut, &caller.actor(), &id, &caller.remote)
+                .data(json!({"matchers": silence.matchers, "comment": silence.comment})),
         )
         .await?;
     Ok(id)
@@ -503,7 +507,7 @@ pub(crate) async fn expire_silence(app: &App, caller: &Caller, id: &str) -> ApiR
     let am = alert_manager(app)?;
     match am.expire_silence(id) {
         Ok(true) => {
-            app.store.audit(&caller.actor(), "silence.expire", id, json!({}), &caller.remote).await?;
+            app.store.append(NewEvent::audit(EventKind::SilenceExpire, &caller.actor(), id, &caller.remote)).await?;
             Ok(())
         }
         Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("silence {id} not found"))),

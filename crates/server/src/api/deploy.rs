@@ -8,7 +8,9 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mobius_core::EventKind;
 use mobius_deploy::rollout::Command;
+use mobius_store::NewEvent;
 use mobius_store::{Project, Rollout, RolloutFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -121,12 +123,17 @@ pub async fn create_deployment(
         deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None, deploy::Intent::Forward)
             .await?;
     app.store
-        .audit(
-            &caller.actor(),
-            "deploy",
-            &format!("{}/{}/{}", project.name, body.environment, body.service),
-            json!({ "release": release.version, "rollout": rollout.id }),
-            &caller.remote,
+        .append(
+            NewEvent::audit(
+                EventKind::Deploy,
+                &caller.actor(),
+                &format!("{}/{}/{}", project.name, body.environment, body.service),
+                &caller.remote,
+            )
+            .project(&project.name)
+            .rollout(rollout.id)
+            .environment(&body.environment)
+            .data(json!({ "release": release.version, "rollout": rollout.id })),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
@@ -187,16 +194,15 @@ async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) ->
         _ => (Role::Maintainer, Command::Approve),
     };
     caller.require(role, rollout.project_id, &rollout.project)?;
+    let requested = command.requested();
     deploy::command(&app, &rollout, command, &caller.actor()).await?;
-    app.store
-        .audit(
-            &caller.actor(),
-            &format!("rollout.{which}"),
-            &format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service),
-            json!({ "rollout": rollout.id }),
-            &caller.remote,
-        )
-        .await?;
+    let target = format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service);
+    let event = NewEvent::audit(requested, &caller.actor(), &target, &caller.remote)
+        .project(&rollout.project)
+        .rollout(rollout.id)
+        .environment(&rollout.environment)
+        .data(json!({ "rollout": rollout.id }));
+    app.store.append(event).await?;
     Ok(Json(dto::rollout(&rollout)))
 }
 
@@ -230,12 +236,17 @@ pub async fn rollback(
     let rollout =
         deploy::rollback(&app, &project, &body.service, &body.environment, body.to.as_deref(), &caller.actor()).await?;
     app.store
-        .audit(
-            &caller.actor(),
-            "rollback",
-            &format!("{}/{}/{}", project.name, body.environment, body.service),
-            json!({ "rollout": rollout.id, "to": body.to }),
-            &caller.remote,
+        .append(
+            NewEvent::audit(
+                EventKind::Rollback,
+                &caller.actor(),
+                &format!("{}/{}/{}", project.name, body.environment, body.service),
+                &caller.remote,
+            )
+            .project(&project.name)
+            .rollout(rollout.id)
+            .environment(&body.environment)
+            .data(json!({ "rollout": rollout.id, "to": body.to })),
         )
         .await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))

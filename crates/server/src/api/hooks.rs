@@ -14,6 +14,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use hmac::{Hmac, KeyInit, Mac};
+use mobius_core::EventKind;
+use mobius_store::NewEvent;
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::sync::Arc;
@@ -91,7 +93,10 @@ pub async fn github(
             return Err(ApiError::bad_request("the push payload needs a full 'ref' and a 40-digit 'after'"));
         }
         if after == ZERO_SHA || payload.get("deleted").and_then(Value::as_bool) == Some(true) {
-            app.store.set_ref(project.id, &git_ref, None).await?;
+            let event = NewEvent::new(EventKind::PushReceived, &actor)
+                .project(&project.name)
+                .data(json!({"ref": git_ref, "after": null, "deleted": true, "via": "webhook"}));
+            app.store.set_ref(project.id, &git_ref, None, Some(event)).await?;
             return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "ref deleted"}))));
         }
         let seen = app.store.refs(project.id).await?;
@@ -123,12 +128,10 @@ pub async fn github(
         if !app.store.record_delivery(project.id, delivery).await? {
             tracing::info!(project = %project.name, delivery, "webhook delivery replayed; ignored");
             app.store
-                .audit(
-                    &format!("webhook:{event}"),
-                    "webhook.replay",
-                    &project.name,
-                    json!({"delivery": delivery}),
-                    "webhook",
+                .append(
+                    NewEvent::audit(EventKind::WebhookReplay, &format!("webhook:{event}"), &project.name, "webhook")
+                        .project(&project.name)
+                        .data(json!({"delivery": delivery})),
                 )
                 .await?;
             return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this delivery was already received"}))));
@@ -153,15 +156,17 @@ pub async fn github(
     };
     // Recorded once queued, so the poller does not run the same push again.
     if let Some((git_ref, sha)) = pushed {
-        app.store.set_ref(project.id, &git_ref, Some(&sha)).await?;
+        let event = NewEvent::new(EventKind::PushReceived, &actor)
+            .project(&project.name)
+            .data(json!({"ref": git_ref, "after": sha, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>(),
+                         "via": "webhook"}));
+        app.store.set_ref(project.id, &git_ref, Some(&sha), Some(event)).await?;
     }
     app.store
-        .audit(
-            &format!("webhook:{event}"),
-            "webhook.receive",
-            &project.name,
-            json!({"event": event, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
-            "webhook",
+        .append(
+            NewEvent::audit(EventKind::WebhookReceive, &format!("webhook:{event}"), &project.name, "webhook")
+                .project(&project.name)
+                .data(json!({"event": event, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
         .await?;
     Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
@@ -172,7 +177,10 @@ async fn refuse(app: &App, project: &str, reason: &str) {
     tracing::warn!(project, reason, "webhook refused");
     if let Err(e) = app
         .store
-        .audit("webhook", "webhook.refused", project, json!({"reason": reason, "status": 401}), "webhook")
+        .append(
+            NewEvent::audit(EventKind::WebhookRefused, "webhook", project, "webhook")
+                .data(json!({"reason": reason, "status": 401})),
+        )
         .await
     {
         tracing::warn!(error = %e, "cannot record a refused webhook in the audit log");

@@ -3,6 +3,7 @@
 pub(crate) mod alerting;
 mod deploy;
 pub(crate) mod dto;
+pub(crate) mod events;
 mod hooks;
 mod incidents;
 mod logs;
@@ -20,6 +21,8 @@ use axum::middleware::Next;
 use axum::response::Response;
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use mobius_core::EventKind;
+use mobius_store::NewEvent;
 use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
@@ -48,6 +51,8 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/tokens", get(tokens::list).post(tokens::create))
         .route("/tokens/{id}", delete(tokens::revoke))
         .route("/audit", get(tokens::audit))
+        .route("/events", get(events::list))
+        .route("/events/stream", get(events::stream))
         .route("/hooks/github/{project}", post(hooks::github))
         .route("/releases", get(deploy::list_releases))
         .route("/releases/{id}", get(deploy::show_release))
@@ -120,7 +125,11 @@ async fn audit_denials(State(app): State<Arc<App>>, request: Request, next: Next
         let route = format!("{method} {}", uri.path());
         let remote = remote.map_or_else(String::new, |ip| ip.to_string());
         let detail = serde_json::json!({"route": route, "status": response.status().as_u16(), "reason": denial.reason});
-        if let Err(e) = app.store.audit(&denial.actor, "request.denied", &route, detail, &remote).await {
+        if let Err(e) = app
+            .store
+            .append(NewEvent::audit(EventKind::RequestDenied, &denial.actor, &route, &remote).data(detail))
+            .await
+        {
             tracing::warn!(error = %e, "cannot record a refused request in the audit log");
         }
     }

@@ -7,7 +7,9 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mobius_core::EventKind;
 use mobius_monitor::promql;
+use mobius_store::NewEvent;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -71,7 +73,10 @@ pub async fn reload(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Js
     let targets =
         app.monitor.reload().map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")))?;
     app.store
-        .audit(&caller.actor(), "monitor.reload", "prometheus-config", json!({"targets": targets}), &caller.remote)
+        .append(
+            NewEvent::audit(EventKind::MonitorReload, &caller.actor(), "prometheus-config", &caller.remote)
+                .data(json!({"targets": targets})),
+        )
         .await?;
     Ok(Json(json!({"status": "success", "targets": targets})))
 }

@@ -9,6 +9,8 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use mobius_core::EventKind;
+use mobius_store::NewEvent;
 use mobius_store::Project;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -116,16 +118,9 @@ pub async fn create(
     let poll_ms = app.config.poll_interval.as_millis() as i64;
     // The first poll belongs to this request: it returns the runs it starts.
     let polling = app.poll_lock.lock().await;
-    let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms).await?;
-    app.store
-        .audit(
-            &caller.actor(),
-            "project.create",
-            &project.name,
-            json!({"repo": project.repo, "branch": branch}),
-            &caller.remote,
-        )
-        .await?;
+    let created = NewEvent::audit(EventKind::ProjectCreate, &caller.actor(), &body.name, &caller.remote)
+        .data(json!({"repo": repo_text, "branch": branch}));
+    let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms, created).await?;
     let runs = engine::poll_project(&app, &project).await.map_err(ApiError::internal)?;
     drop(polling);
     let mut answer = json!({
@@ -219,10 +214,10 @@ pub async fn set_secret(
     within_value_limit("secret", &body.value)?;
     let sealed =
         app.key.seal(&secret_context(project.id, &secret), body.value.as_bytes()).map_err(ApiError::internal)?;
-    app.store.set_secret(project.id, &secret, &sealed).await?;
-    app.store
-        .audit(&caller.actor(), "secret.set", &format!("{}/{secret}", project.name), json!({}), &caller.remote)
-        .await?;
+    let event =
+        NewEvent::audit(EventKind::SecretSet, &caller.actor(), &format!("{}/{secret}", project.name), &caller.remote)
+            .project(&project.name);
+    app.store.set_secret(project.id, &secret, &sealed, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -232,12 +227,16 @@ pub async fn delete_secret(
     Path((name, secret)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
     let project = find(&app, &caller, &name, Role::Maintainer).await?;
-    if !app.store.delete_secret(project.id, &secret).await? {
+    let event = NewEvent::audit(
+        EventKind::SecretDelete,
+        &caller.actor(),
+        &format!("{}/{secret}", project.name),
+        &caller.remote,
+    )
+    .project(&project.name);
+    if !app.store.delete_secret(project.id, &secret, event).await? {
         return Err(ApiError::not_found(format!("project '{name}' has no secret '{secret}'")));
     }
-    app.store
-        .audit(&caller.actor(), "secret.delete", &format!("{}/{secret}", project.name), json!({}), &caller.remote)
-        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -261,18 +260,17 @@ pub async fn set_variable(
     let project = find(&app, &caller, &name, Role::Maintainer).await?;
     valid_variable_name(&variable)?;
     within_value_limit("variable", &body.value)?;
-    app.store.set_variable(project.id, &variable, &body.value).await?;
     // The audit log keeps what identifies the change, not the value itself.
     let digest = hex::encode(sha2::Sha256::digest(body.value.as_bytes()));
-    app.store
-        .audit(
-            &caller.actor(),
-            "variable.set",
-            &format!("{}/{variable}", project.name),
-            json!({"bytes": body.value.len(), "sha256": digest}),
-            &caller.remote,
-        )
-        .await?;
+    let event = NewEvent::audit(
+        EventKind::VariableSet,
+        &caller.actor(),
+        &format!("{}/{variable}", project.name),
+        &caller.remote,
+    )
+    .project(&project.name)
+    .data(json!({"bytes": body.value.len(), "sha256": digest}));
+    app.store.set_variable(project.id, &variable, &body.value, event).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -332,12 +330,15 @@ pub async fn dispatch_workflow(
     trigger.inputs = inputs.clone();
     let runs = engine::create_runs(app, &project, trigger).await?;
     app.store
-        .audit(
-            &caller.actor(),
-            "workflow.dispatch",
-            &format!("{}/{workflow}", project.name),
-            json!({"ref": ref_name, "inputs": inputs, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
-            &caller.remote,
+        .append(
+            NewEvent::audit(
+                EventKind::WorkflowDispatch,
+                &caller.actor(),
+                &format!("{}/{workflow}", project.name),
+                &caller.remote,
+            )
+            .project(&project.name)
+            .data(json!({"ref": ref_name, "inputs": inputs, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
         .await?;
     Ok(runs)

@@ -10,7 +10,9 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mobius_core::EventKind;
 use mobius_core::{Conclusion, Status};
+use mobius_store::NewEvent;
 use mobius_store::{Run, RunFilter};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -229,7 +231,10 @@ pub async fn cancel(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
         return Err(ApiError::conflict(format!("run {id} has already completed")));
     }
     engine::cancel_run(&app, &run, &format!("cancelled by {}", caller.name)).await?;
-    app.store.audit(&caller.actor(), "run.cancel", &format!("run/{id}"), json!({}), &caller.remote).await?;
+    let event = NewEvent::audit(EventKind::RunCancel, &caller.actor(), &format!("run/{id}"), &caller.remote)
+        .project(&run.project)
+        .run(id);
+    app.store.append(event).await?;
     let run = app.store.run(id).await?.unwrap_or(run);
     Ok((StatusCode::ACCEPTED, Json(dto::run(&run))))
 }
@@ -270,12 +275,11 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bo
     trigger.reuse = reuse;
     let runs = engine::create_runs(app, &project, trigger).await?;
     app.store
-        .audit(
-            &caller.actor(),
-            "run.rerun",
-            &format!("run/{id}"),
-            json!({"runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()}),
-            &caller.remote,
+        .append(
+            NewEvent::audit(EventKind::RunRerun, &caller.actor(), &format!("run/{id}"), &caller.remote)
+                .project(&project.name)
+                .run(id)
+                .data(json!({"runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
         .await?;
     Ok(runs)

@@ -8,6 +8,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use mobius_core::EventKind;
+use mobius_store::NewEvent;
 use mobius_store::Token;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -78,6 +80,13 @@ pub async fn create(
     };
     let secret = new_token().map_err(ApiError::internal)?;
     let name = body.name.clone().unwrap_or_else(|| format!("{}-token", role.as_str()));
+    let created = NewEvent::audit(EventKind::TokenCreate, &caller.actor(), "token", &caller.remote).data(
+        json!({"name": name, "role": role.as_str(), "project": body.project, "expires_at": dto::time(expires_at)}),
+    );
+    let created = match &body.project {
+        Some(project) => created.project(project),
+        None => created,
+    };
     let token = app
         .store
         .create_token(
@@ -87,15 +96,7 @@ pub async fn create(
             project.as_ref().map(|p| p.id),
             &caller.actor(),
             expires_at,
-        )
-        .await?;
-    app.store
-        .audit(
-            &caller.actor(),
-            "token.create",
-            &format!("token/{}", token.id),
-            json!({"name": name, "role": role.as_str(), "project": body.project, "expires_at": dto::time(expires_at)}),
-            &caller.remote,
+            created,
         )
         .await?;
     let mut answer = token_json(&token, body.project.as_deref());
@@ -121,10 +122,10 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json
 
 pub async fn revoke(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<StatusCode> {
     caller.require_global(Role::Admin)?;
-    if !app.store.revoke_token(id).await? {
+    let revoked = NewEvent::audit(EventKind::TokenRevoke, &caller.actor(), &format!("token/{id}"), &caller.remote);
+    if !app.store.revoke_token(id, revoked).await? {
         return Err(ApiError::not_found(format!("no live token {id}")));
     }
-    app.store.audit(&caller.actor(), "token.revoke", &format!("token/{id}"), json!({}), &caller.remote).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -268,12 +268,12 @@ pub async fn deploy(
     let dir = releases::materialize(app, release).await.map_err(DeployError::Internal)?;
     let rollout = app
         .store
-        .create_rollout(project.id, &service.name, environment, release.id, env.strategy.name(), actor)
-        .await?;
-    app.store
-        .add_deploy_event(
-            &rollout,
-            DeployEventKind::Started,
+        .create_rollout(
+            project.id,
+            &service.name,
+            environment,
+            release.id,
+            env.strategy.name(),
             actor,
             &format!("deploy {} {} to {environment}", service.name, release.version),
         )
@@ -320,18 +320,21 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
             while let Some(update) = updates.recv().await {
                 let status = serde_json::to_value(&update.status).unwrap_or_default();
                 let phase = update.status.phase;
-                if let Err(e) = app.store.update_rollout(rollout.id, phase, &update.status.message, &status).await {
+                // People's commands are recorded by the API with their names.
+                let event = update
+                    .event
+                    .as_ref()
+                    .filter(|(kind, _)| {
+                        !matches!(
+                            kind,
+                            DeployEventKind::Promoted | DeployEventKind::Approved | DeployEventKind::Aborted
+                        ) || phase.is_final()
+                    })
+                    .map(|(kind, message)| (*kind, "mobius", message.as_str()));
+                if let Err(e) =
+                    app.store.update_rollout(rollout.id, phase, &update.status.message, &status, event).await
+                {
                     tracing::error!(rollout = rollout.id, error = %e, "cannot record the rollout's status");
-                }
-                if let Some((kind, message)) = update.event {
-                    // People's commands are recorded by the API with their names.
-                    if !matches!(kind, DeployEventKind::Promoted | DeployEventKind::Approved | DeployEventKind::Aborted)
-                        || phase.is_final()
-                    {
-                        if let Err(e) = app.store.add_deploy_event(&rollout, kind, "mobius", &message).await {
-                            tracing::error!(rollout = rollout.id, error = %e, "cannot record a deploy event");
-                        }
-                    }
                 }
             }
         })
@@ -475,6 +478,22 @@ pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
         let Ok(Some(config)) = releases::delivery_at(app, project, &release.commit_sha) else { continue };
         for env in config.environments.values() {
             if env.auto_deploy && env.after.is_none() && env.listen.contains_key(&release.service) {
+                // Deployed there already (the release was handed again after a restart).
+                let filter = RolloutFilter {
+                    project_id: Some(project.id),
+                    service: Some(release.service.clone()),
+                    environment: Some(env.name.clone()),
+                    limit: 1000,
+                    ..RolloutFilter::default()
+                };
+                match app.store.rollouts(&filter).await {
+                    Ok(rollouts) if rollouts.iter().any(|r| r.release_id == release.id) => continue,
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::warn!(release = release.id, error = %e, "cannot read the environment's rollouts");
+                        continue;
+                    }
+                }
                 if let Err(e) = deploy(app, project, release, &env.name, "mobius", None, Intent::Forward).await {
                     tracing::warn!(release = release.id, environment = %env.name, error = %e, "automatic deploy refused");
                 }
@@ -496,8 +515,8 @@ pub async fn resume(app: &Arc<App>) {
         if let Err(e) = outcome {
             tracing::warn!(rollout = rollout.id, error = %e, "cannot resume the rollout");
             let message = format!("could not be resumed after a restart: {e}");
-            let _ = app.store.update_rollout(rollout.id, Phase::Failed, &message, &rollout.status).await;
-            let _ = app.store.add_deploy_event(&rollout, DeployEventKind::Failed, "mobius", &message).await;
+            let event = Some((DeployEventKind::Failed, "mobius", message.as_str()));
+            let _ = app.store.update_rollout(rollout.id, Phase::Failed, &message, &rollout.status, event).await;
         }
     }
 }

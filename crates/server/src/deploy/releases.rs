@@ -2,8 +2,10 @@
 //! artifact becomes an immutable release with a digest, SLSA provenance and a changelog.
 
 use crate::app::App;
+use mobius_core::EventKind;
 use mobius_core::{Annotation, AnnotationLevel, Conclusion};
 use mobius_deploy::DeliveryConfig;
+use mobius_store::NewEvent;
 use mobius_store::{NewRelease, Project, Release, Run};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -52,10 +54,8 @@ pub async fn after_run(app: &Arc<App>, run_id: i64) {
             return;
         }
     };
-    let made = make_releases(app, &project, &run, &config).await;
-    if !made.is_empty() {
-        super::auto_deploy(app, &project, &made).await;
-    }
+    // Each new release is deployed by the `auto-deploy` subscriber to the event log.
+    make_releases(app, &project, &run, &config).await;
 }
 
 /// The `mobius.yaml` check of a run: recorded on the run whatever its outcome.
@@ -88,13 +88,12 @@ async fn check_delivery(
                 tracing::warn!(run = run.id, project = %project.name, "{conflict}");
                 app.store.set_check(run.id, name, Conclusion::Failure, &summary, &[annotation]).await?;
                 app.store
-                    .audit(
-                        "mobius",
-                        "mobius_yaml.refused",
-                        &project.name,
-                        json!({"run": run.id, "commit": run.head_sha, "address": conflict.addr.to_string(),
-                               "holder": conflict.holder, "reason": conflict.to_string()}),
-                        "server",
+                    .append(
+                        NewEvent::audit(EventKind::MobiusYamlRefused, "mobius", &project.name, "server")
+                            .project(&project.name)
+                            .run(run.id)
+                            .data(json!({"run": run.id, "commit": run.head_sha, "address": conflict.addr.to_string(),
+                               "holder": conflict.holder, "reason": conflict.to_string()})),
                     )
                     .await?;
                 return Ok(None);
@@ -137,12 +136,11 @@ async fn check_delivery(
                 .map(|d| format!("{name}:{}:{}: {}", d.pos.line, d.pos.col, d.message))
                 .collect();
             app.store
-                .audit(
-                    "mobius",
-                    "mobius_yaml.invalid",
-                    &project.name,
-                    json!({"run": run.id, "commit": run.head_sha, "diagnostics": diagnostics}),
-                    "server",
+                .append(
+                    NewEvent::audit(EventKind::MobiusYamlInvalid, "mobius", &project.name, "server")
+                        .project(&project.name)
+                        .run(run.id)
+                        .data(json!({"run": run.id, "commit": run.head_sha, "diagnostics": diagnostics})),
                 )
                 .await?;
             Ok(None)
@@ -209,6 +207,8 @@ async fn try_make_releases(
             .filter(|a| a.name == service.artifact)
             .map(|a| (a.path.as_str(), a.blob.as_str()))
             .collect();
+        // Released from this run already (the `releases` subscriber hands a run again
+        // when a restart came between its reaction and its stored position).
         if files.is_empty()
             || app.store.release_of_run(run.id, &service.name).await.map_err(|e| e.to_string())?.is_some()
         {
@@ -225,13 +225,19 @@ async fn try_make_releases(
         {
             tracing::info!(project = %project.name, service = %service.name, run = run.id, version = %same.version, "release reused: same digest");
             app.store
-                .audit(
-                    "mobius",
-                    "release.reuse",
-                    &format!("{}/{}", project.name, service.name),
-                    json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
+                .append(
+                    NewEvent::audit(
+                        EventKind::ReleaseReuse,
+                        "mobius",
+                        &format!("{}/{}", project.name, service.name),
+                        "server",
+                    )
+                    .project(&project.name)
+                    .run(run.id)
+                    .data(
+                        json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
                            "reason": "the artifact has the digest of an existing release"}),
-                    "server",
+                    ),
                 )
                 .await
                 .map_err(|e| e.to_string())?;
@@ -256,13 +262,17 @@ async fn try_make_releases(
             if older {
                 tracing::warn!(project = %project.name, service = %service.name, run = run.id, "no release: the commit is older than the newest release");
                 app.store
-                    .audit(
-                        "mobius",
-                        "release.skip",
-                        &format!("{}/{}", project.name, service.name),
-                        json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
-                               "reason": "the commit is an ancestor of the newest release's commit"}),
-                        "server",
+                    .append(
+                        NewEvent::audit(
+                            EventKind::ReleaseSkip,
+                            "mobius",
+                            &format!("{}/{}", project.name, service.name),
+                            "server",
+                        )
+                        .project(&project.name)
+                        .run(run.id)
+                        .data(json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
+                               "reason": "the commit is an ancestor of the newest release's commit"})),
                     )
                     .await
                     .map_err(|e| e.to_string())?;

@@ -215,7 +215,7 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
     }
     tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");
-    crate::deploy::releases::after_run(&app, run.id).await;
+    // Its releases follow from its `run.completed` event (the `releases` subscriber).
     if let Ok(mut live) = app.live.lock() {
         live.remove(&run.id);
     }

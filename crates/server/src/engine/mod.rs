@@ -6,8 +6,8 @@ pub mod execute;
 pub mod trigger;
 
 use crate::app::App;
-use mobius_core::{Conclusion, Status};
-use mobius_store::{Project, Run};
+use mobius_core::{Conclusion, EventKind, Status};
+use mobius_store::{NewEvent, Project, Run};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -221,14 +221,23 @@ pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>,
         if seen.get(name) == Some(sha) {
             continue;
         }
-        app.store.set_ref(project.id, name, Some(sha)).await.map_err(|e| e.to_string())?;
         let is_branch_head = *name == format!("refs/heads/{}", project.branch);
-        if !first || is_branch_head {
+        let pushed = !first || is_branch_head;
+        let event = pushed.then(|| {
+            NewEvent::new(EventKind::PushReceived, "mobius")
+                .project(&project.name)
+                .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": sha}))
+        });
+        app.store.set_ref(project.id, name, Some(sha), event).await.map_err(|e| e.to_string())?;
+        if pushed {
             pushes.push((name.clone(), sha.clone(), seen.get(name).cloned()));
         }
     }
     for name in seen.keys().filter(|n| !current.iter().any(|(c, _)| c == *n)) {
-        app.store.set_ref(project.id, name, None).await.map_err(|e| e.to_string())?;
+        let event = NewEvent::new(EventKind::PushReceived, "mobius")
+            .project(&project.name)
+            .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": null, "deleted": true}));
+        app.store.set_ref(project.id, name, None, Some(event)).await.map_err(|e| e.to_string())?;
     }
     for (name, sha, before) in pushes {
         let mut trigger = Trigger::new("push", &name, &sha, "mobius");
@@ -359,7 +368,8 @@ mod tests {
         git(&repo, &["add", "-A"]);
         git(&repo, &["commit", "-q", "-m", "init"]);
         let app = App::open(crate::ServeConfig::new(dir.path().join("data"))).await.unwrap();
-        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000).await.unwrap();
+        let created = mobius_store::NewEvent::new(mobius_core::EventKind::ProjectCreate, "test");
+        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000, created).await.unwrap();
 
         fire_schedules(&app, chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 14, 0).unwrap()).await.unwrap();
         assert!(app.store.unfinished_runs().await.unwrap().is_empty(), "03:14 does not match */15");

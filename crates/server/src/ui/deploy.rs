@@ -298,19 +298,18 @@ pub(super) async fn rollout_command(
     if let Err(e) = s.caller.require(role, rollout.project_id, &rollout.project) {
         return error_page(e);
     }
+    let requested = command.requested();
     if let Err(e) = deploy::command(&app, &rollout, command, &s.caller.actor()).await {
         return error_page(e.into());
     }
     let target = format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service);
-    let _ = app
-        .store
-        .audit(
-            &s.caller.actor(),
-            &format!("rollout.{which}"),
-            &target,
-            serde_json::json!({"rollout": id}),
-            &s.caller.remote,
-        )
-        .await;
+    let event = mobius_store::NewEvent::audit(requested, &s.caller.actor(), &target, &s.caller.remote)
+        .project(&rollout.project)
+        .rollout(id)
+        .environment(&rollout.environment)
+        .data(serde_json::json!({"rollout": id}));
+    if let Err(e) = app.store.append(event).await {
+        tracing::error!(error = %e, "cannot record a rollout command in the event log");
+    }
     Redirect::to(&format!("/ui/rollouts/{id}")).into_response()
 }

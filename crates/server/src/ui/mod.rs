@@ -2,6 +2,7 @@
 //! a little JavaScript of our own for live logs. The session is the API token in an
 //! HttpOnly, SameSite=Strict cookie; forms carry a CSRF value derived from it.
 
+mod activity;
 mod chart;
 mod deploy;
 mod graph;
@@ -22,7 +23,9 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use mobius_core::EventKind;
 use mobius_core::{Conclusion, State as RunState, Status};
+use mobius_store::NewEvent;
 use mobius_store::{Run, RunFilter};
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -41,6 +44,7 @@ pub fn router() -> Router<Arc<App>> {
         .route("/runs/{id}/cancel", post(cancel))
         .route("/runs/{id}/rerun", post(rerun))
         .route("/projects", get(projects_page))
+        .route("/activity", get(activity::activity_page))
         .route("/releases", get(releases::releases_page))
         .route("/releases/{id}", get(releases::release_page))
         .route("/targets", get(watch::targets_page))
@@ -270,14 +274,19 @@ async fn login(
     let token = form.token.trim().to_string();
     match Caller::from_token(&app, &token, remote.ip().to_string()).await {
         Ok(Some(caller)) => {
-            let _ = app.store.audit(&caller.actor(), "ui.sign_in", "ui", Value::Null, &caller.remote).await;
+            let _ = app.store.append(NewEvent::audit(EventKind::UiSignIn, &caller.actor(), "ui", &caller.remote)).await;
             let cookie = format!("{COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
             ([(header::SET_COOKIE, cookie)], Redirect::to("/ui/runs")).into_response()
         }
         Ok(None) => {
             let detail = serde_json::json!({"route": "POST /ui/login", "status": 401, "reason": "invalid, expired or revoked token"});
-            if let Err(e) =
-                app.store.audit("unknown token", "ui.sign_in_failed", "ui", detail, &remote.ip().to_string()).await
+            if let Err(e) = app
+                .store
+                .append(
+                    NewEvent::audit(EventKind::UiSignInFailed, "unknown token", "ui", &remote.ip().to_string())
+                        .data(detail),
+                )
+                .await
             {
                 tracing::warn!(error = %e, "cannot record a failed sign-in in the audit log");
             }

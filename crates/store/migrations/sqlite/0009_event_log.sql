@@ -1,0 +1,63 @@
+-- One append-only event log that every stage writes, in the transaction of the change
+-- it records. The audit trail (entries with a remote: what a request did or was refused)
+-- and the rollout and incident timelines are read from it; their rows move here, in
+-- time order, and their tables go. Kinds are mobius-core's EventKind names.
+
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    at BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    project TEXT,
+    run_id BIGINT,
+    job_id BIGINT,
+    release_id BIGINT,
+    rollout_id BIGINT,
+    environment TEXT,
+    incident_id BIGINT,
+    alert TEXT,
+    token_id BIGINT,
+    actor TEXT NOT NULL,
+    target TEXT,
+    remote TEXT,
+    data TEXT NOT NULL DEFAULT '{}'
+);
+
+INSERT INTO events (at, kind, project, rollout_id, environment, incident_id, actor, target, remote, data)
+SELECT at, kind, project, rollout_id, environment, incident_id, actor, target, remote, data FROM (
+    SELECT at, 0 AS source, id, action AS kind, NULL AS project, NULL AS rollout_id, NULL AS environment,
+           NULL AS incident_id, actor, target, remote, detail AS data
+      FROM audit
+    UNION ALL
+    SELECT e.at, 1, e.id, 'rollout.' || e.kind, p.name, e.rollout_id, e.environment, NULL, e.actor, NULL, NULL,
+           json_object('service', e.service, 'version', e.version, 'message', e.message)
+      FROM deploy_events e JOIN projects p ON p.id = e.project_id
+    UNION ALL
+    SELECT e.at, 2, e.id, 'incident.' || e.kind, NULL, i.rollout_id, i.environment, e.incident_id, e.actor, NULL, NULL,
+           json_object('message', e.message)
+      FROM incident_events e JOIN incidents i ON i.id = e.incident_id
+) ORDER BY at, source, id;
+
+DROP TABLE audit;
+DROP TABLE deploy_events;
+DROP TABLE incident_events;
+
+CREATE INDEX events_by_project ON events (project, id);
+CREATE INDEX events_by_kind ON events (kind, id);
+CREATE INDEX events_by_run ON events (run_id, id) WHERE run_id IS NOT NULL;
+CREATE INDEX events_by_rollout ON events (rollout_id, id) WHERE rollout_id IS NOT NULL;
+CREATE INDEX events_by_incident ON events (incident_id, id) WHERE incident_id IS NOT NULL;
+CREATE INDEX events_audited ON events (id) WHERE remote IS NOT NULL;
+
+CREATE TRIGGER events_kind_known_insert BEFORE INSERT ON events
+  WHEN NEW.kind NOT IN ('push.received', 'webhook.receive', 'webhook.replay', 'webhook.refused', 'run.queued', 'run.started', 'run.completed', 'job.completed', 'run.cancel', 'run.rerun', 'workflow.dispatch', 'mobius_yaml.invalid', 'mobius_yaml.refused', 'monitoring.invalid', 'release.created', 'release.reuse', 'release.skip', 'deploy', 'rollback', 'rollout.promote', 'rollout.abort', 'rollout.approve', 'rollout.started', 'rollout.step', 'rollout.promoted', 'rollout.approved', 'rollout.aborted', 'rollout.succeeded', 'rollout.rolled_back', 'rollout.failed', 'rollout.resumed', 'rollout.newer_release', 'environment.serving', 'alert.firing', 'alert.resolved', 'alerts.post', 'monitor.reload', 'silence.put', 'silence.expire', 'incident.opened', 'incident.alert', 'incident.silenced', 'incident.escalated', 'incident.escalation', 'incident.rollback', 'incident.acknowledged', 'incident.resolved', 'incident.acknowledge', 'incident.resolve', 'project.create', 'secret.set', 'secret.delete', 'variable.set', 'token.create', 'token.revoke', 'request.denied', 'ui.sign_in', 'ui.sign_in_failed')
+  BEGIN SELECT RAISE(ABORT, 'CHECK constraint failed: events_kind_known'); END;
+-- Append-only: an entry is never changed (only retention deletes old ones).
+CREATE TRIGGER events_append_only BEFORE UPDATE ON events
+  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;
+
+-- Where each subscriber to the log has got to (the last event id it handled).
+CREATE TABLE event_cursors (
+    name TEXT PRIMARY KEY,
+    position BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL
+);
