@@ -36,7 +36,7 @@ where
 async fn release_after_run(app: Arc<App>, event: Event) -> Result<(), String> {
     let Some(run) = event.refs.run else { return Ok(()) };
     // A run that never started (an invalid workflow, cancelled while queued) ships nothing.
-    if event.data.get("started_at").is_none_or(serde_json::Value::is_null) {
+    if event.data().get("started_at").is_none_or(serde_json::Value::is_null) {
         return Ok(());
     }
     crate::deploy::releases::after_run(&app, run).await;

@@ -441,7 +441,8 @@ impl Store {
         Ok(events
             .into_iter()
             .filter_map(|e| {
-                let text = |key: &str| e.data.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
+                let data = e.data();
+                let text = |key: &str| data.get(key).and_then(|v| v.as_str()).unwrap_or_default().to_string();
                 Some(DeployEvent {
                     id: e.id,
                     rollout_id: e.refs.rollout?,

@@ -298,8 +298,8 @@ impl Store {
                     id: e.id,
                     incident_id: e.refs.incident?,
                     kind: e.kind.incident_kind()?,
+                    message: e.data().get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
                     actor: e.actor,
-                    message: e.data.get("message").and_then(|m| m.as_str()).unwrap_or_default().to_string(),
                     at: e.at,
                 })
             })

@@ -44,6 +44,15 @@ pub enum StoreError {
     /// constraint keeps this from happening).
     #[error("{table}.{column} holds `{value}`, which is not a known state")]
     UnknownState { table: &'static str, column: &'static str, value: String },
+    /// A stored JSON document that does not read back (or a value that cannot be
+    /// written as one).
+    #[error("{table} row {id}: its document does not read back: {source}")]
+    BadDocument {
+        table: &'static str,
+        id: i64,
+        #[source]
+        source: serde_json::Error,
+    },
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -68,10 +77,20 @@ pub enum Backend {
     Postgres,
 }
 
+/// A pool of the database's own driver, for reads where the `Any` driver's
+/// conversions dominate (pages of the event log).
+#[derive(Debug, Clone)]
+enum Reader {
+    Sqlite(sqlx::SqlitePool),
+    Postgres(sqlx::PgPool),
+}
+
 /// The database behind the server.
 #[derive(Debug, Clone)]
 pub struct Store {
     pool: AnyPool,
+    /// The event log's reads, through the database's own driver.
+    reader: Reader,
     backend: Backend,
     /// The newest event id this process appended (see [`Store::subscribe`]).
     appended: std::sync::Arc<tokio::sync::watch::Sender<i64>>,
@@ -139,9 +158,23 @@ impl Store {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
+        let reader = match backend {
+            Backend::Sqlite => {
+                // Reads map the file (no copy per page): a page of one project's events
+                // touches a page of the file per event.
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
+                    .busy_timeout(std::time::Duration::from_secs(10))
+                    .pragma("mmap_size", "268435456");
+                Reader::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(options).await?)
+            }
+            Backend::Postgres => {
+                let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
+                Reader::Postgres(sqlx::postgres::PgPoolOptions::new().max_connections(4).connect_with(options).await?)
+            }
+        };
         let last: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM events").fetch_one(&pool).await?;
         let appended = std::sync::Arc::new(tokio::sync::watch::Sender::new(last));
-        Ok(Store { pool, backend, appended })
+        Ok(Store { pool, reader, backend, appended })
     }
 
     /// The SQLite URL of a database file, created when missing.
@@ -177,6 +210,10 @@ impl Store {
 
     /// Closes every connection (SQLite checkpoints its WAL).
     pub async fn close(&self) {
+        match &self.reader {
+            Reader::Sqlite(pool) => pool.close().await,
+            Reader::Postgres(pool) => pool.close().await,
+        }
         self.pool.close().await;
     }
 

@@ -144,18 +144,16 @@ impl Store {
 
     pub async fn set_variable(&self, project_id: i64, name: &str, value: &str, event: NewEvent) -> Result<()> {
         let mut tx = self.begin_write().await?;
-        sqlx::query("DELETE FROM variables WHERE project_id = $1 AND name = $2")
-            .bind(project_id)
-            .bind(name)
-            .execute(&mut *tx)
-            .await?;
-        sqlx::query("INSERT INTO variables (project_id, name, value, updated_at) VALUES ($1, $2, $3, $4)")
-            .bind(project_id)
-            .bind(name)
-            .bind(value)
-            .bind(now_ms())
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO variables (project_id, name, value, updated_at) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (project_id, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+        )
+        .bind(project_id)
+        .bind(name)
+        .bind(value)
+        .bind(now_ms())
+        .execute(&mut *tx)
+        .await?;
         self.commit_with(tx, &[event]).await
     }
 
@@ -206,12 +204,12 @@ impl Store {
         Ok(events
             .into_iter()
             .map(|e| AuditEntry {
+                detail: e.data(),
                 id: e.id,
                 at: e.at,
                 actor: e.actor,
                 action: e.kind,
                 target: e.target.unwrap_or_default(),
-                detail: e.data,
                 remote: e.remote.unwrap_or_default(),
             })
             .collect())

@@ -131,7 +131,7 @@ async fn exercise(store: Store) {
     assert!(kinds.starts_with(&[EventKind::RunQueued, EventKind::RunStarted]), "{kinds:?}");
     assert_eq!(runs_log.iter().filter(|e| e.kind == EventKind::RunCompleted).count(), 1, "{kinds:?}");
     let completed = runs_log.iter().find(|e| e.kind == EventKind::RunCompleted).expect("run.completed");
-    assert!(completed.data["conclusion"].is_string(), "{:?}", completed.data);
+    assert!(completed.data()["conclusion"].is_string(), "{:?}", completed.data);
     assert!(runs_log.windows(2).all(|w| w[0].id < w[1].id));
 
     // Annotations: at most 50 per job, texts cut at 4 KiB; a check replaces its earlier result.
@@ -243,7 +243,7 @@ async fn unknown_states_are_refused_by_the_database(url: &str) {
              VALUES ('g', 't', 'closed', 'r', '{}', 0, 0, 1)",
             "incidents.status",
         ),
-        ("INSERT INTO events (at, kind, actor, data) VALUES (1, 'exploded', 'a', '{}')", "events.kind"),
+        ("INSERT INTO events (at, kind, doc) VALUES (1, 'exploded', '{}')", "events.kind"),
     ] {
         let result = sqlx::query(sql).execute(&pool).await;
         assert!(result.as_ref().is_err_and(|e| e.to_string().contains("_known")), "{what} was accepted: {result:?}");
@@ -251,7 +251,7 @@ async fn unknown_states_are_refused_by_the_database(url: &str) {
     let fine = sqlx::query("UPDATE runs SET conclusion = 'failure' WHERE conclusion = 'failure'").execute(&pool).await;
     assert!(fine.is_ok(), "{fine:?}");
     // The log is append-only: no entry can be changed.
-    let changed = sqlx::query("UPDATE events SET actor = 'mallory'").execute(&pool).await;
+    let changed = sqlx::query("UPDATE events SET doc = '{}'").execute(&pool).await;
     assert!(changed.as_ref().is_err_and(|e| e.to_string().contains("append-only")), "{changed:?}");
 }
 
@@ -515,4 +515,80 @@ async fn a_subscriber_resumes_where_it_stopped_and_completes_each_reaction_once(
     let all = store.events(&EventFilter { kinds: kinds.to_vec(), limit: 1000, ..Default::default() }).await.unwrap();
     assert_eq!(ids, all.iter().map(|e| e.id).collect::<Vec<_>>(), "each reaction completes once, in order");
     assert_eq!(store.cursor("test").await.unwrap(), *ids.last().unwrap());
+}
+
+/// Issue 17, item 5: a database written before the event log keeps its audit trail and
+/// its rollout and incident timelines: the rows move into the log in time order and
+/// read back through the same calls (`audit_log`, `deploy_events`, `incident_events`).
+async fn rows_written_before_the_event_log_read_back_from_it(url: &str, backend: &str) {
+    sqlx::any::install_default_drivers();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations").join(backend);
+    let mut migrator = sqlx::migrate::Migrator::new(dir).await.unwrap();
+    migrator.migrations =
+        std::borrow::Cow::Owned(migrator.migrations.iter().filter(|m| m.version <= 8).cloned().collect());
+    let pool = sqlx::AnyPool::connect(url).await.unwrap();
+    migrator.run(&pool).await.unwrap();
+    for sql in [
+        "INSERT INTO projects (name, repo, branch, webhook_secret, poll_interval_ms, created_at)
+         VALUES ('shop', '/src/shop', 'main', 'x', 1000, 1)",
+        "INSERT INTO releases (project_id, service, number, version, run_id, commit_sha, author, artifact, digest,
+             manifest, provenance, changelog, created_at)
+         VALUES (1, 'web', 1, 'v1', 1, 'abc', 'alice', 'web', 'sha256:0', '', '{}', '[]', 2)",
+        "INSERT INTO rollouts (project_id, service, environment, release_id, strategy, phase, message, status,
+             created_by, created_at, updated_at, finished_at)
+         VALUES (1, 'web', 'production', 1, 'canary', 'succeeded', 'done', '{}', 'alice', 3, 5, 5)",
+        "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
+         VALUES (1, 1, 'web', 'production', 'v1', 'started', 'alice', 'deploy web v1 to production', 3)",
+        "INSERT INTO deploy_events (project_id, rollout_id, service, environment, version, kind, actor, message, at)
+         VALUES (1, 1, 'web', 'production', 'v1', 'succeeded', 'mobius', 'v1 serves all traffic', 5)",
+        "INSERT INTO incidents (group_key, title, status, receiver, labels, service, environment, rollout_id, level,
+             rounds, opened_at, resolved_at, resolved_by)
+         VALUES ('g', 'High error rate', 'resolved', 'team', '{}', 'web', 'production', 1, 0, 0, 6, 8, 'alertmanager')",
+        "INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES (1, 'opened', 'alertmanager', 'High error rate', 6)",
+        "INSERT INTO incident_events (incident_id, kind, actor, message, at) VALUES (1, 'resolved', 'alertmanager', 'every alert resolved', 8)",
+        "INSERT INTO audit (at, actor, action, target, detail, remote) VALUES (4, 'token:1:admin', 'deploy', 'shop/production/web', '{\"rollout\": 1}', '127.0.0.1')",
+        "INSERT INTO audit (at, actor, action, target, detail, remote) VALUES (1, 'token:1:admin', 'project.create', 'shop', '{}', '127.0.0.1')",
+    ] {
+        sqlx::query(sql).execute(&pool).await.unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    pool.close().await;
+
+    let store = Store::open(url).await.unwrap();
+    let audit = store.audit_log(10, None).await.unwrap();
+    let actions: Vec<EventKind> = audit.iter().map(|e| e.action).collect();
+    assert_eq!(actions, [EventKind::Deploy, EventKind::ProjectCreate], "newest first");
+    assert_eq!((audit[0].target.as_str(), audit[0].remote.as_str()), ("shop/production/web", "127.0.0.1"));
+    assert_eq!(audit[0].detail["rollout"], 1);
+    let timeline = store.deploy_events(Some(1), 10).await.unwrap();
+    let kinds: Vec<_> = timeline.iter().map(|e| e.kind).collect();
+    assert_eq!(kinds, [mobius_core::DeployEventKind::Succeeded, mobius_core::DeployEventKind::Started]);
+    assert_eq!((timeline[1].service.as_str(), timeline[1].version.as_str()), ("web", "v1"));
+    assert_eq!(timeline[1].message, "deploy web v1 to production");
+    assert_eq!(timeline[1].project, "shop");
+    let incident = store.incident_events(1).await.unwrap();
+    assert_eq!(incident.len(), 2);
+    assert_eq!(
+        (incident[0].kind, incident[0].message.as_str()),
+        (mobius_core::IncidentEventKind::Opened, "High error rate")
+    );
+    // One log, in the order things happened.
+    let all = store.events(&EventFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let times: Vec<i64> = all.iter().map(|e| e.at).collect();
+    assert_eq!(times, [1, 3, 4, 5, 6, 8]);
+    assert_eq!(all[1].refs.rollout, Some(1));
+    assert_eq!(all[4].refs.incident, Some(1));
+    assert_eq!(all[4].refs.environment.as_deref(), Some("production"));
+}
+
+#[tokio::test]
+async fn sqlite_rows_written_before_the_event_log_read_back_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = Store::sqlite_url(&dir.path().join("mobius.db"));
+    rows_written_before_the_event_log_read_back_from_it(&url, "sqlite").await;
+}
+
+#[tokio::test]
+async fn postgres_rows_written_before_the_event_log_read_back_from_it() {
+    let Some(url) = mobius_store::testing::fresh_postgres().await else { return };
+    rows_written_before_the_event_log_read_back_from_it(&url, "postgres").await;
 }

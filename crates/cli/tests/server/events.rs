@@ -11,20 +11,9 @@ use std::time::{Duration, Instant};
 
 /// The Python service, released on every green push and deployed by itself to staging.
 fn auto_deployed(port: u16) -> String {
-    format!(
-        "services:
-  web:
-    artifact: web
-    run: python3 upstream.py {{port}}
-    health: {{ path: /healthz, interval: 200ms }}
-    instances: 1
-environments:
-  staging:
-    listen: 127.0.0.1:{port}
-    auto_deploy: true
-    strategy: blue-green
-"
-    )
+    crate::first_hour::listening("web", port)
+        .replace("  production:", "  staging:")
+        .replace("    strategy: blue-green", "    auto_deploy: true\n    strategy: blue-green")
 }
 
 fn events(server: &Server, query: &str) -> Vec<Value> {

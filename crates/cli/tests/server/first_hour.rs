@@ -149,7 +149,7 @@ jobs:
 }
 
 /// One service in one unprotected environment, deployed by hand.
-fn listening(service: &str, port: u16) -> String {
+pub(crate) fn listening(service: &str, port: u16) -> String {
     format!(
         "services:
   {service}:

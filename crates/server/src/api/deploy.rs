@@ -111,6 +111,16 @@ pub struct DeployRequest {
     release: Option<String>,
 }
 
+/// The audit entry of someone asking for `kind` (a deploy, a rollback, a command) of a
+/// rollout, naming its project, environment and service.
+pub(crate) fn requested(kind: EventKind, actor: &str, remote: &str, rollout: &Rollout) -> NewEvent {
+    let target = format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service);
+    NewEvent::audit(kind, actor, &target, remote)
+        .project(&rollout.project)
+        .rollout(rollout.id)
+        .environment(&rollout.environment)
+}
+
 pub async fn create_deployment(
     State(app): State<Arc<App>>,
     caller: Caller,
@@ -122,20 +132,8 @@ pub async fn create_deployment(
     let rollout =
         deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None, deploy::Intent::Forward)
             .await?;
-    app.store
-        .append(
-            NewEvent::audit(
-                EventKind::Deploy,
-                &caller.actor(),
-                &format!("{}/{}/{}", project.name, body.environment, body.service),
-                &caller.remote,
-            )
-            .project(&project.name)
-            .rollout(rollout.id)
-            .environment(&body.environment)
-            .data(json!({ "release": release.version, "rollout": rollout.id })),
-        )
-        .await?;
+    let event = requested(EventKind::Deploy, &caller.actor(), &caller.remote, &rollout);
+    app.store.append(event.data(json!({ "release": release.version, "rollout": rollout.id }))).await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
 }
 
@@ -194,15 +192,10 @@ async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) ->
         _ => (Role::Maintainer, Command::Approve),
     };
     caller.require(role, rollout.project_id, &rollout.project)?;
-    let requested = command.requested();
+    let kind = command.requested();
     deploy::command(&app, &rollout, command, &caller.actor()).await?;
-    let target = format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service);
-    let event = NewEvent::audit(requested, &caller.actor(), &target, &caller.remote)
-        .project(&rollout.project)
-        .rollout(rollout.id)
-        .environment(&rollout.environment)
-        .data(json!({ "rollout": rollout.id }));
-    app.store.append(event).await?;
+    let event = requested(kind, &caller.actor(), &caller.remote, &rollout);
+    app.store.append(event.data(json!({ "rollout": rollout.id }))).await?;
     Ok(Json(dto::rollout(&rollout)))
 }
 
@@ -235,20 +228,8 @@ pub async fn rollback(
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
     let rollout =
         deploy::rollback(&app, &project, &body.service, &body.environment, body.to.as_deref(), &caller.actor()).await?;
-    app.store
-        .append(
-            NewEvent::audit(
-                EventKind::Rollback,
-                &caller.actor(),
-                &format!("{}/{}/{}", project.name, body.environment, body.service),
-                &caller.remote,
-            )
-            .project(&project.name)
-            .rollout(rollout.id)
-            .environment(&body.environment)
-            .data(json!({ "rollout": rollout.id, "to": body.to })),
-        )
-        .await?;
+    let event = requested(EventKind::Rollback, &caller.actor(), &caller.remote, &rollout);
+    app.store.append(event.data(json!({ "rollout": rollout.id, "to": body.to }))).await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
 }
 

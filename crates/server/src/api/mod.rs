@@ -1,7 +1,7 @@
 //! The HTTP surface: `/healthz`, `/metrics`, and the JSON API under `/api/v1`.
 
 pub(crate) mod alerting;
-mod deploy;
+pub(crate) mod deploy;
 pub(crate) mod dto;
 pub(crate) mod events;
 mod hooks;

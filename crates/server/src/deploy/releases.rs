@@ -187,6 +187,14 @@ async fn make_releases(app: &Arc<App>, project: &Project, run: &Run, config: &De
     }
 }
 
+/// The record of a run that made no new release of `service` (`kind` says why).
+fn no_release(kind: EventKind, project: &Project, run: &Run, service: &str, said: serde_json::Value) -> NewEvent {
+    NewEvent::audit(kind, "mobius", &format!("{}/{service}", project.name), "server")
+        .project(&project.name)
+        .run(run.id)
+        .data(said)
+}
+
 async fn try_make_releases(
     app: &Arc<App>,
     project: &Project,
@@ -224,21 +232,10 @@ async fn try_make_releases(
             app.store.release_by_digest(project.id, &service.name, &digest_name).await.map_err(|e| e.to_string())?
         {
             tracing::info!(project = %project.name, service = %service.name, run = run.id, version = %same.version, "release reused: same digest");
+            let said = json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
+                              "reason": "the artifact has the digest of an existing release"});
             app.store
-                .append(
-                    NewEvent::audit(
-                        EventKind::ReleaseReuse,
-                        "mobius",
-                        &format!("{}/{}", project.name, service.name),
-                        "server",
-                    )
-                    .project(&project.name)
-                    .run(run.id)
-                    .data(
-                        json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
-                           "reason": "the artifact has the digest of an existing release"}),
-                    ),
-                )
+                .append(no_release(EventKind::ReleaseReuse, project, run, &service.name, said))
                 .await
                 .map_err(|e| e.to_string())?;
             continue;
@@ -261,21 +258,10 @@ async fn try_make_releases(
                     .map_err(|e| e.to_string())??;
             if older {
                 tracing::warn!(project = %project.name, service = %service.name, run = run.id, "no release: the commit is older than the newest release");
-                app.store
-                    .append(
-                        NewEvent::audit(
-                            EventKind::ReleaseSkip,
-                            "mobius",
-                            &format!("{}/{}", project.name, service.name),
-                            "server",
-                        )
-                        .project(&project.name)
-                        .run(run.id)
-                        .data(json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
-                               "reason": "the commit is an ancestor of the newest release's commit"})),
-                    )
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let said = json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
+                                  "reason": "the commit is an ancestor of the newest release's commit"});
+                let event = no_release(EventKind::ReleaseSkip, project, run, &service.name, said);
+                app.store.append(event).await.map_err(|e| e.to_string())?;
                 continue;
             }
         }

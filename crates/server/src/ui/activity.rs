@@ -38,7 +38,8 @@ fn row(e: &Event) -> ActivityRow {
     } else {
         e.project.as_ref().map(|p| (format!("/ui/projects/{p}"), p.clone()))
     };
-    let conclusion = e.data.get("conclusion").and_then(|c| c.as_str());
+    let data = e.data();
+    let conclusion = data.get("conclusion").and_then(|c| c.as_str());
     let bad =
         matches!(
             e.kind,

@@ -298,15 +298,11 @@ pub(super) async fn rollout_command(
     if let Err(e) = s.caller.require(role, rollout.project_id, &rollout.project) {
         return error_page(e);
     }
-    let requested = command.requested();
+    let kind = command.requested();
     if let Err(e) = deploy::command(&app, &rollout, command, &s.caller.actor()).await {
         return error_page(e.into());
     }
-    let target = format!("{}/{}/{}", rollout.project, rollout.environment, rollout.service);
-    let event = mobius_store::NewEvent::audit(requested, &s.caller.actor(), &target, &s.caller.remote)
-        .project(&rollout.project)
-        .rollout(id)
-        .environment(&rollout.environment)
+    let event = crate::api::deploy::requested(kind, &s.caller.actor(), &s.caller.remote, &rollout)
         .data(serde_json::json!({"rollout": id}));
     if let Err(e) = app.store.append(event).await {
         tracing::error!(error = %e, "cannot record a rollout command in the event log");

@@ -1,7 +1,9 @@
 -- One append-only event log that every stage writes, in the transaction of the change
 -- it records. The audit trail (entries with a remote: what a request did or was refused)
 -- and the rollout and incident timelines are read from it; their rows move here, in
--- time order, and their tables go. Kinds are mobius-core's EventKind names. Writers take
+-- time order, and their tables go. `doc` is the whole entry as JSON (what a
+-- reader gets, in one column); the other columns are what readers filter on.
+-- Kinds are mobius-core's EventKind names. Writers take
 -- a transaction-level advisory lock before appending, so ids become visible in order.
 
 CREATE TABLE events (
@@ -10,31 +12,29 @@ CREATE TABLE events (
     kind TEXT NOT NULL,
     project TEXT,
     run_id BIGINT,
-    job_id BIGINT,
-    release_id BIGINT,
     rollout_id BIGINT,
-    environment TEXT,
     incident_id BIGINT,
-    alert TEXT,
-    token_id BIGINT,
-    actor TEXT NOT NULL,
-    target TEXT,
     remote TEXT,
-    data TEXT NOT NULL DEFAULT '{}'
+    doc TEXT NOT NULL
 );
 
-INSERT INTO events (at, kind, project, rollout_id, environment, incident_id, actor, target, remote, data)
-SELECT at, kind, project, rollout_id, environment, incident_id, actor, target, remote, data FROM (
+INSERT INTO events (at, kind, project, rollout_id, incident_id, remote, doc)
+SELECT at, kind, project, rollout_id, incident_id, remote, doc FROM (
     SELECT at, 0 AS source, id, action AS kind, NULL::TEXT AS project, NULL::BIGINT AS rollout_id,
-           NULL::TEXT AS environment, NULL::BIGINT AS incident_id, actor, target, remote, detail AS data
+           NULL::BIGINT AS incident_id, remote,
+           json_build_object('at', at, 'kind', action, 'actor', actor, 'target', target, 'remote', remote,
+                       'data', (detail)::json)::TEXT AS doc
       FROM audit
     UNION ALL
-    SELECT e.at, 1, e.id, 'rollout.' || e.kind, p.name, e.rollout_id, e.environment, NULL, e.actor, NULL, NULL,
-           json_build_object('service', e.service, 'version', e.version, 'message', e.message)::TEXT
+    SELECT e.at, 1, e.id, 'rollout.' || e.kind, p.name, e.rollout_id, NULL, NULL,
+           json_build_object('at', e.at, 'kind', 'rollout.' || e.kind, 'project', p.name, 'rollout', e.rollout_id,
+                       'environment', e.environment, 'actor', e.actor,
+                       'data', json_build_object('service', e.service, 'version', e.version, 'message', e.message))::TEXT
       FROM deploy_events e JOIN projects p ON p.id = e.project_id
     UNION ALL
-    SELECT e.at, 2, e.id, 'incident.' || e.kind, NULL, i.rollout_id, i.environment, e.incident_id, e.actor, NULL, NULL,
-           json_build_object('message', e.message)::TEXT
+    SELECT e.at, 2, e.id, 'incident.' || e.kind, NULL, i.rollout_id, e.incident_id, NULL,
+           json_build_object('at', e.at, 'kind', 'incident.' || e.kind, 'rollout', i.rollout_id, 'incident', e.incident_id,
+                       'environment', i.environment, 'actor', e.actor, 'data', json_build_object('message', e.message))::TEXT
       FROM incident_events e JOIN incidents i ON i.id = e.incident_id
 ) AS moved ORDER BY at, source, id;
 
