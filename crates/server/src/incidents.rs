@@ -1,17 +1,17 @@
 //! Incidents and escalation. Every firing alert group opens an incident (unless its
 //! receiver is listed in `without_incidents`), linked to the last rollout of the
-//! alert's service and environment; an alert firing for a service that is being
-//! rolled out aborts that rollout. The group's escalation policy pages level after
-//! level (receivers, people, whoever a schedule has on call) until someone
-//! acknowledges — from the API, the CLI, the UI or the signed link each page carries
-//! — or the group resolves.
+//! alert's service and environment; each alert that joins it is an `incident.alert`
+//! entry of the event log, on which the `incident-rollback` subscriber
+//! (`reactions.rs`) aborts the service's running rollouts. The group's escalation
+//! policy pages level after level (receivers, people, whoever a schedule has on call)
+//! until someone acknowledges — from the API, the CLI, the UI or the signed link each
+//! page carries — or the group resolves.
 
 use crate::app::App;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use base64::Engine as _;
 use mobius_core::{EventKind, IncidentEventKind};
-use mobius_deploy::rollout::Command;
 use mobius_monitor::alerting::notify::Notification;
 use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
 use mobius_store::{Incident, NewEvent, NewIncident, RolloutFilter};
@@ -145,7 +145,6 @@ async fn on_group_event(
     let environment = common.get("env").or_else(|| common.get("environment")).map(str::to_string);
     let started = firing.iter().map(|a| a.starts_at).min().unwrap_or(event.at);
     let mut rollout_id = None;
-    let mut active_rollouts = Vec::new();
     if let (Some(service), Some(environment)) = (&service, &environment) {
         let filter = RolloutFilter {
             service: Some(service.clone()),
@@ -155,7 +154,6 @@ async fn on_group_event(
         };
         let rollouts = app.store.rollouts(&filter).await?;
         rollout_id = rollouts.iter().find(|r| r.created_at <= started).map(|r| r.id);
-        active_rollouts = rollouts.into_iter().filter(|r| r.finished_at.is_none()).collect();
     }
     let policy = oncall.policy_for(&event.receiver, &common);
     let alertname = common.get("alertname").unwrap_or("alerts").to_string();
@@ -184,31 +182,10 @@ async fn on_group_event(
                 Some(s) => format!("firing: {} ({s})", alert.labels),
                 None => format!("firing: {}", alert.labels),
             };
-            app.store.add_incident_event(incident.id, IncidentEventKind::Alert, "alertmanager", &message).await?;
-        }
-    }
-    for rollout in active_rollouts {
-        if !crate::deploy::protects_a_version(app, &rollout).await.unwrap_or(true) {
-            // A first deploy: nothing to protect or roll back to.
-            continue;
-        }
-        let reason = format!(
-            "alert {alertname} fired for {} in {} (incident #{})",
-            rollout.service, rollout.environment, incident.id
-        );
-        match crate::deploy::command(app, &rollout, Command::Abort(reason.clone()), "alertmanager").await {
-            Ok(()) => {
-                app.store
-                    .add_incident_event(
-                        incident.id,
-                        IncidentEventKind::Rollback,
-                        "alertmanager",
-                        &format!("rollout {} aborted: {reason}", rollout.id),
-                    )
-                    .await?;
-                tracing::warn!(rollout = rollout.id, incident = incident.id, "rollout aborted by a firing alert");
-            }
-            Err(e) => tracing::warn!(rollout = rollout.id, error = %e, "cannot abort the rollout"),
+            // The alert's labels go with it: the `incident-rollback` subscriber reads them.
+            let labels = json!(alert.labels.iter().collect::<HashMap<_, _>>());
+            let data = json!({"message": message, "labels": labels});
+            app.store.add_incident_event_data(incident.id, IncidentEventKind::Alert, "alertmanager", data).await?;
         }
     }
     Ok(())

@@ -1,7 +1,8 @@
 //! Cross-stage reactions, each a subscriber to the event log with a stored position:
 //! a completed run is checked for `mobius.yaml` and, green on the default branch,
 //! released (`releases`); a new release is deployed where an environment asks for it
-//! (`auto-deploy`). Subscribers wake on append, resume after a restart from their
+//! (`auto-deploy`); an alert that joins an incident of a service aborts that service's
+//! rollouts in the incident's environment (`incident-rollback`). Subscribers wake on append, resume after a restart from their
 //! position, and react idempotently (see [`mobius_store::follow`]).
 
 use crate::app::App;
@@ -13,6 +14,7 @@ use std::sync::Arc;
 pub fn start(app: &Arc<App>) {
     subscribe(app, "releases", &[EventKind::RunCompleted], release_after_run);
     subscribe(app, "auto-deploy", &[EventKind::ReleaseCreated], deploy_new_release);
+    subscribe(app, "incident-rollback", &[EventKind::IncidentAlert], roll_back_on_alert);
 }
 
 fn subscribe<Fut>(app: &Arc<App>, name: &'static str, kinds: &'static [EventKind], reaction: fn(Arc<App>, Event) -> Fut)
@@ -51,5 +53,53 @@ async fn deploy_new_release(app: Arc<App>, event: Event) -> Result<(), String> {
     let project = app.store.project_by_id(release.project_id).await.map_err(|e| e.to_string())?;
     let Some(project) = project else { return Ok(()) };
     crate::deploy::auto_deploy(&app, &project, &[release]).await;
+    Ok(())
+}
+
+/// `incident.alert` → each rollout of the incident's service in its environment that
+/// still runs is aborted (unless it is a first deploy, with nothing to go back to), and
+/// the incident's timeline says so. A rollout the incident already rolled back is left.
+async fn roll_back_on_alert(app: Arc<App>, event: Event) -> Result<(), String> {
+    let Some(id) = event.refs.incident else { return Ok(()) };
+    let Some(incident) = app.store.incident(id).await.map_err(|e| e.to_string())? else { return Ok(()) };
+    let (Some(service), Some(environment)) = (&incident.service, &incident.environment) else { return Ok(()) };
+    if incident.status == mobius_core::IncidentStatus::Resolved {
+        return Ok(());
+    }
+    let data = event.data();
+    let alertname = data.pointer("/labels/alertname").and_then(|v| v.as_str()).unwrap_or("alerts").to_string();
+    let filter = mobius_store::RolloutFilter {
+        service: Some(service.clone()),
+        environment: Some(environment.clone()),
+        active: true,
+        limit: 20,
+        ..Default::default()
+    };
+    let active = app.store.rollouts(&filter).await.map_err(|e| e.to_string())?;
+    if active.is_empty() {
+        return Ok(());
+    }
+    let timeline = app.store.incident_events(id).await.map_err(|e| e.to_string())?;
+    for rollout in active {
+        let done = format!("rollout {} aborted: ", rollout.id);
+        if timeline.iter().any(|e| e.kind == mobius_core::IncidentEventKind::Rollback && e.message.starts_with(&done)) {
+            continue;
+        }
+        if !crate::deploy::protects_a_version(&app, &rollout).await.unwrap_or(true) {
+            // A first deploy: nothing to protect or roll back to.
+            continue;
+        }
+        let reason = format!("alert {alertname} fired for {service} in {environment} (incident #{id})");
+        let abort = mobius_deploy::rollout::Command::Abort(reason.clone());
+        match crate::deploy::command(&app, &rollout, abort, "alertmanager").await {
+            Ok(()) => {
+                let message = format!("{done}{reason}");
+                let kind = mobius_core::IncidentEventKind::Rollback;
+                app.store.add_incident_event(id, kind, "alertmanager", &message).await.map_err(|e| e.to_string())?;
+                tracing::warn!(rollout = rollout.id, incident = id, "rollout aborted by a firing alert");
+            }
+            Err(e) => tracing::warn!(rollout = rollout.id, error = %e, "cannot abort the rollout"),
+        }
+    }
     Ok(())
 }

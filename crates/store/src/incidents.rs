@@ -277,8 +277,20 @@ impl Store {
     }
 
     pub async fn add_incident_event(&self, id: i64, kind: IncidentEventKind, actor: &str, message: &str) -> Result<()> {
+        self.add_incident_event_data(id, kind, actor, serde_json::json!({ "message": message })).await
+    }
+
+    /// Appends to an incident's timeline with more than its message: `data` holds
+    /// `message` (what the timeline shows) and whatever else the entry records.
+    pub async fn add_incident_event_data(
+        &self,
+        id: i64,
+        kind: IncidentEventKind,
+        actor: &str,
+        data: serde_json::Value,
+    ) -> Result<()> {
         let environment = self.incident(id).await?.and_then(|i| i.environment);
-        self.append(incident_event(id, environment.as_deref(), kind, actor, message)).await?;
+        self.append(incident_event(id, environment.as_deref(), kind, actor, "").data(data)).await?;
         Ok(())
     }
 
