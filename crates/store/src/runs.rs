@@ -381,12 +381,8 @@ impl Store {
             let project: String = row.try_get("project")?;
             let name: String = row.try_get("name")?;
             let started_at: Option<i64> = row.try_get("started_at")?;
-            let event = NewEvent::new(EventKind::JobCompleted, "runner")
-                .project(&project)
-                .run(row.try_get("run_id")?)
-                .job(job_id)
-                .data(serde_json::json!({"job": name, "conclusion": conclusion, "reason": reason,
-                                         "started_at": started_at, "completed_at": at}));
+            let event =
+                job_completed(&project, row.try_get("run_id")?, job_id, &name, conclusion, reason, started_at, at);
             last = Some(self.append_in(&mut tx, &[event]).await?);
         }
         tx.commit().await?;
@@ -494,9 +490,18 @@ impl Store {
         Ok(moved.rows_affected() == 1)
     }
 
-    /// Completes every unfinished job and step of a run with this conclusion.
+    /// Completes every unfinished job and step of a run with this conclusion, each job
+    /// with its `job.completed` event.
     pub async fn finish_open_jobs(&self, run_id: i64, conclusion: Conclusion, reason: &str) -> Result<()> {
         let now = now_ms();
+        let mut tx = self.begin_write().await?;
+        let open = sqlx::query(
+            "SELECT j.id, j.name, j.started_at, p.name AS project FROM jobs j JOIN runs r ON r.id = j.run_id
+             JOIN projects p ON p.id = r.project_id WHERE j.run_id = $1 AND j.status <> 'completed' ORDER BY j.id",
+        )
+        .bind(run_id)
+        .fetch_all(&mut *tx)
+        .await?;
         sqlx::query(
             "UPDATE steps SET status = 'completed', conclusion = $1, completed_at = $2
              WHERE status <> 'completed' AND job_id IN (SELECT id FROM jobs WHERE run_id = $3)",
@@ -504,7 +509,7 @@ impl Store {
         .bind(conclusion.as_str())
         .bind(now)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
         sqlx::query(
             "UPDATE jobs SET status = 'completed', conclusion = $1, reason = $2, completed_at = $3
@@ -514,9 +519,23 @@ impl Store {
         .bind(reason)
         .bind(now)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
-        Ok(())
+        let mut events = Vec::new();
+        for row in &open {
+            let project: String = row.try_get("project")?;
+            events.push(job_completed(
+                &project,
+                run_id,
+                row.try_get("id")?,
+                &row.try_get::<String, _>("name")?,
+                conclusion,
+                Some(reason),
+                row.try_get("started_at")?,
+                now,
+            ));
+        }
+        self.commit_with(tx, &events).await
     }
 
     pub async fn add_artifact(&self, run_id: i64, name: &str, path: &str, blob: &str, size: i64) -> Result<()> {
@@ -652,4 +671,21 @@ impl Store {
         .await?;
         Ok(n > 0)
     }
+}
+
+/// The `job.completed` event of a job.
+#[allow(clippy::too_many_arguments)]
+fn job_completed(
+    project: &str,
+    run_id: i64,
+    job_id: i64,
+    name: &str,
+    conclusion: Conclusion,
+    reason: Option<&str>,
+    started_at: Option<i64>,
+    completed_at: i64,
+) -> NewEvent {
+    NewEvent::new(EventKind::JobCompleted, "runner").project(project).run(run_id).job(job_id).data(serde_json::json!({
+        "job": name, "conclusion": conclusion, "reason": reason, "started_at": started_at, "completed_at": completed_at,
+    }))
 }

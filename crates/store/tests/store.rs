@@ -133,6 +133,21 @@ async fn exercise(store: Store) {
     let completed = runs_log.iter().find(|e| e.kind == EventKind::RunCompleted).expect("run.completed");
     assert!(completed.data()["conclusion"].is_string(), "{:?}", completed.data);
     assert!(runs_log.windows(2).all(|w| w[0].id < w[1].id));
+    // Jobs a cancelled run leaves open are completed with their event too.
+    let open_job = store.create_job(second.id, "deploy", Status::InProgress, 5).await.unwrap();
+    store.finish_open_jobs(second.id, Conclusion::Cancelled, "cancelled by alice").await.unwrap();
+    let closed = store
+        .events(&EventFilter {
+            run: Some(second.id),
+            kinds: vec![EventKind::JobCompleted],
+            limit: 10,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(closed.len(), 1, "{closed:?}");
+    assert_eq!(closed[0].refs.job, Some(open_job));
+    assert_eq!(closed[0].data()["conclusion"], "cancelled");
 
     // Annotations: at most 50 per job, texts cut at 4 KiB; a check replaces its earlier result.
     let warning = |message: String| mobius_core::Annotation {
