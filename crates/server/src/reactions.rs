@@ -37,10 +37,6 @@ where
 /// `run.completed` → the run's `mobius.yaml` check and its releases.
 async fn release_after_run(app: Arc<App>, event: Event) -> Result<(), String> {
     let Some(run) = event.refs.run else { return Ok(()) };
-    // A run that never started (an invalid workflow, cancelled while queued) ships nothing.
-    if event.data().get("started_at").is_none_or(serde_json::Value::is_null) {
-        return Ok(());
-    }
     crate::deploy::releases::after_run(&app, run).await;
     Ok(())
 }
@@ -76,13 +72,16 @@ async fn roll_back_on_alert(app: Arc<App>, event: Event) -> Result<(), String> {
         ..Default::default()
     };
     let active = app.store.rollouts(&filter).await.map_err(|e| e.to_string())?;
-    if active.is_empty() {
-        return Ok(());
-    }
-    let timeline = app.store.incident_events(id).await.map_err(|e| e.to_string())?;
     for rollout in active {
-        let done = format!("rollout {} aborted: ", rollout.id);
-        if timeline.iter().any(|e| e.kind == mobius_core::IncidentEventKind::Rollback && e.message.starts_with(&done)) {
+        // Aborted for this incident already (its `incident.rollback` names the rollout).
+        let done = mobius_store::EventFilter {
+            incident: Some(id),
+            rollout: Some(rollout.id),
+            kinds: vec![EventKind::IncidentRollback],
+            limit: 1,
+            ..Default::default()
+        };
+        if !app.store.events(&done).await.map_err(|e| e.to_string())?.is_empty() {
             continue;
         }
         if !crate::deploy::protects_a_version(&app, &rollout).await.unwrap_or(true) {
@@ -93,9 +92,10 @@ async fn roll_back_on_alert(app: Arc<App>, event: Event) -> Result<(), String> {
         let abort = mobius_deploy::rollout::Command::Abort(reason.clone());
         match crate::deploy::command(&app, &rollout, abort, "alertmanager").await {
             Ok(()) => {
-                let message = format!("{done}{reason}");
+                let message = format!("rollout {} aborted: {reason}", rollout.id);
                 let kind = mobius_core::IncidentEventKind::Rollback;
-                app.store.add_incident_event(id, kind, "alertmanager", &message).await.map_err(|e| e.to_string())?;
+                let entry = mobius_store::incident_event(id, Some(environment), kind, "alertmanager", &message);
+                app.store.append(entry.rollout(rollout.id)).await.map_err(|e| e.to_string())?;
                 tracing::warn!(rollout = rollout.id, incident = id, "rollout aborted by a firing alert");
             }
             Err(e) => tracing::warn!(rollout = rollout.id, error = %e, "cannot abort the rollout"),

@@ -371,7 +371,12 @@ impl Store {
     ) -> Result<()> {
         let now = now_ms();
         let mut tx = self.begin_write().await?;
-        let before = Self::rollout_in(&mut tx, id).await?;
+        // Most updates are progress (weights, rates) and record no event: only those
+        // that do read the rollout as it was.
+        let before = match event.is_some() || phase.is_final() {
+            true => Some(Self::rollout_in(&mut tx, id).await?),
+            false => None,
+        };
         sqlx::query(
             "UPDATE rollouts SET phase = $1, message = $2, status = $3, updated_at = $4,
                  finished_at = CASE WHEN $5 = 1 THEN $4 ELSE finished_at END
@@ -386,6 +391,7 @@ impl Store {
         .execute(&mut *tx)
         .await?;
         let mut events = Vec::new();
+        let Some(before) = before else { return Ok(tx.commit().await?) };
         if let Some((kind, actor, message)) = event {
             events.push(deploy_event(&before, kind, actor, message));
         }

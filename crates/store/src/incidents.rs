@@ -320,7 +320,13 @@ impl Store {
 }
 
 /// The log entry of an incident's timeline.
-fn incident_event(id: i64, environment: Option<&str>, kind: IncidentEventKind, actor: &str, message: &str) -> NewEvent {
+pub fn incident_event(
+    id: i64,
+    environment: Option<&str>,
+    kind: IncidentEventKind,
+    actor: &str,
+    message: &str,
+) -> NewEvent {
     let event = NewEvent::new(kind.into(), actor).incident(id).data(serde_json::json!({ "message": message }));
     match environment {
         Some(environment) => event.environment(environment),

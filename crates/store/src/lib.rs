@@ -19,7 +19,7 @@ pub use checks::{RunAnnotation, RunCheck};
 pub use crypto::MasterKey;
 pub use deploy::{DeployEvent, NewRelease, Release, Rollout, RolloutFilter};
 pub use events::{follow, Event, EventFilter, EventRefs, NewEvent, MAX_EVENT_PAGE};
-pub use incidents::{Incident, IncidentEvent, NewIncident};
+pub use incidents::{incident_event, Incident, IncidentEvent, NewIncident};
 pub use mobius_blob::{BlobStore, FsBlobStore};
 pub use records::*;
 

@@ -44,6 +44,9 @@ async fn filter_of(app: &App, caller: &Caller, q: EventQuery) -> ApiResult<Event
         }
         kinds.extend(matched);
     }
+    // However often a kind is named, it is one condition: at most every kind there is.
+    kinds.sort_by_key(|k| k.as_str());
+    kinds.dedup();
     let limit = q.limit.unwrap_or(100);
     if !(1..=MAX_EVENT_PAGE).contains(&limit) {
         return Err(ApiError::bad_request(format!("limit: must be between 1 and {MAX_EVENT_PAGE}")));
@@ -52,24 +55,29 @@ async fn filter_of(app: &App, caller: &Caller, q: EventQuery) -> ApiResult<Event
     if after < 0 {
         return Err(ApiError::bad_request("after: must be an event id (0 or more)"));
     }
-    let project = match (q.project, caller.project_id) {
+    let project = project_of(app, caller, q.project).await?;
+    Ok(EventFilter { after, project, kinds, limit, ..Default::default() })
+}
+
+/// Whose events the caller reads: the project named (which it must see; a global
+/// token may name a removed project, whose events outlive it), else a project token's
+/// own project, else every project's (`None`).
+pub(crate) async fn project_of(app: &App, caller: &Caller, name: Option<String>) -> ApiResult<Option<String>> {
+    match (name, caller.project_id) {
         (Some(name), _) => {
-            let found = app.store.project_by_name(&name).await?;
-            match found {
+            match app.store.project_by_name(&name).await? {
                 Some(p) => caller.require(Role::Viewer, p.id, &p.name)?,
-                // Events outlive projects: an administrator may read a removed one's.
                 None if caller.may_globally(Role::Viewer) => {}
                 None => return Err(ApiError::not_found(format!("no project '{name}'"))),
             }
-            Some(name)
+            Ok(Some(name))
         }
         (None, Some(id)) => {
             let p = app.store.project_by_id(id).await?.ok_or_else(|| ApiError::not_found("the project was removed"))?;
-            Some(p.name)
+            Ok(Some(p.name))
         }
-        (None, None) => None,
-    };
-    Ok(EventFilter { after, project, kinds, limit, ..Default::default() })
+        (None, None) => Ok(None),
+    }
 }
 
 /// An event as the API answers it.

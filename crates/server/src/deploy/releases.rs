@@ -45,6 +45,10 @@ pub fn delivery_in(dir: &std::path::Path, commit: &str) -> Result<Option<Deliver
 /// conclusion stays what its jobs said.
 pub async fn after_run(app: &Arc<App>, run_id: i64) {
     let Ok(Some(run)) = app.store.run(run_id).await else { return };
+    // A run that never started (an invalid workflow, cancelled while queued) ships nothing.
+    if run.started_at.is_none() {
+        return;
+    }
     let Ok(Some(project)) = app.store.project_by_id(run.project_id).await else { return };
     let config = match check_delivery(app, &project, &run).await {
         Ok(Some(config)) => config,

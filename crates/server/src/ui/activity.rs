@@ -4,7 +4,6 @@
 use super::{error_page, render, when, Session};
 use crate::api;
 use crate::app::App;
-use crate::auth::Role;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
@@ -84,16 +83,9 @@ pub(super) struct ActivityQuery {
 /// `GET /ui/activity`: the newest 200 events the caller may see.
 pub(super) async fn activity_page(State(app): State<Arc<App>>, s: Session, Query(q): Query<ActivityQuery>) -> Response {
     let kind = q.kind.filter(|k| !k.is_empty());
-    let project = match (q.project.filter(|p| !p.is_empty()), s.caller.project_id) {
-        (Some(name), _) => match api::projects::find(&app, &s.caller, &name, Role::Viewer).await {
-            Ok(p) => Some(p.name),
-            Err(e) => return error_page(e),
-        },
-        (None, Some(id)) => match app.store.project_by_id(id).await {
-            Ok(p) => p.map(|p| p.name),
-            Err(e) => return error_page(e.into()),
-        },
-        (None, None) => None,
+    let project = match api::events::project_of(&app, &s.caller, q.project.filter(|p| !p.is_empty())).await {
+        Ok(project) => project,
+        Err(e) => return error_page(e),
     };
     let kinds = kind.as_deref().map(EventKind::matching).unwrap_or_default();
     let filter = EventFilter { project: project.clone(), kinds, limit: 200, ..Default::default() };
