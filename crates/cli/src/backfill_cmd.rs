@@ -4,7 +4,8 @@
 
 use clap::Args;
 use mobius_monitor::exposition::{parse_series, Entry, Format, Parser};
-use mobius_monitor::{Db, DbOptions, Labels};
+use mobius_series::Labels;
+use mobius_tsdb::{Db, DbOptions};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -110,8 +110,7 @@ pub enum SilenceCmd {
 /// Matchers in Alertmanager's syntax (`alertname=X`, `env!="staging"`, `{a=~"b.*", c="d"}`),
 /// read by the monitor's own parser, as the v2 API's `{name, value, isRegex, isEqual}`.
 fn matcher_json(text: &str) -> Result<Vec<Value>, Failure> {
-    let matchers =
-        mobius_monitor::alerting::config::parse_matchers(text).map_err(|e| Failure(format!("matcher {e}")))?;
+    let matchers = mobius_alerting::config::parse_matchers(text).map_err(|e| Failure(format!("matcher {e}")))?;
     Ok(matchers
         .iter()
         .map(|m| serde_json::json!({"name": m.name, "value": m.value, "isRegex": m.op.is_regex(), "isEqual": m.op.is_equal()}))
@@ -125,7 +124,7 @@ fn matchers_text(silence: &Value) -> String {
         .into_iter()
         .flatten()
         .map(|m| {
-            let op = mobius_monitor::MatchOp::from_flags(
+            let op = mobius_series::MatchOp::from_flags(
                 m["isEqual"].as_bool().unwrap_or(true),
                 m["isRegex"].as_bool().unwrap_or(false),
             );
@@ -169,8 +168,8 @@ async fn silences(client: &Client, command: SilenceCmd) -> Result<(), Failure> {
                 .flatten()
                 .filter(|x| {
                     expired
-                        || mobius_monitor::alerting::SilenceState::parse(s(&x["status"], "state"))
-                            != Some(mobius_monitor::alerting::SilenceState::Expired)
+                        || mobius_alerting::SilenceState::parse(s(&x["status"], "state"))
+                            != Some(mobius_alerting::SilenceState::Expired)
                 })
                 .cloned()
                 .collect();

@@ -56,7 +56,7 @@ pub struct ServeArgs {
     #[arg(long = "query.timeout", value_name = "DURATION", default_value = "2m", value_parser = humantime::parse_duration)]
     query_timeout: std::time::Duration,
     /// The most samples a PromQL query may load (as Prometheus' flag of the same name).
-    #[arg(long = "query.max-samples", value_name = "N", default_value_t = mobius_monitor::promql::DEFAULT_MAX_SAMPLES)]
+    #[arg(long = "query.max-samples", value_name = "N", default_value_t = mobius_promql::DEFAULT_MAX_SAMPLES)]
     query_max_samples: usize,
     /// Serve the API and UI from a PostgreSQL database another server leads, without
     /// background work (polling, runs, rollouts, alerting). Without it, a second server
@@ -96,8 +96,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.monitor_retention_bytes = args.monitor_retention_size;
     config.external_url = args.external_url;
     config.replica = args.replica;
-    config.query_limits =
-        mobius_monitor::promql::Limits { timeout: args.query_timeout, max_samples: args.query_max_samples };
+    config.query_limits = mobius_promql::Limits { timeout: args.query_timeout, max_samples: args.query_max_samples };
     if let Some(n) = args.max_parallel_jobs {
         config.max_parallel_jobs = n.max(1);
     }

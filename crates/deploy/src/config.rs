@@ -2,9 +2,9 @@
 //! positions and validated into a model that holds only valid settings.
 
 use indexmap::IndexMap;
+use mobius_config::yaml::{self, Node, NodeValue, Pos};
+use mobius_config::{Diagnostic, FileErrors, SourceFile};
 use mobius_router::Sticky;
-use mobius_workflow::yaml::{self, Node, NodeValue, Pos};
-use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -217,11 +217,7 @@ impl Checker {
                 continue;
             };
             if !known.is_empty() && !known.contains(&name) {
-                self.diagnostics.push(
-                    Diagnostic::new(key.pos, format!("unknown key `{name}` in {what}"))
-                        .with_len(name.chars().count())
-                        .with_help(format!("expected one of: {}", known.join(", "))),
-                );
+                self.diagnostics.push(mobius_config::unknown_key(key.pos, name, what, known));
                 continue;
             }
             out.push((name, value));

@@ -2,11 +2,11 @@
 //! load on loopback: the acceptance scenarios of release-and-deploy.
 #![allow(clippy::unwrap_used)]
 
+use mobius_config::SourceFile;
 use mobius_deploy::agent::{run_agent, AgentClient};
 use mobius_deploy::config::{parse_delivery, Environment, Service};
 use mobius_deploy::rollout::{drive, Command, Phase, RolloutSpec, RolloutStatus, Target, Update};
 use mobius_router::{ListenerConfig, VersionConfig};
-use mobius_workflow::SourceFile;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

@@ -3,8 +3,9 @@
 //! rather than ignored, so a configuration never means less than it says.
 
 use crate::relabel::{anchored, Action, RelabelConfig};
-use mobius_workflow::yaml::{self, Node, Pos};
-use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
+use mobius_config::yaml::{self, Node};
+use mobius_config::Checker;
+use mobius_config::{Diagnostic, FileErrors, SourceFile};
 use std::time::Duration;
 
 /// The parts of a Prometheus configuration Mobius acts on.
@@ -46,140 +47,6 @@ pub struct FileSdConfig {
 pub struct StaticConfig {
     pub targets: Vec<String>,
     pub labels: Vec<(String, String)>,
-}
-
-/// A Prometheus duration: `1h30m`, `15s`, `500ms` (units y, w, d, h, m, s, ms).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    if text.is_empty() {
-        return None;
-    }
-    let mut total = 0u64;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let (unit_ms, len) = match rest.as_bytes() {
-            [b'm', b's', ..] => (1, 2),
-            [b'y', ..] => (365 * 86_400_000, 1),
-            [b'w', ..] => (7 * 86_400_000, 1),
-            [b'd', ..] => (86_400_000, 1),
-            [b'h', ..] => (3_600_000, 1),
-            [b'm', ..] => (60_000, 1),
-            [b's', ..] => (1000, 1),
-            _ => return None,
-        };
-        total = total.checked_add(n.checked_mul(unit_ms)?)?;
-        rest = &rest[len..];
-    }
-    Some(Duration::from_millis(total))
-}
-
-/// Collects every problem of a YAML file with its position (shared by the
-/// Prometheus, rule and Alertmanager file readers).
-pub(crate) struct Checker {
-    pub(crate) diagnostics: Vec<Diagnostic>,
-}
-
-impl Checker {
-    /// `value` when nothing was wrong, otherwise every problem found in `file`.
-    pub(crate) fn finish<T>(self, file: SourceFile, value: T) -> Result<T, FileErrors> {
-        if self.diagnostics.is_empty() {
-            Ok(value)
-        } else {
-            Err(FileErrors { file, diagnostics: self.diagnostics })
-        }
-    }
-
-    pub(crate) fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        self.diagnostics.push(Diagnostic::new(pos, message));
-    }
-
-    /// The entries of a mapping, reporting keys outside `known` (and naming the ones
-    /// Prometheus has but Mobius does not handle yet).
-    pub(crate) fn entries<'a>(
-        &mut self,
-        node: &'a Node,
-        what: &str,
-        known: &[&str],
-        later: &[&str],
-    ) -> Vec<(&'a str, &'a Node)> {
-        let Some(map) = node.as_map() else {
-            if !node.is_null() {
-                self.error(node.pos, format!("{what} must be a mapping"));
-            }
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (key, value) in map {
-            let name = key.as_str().unwrap_or("");
-            if known.contains(&name) {
-                out.push((name, value));
-            } else if later.contains(&name) {
-                self.error(key.pos, format!("`{name}` in {what} is not supported by Mobius yet"));
-            } else {
-                self.error(key.pos, format!("unknown key `{name}` in {what} (expected one of: {})", known.join(", ")));
-            }
-        }
-        out
-    }
-
-    pub(crate) fn string(&mut self, node: &Node, what: &str) -> Option<String> {
-        let value = node.scalar_string();
-        if value.is_none() {
-            self.error(node.pos, format!("{what} must be a string"));
-        }
-        value
-    }
-
-    pub(crate) fn duration(&mut self, node: &Node, what: &str) -> Option<Duration> {
-        let parsed = node.scalar_string().as_deref().and_then(parse_duration).filter(|d| !d.is_zero());
-        if parsed.is_none() {
-            self.error(node.pos, format!("{what} must be a duration such as `15s`, `1m` or `500ms`"));
-        }
-        parsed
-    }
-
-    pub(crate) fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
-        match node.scalar_string().as_deref() {
-            Some("true") => Some(true),
-            Some("false") => Some(false),
-            _ => {
-                self.error(node.pos, format!("{what} must be true or false"));
-                None
-            }
-        }
-    }
-
-    pub(crate) fn labels(&mut self, node: &Node, what: &str) -> Vec<(String, String)> {
-        let Some(map) = node.as_map() else {
-            self.error(node.pos, format!("{what} must be a mapping of label names to values"));
-            return Vec::new();
-        };
-        let mut out = Vec::new();
-        for (key, value) in map {
-            let name = key.as_str().unwrap_or("");
-            if !crate::exposition::valid_label_name(name) {
-                self.error(key.pos, format!("invalid label name `{name}`"));
-                continue;
-            }
-            if let Some(v) = self.string(value, &format!("the value of `{name}`")) {
-                out.push((name.to_string(), v));
-            }
-        }
-        out
-    }
-
-    pub(crate) fn strings(&mut self, node: &Node, what: &str) -> Vec<String> {
-        let Some(items) = node.as_seq() else {
-            self.error(node.pos, format!("{what} must be a list"));
-            return Vec::new();
-        };
-        items.iter().filter_map(|n| self.string(n, what)).collect()
-    }
 }
 
 const SCRAPE_LATER: [&str; 11] = [
@@ -242,7 +109,10 @@ pub(crate) fn prometheus_config(c: &mut Checker, root: &Node) -> PrometheusConfi
                         "evaluation_interval" => {
                             config.evaluation_interval = c.duration(value, key).unwrap_or(config.evaluation_interval)
                         }
-                        _ => config.external_labels = c.labels(value, "`external_labels`"),
+                        _ => {
+                            config.external_labels =
+                                c.labels(value, "`external_labels`", mobius_series::valid_label_name)
+                        }
                     }
                 }
             }
@@ -350,7 +220,7 @@ fn scrape_config(c: &mut Checker, node: &Node, global: &PrometheusConfig) -> Opt
                                 targets.targets.push(t);
                             }
                         } else {
-                            targets.labels = c.labels(value, "`labels`");
+                            targets.labels = c.labels(value, "`labels`", mobius_series::valid_label_name);
                         }
                     }
                     job.static_configs.push(targets);
@@ -389,7 +259,7 @@ pub fn parse_file_sd(file: SourceFile) -> Result<Vec<StaticConfig>, FileErrors> 
                     if key == "targets" {
                         targets.targets = c.strings(value, "`targets`");
                     } else {
-                        targets.labels = c.labels(value, "`labels`");
+                        targets.labels = c.labels(value, "`labels`", mobius_series::valid_label_name);
                     }
                 }
                 out.push(targets);
@@ -481,8 +351,16 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<PrometheusConfig, Vec<String>> {
-        parse_prometheus_config(SourceFile::new("prometheus.yml", text))
-            .map_err(|e| e.diagnostics.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect())
+        parse_prometheus_config(SourceFile::new("prometheus.yml", text)).map_err(|e| {
+            e.diagnostics
+                .iter()
+                .map(|d| {
+                    d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
+                        format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
+                    })
+                })
+                .collect()
+        })
     }
 
     #[test]
@@ -530,14 +408,5 @@ mod tests {
                 "9:5 job `a` is configured twice",
             ]
         );
-    }
-
-    #[test]
-    fn durations_read_like_prometheus() {
-        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("2d"), Some(Duration::from_secs(172_800)));
-        assert_eq!(parse_duration("1.5s"), None);
-        assert_eq!(parse_duration("s"), None);
     }
 }

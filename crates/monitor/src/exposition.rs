@@ -2,6 +2,7 @@
 //! a sample gives its series exactly as written (the scrape loop's cache key) and its
 //! labels are parsed only for a series not seen before. Errors name line and column.
 
+use mobius_series::{is_name_byte, parse_value, valid_label_name, valid_metric_name};
 use std::fmt;
 
 /// Which format a body is in.
@@ -237,21 +238,6 @@ impl<'a> Iterator for Parser<'a> {
     }
 }
 
-fn is_name_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_' || b == b':'
-}
-
-pub fn valid_metric_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':') && bytes.all(is_name_byte)
-}
-
-pub fn valid_label_name(name: &str) -> bool {
-    let mut bytes = name.bytes();
-    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_')
-        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_')
-}
-
 /// Checks a label block from just after `{`; returns the index just after `}`.
 fn scan_labels(bytes: &[u8], mut i: usize) -> Result<usize, (usize, String)> {
     loop {
@@ -309,23 +295,6 @@ fn scan_labels(bytes: &[u8], mut i: usize) -> Result<usize, (usize, String)> {
     }
 }
 
-/// A bucket bound as written in `le` (`0.5`, `+Inf`).
-pub fn parse_le(text: &str) -> Option<f64> {
-    parse_value(text.trim())
-}
-
-fn parse_value(text: &str) -> Option<f64> {
-    match text {
-        "+Inf" | "Inf" | "+inf" | "inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        _ if text.bytes().all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E')) => {
-            text.parse().ok()
-        }
-        _ => None,
-    }
-}
-
 /// The labels of a series as written (`name{a="b"}`), the metric name as `__name__`.
 pub fn parse_series(series: &str) -> Result<Vec<(String, String)>, String> {
     let (name, block) = match series.find('{') {
@@ -335,7 +304,7 @@ pub fn parse_series(series: &str) -> Result<Vec<(String, String)>, String> {
     if !valid_metric_name(name) {
         return Err(format!("invalid metric name `{name}`"));
     }
-    let mut pairs = vec![(crate::labels::METRIC_NAME.to_string(), name.to_string())];
+    let mut pairs = vec![(mobius_series::labels::METRIC_NAME.to_string(), name.to_string())];
     let bytes = block.as_bytes();
     let mut i = 0;
     while i < bytes.len() {

@@ -2,8 +2,10 @@
 //! run the same functions in CI: each takes arbitrary bytes and must not panic,
 //! overflow its stack or run unbounded.
 
-use crate::labels::Labels;
-use crate::{logql, promql, Db, DbOptions};
+use mobius_logs::logql;
+use mobius_promql as promql;
+use mobius_series::labels::Labels;
+use mobius_tsdb::{Db, DbOptions};
 use std::sync::{Arc, OnceLock};
 
 /// What a fuzzed query may spend: small, so one input never stalls the fuzzer.
@@ -88,5 +90,5 @@ pub fn remote_write(data: &[u8]) {
 
 /// Loki's JSON push decoder.
 pub fn loki_push(data: &[u8]) {
-    let _ = crate::logs::decode_push(data);
+    let _ = mobius_logs::decode_push(data);
 }

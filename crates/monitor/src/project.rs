@@ -15,13 +15,14 @@
 //! a project and the server's own files) never collide. A project cannot make the
 //! server read files: `rule_files` and `file_sd_configs` stay in the server's files.
 
-use crate::alerting::config::{alertmanager_config, AlertmanagerConfig, Route};
-use crate::config::{prometheus_config, Checker, ScrapeConfig};
-use crate::labels::Matcher;
-use crate::oncall::{oncall_config, OnCallConfig, Target};
-use crate::rules::{rule_groups, RuleGroup};
-use mobius_workflow::yaml::{self, Node};
-use mobius_workflow::{Diagnostic, FileErrors, SourceFile};
+use crate::config::{prometheus_config, ScrapeConfig};
+use mobius_alerting::config::{alertmanager_config, AlertmanagerConfig, Route};
+use mobius_alerting::oncall::{oncall_config, OnCallConfig, Target};
+use mobius_alerting::rules::{rule_groups, RuleGroup};
+use mobius_config::yaml::{self, Node};
+use mobius_config::Checker;
+use mobius_config::{Diagnostic, FileErrors, SourceFile};
+use mobius_series::labels::Matcher;
 use std::time::Duration;
 
 /// The label every part of a project's monitoring carries.
@@ -224,8 +225,15 @@ monitoring:
         receiver: nobody
 ";
         let err = parse_project_monitoring(SourceFile::new("mobius.yaml", text), "shop").unwrap_err();
-        let found: Vec<String> =
-            err.diagnostics.iter().map(|d| format!("{}:{} {}", d.pos.line, d.pos.col, d.message)).collect();
+        let found: Vec<String> = err
+            .diagnostics
+            .iter()
+            .map(|d| {
+                d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
+                    format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
+                })
+            })
+            .collect();
         assert!(found.iter().any(|d| d.starts_with("3:5 ") && d.contains("monitoring.rules")), "{found:?}");
         assert!(found.iter().any(|d| d.starts_with("6:9 ") && d.contains("file_sd_configs")), "{found:?}");
         assert!(found.iter().any(|d| d.starts_with("10:19 ") && d.contains("nobody")), "{found:?}");

@@ -98,7 +98,7 @@ fn set(labels: &mut Vec<(String, String)>, name: &str, value: String) {
 }
 
 fn valid_name(name: &str) -> bool {
-    crate::exposition::valid_label_name(name)
+    mobius_series::valid_label_name(name)
 }
 
 /// Applies the steps in order; `None` when a step drops the target or series.

@@ -3,8 +3,8 @@
 //! here with `prost`'s derive (the fields Mobius reads; exemplars, histograms and
 //! metadata are skipped by tag).
 
-use crate::exposition::{valid_label_name, valid_metric_name};
-use crate::labels::{Labels, METRIC_NAME};
+use mobius_series::labels::{Labels, METRIC_NAME};
+use mobius_series::{valid_label_name, valid_metric_name};
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct WriteRequest {
@@ -55,7 +55,7 @@ pub const MAX_DECOMPRESSED: usize = 64 << 20;
 
 /// Decodes a request body into series with their samples; every series is checked
 /// (a metric name, valid label names, no name twice) before anything is stored.
-pub fn decode_write_request(body: &[u8]) -> Result<Vec<crate::promql::Series>, RemoteWriteError> {
+pub fn decode_write_request(body: &[u8]) -> Result<Vec<mobius_series::Series>, RemoteWriteError> {
     let size = snap::raw::decompress_len(body).map_err(|e| RemoteWriteError::Snappy(e.to_string()))?;
     if size > MAX_DECOMPRESSED {
         return Err(RemoteWriteError::TooLarge { size });

@@ -4,15 +4,16 @@
 //! when a scrape fails) stale, as Prometheus does.
 
 use crate::config::{PrometheusConfig, ScrapeConfig, StaticConfig};
-use crate::db::Db;
 use crate::exposition::{parse_series, Entry, Format, Parser};
-use crate::head::{RefHasher, SeriesRef};
-use crate::labels::Labels;
 use crate::relabel::{relabel, RelabelConfig};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::SendRequest;
 use hyper_util::rt::TokioIo;
+use mobius_series::labels::Labels;
+use mobius_series::STALE_NAN_BITS;
+use mobius_tsdb::db::Db;
+use mobius_tsdb::head::{RefHasher, SeriesRef};
 use parking_lot::Mutex;
 use siphasher::sip128::SipHasher13;
 use std::collections::hash_map::RandomState;
@@ -25,13 +26,6 @@ use tokio::task::JoinHandle;
 /// The largest scrape answer read (a target answering more fails the scrape, as
 /// Prometheus' `body_size_limit` fails it).
 pub const MAX_SCRAPE_BYTES: usize = 64 << 20;
-
-/// The value Prometheus writes to end a series (a NaN no computation produces).
-pub const STALE_NAN_BITS: u64 = 0x7ff0_0000_0000_0002;
-
-pub fn is_stale(v: f64) -> bool {
-    v.to_bits() == STALE_NAN_BITS
-}
 
 /// One endpoint to scrape, with the labels its series get.
 #[derive(Clone, Debug, PartialEq)]
@@ -215,7 +209,7 @@ impl Drop for Scraper {
     }
 }
 
-use crate::now_ms;
+use mobius_series::now_ms;
 
 /// How far a scrape may start from one interval after the last and still be
 /// stamped exactly one interval after it (Prometheus' 2 ms).
@@ -378,7 +372,7 @@ impl Loop {
         }
         let mut pairs: Vec<(String, String)> =
             self.target.labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        pairs.push((crate::labels::METRIC_NAME.to_string(), name.to_string()));
+        pairs.push((mobius_series::labels::METRIC_NAME.to_string(), name.to_string()));
         let r = self.db.series_ref(&Labels::new(pairs)).ok()?;
         self.report.insert(name, r);
         Some(r)

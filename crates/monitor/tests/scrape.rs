@@ -2,9 +2,10 @@
 //! `scrape_*` series, and staleness for series that went away and for a dead target.
 #![allow(clippy::unwrap_used)]
 
-use mobius_monitor::labels::{Labels, Matcher};
-use mobius_monitor::scrape::{is_stale, Scraper, Target};
-use mobius_monitor::{Db, DbOptions};
+use mobius_monitor::scrape::{Scraper, Target};
+use mobius_series::is_stale;
+use mobius_series::labels::{Labels, Matcher};
+use mobius_tsdb::{Db, DbOptions};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

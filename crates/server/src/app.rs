@@ -113,7 +113,7 @@ impl App {
         // The monitor always runs (it scrapes Mobius and the instances rollouts start);
         // the files add targets, rules and alert routing.
         let external_url = config.external_url.clone().unwrap_or_else(|| format!("http://{}", config.listen));
-        let mut storage = mobius_monitor::DbOptions::new(data.join("monitor"));
+        let mut storage = mobius_tsdb::DbOptions::new(data.join("monitor"));
         storage.retention = Some(config.monitor_retention);
         storage.retention_bytes = config.monitor_retention_bytes;
         let monitor = crate::monitor::Monitor::start(

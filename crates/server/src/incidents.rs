@@ -11,9 +11,9 @@ use crate::app::App;
 use crate::error::ApiError;
 use axum::http::StatusCode;
 use base64::Engine as _;
+use mobius_alerting::notify::Notification;
+use mobius_alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
 use mobius_core::{EventKind, IncidentEventKind};
-use mobius_monitor::alerting::notify::Notification;
-use mobius_monitor::alerting::{common_labels, now_ms, Alert, GroupEvent, GroupStatus};
 use mobius_store::{Incident, NewEvent, NewIncident, RolloutFilter};
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
@@ -248,11 +248,11 @@ async fn escalate_due(app: &Arc<App>) -> anyhow::Result<()> {
 
 async fn page(
     app: &Arc<App>,
-    am: &mobius_monitor::alerting::AlertManager,
+    am: &mobius_alerting::AlertManager,
     incident: &Incident,
-    level: &mobius_monitor::oncall::Level,
+    level: &mobius_alerting::oncall::Level,
     number: usize,
-    oncall: &mobius_monitor::oncall::OnCallConfig,
+    oncall: &mobius_alerting::oncall::OnCallConfig,
     now: i64,
 ) -> anyhow::Result<()> {
     let group = am.groups().into_iter().find(|g| g.key == incident.group_key);

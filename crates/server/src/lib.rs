@@ -63,7 +63,7 @@ pub struct ServeConfig {
     /// (`http://LISTEN` when absent).
     pub external_url: Option<String>,
     /// What one PromQL query may spend (`--query.timeout`, `--query.max-samples`).
-    pub query_limits: mobius_monitor::promql::Limits,
+    pub query_limits: mobius_promql::Limits,
     /// Serve the API and UI only, leaving background work (polling, runs, rollouts,
     /// alerting) to the server holding the database's leader lock.
     pub replica: bool,
@@ -87,7 +87,7 @@ impl ServeConfig {
             monitor_retention: Duration::from_secs(15 * 86_400),
             monitor_retention_bytes: None,
             external_url: None,
-            query_limits: mobius_monitor::promql::Limits::default(),
+            query_limits: mobius_promql::Limits::default(),
             replica: false,
         }
     }

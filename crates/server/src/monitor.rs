@@ -7,20 +7,20 @@
 //! root route with its receivers, and its on-call people, schedules and policies.
 
 use anyhow::Context;
+use mobius_alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
+use mobius_alerting::oncall::{parse_oncall_config, OnCallConfig};
+use mobius_alerting::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
+use mobius_alerting::{Alert, AlertManager};
+use mobius_config::SourceFile;
 use mobius_core::EventKind;
-use mobius_monitor::alerting::config::{parse_alertmanager_config, AlertmanagerConfig};
-use mobius_monitor::alerting::{Alert, AlertManager};
+use mobius_logs::{LogLine, LogOptions, LogStore};
 use mobius_monitor::config::{parse_prometheus_config, PrometheusConfig};
 use mobius_monitor::config::{ScrapeConfig, StaticConfig};
-use mobius_monitor::logs::{LogLine, LogOptions, LogStore};
-use mobius_monitor::oncall::{parse_oncall_config, OnCallConfig};
 use mobius_monitor::project::{parse_project_monitoring, ProjectMonitoring};
-use mobius_monitor::rules::{parse_rule_file, EvalContext, GroupState, OutgoingAlert, RuleGroup};
 use mobius_monitor::scrape::{job_targets_and_dropped, static_targets, Scraper, Target};
-use mobius_monitor::Labels;
-use mobius_monitor::{Db, DbOptions};
+use mobius_series::Labels;
 use mobius_store::NewEvent;
-use mobius_workflow::SourceFile;
+use mobius_tsdb::{Db, DbOptions};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, HashMap};
 use std::fmt::Write as _;
@@ -162,7 +162,7 @@ fn read_oncall(path: &Path, alertmanager: Option<&AlertmanagerConfig>) -> anyhow
     parse_oncall_config(read_file(path)?, &receivers).map_err(|e| anyhow::anyhow!("{}", e.render(false)))
 }
 
-use mobius_monitor::now_ms;
+use mobius_series::now_ms;
 
 fn to_alert(a: OutgoingAlert) -> Alert {
     Alert {
@@ -763,10 +763,10 @@ pub struct StoreMetrics(pub Arc<Db>);
 
 impl mobius_deploy::rollout::MetricSource for StoreMetrics {
     fn value(&self, query: &str) -> Result<Option<f64>, String> {
-        let expr = mobius_monitor::promql::parse(query).map_err(|e| e.to_string())?;
-        match mobius_monitor::promql::instant(&self.0, &expr, now_ms()).map_err(|e| e.to_string())? {
-            mobius_monitor::promql::Value::Scalar(v) => Ok(Some(v).filter(|v| !v.is_nan())),
-            mobius_monitor::promql::Value::Vector(samples) => match samples.as_slice() {
+        let expr = mobius_promql::parse(query).map_err(|e| e.to_string())?;
+        match mobius_promql::instant(&self.0, &expr, now_ms()).map_err(|e| e.to_string())? {
+            mobius_promql::Value::Scalar(v) => Ok(Some(v).filter(|v| !v.is_nan())),
+            mobius_promql::Value::Vector(samples) => match samples.as_slice() {
                 [] => Ok(None),
                 [(_, v)] => Ok(Some(*v).filter(|v| !v.is_nan())),
                 many => Err(format!("the query returns {} series; aggregate it to one (sum, max…)", many.len())),

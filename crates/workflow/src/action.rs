@@ -1,10 +1,10 @@
 //! Action metadata files (`action.yml`): inputs, outputs and how the action runs.
 
-use crate::diagnostic::{Diagnostic, FileErrors, SourceFile};
 use crate::model::{Condition, Step};
 use crate::parse::{parse_steps, Ctx};
-use crate::yaml::{self, Node, NodeValue};
 use indexmap::IndexMap;
+use mobius_config::diagnostic::{Diagnostic, FileErrors, SourceFile};
+use mobius_config::yaml::{self, Node, NodeValue};
 
 /// An action input: its default value (a template) and whether it is required.
 #[derive(Debug, Clone)]

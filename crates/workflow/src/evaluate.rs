@@ -3,7 +3,7 @@
 
 use crate::expr::{self, Contexts};
 use crate::parse::is_insert;
-use crate::yaml::{Node, NodeValue, Pos};
+use mobius_config::yaml::{Node, NodeValue, Pos};
 use serde_json::{Map, Value};
 use std::fmt;
 

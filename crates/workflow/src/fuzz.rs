@@ -8,7 +8,7 @@ use crate::{parse_workflow, SourceFile};
 /// The YAML layer (aliases and anchors included), then workflow validation on top.
 pub fn yaml(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else { return };
-    let _ = crate::yaml::parse(text);
+    let _ = mobius_config::yaml::parse(text);
     let _ = parse_workflow(SourceFile::new("fuzz.yml", text));
 }
 

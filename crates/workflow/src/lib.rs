@@ -3,7 +3,6 @@
 #![forbid(unsafe_code)]
 
 pub mod action;
-pub mod diagnostic;
 pub mod evaluate;
 pub mod expr;
 pub mod filter;
@@ -12,10 +11,9 @@ pub mod fuzz;
 pub mod matrix;
 pub mod model;
 mod parse;
-pub mod yaml;
 
 pub use action::{parse_action, Action, ActionInput, ActionRuns};
-pub use diagnostic::{Diagnostic, FileErrors, SourceFile};
+pub use mobius_config::{yaml, Diagnostic, FileErrors, SourceFile};
 pub use model::*;
 pub use parse::parse_workflow;
 

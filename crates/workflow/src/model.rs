@@ -1,10 +1,10 @@
 //! The validated workflow model. Fields that GitHub evaluates at run time keep
 //! their YAML node (with positions) and are evaluated by the runner.
 
-use crate::diagnostic::SourceFile;
 use crate::expr::Expr;
-use crate::yaml::{Node, Pos};
 use indexmap::IndexMap;
+use mobius_config::diagnostic::SourceFile;
+use mobius_config::yaml::{Node, Pos};
 
 /// A parsed, validated workflow file.
 #[derive(Debug, Clone)]

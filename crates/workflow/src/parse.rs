@@ -1,10 +1,10 @@
 //! From a YAML tree to a validated [`Workflow`], collecting every problem at once.
 
-use crate::diagnostic::{Diagnostic, FileErrors, SourceFile};
 use crate::expr::{self, split_template, Segment};
 use crate::model::*;
-use crate::yaml::{self, Node, NodeValue, Pos};
 use indexmap::IndexMap;
+use mobius_config::diagnostic::{Diagnostic, FileErrors, SourceFile};
+use mobius_config::yaml::{self, Node, NodeValue, Pos};
 use std::collections::{HashMap, HashSet};
 
 const WORKFLOW_KEYS: &[&str] = &["name", "run-name", "on", "env", "defaults", "concurrency", "permissions", "jobs"];
@@ -150,14 +150,7 @@ impl<'a> Ctx<'a> {
                 continue;
             };
             if !allowed.contains(&name) {
-                let mut d =
-                    Diagnostic::new(key.pos, format!("unknown key '{name}' in {what}")).with_len(name.chars().count());
-                if let Some(close) = allowed.iter().find(|a| similar(a, name)) {
-                    d = d.with_help(format!("did you mean '{close}'?"));
-                } else {
-                    d = d.with_help(format!("allowed keys: {}", allowed.join(", ")));
-                }
-                self.diagnostics.push(d);
+                self.diagnostics.push(mobius_config::unknown_key(key.pos, name, what, allowed));
             }
         }
     }
@@ -312,39 +305,6 @@ impl<'a> Ctx<'a> {
 pub fn is_insert(key: &str) -> bool {
     let t = key.trim();
     t.starts_with("${{") && t.ends_with("}}") && t[3..t.len() - 2].trim() == "insert"
-}
-
-fn similar(a: &str, b: &str) -> bool {
-    let (a, b) = (a.to_ascii_lowercase().replace('_', "-"), b.to_ascii_lowercase().replace('_', "-"));
-    if a == b {
-        return true;
-    }
-    // One edit apart (substitution, insertion or deletion).
-    let (a, b): (Vec<char>, Vec<char>) = (a.chars().collect(), b.chars().collect());
-    if a.len().abs_diff(b.len()) > 1 {
-        return false;
-    }
-    let (mut i, mut j, mut edits) = (0, 0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] == b[j] {
-            i += 1;
-            j += 1;
-            continue;
-        }
-        edits += 1;
-        if edits > 1 {
-            return false;
-        }
-        match a.len().cmp(&b.len()) {
-            std::cmp::Ordering::Greater => i += 1,
-            std::cmp::Ordering::Less => j += 1,
-            std::cmp::Ordering::Equal => {
-                i += 1;
-                j += 1;
-            }
-        }
-    }
-    edits + (a.len() - i) + (b.len() - j) <= 1
 }
 
 /// Parses and validates a workflow file's text.
@@ -1007,8 +967,8 @@ fn check_needs(ctx: &mut Ctx, root: &Node, jobs: &IndexMap<String, Job>) {
                     format!("job '{}' needs '{need}', which is not a job of this workflow", job.id),
                 )
                 .with_len(need.len());
-                if let Some(close) = jobs.keys().find(|k| similar(k, need)) {
-                    d = d.with_help(format!("did you mean '{close}'?"));
+                if let Some(close) = mobius_config::closest(need, jobs.keys().map(String::as_str)) {
+                    d = d.with_help(format!("did you mean `{close}`?"));
                 }
                 ctx.diagnostics.push(d);
             } else if need == &job.id {

@@ -99,3 +99,25 @@ fn the_pipeline_engine_links_no_database_or_libcurl() {
         .collect();
     assert!(linked.is_empty(), "mobius-runner links {linked:?}");
 }
+
+/// Issue 17, item 2: no crate's `src/` holds more than a quarter of the `.rs` lines
+/// in all crates' `src/` folders, so no stage grows back into one crate of everything.
+#[test]
+fn no_crate_holds_more_than_a_quarter_of_the_source() {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let mut lines = std::collections::BTreeMap::new();
+    for entry in std::fs::read_dir(root.join("crates")).expect("crates/").filter_map(Result::ok) {
+        let mut files = Vec::new();
+        rust_files(&entry.path().join("src"), &mut files);
+        let count: usize = files.iter().map(|f| std::fs::read_to_string(f).unwrap_or_default().lines().count()).sum();
+        lines.insert(entry.file_name().to_string_lossy().into_owned(), count);
+    }
+    let total: usize = lines.values().sum();
+    assert!(lines.len() >= 10 && total > 10_000, "found {} crates, {total} lines", lines.len());
+    let over: Vec<String> = lines
+        .iter()
+        .filter(|(_, n)| **n * 4 > total)
+        .map(|(name, n)| format!("{name}: {n} of {total} lines ({:.1}%)", 100.0 * *n as f64 / total as f64))
+        .collect();
+    assert!(over.is_empty(), "crates over 25% of the source:\n{}", over.join("\n"));
+}

@@ -11,7 +11,7 @@ fn all_problems_are_reported_with_positions_before_anything_runs() {
     let out = t.run();
     out.code(2)
         .stderr_has("bad.yml:5:5")
-        .stderr_has("unknown key 'stepz'")
+        .stderr_has("unknown key `stepz`")
         .stderr_has("bad.yml:7:")
         .stderr_has("invalid expression")
         .stderr_has("bad.yml:9:16")
@@ -46,7 +46,7 @@ fn a_caret_snippet_points_at_the_problem() {
         .run()
         .code(2)
         .stderr_has("shel: bash")
-        .stderr_has("did you mean 'shell'?");
+        .stderr_has("did you mean `shell`?");
 }
 
 #[test]

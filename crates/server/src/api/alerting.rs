@@ -10,11 +10,11 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mobius_alerting::notify::rfc3339 as go_time;
+use mobius_alerting::rules::{AlertState, RuleKind};
+use mobius_alerting::{now_ms, Alert, AlertManager, Silence};
 use mobius_core::EventKind;
-use mobius_monitor::alerting::notify::rfc3339 as go_time;
-use mobius_monitor::alerting::{now_ms, Alert, AlertManager, Silence};
-use mobius_monitor::rules::{AlertState, RuleKind};
-use mobius_monitor::{Labels, MatchOp, Matcher};
+use mobius_series::{Labels, MatchOp, Matcher};
 use mobius_store::NewEvent;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -112,7 +112,7 @@ pub(crate) fn rule_groups(monitor: &crate::monitor::Monitor, want: Option<&str>)
     groups
 }
 
-fn alert_v1(a: &mobius_monitor::rules::ActiveAlert) -> Value {
+fn alert_v1(a: &mobius_alerting::rules::ActiveAlert) -> Value {
     json!({
         "labels": metric_json(&a.labels),
         "annotations": pairs_json(&a.annotations),
@@ -188,8 +188,8 @@ fn parse_time(field: &str, text: &Option<String>) -> ApiResult<i64> {
 /// `filter` (matchers, repeatable), `receiver` (an anchored regular expression),
 /// `active`, `silenced` and `inhibited` (true by default).
 struct AlertQuery {
-    filters: Vec<mobius_monitor::Matcher>,
-    receiver: Option<mobius_monitor::Matcher>,
+    filters: Vec<mobius_series::Matcher>,
+    receiver: Option<mobius_series::Matcher>,
     active: bool,
     silenced: bool,
     inhibited: bool,
@@ -206,7 +206,7 @@ impl AlertQuery {
         };
         let receiver = match q.iter().find(|(k, _)| k == "receiver") {
             Some((_, r)) => Some(
-                mobius_monitor::Matcher::new(mobius_monitor::MatchOp::Regex, "receiver", r)
+                mobius_series::Matcher::new(mobius_series::MatchOp::Regex, "receiver", r)
                     .map_err(|e| ApiError::bad_request(format!("receiver: {e}")))?,
             ),
             None => None,
@@ -220,23 +220,23 @@ impl AlertQuery {
         })
     }
 
-    fn keeps(&self, v: &mobius_monitor::alerting::AlertView) -> bool {
+    fn keeps(&self, v: &mobius_alerting::AlertView) -> bool {
         let silenced = !v.silenced_by.is_empty();
         let inhibited = !v.inhibited_by.is_empty();
         (self.silenced || !silenced)
             && (self.inhibited || !inhibited)
             && (self.active || silenced || inhibited)
-            && mobius_monitor::alerting::config::matches(&self.filters, &v.alert.labels)
+            && mobius_alerting::config::matches(&self.filters, &v.alert.labels)
             && self.receiver.as_ref().is_none_or(|m| v.receivers.iter().any(|r| m.matches(r)))
     }
 }
 
 /// The `filter` parameters of a request, as matchers.
-fn filters(q: &[(String, String)]) -> ApiResult<Vec<mobius_monitor::Matcher>> {
+fn filters(q: &[(String, String)]) -> ApiResult<Vec<mobius_series::Matcher>> {
     let mut out = Vec::new();
     for (_, f) in q.iter().filter(|(k, _)| k == "filter") {
         out.extend(
-            mobius_monitor::alerting::config::parse_matchers(f)
+            mobius_alerting::config::parse_matchers(f)
                 .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, format!("filter: {e}")))?,
         );
     }
@@ -260,7 +260,7 @@ pub async fn post_alerts(
                 format!("[{i}].labels: an alert needs at least one label"),
             ));
         }
-        if let Some(name) = a.labels.keys().find(|k| !mobius_monitor::exposition::valid_label_name(k)) {
+        if let Some(name) = a.labels.keys().find(|k| !mobius_series::valid_label_name(k)) {
             return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("[{i}].labels: invalid label name `{name}`")));
         }
         let starts_at = parse_time(&format!("[{i}].startsAt"), &a.starts_at)?;
@@ -290,7 +290,7 @@ pub async fn post_alerts(
     Ok(StatusCode::OK)
 }
 
-fn gettable(view: &mobius_monitor::alerting::AlertView) -> Value {
+fn gettable(view: &mobius_alerting::AlertView) -> Value {
     let a = &view.alert;
     let suppressed = !view.silenced_by.is_empty() || !view.inhibited_by.is_empty();
     json!({
@@ -358,7 +358,7 @@ fn silence_json(s: &Silence) -> Value {
     let matchers: Vec<Value> = s
         .matchers
         .iter()
-        .filter_map(|m| mobius_monitor::alerting::config::parse_matchers(m).ok())
+        .filter_map(|m| mobius_alerting::config::parse_matchers(m).ok())
         .flatten()
         .map(|m| {
             json!({
@@ -396,11 +396,11 @@ pub async fn get_silences(
         let pairs: Vec<(String, String)> = s
             .matchers
             .iter()
-            .filter_map(|m| mobius_monitor::alerting::config::parse_matchers(m).ok())
+            .filter_map(|m| mobius_alerting::config::parse_matchers(m).ok())
             .flatten()
             .map(|m| (m.name, m.value))
             .collect();
-        mobius_monitor::alerting::config::matches(&wanted, &Labels::new(pairs))
+        mobius_alerting::config::matches(&wanted, &Labels::new(pairs))
     });
     Ok(Json(json!(kept.map(|s| silence_json(&s)).collect::<Vec<_>>())))
 }

@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
-use mobius_monitor::logql::{self, Expr};
-use mobius_monitor::logs::{parse_log_query, LogLine, LogQuery, LogStore};
-use mobius_monitor::Labels;
+use mobius_logs::logql::{self, Expr};
+use mobius_logs::{parse_log_query, LogLine, LogQuery, LogStore};
+use mobius_series::Labels;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -59,7 +59,7 @@ pub async fn push(
             "only Loki's JSON push format is accepted (Content-Type: application/json)",
         ));
     }
-    let lines = mobius_monitor::logs::decode_push(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let lines = mobius_logs::decode_push(&body).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let logs = Arc::clone(&app.monitor.logs);
     tokio::task::spawn_blocking(move || logs.push(lines))
         .await

@@ -8,7 +8,7 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use mobius_core::EventKind;
-use mobius_monitor::promql;
+use mobius_promql as promql;
 use mobius_store::NewEvent;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -144,7 +144,7 @@ fn query_error(e: promql::QueryError) -> Refused {
 }
 
 /// The store, for a caller allowed to read it (any role on the whole server).
-fn readable_store(app: &App, caller: &Caller) -> Result<Arc<mobius_monitor::Db>, Refused> {
+fn readable_store(app: &App, caller: &Caller) -> Result<Arc<mobius_tsdb::Db>, Refused> {
     caller.require_global(Role::Viewer)?;
     Ok(Arc::clone(&app.monitor.db))
 }
@@ -178,7 +178,7 @@ fn parse_step(text: &str) -> Result<i64, String> {
     if let Ok(seconds) = text.parse::<f64>() {
         return Ok((seconds * 1000.0).round() as i64);
     }
-    mobius_monitor::config::parse_duration(text)
+    mobius_config::parse_duration(text)
         .and_then(|d| i64::try_from(d.as_millis()).ok())
         .ok_or_else(|| format!("invalid parameter \"step\": cannot parse \"{text}\" to a valid duration"))
 }
@@ -194,7 +194,7 @@ pub(super) fn format_value(v: f64) -> String {
     }
 }
 
-pub(super) fn metric_json(labels: &mobius_monitor::Labels) -> Value {
+pub(super) fn metric_json(labels: &mobius_series::Labels) -> Value {
     Value::Object(labels.iter().map(|(k, v)| (k.to_string(), json!(v))).collect())
 }
 
@@ -211,7 +211,7 @@ fn matrix_json(series: &[promql::Series]) -> Value {
     json!({"resultType": "matrix", "result": result})
 }
 
-use mobius_monitor::now_ms;
+use mobius_series::now_ms;
 
 fn parsed_query(params: &PromParams) -> Result<promql::Expr, Refused> {
     let query = params
@@ -272,7 +272,7 @@ pub async fn query_range(
 }
 
 /// The matcher sets of every `match[]`.
-fn match_params(params: &PromParams) -> Result<Vec<Vec<mobius_monitor::labels::Matcher>>, Refused> {
+fn match_params(params: &PromParams) -> Result<Vec<Vec<mobius_series::labels::Matcher>>, Refused> {
     let mut sets = Vec::new();
     for selector in params.all("match[]") {
         sets.extend(promql::selector_matchers(selector).map_err(query_error)?);
@@ -345,7 +345,7 @@ pub async fn remote_write(
             refused.0 += stats.out_of_order + stats.out_of_bounds;
             refused.1 += stats.duplicate;
         }
-        Ok::<_, mobius_monitor::db::DbError>(refused)
+        Ok::<_, mobius_tsdb::db::DbError>(refused)
     })
     .await
     .map_err(ApiError::internal)?

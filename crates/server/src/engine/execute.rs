@@ -21,7 +21,7 @@ struct StoreReporter {
     events: mpsc::UnboundedSender<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
     /// Job logs also go to the log store, labelled with where they come from.
-    logs: Arc<mobius_monitor::logs::LogStore>,
+    logs: Arc<mobius_logs::LogStore>,
     /// `source="job"`, `project`, `workflow` and `run`.
     labels: Vec<(String, String)>,
 }
@@ -36,12 +36,12 @@ impl Reporter for StoreReporter {
         let mut pairs = self.labels.clone();
         pairs.push(("job".into(), job.to_string()));
         pairs.push(("step".into(), step.to_string()));
-        let labels = mobius_monitor::Labels::new(pairs);
+        let labels = mobius_series::Labels::new(pairs);
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let batch: Vec<mobius_monitor::logs::LogLine> = lines
+        let batch: Vec<mobius_logs::LogLine> = lines
             .lines()
             .enumerate()
-            .map(|(i, line)| mobius_monitor::logs::LogLine {
+            .map(|(i, line)| mobius_logs::LogLine {
                 labels: labels.clone(),
                 ts: now + i as i64,
                 line: line.to_string(),

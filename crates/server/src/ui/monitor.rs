@@ -9,12 +9,12 @@ use crate::auth::Role;
 use askama::Template;
 use axum::extract::{Query, State};
 use axum::response::Response;
-use mobius_monitor::promql::{self, Value};
-use mobius_monitor::Labels;
+use mobius_promql::{self as promql, Value};
+use mobius_series::Labels;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use mobius_monitor::now_ms;
+use mobius_series::now_ms;
 
 fn series_name(labels: &Labels) -> String {
     let text = labels.to_string();
@@ -111,7 +111,7 @@ pub(super) struct ServicesPage {
     services: Vec<ServiceView>,
 }
 
-fn by_version(db: &mobius_monitor::Db, expr: &str, at: i64) -> BTreeMap<String, f64> {
+fn by_version(db: &mobius_tsdb::Db, expr: &str, at: i64) -> BTreeMap<String, f64> {
     let Ok(parsed) = promql::parse(expr) else { return BTreeMap::new() };
     match promql::instant(db, &parsed, at) {
         Ok(Value::Vector(samples)) => {
@@ -245,7 +245,7 @@ pub(super) async fn alerts_page(State(app): State<Arc<App>>, s: Session) -> Resp
         })
         .collect();
     let active_silences =
-        am.silences().iter().filter(|x| x.state(now) == mobius_monitor::alerting::SilenceState::Active).count();
+        am.silences().iter().filter(|x| x.state(now) == mobius_alerting::SilenceState::Active).count();
     render(AlertsPage {
         user: s.caller.name.clone(),
         configured: true,
@@ -284,7 +284,7 @@ pub(super) async fn logs_page(
     let since = q.get("since").cloned().unwrap_or_else(|| "1h".into());
     let mut page = LogsPage { user: s.caller.name.clone(), query, since, rows: Vec::new(), error: String::new() };
     if !page.query.trim().is_empty() {
-        match mobius_monitor::logs::parse_log_query(&page.query) {
+        match mobius_logs::parse_log_query(&page.query) {
             Err(e) => page.error = e,
             Ok(parsed) => {
                 let end = now_ms() * 1_000_000;

@@ -10,7 +10,7 @@ use askama::Template;
 use axum::extract::{Form, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
-use mobius_monitor::alerting::{now_ms, Silence, SilenceState};
+use mobius_alerting::{now_ms, Silence, SilenceState};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -214,7 +214,7 @@ fn silence_from(form: &HashMap<String, String>, by: String) -> Result<Silence, S
     if text.is_empty() {
         return Err("matchers: name at least one label, as alertname=\"QueueTooDeep\"".into());
     }
-    let matchers = mobius_monitor::alerting::config::parse_matchers(text).map_err(|e| format!("matchers: {e}"))?;
+    let matchers = mobius_alerting::config::parse_matchers(text).map_err(|e| format!("matchers: {e}"))?;
     let duration = form.get("duration").map(|d| d.trim()).unwrap_or_default();
     let duration =
         humantime::parse_duration(duration).map_err(|e| format!("duration: `{duration}` is not a duration ({e})"))?;
@@ -276,6 +276,6 @@ pub(super) async fn expire_silence(
 }
 
 /// The matchers that silence exactly this alert's labels (its Silence link).
-pub(super) fn matchers_of(labels: &mobius_monitor::Labels) -> String {
-    labels.iter().map(|(k, v)| mobius_monitor::Matcher::equal(k, v).to_string()).collect::<Vec<_>>().join(", ")
+pub(super) fn matchers_of(labels: &mobius_series::Labels) -> String {
+    labels.iter().map(|(k, v)| mobius_series::Matcher::equal(k, v).to_string()).collect::<Vec<_>>().join(", ")
 }

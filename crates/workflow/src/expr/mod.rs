@@ -109,31 +109,7 @@ pub fn truthy(value: &Value) -> bool {
     }
 }
 
-/// Formats a number as GitHub does: integers without a fraction, others in their shortest form.
-pub fn number_to_string(n: f64) -> String {
-    if n.is_nan() {
-        "NaN".into()
-    } else if n.is_infinite() {
-        if n > 0.0 {
-            "Infinity".into()
-        } else {
-            "-Infinity".into()
-        }
-    } else if n == n.trunc() && n.abs() < 1e15 {
-        format!("{}", n as i64)
-    } else {
-        format!("{n}")
-    }
-}
-
-/// A JSON number from an f64, integral values kept as integers so `toJSON` prints `1`, not `1.0`.
-pub fn number_value(n: f64) -> Value {
-    if n == n.trunc() && n.abs() < 9.0e15 {
-        Value::from(n as i64)
-    } else {
-        serde_json::Number::from_f64(n).map_or(Value::Null, Value::Number)
-    }
-}
+pub use mobius_config::yaml::{number_to_string, number_value};
 
 /// Coerces a value to a string the way GitHub interpolates it into text.
 pub fn to_display_string(value: &Value) -> String {
