@@ -2,6 +2,8 @@
 //! relabelling, `prometheus.yml`), remote write, and per-project monitor files, over
 //! the stage's crates: `mobius-tsdb` stores samples, `mobius-promql` queries them,
 //! `mobius-alerting` evaluates rules and routes alerts, `mobius-logs` keeps logs.
+//! `runtime` is the monitor a server runs: its files composed with every project's,
+//! rule groups as tasks, `file_sd`, discovered targets and instance logs.
 #![forbid(unsafe_code)]
 
 pub mod config;
@@ -11,4 +13,5 @@ pub mod fuzz;
 pub mod project;
 pub mod relabel;
 pub mod remote;
+pub mod runtime;
 pub mod scrape;

@@ -40,7 +40,7 @@ pub struct App {
     pub deploys: crate::deploy::Deploys,
     /// The time-series store, scrapers, rules and alert manager, with
     /// `--prometheus-config` or `--alertmanager-config`.
-    pub monitor: crate::monitor::Monitor,
+    pub monitor: mobius_monitor::runtime::Monitor,
     /// How host jobs are sandboxed (or why they cannot run).
     pub sandbox: mobius_runner::options::SandboxPolicy,
 }
@@ -116,7 +116,7 @@ impl App {
         let mut storage = mobius_tsdb::DbOptions::new(data.join("monitor"));
         storage.retention = Some(config.monitor_retention);
         storage.retention_bytes = config.monitor_retention_bytes;
-        let monitor = crate::monitor::Monitor::start(
+        let monitor = mobius_monitor::runtime::Monitor::start(
             data,
             storage,
             config.prometheus_config.as_deref(),

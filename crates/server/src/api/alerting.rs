@@ -29,7 +29,7 @@ fn seconds(d: std::time::Duration) -> f64 {
     d.as_secs_f64()
 }
 
-fn monitor<'a>(app: &'a App, caller: &Caller) -> Result<&'a crate::monitor::Monitor, Refused> {
+fn monitor<'a>(app: &'a App, caller: &Caller) -> Result<&'a mobius_monitor::runtime::Monitor, Refused> {
     caller.require_global(Role::Viewer)?;
     Ok(&app.monitor)
 }
@@ -54,7 +54,7 @@ pub async fn rules(
 
 /// The rule groups with each rule's state, health and last error, in Prometheus' shape
 /// (`want`: `alert` or `record` keeps one kind).
-pub(crate) fn rule_groups(monitor: &crate::monitor::Monitor, want: Option<&str>) -> Vec<Value> {
+pub(crate) fn rule_groups(monitor: &mobius_monitor::runtime::Monitor, want: Option<&str>) -> Vec<Value> {
     let mut groups = Vec::new();
     for running in monitor.groups.lock().iter() {
         let g = running.state.lock();
