@@ -141,7 +141,7 @@ pub async fn serve(
         engine::start_background(&app);
         // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
         deploy::resume(&app).await;
-        incidents::start(&app);
+        mobius_incidents::start(&app, app.stopping.clone());
         reactions::start(&app);
         monitor::start_discovery(&app, addr);
         Some(lock)

@@ -42,13 +42,13 @@ pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i6
 /// `POST /api/v1/incidents/ID/acknowledge` (developers and above).
 pub async fn acknowledge(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Developer)?;
-    let incident = crate::incidents::acknowledge(&app, id, &caller.actor(), &caller.remote).await?;
+    let incident = mobius_incidents::acknowledge(&app.store, id, &caller.actor(), &caller.remote).await?;
     Ok(Json(json!({ "incident": super::dto::incident(&incident) })))
 }
 
 /// `POST /api/v1/incidents/ID/resolve` (developers and above).
 pub async fn resolve(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
     caller.require_global(Role::Developer)?;
-    let incident = crate::incidents::resolve(&app, id, &caller.actor(), &caller.remote).await?;
+    let incident = mobius_incidents::resolve(&app.store, id, &caller.actor(), &caller.remote).await?;
     Ok(Json(json!({ "incident": super::dto::incident(&incident) })))
 }

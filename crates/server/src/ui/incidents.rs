@@ -128,13 +128,13 @@ pub(super) async fn incident_command(
         return error_page(e);
     }
     let done = match which.as_str() {
-        "acknowledge" => crate::incidents::acknowledge(&app, id, &s.caller.actor(), &s.caller.remote).await,
-        "resolve" => crate::incidents::resolve(&app, id, &s.caller.actor(), &s.caller.remote).await,
+        "acknowledge" => mobius_incidents::acknowledge(&app.store, id, &s.caller.actor(), &s.caller.remote).await,
+        "resolve" => mobius_incidents::resolve(&app.store, id, &s.caller.actor(), &s.caller.remote).await,
         _ => return error_page(ApiError::not_found(format!("no command `{which}`"))),
     };
     match done {
         Ok(_) => Redirect::to(&format!("/ui/incidents/{id}")).into_response(),
-        Err(e) => error_page(e),
+        Err(e) => error_page(e.into()),
     }
 }
 
@@ -179,11 +179,11 @@ pub(crate) async fn ack_link(
         Err(refused) => return refused,
     };
     let actor = format!("link:{person}");
-    match crate::incidents::acknowledge(&app, incident.id, &actor, &remote.ip().to_string()).await {
+    match mobius_incidents::acknowledge(&app.store, incident.id, &actor, &remote.ip().to_string()).await {
         Ok(updated) => render(AckPage { user: String::new(), incident: row(&updated), person, done: true }),
-        Err(e) if e.status == axum::http::StatusCode::CONFLICT => {
+        Err(mobius_incidents::ChangeError::NotOpen { .. }) => {
             render(AckPage { user: String::new(), incident: row(&incident), person, done: true })
         }
-        Err(e) => error_page(e),
+        Err(e) => error_page(e.into()),
     }
 }

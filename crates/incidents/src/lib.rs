@@ -1,0 +1,427 @@
+//! Incidents and escalation, the monitor stage's decisions over the store. Every
+//! firing alert group opens an incident (unless its receiver is listed in
+//! `without_incidents`), linked to the last rollout of the alert's service and
+//! environment; each alert that joins it is an `incident.alert` entry of the event
+//! log, on which the server's `incident-rollback` subscriber aborts the service's
+//! running rollouts. The group's escalation policy pages level after level
+//! (receivers, people, whoever a schedule has on call) until someone acknowledges
+//! (from the API, the CLI, the UI or the signed link each page carries) or the group
+//! resolves. What this needs from the store is [`IncidentStore`]; from the server
+//! that runs it, [`Host`].
+#![forbid(unsafe_code)]
+
+use async_trait::async_trait;
+use mobius_alerting::notify::Notification;
+use mobius_alerting::oncall::{Level, OnCallConfig};
+use mobius_alerting::{common_labels, Alert, AlertManager, GroupEvent, GroupStatus};
+use mobius_core::{Clock, EventKind, IncidentEventKind, IncidentStatus};
+use mobius_store::{Incident, NewEvent, NewIncident, RolloutFilter, Store, StoreError};
+use serde_json::{json, Value};
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::broadcast::error::RecvError;
+use tokio_util::sync::CancellationToken;
+
+/// What incidents read and write in the store.
+#[async_trait]
+pub trait IncidentStore: Send + Sync {
+    async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// Opens the group's incident, or answers the one already open.
+    async fn open_incident(&self, new: &NewIncident) -> Result<Incident, StoreError>;
+    async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError>;
+    async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError>;
+    /// The last rollout of a service to an environment created at or before `at`.
+    async fn latest_rollout_before(&self, service: &str, environment: &str, at: i64)
+        -> Result<Option<i64>, StoreError>;
+    async fn add_incident_event_data(
+        &self,
+        id: i64,
+        kind: IncidentEventKind,
+        actor: &str,
+        data: Value,
+    ) -> Result<(), StoreError>;
+    async fn acknowledge_incident(&self, id: i64, actor: &str) -> Result<bool, StoreError>;
+    async fn resolve_incident(&self, id: i64, actor: &str, message: &str) -> Result<bool, StoreError>;
+    async fn due_escalations(&self, now: i64) -> Result<Vec<Incident>, StoreError>;
+    /// Moves an incident from `from_level` on; false when someone else moved it first.
+    async fn advance_escalation(
+        &self,
+        id: i64,
+        from_level: i64,
+        to_level: i64,
+        rounds: i64,
+        next_at: Option<i64>,
+    ) -> Result<bool, StoreError>;
+}
+
+#[async_trait]
+impl IncidentStore for Store {
+    async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+        Store::append_all(self, events).await.map(drop)
+    }
+    async fn open_incident(&self, new: &NewIncident) -> Result<Incident, StoreError> {
+        Store::open_incident(self, new).await.map(|(incident, _)| incident)
+    }
+    async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError> {
+        Store::open_incident_of(self, group_key).await
+    }
+    async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+        Store::incident(self, id).await
+    }
+    async fn latest_rollout_before(
+        &self,
+        service: &str,
+        environment: &str,
+        at: i64,
+    ) -> Result<Option<i64>, StoreError> {
+        let filter = RolloutFilter {
+            service: Some(service.to_string()),
+            environment: Some(environment.to_string()),
+            limit: 20,
+            ..Default::default()
+        };
+        Ok(self.rollouts(&filter).await?.iter().find(|r| r.created_at <= at).map(|r| r.id))
+    }
+    async fn add_incident_event_data(
+        &self,
+        id: i64,
+        kind: IncidentEventKind,
+        actor: &str,
+        data: Value,
+    ) -> Result<(), StoreError> {
+        Store::add_incident_event_data(self, id, kind, actor, data).await
+    }
+    async fn acknowledge_incident(&self, id: i64, actor: &str) -> Result<bool, StoreError> {
+        Store::acknowledge_incident(self, id, actor).await
+    }
+    async fn resolve_incident(&self, id: i64, actor: &str, message: &str) -> Result<bool, StoreError> {
+        Store::resolve_incident(self, id, actor, message).await
+    }
+    async fn due_escalations(&self, now: i64) -> Result<Vec<Incident>, StoreError> {
+        Store::due_escalations(self, now).await
+    }
+    async fn advance_escalation(
+        &self,
+        id: i64,
+        from_level: i64,
+        to_level: i64,
+        rounds: i64,
+        next_at: Option<i64>,
+    ) -> Result<bool, StoreError> {
+        Store::advance_escalation(self, id, from_level, to_level, rounds, next_at).await
+    }
+}
+
+/// What incidents need from the server running them.
+pub trait Host: Send + Sync + 'static {
+    fn store(&self) -> &dyn IncidentStore;
+    /// The alert manager whose groups become incidents (none: no incidents).
+    fn alerts(&self) -> Option<Arc<AlertManager>>;
+    /// People, schedules and policies in force.
+    fn oncall(&self) -> Arc<OnCallConfig>;
+    /// The signed link that acknowledges `incident` on behalf of `person`.
+    fn ack_link(&self, incident: i64, person: &str) -> Option<String>;
+    fn clock(&self) -> &dyn Clock;
+}
+
+/// Starts following alert groups and paging escalation levels, when the host has an
+/// alert manager, until `stopping`.
+pub fn start<H: Host>(app: &Arc<H>, stopping: CancellationToken) {
+    let Some(am) = app.alerts() else { return };
+    let mut events = am.subscribe();
+    let follower = Arc::clone(app);
+    tokio::spawn(async move {
+        let mut seen: HashMap<i64, HashSet<u64>> = HashMap::new();
+        let mut firing: HashMap<String, HashSet<u64>> = HashMap::new();
+        loop {
+            match events.recv().await {
+                Ok(event) => {
+                    if let Err(e) = record_alerts(&*follower, &event, &mut firing).await {
+                        tracing::error!(group = %event.group_key, error = %e, "cannot record the alerts in the event log");
+                    }
+                    if let Err(e) = on_group_event(&*follower, &event, &mut seen).await {
+                        tracing::error!(group = %event.group_key, error = %e, "cannot record the incident");
+                    }
+                }
+                Err(RecvError::Lagged(n)) => tracing::warn!(missed = n, "incident follower fell behind"),
+                Err(RecvError::Closed) => return,
+            }
+        }
+    });
+    let pager = Arc::clone(app);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_millis(200));
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                () = stopping.cancelled() => return,
+            }
+            if let Err(e) = escalate_due(&*pager).await {
+                tracing::error!(error = %e, "escalation failed");
+            }
+        }
+    });
+}
+
+/// Appends `alert.firing` for each alert of the group that starts firing and
+/// `alert.resolved` for each that stops (`firing` holds the fingerprints seen firing,
+/// per group, since this process started).
+async fn record_alerts<H: Host>(
+    app: &H,
+    event: &GroupEvent,
+    firing: &mut HashMap<String, HashSet<u64>>,
+) -> anyhow::Result<()> {
+    let known = firing.entry(event.group_key.clone()).or_default();
+    let mut appended = Vec::new();
+    for alert in &event.alerts {
+        let fingerprint = alert.fingerprint();
+        let resolved = event.status == GroupStatus::Resolved || alert.resolved(event.at);
+        let kind = match (resolved, known.contains(&fingerprint)) {
+            (false, false) => EventKind::AlertFiring,
+            (true, true) => EventKind::AlertResolved,
+            _ => continue,
+        };
+        if resolved {
+            known.remove(&fingerprint);
+        } else {
+            known.insert(fingerprint);
+        }
+        let name = alert.labels.get("alertname").unwrap_or("alert");
+        let mut record = NewEvent::new(kind, "alertmanager").alert(name).data(json!({
+            "labels": alert.labels.iter().collect::<HashMap<_, _>>(),
+            "fingerprint": format!("{fingerprint:016x}"),
+            "group": event.group_key,
+            "starts_at": alert.starts_at,
+        }));
+        if let Some(environment) = alert.labels.get("env").or_else(|| alert.labels.get("environment")) {
+            record = record.environment(environment);
+        }
+        if let Some(project) = alert.labels.get("project") {
+            record = record.project(project);
+        }
+        appended.push(record);
+    }
+    if known.is_empty() {
+        firing.remove(&event.group_key);
+    }
+    if !appended.is_empty() {
+        app.store().append_all(&appended).await?;
+    }
+    Ok(())
+}
+
+async fn on_group_event<H: Host>(
+    app: &H,
+    event: &GroupEvent,
+    seen: &mut HashMap<i64, HashSet<u64>>,
+) -> anyhow::Result<()> {
+    let oncall = app.oncall();
+    match event.status {
+        GroupStatus::Resolved => {
+            if let Some(incident) = app.store().open_incident_of(&event.group_key).await? {
+                app.store().resolve_incident(incident.id, "alertmanager", "every alert of the group resolved").await?;
+                seen.remove(&incident.id);
+            }
+            return Ok(());
+        }
+        GroupStatus::Muted => {
+            // The condition still holds: the incident stays open; paging waits (escalate_due).
+            if let Some(incident) = app.store().open_incident_of(&event.group_key).await? {
+                let message = "every firing alert of the group is silenced or inhibited: paging and \
+                               notifications pause until the silence ends; the incident stays open until the alerts resolve";
+                app.store()
+                    .add_incident_event_data(
+                        incident.id,
+                        IncidentEventKind::Silenced,
+                        "alertmanager",
+                        json!({ "message": message }),
+                    )
+                    .await?;
+            }
+            return Ok(());
+        }
+        GroupStatus::Firing => {}
+    }
+    if oncall.without_incidents.contains(&event.receiver) {
+        return Ok(());
+    }
+    let firing: Vec<Alert> = event.alerts.iter().filter(|a| !a.resolved(event.at)).cloned().collect();
+    // What every firing alert says alike: where it is, and what the policy matches on.
+    let common = if firing.is_empty() { event.group_labels.clone() } else { common_labels(&firing) };
+    let service = common.get("service").map(str::to_string);
+    let environment = common.get("env").or_else(|| common.get("environment")).map(str::to_string);
+    let started = firing.iter().map(|a| a.starts_at).min().unwrap_or(event.at);
+    let mut rollout_id = None;
+    if let (Some(service), Some(environment)) = (&service, &environment) {
+        rollout_id = app.store().latest_rollout_before(service, environment, started).await?;
+    }
+    let policy = oncall.policy_for(&event.receiver, &common);
+    let alertname = common.get("alertname").unwrap_or("alerts").to_string();
+    // The alert's own words first: its `summary` annotation (the first firing alert's).
+    let summary =
+        firing.iter().find_map(|a| a.annotations.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.clone()));
+    let title = summary.unwrap_or_else(|| format!("{alertname} {}", event.group_labels).trim().to_string());
+    let new = NewIncident {
+        group_key: event.group_key.clone(),
+        title,
+        receiver: event.receiver.clone(),
+        labels: json!(event.group_labels.iter().collect::<HashMap<_, _>>()),
+        service: service.clone(),
+        environment: environment.clone(),
+        rollout_id,
+        policy: policy.map(|p| p.name.clone()),
+        next_escalation_at: policy.and_then(|p| p.levels.first()).map(|l| event.at + l.delay.as_millis() as i64),
+        opened_at: event.at,
+    };
+    let incident = app.store().open_incident(&new).await?;
+    let known = seen.entry(incident.id).or_default();
+    for alert in &firing {
+        if known.insert(alert.fingerprint()) {
+            let summary = alert.annotations.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.as_str());
+            let message = match summary {
+                Some(s) => format!("firing: {} ({s})", alert.labels),
+                None => format!("firing: {}", alert.labels),
+            };
+            // The alert's labels go with it: the `incident-rollback` subscriber reads them.
+            let labels = json!(alert.labels.iter().collect::<HashMap<_, _>>());
+            let data = json!({"message": message, "labels": labels});
+            app.store().add_incident_event_data(incident.id, IncidentEventKind::Alert, "alertmanager", data).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Pages the levels that are due.
+async fn escalate_due<H: Host>(app: &H) -> anyhow::Result<()> {
+    let Some(am) = app.alerts() else { return Ok(()) };
+    let now = app.clock().now_ms();
+    for incident in app.store().due_escalations(now).await? {
+        let oncall = app.oncall();
+        let policy = incident.policy.as_deref().and_then(|name| oncall.policies.iter().find(|p| p.name == name));
+        let Some(level) = policy.and_then(|p| p.levels.get(incident.level as usize)) else {
+            app.store().advance_escalation(incident.id, incident.level, incident.level, incident.rounds, None).await?;
+            continue;
+        };
+        let Some(policy) = policy else { continue };
+        if am.group_muted(&incident.group_key) {
+            // Silenced: nobody is paged; the level waits for the silence to end.
+            app.store()
+                .advance_escalation(incident.id, incident.level, incident.level, incident.rounds, Some(now + 1_000))
+                .await?;
+            continue;
+        }
+        let index = incident.level as usize;
+        let (next_level, rounds, next_at) = if let Some(next) = policy.levels.get(index + 1) {
+            (index + 1, incident.rounds, Some(now + next.delay.as_millis() as i64))
+        } else if incident.rounds < i64::from(policy.repeat) {
+            (0, incident.rounds + 1, policy.levels.first().map(|l| now + l.delay.as_millis() as i64))
+        } else {
+            (index + 1, incident.rounds, None)
+        };
+        // Taking the level first means an acknowledgement that wins the race pages no one.
+        if !app.store().advance_escalation(incident.id, incident.level, next_level as i64, rounds, next_at).await? {
+            continue;
+        }
+        page(app, &am, &incident, level, index + 1, &oncall, now).await?;
+    }
+    Ok(())
+}
+
+async fn page<H: Host>(
+    app: &H,
+    am: &AlertManager,
+    incident: &Incident,
+    level: &Level,
+    number: usize,
+    oncall: &OnCallConfig,
+    now: i64,
+) -> anyhow::Result<()> {
+    let group = am.groups().into_iter().find(|g| g.key == incident.group_key);
+    let Some(group) = group else {
+        app.store()
+            .add_incident_event_data(
+                incident.id,
+                IncidentEventKind::Escalation,
+                "mobius",
+                json!({ "message": "the alert group is gone; nobody paged" }),
+            )
+            .await?;
+        return Ok(());
+    };
+    for (receiver, person) in oncall.resolve(level, now) {
+        let who = person.clone().unwrap_or_else(|| receiver.clone());
+        let n = Notification {
+            receiver: receiver.clone(),
+            group_key: incident.group_key.clone(),
+            group_labels: group.labels.clone(),
+            alerts: group.alerts.clone(),
+            external_url: am.external_url.clone(),
+            now,
+            incident: Some(json!({
+                "incident": incident.id,
+                "level": number,
+                "policy": incident.policy,
+                "acknowledgeURL": app.ack_link(incident.id, &who),
+            })),
+        };
+        let message = match am.notify_receiver(&receiver, &n).await {
+            Ok(()) => format!("level {number}: paged {who} through {receiver}"),
+            Err(e) => format!("level {number}: paging {who} through {receiver} failed: {e}"),
+        };
+        tracing::info!(incident = incident.id, level = number, %who, "escalation");
+        app.store()
+            .add_incident_event_data(incident.id, IncidentEventKind::Escalated, "mobius", json!({ "message": message }))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Why an incident could not be acknowledged or resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ChangeError {
+    #[error("no incident {0}")]
+    NotFound(i64),
+    #[error("incident {id} is {status}")]
+    NotOpen { id: i64, status: IncidentStatus },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Acknowledges an open incident for `actor` (audited): escalation stops.
+pub async fn acknowledge(
+    store: &dyn IncidentStore,
+    id: i64,
+    actor: &str,
+    remote: &str,
+) -> Result<Incident, ChangeError> {
+    change(store, id, actor, remote, EventKind::IncidentAcknowledge).await
+}
+
+/// Resolves an incident by hand (audited): escalation stops, time to restore is recorded.
+pub async fn resolve(store: &dyn IncidentStore, id: i64, actor: &str, remote: &str) -> Result<Incident, ChangeError> {
+    change(store, id, actor, remote, EventKind::IncidentResolve).await
+}
+
+async fn change(
+    store: &dyn IncidentStore,
+    id: i64,
+    actor: &str,
+    remote: &str,
+    action: EventKind,
+) -> Result<Incident, ChangeError> {
+    let Some(incident) = store.incident(id).await? else { return Err(ChangeError::NotFound(id)) };
+    let done = if action == EventKind::IncidentAcknowledge {
+        store.acknowledge_incident(id, actor).await?
+    } else {
+        store.resolve_incident(id, actor, &format!("resolved by {actor}")).await?
+    };
+    if !done {
+        return Err(ChangeError::NotOpen { id, status: incident.status });
+    }
+    let event = NewEvent::audit(action, actor, &format!("incident/{id}"), remote)
+        .incident(id)
+        .data(json!({"title": incident.title}));
+    store.append_all(std::slice::from_ref(&event)).await?;
+    store.incident(id).await?.ok_or(ChangeError::NotFound(id))
+}
