@@ -37,7 +37,7 @@ pub struct App {
     /// Stops background tasks on shutdown.
     pub stopping: CancellationToken,
     /// Releases and rollouts: the host agent and the controllers running here.
-    pub deploys: crate::deploy::Deploys,
+    pub deploys: mobius_deploy::stage::Deploys,
     /// The time-series store, scrapers, rules and alert manager, with
     /// `--prometheus-config` or `--alertmanager-config`.
     pub monitor: mobius_monitor::runtime::Monitor,

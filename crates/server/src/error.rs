@@ -69,14 +69,16 @@ impl From<crate::engine::TriggerError> for ApiError {
     }
 }
 
-impl From<crate::deploy::DeployError> for ApiError {
-    fn from(e: crate::deploy::DeployError) -> Self {
-        use crate::deploy::DeployError;
+impl From<mobius_deploy::stage::DeployError> for ApiError {
+    fn from(e: mobius_deploy::stage::DeployError) -> Self {
+        use mobius_deploy::stage::DeployError;
         match e {
             DeployError::NotFound(m) => ApiError::not_found(m),
             DeployError::Invalid(m) => ApiError::unprocessable(m),
             DeployError::Conflict(m) => ApiError::conflict(m),
             DeployError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
+            DeployError::Store(e) => e.into(),
+            e @ DeployError::Agent(_) => ApiError::internal(e.to_string()),
             DeployError::Internal(m) => ApiError::internal(m),
         }
     }

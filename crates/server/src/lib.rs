@@ -140,7 +140,7 @@ pub async fn serve(
         engine::recover(&app).await.context("cannot recover unfinished runs")?;
         engine::start_background(&app);
         // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
-        deploy::resume(&app).await;
+        mobius_deploy::stage::resume(&app.deployer()).await;
         mobius_incidents::start(&app, app.stopping.clone());
         reactions::start(&app);
         monitor::start_discovery(&app, addr);

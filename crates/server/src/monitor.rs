@@ -118,7 +118,7 @@ pub fn start_discovery(app: &Arc<crate::app::App>, addr: std::net::SocketAddr) {
             let own = addr.to_string();
             let mut targets =
                 vec![discovered_target(own.clone(), "/metrics", &[("job", "mobius"), ("instance", &own)])];
-            if let Some(agent) = crate::deploy::existing_agent(&app).await {
+            if let Some(agent) = mobius_deploy::stage::existing_agent(&*app).await {
                 match agent.instances().await {
                     Ok(instances) => {
                         let logs = Arc::clone(&app);

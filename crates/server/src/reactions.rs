@@ -37,7 +37,7 @@ where
 /// `run.completed` → the run's `mobius.yaml` check and its releases.
 async fn release_after_run(app: Arc<App>, event: Event) -> Result<(), String> {
     let Some(run) = event.refs.run else { return Ok(()) };
-    crate::deploy::releases::after_run(&app, run).await;
+    mobius_deploy::stage::releases::after_run(&app.deployer(), run).await;
     Ok(())
 }
 
@@ -48,7 +48,7 @@ async fn deploy_new_release(app: Arc<App>, event: Event) -> Result<(), String> {
     let Some(release) = release else { return Ok(()) };
     let project = app.store.project_by_id(release.project_id).await.map_err(|e| e.to_string())?;
     let Some(project) = project else { return Ok(()) };
-    crate::deploy::auto_deploy(&app, &project, &[release]).await;
+    mobius_deploy::stage::auto_deploy(&app.deployer(), &project, &[release]).await;
     Ok(())
 }
 
@@ -84,13 +84,13 @@ async fn roll_back_on_alert(app: Arc<App>, event: Event) -> Result<(), String> {
         if !app.store.events(&done).await.map_err(|e| e.to_string())?.is_empty() {
             continue;
         }
-        if !crate::deploy::protects_a_version(&app, &rollout).await.unwrap_or(true) {
+        if !mobius_deploy::stage::protects_a_version(&*app, &rollout).await.unwrap_or(true) {
             // A first deploy: nothing to protect or roll back to.
             continue;
         }
         let reason = format!("alert {alertname} fired for {service} in {environment} (incident #{id})");
         let abort = mobius_deploy::rollout::Command::Abort(reason.clone());
-        match crate::deploy::command(&app, &rollout, abort, "alertmanager").await {
+        match mobius_deploy::stage::command(&app.deployer(), &rollout, abort, "alertmanager").await {
             Ok(()) => {
                 let message = format!("rollout {} aborted: {reason}", rollout.id);
                 let kind = mobius_core::IncidentEventKind::Rollback;

@@ -3,13 +3,13 @@
 use super::{dto, JsonBody};
 use crate::app::App;
 use crate::auth::{Caller, Role};
-use crate::deploy;
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
 use mobius_core::EventKind;
 use mobius_deploy::rollout::Command;
+use mobius_deploy::stage as deploy;
 use mobius_store::NewEvent;
 use mobius_store::{Project, Rollout, RolloutFilter};
 use serde::Deserialize;
@@ -128,10 +128,17 @@ pub async fn create_deployment(
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
     let wanted = body.release.as_deref().unwrap_or("latest");
-    let release = deploy::find_release(&app, &project, &body.service, wanted).await?;
-    let rollout =
-        deploy::deploy(&app, &project, &release, &body.environment, &caller.actor(), None, deploy::Intent::Forward)
-            .await?;
+    let release = deploy::find_release(&*app, &project, &body.service, wanted).await?;
+    let rollout = deploy::deploy(
+        &app.deployer(),
+        &project,
+        &release,
+        &body.environment,
+        &caller.actor(),
+        None,
+        deploy::Intent::Forward,
+    )
+    .await?;
     let event = requested(EventKind::Deploy, &caller.actor(), &caller.remote, &rollout);
     app.store.append(event.data(json!({ "release": release.version, "rollout": rollout.id }))).await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
@@ -193,7 +200,7 @@ async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) ->
     };
     caller.require(role, rollout.project_id, &rollout.project)?;
     let kind = command.requested();
-    deploy::command(&app, &rollout, command, &caller.actor()).await?;
+    deploy::command(&app.deployer(), &rollout, command, &caller.actor()).await?;
     let event = requested(kind, &caller.actor(), &caller.remote, &rollout);
     app.store.append(event.data(json!({ "rollout": rollout.id }))).await?;
     Ok(Json(dto::rollout(&rollout)))
@@ -226,8 +233,15 @@ pub async fn rollback(
     JsonBody(body): JsonBody<RollbackRequest>,
 ) -> ApiResult<(StatusCode, Json<Value>)> {
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
-    let rollout =
-        deploy::rollback(&app, &project, &body.service, &body.environment, body.to.as_deref(), &caller.actor()).await?;
+    let rollout = deploy::rollback(
+        &app.deployer(),
+        &project,
+        &body.service,
+        &body.environment,
+        body.to.as_deref(),
+        &caller.actor(),
+    )
+    .await?;
     let event = requested(EventKind::Rollback, &caller.actor(), &caller.remote, &rollout);
     app.store.append(event.data(json!({ "rollout": rollout.id, "to": body.to }))).await?;
     Ok((StatusCode::CREATED, Json(dto::rollout(&rollout))))
@@ -266,7 +280,7 @@ pub async fn environments(
     for ((project, environment, service), (current, active)) in places {
         let newest = active.or(current);
         let address = match newest {
-            Some(r) => deploy::addresses::address_of(&app, r).await.map(|a| a.to_string()),
+            Some(r) => deploy::addresses::address_of(&app.deployer(), r).await.map(|a| a.to_string()),
             None => None,
         };
         out.push(json!({

@@ -19,7 +19,7 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse
     let live = app.live.lock().map(|l| l.len()).unwrap_or(0);
     let mut body = app.metrics.render(&counts.by_status, queued, live, app.job_slots.available_permits());
     // The router's per-version series: here, never on an environment's public listener.
-    if let Some(agent) = crate::deploy::existing_agent(&app).await {
+    if let Some(agent) = mobius_deploy::stage::existing_agent(&*app).await {
         match agent.metrics().await {
             Ok(text) => body.push_str(&text),
             Err(e) => tracing::warn!(error = %e, "cannot read the host agent's metrics"),

@@ -92,14 +92,14 @@ pub async fn create(
     // Its environments' addresses must not be another project's.
     let delivery = {
         let (dir, head) = (dir.clone(), format!("refs/heads/{branch}"));
-        tokio::task::spawn_blocking(move || crate::deploy::releases::delivery_in(&dir, &head))
+        tokio::task::spawn_blocking(move || mobius_deploy::stage::releases::delivery_in(&dir, &head))
             .await
             .map_err(ApiError::internal)?
     };
     if let Ok(Some(config)) = delivery {
-        let mine = crate::deploy::addresses::claims_of(&body.name, &config);
-        let others = crate::deploy::addresses::claims_of_others(&app, None, true).await;
-        if let Some(conflict) = crate::deploy::addresses::conflict(&mine, &others) {
+        let mine = mobius_deploy::stage::addresses::claims_of(&body.name, &config);
+        let others = mobius_deploy::stage::addresses::claims_of_others(&app.deployer(), None, true).await;
+        if let Some(conflict) = mobius_deploy::stage::addresses::conflict(&mine, &others) {
             if mobius_runner::git::is_remote_url(&body.repo) {
                 let _ = std::fs::remove_dir_all(&dir);
             }

@@ -4,12 +4,12 @@
 use super::{error_page, graph::escape, render, when, EventView, Session};
 use crate::app::App;
 use crate::auth::Role;
-use crate::deploy;
 use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use mobius_deploy::rollout::Command;
+use mobius_deploy::stage as deploy;
 use mobius_store::{Rollout, RolloutFilter};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -86,7 +86,8 @@ pub(super) async fn deploys_page(State(app): State<Arc<App>>, s: Session) -> Res
             });
         if place.address.is_empty() {
             // The newest rollout's release says where the place listens.
-            place.address = deploy::addresses::address_of(&app, r).await.map_or_else(String::new, |a| a.to_string());
+            place.address =
+                deploy::addresses::address_of(&app.deployer(), r).await.map_or_else(String::new, |a| a.to_string());
         }
         if r.finished_at.is_none() && place.active.is_none() {
             place.active = Some((r.id, r.phase.as_str().to_string()));
@@ -256,7 +257,7 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
                 .collect()
         })
         .unwrap_or_default();
-    let approvable = deploy::awaits_approval(&app, &rollout).await.unwrap_or(false);
+    let approvable = deploy::awaits_approval(&app.deployer(), &rollout).await.unwrap_or(false);
     render(RolloutPage {
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
@@ -299,7 +300,7 @@ pub(super) async fn rollout_command(
         return error_page(e);
     }
     let kind = command.requested();
-    if let Err(e) = deploy::command(&app, &rollout, command, &s.caller.actor()).await {
+    if let Err(e) = deploy::command(&app.deployer(), &rollout, command, &s.caller.actor()).await {
         return error_page(e.into());
     }
     let event = crate::api::deploy::requested(kind, &s.caller.actor(), &s.caller.remote, &rollout)

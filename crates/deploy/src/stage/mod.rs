@@ -1,16 +1,21 @@
-//! Wiring of release and deploy into the server: the host agent connection, starting,
-//! resuming and commanding rollouts, and recording their status and events.
+//! The deploy stage's decisions: releases made from green runs of the default branch
+//! (manifest, digest, SLSA provenance), promotion gates (`after:`), the approval
+//! rule, holds on firing alerts, auto-deploy, starting, resuming and commanding
+//! rollouts through the host agent, and the listen addresses projects claim. What
+//! it needs from the server that runs it is [`Host`].
 
 pub mod addresses;
 pub mod releases;
 
-use crate::app::App;
+use crate::agent::AgentClient;
+use crate::config::{Environment, Strategy};
+use crate::rollout::{self, Command, Phase, RolloutSpec, Target, Update};
+use mobius_blob::BlobStore;
 use mobius_core::DeployEventKind;
-use mobius_deploy::agent::AgentClient;
-use mobius_deploy::config::{Environment, Strategy};
-use mobius_deploy::rollout::{self, Command, Phase, RolloutSpec, Target, Update};
-use mobius_store::{Project, Release, Rollout, RolloutFilter};
+use mobius_store::{Project, Release, Rollout, RolloutFilter, Store, StoreError};
 use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -25,7 +30,28 @@ pub struct Deploys {
     start_lock: tokio::sync::Mutex<()>,
 }
 
-/// Why a deploy or a command was refused.
+/// What the deploy stage needs from the server that runs it.
+pub trait Host: Send + Sync + 'static {
+    fn store(&self) -> &Store;
+    fn deploys(&self) -> &Deploys;
+    /// Where release files are stored.
+    fn blobs(&self) -> Arc<dyn BlobStore>;
+    /// The server's data directory (`releases/`, `agent/`).
+    fn data_dir(&self) -> &Path;
+    /// The binary that runs the host agent (the server's own without one).
+    fn agent_exe(&self) -> Option<PathBuf>;
+    /// The address the server listens on, named as the builder in provenance.
+    fn listen(&self) -> SocketAddr;
+    /// The project's mirror.
+    fn repo_dir(&self, project: &Project) -> PathBuf;
+    /// The alerts firing now (neither silenced nor inhibited) for a service in an
+    /// environment, by name.
+    fn firing_alerts(&self, service: &str, environment: &str) -> Vec<String>;
+    /// Answers the analysis queries of rollouts.
+    fn metrics(&self) -> Arc<dyn rollout::MetricSource>;
+}
+
+/// Why a deploy or a command was refused, or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DeployError {
     #[error("{0}")]
@@ -36,20 +62,12 @@ pub enum DeployError {
     Conflict(String),
     #[error("{0}")]
     Forbidden(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Agent(#[from] crate::agent::AgentError),
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<mobius_store::StoreError> for DeployError {
-    fn from(e: mobius_store::StoreError) -> Self {
-        DeployError::Internal(e.to_string())
-    }
-}
-
-impl From<mobius_deploy::agent::AgentError> for DeployError {
-    fn from(e: mobius_deploy::agent::AgentError) -> Self {
-        DeployError::Internal(e.to_string())
-    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -57,9 +75,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Every rollout of a service to an environment, newest first.
-async fn history(app: &App, project: &Project, service: &str, environment: &str) -> Result<Vec<Rollout>, DeployError> {
+async fn history(
+    app: &dyn Host,
+    project: &Project,
+    service: &str,
+    environment: &str,
+) -> Result<Vec<Rollout>, DeployError> {
     Ok(app
-        .store
+        .store()
         .rollouts(&RolloutFilter {
             project_id: Some(project.id),
             service: Some(service.to_string()),
@@ -71,39 +94,44 @@ async fn history(app: &App, project: &Project, service: &str, environment: &str)
 }
 
 /// The host agent, started (detached, so it outlives this process) when none runs.
-pub async fn agent(app: &App) -> Result<AgentClient, DeployError> {
-    let mut slot = app.deploys.agent.lock().await;
+pub async fn agent(app: &dyn Host) -> Result<AgentClient, DeployError> {
+    let mut slot = app.deploys().agent.lock().await;
     if let Some(client) = slot.as_ref() {
         if client.instances().await.is_ok() {
             return Ok(client.clone());
         }
     }
-    let exe = match &app.config.agent_exe {
-        Some(exe) => exe.clone(),
+    let exe = match app.agent_exe() {
+        Some(exe) => exe,
         None => {
             std::env::current_exe().map_err(|e| DeployError::Internal(format!("cannot find the mobius binary: {e}")))?
         }
     };
-    let client = AgentClient::connect_or_spawn(&app.config.data_dir.join("agent"), &exe).await?;
+    let client = AgentClient::connect_or_spawn(&app.data_dir().join("agent"), &exe).await?;
     *slot = Some(client.clone());
     Ok(client)
 }
 
 /// The agent if one already runs; never starts one (for metrics and status reads).
-pub async fn existing_agent(app: &App) -> Option<AgentClient> {
-    let slot = app.deploys.agent.lock().await;
+pub async fn existing_agent(app: &dyn Host) -> Option<AgentClient> {
+    let slot = app.deploys().agent.lock().await;
     if let Some(client) = slot.as_ref() {
         return Some(client.clone());
     }
     drop(slot);
-    let client = AgentClient::connect(&app.config.data_dir.join("agent")).await?;
-    *app.deploys.agent.lock().await = Some(client.clone());
+    let client = AgentClient::connect(&app.data_dir().join("agent")).await?;
+    *app.deploys().agent.lock().await = Some(client.clone());
     Some(client)
 }
 
 /// Resolves `latest`, a release id, a version (`v3`) or a commit (prefix) of a service.
-pub async fn find_release(app: &App, project: &Project, service: &str, wanted: &str) -> Result<Release, DeployError> {
-    let releases = app.store.releases(Some(project.id), Some(service), 1000).await?;
+pub async fn find_release(
+    app: &dyn Host,
+    project: &Project,
+    service: &str,
+    wanted: &str,
+) -> Result<Release, DeployError> {
+    let releases = app.store().releases(Some(project.id), Some(service), 1000).await?;
     let found = match wanted {
         "latest" | "" => releases.first().cloned(),
         _ => releases
@@ -128,32 +156,12 @@ pub enum Intent {
     Rollback,
 }
 
-/// The alerts firing now (neither silenced nor inhibited) for a service in an
-/// environment, by their `service` and `env` (or `environment`) labels.
-fn firing_alerts(app: &App, service: &str, environment: &str) -> Vec<String> {
-    let Some(am) = app.monitor.alerts.as_ref() else { return Vec::new() };
-    let mut names: Vec<String> = am
-        .alerts()
-        .into_iter()
-        .filter(|v| v.silenced_by.is_empty() && v.inhibited_by.is_empty())
-        .filter(|v| {
-            let labels = &v.alert.labels;
-            labels.get("service") == Some(service)
-                && (labels.get("env") == Some(environment) || labels.get("environment") == Some(environment))
-        })
-        .map(|v| v.alert.labels.get("alertname").unwrap_or("(no alertname)").to_string())
-        .collect();
-    names.sort();
-    names.dedup();
-    names
-}
-
 /// Whether a rollout has a running version to protect: an earlier rollout of its
 /// service to its environment succeeded. A first deploy has none, and as Argo Rollouts
 /// skips analysis for the initial version, alerts do not hold or abort it.
-pub async fn protects_a_version(app: &App, rollout: &Rollout) -> Result<bool, DeployError> {
+pub async fn protects_a_version(app: &dyn Host, rollout: &Rollout) -> Result<bool, DeployError> {
     let project = app
-        .store
+        .store()
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
@@ -162,7 +170,7 @@ pub async fn protects_a_version(app: &App, rollout: &Rollout) -> Result<bool, De
 
 /// Whether a rollout of `service` to `environment` older than `before` (a rollout id) succeeded.
 async fn succeeded_before(
-    app: &App,
+    app: &dyn Host,
     project: &Project,
     service: &str,
     environment: &str,
@@ -177,7 +185,7 @@ async fn succeeded_before(
 /// Starts a rollout of `release` to `environment`; returns once it is recorded and its
 /// controller runs.
 pub async fn deploy(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     release: &Release,
     environment: &str,
@@ -185,7 +193,7 @@ pub async fn deploy(
     strategy_override: Option<Strategy>,
     intent: Intent,
 ) -> Result<Rollout, DeployError> {
-    let config = releases::delivery_at(app, project, &release.commit_sha)
+    let config = releases::delivery_at(&**app, project, &release.commit_sha)
         .map_err(|e| DeployError::Invalid(format!("mobius.yaml at {}: {e}", short(&release.commit_sha))))?
         .ok_or_else(|| DeployError::Invalid(format!("commit {} has no mobius.yaml", short(&release.commit_sha))))?;
     let service = config
@@ -211,7 +219,7 @@ pub async fn deploy(
         )));
     };
     if let Some(before) = &env.after {
-        let done = history(app, project, &service.name, before)
+        let done = history(&**app, project, &service.name, before)
             .await?
             .iter()
             .any(|r| r.phase == mobius_core::Phase::Succeeded && r.version == release.version);
@@ -233,8 +241,8 @@ pub async fn deploy(
     }
     // As Argo Rollouts skips analysis for the first version: an empty environment has
     // nothing to protect or roll back to. Every later rollout waits for a quiet service.
-    if intent == Intent::Forward && succeeded_before(app, project, &service.name, environment, i64::MAX).await? {
-        let firing = firing_alerts(app, &service.name, environment);
+    if intent == Intent::Forward && succeeded_before(&**app, project, &service.name, environment, i64::MAX).await? {
+        let firing = app.firing_alerts(&service.name, environment);
         if !firing.is_empty() {
             return Err(DeployError::Conflict(format!(
                 "alert {} is firing for {} in {environment}; no rollout starts while it fires (a rollback does): \
@@ -247,9 +255,9 @@ pub async fn deploy(
     if let Some(strategy) = strategy_override {
         env.strategy = strategy;
     }
-    let _guard = app.deploys.start_lock.lock().await;
+    let _guard = app.deploys().start_lock.lock().await;
     let active = app
-        .store
+        .store()
         .rollouts(&RolloutFilter {
             project_id: Some(project.id),
             service: Some(service.name.clone()),
@@ -264,10 +272,10 @@ pub async fn deploy(
             running.id, service.name, running.version, running.phase
         )));
     }
-    let agent = agent(app).await?;
+    let agent = agent(&**app).await?;
     let dir = releases::materialize(app, release).await.map_err(DeployError::Internal)?;
     let rollout = app
-        .store
+        .store()
         .create_rollout(
             project.id,
             &service.name,
@@ -286,7 +294,7 @@ pub async fn deploy(
         environment: env,
         target: Target { version: release.version.clone(), dir },
         stable_dir,
-        metrics: Some(Arc::new(crate::monitor::StoreMetrics(Arc::clone(&app.monitor.db)))),
+        metrics: Some(app.metrics()),
     };
     spawn_controller(app, agent, rollout.clone(), spec);
     Ok(rollout)
@@ -294,14 +302,14 @@ pub async fn deploy(
 
 /// The unpacked release of the last rollout that succeeded in this environment.
 async fn stable_release_dir(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     service: &str,
     environment: &str,
 ) -> Option<std::path::PathBuf> {
-    let rollouts = history(app, project, service, environment).await.ok()?;
+    let rollouts = history(&**app, project, service, environment).await.ok()?;
     let last = rollouts.iter().find(|r| r.phase == mobius_core::Phase::Succeeded)?;
-    let release = app.store.release(last.release_id).await.ok()??;
+    let release = app.store().release(last.release_id).await.ok()??;
     releases::materialize(app, &release).await.ok()
 }
 
@@ -309,10 +317,10 @@ fn short(sha: &str) -> &str {
     &sha[..sha.len().min(12)]
 }
 
-fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: RolloutSpec) {
+fn spawn_controller(app: &Arc<dyn Host>, agent: AgentClient, rollout: Rollout, spec: RolloutSpec) {
     let (commands, command_rx) = mpsc::unbounded_channel();
     let (updates_tx, mut updates) = mpsc::unbounded_channel::<Update>();
-    lock(&app.deploys.active).insert(rollout.id, commands);
+    lock(&app.deploys().active).insert(rollout.id, commands);
     let recorder = {
         let app = Arc::clone(app);
         let rollout = rollout.clone();
@@ -332,7 +340,7 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
                     })
                     .map(|(kind, message)| (*kind, "mobius", message.as_str()));
                 if let Err(e) =
-                    app.store.update_rollout(rollout.id, phase, &update.status.message, &status, event).await
+                    app.store().update_rollout(rollout.id, phase, &update.status.message, &status, event).await
                 {
                     tracing::error!(rollout = rollout.id, error = %e, "cannot record the rollout's status");
                 }
@@ -343,7 +351,7 @@ fn spawn_controller(app: &Arc<App>, agent: AgentClient, rollout: Rollout, spec: 
     tokio::spawn(async move {
         let phase = rollout::drive(agent, spec, command_rx, updates_tx).await;
         let _ = recorder.await;
-        lock(&app.deploys.active).remove(&rollout.id);
+        lock(&app.deploys().active).remove(&rollout.id);
         tracing::info!(rollout = rollout.id, phase = phase.as_str(), "rollout ended");
     });
 }
@@ -361,14 +369,14 @@ enum Approval {
 
 /// Whether a rollout's environment (as its release's `mobius.yaml` says) wants an
 /// approval, and whether it was given.
-async fn approval(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Result<Approval, DeployError> {
+async fn approval(app: &Arc<dyn Host>, rollout: &Rollout, release: &Release) -> Result<Approval, DeployError> {
     let project = app
-        .store
+        .store()
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
     let (shared, commit, environment) = (Arc::clone(app), release.commit_sha.clone(), rollout.environment.clone());
-    let config = tokio::task::spawn_blocking(move || releases::delivery_at(&shared, &project, &commit))
+    let config = tokio::task::spawn_blocking(move || releases::delivery_at(&*shared, &project, &commit))
         .await
         .map_err(|e| DeployError::Internal(e.to_string()))?
         .map_err(|e| DeployError::Invalid(e.to_string()))?;
@@ -377,22 +385,22 @@ async fn approval(app: &Arc<App>, rollout: &Rollout, release: &Release) -> Resul
         return Ok(Approval::NotNeeded);
     }
     let approved =
-        app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
+        app.store().deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
     Ok(if approved { Approval::Given } else { Approval::Awaited })
 }
 
 /// Whether a rollout waits for an approval now: it is paused in a protected
 /// environment and nobody approved it yet.
-pub async fn awaits_approval(app: &Arc<App>, rollout: &Rollout) -> Result<bool, DeployError> {
+pub async fn awaits_approval(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<bool, DeployError> {
     if rollout.finished_at.is_some() || rollout.phase != mobius_core::Phase::Paused {
         return Ok(false);
     }
-    let Some(release) = app.store.release(rollout.release_id).await? else { return Ok(false) };
+    let Some(release) = app.store().release(rollout.release_id).await? else { return Ok(false) };
     Ok(approval(app, rollout, &release).await? == Approval::Awaited)
 }
 
 /// Sends a person's command to a running rollout.
-pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor: &str) -> Result<(), DeployError> {
+pub async fn command(app: &Arc<dyn Host>, rollout: &Rollout, command: Command, actor: &str) -> Result<(), DeployError> {
     if rollout.finished_at.is_some() {
         return Err(DeployError::Conflict(format!("rollout {} has ended ({})", rollout.id, rollout.phase)));
     }
@@ -401,7 +409,7 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
         Command::Abort(_) => (DeployEventKind::Aborted, "abort: roll back now".to_string()),
         Command::Approve => {
             let release = app
-                .store
+                .store()
                 .release(rollout.release_id)
                 .await?
                 .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
@@ -426,32 +434,32 @@ pub async fn command(app: &Arc<App>, rollout: &Rollout, command: Command, actor:
             (DeployEventKind::Approved, "approved".to_string())
         }
     };
-    let sender = lock(&app.deploys.active).get(&rollout.id).cloned();
+    let sender = lock(&app.deploys().active).get(&rollout.id).cloned();
     let Some(sender) = sender else {
         return Err(DeployError::Conflict(format!("rollout {} has no controller in this server", rollout.id)));
     };
     sender.send(command).map_err(|_| DeployError::Conflict(format!("rollout {} is ending", rollout.id)))?;
-    app.store.add_deploy_event(rollout, kind, actor, &message).await?;
+    app.store().add_deploy_event(rollout, kind, actor, &message).await?;
     Ok(())
 }
 
 /// The release to go back to: the one before the current stable version, or `to`.
 pub async fn rollback(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     service: &str,
     environment: &str,
     to: Option<&str>,
     actor: &str,
 ) -> Result<Rollout, DeployError> {
-    let rollouts = history(app, project, service, environment).await?;
+    let rollouts = history(&**app, project, service, environment).await?;
     if let Some(active) = rollouts.iter().find(|r| r.finished_at.is_none()) {
         // Rolling back a rollout in progress is aborting it.
         command(app, active, Command::Abort(actor.to_string()), actor).await?;
         return Ok(active.clone());
     }
     let release = match to {
-        Some(wanted) => find_release(app, project, service, wanted).await?,
+        Some(wanted) => find_release(&**app, project, service, wanted).await?,
         None => {
             let mut succeeded = rollouts.iter().filter(|r| r.phase == mobius_core::Phase::Succeeded);
             let current = succeeded.next().ok_or_else(|| {
@@ -460,7 +468,7 @@ pub async fn rollback(
             let previous = succeeded.find(|r| r.version != current.version).ok_or_else(|| {
                 DeployError::Conflict(format!("`{environment}` has no earlier release of `{service}` to go back to"))
             })?;
-            app.store
+            app.store()
                 .release(previous.release_id)
                 .await?
                 .ok_or_else(|| DeployError::NotFound("the earlier release is gone".into()))?
@@ -473,9 +481,9 @@ pub async fn rollback(
 
 /// Deploys new releases to the environments that ask for it (`auto_deploy`, and no `after`
 /// or an `after` already passed).
-pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
+pub async fn auto_deploy(app: &Arc<dyn Host>, project: &Project, made: &[Release]) {
     for release in made {
-        let Ok(Some(config)) = releases::delivery_at(app, project, &release.commit_sha) else { continue };
+        let Ok(Some(config)) = releases::delivery_at(&**app, project, &release.commit_sha) else { continue };
         for env in config.environments.values() {
             if env.auto_deploy && env.after.is_none() && env.listen.contains_key(&release.service) {
                 // Deployed there already (the release was handed again after a restart).
@@ -486,7 +494,7 @@ pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
                     limit: 1000,
                     ..RolloutFilter::default()
                 };
-                match app.store.rollouts(&filter).await {
+                match app.store().rollouts(&filter).await {
                     Ok(rollouts) if rollouts.iter().any(|r| r.release_id == release.id) => continue,
                     Ok(_) => {}
                     Err(e) => {
@@ -505,8 +513,9 @@ pub async fn auto_deploy(app: &Arc<App>, project: &Project, made: &[Release]) {
 /// Takes up rollouts a previous server process left unfinished: traffic is as that
 /// process left it (the agent kept it); the controller starts again from the first
 /// step, reusing the new version's running instances.
-pub async fn resume(app: &Arc<App>) {
-    let Ok(active) = app.store.rollouts(&RolloutFilter { active: true, limit: 1000, ..RolloutFilter::default() }).await
+pub async fn resume(app: &Arc<dyn Host>) {
+    let Ok(active) =
+        app.store().rollouts(&RolloutFilter { active: true, limit: 1000, ..RolloutFilter::default() }).await
     else {
         return;
     };
@@ -516,23 +525,23 @@ pub async fn resume(app: &Arc<App>) {
             tracing::warn!(rollout = rollout.id, error = %e, "cannot resume the rollout");
             let message = format!("could not be resumed after a restart: {e}");
             let event = Some((DeployEventKind::Failed, "mobius", message.as_str()));
-            let _ = app.store.update_rollout(rollout.id, Phase::Failed, &message, &rollout.status, event).await;
+            let _ = app.store().update_rollout(rollout.id, Phase::Failed, &message, &rollout.status, event).await;
         }
     }
 }
 
-async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError> {
+async fn resume_one(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<(), DeployError> {
     let project = app
-        .store
+        .store()
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
     let release = app
-        .store
+        .store()
         .release(rollout.release_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
-    let config = releases::delivery_at(app, &project, &release.commit_sha)
+    let config = releases::delivery_at(&**app, &project, &release.commit_sha)
         .map_err(|e| DeployError::Invalid(e.to_string()))?
         .ok_or_else(|| DeployError::Invalid("mobius.yaml is gone".into()))?;
     let service =
@@ -542,12 +551,12 @@ async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError
         .get(&rollout.environment)
         .cloned()
         .ok_or_else(|| DeployError::Invalid("environment is gone".into()))?;
-    let agent = agent(app).await?;
+    let agent = agent(&**app).await?;
     let dir = releases::materialize(app, &release).await.map_err(DeployError::Internal)?;
     let approved =
-        app.store.deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
+        app.store().deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
     let stable_dir = stable_release_dir(app, &project, &service.name, &env.name).await;
-    app.store
+    app.store()
         .add_deploy_event(
             rollout,
             DeployEventKind::Resumed,
@@ -562,7 +571,7 @@ async fn resume_one(app: &Arc<App>, rollout: &Rollout) -> Result<(), DeployError
         environment: env,
         target: Target { version: release.version.clone(), dir },
         stable_dir,
-        metrics: Some(Arc::new(crate::monitor::StoreMetrics(Arc::clone(&app.monitor.db)))),
+        metrics: Some(app.metrics()),
     };
     spawn_controller(app, agent, rollout.clone(), spec);
     Ok(())

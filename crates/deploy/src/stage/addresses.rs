@@ -3,8 +3,8 @@
 //! `mobius.yaml` changes and when it deploys, naming both projects and the address.
 
 use super::releases::delivery_at;
-use crate::app::App;
-use mobius_deploy::DeliveryConfig;
+use super::Host;
+use crate::DeliveryConfig;
 use mobius_store::{Project, RolloutFilter};
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -58,9 +58,9 @@ pub fn claims_of(project: &str, config: &DeliveryConfig) -> Vec<Claim> {
 
 /// What every other project claims: the addresses its deployed or deploying releases
 /// listen on (at their own commits) and, `with_heads`, its `mobius.yaml` on its branch.
-pub async fn claims_of_others(app: &Arc<App>, except: Option<i64>, with_heads: bool) -> Vec<Claim> {
-    let Ok(projects) = app.store.projects().await else { return Vec::new() };
-    let rollouts = app.store.rollouts(&RolloutFilter { limit: 1000, ..RolloutFilter::default() }).await;
+pub async fn claims_of_others(app: &Arc<dyn Host>, except: Option<i64>, with_heads: bool) -> Vec<Claim> {
+    let Ok(projects) = app.store().projects().await else { return Vec::new() };
+    let rollouts = app.store().rollouts(&RolloutFilter { limit: 1000, ..RolloutFilter::default() }).await;
     let rollouts = rollouts.unwrap_or_default();
     let mut out = Vec::new();
     for project in projects.into_iter().filter(|p| Some(p.id) != except) {
@@ -73,7 +73,7 @@ pub async fn claims_of_others(app: &Arc<App>, except: Option<i64>, with_heads: b
         for r in rollouts.iter().filter(|r| r.project_id == project.id) {
             let live = r.finished_at.is_none() || r.phase == mobius_core::Phase::Succeeded;
             if live && seen.insert((r.environment.clone(), r.service.clone())) {
-                if let Ok(Some(release)) = app.store.release(r.release_id).await {
+                if let Ok(Some(release)) = app.store().release(r.release_id).await {
                     commits.push(release.commit_sha);
                 }
             }
@@ -82,7 +82,7 @@ pub async fn claims_of_others(app: &Arc<App>, except: Option<i64>, with_heads: b
         for commit in commits {
             let (app, project) = (Arc::clone(app), project.clone());
             let found = tokio::task::spawn_blocking(move || {
-                delivery_at(&app, &project, &commit).ok().flatten().map(|c| claims_of(&project.name, &c))
+                delivery_at(&*app, &project, &commit).ok().flatten().map(|c| claims_of(&project.name, &c))
             })
             .await
             .ok()
@@ -114,7 +114,7 @@ pub fn conflict(mine: &[Claim], others: &[Claim]) -> Option<Conflict> {
 
 /// Whether `project`'s configuration may be used: no address of it belongs to another
 /// project, deployed there or written in that project's `mobius.yaml`.
-pub async fn check(app: &Arc<App>, project: &Project, config: &DeliveryConfig) -> Result<(), Conflict> {
+pub async fn check(app: &Arc<dyn Host>, project: &Project, config: &DeliveryConfig) -> Result<(), Conflict> {
     let mine = claims_of(&project.name, config);
     if mine.is_empty() {
         return Ok(());
@@ -127,7 +127,7 @@ pub async fn check(app: &Arc<App>, project: &Project, config: &DeliveryConfig) -
 
 /// Whether a deploy may take `claim`'s address: no other project's release listens there
 /// (deployed, or being deployed).
-pub async fn check_deploy(app: &Arc<App>, project: &Project, claim: Claim) -> Result<(), Conflict> {
+pub async fn check_deploy(app: &Arc<dyn Host>, project: &Project, claim: Claim) -> Result<(), Conflict> {
     match conflict(&[claim], &claims_of_others(app, Some(project.id), false).await) {
         Some(c) => Err(c),
         None => Ok(()),
@@ -136,12 +136,12 @@ pub async fn check_deploy(app: &Arc<App>, project: &Project, claim: Claim) -> Re
 
 /// The address a rollout's environment listens on for its service, as its release's
 /// `mobius.yaml` says.
-pub async fn address_of(app: &Arc<App>, rollout: &mobius_store::Rollout) -> Option<SocketAddr> {
-    let release = app.store.release(rollout.release_id).await.ok()??;
-    let project = app.store.project_by_id(rollout.project_id).await.ok()??;
+pub async fn address_of(app: &Arc<dyn Host>, rollout: &mobius_store::Rollout) -> Option<SocketAddr> {
+    let release = app.store().release(rollout.release_id).await.ok()??;
+    let project = app.store().project_by_id(rollout.project_id).await.ok()??;
     let (app, environment, service) = (Arc::clone(app), rollout.environment.clone(), rollout.service.clone());
     tokio::task::spawn_blocking(move || {
-        let config = delivery_at(&app, &project, &release.commit_sha).ok()??;
+        let config = delivery_at(&*app, &project, &release.commit_sha).ok()??;
         config.environments.get(&environment)?.listen.get(&service).copied()
     })
     .await

@@ -1,10 +1,10 @@
 //! Releases: every successful run on the default branch that uploaded a service's
 //! artifact becomes an immutable release with a digest, SLSA provenance and a changelog.
 
-use crate::app::App;
+use super::Host;
+use crate::DeliveryConfig;
 use mobius_core::EventKind;
 use mobius_core::{Annotation, AnnotationLevel, Conclusion};
-use mobius_deploy::DeliveryConfig;
 use mobius_store::NewEvent;
 use mobius_store::{NewRelease, Project, Release, Run};
 use serde_json::json;
@@ -20,36 +20,35 @@ pub enum DeliveryError {
     Read(String),
     /// The file is there and wrong: its diagnostics.
     #[error("{}", .0.render(false))]
-    Invalid(mobius_workflow::FileErrors),
+    Invalid(mobius_config::FileErrors),
 }
 
 /// The project's `mobius.yaml` at a commit; `Ok(None)` when there is none.
-pub fn delivery_at(app: &App, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
+pub fn delivery_at(app: &dyn Host, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
     delivery_in(&app.repo_dir(project), commit)
 }
 
 /// The `mobius.yaml` of the repository in `dir` at a commit or branch.
 pub fn delivery_in(dir: &std::path::Path, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
-    let Some(text) =
-        mobius_runner::git::file_at(dir, commit, mobius_deploy::config::FILE_NAME).map_err(DeliveryError::Read)?
+    let Some(text) = mobius_runner::git::file_at(dir, commit, crate::config::FILE_NAME).map_err(DeliveryError::Read)?
     else {
         return Ok(None);
     };
-    let file = mobius_workflow::SourceFile::new(mobius_deploy::config::FILE_NAME, text);
-    mobius_deploy::parse_delivery(file).map(Some).map_err(DeliveryError::Invalid)
+    let file = mobius_config::SourceFile::new(crate::config::FILE_NAME, text);
+    crate::parse_delivery(file).map(Some).map_err(DeliveryError::Invalid)
 }
 
 /// After a run: checks its commit's `mobius.yaml` (a check on the run, with an
 /// annotation per problem and an audit entry when it is wrong), then makes the releases
 /// a successful run brings and deploys them where `auto_deploy` asks. The run's
 /// conclusion stays what its jobs said.
-pub async fn after_run(app: &Arc<App>, run_id: i64) {
-    let Ok(Some(run)) = app.store.run(run_id).await else { return };
+pub async fn after_run(app: &Arc<dyn Host>, run_id: i64) {
+    let Ok(Some(run)) = app.store().run(run_id).await else { return };
     // A run that never started (an invalid workflow, cancelled while queued) ships nothing.
     if run.started_at.is_none() {
         return;
     }
-    let Ok(Some(project)) = app.store.project_by_id(run.project_id).await else { return };
+    let Ok(Some(project)) = app.store().project_by_id(run.project_id).await else { return };
     let config = match check_delivery(app, &project, &run).await {
         Ok(Some(config)) => config,
         Ok(None) => return,
@@ -64,14 +63,14 @@ pub async fn after_run(app: &Arc<App>, run_id: i64) {
 
 /// The `mobius.yaml` check of a run: recorded on the run whatever its outcome.
 async fn check_delivery(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     run: &Run,
 ) -> Result<Option<DeliveryConfig>, mobius_store::StoreError> {
-    let name = mobius_deploy::config::FILE_NAME;
+    let name = crate::config::FILE_NAME;
     let parsed = {
         let (app, project, sha) = (Arc::clone(app), project.clone(), run.head_sha.clone());
-        tokio::task::spawn_blocking(move || delivery_at(&app, &project, &sha))
+        tokio::task::spawn_blocking(move || delivery_at(&*app, &project, &sha))
             .await
             .unwrap_or_else(|e| Err(DeliveryError::Read(e.to_string())))
     };
@@ -90,8 +89,8 @@ async fn check_delivery(
                 };
                 let summary = format!("nothing released: {conflict}");
                 tracing::warn!(run = run.id, project = %project.name, "{conflict}");
-                app.store.set_check(run.id, name, Conclusion::Failure, &summary, &[annotation]).await?;
-                app.store
+                app.store().set_check(run.id, name, Conclusion::Failure, &summary, &[annotation]).await?;
+                app.store()
                     .append(
                         NewEvent::audit(EventKind::MobiusYamlRefused, "mobius", &project.name, "server")
                             .project(&project.name)
@@ -103,7 +102,7 @@ async fn check_delivery(
                 return Ok(None);
             }
             let summary = format!("{} service(s), {} environment(s)", config.services.len(), config.environments.len());
-            app.store.set_check(run.id, name, Conclusion::Success, &summary, &[]).await?;
+            app.store().set_check(run.id, name, Conclusion::Success, &summary, &[]).await?;
             Ok(Some(config))
         }
         Err(DeliveryError::Read(e)) => {
@@ -133,13 +132,13 @@ async fn check_delivery(
                 first.map(|d| format!("{name}:{}:{}: {}", d.pos.line, d.pos.col, d.message)).unwrap_or_default()
             );
             tracing::warn!(run = run.id, project = %project.name, "{}", errors.render(false));
-            app.store.set_check(run.id, name, Conclusion::Failure, &summary, &annotations).await?;
+            app.store().set_check(run.id, name, Conclusion::Failure, &summary, &annotations).await?;
             let diagnostics: Vec<String> = errors
                 .diagnostics
                 .iter()
                 .map(|d| format!("{name}:{}:{}: {}", d.pos.line, d.pos.col, d.message))
                 .collect();
-            app.store
+            app.store()
                 .append(
                     NewEvent::audit(EventKind::MobiusYamlInvalid, "mobius", &project.name, "server")
                         .project(&project.name)
@@ -153,25 +152,25 @@ async fn check_delivery(
 }
 
 /// Where a release's files are unpacked.
-pub fn release_dir(app: &App, release: &Release) -> PathBuf {
-    app.config.data_dir.join("releases").join(release.id.to_string())
+pub fn release_dir(app: &dyn Host, release: &Release) -> PathBuf {
+    app.data_dir().join("releases").join(release.id.to_string())
 }
 
 /// Where `addr` is written in the commit's `mobius.yaml` (its first mention).
 async fn address_position(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     commit: &str,
     addr: std::net::SocketAddr,
-) -> Option<mobius_workflow::yaml::Pos> {
+) -> Option<mobius_config::yaml::Pos> {
     let (dir, commit) = (app.repo_dir(project), commit.to_string());
     let text = tokio::task::spawn_blocking(move || {
-        mobius_runner::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME).ok().flatten()
+        mobius_runner::git::file_at(&dir, &commit, crate::config::FILE_NAME).ok().flatten()
     })
     .await
     .ok()
     .flatten()?;
-    let file = mobius_workflow::SourceFile::new(mobius_deploy::config::FILE_NAME, text);
+    let file = mobius_config::SourceFile::new(crate::config::FILE_NAME, text);
     let offset = file.text.find(&addr.to_string()).or_else(|| {
         // Written another way (`0:8080`, a wildcard): the port after the first `listen`.
         let listen = file.text.find("listen")?;
@@ -181,7 +180,7 @@ async fn address_position(
 }
 
 /// Makes the releases a finished run brings, if it succeeded on the default branch.
-async fn make_releases(app: &Arc<App>, project: &Project, run: &Run, config: &DeliveryConfig) -> Vec<Release> {
+async fn make_releases(app: &Arc<dyn Host>, project: &Project, run: &Run, config: &DeliveryConfig) -> Vec<Release> {
     match try_make_releases(app, project, run, config).await {
         Ok(releases) => releases,
         Err(e) => {
@@ -200,7 +199,7 @@ fn no_release(kind: EventKind, project: &Project, run: &Run, service: &str, said
 }
 
 async fn try_make_releases(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     project: &Project,
     run: &Run,
     config: &DeliveryConfig,
@@ -211,7 +210,7 @@ async fn try_make_releases(
     {
         return Ok(Vec::new());
     }
-    let artifacts = app.store.artifacts(run.id).await.map_err(|e| e.to_string())?;
+    let artifacts = app.store().artifacts(run.id).await.map_err(|e| e.to_string())?;
     let mut made = Vec::new();
     for service in config.services.values() {
         let mut files: Vec<(&str, &str)> = artifacts
@@ -222,7 +221,7 @@ async fn try_make_releases(
         // Released from this run already (the `releases` subscriber hands a run again
         // when a restart came between its reaction and its stored position).
         if files.is_empty()
-            || app.store.release_of_run(run.id, &service.name).await.map_err(|e| e.to_string())?.is_some()
+            || app.store().release_of_run(run.id, &service.name).await.map_err(|e| e.to_string())?.is_some()
         {
             continue;
         }
@@ -233,19 +232,19 @@ async fn try_make_releases(
         // The same content is the same release: a re-run or dispatch of a released
         // commit (or a commit that changed nothing of the artifact) ships nothing new.
         if let Some(same) =
-            app.store.release_by_digest(project.id, &service.name, &digest_name).await.map_err(|e| e.to_string())?
+            app.store().release_by_digest(project.id, &service.name, &digest_name).await.map_err(|e| e.to_string())?
         {
             tracing::info!(project = %project.name, service = %service.name, run = run.id, version = %same.version, "release reused: same digest");
             let said = json!({"run": run.id, "commit": run.head_sha, "release": same.version, "digest": same.digest,
                               "reason": "the artifact has the digest of an existing release"});
-            app.store
+            app.store()
                 .append(no_release(EventKind::ReleaseReuse, project, run, &service.name, said))
                 .await
                 .map_err(|e| e.to_string())?;
             continue;
         }
         let previous = app
-            .store
+            .store()
             .releases(Some(project.id), Some(&service.name), 1)
             .await
             .map_err(|e| e.to_string())?
@@ -265,7 +264,7 @@ async fn try_make_releases(
                 let said = json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
                                   "reason": "the commit is an ancestor of the newest release's commit"});
                 let event = no_release(EventKind::ReleaseSkip, project, run, &service.name, said);
-                app.store.append(event).await.map_err(|e| e.to_string())?;
+                app.store().append(event).await.map_err(|e| e.to_string())?;
                 continue;
             }
         }
@@ -293,13 +292,13 @@ async fn try_make_releases(
             changelog,
         };
         let release = app
-            .store
-            .create_release(&new, |_, version| provenance(app, project, run, &service.artifact, version, &digest))
+            .store()
+            .create_release(&new, |_, version| provenance(&**app, project, run, &service.artifact, version, &digest))
             .await
             .map_err(|e| e.to_string())?;
         materialize(app, &release).await?;
         tracing::info!(project = %project.name, service = %service.name, version = %release.version, run = run.id, "release made");
-        announce_to_waiting_rollouts(app, &release).await.map_err(|e| e.to_string())?;
+        announce_to_waiting_rollouts(&**app, &release).await.map_err(|e| e.to_string())?;
         made.push(release);
     }
     Ok(made)
@@ -307,7 +306,7 @@ async fn try_make_releases(
 
 /// States a new release on the rollouts of its service that are still under way (a
 /// paused one would otherwise hold it back unannounced): an event on each timeline.
-async fn announce_to_waiting_rollouts(app: &App, release: &Release) -> Result<(), mobius_store::StoreError> {
+async fn announce_to_waiting_rollouts(app: &dyn Host, release: &Release) -> Result<(), mobius_store::StoreError> {
     let filter = mobius_store::RolloutFilter {
         project_id: Some(release.project_id),
         service: Some(release.service.clone()),
@@ -315,19 +314,19 @@ async fn announce_to_waiting_rollouts(app: &App, release: &Release) -> Result<()
         limit: 100,
         ..Default::default()
     };
-    for rollout in app.store.rollouts(&filter).await? {
+    for rollout in app.store().rollouts(&filter).await? {
         let message = format!(
             "{} {} arrived while this rollout of {} is {}; it is not deployed to {} until this rollout ends",
             release.service, release.version, rollout.version, rollout.phase, rollout.environment
         );
-        app.store.add_deploy_event(&rollout, mobius_core::DeployEventKind::NewerRelease, "mobius", &message).await?;
+        app.store().add_deploy_event(&rollout, mobius_core::DeployEventKind::NewerRelease, "mobius", &message).await?;
     }
     Ok(())
 }
 
 /// An in-toto v1 statement with an SLSA v1 provenance predicate for one release.
 fn provenance(
-    app: &App,
+    app: &dyn Host,
     project: &Project,
     run: &Run,
     artifact: &str,
@@ -353,11 +352,11 @@ fn provenance(
                 }],
             },
             "runDetails": {
-                "builder": { "id": format!("mobius://{}", app.config.listen) },
+                "builder": { "id": format!("mobius://{}", app.listen()) },
                 "metadata": {
                     "invocationId": format!("run/{}/attempt/{}", run.id, run.attempt),
-                    "startedOn": crate::api::dto::time(run.started_at),
-                    "finishedOn": crate::api::dto::time(run.completed_at.or(Some(mobius_store::now_ms()))),
+                    "startedOn": rfc3339(run.started_at),
+                    "finishedOn": rfc3339(run.completed_at.or(Some(mobius_store::now_ms()))),
                 },
             },
         },
@@ -365,12 +364,12 @@ fn provenance(
 }
 
 /// Unpacks a release's files from the blob store (once) and checks them against its manifest.
-pub async fn materialize(app: &Arc<App>, release: &Release) -> Result<PathBuf, String> {
-    let dir = release_dir(app, release);
+pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathBuf, String> {
+    let dir = release_dir(&**app, release);
     if dir.join(".mobius-release").exists() {
         return Ok(dir);
     }
-    let blobs = Arc::clone(&app.blobs);
+    let blobs = app.blobs();
     let manifest = release.manifest.clone();
     let expected = release.digest.clone();
     let target = dir.clone();
@@ -402,4 +401,12 @@ pub async fn materialize(app: &Arc<App>, release: &Release) -> Result<PathBuf, S
     .await
     .map_err(|e| e.to_string())??;
     Ok(dir)
+}
+
+/// A time as provenance writes it (RFC 3339 in UTC, milliseconds), or null.
+fn rfc3339(ms: Option<i64>) -> serde_json::Value {
+    match ms.filter(|ms| *ms >= 0).and_then(chrono::DateTime::from_timestamp_millis) {
+        Some(t) => serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
+        None => serde_json::Value::Null,
+    }
 }
