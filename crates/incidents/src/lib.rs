@@ -27,8 +27,8 @@ use tokio_util::sync::CancellationToken;
 #[async_trait]
 pub trait IncidentStore: Send + Sync {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError>;
-    /// Opens the group's incident, or answers the one already open.
-    async fn open_incident(&self, new: &NewIncident) -> Result<Incident, StoreError>;
+    /// Opens the group's incident (true), or answers the one already open (false).
+    async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool), StoreError>;
     async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError>;
     async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError>;
     /// The last rollout of a service to an environment created at or before `at`.
@@ -60,8 +60,8 @@ impl IncidentStore for Store {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError> {
         Store::append_all(self, events).await.map(drop)
     }
-    async fn open_incident(&self, new: &NewIncident) -> Result<Incident, StoreError> {
-        Store::open_incident(self, new).await.map(|(incident, _)| incident)
+    async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool), StoreError> {
+        Store::open_incident(self, new).await
     }
     async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError> {
         Store::open_incident_of(self, group_key).await
@@ -271,10 +271,11 @@ async fn on_group_event<H: Host>(
         environment: environment.clone(),
         rollout_id,
         policy: policy.map(|p| p.name.clone()),
-        next_escalation_at: policy.and_then(|p| p.levels.first()).map(|l| event.at + l.delay.as_millis() as i64),
+        // Paging is scheduled once the alerts that opened it are on its timeline (below).
+        next_escalation_at: None,
         opened_at: event.at,
     };
-    let incident = app.store().open_incident(&new).await?;
+    let (incident, opened) = app.store().open_incident(&new).await?;
     let known = seen.entry(incident.id).or_default();
     for alert in &firing {
         if known.insert(alert.fingerprint()) {
@@ -288,6 +289,12 @@ async fn on_group_event<H: Host>(
             let data = json!({"message": message, "labels": labels});
             app.store().add_incident_event_data(incident.id, IncidentEventKind::Alert, "alertmanager", data).await?;
         }
+    }
+    // Scheduled once, also when a crash came between opening and scheduling.
+    let unscheduled = incident.level == 0 && incident.rounds == 0 && incident.next_escalation_at.is_none();
+    let first_page = policy.and_then(|p| p.levels.first()).map(|l| event.at + l.delay.as_millis() as i64);
+    if (opened || unscheduled) && first_page.is_some() {
+        app.store().advance_escalation(incident.id, 0, 0, 0, first_page).await?;
     }
     Ok(())
 }

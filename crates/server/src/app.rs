@@ -5,10 +5,8 @@ use crate::metrics::Metrics;
 use crate::ServeConfig;
 use anyhow::Context;
 use mobius_store::{BlobStore, FsBlobStore, MasterKey, Store};
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use tokio::sync::{Notify, Semaphore};
+use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 /// Everything the HTTP handlers and background tasks share.
@@ -21,19 +19,8 @@ pub struct App {
     pub cache_blobs: Arc<dyn BlobStore>,
     pub key: MasterKey,
     pub metrics: Metrics,
-    /// Job slots shared by every run (the global parallel-jobs limit).
-    pub job_slots: Arc<Semaphore>,
-    /// Job-level concurrency groups, shared by every run.
-    pub job_groups: Arc<mobius_runner::concurrency::ConcurrencyGroups>,
-    /// Wakes the scheduler when runs are queued or finish.
-    pub wake_scheduler: Notify,
-    /// Runs executing in this process, with the token that cancels each.
-    pub live: Mutex<HashMap<i64, LiveRun>>,
-    /// Serialises run creation, so numbers and ref bookkeeping stay consistent.
-    pub trigger_lock: tokio::sync::Mutex<()>,
-    /// Held while a project's refs are compared and recorded, so the poller and the
-    /// adding of a project never both take the same push as new.
-    pub poll_lock: tokio::sync::Mutex<()>,
+    /// CI's state: runs executing here, job slots and groups, creation and polling locks.
+    pub ci: mobius_ci::Ci,
     /// Stops background tasks on shutdown.
     pub stopping: CancellationToken,
     /// Releases and rollouts: the host agent and the controllers running here.
@@ -43,15 +30,6 @@ pub struct App {
     pub monitor: mobius_monitor::runtime::Monitor,
     /// How host jobs are sandboxed (or why they cannot run).
     pub sandbox: mobius_runner::options::SandboxPolicy,
-}
-
-/// A run executing in this process.
-pub struct LiveRun {
-    pub cancel: CancellationToken,
-    /// Bumped whenever a log line or status change of the run is written.
-    pub progress: tokio::sync::watch::Sender<u64>,
-    /// Why the run was cancelled, recorded as the run's reason.
-    pub reason: Mutex<Option<String>>,
 }
 
 /// The data directory is the server's alone: 0700, and the database files in it
@@ -127,17 +105,12 @@ impl App {
         Ok(Arc::new(App {
             monitor,
             cache_blobs: Arc::new(cache_blobs),
-            job_slots: Arc::new(Semaphore::new(config.max_parallel_jobs.max(1))),
-            job_groups: Default::default(),
+            ci: mobius_ci::Ci::new(config.max_parallel_jobs.max(1)),
             config,
             store,
             blobs: Arc::new(blobs),
             key,
             metrics: Metrics::default(),
-            wake_scheduler: Notify::new(),
-            live: Mutex::new(HashMap::new()),
-            trigger_lock: tokio::sync::Mutex::new(()),
-            poll_lock: tokio::sync::Mutex::new(()),
             stopping: CancellationToken::new(),
             sandbox,
             deploys: Default::default(),
@@ -150,7 +123,7 @@ impl App {
     }
 
     /// Where a project's git objects are read: its local repository, or the server's bare
-    /// mirror of its URL (`DATA/mirrors/<project>.git`, kept current by [`crate::engine::sync_repo`]).
+    /// mirror of its URL (`DATA/mirrors/<project>.git`, kept current by [`mobius_ci::sync_repo`]).
     pub fn repo_dir(&self, project: &mobius_store::Project) -> PathBuf {
         if mobius_runner::git::is_remote_url(&project.repo) {
             self.config.data_dir.join("mirrors").join(format!("{}.git", project.name))
@@ -166,7 +139,7 @@ impl App {
     /// Stops background tasks and cancels live runs (they end `cancelled`).
     pub fn shutdown(&self) {
         self.stopping.cancel();
-        if let Ok(live) = self.live.lock() {
+        if let Ok(live) = self.ci.live.lock() {
             for run in live.values() {
                 run.cancel.cancel();
             }
@@ -175,7 +148,7 @@ impl App {
 
     /// A receiver that changes whenever the run makes progress (None once it is not live).
     pub fn watch_run(&self, run_id: i64) -> Option<tokio::sync::watch::Receiver<u64>> {
-        self.live.lock().ok()?.get(&run_id).map(|r| r.progress.subscribe())
+        self.ci.live.lock().ok()?.get(&run_id).map(|r| r.progress.subscribe())
     }
 }
 

@@ -59,12 +59,12 @@ impl From<mobius_store::StoreError> for ApiError {
     }
 }
 
-impl From<crate::engine::TriggerError> for ApiError {
-    fn from(e: crate::engine::TriggerError) -> Self {
+impl From<mobius_ci::TriggerError> for ApiError {
+    fn from(e: mobius_ci::TriggerError) -> Self {
         match e {
-            crate::engine::TriggerError::NotFound(m) => ApiError::not_found(m),
-            crate::engine::TriggerError::Invalid(m) => ApiError::unprocessable(m),
-            crate::engine::TriggerError::Internal(m) => ApiError::internal(m),
+            mobius_ci::TriggerError::NotFound(m) => ApiError::not_found(m),
+            mobius_ci::TriggerError::Invalid(m) => ApiError::unprocessable(m),
+            mobius_ci::TriggerError::Internal(m) => ApiError::internal(m),
         }
     }
 }

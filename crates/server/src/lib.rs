@@ -6,11 +6,10 @@
 mod api;
 mod app;
 mod auth;
+mod ci;
 mod deploy;
-mod engine;
 mod error;
 mod incidents;
-mod junit;
 mod metrics;
 mod monitor;
 mod reactions;
@@ -137,8 +136,8 @@ pub async fn serve(
                  start this one with --replica to serve the API and UI only"
             );
         };
-        engine::recover(&app).await.context("cannot recover unfinished runs")?;
-        engine::start_background(&app);
+        mobius_ci::recover(&app.ci_host()).await.context("cannot recover unfinished runs")?;
+        mobius_ci::start_background(&app.ci_host());
         // Rollouts a previous process left unfinished; their traffic never stopped (the agent kept it).
         mobius_deploy::stage::resume(&app.deployer()).await;
         mobius_incidents::start(&app, app.stopping.clone());
@@ -160,7 +159,7 @@ pub async fn serve(
     // Cancelled runs finish their `always()` and post steps and record how they ended
     // before the store closes (the runner's grace period, and a little more).
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app.live.lock().map(|l| !l.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
+    while app.ci.live.lock().map(|l| !l.is_empty()).unwrap_or(false) && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     app.store.close().await;

@@ -29,7 +29,7 @@ fn instance_labels(i: &mobius_deploy::agent::InstanceStatus) -> Labels {
 /// declares `metrics.path`, labelled `service`, `env`, `version` and `instance`.
 /// Takes the monitoring a project's `mobius.yaml` declares at `sha`. A file with
 /// problems changes nothing: they are logged with their lines and audited.
-pub async fn load_project(app: &Arc<crate::app::App>, project: &mobius_store::Project, sha: &str) {
+pub async fn load_project(app: &crate::app::App, project: &mobius_store::Project, sha: &str) {
     let (dir, commit) = (app.repo_dir(project), sha.to_string());
     let read = tokio::task::spawn_blocking(move || {
         mobius_runner::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME)

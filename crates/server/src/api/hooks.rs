@@ -5,7 +5,6 @@
 use super::dto;
 use super::projects::webhook_context;
 use crate::app::App;
-use crate::engine::{self, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -14,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
 use hmac::{Hmac, KeyInit, Mac};
+use mobius_ci::{self as engine, Trigger};
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
 use serde_json::{json, Value};
@@ -138,13 +138,13 @@ pub async fn github(
         }
     }
     // A mirrored repository fetches first, so the pushed commit is there.
-    if let Err(e) = engine::sync_repo(&app, &project).await {
+    if let Err(e) = engine::sync_repo(&*app, &project).await {
         tracing::warn!(project = %project.name, error = %e, "cannot fetch before a webhook's runs");
     }
     let mut trigger = trigger;
     trigger.payload = Some(payload);
     let pushed = (event == "push").then(|| (trigger.ref_name.clone(), trigger.sha.clone()));
-    let runs = match engine::create_runs(&app, &project, trigger).await {
+    let runs = match engine::create_runs(&app.ci_host(), &project, trigger).await {
         Ok(runs) => runs,
         Err(e) => {
             // Not acted on: a redelivery of the same id may try again.

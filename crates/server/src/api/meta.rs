@@ -16,8 +16,8 @@ pub async fn healthz() -> impl IntoResponse {
 pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse> {
     let counts = app.store.run_counts().await?;
     let queued = counts.by_status.iter().filter(|(s, _, _)| *s == mobius_core::Status::Queued).map(|(_, _, n)| n).sum();
-    let live = app.live.lock().map(|l| l.len()).unwrap_or(0);
-    let mut body = app.metrics.render(&counts.by_status, queued, live, app.job_slots.available_permits());
+    let live = app.ci.live.lock().map(|l| l.len()).unwrap_or(0);
+    let mut body = app.metrics.render(&counts.by_status, queued, live, app.ci.job_slots.available_permits());
     // The router's per-version series: here, never on an environment's public listener.
     if let Some(agent) = mobius_deploy::stage::existing_agent(&*app).await {
         match agent.metrics().await {

@@ -3,12 +3,12 @@
 use super::{dto, JsonBody};
 use crate::app::App;
 use crate::auth::{Caller, Role};
-use crate::engine::{self, execute::secret_context, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use mobius_ci::{self as engine, execute::secret_context, Trigger};
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
 use mobius_store::Project;
@@ -117,11 +117,11 @@ pub async fn create(
     let sealed = app.key.seal(&webhook_context(&body.name), secret.as_bytes()).map_err(ApiError::internal)?;
     let poll_ms = app.config.poll_interval.as_millis() as i64;
     // The first poll belongs to this request: it returns the runs it starts.
-    let polling = app.poll_lock.lock().await;
+    let polling = app.ci.poll_lock.lock().await;
     let created = NewEvent::audit(EventKind::ProjectCreate, &caller.actor(), &body.name, &caller.remote)
         .data(json!({"repo": repo_text, "branch": branch}));
     let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms, created).await?;
-    let runs = engine::poll_project(&app, &project).await.map_err(ApiError::internal)?;
+    let runs = engine::poll_project(&app.ci_host(), &project).await.map_err(ApiError::internal)?;
     drop(polling);
     let mut answer = json!({
         "project": dto::project(&project),
@@ -316,7 +316,7 @@ pub async fn dispatch_workflow(
     let project = find(app, caller, name, Role::Developer).await?;
     let wanted = git_ref.unwrap_or_else(|| project.branch.clone());
     let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
-    let repo = engine::sync_repo(app, &project).await.map_err(ApiError::unprocessable)?;
+    let repo = engine::sync_repo(&**app, &project).await.map_err(ApiError::unprocessable)?;
     let refs = tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo))
         .await
         .map_err(ApiError::internal)?
@@ -328,7 +328,7 @@ pub async fn dispatch_workflow(
     let mut trigger = Trigger::new("workflow_dispatch", &ref_name, &sha, &caller.name);
     trigger.workflow = Some(workflow.to_string());
     trigger.inputs = inputs.clone();
-    let runs = engine::create_runs(app, &project, trigger).await?;
+    let runs = engine::create_runs(&app.ci_host(), &project, trigger).await?;
     app.store
         .append(
             NewEvent::audit(

@@ -3,13 +3,13 @@
 use super::{dto, JsonBody};
 use crate::app::App;
 use crate::auth::{Caller, Role};
-use crate::engine::{self, Trigger};
 use crate::error::{ApiError, ApiResult};
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mobius_ci::{self as engine, Trigger};
 use mobius_core::EventKind;
 use mobius_core::{Conclusion, Status};
 use mobius_store::NewEvent;
@@ -230,7 +230,7 @@ pub async fn cancel(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     if run.status == Status::Completed {
         return Err(ApiError::conflict(format!("run {id} has already completed")));
     }
-    engine::cancel_run(&app, &run, &format!("cancelled by {}", caller.name)).await?;
+    engine::cancel_run(&app.ci_host(), &run, &format!("cancelled by {}", caller.name)).await?;
     let event = NewEvent::audit(EventKind::RunCancel, &caller.actor(), &format!("run/{id}"), &caller.remote)
         .project(&run.project)
         .run(id);
@@ -273,7 +273,7 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bo
     trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
     trigger.rerun_of = Some(run.clone());
     trigger.reuse = reuse;
-    let runs = engine::create_runs(app, &project, trigger).await?;
+    let runs = engine::create_runs(&app.ci_host(), &project, trigger).await?;
     app.store
         .append(
             NewEvent::audit(EventKind::RunRerun, &caller.actor(), &format!("run/{id}"), &caller.remote)

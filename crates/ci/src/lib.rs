@@ -1,11 +1,22 @@
-//! The engine: the scheduler that starts queued runs (global job limit, concurrency
-//! groups), the repository poller, cron schedules, retention, and recovery after a crash.
+//! CI orchestration, the build-and-test stage's decisions around the runner: the
+//! queue and the scheduler that starts queued runs (global job slots, run and job
+//! concurrency groups, re-run reuse), the execution of a run with its reporter,
+//! artifacts and JUnit reports, the repository poller and cron schedules, retention,
+//! and recovery after a crash. What it needs from the server that runs it is
+//! [`Host`]; its shared state is [`Ci`].
+#![forbid(unsafe_code)]
 
 mod collect;
 pub mod execute;
+pub mod junit;
 pub mod trigger;
 
-use crate::app::App;
+use async_trait::async_trait;
+use mobius_runner::options::SandboxPolicy;
+use mobius_store::{BlobStore, Store};
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::sync::CancellationToken;
+
 use mobius_core::{Conclusion, EventKind, Status};
 use mobius_store::{NewEvent, Project, Run};
 use std::collections::HashMap;
@@ -14,6 +25,77 @@ use std::sync::Arc;
 use std::time::Duration;
 pub use trigger::{create_runs, Trigger, TriggerError};
 
+/// What CI needs from the server that runs it.
+#[async_trait]
+pub trait Host: Send + Sync + 'static {
+    fn store(&self) -> &Store;
+    fn ci(&self) -> &Ci;
+    /// Logs and artifacts.
+    fn blobs(&self) -> Arc<dyn BlobStore>;
+    /// `actions/cache` entries, apart from what retention removes.
+    fn cache_blobs(&self) -> Arc<dyn BlobStore>;
+    /// A secret's value, opened with the server's key.
+    fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, String>;
+    fn sandbox(&self) -> SandboxPolicy;
+    fn action_dir(&self) -> Option<PathBuf>;
+    fn poll_interval(&self) -> Duration;
+    /// How long logs and artifacts of completed runs are kept.
+    fn retention(&self) -> Duration;
+    fn work_dir(&self, run_id: i64) -> PathBuf;
+    fn repo_dir(&self, project: &Project) -> PathBuf;
+    fn state_dir(&self) -> PathBuf;
+    /// Stops the background tasks.
+    fn stopping(&self) -> &CancellationToken;
+    /// A job finished after `seconds` (for `/metrics`).
+    fn job_finished(&self, seconds: f64);
+    /// Lines a job's step wrote, labelled with where they come from.
+    fn job_log(&self, labels: Vec<(String, String)>, lines: &str);
+    /// A project's default branch moved to `sha` (the monitor reads its `mobius.yaml`).
+    async fn pushed(&self, project: &Project, sha: &str);
+}
+
+/// CI's state in a server: runs executing here, the job slots and job concurrency
+/// groups every run shares, and the locks that keep run creation and polling in order.
+pub struct Ci {
+    /// Job slots shared by every run (the global parallel-jobs limit).
+    pub job_slots: Arc<Semaphore>,
+    /// Job-level concurrency groups, shared by every run.
+    pub job_groups: Arc<mobius_runner::concurrency::ConcurrencyGroups>,
+    /// Wakes the scheduler when runs are queued or finish.
+    pub wake_scheduler: Notify,
+    /// Runs executing in this process, with the token that cancels each.
+    pub live: std::sync::Mutex<HashMap<i64, LiveRun>>,
+    /// Serialises run creation, so numbers and ref bookkeeping stay consistent.
+    pub trigger_lock: tokio::sync::Mutex<()>,
+    /// Held while a project's refs are compared and recorded, so the poller and the
+    /// adding of a project never both take the same push as new.
+    pub poll_lock: tokio::sync::Mutex<()>,
+}
+
+impl Ci {
+    /// At most `jobs` jobs at a time across every run.
+    pub fn new(jobs: usize) -> Ci {
+        Ci {
+            job_slots: Arc::new(Semaphore::new(jobs)),
+            job_groups: Arc::default(),
+            wake_scheduler: Notify::new(),
+            live: std::sync::Mutex::new(HashMap::new()),
+            trigger_lock: tokio::sync::Mutex::new(()),
+            poll_lock: tokio::sync::Mutex::new(()),
+        }
+    }
+}
+
+/// A run executing in this process.
+#[derive(Debug)]
+pub struct LiveRun {
+    pub cancel: CancellationToken,
+    /// Bumped whenever a log line or status change of the run is written.
+    pub progress: tokio::sync::watch::Sender<u64>,
+    /// Why the run was cancelled, recorded as the run's reason.
+    pub reason: std::sync::Mutex<Option<String>>,
+}
+
 /// The reason recorded on runs a previous process left running.
 pub const RESTART_REASON: &str = "server restarted";
 
@@ -21,26 +103,26 @@ pub const RESTART_REASON: &str = "server restarted";
 /// they complete with `failure` and the reason "server restarted". A run that had
 /// not started any job yet (it waited for a job slot) goes back to the queue and
 /// starts again after the restart.
-pub async fn recover(app: &Arc<App>) -> anyhow::Result<()> {
+pub async fn recover(app: &Arc<dyn Host>) -> anyhow::Result<()> {
     let runs_dir = app.state_dir().join("runs");
-    for run in app.store.unfinished_runs().await? {
+    for run in app.store().unfinished_runs().await? {
         if run.status != Status::InProgress {
             continue;
         }
         let run_dir = runs_dir.join(run.id.to_string());
         kill_processes_under(&app.work_dir(run.id));
         kill_processes_under(&run_dir);
-        if app.store.requeue_unstarted_run(run.id).await? {
+        if app.store().requeue_unstarted_run(run.id).await? {
             tracing::info!(run = run.id, "run that had started no job requeued after a restart");
             let _ = std::fs::remove_dir_all(app.work_dir(run.id));
             let _ = std::fs::remove_dir_all(&run_dir);
             continue;
         }
-        for step in app.store.steps_without_log(run.id).await? {
+        for step in app.store().steps_without_log(run.id).await? {
             execute::ingest_log(app, step.id, Path::new(&step.spool)).await?;
         }
-        app.store.finish_open_jobs(run.id, Conclusion::Failure, RESTART_REASON).await?;
-        app.store.finish_run(run.id, Conclusion::Failure, Some(RESTART_REASON)).await?;
+        app.store().finish_open_jobs(run.id, Conclusion::Failure, RESTART_REASON).await?;
+        app.store().finish_run(run.id, Conclusion::Failure, Some(RESTART_REASON)).await?;
         tracing::warn!(run = run.id, "run interrupted by a restart marked failed");
         let _ = std::fs::remove_dir_all(app.work_dir(run.id));
         let _ = std::fs::remove_dir_all(&run_dir);
@@ -68,30 +150,30 @@ fn kill_processes_under(dir: &Path) {
 }
 
 /// Starts the scheduler, the poller, cron and retention.
-pub fn start_background(app: &Arc<App>) {
+pub fn start_background(app: &Arc<dyn Host>) {
     tokio::spawn(scheduler(app.clone()));
     tokio::spawn(poller(app.clone()));
     tokio::spawn(cron(app.clone()));
     tokio::spawn(retention(app.clone()));
 }
 
-async fn scheduler(app: Arc<App>) {
+async fn scheduler(app: Arc<dyn Host>) {
     loop {
         if let Err(e) = schedule_once(&app).await {
             tracing::error!(error = %e, "scheduler pass failed");
         }
         tokio::select! {
-            () = app.wake_scheduler.notified() => {}
+            () = app.ci().wake_scheduler.notified() => {}
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
-            () = app.stopping.cancelled() => return,
+            () = app.stopping().cancelled() => return,
         }
     }
 }
 
 /// Cancels a run: a queued one completes at once, a running one stops its jobs.
-pub async fn cancel_run(app: &Arc<App>, run: &Run, reason: &str) -> Result<(), mobius_store::StoreError> {
-    app.store.request_cancel(run.id).await?;
-    let live = app.live.lock().ok().and_then(|l| {
+pub async fn cancel_run(app: &Arc<dyn Host>, run: &Run, reason: &str) -> Result<(), mobius_store::StoreError> {
+    app.store().request_cancel(run.id).await?;
+    let live = app.ci().live.lock().ok().and_then(|l| {
         let live = l.get(&run.id)?;
         if let Ok(mut slot) = live.reason.lock() {
             slot.get_or_insert_with(|| reason.to_string());
@@ -101,21 +183,21 @@ pub async fn cancel_run(app: &Arc<App>, run: &Run, reason: &str) -> Result<(), m
     match live {
         Some(token) => token.cancel(),
         None if run.status == Status::Queued => {
-            app.store.finish_run(run.id, Conclusion::Cancelled, Some(reason)).await?;
+            app.store().finish_run(run.id, Conclusion::Cancelled, Some(reason)).await?;
         }
         None => {}
     }
-    app.wake_scheduler.notify_one();
+    app.ci().wake_scheduler.notify_one();
     Ok(())
 }
 
 /// One pass: supersede older pending runs of a group, cancel what a newer run of a
 /// `cancel-in-progress` group replaces, and start what may start.
-async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
-    if app.stopping.is_cancelled() {
+async fn schedule_once(app: &Arc<dyn Host>) -> Result<(), mobius_store::StoreError> {
+    if app.stopping().is_cancelled() {
         return Ok(());
     }
-    let unfinished = app.store.unfinished_runs().await?;
+    let unfinished = app.store().unfinished_runs().await?;
     let mut running: HashMap<String, Vec<Run>> = HashMap::new();
     let mut newest_queued: HashMap<String, i64> = HashMap::new();
     for run in &unfinished {
@@ -129,7 +211,7 @@ async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
     }
     for run in unfinished.into_iter().filter(|r| r.status == Status::Queued) {
         if run.cancel_requested {
-            app.store.finish_run(run.id, Conclusion::Cancelled, Some("cancelled")).await?;
+            app.store().finish_run(run.id, Conclusion::Cancelled, Some("cancelled")).await?;
             continue;
         }
         if let Some(group) = &run.concurrency_group {
@@ -137,7 +219,7 @@ async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
             if newest_queued.get(group).is_some_and(|newest| *newest != run.id) {
                 let newest = newest_queued.get(group).copied().unwrap_or_default();
                 let reason = format!("superseded by run {newest} in concurrency group '{}'", display_group(group));
-                app.store.finish_run(run.id, Conclusion::Cancelled, Some(&reason)).await?;
+                app.store().finish_run(run.id, Conclusion::Cancelled, Some(&reason)).await?;
                 continue;
             }
             if let Some(active) = running.get(group).filter(|runs| !runs.is_empty()) {
@@ -152,12 +234,12 @@ async fn schedule_once(app: &Arc<App>) -> Result<(), mobius_store::StoreError> {
                 continue;
             }
         }
-        if app.store.start_run(run.id).await? {
+        if app.store().start_run(run.id).await? {
             if let Some(group) = &run.concurrency_group {
                 running.entry(group.clone()).or_default().push(run.clone());
             }
             tracing::info!(run = run.id, workflow = %run.workflow, "run started");
-            let started = app.store.run(run.id).await?.unwrap_or(run);
+            let started = app.store().run(run.id).await?.unwrap_or(run);
             tokio::spawn(execute::execute_run(app.clone(), started));
         }
     }
@@ -170,13 +252,13 @@ fn display_group(group: &str) -> &str {
 }
 
 /// Reads every project's refs on an interval and triggers `push` for what moved.
-async fn poller(app: Arc<App>) {
+async fn poller(app: Arc<dyn Host>) {
     loop {
-        match app.store.projects().await {
+        match app.store().projects().await {
             Ok(projects) => {
                 for project in projects {
                     let polled = {
-                        let _polling = app.poll_lock.lock().await;
+                        let _polling = app.ci().poll_lock.lock().await;
                         poll_project(&app, &project).await
                     };
                     if let Err(e) = polled {
@@ -187,14 +269,14 @@ async fn poller(app: Arc<App>) {
             Err(e) => tracing::error!(error = %e, "cannot list projects"),
         }
         tokio::select! {
-            () = tokio::time::sleep(app.config.poll_interval) => {}
-            () = app.stopping.cancelled() => return,
+            () = tokio::time::sleep(app.poll_interval()) => {}
+            () = app.stopping().cancelled() => return,
         }
     }
 }
 
 /// The project's repository, fetched first when it is a URL (into the server's mirror).
-pub async fn sync_repo(app: &App, project: &Project) -> Result<PathBuf, String> {
+pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, String> {
     let dir = app.repo_dir(project);
     if mobius_runner::git::is_remote_url(&project.repo) {
         let (url, target) = (project.repo.clone(), dir.clone());
@@ -207,13 +289,13 @@ pub async fn sync_repo(app: &App, project: &Project) -> Result<PathBuf, String> 
 
 /// Compares the repository's refs with those last seen; pushes trigger runs. A project
 /// polled for the first time (no refs recorded yet) records every ref and runs its
-/// branch head once. Callers hold `app.poll_lock`.
-pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>, String> {
-    let repo = sync_repo(app, project).await?;
+/// branch head once. Callers hold `app.ci().poll_lock`.
+pub async fn poll_project(app: &Arc<dyn Host>, project: &Project) -> Result<Vec<Run>, String> {
+    let repo = sync_repo(&**app, project).await?;
     let current =
         tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo)).await.map_err(|e| e.to_string())??;
     let seen: HashMap<String, String> =
-        app.store.refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+        app.store().refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
     let first = seen.is_empty();
     let mut runs = Vec::new();
     let mut pushes = Vec::new();
@@ -228,7 +310,7 @@ pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>,
                 .project(&project.name)
                 .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": sha}))
         });
-        app.store.set_ref(project.id, name, Some(sha), event).await.map_err(|e| e.to_string())?;
+        app.store().set_ref(project.id, name, Some(sha), event).await.map_err(|e| e.to_string())?;
         if pushed {
             pushes.push((name.clone(), sha.clone(), seen.get(name).cloned()));
         }
@@ -237,7 +319,7 @@ pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>,
         let event = NewEvent::new(EventKind::PushReceived, "mobius")
             .project(&project.name)
             .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": null, "deleted": true}));
-        app.store.set_ref(project.id, name, None, Some(event)).await.map_err(|e| e.to_string())?;
+        app.store().set_ref(project.id, name, None, Some(event)).await.map_err(|e| e.to_string())?;
     }
     for (name, sha, before) in pushes {
         let mut trigger = Trigger::new("push", &name, &sha, "mobius");
@@ -251,14 +333,14 @@ pub async fn poll_project(app: &Arc<App>, project: &Project) -> Result<Vec<Run>,
 }
 
 /// Fires `schedule` triggers at each minute whose cron matches (UTC, as on GitHub).
-async fn cron(app: Arc<App>) {
+async fn cron(app: Arc<dyn Host>) {
     loop {
         let now = chrono::Utc::now();
         let into_minute = u64::from(chrono::Timelike::second(&now));
         let wait = Duration::from_secs(60 - into_minute.min(59));
         tokio::select! {
             () = tokio::time::sleep(wait) => {}
-            () = app.stopping.cancelled() => return,
+            () = app.stopping().cancelled() => return,
         }
         let minute = chrono::Utc::now();
         if let Err(e) = fire_schedules(&app, minute).await {
@@ -267,9 +349,9 @@ async fn cron(app: Arc<App>) {
     }
 }
 
-async fn fire_schedules(app: &Arc<App>, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
+pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
     use std::str::FromStr;
-    for project in app.store.projects().await.map_err(|e| e.to_string())? {
+    for project in app.store().projects().await.map_err(|e| e.to_string())? {
         let branch = format!("refs/heads/{}", project.branch);
         let (repo, wanted) = (app.repo_dir(&project), branch.clone());
         let read = tokio::task::spawn_blocking(move || {
@@ -306,24 +388,24 @@ async fn fire_schedules(app: &Arc<App>, at: chrono::DateTime<chrono::Utc>) -> Re
 }
 
 /// Removes logs and artifacts of runs completed longer ago than the retention period.
-async fn retention(app: Arc<App>) {
+async fn retention(app: Arc<dyn Host>) {
     loop {
         if let Err(e) = expire(&app).await {
             tracing::error!(error = %e, "retention pass failed");
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(3600)) => {}
-            () = app.stopping.cancelled() => return,
+            () = app.stopping().cancelled() => return,
         }
     }
 }
 
 /// One retention pass; returns how many blobs were deleted.
-pub async fn expire(app: &Arc<App>) -> Result<usize, mobius_store::StoreError> {
-    let cutoff = mobius_store::now_ms() - app.config.retention.as_millis() as i64;
+pub async fn expire(app: &Arc<dyn Host>) -> Result<usize, mobius_store::StoreError> {
+    let cutoff = mobius_store::now_ms() - app.retention().as_millis() as i64;
     let mut deleted = 0;
-    for digest in app.store.expire_before(cutoff).await? {
-        if !app.store.blob_in_use(&digest).await? && app.blobs.delete(&digest).is_ok() {
+    for digest in app.store().expire_before(cutoff).await? {
+        if !app.store().blob_in_use(&digest).await? && app.blobs().delete(&digest).is_ok() {
             deleted += 1;
         }
     }
@@ -331,53 +413,4 @@ pub async fn expire(app: &Arc<App>) -> Result<usize, mobius_store::StoreError> {
         tracing::info!(blobs = deleted, "expired logs and artifacts removed");
     }
     Ok(deleted)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrono::TimeZone;
-
-    fn git(dir: &Path, args: &[&str]) {
-        let status = std::process::Command::new("git")
-            .args(args)
-            .current_dir(dir)
-            .env("GIT_AUTHOR_NAME", "t")
-            .env("GIT_AUTHOR_EMAIL", "t@example.com")
-            .env("GIT_COMMITTER_NAME", "t")
-            .env("GIT_COMMITTER_EMAIL", "t@example.com")
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    #[tokio::test]
-    async fn schedules_fire_in_the_minutes_their_cron_matches() {
-        let dir = tempfile::tempdir().unwrap();
-        let repo = dir.path().join("repo");
-        std::fs::create_dir_all(repo.join(".github/workflows")).unwrap();
-        let wf = "on:\n  schedule:\n    - cron: '*/15 * * * *'\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo tick\n";
-        std::fs::write(repo.join(".github/workflows/nightly.yml"), wf).unwrap();
-        std::fs::write(
-            repo.join(".github/workflows/push.yml"),
-            wf.replace("schedule:\n    - cron: '*/15 * * * *'", "push:"),
-        )
-        .unwrap();
-        git(&repo, &["init", "-q", "-b", "main"]);
-        git(&repo, &["add", "-A"]);
-        git(&repo, &["commit", "-q", "-m", "init"]);
-        let app = App::open(crate::ServeConfig::new(dir.path().join("data"))).await.unwrap();
-        let created = mobius_store::NewEvent::new(mobius_core::EventKind::ProjectCreate, "test");
-        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000, created).await.unwrap();
-
-        fire_schedules(&app, chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 14, 0).unwrap()).await.unwrap();
-        assert!(app.store.unfinished_runs().await.unwrap().is_empty(), "03:14 does not match */15");
-        fire_schedules(&app, chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 15, 0).unwrap()).await.unwrap();
-        let runs = app.store.unfinished_runs().await.unwrap();
-        assert_eq!(runs.len(), 1, "only the scheduled workflow runs");
-        assert_eq!((runs[0].event.as_str(), runs[0].workflow.as_str()), ("schedule", ".github/workflows/nightly.yml"));
-        assert!(runs[0].payload.contains("*/15 * * * *"), "github.event.schedule is the cron: {}", runs[0].payload);
-        app.shutdown();
-    }
 }

@@ -2,7 +2,7 @@
 //! workflow files are read from the commit through gix, parsed, filtered by the event,
 //! and each matching workflow becomes one run with its concurrency group.
 
-use crate::app::App;
+use crate::Host;
 use mobius_core::Conclusion;
 use mobius_runner::git::{self, CommitInfo};
 use mobius_runner::plan;
@@ -78,10 +78,10 @@ pub fn repository_name(project: &Project) -> String {
 }
 
 /// Queues the runs a trigger starts; returns them (possibly none).
-pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) -> Result<Vec<Run>, TriggerError> {
+pub async fn create_runs(app: &Arc<dyn Host>, project: &Project, trigger: Trigger) -> Result<Vec<Run>, TriggerError> {
     if trigger.event == "push" && trigger.ref_name == format!("refs/heads/{}", project.branch) {
         // The default branch's head says what the project monitors.
-        crate::monitor::load_project(app, project, &trigger.sha).await;
+        app.pushed(project, &trigger.sha).await;
     }
     let repo = app.repo_dir(project);
     let (sha, before) = (trigger.sha.clone(), trigger.before.clone());
@@ -161,7 +161,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
         }
     }
 
-    let _guard = app.trigger_lock.lock().await;
+    let _guard = app.ci().trigger_lock.lock().await;
     let mut runs = Vec::new();
     let attempt = trigger.rerun_of.as_ref().map_or(1, |r| r.attempt + 1);
     let base = |workflow: &str, name: &str| NewRun {
@@ -188,7 +188,7 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
         for (path, rendered) in &broken {
             let mut new = base(path, path);
             new.finished = Some((Conclusion::Failure, format!("invalid workflow file:\n{rendered}")));
-            runs.push(app.store.create_run(&new).await?);
+            runs.push(app.store().create_run(&new).await?);
         }
     }
     for workflow in &selected {
@@ -202,13 +202,13 @@ pub async fn create_runs(app: &Arc<App>, project: &Project, trigger: Trigger) ->
             Ok(None) => {}
             Err(message) => new.finished = Some((Conclusion::Failure, message)),
         }
-        runs.push(app.store.create_run(&new).await?);
+        runs.push(app.store().create_run(&new).await?);
     }
     drop(_guard);
     for run in &runs {
         tracing::info!(run = run.id, project = %project.name, workflow = %run.workflow, event = %run.event, sha = %short(&run.head_sha), "run queued");
     }
-    app.wake_scheduler.notify_one();
+    app.ci().wake_scheduler.notify_one();
     Ok(runs)
 }
 

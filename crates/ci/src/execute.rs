@@ -2,8 +2,8 @@
 //! variables, the shared job slots, and a reporter that writes jobs and steps to the
 //! store as they happen. Afterwards logs, artifacts and test reports go to the blob store.
 
-use super::trigger::repository_name;
-use crate::app::{App, LiveRun};
+use crate::trigger::repository_name;
+use crate::{Host, LiveRun};
 use mobius_core::{Conclusion, RunEvent, Status};
 use mobius_runner::repo::RepoInfo;
 use mobius_runner::{CancellationToken, Reporter, RunError, RunOptions};
@@ -20,8 +20,8 @@ struct StoreReporter {
     /// Events with the time they happened; `None` ends the stream (sent by the run once the runner returned).
     events: mpsc::UnboundedSender<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
-    /// Job logs also go to the log store, labelled with where they come from.
-    logs: Arc<mobius_logs::LogStore>,
+    /// Job logs also go to the host's log store, labelled with where they come from.
+    host: Arc<dyn Host>,
     /// `source="job"`, `project`, `workflow` and `run`.
     labels: Vec<(String, String)>,
 }
@@ -33,23 +33,10 @@ impl Reporter for StoreReporter {
     fn log_lines(&self, job: &str, step: &str, lines: &str) {
         // The runner has already appended the lines to the step's log file; followers re-read it.
         self.progress.send_modify(|n| *n += 1);
-        let mut pairs = self.labels.clone();
-        pairs.push(("job".into(), job.to_string()));
-        pairs.push(("step".into(), step.to_string()));
-        let labels = mobius_series::Labels::new(pairs);
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as i64);
-        let batch: Vec<mobius_logs::LogLine> = lines
-            .lines()
-            .enumerate()
-            .map(|(i, line)| mobius_logs::LogLine {
-                labels: labels.clone(),
-                ts: now + i as i64,
-                line: line.to_string(),
-            })
-            .collect();
-        if let Err(e) = self.logs.push(batch) {
-            tracing::warn!(error = %e, "cannot store job log lines in the log store");
-        }
+        let mut labels = self.labels.clone();
+        labels.push(("job".into(), job.to_string()));
+        labels.push(("step".into(), step.to_string()));
+        self.host.job_log(labels, lines);
     }
 }
 
@@ -66,7 +53,7 @@ struct JobTrack {
 
 /// Writes the runner's events to the store; returns what it knows of each job.
 async fn write_events(
-    app: Arc<App>,
+    app: Arc<dyn Host>,
     run_id: i64,
     mut events: mpsc::UnboundedReceiver<Option<(RunEvent, i64)>>,
     progress: tokio::sync::watch::Sender<u64>,
@@ -82,13 +69,13 @@ async fn write_events(
 }
 
 async fn write_event(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     run_id: i64,
     jobs: &mut HashMap<String, JobTrack>,
     event: RunEvent,
     at: i64,
 ) -> Result<(), mobius_store::StoreError> {
-    let store = &app.store;
+    let store = &app.store();
     match event {
         RunEvent::JobStarted { job, .. } => {
             let id = store.create_job(run_id, &job, Status::InProgress, at).await?;
@@ -100,7 +87,7 @@ async fn write_event(
         }
         RunEvent::JobReused { job, conclusion } => {
             // The outputs the runner was given for it, kept for a later re-run too.
-            let outputs = reused_outputs(&app.store.run(run_id).await?.map(|r| r.reuse).unwrap_or_default(), &job);
+            let outputs = reused_outputs(&app.store().run(run_id).await?.map(|r| r.reuse).unwrap_or_default(), &job);
             let id = store.create_job(run_id, &job, Status::Queued, at).await?;
             store.finish_job(id, conclusion, Some("reused from the previous attempt"), &outputs, at).await?;
         }
@@ -147,7 +134,7 @@ async fn write_event(
             if let Some(track) = jobs.get(&job) {
                 let outputs = serde_json::to_string(&outputs).unwrap_or_else(|_| "{}".into());
                 store.finish_job(track.id, conclusion, None, &outputs, at).await?;
-                app.metrics.job_finished(duration_ms as f64 / 1000.0);
+                app.job_finished(duration_ms as f64 / 1000.0);
             }
         }
         _ => {}
@@ -164,14 +151,14 @@ fn reused_outputs(reuse: &str, job: &str) -> String {
 }
 
 /// Moves a finished step's log file into the blob store.
-pub(crate) async fn ingest_log(app: &Arc<App>, step_id: i64, log: &Path) -> Result<(), mobius_store::StoreError> {
+pub(crate) async fn ingest_log(app: &Arc<dyn Host>, step_id: i64, log: &Path) -> Result<(), mobius_store::StoreError> {
     if log.as_os_str().is_empty() || !log.exists() {
         return Ok(());
     }
-    let blobs = app.blobs.clone();
+    let blobs = app.blobs();
     let path = log.to_path_buf();
     match tokio::task::spawn_blocking(move || blobs.put_file(&path)).await {
-        Ok(Ok((digest, size))) => app.store.set_step_log(step_id, &digest, size as i64).await,
+        Ok(Ok((digest, size))) => app.store().set_step_log(step_id, &digest, size as i64).await,
         Ok(Err(e)) => {
             tracing::error!(step = step_id, log = %log.display(), error = %e, "cannot store a step log");
             Ok(())
@@ -184,10 +171,10 @@ pub(crate) async fn ingest_log(app: &Arc<App>, step_id: i64, log: &Path) -> Resu
 }
 
 /// Runs a started run to completion and records how it ended.
-pub async fn execute_run(app: Arc<App>, run: Run) {
+pub async fn execute_run(app: Arc<dyn Host>, run: Run) {
     let cancel = CancellationToken::new();
     let (progress, _) = tokio::sync::watch::channel(0u64);
-    if let Ok(mut live) = app.live.lock() {
+    if let Ok(mut live) = app.ci().live.lock() {
         live.insert(run.id, LiveRun { cancel: cancel.clone(), progress: progress.clone(), reason: Default::default() });
     }
     if run.cancel_requested {
@@ -204,19 +191,20 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         } else {
             conclusion
         };
-    let cancel_reason = app.live.lock().ok().and_then(|l| l.get(&run.id).and_then(|r| r.reason.lock().ok()?.clone()));
+    let cancel_reason =
+        app.ci().live.lock().ok().and_then(|l| l.get(&run.id).and_then(|r| r.reason.lock().ok()?.clone()));
     let reason = reason.or_else(|| {
         (conclusion == Conclusion::Cancelled).then(|| cancel_reason.unwrap_or_else(|| "cancelled".to_string()))
     });
-    if let Err(e) = app.store.finish_open_jobs(run.id, conclusion, reason.as_deref().unwrap_or("")).await {
+    if let Err(e) = app.store().finish_open_jobs(run.id, conclusion, reason.as_deref().unwrap_or("")).await {
         tracing::error!(run = run.id, error = %e, "cannot complete the run's jobs");
     }
-    if let Err(e) = app.store.finish_run(run.id, conclusion, reason.as_deref()).await {
+    if let Err(e) = app.store().finish_run(run.id, conclusion, reason.as_deref()).await {
         tracing::error!(run = run.id, error = %e, "cannot record the run's conclusion");
     }
     tracing::info!(run = run.id, conclusion = conclusion.as_str(), "run completed");
     // Its releases follow from its `run.completed` event (the `releases` subscriber).
-    if let Ok(mut live) = app.live.lock() {
+    if let Ok(mut live) = app.ci().live.lock() {
         live.remove(&run.id);
     }
     progress.send_modify(|n| *n += 1);
@@ -228,17 +216,17 @@ pub async fn execute_run(app: Arc<App>, run: Run) {
         let _ = std::fs::remove_dir_all(run_dir);
     })
     .await;
-    app.wake_scheduler.notify_one();
+    app.ci().wake_scheduler.notify_one();
 }
 
 async fn run_inner(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     run: &Run,
     cancel: CancellationToken,
     progress: tokio::sync::watch::Sender<u64>,
 ) -> Result<Conclusion, String> {
     let project = app
-        .store
+        .store()
         .project_by_id(run.project_id)
         .await
         .map_err(|e| e.to_string())?
@@ -267,7 +255,7 @@ async fn run_inner(
     let reporter: Arc<dyn Reporter> = Arc::new(StoreReporter {
         events: events_tx.clone(),
         progress,
-        logs: Arc::clone(&app.monitor.logs),
+        host: Arc::clone(app),
         labels: vec![
             ("source".into(), "job".into()),
             ("project".into(), project.name.clone()),
@@ -298,7 +286,7 @@ fn jobs_workspaces(jobs: &HashMap<String, JobTrack>) -> Vec<(String, PathBuf)> {
 }
 
 /// Options for the runner: the project's secrets (opened with the master key) and variables.
-async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathBuf) -> Result<RunOptions, String> {
+async fn run_options(app: &Arc<dyn Host>, project: &Project, run: &Run, source: PathBuf) -> Result<RunOptions, String> {
     let mut options = RunOptions::new(source, app.state_dir());
     options.event_name = run.event.clone();
     options.event_payload = serde_json::from_str(&run.payload).unwrap_or(Value::Object(Default::default()));
@@ -312,13 +300,14 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
         tracing::info!(run = run.id, project = %project.name, "pull request from a fork: no secrets, no cache writes");
         options.cache_writes = false;
     } else {
-        for (name, sealed, _) in app.store.secrets(project.id).await.map_err(|e| e.to_string())? {
-            let value =
-                app.key.open(&secret_context(project.id, &name), &sealed).map_err(|e| format!("secret {name}: {e}"))?;
+        for (name, sealed, _) in app.store().secrets(project.id).await.map_err(|e| e.to_string())? {
+            let value = app
+                .open_secret(&secret_context(project.id, &name), &sealed)
+                .map_err(|e| format!("secret {name}: {e}"))?;
             options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
         }
     }
-    options.vars = app.store.variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    options.vars = app.store().variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
     if let Ok(Value::Object(reuse)) = serde_json::from_str::<Value>(&run.reuse) {
         for (job, entry) in reuse {
             let conclusion = match entry.get("conclusion").and_then(Value::as_str) {
@@ -338,13 +327,13 @@ async fn run_options(app: &Arc<App>, project: &Project, run: &Run, source: PathB
     options.keep_runs = 0;
     options.keep_workspaces = true;
     options.use_gitignore = false;
-    options.job_slots = Some(app.job_slots.clone());
-    options.concurrency = Some(app.job_groups.clone());
-    options.cache_blobs = Some(app.cache_blobs.clone());
+    options.job_slots = Some(app.ci().job_slots.clone());
+    options.concurrency = Some(app.ci().job_groups.clone());
+    options.cache_blobs = Some(app.cache_blobs());
     // By project id: two projects whose repositories end alike never share entries.
     options.cache_namespace = Some(format!("project-{}", project.id));
-    options.sandbox = app.sandbox.clone();
-    options.action_dir = app.config.action_dir.clone();
+    options.sandbox = app.sandbox();
+    options.action_dir = app.action_dir();
     Ok(options)
 }
 

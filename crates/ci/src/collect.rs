@@ -1,7 +1,7 @@
 //! After a run: its artifacts into the blob store, and the JUnit reports its jobs left in
 //! their workspaces or uploaded as artifacts, parsed into test reports.
 
-use crate::app::App;
+use crate::Host;
 use globset::{Glob, GlobSet, GlobSetBuilder};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,7 +37,7 @@ fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
 }
 
 pub async fn artifacts_and_reports(
-    app: &Arc<App>,
+    app: &Arc<dyn Host>,
     run_id: i64,
     run_dir: &Path,
     jobs: &[(String, PathBuf)],
@@ -53,7 +53,7 @@ pub async fn artifacts_and_reports(
             for entry in entries.filter_map(Result::ok) {
                 let name = entry.file_name().to_string_lossy().to_string();
                 for (rel, path) in files_under(&entry.path()) {
-                    match app2.blobs.put_file(&path) {
+                    match app2.blobs().put_file(&path) {
                         Ok((digest, size)) => artifacts.push((name.clone(), rel.clone(), digest, size)),
                         Err(e) => tracing::error!(run = run_id, file = %path.display(), error = %e, "cannot store an artifact file"),
                     }
@@ -89,7 +89,7 @@ pub async fn artifacts_and_reports(
     .await;
     let Ok((artifacts, reports)) = found else { return };
     for (name, path, digest, size) in artifacts {
-        if let Err(e) = app.store.add_artifact(run_id, &name, &path, &digest, size as i64).await {
+        if let Err(e) = app.store().add_artifact(run_id, &name, &path, &digest, size as i64).await {
             tracing::error!(run = run_id, error = %e, "cannot record an artifact");
         }
     }
@@ -100,7 +100,7 @@ pub async fn artifacts_and_reports(
         let mut failed = serde_json::Value::Array(s.failed);
         masker.mask_json(&mut failed);
         let file = masker.mask(&file).into_owned();
-        if let Err(e) = app.store.add_test_report(run_id, &job, &file, counts, &failed).await {
+        if let Err(e) = app.store().add_test_report(run_id, &job, &file, counts, &failed).await {
             tracing::error!(run = run_id, error = %e, "cannot record a test report");
         }
     }
