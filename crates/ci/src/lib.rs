@@ -17,6 +17,7 @@ use mobius_store::{BlobStore, Store};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use mobius_code::refs::RefChange;
 use mobius_core::{Conclusion, EventKind, Status};
 use mobius_store::{NewEvent, Project, Run};
 use std::collections::HashMap;
@@ -278,9 +279,9 @@ async fn poller(app: Arc<dyn Host>) {
 /// The project's repository, fetched first when it is a URL (into the server's mirror).
 pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, String> {
     let dir = app.repo_dir(project);
-    if mobius_runner::git::is_remote_url(&project.repo) {
+    if mobius_code::git::is_remote_url(&project.repo) {
         let (url, target) = (project.repo.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || mobius_runner::git::mirror(&url, &target))
+        tokio::task::spawn_blocking(move || mobius_code::git::mirror(&url, &target))
             .await
             .map_err(|e| e.to_string())??;
     }
@@ -293,33 +294,33 @@ pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, Str
 pub async fn poll_project(app: &Arc<dyn Host>, project: &Project) -> Result<Vec<Run>, String> {
     let repo = sync_repo(&**app, project).await?;
     let current =
-        tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo)).await.map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || mobius_code::git::refs(&repo)).await.map_err(|e| e.to_string())??;
     let seen: HashMap<String, String> =
         app.store().refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
-    let first = seen.is_empty();
     let mut runs = Vec::new();
     let mut pushes = Vec::new();
-    for (name, sha) in &current {
-        if seen.get(name) == Some(sha) {
-            continue;
+    for change in mobius_code::refs::changes(&seen, &current, &project.branch) {
+        let pushed = |name: &str, before: Option<&String>, after: Option<&String>, deleted: bool| {
+            let mut data = serde_json::json!({"ref": name, "before": before, "after": after});
+            if deleted {
+                data["deleted"] = true.into();
+            }
+            NewEvent::new(EventKind::PushReceived, "mobius").project(&project.name).data(data)
+        };
+        match change {
+            RefChange::Pushed { name, sha, before } => {
+                let event = pushed(&name, before.as_ref(), Some(&sha), false);
+                app.store().set_ref(project.id, &name, Some(&sha), Some(event)).await.map_err(|e| e.to_string())?;
+                pushes.push((name, sha, before));
+            }
+            RefChange::Recorded { name, sha } => {
+                app.store().set_ref(project.id, &name, Some(&sha), None).await.map_err(|e| e.to_string())?;
+            }
+            RefChange::Deleted { name, before } => {
+                let event = pushed(&name, Some(&before), None, true);
+                app.store().set_ref(project.id, &name, None, Some(event)).await.map_err(|e| e.to_string())?;
+            }
         }
-        let is_branch_head = *name == format!("refs/heads/{}", project.branch);
-        let pushed = !first || is_branch_head;
-        let event = pushed.then(|| {
-            NewEvent::new(EventKind::PushReceived, "mobius")
-                .project(&project.name)
-                .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": sha}))
-        });
-        app.store().set_ref(project.id, name, Some(sha), event).await.map_err(|e| e.to_string())?;
-        if pushed {
-            pushes.push((name.clone(), sha.clone(), seen.get(name).cloned()));
-        }
-    }
-    for name in seen.keys().filter(|n| !current.iter().any(|(c, _)| c == *n)) {
-        let event = NewEvent::new(EventKind::PushReceived, "mobius")
-            .project(&project.name)
-            .data(serde_json::json!({"ref": name, "before": seen.get(name), "after": null, "deleted": true}));
-        app.store().set_ref(project.id, name, None, Some(event)).await.map_err(|e| e.to_string())?;
     }
     for (name, sha, before) in pushes {
         let mut trigger = Trigger::new("push", &name, &sha, "mobius");
@@ -350,37 +351,23 @@ async fn cron(app: Arc<dyn Host>) {
 }
 
 pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
-    use std::str::FromStr;
     for project in app.store().projects().await.map_err(|e| e.to_string())? {
         let branch = format!("refs/heads/{}", project.branch);
         let (repo, wanted) = (app.repo_dir(&project), branch.clone());
         let read = tokio::task::spawn_blocking(move || {
-            let refs = mobius_runner::git::refs(&repo)?;
+            let refs = mobius_code::git::refs(&repo)?;
             let sha = refs.into_iter().find(|(n, _)| *n == wanted).map(|(_, s)| s).ok_or("no branch head")?;
-            let files = mobius_runner::git::workflow_files(&repo, &sha)?;
+            let files = mobius_code::git::workflow_files(&repo, &sha)?;
             Ok::<_, String>((sha, files))
         })
         .await
         .map_err(|e| e.to_string())?;
         let Ok((sha, files)) = read else { continue };
-        let mut crons = Vec::new();
-        for (path, text) in files {
-            if let Ok(workflow) = mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)) {
-                if let Some(trigger) = workflow.triggers.get("schedule") {
-                    crons.extend(trigger.crons.iter().cloned());
-                }
-            }
-        }
-        crons.sort();
-        crons.dedup();
-        for expression in crons {
-            let matches = croner::Cron::from_str(&expression).ok().and_then(|c| c.is_time_matching(&at).ok());
-            if matches == Some(true) {
-                let mut trigger = Trigger::new("schedule", &branch, &sha, "mobius");
-                trigger.cron = Some(expression.clone());
-                if let Err(e) = create_runs(app, &project, trigger).await {
-                    tracing::warn!(project = %project.name, cron = %expression, error = %e, "schedule not run");
-                }
+        for expression in mobius_code::cron::due(&files, at) {
+            let mut trigger = Trigger::new("schedule", &branch, &sha, "mobius");
+            trigger.cron = Some(expression.clone());
+            if let Err(e) = create_runs(app, &project, trigger).await {
+                tracing::warn!(project = %project.name, cron = %expression, error = %e, "schedule not run");
             }
         }
     }

@@ -3,8 +3,8 @@
 //! and each matching workflow becomes one run with its concurrency group.
 
 use crate::Host;
+use mobius_code::git::{self, CommitInfo};
 use mobius_core::Conclusion;
-use mobius_runner::git::{self, CommitInfo};
 use mobius_runner::plan;
 use mobius_runner::repo::{repository_from_url, RepoInfo};
 use mobius_runner::RunOptions;

@@ -125,7 +125,7 @@ impl App {
     /// Where a project's git objects are read: its local repository, or the server's bare
     /// mirror of its URL (`DATA/mirrors/<project>.git`, kept current by [`mobius_ci::sync_repo`]).
     pub fn repo_dir(&self, project: &mobius_store::Project) -> PathBuf {
-        if mobius_runner::git::is_remote_url(&project.repo) {
+        if mobius_code::git::is_remote_url(&project.repo) {
             self.config.data_dir.join("mirrors").join(format!("{}.git", project.name))
         } else {
             PathBuf::from(&project.repo)

@@ -31,12 +31,11 @@ fn instance_labels(i: &mobius_deploy::agent::InstanceStatus) -> Labels {
 /// problems changes nothing: they are logged with their lines and audited.
 pub async fn load_project(app: &crate::app::App, project: &mobius_store::Project, sha: &str) {
     let (dir, commit) = (app.repo_dir(project), sha.to_string());
-    let read = tokio::task::spawn_blocking(move || {
-        mobius_runner::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME)
-    })
-    .await
-    .map_err(|e| e.to_string())
-    .and_then(|r| r);
+    let read =
+        tokio::task::spawn_blocking(move || mobius_code::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r);
     let text = match read {
         Ok(Some(text)) => text,
         Ok(None) => {

@@ -30,7 +30,7 @@ pub fn delivery_at(app: &dyn Host, project: &Project, commit: &str) -> Result<Op
 
 /// The `mobius.yaml` of the repository in `dir` at a commit or branch.
 pub fn delivery_in(dir: &std::path::Path, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
-    let Some(text) = mobius_runner::git::file_at(dir, commit, crate::config::FILE_NAME).map_err(DeliveryError::Read)?
+    let Some(text) = mobius_code::git::file_at(dir, commit, crate::config::FILE_NAME).map_err(DeliveryError::Read)?
     else {
         return Ok(None);
     };
@@ -165,7 +165,7 @@ async fn address_position(
 ) -> Option<mobius_config::yaml::Pos> {
     let (dir, commit) = (app.repo_dir(project), commit.to_string());
     let text = tokio::task::spawn_blocking(move || {
-        mobius_runner::git::file_at(&dir, &commit, crate::config::FILE_NAME).ok().flatten()
+        mobius_code::git::file_at(&dir, &commit, crate::config::FILE_NAME).ok().flatten()
     })
     .await
     .ok()
@@ -256,7 +256,7 @@ async fn try_make_releases(
         if let Some(previous) = previous.as_ref().filter(|_| run.event != "workflow_dispatch") {
             let (repo, newest, head) = (repo.clone(), previous.commit_sha.clone(), run.head_sha.clone());
             let older =
-                tokio::task::spawn_blocking(move || mobius_runner::git::is_ancestor(&repo, &head, &newest, 100_000))
+                tokio::task::spawn_blocking(move || mobius_code::git::is_ancestor(&repo, &head, &newest, 100_000))
                     .await
                     .map_err(|e| e.to_string())??;
             if older {
@@ -271,7 +271,7 @@ async fn try_make_releases(
         let before = previous.as_ref().map(|p| p.commit_sha.clone());
         let head = run.head_sha.clone();
         let commits = tokio::task::spawn_blocking(move || {
-            mobius_runner::git::commits_between(&repo, before.as_deref(), &head, 100)
+            mobius_code::git::commits_between(&repo, before.as_deref(), &head, 100)
         })
         .await
         .map_err(|e| e.to_string())??;

@@ -12,27 +12,15 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::Json;
-use hmac::{Hmac, KeyInit, Mac};
 use mobius_ci::{self as engine, Trigger};
+use mobius_code::webhook::{self, signature_matches, Kind};
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
-use serde_json::{json, Value};
-use sha2::Sha256;
+use serde_json::json;
 use std::sync::Arc;
-
-const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
     headers.get(name).and_then(|v| v.to_str().ok())
-}
-
-/// Whether `signature` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared in constant time.
-pub fn signature_matches(secret: &[u8], body: &[u8], signature: &str) -> bool {
-    let Some(hex_digest) = signature.strip_prefix("sha256=") else { return false };
-    let Ok(expected) = hex::decode(hex_digest.trim()) else { return false };
-    let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(secret) else { return false };
-    mac.update(body);
-    mac.verify_slice(&expected).is_ok()
 }
 
 pub async fn github(
@@ -65,59 +53,39 @@ pub async fn github(
         refuse(&app, &name, "the signature does not match").await;
         return Err(bad_signature());
     }
-    let event = header(&headers, "x-github-event")
+    let event_header = header(&headers, "x-github-event")
         .or_else(|| header(&headers, "x-gitea-event"))
-        .or_else(|| header(&headers, "x-gogs-event"))
-        .ok_or_else(|| ApiError::bad_request("missing X-GitHub-Event (or X-Gitea-Event) header"))?
-        .to_string();
-    if event == "ping" {
-        return Ok((StatusCode::OK, Json(json!({"ok": true, "runs": []}))));
-    }
-    if event != "push" && event != "pull_request" {
-        return Ok((
-            StatusCode::ACCEPTED,
-            Json(json!({"ignored": format!("event '{event}' does not trigger runs"), "runs": []})),
-        ));
-    }
-    let payload = payload_of(&headers, &body)?;
-    let field = |pointer: &str| payload.pointer(pointer).and_then(Value::as_str).map(str::to_string);
-    let need = |pointer: &str| {
-        field(pointer).ok_or_else(|| ApiError::bad_request(format!("the {event} payload has no '{}'", &pointer[1..])))
-    };
-    let actor = field("/sender/login").or_else(|| field("/pusher/name")).unwrap_or_else(|| "webhook".into());
-
-    let trigger = if event == "push" {
-        let git_ref = need("/ref")?;
-        let after = need("/after")?;
-        if !git_ref.starts_with("refs/") || !is_sha(&after) {
-            return Err(ApiError::bad_request("the push payload needs a full 'ref' and a 40-digit 'after'"));
+        .or_else(|| header(&headers, "x-gogs-event"));
+    let delivered = webhook::parse(event_header, header(&headers, "content-type"), &body)
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (event, actor, payload) = (delivered.event, delivered.actor, delivered.payload);
+    let trigger = match delivered.kind {
+        Kind::Ping => return Ok((StatusCode::OK, Json(json!({"ok": true, "runs": []})))),
+        Kind::Ignored => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({"ignored": format!("event '{event}' does not trigger runs"), "runs": []})),
+            ))
         }
-        if after == ZERO_SHA || payload.get("deleted").and_then(Value::as_bool) == Some(true) {
+        Kind::Deleted { git_ref } => {
             let event = NewEvent::new(EventKind::PushReceived, &actor)
                 .project(&project.name)
                 .data(json!({"ref": git_ref, "after": null, "deleted": true, "via": "webhook"}));
             app.store.set_ref(project.id, &git_ref, None, Some(event)).await?;
             return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "ref deleted"}))));
         }
-        let seen = app.store.refs(project.id).await?;
-        if seen.iter().any(|(n, s)| *n == git_ref && *s == after) {
-            return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this push was already seen"}))));
+        Kind::Push { git_ref, after, before } => {
+            let seen = app.store.refs(project.id).await?;
+            if seen.iter().any(|(n, s)| *n == git_ref && *s == after) {
+                return Ok((StatusCode::OK, Json(json!({"runs": [], "note": "this push was already seen"}))));
+            }
+            let mut trigger = Trigger::new("push", &git_ref, &after, &actor);
+            trigger.before = before;
+            trigger
         }
-        let mut trigger = Trigger::new("push", &git_ref, &after, &actor);
-        // `before == after` (a push that moved nothing, or a re-push): the head commit alone.
-        trigger.before = field("/before").filter(|b| b != ZERO_SHA && is_sha(b) && *b != after);
-        trigger
-    } else {
-        let number = payload
-            .pointer("/number")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| ApiError::bad_request("the pull_request payload has no 'number'"))?;
-        let sha = need("/pull_request/head/sha")?;
-        need("/pull_request/base/ref")?;
-        if !is_sha(&sha) {
-            return Err(ApiError::bad_request("pull_request.head.sha is not a 40-digit commit id"));
+        Kind::PullRequest { number, head_sha } => {
+            Trigger::new("pull_request", &format!("refs/pull/{number}/merge"), &head_sha, &actor)
         }
-        Trigger::new("pull_request", &format!("refs/pull/{number}/merge"), &sha, &actor)
     };
     // A delivery seen before (a replay, even correctly signed) starts nothing again.
     let delivery = header(&headers, "x-github-delivery").or_else(|| header(&headers, "x-gitea-delivery"));
@@ -185,25 +153,4 @@ async fn refuse(app: &App, project: &str, reason: &str) {
     {
         tracing::warn!(error = %e, "cannot record a refused webhook in the audit log");
     }
-}
-
-/// The delivery's JSON: the body, or its `payload` field when GitHub sends the
-/// form content type (`application/x-www-form-urlencoded`).
-fn payload_of(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
-    let form = header(headers, "content-type")
-        .is_some_and(|t| t.trim().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"));
-    let json: std::borrow::Cow<'_, [u8]> = if form {
-        let payload = form_urlencoded::parse(body)
-            .find(|(k, _)| k == "payload")
-            .map(|(_, v)| v.into_owned())
-            .ok_or_else(|| ApiError::bad_request("the form-encoded delivery has no 'payload' field"))?;
-        std::borrow::Cow::Owned(payload.into_bytes())
-    } else {
-        std::borrow::Cow::Borrowed(body)
-    };
-    serde_json::from_slice(&json).map_err(|e| ApiError::bad_request(format!("the payload is not valid JSON: {e}")))
-}
-
-fn is_sha(s: &str) -> bool {
-    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }

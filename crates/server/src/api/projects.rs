@@ -50,11 +50,11 @@ pub async fn create(
         return Err(ApiError::conflict(format!("a project named '{}' already exists", body.name)));
     }
     // A URL is mirrored into the data directory (and fetched before each poll); a path is read in place.
-    let (repo_text, dir) = if mobius_runner::git::is_remote_url(&body.repo) {
+    let (repo_text, dir) = if mobius_code::git::is_remote_url(&body.repo) {
         let dir = app.config.data_dir.join("mirrors").join(format!("{}.git", body.name));
         let _ = std::fs::remove_dir_all(&dir);
         let (url, target) = (body.repo.clone(), dir.clone());
-        let fetched = tokio::task::spawn_blocking(move || mobius_runner::git::mirror(&url, &target))
+        let fetched = tokio::task::spawn_blocking(move || mobius_code::git::mirror(&url, &target))
             .await
             .map_err(ApiError::internal)?;
         if let Err(e) = fetched {
@@ -71,7 +71,7 @@ pub async fn create(
     let info = {
         let dir = dir.clone();
         tokio::task::spawn_blocking(move || {
-            mobius_runner::git::refs(&dir).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&dir)))
+            mobius_code::git::refs(&dir).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&dir)))
         })
         .await
         .map_err(ApiError::internal)?
@@ -100,7 +100,7 @@ pub async fn create(
         let mine = mobius_deploy::stage::addresses::claims_of(&body.name, &config);
         let others = mobius_deploy::stage::addresses::claims_of_others(&app.deployer(), None, true).await;
         if let Some(conflict) = mobius_deploy::stage::addresses::conflict(&mine, &others) {
-            if mobius_runner::git::is_remote_url(&body.repo) {
+            if mobius_code::git::is_remote_url(&body.repo) {
                 let _ = std::fs::remove_dir_all(&dir);
             }
             return Err(ApiError::denied(StatusCode::CONFLICT, caller.actor(), format!("mobius.yaml: {conflict}")));
@@ -317,7 +317,7 @@ pub async fn dispatch_workflow(
     let wanted = git_ref.unwrap_or_else(|| project.branch.clone());
     let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
     let repo = engine::sync_repo(&**app, &project).await.map_err(ApiError::unprocessable)?;
-    let refs = tokio::task::spawn_blocking(move || mobius_runner::git::refs(&repo))
+    let refs = tokio::task::spawn_blocking(move || mobius_code::git::refs(&repo))
         .await
         .map_err(ApiError::internal)?
         .map_err(ApiError::internal)?;

@@ -483,7 +483,7 @@ async fn graph_nodes(app: &App, run: &Run, jobs: &[JobView]) -> Vec<graph::Node>
     let project = app.store.project_by_id(run.project_id).await.ok().flatten();
     let (repo, sha, path) = (project.map(|p| app.repo_dir(&p)), run.head_sha.clone(), run.workflow.clone());
     let workflow = tokio::task::spawn_blocking(move || {
-        let files = mobius_runner::git::workflow_files(&repo?, &sha).ok()?;
+        let files = mobius_code::git::workflow_files(&repo?, &sha).ok()?;
         let (path, text) = files.into_iter().find(|(p, _)| *p == path)?;
         mobius_workflow::parse_workflow(mobius_workflow::SourceFile::new(path, text)).ok()
     })
@@ -726,7 +726,7 @@ struct ProjectPage {
 async fn branch_workflows(app: &App, project: &mobius_store::Project) -> Vec<mobius_workflow::Workflow> {
     let (repo, branch) = (app.repo_dir(project), format!("refs/heads/{}", project.branch));
     tokio::task::spawn_blocking(move || {
-        let files = mobius_runner::git::workflow_files(&repo, &branch).unwrap_or_default();
+        let files = mobius_code::git::workflow_files(&repo, &branch).unwrap_or_default();
         files
             .into_iter()
             .filter_map(|(path, text)| {
