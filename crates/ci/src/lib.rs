@@ -9,6 +9,7 @@
 mod collect;
 pub mod execute;
 pub mod junit;
+pub mod rerun;
 pub mod trigger;
 
 use async_trait::async_trait;

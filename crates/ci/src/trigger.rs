@@ -62,14 +62,10 @@ pub enum TriggerError {
     NotFound(String),
     #[error("{0}")]
     Invalid(String),
+    #[error(transparent)]
+    Store(#[from] mobius_store::StoreError),
     #[error("{0}")]
     Internal(String),
-}
-
-impl From<mobius_store::StoreError> for TriggerError {
-    fn from(e: mobius_store::StoreError) -> Self {
-        TriggerError::Internal(e.to_string())
-    }
 }
 
 /// `owner/name` for `github.repository`: from the repository URL, else `local/<project>`.

@@ -3,7 +3,7 @@
 //! (gix's reqwest/rustls transport).
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// A commit's files: path to (object id, mode flags).
 pub type Listing = BTreeMap<String, (gix::ObjectId, gix::object::tree::EntryMode)>;
@@ -250,4 +250,51 @@ pub fn mirror(url: &str, dir: &Path) -> Result<usize, String> {
         .map_err(|e| format!("cannot fetch from {url}: {e}"))?;
     let changed = outcome.ref_map.mappings.len();
     Ok(changed)
+}
+
+/// A repository a project is added with.
+#[derive(Debug)]
+pub struct Adopted {
+    /// The repository as the project records it (a URL, or the canonical path).
+    pub repo: String,
+    /// Where to read it: the mirror, or the path itself.
+    pub dir: PathBuf,
+    pub refs: Vec<(String, String)>,
+}
+
+/// A URL is mirrored into `mirror` (fetched again before each poll); a path is read
+/// in place.
+pub fn adopt(repo: &str, mirror: &Path) -> Result<Adopted, String> {
+    let (text, dir) = if is_remote_url(repo) {
+        let _ = std::fs::remove_dir_all(mirror);
+        if let Err(e) = self::mirror(repo, mirror) {
+            let _ = std::fs::remove_dir_all(mirror);
+            return Err(e);
+        }
+        (repo.to_string(), mirror.to_path_buf())
+    } else {
+        let path = Path::new(repo).canonicalize().map_err(|e| format!("cannot open '{repo}': {e}"))?;
+        (path.display().to_string(), path)
+    };
+    let refs = refs(&dir)?;
+    Ok(Adopted { repo: text, dir, refs })
+}
+
+/// The branch a project follows: the one asked for, else the branch `HEAD` names,
+/// else `main`, `master`, or the first branch; an error when the repository does not
+/// have it.
+pub fn default_branch(refs: &[(String, String)], head: &str, wanted: Option<&str>) -> Result<String, String> {
+    let has = |b: &str| refs.iter().any(|(name, _)| *name == format!("refs/heads/{b}"));
+    let branch = wanted.map(str::to_string).unwrap_or_else(|| {
+        let from_head = head.strip_prefix("refs/heads/").filter(|b| has(b)).map(str::to_string);
+        from_head
+            .or_else(|| ["main", "master"].iter().find(|b| has(b)).map(|b| b.to_string()))
+            .or_else(|| refs.iter().find_map(|(n, _)| n.strip_prefix("refs/heads/").map(str::to_string)))
+            .unwrap_or_else(|| "main".to_string())
+    });
+    if has(&branch) {
+        Ok(branch)
+    } else {
+        Err(format!("the repository has no branch '{branch}'"))
+    }
 }

@@ -64,6 +64,7 @@ impl From<mobius_ci::TriggerError> for ApiError {
         match e {
             mobius_ci::TriggerError::NotFound(m) => ApiError::not_found(m),
             mobius_ci::TriggerError::Invalid(m) => ApiError::unprocessable(m),
+            mobius_ci::TriggerError::Store(e) => e.into(),
             mobius_ci::TriggerError::Internal(m) => ApiError::internal(m),
         }
     }

@@ -50,45 +50,18 @@ pub async fn create(
         return Err(ApiError::conflict(format!("a project named '{}' already exists", body.name)));
     }
     // A URL is mirrored into the data directory (and fetched before each poll); a path is read in place.
-    let (repo_text, dir) = if mobius_code::git::is_remote_url(&body.repo) {
-        let dir = app.config.data_dir.join("mirrors").join(format!("{}.git", body.name));
-        let _ = std::fs::remove_dir_all(&dir);
-        let (url, target) = (body.repo.clone(), dir.clone());
-        let fetched = tokio::task::spawn_blocking(move || mobius_code::git::mirror(&url, &target))
-            .await
-            .map_err(ApiError::internal)?;
-        if let Err(e) = fetched {
-            let _ = std::fs::remove_dir_all(&dir);
-            return Err(ApiError::unprocessable(format!("repo: {e}")));
-        }
-        (body.repo.clone(), dir)
-    } else {
-        let path = std::path::Path::new(&body.repo)
-            .canonicalize()
-            .map_err(|e| ApiError::unprocessable(format!("repo: cannot open '{}': {e}", body.repo)))?;
-        (path.display().to_string(), path)
-    };
-    let info = {
-        let dir = dir.clone();
-        tokio::task::spawn_blocking(move || {
-            mobius_code::git::refs(&dir).map(|refs| (refs, mobius_runner::repo::RepoInfo::read(&dir)))
-        })
-        .await
-        .map_err(ApiError::internal)?
-        .map_err(|e| ApiError::unprocessable(format!("repo: {e}")))?
-    };
-    let (refs, head) = info;
-    let has = |b: &str| refs.iter().any(|(name, _)| *name == format!("refs/heads/{b}"));
-    let branch = body.branch.clone().unwrap_or_else(|| {
-        let from_head = head.git_ref.strip_prefix("refs/heads/").filter(|b| has(b)).map(str::to_string);
-        from_head
-            .or_else(|| ["main", "master"].iter().find(|b| has(b)).map(|b| b.to_string()))
-            .or_else(|| refs.iter().find_map(|(n, _)| n.strip_prefix("refs/heads/").map(str::to_string)))
-            .unwrap_or_else(|| "main".to_string())
-    });
-    if !has(&branch) {
-        return Err(ApiError::unprocessable(format!("branch: the repository has no branch '{branch}'")));
-    }
+    let mirror = app.config.data_dir.join("mirrors").join(format!("{}.git", body.name));
+    let (repo, wanted) = (body.repo.clone(), body.branch.clone());
+    let (repo_text, dir, branch) = tokio::task::spawn_blocking(move || {
+        let adopted = mobius_code::git::adopt(&repo, &mirror).map_err(|e| format!("repo: {e}"))?;
+        let head = mobius_runner::repo::RepoInfo::read(&adopted.dir).git_ref;
+        let branch = mobius_code::git::default_branch(&adopted.refs, &head, wanted.as_deref())
+            .map_err(|e| format!("branch: {e}"))?;
+        Ok::<_, String>((adopted.repo, adopted.dir, branch))
+    })
+    .await
+    .map_err(ApiError::internal)?
+    .map_err(ApiError::unprocessable)?;
     // Its environments' addresses must not be another project's.
     let delivery = {
         let (dir, head) = (dir.clone(), format!("refs/heads/{branch}"));

@@ -9,7 +9,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use mobius_ci::{self as engine, Trigger};
+use mobius_ci::{self as engine};
 use mobius_core::EventKind;
 use mobius_core::{Conclusion, Status};
 use mobius_store::NewEvent;
@@ -256,59 +256,26 @@ pub async fn rerun(
     Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
 }
 
-/// Queues the next attempt of a completed run: same commit, workflow, event, payload and
-/// inputs. With `failed_only`, jobs that succeeded keep their result and outputs and only
-/// the others (failed, cancelled, or skipped because of them) run again, as on GitHub.
+/// Queues the next attempt of a completed run (`mobius_ci::rerun`), audited.
 pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bool) -> ApiResult<Vec<Run>> {
+    use mobius_ci::rerun::RerunError;
     let run = find_run(app, caller, id, Role::Developer).await?;
-    if run.status != Status::Completed {
-        return Err(ApiError::conflict(format!("run {id} is still {}; cancel it first", run.status)));
-    }
-    let reuse = if failed_only { succeeded_jobs(app, &run).await? } else { serde_json::Map::new() };
-    let project =
-        app.store.project_by_id(run.project_id).await?.ok_or_else(|| ApiError::not_found("the project was removed"))?;
-    let mut trigger = Trigger::new(&run.event, &run.ref_name, &run.head_sha, &caller.name);
-    trigger.workflow = Some(run.workflow.clone());
-    trigger.payload = serde_json::from_str(&run.payload).ok();
-    trigger.inputs = serde_json::from_str(&run.inputs).unwrap_or_default();
-    trigger.rerun_of = Some(run.clone());
-    trigger.reuse = reuse;
-    let runs = engine::create_runs(&app.ci_host(), &project, trigger).await?;
+    let runs = match mobius_ci::rerun::rerun(&app.ci_host(), &run, &caller.name, failed_only).await {
+        Ok(runs) => runs,
+        Err(e @ RerunError::NotCompleted { .. }) => return Err(ApiError::conflict(e.to_string())),
+        Err(e @ RerunError::NothingFailed(_)) => return Err(ApiError::unprocessable(e.to_string())),
+        Err(e @ RerunError::ProjectGone) => return Err(ApiError::not_found(e.to_string())),
+        Err(RerunError::Trigger(e)) => return Err(e.into()),
+        Err(RerunError::Store(e)) => return Err(e.into()),
+    };
+    let project = app.store.project_by_id(run.project_id).await?.map(|p| p.name).unwrap_or_default();
     app.store
         .append(
             NewEvent::audit(EventKind::RunRerun, &caller.actor(), &format!("run/{id}"), &caller.remote)
-                .project(&project.name)
+                .project(&project)
                 .run(id)
                 .data(json!({"runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
         .await?;
     Ok(runs)
-}
-
-/// The top-level jobs of a run whose every row (matrix leg, called job) succeeded, with
-/// their merged outputs; an error when nothing failed.
-async fn succeeded_jobs(app: &App, run: &Run) -> ApiResult<serde_json::Map<String, Value>> {
-    let rows = app.store.jobs(run.id).await?;
-    let mut by_job: std::collections::BTreeMap<String, Vec<&mobius_store::JobRow>> = Default::default();
-    for row in &rows {
-        // Rows are named by job id, with ` (matrix values)` or ` / called job` after it.
-        let id = row.name.split([' ']).next().unwrap_or(&row.name).to_string();
-        by_job.entry(id).or_default().push(row);
-    }
-    let mut reuse = serde_json::Map::new();
-    for (id, rows) in &by_job {
-        if rows.iter().all(|r| r.conclusion == Some(Conclusion::Success)) {
-            let mut outputs = serde_json::Map::new();
-            for row in rows {
-                if let Ok(Value::Object(o)) = serde_json::from_str::<Value>(&row.outputs) {
-                    outputs.extend(o);
-                }
-            }
-            reuse.insert(id.clone(), json!({"conclusion": "success", "outputs": outputs}));
-        }
-    }
-    if run.conclusion == Some(Conclusion::Success) || reuse.len() == by_job.len() && !by_job.is_empty() {
-        return Err(ApiError::unprocessable(format!("run {} has no failed jobs to re-run", run.id)));
-    }
-    Ok(reuse)
 }
