@@ -432,3 +432,98 @@ async fn change(
     store.append_all(std::slice::from_ref(&event)).await?;
     store.incident(id).await?.ok_or(ChangeError::NotFound(id))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobius_alerting::config::parse_alertmanager_config;
+    use mobius_alerting::oncall::parse_oncall_config;
+    use mobius_config::SourceFile;
+    use mobius_core::ManualClock;
+
+    struct TestHost {
+        store: Store,
+        am: Arc<AlertManager>,
+        oncall: Arc<OnCallConfig>,
+        clock: ManualClock,
+    }
+
+    impl Host for TestHost {
+        fn store(&self) -> &dyn IncidentStore {
+            &self.store
+        }
+        fn alerts(&self) -> Option<Arc<AlertManager>> {
+            Some(Arc::clone(&self.am))
+        }
+        fn oncall(&self) -> Arc<OnCallConfig> {
+            Arc::clone(&self.oncall)
+        }
+        fn ack_link(&self, _: i64, _: &str) -> Option<String> {
+            None
+        }
+        fn clock(&self) -> &dyn Clock {
+            &self.clock
+        }
+    }
+
+    const ALERTMANAGER: &str = "route:\n  receiver: team\n  group_by: [alertname]\nreceivers:\n  - name: team\n  - name: lead\n  - name: director\n";
+    const ONCALL: &str = "policies:\n  - name: queues\n    receiver: team\n    levels:\n      - { delay: 0s, targets: [{ receiver: team }] }\n      - { delay: 2s, targets: [{ receiver: lead }] }\n      - { delay: 4s, targets: [{ receiver: director }] }\n";
+
+    async fn pages(store: &Store, id: i64) -> Vec<String> {
+        let events = store.incident_events(id).await.expect("the timeline");
+        events.into_iter().filter(|e| e.kind == IncidentEventKind::Escalated).map(|e| e.message).collect()
+    }
+
+    /// Issue 17, item 9: escalation reads time from its clock, so a test moves time
+    /// by hand and proves that nobody is paged early, or after an acknowledgement,
+    /// without sleeping.
+    #[tokio::test]
+    async fn escalation_pages_each_level_when_its_clock_says_and_nobody_after_an_acknowledgement() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
+        let receivers: Vec<String> = am_config.receivers.iter().map(|r| r.name.clone()).collect();
+        let oncall = parse_oncall_config(SourceFile::new("oncall.yml", ONCALL), &receivers).expect("a valid file");
+        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let t0 = mobius_alerting::now_ms();
+        let alert = Alert {
+            labels: mobius_series::Labels::from_pairs(&[("alertname", "QueueTooDeep")]),
+            annotations: vec![("summary".into(), "jobs holds 10 items".into())],
+            starts_at: t0,
+            ends_at: t0 + 86_400_000,
+            generator_url: String::new(),
+            updated_at: t0,
+        };
+        am.put(vec![alert.clone()]);
+        let group = am.groups().into_iter().next().expect("the alert's group");
+        let host = TestHost { store, am, oncall: Arc::new(oncall), clock: ManualClock::new(t0) };
+        let event = GroupEvent {
+            group_key: group.key.clone(),
+            receiver: "team".into(),
+            group_labels: group.labels.clone(),
+            status: GroupStatus::Firing,
+            alerts: vec![alert],
+            at: t0,
+        };
+        on_group_event(&host, &event, &mut HashMap::new()).await.expect("an incident");
+        let incident = host.store.open_incident_of(&group.key).await.expect("the store").expect("an open incident");
+
+        escalate_due(&host).await.expect("escalation");
+        assert_eq!(pages(&host.store, incident.id).await, ["level 1: paged team through team"]);
+        host.clock.advance(Duration::from_millis(1_999));
+        escalate_due(&host).await.expect("escalation");
+        assert_eq!(pages(&host.store, incident.id).await.len(), 1, "level 2 waits its 2 s");
+        host.clock.advance(Duration::from_millis(1));
+        escalate_due(&host).await.expect("escalation");
+        assert_eq!(pages(&host.store, incident.id).await[1], "level 2: paged lead through lead");
+
+        acknowledge(&host.store, incident.id, "ada", "test").await.expect("acknowledged");
+        host.clock.advance(Duration::from_secs(3600));
+        escalate_due(&host).await.expect("escalation");
+        assert_eq!(pages(&host.store, incident.id).await.len(), 2, "nobody is paged after the acknowledgement");
+        let kinds: Vec<IncidentEventKind> =
+            host.store.incident_events(incident.id).await.expect("the timeline").into_iter().map(|e| e.kind).collect();
+        use IncidentEventKind as K;
+        assert_eq!(kinds, [K::Opened, K::Alert, K::Escalated, K::Escalated, K::Acknowledged]);
+    }
+}

@@ -216,7 +216,7 @@ fn reload_on_hangup(app: &Arc<App>) -> anyhow::Result<()> {
 }
 
 /// On first start (no token at all), creates an admin token and writes it to `DATA/admin-token` (0600).
-async fn first_admin_token(app: &Arc<App>) -> anyhow::Result<Option<(String, PathBuf)>> {
+pub(crate) async fn first_admin_token(app: &Arc<App>) -> anyhow::Result<Option<(String, PathBuf)>> {
     if app.store.token_count().await? > 0 {
         return Ok(None);
     }

@@ -12,6 +12,8 @@ mod meta;
 pub(crate) mod monitor;
 pub(crate) mod projects;
 pub(crate) mod runs;
+#[cfg(test)]
+mod tests;
 mod tokens;
 
 use crate::app::App;
@@ -187,17 +189,17 @@ async fn count_requests(State(app): State<Arc<App>>, request: Request, next: Nex
 /// A JSON body whose problems are answered as `{"error": ...}` naming the field.
 pub struct JsonBody<T>(pub T);
 
-impl<T, S> FromRequest<S> for JsonBody<T>
+impl<T> FromRequest<Arc<App>> for JsonBody<T>
 where
     T: serde::de::DeserializeOwned,
-    S: Send + Sync,
 {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|e| {
+    async fn from_request(req: Request, app: &Arc<App>) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(req, app).await.map_err(|e| {
             if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::new(e.status(), "request body too large")
+                // A body sent without a length is stopped where it passes the limit.
+                ApiError::new(e.status(), format!("request body larger than {} bytes", app.config.max_body_bytes))
             } else {
                 ApiError::bad_request(format!("cannot read the request body: {e}"))
             }
