@@ -98,6 +98,17 @@ pub struct LiveRun {
     pub reason: std::sync::Mutex<Option<String>>,
 }
 
+/// Why a repository could not be fetched or compared.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error(transparent)]
+    Git(#[from] mobius_code::git::GitError),
+    #[error(transparent)]
+    Store(#[from] mobius_store::StoreError),
+    #[error("the git task stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
 /// The reason recorded on runs a previous process left running.
 pub const RESTART_REASON: &str = "server restarted";
 
@@ -278,13 +289,11 @@ async fn poller(app: Arc<dyn Host>) {
 }
 
 /// The project's repository, fetched first when it is a URL (into the server's mirror).
-pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, String> {
+pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, PollError> {
     let dir = app.repo_dir(project);
     if mobius_code::git::is_remote_url(&project.repo) {
         let (url, target) = (project.repo.clone(), dir.clone());
-        tokio::task::spawn_blocking(move || mobius_code::git::mirror(&url, &target))
-            .await
-            .map_err(|e| e.to_string())??;
+        tokio::task::spawn_blocking(move || mobius_code::git::mirror(&url, &target)).await??;
     }
     Ok(dir)
 }
@@ -292,12 +301,10 @@ pub async fn sync_repo(app: &dyn Host, project: &Project) -> Result<PathBuf, Str
 /// Compares the repository's refs with those last seen; pushes trigger runs. A project
 /// polled for the first time (no refs recorded yet) records every ref and runs its
 /// branch head once. Callers hold `app.ci().poll_lock`.
-pub async fn poll_project(app: &Arc<dyn Host>, project: &Project) -> Result<Vec<Run>, String> {
+pub async fn poll_project(app: &Arc<dyn Host>, project: &Project) -> Result<Vec<Run>, PollError> {
     let repo = sync_repo(&**app, project).await?;
-    let current =
-        tokio::task::spawn_blocking(move || mobius_code::git::refs(&repo)).await.map_err(|e| e.to_string())??;
-    let seen: HashMap<String, String> =
-        app.store().refs(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    let current = tokio::task::spawn_blocking(move || mobius_code::git::refs(&repo)).await??;
+    let seen: HashMap<String, String> = app.store().refs(project.id).await?.into_iter().collect();
     let mut runs = Vec::new();
     let mut pushes = Vec::new();
     for change in mobius_code::refs::changes(&seen, &current, &project.branch) {
@@ -311,15 +318,15 @@ pub async fn poll_project(app: &Arc<dyn Host>, project: &Project) -> Result<Vec<
         match change {
             RefChange::Pushed { name, sha, before } => {
                 let event = pushed(&name, before.as_ref(), Some(&sha), false);
-                app.store().set_ref(project.id, &name, Some(&sha), Some(event)).await.map_err(|e| e.to_string())?;
+                app.store().set_ref(project.id, &name, Some(&sha), Some(event)).await?;
                 pushes.push((name, sha, before));
             }
             RefChange::Recorded { name, sha } => {
-                app.store().set_ref(project.id, &name, Some(&sha), None).await.map_err(|e| e.to_string())?;
+                app.store().set_ref(project.id, &name, Some(&sha), None).await?;
             }
             RefChange::Deleted { name, before } => {
                 let event = pushed(&name, Some(&before), None, true);
-                app.store().set_ref(project.id, &name, None, Some(event)).await.map_err(|e| e.to_string())?;
+                app.store().set_ref(project.id, &name, None, Some(event)).await?;
             }
         }
     }
@@ -357,13 +364,13 @@ pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Ut
         let (repo, wanted) = (app.repo_dir(&project), branch.clone());
         let read = tokio::task::spawn_blocking(move || {
             let refs = mobius_code::git::refs(&repo)?;
-            let sha = refs.into_iter().find(|(n, _)| *n == wanted).map(|(_, s)| s).ok_or("no branch head")?;
+            let Some(sha) = refs.into_iter().find(|(n, _)| *n == wanted).map(|(_, s)| s) else { return Ok(None) };
             let files = mobius_code::git::workflow_files(&repo, &sha)?;
-            Ok::<_, String>((sha, files))
+            Ok::<_, mobius_code::git::GitError>(Some((sha, files)))
         })
         .await
         .map_err(|e| e.to_string())?;
-        let Ok((sha, files)) = read else { continue };
+        let Ok(Some((sha, files))) = read else { continue };
         for expression in mobius_code::cron::due(&files, at) {
             let mut trigger = Trigger::new("schedule", &branch, &sha, "mobius");
             trigger.cron = Some(expression.clone());

@@ -64,6 +64,9 @@ pub enum TriggerError {
     Invalid(String),
     #[error(transparent)]
     Store(#[from] mobius_store::StoreError),
+    /// The commit or its workflow files could not be read.
+    #[error(transparent)]
+    Git(#[from] mobius_code::git::GitError),
     #[error("{0}")]
     Internal(String),
 }
@@ -84,11 +87,11 @@ pub async fn create_runs(app: &Arc<dyn Host>, project: &Project, trigger: Trigge
     let read = tokio::task::spawn_blocking(move || {
         let files = git::workflow_files(&repo, &sha)?;
         let commits = git::commits_between(&repo, before.as_deref(), &sha, 20)?;
-        Ok::<_, String>((files, commits))
+        Ok::<_, git::GitError>((files, commits))
     })
     .await
     .map_err(|e| TriggerError::Internal(e.to_string()))?;
-    let (files, commits) = read.map_err(TriggerError::Invalid)?;
+    let (files, commits) = read?;
     let head =
         commits.last().cloned().ok_or_else(|| TriggerError::Invalid(format!("commit {} not found", trigger.sha)))?;
     let repository = repository_name(project);

@@ -5,15 +5,60 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// Why a repository could not be read or fetched; each carries what failed beneath.
+#[derive(Debug, thiserror::Error)]
+pub enum GitError {
+    #[error("{} is not in a git repository: {source}", dir.display())]
+    NotARepository {
+        dir: PathBuf,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the ref '{0}' does not exist in the repository")]
+    UnknownRef(String),
+    #[error("the repository has no branch '{0}'")]
+    NoBranch(String),
+    #[error("cannot open '{path}': {source}")]
+    Path {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// Reading objects, refs or history of a repository that opened.
+    #[error("{what}: {source}")]
+    Read {
+        what: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// Creating, connecting to or fetching into a mirror.
+    #[error("{what}: {source}")]
+    Remote {
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+}
+
+/// A reading error, said as `what` failed.
+fn read<E: std::error::Error + Send + Sync + 'static>(what: &'static str) -> impl FnOnce(E) -> GitError {
+    move |e| GitError::Read { what, source: Box::new(e) }
+}
+
+/// A fetching error, said as `what` failed.
+fn remote<E: std::error::Error + Send + Sync + 'static>(what: String) -> impl FnOnce(E) -> GitError {
+    move |e| GitError::Remote { what, source: Box::new(e) }
+}
+
 /// A commit's files: path to (object id, mode flags).
 pub type Listing = BTreeMap<String, (gix::ObjectId, gix::object::tree::EntryMode)>;
 
-pub fn open(dir: &Path) -> Result<gix::Repository, String> {
-    gix::discover(dir).map_err(|e| format!("{} is not in a git repository: {e}", dir.display()))
+pub fn open(dir: &Path) -> Result<gix::Repository, GitError> {
+    gix::discover(dir).map_err(|e| GitError::NotARepository { dir: dir.to_path_buf(), source: Box::new(e) })
 }
 
 /// Resolves a branch, tag, remote branch or (abbreviated) commit id to a commit id.
-pub fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, String> {
+pub fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, GitError> {
     let candidates = [
         wanted.to_string(),
         format!("refs/heads/{wanted}"),
@@ -27,14 +72,14 @@ pub fn resolve(repo: &gix::Repository, wanted: &str) -> Result<gix::ObjectId, St
             }
         }
     }
-    Err(format!("the ref '{wanted}' does not exist in the repository"))
+    Err(GitError::UnknownRef(wanted.to_string()))
 }
 
-pub fn listing(repo: &gix::Repository, commit: gix::ObjectId) -> Result<Listing, String> {
-    let commit = repo.find_commit(commit).map_err(|e| e.to_string())?;
-    let tree = commit.tree().map_err(|e| e.to_string())?;
+pub fn listing(repo: &gix::Repository, commit: gix::ObjectId) -> Result<Listing, GitError> {
+    let commit = repo.find_commit(commit).map_err(read("cannot read the commit"))?;
+    let tree = commit.tree().map_err(read("cannot read the commit's tree"))?;
     let mut recorder = gix::traverse::tree::Recorder::default();
-    tree.traverse().breadthfirst(&mut recorder).map_err(|e| e.to_string())?;
+    tree.traverse().breadthfirst(&mut recorder).map_err(read("cannot walk the commit's tree"))?;
     Ok(recorder
         .records
         .into_iter()
@@ -89,11 +134,11 @@ pub fn head_commit(dir: &Path) -> Option<HeadCommit> {
 }
 
 /// The branches and tags of a repository, each peeled to its commit: `(full ref name, commit id)`.
-pub fn refs(dir: &Path) -> Result<Vec<(String, String)>, String> {
+pub fn refs(dir: &Path) -> Result<Vec<(String, String)>, GitError> {
     let repo = open(dir)?;
-    let platform = repo.references().map_err(|e| e.to_string())?;
+    let platform = repo.references().map_err(read("cannot read the refs"))?;
     let mut out = Vec::new();
-    for reference in platform.all().map_err(|e| e.to_string())?.filter_map(Result::ok) {
+    for reference in platform.all().map_err(read("cannot list the refs"))?.filter_map(Result::ok) {
         let name = reference.name().as_bstr().to_string();
         if !(name.starts_with("refs/heads/") || name.starts_with("refs/tags/")) {
             continue;
@@ -123,9 +168,9 @@ pub struct CommitInfo {
     pub modified: Vec<String>,
 }
 
-fn commit_info(repo: &gix::Repository, id: gix::ObjectId) -> Result<(CommitInfo, Option<gix::ObjectId>), String> {
-    let commit = repo.find_commit(id).map_err(|e| e.to_string())?;
-    let author = commit.author().map_err(|e| e.to_string())?;
+fn commit_info(repo: &gix::Repository, id: gix::ObjectId) -> Result<(CommitInfo, Option<gix::ObjectId>), GitError> {
+    let commit = repo.find_commit(id).map_err(read("cannot read the commit"))?;
+    let author = commit.author().map_err(read("cannot read the commit's author"))?;
     let parent = commit.parent_ids().next().map(|p| p.detach());
     let now = listing(repo, id)?;
     let before = match parent {
@@ -155,7 +200,12 @@ fn commit_info(repo: &gix::Repository, id: gix::ObjectId) -> Result<(CommitInfo,
 /// The commits a push brought, newest last: from `after` back along first parents to
 /// `before` (exclusive), at most `limit` (GitHub's payload lists at most 20). Without
 /// `before` (a new branch), only the head commit.
-pub fn commits_between(dir: &Path, before: Option<&str>, after: &str, limit: usize) -> Result<Vec<CommitInfo>, String> {
+pub fn commits_between(
+    dir: &Path,
+    before: Option<&str>,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<CommitInfo>, GitError> {
     let repo = open(dir)?;
     let mut next = Some(resolve(&repo, after)?);
     let stop = before.and_then(|b| gix::ObjectId::from_hex(b.as_bytes()).ok());
@@ -174,16 +224,16 @@ pub fn commits_between(dir: &Path, before: Option<&str>, after: &str, limit: usi
 
 /// Whether `ancestor` is a strict ancestor of `descendant`, looking at most `limit`
 /// commits back from `descendant` (beyond that, `false`).
-pub fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str, limit: usize) -> Result<bool, String> {
+pub fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str, limit: usize) -> Result<bool, GitError> {
     let repo = open(dir)?;
     let target = resolve(&repo, ancestor)?;
     let start = resolve(&repo, descendant)?;
     if target == start {
         return Ok(false);
     }
-    let walk = repo.rev_walk([start]).all().map_err(|e| e.to_string())?;
+    let walk = repo.rev_walk([start]).all().map_err(read("cannot walk the history"))?;
     for info in walk.take(limit) {
-        if info.map_err(|e| e.to_string())?.id == target {
+        if info.map_err(read("cannot walk the history"))?.id == target {
             return Ok(true);
         }
     }
@@ -191,7 +241,7 @@ pub fn is_ancestor(dir: &Path, ancestor: &str, descendant: &str, limit: usize) -
 }
 
 /// The workflow files (`.github/workflows/*.yml|yaml`) in a commit: `(path, text)`.
-pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>, String> {
+pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>, GitError> {
     let repo = open(dir)?;
     let id = resolve(&repo, commit)?;
     let files = listing(&repo, id)?;
@@ -201,14 +251,14 @@ pub fn workflow_files(dir: &Path, commit: &str) -> Result<Vec<(String, String)>,
         if name.contains('/') || !(name.ends_with(".yml") || name.ends_with(".yaml")) || !mode.is_blob() {
             continue;
         }
-        let object = repo.find_object(oid).map_err(|e| e.to_string())?;
+        let object = repo.find_object(oid).map_err(read("cannot read a workflow file"))?;
         out.push((path.clone(), String::from_utf8_lossy(&object.data).to_string()));
     }
     Ok(out)
 }
 
 /// The text of one file in a commit, `None` when the commit has no such file.
-pub fn file_at(dir: &Path, commit: &str, path: &str) -> Result<Option<String>, String> {
+pub fn file_at(dir: &Path, commit: &str, path: &str) -> Result<Option<String>, GitError> {
     let repo = open(dir)?;
     let id = resolve(&repo, commit)?;
     let files = listing(&repo, id)?;
@@ -216,7 +266,7 @@ pub fn file_at(dir: &Path, commit: &str, path: &str) -> Result<Option<String>, S
     if !mode.is_blob() {
         return Ok(None);
     }
-    let object = repo.find_object(*oid).map_err(|e| e.to_string())?;
+    let object = repo.find_object(*oid).map_err(read("cannot read the file"))?;
     Ok(Some(String::from_utf8_lossy(&object.data).to_string()))
 }
 
@@ -229,25 +279,25 @@ pub fn is_remote_url(repo: &str) -> bool {
 
 /// Keeps a bare mirror of `url` in `dir`: created on first use, then every branch and tag
 /// fetched (forced, as a mirror follows the remote). Returns how many refs changed.
-pub fn mirror(url: &str, dir: &Path) -> Result<usize, String> {
+pub fn mirror(url: &str, dir: &Path) -> Result<usize, GitError> {
     let repo = if dir.join("HEAD").exists() {
-        gix::open(dir).map_err(|e| format!("cannot open the mirror {}: {e}", dir.display()))?
+        gix::open(dir).map_err(remote(format!("cannot open the mirror {}", dir.display())))?
     } else {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create the mirror {}: {e}", dir.display()))?;
-        gix::init_bare(dir).map_err(|e| format!("cannot create the mirror {}: {e}", dir.display()))?
+        std::fs::create_dir_all(dir).map_err(remote(format!("cannot create the mirror {}", dir.display())))?;
+        gix::init_bare(dir).map_err(remote(format!("cannot create the mirror {}", dir.display())))?
     };
-    let remote = repo
+    let remote_repo = repo
         .remote_at(url)
-        .map_err(|e| format!("invalid repository URL '{url}': {e}"))?
+        .map_err(remote(format!("invalid repository URL '{url}'")))?
         .with_refspecs(["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"], gix::remote::Direction::Fetch)
-        .map_err(|e| e.to_string())?;
+        .map_err(remote(format!("invalid refspecs for {url}")))?;
     let connection =
-        remote.connect(gix::remote::Direction::Fetch).map_err(|e| format!("cannot connect to {url}: {e}"))?;
+        remote_repo.connect(gix::remote::Direction::Fetch).map_err(remote(format!("cannot connect to {url}")))?;
     let outcome = connection
         .prepare_fetch(gix::progress::Discard, Default::default())
-        .map_err(|e| format!("cannot list the refs of {url}: {e}"))?
+        .map_err(remote(format!("cannot list the refs of {url}")))?
         .receive(gix::progress::Discard, &std::sync::atomic::AtomicBool::new(false))
-        .map_err(|e| format!("cannot fetch from {url}: {e}"))?;
+        .map_err(remote(format!("cannot fetch from {url}")))?;
     let changed = outcome.ref_map.mappings.len();
     Ok(changed)
 }
@@ -264,7 +314,7 @@ pub struct Adopted {
 
 /// A URL is mirrored into `mirror` (fetched again before each poll); a path is read
 /// in place.
-pub fn adopt(repo: &str, mirror: &Path) -> Result<Adopted, String> {
+pub fn adopt(repo: &str, mirror: &Path) -> Result<Adopted, GitError> {
     let (text, dir) = if is_remote_url(repo) {
         let _ = std::fs::remove_dir_all(mirror);
         if let Err(e) = self::mirror(repo, mirror) {
@@ -273,7 +323,8 @@ pub fn adopt(repo: &str, mirror: &Path) -> Result<Adopted, String> {
         }
         (repo.to_string(), mirror.to_path_buf())
     } else {
-        let path = Path::new(repo).canonicalize().map_err(|e| format!("cannot open '{repo}': {e}"))?;
+        let path =
+            Path::new(repo).canonicalize().map_err(|source| GitError::Path { path: repo.to_string(), source })?;
         (path.display().to_string(), path)
     };
     let refs = refs(&dir)?;
@@ -283,7 +334,7 @@ pub fn adopt(repo: &str, mirror: &Path) -> Result<Adopted, String> {
 /// The branch a project follows: the one asked for, else the branch `HEAD` names,
 /// else `main`, `master`, or the first branch; an error when the repository does not
 /// have it.
-pub fn default_branch(refs: &[(String, String)], head: &str, wanted: Option<&str>) -> Result<String, String> {
+pub fn default_branch(refs: &[(String, String)], head: &str, wanted: Option<&str>) -> Result<String, GitError> {
     let has = |b: &str| refs.iter().any(|(name, _)| *name == format!("refs/heads/{b}"));
     let branch = wanted.map(str::to_string).unwrap_or_else(|| {
         let from_head = head.strip_prefix("refs/heads/").filter(|b| has(b)).map(str::to_string);
@@ -295,6 +346,6 @@ pub fn default_branch(refs: &[(String, String)], head: &str, wanted: Option<&str
     if has(&branch) {
         Ok(branch)
     } else {
-        Err(format!("the repository has no branch '{branch}'"))
+        Err(GitError::NoBranch(branch))
     }
 }

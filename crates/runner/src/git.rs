@@ -17,9 +17,9 @@ pub struct CheckedOut {
 /// (cleaned first when `clean`), `.git` (copied from the source repository when the
 /// target has none), `HEAD` and an index matching the tree.
 pub fn checkout(source: &Path, wanted: &str, target: &Path, clean: bool) -> Result<CheckedOut, String> {
-    let repo = open(source)?;
-    let commit = resolve(&repo, wanted)?;
-    let files = listing(&repo, commit)?;
+    let repo = open(source).map_err(|e| e.to_string())?;
+    let commit = resolve(&repo, wanted).map_err(|e| e.to_string())?;
+    let files = listing(&repo, commit).map_err(|e| e.to_string())?;
     std::fs::create_dir_all(target).map_err(|e| format!("cannot create {}: {e}", target.display()))?;
     if clean {
         for entry in std::fs::read_dir(target).map_err(|e| e.to_string())?.filter_map(Result::ok) {

@@ -65,6 +65,7 @@ impl From<mobius_ci::TriggerError> for ApiError {
             mobius_ci::TriggerError::NotFound(m) => ApiError::not_found(m),
             mobius_ci::TriggerError::Invalid(m) => ApiError::unprocessable(m),
             mobius_ci::TriggerError::Store(e) => e.into(),
+            mobius_ci::TriggerError::Git(e) => ApiError::unprocessable(e.to_string()),
             mobius_ci::TriggerError::Internal(m) => ApiError::internal(m),
         }
     }

@@ -35,7 +35,7 @@ pub async fn load_project(app: &crate::app::App, project: &mobius_store::Project
         tokio::task::spawn_blocking(move || mobius_code::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME))
             .await
             .map_err(|e| e.to_string())
-            .and_then(|r| r);
+            .and_then(|r| r.map_err(|e| e.to_string()));
     let text = match read {
         Ok(Some(text)) => text,
         Ok(None) => {

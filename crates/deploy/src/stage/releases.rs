@@ -16,8 +16,11 @@ use std::sync::Arc;
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
     /// The repository could not be read at that commit.
-    #[error("{0}")]
-    Read(String),
+    #[error(transparent)]
+    Read(#[from] mobius_code::git::GitError),
+    /// The task reading it stopped.
+    #[error("reading mobius.yaml stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
     /// The file is there and wrong: its diagnostics.
     #[error("{}", .0.render(false))]
     Invalid(mobius_config::FileErrors),
@@ -72,7 +75,7 @@ async fn check_delivery(
         let (app, project, sha) = (Arc::clone(app), project.clone(), run.head_sha.clone());
         tokio::task::spawn_blocking(move || delivery_at(&*app, &project, &sha))
             .await
-            .unwrap_or_else(|e| Err(DeliveryError::Read(e.to_string())))
+            .unwrap_or_else(|e| Err(DeliveryError::Stopped(e)))
     };
     match parsed {
         Ok(None) => Ok(None),
@@ -105,7 +108,7 @@ async fn check_delivery(
             app.store().set_check(run.id, name, Conclusion::Success, &summary, &[]).await?;
             Ok(Some(config))
         }
-        Err(DeliveryError::Read(e)) => {
+        Err(e @ (DeliveryError::Read(_) | DeliveryError::Stopped(_))) => {
             tracing::warn!(run = run.id, error = %e, "cannot read mobius.yaml");
             Ok(None)
         }
@@ -258,7 +261,8 @@ async fn try_make_releases(
             let older =
                 tokio::task::spawn_blocking(move || mobius_code::git::is_ancestor(&repo, &head, &newest, 100_000))
                     .await
-                    .map_err(|e| e.to_string())??;
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
             if older {
                 tracing::warn!(project = %project.name, service = %service.name, run = run.id, "no release: the commit is older than the newest release");
                 let said = json!({"run": run.id, "commit": run.head_sha, "newest_release": previous.version,
@@ -274,7 +278,8 @@ async fn try_make_releases(
             mobius_code::git::commits_between(&repo, before.as_deref(), &head, 100)
         })
         .await
-        .map_err(|e| e.to_string())??;
+        .map_err(|e| e.to_string())?
+        .map_err(|e| e.to_string())?;
         let changelog = json!(commits
             .iter()
             .rev()

@@ -289,7 +289,7 @@ pub async fn dispatch_workflow(
     let project = find(app, caller, name, Role::Developer).await?;
     let wanted = git_ref.unwrap_or_else(|| project.branch.clone());
     let full = if wanted.starts_with("refs/") { wanted.clone() } else { format!("refs/heads/{wanted}") };
-    let repo = engine::sync_repo(&**app, &project).await.map_err(ApiError::unprocessable)?;
+    let repo = engine::sync_repo(&**app, &project).await.map_err(|e| ApiError::unprocessable(e.to_string()))?;
     let refs = tokio::task::spawn_blocking(move || mobius_code::git::refs(&repo))
         .await
         .map_err(ApiError::internal)?
