@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 #[async_trait]
 pub trait IncidentStore: Send + Sync {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// The last `alert.firing` and `alert.resolved` entries (at most `limit`), oldest first.
+    async fn alert_entries(&self, limit: i64) -> Result<Vec<mobius_store::Event>, StoreError>;
     /// Opens the group's incident (true), or answers the one already open (false).
     async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool), StoreError>;
     async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError>;
@@ -59,6 +61,16 @@ pub trait IncidentStore: Send + Sync {
 impl IncidentStore for Store {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError> {
         Store::append_all(self, events).await.map(drop)
+    }
+    async fn alert_entries(&self, limit: i64) -> Result<Vec<mobius_store::Event>, StoreError> {
+        let filter = mobius_store::EventFilter {
+            kinds: vec![EventKind::AlertFiring, EventKind::AlertResolved],
+            limit,
+            ..Default::default()
+        };
+        let mut newest = self.events_newest(&filter, None).await?;
+        newest.reverse();
+        Ok(newest)
     }
     async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool), StoreError> {
         Store::open_incident(self, new).await
@@ -133,7 +145,14 @@ pub fn start<H: Host>(app: &Arc<H>, stopping: CancellationToken) {
     let follower = Arc::clone(app);
     tokio::spawn(async move {
         let mut seen: HashMap<i64, HashSet<u64>> = HashMap::new();
-        let mut firing: HashMap<String, HashSet<u64>> = HashMap::new();
+        // What the log says fires, so a restart does not announce it again.
+        let mut firing = match firing_in_log(follower.store()).await {
+            Ok(firing) => firing,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read which alerts fire from the event log");
+                HashMap::new()
+            }
+        };
         loop {
             match events.recv().await {
                 Ok(event) => {
@@ -164,9 +183,36 @@ pub fn start<H: Host>(app: &Arc<H>, stopping: CancellationToken) {
     });
 }
 
+/// How many of the log's newest alert entries a restart reads to learn what fires.
+const FIRING_HORIZON: i64 = 10_000;
+
+/// The alerts firing as the event log tells it (fingerprints per group): each
+/// `alert.firing` not followed by its `alert.resolved`.
+async fn firing_in_log(store: &dyn IncidentStore) -> Result<HashMap<String, HashSet<u64>>, StoreError> {
+    let mut firing: HashMap<String, HashSet<u64>> = HashMap::new();
+    for event in store.alert_entries(FIRING_HORIZON).await? {
+        let data = event.data();
+        let group = data.get("group").and_then(Value::as_str).unwrap_or_default().to_string();
+        let Some(fingerprint) =
+            data.get("fingerprint").and_then(Value::as_str).and_then(|f| u64::from_str_radix(f, 16).ok())
+        else {
+            continue;
+        };
+        if event.kind == EventKind::AlertFiring {
+            firing.entry(group).or_default().insert(fingerprint);
+        } else if let Some(known) = firing.get_mut(&group) {
+            known.remove(&fingerprint);
+            if known.is_empty() {
+                firing.remove(&group);
+            }
+        }
+    }
+    Ok(firing)
+}
+
 /// Appends `alert.firing` for each alert of the group that starts firing and
 /// `alert.resolved` for each that stops (`firing` holds the fingerprints seen firing,
-/// per group, since this process started).
+/// per group, as the log tells it).
 async fn record_alerts<H: Host>(
     app: &H,
     event: &GroupEvent,
@@ -525,5 +571,58 @@ mod tests {
             host.store.incident_events(incident.id).await.expect("the timeline").into_iter().map(|e| e.kind).collect();
         use IncidentEventKind as K;
         assert_eq!(kinds, [K::Opened, K::Alert, K::Escalated, K::Escalated, K::Acknowledged]);
+    }
+
+    /// After a restart, an alert that still fires is not announced again: what fires
+    /// is read back from the log.
+    #[tokio::test]
+    async fn an_alert_still_firing_after_a_restart_is_not_announced_twice() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let t0 = mobius_alerting::now_ms();
+        let alert = Alert {
+            labels: mobius_series::Labels::from_pairs(&[("alertname", "Down"), ("project", "p")]),
+            annotations: Vec::new(),
+            starts_at: t0,
+            ends_at: t0 + 86_400_000,
+            generator_url: String::new(),
+            updated_at: t0,
+        };
+        let am = AlertManager::new(
+            parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file"),
+            None,
+            "http://mobius.test".into(),
+        )
+        .expect("an alert manager");
+        let host = TestHost { store, am, oncall: Arc::default(), clock: ManualClock::new(t0) };
+        let event = |status| GroupEvent {
+            group_key: "g".into(),
+            receiver: "team".into(),
+            group_labels: mobius_series::Labels::default(),
+            status,
+            alerts: vec![alert.clone()],
+            at: t0,
+        };
+        let entries = |store: &Store| {
+            let filter = mobius_store::EventFilter {
+                after: -1,
+                kinds: vec![EventKind::AlertFiring, EventKind::AlertResolved],
+                limit: 100,
+                ..Default::default()
+            };
+            let store = store.clone();
+            async move { store.events(&filter).await.expect("the log").into_iter().map(|e| e.kind).collect::<Vec<_>>() }
+        };
+        let mut before = firing_in_log(&host.store).await.expect("the log");
+        record_alerts(&host, &event(GroupStatus::Firing), &mut before).await.expect("recorded");
+        // A restart: the follower starts again from the log.
+        let mut after = firing_in_log(&host.store).await.expect("the log");
+        record_alerts(&host, &event(GroupStatus::Firing), &mut after).await.expect("recorded");
+        assert_eq!(entries(&host.store).await, [EventKind::AlertFiring], "announced once");
+        record_alerts(&host, &event(GroupStatus::Resolved), &mut after).await.expect("recorded");
+        let mut again = firing_in_log(&host.store).await.expect("the log");
+        assert!(again.is_empty(), "{again:?}");
+        record_alerts(&host, &event(GroupStatus::Resolved), &mut again).await.expect("recorded");
+        assert_eq!(entries(&host.store).await, [EventKind::AlertFiring, EventKind::AlertResolved]);
     }
 }
