@@ -1175,16 +1175,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<AlertmanagerConfig, Vec<String>> {
-        parse_alertmanager_config(SourceFile::new("alertmanager.yml", text)).map_err(|e| {
-            e.diagnostics
-                .iter()
-                .map(|d| {
-                    d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                        format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                    })
-                })
-                .collect()
-        })
+        parse_alertmanager_config(SourceFile::new("alertmanager.yml", text))
+            .map_err(|e| e.diagnostics.iter().map(|d| d.short()).collect())
     }
 
     const CONFIG: &str = "route:
@@ -1271,16 +1263,8 @@ inhibit_rules:
         .unwrap();
         let file = |text: &str| {
             let path = dir.path().join("alertmanager.yml");
-            parse_alertmanager_config(SourceFile::new(path.display().to_string(), text.to_string())).map_err(|e| {
-                e.diagnostics
-                    .iter()
-                    .map(|d| {
-                        d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                            format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                        })
-                    })
-                    .collect::<Vec<_>>()
-            })
+            parse_alertmanager_config(SourceFile::new(path.display().to_string(), text.to_string()))
+                .map_err(|e| e.diagnostics.iter().map(|d| d.short()).collect::<Vec<_>>())
         };
         let receivers = "route: { receiver: chat }\nreceivers:\n  - name: chat\n    slack_configs:\n      - api_url: http://127.0.0.1:9/slack\n        title: '{{ template \"team.title\" . }}'\n";
         let config = file(&format!("templates: ['templates/*.tmpl']\n{receivers}")).unwrap();

@@ -360,15 +360,7 @@ policies:
             &receivers(),
         )
         .unwrap_err();
-        let got: Vec<String> = errors
-            .diagnostics
-            .iter()
-            .map(|d| {
-                d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                    format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                })
-            })
-            .collect();
+        let got: Vec<String> = errors.diagnostics.iter().map(|d| d.short()).collect();
         assert_eq!(
             got,
             [

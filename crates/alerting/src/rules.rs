@@ -589,16 +589,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<Vec<RuleGroup>, Vec<String>> {
-        parse_rule_file(SourceFile::new("rules.yml", text), Duration::from_secs(60)).map_err(|e| {
-            e.diagnostics
-                .iter()
-                .map(|d| {
-                    d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                        format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                    })
-                })
-                .collect()
-        })
+        parse_rule_file(SourceFile::new("rules.yml", text), Duration::from_secs(60))
+            .map_err(|e| e.diagnostics.iter().map(|d| d.short()).collect())
     }
 
     #[test]

@@ -25,6 +25,14 @@ impl Diagnostic {
         self
     }
 
+    /// `line:col message (help)`: the diagnostic in one line, without the file.
+    pub fn short(&self) -> String {
+        match &self.help {
+            Some(help) => format!("{}:{} {} ({help})", self.pos.line, self.pos.col, self.message),
+            None => format!("{}:{} {}", self.pos.line, self.pos.col, self.message),
+        }
+    }
+
     pub fn with_help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self

@@ -351,16 +351,8 @@ mod tests {
     use super::*;
 
     fn parse(text: &str) -> Result<PrometheusConfig, Vec<String>> {
-        parse_prometheus_config(SourceFile::new("prometheus.yml", text)).map_err(|e| {
-            e.diagnostics
-                .iter()
-                .map(|d| {
-                    d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                        format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                    })
-                })
-                .collect()
-        })
+        parse_prometheus_config(SourceFile::new("prometheus.yml", text))
+            .map_err(|e| e.diagnostics.iter().map(|d| d.short()).collect())
     }
 
     #[test]

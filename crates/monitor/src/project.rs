@@ -225,15 +225,7 @@ monitoring:
         receiver: nobody
 ";
         let err = parse_project_monitoring(SourceFile::new("mobius.yaml", text), "shop").unwrap_err();
-        let found: Vec<String> = err
-            .diagnostics
-            .iter()
-            .map(|d| {
-                d.help.as_ref().map_or(format!("{}:{} {}", d.pos.line, d.pos.col, d.message), |h| {
-                    format!("{}:{} {} ({h})", d.pos.line, d.pos.col, d.message)
-                })
-            })
-            .collect();
+        let found: Vec<String> = err.diagnostics.iter().map(|d| d.short()).collect();
         assert!(found.iter().any(|d| d.starts_with("3:5 ") && d.contains("monitoring.rules")), "{found:?}");
         assert!(found.iter().any(|d| d.starts_with("6:9 ") && d.contains("file_sd_configs")), "{found:?}");
         assert!(found.iter().any(|d| d.starts_with("10:19 ") && d.contains("nobody")), "{found:?}");
