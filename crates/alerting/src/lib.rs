@@ -31,6 +31,24 @@ use tokio::sync::broadcast;
 
 pub use mobius_series::now_ms;
 
+/// Why a silence was not put or expired.
+#[derive(Debug, thiserror::Error)]
+pub enum SilenceError {
+    #[error("a silence needs at least one matcher")]
+    NoMatcher,
+    #[error("{0}")]
+    BadMatcher(String),
+    #[error("the silence's end is not after its start")]
+    EndsBeforeStart,
+    #[error("silence {0} not found")]
+    NotFound(String),
+    #[error("silence {0} already expired")]
+    AlreadyExpired(String),
+    /// The silences could not be written to `silences.json`; nothing changed on disk.
+    #[error("cannot store silences: {0}")]
+    Store(#[from] std::io::Error),
+}
+
 /// An alert as the alert manager holds it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Alert {
@@ -684,44 +702,49 @@ impl AlertManager {
     }
 
     /// Creates a silence, or replaces the one with the same id; returns its id.
-    pub fn put_silence(&self, mut silence: Silence) -> Result<String, String> {
+    pub fn put_silence(&self, mut silence: Silence) -> Result<String, SilenceError> {
         if silence.matchers.is_empty() {
-            return Err("a silence needs at least one matcher".into());
+            return Err(SilenceError::NoMatcher);
         }
         for m in &silence.matchers {
-            config::parse_matchers(m)?;
+            config::parse_matchers(m).map_err(SilenceError::BadMatcher)?;
         }
         if silence.ends_at <= silence.starts_at {
-            return Err("the silence's end is not after its start".into());
+            return Err(SilenceError::EndsBeforeStart);
         }
         let now = now_ms();
         silence.updated_at = now;
         let mut state = self.state.lock();
+        // Stored first, then in force: a silence the disk refused mutes nothing.
+        let mut next = state.silences.clone();
         if silence.id.is_empty() {
             silence.id = new_id();
-            state.silences.push(silence.clone());
+            next.push(silence.clone());
         } else {
-            let Some(old) = state.silences.iter_mut().find(|s| s.id == silence.id) else {
-                return Err(format!("silence {} not found", silence.id));
+            let Some(old) = next.iter_mut().find(|s| s.id == silence.id) else {
+                return Err(SilenceError::NotFound(silence.id));
             };
             *old = silence.clone();
         }
-        self.save_silences(&state.silences).map_err(|e| format!("cannot store silences: {e}"))?;
+        self.save_silences(&next)?;
+        state.silences = next;
         Ok(silence.id)
     }
 
     /// Ends a silence now; returns whether it existed.
-    pub fn expire_silence(&self, id: &str) -> Result<bool, String> {
+    pub fn expire_silence(&self, id: &str) -> Result<bool, SilenceError> {
         let mut state = self.state.lock();
         let now = now_ms();
-        let Some(s) = state.silences.iter_mut().find(|s| s.id == id) else { return Ok(false) };
+        let mut next = state.silences.clone();
+        let Some(s) = next.iter_mut().find(|s| s.id == id) else { return Ok(false) };
         if s.state(now) == SilenceState::Expired {
-            return Err(format!("silence {id} already expired"));
+            return Err(SilenceError::AlreadyExpired(id.to_string()));
         }
         s.ends_at = now;
         s.starts_at = s.starts_at.min(now);
         s.updated_at = now;
-        self.save_silences(&state.silences).map_err(|e| format!("cannot store silences: {e}"))?;
+        self.save_silences(&next)?;
+        state.silences = next;
         Ok(true)
     }
 
@@ -815,6 +838,41 @@ fn needs_update(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A silence the disk refused is not in force and the error says the store
+    /// failed (the API answers 500, not 400); an unknown id is not found.
+    #[test]
+    fn a_silence_that_cannot_be_stored_mutes_nothing_and_says_why() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let data = dir.path().join("monitor");
+        std::fs::create_dir_all(&data).expect("a directory");
+        let config = config::parse_alertmanager_config(mobius_config::SourceFile::new(
+            "am.yml",
+            "route:\n  receiver: a\nreceivers:\n  - name: a\n",
+        ))
+        .expect("a valid file");
+        let am = AlertManager::new(config, Some(data.clone()), "http://x".into()).expect("an alert manager");
+        let now = now_ms();
+        let silence = |id: &str| Silence {
+            id: id.to_string(),
+            matchers: vec!["alertname=\"Down\"".into()],
+            starts_at: now,
+            ends_at: now + 60_000,
+            created_by: "ada".into(),
+            comment: String::new(),
+            updated_at: 0,
+        };
+        assert!(matches!(am.put_silence(silence("nope")), Err(SilenceError::NotFound(_))));
+        std::fs::remove_dir_all(&data).expect("removed");
+        assert!(matches!(am.put_silence(silence("")), Err(SilenceError::Store(_))));
+        assert!(am.silences().is_empty(), "a silence the disk refused is not in force");
+        std::fs::create_dir_all(&data).expect("a directory");
+        let id = am.put_silence(silence("")).expect("stored");
+        assert_eq!(am.silences().len(), 1);
+        std::fs::remove_dir_all(&data).expect("removed");
+        assert!(matches!(am.expire_silence(&id), Err(SilenceError::Store(_))));
+        assert_eq!(am.silences()[0].state(now_ms()), SilenceState::Active, "still in force: the expiry was not stored");
+    }
 
     #[test]
     fn fingerprints_are_alertmanagers() {

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use mobius_alerting::notify::rfc3339 as go_time;
 use mobius_alerting::rules::{AlertState, RuleKind};
-use mobius_alerting::{now_ms, Alert, AlertManager, Silence};
+use mobius_alerting::{now_ms, Alert, AlertManager, Silence, SilenceError};
 use mobius_core::EventKind;
 use mobius_series::{Labels, MatchOp, Matcher};
 use mobius_store::NewEvent;
@@ -481,7 +481,7 @@ pub async fn post_silence(
 pub(crate) async fn put_silence(app: &App, caller: &Caller, silence: Silence) -> ApiResult<String> {
     caller.require_global(Role::Developer)?;
     let am = alert_manager(app)?;
-    let id = am.put_silence(silence.clone()).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, e))?;
+    let id = am.put_silence(silence.clone()).map_err(silence_error)?;
     app.store
         .append(
             NewEvent::audit(EventKind::SilencePut, &caller.actor(), &id, &caller.remote)
@@ -511,7 +511,20 @@ pub(crate) async fn expire_silence(app: &App, caller: &Caller, id: &str) -> ApiR
             Ok(())
         }
         Ok(false) => Err(ApiError::new(StatusCode::NOT_FOUND, format!("silence {id} not found"))),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e)),
+        Err(e) => Err(silence_error(e)),
+    }
+}
+
+/// The status of a refused silence, by what went wrong: the caller's mistake, an
+/// unknown silence, or the server failing to store it.
+fn silence_error(e: SilenceError) -> ApiError {
+    match e {
+        SilenceError::NotFound(_) => ApiError::new(StatusCode::NOT_FOUND, e.to_string()),
+        SilenceError::Store(_) => ApiError::internal(e),
+        SilenceError::NoMatcher
+        | SilenceError::BadMatcher(_)
+        | SilenceError::EndsBeforeStart
+        | SilenceError::AlreadyExpired(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
     }
 }
 
