@@ -27,6 +27,8 @@ use tokio_util::sync::CancellationToken;
 #[async_trait]
 pub trait IncidentStore: Send + Sync {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError>;
+    /// The fingerprints of the alerts already on an incident's timeline.
+    async fn alerts_on(&self, id: i64) -> Result<HashSet<u64>, StoreError>;
     /// The last `alert.firing` and `alert.resolved` entries (at most `limit`), oldest first.
     async fn alert_entries(&self, limit: i64) -> Result<Vec<mobius_store::Event>, StoreError>;
     /// Opens the group's incident (true), or answers the one already open (false).
@@ -61,6 +63,23 @@ pub trait IncidentStore: Send + Sync {
 impl IncidentStore for Store {
     async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError> {
         Store::append_all(self, events).await.map(drop)
+    }
+    async fn alerts_on(&self, id: i64) -> Result<HashSet<u64>, StoreError> {
+        let filter = mobius_store::EventFilter {
+            after: -1,
+            incident: Some(id),
+            kinds: vec![EventKind::IncidentAlert],
+            limit: mobius_store::MAX_EVENT_PAGE,
+            ..Default::default()
+        };
+        let mut out = HashSet::new();
+        for event in self.events(&filter).await? {
+            let data = event.data();
+            let Some(labels) = data.get("labels").and_then(Value::as_object) else { continue };
+            let pairs = labels.iter().filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string()))).collect();
+            out.insert(mobius_alerting::fingerprint(&mobius_series::Labels::new(pairs)));
+        }
+        Ok(out)
     }
     async fn alert_entries(&self, limit: i64) -> Result<Vec<mobius_store::Event>, StoreError> {
         let filter = mobius_store::EventFilter {
@@ -322,7 +341,11 @@ async fn on_group_event<H: Host>(
         opened_at: event.at,
     };
     let (incident, opened) = app.store().open_incident(&new).await?;
-    let known = seen.entry(incident.id).or_default();
+    // Alerts recorded before a restart are on the timeline already.
+    let known = match seen.entry(incident.id) {
+        std::collections::hash_map::Entry::Occupied(known) => known.into_mut(),
+        std::collections::hash_map::Entry::Vacant(slot) => slot.insert(app.store().alerts_on(incident.id).await?),
+    };
     for alert in &firing {
         if known.insert(alert.fingerprint()) {
             let summary = alert.annotations.iter().find(|(k, _)| k == "summary").map(|(_, v)| v.as_str());
@@ -624,5 +647,40 @@ mod tests {
         assert!(again.is_empty(), "{again:?}");
         record_alerts(&host, &event(GroupStatus::Resolved), &mut again).await.expect("recorded");
         assert_eq!(entries(&host.store).await, [EventKind::AlertFiring, EventKind::AlertResolved]);
+    }
+
+    /// After a restart, the alerts an open incident already shows are not added to
+    /// its timeline again.
+    #[tokio::test]
+    async fn a_restart_adds_no_alert_twice_to_an_open_incident() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
+        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let t0 = mobius_alerting::now_ms();
+        let alert = Alert {
+            labels: mobius_series::Labels::from_pairs(&[("alertname", "Down"), ("instance", "a")]),
+            annotations: Vec::new(),
+            starts_at: t0,
+            ends_at: t0 + 86_400_000,
+            generator_url: String::new(),
+            updated_at: t0,
+        };
+        let host = TestHost { store, am, oncall: Arc::default(), clock: ManualClock::new(t0) };
+        let event = GroupEvent {
+            group_key: "g".into(),
+            receiver: "team".into(),
+            group_labels: mobius_series::Labels::from_pairs(&[("alertname", "Down")]),
+            status: GroupStatus::Firing,
+            alerts: vec![alert],
+            at: t0,
+        };
+        on_group_event(&host, &event, &mut HashMap::new()).await.expect("an incident");
+        // A restart: the follower's memory is empty again.
+        on_group_event(&host, &event, &mut HashMap::new()).await.expect("the same incident");
+        let incident = host.store.open_incident_of("g").await.expect("the store").expect("open");
+        let kinds: Vec<IncidentEventKind> =
+            host.store.incident_events(incident.id).await.expect("the timeline").into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, [IncidentEventKind::Opened, IncidentEventKind::Alert], "one alert entry");
     }
 }
