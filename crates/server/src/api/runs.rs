@@ -268,11 +268,10 @@ pub async fn rerun_run(app: &Arc<App>, caller: &Caller, id: i64, failed_only: bo
         Err(RerunError::Trigger(e)) => return Err(e.into()),
         Err(RerunError::Store(e)) => return Err(e.into()),
     };
-    let project = app.store.project_by_id(run.project_id).await?.map(|p| p.name).unwrap_or_default();
     app.store
         .append(
             NewEvent::audit(EventKind::RunRerun, &caller.actor(), &format!("run/{id}"), &caller.remote)
-                .project(&project)
+                .project(&run.project)
                 .run(id)
                 .data(json!({"runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
