@@ -683,4 +683,150 @@ mod tests {
             host.store.incident_events(incident.id).await.expect("the timeline").into_iter().map(|e| e.kind).collect();
         assert_eq!(kinds, [IncidentEventKind::Opened, IncidentEventKind::Alert], "one alert entry");
     }
+
+    /// The store, noting whether any incident could be paged at the moment an
+    /// incident's alert is recorded: paging must wait until its alerts are there.
+    struct Watching {
+        store: Store,
+        paged_too_early: std::sync::atomic::AtomicBool,
+    }
+
+    #[async_trait]
+    impl IncidentStore for Watching {
+        async fn append_all(&self, events: &[NewEvent]) -> Result<(), StoreError> {
+            IncidentStore::append_all(&self.store, events).await
+        }
+        async fn alerts_on(&self, id: i64) -> Result<HashSet<u64>, StoreError> {
+            self.store.alerts_on(id).await
+        }
+        async fn alert_entries(&self, limit: i64) -> Result<Vec<mobius_store::Event>, StoreError> {
+            self.store.alert_entries(limit).await
+        }
+        async fn open_incident(&self, new: &NewIncident) -> Result<(Incident, bool), StoreError> {
+            IncidentStore::open_incident(&self.store, new).await
+        }
+        async fn open_incident_of(&self, group_key: &str) -> Result<Option<Incident>, StoreError> {
+            IncidentStore::open_incident_of(&self.store, group_key).await
+        }
+        async fn incident(&self, id: i64) -> Result<Option<Incident>, StoreError> {
+            IncidentStore::incident(&self.store, id).await
+        }
+        async fn latest_rollout_before(&self, service: &str, env: &str, at: i64) -> Result<Option<i64>, StoreError> {
+            self.store.latest_rollout_before(service, env, at).await
+        }
+        async fn add_incident_event_data(
+            &self,
+            id: i64,
+            kind: IncidentEventKind,
+            actor: &str,
+            data: Value,
+        ) -> Result<(), StoreError> {
+            if kind == IncidentEventKind::Alert && !self.store.due_escalations(i64::MAX).await?.is_empty() {
+                self.paged_too_early.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+            IncidentStore::add_incident_event_data(&self.store, id, kind, actor, data).await
+        }
+        async fn acknowledge_incident(&self, id: i64, actor: &str) -> Result<bool, StoreError> {
+            IncidentStore::acknowledge_incident(&self.store, id, actor).await
+        }
+        async fn resolve_incident(&self, id: i64, actor: &str, message: &str) -> Result<bool, StoreError> {
+            IncidentStore::resolve_incident(&self.store, id, actor, message).await
+        }
+        async fn due_escalations(&self, now: i64) -> Result<Vec<Incident>, StoreError> {
+            IncidentStore::due_escalations(&self.store, now).await
+        }
+        async fn advance_escalation(
+            &self,
+            id: i64,
+            from_level: i64,
+            to_level: i64,
+            rounds: i64,
+            next_at: Option<i64>,
+        ) -> Result<bool, StoreError> {
+            IncidentStore::advance_escalation(&self.store, id, from_level, to_level, rounds, next_at).await
+        }
+    }
+
+    struct WatchingHost(TestHost, Watching);
+
+    impl Host for WatchingHost {
+        fn store(&self) -> &dyn IncidentStore {
+            &self.1
+        }
+        fn alerts(&self) -> Option<Arc<AlertManager>> {
+            self.0.alerts()
+        }
+        fn oncall(&self) -> Arc<OnCallConfig> {
+            self.0.oncall()
+        }
+        fn ack_link(&self, incident: i64, person: &str) -> Option<String> {
+            self.0.ack_link(incident, person)
+        }
+        fn clock(&self) -> &dyn Clock {
+            self.0.clock()
+        }
+    }
+
+    /// An incident can be paged only once the alerts that opened it are on its
+    /// timeline (the pager runs beside the follower), and an incident a crash left
+    /// opened but unscheduled is scheduled when its group is seen again.
+    #[tokio::test]
+    async fn paging_waits_for_the_opening_alerts_and_a_crash_in_between_still_pages() {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
+        let receivers: Vec<String> = am_config.receivers.iter().map(|r| r.name.clone()).collect();
+        let oncall = parse_oncall_config(SourceFile::new("oncall.yml", ONCALL), &receivers).expect("a valid file");
+        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let t0 = mobius_alerting::now_ms();
+        let alert = |name: &str| Alert {
+            labels: mobius_series::Labels::from_pairs(&[("alertname", name)]),
+            annotations: Vec::new(),
+            starts_at: t0,
+            ends_at: t0 + 86_400_000,
+            generator_url: String::new(),
+            updated_at: t0,
+        };
+        am.put(vec![alert("QueueTooDeep"), alert("Crashed")]);
+        let groups = am.groups();
+        let group =
+            |name: &str| groups.iter().find(|g| g.labels.get("alertname") == Some(name)).expect("a group").clone();
+        let host = WatchingHost(
+            TestHost { store: store.clone(), am, oncall: Arc::new(oncall), clock: ManualClock::new(t0) },
+            Watching { store, paged_too_early: std::sync::atomic::AtomicBool::new(false) },
+        );
+        let event = |g: &mobius_alerting::GroupView| GroupEvent {
+            group_key: g.key.clone(),
+            receiver: "team".into(),
+            group_labels: g.labels.clone(),
+            status: GroupStatus::Firing,
+            alerts: g.alerts.clone(),
+            at: t0,
+        };
+        let first = group("QueueTooDeep");
+        on_group_event(&host, &event(&first), &mut HashMap::new()).await.expect("an incident");
+        assert!(
+            !host.1.paged_too_early.load(std::sync::atomic::Ordering::SeqCst),
+            "paging was due before the alert was recorded"
+        );
+
+        // A crash after opening, before scheduling: the incident is open, nothing due.
+        let crashed = group("Crashed");
+        let new = NewIncident {
+            group_key: crashed.key.clone(),
+            title: "Crashed".into(),
+            receiver: "team".into(),
+            labels: json!({}),
+            service: None,
+            environment: None,
+            rollout_id: None,
+            policy: Some("queues".into()),
+            next_escalation_at: None,
+            opened_at: t0,
+        };
+        let (opened, _) = host.0.store.open_incident(&new).await.expect("opened");
+        on_group_event(&host, &event(&crashed), &mut HashMap::new()).await.expect("seen again");
+        escalate_due(&host).await.expect("escalation");
+        assert_eq!(pages(&host.0.store, opened.id).await, ["level 1: paged team through team"]);
+    }
 }
