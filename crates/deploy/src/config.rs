@@ -177,19 +177,31 @@ impl Default for Analysis {
     }
 }
 
-/// Reads and validates a `mobius.yaml`; every problem is reported at once.
+/// Reads and validates a `mobius.yaml` for its delivery alone; every problem is
+/// reported at once. The server reads the whole file once with `mobius_project`,
+/// which calls [`delivery`]; this is for tools and tests that only deploy.
 pub fn parse_delivery(file: SourceFile) -> Result<DeliveryConfig, FileErrors> {
     let root = match yaml::parse(&file.text) {
         Ok(root) => root,
         Err(e) => return Err(FileErrors { file, diagnostics: vec![Diagnostic::new(e.pos, e.message)] }),
     };
-    let mut checker = Checker::default();
-    let config = checker.delivery(&root);
-    if checker.diagnostics.is_empty() {
+    let mut diagnostics = Vec::new();
+    let config = delivery(&root, &mut diagnostics);
+    if diagnostics.is_empty() {
         Ok(config)
     } else {
-        Err(FileErrors { file, diagnostics: checker.diagnostics })
+        Err(FileErrors { file, diagnostics })
     }
+}
+
+/// The delivery a parsed `mobius.yaml` declares (its top-level keys, `services` and
+/// `environments`), with every problem added to `diagnostics`. `monitoring` is the
+/// monitor's: `mobius_monitor::project::monitoring`.
+pub fn delivery(root: &Node, diagnostics: &mut Vec<Diagnostic>) -> DeliveryConfig {
+    let mut checker = Checker::default();
+    let config = checker.delivery(root);
+    diagnostics.append(&mut checker.diagnostics);
+    config
 }
 
 #[derive(Default)]
@@ -304,7 +316,7 @@ impl Checker {
             self.error(root.pos, "mobius.yaml must be a mapping with `services` and `environments`");
             return config;
         }
-        // `monitoring` is the monitor's (read by `mobius_monitor::project`).
+        // `monitoring` is the monitor's (`mobius_monitor::project::monitoring`).
         let entries = self.mapping(root, "mobius.yaml", &["services", "environments", "monitoring"]);
         let mut environment_nodes = Vec::new();
         for (key, value) in entries {

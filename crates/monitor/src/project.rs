@@ -43,8 +43,9 @@ fn scoped(project: &str, name: &str) -> String {
     format!("{project}/{name}")
 }
 
-/// Reads the `monitoring` section of a project's `mobius.yaml` (`Ok(None)` without
-/// one); every problem is reported with its line and column in that file.
+/// Reads the `monitoring` section of a project's `mobius.yaml` on its own (`Ok(None)`
+/// without one); every problem is reported with its line and column in that file. The
+/// server reads the whole file once with `mobius_project`, which calls [`monitoring`].
 pub fn parse_project_monitoring(file: SourceFile, project: &str) -> Result<Option<ProjectMonitoring>, FileErrors> {
     let root = match yaml::parse(&file.text) {
         Ok(root) => root,
@@ -52,6 +53,14 @@ pub fn parse_project_monitoring(file: SourceFile, project: &str) -> Result<Optio
     };
     let Some(section) = root.get("monitoring") else { return Ok(None) };
     let mut c = Checker { diagnostics: Vec::new() };
+    let out = monitoring(&mut c, section, project);
+    c.finish(file, Some(out))
+}
+
+/// The monitoring a `monitoring` section declares, scoped to `project`, with every
+/// problem added to the checker.
+pub fn monitoring(checker: &mut Checker, section: &Node, project: &str) -> ProjectMonitoring {
+    let mut c = std::mem::take(checker);
     let mut out = ProjectMonitoring { project: project.to_string(), ..ProjectMonitoring::default() };
     let entries = c.entries(section, "`monitoring`", &["prometheus", "rules", "alertmanager", "oncall"], &[]);
     let find = |name: &str| entries.iter().find(|(k, _)| *k == name).map(|(_, v)| *v);
@@ -134,7 +143,8 @@ pub fn parse_project_monitoring(file: SourceFile, project: &str) -> Result<Optio
         config.without_incidents = config.without_incidents.iter().map(|r| scoped(project, r)).collect();
         out.oncall = config;
     }
-    c.finish(file, Some(out))
+    *checker = c;
+    out
 }
 
 /// Receivers renamed into the project, route ids made unique across projects.

@@ -30,6 +30,8 @@ pub struct App {
     pub monitor: mobius_monitor::runtime::Monitor,
     /// How host jobs are sandboxed (or why they cannot run).
     pub sandbox: mobius_runner::options::SandboxPolicy,
+    /// Each commit's `mobius.yaml`, parsed once for the deploy stage and the monitor.
+    pub project_files: Arc<mobius_project::ProjectFiles>,
 }
 
 /// The data directory is the server's alone: 0700, and the database files in it
@@ -114,6 +116,7 @@ impl App {
             stopping: CancellationToken::new(),
             sandbox,
             deploys: Default::default(),
+            project_files: Default::default(),
         }))
     }
 
@@ -130,6 +133,27 @@ impl App {
         } else {
             PathBuf::from(&project.repo)
         }
+    }
+
+    /// The project's `mobius.yaml` at a commit, read and parsed once for every stage
+    /// (`Ok(None)` without one). Reads git: call it off the async runtime.
+    pub fn project_file(
+        &self,
+        project: &mobius_store::Project,
+        commit: &str,
+    ) -> Result<Option<Arc<mobius_project::ProjectFile>>, mobius_project::ReadError> {
+        self.project_files.read_at(&self.repo_dir(project), commit, &project.name)
+    }
+
+    /// [`App::project_file`] from async code.
+    pub async fn project_file_async(
+        &self,
+        project: &mobius_store::Project,
+        commit: &str,
+    ) -> Result<Option<Arc<mobius_project::ProjectFile>>, ProjectFileError> {
+        let (files, dir, name, commit) =
+            (Arc::clone(&self.project_files), self.repo_dir(project), project.name.clone(), commit.to_string());
+        Ok(tokio::task::spawn_blocking(move || files.read_at(&dir, &commit, &name)).await??)
     }
 
     pub fn state_dir(&self) -> PathBuf {
@@ -150,6 +174,15 @@ impl App {
     pub fn watch_run(&self, run_id: i64) -> Option<tokio::sync::watch::Receiver<u64>> {
         self.ci.live.lock().ok()?.get(&run_id).map(|r| r.progress.subscribe())
     }
+}
+
+/// Why a commit's `mobius.yaml` could not be had from async code.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectFileError {
+    #[error(transparent)]
+    Read(#[from] mobius_project::ReadError),
+    #[error("reading mobius.yaml stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
 }
 
 /// A database URL without its password, for messages.

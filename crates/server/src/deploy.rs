@@ -1,10 +1,13 @@
 //! The server as the deploy stage's host (`mobius_deploy::stage::Host`): its store,
-//! blobs, data directory, repositories, firing alerts and the analysis queries the
-//! monitor answers.
+//! blobs, data directory, repositories, each commit's delivery (from the one parse of
+//! its `mobius.yaml`), firing alerts and the analysis queries the monitor answers.
 
 use crate::app::App;
 use mobius_deploy::rollout::MetricSource;
+use mobius_deploy::stage::releases::DeliveryError;
 use mobius_deploy::stage::{Deploys, Host};
+use mobius_deploy::DeliveryConfig;
+use mobius_project::ReadError;
 use mobius_store::BlobStore;
 use mobius_store::{Project, Store};
 use std::net::SocketAddr;
@@ -39,6 +42,13 @@ impl Host for App {
     }
     fn repo_dir(&self, project: &Project) -> PathBuf {
         App::repo_dir(self, project)
+    }
+    fn delivery_at(&self, project: &Project, commit: &str) -> Result<Option<Arc<DeliveryConfig>>, DeliveryError> {
+        match self.project_file(project, commit) {
+            Ok(file) => Ok(file.map(|f| Arc::clone(&f.delivery))),
+            Err(ReadError::Git(e)) => Err(DeliveryError::Read(e)),
+            Err(ReadError::Invalid(errors)) => Err(DeliveryError::Invalid(errors)),
+        }
     }
     fn metrics(&self) -> Arc<dyn MetricSource> {
         Arc::new(crate::monitor::StoreMetrics(Arc::clone(&self.monitor.db)))

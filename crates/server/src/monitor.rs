@@ -4,10 +4,10 @@
 //! the store answering rollout analysis queries. The monitor itself is
 //! `mobius_monitor::runtime::Monitor`.
 
-use mobius_config::SourceFile;
+use crate::app::ProjectFileError;
 use mobius_core::EventKind;
-use mobius_monitor::project::parse_project_monitoring;
 use mobius_monitor::runtime::discovered_target;
+use mobius_project::ReadError;
 use mobius_series::{now_ms, Labels};
 use mobius_store::NewEvent;
 use mobius_tsdb::Db;
@@ -30,36 +30,10 @@ fn instance_labels(i: &mobius_deploy::agent::InstanceStatus) -> Labels {
 /// Takes the monitoring a project's `mobius.yaml` declares at `sha`. A file with
 /// problems changes nothing: they are logged with their lines and audited.
 pub async fn load_project(app: &crate::app::App, project: &mobius_store::Project, sha: &str) {
-    let (dir, commit) = (app.repo_dir(project), sha.to_string());
-    let read =
-        tokio::task::spawn_blocking(move || mobius_code::git::file_at(&dir, &commit, mobius_deploy::config::FILE_NAME))
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|r| r.map_err(|e| e.to_string()));
-    let text = match read {
-        Ok(Some(text)) => text,
-        Ok(None) => {
-            if app.monitor.projects().contains(&project.name) {
-                app.monitor.set_project(&project.name, None);
-            }
-            return;
-        }
-        Err(e) => {
-            tracing::warn!(project = %project.name, error = %e, "cannot read mobius.yaml for its monitoring");
-            return;
-        }
-    };
-    let file = SourceFile::new(format!("{}:{}", short_sha(sha), mobius_deploy::config::FILE_NAME), text);
-    match parse_project_monitoring(file, &project.name) {
-        Ok(monitoring) => {
-            let declared = monitoring.is_some();
-            if declared || app.monitor.projects().contains(&project.name) {
-                app.monitor.set_project(&project.name, monitoring);
-                tracing::info!(project = %project.name, commit = %short_sha(sha), declared, "project monitoring applied");
-            }
-        }
-        Err(e) => {
-            let problems = e.render(false);
+    let monitoring = match app.project_file_async(project, sha).await {
+        Ok(file) => file.and_then(|f| f.monitoring.clone()),
+        Err(ProjectFileError::Read(ReadError::Invalid(errors))) => {
+            let problems = errors.render(false);
             tracing::warn!(project = %project.name, problems = %problems, "mobius.yaml's monitoring not applied");
             let detail = serde_json::json!({"commit": sha, "problems": problems});
             if let Err(e) = app
@@ -73,7 +47,21 @@ pub async fn load_project(app: &crate::app::App, project: &mobius_store::Project
             {
                 tracing::error!(error = %e, "cannot audit");
             }
+            return;
         }
+        Err(e @ ProjectFileError::Read(ReadError::Git(_))) => {
+            tracing::warn!(project = %project.name, error = %e, "cannot read mobius.yaml for its monitoring");
+            return;
+        }
+        Err(e @ ProjectFileError::Stopped(_)) => {
+            tracing::warn!(project = %project.name, error = %e, "reading mobius.yaml for its monitoring stopped");
+            return;
+        }
+    };
+    let declared = monitoring.is_some();
+    if declared || app.monitor.projects().contains(&project.name) {
+        app.monitor.set_project(&project.name, monitoring.map(|m| (*m).clone()));
+        tracing::info!(project = %project.name, commit = %short_sha(sha), declared, "project monitoring applied");
     }
 }
 

@@ -3,7 +3,7 @@
 //! directory, silences and incidents, alerts that hold rollouts, and the CLI's edges.
 
 use crate::deploy::{cli_ok, free_port, get, python_available, service_repo, wait_release};
-use crate::support::{backends, Repo, Server};
+use crate::support::{backends, Backend, Repo, Server};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
@@ -146,6 +146,49 @@ jobs:
         let (_, releases) = server.api("GET", "/api/v1/releases", None);
         assert_eq!(releases, serde_json::json!([]));
     }
+}
+
+/// Issue 17, item 8: `mobius.yaml` is one file read once, so a problem in its
+/// `monitoring` section fails the run's `mobius.yaml` check at its line (nothing is
+/// released from a file the monitor refuses), and the monitor audits it too.
+#[test]
+fn a_broken_monitoring_section_fails_the_mobius_yaml_check() {
+    let workflow = "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps:\n      - run: 'true'\n";
+    let file = "services:
+  web: { artifact: web, run: './serve {port}' }
+monitoring:
+  rules:
+    groups:
+      - name: web
+        rules: [ { alert: Down, expr: up == 0, for: soon } ]
+";
+    let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), ("mobius.yaml", file)]);
+    let server = Server::start(Backend::Sqlite);
+    server.add_project("shop", repo.path());
+    let run = &server.wait_runs("shop", 1)[0];
+    let id = run["id"].as_i64().unwrap();
+    server.wait_run(id, "completed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run = loop {
+        let run = server.run(id);
+        if !run["checks"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            break run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(run["conclusion"], "success", "{run}");
+    assert_eq!(run["checks"][0]["conclusion"], "failure", "a monitoring problem is a problem of the file: {run}");
+    let annotations = run["annotations"].as_array().unwrap();
+    let check = annotations.iter().find(|a| a["source"] == "mobius.yaml").expect("the check's annotation");
+    assert_eq!(check["line"].as_u64(), Some(7), "{run}");
+    assert!(check["message"].as_str().unwrap().contains("for"), "{run}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while audit_actions(&server, "monitoring.invalid").is_empty() {
+        assert!(Instant::now() < deadline, "the monitor did not refuse the same file:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (_, releases) = server.api("GET", "/api/v1/releases", None);
+    assert_eq!(releases, serde_json::json!([]));
 }
 
 /// One service in one unprotected environment, deployed by hand.

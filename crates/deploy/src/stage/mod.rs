@@ -49,6 +49,14 @@ pub trait Host: Send + Sync + 'static {
     fn firing_alerts(&self, service: &str, environment: &str) -> Vec<String>;
     /// Answers the analysis queries of rollouts.
     fn metrics(&self) -> Arc<dyn rollout::MetricSource>;
+    /// The delivery the project's `mobius.yaml` declares at a commit (`Ok(None)`
+    /// without the file), from the one model the host reads the file into. It may
+    /// read git: callers are off the async runtime.
+    fn delivery_at(
+        &self,
+        project: &Project,
+        commit: &str,
+    ) -> Result<Option<Arc<crate::DeliveryConfig>>, releases::DeliveryError>;
 }
 
 /// Why a deploy or a command was refused, or failed.

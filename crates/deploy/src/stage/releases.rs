@@ -26,19 +26,15 @@ pub enum DeliveryError {
     Invalid(mobius_config::FileErrors),
 }
 
-/// The project's `mobius.yaml` at a commit; `Ok(None)` when there is none.
-pub fn delivery_at(app: &dyn Host, project: &Project, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
-    delivery_in(&app.repo_dir(project), commit)
-}
-
-/// The `mobius.yaml` of the repository in `dir` at a commit or branch.
-pub fn delivery_in(dir: &std::path::Path, commit: &str) -> Result<Option<DeliveryConfig>, DeliveryError> {
-    let Some(text) = mobius_code::git::file_at(dir, commit, crate::config::FILE_NAME).map_err(DeliveryError::Read)?
-    else {
-        return Ok(None);
-    };
-    let file = mobius_config::SourceFile::new(crate::config::FILE_NAME, text);
-    crate::parse_delivery(file).map(Some).map_err(DeliveryError::Invalid)
+/// The delivery the project's `mobius.yaml` declares at a commit; `Ok(None)` when
+/// there is none. The host reads the file once per commit for every stage
+/// ([`Host::delivery_at`]); this reads git, so call it off the async runtime.
+pub fn delivery_at(
+    app: &dyn Host,
+    project: &Project,
+    commit: &str,
+) -> Result<Option<Arc<DeliveryConfig>>, DeliveryError> {
+    app.delivery_at(project, commit)
 }
 
 /// After a run: checks its commit's `mobius.yaml` (a check on the run, with an
@@ -69,7 +65,7 @@ async fn check_delivery(
     app: &Arc<dyn Host>,
     project: &Project,
     run: &Run,
-) -> Result<Option<DeliveryConfig>, mobius_store::StoreError> {
+) -> Result<Option<Arc<DeliveryConfig>>, mobius_store::StoreError> {
     let name = crate::config::FILE_NAME;
     let parsed = {
         let (app, project, sha) = (Arc::clone(app), project.clone(), run.head_sha.clone());

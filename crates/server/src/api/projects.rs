@@ -63,14 +63,14 @@ pub async fn create(
     .map_err(ApiError::internal)?
     .map_err(ApiError::unprocessable)?;
     // Its environments' addresses must not be another project's.
-    let delivery = {
-        let (dir, head) = (dir.clone(), format!("refs/heads/{branch}"));
-        tokio::task::spawn_blocking(move || mobius_deploy::stage::releases::delivery_in(&dir, &head))
+    let file = {
+        let (dir, head, name) = (dir.clone(), format!("refs/heads/{branch}"), body.name.clone());
+        tokio::task::spawn_blocking(move || mobius_project::read_at(&dir, &head, &name))
             .await
             .map_err(ApiError::internal)?
     };
-    if let Ok(Some(config)) = delivery {
-        let mine = mobius_deploy::stage::addresses::claims_of(&body.name, &config);
+    if let Ok(Some(file)) = file {
+        let mine = mobius_deploy::stage::addresses::claims_of(&body.name, &file.delivery);
         let others = mobius_deploy::stage::addresses::claims_of_others(&app.deployer(), None, true).await;
         if let Some(conflict) = mobius_deploy::stage::addresses::conflict(&mine, &others) {
             if mobius_code::git::is_remote_url(&body.repo) {
