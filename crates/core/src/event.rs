@@ -1,10 +1,11 @@
 //! Events a run emits as it progresses; the CLI renders them, the server will store them.
 
 use crate::Conclusion;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Severity of a workflow-command annotation (`::error`, `::warning`, `::notice`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(utoipa::ToSchema))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AnnotationLevel {
     Debug,

@@ -7,13 +7,14 @@ use crate::error::{ApiError, ApiResult};
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
+use mobius_api as api;
 use mobius_core::EventKind;
 use mobius_deploy::rollout::Command;
 use mobius_deploy::stage as deploy;
 use mobius_store::NewEvent;
 use mobius_store::{Project, Rollout, RolloutFilter};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -82,33 +83,28 @@ pub async fn list_releases(
     State(app): State<Arc<App>>,
     caller: Caller,
     Query(q): Query<ReleaseQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Release>>> {
     let (project_id, limit) = list_scope(&app, &caller, &q.project, &q.service, q.limit).await?;
     let releases = app.store.releases(project_id, q.service.as_deref(), limit).await?;
     Ok(Json(releases.iter().filter(|r| caller.sees(r.project_id)).map(dto::release).collect()))
 }
 
-pub async fn show_release(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn show_release(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<api::ReleaseDetail>> {
     let release = app
         .store
         .release(id)
         .await?
         .filter(|r| caller.sees(r.project_id))
         .ok_or_else(|| ApiError::not_found(format!("no release {id}")))?;
-    let mut value = dto::release(&release);
-    value["manifest"] = json!(release.manifest);
-    value["provenance"] = release.provenance.clone();
-    Ok(Json(value))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DeployRequest {
-    project: Option<String>,
-    service: String,
-    environment: String,
-    /// A release id, a version (`v3`), a commit, or `latest` (the default).
-    release: Option<String>,
+    Ok(Json(api::ReleaseDetail {
+        release: dto::release(&release),
+        manifest: release.manifest.clone(),
+        provenance: release.provenance.clone(),
+    }))
 }
 
 /// The audit entry of someone asking for `kind` (a deploy, a rollback, a command) of a
@@ -124,8 +120,8 @@ pub(crate) fn requested(kind: EventKind, actor: &str, remote: &str, rollout: &Ro
 pub async fn create_deployment(
     State(app): State<Arc<App>>,
     caller: Caller,
-    JsonBody(body): JsonBody<DeployRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    JsonBody(body): JsonBody<api::NewDeployment>,
+) -> ApiResult<(StatusCode, Json<api::Rollout>)> {
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
     let wanted = body.release.as_deref().unwrap_or("latest");
     let release = deploy::find_release(&*app, &project, &body.service, wanted).await?;
@@ -156,7 +152,7 @@ pub async fn list_rollouts(
     State(app): State<Arc<App>>,
     caller: Caller,
     Query(q): Query<RolloutQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Rollout>>> {
     let (project_id, limit) = list_scope(&app, &caller, &q.project, &q.service, q.limit).await?;
     let rollouts = app
         .store
@@ -179,19 +175,29 @@ async fn find_rollout(app: &App, caller: &Caller, id: i64) -> ApiResult<Rollout>
         .ok_or_else(|| ApiError::not_found(format!("no rollout {id}")))
 }
 
-pub async fn show_rollout(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn show_rollout(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<api::RolloutDetail>> {
     let rollout = find_rollout(&app, &caller, id).await?;
     let events = app.store.deploy_events(Some(id), 1000).await?;
-    let mut value = dto::rollout(&rollout);
-    value["events"] = json!(events
-        .iter()
-        .rev()
-        .map(|e| json!({ "kind": e.kind, "actor": e.actor, "message": e.message, "at": dto::time(Some(e.at)) }))
-        .collect::<Vec<_>>());
-    Ok(Json(value))
+    Ok(Json(api::RolloutDetail {
+        rollout: dto::rollout(&rollout),
+        events: events
+            .iter()
+            .rev()
+            .map(|e| api::RolloutEvent {
+                kind: e.kind,
+                actor: e.actor.clone(),
+                message: e.message.clone(),
+                at: mobius_api::time(Some(e.at)),
+            })
+            .collect(),
+    }))
 }
 
-async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) -> ApiResult<Json<Value>> {
+async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) -> ApiResult<Json<api::Rollout>> {
     let rollout = find_rollout(&app, &caller, id).await?;
     let (role, command) = match which {
         "promote" => (Role::Developer, Command::Promote),
@@ -206,32 +212,31 @@ async fn rollout_command(app: Arc<App>, caller: Caller, id: i64, which: &str) ->
     Ok(Json(dto::rollout(&rollout)))
 }
 
-pub async fn promote(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn promote(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<api::Rollout>> {
     rollout_command(app, caller, id, "promote").await
 }
 
-pub async fn abort(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn abort(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<api::Rollout>> {
     rollout_command(app, caller, id, "abort").await
 }
 
-pub async fn approve(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn approve(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<api::Rollout>> {
     rollout_command(app, caller, id, "approve").await
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RollbackRequest {
-    project: Option<String>,
-    service: String,
-    environment: String,
-    to: Option<String>,
 }
 
 pub async fn rollback(
     State(app): State<Arc<App>>,
     caller: Caller,
-    JsonBody(body): JsonBody<RollbackRequest>,
-) -> ApiResult<(StatusCode, Json<Value>)> {
+    JsonBody(body): JsonBody<api::NewRollback>,
+) -> ApiResult<(StatusCode, Json<api::Rollout>)> {
     let project = resolve_project(&app, &caller, body.project.as_deref(), Some(&body.service), Role::Developer).await?;
     let rollout = deploy::rollback(
         &app.deployer(),
@@ -258,7 +263,7 @@ pub async fn environments(
     State(app): State<Arc<App>>,
     caller: Caller,
     Query(q): Query<EnvironmentsQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Place>>> {
     let project_id = match &q.project {
         Some(name) => Some(super::projects::find(&app, &caller, name, Role::Viewer).await?.id),
         None => caller.project_id,
@@ -283,15 +288,15 @@ pub async fn environments(
             Some(r) => deploy::addresses::address_of(&app.deployer(), r).await.map(|a| a.to_string()),
             None => None,
         };
-        out.push(json!({
-            "project": project,
-            "environment": environment,
-            "service": service,
-            "address": address,
-            "version": current.map(|r| r.version.clone()),
-            "deployed_at": dto::time(current.and_then(|r| r.finished_at)),
-            "rollout": active.map(dto::rollout),
-        }));
+        out.push(api::Place {
+            project,
+            environment,
+            service,
+            address,
+            version: current.map(|r| r.version.clone()),
+            deployed_at: mobius_api::time(current.and_then(|r| r.finished_at)),
+            rollout: active.map(dto::rollout),
+        });
     }
     Ok(Json(out))
 }

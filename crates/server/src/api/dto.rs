@@ -1,148 +1,161 @@
-//! The JSON shapes of the API (GitHub's field names where GitHub has the concept).
+//! The store's rows as the API's types (`mobius_api`): GitHub's field names where
+//! GitHub has the concept, times in RFC 3339.
 
+use mobius_api as api;
 use mobius_store::{JobRow, Project, Release, Rollout, Run, StepRow};
 use serde_json::{json, Value};
 
-/// RFC 3339 with milliseconds, UTC.
+/// RFC 3339 with milliseconds, UTC (null for a time that cannot be shown).
 pub fn time(ms: Option<i64>) -> Value {
-    // chrono prints any time it can hold (years past 9999 with a sign), so no stored
-    // value can make an answer fail; one it cannot hold is shown as null.
-    match ms.filter(|ms| *ms >= 0).and_then(chrono::DateTime::from_timestamp_millis) {
-        Some(t) => Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
-        None => Value::Null,
+    api::time(ms).map_or(Value::Null, Value::String)
+}
+
+pub fn project(p: &Project) -> api::Project {
+    api::Project {
+        id: p.id,
+        name: p.name.clone(),
+        repo: p.repo.clone(),
+        branch: p.branch.clone(),
+        created_at: api::time(Some(p.created_at)),
     }
 }
 
-pub fn project(p: &Project) -> Value {
-    json!({
-        "id": p.id,
-        "name": p.name,
-        "repo": p.repo,
-        "branch": p.branch,
-        "created_at": time(Some(p.created_at)),
-    })
+pub fn run(r: &Run) -> api::Run {
+    api::Run {
+        id: r.id,
+        project: r.project.clone(),
+        workflow: r.workflow.clone(),
+        name: r.workflow_name.clone(),
+        event: r.event.clone(),
+        git_ref: r.ref_name.clone(),
+        head_branch: mobius_runner::repo::short_ref(&r.ref_name).to_string(),
+        head_sha: r.head_sha.clone(),
+        actor: r.actor.clone(),
+        author: r.author.clone(),
+        message: r.message.clone(),
+        run_number: r.number,
+        run_attempt: r.attempt,
+        status: r.status,
+        conclusion: r.conclusion,
+        reason: r.reason.clone(),
+        concurrency_group: r.concurrency_group.as_deref().map(|g| g.split_once(':').map_or(g, |(_, g)| g).to_string()),
+        rerun_of: r.rerun_of,
+        created_at: api::time(Some(r.created_at)),
+        started_at: api::time(r.started_at),
+        completed_at: api::time(r.completed_at),
+        duration_ms: r.started_at.zip(r.completed_at).map(|(s, c)| c - s),
+        failed_jobs: None,
+    }
 }
 
-pub fn run(r: &Run) -> Value {
-    json!({
-        "id": r.id,
-        "project": r.project,
-        "workflow": r.workflow,
-        "name": r.workflow_name,
-        "event": r.event,
-        "ref": r.ref_name,
-        "head_branch": mobius_runner::repo::short_ref(&r.ref_name),
-        "head_sha": r.head_sha,
-        "actor": r.actor,
-        "author": r.author,
-        "message": r.message,
-        "run_number": r.number,
-        "run_attempt": r.attempt,
-        "status": r.status,
-        "conclusion": r.conclusion,
-        "reason": r.reason,
-        "concurrency_group": r.concurrency_group.as_deref().map(|g| g.split_once(':').map_or(g, |(_, g)| g)),
-        "rerun_of": r.rerun_of,
-        "created_at": time(Some(r.created_at)),
-        "started_at": time(r.started_at),
-        "completed_at": time(r.completed_at),
-        "duration_ms": r.started_at.zip(r.completed_at).map(|(s, c)| c - s),
-    })
+pub fn step(s: &StepRow) -> api::Step {
+    api::Step {
+        number: s.number,
+        name: s.name.clone(),
+        status: s.status,
+        conclusion: s.conclusion,
+        started_at: api::time(s.started_at),
+        completed_at: api::time(s.completed_at),
+        log_bytes: s.log_size,
+    }
 }
 
-pub fn step(s: &StepRow) -> Value {
-    json!({
-        "number": s.number,
-        "name": s.name,
-        "status": s.status,
-        "conclusion": s.conclusion,
-        "started_at": time(s.started_at),
-        "completed_at": time(s.completed_at),
-        "log_bytes": s.log_size,
-    })
+pub fn job(j: &JobRow, steps: &[StepRow]) -> api::Job {
+    api::Job {
+        id: j.id,
+        run_id: j.run_id,
+        name: j.name.clone(),
+        status: j.status,
+        conclusion: j.conclusion,
+        reason: j.reason.clone(),
+        started_at: api::time(j.started_at),
+        completed_at: api::time(j.completed_at),
+        steps: steps.iter().map(step).collect(),
+    }
 }
 
-pub fn job(j: &JobRow, steps: &[StepRow]) -> Value {
-    json!({
-        "id": j.id,
-        "run_id": j.run_id,
-        "name": j.name,
-        "status": j.status,
-        "conclusion": j.conclusion,
-        "reason": j.reason,
-        "started_at": time(j.started_at),
-        "completed_at": time(j.completed_at),
-        "steps": steps.iter().map(step).collect::<Vec<_>>(),
-    })
-}
-
-pub fn release(r: &Release) -> Value {
-    json!({
-        "id": r.id,
-        "project": r.project,
-        "service": r.service,
-        "version": r.version,
-        "run_id": r.run_id,
-        "commit": r.commit_sha,
-        "author": r.author,
-        "artifact": r.artifact,
-        "digest": r.digest,
-        "changelog": r.changelog,
-        "created_at": time(Some(r.created_at)),
-    })
+pub fn release(r: &Release) -> api::Release {
+    api::Release {
+        id: r.id,
+        project: r.project.clone(),
+        service: r.service.clone(),
+        version: r.version.clone(),
+        run_id: r.run_id,
+        commit: r.commit_sha.clone(),
+        author: r.author.clone(),
+        artifact: r.artifact.clone(),
+        digest: r.digest.clone(),
+        // Written by the server as a list of commits; an entry it cannot read is left out.
+        changelog: serde_json::from_value(r.changelog.clone()).unwrap_or_default(),
+        created_at: api::time(Some(r.created_at)),
+    }
 }
 
 /// A rollout with the controller's last status: `phase`, `stable`, `canary`, `weights`
 /// (percent of new requests per version), the canary step and per-version rates.
-pub fn rollout(r: &Rollout) -> Value {
+pub fn rollout(r: &Rollout) -> api::Rollout {
     let status = &r.status;
-    json!({
-        "id": r.id,
-        "project": r.project,
-        "service": r.service,
-        "environment": r.environment,
-        "release": { "id": r.release_id, "version": r.version },
-        "strategy": r.strategy,
-        "phase": r.phase,
-        "message": r.message,
-        "stable": status.get("stable").cloned().unwrap_or(Value::Null),
-        "canary": status.get("canary").cloned().unwrap_or_else(|| json!(r.version)),
-        "weights": status.get("weights").cloned().unwrap_or_else(|| json!({})),
-        "step": status.get("step").cloned().unwrap_or(Value::Null),
-        "steps": status.get("steps").cloned().unwrap_or(json!(0)),
-        "rates": status.get("rates").cloned().unwrap_or_else(|| json!({})),
-        // A canary's steps (`weight`, `pause_seconds`, null: until promoted).
-        "plan": status.get("plan").cloned().unwrap_or_else(|| json!([])),
-        // Where a paused blue-green's new version answers before the switch.
-        "preview": status.get("preview").cloned().unwrap_or(Value::Null),
-        "created_by": r.created_by,
-        "created_at": time(Some(r.created_at)),
-        "updated_at": time(Some(r.updated_at)),
-        "finished_at": time(r.finished_at),
-        // A newer release of the service waits while this rollout is under way.
-        "newer_release": r.newer_version.as_ref().filter(|_| r.finished_at.is_none()),
-    })
+    let field = |name: &str, default: Value| status.get(name).cloned().unwrap_or(default);
+    api::Rollout {
+        id: r.id,
+        project: r.project.clone(),
+        service: r.service.clone(),
+        environment: r.environment.clone(),
+        release: api::ReleaseRef { id: r.release_id, version: r.version.clone() },
+        strategy: r.strategy.clone(),
+        phase: r.phase,
+        message: r.message.clone(),
+        stable: status.get("stable").and_then(Value::as_str).map(str::to_string),
+        canary: field("canary", json!(r.version)),
+        weights: field("weights", json!({})),
+        step: field("step", Value::Null),
+        steps: field("steps", json!(0)),
+        rates: field("rates", json!({})),
+        plan: field("plan", json!([])),
+        preview: field("preview", Value::Null),
+        created_by: r.created_by.clone(),
+        created_at: api::time(Some(r.created_at)),
+        updated_at: api::time(Some(r.updated_at)),
+        finished_at: api::time(r.finished_at),
+        newer_release: r.newer_version.clone().filter(|_| r.finished_at.is_none()),
+    }
 }
 
 /// An incident, its times in RFC 3339 (`time_to_restore_ms` stays a duration in milliseconds).
-pub fn incident(i: &mobius_store::Incident) -> Value {
-    let mut value = serde_json::to_value(i).unwrap_or(Value::Null);
-    for (field, ms) in [
-        ("opened_at", Some(i.opened_at)),
-        ("acknowledged_at", i.acknowledged_at),
-        ("resolved_at", i.resolved_at),
-        ("next_escalation_at", i.next_escalation_at),
-    ] {
-        value[field] = time(ms);
+pub fn incident(i: &mobius_store::Incident) -> api::Incident {
+    api::Incident {
+        id: i.id,
+        group_key: i.group_key.clone(),
+        title: i.title.clone(),
+        status: i.status,
+        receiver: i.receiver.clone(),
+        labels: i.labels.clone(),
+        service: i.service.clone(),
+        environment: i.environment.clone(),
+        rollout_id: i.rollout_id,
+        policy: i.policy.clone(),
+        level: i.level,
+        rounds: i.rounds,
+        next_escalation_at: api::time(i.next_escalation_at),
+        opened_at: api::time(Some(i.opened_at)),
+        acknowledged_at: api::time(i.acknowledged_at),
+        acknowledged_by: i.acknowledged_by.clone(),
+        resolved_at: api::time(i.resolved_at),
+        resolved_by: i.resolved_by.clone(),
+        time_to_restore_ms: i.time_to_restore_ms,
     }
-    value
 }
 
 /// One line of an incident's timeline, its time in RFC 3339.
-pub fn incident_event(e: &mobius_store::IncidentEvent) -> Value {
-    let mut value = serde_json::to_value(e).unwrap_or(Value::Null);
-    value["at"] = time(Some(e.at));
-    value
+pub fn incident_event(e: &mobius_store::IncidentEvent) -> api::IncidentEvent {
+    api::IncidentEvent {
+        id: e.id,
+        incident_id: e.incident_id,
+        kind: e.kind,
+        actor: e.actor.clone(),
+        message: e.message.clone(),
+        at: api::time(Some(e.at)),
+    }
 }
 
 #[cfg(test)]

@@ -137,7 +137,7 @@ pub async fn github(
                 .data(json!({"event": event, "runs": runs.iter().map(|r| r.id).collect::<Vec<_>>()})),
         )
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+    Ok((StatusCode::ACCEPTED, Json(json!(mobius_api::RunList { runs: runs.iter().map(dto::run).collect() }))))
 }
 
 /// Records a refused delivery in the audit log (the refusal is answered regardless).

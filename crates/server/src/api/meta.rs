@@ -29,9 +29,13 @@ pub async fn metrics(State(app): State<Arc<App>>) -> ApiResult<impl IntoResponse
     Ok(([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], body))
 }
 
-/// Any valid token may read the API's description.
+/// Any valid token may read the API's description, generated once from the API's types.
 pub async fn openapi(_caller: Caller) -> ApiResult<impl IntoResponse> {
-    Ok(([(header::CONTENT_TYPE, "application/json")], include_str!("openapi.json")))
+    static DOCUMENT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let text = DOCUMENT.get_or_init(|| {
+        serde_json::to_string(&mobius_api::openapi::document()).unwrap_or_else(|e| format!("{{\"error\":\"{e}\"}}"))
+    });
+    Ok(([(header::CONTENT_TYPE, "application/json")], text.as_str()))
 }
 
 pub async fn not_found(OriginalUri(uri): OriginalUri) -> ApiError {

@@ -21,17 +21,19 @@ use crate::error::ApiError;
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use axum::routing::{delete, get, post, put};
 use axum::Router;
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
+use routed::{delete, get, post, put, Routes};
 use std::sync::Arc;
 
 /// Paths kept for the Prometheus-compatible API of the monitor.
 pub const RESERVED: &[&str] = &["status"];
 
-pub fn router(app: Arc<App>) -> Router {
-    let api = Router::new()
+/// Every route of the API (not the UI), with the `(method, path)` of each: the
+/// OpenAPI document must describe every one (`tests::every_routed_path_and_method_is_documented`).
+pub fn api_routes() -> Routes {
+    let api = Routes::new("/api/v1")
         .route("/openapi.json", get(meta::openapi))
         .route("/projects", get(projects::list).post(projects::create))
         .route("/projects/{project}", get(projects::show))
@@ -82,25 +84,31 @@ pub fn router(app: Arc<App>) -> Router {
         .route("/metadata", get(alerting::metadata))
         .route("/alerts", get(alerting::alerts_v1))
         .route("/status/buildinfo", get(alerting::buildinfo));
-    let alertmanager = Router::new()
+    let alertmanager = Routes::new("/api/v2")
         .route("/alerts", get(alerting::get_alerts).post(alerting::post_alerts))
         .route("/alerts/groups", get(alerting::get_groups))
         .route("/silences", get(alerting::get_silences).post(alerting::post_silence))
         .route("/silence/{id}", get(alerting::get_silence).delete(alerting::delete_silence))
         .route("/receivers", get(alerting::receivers))
         .route("/status", get(alerting::status));
-    Router::new()
+    Routes::new("")
         .route("/healthz", get(meta::healthz))
         .route("/metrics", get(meta::metrics))
         .route("/-/reload", post(monitor::reload))
-        .route("/ack/{token}", get(crate::ui::ack_page).post(crate::ui::ack_link))
-        .nest("/api/v1", api)
-        .nest("/api/v2", alertmanager)
+        .nest(api)
+        .nest(alertmanager)
         .route("/loki/api/v1/push", post(loki::push))
         .route("/loki/api/v1/query_range", get(loki::query_range))
         .route("/loki/api/v1/query", get(loki::query))
         .route("/loki/api/v1/labels", get(loki::labels))
         .route("/loki/api/v1/label/{name}/values", get(loki::label_values))
+}
+
+pub fn router(app: Arc<App>) -> Router {
+    api_routes()
+        .router
+        // The UI and the acknowledgement links in pages are HTML, not the API.
+        .route("/ack/{token}", axum::routing::get(crate::ui::ack_page).post(crate::ui::ack_link))
         .nest(
             "/ui",
             crate::ui::router()
@@ -208,5 +216,79 @@ where
         serde_json::from_slice(slice)
             .map(JsonBody)
             .map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))
+    }
+}
+
+/// Routing that remembers what it routed, so the OpenAPI document can be held
+/// against it. `get(a).post(b)` reads as axum's.
+pub mod routed {
+    use crate::app::App;
+    use axum::handler::Handler;
+    use axum::routing::MethodRouter;
+    use axum::Router;
+    use mobius_api::openapi::Method;
+    use std::sync::Arc;
+
+    /// The handlers of one path, by method.
+    pub struct Methods {
+        router: MethodRouter<Arc<App>>,
+        methods: Vec<Method>,
+    }
+
+    macro_rules! method {
+        ($name:ident, $variant:ident) => {
+            pub fn $name<H, T>(handler: H) -> Methods
+            where
+                H: Handler<T, Arc<App>>,
+                T: 'static,
+            {
+                Methods { router: axum::routing::$name(handler), methods: vec![Method::$variant] }
+            }
+
+            #[allow(dead_code, reason = "any method may follow another; not every pair is routed")]
+            impl Methods {
+                pub fn $name<H, T>(mut self, handler: H) -> Methods
+                where
+                    H: Handler<T, Arc<App>>,
+                    T: 'static,
+                {
+                    self.router = self.router.$name(handler);
+                    self.methods.push(Method::$variant);
+                    self
+                }
+            }
+        };
+    }
+    method!(get, Get);
+    method!(post, Post);
+    method!(put, Put);
+    method!(delete, Delete);
+
+    /// Routes under a prefix, and the full path of each with its methods.
+    pub struct Routes {
+        prefix: &'static str,
+        pub router: Router<Arc<App>>,
+        pub routed: Vec<(Method, String)>,
+    }
+
+    impl Routes {
+        pub fn new(prefix: &'static str) -> Routes {
+            Routes { prefix, router: Router::new(), routed: Vec::new() }
+        }
+
+        pub fn route(mut self, path: &str, methods: Methods) -> Routes {
+            for method in methods.methods {
+                self.routed.push((method, format!("{}{path}", self.prefix)));
+            }
+            self.router = self.router.route(path, methods.router);
+            self
+        }
+
+        /// `inner`'s routes under its prefix.
+        pub fn nest(mut self, inner: Routes) -> Routes {
+            self.router = self.router.nest(inner.prefix, inner.router);
+            self.routed.extend(inner.routed.into_iter().map(|(m, p)| (m, format!("{}{p}", self.prefix))));
+            self
+        }
     }
 }

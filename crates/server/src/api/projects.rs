@@ -8,23 +8,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use mobius_api as api;
 use mobius_ci::{self as engine, execute::secret_context, Trigger};
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
 use mobius_store::Project;
-use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::Digest as _;
 use std::sync::Arc;
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewProject {
-    name: String,
-    repo: String,
-    branch: Option<String>,
-    webhook_secret: Option<String>,
-}
 
 /// Project names appear in URLs and paths: letters, digits, `.`, `_`, `-`.
 fn valid_name(name: &str) -> bool {
@@ -37,7 +28,7 @@ fn valid_name(name: &str) -> bool {
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
-    JsonBody(body): JsonBody<NewProject>,
+    JsonBody(body): JsonBody<api::NewProject>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(Role::Admin)?;
     if !valid_name(&body.name) {
@@ -96,14 +87,12 @@ pub async fn create(
     let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms, created).await?;
     let runs = engine::poll_project(&app.ci_host(), &project).await.map_err(ApiError::internal)?;
     drop(polling);
-    let mut answer = json!({
-        "project": dto::project(&project),
-        "runs": runs.iter().map(dto::run).collect::<Vec<_>>(),
-    });
-    if generated {
+    let answer = api::ProjectCreated {
+        project: dto::project(&project),
+        runs: runs.iter().map(dto::run).collect(),
         // Shown once: the server keeps it sealed and never returns it again.
-        answer["webhook_secret"] = Value::String(secret);
-    }
+        webhook_secret: generated.then_some(secret),
+    };
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
@@ -112,7 +101,7 @@ pub fn webhook_context(project: &str) -> String {
     format!("webhook:{project}")
 }
 
-pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<Value>>> {
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<api::Project>>> {
     let projects = app.store.projects().await?;
     Ok(Json(projects.iter().filter(|p| caller.sees(p.id)).map(dto::project).collect()))
 }
@@ -130,15 +119,13 @@ pub async fn find(app: &App, caller: &Caller, name: &str, role: Role) -> ApiResu
     Ok(project)
 }
 
-pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(name): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn show(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> ApiResult<Json<api::Project>> {
     let project = find(&app, &caller, &name, Role::Viewer).await?;
     Ok(Json(dto::project(&project)))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SetValue {
-    value: String,
 }
 
 /// GitHub's rule for secret and variable names.
@@ -177,7 +164,7 @@ pub async fn set_secret(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((name, secret)): Path<(String, String)>,
-    JsonBody(body): JsonBody<SetValue>,
+    JsonBody(body): JsonBody<api::SetValue>,
 ) -> ApiResult<StatusCode> {
     let project = find(&app, &caller, &name, Role::Maintainer).await?;
     valid_variable_name(&secret)?;
@@ -218,17 +205,22 @@ pub async fn list_secrets(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::SecretEntry>>> {
     let project = find(&app, &caller, &name, Role::Viewer).await?;
     let secrets = app.store.secrets(project.id).await?;
-    Ok(Json(secrets.iter().map(|(n, _, at)| json!({"name": n, "updated_at": dto::time(Some(*at))})).collect()))
+    Ok(Json(
+        secrets
+            .iter()
+            .map(|(n, _, at)| api::SecretEntry { name: n.clone(), updated_at: api::time(Some(*at)) })
+            .collect(),
+    ))
 }
 
 pub async fn set_variable(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((name, variable)): Path<(String, String)>,
-    JsonBody(body): JsonBody<SetValue>,
+    JsonBody(body): JsonBody<api::SetValue>,
 ) -> ApiResult<StatusCode> {
     let project = find(&app, &caller, &name, Role::Maintainer).await?;
     valid_variable_name(&variable)?;
@@ -251,30 +243,20 @@ pub async fn list_variables(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(name): Path<String>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::VariableEntry>>> {
     let project = find(&app, &caller, &name, Role::Viewer).await?;
     let vars = app.store.variables(project.id).await?;
-    Ok(Json(vars.iter().map(|(n, v)| json!({"name": n, "value": v})).collect()))
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Dispatch {
-    /// A branch or tag; the project's branch when absent.
-    #[serde(rename = "ref")]
-    git_ref: Option<String>,
-    #[serde(default)]
-    inputs: Map<String, Value>,
+    Ok(Json(vars.into_iter().map(|(name, value)| api::VariableEntry { name, value }).collect()))
 }
 
 pub async fn dispatch(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path((name, workflow)): Path<(String, String)>,
-    JsonBody(body): JsonBody<Dispatch>,
+    JsonBody(body): JsonBody<api::Dispatch>,
 ) -> ApiResult<impl IntoResponse> {
     let runs = dispatch_workflow(&app, &caller, &name, &workflow, body.git_ref, body.inputs).await?;
-    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+    Ok((StatusCode::CREATED, Json(api::RunList { runs: runs.iter().map(dto::run).collect() })))
 }
 
 /// Dispatches a workflow by file name on a branch or tag (the project's branch by default).

@@ -9,13 +9,14 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use mobius_api as api;
 use mobius_ci::{self as engine};
 use mobius_core::EventKind;
 use mobius_core::{Conclusion, Status};
 use mobius_store::NewEvent;
 use mobius_store::{Run, RunFilter};
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -53,16 +54,16 @@ pub async fn list(
     State(app): State<Arc<App>>,
     caller: Caller,
     Query(q): Query<ListQuery>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Run>>> {
     let filter = run_filter(&app, &caller, &q).await?;
     let runs = app.store.runs(&filter).await?;
     let failed = app.store.failed_jobs(&runs.iter().map(|r| r.id).collect::<Vec<_>>()).await?;
     Ok(Json(
         runs.iter()
             .map(|r| {
-                let mut value = dto::run(r);
-                value["failed_jobs"] = json!(failed.get(&r.id).cloned().unwrap_or_default());
-                value
+                let mut run = dto::run(r);
+                run.failed_jobs = Some(failed.get(&r.id).cloned().unwrap_or_default());
+                run
             })
             .collect(),
     ))
@@ -118,7 +119,7 @@ pub async fn find_run(app: &App, caller: &Caller, id: i64, role: Role) -> ApiRes
     Ok(run)
 }
 
-async fn jobs_json(app: &App, run_id: i64) -> ApiResult<Vec<Value>> {
+async fn jobs_of(app: &App, run_id: i64) -> ApiResult<Vec<api::Job>> {
     let mut jobs = Vec::new();
     for job in app.store.jobs(run_id).await? {
         let steps = app.store.steps(job.id).await?;
@@ -127,62 +128,101 @@ async fn jobs_json(app: &App, run_id: i64) -> ApiResult<Vec<Value>> {
     Ok(jobs)
 }
 
-async fn tests_json(app: &App, run_id: i64) -> ApiResult<Value> {
+async fn tests_of(app: &App, run_id: i64) -> ApiResult<api::TestSummary> {
     let reports = app.store.test_reports(run_id).await?;
-    let mut body = serde_json::to_value(mobius_store::TestTotals::of(&reports)).map_err(ApiError::internal)?;
-    body["reports"] = serde_json::to_value(&reports).map_err(ApiError::internal)?;
-    Ok(body)
+    let totals = mobius_store::TestTotals::of(&reports);
+    Ok(api::TestSummary {
+        total: totals.total,
+        passed: totals.passed,
+        failures: totals.failures,
+        errors: totals.errors,
+        skipped: totals.skipped,
+        reports: reports
+            .into_iter()
+            .map(|r| api::TestReport {
+                id: r.id,
+                run_id: r.run_id,
+                job: r.job,
+                file: r.file,
+                tests: r.tests,
+                failures: r.failures,
+                errors: r.errors,
+                skipped: r.skipped,
+                // Written by the server's JUnit reader; a case it cannot read is left out.
+                cases: serde_json::from_value(r.cases).unwrap_or_default(),
+            })
+            .collect(),
+    })
 }
 
-pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn show(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<api::RunDetail>> {
     let run = find_run(&app, &caller, id, Role::Viewer).await?;
-    let mut body = dto::run(&run);
-    body["jobs"] = Value::Array(jobs_json(&app, run.id).await?);
-    body["tests"] = tests_json(&app, run.id).await?;
-    body["checks"] = app
-        .store
-        .checks(run.id)
-        .await?
-        .iter()
-        .map(|c| json!({"name": c.name, "conclusion": c.conclusion, "summary": c.summary, "created_at": dto::time(Some(c.created_at))}))
-        .collect();
-    body["annotations"] = json!(app.store.annotations(run.id).await?);
-    Ok(Json(body))
+    let checks = app.store.checks(run.id).await?;
+    let annotations = app.store.annotations(run.id).await?;
+    Ok(Json(api::RunDetail {
+        run: dto::run(&run),
+        jobs: jobs_of(&app, run.id).await?,
+        tests: tests_of(&app, run.id).await?,
+        checks: checks
+            .into_iter()
+            .map(|c| api::Check {
+                name: c.name,
+                conclusion: c.conclusion,
+                summary: c.summary,
+                created_at: api::time(Some(c.created_at)),
+            })
+            .collect(),
+        annotations: annotations
+            .into_iter()
+            .map(|a| api::RunAnnotation {
+                job: a.job,
+                source: a.source,
+                level: a.annotation.level,
+                message: a.annotation.message,
+                title: a.annotation.title,
+                file: a.annotation.file,
+                line: a.annotation.line,
+                col: a.annotation.col,
+            })
+            .collect(),
+    }))
 }
 
-pub async fn jobs(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<Value>>> {
+pub async fn jobs(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Vec<api::Job>>> {
     let run = find_run(&app, &caller, id, Role::Viewer).await?;
-    Ok(Json(jobs_json(&app, run.id).await?))
+    Ok(Json(jobs_of(&app, run.id).await?))
 }
 
-pub async fn tests(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<i64>) -> ApiResult<Json<Value>> {
+pub async fn tests(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Path(id): Path<i64>,
+) -> ApiResult<Json<api::TestSummary>> {
     let run = find_run(&app, &caller, id, Role::Viewer).await?;
-    Ok(Json(tests_json(&app, run.id).await?))
+    Ok(Json(tests_of(&app, run.id).await?))
 }
 
 pub async fn artifacts(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(id): Path<i64>,
-) -> ApiResult<Json<Vec<Value>>> {
+) -> ApiResult<Json<Vec<api::Artifact>>> {
     let run = find_run(&app, &caller, id, Role::Viewer).await?;
     let files = app.store.artifacts(run.id).await?;
-    let mut out: Vec<Value> = Vec::new();
+    let mut out: Vec<api::Artifact> = Vec::new();
     for file in files {
-        let entry = json!({"path": file.path, "size": file.size});
-        match out.last_mut().filter(|a| a["name"] == file.name.as_str()) {
+        let entry = api::ArtifactFile { path: file.path, size: file.size };
+        match out.last_mut().filter(|a| a.name == file.name) {
             Some(artifact) => {
-                artifact["size"] = json!(artifact["size"].as_i64().unwrap_or(0) + file.size);
-                if let Some(list) = artifact["files"].as_array_mut() {
-                    list.push(entry);
-                }
+                artifact.size += file.size;
+                artifact.files.push(entry);
             }
-            None => out.push(json!({
-                "name": file.name,
-                "size": file.size,
-                "created_at": dto::time(Some(file.created_at)),
-                "files": [entry],
-            })),
+            None => out.push(api::Artifact {
+                name: file.name,
+                size: file.size,
+                created_at: api::time(Some(file.created_at)),
+                files: vec![entry],
+            }),
         }
     }
     Ok(Json(out))
@@ -239,21 +279,14 @@ pub async fn cancel(State(app): State<Arc<App>>, caller: Caller, Path(id): Path<
     Ok((StatusCode::ACCEPTED, Json(dto::run(&run))))
 }
 
-#[derive(Debug, Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-pub struct Rerun {
-    #[serde(default)]
-    failed_only: bool,
-}
-
 pub async fn rerun(
     State(app): State<Arc<App>>,
     caller: Caller,
     Path(id): Path<i64>,
-    JsonBody(body): JsonBody<Rerun>,
+    JsonBody(body): JsonBody<api::Rerun>,
 ) -> ApiResult<impl IntoResponse> {
     let runs = rerun_run(&app, &caller, id, body.failed_only).await?;
-    Ok((StatusCode::CREATED, Json(json!({"runs": runs.iter().map(dto::run).collect::<Vec<_>>()}))))
+    Ok((StatusCode::CREATED, Json(api::RunList { runs: runs.iter().map(dto::run).collect() })))
 }
 
 /// Queues the next attempt of a completed run (`mobius_ci::rerun`), audited.

@@ -74,3 +74,28 @@ async fn a_body_over_the_limit_is_refused_naming_the_limit() {
     assert!(answer["error"].as_str().is_some_and(|e| e.contains("1024")), "{answer}");
     app.shutdown();
 }
+
+/// Issue 17, item 6: the generated document describes every route the server has, and
+/// only those (the paths as clients write them, `{*path}` as `{path}`).
+#[test]
+fn every_routed_path_and_method_is_documented() {
+    let routed: std::collections::BTreeSet<(mobius_api::openapi::Method, String)> =
+        super::api_routes().routed.into_iter().map(|(m, p)| (m, p.replace("{*", "{"))).collect();
+    let documented: std::collections::BTreeSet<(mobius_api::openapi::Method, String)> =
+        mobius_api::openapi::documented().into_iter().map(|(m, p)| (m, p.to_string())).collect();
+    let missing: Vec<_> = routed.difference(&documented).map(|(m, p)| format!("{} {p}", m.as_str())).collect();
+    assert!(missing.is_empty(), "routed but not in the OpenAPI document: {missing:?}");
+    let extra: Vec<_> = documented.difference(&routed).map(|(m, p)| format!("{} {p}", m.as_str())).collect();
+    assert!(extra.is_empty(), "documented but not routed: {extra:?}");
+    assert!(routed.len() > 70, "{}", routed.len());
+}
+
+#[tokio::test]
+async fn the_openapi_document_is_served_with_full_paths() {
+    let (_dir, app, token) = app(None).await;
+    let (status, doc) = call(&app, "GET", "/api/v1/openapi.json", Some(&token), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert!(doc["paths"]["/api/v1/events"]["get"].is_object(), "{}", doc["paths"]);
+    assert!(doc["components"]["schemas"]["Run"]["properties"]["status"].is_object(), "{}", doc["components"]);
+}

@@ -8,34 +8,32 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
+use mobius_api as api;
 use mobius_core::EventKind;
 use mobius_store::NewEvent;
 use mobius_store::Token;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::sync::Arc;
 
-fn token_json(t: &Token, project: Option<&str>) -> Value {
-    json!({
-        "id": t.id,
-        "name": t.name,
-        "role": t.role,
-        "project": project,
-        "created_by": t.created_by,
-        "created_at": dto::time(Some(t.created_at)),
-        "expires_at": dto::time(t.expires_at),
-        "revoked_at": dto::time(t.revoked_at),
-    })
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    name: Option<String>,
-    role: String,
-    project: Option<String>,
-    /// A duration such as `30d` or `12h`.
-    expires_in: Option<String>,
+fn token_of(t: &Token, project: Option<&str>) -> api::Token {
+    let role = match Role::parse(&t.role) {
+        Some(Role::Admin) => api::Role::Admin,
+        Some(Role::Maintainer) => api::Role::Maintainer,
+        Some(Role::Developer) => api::Role::Developer,
+        // The store holds only the four names; anything else reaches nothing.
+        Some(Role::Viewer) | None => api::Role::Viewer,
+    };
+    api::Token {
+        id: t.id,
+        name: t.name.clone(),
+        role,
+        project: project.map(str::to_string),
+        created_by: t.created_by.clone(),
+        created_at: api::time(Some(t.created_at)),
+        expires_at: api::time(t.expires_at),
+        revoked_at: api::time(t.revoked_at),
+    }
 }
 
 /// The longest `expires_in` a token may have (ten years).
@@ -44,7 +42,7 @@ pub const MAX_TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_se
 pub async fn create(
     State(app): State<Arc<App>>,
     caller: Caller,
-    JsonBody(body): JsonBody<NewToken>,
+    JsonBody(body): JsonBody<api::NewToken>,
 ) -> ApiResult<impl IntoResponse> {
     caller.require_global(Role::Admin)?;
     let Some(role) = Role::parse(&body.role) else {
@@ -99,13 +97,12 @@ pub async fn create(
             created,
         )
         .await?;
-    let mut answer = token_json(&token, body.project.as_deref());
     // The only time the token is shown.
-    answer["token"] = Value::String(secret);
+    let answer = api::TokenCreated { token: token_of(&token, body.project.as_deref()), secret };
     Ok((StatusCode::CREATED, Json(answer)))
 }
 
-pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<Value>>> {
+pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json<Vec<api::Token>>> {
     caller.require_global(Role::Admin)?;
     let projects = app.store.projects().await?;
     let tokens = app.store.tokens().await?;
@@ -114,7 +111,7 @@ pub async fn list(State(app): State<Arc<App>>, caller: Caller) -> ApiResult<Json
             .iter()
             .map(|t| {
                 let project = t.project_id.and_then(|id| projects.iter().find(|p| p.id == id)).map(|p| p.name.as_str());
-                token_json(t, project)
+                token_of(t, project)
             })
             .collect(),
     ))
@@ -135,16 +132,29 @@ pub struct AuditQuery {
     before: Option<i64>,
 }
 
-pub async fn audit(State(app): State<Arc<App>>, caller: Caller, Query(q): Query<AuditQuery>) -> ApiResult<Json<Value>> {
+pub async fn audit(
+    State(app): State<Arc<App>>,
+    caller: Caller,
+    Query(q): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<api::AuditEntry>>> {
     caller.require_global(Role::Admin)?;
     let limit = q.limit.unwrap_or(100);
     if !(1..=1000).contains(&limit) {
         return Err(ApiError::bad_request("limit: between 1 and 1000"));
     }
     let entries = app.store.audit_log(limit, q.before).await?;
-    let entries: Vec<Value> = entries
-        .into_iter()
-        .map(|e| json!({"id": e.id, "at": dto::time(Some(e.at)), "actor": e.actor, "action": e.action, "target": e.target, "detail": e.detail, "remote": e.remote}))
-        .collect();
-    Ok(Json(Value::Array(entries)))
+    Ok(Json(
+        entries
+            .into_iter()
+            .map(|e| api::AuditEntry {
+                id: e.id,
+                at: api::time(Some(e.at)),
+                actor: e.actor,
+                action: e.action,
+                target: e.target,
+                detail: e.detail,
+                remote: e.remote,
+            })
+            .collect(),
+    ))
 }
