@@ -3,6 +3,7 @@
 
 use clap::{Args, Subcommand};
 use futures_util::StreamExt;
+use mobius_api as api;
 use serde_json::{json, Value};
 use std::io::IsTerminal as _;
 use std::io::Read;
@@ -367,13 +368,39 @@ pub fn main(conn: Connection, command: ClientCmd) -> ExitCode {
     }
 }
 
-/// Prints an array answer as JSON, or each of its items with `line`.
-pub(crate) fn print_items(answer: &Value, json: bool, line: impl Fn(&Value)) {
+/// An answer read into the API's type for it (`mobius_api`), naming the type when
+/// the server's answer does not fit.
+pub(crate) fn answer_as<T: serde::de::DeserializeOwned>(answer: &Value) -> Result<T, Failure> {
+    serde_json::from_value(answer.clone()).map_err(|e| {
+        Failure(format!(
+            "the server's answer is not a {}: {e}",
+            std::any::type_name::<T>().rsplit("::").next().unwrap_or("value")
+        ))
+    })
+}
+
+/// A request body from the API's type for it.
+fn body_of(value: &impl serde::Serialize) -> Result<Value, Failure> {
+    Ok(serde_json::to_value(value)?)
+}
+
+/// Prints an array answer as JSON, or as a table under `headers` with a row per item
+/// read into the API's type `T`.
+pub(crate) fn print_typed_table<T: serde::de::DeserializeOwned>(
+    answer: &Value,
+    json: bool,
+    headers: &[&'static str],
+    row: impl Fn(&T) -> Vec<Cell>,
+) -> Result<(), Failure> {
     if json {
         print_json(answer);
     } else {
-        answer.as_array().into_iter().flatten().for_each(line);
+        let items: Vec<T> = answer_as(answer)?;
+        let mut table = Table::new(headers);
+        items.iter().for_each(|item| table.row(row(item)));
+        table.print();
     }
+    Ok(())
 }
 
 /// Prints an array answer as JSON, or as a table under `headers` with a row per item.
@@ -433,26 +460,27 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
             // A relative path means the caller's directory, not the server's.
             let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());
-            let body = json!({"name": name, "repo": repo, "branch": branch, "webhook_secret": webhook_secret});
+            let body = body_of(&api::NewProject { name, repo, branch, webhook_secret })?;
             let answer = client.json(Method::POST, "/projects", Some(body)).await?;
             if json {
                 print_json(&answer);
             } else {
-                let p = &answer["project"];
-                println!("project {} added: {} (branch {})", s(p, "name"), s(p, "repo"), s(p, "branch"));
-                if let Some(secret) = answer["webhook_secret"].as_str() {
+                let created: api::ProjectCreated = answer_as(&answer)?;
+                let p = &created.project;
+                println!("project {} added: {} (branch {})", p.name, p.repo, p.branch);
+                if let Some(secret) = &created.webhook_secret {
                     println!("webhook secret (shown once): {secret}");
                 }
-                for run in answer["runs"].as_array().into_iter().flatten() {
-                    println!("queued run {} ({})", run["id"], s(run, "name"));
+                for run in &created.runs {
+                    println!("queued run {} ({})", run.id, run.name);
                 }
             }
         }
         ClientCmd::Project(ProjectCmd::List { json }) => {
             let answer = client.json(Method::GET, "/projects", None).await?;
-            print_table(&answer, json, &["NAME", "BRANCH", "REPOSITORY"], |p| {
-                vec![s(p, "name").into(), s(p, "branch").into(), s(p, "repo").into()]
-            });
+            print_typed_table(&answer, json, &["NAME", "BRANCH", "REPOSITORY"], |p: &api::Project| {
+                vec![p.name.clone().into(), p.branch.clone().into(), p.repo.clone().into()]
+            })?;
         }
         ClientCmd::Secret(SecretCmd::Set { name, project }) => {
             let mut value = String::new();
@@ -460,13 +488,19 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
             // A trailing newline from `echo` or a terminal is not part of the secret.
             let value = value.strip_suffix('\n').map(|v| v.strip_suffix('\r').unwrap_or(v)).unwrap_or(&value);
             client
-                .json(Method::PUT, &format!("/projects/{project}/secrets/{name}"), Some(json!({"value": value})))
+                .json(
+                    Method::PUT,
+                    &format!("/projects/{project}/secrets/{name}"),
+                    Some(body_of(&api::SetValue { value: value.to_string() })?),
+                )
                 .await?;
             println!("secret {name} set for {project}");
         }
         ClientCmd::Secret(SecretCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/secrets"), None).await?;
-            print_table(&answer, json, &["NAME", "UPDATED"], |v| vec![s(v, "name").into(), s(v, "updated_at").into()]);
+            print_typed_table(&answer, json, &["NAME", "UPDATED"], |v: &api::SecretEntry| {
+                vec![v.name.clone().into(), v.updated_at.clone().unwrap_or_default().into()]
+            })?;
         }
         ClientCmd::Secret(SecretCmd::Delete { name, project }) => {
             client.json(Method::DELETE, &format!("/projects/{project}/secrets/{name}"), None).await?;
@@ -474,36 +508,54 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Var(VarCmd::Set { name, value, project }) => {
             client
-                .json(Method::PUT, &format!("/projects/{project}/variables/{name}"), Some(json!({"value": value})))
+                .json(
+                    Method::PUT,
+                    &format!("/projects/{project}/variables/{name}"),
+                    Some(body_of(&api::SetValue { value })?),
+                )
                 .await?;
             println!("variable {name} set for {project}");
         }
         ClientCmd::Var(VarCmd::List { project, json }) => {
             let answer = client.json(Method::GET, &format!("/projects/{project}/variables"), None).await?;
-            print_table(&answer, json, &["NAME", "VALUE"], |v| vec![s(v, "name").into(), s(v, "value").into()]);
+            print_typed_table(&answer, json, &["NAME", "VALUE"], |v: &api::VariableEntry| {
+                vec![v.name.clone().into(), v.value.clone().into()]
+            })?;
         }
         ClientCmd::Token(TokenCmd::Create { role, project, expires, name, json }) => {
-            let body = json!({"role": role, "project": project, "expires_in": expires, "name": name});
+            let body = body_of(&api::NewToken { role, project, expires_in: expires, name })?;
             let answer = client.json(Method::POST, "/tokens", Some(body)).await?;
             if json {
                 print_json(&answer);
             } else {
-                println!("{}", s(&answer, "token"));
-                eprintln!("token {} ({}) created; it is not shown again", answer["id"], s(&answer, "role"));
+                let created: api::TokenCreated = answer_as(&answer)?;
+                println!("{}", created.secret);
+                let role = serde_json::to_value(created.token.role)?;
+                eprintln!(
+                    "token {} ({}) created; it is not shown again",
+                    created.token.id,
+                    role.as_str().unwrap_or("")
+                );
             }
         }
         ClientCmd::Token(TokenCmd::List { json }) => {
             let answer = client.json(Method::GET, "/tokens", None).await?;
-            print_table(&answer, json, &["ID", "NAME", "ROLE", "PROJECT", "STATE", "EXPIRES"], |t| {
-                vec![
-                    t["id"].to_string().into(),
-                    s(t, "name").into(),
-                    s(t, "role").into(),
-                    t["project"].as_str().unwrap_or("*").into(),
-                    state(if t["revoked_at"].is_string() { "revoked" } else { "live" }),
-                    t["expires_at"].as_str().unwrap_or("never").into(),
-                ]
-            });
+            print_typed_table(
+                &answer,
+                json,
+                &["ID", "NAME", "ROLE", "PROJECT", "STATE", "EXPIRES"],
+                |t: &api::Token| {
+                    let role = serde_json::to_value(t.role).ok();
+                    vec![
+                        t.id.to_string().into(),
+                        t.name.clone().into(),
+                        role.as_ref().and_then(Value::as_str).unwrap_or_default().to_string().into(),
+                        t.project.clone().unwrap_or_else(|| "*".into()).into(),
+                        state(if t.revoked_at.is_some() { "revoked" } else { "live" }),
+                        t.expires_at.clone().unwrap_or_else(|| "never".into()).into(),
+                    ]
+                },
+            )?;
         }
         ClientCmd::Token(TokenCmd::Revoke { id }) => {
             client.json(Method::DELETE, &format!("/tokens/{id}"), None).await?;
@@ -534,28 +586,38 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         }
         ClientCmd::Logs { run, job, follow, json } => return logs(&client, run, job, follow, json).await,
         ClientCmd::Dispatch { project, workflow, git_ref, inputs, json } => {
-            let body = json!({"ref": git_ref, "inputs": parse_pairs(&inputs, "input")?});
+            let inputs = parse_pairs(&inputs, "input")?;
+            let body = body_of(&api::Dispatch { git_ref, inputs })?;
             let answer = client
                 .json(Method::POST, &format!("/projects/{project}/workflows/{workflow}/dispatches"), Some(body))
                 .await?;
-            print_items(&answer["runs"], json, |run| {
-                println!("queued run {} ({} on {})", run["id"], s(run, "name"), s(run, "head_branch"));
-            });
+            if json {
+                print_json(&answer["runs"]);
+            } else {
+                for run in answer_as::<api::RunList>(&answer)?.runs {
+                    println!("queued run {} ({} on {})", run.id, run.name, run.head_branch);
+                }
+            }
         }
         ClientCmd::Cancel { run, json } => {
             let answer = client.json(Method::POST, &format!("/runs/{run}/cancel"), None).await?;
             if json {
                 print_json(&answer);
             } else {
-                println!("run {run} cancelling ({})", s(&answer, "status"));
+                let cancelled: api::Run = answer_as(&answer)?;
+                println!("run {run} cancelling ({})", cancelled.status);
             }
         }
         ClientCmd::Rerun { run, failed, json } => {
-            let answer =
-                client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(json!({"failed_only": failed}))).await?;
-            print_items(&answer["runs"], json, |new| {
-                println!("queued run {} (attempt {} of run {run})", new["id"], new["run_attempt"]);
-            });
+            let body = body_of(&api::Rerun { failed_only: failed })?;
+            let answer = client.json(Method::POST, &format!("/runs/{run}/rerun"), Some(body)).await?;
+            if json {
+                print_json(&answer["runs"]);
+            } else {
+                for new in answer_as::<api::RunList>(&answer)?.runs {
+                    println!("queued run {} (attempt {} of run {run})", new.id, new.run_attempt);
+                }
+            }
         }
         ClientCmd::Audit { limit, json } => {
             let answer = client.json(Method::GET, &format!("/audit?limit={limit}"), None).await?;

@@ -138,6 +138,7 @@ impl Server {
     }
 
     pub fn api_as(&self, token: &str, method: &str, path: &str, body: Option<Value>) -> (u16, Value) {
+        let method_name = method.to_string();
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, format!("{}{path}", self.url));
         if !token.is_empty() {
@@ -152,7 +153,26 @@ impl Server {
         if status == 500 {
             eprintln!("500 from the server; its log:\n{}", self.log());
         }
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let answer = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        self.check_schema(&method_name, path, status, &answer);
+        (status, answer)
+    }
+
+    /// Issue 17, item 6: every JSON answer of a documented operation and status is
+    /// valid against the schema the server's OpenAPI document gives it.
+    fn check_schema(&self, method: &str, path: &str, status: u16, answer: &Value) {
+        let schemas = SCHEMAS.get_or_init(|| {
+            let response = self
+                .http
+                .get(format!("{}/api/v1/openapi.json", self.url))
+                .bearer_auth(&self.token)
+                .send()
+                .expect("the OpenAPI document");
+            Schemas::new(response.json().expect("the OpenAPI document is JSON"))
+        });
+        if let Err(problems) = schemas.check(method, path, status, answer) {
+            panic!("{method} {path} answered {status} outside its documented schema:\n{problems}\nanswer: {answer}");
+        }
     }
 
     /// Raw POST with headers (webhooks).
@@ -229,6 +249,71 @@ impl Server {
         let (status, answer) = self.api("POST", "/api/v1/projects", Some(body));
         assert_eq!(status, 201, "{answer}");
         answer
+    }
+}
+
+static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
+
+/// The response schemas of the served OpenAPI document, by path template, method
+/// and status.
+pub struct Schemas {
+    document: Value,
+}
+
+impl Schemas {
+    fn new(document: Value) -> Schemas {
+        Schemas { document }
+    }
+
+    /// The documented template a concrete path matches (`/api/v1/runs/7` →
+    /// `/api/v1/runs/{id}`), literal segments winning over parameters.
+    fn template(&self, path: &str) -> Option<String> {
+        let path = path.split('?').next().unwrap_or(path);
+        let segments: Vec<&str> = path.split('/').collect();
+        let mut best: Option<(usize, String)> = None;
+        for template in self.document["paths"].as_object()?.keys() {
+            let parts: Vec<&str> = template.split('/').collect();
+            if parts.len() != segments.len() {
+                continue;
+            }
+            let mut literal = 0;
+            let fits = parts.iter().zip(&segments).all(|(t, s)| {
+                if t.starts_with('{') {
+                    true
+                } else {
+                    literal += 1;
+                    t == s
+                }
+            });
+            if fits && best.as_ref().is_none_or(|(n, _)| literal > *n) {
+                best = Some((literal, template.clone()));
+            }
+        }
+        best.map(|(_, t)| t)
+    }
+
+    fn check(&self, method: &str, path: &str, status: u16, answer: &Value) -> Result<(), String> {
+        let Some(template) = self.template(path) else { return Ok(()) };
+        let response = &self.document["paths"][&template][method.to_lowercase()]["responses"][status.to_string()];
+        let schema = &response["content"]["application/json"]["schema"];
+        if schema.is_null() {
+            return Ok(());
+        }
+        let mut root = serde_json::json!({ "components": self.document["components"].clone() });
+        if let (Some(root), Some(schema)) = (root.as_object_mut(), schema.as_object()) {
+            root.extend(schema.clone());
+        }
+        let validator = jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .map_err(|e| format!("the schema of {method} {template} {status} does not compile: {e}"))?;
+        let problems: Vec<String> =
+            validator.iter_errors(answer).map(|e| format!("  at {}: {e}", e.instance_path())).collect();
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("\n"))
+        }
     }
 }
 
@@ -311,4 +396,19 @@ pub fn exporter(body: impl Fn() -> String + Send + 'static) -> String {
         }
     });
     addr
+}
+
+/// The schema check that every `Server::api` call makes does catch an answer
+/// outside its schema (and passes the real one).
+#[test]
+fn the_schema_check_catches_an_answer_outside_its_schema() {
+    let server = Server::start(Backend::Sqlite);
+    let (_, projects) = server.api("GET", "/api/v1/projects", None);
+    let schemas = SCHEMAS.get().expect("the document, read by the first call");
+    assert!(schemas.check("GET", "/api/v1/projects", 200, &projects).is_ok());
+    let wrong = serde_json::json!([{"id": "one", "name": "shop"}]);
+    let problems = schemas.check("GET", "/api/v1/projects", 200, &wrong).expect_err("a wrong answer passed");
+    assert!(problems.contains("/0/id"), "{problems}");
+    let status = serde_json::json!({"id": 1, "status": "sleeping"});
+    assert!(schemas.check("GET", "/api/v1/runs/1", 200, &status).is_err(), "an unknown status passed");
 }

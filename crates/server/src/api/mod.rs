@@ -166,7 +166,9 @@ async fn refuse_oversize(State(app): State<Arc<App>>, request: Request, next: Ne
 /// Answers axum's own rejections (a path or query that does not parse) in the API's
 /// `{"error": ...}` shape, like every other error of the API.
 async fn json_rejections(request: Request, next: Next) -> Response {
-    let api = request.uri().path().starts_with("/api/");
+    let path = request.uri().path();
+    // The Loki-compatible paths answer their own errors in the API's shape too.
+    let api = path.starts_with("/api/") || path.starts_with("/loki/");
     let response = next.run(request).await;
     let plain = response
         .headers()
