@@ -114,7 +114,16 @@ fn start(host: &Host, id: i64, service: Service, environment: Environment, targe
             sink.lock().unwrap().push((Instant::now(), u.status));
         }
     });
-    let spec = RolloutSpec { id, service, environment, target, needs_approval: false, stable_dir: None, metrics: None };
+    let spec = RolloutSpec {
+        id,
+        service,
+        environment,
+        target,
+        needs_approval: false,
+        stable_dir: None,
+        metrics: None,
+        clock: Arc::new(mobius_core::SystemClock),
+    };
     let agent = host.agent.clone();
     // `done` resolves once every status the rollout sent has been collected.
     let done = tokio::spawn(async move {

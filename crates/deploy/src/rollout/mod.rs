@@ -128,6 +128,8 @@ pub struct RolloutSpec {
     pub stable_dir: Option<PathBuf>,
     /// Where the analysis' PromQL checks are answered (none: they hold the rollout).
     pub metrics: Option<std::sync::Arc<dyn MetricSource>>,
+    /// The time steps are held by and start deadlines are counted in.
+    pub clock: std::sync::Arc<dyn mobius_core::Clock>,
 }
 
 /// The router listener of one service in one environment.
@@ -140,6 +142,52 @@ fn preview_name(environment: &str, service: &str) -> String {
 }
 
 struct Rollback(String);
+
+/// What a held canary step does after a look at its analysis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StepDecision {
+    /// Go on to the next step (or promotion).
+    Next,
+    /// Roll back, for this reason.
+    Rollback(String),
+    /// Keep holding; the analysis says why when it has no verdict yet.
+    Hold(Option<String>),
+    /// Wait for `mobius promote`.
+    AwaitPromotion,
+}
+
+/// A canary step being held: for its pause while the analysis passes (a step with no
+/// verdict holds as long as it has none), or until promoted. Decided on the clock the
+/// controller was given, so a test moves time instead of waiting.
+#[derive(Debug, Clone, Copy)]
+pub struct StepHold {
+    pause: Option<Duration>,
+    started_ms: i64,
+}
+
+impl StepHold {
+    /// A step whose pause is `pause` (`None`: until promoted), begun at `now_ms`.
+    pub fn new(pause: Option<Duration>, now_ms: i64) -> StepHold {
+        StepHold { pause, started_ms: now_ms }
+    }
+
+    /// The decision at `now_ms`, given whether someone promoted and the verdict.
+    pub fn decide(&self, now_ms: i64, promoted: bool, verdict: &Verdict) -> StepDecision {
+        if let Verdict::Fail(reason) = verdict {
+            return StepDecision::Rollback(reason.clone());
+        }
+        if promoted {
+            return StepDecision::Next;
+        }
+        let held = Duration::from_millis(u64::try_from(now_ms.saturating_sub(self.started_ms)).unwrap_or(0));
+        match (self.pause, verdict) {
+            (Some(pause), Verdict::Pass) if held >= pause => StepDecision::Next,
+            (Some(_), Verdict::Hold(why)) => StepDecision::Hold(Some(why.clone())),
+            (Some(_), _) => StepDecision::Hold(None),
+            (None, _) => StepDecision::AwaitPromotion,
+        }
+    }
+}
 
 /// Runs one rollout to a final phase, reporting through `updates`.
 pub async fn drive(
@@ -339,7 +387,8 @@ impl Controller {
         }
         self.new_instances.extend(started.iter().cloned());
         self.report(Phase::Progressing, format!("starting {count} instance(s) of {}", self.spec.target.version), None);
-        let deadline = Instant::now() + self.spec.service.health.start_timeout;
+        let timeout_ms = i64::try_from(self.spec.service.health.start_timeout.as_millis()).unwrap_or(i64::MAX);
+        let deadline_ms = self.spec.clock.now_ms().saturating_add(timeout_ms);
         loop {
             let instances = self.agent.instances().await?;
             let mine: Vec<&InstanceStatus> = instances.iter().filter(|s| started.contains(&s.id)).collect();
@@ -356,7 +405,7 @@ impl Controller {
                 }
                 return Ok(Ok(()));
             }
-            if Instant::now() >= deadline {
+            if self.spec.clock.now_ms() >= deadline_ms {
                 return Ok(Err(format!(
                     "the new instances were not healthy within {} s (health check {})",
                     self.spec.service.health.start_timeout.as_secs(),
@@ -678,7 +727,7 @@ impl Controller {
     /// Holds a canary step: for `duration` with passing analysis (no data holds it
     /// longer), or until promoted when `None`. Returns the reason to roll back, if any.
     async fn hold_step(&mut self, duration: Option<Duration>) -> Result<Result<(), String>, AgentError> {
-        let started = Instant::now();
+        let hold = StepHold::new(duration, self.spec.clock.now_ms());
         let interval = self.spec.environment.analysis.interval;
         let mut tick = tokio::time::interval(interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -713,23 +762,18 @@ impl Controller {
                     other => other,
                 },
             };
-            if let Verdict::Fail(reason) = verdict {
-                return Ok(Err(reason));
-            }
-            if promoted {
-                return Ok(Ok(()));
-            }
-            match (duration, &verdict) {
-                (Some(d), Verdict::Pass) if started.elapsed() >= d => return Ok(Ok(())),
-                (Some(_), Verdict::Hold(why)) => {
+            match hold.decide(self.spec.clock.now_ms(), promoted, &verdict) {
+                StepDecision::Rollback(reason) => return Ok(Err(reason)),
+                StepDecision::Next => return Ok(Ok(())),
+                StepDecision::Hold(Some(why)) => {
                     let message = format!("holding: {why}");
                     self.report(Phase::Progressing, message, None);
                 }
-                (Some(_), _) => {
+                StepDecision::Hold(None) => {
                     let message = self.status.message.clone();
                     self.report(Phase::Progressing, message, None);
                 }
-                (None, _) => {
+                StepDecision::AwaitPromotion => {
                     let message = format!(
                         "paused at step {} of {}; `mobius promote` goes on",
                         self.status.step.unwrap_or(0),
@@ -961,5 +1005,43 @@ async fn retire_warm(agent: &AgentClient, listener: &str, version: &str, ids: &[
     }
     for id in ids {
         let _ = agent.stop_instance(id, drain).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobius_core::{Clock, ManualClock};
+
+    /// Issue 17, item 9: a step's pause is kept on the controller's clock; a test
+    /// moves the clock instead of sleeping to prove that a step did not move on.
+    #[test]
+    fn a_step_moves_on_after_its_pause_and_never_without_a_verdict() {
+        let clock = ManualClock::new(1_000_000);
+        let hold = StepHold::new(Some(Duration::from_secs(30)), clock.now_ms());
+        clock.advance(Duration::from_millis(29_999));
+        assert_eq!(hold.decide(clock.now_ms(), false, &Verdict::Pass), StepDecision::Hold(None));
+        clock.advance(Duration::from_millis(1));
+        assert_eq!(hold.decide(clock.now_ms(), false, &Verdict::Pass), StepDecision::Next);
+        // Without traffic there is no verdict: an hour later the step still holds, and says why.
+        clock.advance(Duration::from_secs(3600));
+        let no_data = Verdict::Hold("no verdict yet: 0 requests".into());
+        assert_eq!(
+            hold.decide(clock.now_ms(), false, &no_data),
+            StepDecision::Hold(Some("no verdict yet: 0 requests".into()))
+        );
+        // A failing analysis rolls back at any time; a promote goes on at any time.
+        let failing = Verdict::Fail("error ratio 0.5".into());
+        assert_eq!(hold.decide(clock.now_ms(), true, &failing), StepDecision::Rollback("error ratio 0.5".into()));
+        assert_eq!(hold.decide(clock.now_ms(), true, &no_data), StepDecision::Next);
+    }
+
+    #[test]
+    fn a_step_until_promoted_waits_for_promote_however_long() {
+        let clock = ManualClock::new(0);
+        let hold = StepHold::new(None, clock.now_ms());
+        clock.advance(Duration::from_secs(86_400 * 30));
+        assert_eq!(hold.decide(clock.now_ms(), false, &Verdict::Pass), StepDecision::AwaitPromotion);
+        assert_eq!(hold.decide(clock.now_ms(), true, &Verdict::Pass), StepDecision::Next);
     }
 }

@@ -296,6 +296,7 @@ pub async fn deploy(
         .await?;
     let stable_dir = stable_release_dir(app, project, &service.name, environment).await;
     let spec = RolloutSpec {
+        clock: Arc::new(mobius_core::SystemClock),
         id: rollout.id,
         needs_approval: env.protected,
         service,
@@ -573,6 +574,7 @@ async fn resume_one(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<(), Deploy
         )
         .await?;
     let spec = RolloutSpec {
+        clock: Arc::new(mobius_core::SystemClock),
         id: rollout.id,
         needs_approval: env.protected && !approved,
         service,
