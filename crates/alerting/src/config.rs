@@ -1077,7 +1077,7 @@ pub fn alertmanager_config(mut c: Checker, root: &Node, dir: Option<&Path>) -> (
     let templates = match NotificationTemplates::defaults() {
         Ok(t) => t,
         Err(e) => {
-            c.error(root.pos, e);
+            c.error(root.pos, e.to_string());
             NotificationTemplates::empty()
         }
     };

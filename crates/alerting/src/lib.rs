@@ -630,9 +630,9 @@ impl AlertManager {
     }
 
     /// Sends `n` to every integration of receiver `name` now (escalation levels use this).
-    pub async fn notify_receiver(&self, name: &str, n: &Notification) -> Result<(), String> {
+    pub async fn notify_receiver(&self, name: &str, n: &Notification) -> Result<(), ReceiverError> {
         let receiver = self.config().receivers.iter().find(|r| r.name == name).cloned();
-        let Some(receiver) = receiver else { return Err(format!("receiver `{name}` is not configured")) };
+        let Some(receiver) = receiver else { return Err(ReceiverError::Unknown(name.to_string())) };
         let mut errors = Vec::new();
         for (_, send_resolved, integration) in integrations(&receiver) {
             let alerts: Vec<Alert> = n.alerts.iter().filter(|a| send_resolved || !a.resolved(n.now)).cloned().collect();
@@ -641,14 +641,14 @@ impl AlertManager {
             }
             let n = Notification { receiver: name.to_string(), alerts, ..n.clone() };
             if let Err(e) = self.send(&integration, &n).await {
-                errors.push(e.to_string());
+                errors.push(e);
             }
         }
         if errors.is_empty() {
             self.counters.notifications.fetch_add(1, Ordering::Relaxed);
             Ok(())
         } else {
-            Err(errors.join("; "))
+            Err(ReceiverError::Failed(errors))
         }
     }
 
@@ -940,4 +940,14 @@ mod tests {
         assert!(needs_update(Some(&entry), &set(&[]), &set(&[1, 2]), 10_000, false, 2000), "all resolved");
         assert!(needs_update(Some(&entry), &set(&[1, 2]), &set(&[]), 10_000, true, 11_000), "repeat");
     }
+}
+
+/// Why paging a receiver failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReceiverError {
+    #[error("receiver `{0}` is not configured")]
+    Unknown(String),
+    /// Every integration that failed, each with its error.
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Failed(Vec<notify::NotifyError>),
 }

@@ -204,7 +204,7 @@ pub enum NotifyError {
     #[error("{receiver} answered {status}: {body}")]
     Status { receiver: String, status: u16, body: String },
     #[error("template: {0}")]
-    Template(String),
+    Template(#[from] crate::templates::TemplatesError),
     #[error("email: {0}")]
     Email(String),
 }
@@ -216,10 +216,14 @@ pub type HttpClient = hyper_util::client::legacy::Client<
     http_body_util::Full<bytes::Bytes>,
 >;
 
-pub fn http_client() -> Result<HttpClient, String> {
+/// TLS could not be set up for notifications.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up TLS: {0}")]
+pub struct TlsSetupError(#[from] rustls::Error);
+
+pub fn http_client() -> Result<HttpClient, TlsSetupError> {
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .map_err(|e| format!("cannot set up TLS: {e}"))?
+        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())?
         .https_or_http()
         .enable_http1()
         .build();
@@ -495,7 +499,7 @@ mod tests {
         assert_eq!(expand(&n, "[{{ .CommonLabels.absent }}]"), "[]");
         let templates = NotificationTemplates::defaults().unwrap();
         let error = templates.expand("{{ .Alerts.FiringSoon }}", &n.template_data()).unwrap_err();
-        assert!(error.contains("can't evaluate field FiringSoon"), "{error}");
+        assert!(error.to_string().contains("can't evaluate field FiringSoon"), "{error}");
     }
 
     #[test]

@@ -27,6 +27,42 @@ const METHODS: [(&str, &str); 6] = [
     ("Remove", "_remove"),
 ];
 
+/// Why templates could not be read, checked or expanded.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplatesError {
+    #[error("the default templates: {0}")]
+    Defaults(#[source] TemplateError),
+    #[error("`{pattern}` is not a valid pattern: {source}")]
+    Pattern {
+        pattern: String,
+        #[source]
+        source: glob::PatternError,
+    },
+    #[error("`{pattern}`: {source}")]
+    Glob {
+        pattern: String,
+        #[source]
+        source: glob::GlobError,
+    },
+    #[error("{}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: TemplateError,
+    },
+    /// A template that does not parse or does not execute.
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("template \"{0}\" is not defined")]
+    Undefined(String),
+}
+
 /// The definitions every notification template can call: the defaults, then the
 /// configured files (a file may redefine a default).
 #[derive(Clone)]
@@ -43,8 +79,8 @@ impl std::fmt::Debug for NotificationTemplates {
 
 impl NotificationTemplates {
     /// The defaults alone.
-    pub fn defaults() -> Result<Self, String> {
-        let base = engine().parse(&with_methods(DEFAULTS)).map_err(|e| format!("the default templates: {e}"))?;
+    pub fn defaults() -> Result<Self, TemplatesError> {
+        let base = engine().parse(&with_methods(DEFAULTS)).map_err(TemplatesError::Defaults)?;
         Ok(NotificationTemplates { base, files: Vec::new() })
     }
 
@@ -56,17 +92,23 @@ impl NotificationTemplates {
     /// The defaults and every file matching `patterns` (globs, relative to `dir`),
     /// as Alertmanager reads its `templates` list. A pattern that matches nothing is
     /// not an error; a file that does not parse is, naming the file.
-    pub fn load(dir: &Path, patterns: &[String]) -> Result<Self, String> {
+    pub fn load(dir: &Path, patterns: &[String]) -> Result<Self, TemplatesError> {
         let mut templates = Self::defaults()?;
         for pattern in patterns {
             let full = if Path::new(pattern).is_absolute() { PathBuf::from(pattern) } else { dir.join(pattern) };
             let text = full.to_string_lossy();
-            let paths = glob::glob(&text).map_err(|e| format!("`{pattern}` is not a valid pattern: {e}"))?;
+            let paths =
+                glob::glob(&text).map_err(|source| TemplatesError::Pattern { pattern: pattern.clone(), source })?;
             for path in paths {
-                let path = path.map_err(|e| format!("`{pattern}`: {e}"))?;
-                let source = std::fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-                templates.base =
-                    templates.base.parse(&with_methods(&source)).map_err(|e| format!("{}: {e}", path.display()))?;
+                let path = path.map_err(|source| TemplatesError::Glob { pattern: pattern.clone(), source })?;
+                let source = match std::fs::read_to_string(&path) {
+                    Ok(source) => source,
+                    Err(source) => return Err(TemplatesError::Read { path, source }),
+                };
+                templates.base = match templates.base.parse(&with_methods(&source)) {
+                    Ok(base) => base,
+                    Err(source) => return Err(TemplatesError::Parse { path, source }),
+                };
                 templates.files.push(path);
             }
         }
@@ -79,20 +121,20 @@ impl NotificationTemplates {
     }
 
     /// Whether `text` parses and every template it calls by name is defined.
-    pub fn check(&self, text: &str) -> Result<(), String> {
+    pub fn check(&self, text: &str) -> Result<(), TemplatesError> {
         let defined = self.base.templates();
-        let t = engine().parse(&with_methods(text)).map_err(|e| e.to_string())?;
+        let t = engine().parse(&with_methods(text))?;
         let own = t.templates();
         for name in called_templates(text) {
             if !defined.contains(&name) && !own.contains(&name) {
-                return Err(format!("template \"{name}\" is not defined"));
+                return Err(TemplatesError::Undefined(name.to_string()));
             }
         }
         Ok(())
     }
 
     /// Expands `text` over `data` (Alertmanager's notification data).
-    pub fn expand(&self, text: &str, data: &Value) -> Result<String, String> {
+    pub fn expand(&self, text: &str, data: &Value) -> Result<String, TemplatesError> {
         if !text.contains("{{") {
             return Ok(text.to_string());
         }
@@ -103,7 +145,7 @@ impl NotificationTemplates {
             .parse(&with_methods(text))
             .and_then(|t| t.execute_to_string(data))
             .map(|s| s.replace("<no value>", ""))
-            .map_err(|e| e.to_string())
+            .map_err(TemplatesError::Template)
     }
 }
 
@@ -509,7 +551,7 @@ mod tests {
         let t = NotificationTemplates::defaults().unwrap();
         assert!(t.check("{{ template \"slack.default.title\" . }}").is_ok());
         assert_eq!(
-            t.check("{{ template \"slack.custom.title\" . }}").unwrap_err(),
+            t.check("{{ template \"slack.custom.title\" . }}").unwrap_err().to_string(),
             "template \"slack.custom.title\" is not defined"
         );
         assert!(t.check("{{ define \"mine\" }}x{{ end }}{{ template \"mine\" . }}").is_ok());

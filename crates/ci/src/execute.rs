@@ -183,7 +183,7 @@ pub async fn execute_run(app: Arc<dyn Host>, run: Run) {
     let outcome = run_inner(&app, &run, cancel.clone(), progress.clone()).await;
     let (conclusion, reason) = match outcome {
         Ok(conclusion) => (conclusion, None),
-        Err(reason) => (Conclusion::Failure, Some(reason)),
+        Err(failure) => (Conclusion::Failure, Some(failure.to_string())),
     };
     let conclusion =
         if cancel.is_cancelled() && conclusion != Conclusion::Failure || conclusion == Conclusion::Cancelled {
@@ -219,36 +219,69 @@ pub async fn execute_run(app: Arc<dyn Host>, run: Run) {
     app.ci().wake_scheduler.notify_one();
 }
 
+/// Why a run failed before or outside its jobs; its text is the run's `reason`.
+#[derive(Debug, thiserror::Error)]
+enum RunFailure {
+    #[error(transparent)]
+    Store(#[from] mobius_store::StoreError),
+    #[error("the project was removed")]
+    ProjectRemoved,
+    #[error("checkout of {sha} failed: {source}")]
+    Checkout {
+        sha: String,
+        #[source]
+        source: mobius_runner::git::CheckoutError,
+    },
+    #[error("checkout of {sha} failed: cannot read {path}: {source}")]
+    ReadWorkflow {
+        sha: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("preparing the run stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+    /// The workflow file's problems, or the plan's, one per line.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("secret {name}: {source}")]
+    Secret {
+        name: String,
+        #[source]
+        source: mobius_store::crypto::KeyError,
+    },
+    #[error(transparent)]
+    Runner(RunError),
+}
+
 async fn run_inner(
     app: &Arc<dyn Host>,
     run: &Run,
     cancel: CancellationToken,
     progress: tokio::sync::watch::Sender<u64>,
-) -> Result<Conclusion, String> {
-    let project = app
-        .store()
-        .project_by_id(run.project_id)
-        .await
-        .map_err(|e| e.to_string())?
-        .ok_or_else(|| "the project was removed".to_string())?;
+) -> Result<Conclusion, RunFailure> {
+    let project = app.store().project_by_id(run.project_id).await?.ok_or(RunFailure::ProjectRemoved)?;
     let source = app.work_dir(run.id).join("src");
     let (repo, sha, target) = (app.repo_dir(&project), run.head_sha.clone(), source.clone());
     let workflow_path = run.workflow.clone();
     let text = tokio::task::spawn_blocking(move || {
-        mobius_runner::git::checkout(&repo, &sha, &target, true)?;
-        std::fs::read_to_string(target.join(&workflow_path)).map_err(|e| format!("cannot read {workflow_path}: {e}"))
+        mobius_runner::git::checkout(&repo, &sha, &target, true)
+            .map_err(|source| RunFailure::Checkout { sha: sha.clone(), source })?;
+        std::fs::read_to_string(target.join(&workflow_path)).map_err(|source| RunFailure::ReadWorkflow {
+            sha,
+            path: workflow_path,
+            source,
+        })
     })
-    .await
-    .map_err(|e| e.to_string())?
-    .map_err(|e| format!("checkout of {} failed: {e}", run.head_sha))?;
-    let workflow =
-        parse_workflow(SourceFile::new(run.workflow.clone(), text)).map_err(|errors| errors.render(false))?;
+    .await??;
+    let workflow = parse_workflow(SourceFile::new(run.workflow.clone(), text))
+        .map_err(|errors| RunFailure::Invalid(errors.render(false)))?;
 
     let options = run_options(app, &project, run, source).await?;
     let info = RepoInfo { sha: run.head_sha.clone(), git_ref: run.ref_name.clone(), remote_repository: None };
     let problems = mobius_runner::plan::preflight(std::slice::from_ref(&workflow), &options);
     if !problems.is_empty() {
-        return Err(problems.join("\n"));
+        return Err(RunFailure::Invalid(problems.join("\n")));
     }
     let (events_tx, events_rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(write_events(app.clone(), run.id, events_rx, progress.clone()));
@@ -270,8 +303,8 @@ async fn run_inner(
     let jobs = writer.await.unwrap_or_default();
     let summary = match result {
         Ok(summary) => summary,
-        Err(RunError::Invalid(problems)) => return Err(problems.join("\n")),
-        Err(e) => return Err(e.to_string()),
+        Err(RunError::Invalid(problems)) => return Err(RunFailure::Invalid(problems.join("\n"))),
+        Err(e) => return Err(RunFailure::Runner(e)),
     };
     super::collect::artifacts_and_reports(app, run.id, &summary.run_dir, &jobs_workspaces(&jobs), &summary.masker)
         .await;
@@ -286,7 +319,12 @@ fn jobs_workspaces(jobs: &HashMap<String, JobTrack>) -> Vec<(String, PathBuf)> {
 }
 
 /// Options for the runner: the project's secrets (opened with the master key) and variables.
-async fn run_options(app: &Arc<dyn Host>, project: &Project, run: &Run, source: PathBuf) -> Result<RunOptions, String> {
+async fn run_options(
+    app: &Arc<dyn Host>,
+    project: &Project,
+    run: &Run,
+    source: PathBuf,
+) -> Result<RunOptions, RunFailure> {
     let mut options = RunOptions::new(source, app.state_dir());
     options.event_name = run.event.clone();
     options.event_payload = serde_json::from_str(&run.payload).unwrap_or(Value::Object(Default::default()));
@@ -300,14 +338,14 @@ async fn run_options(app: &Arc<dyn Host>, project: &Project, run: &Run, source: 
         tracing::info!(run = run.id, project = %project.name, "pull request from a fork: no secrets, no cache writes");
         options.cache_writes = false;
     } else {
-        for (name, sealed, _) in app.store().secrets(project.id).await.map_err(|e| e.to_string())? {
+        for (name, sealed, _) in app.store().secrets(project.id).await? {
             let value = app
                 .open_secret(&secret_context(project.id, &name), &sealed)
-                .map_err(|e| format!("secret {name}: {e}"))?;
+                .map_err(|source| RunFailure::Secret { name: name.clone(), source })?;
             options.secrets.insert(name, String::from_utf8_lossy(&value).to_string());
         }
     }
-    options.vars = app.store().variables(project.id).await.map_err(|e| e.to_string())?.into_iter().collect();
+    options.vars = app.store().variables(project.id).await?.into_iter().collect();
     if let Ok(Value::Object(reuse)) = serde_json::from_str::<Value>(&run.reuse) {
         for (job, entry) in reuse {
             let conclusion = match entry.get("conclusion").and_then(Value::as_str) {

@@ -14,15 +14,26 @@ pub struct Summary {
     pub failed: Vec<Value>,
 }
 
+/// Why a file is not a JUnit report.
+#[derive(Debug, thiserror::Error)]
+pub enum JunitError {
+    /// Not well-formed XML.
+    #[error(transparent)]
+    Xml(#[from] roxmltree::Error),
+    /// XML whose root is neither `<testsuites>` nor `<testsuite>`.
+    #[error("not a JUnit report: the root element is <{0}>")]
+    NotJunit(String),
+}
+
 /// Longest failure detail kept per case.
 const DETAIL_LIMIT: usize = 4000;
 
 /// Parses a JUnit XML document (`<testsuites>` or a single `<testsuite>`).
-pub fn parse(text: &str) -> Result<Summary, String> {
-    let doc = roxmltree::Document::parse(text).map_err(|e| e.to_string())?;
+pub fn parse(text: &str) -> Result<Summary, JunitError> {
+    let doc = roxmltree::Document::parse(text)?;
     let root = doc.root_element();
     if !matches!(root.tag_name().name(), "testsuites" | "testsuite") {
-        return Err(format!("not a JUnit report: the root element is <{}>", root.tag_name().name()));
+        return Err(JunitError::NotJunit(root.tag_name().name().to_string()));
     }
     let mut summary = Summary { tests: 0, failures: 0, errors: 0, skipped: 0, failed: Vec::new() };
     for case in root.descendants().filter(|n| n.has_tag_name("testcase")) {
@@ -88,7 +99,7 @@ mod tests {
         assert_eq!(s.failed[0]["message"], "expected 2 got 3");
         assert_eq!(s.failed[0]["detail"], "assert 2 == 3");
         assert_eq!(s.failed[1]["suite"], "io");
-        assert!(parse("<html/>").unwrap_err().contains("<html>"));
+        assert!(parse("<html/>").unwrap_err().to_string().contains("<html>"));
         assert!(parse("<testsuite").is_err());
     }
 }

@@ -37,7 +37,7 @@ pub trait Host: Send + Sync + 'static {
     /// `actions/cache` entries, apart from what retention removes.
     fn cache_blobs(&self) -> Arc<dyn BlobStore>;
     /// A secret's value, opened with the server's key.
-    fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, String>;
+    fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, mobius_store::crypto::KeyError>;
     fn sandbox(&self) -> SandboxPolicy;
     fn action_dir(&self) -> Option<PathBuf>;
     fn poll_interval(&self) -> Duration;
@@ -358,8 +358,19 @@ async fn cron(app: Arc<dyn Host>) {
     }
 }
 
-pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Utc>) -> Result<(), String> {
-    for project in app.store().projects().await.map_err(|e| e.to_string())? {
+/// Why a pass over the schedules stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleError {
+    #[error("cannot list the projects: {0}")]
+    Store(#[from] mobius_store::StoreError),
+    #[error("reading a repository's workflows stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
+/// Runs the scheduled workflows due at `at` on each project's default branch; a
+/// repository that cannot be read is skipped (it is tried again next minute).
+pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Utc>) -> Result<(), ScheduleError> {
+    for project in app.store().projects().await? {
         let branch = format!("refs/heads/{}", project.branch);
         let (repo, wanted) = (app.repo_dir(&project), branch.clone());
         let read = tokio::task::spawn_blocking(move || {
@@ -368,9 +379,15 @@ pub async fn fire_schedules(app: &Arc<dyn Host>, at: chrono::DateTime<chrono::Ut
             let files = mobius_code::git::workflow_files(&repo, &sha)?;
             Ok::<_, mobius_code::git::GitError>(Some((sha, files)))
         })
-        .await
-        .map_err(|e| e.to_string())?;
-        let Ok(Some((sha, files))) = read else { continue };
+        .await?;
+        let (sha, files) = match read {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(project = %project.name, error = %e, "cannot read the scheduled workflows");
+                continue;
+            }
+        };
         for expression in mobius_code::cron::due(&files, at) {
             let mut trigger = Trigger::new("schedule", &branch, &sha, "mobius");
             trigger.cron = Some(expression.clone());

@@ -81,7 +81,7 @@ impl App {
         std::fs::create_dir_all(data)
             .with_context(|| format!("cannot create the data directory {}", data.display()))?;
         let sandbox = job_sandbox(&config);
-        let key = MasterKey::load_or_create(&data.join("master.key")).map_err(anyhow::Error::msg)?;
+        let key = MasterKey::load_or_create(&data.join("master.key"))?;
         let url = config.database.clone().unwrap_or_else(|| Store::sqlite_url(&data.join("mobius.db")));
         let store = Store::open(&url).await.with_context(|| format!("cannot open the database {}", redact(&url)))?;
         restrict_data_dir(data).with_context(|| format!("cannot restrict the data directory {}", data.display()))?;

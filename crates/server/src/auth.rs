@@ -44,7 +44,7 @@ impl Role {
 }
 
 /// A new token: `mbx_` and 64 hex digits.
-pub fn new_token() -> Result<String, String> {
+pub fn new_token() -> Result<String, mobius_store::crypto::KeyError> {
     Ok(format!("mbx_{}", hex::encode(mobius_store::crypto::random_bytes::<32>()?)))
 }
 

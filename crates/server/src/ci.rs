@@ -33,8 +33,8 @@ impl Host for App {
     fn cache_blobs(&self) -> Arc<dyn BlobStore> {
         Arc::clone(&self.cache_blobs)
     }
-    fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, String> {
-        self.key.open(context, sealed).map_err(|e| e.to_string())
+    fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, mobius_store::crypto::KeyError> {
+        self.key.open(context, sealed)
     }
     fn sandbox(&self) -> SandboxPolicy {
         self.sandbox.clone()

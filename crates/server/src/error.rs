@@ -80,7 +80,7 @@ impl From<mobius_deploy::stage::DeployError> for ApiError {
             DeployError::Conflict(m) => ApiError::conflict(m),
             DeployError::Forbidden(m) => ApiError::new(StatusCode::FORBIDDEN, m),
             DeployError::Store(e) => e.into(),
-            e @ DeployError::Agent(_) => ApiError::internal(e.to_string()),
+            e @ (DeployError::Agent(_) | DeployError::Materialize(_)) => ApiError::internal(e.to_string()),
             DeployError::Internal(m) => ApiError::internal(m),
         }
     }

@@ -220,7 +220,7 @@ pub(crate) async fn first_admin_token(app: &Arc<App>) -> anyhow::Result<Option<(
     if app.store.token_count().await? > 0 {
         return Ok(None);
     }
-    let token = auth::new_token().map_err(anyhow::Error::msg)?;
+    let token = auth::new_token()?;
     let path = app.config.data_dir.join("admin-token");
     let mut file = std::fs::OpenOptions::new()
         .write(true)

@@ -195,13 +195,13 @@ pub fn with_functions(t: Template) -> Template {
 }
 
 /// Whether `text` parses as a rule template (checked when rule files are read).
-pub fn check(text: &str) -> Result<(), String> {
-    template("check", text).map(|_| ()).map_err(|e| e.to_string())
+pub fn check(text: &str) -> Result<(), gotmpl::TemplateError> {
+    template("check", text).map(|_| ())
 }
 
 /// Expands `text`; on an error the message says what went wrong, as Prometheus puts
 /// `<error expanding template: ...>` in place of the annotation.
-pub fn expand(name: &str, text: &str, data: &TemplateData) -> Result<String, String> {
+pub fn expand(name: &str, text: &str, data: &TemplateData) -> Result<String, gotmpl::TemplateError> {
     if !text.contains("{{") {
         return Ok(text.to_string());
     }
@@ -216,10 +216,7 @@ pub fn expand(name: &str, text: &str, data: &TemplateData) -> Result<String, Str
     ]);
     // Labels are strings in Prometheus, so an absent one prints empty, where a Go
     // template over untyped values (as `gotmpl`'s are) prints `<no value>`.
-    template(name, text)
-        .and_then(|t| t.execute_to_string(&data))
-        .map(|s| s.replace("<no value>", ""))
-        .map_err(|e| e.to_string())
+    template(name, text).and_then(|t| t.execute_to_string(&data)).map(|s| s.replace("<no value>", ""))
 }
 
 #[cfg(test)]

@@ -74,6 +74,9 @@ pub enum DeployError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Agent(#[from] crate::agent::AgentError),
+    /// The release's files could not be unpacked.
+    #[error(transparent)]
+    Materialize(#[from] releases::MaterializeError),
     #[error("{0}")]
     Internal(String),
 }
@@ -281,7 +284,7 @@ pub async fn deploy(
         )));
     }
     let agent = agent(&**app).await?;
-    let dir = releases::materialize(app, release).await.map_err(DeployError::Internal)?;
+    let dir = releases::materialize(app, release).await?;
     let rollout = app
         .store()
         .create_rollout(
@@ -561,7 +564,7 @@ async fn resume_one(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<(), Deploy
         .cloned()
         .ok_or_else(|| DeployError::Invalid("environment is gone".into()))?;
     let agent = agent(&**app).await?;
-    let dir = releases::materialize(app, &release).await.map_err(DeployError::Internal)?;
+    let dir = releases::materialize(app, &release).await?;
     let approved =
         app.store().deploy_events(Some(rollout.id), 1000).await?.iter().any(|e| e.kind == DeployEventKind::Approved);
     let stable_dir = stable_release_dir(app, &project, &service.name, &env.name).await;

@@ -297,7 +297,7 @@ async fn try_make_releases(
             .create_release(&new, |_, version| provenance(&**app, project, run, &service.artifact, version, &digest))
             .await
             .map_err(|e| e.to_string())?;
-        materialize(app, &release).await?;
+        materialize(app, &release).await.map_err(|e| e.to_string())?;
         tracing::info!(project = %project.name, service = %service.name, version = %release.version, run = run.id, "release made");
         announce_to_waiting_rollouts(&**app, &release).await.map_err(|e| e.to_string())?;
         made.push(release);
@@ -364,8 +364,36 @@ fn provenance(
     })
 }
 
+/// Why a release's files could not be unpacked.
+#[derive(Debug, thiserror::Error)]
+pub enum MaterializeError {
+    #[error("the release's manifest does not match its digest")]
+    DigestMismatch,
+    #[error("unsafe path in the release: {0}")]
+    UnsafePath(String),
+    #[error("the release's file {path} is no longer stored: {source}")]
+    Missing {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{}: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unpacking the release stopped: {0}")]
+    Stopped(#[from] tokio::task::JoinError),
+}
+
+fn write_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> MaterializeError {
+    let path = path.to_path_buf();
+    move |source| MaterializeError::Write { path, source }
+}
+
 /// Unpacks a release's files from the blob store (once) and checks them against its manifest.
-pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathBuf, String> {
+pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathBuf, MaterializeError> {
     let dir = release_dir(&**app, release);
     if dir.join(".mobius-release").exists() {
         return Ok(dir);
@@ -374,33 +402,33 @@ pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathB
     let manifest = release.manifest.clone();
     let expected = release.digest.clone();
     let target = dir.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), String> {
+    tokio::task::spawn_blocking(move || -> Result<(), MaterializeError> {
         if hex::encode(Sha256::digest(manifest.as_bytes())) != expected.trim_start_matches("sha256:") {
-            return Err("the release's manifest does not match its digest".into());
+            return Err(MaterializeError::DigestMismatch);
         }
         let staging = target.with_extension("partial");
         let _ = std::fs::remove_dir_all(&staging);
         for line in manifest.lines() {
             let Some((blob, path)) = line.split_once("  ") else { continue };
             if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
-                return Err(format!("unsafe path in the release: {path}"));
+                return Err(MaterializeError::UnsafePath(path.to_string()));
             }
             let destination = staging.join(path);
             if let Some(parent) = destination.parent() {
-                std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+                std::fs::create_dir_all(parent).map_err(write_error(parent))?;
             }
             let mut source =
-                blobs.open(blob).map_err(|e| format!("the release's file {path} is no longer stored: {e}"))?;
-            let mut out = std::fs::File::create(&destination).map_err(|e| format!("{}: {e}", destination.display()))?;
-            std::io::copy(&mut source, &mut out).map_err(|e| format!("{}: {e}", destination.display()))?;
+                blobs.open(blob).map_err(|source| MaterializeError::Missing { path: path.to_string(), source })?;
+            let mut out = std::fs::File::create(&destination).map_err(write_error(&destination))?;
+            std::io::copy(&mut source, &mut out).map_err(write_error(&destination))?;
         }
-        std::fs::write(staging.join(".mobius-release"), &manifest).map_err(|e| e.to_string())?;
+        let marker = staging.join(".mobius-release");
+        std::fs::write(&marker, &manifest).map_err(write_error(&marker))?;
         let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(&staging, &target).map_err(|e| format!("{}: {e}", target.display()))?;
+        std::fs::rename(&staging, &target).map_err(write_error(&target))?;
         Ok(())
     })
-    .await
-    .map_err(|e| e.to_string())??;
+    .await??;
     Ok(dir)
 }
 
