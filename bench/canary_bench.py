@@ -178,6 +178,8 @@ def main():
         open(os.path.join(repo, "mobius.yaml"), "w").write(delivery(port, 0.2).replace(
             "steps: [ { weight: 20, pause: 1s }, { weight: 50, pause: 1s } ]",
             "steps: [ { weight: 10, pause: 60s } ]"))
+        # A new build, so a new release: one with v2's artifact would be v2 again (one release per digest).
+        open(os.path.join(repo, "app/VERSION"), "w").write("3")
         git(repo, "add", "-A")
         git(repo, "commit", "-q", "-m", "v3 breaks")
         server.wait_release("v3")

@@ -120,6 +120,16 @@ class Server:
                 fields[key] = value.strip()
         return int(fields["VmRSS"].split()[0]), int(fields["VmHWM"].split()[0])
 
+    def rss_parts_kb(self):
+        """The resident set split as the kernel counts it: anonymous memory, and
+        file-backed pages (the binary's and libraries' text, the mapped database)."""
+        fields = {}
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                fields[key] = value.strip()
+        return {k: int(fields[k].split()[0]) for k in ("RssAnon", "RssFile", "RssShmem") if k in fields}
+
 
 def seed_sqlite(db, project_id, count):
     """Inserts `count` completed runs with two jobs of two steps each, as the server writes them."""
@@ -301,6 +311,7 @@ def bench_backend(args, label, database_admin):
         rss, hwm = server.rss_kb()
         results["idle_rss_mb"] = rss / 1024
         results["peak_rss_mb"] = hwm / 1024
+        results["rss_parts_mb"] = {k: v / 1024 for k, v in server.rss_parts_kb().items()}
         server.stop()
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -456,6 +467,7 @@ def report(all_results, args):
     for path in all_results[0]["lists"]:
         row(f"`GET {path}` at {args.rate}/s, p50 / p99", "p99 < 20 ms", lambda r, p=path: latency(r, p))
     row("RSS idle after serving runs and load (peak)", "≤ 40 MB", lambda r: f"{r['idle_rss_mb']:.1f} MB ({r['peak_rss_mb']:.1f} MB)")
+    row("of which anonymous / file-backed (binary, libraries, mapped database)", "", lambda r: " / ".join(f"{r['rss_parts_mb'][k]:.1f}" for k in ("RssAnon", "RssFile")) + " MB" if r.get("rss_parts_mb") else "-")
     return "\n".join(lines) + "\n"
 
 

@@ -14,7 +14,7 @@
 
 pub mod logql;
 
-pub use crate::logql::{parse_log_query, LogQuery};
+pub use crate::logql::{parse_log_query, LogQuery, QueryError};
 use mobius_series::labels::{Labels, Matcher};
 use mobius_tsdb::wal::{get_bytes, get_varint, put_varint, unzigzag, zigzag};
 use parking_lot::Mutex;
@@ -515,10 +515,30 @@ mod tests {
 
     #[test]
     fn bad_queries_say_why() {
-        assert!(parse_log_query("service=web").unwrap_err().contains("stream selector"));
-        assert!(parse_log_query("{service=\"web\"").unwrap_err().contains("closing"));
-        assert!(parse_log_query("{service=\"web\"} |= cart").unwrap_err().contains("quoted"));
+        assert!(parse_log_query("service=web").unwrap_err().to_string().contains("stream selector"));
+        assert!(parse_log_query("{service=\"web\"").unwrap_err().to_string().contains("closing"));
+        assert!(parse_log_query("{service=\"web\"} |= cart").unwrap_err().to_string().contains("quoted"));
         assert!(parse_log_query("{service=\"web\"} |~ \"(\"").is_err());
-        assert!(parse_log_query("{service=~\".*\"}").unwrap_err().contains("empty"));
+        assert!(parse_log_query("{service=~\".*\"}").unwrap_err().to_string().contains("empty"));
+        assert!(matches!(parse_log_query("count_over_time({service=\"web\"}[1m])"), Err(QueryError::NotLogQuery)));
+    }
+
+    /// Issue 17, item 7: a store that cannot be read stays a read failure through the
+    /// evaluator (the server answers 500 for it, and 400 for a query's own fault).
+    #[test]
+    fn a_read_failure_keeps_its_kind_and_source_through_evaluation() {
+        let expr = logql::parse("sum(count_over_time({service=\"web\"}[1m]))").unwrap();
+        let mut failing = |_: &LogQuery, _, _, _| -> Result<logql::Samples, QueryError> {
+            Err(QueryError::Read(io::Error::other("disk gone")))
+        };
+        match logql::evaluate(&expr, &[60_000_000_000], &mut failing) {
+            Err(e @ QueryError::Read(_)) => {
+                assert!(std::error::Error::source(&e).is_some_and(|s| s.to_string() == "disk gone"), "{e}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let log_query = logql::parse("{service=\"web\"}").unwrap();
+        let mut empty = |_: &LogQuery, _, _, _| -> Result<logql::Samples, QueryError> { Ok(logql::Samples::new()) };
+        assert!(matches!(logql::evaluate(&log_query, &[0], &mut empty), Err(QueryError::NotMetric)));
     }
 }

@@ -493,6 +493,31 @@ impl std::fmt::Display for ParseError {
     }
 }
 
+impl std::error::Error for ParseError {}
+
+/// Why a LogQL query was refused or could not be answered.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The text does not parse.
+    #[error(transparent)]
+    Parse(#[from] ParseError),
+    /// A metric query where a log query is wanted (a log search, a tail).
+    #[error("this is a metric query; a log search takes a log query such as {{service=\"web\"}} |= \"error\"")]
+    NotLogQuery,
+    /// A log query evaluated for numbers.
+    #[error("a log query has no numbers; wrap it in count_over_time({{...}}[5m]) or rate")]
+    NotMetric,
+    /// An aggregation over a number.
+    #[error("an aggregation takes a metric query, not a number")]
+    AggregateNumber,
+    /// A line the pipeline marked with `__error__`, or an unwrapped label that is not a number.
+    #[error("{0}")]
+    Sample(String),
+    /// The log store could not be read (not the query's fault).
+    #[error("reading the logs: {0}")]
+    Read(#[source] std::io::Error),
+}
+
 /// The deepest query LogQL parsing accepts: each operator (arithmetic, `and`,
 /// `or`, `,` between label filters), aggregation and parenthesis counts one level,
 /// counted as the deepest nesting plus the number of operators.
@@ -518,12 +543,10 @@ pub fn parse(text: &str) -> Result<Expr, ParseError> {
 }
 
 /// Parses a log query (no metric query), as the log search and tail take.
-pub fn parse_log_query(text: &str) -> Result<LogQuery, String> {
-    match parse(text).map_err(|e| e.to_string())? {
+pub fn parse_log_query(text: &str) -> Result<LogQuery, QueryError> {
+    match parse(text)? {
         Expr::Log(q) => Ok(q),
-        _ => {
-            Err("this is a metric query; a log search takes a log query such as {service=\"web\"} |= \"error\"".into())
-        }
+        _ => Err(QueryError::NotLogQuery),
     }
 }
 
@@ -1063,12 +1086,12 @@ pub fn sample(
     stream: &Labels,
     ts: i64,
     line: &str,
-) -> Result<Option<(Labels, Point)>, String> {
+) -> Result<Option<(Labels, Point)>, QueryError> {
     let Some((labels, line)) = query.process(stream, line) else { return Ok(None) };
     if let Some(e) = labels.get(ERROR_LABEL) {
-        return Err(format!(
+        return Err(QueryError::Sample(format!(
             "pipeline error `{e}` for series {labels}; drop such lines with a label filter, such as | {ERROR_LABEL}=\"\""
-        ));
+        )));
     }
     let value = match (&query.unwrap, func) {
         (Some(u), _) => {
@@ -1076,7 +1099,7 @@ pub fn sample(
             match number(text, u.kind) {
                 Some(v) => v,
                 None => {
-                    return Err(format!(
+                    return Err(QueryError::Sample(format!(
                         "unwrap: `{text}` of label `{}` is not a {} in series {labels}; drop such lines with a label filter first",
                         u.label,
                         match u.kind {
@@ -1084,7 +1107,7 @@ pub fn sample(
                             NumberKind::Duration => "duration",
                             NumberKind::Bytes => "size",
                         }
-                    ))
+                    )))
                 }
             }
         }
@@ -1100,7 +1123,7 @@ pub fn sample(
 
 /// Reads the points of a log query's series for a range aggregation, between two
 /// times (nanoseconds, both included).
-pub type ReadLines<'a> = dyn FnMut(&LogQuery, RangeFn, i64, i64) -> Result<Samples, String> + 'a;
+pub type ReadLines<'a> = dyn FnMut(&LogQuery, RangeFn, i64, i64) -> Result<Samples, QueryError> + 'a;
 
 /// A metric query's result: a number at every step, or series of optional values.
 #[derive(Clone, Debug)]
@@ -1111,9 +1134,9 @@ pub enum Value {
 
 /// Evaluates a metric query at `steps` (nanoseconds), `read` giving the points of
 /// each log query it selects for the window `[from, to]`.
-pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<Value, String> {
+pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<Value, QueryError> {
     match expr {
-        Expr::Log(_) => Err("a log query has no numbers; wrap it in count_over_time({...}[5m]) or rate".into()),
+        Expr::Log(_) => Err(QueryError::NotMetric),
         Expr::Number(v) => Ok(Value::Scalar(*v)),
         Expr::Range { func, param, query, range_ns, offset_ns, grouping } => {
             let (Some(first), Some(last)) = (steps.first(), steps.last()) else {
@@ -1157,7 +1180,7 @@ pub fn evaluate(expr: &Expr, steps: &[i64], read: &mut ReadLines<'_>) -> Result<
         }
         Expr::Agg { op, param, without, labels, inner } => {
             let Value::Vector(series) = evaluate(inner, steps, read)? else {
-                return Err("an aggregation takes a metric query, not a number".into());
+                return Err(QueryError::AggregateNumber);
             };
             Ok(Value::Vector(aggregate(*op, *param, *without, labels.as_deref(), series, steps.len())))
         }

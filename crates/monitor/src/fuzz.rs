@@ -51,7 +51,7 @@ pub fn logql(data: &[u8]) {
         "level=warn msg=\"slow request\" took=250ms",
         "not a structured line",
     ];
-    let mut read = |q: &logql::LogQuery, func, from: i64, to: i64| -> Result<logql::Samples, String> {
+    let mut read = |q: &logql::LogQuery, func, from: i64, to: i64| -> Result<logql::Samples, logql::QueryError> {
         let mut samples = logql::Samples::new();
         for (i, line) in lines.iter().enumerate() {
             let ts = (i as i64 + 1) * 10_000_000_000;

@@ -80,6 +80,47 @@ pub struct Browser {
     _driver: Driver,
 }
 
+impl Drop for Browser {
+    /// Ends the WebDriver session, so chromedriver stops the browser it started
+    /// (killing chromedriver alone leaves Chromium running, orphaned).
+    fn drop(&mut self) {
+        let client = self.client.clone();
+        let _ = self.runtime.block_on(client.close());
+    }
+}
+
+/// The processes whose parent is `pid` (from `/proc`).
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).ok().and_then(|stat| {
+                // `pid (comm) state ppid ...`: the fields after the command's closing parenthesis.
+                let after = stat.rsplit_once(')')?.1;
+                after.split_whitespace().nth(1)?.parse::<u32>().ok()
+            }) == Some(pid)
+        })
+        .collect()
+}
+
+/// A finished UI test leaves no browser behind.
+#[test]
+fn a_dropped_browser_leaves_no_chromium_running() {
+    let Some(browser) = browser() else {
+        return;
+    };
+    let started = children_of(browser._driver.0.id());
+    assert!(!started.is_empty(), "chromedriver started no browser");
+    drop(browser);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let alive = || started.iter().filter(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()).count();
+    while alive() > 0 {
+        assert!(Instant::now() < deadline, "{} browser process(es) outlived the test", alive());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Starts the browser, or says why it cannot (a failure under CI, where `.ci/run`
 /// installs it; a skip on a developer's machine without it).
 pub fn browser() -> Option<Browser> {

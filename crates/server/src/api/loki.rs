@@ -12,7 +12,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
 use futures_util::Stream;
 use mobius_logs::logql::{self, Expr};
-use mobius_logs::{parse_log_query, LogLine, LogQuery, LogStore};
+use mobius_logs::{parse_log_query, LogLine, LogQuery, LogStore, QueryError};
 use mobius_series::Labels;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
@@ -101,7 +101,7 @@ fn parse_step(text: &str) -> ApiResult<i64> {
 /// Evaluates a metric query at `steps` over the store, off the async runtime.
 async fn evaluate(logs: Arc<LogStore>, expr: Expr, steps: Vec<i64>) -> ApiResult<(Vec<i64>, logql::Value)> {
     tokio::task::spawn_blocking(move || {
-        let mut read = |q: &LogQuery, func, from: i64, to: i64| -> Result<logql::Samples, String> {
+        let mut read = |q: &LogQuery, func, from: i64, to: i64| -> Result<logql::Samples, QueryError> {
             let mut samples = logql::Samples::new();
             let mut failed = None;
             logs.scan(&q.matchers, from, to, &mut |labels, ts, line| {
@@ -114,14 +114,18 @@ async fn evaluate(logs: Arc<LogStore>, expr: Expr, steps: Vec<i64>) -> ApiResult
                     Err(e) => failed = Some(e),
                 }
             })
-            .map_err(|e| format!("reading the logs: {e}"))?;
+            .map_err(QueryError::Read)?;
             failed.map_or(Ok(samples), Err)
         };
         logql::evaluate(&expr, &steps, &mut read).map(|v| (steps, v))
     })
     .await
     .map_err(ApiError::internal)?
-    .map_err(|e| ApiError::bad_request(format!("query: {e}")))
+    .map_err(|e| match e {
+        // The store failing is the server's fault, not the query's.
+        e @ QueryError::Read(_) => ApiError::internal(e),
+        e => ApiError::bad_request(format!("query: {e}")),
+    })
 }
 
 /// A value as Loki writes it: Prometheus' number format, in a string.

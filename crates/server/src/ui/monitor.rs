@@ -285,7 +285,7 @@ pub(super) async fn logs_page(
     let mut page = LogsPage { user: s.caller.name.clone(), query, since, rows: Vec::new(), error: String::new() };
     if !page.query.trim().is_empty() {
         match mobius_logs::parse_log_query(&page.query) {
-            Err(e) => page.error = e,
+            Err(e) => page.error = e.to_string(),
             Ok(parsed) => {
                 let end = now_ms() * 1_000_000;
                 let span = humantime::parse_duration(&page.since).map_or(3_600_000_000_000, |d| d.as_nanos() as i64);
