@@ -79,7 +79,7 @@ const MONTHS: [&str; 12] = [
 ];
 
 /// `HH:MM`, `24:00` allowed as an end.
-pub fn parse_clock(text: &str) -> Result<u32, String> {
+pub(crate) fn parse_clock(text: &str) -> Result<u32, String> {
     let bad = || format!("`{text}` is not a time of day such as 09:00 or 24:00");
     let (h, m) = text.split_once(':').ok_or_else(bad)?;
     let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
@@ -115,11 +115,11 @@ fn named(list: &[&str], text: &str) -> Option<u32> {
     list.iter().position(|n| n.eq_ignore_ascii_case(text)).map(|i| i as u32)
 }
 
-pub fn parse_weekdays(text: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_weekdays(text: &str) -> Result<(u32, u32), String> {
     ordered(text, range(text, |s| named(&WEEKDAYS, s), "a weekday or a range such as monday:friday")?)
 }
 
-pub fn parse_days_of_month(text: &str) -> Result<(i32, i32), String> {
+pub(crate) fn parse_days_of_month(text: &str) -> Result<(i32, i32), String> {
     let day = |s: &str| s.parse::<i32>().ok().filter(|d| (1..=31).contains(&d.abs()));
     let (a, b) = range(text, day, "a day of the month (1 to 31, or -1 to -31 from the end) or a range of them")?;
     // Days counted from different ends (`1:-1`) are ordered only within a month.
@@ -130,16 +130,16 @@ pub fn parse_days_of_month(text: &str) -> Result<(i32, i32), String> {
     }
 }
 
-pub fn parse_months(text: &str) -> Result<(u32, u32), String> {
+pub(crate) fn parse_months(text: &str) -> Result<(u32, u32), String> {
     let month = |s: &str| named(&MONTHS, s).map(|m| m + 1).or_else(|| s.parse().ok().filter(|m| (1..=12).contains(m)));
     ordered(text, range(text, month, "a month (a name or 1 to 12) or a range of them")?)
 }
 
-pub fn parse_years(text: &str) -> Result<(i32, i32), String> {
+pub(crate) fn parse_years(text: &str) -> Result<(i32, i32), String> {
     ordered(text, range(text, |s| s.parse().ok(), "a year or a range of years")?)
 }
 
-pub fn parse_location(text: &str) -> Result<Location, String> {
+pub(crate) fn parse_location(text: &str) -> Result<Location, String> {
     match text {
         "Local" => Ok(Location::Local),
         _ => text

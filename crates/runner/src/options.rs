@@ -124,7 +124,7 @@ impl RunOptions {
 pub const DEFAULT_LABELS: &[&str] = &["self-hosted", "linux", "x64", "ubuntu-latest", "ubuntu-*"];
 
 /// Whether every label a job asks for is offered by the host.
-pub fn labels_match(wanted: &[String], extra: &[String]) -> Result<(), String> {
+pub(crate) fn labels_match(wanted: &[String], extra: &[String]) -> Result<(), String> {
     let offered: Vec<String> = DEFAULT_LABELS.iter().map(|s| s.to_string()).chain(extra.iter().cloned()).collect();
     for label in wanted {
         let l = label.to_ascii_lowercase();

@@ -106,7 +106,7 @@ pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
 
 /// Where a reusable workflow's file is: `./path` in the repository, or
 /// `owner/repo/path@ref` vendored as `DIR/owner/repo@ref/path`; with its display path.
-pub fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Result<(PathBuf, String), String> {
+pub(crate) fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Result<(PathBuf, String), String> {
     if let Some(rel) = uses.strip_prefix("./") {
         let rel = rel.split('@').next().unwrap_or(rel);
         return Ok((root.join(rel), rel.to_string()));

@@ -7,7 +7,7 @@ use regex::Regex;
 ///
 /// GitHub's syntax: `*` matches anything but `/`, `**` anything, `?` makes the
 /// previous character optional, `+` repeats it, `[...]` is a class, `\` escapes.
-pub fn compile(pattern: &str) -> Result<Regex, String> {
+pub(crate) fn compile(pattern: &str) -> Result<Regex, String> {
     let pattern = pattern.strip_prefix('!').unwrap_or(pattern);
     let chars: Vec<char> = pattern.chars().collect();
     let mut re = String::from("^");
