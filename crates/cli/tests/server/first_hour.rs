@@ -33,6 +33,21 @@ fn audit_actions(server: &Server, action: &str) -> Vec<Value> {
     audit.as_array().unwrap().iter().filter(|e| e["action"] == action).cloned().collect()
 }
 
+/// Project `shop`'s first run once it has completed and the server has written its
+/// checks (right after the conclusion), or after 10 s without them.
+fn first_run_with_its_checks(server: &Server) -> Value {
+    let id = server.wait_runs("shop", 1)[0]["id"].as_i64().unwrap();
+    server.wait_run(id, "completed");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let run = server.run(id);
+        if !run["checks"].as_array().unwrap().is_empty() || Instant::now() > deadline {
+            return run;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn rollouts(server: &Server) -> Vec<Value> {
     let (_, list) = server.api("GET", "/api/v1/rollouts?service=web", None);
     list.as_array().cloned().unwrap_or_default()
@@ -109,18 +124,8 @@ jobs:
         let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), ("mobius.yaml", broken)]);
         let server = Server::start(backend);
         server.add_project("shop", repo.path());
-        let run = &server.wait_runs("shop", 1)[0];
+        let run = first_run_with_its_checks(&server);
         let id = run["id"].as_i64().unwrap();
-        server.wait_run(id, "completed");
-        // The check is written right after the conclusion.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        let run = loop {
-            let run = server.run(id);
-            if !run["checks"].as_array().unwrap().is_empty() || Instant::now() > deadline {
-                break run;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        };
         assert_eq!(run["conclusion"], "success", "the run's conclusion is its jobs': {run}");
         assert_eq!(run["checks"][0]["name"], "mobius.yaml", "{run}");
         assert_eq!(run["checks"][0]["conclusion"], "failure", "{run}");
@@ -165,17 +170,7 @@ monitoring:
     let repo = Repo::new(&[(".github/workflows/ci.yml", workflow), ("mobius.yaml", file)]);
     let server = Server::start(Backend::Sqlite);
     server.add_project("shop", repo.path());
-    let run = &server.wait_runs("shop", 1)[0];
-    let id = run["id"].as_i64().unwrap();
-    server.wait_run(id, "completed");
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let run = loop {
-        let run = server.run(id);
-        if !run["checks"].as_array().unwrap().is_empty() || Instant::now() > deadline {
-            break run;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let run = first_run_with_its_checks(&server);
     assert_eq!(run["conclusion"], "success", "{run}");
     assert_eq!(run["checks"][0]["conclusion"], "failure", "a monitoring problem is a problem of the file: {run}");
     let annotations = run["annotations"].as_array().unwrap();

@@ -395,19 +395,39 @@ fn write_error(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Materia
 /// Unpacks a release's files from the blob store (once) and checks them against its manifest.
 pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathBuf, MaterializeError> {
     let dir = release_dir(&**app, release);
-    if dir.join(".mobius-release").exists() {
+    if dir.join(MARKER).exists() {
         return Ok(dir);
     }
     let blobs = app.blobs();
-    let manifest = release.manifest.clone();
-    let expected = release.digest.clone();
-    let target = dir.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), MaterializeError> {
-        if hex::encode(Sha256::digest(manifest.as_bytes())) != expected.trim_start_matches("sha256:") {
-            return Err(MaterializeError::DigestMismatch);
-        }
-        let staging = target.with_extension("partial");
-        let _ = std::fs::remove_dir_all(&staging);
+    let (manifest, expected, target) = (release.manifest.clone(), release.digest.clone(), dir.clone());
+    tokio::task::spawn_blocking(move || unpack(&*blobs, &manifest, &expected, &target)).await??;
+    Ok(dir)
+}
+
+/// Written last into an unpacked release: its manifest, saying the folder is complete.
+const MARKER: &str = ".mobius-release";
+
+/// Serialises the last step of unpacking (is it there, else move ours in place).
+static UNPACKED: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Unpacks `manifest`'s files into `target`. Callers may race for one release (the run
+/// that made it, auto-deploy, a deploy by hand): each writes a staging folder of its
+/// own, and the first complete one is moved in place; a complete `target` is never
+/// removed under an instance starting from it.
+fn unpack(
+    blobs: &dyn mobius_blob::BlobStore,
+    manifest: &str,
+    expected: &str,
+    target: &std::path::Path,
+) -> Result<(), MaterializeError> {
+    if hex::encode(Sha256::digest(manifest.as_bytes())) != expected.trim_start_matches("sha256:") {
+        return Err(MaterializeError::DigestMismatch);
+    }
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let staging = target.with_extension(format!("partial-{}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&staging);
+    let written = (|| {
         for line in manifest.lines() {
             let Some((blob, path)) = line.split_once("  ") else { continue };
             if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
@@ -422,14 +442,20 @@ pub async fn materialize(app: &Arc<dyn Host>, release: &Release) -> Result<PathB
             let mut out = std::fs::File::create(&destination).map_err(write_error(&destination))?;
             std::io::copy(&mut source, &mut out).map_err(write_error(&destination))?;
         }
-        let marker = staging.join(".mobius-release");
-        std::fs::write(&marker, &manifest).map_err(write_error(&marker))?;
-        let _ = std::fs::remove_dir_all(&target);
-        std::fs::rename(&staging, &target).map_err(write_error(&target))?;
-        Ok(())
-    })
-    .await??;
-    Ok(dir)
+        let marker = staging.join(MARKER);
+        std::fs::write(&marker, manifest).map_err(write_error(&marker))
+    })();
+    let moved = written.and_then(|()| {
+        let _held = UNPACKED.lock().unwrap_or_else(|p| p.into_inner());
+        if target.join(MARKER).exists() {
+            return Ok(());
+        }
+        // What is there without the marker is an earlier attempt cut short.
+        let _ = std::fs::remove_dir_all(target);
+        std::fs::rename(&staging, target).map_err(write_error(target))
+    });
+    let _ = std::fs::remove_dir_all(&staging);
+    moved
 }
 
 /// A time as provenance writes it (RFC 3339 in UTC, milliseconds), or null.
@@ -437,5 +463,38 @@ fn rfc3339(ms: Option<i64>) -> serde_json::Value {
     match ms.filter(|ms| *ms >= 0).and_then(chrono::DateTime::from_timestamp_millis) {
         Some(t) => serde_json::Value::String(t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)),
         None => serde_json::Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use mobius_blob::BlobStore as _;
+
+    /// The run that made a release and auto-deploy unpack it at once: every caller
+    /// succeeds and finds the complete files (two racing callers used to remove each
+    /// other's staging folder: "releases/N: No such file or directory").
+    #[test]
+    fn callers_racing_to_unpack_one_release_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let blobs = mobius_blob::FsBlobStore::new(dir.path().join("blobs")).unwrap();
+        let mut manifest = String::new();
+        for i in 0..50 {
+            let digest = blobs.put_bytes(format!("file {i}").as_bytes()).unwrap();
+            manifest.push_str(&format!("{digest}  app/f{i}.txt\n"));
+        }
+        let expected = format!("sha256:{}", hex::encode(Sha256::digest(manifest.as_bytes())));
+        let target = dir.path().join("releases").join("7");
+        std::thread::scope(|s| {
+            let handles: Vec<_> = (0..8).map(|_| s.spawn(|| unpack(&blobs, &manifest, &expected, &target))).collect();
+            for h in handles {
+                h.join().unwrap().unwrap();
+            }
+        });
+        assert_eq!(std::fs::read_to_string(target.join("app/f49.txt")).unwrap(), "file 49");
+        assert!(target.join(MARKER).exists());
+        let left: Vec<_> =
+            std::fs::read_dir(dir.path().join("releases")).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(left, ["7"], "staging folders left behind: {left:?}");
     }
 }
