@@ -58,6 +58,7 @@ impl Method {
 }
 
 /// One operation of the document.
+#[derive(Clone)]
 pub struct Op {
     pub method: Method,
     pub path: &'static str,
@@ -290,23 +291,6 @@ fn content_of(body: &Body) -> Option<(&'static str, RefOr<Schema>)> {
         Body::Empty => None,
         Body::Json(schema) => Some(("application/json", schema.clone())),
         Body::Other(media, schema) => Some((media, schema.clone())),
-    }
-}
-
-impl Clone for Op {
-    fn clone(&self) -> Op {
-        Op {
-            method: self.method,
-            path: self.path,
-            id: self.id,
-            summary: self.summary,
-            tag: self.tag,
-            authenticated: self.authenticated,
-            api_errors: self.api_errors,
-            parameters: self.parameters.clone(),
-            body: self.body.clone(),
-            responses: self.responses.clone(),
-        }
     }
 }
 
