@@ -410,6 +410,16 @@ fn walk_files(dir: &std::path::Path) -> usize {
     entries.filter_map(Result::ok).map(|e| if e.path().is_dir() { walk_files(&e.path()) } else { 1 }).sum()
 }
 
+/// A child process stopped when the test ends, however it ends.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
 fn repositories_reachable_by_url_are_mirrored_and_polled() {
     let server = Server::start(crate::support::Backend::Sqlite);
@@ -417,14 +427,19 @@ fn repositories_reachable_by_url_are_mirrored_and_polled() {
     // The repository served by `git daemon` over git://, as a remote host would.
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let parent = repo.path().parent().unwrap().to_path_buf();
-    let mut daemon = std::process::Command::new("git")
-        .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
-        .arg(format!("--base-path={}", parent.display()))
-        .arg(&parent)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    // `git daemon` runs `git-daemon` as a child that outlives a killed `git`: start it directly.
+    let exec_path = std::process::Command::new("git").arg("--exec-path").output().unwrap();
+    let exec_path = String::from_utf8_lossy(&exec_path.stdout).trim().to_string();
+    let daemon = ChildGuard(
+        std::process::Command::new(std::path::Path::new(&exec_path).join("git-daemon"))
+            .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+            .arg(format!("--base-path={}", parent.display()))
+            .arg(&parent)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let name = repo.path().file_name().unwrap().to_string_lossy().to_string();
     let url = format!("git://127.0.0.1:{port}/{name}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -446,8 +461,9 @@ fn repositories_reachable_by_url_are_mirrored_and_polled() {
     let runs = server.wait_runs("remote", 2);
     let run = server.wait_run(runs[1]["id"].as_i64().unwrap(), "completed");
     assert_eq!((run["head_sha"].as_str(), run["conclusion"].as_str()), (Some(after.as_str()), Some("success")));
-    let _ = daemon.kill();
-    let _ = daemon.wait();
+    drop(daemon);
+    // Nothing serves the repository once the test's daemon is stopped (none is left behind).
+    assert!(std::net::TcpStream::connect(("127.0.0.1", port)).is_err(), "git daemon still listens on {port}");
 
     let (status, body) =
         server.api("POST", "/api/v1/projects", Some(json!({"name": "gone", "repo": "git://127.0.0.1:9/none"})));
