@@ -538,6 +538,29 @@ mod tests {
     const ALERTMANAGER: &str = "route:\n  receiver: team\n  group_by: [alertname]\nreceivers:\n  - name: team\n  - name: lead\n  - name: director\n";
     const ONCALL: &str = "policies:\n  - name: queues\n    receiver: team\n    levels:\n      - { delay: 0s, targets: [{ receiver: team }] }\n      - { delay: 2s, targets: [{ receiver: lead }] }\n      - { delay: 4s, targets: [{ receiver: director }] }\n";
 
+    /// A fresh store, the test alert manager, and the on-call configuration for it.
+    async fn fixture() -> (tempfile::TempDir, Store, Arc<AlertManager>, mobius_alerting::oncall::OnCallConfig) {
+        let dir = tempfile::tempdir().expect("a directory");
+        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
+        let receivers: Vec<String> = am_config.receivers.iter().map(|r| r.name.clone()).collect();
+        let oncall = parse_oncall_config(SourceFile::new("oncall.yml", ONCALL), &receivers).expect("a valid file");
+        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        (dir, store, am, oncall)
+    }
+
+    /// An alert with `labels`, firing from `t0` for a day.
+    fn firing(labels: &[(&str, &str)], t0: i64) -> Alert {
+        Alert {
+            labels: mobius_series::Labels::from_pairs(labels),
+            annotations: Vec::new(),
+            starts_at: t0,
+            ends_at: t0 + 86_400_000,
+            generator_url: String::new(),
+            updated_at: t0,
+        }
+    }
+
     async fn pages(store: &Store, id: i64) -> Vec<String> {
         let events = store.incident_events(id).await.expect("the timeline");
         events.into_iter().filter(|e| e.kind == IncidentEventKind::Escalated).map(|e| e.message).collect()
@@ -548,20 +571,11 @@ mod tests {
     /// without sleeping.
     #[tokio::test]
     async fn escalation_pages_each_level_when_its_clock_says_and_nobody_after_an_acknowledgement() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
-        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
-        let receivers: Vec<String> = am_config.receivers.iter().map(|r| r.name.clone()).collect();
-        let oncall = parse_oncall_config(SourceFile::new("oncall.yml", ONCALL), &receivers).expect("a valid file");
-        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let (_dir, store, am, oncall) = fixture().await;
         let t0 = mobius_alerting::now_ms();
         let alert = Alert {
-            labels: mobius_series::Labels::from_pairs(&[("alertname", "QueueTooDeep")]),
             annotations: vec![("summary".into(), "jobs holds 10 items".into())],
-            starts_at: t0,
-            ends_at: t0 + 86_400_000,
-            generator_url: String::new(),
-            updated_at: t0,
+            ..firing(&[("alertname", "QueueTooDeep")], t0)
         };
         am.put(vec![alert.clone()]);
         let group = am.groups().into_iter().next().expect("the alert's group");
@@ -600,23 +614,9 @@ mod tests {
     /// is read back from the log.
     #[tokio::test]
     async fn an_alert_still_firing_after_a_restart_is_not_announced_twice() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
+        let (_dir, store, am, _) = fixture().await;
         let t0 = mobius_alerting::now_ms();
-        let alert = Alert {
-            labels: mobius_series::Labels::from_pairs(&[("alertname", "Down"), ("project", "p")]),
-            annotations: Vec::new(),
-            starts_at: t0,
-            ends_at: t0 + 86_400_000,
-            generator_url: String::new(),
-            updated_at: t0,
-        };
-        let am = AlertManager::new(
-            parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file"),
-            None,
-            "http://mobius.test".into(),
-        )
-        .expect("an alert manager");
+        let alert = firing(&[("alertname", "Down"), ("project", "p")], t0);
         let host = TestHost { store, am, oncall: Arc::default(), clock: ManualClock::new(t0) };
         let event = |status| GroupEvent {
             group_key: "g".into(),
@@ -653,19 +653,9 @@ mod tests {
     /// its timeline again.
     #[tokio::test]
     async fn a_restart_adds_no_alert_twice_to_an_open_incident() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
-        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
-        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let (_dir, store, am, _) = fixture().await;
         let t0 = mobius_alerting::now_ms();
-        let alert = Alert {
-            labels: mobius_series::Labels::from_pairs(&[("alertname", "Down"), ("instance", "a")]),
-            annotations: Vec::new(),
-            starts_at: t0,
-            ends_at: t0 + 86_400_000,
-            generator_url: String::new(),
-            updated_at: t0,
-        };
+        let alert = firing(&[("alertname", "Down"), ("instance", "a")], t0);
         let host = TestHost { store, am, oncall: Arc::default(), clock: ManualClock::new(t0) };
         let event = GroupEvent {
             group_key: "g".into(),
@@ -772,21 +762,9 @@ mod tests {
     /// opened but unscheduled is scheduled when its group is seen again.
     #[tokio::test]
     async fn paging_waits_for_the_opening_alerts_and_a_crash_in_between_still_pages() {
-        let dir = tempfile::tempdir().expect("a directory");
-        let store = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.expect("the store");
-        let am_config = parse_alertmanager_config(SourceFile::new("am.yml", ALERTMANAGER)).expect("a valid file");
-        let receivers: Vec<String> = am_config.receivers.iter().map(|r| r.name.clone()).collect();
-        let oncall = parse_oncall_config(SourceFile::new("oncall.yml", ONCALL), &receivers).expect("a valid file");
-        let am = AlertManager::new(am_config, None, "http://mobius.test".into()).expect("an alert manager");
+        let (_dir, store, am, oncall) = fixture().await;
         let t0 = mobius_alerting::now_ms();
-        let alert = |name: &str| Alert {
-            labels: mobius_series::Labels::from_pairs(&[("alertname", name)]),
-            annotations: Vec::new(),
-            starts_at: t0,
-            ends_at: t0 + 86_400_000,
-            generator_url: String::new(),
-            updated_at: t0,
-        };
+        let alert = |name: &str| firing(&[("alertname", name)], t0);
         am.put(vec![alert("QueueTooDeep"), alert("Crashed")]);
         let groups = am.groups();
         let group =
