@@ -270,13 +270,21 @@ pub struct TestCase {
     #[serde(default)]
     pub classname: String,
     pub name: String,
-    /// `failure` or `error`.
-    #[serde(default)]
-    pub kind: String,
+    pub kind: TestFailureKind,
     #[serde(default)]
     pub message: String,
     #[serde(default)]
     pub detail: String,
+}
+
+/// How a test case did not pass, as JUnit writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum TestFailureKind {
+    /// An assertion failed (`<failure>`).
+    Failure,
+    /// The test could not run to its end (`<error>`).
+    Error,
 }
 
 /// A role a token holds.

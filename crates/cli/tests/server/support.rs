@@ -258,11 +258,13 @@ static SCHEMAS: std::sync::OnceLock<Schemas> = std::sync::OnceLock::new();
 /// and status.
 pub struct Schemas {
     document: Value,
+    /// Each response schema compiled once, by template, method and status.
+    compiled: std::sync::Mutex<std::collections::HashMap<(String, String, u16), std::sync::Arc<jsonschema::Validator>>>,
 }
 
 impl Schemas {
     fn new(document: Value) -> Schemas {
-        Schemas { document }
+        Schemas { document, compiled: Default::default() }
     }
 
     /// The documented template a concrete path matches (`/api/v1/runs/7` →
@@ -299,14 +301,25 @@ impl Schemas {
         if schema.is_null() {
             return Ok(());
         }
-        let mut root = serde_json::json!({ "components": self.document["components"].clone() });
-        if let (Some(root), Some(schema)) = (root.as_object_mut(), schema.as_object()) {
-            root.extend(schema.clone());
-        }
-        let validator = jsonschema::options()
-            .with_draft(jsonschema::Draft::Draft202012)
-            .build(&root)
-            .map_err(|e| format!("the schema of {method} {template} {status} does not compile: {e}"))?;
+        let key = (template.clone(), method.to_lowercase(), status);
+        let cached = self.compiled.lock().unwrap().get(&key).cloned();
+        let validator = match cached {
+            Some(validator) => validator,
+            None => {
+                let mut root = serde_json::json!({ "components": self.document["components"].clone() });
+                if let (Some(root), Some(schema)) = (root.as_object_mut(), schema.as_object()) {
+                    root.extend(schema.clone());
+                }
+                let validator = std::sync::Arc::new(
+                    jsonschema::options()
+                        .with_draft(jsonschema::Draft::Draft202012)
+                        .build(&root)
+                        .map_err(|e| format!("the schema of {method} {template} {status} does not compile: {e}"))?,
+                );
+                self.compiled.lock().unwrap().insert(key, validator.clone());
+                validator
+            }
+        };
         let problems: Vec<String> =
             validator.iter_errors(answer).map(|e| format!("  at {}: {e}", e.instance_path())).collect();
         if problems.is_empty() {
