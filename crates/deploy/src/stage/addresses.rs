@@ -2,7 +2,6 @@
 //! to one project. A second project claiming it is refused when it is added, when its
 //! `mobius.yaml` changes and when it deploys, naming both projects and the address.
 
-use super::releases::delivery_at;
 use super::Host;
 use crate::DeliveryConfig;
 use mobius_store::{Project, RolloutFilter};
@@ -82,7 +81,7 @@ pub async fn claims_of_others(app: &Arc<dyn Host>, except: Option<i64>, with_hea
         for commit in commits {
             let (app, project) = (Arc::clone(app), project.clone());
             let found = tokio::task::spawn_blocking(move || {
-                delivery_at(&*app, &project, &commit).ok().flatten().map(|c| claims_of(&project.name, &c))
+                app.delivery_at(&project, &commit).ok().flatten().map(|c| claims_of(&project.name, &c))
             })
             .await
             .ok()
@@ -141,7 +140,7 @@ pub async fn address_of(app: &Arc<dyn Host>, rollout: &mobius_store::Rollout) ->
     let project = app.store().project_by_id(rollout.project_id).await.ok()??;
     let (app, environment, service) = (Arc::clone(app), rollout.environment.clone(), rollout.service.clone());
     tokio::task::spawn_blocking(move || {
-        let config = delivery_at(&*app, &project, &release.commit_sha).ok()??;
+        let config = app.delivery_at(&project, &release.commit_sha).ok()??;
         config.environments.get(&environment)?.listen.get(&service).copied()
     })
     .await

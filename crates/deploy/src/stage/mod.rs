@@ -204,7 +204,8 @@ pub async fn deploy(
     strategy_override: Option<Strategy>,
     intent: Intent,
 ) -> Result<Rollout, DeployError> {
-    let config = releases::delivery_at(&**app, project, &release.commit_sha)
+    let config = releases::delivery_at(app, project, &release.commit_sha)
+        .await
         .map_err(|e| DeployError::Invalid(format!("mobius.yaml at {}: {e}", short(&release.commit_sha))))?
         .ok_or_else(|| DeployError::Invalid(format!("commit {} has no mobius.yaml", short(&release.commit_sha))))?;
     let service = config
@@ -387,10 +388,9 @@ async fn approval(app: &Arc<dyn Host>, rollout: &Rollout, release: &Release) -> 
         .project_by_id(rollout.project_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the project is gone".into()))?;
-    let (shared, commit, environment) = (Arc::clone(app), release.commit_sha.clone(), rollout.environment.clone());
-    let config = tokio::task::spawn_blocking(move || releases::delivery_at(&*shared, &project, &commit))
+    let environment = rollout.environment.clone();
+    let config = releases::delivery_at(app, &project, &release.commit_sha)
         .await
-        .map_err(|e| DeployError::Internal(e.to_string()))?
         .map_err(|e| DeployError::Invalid(e.to_string()))?;
     let protected = config.and_then(|c| c.environments.get(&environment).map(|e| e.protected)).unwrap_or(false);
     if !protected {
@@ -495,7 +495,7 @@ pub async fn rollback(
 /// or an `after` already passed).
 pub async fn auto_deploy(app: &Arc<dyn Host>, project: &Project, made: &[Release]) {
     for release in made {
-        let Ok(Some(config)) = releases::delivery_at(&**app, project, &release.commit_sha) else { continue };
+        let Ok(Some(config)) = releases::delivery_at(app, project, &release.commit_sha).await else { continue };
         for env in config.environments.values() {
             if env.auto_deploy && env.after.is_none() && env.listen.contains_key(&release.service) {
                 // Deployed there already (the release was handed again after a restart).
@@ -553,7 +553,8 @@ async fn resume_one(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<(), Deploy
         .release(rollout.release_id)
         .await?
         .ok_or_else(|| DeployError::NotFound("the release is gone".into()))?;
-    let config = releases::delivery_at(&**app, &project, &release.commit_sha)
+    let config = releases::delivery_at(app, &project, &release.commit_sha)
+        .await
         .map_err(|e| DeployError::Invalid(e.to_string()))?
         .ok_or_else(|| DeployError::Invalid("mobius.yaml is gone".into()))?;
     let service =

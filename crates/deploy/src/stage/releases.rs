@@ -28,13 +28,14 @@ pub enum DeliveryError {
 
 /// The delivery the project's `mobius.yaml` declares at a commit; `Ok(None)` when
 /// there is none. The host reads the file once per commit for every stage
-/// ([`Host::delivery_at`]); this reads git, so call it off the async runtime.
-pub fn delivery_at(
-    app: &dyn Host,
+/// ([`Host::delivery_at`]); a read of git happens off the async runtime.
+pub async fn delivery_at(
+    app: &Arc<dyn Host>,
     project: &Project,
     commit: &str,
 ) -> Result<Option<Arc<DeliveryConfig>>, DeliveryError> {
-    app.delivery_at(project, commit)
+    let (app, project, commit) = (Arc::clone(app), project.clone(), commit.to_string());
+    tokio::task::spawn_blocking(move || app.delivery_at(&project, &commit)).await?
 }
 
 /// After a run: checks its commit's `mobius.yaml` (a check on the run, with an
@@ -67,13 +68,7 @@ async fn check_delivery(
     run: &Run,
 ) -> Result<Option<Arc<DeliveryConfig>>, mobius_store::StoreError> {
     let name = crate::config::FILE_NAME;
-    let parsed = {
-        let (app, project, sha) = (Arc::clone(app), project.clone(), run.head_sha.clone());
-        tokio::task::spawn_blocking(move || delivery_at(&*app, &project, &sha))
-            .await
-            .unwrap_or_else(|e| Err(DeliveryError::Stopped(e)))
-    };
-    match parsed {
+    match delivery_at(app, project, &run.head_sha).await {
         Ok(None) => Ok(None),
         Ok(Some(config)) => {
             if let Err(conflict) = super::addresses::check(app, project, &config).await {
