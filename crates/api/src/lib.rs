@@ -6,7 +6,7 @@
 
 pub mod openapi;
 
-use mobius_core::{AnnotationLevel, Conclusion, EventKind, IncidentStatus, Phase, Status};
+use mobius_core::{AnnotationLevel, Conclusion, EventKind, IncidentStatus, Phase, Status, StrategyKind};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
@@ -426,8 +426,7 @@ pub struct Rollout {
     pub service: String,
     pub environment: String,
     pub release: ReleaseRef,
-    /// `recreate`, `rolling`, `blue-green` or `canary`.
-    pub strategy: String,
+    pub strategy: StrategyKind,
     pub phase: Phase,
     pub message: String,
     /// The version serving before.

@@ -13,5 +13,5 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use event::{Annotation, AnnotationLevel, RunEvent};
 pub use events::{DeployEventKind, EventKind, IncidentEventKind};
 pub use incident::{IncidentFilter, IncidentStatus};
-pub use phase::Phase;
+pub use phase::{Phase, StrategyKind};
 pub use status::{Conclusion, State, Status};

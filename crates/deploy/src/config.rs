@@ -4,6 +4,7 @@
 use indexmap::IndexMap;
 use mobius_config::yaml::{self, Node, NodeValue, Pos};
 use mobius_config::{Diagnostic, FileErrors, SourceFile};
+use mobius_core::StrategyKind;
 use mobius_router::Sticky;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -92,12 +93,13 @@ pub enum Strategy {
 }
 
 impl Strategy {
-    pub fn name(&self) -> &'static str {
+    /// The kind of strategy, as a rollout records it.
+    pub fn kind(&self) -> StrategyKind {
         match self {
-            Strategy::Recreate => "recreate",
-            Strategy::Rolling { .. } => "rolling",
-            Strategy::BlueGreen { .. } => "blue-green",
-            Strategy::Canary { .. } => "canary",
+            Strategy::Recreate => StrategyKind::Recreate,
+            Strategy::Rolling { .. } => StrategyKind::Rolling,
+            Strategy::BlueGreen { .. } => StrategyKind::BlueGreen,
+            Strategy::Canary { .. } => StrategyKind::Canary,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Releases, rollouts and deploy events.
 
 use crate::{now_ms, EventFilter, NewEvent, Result, Store, StoreError};
-use mobius_core::{DeployEventKind, EventKind, Phase};
+use mobius_core::{DeployEventKind, EventKind, Phase, StrategyKind};
 use serde::Serialize;
 use sqlx::any::AnyRow;
 use sqlx::Row;
@@ -53,7 +53,7 @@ pub struct Rollout {
     pub environment: String,
     pub release_id: i64,
     pub version: String,
-    pub strategy: String,
+    pub strategy: StrategyKind,
     pub phase: Phase,
     pub message: String,
     /// The controller's last status (weights, rates, step), as JSON.
@@ -123,7 +123,7 @@ fn rollout(row: &AnyRow) -> Result<Rollout> {
         environment: row.try_get("environment")?,
         release_id: row.try_get("release_id")?,
         version: row.try_get("version")?,
-        strategy: row.try_get("strategy")?,
+        strategy: crate::state_of(row, "rollouts", "strategy", StrategyKind::parse)?,
         phase: crate::state_of(row, "rollouts", "phase", Phase::parse)?,
         message: row.try_get("message")?,
         status: json(row, "status")?,
@@ -273,7 +273,7 @@ impl Store {
         service: &str,
         environment: &str,
         release_id: i64,
-        strategy: &str,
+        strategy: StrategyKind,
         created_by: &str,
         message: &str,
     ) -> Result<Rollout> {
@@ -288,7 +288,7 @@ impl Store {
         .bind(service)
         .bind(environment)
         .bind(release_id)
-        .bind(strategy)
+        .bind(strategy.as_str())
         .bind(created_by)
         .bind(now)
         .fetch_one(&mut *tx)

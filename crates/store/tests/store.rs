@@ -259,6 +259,12 @@ async fn unknown_states_are_refused_by_the_database(url: &str) {
             "incidents.status",
         ),
         ("INSERT INTO events (at, kind, doc) VALUES (1, 'exploded', '{}')", "events.kind"),
+        (
+            "INSERT INTO rollouts (project_id, service, environment, release_id, strategy, phase, message, status,
+                 created_by, created_at, updated_at)
+             VALUES (1, 'web', 'production', 1, 'yolo', 'progressing', '', '{}', 'ci', 1, 1)",
+            "rollouts.strategy",
+        ),
     ] {
         let result = sqlx::query(sql).execute(&pool).await;
         assert!(result.as_ref().is_err_and(|e| e.to_string().contains("_known")), "{what} was accepted: {result:?}");

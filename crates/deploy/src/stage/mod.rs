@@ -293,7 +293,7 @@ pub async fn deploy(
             &service.name,
             environment,
             release.id,
-            env.strategy.name(),
+            env.strategy.kind(),
             actor,
             &format!("deploy {} {} to {environment}", service.name, release.version),
         )

@@ -102,7 +102,7 @@ pub fn rollout(r: &Rollout) -> api::Rollout {
         service: r.service.clone(),
         environment: r.environment.clone(),
         release: api::ReleaseRef { id: r.release_id, version: r.version.clone() },
-        strategy: r.strategy.clone(),
+        strategy: r.strategy,
         phase: r.phase,
         message: r.message.clone(),
         stable: status.get("stable").and_then(Value::as_str).map(str::to_string),

@@ -8,6 +8,7 @@ use crate::error::ApiError;
 use askama::Template;
 use axum::extract::{Form, Path, State};
 use axum::response::{IntoResponse, Redirect, Response};
+use mobius_core::{Phase, StrategyKind};
 use mobius_deploy::rollout::Command;
 use mobius_deploy::stage as deploy;
 use mobius_store::{Rollout, RolloutFilter};
@@ -19,7 +20,7 @@ pub(super) struct PlaceView {
     environment: String,
     service: String,
     version: String,
-    active: Option<(i64, String)>,
+    active: Option<(i64, Phase)>,
     /// Where the environment listens for the service.
     address: String,
 }
@@ -30,8 +31,8 @@ pub(super) struct RolloutRow {
     service: String,
     environment: String,
     version: String,
-    strategy: String,
-    phase: String,
+    strategy: StrategyKind,
+    phase: Phase,
     created_by: String,
     created_at: String,
     message: String,
@@ -46,8 +47,8 @@ fn row(r: &Rollout) -> RolloutRow {
         service: r.service.clone(),
         environment: r.environment.clone(),
         version: r.version.clone(),
-        strategy: r.strategy.clone(),
-        phase: r.phase.as_str().to_string(),
+        strategy: r.strategy,
+        phase: r.phase,
         created_by: r.created_by.rsplit(':').next().unwrap_or_default().to_string(),
         created_at: when(r.created_at),
         message: super::message_html(&r.message),
@@ -90,9 +91,9 @@ pub(super) async fn deploys_page(State(app): State<Arc<App>>, s: Session) -> Res
                 deploy::addresses::address_of(&app.deployer(), r).await.map_or_else(String::new, |a| a.to_string());
         }
         if r.finished_at.is_none() && place.active.is_none() {
-            place.active = Some((r.id, r.phase.as_str().to_string()));
+            place.active = Some((r.id, r.phase));
         }
-        if r.phase == mobius_core::Phase::Succeeded && place.version.is_empty() {
+        if r.phase == Phase::Succeeded && place.version.is_empty() {
             place.version = r.version.clone();
         }
     }
@@ -262,12 +263,10 @@ pub(super) async fn rollout_page(State(app): State<Arc<App>>, s: Session, Path(i
         user: s.caller.name.clone(),
         csrf: s.csrf.clone(),
         live,
-        steps: steps(&rollout.status, !live, rollout.phase == mobius_core::Phase::Succeeded),
+        steps: steps(&rollout.status, !live, rollout.phase == Phase::Succeeded),
         preview,
         approvable: approvable && s.caller.may(Role::Maintainer, rollout.project_id),
-        promotable: rollout.phase == mobius_core::Phase::Paused
-            && !approvable
-            && s.caller.may(Role::Developer, rollout.project_id),
+        promotable: rollout.phase == Phase::Paused && !approvable && s.caller.may(Role::Developer, rollout.project_id),
         can_abort: s.caller.may(Role::Developer, rollout.project_id),
         weights_svg: weights_svg(&weights, &stable),
         rates,
