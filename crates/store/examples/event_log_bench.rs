@@ -3,7 +3,7 @@
 //! id with a million events stored, on SQLite (the server's settings: WAL, synchronous
 //! commits) and, with `--postgres URL`, on PostgreSQL.
 //!
-//! `cargo run --release -p mobius-store --example event_log_bench -- [--events N] [--postgres URL] [--dir DIR]`
+//! `cargo run --release -p mobius-store --example event_log_bench -- [--events N] [--postgres URL] [--no-sqlite] [--dir DIR]`
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // reason: a benchmark fails loudly and prints its table
 
 use mobius_core::EventKind;
@@ -112,8 +112,10 @@ async fn main() {
     };
     println!("| store | events stored | appended/s, batches of 100 | state changes/s, one transaction each | page of 500 after an id, p50 / p99 ms | one project's page of 500, p50 / p99 ms |");
     println!("|---|---|---|---|---|---|");
-    let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.unwrap();
-    bench("SQLite (WAL, synchronous=FULL)", sqlite, total).await;
+    if !args.iter().any(|a| a == "--no-sqlite") {
+        let sqlite = Store::open(&Store::sqlite_url(&dir.path().join("mobius.db"))).await.unwrap();
+        bench("SQLite (WAL, synchronous=FULL)", sqlite, total).await;
+    }
     if let Some(url) = value("--postgres") {
         let postgres = Store::open(&url).await.unwrap();
         bench("PostgreSQL 15", postgres, total).await;

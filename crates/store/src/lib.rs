@@ -104,6 +104,13 @@ pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
 }
 
+/// Each SQLite connection's page cache, in KiB (set as `-KiB`: a size, not a page
+/// count). SQLite's default is 2 MiB per connection; the server holds six connections,
+/// whose full caches were a third of its idle memory after load, while a page the
+/// cache misses is one read from the operating system's cache away. Measured in
+/// docs/benchmarks.md: 512 KiB keeps every list latency and the event log's rates.
+const SQLITE_CACHE_KIB: u32 = 512;
+
 /// Whether a pooled connection may be handed out. A transaction whose COMMIT and
 /// ROLLBACK both failed (a full disk) leaves its connection believing it is still
 /// inside it; handed out again, every `begin` on it fails. Such a connection is
@@ -119,6 +126,28 @@ fn healthy(
     Box::pin(async move { Ok(!open) })
 }
 
+/// A pool of SQLite connections with the store's settings.
+fn sqlite_pool(connections: u32) -> AnyPoolOptions {
+    AnyPoolOptions::new()
+        .max_connections(connections)
+        // A connection to a local file cannot go stale: no ping (one more round trip to
+        // the connection's thread) before every transaction.
+        .test_before_acquire(false)
+        .before_acquire(healthy)
+        .after_connect(|conn, _| {
+            Box::pin(async move {
+                // WAL lets readers run beside the one writer; FULL syncs each commit,
+                // so whatever the API acknowledged survives a crash of the machine too.
+                conn.execute("PRAGMA journal_mode = WAL").await?;
+                conn.execute("PRAGMA synchronous = FULL").await?;
+                conn.execute("PRAGMA foreign_keys = ON").await?;
+                conn.execute("PRAGMA busy_timeout = 10000").await?;
+                conn.execute(format!("PRAGMA cache_size = -{SQLITE_CACHE_KIB}").as_str()).await?;
+                Ok(())
+            })
+        })
+}
+
 impl Store {
     /// Connects (creating a SQLite file when missing) and applies pending migrations.
     pub async fn open(url: &str) -> Result<Store> {
@@ -132,24 +161,7 @@ impl Store {
         };
         let options = AnyConnectOptions::from_str(url)?;
         let pool = match backend {
-            Backend::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(4)
-                    .before_acquire(healthy)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; FULL syncs each commit,
-                            // so whatever the API acknowledged survives a crash of the machine too.
-                            conn.execute("PRAGMA journal_mode = WAL").await?;
-                            conn.execute("PRAGMA synchronous = FULL").await?;
-                            conn.execute("PRAGMA foreign_keys = ON").await?;
-                            conn.execute("PRAGMA busy_timeout = 10000").await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
-                    .await?
-            }
+            Backend::Sqlite => sqlite_pool(4).connect_with(options).await?,
             Backend::Postgres => {
                 AnyPoolOptions::new().max_connections(8).before_acquire(healthy).connect_with(options).await?
             }
@@ -164,8 +176,15 @@ impl Store {
                 // touches a page of the file per event.
                 let options = sqlx::sqlite::SqliteConnectOptions::from_str(url)?
                     .busy_timeout(std::time::Duration::from_secs(10))
-                    .pragma("mmap_size", "268435456");
-                Reader::Sqlite(sqlx::sqlite::SqlitePoolOptions::new().max_connections(2).connect_with(options).await?)
+                    .pragma("mmap_size", "268435456")
+                    .pragma("cache_size", format!("-{SQLITE_CACHE_KIB}"));
+                Reader::Sqlite(
+                    sqlx::sqlite::SqlitePoolOptions::new()
+                        .max_connections(2)
+                        .test_before_acquire(false)
+                        .connect_with(options)
+                        .await?,
+                )
             }
             Backend::Postgres => {
                 let options = sqlx::postgres::PgConnectOptions::from_str(url)?;
