@@ -117,6 +117,8 @@ pub struct HeadCommit {
     pub author_email: String,
     /// Seconds since the epoch.
     pub time: i64,
+    /// Its first parent; `None` for a root commit.
+    pub parent: Option<String>,
 }
 
 /// The head commit of the repository holding `dir`.
@@ -124,12 +126,14 @@ pub fn head_commit(dir: &Path) -> Option<HeadCommit> {
     let repo = open(dir).ok()?;
     let commit = repo.head_commit().ok()?;
     let author = commit.author().ok()?;
+    let parent = commit.parent_ids().next().map(|id| id.to_string());
     Some(HeadCommit {
         id: commit.id.to_string(),
         message: commit.message_raw_sloppy().to_string().trim_end().to_string(),
         author_name: author.name.to_string().trim().to_string(),
         author_email: author.email.to_string().trim().to_string(),
         time: commit.time().map(|t| t.seconds).unwrap_or(0),
+        parent,
     })
 }
 

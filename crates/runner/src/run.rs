@@ -549,10 +549,12 @@ async fn run_job(
             job_id: id.to_string(),
         };
         let shared = shared.clone();
-        let leg_slots = leg_slots.clone();
         let job_cancel = job_cancel.clone();
+        // Legs take their slot here, in the matrix's order, before their task exists:
+        // tasks racing for a slot start in whatever order the scheduler polls them
+        // (the newest first, with tokio's LIFO slot).
+        let permit = leg_slots.clone().acquire_owned().await;
         set.spawn(async move {
-            let permit = leg_slots.acquire_owned().await;
             if job_cancel.is_cancelled() && !shared.cancel.is_cancelled() {
                 // Cancelled by fail-fast before it started.
                 shared.reporter.event(RunEvent::JobSkipped {
@@ -694,7 +696,13 @@ async fn run_reusable(shared: Arc<Shared>, call: &Call, job: &Job, uses: &str, c
 /// A push event payload for the repository's head, in GitHub's shape.
 fn push_payload(options: &RunOptions, repo: &RepoInfo, repository: &str, actor: &str) -> Value {
     let (owner, name) = repository.split_once('/').unwrap_or(("local", repository));
-    let head = crate::git::head_commit(&options.source_dir).map(|c| {
+    let commit = crate::git::head_commit(&options.source_dir);
+    // As GitHub sends it: `before` is the ref's previous commit, and forty zeros only
+    // when the push created the ref (here: a head without a parent).
+    let parent = commit.as_ref().and_then(|c| c.parent.clone());
+    let created = commit.is_some() && parent.is_none();
+    let before = parent.unwrap_or_else(|| "0".repeat(40));
+    let head = commit.map(|c| {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(c.time.max(0) as u64);
         json!({
             "id": c.id,
@@ -707,9 +715,9 @@ fn push_payload(options: &RunOptions, repo: &RepoInfo, repository: &str, actor: 
     });
     json!({
         "ref": repo.git_ref,
-        "before": "0".repeat(40),
+        "before": before,
         "after": repo.sha,
-        "created": false,
+        "created": created,
         "deleted": false,
         "forced": false,
         "base_ref": null,

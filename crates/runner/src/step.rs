@@ -368,10 +368,17 @@ pub(crate) fn apply_files(
     (outputs, state, ok)
 }
 
-/// GitHub's shell templates; `{0}` is the script file.
-fn shell_command(shell: Option<&str>, has_bash: bool) -> (Vec<String>, &'static str) {
+/// A custom `shell:` whose quotes do not close.
+#[derive(Debug, thiserror::Error)]
+#[error("the shell '{0}' has a quote that is not closed")]
+struct UnclosedQuote(String);
+
+/// GitHub's shell templates; `{0}` is the script file. A custom shell is a command, its
+/// options and `{0}` (appended when absent), split as a POSIX shell splits words, so a
+/// quoted argument stays one: `script -q -e -c "bash {0}"` passes `bash {0}` whole.
+fn shell_command(shell: Option<&str>, has_bash: bool) -> Result<(Vec<String>, &'static str), UnclosedQuote> {
     let words = |s: &str| s.split_whitespace().map(str::to_string).collect::<Vec<_>>();
-    match shell.map(str::trim) {
+    Ok(match shell.map(str::trim) {
         None | Some("") => {
             if has_bash {
                 (words("bash -e {0}"), ".sh")
@@ -389,13 +396,13 @@ fn shell_command(shell: Option<&str>, has_bash: bool) -> (Vec<String>, &'static 
         Some("powershell") => (words("powershell -command . '{0}'"), ".ps1"),
         Some("cmd") => (words("cmd /D /E:ON /V:OFF /S /C CALL \"{0}\""), ".cmd"),
         Some(custom) => {
-            let mut parts = words(custom);
-            if !custom.contains("{0}") {
+            let mut parts = shlex::split(custom).ok_or_else(|| UnclosedQuote(custom.to_string()))?;
+            if !parts.iter().any(|p| p.contains("{0}")) {
                 parts.push("{0}".into());
             }
             (parts, "")
         }
-    }
+    })
 }
 
 #[allow(clippy::too_many_arguments)] // reason: the pieces of one step, kept explicit
@@ -453,7 +460,13 @@ async fn run_script(
         out.message(&format!("Error: the working directory '{}' does not exist", cwd.display()));
         return StepExec::failure();
     }
-    let (template, extension) = shell_command(shell.as_deref(), run.shared.has_bash);
+    let (template, extension) = match shell_command(shell.as_deref(), run.shared.has_bash) {
+        Ok(command) => command,
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            return StepExec::failure();
+        }
+    };
     let script_path = run.temp.join(format!("step-{:03}{extension}", prepared.number));
     if let Err(e) = std::fs::write(&script_path, text.as_bytes()) {
         out.message(&format!("Error: cannot write the script: {e}"));

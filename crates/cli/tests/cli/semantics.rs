@@ -95,6 +95,36 @@ jobs:
         .stdout_has("custom-shell-body");
 }
 
+/// Issue 18: a custom shell's quoted argument stays one word (bats-core's CI runs its
+/// steps under `script -q -e -c "bash {0}"`); it was split on spaces, and bash failed
+/// with "unexpected EOF while looking for matching".
+#[test]
+fn a_custom_shell_keeps_a_quoted_argument_whole() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - shell: 'bash -c "bash -e {0}"'
+        run: echo "quoted-shell-ran"
+      - id: bad
+        continue-on-error: true
+        shell: 'bash -c "bash {0}'
+        run: echo ran-un""closed
+      - run: test "${{ steps.bad.outcome }}" = failure && echo unclosed-refused
+"#,
+        )
+        .run()
+        .code(0)
+        .stdout_has("quoted-shell-ran")
+        .stdout_has("has a quote that is not closed")
+        .stdout_has("unclosed-refused")
+        .stdout_lacks("ran-unclosed");
+}
+
 #[test]
 fn environment_files_and_precedence() {
     Test::new()
@@ -309,6 +339,28 @@ fn a_push_without_payload_describes_the_head_commit() {
         .run()
         .code(0)
         .stdout_has("msg=initial repo=octo/app after=true ref=refs/heads/main");
+}
+
+/// Issue 18: the synthesized push names the ref's previous commit as `before`, and
+/// forty zeros with `created: true` only for a first commit (it always sent zeros
+/// with `created: false`).
+#[test]
+fn a_push_payload_names_the_previous_commit_as_before() {
+    if !crate::support::require("git") {
+        return;
+    }
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"before=${{ github.event.before }} created=${{ github.event.created }}\"\n";
+    let t = Test::new().workflow("w.yml", wf).git();
+    t.run().code(0).stdout_has(&format!("before={} created=true", "0".repeat(40)));
+    let t = t.file("more.txt", "x").commit("second");
+    let parent = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD~1"])
+        .current_dir(t.dir())
+        .output()
+        .expect("git runs");
+    let parent = String::from_utf8_lossy(&parent.stdout).trim().to_string();
+    assert_eq!(parent.len(), 40, "{parent}");
+    t.run().code(0).stdout_has(&format!("before={parent} created=false"));
 }
 
 #[test]

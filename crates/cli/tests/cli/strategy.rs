@@ -83,6 +83,40 @@ jobs:
     }
 }
 
+/// Issue 18: with `max-parallel`, legs start in the matrix's order (the last leg used
+/// to start first), and fail-fast cancels the legs not yet started, shown as cancelled.
+#[test]
+fn max_parallel_starts_legs_in_the_matrix_order_and_fail_fast_cancels_the_rest() {
+    let marks = tempfile::tempdir().unwrap();
+    let workflow = |file: &std::path::Path, legs: &str, fail: &str| {
+        format!(
+            r#"on: push
+jobs:
+  m:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        n: [{legs}]
+    steps:
+      - run: |
+          echo "start ${{{{ matrix.n }}}}" >> {f}
+          test "${{{{ matrix.n }}}}" != "{fail}"
+"#,
+            f = file.display()
+        )
+    };
+    let ordered = marks.path().join("ordered");
+    Test::new().workflow("w.yml", &workflow(&ordered, "a, b, c, d, e", "none")).run().code(0);
+    let text = std::fs::read_to_string(&ordered).unwrap();
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["start a", "start b", "start c", "start d", "start e"]);
+
+    let failing = marks.path().join("failing");
+    Test::new().workflow("w.yml", &workflow(&failing, "a, b, c", "a")).run().code(1).stdout_has("cancelled: fail-fast");
+    let text = std::fs::read_to_string(&failing).unwrap();
+    assert_eq!(text.lines().collect::<Vec<_>>(), ["start a"], "legs started after the first failed");
+}
+
 #[test]
 fn step_and_job_timeouts_stop_long_steps() {
     let started = Instant::now();
