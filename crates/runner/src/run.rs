@@ -135,6 +135,9 @@ pub async fn execute(
     });
     let run_dir = runs_root.join(&run_id);
     std::fs::create_dir_all(&run_dir).map_err(io_err(format!("cannot create {}", run_dir.display())))?;
+    // Held until this run ends (the kernel drops it if the process dies): retention
+    // in another `mobius run` sharing this state directory leaves a locked run alone.
+    let _running = hold_run_lock(&run_dir).map_err(io_err(format!("cannot lock {}", run_dir.display())))?;
     let trash = if options.keep_runs == 0 {
         Vec::new()
     } else {
@@ -247,9 +250,28 @@ fn next_run_number(state_dir: &std::path::Path) -> u64 {
     n
 }
 
+/// The file a run holds locked while it runs.
+const RUN_LOCK: &str = "running.lock";
+
+fn hold_run_lock(run_dir: &std::path::Path) -> std::io::Result<std::fs::File> {
+    let file = std::fs::File::create(run_dir.join(RUN_LOCK))?;
+    file.lock()?;
+    Ok(file)
+}
+
+/// Whether a run is in progress: another process holds its lock.
+fn is_running(run_dir: &std::path::Path) -> bool {
+    let Ok(file) = std::fs::File::open(run_dir.join(RUN_LOCK)) else {
+        return false;
+    };
+    matches!(file.try_lock_shared(), Err(std::fs::TryLockError::WouldBlock))
+}
+
 /// Keeps the newest `keep` runs, and the job workspaces of the newest only (logs and
-/// artifacts stay with every kept run). What goes is first moved into `.trash`, which
-/// costs one rename, and returned to be deleted off the critical path.
+/// artifacts stay with every kept run); a run still in progress (another `mobius
+/// run` on the same state directory) is never touched and does not count. What goes
+/// is first moved into `.trash`, which costs one rename, and returned to be deleted
+/// off the critical path.
 fn prune_runs(root: &std::path::Path, keep: usize, current: &str, keep_workspaces: bool) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(root) else {
         return Vec::new();
@@ -260,6 +282,7 @@ fn prune_runs(root: &std::path::Path, keep: usize, current: &str, keep_workspace
             let name = e.file_name().to_string_lossy().to_string();
             (name != current).then(|| name.parse::<u128>().ok().map(|n| (n, e.path()))).flatten()
         })
+        .filter(|(_, path)| !is_running(path))
         .collect();
     runs.sort();
     let excess = (runs.len() + 1).saturating_sub(keep);

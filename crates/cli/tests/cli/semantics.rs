@@ -363,6 +363,37 @@ fn a_push_payload_names_the_previous_commit_as_before() {
     t.run().code(0).stdout_has(&format!("before={parent} created=false"));
 }
 
+/// Issue 18: a second `mobius run` on the same state directory leaves a run still in
+/// progress alone (retention kept the workspaces of the newest run only, and moved the
+/// running one's away).
+#[test]
+fn retention_never_touches_a_run_still_in_progress() {
+    use std::time::{Duration, Instant};
+    let marks = tempfile::tempdir().unwrap();
+    let (hold, started, go) = (marks.path().join("hold"), marks.path().join("started"), marks.path().join("go"));
+    let wf = format!(
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo mine > kept.txt && touch {started}\n      - run: if [ -f {hold} ]; then while [ ! -f {go} ]; do sleep 0.05; done; fi\n      - run: cat kept.txt\n",
+        started = started.display(),
+        hold = hold.display(),
+        go = go.display()
+    );
+    let t = Test::new().workflow("w.yml", &wf);
+    std::fs::write(&hold, "").unwrap();
+    let first = t.command().stdout(std::process::Stdio::piped()).spawn().expect("mobius runs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !started.exists() {
+        assert!(Instant::now() < deadline, "the first run never started its job");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::fs::remove_file(&hold).unwrap();
+    t.run().code(0).stdout_has("mine");
+    std::fs::write(&go, "").unwrap();
+    let first = first.wait_with_output().expect("the first run ends");
+    let stdout = String::from_utf8_lossy(&first.stdout);
+    assert_eq!(first.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("mine"), "{stdout}");
+}
+
 #[test]
 fn ignored_files_stay_out_of_the_jobs_copies_unless_asked() {
     let wf =
