@@ -25,7 +25,7 @@ pub struct RunArgs {
     /// A workflow file, or a folder whose .yml/.yaml files are the workflows.
     #[arg(short = 'W', long = "workflows", value_name = "PATH")]
     workflows: Option<PathBuf>,
-    /// Run only this job.
+    /// Run only this job, after the jobs it needs.
     #[arg(short = 'j', long = "job", value_name = "JOB")]
     job: Option<String>,
     /// A secret: NAME=VALUE, or NAME to read it from the environment.
@@ -332,8 +332,9 @@ fn print_list(workflows: &[Workflow], event: &str, only: Option<&str>) {
     for wf in workflows {
         let stage = stages(wf);
         let events: Vec<&str> = wf.triggers.keys().map(String::as_str).collect();
+        let selected = mobius_runner::plan::selected_jobs(wf, only);
         for (id, job) in &wf.jobs {
-            if only.is_some_and(|o| o != id) {
+            if !selected.contains(id) {
                 continue;
             }
             let name = job.name.as_ref().and_then(|n| n.scalar_string()).unwrap_or_else(|| id.clone());
@@ -359,7 +360,8 @@ fn print_plan(workflows: &[Workflow], only: Option<&str>) {
     for wf in workflows {
         println!("workflow {} ({})", wf.display_name(), wf.file.path);
         let stage = stages(wf);
-        let mut ids: Vec<&String> = wf.jobs.keys().filter(|id| only.is_none_or(|o| o == *id)).collect();
+        let selected = mobius_runner::plan::selected_jobs(wf, only);
+        let mut ids: Vec<&String> = wf.jobs.keys().filter(|id| selected.contains(*id)).collect();
         ids.sort_by_key(|id| stage.get(*id).copied().unwrap_or(0));
         for id in ids {
             let job = &wf.jobs[id];

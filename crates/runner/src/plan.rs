@@ -6,6 +6,7 @@ use crate::repo::RepoInfo;
 use mobius_workflow::filter::{accepts, EventRef};
 use mobius_workflow::{load_workflow, FileErrors, InputType, StepAction, Workflow};
 use serde_json::{Map, Value};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Actions Mobius runs natively, without their code.
@@ -94,6 +95,20 @@ pub fn select(workflows: Vec<Workflow>, event_name: &str, event: &EventRef) -> V
     workflows.into_iter().filter(|w| w.triggers.get(event_name).is_some_and(|t| accepts(t, event))).collect()
 }
 
+/// The jobs `-j JOB` runs: the job and every job it needs, directly or not, as act
+/// does (without them `needs.X.outputs` would be empty). Every job without a filter.
+pub fn selected_jobs(wf: &Workflow, only: Option<&str>) -> BTreeSet<String> {
+    match only {
+        None => wf.jobs.keys().cloned().collect(),
+        Some(only) if !wf.jobs.contains_key(only) => BTreeSet::new(),
+        Some(only) => {
+            let mut jobs = crate::run::ancestors(wf, only);
+            jobs.insert(only.to_string());
+            jobs
+        }
+    }
+}
+
 /// Problems that stop the run before it starts: containers, services, Docker actions
 /// and remote actions that are neither built in nor vendored.
 pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
@@ -128,8 +143,9 @@ pub(crate) fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Re
 
 fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth: usize, problems: &mut Vec<String>) {
     let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
+    let selected = selected_jobs(wf, only);
     for job in wf.jobs.values() {
-        if only.is_some_and(|j| j != job.id) {
+        if !selected.contains(&job.id) {
             continue;
         }
         if let Some((uses, pos)) = &job.uses {

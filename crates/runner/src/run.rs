@@ -332,7 +332,7 @@ pub(crate) fn find_program(name: &str) -> Option<PathBuf> {
 }
 
 /// Transitive ancestors of a job.
-fn ancestors(wf: &Workflow, id: &str) -> BTreeSet<String> {
+pub(crate) fn ancestors(wf: &Workflow, id: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut stack: Vec<&str> = vec![id];
     while let Some(j) = stack.pop() {
@@ -365,12 +365,9 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
     let mut started: BTreeSet<String> = BTreeSet::new();
     let mut order = Vec::new();
     let mut set: JoinSet<(String, JobOutcome)> = JoinSet::new();
-    let selected: Vec<String> = wf
-        .jobs
-        .keys()
-        .filter(|id| call.depth > 0 || shared.options.job_filter.as_ref().is_none_or(|f| f == *id))
-        .cloned()
-        .collect();
+    let only = shared.options.job_filter.as_deref().filter(|_| call.depth == 0);
+    let wanted = crate::plan::selected_jobs(&wf, only);
+    let selected: Vec<String> = wf.jobs.keys().filter(|id| wanted.contains(*id)).cloned().collect();
     loop {
         let mut reused_any = false;
         for id in &selected {
@@ -378,7 +375,6 @@ async fn run_workflow_graph(shared: Arc<Shared>, wf: Arc<Workflow>, call: Call) 
                 continue;
             }
             let Some(job) = wf.jobs.get(id) else { continue };
-            // With `-j`, needs outside the selection count as succeeded without outputs.
             let ready = job.needs.iter().all(|n| done.contains_key(n) || !selected.contains(n));
             if !ready {
                 continue;

@@ -394,6 +394,55 @@ fn retention_never_touches_a_run_still_in_progress() {
     assert!(stdout.contains("mine"), "{stdout}");
 }
 
+/// Issue 18: `-j JOB` runs the jobs it needs first, as act does (they were counted as
+/// succeeded without outputs, so `needs.X.outputs` were empty); jobs it does not need
+/// stay out.
+#[test]
+fn a_selected_job_runs_the_jobs_it_needs_first() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    outputs:
+      version: ${{ steps.v.outputs.version }}
+    steps:
+      - id: v
+        run: echo "version=4.2" >> "$GITHUB_OUTPUT"
+  test:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "tested-${{ needs.build.outputs.version }}"
+  deploy:
+    needs: test
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "deploying-${{ needs.build.outputs.version }}-after-${{ needs.test.result }}"
+  lint:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "lint-ran"
+"#,
+        )
+        .args(&["-j", "deploy"])
+        .run()
+        .code(0)
+        .stdout_has("tested-4.2")
+        .stdout_has("deploying--after-success")
+        .stdout_lacks("lint-ran");
+    let listed = Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  build:\n    runs-on: ubuntu-latest\n    steps: [ { run: 'true' } ]\n  deploy:\n    needs: build\n    runs-on: ubuntu-latest\n    steps: [ { run: 'true' } ]\n  lint:\n    runs-on: ubuntu-latest\n    steps: [ { run: 'true' } ]\n",
+        )
+        .args(&["-j", "deploy", "-n"])
+        .run();
+    listed.code(0).stdout_has("job build").stdout_has("job deploy (needs build)").stdout_lacks("job lint");
+}
+
 #[test]
 fn ignored_files_stay_out_of_the_jobs_copies_unless_asked() {
     let wf =
