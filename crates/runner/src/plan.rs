@@ -145,7 +145,7 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
     let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
     let selected = selected_jobs(wf, only);
     for job in wf.jobs.values() {
-        if !selected.contains(&job.id) {
+        if !selected.contains(&job.id) || skipped_by_runs_on(job, options) {
             continue;
         }
         if let Some((uses, pos)) = &job.uses {
@@ -189,6 +189,20 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
             }
         }
     }
+}
+
+/// Whether a job names its `runs-on` labels literally and none of this host's match:
+/// it is skipped when the run reaches it, so what its steps need is not asked for. A
+/// label from an expression (`${{ matrix.os }}`) is only known per leg; such a job is
+/// checked.
+fn skipped_by_runs_on(job: &mobius_workflow::Job, options: &RunOptions) -> bool {
+    let Some(node) = &job.runs_on else { return false };
+    let literal = |n: &mobius_workflow::yaml::Node| n.scalar_string().filter(|s| !s.contains("${{"));
+    let labels: Option<Vec<String>> = match node.as_seq() {
+        Some(items) => items.iter().map(literal).collect(),
+        None => literal(node).map(|label| vec![label]),
+    };
+    labels.is_some_and(|labels| crate::options::labels_match(&labels, &options.labels).is_err())
 }
 
 /// Whether a `uses:` can run here; the message says how to make it run otherwise.

@@ -65,6 +65,30 @@ fn containers_services_and_unvendored_actions_stop_the_run() {
         .stderr_has("w.yml:7:9");
 }
 
+/// Issue 18: a job its `runs-on` labels skip on this host does not stop the run because
+/// one of its steps uses an action that is not available here (a macOS leg's action).
+#[test]
+fn a_job_skipped_by_its_runs_on_does_not_stop_the_run_for_its_actions() {
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  mac:\n    runs-on: [macos-latest]\n    steps:\n      - uses: someone/mac-only@v1\n  linux:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo linux-ran\n",
+        )
+        .run()
+        .code(0)
+        .stdout_has("linux-ran")
+        .stderr_has("job 'mac' skipped");
+    // A label from an expression is only known per leg: such a job is still checked.
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  m:\n    runs-on: ${{ matrix.os }}\n    strategy: { matrix: { os: [ubuntu-latest] } }\n    steps:\n      - uses: someone/missing@v1\n",
+        )
+        .run()
+        .code(2)
+        .stderr_has("someone/missing@v1");
+}
+
 #[test]
 fn bad_arguments_exit_2() {
     let t = Test::new()
