@@ -443,6 +443,39 @@ jobs:
     listed.code(0).stdout_has("job build").stdout_has("job deploy (needs build)").stdout_lacks("job lint");
 }
 
+/// Issue 18: each job of a run has its own `RUNNER_TEMP` (docs/compatibility.md says
+/// what jobs share), and the host's `MOBIUS_` variables never reach a job.
+#[test]
+fn each_job_has_its_own_runner_temp() {
+    let t = Test::new().workflow(
+        "w.yml",
+        r#"on: push
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      temp: ${{ steps.t.outputs.temp }}
+    steps:
+      - id: t
+        run: |
+          touch "$RUNNER_TEMP/from-a"
+          echo "temp=$RUNNER_TEMP" >> "$GITHUB_OUTPUT"
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: test "$RUNNER_TEMP" != "${{ needs.a.outputs.temp }}" && test ! -e "$RUNNER_TEMP/from-a" && echo own-te""mp
+      - run: echo "mobius-var=[${MOBIUS_PRIVATE_SETTING:-}]"
+"#,
+    );
+    let mut command = t.command();
+    let out = command.env("MOBIUS_PRIVATE_SETTING", "leaked").output().expect("mobius runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}");
+    assert!(stdout.contains("own-temp"), "{stdout}");
+    assert!(stdout.contains("mobius-var=[]"), "{stdout}");
+}
+
 #[test]
 fn ignored_files_stay_out_of_the_jobs_copies_unless_asked() {
     let wf =
