@@ -197,6 +197,15 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
 /// checked.
 fn skipped_by_runs_on(job: &mobius_workflow::Job, options: &RunOptions) -> bool {
     let Some(node) = &job.runs_on else { return false };
+    // `runs-on: { group, labels }` names its labels under `labels`, as the run reads it.
+    let node = if node.as_map().is_some() {
+        match node.get("labels") {
+            Some(labels) => labels,
+            None => return false,
+        }
+    } else {
+        node
+    };
     let literal = |n: &mobius_workflow::yaml::Node| n.scalar_string().filter(|s| !s.contains("${{"));
     let labels: Option<Vec<String>> = match node.as_seq() {
         Some(items) => items.iter().map(literal).collect(),

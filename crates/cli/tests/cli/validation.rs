@@ -78,6 +78,16 @@ fn a_job_skipped_by_its_runs_on_does_not_stop_the_run_for_its_actions() {
         .code(0)
         .stdout_has("linux-ran")
         .stderr_has("job 'mac' skipped");
+    // The same with the labels under `runs-on: { group, labels }`.
+    Test::new()
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  win:\n    runs-on: { group: big, labels: windows-latest }\n    steps:\n      - uses: someone/win-only@v1\n  linux:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo linux-ran\n",
+        )
+        .run()
+        .code(0)
+        .stdout_has("linux-ran")
+        .stderr_has("job 'win' skipped");
     // A label from an expression is only known per leg: such a job is still checked.
     Test::new()
         .workflow(
