@@ -55,9 +55,13 @@ pub struct RunArgs {
     /// An extra host label for runs-on matching.
     #[arg(long = "label", value_name = "NAME")]
     labels: Vec<String>,
-    /// act's platform flag; NAME=-self-hosted adds NAME as a host label.
-    #[arg(short = 'P', long = "platform", value_name = "NAME=-self-hosted")]
+    /// act's platform flag: NAME=IMAGE runs the jobs whose runs-on names NAME in a
+    /// container of IMAGE; NAME=-self-hosted runs them on this host (adds the label).
+    #[arg(short = 'P', long = "platform", value_name = "NAME=IMAGE|-self-hosted")]
     platforms: Vec<String>,
+    /// When images for container:, services: and docker:// steps are pulled.
+    #[arg(long = "pull", value_name = "missing|always|never", default_value = "missing")]
+    pull: mobius_runner::container::PullPolicy,
     /// Jobs running at once (default: the number of CPUs).
     #[arg(long = "parallel", value_name = "N")]
     parallel: Option<usize>,
@@ -185,12 +189,14 @@ pub fn main(args: RunArgs) -> ExitCode {
         options.vars = parse_pairs(&args.vars, "variable", false)?;
         options.inputs = parse_pairs(&args.inputs, "input", false)?;
         options.env = parse_pairs(&args.env, "env", false)?;
+        options.pull = args.pull;
         for p in &args.platforms {
             let (label, platform) = p.split_once('=').unwrap_or((p.as_str(), "-self-hosted"));
+            if label.trim().is_empty() || platform.trim().is_empty() {
+                return Err(format!("-P {p}: expected NAME=IMAGE or NAME=-self-hosted"));
+            }
             if platform != "-self-hosted" {
-                eprintln!(
-                    "warning: -P {label}={platform}: Mobius has no container executor yet; jobs for '{label}' run on this host"
-                );
+                options.platforms.insert(label.to_string(), platform.to_string());
             }
             options.labels.push(label.to_string());
         }

@@ -26,6 +26,8 @@ pub(crate) struct Leg {
     pub cancel: CancellationToken,
     pub workflow: Arc<Workflow>,
     pub job_id: String,
+    /// The image of a `-P LABEL=IMAGE` platform its `runs-on` picked: the job runs in it.
+    pub platform: Option<String>,
 }
 
 /// A step queued to run after the main steps (post steps of actions), newest first when run.
@@ -66,6 +68,8 @@ pub(crate) struct JobRun {
     pub step_counter: usize,
     pub cancel: CancellationToken,
     pub defaults: RunDefaults,
+    /// The job's own container, where its steps run (`container:` or a `-P` platform).
+    pub container: Option<Arc<crate::container::job::JobContainer>>,
 }
 
 impl JobRun {
@@ -259,8 +263,35 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         errors.push(format!("job '{}': timeout-minutes: {e}", job.id));
         360.0
     });
-    // The server's jobs run sandboxed or not at all.
+    // The job's container and services, evaluated against the job's contexts.
+    let evaluate = |node: Option<&mobius_workflow::yaml::Node>, what: &str, errors: &mut Vec<String>| {
+        node.and_then(|n| match evaluate_node(n, &contexts) {
+            Ok(v) => Some(v),
+            Err(e) => {
+                errors.push(format!("job '{}': {what}: {e}", job.id));
+                None
+            }
+        })
+    };
+    let container_value = evaluate(job.container.as_ref(), "container", &mut errors);
+    let services_value = evaluate(job.services.as_ref(), "services", &mut errors);
+    let mut wanted = match crate::container::job::Wanted::read(container_value.as_ref(), services_value.as_ref()) {
+        Ok(w) => w,
+        Err(e) => {
+            errors.push(format!("{}: job '{}': {e}", leg.workflow.file.path, job.id));
+            crate::container::job::Wanted { container: None, services: Vec::new() }
+        }
+    };
+    if wanted.container.is_none() {
+        if let Some(image) = &leg.platform {
+            wanted.container =
+                Some(crate::container::spec::ContainerSpec { image: image.clone(), ..Default::default() });
+        }
+    }
+    let in_container = wanted.container.is_some();
+    // The server's jobs run sandboxed or not at all; a job in a container has its container.
     let (sandbox, home) = match &shared.options.sandbox {
+        _ if in_container => (None, Some(job_dir.join("home"))),
         SandboxPolicy::None => (None, None),
         SandboxPolicy::Unavailable(reason) => {
             errors.push(format!("job '{}' cannot run: {reason}", job.id));
@@ -312,6 +343,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         step_counter: 0,
         cancel: leg.cancel.clone(),
         defaults,
+        container: None,
     };
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = {
@@ -327,6 +359,13 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     let mut failed = !errors.is_empty();
     for e in &errors {
         shared.reporter.event(RunEvent::Warning { message: e.clone() });
+    }
+    let mut docker = None;
+    if !failed && !wanted.is_empty() {
+        match start_containers(&mut run, &job_dir, wanted).await {
+            Some(d) => docker = Some(d),
+            None => failed = true,
+        }
     }
     let mut scope = Scope::top();
     if !failed {
@@ -356,6 +395,9 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         if exec.outcome == Conclusion::Failure {
             failed = true;
         }
+    }
+    if let Some(docker) = docker {
+        stop_containers(&mut run, docker).await;
     }
     timer.abort();
     run.groups.kill_all();
@@ -401,6 +443,87 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
     finish(conclusion, &outputs);
     drop(permit);
     (conclusion, outputs)
+}
+
+/// The "Initialize containers" step: pulls, the network, services (waited for until
+/// healthy) and the job's container; the contexts then show the container's paths.
+async fn start_containers(
+    run: &mut JobRun,
+    job_dir: &std::path::Path,
+    wanted: crate::container::job::Wanted,
+) -> Option<crate::container::job::JobDocker> {
+    use crate::container::job::{self as cjob, JobDirs};
+    let name = "Initialize containers";
+    let number = run.next_step_number();
+    let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(name)));
+    let started = Instant::now();
+    run.step_started(name, &log_path);
+    let shared = run.shared.clone();
+    let mut out = crate::output::StepOutput::new(shared.clone(), &run.display, name, &log_path, false);
+    let home = job_dir.join("home");
+    let tool_cache = shared.options.state_dir.join("tool-cache");
+    let dirs = JobDirs {
+        workspace: &run.workspace,
+        temp: &run.temp,
+        files: &run.files_dir,
+        home: &home,
+        tool_cache: &tool_cache,
+        event: &shared.event_path,
+        action_dir: shared.options.action_dir.as_deref().filter(|d| d.is_dir()),
+        repository: &shared.repository,
+    };
+    let result = match (std::fs::create_dir_all(&home), shared.engine().await) {
+        (Err(e), _) => Err(format!("cannot create the job's home {}: {e}", home.display())),
+        (_, Err(e)) => Err(e),
+        (Ok(()), Ok(engine)) => {
+            let job = job_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
+            cjob::start(engine, wanted, shared.options.pull, &shared.run_id, &job, &dirs, &mut out, &run.cancel)
+                .await
+                .map_err(|e| e.to_string())
+        }
+    };
+    let docker = match result {
+        Ok(docker) => docker,
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            out.error_annotation(&e);
+            out.flush();
+            run.step_finished(name.into(), Conclusion::Failure, Conclusion::Failure, Some(started));
+            return None;
+        }
+    };
+    out.flush();
+    if let Some(c) = &docker.container {
+        // Expressions see the paths the steps see.
+        for (ctx, keys) in [("github", &["workspace", "event_path"][..]), ("runner", &["temp", "tool_cache"][..])] {
+            if let Some(Value::Object(map)) = run.contexts.values.get_mut(ctx) {
+                for key in keys {
+                    if let Some(Value::String(v)) = map.get_mut(*key) {
+                        *v = c.paths.to_container(v);
+                    }
+                }
+            }
+        }
+    }
+    run.contexts
+        .set("job", json!({"status": "success", "container": docker.container_ctx, "services": docker.services_ctx}));
+    run.container = docker.container.clone();
+    run.step_finished(name.into(), Conclusion::Success, Conclusion::Success, Some(started));
+    Some(docker)
+}
+
+/// The "Stop containers" step: the services' logs, then every container and the network removed.
+async fn stop_containers(run: &mut JobRun, docker: crate::container::job::JobDocker) {
+    let name = "Stop containers";
+    let number = run.next_step_number();
+    let log_path = run.logs_dir.join(format!("{number:02}-{}.log", slug(name)));
+    let started = Instant::now();
+    run.step_started(name, &log_path);
+    let mut out = crate::output::StepOutput::new(run.shared.clone(), &run.display, name, &log_path, false);
+    run.container = None;
+    docker.stop(&mut out).await;
+    out.flush();
+    run.step_finished(name.into(), Conclusion::Success, Conclusion::Success, Some(started));
 }
 
 /// Merges env layers (later wins) into an `env` context object.

@@ -4,6 +4,7 @@
 mod builtin;
 pub mod commands;
 pub mod concurrency;
+pub mod container;
 mod context;
 pub mod envfile;
 pub mod git;

@@ -64,6 +64,10 @@ pub struct RunOptions {
     /// Top-level jobs not run again (a re-run of failed jobs): their result and outputs
     /// from the previous attempt, by job id.
     pub reuse: IndexMap<String, ReusedJob>,
+    /// When images for `container:`, `services:` and `docker://` are pulled (`--pull`).
+    pub pull: crate::container::PullPolicy,
+    /// `-P LABEL=IMAGE`: jobs whose `runs-on` names LABEL run in IMAGE (act's platforms).
+    pub platforms: IndexMap<String, String>,
 }
 
 /// How host jobs are isolated.
@@ -116,6 +120,8 @@ impl RunOptions {
             cache_namespace: None,
             cache_writes: true,
             sandbox: SandboxPolicy::None,
+            pull: crate::container::PullPolicy::Missing,
+            platforms: IndexMap::new(),
         }
     }
 }

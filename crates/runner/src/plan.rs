@@ -109,8 +109,8 @@ pub fn selected_jobs(wf: &Workflow, only: Option<&str>) -> BTreeSet<String> {
     }
 }
 
-/// Problems that stop the run before it starts: containers, services, Docker actions
-/// and remote actions that are neither built in nor vendored.
+/// Problems that stop the run before it starts: Docker actions and remote actions
+/// that are neither built in nor vendored.
 pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
     let mut problems = Vec::new();
     for wf in workflows {
@@ -167,20 +167,6 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
                 },
             }
         }
-        if let Some(c) = &job.container {
-            problems.push(format!(
-                "{}: job '{}' uses 'container:', which needs the Docker executor; it cannot run on the host",
-                at(c.pos),
-                job.id
-            ));
-        }
-        if let Some(s) = &job.services {
-            problems.push(format!(
-                "{}: job '{}' uses 'services:', which needs the Docker executor; it cannot run on the host",
-                at(s.pos),
-                job.id
-            ));
-        }
         for step in &job.steps {
             if let StepAction::Uses { uses } = &step.action {
                 if let Some(problem) = check_uses(uses, options) {
@@ -189,6 +175,59 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
             }
         }
     }
+}
+
+/// What in the selected jobs needs the Docker Engine (`container:`, `services:`, a
+/// `-P LABEL=IMAGE` platform, `docker://` steps), each as `file:line:col: what`.
+/// Jobs skipped by their `runs-on` labels need nothing.
+pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
+    let mut needs = Vec::new();
+    for wf in workflows {
+        let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
+        let selected = selected_jobs(wf, options.job_filter.as_deref());
+        for job in wf.jobs.values() {
+            if !selected.contains(&job.id) || skipped_by_runs_on(job, options) {
+                continue;
+            }
+            if let Some(c) = &job.container {
+                needs.push(format!("{}: job '{}' uses 'container:'", at(c.pos), job.id));
+            }
+            if let Some(s) = &job.services {
+                needs.push(format!("{}: job '{}' uses 'services:'", at(s.pos), job.id));
+            }
+            if let Some(label) = platform_image(job, options) {
+                needs.push(format!("job '{}' runs on '{}' (-P {}={})", job.id, label.0, label.0, label.1));
+            }
+            for step in &job.steps {
+                if let StepAction::Uses { uses } = &step.action {
+                    if uses.starts_with("docker://") {
+                        needs.push(format!("{}: job '{}' uses '{uses}'", at(step.pos), job.id));
+                    }
+                }
+            }
+        }
+    }
+    needs
+}
+
+/// The `-P LABEL=IMAGE` platform a job's literal `runs-on` labels pick, if any.
+pub(crate) fn platform_image(job: &mobius_workflow::Job, options: &RunOptions) -> Option<(String, String)> {
+    if options.platforms.is_empty() {
+        return None;
+    }
+    let node = job.runs_on.as_ref()?;
+    let node = if node.as_map().is_some() { node.get("labels")? } else { node };
+    let labels: Vec<String> = match node.as_seq() {
+        Some(items) => items.iter().filter_map(|n| n.scalar_string()).collect(),
+        None => node.scalar_string().into_iter().collect(),
+    };
+    labels.iter().find_map(|label| {
+        options
+            .platforms
+            .iter()
+            .find(|(name, _)| name.eq_ignore_ascii_case(label))
+            .map(|(name, image)| (name.clone(), image.clone()))
+    })
 }
 
 /// Whether a job names its `runs-on` labels literally and none of this host's match:

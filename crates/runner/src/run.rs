@@ -45,6 +45,19 @@ pub(crate) struct Shared {
     pub node: Option<PathBuf>,
     /// Whether `bash` is on PATH (looked up once; an unspecified shell falls back to `sh`).
     pub has_bash: bool,
+    /// The Docker Engine, connected when a job first needs it.
+    pub docker: tokio::sync::OnceCell<Result<crate::container::Engine, String>>,
+}
+
+impl Shared {
+    /// The Docker Engine, connected once per run; the error says why it cannot be used.
+    pub async fn engine(&self) -> Result<&crate::container::Engine, String> {
+        self.docker
+            .get_or_init(|| async { crate::container::Engine::connect().await.map_err(|e| e.to_string()) })
+            .await
+            .as_ref()
+            .map_err(Clone::clone)
+    }
 }
 
 /// Why a run did not start.
@@ -123,6 +136,28 @@ pub async fn execute(
             payload.insert("inputs".into(), Value::Object(inputs));
         }
     }
+    // What needs the Docker Engine is checked now: without one, nothing runs (exit 2).
+    let docker = tokio::sync::OnceCell::new();
+    let needs_docker = plan::docker_needs(&workflows, &options);
+    if !needs_docker.is_empty() {
+        match crate::container::Engine::connect().await {
+            Ok(engine) => {
+                // What a killed Mobius left behind goes before anything new starts.
+                if let Err(e) = engine.reap_orphans().await {
+                    tracing::warn!(error = %e, "cannot look for containers left behind");
+                }
+                let _ = docker.set(Ok(engine));
+            }
+            Err(e) => {
+                return Err(RunError::Invalid(
+                    needs_docker
+                        .into_iter()
+                        .map(|what| format!("{what}, which needs the Docker Engine: {e}"))
+                        .collect(),
+                ))
+            }
+        }
+    }
     let runs_root = options.state_dir.join("runs");
     std::fs::create_dir_all(&runs_root).map_err(io_err(format!("cannot create {}", runs_root.display())))?;
     let run_number = options.run_number.unwrap_or_else(|| next_run_number(&options.state_dir));
@@ -184,6 +219,7 @@ pub async fn execute(
         },
         node: find_program("node").or_else(|| find_program("nodejs")),
         has_bash: find_program("bash").is_some(),
+        docker,
         options,
         reporter: reporter.clone(),
         masker,
@@ -534,6 +570,7 @@ async fn run_job(
         let name = leg_name(job, &leg_ctx, &combo, has_matrix);
         let display = format!("{}{}", call.prefix, name);
         // runs-on is matched per leg, since it may use the matrix.
+        let mut platform = None;
         if let Some(runs_on) = &job.runs_on {
             let labels = match evaluate_node(runs_on, &leg_ctx) {
                 Ok(v) => runs_on_labels(&v),
@@ -542,6 +579,14 @@ async fn run_job(
                     Vec::new()
                 }
             };
+            platform = labels.iter().find_map(|label| {
+                shared
+                    .options
+                    .platforms
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(label))
+                    .map(|(_, i)| i.clone())
+            });
             if let Err(label) = labels_match(&labels, &shared.options.labels) {
                 shared.reporter.event(RunEvent::Warning {
                     message: format!(
@@ -566,6 +611,7 @@ async fn run_job(
             cancel: job_cancel.child_token(),
             workflow: wf.clone(),
             job_id: id.to_string(),
+            platform,
         };
         let shared = shared.clone();
         let job_cancel = job_cancel.clone();

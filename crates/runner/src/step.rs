@@ -100,7 +100,11 @@ fn scope_contexts(run: &JobRun, scope: &Scope) -> Contexts {
     } else {
         "success"
     };
-    ctx.set("job", json!({"status": job_status, "container": {}, "services": {}}));
+    let mut job = run.contexts.get("job").cloned().unwrap_or_else(|| json!({"container": {}, "services": {}}));
+    if let Value::Object(map) = &mut job {
+        map.insert("status".into(), Value::String(job_status.into()));
+    }
+    ctx.set("job", job);
     ctx
 }
 
@@ -272,13 +276,16 @@ pub(crate) fn process_env(
 ) -> Vec<(String, String)> {
     // In the server's sandbox a job starts from a clean environment, never the
     // server's: PATH, the job's own HOME and LANG. Mobius's own variables never reach a job.
-    let mut env: Vec<(String, String)> = match &run.home {
-        Some(home) => vec![
+    let mut env: Vec<(String, String)> = match (&run.container, &run.home) {
+        // A job container has its image's environment; GitHub's HOME in it is /github/home.
+        (Some(_), Some(home)) => vec![("HOME".into(), home.display().to_string())],
+        (Some(_), None) => Vec::new(),
+        (None, Some(home)) => vec![
             ("PATH".into(), std::env::var("PATH").unwrap_or_else(|_| DEFAULT_PATH.into())),
             ("HOME".into(), home.display().to_string()),
             ("LANG".into(), std::env::var("LANG").unwrap_or_else(|_| "C.UTF-8".into())),
         ],
-        None => std::env::vars()
+        (None, None) => std::env::vars()
             .filter(|(k, _)| {
                 !k.starts_with("GITHUB_")
                     && !k.starts_with("RUNNER_")
@@ -296,7 +303,10 @@ pub(crate) fn process_env(
     merge(&mut env, &prepared.env);
     merge(&mut env, extra);
     if !run.paths.is_empty() {
-        let current = env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default();
+        let current = match &run.container {
+            Some(c) => env.iter().find(|(k, _)| k == "PATH").map_or_else(|| c.path.clone(), |(_, v)| v.clone()),
+            None => env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone()).unwrap_or_default(),
+        };
         let mut parts = run.paths.clone();
         if !current.is_empty() {
             parts.push(current);
@@ -451,16 +461,24 @@ async fn run_script(
             return StepExec::failure();
         }
     };
-    let cwd = match wd {
-        Some(w) if Path::new(&w).is_absolute() => PathBuf::from(w),
-        Some(w) => run.workspace.join(w),
-        None => run.workspace.clone(),
+    // In a job container an absolute directory is the container's: checked on the host
+    // when it is inside a mount, left to the container otherwise.
+    let (cwd, on_host) = match wd {
+        Some(w) if Path::new(&w).is_absolute() => match run.container.as_ref().map(|c| c.paths.to_host(&w)) {
+            Some(Some(host)) => (host, true),
+            Some(None) => (PathBuf::from(w), false),
+            None => (PathBuf::from(w), true),
+        },
+        Some(w) => (run.workspace.join(w), true),
+        None => (run.workspace.clone(), true),
     };
-    if !cwd.is_dir() {
+    if on_host && !cwd.is_dir() {
         out.message(&format!("Error: the working directory '{}' does not exist", cwd.display()));
         return StepExec::failure();
     }
-    let (template, extension) = match shell_command(shell.as_deref(), run.shared.has_bash) {
+    // In a container GitHub's default is `sh -e {0}`: the image may have no bash.
+    let has_bash = run.shared.has_bash && run.container.is_none();
+    let (template, extension) = match shell_command(shell.as_deref(), has_bash) {
         Ok(command) => command,
         Err(e) => {
             out.message(&format!("Error: {e}"));
@@ -508,8 +526,8 @@ pub(crate) async fn spawn(
     timeout: Option<Duration>,
 ) -> (std::io::Result<Exit>, StepOutput) {
     let spec = match &run.sandbox {
-        Some(sandbox) => sandbox.wrap(spec),
-        None => spec,
+        Some(sandbox) if run.container.is_none() => sandbox.wrap(spec),
+        _ => spec,
     };
     let sink = Arc::new(Mutex::new(out));
     // After a cancellation, always() and post steps still run, within the grace period.
@@ -525,7 +543,10 @@ pub(crate) async fn spawn(
     } else {
         run.cancel.clone()
     };
-    let exit = process::run(&spec, sink.clone(), timeout, &token, Duration::from_secs(5), &run.groups).await;
+    let exit = match &run.container {
+        Some(container) => container.exec(&spec, sink.clone(), timeout, &token, Duration::from_secs(5)).await,
+        None => process::run(&spec, sink.clone(), timeout, &token, Duration::from_secs(5), &run.groups).await,
+    };
     // A background process may still hold the pipe; take the effects gathered so far.
     let out = match Arc::try_unwrap(sink) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),
