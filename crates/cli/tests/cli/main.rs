@@ -3,6 +3,7 @@
 mod actions;
 mod cancel;
 mod conformance;
+mod containers;
 mod contexts;
 mod fuzz;
 mod masking;

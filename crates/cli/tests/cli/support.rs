@@ -69,6 +69,12 @@ impl Test {
         self
     }
 
+    /// Sets a variable in mobius's environment.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.push((name.to_string(), value.to_string()));
+        self
+    }
+
     pub fn command(&self) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_mobius"));
         cmd.arg("run")
@@ -187,6 +193,67 @@ pub fn require(program: &str) -> bool {
             panic!("{program} is required under CI=true but is not installed");
         }
         eprintln!("skipping: {program} is not installed");
+    }
+    found
+}
+
+/// The test images `.ci/images` builds from Debian's packages.
+pub const BUSYBOX: &str = "mobius-test/busybox:1";
+pub const DEBIAN: &str = "mobius-test/debian:12-1";
+pub const POSTGRES: &str = "mobius-test/postgres:15-1";
+
+/// Whether the Docker Engine answers and has the test images, building them with
+/// `.ci/images` once if it lacks them. Skips with a reason when Docker is absent;
+/// under CI=true that fails instead.
+pub fn require_docker() -> bool {
+    static READY: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let ready = READY.get_or_init(|| {
+        let answers = Command::new("docker")
+            .args(["version", "--format", "{{.Server.Version}}"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !answers {
+            return Err("the Docker Engine does not answer".into());
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/images");
+        let built =
+            Command::new(&script).stdout(Stdio::null()).output().map_err(|e| format!("{}: {e}", script.display()))?;
+        if !built.status.success() {
+            return Err(format!("{} failed: {}", script.display(), String::from_utf8_lossy(&built.stderr)));
+        }
+        Ok(())
+    });
+    match ready {
+        Ok(()) => true,
+        Err(reason) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("Docker is required under CI=true: {reason}")
+        }
+        Err(reason) => {
+            eprintln!("skipping: {reason}");
+            false
+        }
+    }
+}
+
+/// Docker objects (containers, networks, volumes) whose owner label names process `pid`.
+pub fn docker_objects_of(pid: u32) -> Vec<String> {
+    let mut found = Vec::new();
+    for (kind, name) in
+        [(&["ps", "-a"][..], "Names"), (&["network", "ls"][..], "Name"), (&["volume", "ls"][..], "Name")]
+    {
+        let format = format!("{{{{.Label \"dev.mobius.owner\"}}}} {{{{.{name}}}}}");
+        let out = Command::new("docker")
+            .args(kind)
+            .args(["--filter", "label=dev.mobius.managed", "--format", &format])
+            .output()
+            .expect("docker runs");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if line.split(' ').next().is_some_and(|owner| owner.split(':').nth(1) == Some(&pid.to_string())) {
+                found.push(format!("{} {line}", kind[0]));
+            }
+        }
     }
     found
 }

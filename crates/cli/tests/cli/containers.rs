@@ -1,0 +1,250 @@
+//! Jobs in containers and with services, against the real Docker Engine and the test
+//! images `.ci/images` builds; what a cancelled or killed run leaves behind.
+
+use crate::support::{docker_objects_of, require, require_docker, Test, BUSYBOX, POSTGRES};
+use std::time::{Duration, Instant};
+
+#[test]
+fn a_container_job_runs_its_steps_in_the_image_with_githubs_paths() {
+    if !require_docker() {
+        return;
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  inside:
+    runs-on: ubuntu-latest
+    container: {BUSYBOX}
+    steps:
+      - run: |
+          echo "ws=$GITHUB_WORKSPACE home=$HOME temp=$RUNNER_TEMP pwd=$(pwd) event=$GITHUB_EVENT_PATH"
+          cat committed.txt
+          test -f "$GITHUB_EVENT_PATH" && echo event-readable
+          test -e /bin/bash || echo no-ba""sh-here
+          echo made > made-in-container.txt
+          echo "FROM_ENV=carried" >> "$GITHUB_ENV"
+          echo "/opt/extra" >> "$GITHUB_PATH"
+      - run: |
+          echo "env=$FROM_ENV path=$PATH"
+          echo "ctx=${{{{ github.workspace }}}} temp=${{{{ runner.temp }}}}"
+          cat made-in-container.txt
+      - working-directory: ${{{{ github.workspace }}}}/sub
+        run: echo "in=$(pwd)"
+"#
+    );
+    let t = Test::new().workflow("c.yml", &wf).file("committed.txt", "from-the-repo\n").file("sub/keep", "").git();
+    let out = t.run();
+    out.code(0)
+        .stdout_has("ws=/__w/")
+        .stdout_has("home=/github/home temp=/__w/_temp")
+        .stdout_has("event=/github/workflow/event.json")
+        .stdout_has("from-the-repo")
+        .stdout_has("event-readable")
+        .stdout_has("no-bash-here")
+        .stdout_has("env=carried path=/opt/extra:/usr/local/sbin")
+        .stdout_has("ctx=/__w/")
+        .stdout_has("temp=/__w/_temp")
+        .stdout_has("made")
+        .stdout_has("/sub");
+    let name = t.dir().file_name().unwrap().to_string_lossy().to_string();
+    out.stdout_has(&format!("pwd=/__w/{name}/{name}"));
+}
+
+#[test]
+fn a_service_is_reachable_by_name_from_a_container_job_and_by_port_from_a_host_job() {
+    if !require_docker() || !require("psql") {
+        return;
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  in-container:
+    runs-on: ubuntu-latest
+    container: {POSTGRES}
+    services:
+      postgres:
+        image: {POSTGRES}
+        options: >-
+          --health-cmd "pg_isready -h 127.0.0.1 -U postgres"
+          --health-interval 200ms --health-retries 100
+    steps:
+      - run: |
+          psql -h postgres -U postgres -c 'create table made_by_name (x int)'
+          psql -h postgres -U postgres -Atc "select 'tables=' || count(*) from pg_tables where tablename = 'made_by_name'"
+  on-host:
+    runs-on: ubuntu-latest
+    services:
+      postgres:
+        image: {POSTGRES}
+        ports: [5432]
+        options: --health-cmd "pg_isready -h 127.0.0.1 -U postgres" --health-interval 200ms --health-retries 100
+    steps:
+      - run: |
+          echo "port=${{{{ job.services.postgres.ports[5432] }}}}"
+          psql -h 127.0.0.1 -p ${{{{ job.services.postgres.ports[5432] }}}} -U postgres -c 'create table made_by_port (x int)'
+"#
+    );
+    let out = Test::new().workflow("s.yml", &wf).run();
+    out.code(0).stdout_has("tables=1").stdout_has("CREATE TABLE").stdout_has("Logs of service postgres");
+    // The job waited for the health check: the first statement did not race the server.
+    out.stdout_has("Service postgres is ready");
+    let port = out.stdout().lines().find_map(|l| l.split("| port=").nth(1).map(str::to_string)).unwrap_or_default();
+    assert!(port.trim().parse::<u16>().is_ok_and(|p| p > 0), "a published port: {port:?}");
+}
+
+#[test]
+fn a_job_fails_naming_an_unhealthy_service_and_its_last_check() {
+    if !require_docker() {
+        return;
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    services:
+      db:
+        image: {POSTGRES}
+        options: --health-cmd "echo checked-and-fa""iled; exit 1" --health-interval 100ms --health-retries 2
+    steps:
+      - run: echo never-ru""ns
+"#
+    );
+    let out = Test::new().workflow("u.yml", &wf).run();
+    out.code(1).stdout_has("service 'db' is unhealthy: checked-and-failed").stdout_lacks("never-runs");
+}
+
+#[test]
+fn a_bad_container_definition_fails_the_job_naming_the_field() {
+    let wf = format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    container:
+      image: {BUSYBOX}
+      options: --health-cmd true --pid host
+    steps:
+      - run: echo never-ru""ns
+"#
+    );
+    // Needs no engine: the definition is refused before anything is created.
+    let t = Test::new().workflow("b.yml", &wf);
+    if !require_docker() {
+        return;
+    }
+    t.run().code(1).stderr_has("container.options: '--pid' is not supported").stdout_lacks("never-runs");
+}
+
+#[test]
+fn a_run_that_needs_docker_without_an_engine_stops_before_any_job() {
+    let wf = r#"on: push
+jobs:
+  first:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo host-job-ra""n
+  boxed:
+    runs-on: ubuntu-latest
+    container: debian:12
+    steps:
+      - run: echo inside
+"#;
+    let out = Test::new().workflow("n.yml", wf).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").run();
+    out.code(2).stdout_lacks("host-job-ran");
+    out.stderr_has(".github/workflows/n.yml:9:16: job 'boxed' uses 'container:', which needs the Docker Engine");
+    out.stderr_has("/nonexistent/docker.sock");
+}
+
+#[test]
+fn a_platform_image_runs_the_jobs_of_its_label_in_a_container() {
+    if !require_docker() {
+        return;
+    }
+    let wf = r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "ws=$GITHUB_WORKSPACE"
+"#;
+    let platform = format!("ubuntu-latest={BUSYBOX}");
+    Test::new().workflow("p.yml", wf).args(&["-P", &platform]).run().code(0).stdout_has("ws=/__w/");
+}
+
+fn wait_for(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A job container and a service (PostgreSQL, which keeps running), and the marker
+/// file its first step leaves when both are up.
+fn long_job() -> Test {
+    let wf = format!(
+        r#"on: push
+jobs:
+  long:
+    runs-on: ubuntu-latest
+    container: {BUSYBOX}
+    services:
+      side:
+        image: {POSTGRES}
+    steps:
+      - run: touch "$GITHUB_WORKSPACE/started" && sleep 300
+"#
+    );
+    Test::new().workflow("long.yml", &wf)
+}
+
+#[test]
+fn cancelling_a_container_job_removes_its_containers_and_network() {
+    if !require_docker() {
+        return;
+    }
+    let t = long_job();
+    let mut child =
+        t.command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = t.state.path().to_path_buf();
+    wait_for("the step to start", deadline, || walkdir_has(&state, "started"));
+    assert!(
+        docker_objects_of(pid).len() >= 3,
+        "a job container, a service and a network: {:?}",
+        docker_objects_of(pid)
+    );
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    wait_for("mobius to stop", deadline, || child.try_wait().unwrap().is_some());
+    assert_eq!(docker_objects_of(pid), Vec::<String>::new(), "Ctrl-C left Docker objects behind");
+}
+
+#[test]
+fn what_a_killed_run_left_behind_is_removed_at_the_next_start() {
+    if !require_docker() {
+        return;
+    }
+    let t = long_job();
+    let mut child =
+        t.command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let pid = child.id();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let state = t.state.path().to_path_buf();
+    wait_for("the step to start", deadline, || walkdir_has(&state, "started"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = docker_objects_of(pid);
+    assert!(left.len() >= 3, "kill -9 leaves the job's objects until the next start: {left:?}");
+    let next = format!("on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    container: {BUSYBOX}\n    steps:\n      - run: echo next\n");
+    Test::new().workflow("next.yml", &next).run().code(0);
+    assert_eq!(docker_objects_of(pid), Vec::<String>::new(), "the next start removes what a dead run left");
+}
+
+fn walkdir_has(dir: &std::path::Path, name: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.filter_map(Result::ok).any(|e| {
+        let p = e.path();
+        p.file_name().is_some_and(|n| n == name) || (p.is_dir() && walkdir_has(&p, name))
+    })
+}
