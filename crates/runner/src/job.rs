@@ -38,8 +38,21 @@ pub(crate) struct PostStep {
 }
 
 pub(crate) enum PostKind {
-    Node { action_dir: PathBuf, script: String, env: Vec<(String, String)>, state_key: String },
-    CacheSave { key: String, paths: Vec<String> },
+    Node {
+        action_dir: PathBuf,
+        script: String,
+        env: Vec<(String, String)>,
+        state_key: String,
+    },
+    /// A Docker action's `post-entrypoint`.
+    Docker {
+        docker: crate::docker_step::DockerRun,
+        state_key: String,
+    },
+    CacheSave {
+        key: String,
+        paths: Vec<String>,
+    },
 }
 
 /// The mutable state of a running job leg.
@@ -70,6 +83,8 @@ pub(crate) struct JobRun {
     pub defaults: RunDefaults,
     /// The job's own container, where its steps run (`container:` or a `-P` platform).
     pub container: Option<Arc<crate::container::job::JobContainer>>,
+    /// The job's network (when it has services): container steps join it.
+    pub docker_network: Option<String>,
 }
 
 impl JobRun {
@@ -344,6 +359,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         cancel: leg.cancel.clone(),
         defaults,
         container: None,
+        docker_network: None,
     };
     let timed_out = Arc::new(AtomicBool::new(false));
     let timer = {
@@ -471,6 +487,7 @@ async fn start_containers(
         event: &shared.event_path,
         action_dir: shared.options.action_dir.as_deref().filter(|d| d.is_dir()),
         repository: &shared.repository,
+        node: shared.node.as_deref(),
     };
     let result = match (std::fs::create_dir_all(&home), shared.engine().await) {
         (Err(e), _) => Err(format!("cannot create the job's home {}: {e}", home.display())),
@@ -508,6 +525,7 @@ async fn start_containers(
     run.contexts
         .set("job", json!({"status": "success", "container": docker.container_ctx, "services": docker.services_ctx}));
     run.container = docker.container.clone();
+    run.docker_network = docker.network_name.clone();
     run.step_finished(name.into(), Conclusion::Success, Conclusion::Success, Some(started));
     Some(docker)
 }
@@ -521,6 +539,7 @@ async fn stop_containers(run: &mut JobRun, docker: crate::container::job::JobDoc
     run.step_started(name, &log_path);
     let mut out = crate::output::StepOutput::new(run.shared.clone(), &run.display, name, &log_path, false);
     run.container = None;
+    run.docker_network = None;
     docker.stop(&mut out).await;
     out.flush();
     run.step_finished(name.into(), Conclusion::Success, Conclusion::Success, Some(started));

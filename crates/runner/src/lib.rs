@@ -6,6 +6,7 @@ pub mod commands;
 pub mod concurrency;
 pub mod container;
 mod context;
+mod docker_step;
 pub mod envfile;
 pub mod git;
 mod job;

@@ -200,7 +200,7 @@ pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String>
             }
             for step in &job.steps {
                 if let StepAction::Uses { uses } = &step.action {
-                    if uses.starts_with("docker://") {
+                    if uses.starts_with("docker://") || is_vendored_docker_action(uses, options) {
                         needs.push(format!("{}: job '{}' uses '{uses}'", at(step.pos), job.id));
                     }
                 }
@@ -208,6 +208,20 @@ pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String>
         }
     }
     needs
+}
+
+/// Whether a vendored action is a Docker container action (`runs.using: docker`).
+fn is_vendored_docker_action(uses: &str, options: &RunOptions) -> bool {
+    let Some(dir) = options.action_dir.as_ref().map(|d| d.join(uses)) else { return false };
+    let Some(meta) = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) else {
+        return false;
+    };
+    std::fs::read_to_string(&meta)
+        .ok()
+        .and_then(|text| {
+            mobius_workflow::parse_action(mobius_workflow::SourceFile::new(meta.display().to_string(), text)).ok()
+        })
+        .is_some_and(|a| matches!(a.runs, mobius_workflow::ActionRuns::Docker { .. }))
 }
 
 /// The `-P LABEL=IMAGE` platform a job's literal `runs-on` labels pick, if any.
@@ -258,10 +272,9 @@ pub fn check_uses(uses: &str, options: &RunOptions) -> Option<String> {
     if uses.starts_with("./") || uses.starts_with('/') {
         return None;
     }
-    if let Some(image) = uses.strip_prefix("docker://") {
-        return Some(format!(
-            "the step uses 'docker://{image}', which needs the Docker executor; it cannot run on the host"
-        ));
+    if uses.starts_with("docker://") {
+        // Needs the Docker Engine, which `docker_needs` checks before the run.
+        return None;
     }
     let name = uses.split('@').next().unwrap_or(uses);
     if BUILTIN_ACTIONS.contains(&name) {

@@ -572,6 +572,13 @@ pub(crate) async fn run_post(run: &mut JobRun, post: &PostStep) -> StepExec {
             merge(&mut env, &state.iter().map(|(k, v)| (format!("STATE_{k}"), v.clone())).collect::<Vec<_>>());
             uses::run_node_script(run, &post.name, &log_path, number, action_dir, script, env, None).await.0
         }
+        PostKind::Docker { docker, state_key } => {
+            let state = run.states.get(state_key).cloned().unwrap_or_default();
+            let mut docker = docker.clone();
+            merge(&mut docker.env, &state.iter().map(|(k, v)| (format!("STATE_{k}"), v.clone())).collect::<Vec<_>>());
+            let out = StepOutput::new(run.shared.clone(), &run.display, &post.name, &log_path, false);
+            crate::docker_step::run(run, out, number, &docker, None).await.0
+        }
         PostKind::CacheSave { key, paths } => {
             let mut out = StepOutput::new(run.shared.clone(), &run.display, &post.name, &log_path, false);
             let exec = crate::builtin::cache::save(run, key, paths, &mut out);

@@ -59,6 +59,9 @@ pub(crate) async fn run_uses(
             return StepExec::failure();
         }
     };
+    if let Some(image) = uses.strip_prefix("docker://") {
+        return docker_uri_step(run, prepared, step, image, &with, out, timeout).await;
+    }
     let bare = uses.split('@').next().unwrap_or(uses);
     if BUILTIN_ACTIONS.contains(&bare) {
         let exec = builtin::run(run, bare, &with, prepared, &mut out);
@@ -198,12 +201,123 @@ pub(crate) async fn run_uses(
             }
             exec
         }
-        ActionRuns::Docker { image } => {
-            out.message(&format!("Error: '{uses}' is a Docker action (image '{image}') and needs the Docker executor"));
-            out.flush();
-            StepExec::failure()
+        ActionRuns::Docker { image, args, entrypoint, env, post_entrypoint, post_if, .. } => {
+            let image = match crate::docker_step::action_image(run, &dir, &image, &mut out).await {
+                Ok(i) => i,
+                Err(e) => {
+                    out.message(&format!("Error: {e}"));
+                    out.flush();
+                    return StepExec::failure();
+                }
+            };
+            let mut ctx = prepared.contexts.clone();
+            ctx.set("inputs", Value::Object(inputs.clone()));
+            let docker = match docker_action_run(&ctx, &with, image, &args, entrypoint, env.as_ref()) {
+                Ok(d) => d,
+                Err(e) => {
+                    out.message(&format!("Error: {e}"));
+                    out.flush();
+                    return StepExec::failure();
+                }
+            };
+            let mut extra = input_variables(&inputs);
+            extra.extend(docker.env.iter().cloned());
+            extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
+            extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
+            extra.push((
+                "GITHUB_ACTION".into(),
+                step.id.clone().unwrap_or_else(|| format!("__action_{}", prepared.number)),
+            ));
+            let docker = crate::docker_step::DockerRun {
+                env: crate::docker_step::step_env(run, &prepared.contexts, &prepared.env, &extra),
+                ..docker
+            };
+            let state_key = format!("{}:{}", prepared.number, dir.display());
+            let (exec, state) = crate::docker_step::run(run, out, prepared.number, &docker, timeout).await;
+            run.states.insert(state_key.clone(), state);
+            if let Some(post) = post_entrypoint {
+                run.post_steps.push(PostStep {
+                    name: format!("Post {}", prepared.name),
+                    condition: post_if,
+                    kind: PostKind::Docker {
+                        docker: crate::docker_step::DockerRun { entrypoint: Some(post), ..docker },
+                        state_key,
+                    },
+                });
+            }
+            exec
         }
     }
+}
+
+/// A Docker action's container: `with.args` (split as a shell would) or `runs.args`
+/// evaluated over `inputs`; `with.entrypoint` or `runs.entrypoint`; `runs.env`.
+fn docker_action_run(
+    ctx: &mobius_workflow::expr::Contexts,
+    with: &[(String, String)],
+    image: String,
+    args: &[mobius_workflow::yaml::Node],
+    entrypoint: Option<String>,
+    env: Option<&mobius_workflow::yaml::Node>,
+) -> Result<crate::docker_step::DockerRun, String> {
+    let given = |key: &str| with.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+    let args = match given("args") {
+        Some(a) => crate::docker_step::split_args(&a)?,
+        None => args
+            .iter()
+            .map(|n| evaluate_node(n, ctx).map(|v| expr::to_display_string(&v)).map_err(|e| format!("runs.args: {e}")))
+            .collect::<Result<Vec<_>, _>>()?,
+    };
+    let env = match env {
+        Some(node) => {
+            mobius_workflow::evaluate::evaluate_string_map(node, ctx).map_err(|e| format!("runs.env: {e}"))?
+        }
+        None => Vec::new(),
+    };
+    Ok(crate::docker_step::DockerRun { image, entrypoint: given("entrypoint").or(entrypoint), args, env })
+}
+
+/// `uses: docker://IMAGE`: the image pulled by the run's policy, run with `with.args`
+/// and `with.entrypoint`; every `with` key is also an `INPUT_` variable.
+async fn docker_uri_step(
+    run: &mut JobRun,
+    prepared: &Prepared,
+    step: &Step,
+    image: &str,
+    with: &[(String, String)],
+    mut out: StepOutput,
+    timeout: Option<Duration>,
+) -> StepExec {
+    let engine = match run.shared.engine().await {
+        Ok(e) => e.clone(),
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    let mut say = |line: &str| out.message(line);
+    if let Err(e) = engine.ensure_image(image, run.shared.options.pull, None, &mut say).await {
+        out.message(&format!("Error: {e}"));
+        out.flush();
+        return StepExec::failure();
+    }
+    let docker = match docker_action_run(&prepared.contexts, with, image.to_string(), &[], None, None) {
+        Ok(d) => d,
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            out.flush();
+            return StepExec::failure();
+        }
+    };
+    let inputs: Map<String, Value> = with.iter().map(|(k, v)| (k.clone(), Value::String(v.clone()))).collect();
+    let mut extra = input_variables(&inputs);
+    extra.push(("GITHUB_ACTION".into(), step.id.clone().unwrap_or_else(|| format!("__run_{}", prepared.number))));
+    let docker = crate::docker_step::DockerRun {
+        env: crate::docker_step::step_env(run, &prepared.contexts, &prepared.env, &extra),
+        ..docker
+    };
+    crate::docker_step::run(run, out, prepared.number, &docker, timeout).await.0
 }
 
 /// Runs `node <dir>/<script>` with fresh environment files; returns the result and saved state.
@@ -305,7 +419,13 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         else {
             continue;
         };
-        let ActionRuns::Node { pre: Some(pre), pre_if, .. } = &action.runs else { continue };
+        let (pre_if, docker_pre) = match &action.runs {
+            ActionRuns::Node { pre: Some(_), pre_if, .. } => (pre_if, None),
+            ActionRuns::Docker { pre_entrypoint: Some(pre), pre_if, image, args, env, .. } => {
+                (pre_if, Some((pre.clone(), image.clone(), args.clone(), env.clone())))
+            }
+            _ => continue,
+        };
         let mut ctx = run.contexts.clone();
         let env = step::base_env(run, &Scope::top());
         ctx.set("env", crate::job::env_object(&[&env]));
@@ -333,7 +453,43 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         };
         let exec = match inputs {
             Err(()) => StepExec::failure(),
+            Ok(inputs) if docker_pre.is_some() => {
+                let Some((pre, image, args, env)) = docker_pre else { continue };
+                let with = evaluate_with(step, &prepared.contexts).unwrap_or_default();
+                let mut ctx = prepared.contexts.clone();
+                ctx.set("inputs", Value::Object(inputs.clone()));
+                let ready = match crate::docker_step::action_image(run, &dir, &image, &mut out).await {
+                    Ok(image) => docker_action_run(&ctx, &with, image, &args, Some(pre.clone()), env.as_ref()),
+                    Err(e) => Err(e),
+                };
+                match ready {
+                    Err(e) => {
+                        out.message(&format!("Error: {e}"));
+                        out.flush();
+                        StepExec::failure()
+                    }
+                    Ok(docker) => {
+                        let mut extra = input_variables(&inputs);
+                        extra.extend(docker.env.iter().cloned());
+                        extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));
+                        extra.push(("GITHUB_ACTION_REPOSITORY".into(), repository));
+                        let docker = crate::docker_step::DockerRun {
+                            env: crate::docker_step::step_env(run, &prepared.contexts, &prepared.env, &extra),
+                            entrypoint: Some(pre),
+                            ..docker
+                        };
+                        let (exec, state) = crate::docker_step::run(run, out, number, &docker, None).await;
+                        run.states.insert(format!("pre:{}", step.index), state);
+                        run.step_finished(name, exec.outcome, exec.outcome, Some(started));
+                        if exec.outcome == Conclusion::Failure {
+                            ok = false;
+                        }
+                        continue;
+                    }
+                }
+            }
             Ok(inputs) => {
+                let ActionRuns::Node { pre: Some(pre), .. } = &action.runs else { continue };
                 out.flush();
                 let mut extra = input_variables(&inputs);
                 extra.push(("GITHUB_ACTION_PATH".into(), dir.display().to_string()));

@@ -27,8 +27,17 @@ pub enum ActionRuns {
         pre_if: Option<Condition>,
         post_if: Option<Condition>,
     },
+    /// `using: docker`: an image (`Dockerfile`, a path to one, or `docker://IMAGE`),
+    /// run with `args` (templates over `inputs`), `entrypoint`, `env` and pre/post entrypoints.
     Docker {
         image: String,
+        args: Vec<Node>,
+        entrypoint: Option<String>,
+        env: Option<Node>,
+        pre_entrypoint: Option<String>,
+        post_entrypoint: Option<String>,
+        pre_if: Option<Condition>,
+        post_if: Option<Condition>,
     },
 }
 
@@ -119,7 +128,46 @@ pub fn parse_action(file: SourceFile) -> Result<Action, FileErrors> {
             }
         }
         "docker" => {
-            ActionRuns::Docker { image: runs.get("image").and_then(Node::as_str).unwrap_or_default().to_string() }
+            ctx.check_keys(
+                runs,
+                &[
+                    "using",
+                    "image",
+                    "args",
+                    "entrypoint",
+                    "env",
+                    "pre-entrypoint",
+                    "post-entrypoint",
+                    "pre-if",
+                    "post-if",
+                ],
+                "'runs'",
+            );
+            let image = runs.get("image").and_then(Node::as_str).map(str::to_string);
+            if image.as_deref().is_none_or(|i| i.trim().is_empty()) {
+                ctx.error(runs.pos, "a Docker action needs 'runs.image' (Dockerfile or docker://IMAGE)");
+            }
+            let args = match runs.get("args") {
+                None => Vec::new(),
+                Some(n) => match n.as_seq() {
+                    Some(items) => items.to_vec(),
+                    None => {
+                        ctx.error(n.pos, "'runs.args' must be a list");
+                        Vec::new()
+                    }
+                },
+            };
+            let text = |key: &str| runs.get(key).and_then(Node::as_str).map(str::to_string);
+            ActionRuns::Docker {
+                image: image.unwrap_or_default(),
+                args,
+                entrypoint: text("entrypoint"),
+                env: runs.get("env").cloned(),
+                pre_entrypoint: text("pre-entrypoint"),
+                post_entrypoint: text("post-entrypoint"),
+                pre_if: runs.get("pre-if").and_then(|c| ctx.condition(c)),
+                post_if: runs.get("post-if").and_then(|c| ctx.condition(c)),
+            }
         }
         other => {
             ctx.error(

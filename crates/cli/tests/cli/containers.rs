@@ -1,7 +1,7 @@
 //! Jobs in containers and with services, against the real Docker Engine and the test
 //! images `.ci/images` builds; what a cancelled or killed run leaves behind.
 
-use crate::support::{docker_objects_of, require, require_docker, Test, BUSYBOX, POSTGRES};
+use crate::support::{docker_objects_of, require, require_docker, Test, BUSYBOX, DEBIAN, POSTGRES};
 use std::time::{Duration, Instant};
 
 #[test]
@@ -172,6 +172,21 @@ jobs:
     Test::new().workflow("p.yml", wf).args(&["-P", &platform]).run().code(0).stdout_has("ws=/__w/");
 }
 
+/// Kills the mobius child if a test fails before it ends, so no run outlives the test.
+struct Reap(std::process::Child);
+
+impl Drop for Reap {
+    fn drop(&mut self) {
+        if self.0.try_wait().ok().flatten().is_none() {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(self.0.id() as i32),
+                nix::sys::signal::Signal::SIGINT,
+            );
+            let _ = self.0.wait();
+        }
+    }
+}
+
 fn wait_for(what: &str, deadline: Instant, mut done: impl FnMut() -> bool) {
     while !done() {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
@@ -205,8 +220,8 @@ fn cancelling_a_container_job_removes_its_containers_and_network() {
     }
     let t = long_job();
     let mut child =
-        t.command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
-    let pid = child.id();
+        Reap(t.command().stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap());
+    let pid = child.0.id();
     let deadline = Instant::now() + Duration::from_secs(60);
     let state = t.state.path().to_path_buf();
     wait_for("the step to start", deadline, || walkdir_has(&state, "started"));
@@ -216,7 +231,7 @@ fn cancelling_a_container_job_removes_its_containers_and_network() {
         docker_objects_of(pid)
     );
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGINT).unwrap();
-    wait_for("mobius to stop", deadline, || child.try_wait().unwrap().is_some());
+    wait_for("mobius to stop", deadline, || child.0.try_wait().unwrap().is_some());
     assert_eq!(docker_objects_of(pid), Vec::<String>::new(), "Ctrl-C left Docker objects behind");
 }
 
@@ -247,4 +262,139 @@ fn walkdir_has(dir: &std::path::Path, name: &str) -> bool {
         let p = e.path();
         p.file_name().is_some_and(|n| n == name) || (p.is_dir() && walkdir_has(&p, name))
     })
+}
+
+#[test]
+fn a_docker_uri_step_runs_the_image_with_its_args_and_githubs_paths() {
+    if !require_docker() {
+        return;
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: docker://{BUSYBOX}
+        with:
+          args: sh -c "echo \"ws=$GITHUB_WORKSPACE home=$HOME input=$INPUT_FLAVOUR\"; cat committed.txt; echo CARRIED=yes >> $GITHUB_ENV"
+          flavour: plain
+      - run: echo "carried=$CARRIED"
+      - uses: docker://{BUSYBOX}
+        with:
+          entrypoint: /bin/false
+"#
+    );
+    let out = Test::new().workflow("d.yml", &wf).file("committed.txt", "from-the-repo\n").run();
+    out.code(1)
+        .stdout_has("ws=/github/workspace home=/github/home input=plain")
+        .stdout_has("from-the-repo")
+        .stdout_has("carried=yes")
+        .stdout_has("Process completed with exit code 1.");
+}
+
+/// A vendored Docker action: built from its Dockerfile once per content, with inputs as
+/// `INPUT_*`, `runs.args` over inputs, `runs.env`, outputs, and pre and post entrypoints
+/// sharing state.
+fn docker_action(t: Test) -> Test {
+    let dir = "vendor/acme/greet@v1";
+    t.file(
+        &format!("{dir}/action.yml"),
+        r#"name: greet
+inputs:
+  who: { default: world }
+runs:
+  using: docker
+  image: Dockerfile
+  args: ["hello ${{ inputs.who }}"]
+  env:
+    FROM_RUNS_ENV: env-${{ inputs.who }}
+  pre-entrypoint: /pre.sh
+  post-entrypoint: /post.sh
+"#,
+    )
+    .file(
+        &format!("{dir}/Dockerfile"),
+        &format!("FROM {BUSYBOX}\nCOPY *.sh /\nRUN chmod +x /*.sh\nENTRYPOINT [\"/entry.sh\"]\n"),
+    )
+    .file(&format!("{dir}/pre.sh"), "#!/bin/sh\necho \"pre ran\"\necho from_pre=1 >> \"$GITHUB_STATE\"\n")
+    .file(
+        &format!("{dir}/entry.sh"),
+        "#!/bin/sh\necho \"arg=$1 input=$INPUT_WHO env=$FROM_RUNS_ENV pwd=$(pwd)\"\necho \"greeting=hi $INPUT_WHO\" >> \"$GITHUB_OUTPUT\"\necho from_main=2 >> \"$GITHUB_STATE\"\n",
+    )
+    .file(&format!("{dir}/post.sh"), "#!/bin/sh\necho \"post ran main-state=$STATE_from_main\"\n")
+}
+
+const USES_GREET: &str = r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: acme/greet@v1
+        id: g
+        with: { who: mobius }
+      - run: echo "output=${{ steps.g.outputs.greeting }}"
+"#;
+
+#[test]
+fn a_dockerfile_action_is_built_once_and_runs_with_inputs_outputs_and_pre_and_post() {
+    if !require_docker() {
+        return;
+    }
+    let t = docker_action(Test::new().workflow("g.yml", USES_GREET));
+    let vendor = t.dir().join("vendor").display().to_string();
+    let t = t.args(&["--action-dir", &vendor]);
+    let first = t.run();
+    first
+        .code(0)
+        .stdout_has("pre ran")
+        .stdout_has("arg=hello mobius input=mobius env=env-mobius pwd=/github/workspace")
+        .stdout_has("output=hi mobius")
+        .stdout_has("post ran main-state=2");
+    // The image is cached by the action's content: the second run does not build.
+    let second = t.run();
+    second.code(0).stdout_has("output=hi mobius").stdout_lacks("Building mobius-action/");
+}
+
+#[test]
+fn a_vendored_docker_action_without_an_engine_stops_the_run_before_any_job() {
+    let wf = "on: push\njobs:\n  first:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo host-job-r\"\"an\n  second:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo earlier-step-r\"\"an\n      - uses: acme/greet@v1\n";
+    let t = docker_action(Test::new().workflow("g.yml", wf));
+    let vendor = t.dir().join("vendor").display().to_string();
+    let out = t.args(&["--action-dir", &vendor]).env("DOCKER_HOST", "unix:///nonexistent/docker.sock").run();
+    out.code(2).stdout_lacks("host-job-ran").stdout_lacks("earlier-step-ran");
+    out.stderr_has("g.yml:11:9: job 'second' uses 'acme/greet@v1', which needs the Docker Engine");
+}
+
+#[test]
+fn a_javascript_action_in_a_container_job_runs_in_the_container_with_the_hosts_node() {
+    if !require_docker() || !require("node") {
+        return;
+    }
+    let wf = format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    container: {DEBIAN}
+    steps:
+      - uses: ./.github/actions/js
+        id: js
+        with: {{ who: container }}
+      - run: echo "output=${{{{ steps.js.outputs.seen }}}}"
+"#
+    );
+    let action = "name: js\ninputs:\n  who: { required: true }\nruns:\n  using: node20\n  main: index.js\n";
+    let script = r#"const fs = require('fs');
+const os = fs.readFileSync('/etc/os-release', 'utf8').match(/^ID=(.*)$/m)[1];
+console.log(`node=${process.execPath} os=${os} cwd=${process.cwd()} who=${process.env.INPUT_WHO}`);
+fs.appendFileSync(process.env.GITHUB_OUTPUT, `seen=${os}\n`);
+"#;
+    let out = Test::new()
+        .workflow("js.yml", &wf)
+        .file(".github/actions/js/action.yml", action)
+        .file(".github/actions/js/index.js", script)
+        .run();
+    out.code(0).stdout_has("node=/__e/node/bin/node os=debian cwd=/__w/").stdout_has("who=container");
+    out.stdout_has("output=debian");
 }

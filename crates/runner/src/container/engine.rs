@@ -7,8 +7,9 @@ use bollard::auth::DockerCredentials;
 use bollard::container::LogOutput;
 use bollard::models::{ContainerCreateBody, ExecConfig, HealthStatusEnum, NetworkCreateRequest};
 use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, ListNetworksOptionsBuilder,
-    ListVolumesOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, RemoveVolumeOptions,
+    AttachContainerOptionsBuilder, BuildImageOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    ListContainersOptionsBuilder, ListNetworksOptionsBuilder, ListVolumesOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, RemoveVolumeOptions, StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -371,6 +372,134 @@ impl Engine {
         }
         let info = self.docker.inspect_exec(&exec.id).await.map_err(io)?;
         Ok(Exit::Code(info.exit_code.unwrap_or(-1) as i32))
+    }
+
+    /// Creates a container, streams its output to `sink` until it exits, and removes it:
+    /// a `docker://` step or a Docker action. A timeout or cancellation stops it (TERM,
+    /// `grace`, KILL).
+    #[allow(clippy::too_many_arguments)] // reason: one container's run, kept explicit
+    pub async fn run_to_end<S: OutputSink>(
+        &self,
+        name: &str,
+        body: ContainerCreateBody,
+        sink: Arc<Mutex<S>>,
+        timeout: Option<Duration>,
+        cancel: &CancellationToken,
+        grace: Duration,
+    ) -> std::io::Result<Exit> {
+        let io = |e: bollard::errors::Error| std::io::Error::other(e);
+        let image = body.image.clone().unwrap_or_default();
+        let created = self
+            .docker
+            .create_container(Some(CreateContainerOptionsBuilder::new().name(name).build()), body)
+            .await
+            .map_err(|e| std::io::Error::other(format!("cannot create a container from '{image}': {e}")))?;
+        let id = created.id;
+        let result = async {
+            let attach = AttachContainerOptionsBuilder::new().stream(true).logs(true).stdout(true).stderr(true).build();
+            let mut output = self.docker.attach_container(&id, Some(attach)).await.map_err(io)?.output;
+            self.docker.start_container(&id, None).await.map_err(io)?;
+            let mut lines = LineBuffer::default();
+            let deadline = async {
+                match timeout {
+                    Some(t) => tokio::time::sleep(t).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::pin!(deadline);
+            let mut stopped: Option<Exit> = None;
+            loop {
+                tokio::select! {
+                    chunk = output.next() => match chunk {
+                        Some(Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message })) => {
+                            lines.push(&message, &sink);
+                        }
+                        Some(Ok(LogOutput::StdIn { .. })) => {}
+                        Some(Err(_)) | None => break,
+                    },
+                    () = &mut deadline, if stopped.is_none() => {
+                        stopped = Some(Exit::TimedOut);
+                        self.stop_container(&id, grace).await;
+                    }
+                    () = cancel.cancelled(), if stopped.is_none() => {
+                        stopped = Some(Exit::Cancelled);
+                        self.stop_container(&id, grace).await;
+                    }
+                }
+            }
+            lines.finish(&sink);
+            if let Some(exit) = stopped {
+                return Ok(exit);
+            }
+            let mut wait = self.docker.wait_container(&id, None::<WaitContainerOptions>);
+            let code = match wait.next().await {
+                Some(Ok(r)) => r.status_code,
+                // A non-zero exit arrives as an error carrying the code.
+                Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                Some(Err(e)) => return Err(io(e)),
+                None => -1,
+            };
+            Ok(Exit::Code(code as i32))
+        }
+        .await;
+        self.remove_container(&id).await;
+        result
+    }
+
+    async fn stop_container(&self, id: &str, grace: Duration) {
+        let options = StopContainerOptionsBuilder::new().t(grace.as_secs().max(1) as i32).build();
+        if let Err(e) = self.docker.stop_container(id, Some(options)).await {
+            tracing::debug!(container = id, error = %e, "cannot stop a container");
+        }
+    }
+
+    /// Builds `dockerfile` in `context` as `tag`, unless the engine has `tag` already
+    /// (tags carry the context's content hash). Build output goes to `say`.
+    pub async fn build(
+        &self,
+        context: &std::path::Path,
+        dockerfile: &str,
+        tag: &str,
+        say: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<(), DockerError> {
+        if self.docker.inspect_image(tag).await.is_ok() {
+            return Ok(());
+        }
+        let context_dir = context.to_path_buf();
+        let archive = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
+            let mut builder = tar::Builder::new(Vec::new());
+            builder.follow_symlinks(false);
+            builder.append_dir_all(".", &context_dir)?;
+            builder.into_inner()
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| DockerError {
+            what: format!("cannot pack the build context {}", context.display()),
+            source: bollard::errors::Error::IOError { err: e },
+        })?;
+        say(&format!("Building {tag} from {dockerfile}"));
+        let options = BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(tag).rm(true).forcerm(true).build();
+        let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes::Bytes::from(archive))));
+        while let Some(step) = stream.next().await {
+            let info = step.map_err(api(format!("cannot build {tag}")))?;
+            if let Some(detail) = info.error_detail {
+                return Err(DockerError {
+                    what: format!("cannot build {tag}"),
+                    source: bollard::errors::Error::DockerResponseServerError {
+                        status_code: 500,
+                        message: detail.message.unwrap_or_default(),
+                    },
+                });
+            }
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    say(line);
+                }
+            }
+        }
+        Ok(())
     }
 
     /// Signals an exec's process group: the exec's process leads its own session, so

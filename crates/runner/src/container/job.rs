@@ -22,9 +22,14 @@ pub(crate) struct PathMap {
 }
 
 impl PathMap {
-    fn add(&mut self, host: &Path, container: &str) {
+    pub fn add(&mut self, host: &Path, container: &str) {
         self.pairs.push((host.display().to_string(), container.to_string()));
         self.pairs.sort_by_key(|(h, _)| std::cmp::Reverse(h.len()));
+    }
+
+    /// The mounts: host path and container path.
+    pub fn pairs(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.pairs.iter().map(|(h, c)| (h.as_str(), c.as_str()))
     }
 
     /// A value with a leading host path rewritten to the container's path; anything
@@ -93,6 +98,8 @@ impl JobContainer {
 pub(crate) struct JobDocker {
     engine: Engine,
     network: Option<String>,
+    /// The network's name, which container steps join too.
+    pub network_name: Option<String>,
     services: Vec<(String, String)>,
     pub container: Option<Arc<JobContainer>>,
     /// `job.container` and `job.services` for expressions.
@@ -110,6 +117,8 @@ pub(crate) struct JobDirs<'a> {
     pub event: &'a Path,
     pub action_dir: Option<&'a Path>,
     pub repository: &'a str,
+    /// The host's node, mounted for JavaScript actions as GitHub mounts its own.
+    pub node: Option<&'a Path>,
 }
 
 /// GitHub's paths in a job container.
@@ -124,6 +133,9 @@ pub(crate) fn container_paths(dirs: &JobDirs) -> PathMap {
     map.add(dirs.event, "/github/workflow/event.json");
     if let Some(actions) = dirs.action_dir {
         map.add(actions, "/__w/_actions");
+    }
+    if let Some(node) = dirs.node {
+        map.add(node, "/__e/node/bin/node");
     }
     map
 }
@@ -307,6 +319,7 @@ pub(crate) async fn start(
     let mut docker = JobDocker {
         engine: engine.clone(),
         network: None,
+        network_name: None,
         services: Vec::new(),
         container: None,
         container_ctx: json!({}),
@@ -342,6 +355,7 @@ async fn start_inner(
     if !wanted.services.is_empty() {
         let id = engine.create_network(&network_name, labels.clone()).await?;
         docker.network = Some(id);
+        docker.network_name = Some(network_name.clone());
         say(&format!("Created network {network_name}"));
     }
     let network = docker.network.as_ref().map(|_| network_name.as_str());
@@ -362,8 +376,13 @@ async fn start_inner(
         let paths = container_paths(dirs);
         let mut binds: Vec<String> = Vec::new();
         for (host, container) in &paths.pairs {
-            let ro = dirs.action_dir.is_some_and(|a| a.display().to_string() == *host);
-            binds.push(format!("{host}:{container}{}", if ro { ":ro" } else { "" }));
+            let ro = [dirs.action_dir, dirs.node].iter().flatten().any(|p| p.display().to_string() == *host);
+            // A symlinked node is mounted from the file it names.
+            let source = match dirs.node.filter(|n| n.display().to_string() == *host) {
+                Some(node) => std::fs::canonicalize(node).unwrap_or_else(|_| node.to_path_buf()).display().to_string(),
+                None => host.clone(),
+            };
+            binds.push(format!("{source}:{container}{}", if ro { ":ro" } else { "" }));
         }
         for p in borrowed_objects(dirs.workspace) {
             binds.push(format!("{0}:{0}:ro", p.display()));
