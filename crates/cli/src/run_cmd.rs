@@ -59,6 +59,16 @@ pub struct RunArgs {
     /// container of IMAGE; NAME=-self-hosted runs them on this host (adds the label).
     #[arg(short = 'P', long = "platform", value_name = "NAME=IMAGE|-self-hosted")]
     platforms: Vec<String>,
+    /// Where remote actions (owner/repo@ref) are fetched from: GitHub, a GitHub
+    /// Enterprise or a mirror serving URL/owner/repo over git's HTTP protocol.
+    #[arg(long = "actions-url", value_name = "URL", default_value = "https://github.com")]
+    actions_url: String,
+    /// A token for fetching actions (default: the GITHUB_TOKEN secret, when given).
+    #[arg(long = "actions-token", value_name = "TOKEN")]
+    actions_token: Option<String>,
+    /// Use only actions already cached or vendored; fetch nothing.
+    #[arg(long = "offline")]
+    offline: bool,
     /// When images for container:, services: and docker:// steps are pulled.
     #[arg(long = "pull", value_name = "missing|always|never", default_value = "missing")]
     pull: mobius_runner::container::PullPolicy,
@@ -190,6 +200,9 @@ pub fn main(args: RunArgs) -> ExitCode {
         options.inputs = parse_pairs(&args.inputs, "input", false)?;
         options.env = parse_pairs(&args.env, "env", false)?;
         options.pull = args.pull;
+        options.actions.url = args.actions_url.clone();
+        options.actions.offline = args.offline;
+        options.actions.token = args.actions_token.clone().or_else(|| options.secrets.get("GITHUB_TOKEN").cloned());
         for p in &args.platforms {
             let (label, platform) = p.split_once('=').unwrap_or((p.as_str(), "-self-hosted"));
             if label.trim().is_empty() || platform.trim().is_empty() {

@@ -8,6 +8,7 @@ pub mod container;
 mod context;
 mod docker_step;
 pub mod envfile;
+pub mod fetch;
 pub mod git;
 mod job;
 pub mod mask;

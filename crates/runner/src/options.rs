@@ -28,7 +28,8 @@ pub struct RunOptions {
     pub labels: Vec<String>,
     /// Jobs running at once across the run.
     pub parallel: usize,
-    /// Where vendored actions live: `owner/repo@ref` resolves to `DIR/owner/repo@ref`.
+    /// Where vendored actions live: `owner/repo[/path]@ref` is the repository at
+    /// `DIR/owner/repo@ref` (the action at `path` inside it); it wins over fetching.
     pub action_dir: Option<PathBuf>,
     /// Only run this job id (and, as GitHub would need, nothing else).
     pub job_filter: Option<String>,
@@ -68,6 +69,8 @@ pub struct RunOptions {
     pub pull: crate::container::PullPolicy,
     /// `-P LABEL=IMAGE`: jobs whose `runs-on` names LABEL run in IMAGE (act's platforms).
     pub platforms: IndexMap<String, String>,
+    /// Where remote actions are fetched from and cached.
+    pub actions: crate::fetch::ActionSource,
 }
 
 /// How host jobs are isolated.
@@ -122,6 +125,7 @@ impl RunOptions {
             sandbox: SandboxPolicy::None,
             pull: crate::container::PullPolicy::Missing,
             platforms: IndexMap::new(),
+            actions: crate::fetch::ActionSource::new(crate::fetch::ActionSource::default_cache()),
         }
     }
 }

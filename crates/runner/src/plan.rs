@@ -1,6 +1,7 @@
 //! Before anything runs: finding the workflow files, validating them all, choosing the
 //! ones the event triggers, and refusing what the host cannot run (exit 2 territory).
 
+use crate::fetch::ActionRef;
 use crate::options::RunOptions;
 use crate::repo::RepoInfo;
 use mobius_workflow::filter::{accepts, EventRef};
@@ -120,25 +121,30 @@ pub fn preflight(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
 }
 
 /// Where a reusable workflow's file is: `./path` in the repository, or
-/// `owner/repo/path@ref` vendored as `DIR/owner/repo@ref/path`; with its display path.
+/// `owner/repo/path@ref` vendored (`DIR/owner/repo@ref/path`) or fetched; with its
+/// display path.
 pub(crate) fn reusable_path(uses: &str, root: &Path, options: &RunOptions) -> Result<(PathBuf, String), String> {
     if let Some(rel) = uses.strip_prefix("./") {
         let rel = rel.split('@').next().unwrap_or(rel);
         return Ok((root.join(rel), rel.to_string()));
     }
-    let (path, reference) = uses.split_once('@').ok_or_else(|| format!("'{uses}' needs an @ref"))?;
-    let mut parts = path.splitn(3, '/');
-    let (Some(owner), Some(repo), Some(file)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(format!("'{uses}' is not owner/repo/path@ref or ./path"));
-    };
-    let vendored = options.action_dir.as_ref().map(|d| d.join(format!("{owner}/{repo}@{reference}")).join(file));
-    match vendored {
-        Some(p) if p.is_file() => Ok((p, uses.to_string())),
-        _ => Err(format!(
-            "the reusable workflow '{uses}' is not in the repository and Mobius does not download; vendor \
-             {owner}/{repo} at {reference} as DIR/{owner}/{repo}@{reference} and pass --action-dir DIR"
-        )),
+    let action = ActionRef::parse(uses)
+        .filter(|a| !a.path.is_empty())
+        .ok_or_else(|| format!("'{uses}' is not owner/repo/path@ref or ./path"))?;
+    if let Some(p) = options.action_dir.as_ref().map(|d| action.vendored(d)).filter(|p| p.is_file()) {
+        return Ok((p, uses.to_string()));
     }
+    let fetched = crate::fetch::fetch_on_thread(&options.actions, &action, uses).map_err(|e| e.to_string())?;
+    let file = fetched.dir.join(&action.path);
+    if !file.is_file() {
+        return Err(format!(
+            "the reusable workflow '{uses}': {} has no file {} at commit {}",
+            action.repository_at_ref(),
+            action.path,
+            fetched.commit
+        ));
+    }
+    Ok((file, uses.to_string()))
 }
 
 fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth: usize, problems: &mut Vec<String>) {
@@ -180,7 +186,11 @@ fn check_workflow(wf: &Workflow, options: &RunOptions, only: Option<&str>, depth
 /// What in the selected jobs needs the Docker Engine (`container:`, `services:`, a
 /// `-P LABEL=IMAGE` platform, `docker://` steps), each as `file:line:col: what`.
 /// Jobs skipped by their `runs-on` labels need nothing.
-pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String> {
+pub fn docker_needs(
+    workflows: &[Workflow],
+    options: &RunOptions,
+    fetched: &std::collections::HashMap<String, PathBuf>,
+) -> Vec<String> {
     let mut needs = Vec::new();
     for wf in workflows {
         let at = |pos: mobius_workflow::yaml::Pos| format!("{}:{}:{}", wf.file.path, pos.line, pos.col);
@@ -200,7 +210,7 @@ pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String>
             }
             for step in &job.steps {
                 if let StepAction::Uses { uses } = &step.action {
-                    if uses.starts_with("docker://") || is_vendored_docker_action(uses, options) {
+                    if uses.starts_with("docker://") || is_docker_action(uses, options, fetched) {
                         needs.push(format!("{}: job '{}' uses '{uses}'", at(step.pos), job.id));
                     }
                 }
@@ -210,9 +220,12 @@ pub fn docker_needs(workflows: &[Workflow], options: &RunOptions) -> Vec<String>
     needs
 }
 
-/// Whether a vendored action is a Docker container action (`runs.using: docker`).
-fn is_vendored_docker_action(uses: &str, options: &RunOptions) -> bool {
-    let Some(dir) = options.action_dir.as_ref().map(|d| d.join(uses)) else { return false };
+/// Whether a vendored or fetched action is a Docker container action (`runs.using: docker`).
+fn is_docker_action(uses: &str, options: &RunOptions, fetched: &std::collections::HashMap<String, PathBuf>) -> bool {
+    let vendored = options.action_dir.as_ref().zip(ActionRef::parse(uses)).map(|(d, a)| a.vendored(d));
+    let Some(dir) = vendored.filter(|d| d.is_dir()).or_else(|| fetched.get(uses).cloned()) else {
+        return false;
+    };
     let Some(meta) = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) else {
         return false;
     };
@@ -267,29 +280,60 @@ fn skipped_by_runs_on(job: &mobius_workflow::Job, options: &RunOptions) -> bool 
     labels.is_some_and(|labels| crate::options::labels_match(&labels, &options.labels).is_err())
 }
 
-/// Whether a `uses:` can run here; the message says how to make it run otherwise.
-pub fn check_uses(uses: &str, options: &RunOptions) -> Option<String> {
-    if uses.starts_with("./") || uses.starts_with('/') {
+/// Whether a `uses:` can be had: built in, local, a `docker://` image (the engine is
+/// checked by `docker_needs`), vendored, or a remote `owner/repo[/path]@ref`, which
+/// `remote_actions` lists for fetching. The message says what is wrong otherwise.
+pub fn check_uses(uses: &str, _options: &RunOptions) -> Option<String> {
+    if uses.starts_with("./") || uses.starts_with('/') || uses.starts_with("docker://") {
         return None;
     }
-    if uses.starts_with("docker://") {
-        // Needs the Docker Engine, which `docker_needs` checks before the run.
+    let name = uses.split('@').next().unwrap_or(uses);
+    if BUILTIN_ACTIONS.contains(&name) || ActionRef::parse(uses).is_some() {
+        return None;
+    }
+    Some(format!("'{uses}' is not ./path, docker://IMAGE or owner/repo[/path]@ref"))
+}
+
+/// A remote action a step names that is neither built in nor vendored: what the run
+/// fetches before it starts.
+pub fn remote_action(uses: &str, options: &RunOptions) -> Option<ActionRef> {
+    if uses.starts_with("./") || uses.starts_with('/') || uses.starts_with("docker://") {
         return None;
     }
     let name = uses.split('@').next().unwrap_or(uses);
     if BUILTIN_ACTIONS.contains(&name) {
         return None;
     }
-    if let Some(dir) = &options.action_dir {
-        if dir.join(uses).is_dir() {
-            return None;
+    let action = ActionRef::parse(uses)?;
+    match &options.action_dir {
+        Some(dir) if action.vendored(dir).is_dir() => None,
+        _ => Some(action),
+    }
+}
+
+/// Every remote action the selected jobs' steps use, with where each is first used
+/// (`file:line:col`), in order.
+pub fn remote_actions(workflows: &[Workflow], options: &RunOptions) -> Vec<(String, ActionRef, String)> {
+    let mut found: Vec<(String, ActionRef, String)> = Vec::new();
+    for wf in workflows {
+        let selected = selected_jobs(wf, options.job_filter.as_deref());
+        for job in wf.jobs.values() {
+            if !selected.contains(&job.id) || skipped_by_runs_on(job, options) {
+                continue;
+            }
+            for step in &job.steps {
+                if let StepAction::Uses { uses } = &step.action {
+                    if let Some(action) = remote_action(uses, options) {
+                        if !found.iter().any(|(u, _, _)| u == uses) {
+                            let at = format!("{}:{}:{}", wf.file.path, step.pos.line, step.pos.col);
+                            found.push((uses.clone(), action, at));
+                        }
+                    }
+                }
+            }
         }
     }
-    let hint_dir = options.action_dir.as_ref().map_or("DIR".to_string(), |d| d.display().to_string());
-    Some(format!(
-        "the action '{uses}' is not built in and Mobius does not download actions; vendor it with \
-         `git clone https://github.com/{name} {hint_dir}/{uses}` (checking out that ref) and pass --action-dir {hint_dir}"
-    ))
+    found
 }
 
 /// Coerces raw inputs by the declared types, applying defaults; errors name the input.

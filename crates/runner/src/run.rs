@@ -45,6 +45,8 @@ pub(crate) struct Shared {
     pub node: Option<PathBuf>,
     /// Whether `bash` is on PATH (looked up once; an unspecified shell falls back to `sh`).
     pub has_bash: bool,
+    /// Remote actions fetched for this run: `uses` to the action's folder and commit.
+    pub fetched: std::sync::Mutex<HashMap<String, (PathBuf, String)>>,
     /// The Docker Engine, connected when a job first needs it.
     pub docker: tokio::sync::OnceCell<Result<crate::container::Engine, String>>,
 }
@@ -136,9 +138,46 @@ pub async fn execute(
             payload.insert("inputs".into(), Value::Object(inputs));
         }
     }
+    // Remote actions are fetched (or found in the cache) now, each ref resolved once:
+    // one that cannot be had stops the run before anything runs (exit 2).
+    let wanted = plan::remote_actions(&workflows, &options);
+    let mut fetched: HashMap<String, (PathBuf, String)> = HashMap::new();
+    if !wanted.is_empty() {
+        let source = options.actions.clone();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // gix's blocking HTTP transport runs its own runtime: on a thread of its own.
+        std::thread::spawn(move || {
+            let mut by_repo: HashMap<String, Result<crate::fetch::Fetched, String>> = HashMap::new();
+            let mut out = Vec::new();
+            for (uses, action, at) in wanted {
+                let key = action.repository_at_ref();
+                let result = by_repo
+                    .entry(key)
+                    .or_insert_with(|| crate::fetch::fetch(&source, &action, &uses).map_err(|e| e.to_string()))
+                    .clone();
+                out.push((uses, action, at, result));
+            }
+            let _ = tx.send(out);
+        });
+        let results = rx.await.map_err(|e| io_err("cannot fetch the actions")(std::io::Error::other(e)))?;
+        let mut problems = Vec::new();
+        for (uses, action, at, result) in results {
+            match result {
+                Ok(repo) => {
+                    let dir = if action.path.is_empty() { repo.dir.clone() } else { repo.dir.join(&action.path) };
+                    fetched.insert(uses, (dir, repo.commit));
+                }
+                Err(e) => problems.push(format!("{at}: {e}")),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(RunError::Invalid(problems));
+        }
+    }
     // What needs the Docker Engine is checked now: without one, nothing runs (exit 2).
     let docker = tokio::sync::OnceCell::new();
-    let needs_docker = plan::docker_needs(&workflows, &options);
+    let dirs: HashMap<String, PathBuf> = fetched.iter().map(|(k, (d, _))| (k.clone(), d.clone())).collect();
+    let needs_docker = plan::docker_needs(&workflows, &options, &dirs);
     if !needs_docker.is_empty() {
         match crate::container::Engine::connect().await {
             Ok(engine) => {
@@ -220,6 +259,7 @@ pub async fn execute(
         node: find_program("node").or_else(|| find_program("nodejs")),
         has_bash: find_program("bash").is_some(),
         docker,
+        fetched: std::sync::Mutex::new(fetched),
         options,
         reporter: reporter.clone(),
         masker,
@@ -697,7 +737,10 @@ async fn run_reusable(shared: Arc<Shared>, call: &Call, job: &Job, uses: &str, c
     if call.depth >= 4 {
         return failed(format!("job '{}': reusable workflows nest more than 4 levels", job.id));
     }
-    let (path, rel) = match plan::reusable_path(uses, &shared.snapshot, &shared.options) {
+    // A remote one was fetched before the run: its ref is not resolved again.
+    let mut cached = shared.options.clone();
+    cached.actions.offline = true;
+    let (path, rel) = match plan::reusable_path(uses, &shared.snapshot, &cached) {
         Ok(found) => found,
         Err(e) => return failed(format!("job '{}': {e}", job.id)),
     };

@@ -18,24 +18,44 @@ use std::time::Duration;
 /// GitHub's limit on composite actions inside composite actions.
 const MAX_COMPOSITE_DEPTH: usize = 10;
 
-/// Where an action's files are, and the name it is known by.
-fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
+/// Where an action's files are, and the name it is known by: the workspace for
+/// `./path`, a vendored copy (`DIR/owner/repo@ref`, the action at `path` inside), or
+/// the run's fetched copy; an action first met here (inside a composite action) is
+/// fetched now.
+async fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> {
     if let Some(rel) = uses.strip_prefix("./") {
         return Ok((run.workspace.join(rel), String::new()));
     }
     if uses.starts_with('/') {
         return Ok((PathBuf::from(uses), String::new()));
     }
-    // The same check the plan makes before the run, for actions only met at run time
-    // (inside composite actions); its message says how to vendor the action.
     if let Some(problem) = crate::plan::check_uses(uses, &run.shared.options) {
         return Err(problem);
     }
-    let repository = uses.split('@').next().unwrap_or(uses).to_string();
-    match &run.shared.options.action_dir {
-        Some(dir) => Ok((dir.join(uses), repository)),
-        None => Err(format!("the action '{uses}' is not vendored")),
+    let Some(action) = crate::fetch::ActionRef::parse(uses) else {
+        return Err(format!("'{uses}' is not owner/repo[/path]@ref"));
+    };
+    let repository = format!("{}/{}", action.owner, action.repo);
+    if let Some(dir) = run.shared.options.action_dir.as_ref().map(|d| action.vendored(d)).filter(|d| d.is_dir()) {
+        return Ok((dir, repository));
     }
+    let known = run.shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).get(uses).cloned();
+    if let Some((dir, _)) = known {
+        return Ok((dir, repository));
+    }
+    let (source, owned) = (run.shared.options.actions.clone(), uses.to_string());
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(crate::fetch::fetch(&source, &action, &owned).map(|f| (f, action)));
+    });
+    let (fetched, action) = rx.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let dir = if action.path.is_empty() { fetched.dir.clone() } else { fetched.dir.join(&action.path) };
+    run.shared
+        .fetched
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(uses.to_string(), (dir.clone(), fetched.commit));
+    Ok((dir, repository))
 }
 
 fn find_metadata(dir: &Path) -> Option<PathBuf> {
@@ -68,7 +88,7 @@ pub(crate) async fn run_uses(
         out.flush();
         return exec;
     }
-    let (dir, repository) = match resolve(run, uses) {
+    let (dir, repository) = match resolve(run, uses).await {
         Ok(r) => r,
         Err(e) => {
             out.message(&format!("Error: {e}"));
@@ -76,6 +96,10 @@ pub(crate) async fn run_uses(
             return StepExec::failure();
         }
     };
+    let commit = run.shared.fetched.lock().unwrap_or_else(|p| p.into_inner()).get(uses).map(|(_, c)| c.clone());
+    if let Some(commit) = commit {
+        out.message(&format!("Using {uses} at commit {commit}"));
+    }
     let Some(meta_path) = find_metadata(&dir) else {
         out.message(&format!(
             "Error: can't find 'action.yml' or 'action.yaml' in '{}' for '{uses}'. Did you forget to run actions/checkout, or to create the action in an earlier step?",
@@ -412,7 +436,7 @@ pub(crate) async fn run_pre_steps(run: &mut JobRun, steps: &[Step]) -> bool {
         {
             continue;
         }
-        let Ok((dir, repository)) = resolve(run, uses) else { continue };
+        let Ok((dir, repository)) = resolve(run, uses).await else { continue };
         let Some(action) = find_metadata(&dir)
             .and_then(|p| std::fs::read_to_string(&p).ok().map(|t| (p, t)))
             .and_then(|(p, t)| parse_action(SourceFile::new(p.display().to_string(), t)).ok())

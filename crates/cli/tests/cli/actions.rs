@@ -296,12 +296,15 @@ jobs:
 }
 
 #[test]
-fn a_remote_action_inside_a_composite_fails_its_step_with_the_vendoring_hint() {
+fn a_remote_action_inside_a_composite_that_cannot_be_fetched_fails_its_step_with_the_vendoring_hint() {
+    let cache = tempfile::tempdir().unwrap();
     Test::new()
         .file("wrap/action.yml", "runs:\n  using: composite\n  steps:\n    - uses: someone/thing@v1\n")
         .workflow("w.yml", "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: ./wrap\n")
+        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+        .args(&["--actions-url", "http://127.0.0.1:9"])
         .run()
         .code(1)
-        .stdout_has("the action 'someone/thing@v1' is not built in")
+        .stdout_has("cannot fetch the action 'someone/thing@v1' from http://127.0.0.1:9/someone/thing")
         .stdout_has("--action-dir");
 }

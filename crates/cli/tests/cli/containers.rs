@@ -1,5 +1,6 @@
 //! Jobs in containers and with services, against the real Docker Engine and the test
 //! images `.ci/images` builds; what a cancelled or killed run leaves behind.
+#![allow(clippy::unwrap_used)] // reason: a test fails loudly on any unexpected error
 
 use crate::support::{docker_objects_of, require, require_docker, Test, BUSYBOX, DEBIAN, POSTGRES};
 use std::time::{Duration, Instant};

@@ -6,8 +6,11 @@ mod conformance;
 mod containers;
 mod contexts;
 mod fuzz;
+#[path = "../common/http_git.rs"]
+mod http_git;
 mod masking;
 mod output;
+mod remote;
 mod semantics;
 mod strategy;
 mod support;

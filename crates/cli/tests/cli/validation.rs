@@ -50,8 +50,11 @@ fn a_caret_snippet_points_at_the_problem() {
 }
 
 #[test]
-fn unvendored_actions_stop_the_run() {
+fn actions_that_cannot_be_fetched_stop_the_run() {
+    let cache = tempfile::tempdir().unwrap();
     Test::new()
+        .env("XDG_CACHE_HOME", cache.path().to_str().unwrap())
+        .args(&["--actions-url", "http://127.0.0.1:9"])
         .workflow(
             "w.yml",
             "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo first-step-r\"\"an\n      - uses: actions/setup-node@v4\n",
@@ -133,12 +136,11 @@ fn called_workflows_are_checked_before_the_run() {
             "caller.yml",
             "on: push\njobs:\n  a:\n    uses: ./.github/workflows/callee.yml\n  b:\n    uses: ./.github/workflows/bad-callee.yml\n  c:\n    uses: octo/repo/.github/workflows/w.yml@v1\n",
         )
-        .args(&["-W", ".github/workflows/caller.yml"])
+        .args(&["-W", ".github/workflows/caller.yml", "--actions-url", "http://127.0.0.1:9", "--offline"])
         .run()
         .code(2)
-        .stderr_has("callee.yml:6:9: the action 'someone/thing@v1' is not built in")
         .stderr_has("unrecognized named-value: 'nope'")
-        .stderr_has("the reusable workflow 'octo/repo/.github/workflows/w.yml@v1' is not in the repository");
+        .stderr_has("caller.yml:8:11: the action 'octo/repo/.github/workflows/w.yml@v1' is not in the cache and --offline forbids fetching it");
 }
 
 #[test]

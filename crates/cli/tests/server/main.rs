@@ -9,6 +9,8 @@ mod deploy;
 mod events;
 mod first_hour;
 mod hardening;
+#[path = "../common/http_git.rs"]
+mod http_git;
 mod logs_store;
 mod monitor;
 mod pipelines;

@@ -471,73 +471,16 @@ fn repositories_reachable_by_url_are_mirrored_and_polled() {
     assert!(body["error"].as_str().unwrap().contains("git://127.0.0.1:9/none"), "{body}");
 }
 
-/// A git smart-HTTP server on loopback: Debian git's `git-http-backend` behind Python's
-/// CGI server, serving the repositories in `parent` at `/cgi-bin/git/NAME`.
-struct HttpGit {
-    child: std::process::Child,
-    port: u16,
-    /// The CGI folder, removed when the server stops.
-    _site: tempfile::TempDir,
-}
-
-/// Python's CGI server on loopback, at the port given as its argument.
-const CGI_SERVER: &str = "import http.server, sys
-class Handler(http.server.CGIHTTPRequestHandler):
-    have_fork = False
-http.server.ThreadingHTTPServer(('127.0.0.1', int(sys.argv[1])), Handler).serve_forever()
-";
-
-impl HttpGit {
-    fn start(parent: &std::path::Path) -> Option<HttpGit> {
-        let backend = std::path::Path::new("/usr/lib/git-core/git-http-backend");
-        if !backend.exists() || !crate::deploy::python_available() {
-            assert!(std::env::var("CI").is_err(), "git-http-backend and python3 are required under CI");
-            eprintln!("skipped: git-http-backend (Debian's git) or python3 is missing");
-            return None;
-        }
-        let dir = tempfile::tempdir().unwrap();
-        let site = dir.path().to_path_buf();
-        let cgi = site.join("cgi-bin");
-        std::fs::create_dir_all(&cgi).unwrap();
-        let script = cgi.join("git");
-        std::fs::write(
-            &script,
-            format!(
-                "#!/bin/sh\nexport GIT_PROJECT_ROOT='{}' GIT_HTTP_EXPORT_ALL=1\nexec {}\n",
-                parent.display(),
-                backend.display()
-            ),
-        )
-        .unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let child = std::process::Command::new("python3")
-            // Without fork, Python runs the CGI as the current user (with fork, as nobody).
-            .args(["-W", "ignore", "-c", CGI_SERVER, &port.to_string()])
-            .current_dir(&site)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        Some(HttpGit { child, port, _site: dir })
-    }
-}
-
-impl Drop for HttpGit {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+use crate::http_git::HttpGit;
 
 /// Issue 17, item 3: gix fetches over HTTP with its reqwest transport (no libcurl).
 #[test]
 fn repositories_reachable_over_http_are_mirrored() {
     let repo = Repo::new(&[(".github/workflows/ci.yml", CI)]);
-    let Some(http) = HttpGit::start(repo.path().parent().unwrap()) else { return };
+    let Some(http) = HttpGit::start(repo.path().parent().unwrap(), None) else { return };
     let server = Server::start(crate::support::Backend::Sqlite);
     let name = repo.path().file_name().unwrap().to_string_lossy().to_string();
-    let url = format!("http://127.0.0.1:{}/cgi-bin/git/{name}", http.port);
+    let url = format!("{}/{name}", http.url());
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let added = loop {
         let (status, answer) = server.api("POST", "/api/v1/projects", Some(json!({"name": "web", "repo": url})));
