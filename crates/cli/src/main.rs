@@ -19,6 +19,7 @@ mod run_cmd;
 mod sandbox_cmd;
 mod serve_cmd;
 mod table;
+mod toolcache_cmd;
 
 use clap::{CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 use std::process::ExitCode;
@@ -44,6 +45,8 @@ enum Command {
     Agent(agent_cmd::AgentArgs),
     /// Load an OpenMetrics file with timestamps into the monitor's store as blocks.
     Backfill(backfill_cmd::BackfillArgs),
+    /// The tool cache of `mobius run`'s jobs: add the host's toolchains to it.
+    Toolcache(toolcache_cmd::ToolcacheArgs),
     /// The job sandbox's init (run by `mobius serve` itself, once per job).
     #[command(name = "sandbox-init", hide = true)]
     SandboxInit(sandbox_cmd::InitArgs),
@@ -55,7 +58,7 @@ enum Command {
 }
 
 /// Commands that never talk to a server: `--server` and `--token` are not theirs.
-const LOCAL_COMMANDS: [&str; 4] = ["run", "serve", "agent", "backfill"];
+const LOCAL_COMMANDS: [&str; 5] = ["run", "serve", "agent", "backfill", "toolcache"];
 
 /// The command line: the client options are global (before or after a client command),
 /// but hidden from the help of the commands that run here and never use them.
@@ -92,6 +95,7 @@ fn main() -> ExitCode {
         Command::Serve(args) => serve_cmd::main(args),
         Command::Agent(args) => agent_cmd::main(args),
         Command::Backfill(args) => backfill_cmd::main(args),
+        Command::Toolcache(args) => toolcache_cmd::main(args),
         Command::SandboxInit(args) => sandbox_cmd::init(args),
         Command::SandboxExec(args) => sandbox_cmd::exec(args),
         Command::Client(command) => client::main(cli.connection, command),

@@ -149,7 +149,7 @@ fn read_env_file(path: &Path) -> Result<IndexMap<String, String>, String> {
     Ok(out)
 }
 
-fn state_dir() -> PathBuf {
+pub(crate) fn state_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("XDG_STATE_HOME").filter(|d| !d.is_empty()) {
         return PathBuf::from(dir).join("mobius");
     }

@@ -137,6 +137,7 @@ pub(crate) fn default_env(github: &Value, runner: &Value) -> Vec<(String, String
         ("RUNNER_OS".into(), r("os")),
         ("RUNNER_TEMP".into(), r("temp")),
         ("RUNNER_TOOL_CACHE".into(), r("tool_cache")),
+        ("AGENT_TOOLSDIRECTORY".into(), r("tool_cache")),
     ];
     if !r("debug").is_empty() {
         env.push(("RUNNER_DEBUG".into(), "1".into()));

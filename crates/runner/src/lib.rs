@@ -21,6 +21,7 @@ pub mod reporter;
 mod run;
 pub mod sandbox;
 mod step;
+pub mod toolcache;
 mod uses;
 
 pub use options::{ReusedJob, RunOptions};

@@ -311,10 +311,10 @@ pub fn remote_action(uses: &str, options: &RunOptions) -> Option<ActionRef> {
     }
 }
 
-/// Every remote action the selected jobs' steps use, with where each is first used
-/// (`file:line:col`), in order.
-pub fn remote_actions(workflows: &[Workflow], options: &RunOptions) -> Vec<(String, ActionRef, String)> {
-    let mut found: Vec<(String, ActionRef, String)> = Vec::new();
+/// Every `uses:` of the selected jobs' steps (jobs skipped by their `runs-on`
+/// excepted), once each, with where it is first used (`file:line:col`).
+pub fn step_uses(workflows: &[Workflow], options: &RunOptions) -> Vec<(String, String)> {
+    let mut found: Vec<(String, String)> = Vec::new();
     for wf in workflows {
         let selected = selected_jobs(wf, options.job_filter.as_deref());
         for job in wf.jobs.values() {
@@ -323,17 +323,59 @@ pub fn remote_actions(workflows: &[Workflow], options: &RunOptions) -> Vec<(Stri
             }
             for step in &job.steps {
                 if let StepAction::Uses { uses } = &step.action {
-                    if let Some(action) = remote_action(uses, options) {
-                        if !found.iter().any(|(u, _, _)| u == uses) {
-                            let at = format!("{}:{}:{}", wf.file.path, step.pos.line, step.pos.col);
-                            found.push((uses.clone(), action, at));
-                        }
+                    if !found.iter().any(|(u, _)| u == uses) {
+                        found.push((uses.clone(), format!("{}:{}:{}", wf.file.path, step.pos.line, step.pos.col)));
                     }
                 }
             }
         }
     }
     found
+}
+
+/// Every remote action the selected jobs' steps use, with where each is first used, in order.
+pub fn remote_actions(workflows: &[Workflow], options: &RunOptions) -> Vec<(String, ActionRef, String)> {
+    step_uses(workflows, options)
+        .into_iter()
+        .filter_map(|(uses, at)| remote_action(&uses, options).map(|a| (uses, a, at)))
+        .collect()
+}
+
+/// The actions (vendored or fetched) whose `runs.using: nodeNN` asks for a newer node
+/// than the host's (`host_major`, `None` without node), each as `file:line:col: why`.
+pub fn node_problems(
+    workflows: &[Workflow],
+    options: &RunOptions,
+    fetched: &std::collections::HashMap<String, PathBuf>,
+    host: Option<&str>,
+) -> Vec<String> {
+    let host_major = host.and_then(|v| v.trim().trim_start_matches('v').split('.').next()?.parse::<u32>().ok());
+    let mut problems = Vec::new();
+    for (uses, at) in step_uses(workflows, options) {
+        let vendored = options.action_dir.as_ref().zip(ActionRef::parse(&uses)).map(|(d, a)| a.vendored(d));
+        let Some(dir) = vendored.filter(|d| d.is_dir()).or_else(|| fetched.get(&uses).cloned()) else { continue };
+        let Some(meta) = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) else {
+            continue;
+        };
+        let Some(action) = std::fs::read_to_string(&meta).ok().and_then(|t| {
+            mobius_workflow::parse_action(mobius_workflow::SourceFile::new(meta.display().to_string(), t)).ok()
+        }) else {
+            continue;
+        };
+        let mobius_workflow::ActionRuns::Node { using, .. } = &action.runs else { continue };
+        let wanted = using.trim_start_matches("node").parse::<u32>().unwrap_or(0);
+        match (host, host_major) {
+            (None, _) => problems.push(format!(
+                "{at}: the action '{uses}' is a JavaScript action ('using: {using}') and this host has no node on PATH; install Node.js {wanted} or newer"
+            )),
+            (Some(version), Some(major)) if major < wanted => problems.push(format!(
+                "{at}: the action '{uses}' asks for {using} and this host's node is {}; install Node.js {wanted} or newer",
+                version.trim()
+            )),
+            _ => {}
+        }
+    }
+    problems
 }
 
 /// Coerces raw inputs by the declared types, applying defaults; errors name the input.

@@ -174,9 +174,19 @@ pub async fn execute(
             return Err(RunError::Invalid(problems));
         }
     }
+    let dirs: HashMap<String, PathBuf> = fetched.iter().map(|(k, (d, _))| (k.clone(), d.clone())).collect();
+    // A JavaScript action that asks for a newer node than the host's stops the run now.
+    let node = find_program("node").or_else(|| find_program("nodejs"));
+    let node_version = node
+        .as_ref()
+        .and_then(|n| std::process::Command::new(n).arg("--version").output().ok())
+        .and_then(|o| o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string()));
+    let node_problems = plan::node_problems(&workflows, &options, &dirs, node_version.as_deref());
+    if !node_problems.is_empty() {
+        return Err(RunError::Invalid(node_problems));
+    }
     // What needs the Docker Engine is checked now: without one, nothing runs (exit 2).
     let docker = tokio::sync::OnceCell::new();
-    let dirs: HashMap<String, PathBuf> = fetched.iter().map(|(k, (d, _))| (k.clone(), d.clone())).collect();
     let needs_docker = plan::docker_needs(&workflows, &options, &dirs);
     if !needs_docker.is_empty() {
         match crate::container::Engine::connect().await {

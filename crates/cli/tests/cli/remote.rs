@@ -227,3 +227,54 @@ fn a_remote_reusable_workflow_is_fetched_and_called() {
         .code(0)
         .stdout_has("called for mobius");
 }
+
+/// Issue 18 acceptance: the real `actions/setup-python@v5` (the copy in
+/// `../shared/actions`), served by the loopback git server, finds the host's Python in
+/// the tool cache `mobius toolcache add python` filled, and runs again with `--offline`.
+#[test]
+fn setup_python_finds_the_hosts_python_in_the_tool_cache_and_runs_offline() {
+    let copy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/actions/actions/setup-python@v5");
+    if !copy.join("action.yml").is_file() {
+        assert!(std::env::var("CI").is_err(), "{} is required under CI", copy.display());
+        eprintln!("skipping: {} is missing", copy.display());
+        return;
+    }
+    if !crate::support::require("node") || !crate::support::require("python3") {
+        return;
+    }
+    let root = tempfile::tempdir().unwrap();
+    let remote = Remote::new(root.path(), "actions/setup-python", &[("LICENSE", "(replaced by the copy)\n")]);
+    let status = Command::new("cp").arg("-R").arg(format!("{}/.", copy.display())).arg(&remote.work).status().unwrap();
+    assert!(status.success());
+    remote.commit(&[], "setup-python v5");
+    git(&remote.work, &["tag", "v5"]);
+    remote.publish();
+    let http = HttpGit::start(&root.path().join("srv"), None);
+    let Some(http) = http else { return };
+    let version =
+        Command::new("python3").args(["-c", "import platform; print(platform.python_version())"]).output().unwrap();
+    let version = String::from_utf8_lossy(&version.stdout).trim().to_string();
+    let minor = version.split('.').take(2).collect::<Vec<_>>().join(".");
+    let wf = format!(
+        "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - uses: actions/setup-python@v5\n        id: py\n        with:\n          python-version: '{minor}'\n      - run: |\n          python --version\n          echo \"found=${{{{ steps.py.outputs.python-version }}}} at $pythonLocation\"\n"
+    );
+    let cache = tempfile::tempdir().unwrap();
+    let t = Test::new().workflow("py.yml", &wf).env("XDG_CACHE_HOME", cache.path().to_str().unwrap());
+    let added = Command::new(env!("CARGO_BIN_EXE_mobius"))
+        .args(["toolcache", "add", "python"])
+        .env("XDG_STATE_HOME", t.state.path())
+        .output()
+        .unwrap();
+    assert!(added.status.success(), "{}", String::from_utf8_lossy(&added.stderr));
+    assert!(String::from_utf8_lossy(&added.stdout).contains(&format!("added Python {version}")));
+    let url = http.url();
+    let online = t.args(&["--actions-url", &url]);
+    online
+        .run()
+        .code(0)
+        .stdout_has(&format!("Python {version}"))
+        .stdout_has(&format!("found={version} at "))
+        .stdout_has("Using actions/setup-python@v5 at commit");
+    drop(http);
+    online.args(&["--offline"]).run().code(0).stdout_has(&format!("Python {version}"));
+}

@@ -159,3 +159,27 @@ fn contexts_are_checked_against_where_github_makes_them_available() {
         .stderr_has("the 'jobs' context is not available here")
         .stderr_has("3 problem(s)");
 }
+
+/// Issue 18 (also fix): an action that asks for a newer node than the host's says so
+/// before the run, naming both versions (it failed in the middle of the job before).
+#[test]
+fn an_action_asking_for_a_newer_node_than_the_hosts_stops_the_run_naming_both() {
+    if !crate::support::require("node") {
+        return;
+    }
+    let t = Test::new()
+        .file("vendor/acme/future@v1/action.yml", "name: future\nruns:\n  using: node99\n  main: index.js\n")
+        .file("vendor/acme/future@v1/index.js", "console.log('ran')\n")
+        .workflow(
+            "w.yml",
+            "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo first-step-r\"\"an\n      - uses: acme/future@v1\n",
+        );
+    let vendor = t.dir().join("vendor").display().to_string();
+    let host = std::process::Command::new("node").arg("--version").output().expect("node runs");
+    let host = String::from_utf8_lossy(&host.stdout).trim().to_string();
+    t.args(&["--action-dir", &vendor])
+        .run()
+        .code(2)
+        .stdout_lacks("first-step-ran")
+        .stderr_has(&format!("w.yml:7:9: the action 'acme/future@v1' asks for node99 and this host's node is {host}"));
+}
