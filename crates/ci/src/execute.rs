@@ -372,6 +372,7 @@ async fn run_options(
     options.cache_namespace = Some(format!("project-{}", project.id));
     options.sandbox = app.sandbox();
     options.action_dir = app.action_dir();
+    options.actions = app.actions();
     Ok(options)
 }
 

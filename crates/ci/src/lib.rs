@@ -40,6 +40,8 @@ pub trait Host: Send + Sync + 'static {
     fn open_secret(&self, context: &str, sealed: &[u8]) -> Result<Vec<u8>, mobius_store::crypto::KeyError>;
     fn sandbox(&self) -> SandboxPolicy;
     fn action_dir(&self) -> Option<PathBuf>;
+    /// Where remote actions are fetched from and cached.
+    fn actions(&self) -> mobius_runner::fetch::ActionSource;
     fn poll_interval(&self) -> Duration;
     /// How long logs and artifacts of completed runs are kept.
     fn retention(&self) -> Duration;

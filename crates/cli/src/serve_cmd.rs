@@ -30,6 +30,13 @@ pub struct ServeArgs {
     /// Where vendored actions live: owner/repo@ref resolves to DIR/owner/repo@ref.
     #[arg(long = "action-dir", value_name = "DIR")]
     action_dir: Option<PathBuf>,
+    /// Where remote actions are fetched from (cached in DATA/actions); a token for it
+    /// is read from MOBIUS_ACTIONS_TOKEN.
+    #[arg(long = "actions-url", value_name = "URL", default_value = "https://github.com")]
+    actions_url: String,
+    /// Run only actions already cached or vendored; fetch nothing.
+    #[arg(long = "offline")]
+    offline: bool,
     /// A prometheus.yml (global, scrape_configs with static targets, rule_files): its
     /// targets are scraped into DATA/monitor and its rules evaluated.
     #[arg(long = "prometheus-config", value_name = "FILE")]
@@ -89,6 +96,9 @@ pub fn main(args: ServeArgs) -> ExitCode {
     config.poll_interval = args.poll_interval;
     config.retention = args.retention;
     config.action_dir = args.action_dir;
+    config.actions_url = args.actions_url;
+    config.actions_offline = args.offline;
+    config.actions_token = std::env::var("MOBIUS_ACTIONS_TOKEN").ok().filter(|t| !t.is_empty());
     config.prometheus_config = args.prometheus_config;
     config.alertmanager_config = args.alertmanager_config;
     config.oncall_config = args.oncall_config;

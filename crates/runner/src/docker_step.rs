@@ -199,3 +199,61 @@ fn content_hash(dir: &Path) -> std::io::Result<String> {
 pub(crate) fn split_args(args: &str) -> Result<Vec<String>, String> {
     shlex::split(args).ok_or_else(|| format!("args: a quote is not closed in '{args}'"))
 }
+
+/// The built-in `mobius/docker-build` step: builds an image through the executor, so a
+/// job never needs the Docker socket. Inputs: `context` (default the workspace),
+/// `file` (default `Dockerfile` in the context), `tags` and `build-args` (one per line
+/// or comma-separated). Outputs: `image-id` and `tags`.
+pub(crate) async fn docker_build(run: &JobRun, with: &[(String, String)], out: &mut StepOutput) -> StepExec {
+    let input = |key: &str| with.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v.clone());
+    let list = |text: Option<String>| -> Vec<String> {
+        text.unwrap_or_default()
+            .split(['\n', ','])
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
+    };
+    let inside = |p: &str| crate::builtin::resolve_path(&run.workspace, p);
+    let context = inside(&input("context").unwrap_or_else(|| ".".into()));
+    let file = input("file").map(|f| inside(&f)).unwrap_or_else(|| context.join("Dockerfile"));
+    let Ok(dockerfile) = file.strip_prefix(&context).map(|p| p.display().to_string()) else {
+        out.message(&format!("Error: file: {} is not inside the context {}", file.display(), context.display()));
+        return StepExec::failure();
+    };
+    if !file.is_file() {
+        out.message(&format!("Error: file: {} does not exist", file.display()));
+        return StepExec::failure();
+    }
+    let tags = list(input("tags"));
+    let mut build_args = std::collections::HashMap::new();
+    for arg in list(input("build-args")) {
+        match arg.split_once('=') {
+            Some((k, v)) => build_args.insert(k.trim().to_string(), v.to_string()),
+            None => {
+                out.message(&format!("Error: build-args: '{arg}' is not NAME=VALUE"));
+                return StepExec::failure();
+            }
+        };
+    }
+    let engine = match run.shared.engine().await {
+        Ok(e) => e.clone(),
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            return StepExec::failure();
+        }
+    };
+    let mut say = |line: &str| out.message(line);
+    match engine.build_tagged(&context, &dockerfile, &tags, build_args, &mut say).await {
+        Ok(id) => {
+            let mut exec = StepExec::success();
+            exec.outputs.insert("image-id".into(), Value::String(id));
+            exec.outputs.insert("tags".into(), Value::String(tags.join(",")));
+            exec
+        }
+        Err(e) => {
+            out.message(&format!("Error: {e}"));
+            StepExec::failure()
+        }
+    }
+}

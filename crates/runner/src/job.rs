@@ -319,6 +319,11 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
             // readable, wherever they are.
             let mut read_only = vec![shared.run_dir.join("source")];
             read_only.extend(shared.options.action_dir.iter().filter(|d| d.is_dir()).cloned());
+            // Fetched actions too (the server keeps them in DATA/actions).
+            let fetched = shared.options.actions.cache.join("trees");
+            if fetched.is_dir() {
+                read_only.push(fetched);
+            }
             let (sandbox, job_dir, dirs) = (sandbox.clone(), job_dir.clone(), [home.clone(), tmp]);
             // Starting it waits for the helper: off the async workers.
             let started = tokio::task::spawn_blocking(move || {

@@ -18,6 +18,7 @@ pub const BUILTIN_ACTIONS: &[&str] = &[
     "actions/cache",
     "actions/cache/restore",
     "actions/cache/save",
+    "mobius/docker-build",
 ];
 
 /// The workflow files to consider: one file, or the `.yml`/`.yaml` files directly in a folder.
@@ -210,7 +211,8 @@ pub fn docker_needs(
             }
             for step in &job.steps {
                 if let StepAction::Uses { uses } = &step.action {
-                    if uses.starts_with("docker://") || is_docker_action(uses, options, fetched) {
+                    let docker_step = uses.starts_with("docker://") || uses.starts_with("mobius/docker-build");
+                    if docker_step || is_docker_action(uses, options, fetched) {
                         needs.push(format!("{}: job '{}' uses '{uses}'", at(step.pos), job.id));
                     }
                 }

@@ -187,14 +187,19 @@ pub async fn execute(
     }
     // What needs the Docker Engine is checked now: without one, nothing runs (exit 2).
     let docker = tokio::sync::OnceCell::new();
+    let mut reap = None;
     let needs_docker = plan::docker_needs(&workflows, &options, &dirs);
     if !needs_docker.is_empty() {
         match crate::container::Engine::connect().await {
             Ok(engine) => {
-                // What a killed Mobius left behind goes before anything new starts.
-                if let Err(e) = engine.reap_orphans().await {
-                    tracing::warn!(error = %e, "cannot look for containers left behind");
-                }
+                // What a killed Mobius left behind goes while this run starts (it owns
+                // none of it); the run waits for it before it ends.
+                let reaper = engine.clone();
+                reap = Some(tokio::spawn(async move {
+                    if let Err(e) = reaper.reap_orphans().await {
+                        tracing::warn!(error = %e, "cannot look for containers left behind");
+                    }
+                }));
                 let _ = docker.set(Ok(engine));
             }
             Err(e) => {
@@ -309,6 +314,9 @@ pub async fn execute(
     }
     if shared.cancel.is_cancelled() && conclusion == Conclusion::Success {
         conclusion = Conclusion::Cancelled;
+    }
+    if let Some(reap) = reap {
+        let _ = reap.await;
     }
     reporter.event(RunEvent::RunFinished { conclusion, duration_ms: started.elapsed().as_millis() as u64 });
     Ok(RunSummary { conclusion, run_dir, jobs, masker: shared.masker.clone() })

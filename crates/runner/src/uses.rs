@@ -83,6 +83,11 @@ pub(crate) async fn run_uses(
         return docker_uri_step(run, prepared, step, image, &with, out, timeout).await;
     }
     let bare = uses.split('@').next().unwrap_or(uses);
+    if bare == "mobius/docker-build" {
+        let exec = crate::docker_step::docker_build(run, &with, &mut out).await;
+        out.flush();
+        return exec;
+    }
     if BUILTIN_ACTIONS.contains(&bare) {
         let exec = builtin::run(run, bare, &with, prepared, &mut out);
         out.flush();

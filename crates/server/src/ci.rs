@@ -42,6 +42,13 @@ impl Host for App {
     fn action_dir(&self) -> Option<PathBuf> {
         self.config.action_dir.clone()
     }
+    fn actions(&self) -> mobius_runner::fetch::ActionSource {
+        let mut source = mobius_runner::fetch::ActionSource::new(self.config.data_dir.join("actions"));
+        source.url = self.config.actions_url.clone();
+        source.token = self.config.actions_token.clone();
+        source.offline = self.config.actions_offline;
+        source
+    }
     fn poll_interval(&self) -> Duration {
         self.config.poll_interval
     }

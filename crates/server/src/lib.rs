@@ -45,6 +45,12 @@ pub struct ServeConfig {
     pub max_body_bytes: usize,
     /// Where vendored actions live (`owner/repo@ref` resolves to `DIR/owner/repo@ref`).
     pub action_dir: Option<PathBuf>,
+    /// Where remote actions are fetched from; cached in `DATA/actions` unless set otherwise.
+    pub actions_url: String,
+    /// A token for fetching actions (`MOBIUS_ACTIONS_TOKEN`).
+    pub actions_token: Option<String>,
+    /// Use only cached or vendored actions.
+    pub actions_offline: bool,
     /// The `mobius` binary that runs the host agent (`mobius agent`); this process's own when absent.
     pub agent_exe: Option<PathBuf>,
     /// A `prometheus.yml` whose targets the monitor scrapes into `DATA/monitor`.
@@ -79,6 +85,9 @@ impl ServeConfig {
             retention: Duration::from_secs(90 * 24 * 3600),
             max_body_bytes: 25 * 1024 * 1024,
             action_dir: None,
+            actions_url: "https://github.com".into(),
+            actions_token: None,
+            actions_offline: false,
             agent_exe: None,
             prometheus_config: None,
             alertmanager_config: None,

@@ -399,3 +399,34 @@ fs.appendFileSync(process.env.GITHUB_OUTPUT, `seen=${os}\n`);
     out.code(0).stdout_has("node=/__e/node/bin/node os=debian cwd=/__w/").stdout_has("who=container");
     out.stdout_has("output=debian");
 }
+
+#[test]
+fn the_docker_build_step_builds_and_tags_an_image_without_the_socket() {
+    if !require_docker() {
+        return;
+    }
+    let tag = format!("mobius-test/built:{}", std::process::id());
+    let wf = format!(
+        r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: mobius/docker-build@v1
+        id: b
+        with:
+          context: app
+          tags: {tag}, {tag}-again
+          build-args: GREETING=built-with-args
+      - run: echo "id=${{{{ steps.b.outputs.image-id }}}}"
+      - uses: docker://{tag}-again
+"#
+    );
+    let dockerfile =
+        format!("FROM {BUSYBOX}\nARG GREETING\nRUN echo \"$GREETING\" > /greeting\nCMD [\"cat\", \"/greeting\"]\n");
+    let out = Test::new().workflow("b.yml", &wf).file("app/Dockerfile", &dockerfile).run();
+    out.code(0).stdout_has("id=sha256:").stdout_has("built-with-args");
+    for t in [tag.clone(), format!("{tag}-again")] {
+        let _ = std::process::Command::new("docker").args(["rmi", "-f", &t]).output();
+    }
+}

@@ -108,7 +108,7 @@ impl Engine {
             Docker::connect_with_defaults().map_err(api(format!("cannot reach the Docker Engine at {where_}")))?;
         let docker =
             docker.negotiate_version().await.map_err(api(format!("cannot reach the Docker Engine at {where_}")))?;
-        docker.ping().await.map_err(api(format!("the Docker Engine at {where_} does not answer")))?;
+        // Negotiating asked the engine for its version: it answers.
         let owner = owner_of(std::process::id()).unwrap_or_else(|| format!("{}:{}:0", host_name(), std::process::id()));
         Ok(Engine { docker, owner })
     }
@@ -237,28 +237,24 @@ impl Engine {
         Ok(created.id)
     }
 
-    /// The host ports the engine published, by container port (`5432/tcp` → `49153`).
-    pub async fn published_ports(&self, id: &str) -> Result<HashMap<String, String>, DockerError> {
+    /// What the engine says of a running container: the host ports it published, by
+    /// container port (`5432/tcp` → `49153`), and the image's environment.
+    pub async fn describe(&self, id: &str) -> Result<Described, DockerError> {
         let info = self.docker.inspect_container(id, None).await.map_err(api("cannot inspect a container"))?;
-        let mut out = HashMap::new();
+        let mut ports = HashMap::new();
         for (key, bindings) in info.network_settings.and_then(|n| n.ports).unwrap_or_default() {
             if let Some(port) = bindings.unwrap_or_default().into_iter().find_map(|b| b.host_port) {
-                out.insert(key, port);
+                ports.insert(key, port);
             }
         }
-        Ok(out)
-    }
-
-    /// The image's environment (`PATH` for the steps' `GITHUB_PATH` additions).
-    pub async fn container_env(&self, id: &str) -> Result<Vec<(String, String)>, DockerError> {
-        let info = self.docker.inspect_container(id, None).await.map_err(api("cannot inspect a container"))?;
-        Ok(info
+        let env = info
             .config
             .and_then(|c| c.env)
             .unwrap_or_default()
             .into_iter()
             .filter_map(|kv| kv.split_once('=').map(|(k, v)| (k.to_string(), v.to_string())))
-            .collect())
+            .collect();
+        Ok(Described { ports, env })
     }
 
     /// The container's health: whether it runs, its health status (if it has a check)
@@ -465,6 +461,21 @@ impl Engine {
         if self.docker.inspect_image(tag).await.is_ok() {
             return Ok(());
         }
+        self.build_tagged(context, dockerfile, &[tag.to_string()], HashMap::new(), say).await.map(|_| ())
+    }
+
+    /// Builds `dockerfile` (a path inside `context`) with build args, tags the image
+    /// with every tag, and returns its id (`sha256:...`).
+    pub async fn build_tagged(
+        &self,
+        context: &std::path::Path,
+        dockerfile: &str,
+        tags: &[String],
+        build_args: HashMap<String, String>,
+        say: &mut (dyn FnMut(&str) + Send),
+    ) -> Result<String, DockerError> {
+        let first = tags.first().cloned().unwrap_or_else(|| format!("mobius-build:{}", std::process::id()));
+        let tag = first.as_str();
         let context_dir = context.to_path_buf();
         let archive = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
             let mut builder = tar::Builder::new(Vec::new());
@@ -480,7 +491,13 @@ impl Engine {
             source: bollard::errors::Error::IOError { err: e },
         })?;
         say(&format!("Building {tag} from {dockerfile}"));
-        let options = BuildImageOptionsBuilder::new().dockerfile(dockerfile).t(tag).rm(true).forcerm(true).build();
+        let options = BuildImageOptionsBuilder::new()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .buildargs(&build_args)
+            .build();
         let mut stream = self.docker.build_image(options, None, Some(bollard::body_full(bytes::Bytes::from(archive))));
         while let Some(step) = stream.next().await {
             let info = step.map_err(api(format!("cannot build {tag}")))?;
@@ -499,7 +516,14 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        let id = self.docker.inspect_image(tag).await.map_err(api(format!("cannot inspect {tag}")))?.id;
+        for extra in tags.iter().skip(1) {
+            let (repo, version) = split_reference(extra);
+            let options =
+                bollard::query_parameters::TagImageOptions { repo: Some(repo.into()), tag: Some(version.into()) };
+            self.docker.tag_image(tag, Some(options)).await.map_err(api(format!("cannot tag {tag} as {extra}")))?;
+        }
+        Ok(id.unwrap_or_default())
     }
 
     /// Signals an exec's process group: the exec's process leads its own session, so
@@ -524,6 +548,13 @@ impl Engine {
             }
         });
     }
+}
+
+/// A running container's published ports and environment.
+#[derive(Debug, Clone, Default)]
+pub struct Described {
+    pub ports: HashMap<String, String>,
+    pub env: Vec<(String, String)>,
 }
 
 /// A container's health as the job waits for it.

@@ -365,7 +365,7 @@ async fn start_inner(
         let id =
             engine.start(&name, body(service, labels.clone(), network.map(|n| (n, key.as_str())), Vec::new())).await?;
         docker.services.push((key.clone(), id.clone()));
-        let ports = engine.published_ports(&id).await?;
+        let ports = engine.describe(&id).await?.ports;
         say(&format!("Started service {key} ({}) as {name}", service.image));
         let ports: Map<String, Value> =
             ports.into_iter().map(|(k, v)| (k.split('/').next().unwrap_or(&k).to_string(), Value::String(v))).collect();
@@ -399,16 +399,15 @@ async fn start_inner(
         let name = docker_name(&[run_id, job]);
         let id = engine.start(&name, body).await?;
         say(&format!("Started job container ({}) as {name}", spec.image));
-        let path = engine
-            .container_env(&id)
-            .await?
-            .into_iter()
+        let described = engine.describe(&id).await?;
+        let path = described
+            .env
+            .iter()
             .find(|(k, _)| k == "PATH")
-            .map(|(_, v)| v)
+            .map(|(_, v)| v.clone())
             .unwrap_or_else(|| "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into());
-        let ports: Map<String, Value> = engine
-            .published_ports(&id)
-            .await?
+        let ports: Map<String, Value> = described
+            .ports
             .into_iter()
             .map(|(k, v)| (k.split('/').next().unwrap_or(&k).to_string(), Value::String(v)))
             .collect();
@@ -427,7 +426,9 @@ async fn wait_healthy(
 ) -> Result<(), SetupError> {
     let started = Instant::now();
     for (key, id) in services {
-        let mut delay = Duration::from_millis(20);
+        // An inspect costs a millisecond or two: poll often, so no job waits long
+        // after its service turned healthy.
+        let delay = Duration::from_millis(20);
         loop {
             let health = engine.health(id).await?;
             if !health.running {
@@ -451,7 +452,6 @@ async fn wait_healthy(
                 () = tokio::time::sleep(delay) => {}
                 () = cancel.cancelled() => return Err(SetupError::Cancelled),
             }
-            delay = (delay * 2).min(Duration::from_millis(250));
         }
         out.message(&format!("Service {key} is ready ({} ms)", started.elapsed().as_millis()));
     }
@@ -467,9 +467,9 @@ impl JobDocker {
     /// Prints each service's logs to `out` (as GitHub does in "Stop containers"),
     /// then removes every container and the network.
     pub async fn stop(self, out: &mut StepOutput) {
-        for (key, id) in &self.services {
+        let logs = futures_util::future::join_all(self.services.iter().map(|(_, id)| self.engine.logs(id))).await;
+        for ((key, _), logs) in self.services.iter().zip(logs) {
             out.message(&format!("##[group]Logs of service {key}"));
-            let logs = self.engine.logs(id).await;
             for line in logs.lines() {
                 out.message(line);
             }
@@ -478,13 +478,10 @@ impl JobDocker {
         self.remove().await;
     }
 
+    /// Removes the containers at once, then the network they were on.
     async fn remove(&self) {
-        if let Some(c) = &self.container {
-            self.engine.remove_container(&c.id).await;
-        }
-        for (_, id) in &self.services {
-            self.engine.remove_container(id).await;
-        }
+        let ids = self.container.iter().map(|c| c.id.as_str()).chain(self.services.iter().map(|(_, id)| id.as_str()));
+        futures_util::future::join_all(ids.map(|id| self.engine.remove_container(id))).await;
         if let Some(n) = &self.network {
             self.engine.remove_network(n).await;
         }
