@@ -269,6 +269,11 @@ fn init_stage1(
         mount(Some("tmpfs"), dir, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some("mode=0755,size=1m"))
             .map_err(|e| format!("hiding {}: {e}", dir.display()))?;
     }
+    // The Docker socket is root on the host: a job never gets it (it builds images
+    // through the executor's `mobius/docker-build`). /dev/null is bound over it.
+    for socket in docker_sockets() {
+        bind(Path::new("/dev/null"), &socket)?;
+    }
     for (path, writable, file) in &kept {
         std::fs::create_dir_all(path).map_err(|e| format!("{}: {e}", path.display()))?;
         bind(&by_fd(file), path)?;
@@ -304,6 +309,23 @@ fn init_stage1(
     let _ = init.kill();
     let _ = init.wait();
     Ok(ExitCode::SUCCESS)
+}
+
+/// The Docker Engine's sockets on this host: the usual paths and `DOCKER_HOST`'s.
+fn docker_sockets() -> Vec<PathBuf> {
+    use std::os::unix::fs::FileTypeExt;
+    let mut paths = vec![PathBuf::from("/run/docker.sock"), PathBuf::from("/var/run/docker.sock")];
+    if let Some(path) = std::env::var("DOCKER_HOST").ok().and_then(|h| h.strip_prefix("unix://").map(PathBuf::from)) {
+        paths.push(path);
+    }
+    let mut sockets: Vec<PathBuf> = Vec::new();
+    for path in paths {
+        let real = std::fs::canonicalize(&path).unwrap_or(path);
+        if std::fs::metadata(&real).is_ok_and(|m| m.file_type().is_socket()) && !sockets.contains(&real) {
+            sockets.push(real);
+        }
+    }
+    sockets
 }
 
 fn bind(from: &Path, to: &Path) -> Result<(), String> {

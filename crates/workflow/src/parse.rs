@@ -111,6 +111,12 @@ pub(crate) mod available {
         &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs"];
     pub const STEP: &[&str] = JOB_OUTPUTS;
     pub const CALL_OUTPUTS: &[&str] = &["github", "jobs", "vars", "inputs"];
+    /// `container.credentials` and a service's.
+    pub const CONTAINER_CREDENTIALS: &[&str] =
+        &["github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs"];
+    /// `container.env` and a service's.
+    pub const CONTAINER_ENV: &[&str] =
+        &["github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "inputs"];
 }
 
 /// Collects diagnostics while walking one file.
@@ -725,11 +731,18 @@ fn job(ctx: &mut Ctx, id: &str, pos: Pos, node: &Node) -> Option<Job> {
         permissions: node.get("permissions").and_then(|p| permissions(ctx, p)),
         environment: node.get("environment").cloned(),
     };
-    for key in
-        ["name", "runs-on", "timeout-minutes", "continue-on-error", "with", "container", "services", "environment"]
-    {
+    for key in ["name", "runs-on", "timeout-minutes", "continue-on-error", "with", "environment"] {
         if let Some(n) = node.get(key) {
             ctx.check_expressions(n);
+        }
+    }
+    if let Some(c) = node.get("container") {
+        check_container(ctx, c);
+    }
+    if let Some(services) = node.get("services") {
+        match services.as_map() {
+            Some(map) => map.iter().for_each(|(_, service)| check_container(ctx, service)),
+            None => ctx.check_expressions(services),
         }
     }
     if let Some(c) = node.get("concurrency") {
@@ -1021,4 +1034,23 @@ fn check_needs(ctx: &mut Ctx, root: &Node, jobs: &IndexMap<String, Job>) {
             format!("the jobs' needs form a cycle: {}", names.join(" -> ")),
         );
     }
+}
+
+/// A `container:` or a service: `credentials` may use `secrets` and `env`, `env` also
+/// `job` and `runner`, the rest what job-level fields may, as GitHub's table says.
+fn check_container(ctx: &mut Ctx, node: &Node) {
+    let Some(map) = node.as_map() else {
+        ctx.check_expressions(node);
+        return;
+    };
+    let outer = ctx.allowed;
+    for (key, value) in map {
+        ctx.allowed = match key.as_str() {
+            Some("credentials") => available::CONTAINER_CREDENTIALS,
+            Some("env") => available::CONTAINER_ENV,
+            _ => outer,
+        };
+        ctx.check_expressions(value);
+    }
+    ctx.allowed = outer;
 }

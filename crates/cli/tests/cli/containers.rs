@@ -430,3 +430,124 @@ jobs:
         let _ = std::process::Command::new("docker").args(["rmi", "-f", &t]).output();
     }
 }
+
+/// Debian's `docker-registry` on loopback, open or behind htpasswd (bcrypt) auth.
+struct Registry {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    fn start(user: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let htpasswd = dir.path().join("htpasswd");
+            let made = std::process::Command::new("htpasswd")
+                .args(["-Bbc", htpasswd.to_str().unwrap(), name, password])
+                .output()
+                .unwrap();
+            assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+            config.push_str(&format!("auth:\n  htpasswd:\n    realm: mobius\n    path: {}\n", htpasswd.display()));
+        }
+        let path = dir.path().join("config.yml");
+        std::fs::write(&path, config).unwrap();
+        let child = std::process::Command::new("docker-registry")
+            .args(["serve", path.to_str().unwrap()])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "the registry never listened");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Registry { child, port, _dir: dir }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn docker(args: &[&str], config: Option<&std::path::Path>) {
+    let mut cmd = std::process::Command::new("docker");
+    if let Some(c) = config {
+        cmd.arg("--config").arg(c);
+    }
+    let out = cmd.args(args).output().unwrap();
+    assert!(out.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn images_are_pulled_from_a_registry_with_credentials_from_the_job_or_dockers_config() {
+    if !require_docker() || !require("docker-registry") || !require("htpasswd") {
+        return;
+    }
+    let open = Registry::start(None);
+    let private = Registry::start(Some(("ci", "pa55word")));
+    let login = tempfile::tempdir().unwrap();
+    let open_image = format!("127.0.0.1:{}/mobius/busy:{}", open.port, std::process::id());
+    let private_image = format!("127.0.0.1:{}/mobius/busy:{}", private.port, std::process::id());
+    docker(&["tag", BUSYBOX, &open_image], None);
+    docker(&["push", &open_image], None);
+    docker(&["login", "-u", "ci", "-p", "pa55word", &format!("127.0.0.1:{}", private.port)], Some(login.path()));
+    docker(&["tag", BUSYBOX, &private_image], None);
+    docker(&["push", &private_image], Some(login.path()));
+    docker(&["rmi", &open_image, &private_image], None);
+    let job = |image: &str, credentials: &str| {
+        format!(
+            "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    container:\n      image: {image}\n{credentials}    steps:\n      - run: echo inside-the-pulled-image\n"
+        )
+    };
+    Test::new()
+        .workflow("o.yml", &job(&open_image, ""))
+        .run()
+        .code(0)
+        .stdout_has("Pulling")
+        .stdout_has("inside-the-pulled-image");
+    // Without credentials the private registry refuses, and the error names the image.
+    let fresh = tempfile::tempdir().unwrap();
+    Test::new()
+        .workflow("p.yml", &job(&private_image, ""))
+        .env("DOCKER_CONFIG", fresh.path().to_str().unwrap())
+        .run()
+        .code(1)
+        .stdout_has(&format!("cannot pull '{private_image}'"));
+    // With the job's credentials (a secret), it pulls.
+    let credentials = "      credentials:\n        username: ci\n        password: ${{ secrets.REGISTRY }}\n";
+    Test::new()
+        .workflow("p.yml", &job(&private_image, credentials))
+        .env("DOCKER_CONFIG", fresh.path().to_str().unwrap())
+        .args(&["-s", "REGISTRY=pa55word"])
+        .run()
+        .code(0)
+        .stdout_has("inside-the-pulled-image")
+        .stdout_lacks("pa55word");
+    docker(&["rmi", &private_image], None);
+    // With Docker's own config (what `docker login` wrote), it pulls too.
+    Test::new()
+        .workflow("p.yml", &job(&private_image, ""))
+        .env("DOCKER_CONFIG", login.path().to_str().unwrap())
+        .run()
+        .code(0)
+        .stdout_has("inside-the-pulled-image");
+    docker(&["rmi", &private_image], None);
+    // --pull never refuses to fetch what the engine lacks.
+    docker(&["rmi", &open_image], None);
+    Test::new()
+        .workflow("o.yml", &job(&open_image, ""))
+        .args(&["--pull", "never"])
+        .run()
+        .code(1)
+        .stdout_has("--pull never forbids pulling it");
+}

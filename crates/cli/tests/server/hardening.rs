@@ -620,6 +620,28 @@ fn a_hostile_job_reaches_nothing_of_the_server_or_other_projects() {
     assert_eq!(server.api("POST", &format!("/api/v1/runs/{run_b}/cancel"), None).0, 202);
 }
 
+/// Issue 18: a job of the server never gets the Docker socket (root on the host).
+#[test]
+fn a_job_of_the_server_never_reaches_the_docker_socket() {
+    use std::os::unix::fs::FileTypeExt;
+    let socket = std::path::Path::new("/var/run/docker.sock");
+    if !std::fs::metadata(socket).is_ok_and(|m| m.file_type().is_socket()) {
+        assert!(std::env::var("CI").is_err(), "the Docker Engine's socket is required under CI");
+        eprintln!("skipped: no Docker socket on this host");
+        return;
+    }
+    let server = Server::start(Backend::Sqlite);
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: |\n          for s in /var/run/docker.sock /run/docker.sock; do if [ -S $s ]; then echo \"SOCKET $s\"; else echo \"no socket at $s\"; fi; done\n";
+    let repo = Repo::new(&[(".github/workflows/a.yml", wf)]);
+    let added = server.add_project("sock", repo.path());
+    let id = added["runs"][0]["id"].as_i64().unwrap();
+    let run = server.wait_run(id, "completed");
+    let log = logs(&server, id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("no socket at /var/run/docker.sock"), "{log}");
+    assert!(!log.contains("SOCKET "), "{log}");
+}
+
 /// Item 4: the data directory is the server's alone (0700), and its database 0600.
 #[test]
 fn the_data_directory_is_private() {

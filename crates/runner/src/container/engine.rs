@@ -198,6 +198,7 @@ impl Engine {
             _ => {}
         }
         say(&format!("Pulling {image}"));
+        let credentials = credentials.or_else(|| config_credentials(image));
         let (name, tag) = split_reference(image);
         let options = CreateImageOptionsBuilder::new().from_image(name).tag(tag).build();
         let mut stream = self.docker.create_image(Some(options), None, credentials);
@@ -574,6 +575,47 @@ pub enum HealthState {
     Unhealthy,
 }
 
+/// The registry an image reference names: its first part when that looks like a host
+/// (`127.0.0.1:5000/app`, `ghcr.io/o/app`, `localhost/app`), else Docker Hub.
+pub fn registry_of(image: &str) -> String {
+    match image.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first.to_string(),
+        _ => "https://index.docker.io/v1/".to_string(),
+    }
+}
+
+/// Credentials for the image's registry from Docker's own configuration
+/// (`$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`): an `auths` entry's
+/// `auth` (base64 of `user:password`). Credential helpers (`credsStore`) are not run.
+pub fn config_credentials(image: &str) -> Option<DockerCredentials> {
+    use base64::Engine as _;
+    let dir = std::env::var_os("DOCKER_CONFIG")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".docker")))?;
+    let text = std::fs::read_to_string(dir.join("config.json")).ok()?;
+    let config: serde_json::Value = serde_json::from_str(&text).ok()?;
+    let registry = registry_of(image);
+    let auths = config.get("auths")?.as_object()?;
+    let entry = auths.get(&registry).or_else(|| {
+        auths
+            .iter()
+            .find(|(k, _)| {
+                k.trim_start_matches("https://").trim_start_matches("http://").trim_end_matches('/') == registry
+            })
+            .map(|(_, v)| v)
+    })?;
+    let auth = entry.get("auth")?.as_str()?;
+    let decoded = base64::engine::general_purpose::STANDARD.decode(auth).ok()?;
+    let (username, password) =
+        String::from_utf8(decoded).ok()?.split_once(':').map(|(u, p)| (u.to_string(), p.to_string()))?;
+    Some(DockerCredentials {
+        username: Some(username),
+        password: Some(password),
+        serveraddress: Some(registry),
+        ..Default::default()
+    })
+}
+
 /// `name:tag` (or `name@digest`) split as the pull API wants it.
 fn split_reference(image: &str) -> (&str, &str) {
     if let Some((name, digest)) = image.split_once('@') {
@@ -627,6 +669,15 @@ fn emit<S: OutputSink>(sink: &Arc<Mutex<S>>, bytes: &[u8]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_image_names_its_registry() {
+        assert_eq!(registry_of("127.0.0.1:5000/app:1"), "127.0.0.1:5000");
+        assert_eq!(registry_of("ghcr.io/o/app"), "ghcr.io");
+        assert_eq!(registry_of("localhost/app"), "localhost");
+        assert_eq!(registry_of("library/debian"), "https://index.docker.io/v1/");
+        assert_eq!(registry_of("debian:12"), "https://index.docker.io/v1/");
+    }
 
     #[test]
     fn references_split_into_name_and_tag() {

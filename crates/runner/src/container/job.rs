@@ -214,6 +214,7 @@ fn credentials(spec: &ContainerSpec) -> Option<DockerCredentials> {
     spec.credentials.as_ref().map(|c| DockerCredentials {
         username: Some(c.username.clone()),
         password: Some(c.password.clone()),
+        serveraddress: Some(super::engine::registry_of(&spec.image)),
         ..Default::default()
     })
 }
