@@ -37,6 +37,29 @@ pub struct Project {
     pub branch: String,
     #[schema(format = DateTime)]
     pub created_at: Option<String>,
+    /// Where its jobs without `container:` run.
+    pub executor: Executor,
+}
+
+/// Where a project's jobs without `container:` run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum ExecutorKind {
+    /// On the server's host, in the job sandbox.
+    #[default]
+    Host,
+    /// In a container of `image` on the Docker Engine, with GitHub's paths.
+    Docker,
+}
+
+/// A project's executor: `{"kind": "docker", "image": "debian:12"}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Executor {
+    pub kind: ExecutorKind,
+    /// The image, for `docker`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
 }
 
 /// `POST /projects`.
@@ -52,6 +75,9 @@ pub struct NewProject {
     /// The webhook secret (generated and shown once when absent).
     #[schema(min_length = 16)]
     pub webhook_secret: Option<String>,
+    /// Where its jobs without `container:` run (the host when absent).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub executor: Option<Executor>,
 }
 
 /// The answer to `POST /projects`.

@@ -373,6 +373,7 @@ async fn run_options(
     options.sandbox = app.sandbox();
     options.action_dir = app.action_dir();
     options.actions = app.actions();
+    options.default_image = project.executor_image.clone();
     Ok(options)
 }
 

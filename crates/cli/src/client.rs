@@ -41,6 +41,14 @@ fn server_url(text: &str) -> Result<String, String> {
     Ok(url)
 }
 
+fn parse_executor(text: &str) -> Result<api::ExecutorKind, String> {
+    match text {
+        "host" => Ok(api::ExecutorKind::Host),
+        "docker" => Ok(api::ExecutorKind::Docker),
+        other => Err(format!("'{other}' is not an executor; expected host or docker")),
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum ProjectCmd {
     /// Add a git repository as a project; its push workflows run on the branch head at once.
@@ -56,6 +64,12 @@ pub enum ProjectCmd {
         /// The webhook secret (default: generated and shown once).
         #[arg(long = "webhook-secret", value_name = "S")]
         webhook_secret: Option<String>,
+        /// Where jobs without `container:` run: host (the job sandbox) or docker.
+        #[arg(long = "executor", value_parser = parse_executor, value_name = "host|docker")]
+        executor: Option<api::ExecutorKind>,
+        /// The image jobs run in with --executor docker.
+        #[arg(long = "image", value_name = "IMAGE")]
+        image: Option<String>,
         /// Print the answer as JSON instead of text.
         #[arg(long)]
         json: bool,
@@ -457,10 +471,14 @@ async fn dispatch(client: Client, command: ClientCmd) -> Result<ExitCode, Failur
         ClientCmd::Deploy(command) => return crate::deploy_client::dispatch(client, command).await,
         ClientCmd::Monitor(command) => return crate::monitor_client::dispatch(client, command).await,
         ClientCmd::Events(args) => return crate::events_client::events(&client, args).await,
-        ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, json }) => {
+        ClientCmd::Project(ProjectCmd::Add { name, repo, branch, webhook_secret, executor, image, json }) => {
             // A relative path means the caller's directory, not the server's.
             let repo = std::fs::canonicalize(&repo).map_or(repo, |p| p.display().to_string());
-            let body = body_of(&api::NewProject { name, repo, branch, webhook_secret })?;
+            let executor = match (executor, image) {
+                (None, None) => None,
+                (kind, image) => Some(api::Executor { kind: kind.unwrap_or(api::ExecutorKind::Docker), image }),
+            };
+            let body = body_of(&api::NewProject { name, repo, branch, webhook_secret, executor })?;
             let answer = client.json(Method::POST, "/projects", Some(body)).await?;
             if json {
                 print_json(&answer);

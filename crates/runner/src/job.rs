@@ -298,7 +298,7 @@ pub(crate) async fn run_leg(shared: Arc<Shared>, leg: Leg) -> (Conclusion, Map<S
         }
     };
     if wanted.container.is_none() {
-        if let Some(image) = &leg.platform {
+        if let Some(image) = leg.platform.as_ref().or(shared.options.default_image.as_ref()) {
             wanted.container =
                 Some(crate::container::spec::ContainerSpec { image: image.clone(), ..Default::default() });
         }

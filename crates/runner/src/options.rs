@@ -71,6 +71,9 @@ pub struct RunOptions {
     pub platforms: IndexMap<String, String>,
     /// Where remote actions are fetched from and cached.
     pub actions: crate::fetch::ActionSource,
+    /// The image jobs without `container:` (or a `-P` platform) run in: a project
+    /// of the server with `executor: docker`.
+    pub default_image: Option<String>,
 }
 
 /// How host jobs are isolated.
@@ -126,6 +129,7 @@ impl RunOptions {
             pull: crate::container::PullPolicy::Missing,
             platforms: IndexMap::new(),
             actions: crate::fetch::ActionSource::new(crate::fetch::ActionSource::default_cache()),
+            default_image: None,
         }
     }
 }

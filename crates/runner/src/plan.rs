@@ -206,6 +206,9 @@ pub fn docker_needs(
             if let Some(s) = &job.services {
                 needs.push(format!("{}: job '{}' uses 'services:'", at(s.pos), job.id));
             }
+            if let (Some(image), None, None) = (&options.default_image, &job.container, &job.uses) {
+                needs.push(format!("job '{}' runs in the project's image {image} (executor: docker)", job.id));
+            }
             if let Some(label) = platform_image(job, options) {
                 needs.push(format!("job '{}' runs on '{}' (-P {}={})", job.id, label.0, label.0, label.1));
             }

@@ -128,7 +128,7 @@ mod tests {
         git(&repo, &["commit", "-q", "-m", "init"]);
         let app = App::open(crate::ServeConfig::new(dir.path().join("data"))).await.unwrap();
         let created = mobius_store::NewEvent::new(mobius_core::EventKind::ProjectCreate, "test");
-        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000, created).await.unwrap();
+        app.store.create_project("p", &repo.display().to_string(), "main", b"x", 1000, None, created).await.unwrap();
 
         mobius_ci::fire_schedules(&app.ci_host(), chrono::Utc.with_ymd_and_hms(2026, 1, 1, 3, 14, 0).unwrap())
             .await

@@ -54,6 +54,7 @@ async fn bench(name: &str, store: Store, total: usize) {
             "main",
             b"sealed",
             10_000,
+            None,
             NewEvent::new(EventKind::ProjectCreate, "bench"),
         )
         .await

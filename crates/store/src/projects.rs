@@ -13,12 +13,14 @@ fn project(row: &AnyRow) -> Result<Project> {
         poll_interval_ms: row.try_get("poll_interval_ms")?,
         created_at: row.try_get("created_at")?,
         webhook_secret: row.try_get("webhook_secret")?,
+        executor_image: row.try_get("executor_image")?,
     })
 }
 
-const PROJECT_COLUMNS: &str = "id, name, repo, branch, poll_interval_ms, created_at, webhook_secret";
+const PROJECT_COLUMNS: &str = "id, name, repo, branch, poll_interval_ms, created_at, webhook_secret, executor_image";
 
 impl Store {
+    #[allow(clippy::too_many_arguments)] // reason: the columns of one row, kept explicit
     pub async fn create_project(
         &self,
         name: &str,
@@ -26,6 +28,7 @@ impl Store {
         branch: &str,
         webhook_secret: &[u8],
         poll_interval_ms: i64,
+        executor_image: Option<&str>,
         event: NewEvent,
     ) -> Result<Project> {
         let existing = self.project_by_name(name).await?;
@@ -34,8 +37,8 @@ impl Store {
         }
         let mut tx = self.begin_write().await?;
         let row = sqlx::query(&format!(
-            "INSERT INTO projects (name, repo, branch, webhook_secret, poll_interval_ms, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {PROJECT_COLUMNS}"
+            "INSERT INTO projects (name, repo, branch, webhook_secret, poll_interval_ms, created_at, executor_image)
+             VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING {PROJECT_COLUMNS}"
         ))
         .bind(name)
         .bind(repo)
@@ -43,6 +46,7 @@ impl Store {
         .bind(webhook_secret.to_vec())
         .bind(poll_interval_ms)
         .bind(now_ms())
+        .bind(executor_image)
         .fetch_one(&mut *tx)
         .await?;
         self.commit_with(tx, &[event.project(name)]).await?;

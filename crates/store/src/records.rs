@@ -15,6 +15,8 @@ pub struct Project {
     /// Sealed with the master key; never serialised.
     #[serde(skip)]
     pub webhook_secret: Vec<u8>,
+    /// The image its host jobs run in (`executor: docker`); `None` runs them on the host.
+    pub executor_image: Option<String>,
 }
 
 /// What a new run starts from.

@@ -33,11 +33,11 @@ fn new_run(project_id: i64, workflow: &str) -> NewRun {
 
 async fn exercise(store: Store) {
     let project = store
-        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, None, made(EventKind::ProjectCreate))
         .await
         .unwrap();
     assert!(
-        store.create_project("web", "/x", "main", b"s", 1, made(EventKind::ProjectCreate)).await.is_err(),
+        store.create_project("web", "/x", "main", b"s", 1, None, made(EventKind::ProjectCreate)).await.is_err(),
         "names are unique"
     );
     assert_eq!(store.project_by_name("web").await.unwrap().unwrap().id, project.id);
@@ -373,7 +373,7 @@ async fn writes_succeed_again_after_the_disk_was_full() {
     let Some(disk) = SmallDisk::mount("8m") else { return };
     let store = Store::open(&Store::sqlite_url(&disk.path().join("mobius.db"))).await.unwrap();
     let project = store
-        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, None, made(EventKind::ProjectCreate))
         .await
         .unwrap();
     for _ in 0..5 {
@@ -435,7 +435,7 @@ async fn postgres_writes_succeed_again_after_its_disk_was_full() {
     let url = String::from_utf8_lossy(&started.stdout).trim().to_string();
     let store = Store::open(&url).await.unwrap();
     let project = store
-        .create_project("web", "/src/web", "main", b"sealed", 10_000, made(EventKind::ProjectCreate))
+        .create_project("web", "/src/web", "main", b"sealed", 10_000, None, made(EventKind::ProjectCreate))
         .await
         .unwrap();
     let filler = disk.fill();

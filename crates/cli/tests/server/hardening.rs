@@ -642,6 +642,43 @@ fn a_job_of_the_server_never_reaches_the_docker_socket() {
     assert!(!log.contains("SOCKET "), "{log}");
 }
 
+/// Issue 18: a project set to `executor: docker` runs its jobs in its image, with
+/// GitHub's paths; `docker` without an image is refused.
+#[test]
+fn a_project_with_the_docker_executor_runs_its_jobs_in_its_image() {
+    let answers = std::process::Command::new("docker").args(["version"]).output().is_ok_and(|o| o.status.success());
+    if !answers {
+        assert!(std::env::var("CI").is_err(), "the Docker Engine is required under CI");
+        eprintln!("skipped: the Docker Engine does not answer");
+        return;
+    }
+    let images = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/images");
+    let built = std::process::Command::new(&images).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    let server = Server::start(Backend::Sqlite);
+    let wf = "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"ws=$GITHUB_WORKSPACE sh=$(readlink /bin/sh)\"\n";
+    let repo = Repo::new(&[(".github/workflows/a.yml", wf)]);
+    let refused =
+        serde_json::json!({"name": "boxed", "repo": repo.path().display().to_string(), "executor": {"kind": "docker"}});
+    let (status, answer) = server.api("POST", "/api/v1/projects", Some(refused));
+    assert_eq!(status, 422, "{answer}");
+    assert!(answer.to_string().contains("executor.image"), "{answer}");
+    let body = serde_json::json!({
+        "name": "boxed",
+        "repo": repo.path().display().to_string(),
+        "executor": {"kind": "docker", "image": "mobius-test/busybox:1"},
+    });
+    let (status, added) = server.api("POST", "/api/v1/projects", Some(body));
+    assert_eq!(status, 201, "{added}");
+    assert_eq!(added["project"]["executor"]["kind"], "docker", "{added}");
+    let id = added["runs"][0]["id"].as_i64().unwrap();
+    let run = server.wait_run(id, "completed");
+    let log = logs(&server, id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("ws=/__w/"), "the job ran in the image with GitHub's paths:\n{log}");
+    assert!(log.contains("sh=/bin/busybox"), "the image's shell, not the host's:\n{log}");
+}
+
 /// Item 4: the data directory is the server's alone (0700), and its database 0600.
 #[test]
 fn the_data_directory_is_private() {

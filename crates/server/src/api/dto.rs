@@ -17,6 +17,10 @@ pub fn project(p: &Project) -> api::Project {
         repo: p.repo.clone(),
         branch: p.branch.clone(),
         created_at: api::time(Some(p.created_at)),
+        executor: match &p.executor_image {
+            Some(image) => api::Executor { kind: api::ExecutorKind::Docker, image: Some(image.clone()) },
+            None => api::Executor::default(),
+        },
     }
 }
 

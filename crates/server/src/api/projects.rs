@@ -70,6 +70,22 @@ pub async fn create(
             return Err(ApiError::denied(StatusCode::CONFLICT, caller.actor(), format!("mobius.yaml: {conflict}")));
         }
     }
+    // executor: docker needs an image and an engine that answers.
+    let executor_image = match &body.executor {
+        None | Some(api::Executor { kind: api::ExecutorKind::Host, image: None }) => None,
+        Some(api::Executor { kind: api::ExecutorKind::Host, image: Some(_) }) => {
+            return Err(ApiError::unprocessable("executor.image: only an executor of kind docker has an image"));
+        }
+        Some(api::Executor { kind: api::ExecutorKind::Docker, image }) => {
+            let image = image.as_deref().map(str::trim).filter(|i| !i.is_empty()).ok_or_else(|| {
+                ApiError::unprocessable("executor.image: an executor of kind docker needs the image its jobs run in")
+            })?;
+            if let Err(e) = mobius_runner::container::Engine::connect().await {
+                return Err(ApiError::unprocessable(format!("executor: {e}")));
+            }
+            Some(image.to_string())
+        }
+    };
     let generated = body.webhook_secret.is_none();
     let secret = match body.webhook_secret {
         Some(s) if s.len() < 16 => {
@@ -83,8 +99,11 @@ pub async fn create(
     // The first poll belongs to this request: it returns the runs it starts.
     let polling = app.ci.poll_lock.lock().await;
     let created = NewEvent::audit(EventKind::ProjectCreate, &caller.actor(), &body.name, &caller.remote)
-        .data(json!({"repo": repo_text, "branch": branch}));
-    let project = app.store.create_project(&body.name, &repo_text, &branch, &sealed, poll_ms, created).await?;
+        .data(json!({"repo": repo_text, "branch": branch, "executor_image": executor_image}));
+    let project = app
+        .store
+        .create_project(&body.name, &repo_text, &branch, &sealed, poll_ms, executor_image.as_deref(), created)
+        .await?;
     let runs = engine::poll_project(&app.ci_host(), &project).await.map_err(ApiError::internal)?;
     drop(polling);
     let answer = api::ProjectCreated {
