@@ -64,8 +64,8 @@ def first_step(cmd, env, step):
     return took
 
 
-def docker_ready_pg():
-    """Seconds from `docker run -d` of the service until it is healthy."""
+def start_pg_until_healthy():
+    """`docker run -d` of the service, polled until healthy: (seconds, container id)."""
     start = time.perf_counter()
     cid = subprocess.run(["docker", "run", "-d", *HEALTH, PG], capture_output=True, check=True, text=True).stdout.strip()
     while True:
@@ -75,24 +75,26 @@ def docker_ready_pg():
         if status == "healthy":
             break
         time.sleep(0.02)
-    took = time.perf_counter() - start
+    return time.perf_counter() - start, cid
+
+
+def remove(cid):
     subprocess.run(["docker", "rm", "-f", cid], stdout=subprocess.DEVNULL, check=True)
+
+
+def docker_ready_pg():
+    """Seconds from `docker run -d` of the service until it is healthy."""
+    took, cid = start_pg_until_healthy()
+    remove(cid)
     return took
 
 
 def docker_floor_pg():
+    """Seconds for the service alone: started, healthy, and removed."""
     start = time.perf_counter()
-    cid = subprocess.run(["docker", "run", "-d", *HEALTH, PG], capture_output=True, check=True, text=True).stdout.strip()
-    while True:
-        status = subprocess.run(
-            ["docker", "inspect", "-f", "{{.State.Health.Status}}", cid], capture_output=True, text=True
-        ).stdout.strip()
-        if status == "healthy":
-            break
-        time.sleep(0.02)
-    took = time.perf_counter() - start
-    subprocess.run(["docker", "rm", "-f", cid], stdout=subprocess.DEVNULL, check=True)
-    return took
+    _, cid = start_pg_until_healthy()
+    remove(cid)
+    return time.perf_counter() - start
 
 
 def main():

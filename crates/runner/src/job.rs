@@ -499,9 +499,9 @@ async fn start_containers(
         (_, Err(e)) => Err(e),
         (Ok(()), Ok(engine)) => {
             let job = job_dir.file_name().map(|n| n.to_string_lossy().to_string()).unwrap_or_default();
-            cjob::start(engine, wanted, shared.options.pull, &shared.run_id, &job, &dirs, &mut out, &run.cancel)
-                .await
-                .map_err(|e| e.to_string())
+            let setup =
+                cjob::Setup { engine, pull: shared.options.pull, run_id: &shared.run_id, job: &job, dirs: &dirs };
+            cjob::start(&setup, wanted, &mut out, &run.cancel).await.map_err(|e| e.to_string())
         }
     };
     let docker = match result {

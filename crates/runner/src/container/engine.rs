@@ -328,42 +328,11 @@ impl Engine {
         };
         let exec = self.docker.create_exec(container, config).await.map_err(io)?;
         let started = self.docker.start_exec(&exec.id, None).await.map_err(io)?;
-        let bollard::exec::StartExecResults::Attached { mut output, .. } = started else {
+        let bollard::exec::StartExecResults::Attached { output, .. } = started else {
             return Err(std::io::Error::other("the exec did not attach"));
         };
-        let mut lines = LineBuffer::default();
-        let deadline = async {
-            match timeout {
-                Some(t) => tokio::time::sleep(t).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::pin!(deadline);
-        let mut stopped: Option<Exit> = None;
-        loop {
-            tokio::select! {
-                chunk = output.next() => match chunk {
-                    Some(Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message })) => {
-                        lines.push(&message, &sink);
-                    }
-                    Some(Ok(LogOutput::StdIn { .. })) => {}
-                    Some(Err(e)) => {
-                        tracing::debug!(error = %e, "exec output ended with an error");
-                        break;
-                    }
-                    None => break,
-                },
-                () = &mut deadline, if stopped.is_none() => {
-                    stopped = Some(Exit::TimedOut);
-                    self.stop_exec(&exec.id, grace).await;
-                }
-                () = cancel.cancelled(), if stopped.is_none() => {
-                    stopped = Some(Exit::Cancelled);
-                    self.stop_exec(&exec.id, grace).await;
-                }
-            }
-        }
-        lines.finish(&sink);
+        let exec_id = exec.id.clone();
+        let stopped = stream_output(output, &sink, timeout, cancel, || self.stop_exec(&exec_id, grace)).await;
         if let Some(exit) = stopped {
             return Ok(exit);
         }
@@ -394,37 +363,9 @@ impl Engine {
         let id = created.id;
         let result = async {
             let attach = AttachContainerOptionsBuilder::new().stream(true).logs(true).stdout(true).stderr(true).build();
-            let mut output = self.docker.attach_container(&id, Some(attach)).await.map_err(io)?.output;
+            let output = self.docker.attach_container(&id, Some(attach)).await.map_err(io)?.output;
             self.docker.start_container(&id, None).await.map_err(io)?;
-            let mut lines = LineBuffer::default();
-            let deadline = async {
-                match timeout {
-                    Some(t) => tokio::time::sleep(t).await,
-                    None => std::future::pending::<()>().await,
-                }
-            };
-            tokio::pin!(deadline);
-            let mut stopped: Option<Exit> = None;
-            loop {
-                tokio::select! {
-                    chunk = output.next() => match chunk {
-                        Some(Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message })) => {
-                            lines.push(&message, &sink);
-                        }
-                        Some(Ok(LogOutput::StdIn { .. })) => {}
-                        Some(Err(_)) | None => break,
-                    },
-                    () = &mut deadline, if stopped.is_none() => {
-                        stopped = Some(Exit::TimedOut);
-                        self.stop_container(&id, grace).await;
-                    }
-                    () = cancel.cancelled(), if stopped.is_none() => {
-                        stopped = Some(Exit::Cancelled);
-                        self.stop_container(&id, grace).await;
-                    }
-                }
-            }
-            lines.finish(&sink);
+            let stopped = stream_output(output, &sink, timeout, cancel, || self.stop_container(&id, grace)).await;
             if let Some(exit) = stopped {
                 return Ok(exit);
             }
@@ -556,6 +497,57 @@ impl Engine {
 pub struct Described {
     pub ports: HashMap<String, String>,
     pub env: Vec<(String, String)>,
+}
+
+/// Streams a process's output to `sink` line by line until it ends. A timeout or a
+/// cancellation calls `stop` once (the stream then ends with the process) and is
+/// returned as the way it ended.
+async fn stream_output<S, F, Fut>(
+    mut output: std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>> + Send>>,
+    sink: &Arc<Mutex<S>>,
+    timeout: Option<Duration>,
+    cancel: &CancellationToken,
+    mut stop: F,
+) -> Option<Exit>
+where
+    S: OutputSink,
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let mut lines = LineBuffer::default();
+    let deadline = async {
+        match timeout {
+            Some(t) => tokio::time::sleep(t).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::pin!(deadline);
+    let mut stopped: Option<Exit> = None;
+    loop {
+        tokio::select! {
+            chunk = output.next() => match chunk {
+                Some(Ok(LogOutput::StdOut { message } | LogOutput::StdErr { message } | LogOutput::Console { message })) => {
+                    lines.push(&message, sink);
+                }
+                Some(Ok(LogOutput::StdIn { .. })) => {}
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "output ended with an error");
+                    break;
+                }
+                None => break,
+            },
+            () = &mut deadline, if stopped.is_none() => {
+                stopped = Some(Exit::TimedOut);
+                stop().await;
+            }
+            () = cancel.cancelled(), if stopped.is_none() => {
+                stopped = Some(Exit::Cancelled);
+                stop().await;
+            }
+        }
+    }
+    lines.finish(sink);
+    stopped
 }
 
 /// A container's health as the job waits for it.

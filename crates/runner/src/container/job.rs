@@ -304,21 +304,26 @@ fn docker_name(parts: &[&str]) -> String {
     format!("mobius-{}", s.trim_start_matches(['_', '.', '-']))
 }
 
+/// What a job's containers are started with.
+pub(crate) struct Setup<'a> {
+    pub engine: &'a Engine,
+    pub pull: PullPolicy,
+    pub run_id: &'a str,
+    /// The job's folder name, which names and labels its containers.
+    pub job: &'a str,
+    pub dirs: &'a JobDirs<'a>,
+}
+
 /// Starts the job's services and container. Progress goes to `out`, the job's
 /// "Initialize containers" step. On failure what was created is removed again.
-#[allow(clippy::too_many_arguments)] // reason: one job's setup, kept explicit
 pub(crate) async fn start(
-    engine: &Engine,
+    setup: &Setup<'_>,
     wanted: Wanted,
-    pull: PullPolicy,
-    run_id: &str,
-    job: &str,
-    dirs: &JobDirs<'_>,
     out: &mut StepOutput,
     cancel: &CancellationToken,
 ) -> Result<JobDocker, SetupError> {
     let mut docker = JobDocker {
-        engine: engine.clone(),
+        engine: setup.engine.clone(),
         network: None,
         network_name: None,
         services: Vec::new(),
@@ -326,7 +331,7 @@ pub(crate) async fn start(
         container_ctx: json!({}),
         services_ctx: json!({}),
     };
-    match start_inner(&mut docker, wanted, pull, run_id, job, dirs, out, cancel).await {
+    match start_inner(&mut docker, setup, wanted, out, cancel).await {
         Ok(()) => Ok(docker),
         Err(e) => {
             docker.remove().await;
@@ -335,17 +340,14 @@ pub(crate) async fn start(
     }
 }
 
-#[allow(clippy::too_many_arguments)] // reason: as `start`
 async fn start_inner(
     docker: &mut JobDocker,
+    setup: &Setup<'_>,
     wanted: Wanted,
-    pull: PullPolicy,
-    run_id: &str,
-    job: &str,
-    dirs: &JobDirs<'_>,
     out: &mut StepOutput,
     cancel: &CancellationToken,
 ) -> Result<(), SetupError> {
+    let (pull, run_id, job, dirs) = (setup.pull, setup.run_id, setup.job, setup.dirs);
     let engine = docker.engine.clone();
     let labels = engine.labels(run_id, job);
     let mut say = |line: &str| out.message(line);
