@@ -278,3 +278,44 @@ fn setup_python_finds_the_hosts_python_in_the_tool_cache_and_runs_offline() {
     drop(http);
     online.args(&["--offline"]).run().code(0).stdout_has(&format!("Python {version}"));
 }
+
+/// `git daemon` serving the same repositories over git://: the actions URL may name it.
+#[test]
+fn actions_are_fetched_from_a_git_daemon_too() {
+    let s = setup();
+    let srv = s.root.path().join("srv");
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    // `git daemon` runs `git-daemon` as a child that outlives a killed `git`: start it directly.
+    let exec_path = git(s.root.path(), &["--exec-path"]);
+    let daemon = Command::new(Path::new(&exec_path).join("git-daemon"))
+        .args(["--reuseaddr", "--export-all", "--listen=127.0.0.1", &format!("--port={port}")])
+        .arg(format!("--base-path={}", srv.display()))
+        .arg(&srv)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Stop(std::process::Child);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _daemon = Stop(daemon);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "git daemon never listened");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let first = git(&s.remote.work, &["rev-parse", "HEAD"]);
+    let url = format!("git://127.0.0.1:{port}");
+    Test::new()
+        .workflow("r.yml", &USES.replace("REF", "v1"))
+        .env("XDG_CACHE_HOME", s.cache.path().to_str().unwrap())
+        .args(&["--actions-url", &url])
+        .run()
+        .code(0)
+        .stdout_has("first from the remote action")
+        .stdout_has(&format!("at commit {first}"));
+}
