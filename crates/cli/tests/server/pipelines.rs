@@ -305,6 +305,30 @@ fn the_global_job_limit_holds_across_runs() {
     }
 }
 
+/// Issue 18: container jobs (and their services) take the same job slots as host jobs.
+#[test]
+fn container_jobs_take_the_same_job_slots_as_host_jobs() {
+    if !crate::support::docker_with_test_images() {
+        return;
+    }
+    let server = Server::start_with(crate::support::Backend::Sqlite, &["--max-parallel-jobs", "1"]);
+    let jobs = "on: workflow_dispatch\njobs:\n  host:\n    runs-on: ubuntu-latest\n    steps:\n      - run: sleep 0.5\n  boxed:\n    runs-on: ubuntu-latest\n    container: mobius-test/busybox:1\n    services:\n      db:\n        image: mobius-test/postgres:15-1\n    steps:\n      - run: sleep 0.5\n";
+    let repo = Repo::new(&[(".github/workflows/mixed.yml", jobs)]);
+    server.add_project("mixed", repo.path());
+    let id = dispatch(&server, "mixed", "mixed.yml", json!({}));
+    let run = server.wait_run(id, "completed");
+    assert_eq!(run["conclusion"], "success", "{run}");
+    let mut spans: Vec<(String, String)> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| (j["started_at"].as_str().unwrap().to_string(), j["completed_at"].as_str().unwrap().to_string()))
+        .collect();
+    spans.sort();
+    assert_eq!(spans.len(), 2);
+    assert!(spans[0].1 <= spans[1].0, "a container job ran beside a host job under --max-parallel-jobs 1: {spans:?}");
+}
+
 #[test]
 fn logs_follow_live_until_the_run_ends() {
     let server = Server::start(crate::support::Backend::Sqlite);

@@ -425,3 +425,21 @@ fn the_schema_check_catches_an_answer_outside_its_schema() {
     let status = serde_json::json!({"id": 1, "status": "sleeping"});
     assert!(schemas.check("GET", "/api/v1/runs/1", 200, &status).is_err(), "an unknown status passed");
 }
+
+/// Whether the Docker Engine answers; the test images (`.ci/images`) are built once
+/// if it does. Skips with a reason when it does not; under CI=true that fails.
+pub fn docker_with_test_images() -> bool {
+    static READY: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *READY.get_or_init(|| {
+        let answers = Command::new("docker").arg("version").output().is_ok_and(|o| o.status.success());
+        if !answers {
+            assert!(std::env::var("CI").is_err(), "the Docker Engine is required under CI");
+            eprintln!("skipped: the Docker Engine does not answer");
+            return false;
+        }
+        let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/images");
+        let built = Command::new(&images).output().unwrap();
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        true
+    })
+}
