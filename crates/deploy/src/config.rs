@@ -40,6 +40,13 @@ pub struct Service {
     pub stop_grace: Duration,
     /// Time requests in flight get to finish once an instance leaves traffic.
     pub drain_timeout: Duration,
+    /// `runtime: docker`: the image its instances are containers of (`run`, when
+    /// given, is their command); `None` for `runtime: process`, the default.
+    pub image: Option<String>,
+    /// `resources.cpus` of a container.
+    pub cpus: Option<f64>,
+    /// `resources.memory` of a container, in bytes.
+    pub memory: Option<i64>,
 }
 
 /// How an instance proves it is ready and stays alive.
@@ -375,8 +382,20 @@ impl Checker {
     }
 
     fn service(&mut self, name: &str, node: &Node) -> Option<Service> {
-        const KEYS: &[&str] =
-            &["artifact", "run", "workdir", "env", "instances", "health", "metrics", "stop_grace", "drain_timeout"];
+        const KEYS: &[&str] = &[
+            "artifact",
+            "run",
+            "workdir",
+            "env",
+            "instances",
+            "health",
+            "metrics",
+            "stop_grace",
+            "drain_timeout",
+            "runtime",
+            "image",
+            "resources",
+        ];
         if node.as_map().is_none() {
             self.error(node.pos, format!("service `{name}` must be a mapping"));
             return None;
@@ -400,7 +419,11 @@ impl Checker {
             metrics_path: None,
             stop_grace: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(30),
+            image: None,
+            cpus: None,
+            memory: None,
         };
+        let mut docker = false;
         for (key, value) in self.mapping(node, &format!("service `{name}`"), KEYS) {
             match key {
                 "artifact" => service.artifact = self.string(value, "`artifact`").unwrap_or_default(),
@@ -426,10 +449,50 @@ impl Checker {
                     }
                 }
                 "stop_grace" => service.stop_grace = self.duration(value, "`stop_grace`").unwrap_or_default(),
+                "runtime" => match self.string(value, "`runtime`").as_deref() {
+                    Some("docker") => docker = true,
+                    Some("process") | None => {}
+                    Some(other) => {
+                        self.error(value.pos, format!("unknown runtime `{other}`: expected process or docker"))
+                    }
+                },
+                "image" => service.image = self.string(value, "`image`").filter(|i| !i.trim().is_empty()),
+                "resources" => {
+                    for (k, v) in self.mapping(value, "`resources`", &["cpus", "memory"]) {
+                        let text = v.scalar_string().unwrap_or_default();
+                        match k {
+                            "cpus" => match text.parse::<f64>() {
+                                Ok(c) if c > 0.0 => service.cpus = Some(c),
+                                _ => self
+                                    .error(v.pos, format!("`resources.cpus` must be a positive number, not `{text}`")),
+                            },
+                            _ => match parse_bytes(&text) {
+                                Some(b) => service.memory = Some(b),
+                                None => self.error(
+                                    v.pos,
+                                    format!("`resources.memory` must be a size like 256m or 1g, not `{text}`"),
+                                ),
+                            },
+                        }
+                    }
+                }
                 _ => service.drain_timeout = self.duration(value, "`drain_timeout`").unwrap_or_default(),
             }
         }
-        if node.get("run").is_none() {
+        match (docker, &service.image) {
+            (true, None) => self.error(node.pos, format!("service `{name}` has `runtime: docker` but no `image`")),
+            (false, Some(_)) => {
+                let pos = node.get("image").map_or(node.pos, |n| n.pos);
+                self.error(
+                    pos,
+                    format!("service `{name}` has an `image` but `runtime: process`; add `runtime: docker`"),
+                );
+            }
+            _ => {}
+        }
+        if docker {
+            // The image's own command may read PORT; `run` is optional.
+        } else if node.get("run").is_none() {
             self.error(node.pos, format!("service `{name}` has no `run` command"));
         } else if !service.run.contains("{port}") && !service.run.contains("PORT") {
             let pos = node.get("run").map_or(node.pos, |n| n.pos);
@@ -731,6 +794,20 @@ impl Checker {
     }
 }
 
+/// `256m`, `1g`, `512k`, `1048576` as bytes.
+fn parse_bytes(text: &str) -> Option<i64> {
+    let t = text.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (digits, scale) = match t.chars().last()? {
+        'k' => (&t[..t.len() - 1], 1024.0),
+        'm' => (&t[..t.len() - 1], 1024.0 * 1024.0),
+        'g' => (&t[..t.len() - 1], 1024.0 * 1024.0 * 1024.0),
+        _ => (t, 1.0),
+    };
+    let n: f64 = digits.parse().ok()?;
+    (n > 0.0).then_some((n * scale) as i64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -787,5 +864,25 @@ mod tests {
         .join("\n");
         assert!(errors.contains("unknown strategy"), "{errors}");
         assert!(errors.contains("b/web listens on 127.0.0.1:9000, as a/web does"), "{errors}");
+    }
+
+    #[test]
+    fn a_docker_service_names_its_image_and_limits_and_an_image_needs_the_docker_runtime() {
+        let ok = "services:\n  web:\n    runtime: docker\n    image: registry.local/web:1\n    resources: { cpus: 0.5, memory: 128m }\nenvironments:\n  prod: { listen: 127.0.0.1:8080 }\n";
+        let parsed =
+            parse_delivery(SourceFile::new("mobius.yaml", ok)).unwrap_or_else(|e| panic!("{}", e.render(false)));
+        let web = &parsed.services["web"];
+        assert_eq!(
+            (web.image.as_deref(), web.cpus, web.memory),
+            (Some("registry.local/web:1"), Some(0.5), Some(128 << 20))
+        );
+        let no_image = "services:\n  web:\n    runtime: docker\nenvironments:\n  prod: { listen: 127.0.0.1:8080 }\n";
+        let e = parse_delivery(SourceFile::new("mobius.yaml", no_image)).expect_err("an image is needed").render(false);
+        assert!(e.contains("`runtime: docker` but no `image`"), "{e}");
+        let no_runtime = "services:\n  web:\n    run: ./web {port}\n    image: web:1\nenvironments:\n  prod: { listen: 127.0.0.1:8080 }\n";
+        let e = parse_delivery(SourceFile::new("mobius.yaml", no_runtime))
+            .expect_err("runtime: docker is needed")
+            .render(false);
+        assert!(e.contains("add `runtime: docker`"), "{e}");
     }
 }

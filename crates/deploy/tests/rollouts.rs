@@ -513,3 +513,85 @@ async fn a_recreate_is_finished_by_the_agent_when_the_server_dies_in_the_middle(
 fn last_message_contains(statuses: &Mutex<Vec<(Instant, RolloutStatus)>>, text: &str) -> bool {
     statuses.lock().unwrap().iter().any(|(_, s)| s.message.contains(text))
 }
+
+/// Whether the Docker Engine answers, with the test images (`.ci/images`) built.
+fn docker_with_test_images() -> bool {
+    let answers = std::process::Command::new("docker").arg("version").output().is_ok_and(|o| o.status.success());
+    if !answers {
+        assert!(std::env::var("CI").is_err(), "the Docker Engine is required under CI");
+        eprintln!("skipped: the Docker Engine does not answer");
+        return false;
+    }
+    let images = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.ci/images");
+    let built = std::process::Command::new(&images).output().unwrap();
+    assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+    true
+}
+
+/// `runtime: docker`: the same service in a container of Debian's Python, the release
+/// mounted at /release.
+fn docker_config(fail_ratio: f64, instances: u32, environment: &str) -> (Service, Environment) {
+    let text = format!(
+        "services:\n  web:\n    runtime: docker\n    image: mobius-test/python:3-1\n    run: python3 /release/upstream.py {{port}}\n    env: {{ FAIL_RATIO: '{fail_ratio}', BIND: 0.0.0.0 }}\n    resources: {{ cpus: 1, memory: 256m }}\n    instances: {instances}\n    health: {{ path: /healthz, interval: 200ms }}\n    stop_grace: 2s\n    drain_timeout: 2s\nenvironments:\n  prod:\n{environment}"
+    );
+    let parsed = parse_delivery(SourceFile::new("mobius.yaml", text)).unwrap_or_else(|e| panic!("{}", e.render(false)));
+    (parsed.services["web"].clone(), parsed.environments["prod"].clone())
+}
+
+fn instance_containers() -> Vec<String> {
+    let out = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            "label=dev.mobius.instance",
+            "--format",
+            "{{.Names}} {{.Label \"dev.mobius.instance\"}}",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+}
+
+/// Issue 18: a canary of a `runtime: docker` service that fails is rolled back under
+/// load, and no request routed to the stable containers fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_canary_of_containers_is_rolled_back_under_load_without_a_stable_error() {
+    if !docker_with_test_images() {
+        return;
+    }
+    let host = host().await;
+    let listen = free_addr();
+    let (service, environment) = docker_config(0.0, 2, &format!("    listen: {listen}\n    strategy: recreate\n"));
+    assert_eq!(service.image.as_deref(), Some("mobius-test/python:3-1"));
+    assert_eq!(service.memory, Some(256 * 1024 * 1024));
+    let first = start(&host, 1, service, environment, release(&host.root, "v1"));
+    assert_eq!(first.done.await.unwrap(), Phase::Succeeded);
+    let ours = |v: &str| instance_containers().iter().filter(|c| c.contains(&format!(".{v}."))).count();
+    assert_eq!(ours("v1"), 2, "two stable containers: {:?}", instance_containers());
+    let (results, load_task) = load(listen, 100);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (service, environment) = docker_config(
+        0.2,
+        1,
+        &format!("    listen: {listen}\n    strategy: {{ canary: {{ steps: [ {{ weight: 10, pause: 60s }} ] }} }}\n"),
+    );
+    let running = start(&host, 2, service, environment, release(&host.root, "v2"));
+    let phase = tokio::time::timeout(Duration::from_secs(60), running.done).await.unwrap().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    load_task.abort();
+    assert_eq!(phase, Phase::RolledBack);
+    let results = results.lock().unwrap().clone();
+    assert!(results.iter().any(|o| o.version == "v2"), "the canary container received traffic");
+    let stable_errors = results.iter().filter(|o| o.version == "v1" && o.status != Some(200)).count();
+    assert_eq!(stable_errors, 0, "requests routed to the stable containers all succeeded");
+    assert_eq!(results.iter().filter(|o| o.status.is_none()).count(), 0, "no connection failed");
+    assert_eq!(ours("v2"), 0, "the canary's container is removed: {:?}", instance_containers());
+    let response = reqwest::get(format!("http://{listen}/")).await.unwrap();
+    assert_eq!(response.text().await.unwrap(), "v1");
+    // The stable containers are the agent's; this test's agent goes with the test.
+    for c in instance_containers().iter().filter(|c| c.contains(".v1.")) {
+        let name = c.split(' ').next().unwrap_or_default();
+        let _ = std::process::Command::new("docker").args(["rm", "-f", name]).output();
+    }
+}

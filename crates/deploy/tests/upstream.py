@@ -53,4 +53,5 @@ class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
 
 
 print("listening on port %d, version %s" % (PORT, VERSION.decode()), flush=True)
-Server(("127.0.0.1", PORT), Handler).serve_forever()
+# In a container it must listen beyond its own loopback (BIND=0.0.0.0).
+Server((os.environ.get("BIND", "127.0.0.1"), PORT), Handler).serve_forever()

@@ -10,7 +10,7 @@ pub mod client;
 pub mod recreate;
 mod supervise;
 
-use crate::runtime::{process::ProcessRuntime, InstanceSpec, Runtime};
+use crate::runtime::{HostRuntime, InstanceSpec, Runtime};
 use mobius_router::{Router, RouterOptions};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -103,7 +103,7 @@ impl Agent {
         Arc::new(Agent {
             dir,
             router: Router::new(RouterOptions::default()),
-            runtime: Arc::new(ProcessRuntime),
+            runtime: Arc::new(HostRuntime::default()),
             instances: Mutex::default(),
             recreates: Mutex::default(),
             http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap_or_default(),

@@ -373,6 +373,9 @@ impl Controller {
             healthy_threshold: service.health.healthy_threshold,
             unhealthy_threshold: service.health.unhealthy_threshold,
             stop_grace: service.stop_grace,
+            image: service.image.clone(),
+            cpus: service.cpus,
+            memory: service.memory,
         }
     }
 

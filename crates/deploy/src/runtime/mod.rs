@@ -1,6 +1,7 @@
 //! Runtimes start and stop service instances; the agent supervises them through this seam
 //! so Docker and Kubernetes runtimes can plug in beside the local process one.
 
+pub mod docker;
 pub mod process;
 
 use serde::{Deserialize, Serialize};
@@ -40,6 +41,16 @@ pub struct InstanceSpec {
     pub unhealthy_threshold: u32,
     #[serde(with = "millis")]
     pub stop_grace: Duration,
+    /// The image of a `runtime: docker` service: the instance is a container of it
+    /// (`run`, when not empty, is its command); a process when absent.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// CPUs a container may use (`--cpus`).
+    #[serde(default)]
+    pub cpus: Option<f64>,
+    /// Bytes of memory a container may use (`--memory`).
+    #[serde(default)]
+    pub memory: Option<i64>,
 }
 
 /// A started process, as the runtime reports it.
@@ -58,6 +69,30 @@ pub enum RuntimeError {
     Port(std::io::Error),
     #[error("cannot open the log file {path}: {source}")]
     Log { path: String, source: std::io::Error },
+    #[error("{0}")]
+    Container(String),
+}
+
+/// Processes for services without an image, containers for those with one.
+#[derive(Debug, Default)]
+pub struct HostRuntime {
+    process: process::ProcessRuntime,
+    docker: docker::DockerRuntime,
+}
+
+#[async_trait::async_trait]
+impl Runtime for HostRuntime {
+    async fn start(
+        &self,
+        spec: &InstanceSpec,
+        port: u16,
+        log: &std::path::Path,
+    ) -> Result<Box<dyn RunningInstance>, RuntimeError> {
+        match spec.image {
+            Some(_) => self.docker.start(spec, port, log).await,
+            None => self.process.start(spec, port, log).await,
+        }
+    }
 }
 
 /// A way to run instances on a port the agent chose (kept across restarts, so the
