@@ -641,3 +641,85 @@ fn kill_9_of_the_server_during_a_recreate_adds_no_downtime() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Issue 18: `runtime: docker` through the server: a release deployed as containers of
+/// Debian's Python, then a canary of the next release held at 50%; `kill -9` of the
+/// server under load drops no request (the agent keeps the containers and the router),
+/// and the restarted server finds the canary as it was.
+#[test]
+fn containers_serve_through_a_kill_9_of_the_server_during_a_canary() {
+    if !crate::support::docker_with_test_images() {
+        return;
+    }
+    let port = free_port();
+    let delivery = format!(
+        "services:
+  web:
+    artifact: web
+    runtime: docker
+    image: mobius-test/python:3-1
+    run: python3 /release/upstream.py {{port}}
+    env: {{ BIND: 0.0.0.0 }}
+    resources: {{ memory: 256m }}
+    health: {{ path: /healthz, interval: 200ms }}
+    stop_grace: 2s
+    drain_timeout: 1s
+environments:
+  production:
+    listen: 127.0.0.1:{port}
+    strategy:
+      canary:
+        steps: [ {{ weight: 50, pause: {{}} }} ]
+"
+    );
+    let repo = service_repo(&delivery);
+    let mut server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("boxed", repo.path());
+    wait_release(&server, "v1");
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+    repo.commit(&[("app/upstream.py", &format!("{APP}\n# v2\n"))], "v2");
+    wait_release(&server, "v2");
+    cli_ok(&server, &["deploy", "web", "--env", "production"]);
+    // The canary holds at 50% (its pause waits for `mobius promote`).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let status: Value =
+            serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"]))
+                .unwrap();
+        if status["weights"]["v2"] == 50 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the canary never reached 50%: {status}\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let load = Load::start(port);
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let outcomes = load.finish();
+    let failed: Vec<String> = outcomes
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Ok(200) => None,
+            Ok(status) => Some(status.to_string()),
+            Err(e) => Some(e.clone()),
+        })
+        .collect();
+    assert!(outcomes.len() > 100, "only {} requests", outcomes.len());
+    assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
+    let status: Value =
+        serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"])).unwrap();
+    assert_eq!(status["weights"]["v2"], 50, "{status}");
+    // The instances are containers; the test's agent and its containers go with it.
+    let names = std::process::Command::new("docker")
+        .args(["ps", "-a", "--filter", "label=dev.mobius.service=web", "--format", "{{.Names}}"])
+        .output()
+        .unwrap();
+    let names = String::from_utf8_lossy(&names.stdout).to_string();
+    assert!(names.lines().count() >= 2, "stable and canary containers: {names}");
+    for name in names.lines() {
+        let _ = std::process::Command::new("docker").args(["rm", "-f", name]).output();
+    }
+}
