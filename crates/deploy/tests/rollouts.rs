@@ -589,9 +589,10 @@ async fn a_failing_canary_of_containers_is_rolled_back_under_load_without_a_stab
     assert_eq!(ours("v2"), 0, "the canary's container is removed: {:?}", instance_containers());
     let response = reqwest::get(format!("http://{listen}/")).await.unwrap();
     assert_eq!(response.text().await.unwrap(), "v1");
-    // The stable containers are the agent's; this test's agent goes with the test.
-    for c in instance_containers().iter().filter(|c| c.contains(".v1.")) {
-        let name = c.split(' ').next().unwrap_or_default();
-        let _ = std::process::Command::new("docker").args(["rm", "-f", name]).output();
+    // This agent runs inside the test and ends with it: its instances are stopped,
+    // which removes their containers.
+    for instance in host.agent.instances().await.unwrap() {
+        host.agent.stop_instance(&instance.id, Duration::ZERO).await.unwrap();
     }
+    assert_eq!(ours("v1"), 0, "stopping an instance removes its container: {:?}", instance_containers());
 }

@@ -712,14 +712,20 @@ environments:
     let status: Value =
         serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"])).unwrap();
     assert_eq!(status["weights"]["v2"], 50, "{status}");
-    // The instances are containers; the test's agent and its containers go with it.
-    let names = std::process::Command::new("docker")
-        .args(["ps", "-a", "--filter", "label=dev.mobius.service=web", "--format", "{{.Names}}"])
-        .output()
-        .unwrap();
-    let names = String::from_utf8_lossy(&names.stdout).to_string();
-    assert!(names.lines().count() >= 2, "stable and canary containers: {names}");
-    for name in names.lines() {
-        let _ = std::process::Command::new("docker").args(["rm", "-f", name]).output();
+    // The instances are containers of the agent: when the agent stops (its data
+    // directory goes with the server here), it stops them and they are removed.
+    let containers = || {
+        let out = std::process::Command::new("docker")
+            .args(["ps", "-a", "--filter", &format!("label=dev.mobius.instance"), "--format", "{{.Names}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.contains("production.web.")).count()
+    };
+    assert!(containers() >= 2, "stable and canary containers");
+    drop(server);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while containers() > 0 {
+        assert!(Instant::now() < deadline, "the stopped agent left its containers");
+        std::thread::sleep(Duration::from_millis(200));
     }
 }
