@@ -716,7 +716,7 @@ environments:
     // directory goes with the server here), it stops them and they are removed.
     let containers = || {
         let out = std::process::Command::new("docker")
-            .args(["ps", "-a", "--filter", &format!("label=dev.mobius.instance"), "--format", "{{.Names}}"])
+            .args(["ps", "-a", "--filter", "label=dev.mobius.instance", "--format", "{{.Names}}"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.contains("production.web.")).count()
