@@ -429,6 +429,28 @@ fn the_deploy_pages_show_what_runs_where_and_approve_a_rollout_in_the_browser() 
     assert_eq!(get(production), (200, "v1".into()));
 }
 
+/// Load on `port` while the server is killed (`kill -9`) and started again: how many
+/// requests answered 200, and what the others got (a status or an error).
+fn through_a_kill_9(server: &mut Server, port: u16) -> (usize, Vec<String>) {
+    let load = Load::start(port);
+    std::thread::sleep(Duration::from_millis(500));
+    server.kill9();
+    std::thread::sleep(Duration::from_millis(1000));
+    server.restart();
+    std::thread::sleep(Duration::from_millis(500));
+    let outcomes = load.finish();
+    let ok = outcomes.iter().filter(|(_, r)| r.as_ref().is_ok_and(|s| *s == 200)).count();
+    let failed = outcomes
+        .iter()
+        .filter_map(|(_, r)| match r {
+            Ok(200) => None,
+            Ok(status) => Some(status.to_string()),
+            Err(e) => Some(e.clone()),
+        })
+        .collect();
+    (ok, failed)
+}
+
 /// The router and the instances live in the host agent: a crash of the server
 /// loses no request, and a restarted server finds everything as it was.
 #[test]
@@ -442,22 +464,7 @@ fn kill_9_of_the_server_under_load_loses_no_request() {
     server.add_project("shop", repo.path());
     wait_release(&server, "v1");
     cli_ok(&server, &["deploy", "web", "--env", "staging", "--wait"]);
-    let load = Load::start(staging);
-    std::thread::sleep(Duration::from_millis(500));
-    server.kill9();
-    std::thread::sleep(Duration::from_millis(1000));
-    server.restart();
-    std::thread::sleep(Duration::from_millis(500));
-    let outcomes = load.finish();
-    let ok = outcomes.iter().filter(|(_, r)| r.as_ref().is_ok_and(|s| *s == 200)).count();
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(_, r)| match r {
-            Ok(200) => None,
-            Ok(status) => Some(status.to_string()),
-            Err(e) => Some(e.clone()),
-        })
-        .collect();
+    let (ok, failed) = through_a_kill_9(&mut server, staging);
     assert!(ok > 200, "only {ok} requests");
     assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     // The restarted server reattached: it reads the router's numbers again.
@@ -692,22 +699,8 @@ environments:
         assert!(Instant::now() < deadline, "the canary never reached 50%: {status}\n{}", server.log());
         std::thread::sleep(Duration::from_millis(100));
     }
-    let load = Load::start(port);
-    std::thread::sleep(Duration::from_millis(500));
-    server.kill9();
-    std::thread::sleep(Duration::from_millis(1000));
-    server.restart();
-    std::thread::sleep(Duration::from_millis(500));
-    let outcomes = load.finish();
-    let failed: Vec<String> = outcomes
-        .iter()
-        .filter_map(|(_, r)| match r {
-            Ok(200) => None,
-            Ok(status) => Some(status.to_string()),
-            Err(e) => Some(e.clone()),
-        })
-        .collect();
-    assert!(outcomes.len() > 100, "only {} requests", outcomes.len());
+    let (ok, failed) = through_a_kill_9(&mut server, port);
+    assert!(ok > 100, "only {ok} requests");
     assert!(failed.is_empty(), "{} failed: {:?}", failed.len(), &failed[..failed.len().min(5)]);
     let status: Value =
         serde_json::from_str(&cli_ok(&server, &["rollout", "status", "web", "--env", "production", "--json"])).unwrap();

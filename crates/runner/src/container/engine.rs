@@ -130,44 +130,43 @@ impl Engine {
         let orphaned = |labels: Option<&HashMap<String, String>>| {
             labels.and_then(|l| l.get(LABEL_OWNER)).is_some_and(|o| owner_is_gone(o))
         };
-        let mut removed = 0;
         let containers = self
             .docker
             .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
             .await
             .map_err(api("cannot list Mobius's containers"))?;
-        for c in containers {
-            if orphaned(c.labels.as_ref()) {
-                if let Some(id) = c.id {
-                    self.remove_container(&id).await;
-                    removed += 1;
-                }
-            }
-        }
         let networks = self
             .docker
             .list_networks(Some(ListNetworksOptionsBuilder::new().filters(&filters).build()))
             .await
             .map_err(api("cannot list Mobius's networks"))?;
-        for n in networks {
-            if orphaned(n.labels.as_ref()) {
-                if let Some(id) = n.id {
-                    self.remove_network(&id).await;
-                    removed += 1;
-                }
-            }
-        }
         let volumes = self
             .docker
             .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
             .await
             .map_err(api("cannot list Mobius's volumes"))?;
-        for v in volumes.volumes.unwrap_or_default() {
-            if orphaned(Some(&v.labels)) {
-                let _ = self.docker.remove_volume(&v.name, Some(RemoveVolumeOptions { force: true })).await;
-                removed += 1;
-            }
+        // Containers first: a network or volume in use cannot go.
+        let containers: Vec<String> =
+            containers.into_iter().filter(|c| orphaned(c.labels.as_ref())).filter_map(|c| c.id).collect();
+        let networks: Vec<String> =
+            networks.into_iter().filter(|n| orphaned(n.labels.as_ref())).filter_map(|n| n.id).collect();
+        let volumes: Vec<String> = volumes
+            .volumes
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| orphaned(Some(&v.labels)))
+            .map(|v| v.name)
+            .collect();
+        for id in &containers {
+            self.remove_container(id).await;
         }
+        for id in &networks {
+            self.remove_network(id).await;
+        }
+        for name in &volumes {
+            let _ = self.docker.remove_volume(name, Some(RemoveVolumeOptions { force: true })).await;
+        }
+        let removed = containers.len() + networks.len() + volumes.len();
         if removed > 0 {
             tracing::info!(removed, "removed Docker objects left by a Mobius process that is gone");
         }
