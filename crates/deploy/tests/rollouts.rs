@@ -66,7 +66,7 @@ fn release(root: &Path, version: &str) -> Target {
     let dir = root.join("releases").join(version);
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/upstream.py"), dir.join("upstream.py")).unwrap();
-    Target { version: version.to_string(), dir }
+    Target { version: version.to_string(), dir, image: None }
 }
 
 /// A port for a listener bound later: below the kernel's ephemeral range (32768 and
@@ -538,19 +538,20 @@ fn docker_config(fail_ratio: f64, instances: u32, environment: &str) -> (Service
     (parsed.services["web"].clone(), parsed.environments["prod"].clone())
 }
 
-fn instance_containers() -> Vec<String> {
+/// The instance ids of the containers of the agents under `root` (their
+/// `dev.mobius.agent` label names the agent's directory).
+fn instance_containers(root: &Path) -> Vec<String> {
+    let format = "{{.Label \"dev.mobius.agent\"}} {{.Label \"dev.mobius.instance\"}}";
     let out = std::process::Command::new("docker")
-        .args([
-            "ps",
-            "-a",
-            "--filter",
-            "label=dev.mobius.instance",
-            "--format",
-            "{{.Names}} {{.Label \"dev.mobius.instance\"}}",
-        ])
+        .args(["ps", "-a", "--filter", "label=dev.mobius.agent", "--format", format])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(agent, _)| Path::new(agent).starts_with(root))
+        .map(|(_, instance)| instance.to_string())
+        .collect()
 }
 
 /// Issue 18: a canary of a `runtime: docker` service that fails is rolled back under
@@ -567,8 +568,8 @@ async fn a_failing_canary_of_containers_is_rolled_back_under_load_without_a_stab
     assert_eq!(service.memory, Some(256 * 1024 * 1024));
     let first = start(&host, 1, service, environment, release(&host.root, "v1"));
     assert_eq!(first.done.await.unwrap(), Phase::Succeeded);
-    let ours = |v: &str| instance_containers().iter().filter(|c| c.contains(&format!(".{v}."))).count();
-    assert_eq!(ours("v1"), 2, "two stable containers: {:?}", instance_containers());
+    let ours = |v: &str| instance_containers(&host.root).iter().filter(|c| c.contains(&format!(".{v}."))).count();
+    assert_eq!(ours("v1"), 2, "two stable containers: {:?}", instance_containers(&host.root));
     let (results, load_task) = load(listen, 100);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (service, environment) = docker_config(
@@ -586,7 +587,7 @@ async fn a_failing_canary_of_containers_is_rolled_back_under_load_without_a_stab
     let stable_errors = results.iter().filter(|o| o.version == "v1" && o.status != Some(200)).count();
     assert_eq!(stable_errors, 0, "requests routed to the stable containers all succeeded");
     assert_eq!(results.iter().filter(|o| o.status.is_none()).count(), 0, "no connection failed");
-    assert_eq!(ours("v2"), 0, "the canary's container is removed: {:?}", instance_containers());
+    assert_eq!(ours("v2"), 0, "the canary's container is removed: {:?}", instance_containers(&host.root));
     let response = reqwest::get(format!("http://{listen}/")).await.unwrap();
     assert_eq!(response.text().await.unwrap(), "v1");
     // This agent runs inside the test and ends with it: its instances are stopped,
@@ -594,5 +595,5 @@ async fn a_failing_canary_of_containers_is_rolled_back_under_load_without_a_stab
     for instance in host.agent.instances().await.unwrap() {
         host.agent.stop_instance(&instance.id, Duration::ZERO).await.unwrap();
     }
-    assert_eq!(ours("v1"), 0, "stopping an instance removes its container: {:?}", instance_containers());
+    assert_eq!(ours("v1"), 0, "stopping an instance removes its container: {:?}", instance_containers(&host.root));
 }

@@ -707,18 +707,82 @@ environments:
     assert_eq!(status["weights"]["v2"], 50, "{status}");
     // The instances are containers of the agent: when the agent stops (its data
     // directory goes with the server here), it stops them and they are removed.
-    let containers = || {
-        let out = std::process::Command::new("docker")
-            .args(["ps", "-a", "--filter", "label=dev.mobius.instance", "--format", "{{.Names}}"])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&out.stdout).lines().filter(|n| n.contains("production.web.")).count()
-    };
-    assert!(containers() >= 2, "stable and canary containers");
+    let data = server.data();
+    assert!(crate::support::instance_containers(&data).len() >= 2, "stable and canary containers");
     drop(server);
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while containers() > 0 {
-        assert!(Instant::now() < deadline, "the stopped agent left its containers");
-        std::thread::sleep(Duration::from_millis(200));
+    crate::support::wait_for_no_instance_containers(&data);
+}
+
+/// Issue 18: the pipeline builds the service's image (`mobius/docker-build`), the
+/// release records the image's id in its manifest and provenance, and the instances
+/// run that image, whatever its tag names later.
+#[test]
+fn a_release_records_the_image_the_pipeline_built_and_its_instances_run_it() {
+    if !crate::support::docker_with_test_images() {
+        return;
     }
+    let tag = format!("mobius-test/web-{}:latest", std::process::id());
+    let workflow = format!(
+        "on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: mobius/docker-build@v1
+        with: {{ context: app, tags: '{tag}' }}
+      - uses: actions/upload-artifact@v4
+        with: {{ name: web, path: app/ }}
+"
+    );
+    let dockerfile = "FROM mobius-test/python:3-1\nCOPY upstream.py /srv/upstream.py\nENV BIND=0.0.0.0\nCMD [\"sh\", \"-c\", \"exec python3 /srv/upstream.py $PORT\"]\n";
+    let port = free_port();
+    let delivery = format!(
+        "services:
+  web:
+    artifact: web
+    runtime: docker
+    image: {tag}
+    health: {{ path: /healthz, interval: 200ms }}
+    stop_grace: 2s
+    drain_timeout: 1s
+environments:
+  production:
+    listen: 127.0.0.1:{port}
+    strategy: recreate
+"
+    );
+    let repo = Repo::new(&[
+        (".github/workflows/build.yml", &workflow),
+        ("app/upstream.py", APP),
+        ("app/Dockerfile", dockerfile),
+        ("mobius.yaml", &delivery),
+    ]);
+    let server = Server::start(crate::support::Backend::Sqlite);
+    server.add_project("built", repo.path());
+    let listed = wait_release(&server, "v1");
+    let (status, release) = server.api("GET", &format!("/api/v1/releases/{}", listed["id"]), None);
+    assert_eq!(status, 200, "{release}");
+    let inspect =
+        std::process::Command::new("docker").args(["image", "inspect", "-f", "{{.Id}}", &tag]).output().unwrap();
+    let id = String::from_utf8_lossy(&inspect.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "the pipeline built {tag}: {id}");
+    let manifest = release["manifest"].as_str().unwrap();
+    assert!(manifest.contains(&format!("image {id}  {tag}")), "{manifest}");
+    let subjects = release["provenance"]["subject"].as_array().unwrap();
+    assert!(
+        subjects.iter().any(|s| s["name"] == tag.as_str() && s["digest"]["sha256"] == id.trim_start_matches("sha256:")),
+        "{subjects:?}"
+    );
+    cli_ok(&server, &["deploy", "web", "--env", "production", "--wait"]);
+    let answer = reqwest::blocking::get(format!("http://127.0.0.1:{port}/")).unwrap().text().unwrap();
+    assert_eq!(answer, "v1");
+    let data = server.data();
+    let mut inspect = std::process::Command::new("docker");
+    inspect.args(["inspect", "-f", "{{.Image}}"]).args(crate::support::instance_containers(&data));
+    let running = String::from_utf8_lossy(&inspect.output().unwrap().stdout).to_string();
+    assert!(running.lines().any(|image| image == id), "the instance runs the recorded image {id}: {running}");
+    drop(server);
+    crate::support::wait_for_no_instance_containers(&data);
+    let _ = std::process::Command::new("docker").args(["rmi", "-f", &tag]).output();
 }

@@ -443,3 +443,27 @@ pub fn docker_with_test_images() -> bool {
         true
     })
 }
+
+/// The instance containers of the agent of the server whose data directory is `data`
+/// (their `dev.mobius.agent` label names the agent's directory inside it).
+pub fn instance_containers(data: &Path) -> Vec<String> {
+    let out = Command::new("docker")
+        .args(["ps", "-a", "--filter", "label=dev.mobius.agent", "--format", "{{.ID}} {{.Label \"dev.mobius.agent\"}}"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.split_once(' '))
+        .filter(|(_, agent)| Path::new(agent).starts_with(data))
+        .map(|(id, _)| id.to_string())
+        .collect()
+}
+
+/// Waits until the agent of `data` (stopping with its server) has removed its containers.
+pub fn wait_for_no_instance_containers(data: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !instance_containers(data).is_empty() {
+        assert!(Instant::now() < deadline, "the stopped agent left its containers");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

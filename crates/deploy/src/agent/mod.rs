@@ -101,9 +101,9 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Agent {
     fn new(dir: PathBuf) -> Arc<Self> {
         Arc::new(Agent {
+            runtime: Arc::new(HostRuntime::for_agent(&dir)),
             dir,
             router: Router::new(RouterOptions::default()),
-            runtime: Arc::new(HostRuntime::default()),
             instances: Mutex::default(),
             recreates: Mutex::default(),
             http: reqwest::Client::builder().no_proxy().pool_max_idle_per_host(0).build().unwrap_or_default(),

@@ -107,6 +107,9 @@ pub struct Target {
     pub version: String,
     /// The unpacked release.
     pub dir: PathBuf,
+    /// The image id the release recorded (`runtime: docker`): its instances run that
+    /// image, whatever the tag names later.
+    pub image: Option<String>,
 }
 
 /// Answers an analysis' PromQL checks: the single value of a query now, or `None`
@@ -373,7 +376,7 @@ impl Controller {
             healthy_threshold: service.health.healthy_threshold,
             unhealthy_threshold: service.health.unhealthy_threshold,
             stop_grace: service.stop_grace,
-            image: service.image.clone(),
+            image: self.spec.target.image.clone().or_else(|| service.image.clone()),
             cpus: service.cpus,
             memory: service.memory,
         }

@@ -23,10 +23,16 @@ use std::time::Duration;
 pub const LABEL_INSTANCE: &str = "dev.mobius.instance";
 pub const LABEL_SERVICE: &str = "dev.mobius.service";
 
+/// Which agent a container belongs to (its directory), so two agents on one engine
+/// never take each other's instances.
+pub const LABEL_AGENT: &str = "dev.mobius.agent";
+
 /// Runs instances as containers.
 #[derive(Debug, Default)]
 pub struct DockerRuntime {
     docker: tokio::sync::OnceCell<Docker>,
+    /// The agent's directory: part of every container's name and a label.
+    agent: String,
 }
 
 fn failed(what: String, e: impl std::fmt::Display) -> RuntimeError {
@@ -34,6 +40,11 @@ fn failed(what: String, e: impl std::fmt::Display) -> RuntimeError {
 }
 
 impl DockerRuntime {
+    /// A runtime for the agent whose directory is `agent_dir`.
+    pub fn for_agent(agent_dir: &Path) -> Self {
+        DockerRuntime { docker: tokio::sync::OnceCell::new(), agent: agent_dir.display().to_string() }
+    }
+
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
         self.docker
             .get_or_try_init(|| async {
@@ -45,11 +56,15 @@ impl DockerRuntime {
     }
 }
 
-/// A container name from an instance id (`production.web.v3.r7.1`).
-fn container_name(id: &str) -> String {
+/// A container name from the agent and an instance id (`production.web.v3.r7.1`):
+/// the same after the agent restarts, never another agent's.
+fn container_name(agent: &str, id: &str) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    agent.hash(&mut hasher);
     let safe: String =
         id.chars().map(|c| if c.is_ascii_alphanumeric() || "_.-".contains(c) { c } else { '_' }).collect();
-    format!("mobius-instance-{safe}")
+    format!("mobius-{:08x}-{safe}", hasher.finish() as u32)
 }
 
 #[async_trait::async_trait]
@@ -73,7 +88,7 @@ impl Runtime for DockerRuntime {
                 step.map_err(|e| failed(format!("cannot pull {image}"), e))?;
             }
         }
-        let name = container_name(&spec.id);
+        let name = container_name(&self.agent, &spec.id);
         // What an earlier start of this instance left (a crash of the agent) goes first.
         let _ = docker
             .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()))
@@ -101,6 +116,7 @@ impl Runtime for DockerRuntime {
             labels: Some(HashMap::from([
                 (LABEL_INSTANCE.to_string(), spec.id.clone()),
                 (LABEL_SERVICE.to_string(), spec.service.clone()),
+                (LABEL_AGENT.to_string(), self.agent.clone()),
             ])),
             exposed_ports: Some(vec![key.clone()]),
             stop_timeout: Some(spec.stop_grace.as_secs().max(1) as i64),
@@ -213,8 +229,11 @@ impl RunningInstance for ContainerInstance {
 #[cfg(test)]
 mod tests {
     #[test]
-    fn instance_ids_make_valid_container_names() {
-        assert_eq!(super::container_name("production.web.v3.r7.1"), "mobius-instance-production.web.v3.r7.1");
-        assert_eq!(super::container_name("a/b c"), "mobius-instance-a_b_c");
+    fn instance_ids_make_valid_container_names_of_their_agent() {
+        let a = super::container_name("/srv/a", "production.web.v3.r7.1");
+        assert!(a.starts_with("mobius-") && a.ends_with("-production.web.v3.r7.1"), "{a}");
+        assert_eq!(a, super::container_name("/srv/a", "production.web.v3.r7.1"));
+        assert_ne!(a, super::container_name("/srv/b", "production.web.v3.r7.1"));
+        assert!(super::container_name("/srv/a", "a/b c").ends_with("-a_b_c"));
     }
 }

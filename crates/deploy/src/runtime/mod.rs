@@ -80,6 +80,13 @@ pub struct HostRuntime {
     docker: docker::DockerRuntime,
 }
 
+impl HostRuntime {
+    /// The runtime of the agent whose directory is `agent_dir`.
+    pub fn for_agent(agent_dir: &std::path::Path) -> Self {
+        HostRuntime { process: process::ProcessRuntime, docker: docker::DockerRuntime::for_agent(agent_dir) }
+    }
+}
+
 #[async_trait::async_trait]
 impl Runtime for HostRuntime {
     async fn start(

@@ -305,7 +305,11 @@ pub async fn deploy(
         needs_approval: env.protected,
         service,
         environment: env,
-        target: Target { version: release.version.clone(), dir },
+        target: Target {
+            version: release.version.clone(),
+            dir,
+            image: releases::release_image(&release.manifest).map(|(id, _)| id.to_string()),
+        },
         stable_dir,
         metrics: Some(app.metrics()),
     };
@@ -583,7 +587,11 @@ async fn resume_one(app: &Arc<dyn Host>, rollout: &Rollout) -> Result<(), Deploy
         needs_approval: env.protected && !approved,
         service,
         environment: env,
-        target: Target { version: release.version.clone(), dir },
+        target: Target {
+            version: release.version.clone(),
+            dir,
+            image: releases::release_image(&release.manifest).map(|(id, _)| id.to_string()),
+        },
         stable_dir,
         metrics: Some(app.metrics()),
     };

@@ -220,7 +220,25 @@ async fn try_make_releases(
             continue;
         }
         files.sort();
-        let manifest: String = files.iter().map(|(path, blob)| format!("{blob}  {path}\n")).collect();
+        let mut manifest: String = files.iter().map(|(path, blob)| format!("{blob}  {path}\n")).collect();
+        // A `runtime: docker` service's image is part of the release: its id (what the
+        // tag names now) is a line of the manifest, so a new image is a new release.
+        let image = match &service.image {
+            Some(reference) => match image_id(reference).await {
+                Ok(id) => Some((id, reference.clone())),
+                Err(reason) => {
+                    tracing::warn!(project = %project.name, service = %service.name, run = run.id, %reason, "no release");
+                    let said = json!({"run": run.id, "commit": run.head_sha, "image": reference, "reason": reason});
+                    let event = no_release(EventKind::ReleaseSkip, project, run, &service.name, said);
+                    app.store().append(event).await.map_err(|e| e.to_string())?;
+                    continue;
+                }
+            },
+            None => None,
+        };
+        if let Some((id, reference)) = &image {
+            manifest.push_str(&format!("{IMAGE_LINE}{id}  {reference}\n"));
+        }
         let digest = hex::encode(Sha256::digest(manifest.as_bytes()));
         let digest_name = format!("sha256:{digest}");
         // The same content is the same release: a re-run or dispatch of a released
@@ -289,7 +307,16 @@ async fn try_make_releases(
         };
         let release = app
             .store()
-            .create_release(&new, |_, version| provenance(&**app, project, run, &service.artifact, version, &digest))
+            .create_release(&new, |_, version| {
+                let mut statement = provenance(&**app, project, run, &service.artifact, version, &digest);
+                if let (Some((id, reference)), Some(subjects)) =
+                    (&image, statement.get_mut("subject").and_then(|s| s.as_array_mut()))
+                {
+                    subjects
+                        .push(json!({ "name": reference, "digest": { "sha256": id.trim_start_matches("sha256:") } }));
+                }
+                statement
+            })
             .await
             .map_err(|e| e.to_string())?;
         materialize(app, &release).await.map_err(|e| e.to_string())?;
@@ -318,6 +345,29 @@ async fn announce_to_waiting_rollouts(app: &dyn Host, release: &Release) -> Resu
         app.store().add_deploy_event(&rollout, mobius_core::DeployEventKind::NewerRelease, "mobius", &message).await?;
     }
     Ok(())
+}
+
+/// A manifest line naming the release's image: `image sha256:ID  REFERENCE`.
+const IMAGE_LINE: &str = "image ";
+
+/// The image a release recorded: its id and the reference it was made from.
+pub fn release_image(manifest: &str) -> Option<(&str, &str)> {
+    manifest.lines().find_map(|l| l.strip_prefix(IMAGE_LINE)).and_then(|rest| rest.split_once("  "))
+}
+
+/// The id of the image `reference` names on the local Docker Engine (`DOCKER_HOST`
+/// honoured); the error says why there is none.
+async fn image_id(reference: &str) -> Result<String, String> {
+    let docker = bollard::Docker::connect_with_defaults()
+        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))?
+        .negotiate_version()
+        .await
+        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))?;
+    let image = docker
+        .inspect_image(reference)
+        .await
+        .map_err(|e| format!("the image {reference} is not on the Docker Engine: {e}"))?;
+    image.id.ok_or_else(|| format!("the Docker Engine gave no id for {reference}"))
 }
 
 /// An in-toto v1 statement with an SLSA v1 provenance predicate for one release.
@@ -424,6 +474,9 @@ fn unpack(
     let _ = std::fs::remove_dir_all(&staging);
     let written = (|| {
         for line in manifest.lines() {
+            if line.starts_with(IMAGE_LINE) {
+                continue;
+            }
             let Some((blob, path)) = line.split_once("  ") else { continue };
             if path.starts_with('/') || path.split('/').any(|p| p == ".." || p.is_empty()) {
                 return Err(MaterializeError::UnsafePath(path.to_string()));
