@@ -122,7 +122,7 @@ pub(crate) async fn run(
         job.unwrap_or_default().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect::<String>()
     );
     let sink = Arc::new(Mutex::new(out));
-    let token = if run.cancel.is_cancelled() { tokio_util::sync::CancellationToken::new() } else { run.cancel.clone() };
+    let token = step::step_token(run);
     let exit = engine.run_to_end(&name, body, sink.clone(), timeout, &token, Duration::from_secs(5)).await;
     let mut out = match Arc::try_unwrap(sink) {
         Ok(m) => m.into_inner().unwrap_or_else(|p| p.into_inner()),

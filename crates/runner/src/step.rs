@@ -530,19 +530,7 @@ pub(crate) async fn spawn(
         _ => spec,
     };
     let sink = Arc::new(Mutex::new(out));
-    // After a cancellation, always() and post steps still run, within the grace period.
-    let token = if run.cancel.is_cancelled() {
-        let token = tokio_util::sync::CancellationToken::new();
-        let later = token.clone();
-        let grace = run.shared.options.cancel_grace;
-        tokio::spawn(async move {
-            tokio::time::sleep(grace).await;
-            later.cancel();
-        });
-        token
-    } else {
-        run.cancel.clone()
-    };
+    let token = step_token(run);
     let exit = match &run.container {
         Some(container) => container.exec(&spec, sink.clone(), timeout, &token, Duration::from_secs(5)).await,
         None => process::run(&spec, sink.clone(), timeout, &token, Duration::from_secs(5), &run.groups).await,
@@ -557,6 +545,22 @@ pub(crate) async fn spawn(
         }
     };
     (exit, out)
+}
+
+/// What stops a step: the job's cancellation, or, for the `always()` and post steps
+/// that run after it, the end of the grace period.
+pub(crate) fn step_token(run: &JobRun) -> tokio_util::sync::CancellationToken {
+    if !run.cancel.is_cancelled() {
+        return run.cancel.clone();
+    }
+    let token = tokio_util::sync::CancellationToken::new();
+    let later = token.clone();
+    let grace = run.shared.options.cancel_grace;
+    tokio::spawn(async move {
+        tokio::time::sleep(grace).await;
+        later.cancel();
+    });
+    token
 }
 
 /// Runs a queued post step.
