@@ -347,14 +347,16 @@ pub fn remote_actions(workflows: &[Workflow], options: &RunOptions) -> Vec<(Stri
 }
 
 /// The actions (vendored or fetched) whose `runs.using: nodeNN` asks for a newer node
-/// than the host's (`host_major`, `None` without node), each as `file:line:col: why`.
+/// than the host's, each as `file:line:col: why`. `host` gives the host's `node
+/// --version` (`None` without node); it is asked only when a JavaScript action is used.
 pub fn node_problems(
     workflows: &[Workflow],
     options: &RunOptions,
     fetched: &std::collections::HashMap<String, PathBuf>,
-    host: Option<&str>,
+    host: impl FnOnce() -> Option<String>,
 ) -> Vec<String> {
-    let host_major = host.and_then(|v| v.trim().trim_start_matches('v').split('.').next()?.parse::<u32>().ok());
+    let mut host = Some(host);
+    let mut version: Option<Option<String>> = None;
     let mut problems = Vec::new();
     for (uses, at) in step_uses(workflows, options) {
         let vendored = options.action_dir.as_ref().zip(ActionRef::parse(&uses)).map(|(d, a)| a.vendored(d));
@@ -369,6 +371,8 @@ pub fn node_problems(
         };
         let mobius_workflow::ActionRuns::Node { using, .. } = &action.runs else { continue };
         let wanted = using.trim_start_matches("node").parse::<u32>().unwrap_or(0);
+        let host = version.get_or_insert_with(|| host.take().and_then(|f| f())).as_deref();
+        let host_major = host.and_then(|v| v.trim().trim_start_matches('v').split('.').next()?.parse::<u32>().ok());
         match (host, host_major) {
             (None, _) => problems.push(format!(
                 "{at}: the action '{uses}' is a JavaScript action ('using: {using}') and this host has no node on PATH; install Node.js {wanted} or newer"

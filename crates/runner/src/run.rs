@@ -176,12 +176,12 @@ pub async fn execute(
     }
     let dirs: HashMap<String, PathBuf> = fetched.iter().map(|(k, (d, _))| (k.clone(), d.clone())).collect();
     // A JavaScript action that asks for a newer node than the host's stops the run now.
-    let node = find_program("node").or_else(|| find_program("nodejs"));
-    let node_version = node
-        .as_ref()
-        .and_then(|n| std::process::Command::new(n).arg("--version").output().ok())
-        .and_then(|o| o.status.success().then(|| String::from_utf8_lossy(&o.stdout).trim().to_string()));
-    let node_problems = plan::node_problems(&workflows, &options, &dirs, node_version.as_deref());
+    let node_version = || {
+        let node = find_program("node").or_else(|| find_program("nodejs"))?;
+        let out = std::process::Command::new(node).arg("--version").output().ok()?;
+        out.status.success().then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    };
+    let node_problems = plan::node_problems(&workflows, &options, &dirs, node_version);
     if !node_problems.is_empty() {
         return Err(RunError::Invalid(node_problems));
     }
