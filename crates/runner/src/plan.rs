@@ -225,20 +225,23 @@ pub fn docker_needs(
     needs
 }
 
+/// The metadata of a vendored or fetched action (`None` for any other `uses`, or
+/// when its `action.yml` is missing or invalid; the step then says why).
+fn action_metadata(
+    uses: &str,
+    options: &RunOptions,
+    fetched: &std::collections::HashMap<String, PathBuf>,
+) -> Option<mobius_workflow::Action> {
+    let vendored = options.action_dir.as_ref().zip(ActionRef::parse(uses)).map(|(d, a)| a.vendored(d));
+    let dir = vendored.filter(|d| d.is_dir()).or_else(|| fetched.get(uses).cloned())?;
+    let meta = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file())?;
+    let text = std::fs::read_to_string(&meta).ok()?;
+    mobius_workflow::parse_action(mobius_workflow::SourceFile::new(meta.display().to_string(), text)).ok()
+}
+
 /// Whether a vendored or fetched action is a Docker container action (`runs.using: docker`).
 fn is_docker_action(uses: &str, options: &RunOptions, fetched: &std::collections::HashMap<String, PathBuf>) -> bool {
-    let vendored = options.action_dir.as_ref().zip(ActionRef::parse(uses)).map(|(d, a)| a.vendored(d));
-    let Some(dir) = vendored.filter(|d| d.is_dir()).or_else(|| fetched.get(uses).cloned()) else {
-        return false;
-    };
-    let Some(meta) = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) else {
-        return false;
-    };
-    std::fs::read_to_string(&meta)
-        .ok()
-        .and_then(|text| {
-            mobius_workflow::parse_action(mobius_workflow::SourceFile::new(meta.display().to_string(), text)).ok()
-        })
+    action_metadata(uses, options, fetched)
         .is_some_and(|a| matches!(a.runs, mobius_workflow::ActionRuns::Docker { .. }))
 }
 
@@ -359,16 +362,7 @@ pub fn node_problems(
     let mut version: Option<Option<String>> = None;
     let mut problems = Vec::new();
     for (uses, at) in step_uses(workflows, options) {
-        let vendored = options.action_dir.as_ref().zip(ActionRef::parse(&uses)).map(|(d, a)| a.vendored(d));
-        let Some(dir) = vendored.filter(|d| d.is_dir()).or_else(|| fetched.get(&uses).cloned()) else { continue };
-        let Some(meta) = ["action.yml", "action.yaml"].iter().map(|n| dir.join(n)).find(|p| p.is_file()) else {
-            continue;
-        };
-        let Some(action) = std::fs::read_to_string(&meta).ok().and_then(|t| {
-            mobius_workflow::parse_action(mobius_workflow::SourceFile::new(meta.display().to_string(), t)).ok()
-        }) else {
-            continue;
-        };
+        let Some(action) = action_metadata(&uses, options, fetched) else { continue };
         let mobius_workflow::ActionRuns::Node { using, .. } = &action.runs else { continue };
         let wanted = using.trim_start_matches("node").parse::<u32>().unwrap_or(0);
         let host = version.get_or_insert_with(|| host.take().and_then(|f| f())).as_deref();

@@ -28,7 +28,7 @@ pub const LABEL_SERVICE: &str = "dev.mobius.service";
 pub const LABEL_AGENT: &str = "dev.mobius.agent";
 
 /// Runs instances as containers.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct DockerRuntime {
     docker: tokio::sync::OnceCell<Docker>,
     /// The agent's directory: part of every container's name and a label.

@@ -74,7 +74,7 @@ pub enum RuntimeError {
 }
 
 /// Processes for services without an image, containers for those with one.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct HostRuntime {
     process: process::ProcessRuntime,
     docker: docker::DockerRuntime,
