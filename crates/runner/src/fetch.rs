@@ -57,11 +57,19 @@ pub struct ActionSource {
     pub offline: bool,
     /// `$XDG_CACHE_HOME/mobius/actions`.
     pub cache: PathBuf,
+    /// How long one repository's fetch may take before the run stops waiting for it.
+    pub timeout: std::time::Duration,
 }
 
 impl ActionSource {
     pub fn new(cache: PathBuf) -> Self {
-        ActionSource { url: "https://github.com".into(), token: None, offline: false, cache }
+        ActionSource {
+            url: "https://github.com".into(),
+            token: None,
+            offline: false,
+            cache,
+            timeout: std::time::Duration::from_secs(120),
+        }
     }
 
     /// The user's cache directory for actions: `$XDG_CACHE_HOME/mobius/actions`, else
@@ -89,17 +97,31 @@ pub enum FetchError {
     UnknownRef { uses: String, reference: String, url: String },
     #[error("the action cache {}: {source}", path.display())]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("fetching the action '{uses}' took longer than {} s; vendor it with --action-dir DIR, or use --offline once it is cached", .after.as_secs())]
+    TimedOut { uses: String, after: std::time::Duration },
     #[error("the action '{uses}': cannot write its files: {source}")]
     Checkout { uses: String, source: crate::git::CheckoutError },
 }
 
-/// [`fetch`] on a thread of its own: gix's blocking HTTP transport runs a runtime of
-/// its own, which must not start inside an async one.
+/// [`fetch`] on a thread of its own (gix's blocking HTTP transport runs a runtime of
+/// its own, which must not start inside an async one), waited for at most the
+/// source's `timeout`: a server that never answers cannot hold the run. Blocks the
+/// caller: from async code, call it through `spawn_blocking`.
 pub fn fetch_on_thread(source: &ActionSource, action: &ActionRef, uses: &str) -> Result<Fetched, FetchError> {
-    let (source, action, uses) = (source.clone(), action.clone(), uses.to_string());
-    std::thread::spawn(move || fetch(&source, &action, &uses)).join().unwrap_or_else(|_| {
-        Err(FetchError::Io { path: PathBuf::new(), source: std::io::Error::other("the fetch thread panicked") })
-    })
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (owned, action, name) = (source.clone(), action.clone(), uses.to_string());
+    std::thread::spawn(move || {
+        let _ = tx.send(fetch(&owned, &action, &name));
+    });
+    match rx.recv_timeout(source.timeout) {
+        Ok(result) => result,
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            Err(FetchError::TimedOut { uses: uses.to_string(), after: source.timeout })
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            Err(FetchError::Io { path: PathBuf::new(), source: std::io::Error::other("the fetch thread panicked") })
+        }
+    }
 }
 
 /// A repository at a commit, ready in the cache.
@@ -268,6 +290,25 @@ mod tests {
         assert!(ActionRef::parse("actions/checkout").is_none());
         assert!(ActionRef::parse("a/../b@v1").is_none());
         assert!(ActionRef::parse("owner@v1").is_none());
+    }
+
+    #[test]
+    fn a_server_that_never_answers_cannot_hold_the_run() {
+        // Accepts connections and says nothing.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cache = std::env::temp_dir().join(format!("mobius-fetch-timeout-{}", std::process::id()));
+        let mut source = ActionSource::new(cache.clone());
+        source.url = format!("http://127.0.0.1:{port}");
+        source.timeout = std::time::Duration::from_millis(500);
+        let action = ActionRef::parse("acme/silent@v1").expect("valid");
+        let started = std::time::Instant::now();
+        let e = fetch_on_thread(&source, &action, "acme/silent@v1").expect_err("it times out");
+        assert!(matches!(e, FetchError::TimedOut { .. }), "{e}");
+        assert!(e.to_string().contains("took longer than 0 s"), "{e}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        let _ = std::fs::remove_dir_all(cache);
+        drop(listener);
     }
 
     #[test]

@@ -144,22 +144,21 @@ pub async fn execute(
     let mut fetched: HashMap<String, (PathBuf, String)> = HashMap::new();
     if !wanted.is_empty() {
         let source = options.actions.clone();
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        // gix's blocking HTTP transport runs its own runtime: on a thread of its own.
-        std::thread::spawn(move || {
+        let fetching = tokio::task::spawn_blocking(move || {
             let mut by_repo: HashMap<String, Result<crate::fetch::Fetched, String>> = HashMap::new();
             let mut out = Vec::new();
             for (uses, action, at) in wanted {
-                let key = action.repository_at_ref();
                 let result = by_repo
-                    .entry(key)
-                    .or_insert_with(|| crate::fetch::fetch(&source, &action, &uses).map_err(|e| e.to_string()))
+                    .entry(action.repository_at_ref())
+                    .or_insert_with(|| {
+                        crate::fetch::fetch_on_thread(&source, &action, &uses).map_err(|e| e.to_string())
+                    })
                     .clone();
                 out.push((uses, action, at, result));
             }
-            let _ = tx.send(out);
+            out
         });
-        let results = rx.await.map_err(|e| io_err("cannot fetch the actions")(std::io::Error::other(e)))?;
+        let results = fetching.await.map_err(|e| io_err("cannot fetch the actions")(std::io::Error::other(e)))?;
         let mut problems = Vec::new();
         for (uses, action, at, result) in results {
             match result {

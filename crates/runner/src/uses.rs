@@ -44,11 +44,12 @@ async fn resolve(run: &JobRun, uses: &str) -> Result<(PathBuf, String), String> 
         return Ok((dir, repository));
     }
     let (source, owned) = (run.shared.options.actions.clone(), uses.to_string());
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(crate::fetch::fetch(&source, &action, &owned).map(|f| (f, action)));
-    });
-    let (fetched, action) = rx.await.map_err(|e| e.to_string())?.map_err(|e| e.to_string())?;
+    let (fetched, action) = tokio::task::spawn_blocking(move || {
+        crate::fetch::fetch_on_thread(&source, &action, &owned).map(|f| (f, action))
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
     let dir = if action.path.is_empty() { fetched.dir.clone() } else { fetched.dir.join(&action.path) };
     run.shared
         .fetched
