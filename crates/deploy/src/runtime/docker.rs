@@ -39,6 +39,13 @@ fn failed(what: String, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Container(format!("{what}: {e}"))
 }
 
+/// The local Docker Engine as the docker CLI finds it (`DOCKER_HOST`, else the
+/// socket), at an API version it speaks.
+pub(crate) async fn connect() -> Result<Docker, String> {
+    let docker = Docker::connect_with_defaults().map_err(|e| format!("cannot reach the Docker Engine: {e}"))?;
+    docker.negotiate_version().await.map_err(|e| format!("cannot reach the Docker Engine: {e}"))
+}
+
 impl DockerRuntime {
     /// A runtime for the agent whose directory is `agent_dir`.
     pub fn for_agent(agent_dir: &Path) -> Self {
@@ -46,13 +53,7 @@ impl DockerRuntime {
     }
 
     async fn docker(&self) -> Result<&Docker, RuntimeError> {
-        self.docker
-            .get_or_try_init(|| async {
-                let docker =
-                    Docker::connect_with_defaults().map_err(|e| failed("cannot reach the Docker Engine".into(), e))?;
-                docker.negotiate_version().await.map_err(|e| failed("cannot reach the Docker Engine".into(), e))
-            })
-            .await
+        self.docker.get_or_try_init(|| async { connect().await.map_err(RuntimeError::Container) }).await
     }
 }
 

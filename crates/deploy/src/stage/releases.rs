@@ -358,11 +358,7 @@ pub fn release_image(manifest: &str) -> Option<(&str, &str)> {
 /// The id of the image `reference` names on the local Docker Engine (`DOCKER_HOST`
 /// honoured); the error says why there is none.
 async fn image_id(reference: &str) -> Result<String, String> {
-    let docker = bollard::Docker::connect_with_defaults()
-        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))?
-        .negotiate_version()
-        .await
-        .map_err(|e| format!("cannot reach the Docker Engine: {e}"))?;
+    let docker = crate::runtime::docker::connect().await?;
     let image = docker
         .inspect_image(reference)
         .await
